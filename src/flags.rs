@@ -1,0 +1,213 @@
+//! Message flags: the vocabulary shared by the IMAP grammar (`proto`) and the
+//! mail store (`store`).
+//!
+//! Owns the in-memory representation of a message's flags. It knows nothing
+//! about wire syntax or Maildir filenames: `proto` renders and parses the
+//! IMAP form, `store::maildir` maps to and from the `:2,` info suffix.
+
+use std::fmt;
+
+/// One IMAP flag as a client names it (RFC 9051 §2.3.2).
+///
+/// `\Recent` is not a `Flag`: it is session state, never stored, and a
+/// client may not set it (RFC 9051 drops it; RFC 3501 §2.3.2 makes it
+/// read-only). `Extension` carries any other `\Word` so the session can
+/// refuse it with a clear message instead of the parser guessing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flag {
+    Seen,
+    Answered,
+    Flagged,
+    Deleted,
+    Draft,
+    /// A keyword (atom without a leading backslash), e.g. `$Forwarded`, `Junk`.
+    Keyword(String),
+    /// An unknown system flag such as `\Foo` (without the backslash).
+    Extension(String),
+}
+
+impl Flag {
+    /// The IMAP spelling, e.g. `\Seen` or `$Forwarded`.
+    pub fn as_imap(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Flag::Seen => "\\Seen".into(),
+            Flag::Answered => "\\Answered".into(),
+            Flag::Flagged => "\\Flagged".into(),
+            Flag::Deleted => "\\Deleted".into(),
+            Flag::Draft => "\\Draft".into(),
+            Flag::Keyword(k) => k.as_str().into(),
+            Flag::Extension(x) => format!("\\{x}").into(),
+        }
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_imap())
+    }
+}
+
+/// Bit values for the five storable system flags.
+pub mod sys {
+    pub const SEEN: u8 = 1;
+    pub const ANSWERED: u8 = 2;
+    pub const FLAGGED: u8 = 4;
+    pub const DELETED: u8 = 8;
+    pub const DRAFT: u8 = 16;
+}
+
+/// The flags of one message: system flags as bits, keywords as a sorted,
+/// de-duplicated list (keywords compare case-insensitively, RFC 9051 §2.3.2
+/// treats flag names as case-insensitive; the first spelling seen is kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flags {
+    pub system: u8,
+    keywords: Vec<String>,
+}
+
+impl Flags {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn from_flags<'a>(flags: impl IntoIterator<Item = &'a Flag>) -> Self {
+        let mut f = Flags::new();
+        for flag in flags {
+            f.insert(flag);
+        }
+        f
+    }
+
+    fn bit(flag: &Flag) -> Option<u8> {
+        match flag {
+            Flag::Seen => Some(sys::SEEN),
+            Flag::Answered => Some(sys::ANSWERED),
+            Flag::Flagged => Some(sys::FLAGGED),
+            Flag::Deleted => Some(sys::DELETED),
+            Flag::Draft => Some(sys::DRAFT),
+            _ => None,
+        }
+    }
+
+    pub fn contains(&self, flag: &Flag) -> bool {
+        match flag {
+            Flag::Keyword(k) => self.has_keyword(k),
+            Flag::Extension(_) => false,
+            other => Self::bit(other).is_some_and(|b| self.system & b != 0),
+        }
+    }
+
+    pub fn has(&self, bit: u8) -> bool {
+        self.system & bit != 0
+    }
+
+    pub fn has_keyword(&self, k: &str) -> bool {
+        self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k))
+    }
+
+    /// Adds a flag. `Extension` flags are ignored: they cannot be stored.
+    pub fn insert(&mut self, flag: &Flag) {
+        match flag {
+            Flag::Keyword(k) => self.insert_keyword(k),
+            Flag::Extension(_) => {}
+            other => {
+                if let Some(b) = Self::bit(other) {
+                    self.system |= b;
+                }
+            }
+        }
+    }
+
+    pub fn insert_keyword(&mut self, k: &str) {
+        if !self.has_keyword(k) {
+            self.keywords.push(k.to_string());
+            self.keywords
+                .sort_by_key(|a| a.to_ascii_lowercase());
+        }
+    }
+
+    pub fn remove(&mut self, flag: &Flag) {
+        match flag {
+            Flag::Keyword(k) => self.keywords.retain(|x| !x.eq_ignore_ascii_case(k)),
+            Flag::Extension(_) => {}
+            other => {
+                if let Some(b) = Self::bit(other) {
+                    self.system &= !b;
+                }
+            }
+        }
+    }
+
+    pub fn keywords(&self) -> &[String] {
+        &self.keywords
+    }
+
+    /// Applies a STORE operation and returns whether anything changed.
+    pub fn apply(&mut self, op: FlagOp, flags: &Flags) -> bool {
+        let before = self.clone();
+        match op {
+            FlagOp::Replace => *self = flags.clone(),
+            FlagOp::Add => {
+                self.system |= flags.system;
+                for k in &flags.keywords {
+                    self.insert_keyword(k);
+                }
+            }
+            FlagOp::Remove => {
+                self.system &= !flags.system;
+                for k in &flags.keywords {
+                    self.keywords.retain(|x| !x.eq_ignore_ascii_case(k));
+                }
+            }
+        }
+        *self != before
+    }
+
+    /// Every flag in a stable order: system flags first, then keywords.
+    pub fn iter(&self) -> impl Iterator<Item = Flag> + '_ {
+        [
+            (sys::ANSWERED, Flag::Answered),
+            (sys::FLAGGED, Flag::Flagged),
+            (sys::DELETED, Flag::Deleted),
+            (sys::SEEN, Flag::Seen),
+            (sys::DRAFT, Flag::Draft),
+        ]
+        .into_iter()
+        .filter(|(b, _)| self.system & b != 0)
+        .map(|(_, f)| f)
+        .chain(self.keywords.iter().map(|k| Flag::Keyword(k.clone())))
+    }
+}
+
+/// How STORE combines the given flags with the existing ones (RFC 9051 §6.4.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagOp {
+    Replace,
+    Add,
+    Remove,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_are_case_insensitive_and_sorted() {
+        let mut f = Flags::new();
+        f.insert(&Flag::Keyword("beta".into()));
+        f.insert(&Flag::Keyword("Alpha".into()));
+        f.insert(&Flag::Keyword("ALPHA".into()));
+        assert_eq!(f.keywords(), ["Alpha", "beta"]);
+        assert!(f.contains(&Flag::Keyword("alpha".into())));
+    }
+
+    #[test]
+    fn apply_reports_change() {
+        let mut f = Flags::new();
+        let seen = Flags::from_flags(&[Flag::Seen]);
+        assert!(f.apply(FlagOp::Add, &seen));
+        assert!(!f.apply(FlagOp::Add, &seen));
+        assert!(f.apply(FlagOp::Remove, &seen));
+        assert_eq!(f, Flags::new());
+    }
+}

@@ -1,0 +1,365 @@
+//! The typed IMAP command: what the session state machine consumes.
+//!
+//! These types are the contract between the grammar (`proto::parse`) and the
+//! session. They are deliberately our own rather than `imap-types`' so that
+//! extensions imap-codec lacks (LIST-EXTENDED options, ESEARCH `RETURN`,
+//! SEARCHRES `$`, CREATE `USE`, MULTIAPPEND) fit in the same shape, and so the
+//! session never sees borrowed parser internals. Macros (`ALL`, `FAST`,
+//! `FULL`) are expanded by the parser; strings are already decoded
+//! (quoted/literal/atom forms and the SEARCH charset are gone).
+
+use chrono::NaiveDate;
+
+use crate::flags::Flag;
+
+/// One complete client command with its tag.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    pub tag: String,
+    pub body: CommandBody,
+}
+
+/// A mailbox name exactly as the client sent it (after string decoding).
+///
+/// Whether it is modified UTF-7 (IMAP4rev1) or UTF-8 (IMAP4rev2 /
+/// UTF8=ACCEPT) is decided by the session, which knows what was enabled.
+/// `INBOX` is *not* case-folded here.
+pub type MailboxArg = String;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommandBody {
+    // --- any state (RFC 9051 §6.1)
+    Capability,
+    Noop,
+    Logout,
+    /// RFC 2971.
+    Id(Option<Vec<(String, Option<String>)>>),
+
+    // --- not authenticated (§6.2)
+    StartTls,
+    /// `initial_response`: SASL-IR (RFC 4959), already base64-decoded;
+    /// `Some(vec![])` for the `=` empty response.
+    Authenticate {
+        mechanism: String,
+        initial_response: Option<Vec<u8>>,
+    },
+    Login {
+        username: String,
+        password: String,
+    },
+
+    // --- authenticated (§6.3)
+    Enable(Vec<String>),
+    Select {
+        mailbox: MailboxArg,
+        /// `true` for EXAMINE.
+        read_only: bool,
+        /// `(CONDSTORE)` select parameter (RFC 7162).
+        condstore: bool,
+    },
+    Create {
+        mailbox: MailboxArg,
+        /// CREATE-SPECIAL-USE `(USE (\Sent ...))`, without backslashes kept: `"\\Sent"`.
+        special_use: Vec<String>,
+    },
+    Delete(MailboxArg),
+    Rename {
+        from: MailboxArg,
+        to: MailboxArg,
+    },
+    Subscribe(MailboxArg),
+    Unsubscribe(MailboxArg),
+    List(ListCommand),
+    Lsub {
+        reference: MailboxArg,
+        pattern: MailboxArg,
+    },
+    Namespace,
+    Status {
+        mailbox: MailboxArg,
+        items: Vec<StatusItem>,
+    },
+    /// One or more messages (MULTIAPPEND, RFC 3502, gives more than one).
+    Append {
+        mailbox: MailboxArg,
+        messages: Vec<AppendMessage>,
+    },
+    Idle,
+
+    // --- selected (§6.4)
+    Check,
+    Close,
+    Unselect,
+    /// `uids` is `Some` for UID EXPUNGE (RFC 4315).
+    Expunge {
+        uids: Option<SequenceSet>,
+    },
+    Search(SearchCommand),
+    Fetch {
+        uid: bool,
+        set: SequenceSet,
+        items: Vec<FetchAttr>,
+        /// CONDSTORE `(CHANGEDSINCE n)`.
+        changed_since: Option<u64>,
+    },
+    Store {
+        uid: bool,
+        set: SequenceSet,
+        op: crate::flags::FlagOp,
+        silent: bool,
+        flags: Vec<Flag>,
+        /// CONDSTORE `(UNCHANGEDSINCE n)`.
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: MailboxArg,
+    },
+    Move {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: MailboxArg,
+    },
+}
+
+impl CommandBody {
+    /// The command's name for logs and for `BAD`/`NO` texts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandBody::Capability => "CAPABILITY",
+            CommandBody::Noop => "NOOP",
+            CommandBody::Logout => "LOGOUT",
+            CommandBody::Id(_) => "ID",
+            CommandBody::StartTls => "STARTTLS",
+            CommandBody::Authenticate { .. } => "AUTHENTICATE",
+            CommandBody::Login { .. } => "LOGIN",
+            CommandBody::Enable(_) => "ENABLE",
+            CommandBody::Select { read_only: false, .. } => "SELECT",
+            CommandBody::Select { read_only: true, .. } => "EXAMINE",
+            CommandBody::Create { .. } => "CREATE",
+            CommandBody::Delete(_) => "DELETE",
+            CommandBody::Rename { .. } => "RENAME",
+            CommandBody::Subscribe(_) => "SUBSCRIBE",
+            CommandBody::Unsubscribe(_) => "UNSUBSCRIBE",
+            CommandBody::List(_) => "LIST",
+            CommandBody::Lsub { .. } => "LSUB",
+            CommandBody::Namespace => "NAMESPACE",
+            CommandBody::Status { .. } => "STATUS",
+            CommandBody::Append { .. } => "APPEND",
+            CommandBody::Idle => "IDLE",
+            CommandBody::Check => "CHECK",
+            CommandBody::Close => "CLOSE",
+            CommandBody::Unselect => "UNSELECT",
+            CommandBody::Expunge { .. } => "EXPUNGE",
+            CommandBody::Search(_) => "SEARCH",
+            CommandBody::Fetch { .. } => "FETCH",
+            CommandBody::Store { .. } => "STORE",
+            CommandBody::Copy { .. } => "COPY",
+            CommandBody::Move { .. } => "MOVE",
+        }
+    }
+}
+
+/// LIST with RFC 5258 (LIST-EXTENDED) and RFC 5819 (LIST-STATUS) options.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ListCommand {
+    pub reference: MailboxArg,
+    /// One or more patterns (`LIST "" ("INBOX" "Sent*")`).
+    pub patterns: Vec<MailboxArg>,
+    pub select: ListSelect,
+    pub ret: ListReturn,
+    /// True when any extended syntax was used (selection options, pattern
+    /// list or RETURN): the response then follows RFC 5258 rules.
+    pub extended: bool,
+}
+
+/// LIST selection options (RFC 5258 §3.1, RFC 6154 §5.1).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ListSelect {
+    pub subscribed: bool,
+    pub remote: bool,
+    pub recursive_match: bool,
+    pub special_use: bool,
+}
+
+/// LIST return options (RFC 5258 §3.2, RFC 5819, RFC 6154).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ListReturn {
+    pub subscribed: bool,
+    pub children: bool,
+    pub special_use: bool,
+    /// `STATUS (...)` return option: the items to report per mailbox.
+    pub status: Option<Vec<StatusItem>>,
+}
+
+/// STATUS data items (RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162 HIGHESTMODSEQ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Deleted,
+    Size,
+    /// IMAP4rev1 only; still accepted from rev2 clients and answered.
+    Recent,
+    HighestModSeq,
+}
+
+/// One message of an APPEND.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendMessage {
+    pub flags: Vec<Flag>,
+    /// The internal date as given, with its zone.
+    pub date: Option<chrono::DateTime<chrono::FixedOffset>>,
+    pub data: Vec<u8>,
+    /// Sent as `~{n}` (literal8, RFC 3516): may contain NUL.
+    pub binary: bool,
+}
+
+/// A number in a sequence set: a value or `*` (the largest in use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeqNum {
+    Value(u32),
+    Asterisk,
+}
+
+/// `sequence-set` (RFC 9051 §9), or `$` (SEARCHRES, RFC 5182).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SequenceSet {
+    /// Ranges as written; `a:b` with a > b is allowed and means b:a.
+    Ranges(Vec<(SeqNum, SeqNum)>),
+    /// `$`: the result saved by the last `SEARCH RETURN (SAVE)`.
+    Saved,
+}
+
+/// SEARCH / UID SEARCH with ESEARCH (RFC 4731) and SEARCHRES (RFC 5182).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchCommand {
+    pub uid: bool,
+    /// `None` when no RETURN was given (a rev1 client expects `* SEARCH`;
+    /// a rev2 client gets `* ESEARCH` with ALL). `Some(vec![])` is
+    /// `RETURN ()`, which means `RETURN (ALL)`.
+    pub ret: Option<Vec<SearchReturn>>,
+    /// The charset named by `CHARSET x`, upper-cased. The parser has already
+    /// decoded the search strings with it; an unknown charset is a parse
+    /// error of kind `BadCharset`.
+    pub charset: Option<String>,
+    /// The criteria; several top-level keys are ANDed into `SearchKey::And`.
+    pub criteria: SearchKey,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+/// A search key (RFC 9051 §6.4.4, plus MODSEQ from RFC 7162, OLDER/YOUNGER
+/// from RFC 5032).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SearchKey {
+    All,
+    And(Vec<SearchKey>),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    Not(Box<SearchKey>),
+    /// A message sequence set (numbers are sequence numbers).
+    SequenceSet(SequenceSet),
+    Uid(SequenceSet),
+    Answered,
+    Deleted,
+    Draft,
+    Flagged,
+    Seen,
+    Unanswered,
+    Undeleted,
+    Undraft,
+    Unflagged,
+    Unseen,
+    Keyword(String),
+    Unkeyword(String),
+    /// rev1 only (`\Recent` set), still accepted.
+    Recent,
+    New,
+    Old,
+    /// Internal date (date part, in the server's zone), RFC 9051 §6.4.4.
+    Before(NaiveDate),
+    On(NaiveDate),
+    Since(NaiveDate),
+    /// Date: header (date part, ignoring its zone).
+    SentBefore(NaiveDate),
+    SentOn(NaiveDate),
+    SentSince(NaiveDate),
+    Larger(u64),
+    Smaller(u64),
+    /// Substring searches, case-insensitive, on decoded text.
+    Bcc(String),
+    Cc(String),
+    From(String),
+    To(String),
+    Subject(String),
+    /// `HEADER name value`; an empty value matches any message with the field.
+    Header(String, String),
+    Body(String),
+    Text(String),
+    ModSeq(u64),
+    /// Seconds (RFC 5032).
+    Older(u32),
+    Younger(u32),
+}
+
+/// One FETCH data item (RFC 9051 §6.4.5, RFC 3516 BINARY, RFC 7162 MODSEQ).
+#[derive(Clone, Debug, PartialEq)]
+pub enum FetchAttr {
+    Uid,
+    Flags,
+    InternalDate,
+    Rfc822Size,
+    Envelope,
+    /// `BODY` without a section: non-extensible BODYSTRUCTURE.
+    Body,
+    BodyStructure,
+    /// `RFC822` = `BODY[]` but sets \Seen and is returned as `RFC822`.
+    Rfc822,
+    Rfc822Header,
+    Rfc822Text,
+    BodySection {
+        peek: bool,
+        section: Section,
+        /// `<offset.count>`
+        partial: Option<(u32, u32)>,
+    },
+    Binary {
+        peek: bool,
+        part: Vec<u32>,
+        partial: Option<(u32, u32)>,
+    },
+    BinarySize {
+        part: Vec<u32>,
+    },
+    ModSeq,
+}
+
+/// `section` (RFC 9051 §6.4.5): a part path and an optional text specifier.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Section {
+    /// `1.2.3` -> `[1, 2, 3]`; empty for the whole message.
+    pub part: Vec<u32>,
+    pub text: Option<SectionText>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SectionText {
+    Header,
+    /// Field names as the client wrote them (case preserved for the echo in
+    /// the response).
+    HeaderFields(Vec<String>),
+    HeaderFieldsNot(Vec<String>),
+    Text,
+    /// Only valid with a non-empty part path.
+    Mime,
+}
