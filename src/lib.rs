@@ -5,5 +5,6 @@ pub mod flags;
 pub mod mime;
 pub mod mutf7;
 pub mod proto;
+pub mod server;
 pub mod session;
 pub mod store;

@@ -42,3 +42,20 @@ pub mod sasl {
         unimplemented!()
     }
 }
+
+/// STUB (auth helper provides the real one).
+pub struct FailureTracker {}
+impl FailureTracker {
+    pub fn delay(&self, _ip: std::net::IpAddr) -> std::time::Duration {
+        unimplemented!()
+    }
+    pub fn record_failure(&self, _ip: std::net::IpAddr) {}
+    pub fn record_success(&self, _ip: std::net::IpAddr) {}
+}
+pub fn log_failure(_user: &str, _rip: std::net::IpAddr, _mech: &str) {}
+pub fn log_success(_user: &str, _rip: std::net::IpAddr, _mech: &str) {}
+impl FailureTracker {
+    pub fn new(_n: u32) -> Self {
+        FailureTracker {}
+    }
+}

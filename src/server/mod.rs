@@ -1,0 +1,3 @@
+pub mod run;
+pub mod tls;
+pub use run::run;
