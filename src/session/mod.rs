@@ -388,19 +388,11 @@ impl Session {
         if ok {
             return Ok(());
         }
-        Err(match self.state {
-            State::NotAuthenticated => {
+        Err(match (&self.state, body) {
+            (State::NotAuthenticated, _) => {
                 Status::bad(format!("{} requires authentication.", body.name()))
             }
-            State::Authenticated(_)
-                if self.state.authed().is_some()
-                    && matches!(body, C::StartTls | C::Authenticate { .. } | C::Login { .. }) =>
-            {
-                Status::bad("Already authenticated.")
-            }
-            State::Selected(..)
-                if matches!(body, C::StartTls | C::Authenticate { .. } | C::Login { .. }) =>
-            {
+            (_, C::StartTls | C::Authenticate { .. } | C::Login { .. }) => {
                 Status::bad("Already authenticated.")
             }
             _ => Status::bad(format!("{} requires a selected mailbox.", body.name())),

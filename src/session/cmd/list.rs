@@ -140,7 +140,7 @@ fn list_line(
     }
     let mut attrs: Vec<&str> = Vec::new();
     if !e.exists {
-        if extended {
+        if extended || enabled.rev2 {
             attrs.push("\\NonExistent");
         } else {
             attrs.push("\\Noselect");
