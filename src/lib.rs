@@ -7,3 +7,4 @@ pub mod mutf7;
 pub mod proto;
 pub mod session;
 pub mod store;
+pub mod watch;
