@@ -1536,6 +1536,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let dir = maildir(t.path());
         fs::write(dir.join("cur/1.a.host:2,S"), b"x").unwrap();
+        age(&dir);
         let mut fw = w.watch_folder(&dir);
         let _ = fs::read(dir.join("cur/1.a.host:2,S")).unwrap();
         fs::write(dir.join("dovecot-uidlist.lock"), b"").unwrap();
@@ -1728,6 +1729,28 @@ mod tests {
             assert!(
                 fires(&mut fw, ms(1000)).await,
                 "folder deleted (force={force})"
+            );
+        }
+    }
+
+    /// Another program moving a message between folders fires both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn move_between_folders_fires_both() {
+        for force in [false, true] {
+            let w = Watcher::new(opts(50, force));
+            let t = tempfile::tempdir().unwrap();
+            let a = maildir(&t.path().join(".A"));
+            let b = maildir(&t.path().join(".B"));
+            fs::write(a.join("cur/1.a.host:2,S"), b"x").unwrap();
+            age(&a);
+            age(&b);
+            let mut fa = w.watch_folder(&a);
+            let mut fb = w.watch_folder(&b);
+            fs::rename(a.join("cur/1.a.host:2,S"), b.join("cur/1.a.host:2,S")).unwrap();
+            assert!(fires(&mut fa, ms(1000)).await, "source (force={force})");
+            assert!(
+                fires(&mut fb, ms(1000)).await,
+                "destination (force={force})"
             );
         }
     }
