@@ -20,8 +20,8 @@
 //!   rescan; a missed one loses an update, so every doubt resolves to firing.
 //! - Block the notify thread. The notify callback only filters the event and
 //!   `try_send`s it into a bounded queue; if the queue is full it sets a flag
-//!   and the driver fires every folder once (anything may have changed).
-//!   Overflow and errors travel through atomics, so they are never lost.
+//!   and the driver handles it like a kernel queue overflow (below). Overflow
+//!   and errors travel through atomics, so they are never lost.
 //! - Hold a thread or an inotify instance per registration. A registration
 //!   is a few paths, a `watch` channel and some bookkeeping.
 //!
@@ -62,16 +62,18 @@
 //! added (`ENOSPC`: out of watches), the kernel queue overflows
 //! (`IN_Q_OVERFLOW`, reported by notify as a `Rescan` flag) or reading inotify
 //! fails, or the driver falls so far behind that the queue from notify's
-//! thread fills up, the watcher switches to polling: it records a signature of each
-//! registration (full-precision mtime, inode and device of `new/` and `cur/`,
-//! mtime, inode and size of `dovecot-uidlist`, only the identity of the folder
-//! directory itself since lock and index files change its mtime; the root's
-//! mtime for a root watch), then drops the inotify instance. Every
+//! thread fills up, the watcher switches to polling: it records a signature
+//! of each registration (full-precision mtime, inode and device of `new/`
+//! and `cur/`, mtime, inode and size of `dovecot-uidlist`, only the identity
+//! of the folder directory itself since lock and index files change its
+//! mtime; the root's mtime for a root watch), then drops the inotify
+//! instance, so changes before the signature still arrive as events. Every
 //! `poll_interval` it stats them again and fires where the signature changed
 //! or where the previous look saw an mtime within the last second, because
 //! several changes can land in one timestamp tick (MAILDIR.md, time
 //! resolution). The first fallback logs at `warn`, later ones at `info`.
-//! After an overflow every registration fires once (events were lost).
+//! After an overflow every registration fires once (events were lost); after
+//! running out of watches only those that were not fully watched fire.
 //! Every `30 * poll_interval` it tries inotify again: a new instance, every
 //! directory watched, then one last poll against the recorded signatures so
 //! nothing that changed between the last poll and the new watches is lost.
@@ -149,7 +151,8 @@ const UIDLIST: &str = "dovecot-uidlist";
 /// Keyword names file; a new keyword added by another program is a change.
 const KEYWORDS: &str = "dovecot-keywords";
 /// Capacity of the queue from the notify thread to the driver. Beyond this
-/// the callback drops events and the driver fires every folder instead.
+/// the callback drops events and the driver handles it like a kernel queue
+/// overflow (fire every folder, poll until inotify is re-established).
 const EVENT_QUEUE: usize = 4096;
 /// Events the driver takes per lock of the state.
 const BATCH: usize = 256;
