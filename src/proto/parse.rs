@@ -707,12 +707,12 @@ impl<'a> P<'a> {
         let mut condstore = false;
         if !self.at_end() {
             self.sp()?;
-            for param in self.paren_list(false, Self::keyword)? {
-                match param.as_str() {
-                    "CONDSTORE" => condstore = true,
-                    _ => return bad(format!("Unsupported select parameter {param}")),
-                }
-            }
+            // QRESYNC is not offered, so CONDSTORE is the only parameter.
+            self.paren_list(false, |p| match p.keyword()?.as_str() {
+                "CONDSTORE" => Ok(()),
+                other => bad(format!("Unsupported select parameter {other}")),
+            })?;
+            condstore = true;
         }
         Ok(CommandBody::Select {
             mailbox,
@@ -1290,3 +1290,632 @@ enum ListRet {
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SeqNum::{Asterisk as S, Value as V};
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn set(rs: &[(SeqNum, SeqNum)]) -> SequenceSet {
+        SequenceSet::Ranges(rs.to_vec())
+    }
+
+    fn one(n: u32) -> SequenceSet {
+        set(&[(V(n), V(n))])
+    }
+
+    fn search(uid: bool, criteria: SearchKey) -> CommandBody {
+        CommandBody::Search(SearchCommand {
+            uid,
+            ret: None,
+            charset: None,
+            criteria,
+        })
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn list(reference: &str, patterns: &[&str]) -> ListCommand {
+        ListCommand {
+            reference: reference.into(),
+            patterns: patterns.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn body_section(peek: bool, part: &[u32], text: Option<SectionText>) -> FetchAttr {
+        FetchAttr::BodySection {
+            peek,
+            section: Section {
+                part: part.to_vec(),
+                text,
+            },
+            partial: None,
+        }
+    }
+
+    fn fetch(uid: bool, s: SequenceSet, items: Vec<FetchAttr>) -> CommandBody {
+        CommandBody::Fetch {
+            uid,
+            set: s,
+            items,
+            changed_since: None,
+        }
+    }
+
+    fn msg(data: &[u8]) -> AppendMessage {
+        AppendMessage {
+            flags: vec![],
+            date: None,
+            data: data.to_vec(),
+            binary: false,
+        }
+    }
+
+    #[test]
+    fn good_commands() {
+        use CommandBody as C;
+        use FetchAttr as F;
+        use SearchKey as K;
+        let tz = FixedOffset::west_opt(7 * 3600).unwrap();
+        let dt = tz.with_ymd_and_hms(1996, 7, 17, 2, 44, 25).unwrap();
+        let cases: Vec<(&[u8], CommandBody)> = vec![
+            (b"a CAPABILITY\r\n", C::Capability),
+            (b"a capability\r\n", C::Capability),
+            (b"a NOOP\n", C::Noop),
+            (b"a NoOp", C::Noop),
+            (b"a LOGOUT\r\n", C::Logout),
+            (b"a STARTTLS\r\n", C::StartTls),
+            (b"a CHECK\r\n", C::Check),
+            (b"a CLOSE\r\n", C::Close),
+            (b"a UNSELECT\r\n", C::Unselect),
+            (b"a IDLE\r\n", C::Idle),
+            (b"a NAMESPACE\r\n", C::Namespace),
+            (b"a EXPUNGE\r\n", C::Expunge { uids: None }),
+            (b"a UID EXPUNGE 1:3,5\r\n", C::Expunge { uids: Some(set(&[(V(1), V(3)), (V(5), V(5))])) }),
+            (b"a uid expunge $\r\n", C::Expunge { uids: Some(SequenceSet::Saved) }),
+            (b"a ID NIL\r\n", C::Id(None)),
+            (b"a ID ()\r\n", C::Id(Some(vec![]))),
+            (
+                b"a ID (\"name\" \"Thunderbird\" \"version\" NIL)\r\n",
+                C::Id(Some(vec![("name".into(), Some("Thunderbird".into())), ("version".into(), None)])),
+            ),
+            (
+                b"a AUTHENTICATE PLAIN\r\n",
+                C::Authenticate { mechanism: "PLAIN".into(), initial_response: None },
+            ),
+            (
+                b"a authenticate plain AGJvYgBzZWNyZXQ=\r\n",
+                C::Authenticate { mechanism: "PLAIN".into(), initial_response: Some(b"\0bob\0secret".to_vec()) },
+            ),
+            (
+                b"a AUTHENTICATE EXTERNAL =\r\n",
+                C::Authenticate { mechanism: "EXTERNAL".into(), initial_response: Some(vec![]) },
+            ),
+            (b"a LOGIN bob secret\r\n", C::Login { username: "bob".into(), password: "secret".into() }),
+            (
+                b"a LOGIN \"bob@x.org\" \"p\\\"w\\\\d\"\r\n",
+                C::Login { username: "bob@x.org".into(), password: "p\"w\\d".into() },
+            ),
+            (
+                b"a LOGIN {3}\r\nbob {5+}\r\np w\"d\r\n",
+                C::Login { username: "bob".into(), password: "p w\"d".into() },
+            ),
+            (b"a LOGIN \"j\xc3\xb6rg\" x\r\n", C::Login { username: "jörg".into(), password: "x".into() }),
+            (b"a ENABLE CONDSTORE\r\n", C::Enable(vec!["CONDSTORE".into()])),
+            (b"a ENABLE UTF8=ACCEPT IMAP4rev2\r\n", C::Enable(vec!["UTF8=ACCEPT".into(), "IMAP4rev2".into()])),
+            (b"a SELECT INBOX\r\n", C::Select { mailbox: "INBOX".into(), read_only: false, condstore: false }),
+            (b"a select inbox\r\n", C::Select { mailbox: "inbox".into(), read_only: false, condstore: false }),
+            (
+                b"a EXAMINE \"Sent Items\" (CONDSTORE)\r\n",
+                C::Select { mailbox: "Sent Items".into(), read_only: true, condstore: true },
+            ),
+            (
+                b"a SELECT Entw&APw-rfe\r\n",
+                C::Select { mailbox: "Entw&APw-rfe".into(), read_only: false, condstore: false },
+            ),
+            (
+                "a SELECT \"Entwürfe\"\r\n".as_bytes(),
+                C::Select { mailbox: "Entwürfe".into(), read_only: false, condstore: false },
+            ),
+            (
+                "a SELECT Entwürfe\r\n".as_bytes(),
+                C::Select { mailbox: "Entwürfe".into(), read_only: false, condstore: false },
+            ),
+            (b"a CREATE foo/bar\r\n", C::Create { mailbox: "foo/bar".into(), special_use: vec![] }),
+            (
+                b"a CREATE MySent (USE (\\Sent \\Archive))\r\n",
+                C::Create { mailbox: "MySent".into(), special_use: vec!["\\Sent".into(), "\\Archive".into()] },
+            ),
+            (b"a DELETE {3}\r\nfoo\r\n", C::Delete("foo".into())),
+            (b"a RENAME a \"b c\"\r\n", C::Rename { from: "a".into(), to: "b c".into() }),
+            (b"a SUBSCRIBE x\r\n", C::Subscribe("x".into())),
+            (b"a UNSUBSCRIBE \"\"\r\n", C::Unsubscribe("".into())),
+            (b"a LIST \"\" *\r\n", C::List(list("", &["*"]))),
+            (b"a LIST \"\" %/a]b\r\n", C::List(list("", &["%/a]b"]))),
+            (b"a LIST ~/Mail \"%\"\r\n", C::List(list("~/Mail", &["%"]))),
+            (
+                b"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (INBOX \"Sent*\") RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n",
+                C::List(ListCommand {
+                    select: ListSelect { subscribed: true, recursive_match: true, ..Default::default() },
+                    ret: ListReturn {
+                        children: true,
+                        status: Some(vec![StatusItem::Messages, StatusItem::Unseen]),
+                        ..Default::default()
+                    },
+                    extended: true,
+                    ..list("", &["INBOX", "Sent*"])
+                }),
+            ),
+            (
+                b"a LIST () \"\" % RETURN ()\r\n",
+                C::List(ListCommand { extended: true, ..list("", &["%"]) }),
+            ),
+            (
+                b"a list (special-use remote) \"\" * return (special-use subscribed)\r\n",
+                C::List(ListCommand {
+                    select: ListSelect { special_use: true, remote: true, ..Default::default() },
+                    ret: ListReturn { special_use: true, subscribed: true, ..Default::default() },
+                    extended: true,
+                    ..list("", &["*"])
+                }),
+            ),
+            (b"a LSUB \"\" *\r\n", C::Lsub { reference: "".into(), pattern: "*".into() }),
+            (
+                b"a STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT HIGHESTMODSEQ)\r\n",
+                C::Status {
+                    mailbox: "INBOX".into(),
+                    items: vec![
+                        StatusItem::Messages,
+                        StatusItem::UidNext,
+                        StatusItem::UidValidity,
+                        StatusItem::Unseen,
+                        StatusItem::Deleted,
+                        StatusItem::Size,
+                        StatusItem::Recent,
+                        StatusItem::HighestModSeq,
+                    ],
+                },
+            ),
+            (b"a APPEND x {5}\r\nhello\r\n", C::Append { mailbox: "x".into(), messages: vec![msg(b"hello")] }),
+            (
+                b"a APPEND x (\\Seen $Junk) \"17-Jul-1996 02:44:25 -0700\" ~{3+}\r\n\0\r\n\r\n",
+                C::Append {
+                    mailbox: "x".into(),
+                    messages: vec![AppendMessage {
+                        flags: vec![Flag::Seen, Flag::Keyword("$Junk".into())],
+                        date: Some(dt),
+                        data: b"\0\r\n".to_vec(),
+                        binary: true,
+                    }],
+                },
+            ),
+            (
+                b"a APPEND x \" 7-Jul-1996 02:44:25 +0000\" {1}\r\nA (\\Draft) {1}\r\nB {0}\r\n\r\n",
+                C::Append {
+                    mailbox: "x".into(),
+                    messages: vec![
+                        AppendMessage {
+                            date: Some(FixedOffset::east_opt(0).unwrap().with_ymd_and_hms(1996, 7, 7, 2, 44, 25).unwrap()),
+                            ..msg(b"A")
+                        },
+                        AppendMessage { flags: vec![Flag::Draft], ..msg(b"B") },
+                        msg(b""),
+                    ],
+                },
+            ),
+            (
+                b"a APPEND x UTF8 (~{2}\r\nhi)\r\n",
+                C::Append { mailbox: "x".into(), messages: vec![msg(b"hi")] },
+            ),
+            (b"a SEARCH ALL\r\n", search(false, K::All)),
+            (b"a UID SEARCH 1:* UNSEEN\r\n", search(true, K::And(vec![K::SequenceSet(set(&[(V(1), S)])), K::Unseen]))),
+            (b"a SEARCH $\r\n", search(false, K::SequenceSet(SequenceSet::Saved))),
+            (b"a SEARCH UID $\r\n", search(false, K::Uid(SequenceSet::Saved))),
+            (
+                b"a SEARCH RETURN (MIN MAX ALL COUNT SAVE) SEEN\r\n",
+                C::Search(SearchCommand {
+                    uid: false,
+                    ret: Some(vec![SearchReturn::Min, SearchReturn::Max, SearchReturn::All, SearchReturn::Count, SearchReturn::Save]),
+                    charset: None,
+                    criteria: K::Seen,
+                }),
+            ),
+            (
+                b"a SEARCH RETURN () CHARSET UTF-8 SUBJECT {4}\r\n\xc3\xa4bc\r\n",
+                C::Search(SearchCommand {
+                    uid: false,
+                    ret: Some(vec![]),
+                    charset: Some("UTF-8".into()),
+                    criteria: K::Subject("äbc".into()),
+                }),
+            ),
+            (
+                b"a SEARCH CHARSET ISO-8859-1 FROM \"\xe4\"\r\n",
+                C::Search(SearchCommand {
+                    uid: false,
+                    ret: None,
+                    charset: Some("ISO-8859-1".into()),
+                    criteria: K::From("ä".into()),
+                }),
+            ),
+            (
+                b"a SEARCH OR (FROM bob TO \"x y\") NOT (SUBJECT hi) HEADER X-Spam \"\"\r\n",
+                search(
+                    false,
+                    K::And(vec![
+                        K::Or(
+                            Box::new(K::And(vec![K::From("bob".into()), K::To("x y".into())])),
+                            Box::new(K::Not(Box::new(K::Subject("hi".into())))),
+                        ),
+                        K::Header("X-Spam".into(), "".into()),
+                    ]),
+                ),
+            ),
+            (
+                b"a SEARCH ANSWERED DELETED DRAFT FLAGGED SEEN UNANSWERED UNDELETED UNDRAFT UNFLAGGED UNSEEN RECENT NEW OLD\r\n",
+                search(
+                    false,
+                    K::And(vec![
+                        K::Answered, K::Deleted, K::Draft, K::Flagged, K::Seen, K::Unanswered, K::Undeleted,
+                        K::Undraft, K::Unflagged, K::Unseen, K::Recent, K::New, K::Old,
+                    ]),
+                ),
+            ),
+            (
+                b"a SEARCH KEYWORD $Junk UNKEYWORD foo BEFORE 1-Feb-2024 ON \"29-Feb-2024\" SINCE 01-jan-2000 SENTBEFORE 2-Mar-2024 SENTON 3-Mar-2024 SENTSINCE 4-Mar-2024\r\n",
+                search(
+                    false,
+                    K::And(vec![
+                        K::Keyword("$Junk".into()),
+                        K::Unkeyword("foo".into()),
+                        K::Before(date(2024, 2, 1)),
+                        K::On(date(2024, 2, 29)),
+                        K::Since(date(2000, 1, 1)),
+                        K::SentBefore(date(2024, 3, 2)),
+                        K::SentOn(date(2024, 3, 3)),
+                        K::SentSince(date(2024, 3, 4)),
+                    ]),
+                ),
+            ),
+            (
+                b"a SEARCH LARGER 10000000000 SMALLER 5 BCC a CC b BODY c TEXT d UID 1,3:* MODSEQ 7 OLDER 60 YOUNGER 3600\r\n",
+                search(
+                    false,
+                    K::And(vec![
+                        K::Larger(10_000_000_000),
+                        K::Smaller(5),
+                        K::Bcc("a".into()),
+                        K::Cc("b".into()),
+                        K::Body("c".into()),
+                        K::Text("d".into()),
+                        K::Uid(set(&[(V(1), V(1)), (V(3), S)])),
+                        K::ModSeq(7),
+                        K::Older(60),
+                        K::Younger(3600),
+                    ]),
+                ),
+            ),
+            (
+                b"a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n",
+                search(false, K::ModSeq(620_162_338)),
+            ),
+            (b"a SEARCH (((SEEN)))\r\n", search(false, K::Seen)),
+            (b"a FETCH 1 UID\r\n", fetch(false, one(1), vec![F::Uid])),
+            (b"a FETCH 1:* ALL\r\n", fetch(false, set(&[(V(1), S)]), vec![F::Flags, F::InternalDate, F::Rfc822Size, F::Envelope])),
+            (b"a FETCH 1 fast\r\n", fetch(false, one(1), vec![F::Flags, F::InternalDate, F::Rfc822Size])),
+            (
+                b"a FETCH 1 FULL\r\n",
+                fetch(false, one(1), vec![F::Flags, F::InternalDate, F::Rfc822Size, F::Envelope, F::Body]),
+            ),
+            (
+                b"a FETCH $ (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE RFC822 RFC822.HEADER RFC822.TEXT MODSEQ UID)\r\n",
+                fetch(
+                    false,
+                    SequenceSet::Saved,
+                    vec![
+                        F::Flags, F::InternalDate, F::Rfc822Size, F::Envelope, F::Body, F::BodyStructure, F::Rfc822,
+                        F::Rfc822Header, F::Rfc822Text, F::ModSeq, F::Uid,
+                    ],
+                ),
+            ),
+            (
+                b"a UID FETCH 1:3 (BODY[] BODY.PEEK[HEADER] BODY[1.2.MIME] BODY[TEXT] BODY[2] BODY[3.HEADER] BODY[1.TEXT])\r\n",
+                fetch(
+                    true,
+                    set(&[(V(1), V(3))]),
+                    vec![
+                        body_section(false, &[], None),
+                        body_section(true, &[], Some(SectionText::Header)),
+                        body_section(false, &[1, 2], Some(SectionText::Mime)),
+                        body_section(false, &[], Some(SectionText::Text)),
+                        body_section(false, &[2], None),
+                        body_section(false, &[3], Some(SectionText::Header)),
+                        body_section(false, &[1], Some(SectionText::Text)),
+                    ],
+                ),
+            ),
+            (
+                b"a FETCH 2 (BODY.PEEK[HEADER.FIELDS (From \"Subject\" x-Spam)] body[header.fields.not (Received)]<0.1024>)\r\n",
+                fetch(
+                    false,
+                    one(2),
+                    vec![
+                        body_section(true, &[], Some(SectionText::HeaderFields(vec!["From".into(), "Subject".into(), "x-Spam".into()]))),
+                        F::BodySection {
+                            peek: false,
+                            section: Section { part: vec![], text: Some(SectionText::HeaderFieldsNot(vec!["Received".into()])) },
+                            partial: Some((0, 1024)),
+                        },
+                    ],
+                ),
+            ),
+            (
+                b"a FETCH 1 (BINARY[1.2]<5.10> BINARY.PEEK[] BINARY.SIZE[3])\r\n",
+                fetch(
+                    false,
+                    one(1),
+                    vec![
+                        F::Binary { peek: false, part: vec![1, 2], partial: Some((5, 10)) },
+                        F::Binary { peek: true, part: vec![], partial: None },
+                        F::BinarySize { part: vec![3] },
+                    ],
+                ),
+            ),
+            (
+                b"a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)\r\n",
+                C::Fetch { uid: true, set: set(&[(V(1), S)]), items: vec![F::Flags], changed_since: Some(12345) },
+            ),
+            (
+                b"a STORE 1 +FLAGS (\\Seen)\r\n",
+                C::Store { uid: false, set: one(1), op: FlagOp::Add, silent: false, flags: vec![Flag::Seen], unchanged_since: None },
+            ),
+            (
+                b"a UID STORE 1:2 -flags.silent \\Deleted $Junk\r\n",
+                C::Store {
+                    uid: true,
+                    set: set(&[(V(1), V(2))]),
+                    op: FlagOp::Remove,
+                    silent: true,
+                    flags: vec![Flag::Deleted, Flag::Keyword("$Junk".into())],
+                    unchanged_since: None,
+                },
+            ),
+            (
+                b"a STORE $ (UNCHANGEDSINCE 9) FLAGS.SILENT ()\r\n",
+                C::Store { uid: false, set: SequenceSet::Saved, op: FlagOp::Replace, silent: true, flags: vec![], unchanged_since: Some(9) },
+            ),
+            (
+                b"a STORE 1 FLAGS (\\Answered \\Flagged \\Draft \\Recent)\r\n",
+                C::Store {
+                    uid: false,
+                    set: one(1),
+                    op: FlagOp::Replace,
+                    silent: false,
+                    flags: vec![Flag::Answered, Flag::Flagged, Flag::Draft, Flag::Extension("Recent".into())],
+                    unchanged_since: None,
+                },
+            ),
+            (b"a COPY 1:2 Trash\r\n", C::Copy { uid: false, set: set(&[(V(1), V(2))]), mailbox: "Trash".into() }),
+            (b"a UID COPY $ \"A B\"\r\n", C::Copy { uid: true, set: SequenceSet::Saved, mailbox: "A B".into() }),
+            (b"a MOVE 5:3 x\r\n", C::Move { uid: false, set: set(&[(V(5), V(3))]), mailbox: "x".into() }),
+            (b"a UID MOVE *:1 x\r\n", C::Move { uid: true, set: set(&[(S, V(1))]), mailbox: "x".into() }),
+        ];
+        for (wire, want) in cases {
+            let got = parse_command(wire);
+            assert_eq!(
+                got,
+                Ok(Command {
+                    tag: "a".into(),
+                    body: want
+                }),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_commands() {
+        let cases: &[(&[u8], Option<&str>, &str)] = &[
+            (b"", None, "Missing or invalid tag"),
+            (b"\r\n", None, "Missing or invalid tag"),
+            (b"NOOP\r\n", None, "Missing or invalid tag"),
+            (b"a+ NOOP\r\n", None, "Missing or invalid tag"),
+            (b"a \r\n", Some("a"), "Missing command"),
+            (b"a FOO\r\n", Some("a"), "Unknown command FOO"),
+            (b"a UID FOO 1\r\n", Some("a"), "Unknown command UID FOO"),
+            (b"a NOOP extra\r\n", Some("a"), "Unexpected extra arguments"),
+            (b"a SELECT\r\n", Some("a"), "Missing argument"),
+            (b"a LOGIN bob\r\n", Some("a"), "Missing argument"),
+            (
+                b"a LOGIN \"bob\r\n",
+                Some("a"),
+                "Unterminated quoted string",
+            ),
+            (
+                b"a LOGIN \"b\\ob\" x\r\n",
+                Some("a"),
+                "Invalid escape in quoted string",
+            ),
+            (
+                b"a LOGIN {10}\r\nbob\r\n",
+                Some("a"),
+                "Literal data incomplete",
+            ),
+            (
+                b"a LOGIN \"\xff\" x\r\n",
+                Some("a"),
+                "Invalid UTF-8 in string",
+            ),
+            (b"a FETCH 0 UID\r\n", Some("a"), "Invalid sequence set"),
+            (b"a FETCH x UID\r\n", Some("a"), "Invalid sequence set"),
+            (
+                b"a FETCH 1:99999999999 UID\r\n",
+                Some("a"),
+                "Invalid sequence set",
+            ),
+            (b"a FETCH 1 FOO\r\n", Some("a"), "Unknown FETCH item FOO"),
+            (b"a FETCH 1 BODY[1.]\r\n", Some("a"), "Invalid section"),
+            (b"a FETCH 1 BODY[MIME]\r\n", Some("a"), "Invalid section"),
+            (
+                b"a FETCH 1 BODY[]<1.0>\r\n",
+                Some("a"),
+                "Invalid partial range",
+            ),
+            (b"a FETCH 1 ()\r\n", Some("a"), "Empty list"),
+            (
+                b"a FETCH 1 UID (VANISHED)\r\n",
+                Some("a"),
+                "Unknown FETCH modifier VANISHED",
+            ),
+            (
+                b"a STORE 1 FLAG (\\Seen)\r\n",
+                Some("a"),
+                "Unknown STORE item FLAG",
+            ),
+            (
+                b"a STORE 1 +FLAGS (\\Seen\r\n",
+                Some("a"),
+                "Missing argument",
+            ),
+            (b"a SEARCH FOO\r\n", Some("a"), "Unknown search key FOO"),
+            (b"a SEARCH\r\n", Some("a"), "Missing argument"),
+            (
+                b"a SEARCH BEFORE 30-Feb-2024\r\n",
+                Some("a"),
+                "Invalid date",
+            ),
+            (
+                b"a SEARCH RETURN (FOO) ALL\r\n",
+                Some("a"),
+                "Unknown SEARCH return option FOO",
+            ),
+            (
+                b"a SEARCH CHARSET UTF-8 FROM \"\xff\"\r\n",
+                Some("a"),
+                "String is not valid in the given charset",
+            ),
+            (
+                b"a SEARCH FROM \"\xff\"\r\n",
+                Some("a"),
+                "Invalid UTF-8 in string",
+            ),
+            (
+                b"a LIST (FOO) \"\" *\r\n",
+                Some("a"),
+                "Unknown LIST selection option FOO",
+            ),
+            (
+                b"a LIST (RECURSIVEMATCH) \"\" *\r\n",
+                Some("a"),
+                "RECURSIVEMATCH needs another selection option",
+            ),
+            (
+                b"a LIST \"\" * RETURN (FOO)\r\n",
+                Some("a"),
+                "Unknown LIST return option FOO",
+            ),
+            (b"a LIST \"\" * FOO ()\r\n", Some("a"), "Expected RETURN"),
+            (
+                b"a STATUS x (FOO)\r\n",
+                Some("a"),
+                "Unknown STATUS item FOO",
+            ),
+            (
+                b"a SELECT x (QRESYNC (1 2))\r\n",
+                Some("a"),
+                "Unsupported select parameter QRESYNC",
+            ),
+            (
+                b"a CREATE x (FOO)\r\n",
+                Some("a"),
+                "Unsupported CREATE parameter FOO",
+            ),
+            (b"a APPEND x\r\n", Some("a"), "Missing argument"),
+            (
+                b"a APPEND x (\\Seen) hello\r\n",
+                Some("a"),
+                "Expected a message literal",
+            ),
+            (
+                b"a APPEND x \"17-Jul-1996 25:44:25 -0700\" {1}\r\nA\r\n",
+                Some("a"),
+                "Invalid date-time",
+            ),
+            (
+                b"a AUTHENTICATE PLAIN !!\r\n",
+                Some("a"),
+                "Invalid base64 in initial response",
+            ),
+            (
+                b"a AUTHENTICATE PLAIN AGJ\r\n",
+                Some("a"),
+                "Invalid base64 in initial response",
+            ),
+            (b"a ENABLE\r\n", Some("a"), "Missing argument"),
+        ];
+        for &(wire, tag, text) in cases {
+            assert_eq!(
+                parse_command(wire),
+                Err(ParseError::Bad {
+                    tag: tag.map(String::from),
+                    text: text.into()
+                }),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_charset() {
+        assert_eq!(
+            parse_command(b"t1 SEARCH CHARSET X-NOPE FROM x\r\n"),
+            Err(ParseError::BadCharset { tag: "t1".into() })
+        );
+    }
+
+    #[test]
+    fn search_depth_is_bounded() {
+        let ok = format!("a SEARCH {}ALL{}\r\n", "(".repeat(99), ")".repeat(99));
+        assert!(parse_command(ok.as_bytes()).is_ok());
+        let deep = format!("a SEARCH {}ALL{}\r\n", "(".repeat(100), ")".repeat(100));
+        let too_deep = Err(ParseError::Bad {
+            tag: Some("a".into()),
+            text: "Search criteria nested too deeply".into(),
+        });
+        assert_eq!(parse_command(deep.as_bytes()), too_deep);
+        let nots = format!("a SEARCH {}ALL\r\n", "NOT ".repeat(100_000));
+        assert_eq!(parse_command(nots.as_bytes()), too_deep);
+        let ors = format!("a SEARCH {}ALL\r\n", "OR (".repeat(100_000));
+        assert_eq!(parse_command(ors.as_bytes()), too_deep);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_command(&bytes);
+        }
+
+        /// Arbitrary text after a valid command name exercises the argument
+        /// parsers rather than stopping at the tag.
+        #[test]
+        fn never_panics_on_commands(
+            name in prop::sample::select(vec![
+                "SEARCH", "FETCH 1", "STORE 1", "LIST", "APPEND x", "UID SEARCH", "STATUS x",
+                "LOGIN", "AUTHENTICATE", "ID", "SELECT", "CREATE x", "UID FETCH 1:*",
+            ]),
+            rest in "[ -~\r\n\u{80}-\u{ff}]{0,80}",
+        ) {
+            let wire = format!("a {name} {rest}");
+            if let Err(ParseError::Bad { tag, .. }) = parse_command(wire.as_bytes()) {
+                prop_assert_eq!(tag, Some("a".to_string()));
+            }
+        }
+    }
+}
