@@ -300,7 +300,9 @@ impl<'a> P<'a> {
         let n = self.number64()?;
         self.eat(b'+');
         self.expect(b'}')?;
-        if !(self.eat(b'\r') && self.eat(b'\n')) && !self.eat(b'\n') {
+        // CRLF, or a bare LF when called on unframed input.
+        self.eat(b'\r');
+        if !self.eat(b'\n') {
             return bad("Expected CRLF after literal size");
         }
         let data = usize::try_from(n)
@@ -685,12 +687,13 @@ impl<'a> P<'a> {
             } else {
                 let b = self
                     .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
-                let data = base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_err(|_| Fail::Bad("Invalid base64 in initial response".into()))?;
+                // An empty response is spelled `=`; nothing at all is wrong.
                 if b.is_empty() {
                     return bad("Invalid base64 in initial response");
                 }
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|_| Fail::Bad("Invalid base64 in initial response".into()))?;
                 initial_response = Some(data);
             }
         }
@@ -906,8 +909,7 @@ impl<'a> P<'a> {
             }
             self.sp()?;
         }
-        let att =
-            String::from_utf8_lossy(self.take_while(|b| is_atom_char(b))).to_ascii_uppercase();
+        let att = String::from_utf8_lossy(self.take_while(is_atom_char)).to_ascii_uppercase();
         let (op, rest) = match att.as_bytes().first() {
             Some(b'+') => (FlagOp::Add, &att[1..]),
             Some(b'-') => (FlagOp::Remove, &att[1..]),

@@ -98,7 +98,8 @@ mod tests {
 
     #[test]
     fn ranges_table() {
-        let cases: Vec<(Vec<(SeqNum, SeqNum)>, u32, Vec<(u32, u32)>)> = vec![
+        type Case = (Vec<(SeqNum, SeqNum)>, u32, Vec<(u32, u32)>);
+        let cases: Vec<Case> = vec![
             (vec![(V(1), V(1))], 10, vec![(1, 1)]),
             (vec![(V(5), V(2))], 10, vec![(2, 5)]),
             (vec![(V(1), S)], 10, vec![(1, 10)]),
