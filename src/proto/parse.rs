@@ -2022,7 +2022,115 @@ mod tests {
         assert_eq!(parse_command(ors.as_bytes()), too_deep);
     }
 
+    /// Token soup for the differential property test: pieces of routed
+    /// commands that combine into valid and invalid forms.
+    const PIECES: &[&str] = &[
+        "1",
+        "1:*",
+        "3:2,5",
+        "$",
+        "*",
+        "(",
+        ")",
+        "()",
+        "BODY[",
+        "BODY.PEEK[",
+        "]",
+        "1.2",
+        "1.",
+        "HEADER",
+        "HEADER.FIELDS",
+        "HEADER.FIELDS.NOT",
+        "(From \"To\")",
+        "TEXT",
+        "MIME",
+        "<0.5>",
+        "<1.0>",
+        "FLAGS",
+        "+FLAGS",
+        "-FLAGS.SILENT",
+        "FLAGS.SILENT",
+        "\\Seen",
+        "\\Recent",
+        "kw",
+        "\"q\"",
+        "{2}\r\nab",
+        "NIL",
+        "(UNCHANGEDSINCE 5)",
+        "(CHANGEDSINCE 3)",
+        "(CHANGEDSINCE 0)",
+        "BINARY[1]",
+        "BINARY.SIZE[]",
+        "ALL",
+        "FAST",
+        "UID",
+        "ENVELOPE",
+        "RFC822.SIZE",
+        "MODSEQ",
+        "=",
+        "AGJvYgBzZWNyZXQ=",
+        "PLAIN",
+        "CONDSTORE",
+        "b\u{f6}b",
+    ];
+
     proptest! {
+        /// Whenever imap-codec accepts a routed command, our parser reads
+        /// the same value (so the fallback is never a change of meaning).
+        #[test]
+        fn codec_and_own_agree(
+            cmd in prop::sample::select(vec![
+                "FETCH", "UID FETCH", "STORE", "UID STORE", "UID EXPUNGE", "LOGIN", "ID",
+                "ENABLE", "AUTHENTICATE",
+            ]),
+            parts in prop::collection::vec((prop::sample::select(PIECES), prop::bool::ANY), 1..7),
+        ) {
+            let mut wire = format!("a {cmd} ");
+            for (piece, space) in parts {
+                wire.push_str(piece);
+                if space {
+                    wire.push(' ');
+                }
+            }
+            let wire = format!("{}\r\n", wire.trim_end());
+            if let Some(codec) = codec::decode(wire.as_bytes()) {
+                let ours = parse_own(wire.as_bytes());
+                prop_assert!(ours.is_ok(), "{wire:?}: codec {codec:?}, ours {ours:?}");
+                prop_assert_eq!(normalise(codec), normalise(ours.unwrap()), "{:?}", wire);
+            }
+        }
+
+        /// The same for FETCH and STORE built from mostly valid parts.
+        #[test]
+        fn codec_and_own_agree_on_fetch_store(
+            uid in prop::bool::ANY,
+            set in prop::sample::select(vec!["1", "1:*", "*:4,7", "4294967295", "0", "$"]),
+            atts in prop::collection::vec(prop::sample::select(vec![
+                "UID", "FLAGS", "BODY[]", "BODY.PEEK[1.2.HEADER]", "BODY[HEADER.FIELDS (A b)]<3.4>",
+                "BINARY[1]<0.1>", "BINARY.SIZE[2.3]", "BODY[1.MIME]", "RFC822", "RFC822.TEXT",
+                "MODSEQ", "BODY[0]", "BODY[1.0]", "BODY[]<0.0>", "BINARY[]", "BODY[HEADER.FIELDS ()]",
+                "BODY[TEXT]<4294967295.1>", "BODY[1.TEXT]", "BODY[MIME]", "body.peek[header]",
+                "BODY[HEADER.FIELDS.NOT ({3}\r\nX-y \"Z\")]", "ENVELOPE", "BODYSTRUCTURE", "BODY",
+            ]), 1..5),
+            modifier in prop::sample::select(vec!["", " (CHANGEDSINCE 7)", " (CHANGEDSINCE 0)", " (VANISHED)"]),
+            store in prop::sample::select(vec![
+                "FLAGS ()", "+FLAGS (\\Seen kw)", "-FLAGS.SILENT \\Deleted", "(UNCHANGEDSINCE 0) FLAGS x",
+                "FLAGS (\\Recent \\X $y)", "+FLAGS", "FLAGS.SILENT (\\Seen) extra",
+            ]),
+        ) {
+            let uid = if uid { "UID " } else { "" };
+            let fetch = format!("a {uid}FETCH {set} ({}){modifier}\r\n", atts.join(" "));
+            let single = format!("a {uid}FETCH {set} {}{modifier}\r\n", atts[0]);
+            let store = format!("a {uid}STORE {set} {store}\r\n");
+            for wire in [fetch, single, store] {
+                if let Some(codec) = codec::decode(wire.as_bytes()) {
+                    let ours = parse_own(wire.as_bytes());
+                    prop_assert!(ours.is_ok(), "{wire:?}: codec {codec:?}, ours {ours:?}");
+                    prop_assert_eq!(normalise(codec), normalise(ours.unwrap()), "{:?}", wire);
+                }
+            }
+        }
+
         #[test]
         fn never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse_command(&bytes);
