@@ -279,7 +279,8 @@ impl Framer {
         let ann = announcement(line);
         let line_len = line.len();
         if let Some(a) = ann {
-            if a.size > self.limits.max_literal || self.over_command_cap(line_len as u64 + a.size) {
+            let literal_too_big = a.size > self.limits.max_literal;
+            if literal_too_big || self.over_command_cap(line_len as u64 + 2 + a.size) {
                 let tag = self.tag_with_line(&self.buf[self.pos..self.pos + line_len]);
                 self.pos += lf + 1;
                 self.abandon();
@@ -290,15 +291,17 @@ impl Framer {
                 } else {
                     Mode::SkipLiteral { remaining: a.size }
                 };
-                return Some(Some(Frame::TooLarge {
-                    tag,
-                    text: format!(
+                let text = if literal_too_big {
+                    format!(
                         "Literal of {} bytes exceeds the limit of {} bytes",
                         a.size, self.limits.max_literal
-                    ),
-                }));
+                    )
+                } else {
+                    "Command too large".into()
+                };
+                return Some(Some(Frame::TooLarge { tag, text }));
             }
-        } else if self.over_command_cap(line_len as u64) {
+        } else if self.over_command_cap(line_len as u64 + 2) {
             let tag = self.tag_with_line(&self.buf[self.pos..self.pos + line_len]);
             self.pos += lf + 1;
             self.abandon();
@@ -323,6 +326,8 @@ impl Framer {
         }
     }
 
+    /// Whether adding `more` bytes (a line with its CRLF, plus any literal
+    /// it announces) to the command would break `max_command`.
     fn over_command_cap(&self, more: u64) -> bool {
         self.max_command
             .is_some_and(|m| self.cur.len() as u64 + more > m)
@@ -341,7 +346,9 @@ impl Framer {
 
     fn tag_with_line(&self, line: &[u8]) -> Option<String> {
         if self.cur.is_empty() {
-            tag_of(line)
+            // Only a tag within the first `max_line` bytes counts, so the
+            // answer does not depend on how much of a long line has arrived.
+            tag_of(&line[..line.len().min(self.limits.max_line)])
         } else {
             tag_of(&self.cur)
         }
@@ -428,6 +435,7 @@ fn announcement(line: &[u8]) -> Option<Announce> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const LIMITS: FrameLimits = FrameLimits {
         max_line: 40,
@@ -643,7 +651,7 @@ mod tests {
         let mut f = Framer::new(LIMITS);
         f.set_max_command(30);
         f.push(b"a APPEND x {9+}\r\n123456789 {9+}\r\n123456789\r\nb NOOP\r\n");
-        assert_eq!(f.next_frame(), Some(lit_big("a", 9)));
+        assert_eq!(f.next_frame(), Some(big("a", "Command too large")));
         assert_eq!(f.next_frame(), Some(cmd("b NOOP\r\n")));
     }
 
@@ -675,6 +683,56 @@ mod tests {
         f.push(b"\r\nok\r\n");
         assert_eq!(f.next_line(), Some(Err(())));
         assert_eq!(f.next_line(), Some(Ok(b"ok".to_vec())));
+    }
+
+    /// Input built from pieces that exercise every mode.
+    fn soup() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop::sample::select(vec![
+            &b"a NOOP\r\n"[..],
+            b"b APPEND x {3}\r\n",
+            b"c APPEND x {3+}\r\n",
+            b"d APPEND x ~{12+}\r\n",
+            b"e APPEND x {99+}\r\n",
+            b"f APPEND x {99}\r\n",
+            b"abc",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b"0123456789012345678901234567890123456789",
+            b"{2+}\r\n",
+            b"{",
+            b"}",
+            b" ",
+        ]);
+        prop::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        /// Framing does not depend on how the stream is cut into reads,
+        /// and what is held never exceeds the caps.
+        #[test]
+        fn chunking_does_not_matter(input in soup(), cuts in prop::collection::vec(1usize..20, 0..40)) {
+            let mut whole = Framer::new(LIMITS);
+            whole.set_max_command(64);
+            whole.push(&input);
+            let want: Vec<Frame> = std::iter::from_fn(|| whole.next_frame()).collect();
+
+            let mut f = Framer::new(LIMITS);
+            f.set_max_command(64);
+            let mut got = Vec::new();
+            let mut rest = &input[..];
+            for n in cuts.iter().copied().chain(std::iter::repeat(7)) {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at(n.min(rest.len()));
+                rest = later;
+                f.push(now);
+                got.extend(std::iter::from_fn(|| f.next_frame()));
+                prop_assert!(f.buffered() <= 64 + LIMITS.max_line + 1, "holds {}", f.buffered());
+            }
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
