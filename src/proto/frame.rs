@@ -570,6 +570,18 @@ mod tests {
                     text: "Command line too long".into(),
                 }],
             ),
+            // A "tag" ending past `max_line` is no tag (the answer must not
+            // depend on how much of the line had arrived).
+            (
+                b"0123456789012345678901234567890123456789a NOOP\r\nb NOOP\r\n",
+                vec![
+                    Frame::TooLarge {
+                        tag: None,
+                        text: "Command line too long".into(),
+                    },
+                    cmd("b NOOP\r\n"),
+                ],
+            ),
             // `{` inside a line is not an announcement.
             (b"a X {3} y\r\n", vec![cmd("a X {3} y\r\n")]),
             (b"a X {}\r\n", vec![cmd("a X {}\r\n")]),
