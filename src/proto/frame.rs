@@ -100,8 +100,9 @@ pub struct Framer {
     /// The command assembled so far.
     cur: Vec<u8>,
     mode: Mode,
-    /// Whether the command being discarded after `DropLine`/`SkipLiteral`
-    /// continues (true) or a fresh command starts after it (false).
+    /// Whether the line `DropLine` is dropping belongs to a command (its
+    /// tail may announce a literal that must be skipped too) rather than
+    /// being a raw line from [`Framer::next_line`].
     discarding: bool,
     /// Last bytes of a line being dropped, to find a literal announcement.
     tail: Vec<u8>,

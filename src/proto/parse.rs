@@ -1015,18 +1015,19 @@ impl<'a> P<'a> {
         let mut changed_since = None;
         if !self.at_end() {
             self.sp()?;
-            for (name, v) in self.paren_list(false, |p| {
+            // `fetch-modifier = "CHANGEDSINCE" SP mod-sequence-valzer`
+            // (RFC 7162 §3.1.4); VANISHED needs QRESYNC, which is not offered.
+            for v in self.paren_list(false, |p| {
                 let k = p.keyword()?;
                 if k != "CHANGEDSINCE" {
                     return bad(format!("Unknown FETCH modifier {k}"));
                 }
                 p.sp()?;
-                Ok((k, p.number64()?))
-            })? {
-                debug_assert_eq!(name, "CHANGEDSINCE");
-                if v == 0 {
-                    return bad("CHANGEDSINCE must not be zero");
+                match p.number64()? {
+                    0 => bad("CHANGEDSINCE must not be zero"),
+                    v => Ok(v),
                 }
+            })? {
                 changed_since = Some(v);
             }
         }
