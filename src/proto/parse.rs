@@ -1997,6 +1997,78 @@ mod tests {
         }
     }
 
+    /// Every prefix of a good command parses without panicking and, once
+    /// the tag is complete, any error carries it.
+    #[test]
+    fn every_prefix_keeps_the_tag() {
+        let samples: &[&[u8]] = &[
+            b"a APPEND x (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {3}\r\nabc ~{2}\r\nhi\r\n",
+            b"a UID FETCH 1:* (BODY.PEEK[1.HEADER.FIELDS (From {2}\r\nTo)]<0.5> BINARY[1]) (CHANGEDSINCE 5)\r\n",
+            b"a SEARCH RETURN (MIN) CHARSET UTF-8 OR NOT (FROM x) UID $ SINCE 1-Jan-2024\r\n",
+            b"a LIST (SUBSCRIBED) \"\" (a b) RETURN (STATUS (SIZE))\r\n",
+            b"a STORE 1 (UNCHANGEDSINCE 1) +FLAGS.SILENT (\\Seen)\r\n",
+            b"a LOGIN {3}\r\nbob \"pw\"\r\n",
+        ];
+        for wire in samples {
+            assert!(
+                parse_command(wire).is_ok(),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+            for cut in 2..wire.len() {
+                if let Err(ParseError::Bad { tag, text }) = parse_command(&wire[..cut]) {
+                    assert_eq!(tag.as_deref(), Some("a"), "cut {cut}: {text}");
+                }
+            }
+        }
+    }
+
+    /// The framer's output is what the parser expects: a client session cut
+    /// into odd reads, with LF-only line ends and both literal kinds.
+    #[test]
+    fn framed_session() {
+        use crate::proto::frame::{Frame, FrameLimits, Framer};
+        let stream: &[u8] = b"1 LOGIN {3}\nbob {2+}\npw\n2 SELECT INBOX\r\n\
+            3 APPEND Drafts (\\Draft) {5+}\r\nhello\r\n4 UID FETCH 1:* (FLAGS)\r\n";
+        let mut f = Framer::new(FrameLimits {
+            max_line: 100,
+            max_literal: 100,
+        });
+        let mut got = Vec::new();
+        for chunk in stream.chunks(3) {
+            f.push(chunk);
+            while let Some(frame) = f.next_frame() {
+                match frame {
+                    Frame::Command(bytes) => got.push(parse_command(&bytes).unwrap().body),
+                    Frame::NeedContinuation { size } => assert_eq!(size, 3),
+                    Frame::TooLarge { .. } => panic!("too large"),
+                }
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                CommandBody::Login {
+                    username: "bob".into(),
+                    password: "pw".into()
+                },
+                CommandBody::Select {
+                    mailbox: "INBOX".into(),
+                    read_only: false,
+                    condstore: false
+                },
+                CommandBody::Append {
+                    mailbox: "Drafts".into(),
+                    messages: vec![AppendMessage {
+                        flags: vec![Flag::Draft],
+                        ..msg(b"hello")
+                    }],
+                },
+                fetch(true, set(&[(V(1), S)]), vec![FetchAttr::Flags]),
+            ]
+        );
+    }
+
     #[test]
     fn unknown_charset() {
         assert_eq!(
