@@ -239,9 +239,12 @@ impl Session {
             max_line: shared.config.limits.max_command_bytes,
             max_literal: shared.config.limits.max_literal_bytes,
         };
+        let mut framer = Framer::new(limits);
+        // MULTIAPPEND may carry several literals; bound the whole command too.
+        framer.set_max_command(shared.config.limits.max_literal_bytes.saturating_mul(2));
         Session {
             io: Some(io),
-            framer: Framer::new(limits),
+            framer,
             out: Vec::with_capacity(512),
             shared,
             conn,
