@@ -1,0 +1,251 @@
+//! Content matching for SEARCH (RFC 9051 §6.4.4 BODY, TEXT, header keys).
+//!
+//! Works on the stored bytes as they are (LF or CRLF), through a part tree
+//! parsed once per message by the caller. Matching is a case-insensitive
+//! substring test: the needle is lower-cased once; the haystack is folded
+//! into a thread-local scratch buffer reused across messages (no
+//! per-message allocation proportional to the message size) and searched
+//! with `memchr::memmem`.
+//!
+//! Folding: an ASCII needle is matched against ASCII-folded bytes when the
+//! part's charset keeps ASCII as ASCII (UTF-8, US-ASCII, single-byte
+//! charsets), skipping charset conversion; the only Unicode characters whose
+//! lower case is ASCII (KELVIN SIGN, LATIN CAPITAL I WITH DOT ABOVE) are
+//! thereby not folded. Otherwise the text is converted to UTF-8 with
+//! `encoding_rs` and folded with `char::to_lowercase`.
+//!
+//! Only text/* parts and encapsulated messages are searched for BODY:
+//! attachments (images, PDFs) are not text and are never decoded.
+use std::cell::RefCell;
+use std::ops::Range;
+
+use encoding_rs::Encoding;
+use memchr::memmem;
+
+use super::decode;
+use super::tree::{Cte, Kind, Part, fields, media_type, param};
+
+/// A lower-cased search string with its prepared searcher.
+pub(crate) struct Needle {
+    lower: Vec<u8>,
+    ascii: bool,
+    finder: memmem::Finder<'static>,
+}
+
+impl Needle {
+    pub fn new(s: &str) -> Needle {
+        let lower = s.to_lowercase().into_bytes();
+        let finder = memmem::Finder::new(&lower).into_owned();
+        Needle {
+            ascii: lower.is_ascii(),
+            lower,
+            finder,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lower.is_empty()
+    }
+
+    fn find_in(&self, folded: &[u8]) -> bool {
+        self.finder.find(folded).is_some()
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    decoded: Vec<u8>,
+    folded: Vec<u8>,
+    text: String,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with the thread's scratch buffers (a fresh set if they are
+/// already in use further up the stack, which cannot happen today).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+            let r = f(&mut s);
+            // Don't keep a huge buffer alive after one giant message.
+            const KEEP: usize = 4 << 20;
+            let s = &mut *s;
+            for b in [&mut s.decoded, &mut s.folded] {
+                if b.capacity() > KEEP {
+                    *b = Vec::new();
+                }
+            }
+            if s.text.capacity() > KEEP {
+                s.text = String::new();
+            }
+            r
+        }
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
+fn ascii_fold_into(src: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend(src.iter().map(u8::to_ascii_lowercase));
+}
+
+fn unicode_fold_into(src: &str, out: &mut Vec<u8>) {
+    out.clear();
+    for c in src.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase() as u8);
+        } else {
+            let mut buf = [0u8; 4];
+            for l in c.to_lowercase() {
+                out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+}
+
+/// Does the bytes `text` in `charset` contain the needle?
+fn text_contains(
+    text: &[u8],
+    charset: Option<&'static Encoding>,
+    needle: &Needle,
+    s: &mut Scratch,
+) -> bool {
+    let enc = charset.unwrap_or(encoding_rs::UTF_8);
+    if needle.ascii && (enc == encoding_rs::UTF_8 || enc.is_single_byte()) {
+        ascii_fold_into(text, &mut s.folded);
+        return needle.find_in(&s.folded);
+    }
+    if text.is_ascii() {
+        ascii_fold_into(text, &mut s.folded);
+        return needle.find_in(&s.folded);
+    }
+    s.text.clear();
+    let mut dec = enc.new_decoder_without_bom_handling();
+    s.text.reserve(
+        dec.max_utf8_buffer_length(text.len())
+            .unwrap_or(text.len() * 3),
+    );
+    let _ = dec.decode_to_string(text, &mut s.text, true);
+    unicode_fold_into(&s.text, &mut s.folded);
+    needle.find_in(&s.folded)
+}
+
+/// A header field's value as SEARCH sees it: unfolded, RFC 2047 decoded
+/// (mailparse), 8-bit taken as UTF-8 or else Latin-1.
+fn decoded_value(raw_field: &[u8]) -> String {
+    match mailparse::parse_header(raw_field) {
+        Ok((h, _)) => h.get_value(),
+        Err(_) => String::from_utf8_lossy(raw_field).into_owned(),
+    }
+}
+
+fn field_contains(raw_field: &[u8], needle: &Needle, s: &mut Scratch) -> bool {
+    let v = decoded_value(raw_field);
+    unicode_fold_into(&v, &mut s.folded);
+    needle.find_in(&s.folded)
+}
+
+/// HEADER-style keys: any field called `name` whose decoded value contains
+/// the needle; an empty needle matches the field's mere presence.
+pub(crate) fn header_matches(
+    data: &[u8],
+    header: Range<usize>,
+    name: &str,
+    needle: &Needle,
+) -> bool {
+    with_scratch(|s| {
+        fields(data, header)
+            .filter(|f| f.is(name.as_bytes()))
+            .any(|f| needle.is_empty() || field_contains(f.raw, needle, s))
+    })
+}
+
+/// The whole header block: raw bytes first (cheap), then each field that
+/// decoding or unfolding could change.
+fn header_block_contains(
+    data: &[u8],
+    header: Range<usize>,
+    needle: &Needle,
+    s: &mut Scratch,
+) -> bool {
+    let block = data.get(header.clone()).unwrap_or_default();
+    if needle.ascii {
+        ascii_fold_into(block, &mut s.folded);
+        if needle.find_in(&s.folded) {
+            return true;
+        }
+    }
+    fields(data, header).any(|f| {
+        let may_change = !needle.ascii
+            || !f.raw.is_ascii()
+            || memmem::find(f.raw, b"=?").is_some()
+            || memchr::memchr(b'\n', f.value).is_some();
+        may_change && field_contains(f.raw, needle, s)
+    })
+}
+
+/// The charset of a text part's Content-Type, if named and known.
+fn part_charset(data: &[u8], p: &Part) -> Option<&'static Encoding> {
+    let f = fields(data, p.header.clone()).find(|f| f.is(b"content-type"))?;
+    let (_, _, rest) = media_type(f.value)?;
+    let cs = param(rest, b"charset")?;
+    Encoding::for_label(&cs)
+}
+
+fn body_contains(data: &[u8], p: &Part, needle: &Needle, s: &mut Scratch) -> bool {
+    match &p.kind {
+        Kind::Multipart(children) => children.iter().any(|c| body_contains(data, c, needle, s)),
+        Kind::Message(inner) => {
+            header_block_contains(data, inner.header.clone(), needle, s)
+                || body_contains(data, inner, needle, s)
+        }
+        Kind::Leaf if !p.is_text() => false,
+        Kind::Leaf => {
+            let raw = data.get(p.body.clone()).unwrap_or_default();
+            let charset = part_charset(data, p);
+            let mut decoded = std::mem::take(&mut s.decoded);
+            decoded.clear();
+            let text: &[u8] = match p.cte {
+                Cte::Base64 => {
+                    decode::base64(raw, &mut decoded);
+                    &decoded
+                }
+                Cte::QuotedPrintable => {
+                    decode::quoted_printable(raw, &mut decoded);
+                    &decoded
+                }
+                _ => raw,
+            };
+            let found = text_contains(text, charset, needle, s);
+            s.decoded = decoded;
+            found
+        }
+    }
+}
+
+/// SEARCH BODY: the decoded text of the message's text parts.
+pub(crate) fn body_matches(data: &[u8], root: &Part, needle: &Needle) -> bool {
+    needle.is_empty() || with_scratch(|s| body_contains(data, root, needle, s))
+}
+
+/// SEARCH TEXT: header or body.
+pub(crate) fn text_matches(data: &[u8], root: &Part, needle: &Needle) -> bool {
+    needle.is_empty()
+        || with_scratch(|s| {
+            header_block_contains(data, root.header.clone(), needle, s)
+                || body_contains(data, root, needle, s)
+        })
+}
+
+/// The first `name` field's raw value (for the Date: header).
+pub(crate) fn first_value<'a>(
+    data: &'a [u8],
+    header: Range<usize>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    fields(data, header)
+        .find(|f| f.is(name.as_bytes()))
+        .map(|f| f.value)
+}
