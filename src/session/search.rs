@@ -247,4 +247,321 @@ impl Ctx<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use std::cell::Cell;
+
+    use chrono::FixedOffset;
+
+    use super::*;
+    use crate::flags::{Flag, Flags};
+
+    /// LF-only, as Postfix stores it: multipart with a QP UTF-8 part, a
+    /// Latin-1 part, a base64 text part and a base64 binary attachment.
+    const MSG: &str = concat!(
+        "From: =?ISO-8859-1?Q?J=F6rg?= <joerg@example.de>\n",
+        "To: Bob Builder <bob@example.net>, carol@example.org\n",
+        "Cc: dave@example.com\n",
+        "Bcc: hidden@example.com\n",
+        "Subject: =?UTF-8?B?R3LDvMOfZQ==?= aus\n",
+        " Berlin\n",
+        "Date: Mon, 2 Jan 2023 23:30:00 -0800\n",
+        "X-Spam-Flag: NO\n",
+        "Content-Type: multipart/mixed; boundary=\"sep\"\n",
+        "\n",
+        "--sep\n",
+        "Content-Type: text/plain; charset=utf-8\n",
+        "Content-Transfer-Encoding: quoted-printable\n",
+        "\n",
+        "Meet at the Caf=C3=A9 tomor=\n",
+        "row.\n",
+        "--sep\n",
+        "Content-Type: text/plain; charset=iso-8859-1\n",
+        "Content-Transfer-Encoding: 8bit\n",
+        "\n",
+        "Hauptstra\u{df}e\n",
+        "--sep\n",
+        "Content-Type: text/html; charset=us-ascii\n",
+        "Content-Transfer-Encoding: base64\n",
+        "\n",
+        "PGI+SGlkZGVuV29yZDwvYj4=\n",
+        "--sep\n",
+        "Content-Type: application/octet-stream\n",
+        "Content-Transfer-Encoding: base64\n",
+        "\n",
+        "c2VjcmV0d29yZA==\n",
+        "--sep--\n",
+    );
+
+    /// MSG with the Latin-1 part really in Latin-1 (the literal above is
+    /// UTF-8 source text).
+    fn msg_bytes() -> Vec<u8> {
+        let s = MSG.replace("Hauptstra\u{df}e", "Hauptstra\u{fffd}e");
+        let mut v = s.into_bytes();
+        let pos = memchr::memmem::find(&v, "\u{fffd}".as_bytes()).expect("marker");
+        v.splice(pos..pos + 3, [0xdfu8]);
+        v
+    }
+
+    fn meta() -> MessageMeta {
+        let mut flags = Flags::new();
+        flags.insert(&Flag::Seen);
+        flags.insert(&Flag::Flagged);
+        flags.insert(&Flag::Keyword("$Forwarded".into()));
+        MessageMeta {
+            uid: 42,
+            flags,
+            // 2023-01-03 06:30:00 UTC
+            internal_date: 1_672_727_400,
+            size: None,
+            modseq: 7,
+        }
+    }
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).expect("valid date")
+    }
+
+    fn seqs(r: &[(SeqNum, SeqNum)]) -> SequenceSet {
+        SequenceSet::Ranges(r.to_vec())
+    }
+
+    fn run(key: &SearchKey, recent: bool, zone_hours: i32, loads: &Cell<u32>) -> bool {
+        let data = Arc::new(msg_bytes());
+        let m = meta();
+        let t = SearchTarget {
+            seq: 5,
+            meta: &m,
+            recent,
+        };
+        let env = SearchEnv {
+            max_seq: 10,
+            max_uid: 100,
+            saved: &[3, 42, 77],
+            now: 1_672_727_400 + 3600,
+            zone: FixedOffset::east_opt(zone_hours * 3600).expect("zone"),
+        };
+        let mut load = || {
+            loads.set(loads.get() + 1);
+            Some(data.clone())
+        };
+        matches(key, &t, &env, &mut load)
+    }
+
+    #[test]
+    fn every_key() {
+        use SearchKey as K;
+        use SeqNum::{Asterisk, Value};
+        let s = |x: &str| x.to_string();
+        let cases: Vec<(SearchKey, bool)> = vec![
+            (K::All, true),
+            (K::SequenceSet(seqs(&[(Value(5), Value(5))])), true),
+            (
+                K::SequenceSet(seqs(&[(Value(1), Value(4)), (Value(6), Asterisk)])),
+                false,
+            ),
+            (K::SequenceSet(seqs(&[(Asterisk, Value(5))])), true),
+            (K::SequenceSet(seqs(&[(Value(11), Asterisk)])), false),
+            (K::Uid(seqs(&[(Value(40), Value(45))])), true),
+            (K::Uid(seqs(&[(Value(200), Asterisk)])), false),
+            (K::Uid(seqs(&[(Asterisk, Asterisk)])), false),
+            (K::Uid(SequenceSet::Saved), true),
+            (K::SequenceSet(SequenceSet::Saved), true),
+            (K::Answered, false),
+            (K::Unanswered, true),
+            (K::Deleted, false),
+            (K::Undeleted, true),
+            (K::Draft, false),
+            (K::Undraft, true),
+            (K::Flagged, true),
+            (K::Unflagged, false),
+            (K::Seen, true),
+            (K::Unseen, false),
+            (K::Keyword(s("$forwarded")), true),
+            (K::Keyword(s("Junk")), false),
+            (K::Unkeyword(s("Junk")), true),
+            (K::Unkeyword(s("$Forwarded")), false),
+            (K::Recent, false),
+            (K::New, false),
+            (K::Old, true),
+            // Internal date 2023-01-03 06:30 UTC.
+            (K::On(d(2023, 1, 3)), true),
+            (K::Before(d(2023, 1, 3)), false),
+            (K::Before(d(2023, 1, 4)), true),
+            (K::Since(d(2023, 1, 3)), true),
+            (K::Since(d(2023, 1, 4)), false),
+            // Date: header's own date, zone ignored (it is Jan 3 in UTC).
+            (K::SentOn(d(2023, 1, 2)), true),
+            (K::SentBefore(d(2023, 1, 2)), false),
+            (K::SentBefore(d(2023, 1, 3)), true),
+            (K::SentSince(d(2023, 1, 2)), true),
+            (K::SentSince(d(2023, 1, 3)), false),
+            (K::Larger(100), true),
+            (K::Larger(100_000), false),
+            (K::Smaller(100_000), true),
+            (K::Smaller(100), false),
+            (K::From(s("jörg")), true),
+            (K::From(s("JOERG@EXAMPLE")), true),
+            (K::From(s("bob")), false),
+            (K::To(s("builder")), true),
+            (K::To(s("carol@example.org")), true),
+            (K::Cc(s("dave")), true),
+            (K::Bcc(s("hidden")), true),
+            (K::Bcc(s("dave")), false),
+            (K::Subject(s("GRÜSSE")), false),
+            (K::Subject(s("grüße aus berlin")), true),
+            (K::Subject(s("aus Berlin")), true),
+            (K::Header(s("x-spam-flag"), s("no")), true),
+            (K::Header(s("X-Spam-Flag"), s("")), true),
+            (K::Header(s("X-Absent"), s("")), false),
+            (K::Header(s("subject"), s("Grüße")), true),
+            (K::Body(s("café tomorrow")), true),
+            (K::Body(s("CAFÉ")), true),
+            (K::Body(s("hauptstraße")), true),
+            (K::Body(s("HAUPTSTRASSE")), false),
+            (K::Body(s("hiddenword")), true),
+            (K::Body(s("secretword")), false),
+            (K::Body(s("berlin")), false),
+            (K::Body(s("")), true),
+            (K::Text(s("berlin")), true),
+            (K::Text(s("grüße")), true),
+            (K::Text(s("x-spam-flag")), true),
+            (K::Text(s("tomorrow")), true),
+            (K::Text(s("nowhere")), false),
+            (K::ModSeq(7), true),
+            (K::ModSeq(8), false),
+            (K::Older(3599), true),
+            (K::Older(3600), false),
+            (K::Younger(3600), true),
+            (K::Younger(3599), false),
+            (K::Not(Box::new(K::Seen)), false),
+            (K::Or(Box::new(K::Deleted), Box::new(K::Flagged)), true),
+            (K::Or(Box::new(K::Deleted), Box::new(K::Draft)), false),
+            (K::And(vec![K::Seen, K::Body(s("café"))]), true),
+            (K::And(vec![K::Seen, K::Body(s("nothing"))]), false),
+            (K::And(vec![]), true),
+        ];
+        for (key, want) in cases {
+            let loads = Cell::new(0);
+            assert_eq!(run(&key, false, 0, &loads), want, "{key:?}");
+            assert!(loads.get() <= 1, "{key:?} loaded {} times", loads.get());
+            if cost(&key) == 0 {
+                assert_eq!(loads.get(), 0, "{key:?} needed no content");
+            }
+        }
+    }
+
+    #[test]
+    fn recent_new_old() {
+        let loads = Cell::new(0);
+        assert!(run(&SearchKey::Recent, true, 0, &loads));
+        assert!(!run(&SearchKey::Old, true, 0, &loads));
+        // Seen, so not NEW even though recent.
+        assert!(!run(&SearchKey::New, true, 0, &loads));
+    }
+
+    #[test]
+    fn internal_date_uses_server_zone() {
+        let loads = Cell::new(0);
+        // 06:30 UTC is still Jan 2 at UTC-8.
+        assert!(run(&SearchKey::On(d(2023, 1, 2)), false, -8, &loads));
+        assert!(!run(&SearchKey::On(d(2023, 1, 3)), false, -8, &loads));
+    }
+
+    #[test]
+    fn cheap_keys_first_and_one_load() {
+        let s = |x: &str| x.to_string();
+        let loads = Cell::new(0);
+        // A failing flag test decides the AND before the body is needed.
+        let key = SearchKey::And(vec![SearchKey::Body(s("café")), SearchKey::Deleted]);
+        assert!(!run(&key, false, 0, &loads));
+        assert_eq!(loads.get(), 0);
+        // Several content keys share one load.
+        let key = SearchKey::And(vec![
+            SearchKey::Body(s("café")),
+            SearchKey::Subject(s("berlin")),
+            SearchKey::Larger(10),
+            SearchKey::SentOn(d(2023, 1, 2)),
+        ]);
+        assert!(run(&key, false, 0, &loads));
+        assert_eq!(loads.get(), 1);
+        // A passing flag in an OR needs no content either.
+        loads.set(0);
+        let key = SearchKey::Or(Box::new(SearchKey::Text(s("x"))), Box::new(SearchKey::Seen));
+        assert!(run(&key, false, 0, &loads));
+        assert_eq!(loads.get(), 0);
+    }
+
+    #[test]
+    fn vanished_message_fails_content_keys() {
+        let m = meta();
+        let t = SearchTarget {
+            seq: 1,
+            meta: &m,
+            recent: false,
+        };
+        let env = SearchEnv {
+            max_seq: 1,
+            max_uid: 42,
+            saved: &[],
+            now: 0,
+            zone: FixedOffset::east_opt(0).expect("zone"),
+        };
+        let mut calls = 0;
+        let mut load = || {
+            calls += 1;
+            None
+        };
+        let key = SearchKey::Or(
+            Box::new(SearchKey::Body("a".into())),
+            Box::new(SearchKey::Or(
+                Box::new(SearchKey::Larger(0)),
+                Box::new(SearchKey::SentBefore(d(2100, 1, 1))),
+            )),
+        );
+        assert!(!matches(&key, &t, &env, &mut load));
+        assert_eq!(calls, 1);
+        assert!(matches(
+            &SearchKey::Not(Box::new(key)),
+            &t,
+            &env,
+            &mut || None
+        ));
+    }
+
+    #[test]
+    fn size_from_meta_needs_no_load() {
+        let mut m = meta();
+        m.size = Some(500);
+        let t = SearchTarget {
+            seq: 1,
+            meta: &m,
+            recent: false,
+        };
+        let env = SearchEnv {
+            max_seq: 1,
+            max_uid: 42,
+            saved: &[],
+            now: 0,
+            zone: FixedOffset::east_opt(0).expect("zone"),
+        };
+        let mut load = || -> Option<Arc<Vec<u8>>> { panic!("size is known") };
+        assert!(matches(&SearchKey::Larger(499), &t, &env, &mut load));
+        assert!(!matches(&SearchKey::Smaller(500), &t, &env, &mut load));
+    }
+
+    #[test]
+    fn sent_dates() {
+        let cases = [
+            ("Mon, 2 Jan 2023 23:30:00 -0800", Some(d(2023, 1, 2))),
+            ("2 Jan 2023 10:00 +0000", Some(d(2023, 1, 2))),
+            ("Tue, 15 Nov 94 08:12:31 GMT", Some(d(1994, 11, 15))),
+            ("Sat, 01 Jan 05 00:00:00 GMT", Some(d(2005, 1, 1))),
+            ("31 February 2023", None),
+            ("garbage", None),
+            ("", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(sent_date(v.as_bytes()), want, "{v:?}");
+        }
+    }
+}
