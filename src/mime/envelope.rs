@@ -43,12 +43,9 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], header: Range<usize>, utf8: 
     out.push(b' ');
     plain(out, found[1]);
     let from = found[2].map(parse_addresses).unwrap_or_default();
-    for i in 2..8 {
+    for (i, value) in found.iter().enumerate().take(8).skip(2) {
         out.push(b' ');
-        let list = match found[i] {
-            Some(v) => parse_addresses(v),
-            None => Vec::new(),
-        };
+        let list = value.map(parse_addresses).unwrap_or_default();
         // Sender and Reply-To default to From (RFC 9051 §7.5.2).
         let list = if list.is_empty() && (i == 3 || i == 4) {
             &from

@@ -8,7 +8,7 @@
 //! does: decoding is the client's job and keeps 8-bit out of the strings.
 use super::envelope;
 use super::imapstr::{nstring, string};
-use super::tree::{Cte, Field, Kind, Part, fields, media_type, params, trim, unfold};
+use super::tree::{Field, Kind, Part, fields, media_type, params, trim, unfold};
 
 /// Writes `body` for `part` (a message root or any part).
 pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
@@ -39,11 +39,13 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
             out.push(b' ');
             nstring(out, h.description.map(unfold).as_deref(), false);
             out.push(b' ');
-            let enc = match (part.cte, h.cte) {
-                (Cte::SevenBit, None) => b"7BIT".to_vec(),
-                (_, Some(v)) => unfold(v).to_ascii_uppercase(),
-                (_, None) => b"7BIT".to_vec(),
-            };
+            // As written (RFC 2045 §6.1 default 7BIT), so that an unknown
+            // encoding is shown to the client rather than hidden.
+            let enc = h
+                .cte
+                .map(|v| unfold(v).to_ascii_uppercase())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| b"7BIT".to_vec());
             string(out, &enc, false);
             out.push(b' ');
             let body = data.get(part.body.clone()).unwrap_or_default();

@@ -478,31 +478,46 @@ fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> 
     if !raw.iter().any(|(n, _)| segment(n).is_some()) {
         return raw;
     }
+    /// A parameter being merged: its slot in `out`, base name, whether
+    /// any segment is encoded, and the segments by index.
+    struct Merged {
+        slot: usize,
+        base: Vec<u8>,
+        encoded: bool,
+        segments: Vec<(u32, Vec<u8>)>,
+    }
     let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    // For each merged parameter: base name, whether encoded, segments.
-    let mut merged: Vec<(usize, Vec<u8>, bool, Vec<(u32, Vec<u8>)>)> = Vec::new();
+    let mut merged: Vec<Merged> = Vec::new();
     for (name, value) in raw {
         match segment(&name) {
             Some((base, idx, enc)) => {
-                if let Some(m) = merged.iter_mut().find(|m| m.1.eq_ignore_ascii_case(base)) {
-                    m.2 |= enc;
-                    m.3.push((idx, value));
+                if let Some(m) = merged
+                    .iter_mut()
+                    .find(|m| m.base.eq_ignore_ascii_case(base))
+                {
+                    m.encoded |= enc;
+                    m.segments.push((idx, value));
                 } else {
                     out.push((Vec::new(), Vec::new()));
-                    merged.push((out.len() - 1, base.to_vec(), enc, vec![(idx, value)]));
+                    merged.push(Merged {
+                        slot: out.len() - 1,
+                        base: base.to_vec(),
+                        encoded: enc,
+                        segments: vec![(idx, value)],
+                    });
                 }
             }
             None => out.push((name, value)),
         }
     }
-    for (slot, base, enc, mut segs) in merged {
-        segs.sort_by_key(|s| s.0);
-        let mut name = base;
-        if enc {
+    for mut m in merged {
+        m.segments.sort_by_key(|s| s.0);
+        let mut name = m.base;
+        if m.encoded {
             name.push(b'*');
         }
-        let value = segs.into_iter().flat_map(|s| s.1).collect();
-        if let Some(o) = out.get_mut(slot) {
+        let value = m.segments.into_iter().flat_map(|s| s.1).collect();
+        if let Some(o) = out.get_mut(m.slot) {
             *o = (name, value);
         }
     }
