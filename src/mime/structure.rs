@@ -8,7 +8,7 @@
 //! does: decoding is the client's job and keeps 8-bit out of the strings.
 use super::envelope;
 use super::imapstr::{nstring, string};
-use super::tree::{Field, Kind, Part, fields, media_type, params, trim, unfold};
+use super::tree::{Field, Kind, Part, fields, is_token, media_type, params, trim, unfold};
 
 /// Writes `body` for `part` (a message root or any part).
 pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
@@ -39,12 +39,14 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
             out.push(b' ');
             nstring(out, h.description.map(unfold).as_deref(), false);
             out.push(b' ');
-            // As written (RFC 2045 §6.1 default 7BIT), so that an unknown
-            // encoding is shown to the client rather than hidden.
+            // As written, so that an unknown encoding is shown to the
+            // client rather than hidden; a value that is not even a token
+            // is ignored like a missing one (RFC 2045 §6.1 default 7BIT),
+            // as Dovecot does.
             let enc = h
                 .cte
                 .map(|v| unfold(v).to_ascii_uppercase())
-                .filter(|v| !v.is_empty())
+                .filter(|v| is_token(v))
                 .unwrap_or_else(|| b"7BIT".to_vec());
             string(out, &enc, false);
             out.push(b' ');
@@ -71,14 +73,11 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
     out.push(b')');
 }
 
-/// Lines of a body: line breaks, plus a final unterminated line.
+/// Lines of a body: its line breaks, as Dovecot counts them (an
+/// unterminated last line does not count; the line break before a
+/// multipart delimiter belongs to the delimiter, not to the part).
 pub(crate) fn lines(body: &[u8]) -> usize {
-    let n = memchr::memchr_iter(b'\n', body).count();
-    if body.last().is_some_and(|&c| c != b'\n') {
-        n + 1
-    } else {
-        n
-    }
+    memchr::memchr_iter(b'\n', body).count()
 }
 
 /// The MIME header fields BODYSTRUCTURE needs, first occurrence each.

@@ -169,12 +169,7 @@ pub(crate) fn media_type(value: &[u8]) -> Option<(String, String, &[u8])> {
     let slash = memchr(b'/', &ty)?;
     let t = trim(&ty[..slash]);
     let s = trim(&ty[slash + 1..]);
-    let token = |x: &[u8]| {
-        !x.is_empty()
-            && x.iter()
-                .all(|&c| c > b' ' && c < 0x7f && !b"()<>@,;:\\\"/[]?=".contains(&c))
-    };
-    if !token(t) || !token(s) {
+    if !is_token(t) || !is_token(s) {
         return None;
     }
     Some((
@@ -182,6 +177,13 @@ pub(crate) fn media_type(value: &[u8]) -> Option<(String, String, &[u8])> {
         String::from_utf8_lossy(s).to_ascii_lowercase(),
         rest,
     ))
+}
+
+/// RFC 2045 §5.1 `token`: printable ASCII without blanks and tspecials.
+pub(crate) fn is_token(x: &[u8]) -> bool {
+    !x.is_empty()
+        && x.iter()
+            .all(|&c| c > b' ' && c < 0x7f && !b"()<>@,;:\\\"/[]?=".contains(&c))
 }
 
 fn strip_comments(v: &[u8]) -> Vec<u8> {
@@ -254,9 +256,9 @@ fn split_multipart(data: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Rang
         let line_end = memchr(b'\n', &s[after..]).map_or(s.len(), |n| after + n);
         let rest = &s[after..line_end];
         let close = rest.starts_with(b"--");
-        let tail = if close { &rest[2..] } else { rest };
-        if !tail.iter().all(|c| matches!(c, b' ' | b'\t' | b'\r')) {
-            // `--boundaryX`: a longer boundary, not ours.
+        // `--boundaryX` is a longer boundary, not ours; but a close
+        // delimiter with junk after it still closes.
+        if !close && !rest.iter().all(|c| matches!(c, b' ' | b'\t' | b'\r')) {
             continue;
         }
         if let Some(start) = open {
