@@ -467,6 +467,101 @@ fn encoded_words_stay_raw_in_envelope() {
     );
 }
 
+/// The imaptest cases from Dovecot's ENVELOPE unit test.
+#[test]
+fn envelope_table() {
+    let cases: &[(&str, &str)] = &[
+        (
+            concat!(
+                "Message-ID: <msg@id>\n",
+                "In-Reply-To: <reply@to.id>\n",
+                "Date: Thu, 15 Feb 2007 01:02:03 +0200\n",
+                "Subject: subject header\n",
+                "From: From Real <fromuser@fromdomain.org>\n",
+                "To: To Real <touser@todomain.org>\n",
+                "Cc: Cc Real <ccuser@ccdomain.org>\n",
+                "Bcc: Bcc Real <bccuser@bccdomain.org>\n",
+                "Sender: Sender Real <senderuser@senderdomain.org>\n",
+                "Reply-To: ReplyTo Real <replytouser@replytodomain.org>\n",
+                "\n",
+                "body\n",
+            ),
+            concat!(
+                r#"("Thu, 15 Feb 2007 01:02:03 +0200" "subject header" "#,
+                r#"(("From Real" NIL "fromuser" "fromdomain.org")) "#,
+                r#"(("Sender Real" NIL "senderuser" "senderdomain.org")) "#,
+                r#"(("ReplyTo Real" NIL "replytouser" "replytodomain.org")) "#,
+                r#"(("To Real" NIL "touser" "todomain.org")) "#,
+                r#"(("Cc Real" NIL "ccuser" "ccdomain.org")) "#,
+                r#"(("Bcc Real" NIL "bccuser" "bccdomain.org")) "#,
+                r#""<reply@to.id>" "<msg@id>")"#
+            ),
+        ),
+        (
+            "Date: Thu, 15 Feb 2007 01:02:03 +0200\nFrom: user@domain\n\nbody\n",
+            concat!(
+                r#"("Thu, 15 Feb 2007 01:02:03 +0200" NIL ((NIL NIL "user" "domain")) "#,
+                r#"((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) NIL NIL NIL NIL NIL)"#
+            ),
+        ),
+        (
+            concat!(
+                "Date: Thu, 15 Feb 2007 01:02:03 +0200\n",
+                "From: user@domain (Real Name)\n",
+                "To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\n",
+                "Cc: group:;, group2: (foo) ;\n",
+                "\n",
+                "body\n",
+            ),
+            concat!(
+                r#"("Thu, 15 Feb 2007 01:02:03 +0200" NIL "#,
+                r#"(("Real Name" NIL "user" "domain")) (("Real Name" NIL "user" "domain")) "#,
+                r#"(("Real Name" NIL "user" "domain")) "#,
+                r#"((NIL NIL "group" NIL)(NIL NIL "g1" "d1.org")(NIL NIL "g2" "d2.org")(NIL NIL NIL NIL)"#,
+                r#"(NIL NIL "group2" NIL)(NIL NIL "g3" "d3.org")(NIL NIL NIL NIL)) "#,
+                r#"((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL)) "#,
+                "NIL NIL NIL)"
+            ),
+        ),
+        (
+            concat!(
+                "Date: Thu, 15 Feb 2007 01:02:03 +0200\n",
+                "From: user@domain (Real Name)\n",
+                "Sender: \n",
+                "Reply-To: \n",
+                "\n",
+                "body\n",
+            ),
+            concat!(
+                r#"("Thu, 15 Feb 2007 01:02:03 +0200" NIL "#,
+                r#"(("Real Name" NIL "user" "domain")) (("Real Name" NIL "user" "domain")) "#,
+                r#"(("Real Name" NIL "user" "domain")) NIL NIL NIL NIL NIL)"#
+            ),
+        ),
+        (
+            "Date: Thu, 15 Feb 2007 01:02:03 +0200\nFrom: <@route:user@domain>\n\nbody\n",
+            concat!(
+                r#"("Thu, 15 Feb 2007 01:02:03 +0200" NIL ((NIL "@route" "user" "domain")) "#,
+                r#"((NIL "@route" "user" "domain")) ((NIL "@route" "user" "domain")) NIL NIL NIL NIL NIL)"#
+            ),
+        ),
+        // Folded subject: unfolded, inner blanks kept; empty subject.
+        (
+            "Subject: a\r\n  b\r\nIn-Reply-To:\r\n\r\n",
+            r#"(NIL "a  b" NIL NIL NIL NIL NIL NIL "" NIL)"#,
+        ),
+        // Quotes and backslashes in a subject are escaped.
+        (
+            "Subject: say \"hi\" \\o/\r\n\r\n",
+            r#"(NIL "say \"hi\" \\o/" NIL NIL NIL NIL NIL NIL NIL NIL)"#,
+        ),
+    ];
+    for (raw, want) in cases {
+        let m = Message::parse(raw.as_bytes());
+        assert_eq!(s(m.envelope(false)), *want, "{raw:?}");
+    }
+}
+
 #[test]
 fn broken_mime_degrades() {
     let cases: &[(&str, &str)] = &[
