@@ -23,7 +23,7 @@ use encoding_rs::Encoding;
 use memchr::memmem;
 
 use super::decode;
-use super::tree::{Cte, Kind, Part, fields, media_type, param};
+use super::tree::{Cte, Field, Kind, Part, fields, media_type, param};
 
 /// A lower-cased search string with its prepared searcher.
 pub(crate) struct Needle {
@@ -141,8 +141,20 @@ fn decoded_value(raw_field: &[u8]) -> String {
     }
 }
 
-fn field_contains(raw_field: &[u8], needle: &Needle, s: &mut Scratch) -> bool {
-    let v = decoded_value(raw_field);
+/// Does the field's value (decoded as SEARCH sees it) contain the needle?
+fn field_contains(f: &Field<'_>, needle: &Needle, s: &mut Scratch) -> bool {
+    if needle.ascii && f.value.is_ascii() && memmem::find(f.value, b"=?").is_none() {
+        // Nothing to decode: unfolding only drops the line breaks.
+        s.folded.clear();
+        s.folded.extend(
+            f.value
+                .iter()
+                .filter(|&&c| c != b'\r' && c != b'\n')
+                .map(u8::to_ascii_lowercase),
+        );
+        return needle.find_in(&s.folded);
+    }
+    let v = decoded_value(f.raw);
     unicode_fold_into(&v, &mut s.folded);
     needle.find_in(&s.folded)
 }
@@ -158,7 +170,7 @@ pub(crate) fn header_matches(
     with_scratch(|s| {
         fields(data, header)
             .filter(|f| f.is(name.as_bytes()))
-            .any(|f| needle.is_empty() || field_contains(f.raw, needle, s))
+            .any(|f| needle.is_empty() || field_contains(&f, needle, s))
     })
 }
 
@@ -182,7 +194,7 @@ fn header_block_contains(
             || !f.raw.is_ascii()
             || memmem::find(f.raw, b"=?").is_some()
             || memchr::memchr(b'\n', f.value).is_some();
-        may_change && field_contains(f.raw, needle, s)
+        may_change && field_contains(&f, needle, s)
     })
 }
 

@@ -8,6 +8,7 @@
 //! before content keys inside AND/OR so that most messages are decided
 //! without reading their file. The MIME tree is parsed at most once per
 //! call, over the stored bytes as they are (see `mime::search_text`).
+use std::ops::Range;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate};
@@ -58,10 +59,23 @@ pub fn matches(
     ctx.eval(key)
 }
 
-/// The message content, fetched and parsed on first need.
+/// The message content, fetched on first need. The header is located at
+/// once (cheap); the MIME tree, which scans the whole body, only when a
+/// BODY or TEXT key asks for it.
 struct Content {
     data: Arc<Vec<u8>>,
-    root: Part,
+    header: Range<usize>,
+    root: Option<Part>,
+}
+
+impl Content {
+    /// The bytes and the MIME tree, parsed on first use.
+    fn parts(&mut self) -> (&[u8], &Part) {
+        let root = self
+            .root
+            .get_or_insert_with(|| tree::parse_message(&self.data));
+        (&self.data, root)
+    }
 }
 
 struct Ctx<'a, 'b> {
@@ -127,15 +141,19 @@ fn sent_date(v: &[u8]) -> Option<NaiveDate> {
 }
 
 impl Ctx<'_, '_> {
-    fn content(&mut self) -> Option<&Content> {
+    fn content(&mut self) -> Option<&mut Content> {
         if self.loaded.is_none() {
             let c = (self.load)().map(|data| {
-                let root = tree::parse_message(&data);
-                Content { data, root }
+                let header = tree::split_header(&data, 0..data.len()).0;
+                Content {
+                    data,
+                    header,
+                    root: None,
+                }
             });
             self.loaded = Some(c);
         }
-        self.loaded.as_ref().and_then(Option::as_ref)
+        self.loaded.as_mut().and_then(Option::as_mut)
     }
 
     fn flag(&self, bit: u8) -> bool {
@@ -152,7 +170,7 @@ impl Ctx<'_, '_> {
     fn sent(&mut self) -> Option<NaiveDate> {
         let c = self.content()?;
         let from_header =
-            search_text::first_value(&c.data, c.root.header.clone(), "date").and_then(sent_date);
+            search_text::first_value(&c.data, c.header.clone(), "date").and_then(sent_date);
         from_header.or_else(|| self.internal_date())
     }
 
@@ -165,9 +183,8 @@ impl Ctx<'_, '_> {
 
     fn header(&mut self, name: &str, value: &str) -> bool {
         let needle = Needle::new(value);
-        self.content().is_some_and(|c| {
-            search_text::header_matches(&c.data, c.root.header.clone(), name, &needle)
-        })
+        self.content()
+            .is_some_and(|c| search_text::header_matches(&c.data, c.header.clone(), name, &needle))
     }
 
     /// Evaluates children cheapest first; `all`: AND semantics, else OR.
@@ -231,13 +248,17 @@ impl Ctx<'_, '_> {
             K::Header(name, v) => self.header(name, v),
             K::Body(v) => {
                 let needle = Needle::new(v);
-                self.content()
-                    .is_some_and(|c| search_text::body_matches(&c.data, &c.root, &needle))
+                self.content().is_some_and(|c| {
+                    let (data, root) = c.parts();
+                    search_text::body_matches(data, root, &needle)
+                })
             }
             K::Text(v) => {
                 let needle = Needle::new(v);
-                self.content()
-                    .is_some_and(|c| search_text::text_matches(&c.data, &c.root, &needle))
+                self.content().is_some_and(|c| {
+                    let (data, root) = c.parts();
+                    search_text::text_matches(data, root, &needle)
+                })
             }
             K::ModSeq(n) => t.meta.modseq >= *n,
             K::Older(secs) => env.now - t.meta.internal_date > i64::from(*secs),
