@@ -636,6 +636,25 @@ fn deep_nesting_is_capped() {
 }
 
 #[test]
+fn part_count_is_capped() {
+    let mut raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    for _ in 0..20_000 {
+        raw.extend_from_slice(b"--b\r\n\r\nx\r\n");
+    }
+    raw.extend_from_slice(b"--b--\r\n");
+    let m = Message::parse(&raw);
+    let bs = s(m.body_structure(false));
+    assert_eq!(bs.matches("\"TEXT\"").count(), tree::MAX_PARTS);
+    // The last part holds the rest of the body.
+    let last = m.section(&sec(&[tree::MAX_PARTS as u32], None));
+    assert!(last.len() > 10_000 * 8, "{}", last.len());
+    assert!(
+        m.section(&sec(&[tree::MAX_PARTS as u32 + 1], None))
+            .is_empty()
+    );
+}
+
+#[test]
 fn parameter_lists() {
     use super::tree::params;
     let cases: &[(&str, &[(&str, &str)])] = &[

@@ -9,7 +9,10 @@
 //! multipart always has at least one child (an empty text/plain part stands
 //! in when no delimiter is found, because the BODYSTRUCTURE grammar needs
 //! `1*body`); nesting stops at [`MAX_DEPTH`], below which multiparts and
-//! messages are treated as opaque text/plain leaves. The parser never
+//! messages are treated as opaque text/plain leaves, and a message has at
+//! most [`MAX_PARTS`] parts (the last one found takes the rest of its
+//! multipart's body), so a hostile message of a million empty parts costs
+//! no more than a large ordinary one. Both limits are Dovecot's defaults. The parser never
 //! panics: all slicing goes through ranges checked against the input.
 use std::ops::Range;
 
@@ -17,6 +20,12 @@ use memchr::{memchr, memmem};
 
 /// Deepest nesting of multiparts and encapsulated messages we descend into.
 pub(crate) const MAX_DEPTH: usize = 100;
+
+/// Most parts (of any kind) in one message.
+pub(crate) const MAX_PARTS: usize = 10_000;
+
+/// Most parameters read from one header field.
+const MAX_PARAMS: usize = 128;
 
 /// How a part's content is transfer-encoded (RFC 2045 §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,12 +95,20 @@ impl Part {
 
 /// Parses the message occupying `data[range]`.
 pub(crate) fn parse_message(data: &[u8]) -> Part {
-    parse_part(data, 0..data.len(), 0, false)
+    let mut budget = MAX_PARTS;
+    parse_part(data, 0..data.len(), 0, false, &mut budget)
 }
 
 /// Parses one entity (header + body) in `range`. `digest`: the parent is a
 /// multipart/digest, so the default type is message/rfc822 (RFC 2046 §5.1.5).
-fn parse_part(data: &[u8], range: Range<usize>, depth: usize, digest: bool) -> Part {
+/// `budget`: how many more parts may be created in this message.
+fn parse_part(
+    data: &[u8],
+    range: Range<usize>,
+    depth: usize,
+    digest: bool,
+    budget: &mut usize,
+) -> Part {
     let (header, body) = split_header(data, range);
     let mut ctype: Option<&[u8]> = None;
     let mut cte = Cte::SevenBit;
@@ -111,11 +128,13 @@ fn parse_part(data: &[u8], range: Range<usize>, depth: usize, digest: bool) -> P
     if mtype == "multipart" {
         let boundary = param(params, b"boundary").filter(|b| !b.is_empty());
         match boundary {
-            Some(b) if depth < MAX_DEPTH => {
+            Some(b) if depth < MAX_DEPTH && *budget > 0 => {
                 let digest = subtype == "digest";
-                let children = split_multipart(data, body.clone(), &b)
+                let ranges = split_multipart(data, body.clone(), &b, *budget);
+                *budget = budget.saturating_sub(ranges.len());
+                let children = ranges
                     .into_iter()
-                    .map(|r| parse_part(data, r, depth + 1, digest))
+                    .map(|r| parse_part(data, r, depth + 1, digest, budget))
                     .collect::<Vec<_>>();
                 kind = Kind::Multipart(if children.is_empty() {
                     vec![empty_part(body.end)]
@@ -131,8 +150,18 @@ fn parse_part(data: &[u8], range: Range<usize>, depth: usize, digest: bool) -> P
     } else if mtype == "message" && (subtype == "rfc822" || subtype == "global") {
         // An encoded message/rfc822 is not allowed (RFC 2046 §5.2.1); such a
         // part is shown as the opaque leaf it is, as Dovecot does.
-        if depth < MAX_DEPTH && matches!(cte, Cte::SevenBit | Cte::EightBit | Cte::Binary) {
-            kind = Kind::Message(Box::new(parse_part(data, body.clone(), depth + 1, false)));
+        if depth < MAX_DEPTH
+            && *budget > 0
+            && matches!(cte, Cte::SevenBit | Cte::EightBit | Cte::Binary)
+        {
+            *budget -= 1;
+            kind = Kind::Message(Box::new(parse_part(
+                data,
+                body.clone(),
+                depth + 1,
+                false,
+                budget,
+            )));
         } else {
             mtype = "text".into();
             subtype = "plain".into();
@@ -233,8 +262,14 @@ pub(crate) fn split_header(data: &[u8], range: Range<usize>) -> (Range<usize>, R
 /// The ranges of a multipart body's parts, between `--boundary` delimiter
 /// lines (RFC 2046 §5.1.1). The line break before a delimiter belongs to the
 /// delimiter. A missing close delimiter ends the last part at the end of the
-/// body; the preamble and epilogue belong to no part.
-fn split_multipart(data: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Range<usize>> {
+/// body; the preamble and epilogue belong to no part. At most `max` parts:
+/// the last takes the rest of the body.
+fn split_multipart(
+    data: &[u8],
+    body: Range<usize>,
+    boundary: &[u8],
+    max: usize,
+) -> Vec<Range<usize>> {
     let Some(s) = data.get(body.clone()) else {
         return Vec::new();
     };
@@ -274,6 +309,10 @@ fn split_multipart(data: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Rang
         }
         if close {
             open = None;
+            break;
+        }
+        if parts.len() + 1 >= max {
+            open = Some((line_end + 1).min(s.len()));
             break;
         }
         let next = (line_end + 1).min(s.len());
@@ -390,7 +429,9 @@ pub(crate) fn params(rest: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut i = 0;
     let s = rest;
-    while i < s.len() {
+    // Real headers have a handful; the cap keeps a hostile header with
+    // thousands from making the continuation merge quadratic.
+    while i < s.len() && raw.len() < MAX_PARAMS {
         // Skip to the start of a name.
         while i < s.len() && (s[i] == b';' || s[i].is_ascii_whitespace()) {
             i += 1;
