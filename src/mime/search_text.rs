@@ -105,6 +105,26 @@ fn unicode_fold_into(src: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// ASCII-case-insensitive search, folding a cache-sized chunk at a time
+/// (chunks overlap by the needle's length less one, so no match is lost).
+fn ascii_contains(text: &[u8], needle: &Needle, out: &mut Vec<u8>) -> bool {
+    const CHUNK: usize = 32 * 1024;
+    let overlap = needle.lower.len().saturating_sub(1);
+    let chunk = CHUNK.max(needle.lower.len() * 2);
+    let mut start = 0;
+    loop {
+        let end = (start + chunk).min(text.len());
+        ascii_fold_into(&text[start..end], out);
+        if needle.find_in(out) {
+            return true;
+        }
+        if end == text.len() {
+            return false;
+        }
+        start = end - overlap;
+    }
+}
+
 /// Does the bytes `text` in `charset` contain the needle?
 fn text_contains(
     text: &[u8],
@@ -113,13 +133,14 @@ fn text_contains(
     s: &mut Scratch,
 ) -> bool {
     let enc = charset.unwrap_or(encoding_rs::UTF_8);
-    if needle.ascii && (enc == encoding_rs::UTF_8 || enc.is_single_byte()) {
-        ascii_fold_into(text, &mut s.folded);
-        return needle.find_in(&s.folded);
+    // Charsets where ASCII bytes are ASCII characters and nothing else.
+    let ascii_safe = enc == encoding_rs::UTF_8 || enc.is_single_byte();
+    if ascii_safe && needle.ascii {
+        return ascii_contains(text, needle, &mut s.folded);
     }
-    if text.is_ascii() {
-        ascii_fold_into(text, &mut s.folded);
-        return needle.find_in(&s.folded);
+    if ascii_safe && text.is_ascii() {
+        // A non-ASCII needle cannot occur in ASCII text.
+        return false;
     }
     s.text.clear();
     let mut dec = enc.new_decoder_without_bom_handling();
@@ -183,11 +204,8 @@ fn header_block_contains(
     s: &mut Scratch,
 ) -> bool {
     let block = data.get(header.clone()).unwrap_or_default();
-    if needle.ascii {
-        ascii_fold_into(block, &mut s.folded);
-        if needle.find_in(&s.folded) {
-            return true;
-        }
+    if needle.ascii && ascii_contains(block, needle, &mut s.folded) {
+        return true;
     }
     fields(data, header).any(|f| {
         let may_change = !needle.ascii
@@ -260,4 +278,72 @@ pub(crate) fn first_value<'a>(
     fields(data, header)
         .find(|f| f.is(name.as_bytes()))
         .map(|f| f.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mime::tree::parse_message;
+
+    fn body(raw: &[u8], needle: &str) -> bool {
+        body_matches(raw, &parse_message(raw), &Needle::new(needle))
+    }
+
+    #[test]
+    fn needle_across_chunk_boundary() {
+        let mut raw = b"Subject: x\r\n\r\n".to_vec();
+        let pad = 32 * 1024 - raw.len() - 3;
+        raw.extend(std::iter::repeat_n(b'a', pad));
+        raw.extend_from_slice(b"NEEDLE in a haystack");
+        assert!(body(&raw, "needle in"));
+        assert!(!body(&raw, "needle out"));
+        // A needle longer than a chunk.
+        let long = "b".repeat(70_000);
+        let mut raw = b"\r\n".to_vec();
+        raw.extend_from_slice(long.to_uppercase().as_bytes());
+        assert!(body(&raw, &long));
+        assert!(!body(&raw, &format!("{long}b")));
+    }
+
+    #[test]
+    fn charsets() {
+        let (jis, _, _) = encoding_rs::ISO_2022_JP.encode("日本語のテキスト");
+        let mut raw = b"Content-Type: text/plain; charset=iso-2022-jp\r\n\r\n".to_vec();
+        raw.extend_from_slice(&jis);
+        assert!(jis.is_ascii());
+        assert!(body(&raw, "テキスト"));
+        assert!(!body(&raw, "中文"));
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("ＡＢＣ表示");
+        let mut raw = b"Content-Type: text/plain; charset=shift_jis\r\n\r\n".to_vec();
+        raw.extend_from_slice(&sjis);
+        assert!(body(&raw, "表示"));
+        assert!(body(&raw, "ａｂｃ"));
+        let raw = b"Content-Type: text/plain; charset=windows-1252\r\n\r\nNa\xefve \x80 price";
+        assert!(body(raw, "NAÏVE €"));
+        assert!(!body(raw, "naive"));
+        // Unknown charset: taken as UTF-8.
+        let raw = "Content-Type: text/plain; charset=x-unknown\r\n\r\nÜber".as_bytes();
+        assert!(body(raw, "über"));
+    }
+
+    #[test]
+    fn header_values() {
+        let raw = concat!(
+            "Subject: =?iso-8859-1?q?Caf=E9?= =?utf-8?b?w6k=?=\r\n",
+            "To: \"Smith, J\" <j@x.org>,\r\n",
+            "  k@y.org\r\n",
+            "\r\n",
+        )
+        .as_bytes();
+        let h = 0..raw.len();
+        let m =
+            |name: &str, needle: &str| header_matches(raw, h.clone(), name, &Needle::new(needle));
+        assert!(m("subject", "CAFÉé"));
+        assert!(m("SUBJECT", ""));
+        assert!(!m("subject", "=?iso"));
+        assert!(m("to", "smith, j"));
+        assert!(m("to", "j@x.org>,  k@y"));
+        assert!(!m("to", "subject"));
+        assert!(!m("cc", ""));
+    }
 }

@@ -12,8 +12,9 @@
 //! messages are treated as opaque text/plain leaves, and a message has at
 //! most [`MAX_PARTS`] parts (the last one found takes the rest of its
 //! multipart's body), so a hostile message of a million empty parts costs
-//! no more than a large ordinary one. Both limits are Dovecot's defaults. The parser never
-//! panics: all slicing goes through ranges checked against the input.
+//! no more than a large ordinary one. Both limits are Dovecot's defaults.
+//! The parser never panics: all slicing goes through ranges checked
+//! against the input. When a field repeats, the first occurrence counts.
 use std::ops::Range;
 
 use memchr::{memchr, memmem};
@@ -93,7 +94,7 @@ impl Part {
     }
 }
 
-/// Parses the message occupying `data[range]`.
+/// Parses the message that is all of `data`.
 pub(crate) fn parse_message(data: &[u8]) -> Part {
     let mut budget = MAX_PARTS;
     parse_part(data, 0..data.len(), 0, false, &mut budget)
@@ -111,14 +112,15 @@ fn parse_part(
 ) -> Part {
     let (header, body) = split_header(data, range);
     let mut ctype: Option<&[u8]> = None;
-    let mut cte = Cte::SevenBit;
+    let mut cte: Option<Cte> = None;
     for f in fields(data, header.clone()) {
         if ctype.is_none() && f.is(b"content-type") {
             ctype = Some(f.value);
-        } else if f.is(b"content-transfer-encoding") {
-            cte = Cte::from_value(f.value);
+        } else if cte.is_none() && f.is(b"content-transfer-encoding") {
+            cte = Some(Cte::from_value(f.value));
         }
     }
+    let cte = cte.unwrap_or(Cte::SevenBit);
     let (mut mtype, mut subtype, params) = match ctype.and_then(media_type) {
         Some((t, s, p)) => (t, s, p),
         None if digest => ("message".to_string(), "rfc822".to_string(), &b""[..]),
