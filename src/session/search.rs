@@ -585,4 +585,50 @@ mod tests {
             assert_eq!(sent_date(v.as_bytes()), want, "{v:?}");
         }
     }
+
+    fn env0() -> SearchEnv<'static> {
+        SearchEnv {
+            max_seq: 1,
+            max_uid: 1,
+            saved: &[],
+            now: 0,
+            zone: FixedOffset::east_opt(0).expect("zone"),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn content_keys_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), needle in "\\PC{0,6}") {
+            let m = meta();
+            let t = SearchTarget { seq: 1, meta: &m, recent: false };
+            let data = Arc::new(raw);
+            for key in [
+                SearchKey::Body(needle.clone()),
+                SearchKey::Text(needle.clone()),
+                SearchKey::From(needle.clone()),
+                SearchKey::Header("content-type".into(), needle.clone()),
+                SearchKey::SentOn(d(2023, 1, 2)),
+                SearchKey::Larger(10),
+            ] {
+                let mut load = || Some(data.clone());
+                let _ = matches(&key, &t, &env0(), &mut load);
+            }
+        }
+
+        #[test]
+        fn body_finds_what_is_there(
+            body in "[a-zA-Z \\n]{0,300}",
+            start in 0usize..300,
+            len in 1usize..20,
+        ) {
+            let start = start.min(body.len());
+            let end = (start + len).min(body.len());
+            let needle = body[start..end].to_uppercase();
+            let raw = Arc::new(format!("Subject: p\n\n{body}").into_bytes());
+            let m = meta();
+            let t = SearchTarget { seq: 1, meta: &m, recent: false };
+            let mut load = || Some(raw.clone());
+            proptest::prop_assert!(matches(&SearchKey::Body(needle), &t, &env0(), &mut load));
+        }
+    }
 }
