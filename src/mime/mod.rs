@@ -28,6 +28,7 @@ use crate::proto::{Section, SectionText};
 mod decode;
 mod envelope;
 mod imapstr;
+mod preview;
 pub(crate) mod search_text;
 mod structure;
 pub(crate) mod tree;
@@ -227,6 +228,13 @@ impl Message {
             Cte::Unknown => return Err(BinaryError::UnknownCte),
         }
         Ok(out)
+    }
+
+    /// The RFC 8970 PREVIEW text (possibly empty): up to 200 characters
+    /// of the first plain-text (else HTML) part, decoded to UTF-8 with
+    /// white space collapsed. The caller encodes it as an `nstring`.
+    pub fn preview(&self) -> String {
+        preview::preview(&self.data, &self.root)
     }
 
     /// `BINARY.SIZE[part]`: the size of what [`Message::binary`] returns.

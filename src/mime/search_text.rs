@@ -217,7 +217,7 @@ fn header_block_contains(
 }
 
 /// The charset of a text part's Content-Type, if named and known.
-fn part_charset(data: &[u8], p: &Part) -> Option<&'static Encoding> {
+pub(crate) fn part_charset(data: &[u8], p: &Part) -> Option<&'static Encoding> {
     let f = fields(data, p.header.clone()).find(|f| f.is(b"content-type"))?;
     let (_, _, rest) = media_type(f.value)?;
     let cs = param(rest, b"charset")?;
