@@ -2,7 +2,7 @@
 //! render ENVELOPE, BODYSTRUCTURE, body sections and BINARY parts, all in
 //! the CRLF form IMAP counts in. Pure: bytes in, bytes out; no I/O, no
 //! clocks, and it must never panic or loop on hostile input (every range is
-//! bounds-checked, nesting is capped at [`tree::MAX_DEPTH`]).
+//! bounds-checked, nesting is capped at `tree::MAX_DEPTH`).
 //!
 //! # What is ours and what is mailparse's
 //!
@@ -10,17 +10,24 @@
 //! and body, and BODYSTRUCTURE needs parameters in their written order with
 //! their encodings intact. `mailparse::parse_mail` gives neither (it exposes
 //! decoded values, sorted parameter maps, and no offsets of the header
-//! block), so the part tree ([`tree`]), header-field splitting, parameter
-//! lists and the ENVELOPE address parser ([`envelope`]) are ours.
+//! block), so the part tree (`tree`), header-field splitting, parameter
+//! lists and the ENVELOPE address parser (`envelope`) are ours.
 //! mailparse is used where its decoded view is what is wanted: RFC 2047
 //! decoding and unfolding of header values for SEARCH (`MailHeader::
-//! get_value`). Transfer decoding ([`decode`]) is ours so that it is
+//! get_value`). Transfer decoding (`decode`) is ours so that it is
 //! lenient and writes into reused buffers.
 //!
 //! The tree parser accepts LF or CRLF line ends, so SEARCH parses the
 //! stored bytes in place (no per-message copy), while [`Message::parse`]
 //! first normalises to CRLF so that every offset and size it reports is the
 //! IMAP one.
+//!
+//! Layout: `tree` (part boundaries, header fields, parameters),
+//! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
+//! quoted-printable), `preview` (RFC 8970), `search_text` (the content
+//! side of SEARCH, used by `session::search`), and `imapstr`, a private
+//! copy of the IMAP string encoder to be replaced by `proto::encode` once
+//! that exists.
 use std::ops::Range;
 
 use crate::proto::{Section, SectionText};

@@ -716,6 +716,7 @@ fn exercise(raw: &[u8]) {
     let _ = m.envelope(true);
     let _ = m.body_structure(true);
     let _ = m.body_structure(false);
+    let _ = m.preview();
     for part in [&[][..], &[1], &[2], &[1, 1], &[1, 2, 1], &[3, 1]] {
         for text in [
             None,
