@@ -261,8 +261,8 @@ impl Ctx<'_, '_> {
                 })
             }
             K::ModSeq(n) => t.meta.modseq >= *n,
-            K::Older(secs) => env.now - t.meta.internal_date > i64::from(*secs),
-            K::Younger(secs) => env.now - t.meta.internal_date <= i64::from(*secs),
+            K::Older(secs) => env.now.saturating_sub(t.meta.internal_date) > i64::from(*secs),
+            K::Younger(secs) => env.now.saturating_sub(t.meta.internal_date) <= i64::from(*secs),
         }
     }
 }
