@@ -18,6 +18,7 @@
 //! attachments (images, PDFs) are not text and are never decoded.
 use std::cell::RefCell;
 use std::ops::Range;
+use std::rc::Rc;
 
 use encoding_rs::Encoding;
 use memchr::memmem;
@@ -43,6 +44,27 @@ impl Needle {
         }
     }
 
+    /// The needle for `s`, from a small per-thread cache: SEARCH asks for
+    /// the same few strings once per message, and lower-casing plus
+    /// building the searcher each time would be wasted work.
+    pub fn cached(s: &str) -> Rc<Needle> {
+        const SLOTS: usize = 8;
+        NEEDLES.with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                return Rc::new(Needle::new(s));
+            };
+            if let Some((_, n)) = cache.iter().find(|(k, _)| k == s) {
+                return n.clone();
+            }
+            let n = Rc::new(Needle::new(s));
+            if cache.len() == SLOTS {
+                cache.remove(0);
+            }
+            cache.push((s.to_string(), n.clone()));
+            n
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lower.is_empty()
     }
@@ -61,6 +83,7 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static NEEDLES: RefCell<Vec<(String, Rc<Needle>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with the thread's scratch buffers (a fresh set if they are
@@ -287,6 +310,20 @@ mod tests {
 
     fn body(raw: &[u8], needle: &str) -> bool {
         body_matches(raw, &parse_message(raw), &Needle::new(needle))
+    }
+
+    #[test]
+    fn needle_cache() {
+        let a = Needle::cached("Cache");
+        assert!(Rc::ptr_eq(&a, &Needle::cached("Cache")));
+        assert!(!Rc::ptr_eq(&a, &Needle::cached("cache")));
+        for i in 0..20 {
+            Needle::cached(&i.to_string());
+        }
+        // Evicted, rebuilt, still correct.
+        let b = Needle::cached("Cache");
+        assert!(!Rc::ptr_eq(&a, &b));
+        assert!(b.find_in(b"a cache"));
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl Ctx<'_, '_> {
     }
 
     fn header(&mut self, name: &str, value: &str) -> bool {
-        let needle = Needle::new(value);
+        let needle = Needle::cached(value);
         self.content()
             .is_some_and(|c| search_text::header_matches(&c.data, c.header.clone(), name, &needle))
     }
@@ -247,14 +247,14 @@ impl Ctx<'_, '_> {
             K::Subject(v) => self.header("subject", v),
             K::Header(name, v) => self.header(name, v),
             K::Body(v) => {
-                let needle = Needle::new(v);
+                let needle = Needle::cached(v);
                 self.content().is_some_and(|c| {
                     let (data, root) = c.parts();
                     search_text::body_matches(data, root, &needle)
                 })
             }
             K::Text(v) => {
-                let needle = Needle::new(v);
+                let needle = Needle::cached(v);
                 self.content().is_some_and(|c| {
                     let (data, root) = c.parts();
                     search_text::text_matches(data, root, &needle)
