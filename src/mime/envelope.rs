@@ -8,8 +8,8 @@
 //! Dovecot's placeholders (`MISSING_DOMAIN`) rather than an error.
 use std::ops::Range;
 
-use super::imapstr::{nstring, string};
 use super::tree::{fields, unfold};
+use crate::proto::encode::{nstring, string};
 
 /// Writes the ENVELOPE list of the message whose header is `data[header]`.
 pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], header: Range<usize>, utf8: bool) {

@@ -25,16 +25,14 @@
 //! Layout: `tree` (part boundaries, header fields, parameters),
 //! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
 //! quoted-printable), `preview` (RFC 8970), `search_text` (the content
-//! side of SEARCH, used by `session::search`), and `imapstr`, a private
-//! copy of the IMAP string encoder to be replaced by `proto::encode` once
-//! that exists.
+//! side of SEARCH, used by `session::search`). Strings are encoded with
+//! `proto::encode`.
 use std::ops::Range;
 
 use crate::proto::{Section, SectionText};
 
 mod decode;
 mod envelope;
-mod imapstr;
 mod preview;
 pub(crate) mod search_text;
 mod structure;

@@ -7,8 +7,8 @@
 //! values keep RFC 2047/2231 encodings (continuations merged), as Dovecot
 //! does: decoding is the client's job and keeps 8-bit out of the strings.
 use super::envelope;
-use super::imapstr::{nstring, string};
 use super::tree::{Field, Kind, Part, fields, is_token, media_type, params, trim, unfold};
+use crate::proto::encode::{nstring, string};
 
 /// Writes `body` for `part` (a message root or any part).
 pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {

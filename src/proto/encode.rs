@@ -23,8 +23,14 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
         || s.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
         || (s.iter().any(|&b| b >= 0x80) && (!utf8 || std::str::from_utf8(s).is_err()));
     if needs_literal {
-        out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
-        out.extend_from_slice(s);
+        // NUL cannot appear even in a literal (`CHAR8` excludes it): drop it.
+        let nuls = s.iter().filter(|&&c| c == 0).count();
+        out.extend_from_slice(format!("{{{}}}\r\n", s.len() - nuls).as_bytes());
+        if nuls == 0 {
+            out.extend_from_slice(s);
+        } else {
+            out.extend(s.iter().copied().filter(|&c| c != 0));
+        }
         return;
     }
     out.push(b'"');
@@ -126,7 +132,7 @@ mod tests {
             (b"abc", false, "\"abc\""),
             (b"a\"b\\c", false, "\"a\\\"b\\\\c\""),
             (b"a\r\nb", true, "{4}\r\na\r\nb"),
-            (b"a\0", true, "{2}\r\na\0"),
+            (b"a\0", true, "{1}\r\na"),
             ("Entwürfe".as_bytes(), false, "{9}\r\nEntwürfe"),
             ("Entwürfe".as_bytes(), true, "\"Entwürfe\""),
             (b"\xff\xfe", true, "{2}\r\n\u{fffd}\u{fffd}"),
