@@ -453,3 +453,6 @@ pub enum CacheField {
     Body,
 }
 
+
+#[cfg(test)]
+mod tests;

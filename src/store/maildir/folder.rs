@@ -1149,26 +1149,10 @@ impl Folder {
                 failed.push(uid);
                 continue;
             }
-            let mut new_flags = st.msgs[i].flags.clone();
-            if !new_flags.apply(op, flags) {
-                continue;
+            if let Some(meta) = self.apply_flags(&mut st, i, op, flags)? {
+                done.push(meta);
+                any = true;
             }
-            let before = st.keywords.clone();
-            let other = st.msgs[i].other.clone();
-            let (info, extra) = filename::render_info(&new_flags, &other, &mut st.keywords);
-            self.save_keywords_if(&mut st, &before)?;
-            let Some(loc) = self.rename_info(&mut st, i, &info)? else {
-                continue; // gone: the next sync reports the expunge
-            };
-            st.highest_modseq += 1;
-            let modseq = st.highest_modseq;
-            let m = &mut st.msgs[i];
-            m.loc = loc;
-            m.flags = new_flags;
-            m.extra_kw = extra;
-            m.modseq = modseq;
-            done.push(m.meta());
-            any = true;
         }
         if any {
             self.changed(&mut st);
@@ -1176,26 +1160,48 @@ impl Folder {
         Ok((done, failed))
     }
 
-    /// Renames message `i` to carry `info` (moving it out of `new/` if it is
-    /// still there). `None` if the file is gone.
-    fn rename_info(&self, st: &mut State, i: usize, info: &str) -> Result<Option<Loc>> {
+    /// Applies a STORE to message `i` by renaming its file (moving it out of
+    /// `new/` if it is still there). If the file was renamed by someone else
+    /// meanwhile, the flags are recomputed from its new name, so their change
+    /// is kept. `None` if nothing changed or the file is gone.
+    fn apply_flags(&self, st: &mut State, i: usize, op: FlagOp, flags: &Flags) -> Result<Option<MessageMeta>> {
         for _ in 0..3 {
+            let mut new_flags = st.msgs[i].flags.clone();
+            if !new_flags.apply(op, flags) {
+                return Ok(None);
+            }
+            let before = st.keywords.clone();
+            let other = st.msgs[i].other.clone();
+            let (info, extra) = filename::render_info(&new_flags, &other, &mut st.keywords);
+            self.save_keywords_if(st, &before)?;
             let m = &st.msgs[i];
             let to = Loc {
                 in_new: false,
-                fname: filename::cur_name(&m.base, info),
+                fname: filename::cur_name(&m.base, &info),
             };
-            if m.loc == to {
-                return Ok(Some(to));
-            }
-            match fs::rename(self.path_of(&m.loc), self.path_of(&to)) {
-                Ok(()) => return Ok(Some(to)),
+            let renamed = if m.loc == to {
+                Ok(())
+            } else {
+                fs::rename(self.path_of(&m.loc), self.path_of(&to))
+            };
+            match renamed {
+                Ok(()) => {
+                    st.highest_modseq += 1;
+                    let modseq = st.highest_modseq;
+                    let m = &mut st.msgs[i];
+                    m.loc = to;
+                    m.flags = new_flags;
+                    m.extra_kw = extra;
+                    m.modseq = modseq;
+                    return Ok(Some(m.meta()));
+                }
                 Err(e) if is_enoent(&e) => {
                     let base = m.base.clone();
                     match self.locate(&base)? {
                         Some(loc) => {
                             self.update_loc(st, i, loc);
                         }
+                        // Gone: the next sync reports the expunge.
                         None => return Ok(None),
                     }
                 }

@@ -1,0 +1,429 @@
+//! End-to-end tests of the store on real directories: delivery by "other
+//! programs" is simulated by writing and renaming files directly.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::flags::{Flag, FlagOp, Flags};
+
+fn open(root: &Path) -> MailStore {
+    MailStore::open(root.to_path_buf(), Registry::new(), StoreOptions { fsync: false }).unwrap()
+}
+
+/// Delivers like an MTA: tmp/ then rename into new/.
+fn deliver(dir: &Path, name: &str, body: &[u8]) {
+    let tmp = dir.join("tmp").join(name);
+    fs::write(&tmp, body).unwrap();
+    fs::rename(&tmp, dir.join("new").join(name)).unwrap();
+}
+
+fn files(dir: &Path, sub: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir.join(sub))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn uids(f: &Folder) -> Vec<u32> {
+    f.messages().iter().map(|m| m.uid).collect()
+}
+
+fn seen() -> Flags {
+    Flags::from_flags(&[Flag::Seen])
+}
+
+#[test]
+fn delivery_gets_uids_and_recent_once() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    deliver(s.root(), "1000.a.host", b"Subject: a\n\nbody\n");
+    deliver(s.root(), "1001.b.host", b"Subject: b\n\nbody\n");
+    let inbox = s.open_folder("INBOX").unwrap();
+    assert_eq!(uids(&inbox), [1, 2]);
+    // EXAMINE-like open leaves new/ alone.
+    assert_eq!(files(s.root(), "new").len(), 2);
+    assert!(inbox.take_recent().is_empty());
+    inbox.sync(true).unwrap();
+    assert_eq!(files(s.root(), "new").len(), 0);
+    assert_eq!(files(s.root(), "cur"), ["1000.a.host:2,", "1001.b.host:2,"]);
+    assert_eq!(inbox.take_recent(), [1, 2]);
+    assert!(inbox.take_recent().is_empty());
+    let ul = fs::read_to_string(s.root().join("dovecot-uidlist")).unwrap();
+    assert!(ul.starts_with("3 V"), "{ul}");
+    assert!(ul.contains("1 :1000.a.host\n") && ul.contains("2 :1001.b.host\n"), "{ul}");
+    // The same folder through the registry is the same object.
+    assert!(Arc::ptr_eq(&inbox, &s.open_folder("INBOX").unwrap()));
+    assert_eq!(&inbox.read_message(1).unwrap()[..], b"Subject: a\n\nbody\n");
+    assert_eq!(inbox.rfc822_size(2).unwrap(), 20);
+}
+
+#[test]
+fn append_store_expunge() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    let mut rx = f.watch();
+    let uid = f.append(b"a\nb\n", &seen(), Some(1_600_000_000)).unwrap();
+    assert_eq!(uid, 1);
+    assert!(rx.has_changed().unwrap());
+    rx.mark_unchanged();
+    let m = f.messages()[0].clone();
+    assert_eq!((m.internal_date, m.size), (1_600_000_000, Some(6)));
+    assert!(m.flags.contains(&Flag::Seen));
+    let cur = files(s.root(), "cur");
+    assert_eq!(cur.len(), 1);
+    assert!(cur[0].ends_with(",S=4,W=6:2,S"), "{}", cur[0]);
+    assert!(files(s.root(), "tmp").is_empty());
+    assert_eq!(f.take_recent(), [1]);
+
+    // Flags: a keyword gets a letter in dovecot-keywords.
+    let junk = Flags::from_flags(&[Flag::Keyword("Junk".into()), Flag::Flagged]);
+    let before = f.highest_modseq();
+    let (changed, failed) = f.store_flags(&[1, 99], FlagOp::Add, &junk, None).unwrap();
+    assert!(failed.is_empty());
+    assert_eq!(changed.len(), 1);
+    assert!(changed[0].modseq > before);
+    assert!(files(s.root(), "cur")[0].ends_with(":2,FSa"));
+    assert_eq!(fs::read_to_string(s.root().join("dovecot-keywords")).unwrap(), "0 Junk\n");
+    assert!(rx.has_changed().unwrap());
+    // No change: nothing reported.
+    let (changed, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
+    assert!(changed.is_empty());
+    // UNCHANGEDSINCE below the message's modseq fails it.
+    let (changed, failed) = f.store_flags(&[1], FlagOp::Remove, &seen(), Some(before)).unwrap();
+    assert!(changed.is_empty());
+    assert_eq!(failed, [1]);
+    let (changed, _) = f
+        .store_flags(&[1], FlagOp::Replace, &Flags::from_flags(&[Flag::Deleted]), None)
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    assert!(files(s.root(), "cur")[0].ends_with(":2,T"));
+
+    let u2 = f.append(b"x\r\n", &Flags::new(), None).unwrap();
+    assert_eq!(u2, 2);
+    let since = f.highest_modseq();
+    assert_eq!(f.expunge(None).unwrap(), [1]);
+    assert_eq!(files(s.root(), "cur").len(), 1);
+    let c = f.changes_since(since, &[1, 2]);
+    assert_eq!(c.expunged, [1]);
+    assert!(c.new.is_empty() && c.flags.is_empty());
+    assert_eq!(f.expunged_since(since), Some(vec![1]));
+    assert_eq!(uids(&f), [2]);
+}
+
+#[test]
+fn external_changes_show_up_after_sync() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    f.append(b"1\n", &Flags::new(), None).unwrap();
+    f.append(b"2\n", &Flags::new(), None).unwrap();
+    let since = f.highest_modseq();
+    let cur = files(s.root(), "cur");
+    // mutt marks the first one seen, and deletes the second.
+    let renamed = cur[0].replace(":2,", ":2,S");
+    fs::rename(s.root().join("cur").join(&cur[0]), s.root().join("cur").join(&renamed)).unwrap();
+    fs::remove_file(s.root().join("cur").join(&cur[1])).unwrap();
+    deliver(s.root(), "2000.new.host", b"3\n");
+    f.sync(false).unwrap();
+    let c = f.changes_since(since, &[1, 2]);
+    assert_eq!(c.flags.len(), 1);
+    assert!(c.flags[0].flags.contains(&Flag::Seen));
+    assert_eq!(c.expunged, [2]);
+    assert_eq!(c.new.iter().map(|m| m.uid).collect::<Vec<_>>(), [3]);
+}
+
+#[test]
+fn renamed_under_our_feet_is_followed() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    deliver(s.root(), "1000.a.host", b"hello\n");
+    let f = s.open_folder("INBOX").unwrap();
+    // Another process moves it to cur/ after our scan.
+    fs::rename(s.root().join("new/1000.a.host"), s.root().join("cur/1000.a.host:2,S")).unwrap();
+    assert_eq!(&f.read_message(1).unwrap()[..], b"hello\n");
+    assert!(f.messages()[0].flags.contains(&Flag::Seen));
+    // And a flag change on a file that moved again meanwhile.
+    fs::rename(s.root().join("cur/1000.a.host:2,S"), s.root().join("cur/1000.a.host:2,RS")).unwrap();
+    let (changed, _) = f
+        .store_flags(&[1], FlagOp::Add, &Flags::from_flags(&[Flag::Flagged]), None)
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(files(s.root(), "cur"), ["1000.a.host:2,FRS"]);
+    // Gone for good: reading says expunged, store skips it.
+    fs::remove_file(s.root().join("cur/1000.a.host:2,FRS")).unwrap();
+    assert!(matches!(f.read_message(1), Err(StoreError::Expunged)));
+    let (changed, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
+    assert!(changed.is_empty());
+}
+
+#[test]
+fn duplicate_base_names_are_renamed_not_unlinked() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    // Same base in new/ and cur/, and twice in cur/ with different info.
+    fs::write(s.root().join("new/1000.dup.host"), b"one\n").unwrap();
+    fs::write(s.root().join("cur/1000.dup.host:2,S"), b"two\n").unwrap();
+    fs::write(s.root().join("cur/1001.dup.host:2,"), b"three\n").unwrap();
+    fs::write(s.root().join("cur/1001.dup.host:2,F"), b"four\n").unwrap();
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(f.messages().len(), 4);
+    let total = files(s.root(), "new").len() + files(s.root(), "cur").len();
+    assert_eq!(total, 4);
+    let mut bodies: Vec<Vec<u8>> = uids(&f).iter().map(|&u| f.read_message(u).unwrap().to_vec()).collect();
+    bodies.sort();
+    assert_eq!(bodies, [b"four\n".to_vec(), b"one\n".to_vec(), b"three\n".to_vec(), b"two\n".to_vec()]);
+    // A second sync changes nothing.
+    let before = f.highest_modseq();
+    f.sync(false).unwrap();
+    assert_eq!(f.highest_modseq(), before);
+}
+
+#[test]
+fn restart_and_index_loss_keep_uids() {
+    let d = tempfile::tempdir().unwrap();
+    let (uidv, list) = {
+        let s = open(d.path());
+        for i in 0..5 {
+            deliver(s.root(), &format!("100{i}.m.host"), format!("{i}\n").as_bytes());
+        }
+        let f = s.open_folder("INBOX").unwrap();
+        f.store_flags(&[3], FlagOp::Add, &seen(), None).unwrap();
+        f.put_cache(2, CacheField::Envelope, Arc::from(&b"(env)"[..]));
+        f.sync(true).unwrap();
+        let m: Vec<(u32, bool)> = f.messages().iter().map(|m| (m.uid, m.flags.contains(&Flag::Seen))).collect();
+        (f.uidvalidity(), m)
+    };
+    assert!(d.path().join("nestbox.index").exists());
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(f.uidvalidity(), uidv);
+    let again: Vec<(u32, bool)> = f.messages().iter().map(|m| (m.uid, m.flags.contains(&Flag::Seen))).collect();
+    assert_eq!(again, list);
+    assert_eq!(f.cached(2, CacheField::Envelope).as_deref(), Some(&b"(env)"[..]));
+    let hm = f.highest_modseq();
+    drop(f);
+    drop(s);
+    fs::remove_file(d.path().join("nestbox.index")).unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(f.uidvalidity(), uidv);
+    let again: Vec<(u32, bool)> = f.messages().iter().map(|m| (m.uid, m.flags.contains(&Flag::Seen))).collect();
+    assert_eq!(again, list);
+    // Modseqs only move forward.
+    assert!(f.highest_modseq() > hm);
+    let next = f.append(b"z\n", &Flags::new(), None).unwrap();
+    assert_eq!(next, 6);
+}
+
+#[test]
+fn corrupt_index_is_ignored() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = open(d.path());
+        deliver(s.root(), "1.a.host", b"x\n");
+        s.open_folder("INBOX").unwrap();
+    }
+    fs::write(d.path().join("nestbox.index"), b"NBIDX001garbage").unwrap();
+    let s = open(d.path());
+    assert_eq!(uids(&s.open_folder("INBOX").unwrap()), [1]);
+}
+
+#[test]
+fn dovecot_uidlist_is_respected() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    fs::write(s.root().join("cur/1276528487.M364837P9451.kurkku,S=5,W=6:2,S"), b"abcd\n").unwrap();
+    fs::write(s.root().join("new/1276533073.M242911P3632.kurkku"), b"efgh\n").unwrap();
+    fs::write(
+        s.root().join("dovecot-uidlist"),
+        "3 V1275660208 N25022 G3085f01b7f11094c501100008c4a11c1\n\
+         25006 :1276528487.M364837P9451.kurkku,S=5,W=6\n\
+         25017 W6 :1276533073.M242911P3632.kurkku\n\
+         25019 :1276533099.gone.kurkku\n",
+    )
+    .unwrap();
+    fs::write(s.root().join("dovecot-keywords"), "0 $Label1\n").unwrap();
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(f.uidvalidity(), 1275660208);
+    assert_eq!(uids(&f), [25006, 25017]);
+    assert_eq!(f.uidnext(), 25022);
+    // A new delivery continues after N.
+    deliver(s.root(), "1276533200.x.kurkku", b"new\n");
+    f.sync(false).unwrap();
+    assert_eq!(uids(&f), [25006, 25017, 25022]);
+    let ul = fs::read_to_string(s.root().join("dovecot-uidlist")).unwrap();
+    assert!(ul.ends_with("25022 :1276533200.x.kurkku\n"), "{ul}");
+    // Keyword letters follow Dovecot's table.
+    f.store_flags(&[25006], FlagOp::Add, &Flags::from_flags(&[Flag::Keyword("$Label1".into())]), None)
+        .unwrap();
+    assert!(files(s.root(), "cur").iter().any(|n| n.ends_with(":2,Sa")));
+}
+
+#[test]
+fn courier_uiddb_is_imported() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    fs::write(s.root().join("cur/1111.abc.host:2,S"), b"x\n").unwrap();
+    fs::write(s.root().join("courierimapuiddb"), "1 4242 8\n1111.abc.host 7\n").unwrap();
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(f.uidvalidity(), 4242);
+    assert_eq!(uids(&f), [7]);
+    assert!(s.root().join("dovecot-uidlist").exists());
+}
+
+#[test]
+fn stale_lock_does_not_wedge_delivery() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    fs::write(
+        s.root().join("dovecot-uidlist.lock"),
+        format!("{pid}:{}", maildir::filename::host()),
+    )
+    .unwrap();
+    assert_eq!(f.append(b"x\n", &Flags::new(), None).unwrap(), 1);
+    assert!(!s.root().join("dovecot-uidlist.lock").exists());
+}
+
+#[test]
+fn copy_and_move_between_folders() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    s.create_folder("Archive").unwrap();
+    let inbox = s.open_folder("INBOX").unwrap();
+    let arch = s.open_folder("Archive").unwrap();
+    // Give the destination a different keyword table, so letters must be remapped.
+    let other = Flags::from_flags(&[Flag::Keyword("Other".into())]);
+    arch.append(b"old\n", &other, None).unwrap();
+    let kw = Flags::from_flags(&[Flag::Keyword("Work".into()), Flag::Seen]);
+    for i in 0..3 {
+        inbox.append(format!("m{i}\n").as_bytes(), &kw, Some(1_500_000_000 + i)).unwrap();
+    }
+    let pairs = inbox.copy_to(&[3, 1], &arch).unwrap();
+    assert_eq!(pairs, [(1, 2), (3, 3)]);
+    let am = arch.messages();
+    assert!(am[1].flags.contains(&Flag::Keyword("Work".into())));
+    assert_eq!(am[1].internal_date, 1_500_000_000);
+    assert_eq!(&arch.read_message(3).unwrap()[..], b"m2\n");
+    let adir = s.root().join(".Archive");
+    assert!(files(&adir, "cur").iter().any(|n| n.ends_with(":2,Sb")), "{:?}", files(&adir, "cur"));
+    assert_eq!(fs::read_to_string(adir.join("dovecot-keywords")).unwrap(), "0 Other\n1 Work\n");
+    assert_eq!(uids(&inbox), [1, 2, 3]);
+
+    let since = inbox.highest_modseq();
+    let pairs = inbox.move_to(&[2], &arch).unwrap();
+    assert_eq!(pairs, [(2, 4)]);
+    assert_eq!(uids(&inbox), [1, 3]);
+    assert_eq!(inbox.changes_since(since, &[1, 2, 3]).expunged, [2]);
+    assert_eq!(&arch.read_message(4).unwrap()[..], b"m1\n");
+    assert_eq!(files(s.root(), "cur").len(), 2);
+    assert_eq!(files(&adir, "cur").len(), 4);
+    // Recent in the destination.
+    assert_eq!(arch.take_recent(), [1, 2, 3, 4]);
+    // UIDs survive a restart on both sides.
+    drop((inbox, arch));
+    drop(s);
+    let s = open(d.path());
+    assert_eq!(uids(&s.open_folder("Archive").unwrap()), [1, 2, 3, 4]);
+}
+
+#[test]
+fn folder_operations() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    for bad in ["", "A//B", "a.b", ".x", "A/..", "x\ty"] {
+        assert!(matches!(s.create_folder(bad), Err(StoreError::InvalidName(_))), "{bad:?}");
+    }
+    s.create_folder("A").unwrap();
+    s.create_folder("A/B").unwrap();
+    s.create_folder("INBOX/foo").unwrap();
+    assert!(matches!(s.create_folder("A"), Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.create_folder("INBOX"), Err(StoreError::AlreadyExists)));
+    assert!(s.root().join(".A.B/maildirfolder").exists());
+    assert!(s.root().join(".INBOX.foo/cur").is_dir());
+    let mut names: Vec<String> = s.list_folders().unwrap().into_iter().map(|e| e.name).collect();
+    names.sort();
+    assert_eq!(names, ["A", "A/B", "INBOX", "INBOX/foo"]);
+
+    s.set_subscribed("A/B", true).unwrap();
+    s.open_folder("A/B").unwrap().append(b"x\n", &Flags::new(), None).unwrap();
+    s.rename_folder("A", "C").unwrap();
+    assert!(!s.folder_exists("A") && !s.folder_exists("A/B"));
+    assert!(s.folder_exists("C") && s.folder_exists("C/B"));
+    assert_eq!(uids(&s.open_folder("C/B").unwrap()), [1]);
+    assert_eq!(s.subscriptions().unwrap(), ["A/B"]);
+    assert!(matches!(s.rename_folder("C", "INBOX/foo"), Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.rename_folder("C", "C/x"), Err(StoreError::Cannot(_))));
+    assert!(matches!(s.rename_folder("Nope", "Z"), Err(StoreError::NotFound)));
+
+    assert!(matches!(s.delete_folder("INBOX"), Err(StoreError::Cannot(_))));
+    s.delete_folder("C").unwrap();
+    assert!(!s.folder_exists("C"));
+    assert!(s.folder_exists("C/B"));
+    assert!(matches!(s.delete_folder("C"), Err(StoreError::NotFound)));
+
+    // RENAME INBOX moves its messages.
+    let inbox = s.open_folder("INBOX").unwrap();
+    inbox.append(b"1\n", &seen(), None).unwrap();
+    inbox.append(b"2\n", &Flags::new(), None).unwrap();
+    s.rename_folder("INBOX", "Old").unwrap();
+    inbox.sync(false).unwrap();
+    assert!(inbox.messages().is_empty());
+    let old = s.open_folder("Old").unwrap();
+    assert_eq!(uids(&old), [1, 2]);
+    assert!(old.messages()[0].flags.contains(&Flag::Seen));
+}
+
+#[test]
+fn symlink_out_of_maildir_is_not_a_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir(outside.path().join(sub)).unwrap();
+    }
+    let s = open(d.path());
+    std::os::unix::fs::symlink(outside.path(), s.root().join(".Evil")).unwrap();
+    assert!(!s.folder_exists("Evil"));
+    assert!(matches!(s.open_folder("Evil"), Err(StoreError::NotFound)));
+    assert!(!s.list_folders().unwrap().iter().any(|e| e.name == "Evil"));
+}
+
+#[test]
+fn status_does_not_move_new_mail() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    s.create_folder("Lists").unwrap();
+    let dir = s.root().join(".Lists");
+    deliver(&dir, "1000.a.host,W=3", b"a\n");
+    deliver(&dir, "1001.b.host", b"bb\n");
+    let st = s.status("Lists").unwrap();
+    assert_eq!((st.messages, st.recent, st.unseen, st.uidnext, st.size), (2, 2, 2, 3, 7));
+    assert_eq!(files(&dir, "new").len(), 2);
+    // Cheap STATUS keeps working from the index after the folder closed.
+    let st2 = s.status_opts("Lists", false).unwrap();
+    assert_eq!(st2.messages, 2);
+    assert_eq!(st2.uidvalidity, st.uidvalidity);
+}
+
+#[test]
+fn subscriptions_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    assert!(s.subscriptions().unwrap().is_empty());
+    s.set_subscribed("INBOX", true).unwrap();
+    s.set_subscribed("A/B", true).unwrap();
+    s.set_subscribed("A/B", true).unwrap();
+    assert_eq!(s.subscriptions().unwrap(), ["INBOX", "A/B"]);
+    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "V\t2\n\nINBOX\nA\tB\n");
+    s.set_subscribed("INBOX", false).unwrap();
+    assert_eq!(s.subscriptions().unwrap(), ["A/B"]);
+    assert!(s.set_subscribed("bad..name", true).is_err());
+}
