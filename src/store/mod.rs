@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 pub mod maildir;
 
-pub use maildir::folder::Folder;
 use crate::flags::Flags;
+pub use maildir::folder::Folder;
 use maildir::{names, subscriptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,11 @@ impl Registry {
     /// The open folder for `dir`, or a new one made by `make`. The table is
     /// locked while `make` runs so two sessions never open the same folder
     /// twice.
-    fn get_or_open(&self, dir: &Path, make: impl FnOnce() -> Result<Folder>) -> Result<Arc<Folder>> {
+    fn get_or_open(
+        &self,
+        dir: &Path,
+        make: impl FnOnce() -> Result<Folder>,
+    ) -> Result<Arc<Folder>> {
         let mut t = self.table();
         if let Some(f) = t.get(dir).and_then(Weak::upgrade) {
             return Ok(f);
@@ -153,7 +157,10 @@ impl MailStore {
         let root = root.canonicalize()?;
         let dir_mode = std::fs::metadata(&root)?.permissions().mode() & 0o7777;
         for sub in ["cur", "new", "tmp"] {
-            match std::fs::DirBuilder::new().mode(dir_mode).create(root.join(sub)) {
+            match std::fs::DirBuilder::new()
+                .mode(dir_mode)
+                .create(root.join(sub))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e.into()),
@@ -271,7 +278,10 @@ impl MailStore {
         // Rename first so the folder vanishes at once and a crash half-way
         // through the removal leaves no half-folder behind (the leftover is
         // removed on the next open).
-        let trash = self.root.join(format!("{DELETED_PREFIX}{}", maildir::filename::unique_base()));
+        let trash = self.root.join(format!(
+            "{DELETED_PREFIX}{}",
+            maildir::filename::unique_base()
+        ));
         std::fs::rename(&dir, &trash)?;
         self.registry.forget_tree(&canon);
         if let Err(e) = std::fs::remove_dir_all(&trash) {
@@ -299,7 +309,9 @@ impl MailStore {
         let from_dir = self.dir_of(from)?;
         let canon = self.existing_dir(from)?;
         if to.starts_with(&format!("{from}/")) {
-            return Err(StoreError::Cannot("cannot rename a folder into itself".into()));
+            return Err(StoreError::Cannot(
+                "cannot rename a folder into itself".into(),
+            ));
         }
         if std::fs::symlink_metadata(&to_dir).is_ok() {
             return Err(StoreError::AlreadyExists);
@@ -399,11 +411,15 @@ fn dir_name(p: &Path) -> String {
 
 /// Finishes removing folders a crash left half-deleted.
 fn clean_deleted(root: &Path) {
-    let Ok(rd) = std::fs::read_dir(root) else { return };
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
     for entry in rd.flatten() {
         let name = entry.file_name();
         if name.to_string_lossy().starts_with(DELETED_PREFIX)
-            && entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == unsafe_uid())
+            && entry
+                .metadata()
+                .is_ok_and(|m| m.is_dir() && m.uid() == unsafe_uid())
         {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -452,7 +468,6 @@ pub enum CacheField {
     /// The encoded non-extensible BODY.
     Body,
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,12 @@ use super::*;
 use crate::flags::{Flag, FlagOp, Flags};
 
 fn open(root: &Path) -> MailStore {
-    MailStore::open(root.to_path_buf(), Registry::new(), StoreOptions { fsync: false }).unwrap()
+    MailStore::open(
+        root.to_path_buf(),
+        Registry::new(),
+        StoreOptions { fsync: false },
+    )
+    .unwrap()
 }
 
 /// Delivers like an MTA: tmp/ then rename into new/.
@@ -54,7 +59,10 @@ fn delivery_gets_uids_and_recent_once() {
     assert!(inbox.take_recent().is_empty());
     let ul = fs::read_to_string(s.root().join("dovecot-uidlist")).unwrap();
     assert!(ul.starts_with("3 V"), "{ul}");
-    assert!(ul.contains("1 :1000.a.host\n") && ul.contains("2 :1001.b.host\n"), "{ul}");
+    assert!(
+        ul.contains("1 :1000.a.host\n") && ul.contains("2 :1001.b.host\n"),
+        "{ul}"
+    );
     // The same folder through the registry is the same object.
     assert!(Arc::ptr_eq(&inbox, &s.open_folder("INBOX").unwrap()));
     assert_eq!(&inbox.read_message(1).unwrap()[..], b"Subject: a\n\nbody\n");
@@ -88,17 +96,27 @@ fn append_store_expunge() {
     assert_eq!(changed.len(), 1);
     assert!(changed[0].modseq > before);
     assert!(files(s.root(), "cur")[0].ends_with(":2,FSa"));
-    assert_eq!(fs::read_to_string(s.root().join("dovecot-keywords")).unwrap(), "0 Junk\n");
+    assert_eq!(
+        fs::read_to_string(s.root().join("dovecot-keywords")).unwrap(),
+        "0 Junk\n"
+    );
     assert!(rx.has_changed().unwrap());
     // No change: nothing reported.
     let (changed, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
     assert!(changed.is_empty());
     // UNCHANGEDSINCE below the message's modseq fails it.
-    let (changed, failed) = f.store_flags(&[1], FlagOp::Remove, &seen(), Some(before)).unwrap();
+    let (changed, failed) = f
+        .store_flags(&[1], FlagOp::Remove, &seen(), Some(before))
+        .unwrap();
     assert!(changed.is_empty());
     assert_eq!(failed, [1]);
     let (changed, _) = f
-        .store_flags(&[1], FlagOp::Replace, &Flags::from_flags(&[Flag::Deleted]), None)
+        .store_flags(
+            &[1],
+            FlagOp::Replace,
+            &Flags::from_flags(&[Flag::Deleted]),
+            None,
+        )
         .unwrap();
     assert_eq!(changed.len(), 1);
     assert!(files(s.root(), "cur")[0].ends_with(":2,T"));
@@ -126,7 +144,11 @@ fn external_changes_show_up_after_sync() {
     let cur = files(s.root(), "cur");
     // mutt marks the first one seen, and deletes the second.
     let renamed = cur[0].replace(":2,", ":2,S");
-    fs::rename(s.root().join("cur").join(&cur[0]), s.root().join("cur").join(&renamed)).unwrap();
+    fs::rename(
+        s.root().join("cur").join(&cur[0]),
+        s.root().join("cur").join(&renamed),
+    )
+    .unwrap();
     fs::remove_file(s.root().join("cur").join(&cur[1])).unwrap();
     deliver(s.root(), "2000.new.host", b"3\n");
     f.sync(false).unwrap();
@@ -144,13 +166,26 @@ fn renamed_under_our_feet_is_followed() {
     deliver(s.root(), "1000.a.host", b"hello\n");
     let f = s.open_folder("INBOX").unwrap();
     // Another process moves it to cur/ after our scan.
-    fs::rename(s.root().join("new/1000.a.host"), s.root().join("cur/1000.a.host:2,S")).unwrap();
+    fs::rename(
+        s.root().join("new/1000.a.host"),
+        s.root().join("cur/1000.a.host:2,S"),
+    )
+    .unwrap();
     assert_eq!(&f.read_message(1).unwrap()[..], b"hello\n");
     assert!(f.messages()[0].flags.contains(&Flag::Seen));
     // And a flag change on a file that moved again meanwhile.
-    fs::rename(s.root().join("cur/1000.a.host:2,S"), s.root().join("cur/1000.a.host:2,RS")).unwrap();
+    fs::rename(
+        s.root().join("cur/1000.a.host:2,S"),
+        s.root().join("cur/1000.a.host:2,RS"),
+    )
+    .unwrap();
     let (changed, _) = f
-        .store_flags(&[1], FlagOp::Add, &Flags::from_flags(&[Flag::Flagged]), None)
+        .store_flags(
+            &[1],
+            FlagOp::Add,
+            &Flags::from_flags(&[Flag::Flagged]),
+            None,
+        )
         .unwrap();
     assert_eq!(changed.len(), 1);
     assert_eq!(files(s.root(), "cur"), ["1000.a.host:2,FRS"]);
@@ -174,9 +209,20 @@ fn duplicate_base_names_are_renamed_not_unlinked() {
     assert_eq!(f.messages().len(), 4);
     let total = files(s.root(), "new").len() + files(s.root(), "cur").len();
     assert_eq!(total, 4);
-    let mut bodies: Vec<Vec<u8>> = uids(&f).iter().map(|&u| f.read_message(u).unwrap().to_vec()).collect();
+    let mut bodies: Vec<Vec<u8>> = uids(&f)
+        .iter()
+        .map(|&u| f.read_message(u).unwrap().to_vec())
+        .collect();
     bodies.sort();
-    assert_eq!(bodies, [b"four\n".to_vec(), b"one\n".to_vec(), b"three\n".to_vec(), b"two\n".to_vec()]);
+    assert_eq!(
+        bodies,
+        [
+            b"four\n".to_vec(),
+            b"one\n".to_vec(),
+            b"three\n".to_vec(),
+            b"two\n".to_vec()
+        ]
+    );
     // A second sync changes nothing.
     let before = f.highest_modseq();
     f.sync(false).unwrap();
@@ -189,22 +235,37 @@ fn restart_and_index_loss_keep_uids() {
     let (uidv, list) = {
         let s = open(d.path());
         for i in 0..5 {
-            deliver(s.root(), &format!("100{i}.m.host"), format!("{i}\n").as_bytes());
+            deliver(
+                s.root(),
+                &format!("100{i}.m.host"),
+                format!("{i}\n").as_bytes(),
+            );
         }
         let f = s.open_folder("INBOX").unwrap();
         f.store_flags(&[3], FlagOp::Add, &seen(), None).unwrap();
         f.put_cache(2, CacheField::Envelope, Arc::from(&b"(env)"[..]));
         f.sync(true).unwrap();
-        let m: Vec<(u32, bool)> = f.messages().iter().map(|m| (m.uid, m.flags.contains(&Flag::Seen))).collect();
+        let m: Vec<(u32, bool)> = f
+            .messages()
+            .iter()
+            .map(|m| (m.uid, m.flags.contains(&Flag::Seen)))
+            .collect();
         (f.uidvalidity(), m)
     };
     assert!(d.path().join("nestbox.index").exists());
     let s = open(d.path());
     let f = s.open_folder("INBOX").unwrap();
     assert_eq!(f.uidvalidity(), uidv);
-    let again: Vec<(u32, bool)> = f.messages().iter().map(|m| (m.uid, m.flags.contains(&Flag::Seen))).collect();
+    let again: Vec<(u32, bool)> = f
+        .messages()
+        .iter()
+        .map(|m| (m.uid, m.flags.contains(&Flag::Seen)))
+        .collect();
     assert_eq!(again, list);
-    assert_eq!(f.cached(2, CacheField::Envelope).as_deref(), Some(&b"(env)"[..]));
+    assert_eq!(
+        f.cached(2, CacheField::Envelope).as_deref(),
+        Some(&b"(env)"[..])
+    );
     let hm = f.highest_modseq();
     drop(f);
     drop(s);
@@ -212,7 +273,11 @@ fn restart_and_index_loss_keep_uids() {
     let s = open(d.path());
     let f = s.open_folder("INBOX").unwrap();
     assert_eq!(f.uidvalidity(), uidv);
-    let again: Vec<(u32, bool)> = f.messages().iter().map(|m| (m.uid, m.flags.contains(&Flag::Seen))).collect();
+    let again: Vec<(u32, bool)> = f
+        .messages()
+        .iter()
+        .map(|m| (m.uid, m.flags.contains(&Flag::Seen)))
+        .collect();
     assert_eq!(again, list);
     // Modseqs only move forward.
     assert!(f.highest_modseq() > hm);
@@ -237,8 +302,17 @@ fn corrupt_index_is_ignored() {
 fn dovecot_uidlist_is_respected() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path());
-    fs::write(s.root().join("cur/1276528487.M364837P9451.kurkku,S=5,W=6:2,S"), b"abcd\n").unwrap();
-    fs::write(s.root().join("new/1276533073.M242911P3632.kurkku"), b"efgh\n").unwrap();
+    fs::write(
+        s.root()
+            .join("cur/1276528487.M364837P9451.kurkku,S=5,W=6:2,S"),
+        b"abcd\n",
+    )
+    .unwrap();
+    fs::write(
+        s.root().join("new/1276533073.M242911P3632.kurkku"),
+        b"efgh\n",
+    )
+    .unwrap();
     fs::write(
         s.root().join("dovecot-uidlist"),
         "3 V1275660208 N25022 G3085f01b7f11094c501100008c4a11c1\n\
@@ -259,8 +333,13 @@ fn dovecot_uidlist_is_respected() {
     let ul = fs::read_to_string(s.root().join("dovecot-uidlist")).unwrap();
     assert!(ul.ends_with("25022 :1276533200.x.kurkku\n"), "{ul}");
     // Keyword letters follow Dovecot's table.
-    f.store_flags(&[25006], FlagOp::Add, &Flags::from_flags(&[Flag::Keyword("$Label1".into())]), None)
-        .unwrap();
+    f.store_flags(
+        &[25006],
+        FlagOp::Add,
+        &Flags::from_flags(&[Flag::Keyword("$Label1".into())]),
+        None,
+    )
+    .unwrap();
     assert!(files(s.root(), "cur").iter().any(|n| n.ends_with(":2,Sa")));
 }
 
@@ -269,7 +348,11 @@ fn courier_uiddb_is_imported() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path());
     fs::write(s.root().join("cur/1111.abc.host:2,S"), b"x\n").unwrap();
-    fs::write(s.root().join("courierimapuiddb"), "1 4242 8\n1111.abc.host 7\n").unwrap();
+    fs::write(
+        s.root().join("courierimapuiddb"),
+        "1 4242 8\n1111.abc.host 7\n",
+    )
+    .unwrap();
     let f = s.open_folder("INBOX").unwrap();
     assert_eq!(f.uidvalidity(), 4242);
     assert_eq!(uids(&f), [7]);
@@ -305,7 +388,9 @@ fn copy_and_move_between_folders() {
     arch.append(b"old\n", &other, None).unwrap();
     let kw = Flags::from_flags(&[Flag::Keyword("Work".into()), Flag::Seen]);
     for i in 0..3 {
-        inbox.append(format!("m{i}\n").as_bytes(), &kw, Some(1_500_000_000 + i)).unwrap();
+        inbox
+            .append(format!("m{i}\n").as_bytes(), &kw, Some(1_500_000_000 + i))
+            .unwrap();
     }
     let pairs = inbox.copy_to(&[3, 1], &arch).unwrap();
     assert_eq!(pairs, [(1, 2), (3, 3)]);
@@ -314,8 +399,15 @@ fn copy_and_move_between_folders() {
     assert_eq!(am[1].internal_date, 1_500_000_000);
     assert_eq!(&arch.read_message(3).unwrap()[..], b"m2\n");
     let adir = s.root().join(".Archive");
-    assert!(files(&adir, "cur").iter().any(|n| n.ends_with(":2,Sb")), "{:?}", files(&adir, "cur"));
-    assert_eq!(fs::read_to_string(adir.join("dovecot-keywords")).unwrap(), "0 Other\n1 Work\n");
+    assert!(
+        files(&adir, "cur").iter().any(|n| n.ends_with(":2,Sb")),
+        "{:?}",
+        files(&adir, "cur")
+    );
+    assert_eq!(
+        fs::read_to_string(adir.join("dovecot-keywords")).unwrap(),
+        "0 Other\n1 Work\n"
+    );
     assert_eq!(uids(&inbox), [1, 2, 3]);
 
     let since = inbox.highest_modseq();
@@ -340,31 +432,60 @@ fn folder_operations() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path());
     for bad in ["", "A//B", "a.b", ".x", "A/..", "x\ty"] {
-        assert!(matches!(s.create_folder(bad), Err(StoreError::InvalidName(_))), "{bad:?}");
+        assert!(
+            matches!(s.create_folder(bad), Err(StoreError::InvalidName(_))),
+            "{bad:?}"
+        );
     }
     s.create_folder("A").unwrap();
     s.create_folder("A/B").unwrap();
     s.create_folder("INBOX/foo").unwrap();
-    assert!(matches!(s.create_folder("A"), Err(StoreError::AlreadyExists)));
-    assert!(matches!(s.create_folder("INBOX"), Err(StoreError::AlreadyExists)));
+    assert!(matches!(
+        s.create_folder("A"),
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(
+        s.create_folder("INBOX"),
+        Err(StoreError::AlreadyExists)
+    ));
     assert!(s.root().join(".A.B/maildirfolder").exists());
     assert!(s.root().join(".INBOX.foo/cur").is_dir());
-    let mut names: Vec<String> = s.list_folders().unwrap().into_iter().map(|e| e.name).collect();
+    let mut names: Vec<String> = s
+        .list_folders()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     names.sort();
     assert_eq!(names, ["A", "A/B", "INBOX", "INBOX/foo"]);
 
     s.set_subscribed("A/B", true).unwrap();
-    s.open_folder("A/B").unwrap().append(b"x\n", &Flags::new(), None).unwrap();
+    s.open_folder("A/B")
+        .unwrap()
+        .append(b"x\n", &Flags::new(), None)
+        .unwrap();
     s.rename_folder("A", "C").unwrap();
     assert!(!s.folder_exists("A") && !s.folder_exists("A/B"));
     assert!(s.folder_exists("C") && s.folder_exists("C/B"));
     assert_eq!(uids(&s.open_folder("C/B").unwrap()), [1]);
     assert_eq!(s.subscriptions().unwrap(), ["A/B"]);
-    assert!(matches!(s.rename_folder("C", "INBOX/foo"), Err(StoreError::AlreadyExists)));
-    assert!(matches!(s.rename_folder("C", "C/x"), Err(StoreError::Cannot(_))));
-    assert!(matches!(s.rename_folder("Nope", "Z"), Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.rename_folder("C", "INBOX/foo"),
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(
+        s.rename_folder("C", "C/x"),
+        Err(StoreError::Cannot(_))
+    ));
+    assert!(matches!(
+        s.rename_folder("Nope", "Z"),
+        Err(StoreError::NotFound)
+    ));
 
-    assert!(matches!(s.delete_folder("INBOX"), Err(StoreError::Cannot(_))));
+    assert!(matches!(
+        s.delete_folder("INBOX"),
+        Err(StoreError::Cannot(_))
+    ));
     s.delete_folder("C").unwrap();
     assert!(!s.folder_exists("C"));
     assert!(s.folder_exists("C/B"));
@@ -405,7 +526,10 @@ fn status_does_not_move_new_mail() {
     deliver(&dir, "1000.a.host,W=3", b"a\n");
     deliver(&dir, "1001.b.host", b"bb\n");
     let st = s.status("Lists").unwrap();
-    assert_eq!((st.messages, st.recent, st.unseen, st.uidnext, st.size), (2, 2, 2, 3, 7));
+    assert_eq!(
+        (st.messages, st.recent, st.unseen, st.uidnext, st.size),
+        (2, 2, 2, 3, 7)
+    );
     assert_eq!(files(&dir, "new").len(), 2);
     // Cheap STATUS keeps working from the index after the folder closed.
     let st2 = s.status_opts("Lists", false).unwrap();
@@ -422,7 +546,10 @@ fn subscriptions_round_trip() {
     s.set_subscribed("A/B", true).unwrap();
     s.set_subscribed("A/B", true).unwrap();
     assert_eq!(s.subscriptions().unwrap(), ["INBOX", "A/B"]);
-    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "V\t2\n\nINBOX\nA\tB\n");
+    assert_eq!(
+        fs::read_to_string(s.root().join("subscriptions")).unwrap(),
+        "V\t2\n\nINBOX\nA\tB\n"
+    );
     s.set_subscribed("INBOX", false).unwrap();
     assert_eq!(s.subscriptions().unwrap(), ["A/B"]);
     assert!(s.set_subscribed("bad..name", true).is_err());

@@ -239,7 +239,17 @@ mod tests {
         let cases: &[(&str, &[Flag], &str)] = &[
             ("", &[], ""),
             ("S", &[Flag::Seen], ""),
-            ("DFRST", &[Flag::Draft, Flag::Flagged, Flag::Answered, Flag::Seen, Flag::Deleted], ""),
+            (
+                "DFRST",
+                &[
+                    Flag::Draft,
+                    Flag::Flagged,
+                    Flag::Answered,
+                    Flag::Seen,
+                    Flag::Deleted,
+                ],
+                "",
+            ),
             ("P", &[Flag::Keyword("$Forwarded".into())], ""),
             ("Sa", &[Flag::Seen, Flag::Keyword("Junk".into())], ""),
             ("Sbz", &[Flag::Seen, Flag::Keyword("$Label1".into())], "z"),

@@ -181,11 +181,7 @@ pub struct Folder {
 }
 
 /// Reads a directory into `(base, loc)` pairs, skipping dot files.
-fn read_dir_into(
-    dir: &Path,
-    in_new: bool,
-    out: &mut HashMap<String, Vec<Loc>>,
-) -> io::Result<()> {
+fn read_dir_into(dir: &Path, in_new: bool, out: &mut HashMap<String, Vec<Loc>>) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = match entry {
             Ok(e) => e,
@@ -216,7 +212,12 @@ impl Folder {
     /// Opens the folder at `dir` (which must exist): loads the uidlist (or
     /// creates it), the keywords and the index. Does not scan; call
     /// [`Folder::sync`].
-    pub(crate) fn open(name: &str, dir: PathBuf, opts: &StoreOptions, file_mode: u32) -> Result<Folder> {
+    pub(crate) fn open(
+        name: &str,
+        dir: PathBuf,
+        opts: &StoreOptions,
+        file_mode: u32,
+    ) -> Result<Folder> {
         Self::open_with(name, dir, opts, file_mode, LOCK_STALE_AFTER)
     }
 
@@ -242,9 +243,13 @@ impl Folder {
         }
         clean_tmp(&dir.join("tmp"));
         let keywords = Keywords::load(&dir)?;
-        let kw_mtime = fs::metadata(dir.join(keywords::FILE)).ok().map(|m| mtime_ns(&m));
+        let kw_mtime = fs::metadata(dir.join(keywords::FILE))
+            .ok()
+            .map(|m| mtime_ns(&m));
         let idx = index::load(&dir);
-        let last_uidv = idx.as_ref().map_or(0, |i| i.last_uidvalidity.max(i.uidvalidity));
+        let last_uidv = idx
+            .as_ref()
+            .map_or(0, |i| i.last_uidvalidity.max(i.uidvalidity));
 
         let ul = match Uidlist::load(&dir) {
             Ok(Some(x)) => x,
@@ -288,7 +293,11 @@ impl Folder {
             cache_pending: Vec::new(),
             cache_file_entries: 0,
         };
-        let ul_uid: HashMap<&str, u32> = ul.records.iter().map(|r| (r.base.as_str(), r.uid)).collect();
+        let ul_uid: HashMap<&str, u32> = ul
+            .records
+            .iter()
+            .map(|r| (r.base.as_str(), r.uid))
+            .collect();
         let usable = idx.filter(|i| {
             i.uidvalidity == ul.uidvalidity
                 && i.msgs.iter().all(|m| {
@@ -410,7 +419,9 @@ impl Folder {
     fn sync_locked(&self, st: &mut State, move_new: bool) -> Result<bool> {
         let mut changed = false;
         // Keywords first: file names are read with them.
-        let kw_mtime = fs::metadata(self.dir.join(keywords::FILE)).ok().map(|m| mtime_ns(&m));
+        let kw_mtime = fs::metadata(self.dir.join(keywords::FILE))
+            .ok()
+            .map(|m| mtime_ns(&m));
         if kw_mtime != st.kw_mtime {
             st.keywords = Keywords::load(&self.dir)?;
             st.kw_mtime = kw_mtime;
@@ -606,7 +617,10 @@ impl Folder {
                 let base = st.msgs[i].base.clone();
                 let loc = again
                     .get(&base)
-                    .and_then(|ls| ls.iter().find(|l| fs::symlink_metadata(self.path_of(l)).is_ok()))
+                    .and_then(|ls| {
+                        ls.iter()
+                            .find(|l| fs::symlink_metadata(self.path_of(l)).is_ok())
+                    })
                     .cloned();
                 match loc {
                     Some(loc) => {
@@ -657,7 +671,9 @@ impl Folder {
     fn update_loc(&self, st: &mut State, i: usize, loc: Loc) -> bool {
         let info = filename::split(&loc.fname).1.unwrap_or("");
         let Info { mut flags, other } = filename::parse_info(info, &st.keywords);
-        let Some(m) = st.msgs.get(i) else { return false };
+        let Some(m) = st.msgs.get(i) else {
+            return false;
+        };
         for k in &m.extra_kw {
             flags.insert_keyword(k);
         }
@@ -829,7 +845,9 @@ impl Folder {
     }
 
     fn move_new_to_cur(&self, st: &mut State) -> Result<bool> {
-        let pending: Vec<usize> = (0..st.msgs.len()).filter(|&i| st.msgs[i].loc.in_new).collect();
+        let pending: Vec<usize> = (0..st.msgs.len())
+            .filter(|&i| st.msgs[i].loc.in_new)
+            .collect();
         let mut changed = false;
         for i in pending {
             let m = &st.msgs[i];
@@ -938,9 +956,12 @@ impl Folder {
         if st.cache_pending.is_empty() {
             return;
         }
-        let Some(cache) = st.cache.as_ref() else { return };
+        let Some(cache) = st.cache.as_ref() else {
+            return;
+        };
         let live = cache.len();
-        let rewrite = st.cache_file_entries == usize::MAX || st.cache_file_entries > 2 * live + 1000;
+        let rewrite =
+            st.cache_file_entries == usize::MAX || st.cache_file_entries > 2 * live + 1000;
         let result = if rewrite {
             let all: Vec<(u32, u8, Arc<[u8]>)> =
                 cache.iter().map(|(&(u, f), d)| (u, f, d.clone())).collect();
@@ -1050,7 +1071,9 @@ impl Folder {
                 Ok(f) => return Ok(f),
                 Err(e) if is_enoent(&e) && attempt < 2 => {
                     let mut st = self.lock_state();
-                    let Some(i) = st.find(uid) else { return Err(StoreError::Expunged) };
+                    let Some(i) = st.find(uid) else {
+                        return Err(StoreError::Expunged);
+                    };
                     let base = st.msgs[i].base.clone();
                     match self.locate(&base)? {
                         Some(loc) => {
@@ -1126,7 +1149,9 @@ impl Folder {
     fn save_keywords_if(&self, st: &mut State, before: &Keywords) -> Result<()> {
         if st.keywords != *before {
             st.keywords.save(&self.dir)?;
-            st.kw_mtime = fs::metadata(self.dir.join(keywords::FILE)).ok().map(|m| mtime_ns(&m));
+            st.kw_mtime = fs::metadata(self.dir.join(keywords::FILE))
+                .ok()
+                .map(|m| mtime_ns(&m));
         }
         Ok(())
     }
@@ -1164,7 +1189,13 @@ impl Folder {
     /// `new/` if it is still there). If the file was renamed by someone else
     /// meanwhile, the flags are recomputed from its new name, so their change
     /// is kept. `None` if nothing changed or the file is gone.
-    fn apply_flags(&self, st: &mut State, i: usize, op: FlagOp, flags: &Flags) -> Result<Option<MessageMeta>> {
+    fn apply_flags(
+        &self,
+        st: &mut State,
+        i: usize,
+        op: FlagOp,
+        flags: &Flags,
+    ) -> Result<Option<MessageMeta>> {
         for _ in 0..3 {
             let mut new_flags = st.msgs[i].flags.clone();
             if !new_flags.apply(op, flags) {
@@ -1218,7 +1249,9 @@ impl Folder {
         let candidates: Vec<u32> = st
             .msgs
             .iter()
-            .filter(|m| m.flags.has(sys::DELETED) && wanted.as_ref().is_none_or(|w| w.contains(&m.uid)))
+            .filter(|m| {
+                m.flags.has(sys::DELETED) && wanted.as_ref().is_none_or(|w| w.contains(&m.uid))
+            })
             .map(|m| m.uid)
             .collect();
         let mut gone = Vec::new();
@@ -1288,7 +1321,11 @@ impl Folder {
                 f.sync_all()?;
             }
             if let Some(t) = internal_date {
-                filetime::set_file_handle_times(&f, None, Some(filetime::FileTime::from_unix_time(t, 0)))?;
+                filetime::set_file_handle_times(
+                    &f,
+                    None,
+                    Some(filetime::FileTime::from_unix_time(t, 0)),
+                )?;
             }
             f.metadata()
         })();
@@ -1300,11 +1337,19 @@ impl Folder {
             }
         };
         drop(f);
-        let r = self.commit_tmp(vec![(tmp.clone(), base, flags.clone(), String::new(), meta.mtime())]);
+        let r = self.commit_tmp(vec![(
+            tmp.clone(),
+            base,
+            flags.clone(),
+            String::new(),
+            meta.mtime(),
+        )]);
         if r.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        Ok(r?.into_iter().next().ok_or_else(|| StoreError::Cannot("append failed".into()))?)
+        r?.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Cannot("append failed".into()))
     }
 
     /// Moves prepared files from `tmp/` into `cur/` under the uidlist lock and
@@ -1384,7 +1429,16 @@ impl Folder {
         wanted
             .into_iter()
             .filter_map(|u| st.find(u).map(|i| &st.msgs[i]))
-            .map(|m| (m.uid, m.base.clone(), m.loc.clone(), m.flags.clone(), m.other.clone(), m.mtime))
+            .map(|m| {
+                (
+                    m.uid,
+                    m.base.clone(),
+                    m.loc.clone(),
+                    m.flags.clone(),
+                    m.other.clone(),
+                    m.mtime,
+                )
+            })
             .collect()
     }
 
@@ -1456,7 +1510,9 @@ impl Folder {
     /// neither), then drops them here as expunged.
     pub fn move_to(&self, uids: &[u32], dest: &Folder) -> Result<Vec<(u32, u32)>> {
         if std::ptr::eq(self, dest) {
-            return Err(StoreError::Cannot("source and destination are the same mailbox".into()));
+            return Err(StoreError::Cannot(
+                "source and destination are the same mailbox".into(),
+            ));
         }
         let sources = self.sources(uids);
         let mut dst = dest.lock_state();
@@ -1564,7 +1620,11 @@ impl Folder {
         if need_size {
             let unknown: Vec<u32> = {
                 let st = self.lock_state();
-                st.msgs.iter().filter(|m| m.size.is_none()).map(|m| m.uid).collect()
+                st.msgs
+                    .iter()
+                    .filter(|m| m.size.is_none())
+                    .map(|m| m.uid)
+                    .collect()
             };
             for uid in unknown {
                 match self.rfc822_size(uid) {

@@ -308,7 +308,6 @@ pub fn append_cache(
     f.write_all(&w.0)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,9 @@ fn check_level(level: &str, full: &str) -> Result<(), StoreError> {
         return Err(bad("a level may not start with '.'"));
     }
     if level.contains('.') {
-        return Err(bad("'.' is the on-disk separator and cannot be used in a name"));
+        return Err(bad(
+            "'.' is the on-disk separator and cannot be used in a name",
+        ));
     }
     if level.chars().any(|c| c.is_control()) {
         return Err(bad("control characters are not allowed"));
@@ -103,8 +105,13 @@ mod tests {
 
     #[test]
     fn invalid_names_table() {
-        for name in ["", "/", "A/", "/A", "A//B", "A.B", ".hidden", "A/..", "A/.", "a\tb", "x\ny", ".."] {
-            assert!(matches!(to_dir(name), Err(StoreError::InvalidName(_))), "{name:?}");
+        for name in [
+            "", "/", "A/", "/A", "A//B", "A.B", ".hidden", "A/..", "A/.", "a\tb", "x\ny", "..",
+        ] {
+            assert!(
+                matches!(to_dir(name), Err(StoreError::InvalidName(_))),
+                "{name:?}"
+            );
         }
         for dir in ["", ".", "..", "..A", ".A..B", "cur", ".A.", ".a\x01"] {
             assert_eq!(from_dir(dir), None, "{dir:?}");

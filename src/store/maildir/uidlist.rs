@@ -172,7 +172,13 @@ impl Uidlist {
         let ul = Self::parse(&data)?;
         // Only complete lines count as read.
         let used = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        Ok(Some((ul, FileStamp { len: used as u64, ..stamp })))
+        Ok(Some((
+            ul,
+            FileStamp {
+                len: used as u64,
+                ..stamp
+            },
+        )))
     }
 
     /// Rewrites the whole file atomically. Call with the lock held.
@@ -299,7 +305,11 @@ impl FileStamp {
 
 /// Reads records appended since `from` (same inode). Returns them and the
 /// new stamp (covering complete lines only).
-pub fn read_appended(dir: &Path, from: FileStamp, version: u32) -> io::Result<(Vec<Record>, FileStamp)> {
+pub fn read_appended(
+    dir: &Path,
+    from: FileStamp,
+    version: u32,
+) -> io::Result<(Vec<Record>, FileStamp)> {
     let mut f = File::open(dir.join(FILE))?;
     let stamp = FileStamp::of(&f.metadata()?);
     f.seek(SeekFrom::Start(from.len))?;
@@ -307,7 +317,13 @@ pub fn read_appended(dir: &Path, from: FileStamp, version: u32) -> io::Result<(V
     f.read_to_end(&mut data)?;
     let used = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let recs = parse_records(&data[..used], version);
-    Ok((recs, FileStamp { len: from.len + used as u64, ..stamp }))
+    Ok((
+        recs,
+        FileStamp {
+            len: from.len + used as u64,
+            ..stamp
+        },
+    ))
 }
 
 /// Appends records to the existing file. Call with the lock held.
@@ -455,7 +471,9 @@ pub fn lock(dir: &Path, stale_after: Duration) -> io::Result<UidlistLock> {
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(10).min(stale_after / 4 + Duration::from_millis(1)));
+        std::thread::sleep(
+            Duration::from_millis(10).min(stale_after / 4 + Duration::from_millis(1)),
+        );
     }
 }
 
@@ -516,7 +534,10 @@ mod tests {
         assert_eq!(ul.guid, "3085f01b7f11094c501100008c4a11c1");
         assert_eq!(ul.records.len(), 3);
         assert_eq!(ul.records[0].uid, 25006);
-        assert_eq!(ul.records[0].base, "1276528487.M364837P9451.kurkku,S=1355,W=1394");
+        assert_eq!(
+            ul.records[0].base,
+            "1276528487.M364837P9451.kurkku,S=1355,W=1394"
+        );
         assert_eq!(ul.records[1].vsize, Some(2481));
         assert_eq!(ul.records[1].base, "1276533073.M242911P3632.kurkku");
         assert_eq!(ul.records[2].size, Some(3000));
@@ -601,8 +622,11 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        std::fs::write(d.path().join(LOCK), format!("{pid}:{}", crate::store::maildir::filename::host()))
-            .unwrap();
+        std::fs::write(
+            d.path().join(LOCK),
+            format!("{pid}:{}", crate::store::maildir::filename::host()),
+        )
+        .unwrap();
         let t = Instant::now();
         let _l = lock(d.path(), Duration::from_secs(30)).unwrap();
         assert!(t.elapsed() < Duration::from_secs(5));
