@@ -71,22 +71,22 @@ impl Registry {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The open folder for `dir`, or a new one made by `make`. The table is
-    /// locked while `make` runs so two sessions never open the same folder
-    /// twice.
-    fn get_or_open(
-        &self,
-        dir: &Path,
-        make: impl FnOnce() -> Result<Folder>,
-    ) -> Result<Arc<Folder>> {
+    /// The open folder for `dir`, or a new one made by `make`. `make` runs
+    /// without the table locked (it may wait for a uidlist lock); if two
+    /// sessions race, the first one registered wins and the other copy is
+    /// dropped unused.
+    fn get_or_open(&self, dir: &Path, make: impl FnOnce() -> Result<Folder>) -> Result<Arc<Folder>> {
+        if let Some(f) = self.get(dir) {
+            return Ok(f);
+        }
+        let made = Arc::new(make()?);
         let mut t = self.table();
         if let Some(f) = t.get(dir).and_then(Weak::upgrade) {
             return Ok(f);
         }
-        let f = Arc::new(make()?);
         t.retain(|_, w| w.strong_count() > 0);
-        t.insert(dir.to_path_buf(), Arc::downgrade(&f));
-        Ok(f)
+        t.insert(dir.to_path_buf(), Arc::downgrade(&made));
+        Ok(made)
     }
 
     /// The folder for `dir` if some session has it open.

@@ -554,3 +554,59 @@ fn subscriptions_round_trip() {
     assert_eq!(s.subscriptions().unwrap(), ["A/B"]);
     assert!(s.set_subscribed("bad..name", true).is_err());
 }
+
+fn set_mtime(p: &Path, secs_ago: i64) -> filetime::FileTime {
+    let now = filetime::FileTime::now();
+    let t = filetime::FileTime::from_unix_time(now.unix_seconds() - secs_ago, 0);
+    filetime::set_file_mtime(p, t).unwrap();
+    t
+}
+
+#[test]
+fn warm_open_trusts_a_fresh_index() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = open(d.path());
+        deliver(s.root(), "1000.a.host", b"a\n");
+        let f = s.open_folder("INBOX").unwrap();
+        f.sync(true).unwrap();
+        drop(f);
+        set_mtime(&s.root().join("new"), 10);
+        set_mtime(&s.root().join("cur"), 10);
+        // Scans now, with settled directories; the drop writes the index.
+        s.open_folder("INBOX").unwrap().sync(false).unwrap();
+    }
+    // A file slipped in without the directory mtime changing: a warm open
+    // that trusts the index does not see it...
+    let cur = d.path().join("cur");
+    let old = filetime::FileTime::from_last_modification_time(&fs::metadata(&cur).unwrap());
+    fs::write(cur.join("1001.b.host:2,"), b"b\n").unwrap();
+    filetime::set_file_mtime(&cur, old).unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(uids(&f), [1]);
+    // ...until the directory changes.
+    set_mtime(&cur, 0);
+    f.sync(false).unwrap();
+    assert_eq!(uids(&f), [1, 2]);
+}
+
+#[test]
+fn crash_after_clean_open_does_not_reuse_modseqs() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = open(d.path());
+        s.open_folder("INBOX").unwrap().append(b"a\n", &Flags::new(), None).unwrap();
+    }
+    let reported = {
+        let s = open(d.path());
+        let f = s.open_folder("INBOX").unwrap();
+        let (c, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
+        // Simulated kill -9: the folder is never dropped.
+        std::mem::forget(f);
+        c[0].modseq
+    };
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    assert!(f.highest_modseq() > reported);
+}

@@ -163,6 +163,8 @@ struct State {
     cur_mtime: i128,
     scan_time: i128,
     dirty: bool,
+    /// The index file on disk is a clean (complete) image of this state.
+    index_clean: bool,
     last_index_write: Option<Instant>,
     cache: Option<CacheMap>,
     cache_pending: Vec<(u32, u8, Arc<[u8]>)>,
@@ -288,6 +290,7 @@ impl Folder {
             cur_mtime: 0,
             scan_time: 0,
             dirty: false,
+            index_clean: false,
             last_index_write: None,
             cache: None,
             cache_pending: Vec::new(),
@@ -312,6 +315,8 @@ impl Folder {
                 } else {
                     (i.highest_modseq + 1).max(modseq_floor())
                 };
+                st.index_clean = i.clean;
+                st.dirty = !i.clean;
                 st.next_uid = st.next_uid.max(i.next_uid);
                 st.new_mtime = i.new_mtime;
                 st.cur_mtime = i.cur_mtime;
@@ -400,6 +405,12 @@ impl Folder {
     fn changed(&self, st: &mut State) {
         st.snapshot = None;
         st.dirty = true;
+        // The index on disk claims complete modseqs; before anyone sees a
+        // newer one, mark it incomplete, so a crash now makes the next
+        // open raise HIGHESTMODSEQ instead of reusing modseqs.
+        if st.index_clean {
+            self.write_index(st, false);
+        }
         self.tx.send_replace(st.highest_modseq);
     }
 
@@ -434,7 +445,9 @@ impl Folder {
         let new_m = dir_mtime(&self.dir.join("new"))?;
         let cur_m = dir_mtime(&self.dir.join("cur"))?;
         let settled = |stored: i128| stored < st.scan_time - 1_000_000_000;
-        let skip = st.synced_once
+        // A fresh index counts as a previous scan: a warm open of an
+        // unchanged folder reads no directory.
+        let skip = (st.synced_once || st.scan_time != 0)
             && new_m == st.new_mtime
             && cur_m == st.cur_mtime
             && settled(new_m)
@@ -938,6 +951,7 @@ impl Folder {
         match index::save(&self.dir, &d) {
             Ok(()) => {
                 st.dirty = false;
+                st.index_clean = clean;
                 st.last_index_write = Some(Instant::now());
             }
             Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write index"),
@@ -1634,7 +1648,7 @@ impl Folder {
             }
         }
         let recent = self.recent_count();
-        let mut st = self.lock_state();
+        let st = self.lock_state();
         let s = crate::store::FolderStatus {
             messages: st.msgs.len() as u32,
             recent,
@@ -1645,7 +1659,6 @@ impl Folder {
             size: st.msgs.iter().filter_map(|m| m.size).sum(),
             highest_modseq: st.highest_modseq,
         };
-        self.maybe_persist(&mut st);
         Ok(s)
     }
 
@@ -1660,7 +1673,9 @@ impl Drop for Folder {
         let mut st = self.lock_state();
         if st.synced_once && fs::metadata(&self.dir).is_ok() {
             self.flush_cache(&mut st);
-            self.write_index(&mut st, true);
+            if st.dirty || !st.index_clean {
+                self.write_index(&mut st, true);
+            }
         }
     }
 }
