@@ -596,7 +596,10 @@ fn crash_after_clean_open_does_not_reuse_modseqs() {
     let d = tempfile::tempdir().unwrap();
     {
         let s = open(d.path());
-        s.open_folder("INBOX").unwrap().append(b"a\n", &Flags::new(), None).unwrap();
+        s.open_folder("INBOX")
+            .unwrap()
+            .append(b"a\n", &Flags::new(), None)
+            .unwrap();
     }
     let reported = {
         let s = open(d.path());
@@ -609,4 +612,73 @@ fn crash_after_clean_open_does_not_reuse_modseqs() {
     let s = open(d.path());
     let f = s.open_folder("INBOX").unwrap();
     assert!(f.highest_modseq() > reported);
+}
+
+/// Rough timings on a big folder: `cargo test --lib store::tests::big -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn big_folder_timings() {
+    let n: usize = std::env::var("NESTBOX_BIG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    for i in 0..n {
+        fs::write(
+            s.root()
+                .join("cur")
+                .join(format!("{}.M{i}P1.host,S=10,W=12:2,S", 1_600_000_000 + i)),
+            b"Subject: x\n\nbody\n",
+        )
+        .unwrap();
+    }
+    let t = std::time::Instant::now();
+    let f = s.open_folder("INBOX").unwrap();
+    eprintln!("cold open {n}: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    for m in f.messages().iter() {
+        f.put_cache(
+            m.uid,
+            CacheField::Envelope,
+            Arc::from(&b"(\"env\" NIL NIL)"[..]),
+        );
+    }
+    eprintln!("fill cache: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    f.sync(false).unwrap();
+    eprintln!("sync, nothing changed: {:?}", t.elapsed());
+    drop(f);
+    set_mtime(&s.root().join("cur"), 10);
+    set_mtime(&s.root().join("new"), 10);
+    s.open_folder("INBOX").unwrap();
+    let t = std::time::Instant::now();
+    let s2 = open(d.path());
+    let f = s2.open_folder("INBOX").unwrap();
+    eprintln!("warm open: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mut k = 0;
+    for m in f.messages().iter() {
+        k += f.cached(m.uid, CacheField::Envelope).map_or(0, |c| c.len());
+    }
+    eprintln!(
+        "FETCH 1:* (FLAGS ENVELOPE) from cache: {:?} ({k} bytes)",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    let all: Vec<u32> = f.messages().iter().map(|m| m.uid).collect();
+    f.store_flags(
+        &all[..1000],
+        FlagOp::Add,
+        &Flags::from_flags(&[Flag::Flagged]),
+        None,
+    )
+    .unwrap();
+    eprintln!("STORE 1000: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        f.append(b"Subject: y\r\n\r\nbody\r\n", &Flags::new(), None)
+            .unwrap();
+    }
+    eprintln!("APPEND 100 (no fsync): {:?}", t.elapsed());
 }

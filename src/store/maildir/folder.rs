@@ -1378,55 +1378,83 @@ impl Folder {
             prepared.push((tmp, base, flags, info, extra, mtime));
         }
         self.save_keywords_if(&mut st, &before)?;
-        let uids = {
-            let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
-            self.refresh_uidlist(&mut st)?;
-            let mut recs = Vec::new();
-            let mut uids = Vec::new();
-            for (tmp, base, flags, info, extra, mtime) in prepared {
-                let uid = st.next_uid;
-                st.next_uid = st
-                    .next_uid
-                    .checked_add(1)
-                    .ok_or_else(|| StoreError::Cannot("UID space exhausted".into()))?;
-                let loc = Loc {
-                    in_new: false,
-                    fname: filename::cur_name(&base, &info),
-                };
-                fs::rename(&tmp, self.path_of(&loc))?;
-                let (_, w) = filename::size_fields(&base);
-                recs.push(Record {
-                    uid,
-                    base: base.clone(),
-                    size: None,
-                    vsize: w,
-                    extra: Vec::new(),
-                });
-                st.highest_modseq += 1;
-                let modseq = st.highest_modseq;
-                let Info { other, .. } = filename::parse_info(&info, &st.keywords);
-                st.by_base.insert(base.clone(), uid);
-                let m = Msg {
-                    uid,
-                    base,
-                    loc,
-                    flags,
-                    other,
-                    extra_kw: extra,
-                    mtime,
-                    size: w,
-                    modseq,
-                };
-                match st.msgs.binary_search_by_key(&uid, |m| m.uid) {
-                    Ok(i) => st.msgs[i] = m,
-                    Err(i) => st.msgs.insert(i, m),
-                }
-                st.recent.push(uid);
-                uids.push(uid);
+        let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
+        self.refresh_uidlist(&mut st)?;
+        let first_uid = st.next_uid;
+        let mut recs = Vec::new();
+        let mut done: Vec<(u32, PathBuf)> = Vec::new();
+        let mut failure = None;
+        for (tmp, base, flags, info, extra, mtime) in prepared {
+            let uid = st.next_uid;
+            let Some(next) = st.next_uid.checked_add(1) else {
+                failure = Some(StoreError::Cannot("UID space exhausted".into()));
+                break;
+            };
+            let loc = Loc {
+                in_new: false,
+                fname: filename::cur_name(&base, &info),
+            };
+            let path = self.path_of(&loc);
+            if let Err(e) = fs::rename(&tmp, &path) {
+                failure = Some(e.into());
+                break;
             }
-            self.write_records(&mut st, recs)?;
-            uids
-        };
+            st.next_uid = next;
+            done.push((uid, path));
+            let (_, w) = filename::size_fields(&base);
+            recs.push(Record {
+                uid,
+                base: base.clone(),
+                size: None,
+                vsize: w,
+                extra: Vec::new(),
+            });
+            st.highest_modseq += 1;
+            let modseq = st.highest_modseq;
+            let Info { other, .. } = filename::parse_info(&info, &st.keywords);
+            st.by_base.insert(base.clone(), uid);
+            let m = Msg {
+                uid,
+                base,
+                loc,
+                flags,
+                other,
+                extra_kw: extra,
+                mtime,
+                size: w,
+                modseq,
+            };
+            match st.msgs.binary_search_by_key(&uid, |m| m.uid) {
+                Ok(i) => st.msgs[i] = m,
+                Err(i) => st.msgs.insert(i, m),
+            }
+        }
+        if failure.is_none() {
+            if let Err(e) = self.write_records(&mut st, recs) {
+                failure = Some(e);
+            }
+        }
+        if let Some(e) = failure {
+            // All or nothing (RFC 9051 §6.4.7): take back what was placed.
+            // Nobody has seen these UIDs, so they may be handed out again.
+            let uids: Vec<u32> = done.iter().map(|(u, _)| *u).collect();
+            for (_, path) in done {
+                let _ = fs::remove_file(path);
+            }
+            let State { msgs, by_base, .. } = &mut *st;
+            msgs.retain(|m| {
+                let keep = !uids.contains(&m.uid);
+                if !keep {
+                    by_base.remove(&m.base);
+                }
+                keep
+            });
+            st.next_uid = first_uid;
+            return Err(e);
+        }
+        drop(_lock);
+        let uids: Vec<u32> = done.into_iter().map(|(u, _)| u).collect();
+        st.recent.extend_from_slice(&uids);
         if self.fsync {
             super::fsync_dir(&self.dir.join("cur"))?;
         }
@@ -1479,7 +1507,7 @@ impl Folder {
                         Err(_) => {
                             // EXDEV, EPERM (no links on this fs)...: copy bytes.
                             let data = self.read_message(uid)?;
-                            let (p, mut f) = dest.create_tmp(&fresh)?;
+                            let (_, mut f) = dest.create_tmp(&fresh)?;
                             f.write_all(&data)?;
                             if dest.fsync {
                                 f.sync_all()?;
@@ -1489,7 +1517,6 @@ impl Folder {
                                 None,
                                 Some(filetime::FileTime::from_unix_time(mtime, 0)),
                             )?;
-                            debug_assert_eq!(p, tmp);
                             ok = true;
                             break;
                         }
@@ -1545,6 +1572,7 @@ impl Folder {
         let mut pairs = Vec::new();
         let mut recs = Vec::new();
         let mut moved_src = Vec::new();
+        let mut failure: Option<StoreError> = None;
         for (uid, base, loc, flags, info, extra, mtime, fresh) in planned {
             let to = Loc {
                 in_new: false,
@@ -1563,21 +1591,26 @@ impl Folder {
                         None => break,
                     },
                     Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                        return Err(StoreError::Cannot(
+                        failure = Some(StoreError::Cannot(
                             "folders on different file systems: use COPY and EXPUNGE".into(),
                         ));
+                        break;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        failure = Some(e.into());
+                        break;
+                    }
                 }
+            }
+            if failure.is_some() {
+                // What moved so far is recorded below; nothing is lost.
+                break;
             }
             if !ok {
                 continue;
             }
             let new_uid = dst.next_uid;
-            dst.next_uid = dst
-                .next_uid
-                .checked_add(1)
-                .ok_or_else(|| StoreError::Cannot("UID space exhausted".into()))?;
+            dst.next_uid = dst.next_uid.saturating_add(1);
             let (_, w) = filename::size_fields(&fresh);
             recs.push(Record {
                 uid: new_uid,
@@ -1625,7 +1658,10 @@ impl Folder {
             self.changed(&mut st);
         }
         wrote?;
-        Ok(pairs)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(pairs),
+        }
     }
 
     /// Status figures from the current state (after a sync by the caller).
