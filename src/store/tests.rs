@@ -350,7 +350,7 @@ fn courier_uiddb_is_imported() {
     fs::write(s.root().join("cur/1111.abc.host:2,S"), b"x\n").unwrap();
     fs::write(
         s.root().join("courierimapuiddb"),
-        "1 4242 8\n1111.abc.host 7\n",
+        "1 4242 8\n7 1111.abc.host:2,\n",
     )
     .unwrap();
     let f = s.open_folder("INBOX").unwrap();

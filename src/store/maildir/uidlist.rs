@@ -353,17 +353,15 @@ pub fn append(dir: &Path, records: &[Record], fsync: bool) -> io::Result<()> {
 }
 
 /// Parses Courier's `courierimapuiddb`: a header `1 <uidvalidity>
-/// <nextuid>` then `<filename> <uid>` lines (version 1), or a header
-/// `2 ...` with `<uid> <filename>` lines. Returns it as a uidlist.
+/// <nextuid>`, then `<uid> <filename>` lines (the format Dovecot's
+/// `courier-dovecot-migrate.pl` reads). Returns it as a uidlist.
 pub fn parse_courier(data: &[u8]) -> io::Result<Uidlist> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
     let text = String::from_utf8_lossy(data);
     let mut lines = text.lines();
     let header = lines.next().ok_or_else(|| bad("empty"))?;
-    let h: Vec<&str> = header.split(' ').collect();
-    let (version, uidv, next) = match h.as_slice() {
-        [v, u, n, ..] => (
-            v.parse::<u32>().map_err(|_| bad("version"))?,
+    let (uidv, next) = match header.split(' ').collect::<Vec<_>>().as_slice() {
+        ["1", u, n] => (
             u.parse::<u32>().map_err(|_| bad("uidvalidity"))?,
             n.parse::<u32>().map_err(|_| bad("nextuid"))?,
         ),
@@ -374,15 +372,11 @@ pub fn parse_courier(data: &[u8]) -> io::Result<Uidlist> {
     }
     let mut ul = Uidlist::new(uidv, next);
     for line in lines {
-        let Some((a, b)) = line.split_once(' ') else {
+        let Some((uid, name)) = line.split_once(' ') else {
             continue;
         };
-        // Try both orders: the uid is the all-digit field.
-        let (uid, name) = match (a.parse::<u32>(), b.parse::<u32>()) {
-            (Ok(u), _) if version != 1 => (u, b),
-            (_, Ok(u)) => (u, a),
-            (Ok(u), Err(_)) => (u, b),
-            _ => continue,
+        let Ok(uid) = uid.parse::<u32>() else {
+            continue;
         };
         let base = super::filename::split(name).0;
         if uid == 0 || base.is_empty() || base.contains('/') {
@@ -595,14 +589,18 @@ mod tests {
 
     #[test]
     fn courier_import() {
-        let ul = parse_courier(b"1 1111 4\n1111.abc.host:2,S 1\n1112.def.host 3\n").unwrap();
+        let ul = parse_courier(
+            b"1 1111 4\n1 1111.abc.host:2,S\n3 1112.def.host\nbroken\n5 1113.x.host\n",
+        )
+        .unwrap();
         assert_eq!(ul.uidvalidity, 1111);
-        assert_eq!(ul.next_uid(), 4);
+        assert_eq!(ul.next_uid(), 6);
         assert_eq!(ul.records[0].base, "1111.abc.host");
         assert_eq!(ul.records[1].uid, 3);
-        let ul2 = parse_courier(b"2 5 9\n7 x.y.z:2,\n").unwrap();
-        assert_eq!(ul2.records[0].uid, 7);
-        assert!(parse_courier(b"junk").is_err());
+        assert_eq!(ul.records.len(), 3);
+        for bad in [&b"junk"[..], b"1 0 5\n", b"2 5 9\n", b""] {
+            assert!(parse_courier(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
