@@ -682,3 +682,46 @@ fn big_folder_timings() {
     }
     eprintln!("APPEND 100 (no fsync): {:?}", t.elapsed());
 }
+
+/// Needs the real `crate::mutf7` (the stub panics): run after integration.
+#[test]
+#[ignore = "needs crate::mutf7 from the proto helper"]
+fn non_ascii_names_are_modified_utf7_on_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    s.create_folder("Entwürfe/Ä&B").unwrap();
+    assert!(s.root().join(".Entw&APw-rfe.&AMQ-&-B").is_dir());
+    let names: Vec<String> = s
+        .list_folders()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&"Entwürfe/Ä&B".to_string()));
+    s.set_subscribed("Entwürfe/Ä&B", true).unwrap();
+    assert_eq!(s.subscriptions().unwrap(), ["Entwürfe/Ä&B"]);
+}
+
+#[test]
+fn delete_then_recreate_is_a_new_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    s.create_folder("T").unwrap();
+    let old = s.open_folder("T").unwrap();
+    let old_uidv = old.uidvalidity();
+    old.append(b"1\n", &Flags::new(), None).unwrap();
+    old.append(b"2\n", &Flags::new(), None).unwrap();
+    s.delete_folder("T").unwrap();
+    assert!(matches!(old.sync(false), Err(StoreError::NotFound)));
+    s.create_folder("T").unwrap();
+    let new = s.open_folder("T").unwrap();
+    assert!(!Arc::ptr_eq(&old, &new));
+    assert_ne!(new.uidvalidity(), old_uidv);
+    drop(old);
+    assert!(new.messages().is_empty());
+    assert_eq!(new.append(b"x\n", &Flags::new(), None).unwrap(), 1);
+    drop(new);
+    drop(s);
+    let s = open(d.path());
+    assert_eq!(uids(&s.open_folder("T").unwrap()), [1]);
+}

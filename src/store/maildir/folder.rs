@@ -1707,7 +1707,11 @@ impl Folder {
 impl Drop for Folder {
     fn drop(&mut self) {
         let mut st = self.lock_state();
-        if st.synced_once && fs::metadata(&self.dir).is_ok() {
+        // Only if the directory is still the one we loaded: after a DELETE
+        // or RENAME a new folder may live at this path.
+        let same_uidlist = fs::metadata(self.dir.join(uidlist::FILE))
+            .is_ok_and(|m| st.ul_stamp.is_some_and(|s| s.ino == m.ino()));
+        if st.synced_once && same_uidlist {
             self.flush_cache(&mut st);
             if st.dirty || !st.index_clean {
                 self.write_index(&mut st, true);
@@ -1767,13 +1771,31 @@ fn create_uidlist(
     };
     let ul = match courier {
         Some(ul) => ul,
-        None => {
-            let now = (now_ns() / 1_000_000_000) as u32;
-            Uidlist::new(now.max(last_uidvalidity.saturating_add(1)).max(1), 1)
-        }
+        None => Uidlist::new(fresh_uidvalidity(last_uidvalidity), 1),
     };
     let stamp = ul.write(dir, fsync)?;
     Ok((ul, stamp))
+}
+
+/// A UIDVALIDITY for a new UID space: the current time, but above
+/// `last` and above any this process handed out before, so a folder
+/// deleted and re-created within one second still gets a different one
+/// (RFC 9051 §2.3.1.1).
+fn fresh_uidvalidity(last: u32) -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static ISSUED: AtomicU32 = AtomicU32::new(0);
+    let now = (now_ns() / 1_000_000_000) as u32;
+    let mut prev = ISSUED.load(Ordering::Relaxed);
+    loop {
+        let v = now
+            .max(last.saturating_add(1))
+            .max(prev.saturating_add(1))
+            .max(1);
+        match ISSUED.compare_exchange_weak(prev, v, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return v,
+            Err(p) => prev = p,
+        }
+    }
 }
 
 /// Removes files left in `tmp/` by crashed writers (MAILDIR.md: 36 hours).
