@@ -725,3 +725,26 @@ fn delete_then_recreate_is_a_new_folder() {
     let s = open(d.path());
     assert_eq!(uids(&s.open_folder("T").unwrap()), [1]);
 }
+
+#[test]
+fn a_deleted_uidlist_is_restored_with_the_same_uids() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    for i in 0..3 {
+        f.append(format!("{i}\n").as_bytes(), &Flags::new(), None)
+            .unwrap();
+    }
+    f.expunge(None).unwrap();
+    let uidv = f.uidvalidity();
+    fs::remove_file(s.root().join("dovecot-uidlist")).unwrap();
+    f.sync(false).unwrap();
+    let ul = fs::read_to_string(s.root().join("dovecot-uidlist")).unwrap();
+    assert!(ul.starts_with(&format!("3 V{uidv} N4 ")), "{ul}");
+    drop(f);
+    drop(s);
+    fs::remove_file(d.path().join("nestbox.index")).unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!((f.uidvalidity(), uids(&f)), (uidv, vec![1, 2, 3]));
+}

@@ -428,6 +428,8 @@ impl Folder {
     }
 
     fn sync_locked(&self, st: &mut State, move_new: bool) -> Result<bool> {
+        // Deleted or renamed away: say so before touching anything inside.
+        dir_mtime(&self.dir)?;
         let mut changed = false;
         // Keywords first: file names are read with them.
         let kw_mtime = fs::metadata(self.dir.join(keywords::FILE))
@@ -439,6 +441,9 @@ impl Folder {
         }
         if self.refresh_uidlist(st)? {
             changed = true;
+        }
+        if st.ul_stamp.is_none() {
+            self.restore_uidlist(st)?;
         }
 
         let scan_start = now_ns();
@@ -525,6 +530,18 @@ impl Folder {
         st.ul_unknown.clear();
         self.note_records(st, ul.records);
         Ok(false)
+    }
+
+    /// The uidlist vanished (someone deleted it): write it back from our
+    /// state at once, same UIDVALIDITY and UIDs, before another program
+    /// creates a fresh one and renumbers everything.
+    fn restore_uidlist(&self, st: &mut State) -> Result<()> {
+        let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
+        if self.refresh_uidlist(st)? || st.ul_stamp.is_some() {
+            return Ok(());
+        }
+        tracing::warn!(dir = %self.dir.display(), "uidlist missing; rewriting it from memory");
+        self.write_full_uidlist(st, Vec::new())
     }
 
     fn note_records(&self, st: &mut State, recs: Vec<Record>) {
@@ -667,8 +684,9 @@ impl Folder {
                     size: w,
                 });
             }
-            // Oldest first: unique names start with the delivery time.
-            files.sort_by(|a, b| (a.mtime, &a.base).cmp(&(b.mtime, &b.base)));
+            // In delivery order: unique names start with the delivery time
+            // (the mtime may be an old INTERNALDATE set by a client).
+            files.sort_by(|a, b| a.base.cmp(&b.base));
             if !files.is_empty() {
                 self.number_files(st, &mut files)?;
                 for f in files {
@@ -772,6 +790,13 @@ impl Folder {
             }
             return Ok(());
         }
+        self.write_full_uidlist(st, recs)
+    }
+
+    /// Rewrites the whole uidlist from our state plus `recs` (lock held).
+    /// Records of files we never saw are kept: they may just not have been
+    /// listed by our last readdir.
+    fn write_full_uidlist(&self, st: &mut State, recs: Vec<Record>) -> Result<()> {
         let mut ul = Uidlist::new(st.uidvalidity, st.next_uid);
         if !st.guid.is_empty() {
             ul.guid = st.guid.clone();
