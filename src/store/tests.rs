@@ -748,3 +748,19 @@ fn a_deleted_uidlist_is_restored_with_the_same_uids() {
     let f = s.open_folder("INBOX").unwrap();
     assert_eq!((f.uidvalidity(), uids(&f)), (uidv, vec![1, 2, 3]));
 }
+
+#[test]
+fn a_uid_listed_twice_is_used_once() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    fs::write(s.root().join("cur/1.a.host:2,"), b"a\n").unwrap();
+    fs::write(s.root().join("cur/2.b.host:2,"), b"b\n").unwrap();
+    fs::write(
+        s.root().join("dovecot-uidlist"),
+        "3 V5 N6 Gx\n5 :1.a.host\n5 :2.b.host\n",
+    )
+    .unwrap();
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(uids(&f), [5, 6]);
+    assert_eq!(f.uidnext(), 7);
+}

@@ -730,11 +730,16 @@ impl Folder {
     /// numbered, new ones (appended under the lock) for the rest.
     fn number_files(&self, st: &mut State, files: &mut [NewFile]) -> Result<()> {
         let max_uid = st.msgs.last().map_or(0, |m| m.uid);
-        let adopt = |st: &mut State, f: &mut NewFile| {
+        let mut taken: HashSet<u32> = HashSet::new();
+        let mut adopt = |st: &mut State, f: &mut NewFile| {
             if let Some(r) = st.ul_unknown.get(&f.base) {
                 // A UID below one we already show would appear out of order
-                // (and might be one we reported expunged): renumber instead.
-                if (!st.synced_once || r.uid > max_uid) && st.find(r.uid).is_none() {
+                // (and might be one we reported expunged), and a UID listed
+                // twice can only be used once: renumber those instead.
+                if (!st.synced_once || r.uid > max_uid)
+                    && st.find(r.uid).is_none()
+                    && taken.insert(r.uid)
+                {
                     f.uid = Some(r.uid);
                     f.size = f.size.or(r.vsize);
                 }
