@@ -1299,7 +1299,8 @@ impl Folder {
             .map(|m| m.uid)
             .collect();
         let mut gone = Vec::new();
-        for uid in candidates {
+        let mut failure: Option<StoreError> = None;
+        'each: for uid in candidates {
             let Some(mut i) = st.find(uid) else { continue };
             for _ in 0..3 {
                 match fs::remove_file(self.path_of(&st.msgs[i].loc)) {
@@ -1323,7 +1324,11 @@ impl Folder {
                             }
                         }
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        // Report what is already unlinked, then the error.
+                        failure = Some(e.into());
+                        break 'each;
+                    }
                 }
                 i = match st.find(uid) {
                     Some(i) => i,
@@ -1336,7 +1341,10 @@ impl Folder {
             self.record_expunges(&mut st, &gone);
             self.changed(&mut st);
         }
-        Ok(gone)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(gone),
+        }
     }
 
     /// Creates a file in `tmp/` with the folder's file mode.
@@ -1536,18 +1544,7 @@ impl Folder {
                         },
                         Err(_) => {
                             // EXDEV, EPERM (no links on this fs)...: copy bytes.
-                            let data = self.read_message(uid)?;
-                            let (_, mut f) = dest.create_tmp(&fresh)?;
-                            f.write_all(&data)?;
-                            if dest.fsync {
-                                f.sync_all()?;
-                            }
-                            filetime::set_file_handle_times(
-                                &f,
-                                None,
-                                Some(filetime::FileTime::from_unix_time(mtime, 0)),
-                            )?;
-                            ok = true;
+                            ok = self.copy_bytes(uid, dest, &fresh, mtime)?;
                             break;
                         }
                     }
@@ -1575,6 +1572,30 @@ impl Folder {
                 Err(e)
             }
         }
+    }
+
+    /// Copies a message's bytes into `dest`'s `tmp/` as `fresh`, keeping its
+    /// mtime. `false` if the message is gone.
+    fn copy_bytes(&self, uid: u32, dest: &Folder, fresh: &str, mtime: i64) -> Result<bool> {
+        let data = match self.read_message(uid) {
+            Ok(d) => d,
+            Err(StoreError::Expunged) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let (path, mut f) = dest.create_tmp(fresh)?;
+        let written = (|| {
+            f.write_all(&data)?;
+            if dest.fsync {
+                f.sync_all()?;
+            }
+            let t = filetime::FileTime::from_unix_time(mtime, 0);
+            filetime::set_file_handle_times(&f, None, Some(t))
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return Err(e.into());
+        }
+        Ok(true)
     }
 
     /// Moves messages into `dest` by rename (atomic: never in both or
