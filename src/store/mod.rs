@@ -29,6 +29,8 @@ use crate::flags::Flags;
 pub use maildir::folder::Folder;
 use maildir::{names, subscriptions};
 
+/// Why a store operation failed; the session maps these to response codes
+/// (`[NONEXISTENT]`, `[ALREADYEXISTS]`, `[OVERQUOTA]`, `[SERVERBUG]`...).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no such mailbox")]
@@ -51,6 +53,7 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// The store's result type.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Process-wide table of open folders, so every session of every user that
@@ -75,7 +78,11 @@ impl Registry {
     /// without the table locked (it may wait for a uidlist lock); if two
     /// sessions race, the first one registered wins and the other copy is
     /// dropped unused.
-    fn get_or_open(&self, dir: &Path, make: impl FnOnce() -> Result<Folder>) -> Result<Arc<Folder>> {
+    fn get_or_open(
+        &self,
+        dir: &Path,
+        make: impl FnOnce() -> Result<Folder>,
+    ) -> Result<Arc<Folder>> {
         if let Some(f) = self.get(dir) {
             return Ok(f);
         }

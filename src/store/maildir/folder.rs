@@ -10,7 +10,7 @@
 //! - **A file renamed under our feet** (another client changed flags or
 //!   moved `new/` -> `cur/`): every open, rename and unlink that fails with
 //!   `ENOENT` looks the base name up again in both directories
-//!   ([`State::locate`]) and retries once; only a base name gone from both
+//!   (`Folder::locate`) and retries once; only a base name gone from both
 //!   is an expunge.
 //! - **readdir is not a snapshot**: `new/` is read before `cur/` (so a
 //!   file moving between them is seen at least once), the same base name
@@ -375,6 +375,7 @@ impl Folder {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The name the folder was opened under (UTF-8, `/`-separated).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -384,14 +385,19 @@ impl Folder {
         &self.dir
     }
 
+    /// The current UIDVALIDITY. It changes only if another program
+    /// recreated the uidlist; a session that sees it change must drop its
+    /// view (and, in IMAP, the client: RFC 9051 §2.3.1.1).
     pub fn uidvalidity(&self) -> u32 {
         self.lock_state().uidvalidity
     }
 
+    /// The UID the next new message will get.
     pub fn uidnext(&self) -> u32 {
         self.lock_state().next_uid
     }
 
+    /// HIGHESTMODSEQ (RFC 7162).
     pub fn highest_modseq(&self) -> u64 {
         self.lock_state().highest_modseq
     }
@@ -1052,6 +1058,8 @@ impl Folder {
         (st.recent.len() + st.msgs.iter().filter(|m| m.loc.in_new).count()) as u32
     }
 
+    /// A receiver that wakes whenever the folder changed (the value is the
+    /// new highest modseq). Sessions then call [`Folder::changes_since`].
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.tx.subscribe()
     }
@@ -1164,12 +1172,16 @@ impl Folder {
         Ok(filename::crlf_size(&data))
     }
 
+    /// A cached ENVELOPE/BODYSTRUCTURE/BODY (the first call loads
+    /// `nestbox.cache`).
     pub fn cached(&self, uid: u32, field: CacheField) -> Option<Arc<[u8]>> {
         let mut st = self.lock_state();
         self.load_cache(&mut st);
         st.cache.as_ref()?.get(&(uid, field_no(field))).cloned()
     }
 
+    /// Remembers a cache entry; entries reach `nestbox.cache` in batches,
+    /// on sync and when the folder closes, never one write per FETCH item.
     pub fn put_cache(&self, uid: u32, field: CacheField, data: Arc<[u8]>) {
         let mut st = self.lock_state();
         if st.find(uid).is_none() {
@@ -1200,7 +1212,10 @@ impl Folder {
         Ok(())
     }
 
-    /// Changes the flags of the given UIDs (renames within `cur/`).
+    /// Changes the flags of the given UIDs (renames within `cur/`). UIDs no
+    /// longer present are skipped. Returns the messages whose flags changed
+    /// with their new flags and modseqs; with `unchanged_since`, messages
+    /// whose modseq is higher are left alone and returned in the second list.
     pub fn store_flags(
         &self,
         uids: &[u32],
@@ -1358,7 +1373,9 @@ impl Folder {
         Ok((path, f))
     }
 
-    /// Saves a new message and returns its UID; see MAILDIR.md "Delivery".
+    /// Saves a new message (tmp/, fsync, rename into `cur/` with its flags,
+    /// fsync the directory, uidlist record) and returns its UID, all before
+    /// returning. `internal_date` sets the mtime (INTERNALDATE).
     pub fn append(&self, data: &[u8], flags: &Flags, internal_date: Option<i64>) -> Result<u32> {
         let base = format!(
             "{},S={},W={}",
@@ -1522,7 +1539,10 @@ impl Folder {
             .collect()
     }
 
-    /// Copies messages into `dest` (hard link, else a byte copy; fsynced).
+    /// Copies messages into `dest` (hard link, else a byte copy; fsynced),
+    /// keeping flags (keyword letters remapped to `dest`'s table) and
+    /// INTERNALDATE. Returns `(source uid, dest uid)` pairs, ascending by
+    /// source; messages already gone are left out. All or nothing.
     pub fn copy_to(&self, uids: &[u32], dest: &Folder) -> Result<Vec<(u32, u32)>> {
         let mut items = Vec::new();
         let mut src_uids = Vec::new();

@@ -122,6 +122,7 @@ impl<'a> R<'a> {
     }
 }
 
+/// The file image of an index (see the module doc for the layout).
 pub fn encode(d: &IndexData) -> Vec<u8> {
     let mut w = W(Vec::with_capacity(64 + d.msgs.len() * 96));
     w.0.extend_from_slice(MAGIC);
@@ -151,6 +152,7 @@ pub fn encode(d: &IndexData) -> Vec<u8> {
     w.0
 }
 
+/// Parses a file image; `None` unless it is complete and intact.
 pub fn decode(data: &[u8]) -> Option<IndexData> {
     let body_len = data.len().checked_sub(8)?;
     let (body, sum) = data.split_at(body_len);
