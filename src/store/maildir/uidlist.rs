@@ -542,6 +542,22 @@ mod tests {
         assert_eq!(again, ul);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn render_parse_round_trip(
+            uidv in 1u32..,
+            recs in proptest::collection::btree_map(1u32..1_000_000, ("[0-9]{10}\\.[A-Za-z0-9]{1,12}\\.[a-z]{1,8}", proptest::option::of(0u64..1<<40)), 0..20),
+        ) {
+            let mut ul = Uidlist::new(uidv, 1);
+            for (uid, (base, vsize)) in recs {
+                ul.records.push(Record { uid, base, size: None, vsize, extra: vec![] });
+            }
+            ul.header_next = ul.next_uid();
+            let back = Uidlist::parse(ul.render().as_bytes()).unwrap();
+            proptest::prop_assert_eq!(back, ul);
+        }
+    }
+
     #[test]
     fn parses_old_versions_and_rejects_garbage() {
         let v1 = Uidlist::parse(b"1 1000 5\n1 a.b.c:2,S\n3 d.e.f\n").unwrap();
