@@ -764,3 +764,56 @@ fn a_uid_listed_twice_is_used_once() {
     assert_eq!(uids(&f), [5, 6]);
     assert_eq!(f.uidnext(), 7);
 }
+
+/// Interop with a real Dovecot, driven by hand: point `NESTBOX_INTEROP` at a
+/// Maildir Dovecot served; prints each folder's UIDVALIDITY, UIDNEXT and
+/// `uid:flags`; with `NESTBOX_INTEROP_MUTATE=1` also appends, stores,
+/// expunges and moves, for Dovecot to read back.
+#[test]
+#[ignore = "needs a Maildir written by Dovecot"]
+fn interop_with_dovecot() {
+    let Ok(root) = std::env::var("NESTBOX_INTEROP") else {
+        return;
+    };
+    let s = open(Path::new(&root));
+    let show = |name: &str| {
+        let f = s.open_folder(name).unwrap();
+        let list: Vec<String> = f
+            .messages()
+            .iter()
+            .map(|m| {
+                let fl: Vec<String> = m.flags.iter().map(|f| f.to_string()).collect();
+                format!("{}:[{}]", m.uid, fl.join(" "))
+            })
+            .collect();
+        eprintln!("{name} V{} N{} {}", f.uidvalidity(), f.uidnext(), list.join(" "));
+    };
+    let mut names: Vec<String> = s.list_folders().unwrap().into_iter().map(|e| e.name).collect();
+    names.sort();
+    eprintln!("folders {names:?} subscribed {:?}", s.subscriptions().unwrap());
+    for n in &names {
+        show(n);
+    }
+    if std::env::var("NESTBOX_INTEROP_MUTATE").is_ok() {
+        let inbox = s.open_folder("INBOX").unwrap();
+        inbox.sync(true).unwrap();
+        let all = uids(&inbox);
+        let kw = Flags::from_flags(&[Flag::Keyword("NestKw".into()), Flag::Seen]);
+        let u = inbox.append(b"Subject: from nestbox\r\n\r\nhi\r\n", &kw, Some(1_700_000_000)).unwrap();
+        eprintln!("appended {u}");
+        inbox
+            .store_flags(&all[..1], FlagOp::Add, &Flags::from_flags(&[Flag::Flagged]), None)
+            .unwrap();
+        if all.len() > 2 {
+            inbox
+                .store_flags(&all[1..2], FlagOp::Add, &Flags::from_flags(&[Flag::Deleted]), None)
+                .unwrap();
+            eprintln!("expunged {:?}", inbox.expunge(None).unwrap());
+            let arch = s.open_folder("Archive").unwrap();
+            eprintln!("moved {:?}", inbox.move_to(&all[2..3], &arch).unwrap());
+        }
+        for n in &names {
+            show(n);
+        }
+    }
+}

@@ -101,13 +101,9 @@ pub fn render_info(flags: &Flags, other: &str, kw: &mut Keywords) -> (String, Ve
     let mut index_only = Vec::new();
     for k in flags.keywords() {
         if k.eq_ignore_ascii_case(FORWARDED) {
+            // `P` for Maildir readers (mutt), plus a keyword letter because
+            // Dovecot ignores `P` and would otherwise lose the flag.
             letters.push('P');
-            // Dovecot ignores `P`; if its keyword table names $Forwarded,
-            // set that letter too so Dovecot sees the flag as well.
-            if let Some(c) = kw.letter(k) {
-                letters.push(c);
-            }
-            continue;
         }
         match kw.letter(k).or_else(|| kw.assign(k)) {
             Some(c) => letters.push(c),
@@ -270,7 +266,7 @@ mod tests {
             (&[Flag::Seen, Flag::Draft], "", "DS"),
             (&[Flag::Deleted, Flag::Answered], "X", "RTX"),
             (&[Flag::Keyword("Junk".into()), Flag::Seen], "", "Sa"),
-            (&[Flag::Keyword("$Forwarded".into())], "", "P"),
+            (&[Flag::Keyword("$Forwarded".into())], "", "Pc"),
             (&[Flag::Keyword("New".into())], "", "c"),
         ];
         for (flags, other, want) in cases {
