@@ -816,4 +816,26 @@ fn interop_with_dovecot() {
             show(n);
         }
     }
+    // Dovecot appends while we hold the folder open: we must adopt its UID.
+    if let Ok(script) = std::env::var("NESTBOX_INTEROP_SCRIPT") {
+        let inbox = s.open_folder("INBOX").unwrap();
+        let next = inbox.uidnext();
+        let msg = "Subject: from dovecot\r\n\r\nx\r\n";
+        let cmds = format!("a APPEND INBOX (\\Flagged) {{{}+}}\r\n{msg}\r\nz LOGOUT\r\n", msg.len());
+        let mut child = std::process::Command::new(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(cmds.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains(&format!("[APPENDUID {} {next}]", inbox.uidvalidity())), "{out}");
+        inbox.sync(false).unwrap();
+        let last = inbox.messages().last().cloned().unwrap();
+        assert_eq!(last.uid, next);
+        assert!(last.flags.contains(&Flag::Flagged));
+        show("INBOX");
+    }
 }
