@@ -381,7 +381,7 @@ impl MailStore {
     pub fn open_folder(&self, name: &str) -> Result<Arc<Folder>> {
         let dir = self.existing_dir(name)?;
         let folder = self.registry.get_or_open(&dir, || {
-            Folder::open(name, dir.clone(), &self.opts, self.file_mode())
+            Folder::open(name, dir.clone(), &self.root, &self.opts, self.file_mode())
         })?;
         folder.sync(false)?;
         Ok(folder)
@@ -403,6 +403,41 @@ impl MailStore {
             None => self.open_folder(name)?,
         };
         folder.status(need_size)
+    }
+}
+
+/// Quota limits and use (RFC 9208 `STORAGE` is `bytes / 1024`,
+/// `MESSAGE` is `count`). `None` limits mean unlimited.
+pub use maildir::quota::Quota;
+
+impl MailStore {
+    /// The Maildir++ quota (`maildirsize`); `None` when the Maildir has no
+    /// quota file, i.e. no quota.
+    pub fn quota(&self) -> Result<Option<Quota>> {
+        Ok(maildir::quota::load(&self.root)?)
+    }
+
+    /// Sets the limits (from the configuration), recomputing the use from
+    /// the directories. Both `None` removes the quota file.
+    pub fn set_quota_limits(
+        &self,
+        bytes: Option<u64>,
+        count: Option<u64>,
+    ) -> Result<Option<Quota>> {
+        if bytes.is_none() && count.is_none() {
+            match std::fs::remove_file(self.root.join(maildir::quota::FILE)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(None);
+        }
+        if let Some(q) = maildir::quota::load(&self.root)? {
+            if q.bytes_limit == bytes && q.count_limit == count {
+                return Ok(Some(q));
+            }
+        }
+        Ok(Some(maildir::quota::recalc(&self.root, bytes, count)?))
     }
 }
 

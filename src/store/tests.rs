@@ -786,11 +786,24 @@ fn interop_with_dovecot() {
                 format!("{}:[{}]", m.uid, fl.join(" "))
             })
             .collect();
-        eprintln!("{name} V{} N{} {}", f.uidvalidity(), f.uidnext(), list.join(" "));
+        eprintln!(
+            "{name} V{} N{} {}",
+            f.uidvalidity(),
+            f.uidnext(),
+            list.join(" ")
+        );
     };
-    let mut names: Vec<String> = s.list_folders().unwrap().into_iter().map(|e| e.name).collect();
+    let mut names: Vec<String> = s
+        .list_folders()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     names.sort();
-    eprintln!("folders {names:?} subscribed {:?}", s.subscriptions().unwrap());
+    eprintln!(
+        "folders {names:?} subscribed {:?}",
+        s.subscriptions().unwrap()
+    );
     for n in &names {
         show(n);
     }
@@ -799,14 +812,30 @@ fn interop_with_dovecot() {
         inbox.sync(true).unwrap();
         let all = uids(&inbox);
         let kw = Flags::from_flags(&[Flag::Keyword("NestKw".into()), Flag::Seen]);
-        let u = inbox.append(b"Subject: from nestbox\r\n\r\nhi\r\n", &kw, Some(1_700_000_000)).unwrap();
+        let u = inbox
+            .append(
+                b"Subject: from nestbox\r\n\r\nhi\r\n",
+                &kw,
+                Some(1_700_000_000),
+            )
+            .unwrap();
         eprintln!("appended {u}");
         inbox
-            .store_flags(&all[..1], FlagOp::Add, &Flags::from_flags(&[Flag::Flagged]), None)
+            .store_flags(
+                &all[..1],
+                FlagOp::Add,
+                &Flags::from_flags(&[Flag::Flagged]),
+                None,
+            )
             .unwrap();
         if all.len() > 2 {
             inbox
-                .store_flags(&all[1..2], FlagOp::Add, &Flags::from_flags(&[Flag::Deleted]), None)
+                .store_flags(
+                    &all[1..2],
+                    FlagOp::Add,
+                    &Flags::from_flags(&[Flag::Deleted]),
+                    None,
+                )
                 .unwrap();
             eprintln!("expunged {:?}", inbox.expunge(None).unwrap());
             let arch = s.open_folder("Archive").unwrap();
@@ -821,21 +850,73 @@ fn interop_with_dovecot() {
         let inbox = s.open_folder("INBOX").unwrap();
         let next = inbox.uidnext();
         let msg = "Subject: from dovecot\r\n\r\nx\r\n";
-        let cmds = format!("a APPEND INBOX (\\Flagged) {{{}+}}\r\n{msg}\r\nz LOGOUT\r\n", msg.len());
+        let cmds = format!(
+            "a APPEND INBOX (\\Flagged) {{{}+}}\r\n{msg}\r\nz LOGOUT\r\n",
+            msg.len()
+        );
         let mut child = std::process::Command::new(script)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(cmds.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(cmds.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         let out = String::from_utf8_lossy(&out.stdout);
-        assert!(out.contains(&format!("[APPENDUID {} {next}]", inbox.uidvalidity())), "{out}");
+        assert!(
+            out.contains(&format!("[APPENDUID {} {next}]", inbox.uidvalidity())),
+            "{out}"
+        );
         inbox.sync(false).unwrap();
         let last = inbox.messages().last().cloned().unwrap();
         assert_eq!(last.uid, next);
         assert!(last.flags.contains(&Flag::Flagged));
         show("INBOX");
     }
+}
+
+#[test]
+fn quota_is_enforced_and_kept_current() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    assert_eq!(s.quota().unwrap(), None);
+    let f = s.open_folder("INBOX").unwrap();
+    // Without a quota file nothing is enforced or written.
+    f.append(&[b'x'; 50], &Flags::new(), None).unwrap();
+    assert!(!s.root().join("maildirsize").exists());
+    let q = s.set_quota_limits(Some(100), Some(10)).unwrap().unwrap();
+    assert_eq!((q.bytes, q.count), (50, 1));
+    f.append(&[b'y'; 40], &Flags::new(), None).unwrap();
+    assert!(matches!(
+        f.append(&[b'z'; 20], &Flags::new(), None),
+        Err(StoreError::OverQuota)
+    ));
+    assert!(files(s.root(), "tmp").is_empty());
+    let q = s.quota().unwrap().unwrap();
+    assert_eq!((q.bytes, q.count), (90, 2));
+    s.create_folder("B").unwrap();
+    let b = s.open_folder("B").unwrap();
+    assert!(matches!(f.copy_to(&[1], &b), Err(StoreError::OverQuota)));
+    assert!(files(&s.root().join(".B"), "tmp").is_empty());
+    assert!(b.messages().is_empty());
+    f.store_flags(
+        &[1],
+        FlagOp::Add,
+        &Flags::from_flags(&[Flag::Deleted]),
+        None,
+    )
+    .unwrap();
+    f.expunge(None).unwrap();
+    let q = s.quota().unwrap().unwrap();
+    assert_eq!((q.bytes, q.count), (40, 1));
+    assert_eq!(f.copy_to(&[2], &b).unwrap(), [(2, 1)]);
+    let q = s.quota().unwrap().unwrap();
+    assert_eq!((q.bytes, q.count), (80, 2));
+    assert_eq!(s.set_quota_limits(None, None).unwrap(), None);
+    assert!(!s.root().join("maildirsize").exists());
 }

@@ -175,6 +175,8 @@ struct State {
 pub struct Folder {
     name: String,
     dir: PathBuf,
+    /// The Maildir root, where `maildirsize` lives.
+    root: PathBuf,
     fsync: bool,
     file_mode: u32,
     lock_stale_after: Duration,
@@ -217,15 +219,17 @@ impl Folder {
     pub(crate) fn open(
         name: &str,
         dir: PathBuf,
+        root: &Path,
         opts: &StoreOptions,
         file_mode: u32,
     ) -> Result<Folder> {
-        Self::open_with(name, dir, opts, file_mode, LOCK_STALE_AFTER)
+        Self::open_with(name, dir, root, opts, file_mode, LOCK_STALE_AFTER)
     }
 
     pub(crate) fn open_with(
         name: &str,
         dir: PathBuf,
+        root: &Path,
         opts: &StoreOptions,
         file_mode: u32,
         lock_stale_after: Duration,
@@ -360,6 +364,7 @@ impl Folder {
         Ok(Folder {
             name: name.to_string(),
             dir,
+            root: root.to_path_buf(),
             fsync: opts.fsync,
             file_mode,
             lock_stale_after,
@@ -1314,12 +1319,19 @@ impl Folder {
             .map(|m| m.uid)
             .collect();
         let mut gone = Vec::new();
+        let mut freed: u64 = 0;
         let mut failure: Option<StoreError> = None;
         'each: for uid in candidates {
             let Some(mut i) = st.find(uid) else { continue };
             for _ in 0..3 {
-                match fs::remove_file(self.path_of(&st.msgs[i].loc)) {
+                let path = self.path_of(&st.msgs[i].loc);
+                // Quota counts physical sizes: `,S=` or the file's length.
+                let size = filename::size_fields(&st.msgs[i].base)
+                    .0
+                    .or_else(|| fs::metadata(&path).ok().map(|m| m.len()));
+                match fs::remove_file(&path) {
                     Ok(()) => {
+                        freed += size.unwrap_or(0);
                         gone.push(uid);
                         break;
                     }
@@ -1356,9 +1368,28 @@ impl Folder {
             self.record_expunges(&mut st, &gone);
             self.changed(&mut st);
         }
+        drop(st);
+        self.record_quota(-(freed as i64), -(gone.len() as i64));
         match failure {
             Some(e) => Err(e),
             None => Ok(gone),
+        }
+    }
+
+    /// `OverQuota` if saving `bytes` in `count` messages would pass the
+    /// Maildir++ quota (when there is one).
+    fn check_quota(&self, bytes: u64, count: u64) -> Result<()> {
+        match super::quota::load(&self.root)? {
+            Some(q) if !q.allows(bytes, count) => Err(StoreError::OverQuota),
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes a change in `maildirsize`. A failure only makes the totals
+    /// drift until the next recount, so it is logged, not returned.
+    fn record_quota(&self, bytes: i64, count: i64) {
+        if let Err(e) = super::quota::record(&self.root, bytes, count) {
+            tracing::warn!(root = %self.root.display(), error = %e, "cannot update maildirsize");
         }
     }
 
@@ -1377,6 +1408,7 @@ impl Folder {
     /// fsync the directory, uidlist record) and returns its UID, all before
     /// returning. `internal_date` sets the mtime (INTERNALDATE).
     pub fn append(&self, data: &[u8], flags: &Flags, internal_date: Option<i64>) -> Result<u32> {
+        self.check_quota(data.len() as u64, 1)?;
         let base = format!(
             "{},S={},W={}",
             filename::unique_base(),
@@ -1416,9 +1448,12 @@ impl Folder {
         if r.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        r?.into_iter()
+        let uid = r?
+            .into_iter()
             .next()
-            .ok_or_else(|| StoreError::Cannot("append failed".into()))
+            .ok_or_else(|| StoreError::Cannot("append failed".into()))?;
+        self.record_quota(data.len() as i64, 1);
+        Ok(uid)
     }
 
     /// Moves prepared files from `tmp/` into `cur/` under the uidlist lock and
@@ -1583,8 +1618,22 @@ impl Folder {
             return Err(e);
         }
         let tmps: Vec<PathBuf> = items.iter().map(|i| i.0.clone()).collect();
+        let bytes: u64 = tmps
+            .iter()
+            .filter_map(|t| fs::metadata(t).ok())
+            .map(|m| m.len())
+            .sum();
+        if let Err(e) = dest.check_quota(bytes, tmps.len() as u64) {
+            for t in &tmps {
+                let _ = fs::remove_file(t);
+            }
+            return Err(e);
+        }
         match dest.commit_tmp(items) {
-            Ok(dest_uids) => Ok(src_uids.into_iter().zip(dest_uids).collect()),
+            Ok(dest_uids) => {
+                dest.record_quota(bytes as i64, dest_uids.len() as i64);
+                Ok(src_uids.into_iter().zip(dest_uids).collect())
+            }
             Err(e) => {
                 for t in tmps {
                     let _ = fs::remove_file(t);

@@ -9,6 +9,7 @@ pub mod folder;
 pub mod index;
 pub mod keywords;
 pub mod names;
+pub mod quota;
 pub mod subscriptions;
 pub mod uidlist;
 
