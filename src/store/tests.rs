@@ -920,3 +920,27 @@ fn quota_is_enforced_and_kept_current() {
     assert_eq!(s.set_quota_limits(None, None).unwrap(), None);
     assert!(!s.root().join("maildirsize").exists());
 }
+
+#[test]
+fn an_expunged_file_that_comes_back_gets_a_new_uid() {
+    let d = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let name = {
+        let s = open(d.path());
+        let f = s.open_folder("INBOX").unwrap();
+        f.append(b"1\n", &Flags::new(), None).unwrap();
+        f.append(b"2\n", &Flags::new(), None).unwrap();
+        let name = files(s.root(), "cur")[0].clone();
+        fs::rename(s.root().join("cur").join(&name), outside.path().join(&name)).unwrap();
+        f.sync(false).unwrap();
+        assert_eq!(uids(&f), [2]);
+        name
+    };
+    // The uidlist still lists it as 1 (cleaned up lazily); we must not
+    // bring UID 1 back after clients were told it is gone.
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    fs::rename(outside.path().join(&name), s.root().join("cur").join(&name)).unwrap();
+    f.sync(false).unwrap();
+    assert_eq!(uids(&f), [2, 3]);
+}

@@ -139,7 +139,7 @@ struct NewFile {
 }
 
 struct State {
-    /// The first sync has run (before it, every uidlist record may be adopted).
+    /// The first sync has run.
     synced_once: bool,
     uidvalidity: u32,
     next_uid: u32,
@@ -744,12 +744,11 @@ impl Folder {
         let mut taken: HashSet<u32> = HashSet::new();
         let mut adopt = |st: &mut State, f: &mut NewFile| {
             if let Some(r) = st.ul_unknown.get(&f.base) {
-                // A UID below one we already show would appear out of order
-                // (and might be one we reported expunged), and a UID listed
-                // twice can only be used once: renumber those instead.
-                if (!st.synced_once || r.uid > max_uid)
-                    && st.find(r.uid).is_none()
-                    && taken.insert(r.uid)
+                // A UID below one we already know would appear out of order
+                // (and may be one we reported expunged, its file come back),
+                // and a UID listed twice can only be used once: renumber
+                // those instead. On a cold open nothing is known yet.
+                if r.uid > max_uid && taken.insert(r.uid)
                 {
                     f.uid = Some(r.uid);
                     f.size = f.size.or(r.vsize);
