@@ -944,3 +944,31 @@ fn an_expunged_file_that_comes_back_gets_a_new_uid() {
     f.sync(false).unwrap();
     assert_eq!(uids(&f), [2, 3]);
 }
+
+#[test]
+fn batch_ops_follow_many_external_renames_and_never_guess_expunges() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    for i in 0..4 {
+        f.append(format!("{i}\n").as_bytes(), &Flags::new(), None).unwrap();
+    }
+    // Another client marks three seen and deletes the fourth.
+    let cur = files(s.root(), "cur");
+    for n in &cur[..3] {
+        let to = n.replace(":2,", ":2,S");
+        fs::rename(s.root().join("cur").join(n), s.root().join("cur").join(to)).unwrap();
+    }
+    fs::remove_file(s.root().join("cur").join(&cur[3])).unwrap();
+    let flagged = Flags::from_flags(&[Flag::Flagged]);
+    let (changed, _) = f.store_flags(&[1, 2, 3, 4], FlagOp::Add, &flagged, None).unwrap();
+    assert_eq!(changed.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(changed.iter().all(|m| m.flags.contains(&Flag::Seen)));
+    // EXPUNGE of a file someone else removed does not claim it...
+    f.store_flags(&[4], FlagOp::Add, &Flags::from_flags(&[Flag::Deleted]), None).unwrap();
+    let since = f.highest_modseq();
+    assert!(f.expunge(None).unwrap().is_empty());
+    // ...the next sync confirms and reports it.
+    f.sync(false).unwrap();
+    assert_eq!(f.changes_since(since, &[1, 2, 3, 4]).expunged, [4]);
+}

@@ -10,8 +10,9 @@
 //! - **A file renamed under our feet** (another client changed flags or
 //!   moved `new/` -> `cur/`): every open, rename and unlink that fails with
 //!   `ENOENT` looks the base name up again in both directories
-//!   (`Folder::locate`) and retries once; only a base name gone from both
-//!   is an expunge.
+//!   (`Folder::relocate`: one scan per operation refreshes every location)
+//!   and retries. Not finding it there proves nothing; the operation skips
+//!   the message and only [`Folder::sync`] may call it expunged.
 //! - **readdir is not a snapshot**: `new/` is read before `cur/` (so a
 //!   file moving between them is seen at least once), the same base name
 //!   seen twice is de-duplicated, and a known message absent from a scan is
@@ -748,8 +749,7 @@ impl Folder {
                 // (and may be one we reported expunged, its file come back),
                 // and a UID listed twice can only be used once: renumber
                 // those instead. On a cold open nothing is known yet.
-                if r.uid > max_uid && taken.insert(r.uid)
-                {
+                if r.uid > max_uid && taken.insert(r.uid) {
                     f.uid = Some(r.uid);
                     f.size = f.size.or(r.vsize);
                 }
@@ -902,6 +902,7 @@ impl Folder {
             .filter(|&i| st.msgs[i].loc.in_new)
             .collect();
         let mut changed = false;
+        let mut rescanned = false;
         for i in pending {
             let m = &st.msgs[i];
             let info = filename::split(&m.loc.fname).1.unwrap_or("").to_string();
@@ -919,8 +920,7 @@ impl Folder {
                 }
                 Err(e) if is_enoent(&e) => {
                     // Someone else moved it first; it is not ours to call recent.
-                    if let Some(loc) = self.locate(&st.msgs[i].base)? {
-                        self.update_loc(st, i, loc);
+                    if self.relocate(st, i, &mut rescanned)? {
                         changed = true;
                     }
                 }
@@ -950,6 +950,42 @@ impl Folder {
             }
         }
         Ok(None)
+    }
+
+    /// After `ENOENT` on message `i`'s file: finds it again. The first time
+    /// in an operation one scan of both directories refreshes every
+    /// message's location (a client that renamed one file has often renamed
+    /// many); later calls in the same operation only trust that scan.
+    /// Returns whether the message now has another location to retry with.
+    /// Not finding it proves nothing (readdir is not a snapshot): callers
+    /// skip the message and leave expunges to [`Folder::sync`].
+    fn relocate(&self, st: &mut State, i: usize, rescanned: &mut bool) -> Result<bool> {
+        let Some(before) = st.msgs.get(i).map(|m| m.loc.clone()) else {
+            return Ok(false);
+        };
+        if *rescanned {
+            return Ok(false);
+        }
+        *rescanned = true;
+        let raw = self.scan()?;
+        let mut flags_changed = false;
+        for j in 0..st.msgs.len() {
+            let Some(locs) = raw.get(&st.msgs[j].base) else {
+                continue;
+            };
+            if locs.contains(&st.msgs[j].loc) {
+                continue;
+            }
+            // Prefer cur/ over new/ if a move is under way.
+            let pick = locs.iter().find(|l| !l.in_new).or(locs.first()).cloned();
+            if let Some(l) = pick {
+                flags_changed |= self.update_loc(st, j, l);
+            }
+        }
+        if flags_changed {
+            self.changed(st);
+        }
+        Ok(st.msgs.get(i).is_some_and(|m| m.loc != before))
     }
 
     /// Writes the index when it is due, and flushes collected cache entries.
@@ -1130,14 +1166,9 @@ impl Folder {
                     let Some(i) = st.find(uid) else {
                         return Err(StoreError::Expunged);
                     };
-                    let base = st.msgs[i].base.clone();
-                    match self.locate(&base)? {
-                        Some(loc) => {
-                            if self.update_loc(&mut st, i, loc) {
-                                self.changed(&mut st);
-                            }
-                        }
-                        None => return Err(StoreError::Expunged),
+                    let mut rescanned = false;
+                    if !self.relocate(&mut st, i, &mut rescanned)? {
+                        return Err(StoreError::Expunged);
                     }
                 }
                 Err(e) if is_enoent(&e) => return Err(StoreError::Expunged),
@@ -1231,13 +1262,14 @@ impl Folder {
         let mut done = Vec::new();
         let mut failed = Vec::new();
         let mut any = false;
+        let mut rescanned = false;
         for &uid in uids {
             let Some(i) = st.find(uid) else { continue };
             if unchanged_since.is_some_and(|m| st.msgs[i].modseq > m) {
                 failed.push(uid);
                 continue;
             }
-            if let Some(meta) = self.apply_flags(&mut st, i, op, flags)? {
+            if let Some(meta) = self.apply_flags(&mut st, i, op, flags, &mut rescanned)? {
                 done.push(meta);
                 any = true;
             }
@@ -1258,6 +1290,7 @@ impl Folder {
         i: usize,
         op: FlagOp,
         flags: &Flags,
+        rescanned: &mut bool,
     ) -> Result<Option<MessageMeta>> {
         for _ in 0..3 {
             let mut new_flags = st.msgs[i].flags.clone();
@@ -1290,13 +1323,9 @@ impl Folder {
                     return Ok(Some(m.meta()));
                 }
                 Err(e) if is_enoent(&e) => {
-                    let base = m.base.clone();
-                    match self.locate(&base)? {
-                        Some(loc) => {
-                            self.update_loc(st, i, loc);
-                        }
-                        // Gone: the next sync reports the expunge.
-                        None => return Ok(None),
+                    if !self.relocate(st, i, rescanned)? {
+                        // Gone, or out of sight: the next sync decides.
+                        return Ok(None);
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -1320,6 +1349,7 @@ impl Folder {
         let mut gone = Vec::new();
         let mut freed: u64 = 0;
         let mut failure: Option<StoreError> = None;
+        let mut rescanned = false;
         'each: for uid in candidates {
             let Some(mut i) = st.find(uid) else { continue };
             for _ in 0..3 {
@@ -1335,19 +1365,14 @@ impl Folder {
                         break;
                     }
                     Err(e) if is_enoent(&e) => {
-                        let base = st.msgs[i].base.clone();
-                        match self.locate(&base)? {
-                            Some(loc) => {
-                                self.update_loc(&mut st, i, loc);
-                                // Someone un-deleted it meanwhile: keep it.
-                                if !st.msgs[i].flags.has(sys::DELETED) {
-                                    break;
-                                }
-                            }
-                            None => {
-                                gone.push(uid);
-                                break;
-                            }
+                        // Not found again: maybe gone, maybe out of sight;
+                        // only a sync may turn that into an expunge.
+                        if !self.relocate(&mut st, i, &mut rescanned)? {
+                            break;
+                        }
+                        // Someone un-deleted it meanwhile: keep it.
+                        if !st.msgs[i].flags.has(sys::DELETED) {
+                            break;
                         }
                     }
                     Err(e) => {
