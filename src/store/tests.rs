@@ -951,7 +951,8 @@ fn batch_ops_follow_many_external_renames_and_never_guess_expunges() {
     let s = open(d.path());
     let f = s.open_folder("INBOX").unwrap();
     for i in 0..4 {
-        f.append(format!("{i}\n").as_bytes(), &Flags::new(), None).unwrap();
+        f.append(format!("{i}\n").as_bytes(), &Flags::new(), None)
+            .unwrap();
     }
     // Another client marks three seen and deletes the fourth.
     let cur = files(s.root(), "cur");
@@ -961,14 +962,240 @@ fn batch_ops_follow_many_external_renames_and_never_guess_expunges() {
     }
     fs::remove_file(s.root().join("cur").join(&cur[3])).unwrap();
     let flagged = Flags::from_flags(&[Flag::Flagged]);
-    let (changed, _) = f.store_flags(&[1, 2, 3, 4], FlagOp::Add, &flagged, None).unwrap();
+    let (changed, _) = f
+        .store_flags(&[1, 2, 3, 4], FlagOp::Add, &flagged, None)
+        .unwrap();
     assert_eq!(changed.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(changed.iter().all(|m| m.flags.contains(&Flag::Seen)));
     // EXPUNGE of a file someone else removed does not claim it...
-    f.store_flags(&[4], FlagOp::Add, &Flags::from_flags(&[Flag::Deleted]), None).unwrap();
+    f.store_flags(
+        &[4],
+        FlagOp::Add,
+        &Flags::from_flags(&[Flag::Deleted]),
+        None,
+    )
+    .unwrap();
     let since = f.highest_modseq();
     assert!(f.expunge(None).unwrap().is_empty());
     // ...the next sync confirms and reports it.
     f.sync(false).unwrap();
     assert_eq!(f.changes_since(since, &[1, 2, 3, 4]).expunged, [4]);
+}
+
+/// One thing another program (or we) may do to a Maildir.
+#[derive(Clone, Debug)]
+enum Op {
+    Deliver,
+    MarkSeen(usize),
+    Unlink(usize),
+    MoveToCur(usize),
+    Duplicate(usize),
+    Append,
+    Store(usize),
+    Sync(bool),
+}
+
+fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => Just(Op::Deliver),
+        2 => (0usize..16).prop_map(Op::MarkSeen),
+        1 => (0usize..16).prop_map(Op::Unlink),
+        1 => (0usize..16).prop_map(Op::MoveToCur),
+        1 => (0usize..16).prop_map(Op::Duplicate),
+        1 => Just(Op::Append),
+        1 => (0usize..16).prop_map(Op::Store),
+        2 => any::<bool>().prop_map(Op::Sync),
+    ]
+}
+
+/// Every message file on disk, by base name -> body.
+fn disk(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut m = std::collections::BTreeMap::new();
+    for sub in ["new", "cur"] {
+        for n in files(root, sub) {
+            let base = maildir::filename::split(&n).0.to_string();
+            m.insert(base, fs::read(root.join(sub).join(&n)).unwrap());
+        }
+    }
+    m
+}
+
+/// After a sync: one message per file, UIDs ascending, and every body
+/// (unique in these tests) keeps the UID it was first seen with.
+fn check(
+    root: &Path,
+    f: &Folder,
+    uid_of: &mut std::collections::HashMap<Vec<u8>, u32>,
+) -> std::result::Result<(), proptest::test_runner::TestCaseError> {
+    let on_disk = disk(root);
+    let msgs = f.messages();
+    proptest::prop_assert_eq!(msgs.len(), on_disk.len());
+    proptest::prop_assert!(msgs.windows(2).all(|w| w[0].uid < w[1].uid));
+    for m in msgs.iter() {
+        let body = f.read_message(m.uid).unwrap().to_vec();
+        if let Some(&u) = uid_of.get(&body) {
+            proptest::prop_assert_eq!(
+                u,
+                m.uid,
+                "UID changed for {:?}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        uid_of.insert(body, m.uid);
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Whatever others do between our syncs: after a sync every file has
+    /// exactly one UID, every UID a file, UIDs ascend, and a surviving
+    /// file never changes its UID (also across a restart without index).
+    #[test]
+    fn sync_invariants(ops in proptest::collection::vec(op_strategy(), 1..40)) {
+        run_ops(ops)?;
+    }
+}
+
+/// Runs `ops` on a fresh Maildir, checking the invariants after each sync
+/// and after a restart without our index.
+fn run_ops(ops: Vec<Op>) -> std::result::Result<(), proptest::test_runner::TestCaseError> {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    let mut s = open(&root);
+    let mut f = s.open_folder("INBOX").unwrap();
+    let mut uid_of: std::collections::HashMap<Vec<u8>, u32> = Default::default();
+    let mut n = 0;
+    let pick = |i: usize| -> Option<(String, String)> {
+        let mut all: Vec<(String, String)> = Vec::new();
+        for sub in ["new", "cur"] {
+            for x in files(&root, sub) {
+                all.push((sub.to_string(), x));
+            }
+        }
+        if all.is_empty() {
+            None
+        } else {
+            Some(all[i % all.len()].clone())
+        }
+    };
+    for op in ops {
+        match op.clone() {
+            Op::Deliver => {
+                n += 1;
+                deliver(
+                    &root,
+                    &format!("1700000{n:03}.ext{n}.host"),
+                    format!("body {n}\n").as_bytes(),
+                );
+            }
+            Op::MarkSeen(i) => {
+                if let Some((sub, x)) = pick(i) {
+                    let base = maildir::filename::split(&x).0.to_string();
+                    // Renaming over another file would destroy a message:
+                    // no Maildir program does that.
+                    let to = root.join("cur").join(format!("{base}:2,S"));
+                    if !to.exists() {
+                        fs::rename(root.join(&sub).join(&x), to).unwrap();
+                    }
+                }
+            }
+            Op::Unlink(i) => {
+                if let Some((sub, x)) = pick(i) {
+                    fs::remove_file(root.join(sub).join(x)).unwrap();
+                }
+            }
+            Op::MoveToCur(i) => {
+                if let Some((sub, x)) = pick(i) {
+                    if sub == "new" && !root.join("cur").join(format!("{x}:2,")).exists() {
+                        fs::rename(
+                            root.join("new").join(&x),
+                            root.join("cur").join(format!("{x}:2,")),
+                        )
+                        .unwrap();
+                    }
+                }
+            }
+            Op::Duplicate(i) => {
+                if let Some((sub, x)) = pick(i) {
+                    // A second file with the same base name (and new content).
+                    n += 1;
+                    let base = maildir::filename::split(&x).0.to_string();
+                    let other = if sub == "new" {
+                        format!("cur/{base}:2,F")
+                    } else {
+                        format!("new/{base}")
+                    };
+                    let target = root.join(&other);
+                    if !target.exists() {
+                        fs::write(target, format!("dup {n}\n")).unwrap();
+                    }
+                }
+            }
+            Op::Append => {
+                n += 1;
+                let u = f
+                    .append(format!("app {n}\n").as_bytes(), &Flags::new(), None)
+                    .unwrap();
+                uid_of.insert(format!("app {n}\n").into_bytes(), u);
+            }
+            Op::Store(i) => {
+                let all = uids(&f);
+                if !all.is_empty() {
+                    f.store_flags(&all[i % all.len()..][..1], FlagOp::Add, &seen(), None)
+                        .unwrap();
+                }
+            }
+            Op::Sync(m) => {
+                f.sync(m).unwrap();
+                check(&root, &f, &mut uid_of)?;
+            }
+        }
+        if std::env::var("NESTBOX_DEBUG_OPS").is_ok() {
+            eprintln!("{op:?}: new {:?} cur {:?}", files(&root, "new"), files(&root, "cur"));
+        }
+    }
+    f.sync(false).unwrap();
+    check(&root, &f, &mut uid_of)?;
+    // Restart without our index: every UID stays.
+    drop(f);
+    drop(s);
+    let _ = fs::remove_file(root.join("nestbox.index"));
+    s = open(&root);
+    f = s.open_folder("INBOX").unwrap();
+    check(&root, &f, &mut uid_of)?;
+    Ok(())
+}
+
+#[test]
+fn sync_invariants_regression_1() {
+    use Op::*;
+    run_ops(vec![
+        Deliver, Deliver, Duplicate(2), MarkSeen(10), Unlink(11), Sync(false), Deliver, Store(1),
+        Deliver, MoveToCur(0), Duplicate(11), Duplicate(5), Duplicate(2), MarkSeen(9), Sync(true),
+        Duplicate(3),
+    ])
+    .unwrap();
+}
+
+#[test]
+fn a_flag_rename_never_replaces_a_duplicate() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    deliver(s.root(), "1000.a.host", b"original\n");
+    let f = s.open_folder("INBOX").unwrap();
+    // A duplicate appears exactly where +Seen would rename the message.
+    fs::write(s.root().join("cur/1000.a.host:2,S"), b"duplicate\n").unwrap();
+    let (changed, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
+    assert!(changed.is_empty());
+    assert_eq!(fs::read(s.root().join("new/1000.a.host")).unwrap(), b"original\n");
+    assert_eq!(fs::read(s.root().join("cur/1000.a.host:2,S")).unwrap(), b"duplicate\n");
+    // The next sync keeps the original as UID 1 and numbers the duplicate.
+    f.sync(false).unwrap();
+    assert_eq!(uids(&f), [1, 2]);
+    assert_eq!(&f.read_message(1).unwrap()[..], b"original\n");
+    assert_eq!(&f.read_message(2).unwrap()[..], b"duplicate\n");
+    let (changed, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
+    assert_eq!(changed.len(), 1);
 }

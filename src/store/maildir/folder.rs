@@ -88,6 +88,9 @@ struct Msg {
     mtime: i64,
     size: Option<u64>,
     modseq: u64,
+    /// Inode of the file (0: unknown). Renames keep it, so it tells which
+    /// of two files with one base name is the message we know.
+    ino: u64,
 }
 
 impl Msg {
@@ -135,6 +138,7 @@ struct NewFile {
     base: String,
     loc: Loc,
     mtime: i64,
+    ino: u64,
     uid: Option<u32>,
     size: Option<u64>,
 }
@@ -347,6 +351,7 @@ impl Folder {
                         mtime: m.mtime,
                         size: m.size,
                         modseq: m.modseq,
+                        ino: m.ino,
                     });
                 }
                 st.msgs.sort_by_key(|m| m.uid);
@@ -588,15 +593,27 @@ impl Folder {
             }
             return;
         }
-        // Which of them really exist right now?
-        locs.retain(|l| fs::symlink_metadata(self.path_of(l)).is_ok());
+        // Which of them really exist right now, and which is the file we
+        // know (same inode: renames keep it)?
         let known = st
             .by_base
             .get(base)
             .and_then(|u| st.find(*u))
-            .map(|i| st.msgs[i].loc.clone());
-        // Keep the one we already track, else the one in cur/.
-        locs.sort_by_key(|l| (Some(l) != known.as_ref(), l.in_new));
+            .map(|i| &st.msgs[i]);
+        let mut found: Vec<(Loc, u64)> = locs
+            .into_iter()
+            .filter_map(|l| {
+                let ino = fs::symlink_metadata(self.path_of(&l)).ok()?.ino();
+                Some((l, ino))
+            })
+            .collect();
+        // Keep the one we know by inode, else by location, else the one in cur/.
+        found.sort_by_key(|(l, ino)| {
+            let same_ino = known.is_some_and(|m| m.ino != 0 && m.ino == *ino);
+            let same_loc = known.is_some_and(|m| m.loc == *l);
+            (!same_ino, !same_loc, l.in_new)
+        });
+        let locs: Vec<Loc> = found.into_iter().map(|(l, _)| l).collect();
         let mut it = locs.into_iter();
         let Some(keep) = it.next() else {
             return;
@@ -612,7 +629,7 @@ impl Folder {
                 in_new: dup.in_new,
                 fname,
             };
-            match fs::rename(self.path_of(&dup), self.path_of(&to)) {
+            match super::rename_noreplace(&self.path_of(&dup), &self.path_of(&to)) {
                 Ok(()) => {
                     tracing::info!(base, fresh = %fresh, "duplicate base name renamed");
                     out.insert(fresh, to);
@@ -692,6 +709,7 @@ impl Folder {
                     base,
                     loc,
                     mtime: meta.mtime(),
+                    ino: meta.ino(),
                     uid: None,
                     size: w,
                 });
@@ -854,6 +872,7 @@ impl Folder {
             mtime: f.mtime,
             size: f.size,
             modseq: st.highest_modseq,
+            ino: f.ino,
         };
         st.by_base.insert(f.base, uid);
         match st.msgs.binary_search_by_key(&uid, |m| m.uid) {
@@ -912,7 +931,7 @@ impl Folder {
             };
             let from = m.loc.clone();
             let uid = m.uid;
-            match fs::rename(self.path_of(&from), self.path_of(&to)) {
+            match super::rename_noreplace(&self.path_of(&from), &self.path_of(&to)) {
                 Ok(()) => {
                     st.msgs[i].loc = to;
                     st.recent.push(uid);
@@ -1020,6 +1039,7 @@ impl Folder {
                     modseq: m.modseq,
                     mtime: m.mtime,
                     size: m.size,
+                    ino: m.ino,
                     extra_keywords: m.extra_kw.clone(),
                 })
                 .collect(),
@@ -1309,7 +1329,7 @@ impl Folder {
             let renamed = if m.loc == to {
                 Ok(())
             } else {
-                fs::rename(self.path_of(&m.loc), self.path_of(&to))
+                super::rename_noreplace(&self.path_of(&m.loc), &self.path_of(&to))
             };
             match renamed {
                 Ok(()) => {
@@ -1327,6 +1347,12 @@ impl Folder {
                         // Gone, or out of sight: the next sync decides.
                         return Ok(None);
                     }
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // A duplicate holds that name; the next sync gives it a
+                    // name of its own. Skip this message for now.
+                    tracing::info!(dir = %self.dir.display(), "flag rename blocked by a duplicate");
+                    return Ok(None);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -1509,11 +1535,12 @@ impl Folder {
                 fname: filename::cur_name(&base, &info),
             };
             let path = self.path_of(&loc);
-            if let Err(e) = fs::rename(&tmp, &path) {
+            if let Err(e) = super::rename_noreplace(&tmp, &path) {
                 failure = Some(e.into());
                 break;
             }
             st.next_uid = next;
+            let ino = fs::symlink_metadata(&path).map_or(0, |m| m.ino());
             done.push((uid, path));
             let (_, w) = filename::size_fields(&base);
             recs.push(Record {
@@ -1537,6 +1564,7 @@ impl Folder {
                 mtime,
                 size: w,
                 modseq,
+                ino,
             };
             match st.msgs.binary_search_by_key(&uid, |m| m.uid) {
                 Ok(i) => st.msgs[i] = m,
@@ -1725,7 +1753,7 @@ impl Folder {
             let mut from = self.path_of(&loc);
             let mut ok = false;
             for _ in 0..3 {
-                match fs::rename(&from, dest.path_of(&to)) {
+                match super::rename_noreplace(&from, &dest.path_of(&to)) {
                     Ok(()) => {
                         ok = true;
                         break;
@@ -1767,6 +1795,7 @@ impl Folder {
             let modseq = dst.highest_modseq;
             let Info { other, .. } = filename::parse_info(&info, &dst.keywords);
             dst.by_base.insert(fresh.clone(), new_uid);
+            let ino = fs::symlink_metadata(dest.path_of(&to)).map_or(0, |m| m.ino());
             let m = Msg {
                 uid: new_uid,
                 base: fresh,
@@ -1777,6 +1806,7 @@ impl Folder {
                 mtime,
                 size: w,
                 modseq,
+                ino,
             };
             match dst.msgs.binary_search_by_key(&new_uid, |m| m.uid) {
                 Ok(i) => dst.msgs[i] = m,

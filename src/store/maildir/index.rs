@@ -6,7 +6,7 @@
 //! before. Owns their binary formats; it never decides what the state is.
 //!
 //! `nestbox.index` is rewritten whole and atomically:
-//! magic `NBIDX001`, header fields, one record per message (UID, file name,
+//! magic `NBIDX002`, header fields, one record per message (UID, file name,
 //! modseq, mtime, size, keywords that have no letter), then an FNV-1a
 //! checksum of everything before it. Any mismatch means "no index".
 //!
@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 pub const FILE: &str = "nestbox.index";
 pub const CACHE_FILE: &str = "nestbox.cache";
-const MAGIC: &[u8; 8] = b"NBIDX001";
+const MAGIC: &[u8; 8] = b"NBIDX002";
 const CACHE_MAGIC: &[u8; 8] = b"NBCCH001";
 
 /// One message as the index remembers it.
@@ -36,6 +36,8 @@ pub struct IndexMsg {
     pub modseq: u64,
     pub mtime: i64,
     pub size: Option<u64>,
+    /// Inode of the file (0: unknown).
+    pub ino: u64,
     /// Keywords that have no letter in `dovecot-keywords` (the 27th and later).
     pub extra_keywords: Vec<String>,
 }
@@ -142,6 +144,7 @@ pub fn encode(d: &IndexData) -> Vec<u8> {
         w.u64(m.modseq);
         w.u64(m.mtime as u64);
         w.u64(m.size.unwrap_or(u64::MAX));
+        w.u64(m.ino);
         w.u32(m.extra_keywords.len() as u32);
         for k in &m.extra_keywords {
             w.bytes(k.as_bytes());
@@ -175,9 +178,9 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
         msgs: Vec::new(),
     };
     let n = r.u32()? as usize;
-    // Each record takes at least 37 bytes: a bad count cannot make us
+    // Each record takes at least 45 bytes: a bad count cannot make us
     // allocate more than the file could hold.
-    d.msgs.reserve(n.min(body.len() / 37));
+    d.msgs.reserve(n.min(body.len() / 45));
     for _ in 0..n {
         let uid = r.u32()?;
         let fname = r.string()?;
@@ -185,6 +188,7 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
         let modseq = r.u64()?;
         let mtime = r.u64()? as i64;
         let size = Some(r.u64()?).filter(|&s| s != u64::MAX);
+        let ino = r.u64()?;
         let k = r.u32()? as usize;
         let mut extra_keywords = Vec::with_capacity(k.min(64));
         for _ in 0..k {
@@ -197,6 +201,7 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
             modseq,
             mtime,
             size,
+            ino,
             extra_keywords,
         });
     }
@@ -332,6 +337,7 @@ mod tests {
                     modseq: 7,
                     mtime: 1700000000,
                     size: Some(10),
+                    ino: 42,
                     extra_keywords: vec!["k27".into()],
                 },
                 IndexMsg {
@@ -341,6 +347,7 @@ mod tests {
                     modseq: 8,
                     mtime: -1,
                     size: None,
+                    ino: 0,
                     extra_keywords: vec![],
                 },
             ],

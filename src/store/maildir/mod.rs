@@ -53,3 +53,37 @@ pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> io::Result<()> {
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+/// Renames without replacing an existing target (`AlreadyExists` then)
+/// where the system supports it, else a plain rename. Two files can share
+/// a base name (a real duplicate, MAILDIR.md); renaming one to carry new
+/// flags must never destroy the other.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let f = CString::new(from.as_os_str().as_bytes())?;
+        let t = CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: both pointers are valid NUL-terminated strings that live
+        // across the call; AT_FDCWD resolves relative paths like rename(2).
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        // Not supported by this kernel or file system: plain rename.
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+            return Err(e);
+        }
+    }
+    std::fs::rename(from, to)
+}
