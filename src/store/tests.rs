@@ -700,6 +700,11 @@ fn non_ascii_names_are_modified_utf7_on_disk() {
     assert!(names.contains(&"Entwürfe/Ä&B".to_string()));
     s.set_subscribed("Entwürfe/Ä&B", true).unwrap();
     assert_eq!(s.subscriptions().unwrap(), ["Entwürfe/Ä&B"]);
+    // Dovecot 2.3 keeps subscriptions in modified UTF-7.
+    assert_eq!(
+        fs::read_to_string(s.root().join("subscriptions")).unwrap(),
+        "V\t2\n\nEntw&APw-rfe\t&AMQ-&-B\n"
+    );
 }
 
 #[test]
@@ -1153,7 +1158,11 @@ fn run_ops(ops: Vec<Op>) -> std::result::Result<(), proptest::test_runner::TestC
             }
         }
         if std::env::var("NESTBOX_DEBUG_OPS").is_ok() {
-            eprintln!("{op:?}: new {:?} cur {:?}", files(&root, "new"), files(&root, "cur"));
+            eprintln!(
+                "{op:?}: new {:?} cur {:?}",
+                files(&root, "new"),
+                files(&root, "cur")
+            );
         }
     }
     f.sync(false).unwrap();
@@ -1172,8 +1181,21 @@ fn run_ops(ops: Vec<Op>) -> std::result::Result<(), proptest::test_runner::TestC
 fn sync_invariants_regression_1() {
     use Op::*;
     run_ops(vec![
-        Deliver, Deliver, Duplicate(2), MarkSeen(10), Unlink(11), Sync(false), Deliver, Store(1),
-        Deliver, MoveToCur(0), Duplicate(11), Duplicate(5), Duplicate(2), MarkSeen(9), Sync(true),
+        Deliver,
+        Deliver,
+        Duplicate(2),
+        MarkSeen(10),
+        Unlink(11),
+        Sync(false),
+        Deliver,
+        Store(1),
+        Deliver,
+        MoveToCur(0),
+        Duplicate(11),
+        Duplicate(5),
+        Duplicate(2),
+        MarkSeen(9),
+        Sync(true),
         Duplicate(3),
     ])
     .unwrap();
@@ -1189,8 +1211,14 @@ fn a_flag_rename_never_replaces_a_duplicate() {
     fs::write(s.root().join("cur/1000.a.host:2,S"), b"duplicate\n").unwrap();
     let (changed, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
     assert!(changed.is_empty());
-    assert_eq!(fs::read(s.root().join("new/1000.a.host")).unwrap(), b"original\n");
-    assert_eq!(fs::read(s.root().join("cur/1000.a.host:2,S")).unwrap(), b"duplicate\n");
+    assert_eq!(
+        fs::read(s.root().join("new/1000.a.host")).unwrap(),
+        b"original\n"
+    );
+    assert_eq!(
+        fs::read(s.root().join("cur/1000.a.host:2,S")).unwrap(),
+        b"duplicate\n"
+    );
     // The next sync keeps the original as UID 1 and numbers the duplicate.
     f.sync(false).unwrap();
     assert_eq!(uids(&f), [1, 2]);

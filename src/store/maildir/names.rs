@@ -47,7 +47,7 @@ pub fn validate(name: &str) -> Result<(), StoreError> {
 
 /// Encodes one level in modified UTF-7. Plain ASCII without `&` is its own
 /// encoding, so it skips the codec.
-fn encode_level(level: &str) -> String {
+pub fn encode_level(level: &str) -> String {
     if level.is_ascii() && !level.contains('&') {
         level.to_string()
     } else {
@@ -55,7 +55,8 @@ fn encode_level(level: &str) -> String {
     }
 }
 
-fn decode_level(level: &str) -> Option<String> {
+/// Decodes one level from modified UTF-7; `None` if it is not valid.
+pub fn decode_level(level: &str) -> Option<String> {
     if !level.contains('&') {
         return level.is_ascii().then(|| level.to_string());
     }

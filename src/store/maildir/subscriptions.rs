@@ -1,16 +1,18 @@
 //! The subscription list: Dovecot's `subscriptions` file at the Maildir
 //! root, and Courier's `courierimapsubscribed` as a read-only fallback.
 //!
-//! Version 2 (what we write): `V\t2\n\n`, then one name a line, UTF-8, with
-//! a tab where the hierarchy separator goes. Version 1 (no header): one
-//! storage name a line, `.` between levels, levels in modified UTF-7.
+//! Version 2 (what we write): `V\t2\n\n`, then one name a line with a tab
+//! where the hierarchy separator goes and each level in modified UTF-7, as
+//! Dovecot 2.3 writes it (checked against a real Dovecot: `Entwürfe/Sub` is
+//! stored as `Entw&APw-rfe<TAB>Sub`). Version 1 (no header): one storage
+//! name a line, `.` between levels, levels in modified UTF-7.
 //! Courier: `INBOX.A.B` names (namespace prefix `INBOX.`). Owns only this
 //! file; it never checks that subscribed folders exist (RFC 9051 §6.3.7).
 
 use std::io;
 use std::path::Path;
 
-use crate::mutf7;
+use super::names;
 
 pub const FILE: &str = "subscriptions";
 pub const COURIER: &str = "courierimapsubscribed";
@@ -20,13 +22,11 @@ pub fn parse(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(body) = text.strip_prefix("V\t2\n") {
         for line in body.lines().filter(|l| !l.is_empty()) {
-            out.push(line.replace('\t', "/"));
+            out.push(levels_to_name(line.split('\t')));
         }
     } else {
         for line in text.lines().filter(|l| !l.is_empty()) {
-            if let Some(n) = storage_to_name(line) {
-                out.push(n);
-            }
+            out.push(storage_to_name(line));
         }
     }
     dedup(out)
@@ -39,9 +39,7 @@ pub fn parse_courier(text: &str) -> Vec<String> {
         if line == "INBOX" {
             out.push("INBOX".to_string());
         } else if let Some(rest) = line.strip_prefix("INBOX.") {
-            if let Some(n) = storage_to_name(rest) {
-                out.push(n);
-            }
+            out.push(storage_to_name(rest));
         }
     }
     dedup(out)
@@ -54,23 +52,26 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
 }
 
 /// `A.B` (levels in modified UTF-7) to `A/B`.
-fn storage_to_name(s: &str) -> Option<String> {
-    let mut levels = Vec::new();
-    for level in s.split('.') {
-        if level.contains('&') {
-            levels.push(mutf7::decode(level).ok()?);
-        } else {
-            levels.push(level.to_string());
-        }
-    }
-    Some(levels.join("/"))
+fn storage_to_name(s: &str) -> String {
+    levels_to_name(s.split('.'))
+}
+
+/// Joins decoded levels with `/`. A level that is not valid modified
+/// UTF-7 (e.g. raw UTF-8 from another writer) is kept as it is: dropping
+/// it would lose the subscription at our next write.
+fn levels_to_name<'a>(levels: impl Iterator<Item = &'a str>) -> String {
+    let out: Vec<String> = levels
+        .map(|l| names::decode_level(l).unwrap_or_else(|| l.to_string()))
+        .collect();
+    out.join("/")
 }
 
 /// Renders the version-2 file.
-pub fn render(names: &[String]) -> String {
+pub fn render(list: &[String]) -> String {
     let mut out = String::from("V\t2\n\n");
-    for n in names {
-        out.push_str(&n.replace('/', "\t"));
+    for n in list {
+        let levels: Vec<String> = n.split('/').map(names::encode_level).collect();
+        out.push_str(&levels.join("\t"));
         out.push('\n');
     }
     out
@@ -91,8 +92,8 @@ pub fn load(root: &Path) -> io::Result<Vec<String>> {
 }
 
 /// Writes the list in version 2, atomically.
-pub fn save(root: &Path, names: &[String], fsync: bool) -> io::Result<()> {
-    super::write_atomic(&root.join(FILE), render(names).as_bytes(), fsync)
+pub fn save(root: &Path, list: &[String], fsync: bool) -> io::Result<()> {
+    super::write_atomic(&root.join(FILE), render(list).as_bytes(), fsync)
 }
 
 #[cfg(test)]
@@ -104,6 +105,8 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             ("V\t2\n\nINBOX\nA\tB\nSent\n", &["INBOX", "A/B", "Sent"]),
             ("V\t2\n\n", &[]),
+            // As Dovecot 2.3 wrote it.
+            ("V\t2\n\nArchive\nLists\trust\n", &["Archive", "Lists/rust"]),
             ("INBOX\nA.B\nA.B\n", &["INBOX", "A/B"]),
             ("", &[]),
         ];
