@@ -1227,3 +1227,18 @@ fn a_flag_rename_never_replaces_a_duplicate() {
     let (changed, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
     assert_eq!(changed.len(), 1);
 }
+
+#[test]
+fn a_keyword_named_after_its_letter_was_seen_appears() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    fs::write(s.root().join("cur/1.a.host:2,Sb"), b"x\n").unwrap();
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(f.messages()[0].flags, seen());
+    let since = f.highest_modseq();
+    fs::write(s.root().join("dovecot-keywords"), "1 Later\n").unwrap();
+    f.sync(false).unwrap();
+    let c = f.changes_since(since, &[1]);
+    assert_eq!(c.flags.len(), 1);
+    assert!(c.flags[0].flags.contains(&Flag::Keyword("Later".into())));
+}

@@ -103,6 +103,13 @@ impl Folder {
         if kw_mtime != st.kw_mtime {
             st.keywords = Keywords::load(&self.dir)?;
             st.kw_mtime = kw_mtime;
+            // A letter read before its name was in the table now has one.
+            for i in 0..st.msgs.len() {
+                if st.msgs[i].other.bytes().any(|b| b.is_ascii_lowercase()) {
+                    let loc = st.msgs[i].loc.clone();
+                    changed |= self.update_loc(st, i, loc);
+                }
+            }
         }
         if self.refresh_uidlist(st)? {
             changed = true;
