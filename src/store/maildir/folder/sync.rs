@@ -151,8 +151,9 @@ impl Folder {
         let meta = match fs::metadata(self.dir.join(uidlist::FILE)) {
             Ok(m) => m,
             Err(e) if is_enoent(&e) => {
-                // Lost under us: it is rewritten from our state (same
-                // UIDVALIDITY, same UIDs) the next time a UID is assigned.
+                // Lost under us: `sync` rewrites it from our state (same
+                // UIDVALIDITY, same UIDs); a UID assignment under the lock
+                // does the same.
                 st.ul_stamp = None;
                 return Ok(false);
             }

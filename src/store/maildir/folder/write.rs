@@ -520,8 +520,8 @@ impl Folder {
         let mut recs = Vec::new();
         let mut moved_src = Vec::new();
         let mut failure: Option<StoreError> = None;
-        for (uid, base, loc, flags, info, extra, mtime, fresh) in planned {
-            let to = Loc {
+        for (uid, base, loc, mut flags, info, mut extra, mtime, fresh) in planned {
+            let mut to = Loc {
                 in_new: false,
                 fname: filename::cur_name(&fresh, &info),
             };
@@ -533,9 +533,38 @@ impl Folder {
                         ok = true;
                         break;
                     }
-                    Err(e) if is_enoent(&e) => match self.locate(&base)? {
-                        Some(l) => from = self.path_of(&l),
-                        None => break,
+                    Err(e) if is_enoent(&e) => match self.locate(&base) {
+                        Ok(Some(l)) => {
+                            // Renamed meanwhile (flags changed by someone
+                            // else): take its system flags from the new
+                            // name. Its keyword letters belong to the source
+                            // table, which we must not lock here, so the
+                            // keywords we knew stay.
+                            let now = filename::split(&l.fname).1.unwrap_or("");
+                            let seen = filename::parse_info(now, &Keywords::default());
+                            flags.system = seen.flags.system;
+                            // Lower-case letters name source keywords: drop.
+                            let other: String = seen
+                                .other
+                                .chars()
+                                .filter(|c| !c.is_ascii_lowercase())
+                                .collect();
+                            let kw_before = dst.keywords.clone();
+                            let info;
+                            (info, extra) =
+                                filename::render_info(&flags, &other, &mut dst.keywords);
+                            if let Err(e) = dest.save_keywords_if(&mut dst, &kw_before) {
+                                failure = Some(e);
+                                break;
+                            }
+                            to.fname = filename::cur_name(&fresh, &info);
+                            from = self.path_of(&l);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
                     },
                     Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
                         failure = Some(StoreError::Cannot(
@@ -568,7 +597,8 @@ impl Folder {
             });
             dst.highest_modseq += 1;
             let modseq = dst.highest_modseq;
-            let Info { other, .. } = filename::parse_info(&info, &dst.keywords);
+            let placed = filename::split(&to.fname).1.unwrap_or("");
+            let Info { other, .. } = filename::parse_info(placed, &dst.keywords);
             dst.by_base.insert(fresh.clone(), new_uid);
             let ino = fs::symlink_metadata(dest.path_of(&to)).map_or(0, |m| m.ino());
             let m = Msg {
