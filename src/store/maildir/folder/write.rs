@@ -383,12 +383,20 @@ impl Folder {
             .into_iter()
             .filter_map(|u| st.find(u).map(|i| &st.msgs[i]))
             .map(|m| {
+                // Lower-case letters we could not name belong to this
+                // folder's keyword table; in another folder they would
+                // name other keywords, so they do not travel.
+                let other = m
+                    .other
+                    .chars()
+                    .filter(|c| !c.is_ascii_lowercase())
+                    .collect();
                 (
                     m.uid,
                     m.base.clone(),
                     m.loc.clone(),
                     m.flags.clone(),
-                    m.other.clone(),
+                    other,
                     m.mtime,
                 )
             })
@@ -403,7 +411,7 @@ impl Folder {
         let mut items = Vec::new();
         let mut src_uids = Vec::new();
         let result = (|| -> Result<()> {
-            for (uid, base, loc, flags, other, mtime) in self.sources(uids) {
+            for (uid, base, loc, mut flags, other, mtime) in self.sources(uids) {
                 let fresh = filename::fresh_base_like(&base);
                 let tmp = dest.dir.join("tmp").join(&fresh);
                 let mut src = self.path_of(&loc);
@@ -415,7 +423,13 @@ impl Folder {
                             break;
                         }
                         Err(e) if is_enoent(&e) => match self.locate(&base)? {
-                            Some(l) => src = self.path_of(&l),
+                            Some(l) => {
+                                // Renamed meanwhile: its system flags are news.
+                                let now = filename::split(&l.fname).1.unwrap_or("");
+                                flags.system =
+                                    filename::parse_info(now, &Keywords::default()).flags.system;
+                                src = self.path_of(&l);
+                            }
                             None => break,
                         },
                         Err(_) => {
