@@ -18,6 +18,13 @@
 //!   read-write SELECT then calls `folder.sync(true)` and `take_recent()`.
 //! - Renamed or deleted folders are dropped from the registry; sessions
 //!   that still hold them get `NotFound` on their next sync.
+//! - Folder levels go through `crate::mutf7` only when they need it (non-
+//!   ASCII or `&`); plain ASCII is its own modified UTF-7 form.
+//! - [`MailStore::status`] computes unknown sizes (reading files without
+//!   `,W=` once, then remembered); [`MailStore::status_opts`] skips that
+//!   when STATUS did not ask for SIZE.
+//! - Quota is Maildir++ `maildirsize` ([`MailStore::quota`]); a Maildir
+//!   without that file has no quota.
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
