@@ -1250,11 +1250,20 @@ fn move_follows_a_concurrent_flag_change() {
     s.create_folder("Dest").unwrap();
     let f = s.open_folder("INBOX").unwrap();
     let dest = s.open_folder("Dest").unwrap();
-    f.append(b"m\n", &Flags::from_flags(&[Flag::Keyword("Work".into())]), None).unwrap();
+    f.append(
+        b"m\n",
+        &Flags::from_flags(&[Flag::Keyword("Work".into())]),
+        None,
+    )
+    .unwrap();
     // mutt marks it seen and replied after our last look.
     let name = files(s.root(), "cur")[0].clone();
     let renamed = name.replace(":2,a", ":2,RSa");
-    fs::rename(s.root().join("cur").join(&name), s.root().join("cur").join(renamed)).unwrap();
+    fs::rename(
+        s.root().join("cur").join(&name),
+        s.root().join("cur").join(renamed),
+    )
+    .unwrap();
     assert_eq!(f.move_to(&[1], &dest).unwrap(), [(1, 1)]);
     let m = dest.messages()[0].clone();
     let want = Flags::from_flags(&[Flag::Seen, Flag::Answered, Flag::Keyword("Work".into())]);
