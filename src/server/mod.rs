@@ -1,3 +1,6 @@
+//! The daemon side: listeners and accept loop (`run`), TLS (`tls`), and
+//! the glue from the change watcher to the store (`live`).
+pub mod live;
 pub mod run;
 pub mod tls;
 pub use run::run;

@@ -136,10 +136,12 @@ pub async fn run(cfg: Config) -> io::Result<()> {
         ));
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let registry = Registry::new();
+    let _watcher = super::live::attach(&registry, crate::watch::WatchOptions::default());
     let shared = Arc::new(Shared {
         config: cfg.clone(),
         auth,
-        registry: Registry::new(),
+        registry,
         tls: tls.clone().map(|t| t as Arc<dyn TlsUpgrade>),
         failures: Arc::new(FailureTracker::new(cfg.limits.auth_failures_before_delay)),
         shutdown: shutdown_rx,

@@ -533,11 +533,7 @@ impl Session {
 
     /// Leaves the selected state without expunging (connection end).
     fn close_selected(&mut self) {
-        let state = std::mem::replace(&mut self.state, State::Logout);
-        self.state = match state {
-            State::Selected(a, _) => State::Authenticated(a),
-            s => s,
-        };
+        cmd::select::leave_selected(self);
     }
 
     /// Sends the untagged updates for changes made by anyone (this session

@@ -38,6 +38,8 @@ pub struct SelectedView {
     pub saved: Vec<u32>,
     /// Wakes when the folder changes (IDLE).
     pub watch: tokio::sync::watch::Receiver<u64>,
+    /// Counts this session as a read-write holder (see `Folder::hold_rw`).
+    _rw: Option<crate::store::RwHold>,
 }
 
 impl SelectedView {
@@ -48,6 +50,7 @@ impl SelectedView {
         watch.borrow_and_update();
         let modseq = folder.highest_modseq();
         let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
+        let rw = (!read_only).then(|| folder.hold_rw());
         SelectedView {
             folder,
             name,
@@ -59,6 +62,7 @@ impl SelectedView {
             own_reported: HashMap::new(),
             saved: Vec::new(),
             watch,
+            _rw: rw,
         }
     }
 

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, Weak};
 pub mod maildir;
 
 use crate::flags::Flags;
-pub use maildir::folder::Folder;
+pub use maildir::folder::{Folder, RwHold};
 use maildir::{names, subscriptions};
 
 /// Why a store operation failed; the session maps these to response codes
@@ -70,11 +70,24 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Registry {
     /// Canonical folder directory -> the open folder, while anyone holds it.
     open: Mutex<HashMap<PathBuf, Weak<Folder>>>,
+    /// Called once for every folder when it is first opened (the change
+    /// watcher attaches here; the store itself never watches).
+    on_open: Mutex<Option<OpenHook>>,
 }
+
+/// See [`Registry::set_on_open`].
+pub type OpenHook = Arc<dyn Fn(&Arc<Folder>) + Send + Sync>;
 
 impl Registry {
     pub fn new() -> Arc<Self> {
         Arc::new(Registry::default())
+    }
+
+    /// Installs the hook run when a folder is opened and registered (not
+    /// when an already open one is shared). It runs outside the table lock,
+    /// on whatever thread opened the folder.
+    pub fn set_on_open(&self, hook: OpenHook) {
+        *self.on_open.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Weak<Folder>>> {
@@ -100,6 +113,15 @@ impl Registry {
         }
         t.retain(|_, w| w.strong_count() > 0);
         t.insert(dir.to_path_buf(), Arc::downgrade(&made));
+        drop(t);
+        let hook = self
+            .on_open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(&made);
+        }
         Ok(made)
     }
 

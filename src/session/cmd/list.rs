@@ -107,10 +107,11 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         }
     }
     if let Some(items) = ret.status {
+        let need_size = items.contains(&crate::proto::StatusItem::Size);
         for name in status_for {
             let st = store.clone();
             let n = name.clone();
-            if let Ok(Ok(fs)) = blocking(move || st.status(&n)).await {
+            if let Ok(Ok(fs)) = blocking(move || st.status_opts(&n, need_size)).await {
                 let line = super::mailbox::status_line(&name, &fs, &items, s);
                 s.line(line);
             }

@@ -93,7 +93,8 @@ pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) ->
     let name = from_wire(&mailbox, s.enabled)?;
     let store = store_of(s)?;
     let n = name.clone();
-    let st = blocking(move || store.status(&n)).await??;
+    let need_size = items.contains(&StatusItem::Size);
+    let st = blocking(move || store.status_opts(&n, need_size)).await??;
     let line = status_line(&name, &st, &items, s);
     s.line(line);
     Ok(Status::ok("STATUS completed."))

@@ -92,7 +92,12 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
 pub fn leave_selected(s: &mut Session) {
     let state = std::mem::replace(&mut s.state, State::Logout);
     s.state = match state {
-        State::Selected(a, _) => State::Authenticated(a),
+        State::Selected(a, view) => {
+            // Dropping the last holder of a folder writes its index: do it
+            // off the runtime.
+            tokio::task::spawn_blocking(move || drop(view));
+            State::Authenticated(a)
+        }
         other => other,
     };
 }

@@ -170,6 +170,22 @@ pub struct Folder {
     lock_stale_after: Duration,
     state: Mutex<State>,
     tx: watch::Sender<u64>,
+    /// Sessions that have the folder selected read-write: while there are
+    /// any, a sync triggered by the change watcher moves `new/` to `cur/`
+    /// (and so hands out \Recent), as such a session's own sync would.
+    rw_holders: std::sync::atomic::AtomicUsize,
+}
+
+/// Keeps [`Folder::rw_holders`] counted while a read-write session has the
+/// folder selected.
+pub struct RwHold(Arc<Folder>);
+
+impl Drop for RwHold {
+    fn drop(&mut self) {
+        self.0
+            .rw_holders
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Folder {
@@ -331,7 +347,20 @@ impl Folder {
             lock_stale_after,
             state: Mutex::new(st),
             tx,
+            rw_holders: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Counts a read-write session until the guard drops.
+    pub fn hold_rw(self: &Arc<Self>) -> RwHold {
+        self.rw_holders
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RwHold(self.clone())
+    }
+
+    /// Whether some session has the folder selected read-write.
+    pub fn has_rw_holders(&self) -> bool {
+        self.rw_holders.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
