@@ -120,7 +120,11 @@ mod tests {
 
     #[test]
     fn plain_credentials_table() {
-        let table: &[(&[u8], Result<(&str, &str), SaslError>)] = &[
+        type Row = (
+            &'static [u8],
+            Result<(&'static str, &'static str), SaslError>,
+        );
+        let table: &[Row] = &[
             (b"\0ann\0pw", Ok(("ann", "pw"))),
             (b"ann\0ann\0pw", Ok(("ann", "pw"))),
             (b"root\0ann\0pw", Err(SaslError::AuthzidMismatch)),
