@@ -723,7 +723,7 @@ mod tests {
         );
         assert_eq!(list(&root.join("cur")).len(), 4);
         assert_eq!(list(&root.join("new")).len(), 1);
-        assert_eq!(list(&root.parent().unwrap()), ["Maildir"]);
+        assert_eq!(list(root.parent().unwrap()), ["Maildir"]);
 
         let text = client_settings(&cfg);
         assert!(text.contains("port 1993, SSL/TLS"), "{text}");
