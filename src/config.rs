@@ -1021,6 +1021,25 @@ auth_failures_before_delay = 7
     }
 
     #[test]
+    fn every_key_is_documented() {
+        let page = include_str!("../man/nestbox.toml.5");
+        let mut c = parse_str(TLS).unwrap();
+        c.auth.passwd_file = Some("/x".into());
+        let mut sections = 0;
+        for line in c.to_toml().lines() {
+            if line.starts_with('[') {
+                sections += 1;
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    page.contains(&format!("\n.B {key}\n")),
+                    "{key} missing from nestbox.toml.5"
+                );
+            }
+        }
+        assert_eq!(sections, 6);
+    }
+
+    #[test]
     fn load_resolves_relative_paths() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nestbox.toml");

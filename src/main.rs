@@ -270,3 +270,63 @@ mod tty {
         Ok(super::strip_newline(line))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn man_page_covers_the_cli() {
+        let page = include_str!("../man/nestbox.1");
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name().replace('-', "\\-");
+            assert!(
+                page.contains(&format!(".B {name}")),
+                "subcommand {name} missing from nestbox.1"
+            );
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let long = long.replace('-', "\\-");
+                    assert!(
+                        page.contains(&format!("\\-\\-{long}")),
+                        "--{long} missing from nestbox.1"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        // Usage errors exit 2, like clap's own.
+        let e = Cli::try_parse_from(["nestbox", "bogus"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let c = Cli::try_parse_from(["nestbox", "passwd", "--scheme", "sha512-crypt"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Passwd {
+                scheme: PasswdScheme::Sha512Crypt
+            }
+        ));
+        let c = Cli::try_parse_from(["nestbox", "serve"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Serve { config } if config == Path::new(DEFAULT_CONFIG))
+        );
+    }
+
+    #[test]
+    fn newline_stripping() {
+        for (input, want) in [
+            ("pw\n", "pw"),
+            ("pw\r\n", "pw"),
+            ("pw", "pw"),
+            ("p w \n", "p w "),
+            ("\n", ""),
+        ] {
+            assert_eq!(strip_newline(input.to_string()), want);
+        }
+    }
+}
