@@ -386,6 +386,13 @@ impl Config {
                 }
             }
         }
+        if !have_tls && !self.auth.plaintext_on_loopback {
+            return Err(err(
+                "auth",
+                "plaintext_on_loopback",
+                "without [tls] cert and key and with auth.plaintext_on_loopback = false, no client could ever log in".into(),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for (section, key, list) in [
             ("imap", "listen", &self.imap.listen),
@@ -911,6 +918,8 @@ auth_failures_before_delay = 7
         let none =
             format!("{TLS}[imap]\nlisten=[]\nlisten_tls=[]\n[pop3]\nlisten=[]\nlisten_tls=[]\n");
         assert!(parse_str(&none).is_err());
+        let nobody = format!("{local}[auth]\nplaintext_on_loopback = false\n");
+        assert_eq!(parse_str(&nobody).unwrap_err().line(), Some(8));
         let half = parse_str("[tls]\ncert = \"/c\"\n").unwrap_err();
         assert_eq!(half.line(), Some(2));
         assert!(half.to_string().contains("tls.key"), "{half}");
