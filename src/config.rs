@@ -171,6 +171,24 @@ impl Default for AuthConfig {
     }
 }
 
+impl AuthConfig {
+    /// Whether a password may be sent on this connection: always over TLS, and without TLS
+    /// only from 127.0.0.0/8 or ::1 (also as IPv4-mapped IPv6) when `plaintext_on_loopback`
+    /// is on (RFC 9051 §11.1 asks servers not to accept cleartext passwords otherwise).
+    pub fn plaintext_allowed(&self, peer: std::net::IpAddr, tls_active: bool) -> bool {
+        if tls_active {
+            return true;
+        }
+        let loopback = match peer {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        };
+        self.plaintext_on_loopback && loopback
+    }
+}
+
 impl Default for MailConfig {
     fn default() -> Self {
         MailConfig {
@@ -923,6 +941,36 @@ auth_failures_before_delay = 7
         let half = parse_str("[tls]\ncert = \"/c\"\n").unwrap_err();
         assert_eq!(half.line(), Some(2));
         assert!(half.to_string().contains("tls.key"), "{half}");
+    }
+
+    #[test]
+    fn plaintext_allowed_table() {
+        let on = AuthConfig::default();
+        let off = AuthConfig {
+            plaintext_on_loopback: false,
+            ..AuthConfig::default()
+        };
+        // (peer, tls, allowed with the default, allowed with it off)
+        let table = [
+            ("127.0.0.1", false, true, false),
+            ("127.8.9.10", false, true, false),
+            ("::1", false, true, false),
+            ("::ffff:127.0.0.1", false, true, false),
+            ("192.0.2.1", false, false, false),
+            ("::ffff:192.0.2.1", false, false, false),
+            ("2001:db8::1", false, false, false),
+            ("192.0.2.1", true, true, true),
+            ("127.0.0.1", true, true, true),
+        ];
+        for (ip, tls, want_on, want_off) in table {
+            let ip = ip.parse().unwrap();
+            assert_eq!(on.plaintext_allowed(ip, tls), want_on, "{ip} tls={tls}");
+            assert_eq!(
+                off.plaintext_allowed(ip, tls),
+                want_off,
+                "{ip} tls={tls} off"
+            );
+        }
     }
 
     #[test]

@@ -270,6 +270,14 @@ mod tests {
     }
 
     #[test]
+    fn shareable_between_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Authenticator>();
+        assert_send_sync::<FailureTracker>();
+        assert_send_sync::<crate::server::tls::TlsReloader>();
+    }
+
+    #[test]
     fn missing_passwd_file_is_unavailable() {
         let cfg = parse_str(
             "[imap]\nlisten=[\"127.0.0.1:1\"]\nlisten_tls=[]\n[pop3]\nlisten=[]\nlisten_tls=[]\n\
