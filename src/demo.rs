@@ -74,7 +74,7 @@ pub fn prepare(dir: &Path) -> Result<PathBuf, DemoError> {
             crate::auth::hash::hash_password(DEMO_PASSWORD, crate::auth::hash::Scheme::Argon2id)?;
         let text = format!(
             "# nestbox passwd-file (Dovecot format): user:{{SCHEME}}hash:uid:gid:gecos:home:shell:extra\n\
-             # Add users with: nestbox passwd >> this file (then prefix the line with the name).\n\
+             # Add a user: echo \"ann:$(nestbox passwd)::::::\" >> users\n\
              {DEMO_USER}:{field}::::::\n"
         );
         write_new(&users, text.as_bytes(), 0o600)?;
