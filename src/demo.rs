@@ -583,13 +583,11 @@ pub fn client_settings(cfg: &Config) -> String {
         &cfg.imap.listen,
         "STARTTLS",
     );
-    line(
-        &mut s,
-        "POP3",
-        &cfg.pop3.listen_tls,
-        &cfg.pop3.listen,
-        "STARTTLS (STLS)",
-    );
+    // The config already carries the POP3 ports SPEC §2 gives the demo, but
+    // POP3 is not served yet: say so rather than print ports that refuse.
+    if !cfg.pop3.listen.is_empty() || !cfg.pop3.listen_tls.is_empty() {
+        s.push_str("  POP3:      not served yet (IMAP only in this version)\n");
+    }
     s.push_str("  Auth:      normal password (PLAIN/LOGIN)\n");
     s.push_str("  SMTP:      not part of nestbox; sending needs your own MTA\n");
     if let Some(cert) = &cfg.tls.cert {

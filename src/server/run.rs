@@ -159,6 +159,9 @@ pub async fn run(cfg: Config) -> io::Result<()> {
     for addr in &cfg.imap.listen_tls {
         listeners.push((bind(*addr).await?, true));
     }
+    if !cfg.pop3.listen.is_empty() || !cfg.pop3.listen_tls.is_empty() {
+        tracing::warn!("POP3 is not implemented yet: the [pop3] listeners are ignored");
+    }
     for (listener, implicit_tls) in listeners {
         let shared = shared.clone();
         let limiter = limiter.clone();

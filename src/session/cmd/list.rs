@@ -168,6 +168,23 @@ fn list_line(
     Some(line)
 }
 
+/// The `LIST` line RFC 9051 §6.3.2 requires in a rev2 SELECT response,
+/// with accurate attributes.
+pub fn select_list_line(
+    name: &str,
+    folders: &[String],
+    subs: &[String],
+    enabled: crate::session::Enabled,
+) -> Option<Vec<u8>> {
+    let map = build(folders, subs);
+    let e = map.get(name)?;
+    let ret = ListReturn {
+        subscribed: true,
+        ..ListReturn::default()
+    };
+    list_line(name, e, &ListSelect::default(), &ret, true, enabled)
+}
+
 pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdResult {
     let enabled = s.enabled;
     if pattern.is_empty() {

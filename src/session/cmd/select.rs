@@ -20,7 +20,8 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     };
     let store = authed.store.clone();
     let open_name = name.clone();
-    let (folder, recent) = blocking(move || -> Result<_, crate::store::StoreError> {
+    let enabled = s.enabled;
+    let (folder, recent, list_line) = blocking(move || -> Result<_, crate::store::StoreError> {
         let folder = store.open_folder(&open_name)?;
         folder.sync(!read_only)?;
         let recent = if read_only {
@@ -28,7 +29,13 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
         } else {
             folder.take_recent()
         };
-        Ok((folder, recent))
+        let list_line = if enabled.rev2 {
+            let folders: Vec<String> = store.list_folders()?.into_iter().map(|e| e.name).collect();
+            super::list::select_list_line(&open_name, &folders, &store.subscriptions()?, enabled)
+        } else {
+            None
+        };
+        Ok((folder, recent, list_line))
     })
     .await??;
 
@@ -70,11 +77,8 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
         "* OK [UIDNEXT {}] Predicted next UID.",
         folder.uidnext()
     ));
-    if s.enabled.rev2 {
-        // RFC 9051 §6.3.2: the LIST response for the selected mailbox.
-        let wire = crate::session::names::to_wire(&view.name, s.enabled);
-        let mut line = b"* LIST () \"/\" ".to_vec();
-        crate::proto::encode::astring(&mut line, wire.as_bytes(), true);
+    if let Some(line) = list_line {
+        // RFC 9051 §6.3.2: a LIST response for the selected mailbox.
         s.line(line);
     }
     let Some(authed) = take_authed(s) else {
