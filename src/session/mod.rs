@@ -544,8 +544,14 @@ impl Session {
             return Ok(());
         };
         let mut lines = Vec::new();
-        view.report_changes(expunge_ok, enabled, &mut lines);
+        let valid = view.report_changes(expunge_ok, enabled, &mut lines);
         self.out.extend_from_slice(&lines);
+        if !valid {
+            tracing::warn!(folder = %view.name, "UIDVALIDITY changed under an open session; disconnecting it");
+            self.line("* BYE Mailbox UIDVALIDITY changed, please reconnect.");
+            cmd::select::leave_selected(self);
+            self.state = State::Logout;
+        }
         Ok(())
     }
 }

@@ -27,6 +27,9 @@ pub struct SelectedView {
     /// Canonical UTF-8 name (`INBOX`, `Lists/rust`).
     pub name: String,
     pub read_only: bool,
+    /// UIDVALIDITY announced at SELECT; if the folder's changes (its
+    /// uidlist was replaced), every UID the client holds is void.
+    uidvalidity: u32,
     uids: Vec<u32>,
     recent: BTreeSet<u32>,
     modseq: u64,
@@ -52,6 +55,7 @@ impl SelectedView {
         let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
         let rw = (!read_only).then(|| folder.hold_rw());
         SelectedView {
+            uidvalidity: folder.uidvalidity(),
             folder,
             name,
             read_only,
@@ -147,8 +151,18 @@ impl SelectedView {
     /// Appends the untagged responses owed to the client to `out`.
     /// `expunge_ok`: EXPUNGE may be sent now (not during FETCH, STORE or
     /// SEARCH, RFC 9051 §7.5.1).
-    pub fn report_changes(&mut self, expunge_ok: bool, enabled: Enabled, out: &mut Vec<u8>) {
+    /// Returns false if the view is void (UIDVALIDITY changed): the
+    /// session must then end the connection, as Dovecot does.
+    pub fn report_changes(
+        &mut self,
+        expunge_ok: bool,
+        enabled: Enabled,
+        out: &mut Vec<u8>,
+    ) -> bool {
         use std::io::Write;
+        if self.folder.uidvalidity() != self.uidvalidity {
+            return false;
+        }
         let ch = self.folder.changes_since(self.modseq, &self.uids);
         for uid in &ch.expunged {
             if self.uids.binary_search(uid).is_ok() {
@@ -208,5 +222,6 @@ impl SelectedView {
         }
         self.own_reported.clear();
         self.modseq = self.modseq.max(ch.highest_modseq);
+        true
     }
 }
