@@ -542,6 +542,12 @@ impl Folder {
             highest_modseq: st.highest_modseq,
             ..Changes::default()
         };
+        // Every new message, flag change and expunge takes a new modseq, so
+        // a caller that has seen the highest one has nothing to learn: the
+        // common case after each command costs no walk over the folder.
+        if st.highest_modseq <= since_modseq && st.msgs.last().map_or(0, |m| m.uid) <= max_known {
+            return c;
+        }
         for m in &st.msgs {
             if m.uid > max_known {
                 c.new.push(m.meta());
