@@ -208,6 +208,11 @@ pub async fn blocking<T: Send + 'static>(
 /// when large), so a command's responses cost one write in the common case.
 const FLUSH_AT: usize = 256 * 1024;
 
+/// Bytes read from the socket at a time. Every idle connection's task holds
+/// one such buffer while it waits, so it is kept small (memory per idle
+/// connection is a stated target, SPEC §8).
+const READ_CHUNK: usize = 4096;
+
 /// How long an unauthenticated client may stay silent.
 const PREAUTH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -467,7 +472,8 @@ impl Session {
             if *shutdown.borrow() {
                 return Ok(Input::Shutdown);
             }
-            let mut buf = [0u8; 16 * 1024];
+            // Small on purpose: it lives in every idle connection's task.
+            let mut buf = [0u8; READ_CHUNK];
             let io = self
                 .io
                 .as_mut()
@@ -495,7 +501,7 @@ impl Session {
                 Some(Err(())) => return Err(std::io::Error::other("line too long")),
                 None => {}
             }
-            let mut buf = [0u8; 4096];
+            let mut buf = [0u8; READ_CHUNK];
             let io = self
                 .io
                 .as_mut()
