@@ -46,6 +46,14 @@ pub struct FrameLimits {
 }
 
 /// What [`Framer::next_frame`] found in the stream.
+/// The cap a [`Frame::TooLarge`] command broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Line,
+    Literal,
+    Command,
+}
+
 #[derive(Debug, PartialEq)]
 pub enum Frame {
     /// A complete command: its lines with the literals inline, ready for
@@ -56,7 +64,14 @@ pub enum Frame {
     NeedContinuation { size: u64 },
     /// The command broke a limit. Its remaining bytes are discarded by the
     /// framer; the session answers `tag BAD`/`NO [TOOBIG]` with `text`.
-    TooLarge { tag: Option<String>, text: String },
+    TooLarge {
+        tag: Option<String>,
+        text: String,
+        /// Which cap was broken: the session answers a too-long line with
+        /// `BAD` (malformed input) and a too-large literal or command with
+        /// `NO [TOOBIG]` (a refusal, RFC 7889).
+        limit: Limit,
+    },
 }
 
 /// What the framer is doing with the next input bytes.
@@ -292,15 +307,18 @@ impl Framer {
                 } else {
                     Mode::SkipLiteral { remaining: a.size }
                 };
-                let text = if literal_too_big {
-                    format!(
-                        "Literal of {} bytes exceeds the limit of {} bytes",
-                        a.size, self.limits.max_literal
+                let (text, limit) = if literal_too_big {
+                    (
+                        format!(
+                            "Literal of {} bytes exceeds the limit of {} bytes",
+                            a.size, self.limits.max_literal
+                        ),
+                        Limit::Literal,
                     )
                 } else {
-                    "Command too large".into()
+                    ("Command too large".into(), Limit::Command)
                 };
-                return Some(Some(Frame::TooLarge { tag, text }));
+                return Some(Some(Frame::TooLarge { tag, text, limit }));
             }
         } else if self.over_command_cap(line_len as u64 + 2) {
             let tag = self.tag_with_line(&self.buf[self.pos..self.pos + line_len]);
@@ -309,6 +327,7 @@ impl Framer {
             return Some(Some(Frame::TooLarge {
                 tag,
                 text: "Command too large".into(),
+                limit: Limit::Command,
             }));
         }
         self.cur
@@ -386,6 +405,7 @@ fn too_long(tag: Option<String>) -> Frame {
     Frame::TooLarge {
         tag,
         text: "Command line too long".into(),
+        limit: Limit::Line,
     }
 }
 
@@ -448,9 +468,17 @@ mod tests {
     }
 
     fn big(tag: &str, text: &str) -> Frame {
+        let limit = if text.starts_with("Literal") {
+            Limit::Literal
+        } else if text == "Command line too long" {
+            Limit::Line
+        } else {
+            Limit::Command
+        };
         Frame::TooLarge {
             tag: Some(tag.into()),
             text: text.into(),
+            limit,
         }
     }
 
@@ -569,6 +597,7 @@ mod tests {
                 vec![Frame::TooLarge {
                     tag: None,
                     text: "Command line too long".into(),
+                    limit: Limit::Line,
                 }],
             ),
             // A "tag" ending past `max_line` is no tag (the answer must not
@@ -579,6 +608,7 @@ mod tests {
                     Frame::TooLarge {
                         tag: None,
                         text: "Command line too long".into(),
+                        limit: Limit::Line,
                     },
                     cmd("b NOOP\r\n"),
                 ],

@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::{Authenticator, User};
 use crate::config::Config;
-use crate::proto::frame::{Frame, FrameLimits, Framer};
+use crate::proto::frame::{Frame, FrameLimits, Framer, Limit};
 use crate::proto::parse::{ParseError, parse_command};
 use crate::proto::{Command, CommandBody};
 use crate::store::{MailStore, Registry, StoreError};
@@ -296,9 +296,13 @@ impl Session {
                 Input::Frame(Frame::NeedContinuation { .. }) => {
                     self.line("+ OK");
                 }
-                Input::Frame(Frame::TooLarge { tag, text }) => {
+                Input::Frame(Frame::TooLarge { tag, text, limit }) => {
                     let tag = tag.unwrap_or_else(|| "*".into());
-                    self.line(format!("{tag} BAD [TOOBIG] {text}"));
+                    if limit == Limit::Line {
+                        self.line(format!("{tag} BAD {text}"));
+                    } else {
+                        self.line(format!("{tag} NO [TOOBIG] {text}"));
+                    }
                 }
                 Input::Frame(Frame::Command(bytes)) => self.handle_bytes(&bytes).await,
             }
