@@ -25,6 +25,7 @@
 //! - `S~ regex`: the next server line must match `regex` in full.
 //! - `U: text` / `U~ regex`: a run of consecutive U lines matches the same number of server
 //!   lines in any order (e.g. SELECT's untagged data). `U?:`/`U?~`/`S?:`/`S?~` are optional.
+//! - `S!~ regex` (or `S!:`): the next server line must exist and NOT match.
 //! - `EOF`: the server must close the connection (after LOGOUT or a fatal error).
 //!
 //! A server line is "logical": a literal `{N}` inside it is read with its N bytes and the rest
@@ -53,6 +54,7 @@ enum Matcher {
 #[derive(Debug)]
 struct Pattern {
     optional: bool,
+    negated: bool,
     matcher: Matcher,
     src: String,
     line_no: usize,
@@ -60,10 +62,24 @@ struct Pattern {
 
 #[derive(Debug)]
 enum Step {
-    Send { conn: usize, text: String, line_no: usize },
-    Expect { conn: usize, group: Vec<Pattern>, unordered: bool },
-    Eof { conn: usize, line_no: usize },
-    Login { conn: usize, line_no: usize },
+    Send {
+        conn: usize,
+        text: String,
+        line_no: usize,
+    },
+    Expect {
+        conn: usize,
+        group: Vec<Pattern>,
+        unordered: bool,
+    },
+    Eof {
+        conn: usize,
+        line_no: usize,
+    },
+    Login {
+        conn: usize,
+        line_no: usize,
+    },
 }
 
 struct Transcript {
@@ -155,7 +171,7 @@ fn expand_client(text: &str) -> Result<Vec<Piece>, String> {
                 };
                 let non_sync = k.contains('+');
                 cur.extend_from_slice(
-                    format!("{{{}{}}}", data.len(), if non_sync { "+" } else { "" }).as_bytes(),
+                    format!("{{{}{}}}\r\n", data.len(), if non_sync { "+" } else { "" }).as_bytes(),
                 );
                 pieces.push(Piece::Text(std::mem::take(&mut cur)));
                 pieces.push(Piece::Literal { data, non_sync });
@@ -204,7 +220,11 @@ fn expand_expected(text: &str) -> Result<String, String> {
         } else {
             unescape(body)?
         };
-        out.push_str(&format!("{{{}}}\r\n{}", data.len(), String::from_utf8_lossy(&data)));
+        out.push_str(&format!(
+            "{{{}}}\r\n{}",
+            data.len(),
+            String::from_utf8_lossy(&data)
+        ));
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -213,7 +233,7 @@ fn expand_expected(text: &str) -> Result<String, String> {
 
 fn parse_transcript(path: &Path) -> Result<Transcript, String> {
     let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let line_re = Regex::new(r"^(C|S|U)(\d*)(\?)?([:~])(?: (.*))?$").expect("static regex");
+    let line_re = Regex::new(r"^(C|S|U)(\d*)([?!])?([:~])(?: (.*))?$").expect("static regex");
     let mut t = Transcript {
         fixture: None,
         options: Options::default(),
@@ -246,11 +266,17 @@ fn parse_transcript(path: &Path) -> Result<Transcript, String> {
             }
         };
         if let Some(n) = line.strip_prefix("LOGIN") {
-            t.steps.push(Step::Login { conn: conn_of(n.trim())?, line_no });
+            t.steps.push(Step::Login {
+                conn: conn_of(n.trim())?,
+                line_no,
+            });
             continue;
         }
         if let Some(n) = line.strip_prefix("EOF") {
-            t.steps.push(Step::Eof { conn: conn_of(n.trim())?, line_no });
+            t.steps.push(Step::Eof {
+                conn: conn_of(n.trim())?,
+                line_no,
+            });
             continue;
         }
         let caps = line_re
@@ -258,14 +284,19 @@ fn parse_transcript(path: &Path) -> Result<Transcript, String> {
             .ok_or_else(|| err("not a transcript line"))?;
         let kind = &caps[1];
         let conn = conn_of(&caps[2])?;
-        let optional = caps.get(3).is_some();
+        let optional = caps.get(3).is_some_and(|m| m.as_str() == "?");
+        let negated = caps.get(3).is_some_and(|m| m.as_str() == "!");
         let is_regex = &caps[4] == "~";
         let body = caps.get(5).map(|m| m.as_str()).unwrap_or("").to_string();
         if kind == "C" {
             if optional || is_regex {
                 return Err(err("C takes ':' only"));
             }
-            t.steps.push(Step::Send { conn, text: body, line_no });
+            t.steps.push(Step::Send {
+                conn,
+                text: body,
+                line_no,
+            });
             continue;
         }
         let matcher = if is_regex {
@@ -275,13 +306,25 @@ fn parse_transcript(path: &Path) -> Result<Transcript, String> {
         } else {
             Matcher::Exact(expand_expected(&body).map_err(|e| err(&e))?)
         };
-        let pat = Pattern { optional, matcher, src: line.to_string(), line_no };
+        let pat = Pattern {
+            optional,
+            negated,
+            matcher,
+            src: line.to_string(),
+            line_no,
+        };
         let unordered = kind == "U";
         match t.steps.last_mut() {
-            Some(Step::Expect { conn: c, group, unordered: true }) if unordered && *c == conn => {
-                group.push(pat)
-            }
-            _ => t.steps.push(Step::Expect { conn, group: vec![pat], unordered }),
+            Some(Step::Expect {
+                conn: c,
+                group,
+                unordered: true,
+            }) if unordered && *c == conn => group.push(pat),
+            _ => t.steps.push(Step::Expect {
+                conn,
+                group: vec![pat],
+                unordered,
+            }),
         }
     }
     Ok(t)
@@ -313,15 +356,24 @@ fn tokenize_list(b: &[u8], pos: &mut usize, nested: bool) -> Option<Vec<Tok>> {
             }
             b'%' if b.get(*pos + 1) == Some(&b'%') && b.get(*pos + 2) == Some(&b'(') => {
                 *pos += 3;
-                items.push(Tok::List { items: tokenize_list(b, pos, true)?, mode: 2 });
+                items.push(Tok::List {
+                    items: tokenize_list(b, pos, true)?,
+                    mode: 2,
+                });
             }
             b'%' if b.get(*pos + 1) == Some(&b'(') => {
                 *pos += 2;
-                items.push(Tok::List { items: tokenize_list(b, pos, true)?, mode: 1 });
+                items.push(Tok::List {
+                    items: tokenize_list(b, pos, true)?,
+                    mode: 1,
+                });
             }
             b'(' => {
                 *pos += 1;
-                items.push(Tok::List { items: tokenize_list(b, pos, true)?, mode: 0 });
+                items.push(Tok::List {
+                    items: tokenize_list(b, pos, true)?,
+                    mode: 0,
+                });
             }
             b'"' => {
                 let start = *pos;
@@ -334,19 +386,26 @@ fn tokenize_list(b: &[u8], pos: &mut usize, nested: bool) -> Option<Vec<Tok>> {
                 }
                 *pos += 1;
                 let end = (*pos).min(b.len());
-                items.push(Tok::Atom(String::from_utf8_lossy(&b[start..end]).into_owned()));
+                items.push(Tok::Atom(
+                    String::from_utf8_lossy(&b[start..end]).into_owned(),
+                ));
             }
             b'{' => {
                 // A literal `{N}` CRLF + N bytes is one token.
                 let start = *pos;
                 let close = start + b[start..].iter().position(|&c| c == b'}')?;
-                let n: usize = std::str::from_utf8(&b[start + 1..close]).ok()?.parse().ok()?;
+                let n: usize = std::str::from_utf8(&b[start + 1..close])
+                    .ok()?
+                    .parse()
+                    .ok()?;
                 let end = close + 3 + n;
                 if end > b.len() {
                     return None;
                 }
                 *pos = end;
-                items.push(Tok::Atom(String::from_utf8_lossy(&b[start..end]).into_owned()));
+                items.push(Tok::Atom(
+                    String::from_utf8_lossy(&b[start..end]).into_owned(),
+                ));
             }
             _ => {
                 // An atom, with any `[...]` section (which may hold spaces and parens) inside.
@@ -363,7 +422,9 @@ fn tokenize_list(b: &[u8], pos: &mut usize, nested: bool) -> Option<Vec<Tok>> {
                     }
                     *pos += 1;
                 }
-                items.push(Tok::Atom(String::from_utf8_lossy(&b[start..*pos]).into_owned()));
+                items.push(Tok::Atom(
+                    String::from_utf8_lossy(&b[start..*pos]).into_owned(),
+                ));
             }
         }
     }
@@ -372,7 +433,9 @@ fn tokenize_list(b: &[u8], pos: &mut usize, nested: bool) -> Option<Vec<Tok>> {
 
 fn tok_match(exp: &Tok, act: &Tok) -> bool {
     match (exp, act) {
-        (Tok::Atom(a), Tok::Atom(b)) => a == b,
+        (Tok::Atom(a), Tok::Atom(b)) => {
+            a == b || string_value(a).is_some_and(|x| Some(x) == string_value(b))
+        }
         (Tok::List { items: e, mode }, Tok::List { items: a, .. }) => match mode {
             0 => e.len() == a.len() && e.iter().zip(a).all(|(x, y)| tok_match(x, y)),
             1 => unordered_match(&e.iter().collect::<Vec<_>>(), &a.iter().collect::<Vec<_>>()),
@@ -395,6 +458,34 @@ fn tok_match(exp: &Tok, act: &Tok) -> bool {
     }
 }
 
+/// The value of a string token: a quoted string, a literal, or an atom other than NIL (for
+/// astrings such as mailbox names, which a server may send either way, RFC 9051 §4.3).
+fn string_value(tok: &str) -> Option<String> {
+    if let Some(q) = tok.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        let mut out = String::new();
+        let mut esc = false;
+        for ch in q.chars() {
+            if esc || ch != '\\' {
+                out.push(ch);
+                esc = false;
+            } else {
+                esc = true;
+            }
+        }
+        return Some(out);
+    }
+    if tok.starts_with('{') {
+        let i = tok.find("}\r\n")?;
+        return Some(tok[i + 3..].to_string());
+    }
+    let atom_ok = !tok.is_empty()
+        && !tok.eq_ignore_ascii_case("NIL")
+        && tok
+            .bytes()
+            .all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\]".contains(&b));
+    atom_ok.then(|| tok.to_string())
+}
+
 fn unordered_match(e: &[&Tok], a: &[&Tok]) -> bool {
     if e.len() != a.len() {
         return false;
@@ -410,6 +501,10 @@ fn unordered_match(e: &[&Tok], a: &[&Tok]) -> bool {
 }
 
 fn matches(p: &Pattern, line: &str) -> bool {
+    p.negated != matches_positive(p, line)
+}
+
+fn matches_positive(p: &Pattern, line: &str) -> bool {
     match &p.matcher {
         Matcher::Regex(r) => r.is_match(line),
         Matcher::Exact(e) if e.contains("%(") => match (tokenize(e), tokenize(line)) {
@@ -433,12 +528,20 @@ struct Conn {
 
 impl Conn {
     fn new(stream: TcpStream) -> Conn {
-        Conn { stream, buf: Vec::new(), pending: VecDeque::new(), log: Vec::new() }
+        Conn {
+            stream,
+            buf: Vec::new(),
+            pending: VecDeque::new(),
+            log: Vec::new(),
+        }
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.log.push(format!("C: {}", String::from_utf8_lossy(bytes).trim_end()));
-        self.stream.write_all(bytes).map_err(|e| format!("send: {e}"))
+        self.log
+            .push(format!("C: {}", String::from_utf8_lossy(bytes).trim_end()));
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| format!("send: {e}"))
     }
 
     /// Fill the buffer until it holds `n` bytes, EOF, or the deadline.
@@ -453,7 +556,12 @@ impl Conn {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(false),
                 Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err("timed out waiting for the server".into());
                 }
                 Err(_) => return Ok(false), // reset counts as closed
@@ -535,7 +643,11 @@ impl Run<'_> {
 
     fn step(&mut self, step: &Step) -> Result<(), String> {
         match step {
-            Step::Send { conn, text, line_no } => {
+            Step::Send {
+                conn,
+                text,
+                line_no,
+            } => {
                 let pieces = expand_client(text).map_err(|e| format!("line {line_no}: {e}"))?;
                 let c = self.conn(*conn);
                 for p in pieces {
@@ -566,9 +678,7 @@ impl Run<'_> {
                     Some(g) if g.starts_with("* OK") => {}
                     other => return Err(format!("line {line_no}: bad greeting {other:?}")),
                 }
-                c.send(
-                    format!("L0 LOGIN {} {}\r\n", common::USER, common::PASSWORD).as_bytes(),
-                )?;
+                c.send(format!("L0 LOGIN {} {}\r\n", common::USER, common::PASSWORD).as_bytes())?;
                 loop {
                     match c.read_logical()? {
                         Some(l) if l.starts_with("* CAPABILITY ") => continue,
@@ -579,9 +689,15 @@ impl Run<'_> {
             }
             Step::Eof { conn, line_no } => match self.conn(*conn).read_logical()? {
                 None => Ok(()),
-                Some(l) => Err(format!("line {line_no}: expected the server to close, got {l:?}")),
+                Some(l) => Err(format!(
+                    "line {line_no}: expected the server to close, got {l:?}"
+                )),
             },
-            Step::Expect { conn, group, unordered } => {
+            Step::Expect {
+                conn,
+                group,
+                unordered,
+            } => {
                 let c = self.conn(*conn);
                 let mut done = vec![false; group.len()];
                 loop {
@@ -605,13 +721,15 @@ impl Run<'_> {
                     };
                     let hit = group.iter().enumerate().find(|(i, p)| {
                         !done[*i]
-                            && (*unordered || group[..*i].iter().zip(&done).all(|(q, d)| *d || q.optional))
+                            && (*unordered
+                                || group[..*i].iter().zip(&done).all(|(q, d)| *d || q.optional))
                             && matches(p, &l)
                     });
                     match hit {
                         Some((i, _)) => done[i] = true,
                         None => {
-                            let all_required = group.iter().zip(&done).all(|(p, d)| *d || p.optional);
+                            let all_required =
+                                group.iter().zip(&done).all(|(p, d)| *d || p.optional);
                             if all_required {
                                 c.pending.push_front(Some(l));
                                 return Ok(());
@@ -645,14 +763,29 @@ fn run_file(path: &Path, kind: Kind) -> Result<bool, String> {
         options.seed_maildir = Some(fixtures_dir().join("maildirs").join(f));
     }
     let server = TestServer::start_kind(kind, options);
-    let mut run = Run { server: &server, conns: Vec::new() };
+    let mut run = Run {
+        server: &server,
+        conns: Vec::new(),
+    };
+    if std::env::var_os("TRANSCRIPT_RECORD").is_some() {
+        record(&mut run, &t);
+        return Ok(true);
+    }
     for step in &t.steps {
         if let Err(e) = run.step(step) {
             let mut msg = format!("{}: {e}\n--- conversation ---\n", path.display());
             for (i, c) in run.conns.iter().enumerate() {
                 if let Some(c) = c {
                     msg.push_str(&format!("[connection {i}]\n"));
-                    for l in c.log.iter().rev().take(40).collect::<Vec<_>>().into_iter().rev() {
+                    for l in c
+                        .log
+                        .iter()
+                        .rev()
+                        .take(40)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                    {
                         msg.push_str(&format!("  {}\n", l.escape_debug()));
                     }
                 }
@@ -667,6 +800,105 @@ fn run_file(path: &Path, kind: Kind) -> Result<bool, String> {
         }
     }
     Ok(true)
+}
+
+/// `TRANSCRIPT_RECORD=1`: send only the client lines and print what the server answers, already
+/// in transcript syntax (tagged and `* OK [code]` text loosened, FETCH items and flag lists
+/// unordered), for writing new transcripts against a reference server. Every printed line must
+/// still be reviewed against the RFC before it goes into a file.
+fn record(run: &mut Run, t: &Transcript) {
+    for step in &t.steps {
+        let (conn, tag, text) = match step {
+            Step::Send { conn, text, .. } => (
+                *conn,
+                text.split(' ').next().unwrap_or("").to_string(),
+                text.clone(),
+            ),
+            Step::Login { conn, .. } => {
+                let _ = run.step(step);
+                println!(
+                    "LOGIN{}",
+                    if *conn == 1 {
+                        String::new()
+                    } else {
+                        conn.to_string()
+                    }
+                );
+                continue;
+            }
+            _ => continue,
+        };
+        let n = if conn == 1 {
+            String::new()
+        } else {
+            conn.to_string()
+        };
+        println!("C{n}: {text}");
+        if let Err(e) = run.step(step) {
+            println!("# record: {e}");
+        }
+        let c = run.conn(conn);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            match c.read_logical() {
+                Ok(Some(l)) => {
+                    println!("{}", to_expectation(&l, &n));
+                    if l.starts_with(&format!("{tag} ")) || l.starts_with('+') {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    println!("EOF{n}");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// One recorded server line as a transcript expectation.
+fn to_expectation(l: &str, n: &str) -> String {
+    let status =
+        Regex::new(r"^(\*|[A-Za-z0-9.]+) (OK|NO|BAD|BYE|PREAUTH)( \[[^\]]*\])?").expect("re");
+    if let Some(c) = status.captures(l) {
+        let code = c
+            .get(3)
+            .map(|m| regex::escape(m.as_str()))
+            .unwrap_or_default();
+        return format!("S{n}~ {} {}{code}.*", regex::escape(&c[1]), &c[2]);
+    }
+    if l.starts_with('+') {
+        return format!("S{n}~ \\+.*");
+    }
+    // Literals become {str:...} placeholders.
+    let mut out = String::new();
+    let mut rest = l;
+    while let Some(i) = rest.find("}\r\n") {
+        let open = rest[..i].rfind('{').unwrap_or(i);
+        let len: usize = rest[open + 1..i].parse().unwrap_or(0);
+        let prefix = &rest[..open];
+        out.push_str(prefix);
+        let data = &rest.as_bytes()[i + 3..(i + 3 + len).min(rest.len())];
+        out.push_str("{str:");
+        for &b in data {
+            match b {
+                b'\r' => out.push_str("\\r"),
+                b'\n' => out.push_str("\\n"),
+                b'\\' => out.push_str("\\\\"),
+                b'}' => out.push_str("\\}"),
+                0x20..=0x7e => out.push(b as char),
+                _ => out.push_str(&format!("\\x{b:02x}")),
+            }
+        }
+        out.push('}');
+        rest = &rest[(i + 3 + len).min(rest.len())..];
+    }
+    out.push_str(rest);
+    let out = out
+        .replace(" FETCH (", " FETCH %%(")
+        .replace("FLAGS (", "FLAGS %(");
+    format!("S{n}: {out}")
 }
 
 #[test]
@@ -701,7 +933,11 @@ fn transcripts() {
         "transcripts: {passed} passed, {} failed, {skipped} skipped",
         failures.len()
     );
-    assert!(failures.is_empty(), "{} transcript(s) failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} transcript(s) failed",
+        failures.len()
+    );
 }
 
 #[cfg(test)]
@@ -711,6 +947,7 @@ mod format_tests {
     fn exact(s: &str) -> Pattern {
         Pattern {
             optional: false,
+            negated: false,
             matcher: Matcher::Exact(expand_expected(s).unwrap()),
             src: s.into(),
             line_no: 0,
@@ -720,13 +957,37 @@ mod format_tests {
     #[test]
     fn unordered_lists_and_pairs() {
         let table = [
-            (r"* FLAGS %(\Seen \Answered)", r"* FLAGS (\Answered \Seen)", true),
+            (
+                r"* FLAGS %(\Seen \Answered)",
+                r"* FLAGS (\Answered \Seen)",
+                true,
+            ),
             (r"* FLAGS %(\Seen \Answered)", r"* FLAGS (\Answered)", false),
-            (r"* FLAGS %(\Seen \Answered)", r"* FLAGS (\Answered \Seen \Draft)", false),
-            (r"* FLAGS (\Seen \Answered)", r"* FLAGS (\Answered \Seen)", false),
-            (r"* 1 FETCH %%(UID 4 FLAGS %(\Seen))", r"* 1 FETCH (FLAGS (\Seen) UID 4)", true),
-            (r"* 1 FETCH %%(UID 4 FLAGS %(\Seen))", r"* 1 FETCH (FLAGS (\Seen) UID 5)", false),
-            (r"* 1 FETCH %%(UID 4 FLAGS ())", r"* 1 FETCH (UID 4 FLAGS (\Seen))", false),
+            (
+                r"* FLAGS %(\Seen \Answered)",
+                r"* FLAGS (\Answered \Seen \Draft)",
+                false,
+            ),
+            (
+                r"* FLAGS (\Seen \Answered)",
+                r"* FLAGS (\Answered \Seen)",
+                false,
+            ),
+            (
+                r"* 1 FETCH %%(UID 4 FLAGS %(\Seen))",
+                r"* 1 FETCH (FLAGS (\Seen) UID 4)",
+                true,
+            ),
+            (
+                r"* 1 FETCH %%(UID 4 FLAGS %(\Seen))",
+                r"* 1 FETCH (FLAGS (\Seen) UID 5)",
+                false,
+            ),
+            (
+                r"* 1 FETCH %%(UID 4 FLAGS ())",
+                r"* 1 FETCH (UID 4 FLAGS (\Seen))",
+                false,
+            ),
             (
                 r"* 2 FETCH %%(BODY[HEADER.FIELDS (TO)] {str:x\r\n} UID 2)",
                 "* 2 FETCH (UID 2 BODY[HEADER.FIELDS (TO)] {3}\r\nx\r\n)",
@@ -737,6 +998,22 @@ mod format_tests {
                 "* 2 FETCH (UID 2 BODY[HEADER.FIELDS (TO)] {3}\r\ny\r\n)",
                 false,
             ),
+            (
+                r#"* LIST %(\HasNoChildren) "/" Foo"#,
+                r#"* LIST (\HasNoChildren) "/" "Foo""#,
+                true,
+            ),
+            (
+                r#"* LIST %(\HasNoChildren) "/" Foo"#,
+                r#"* LIST (\HasNoChildren) "/" "Fo""#,
+                false,
+            ),
+            (
+                r#"* LIST %(\HasNoChildren) "/" Foo"#,
+                "* LIST (\\HasNoChildren) \"/\" {3}\r\nFoo",
+                true,
+            ),
+            ("* X %() NIL", r#"* X () "NIL""#, false),
             ("a OK done", "a OK done", true),
             ("a OK done", "a OK done ", false),
         ];
@@ -759,7 +1036,13 @@ mod format_tests {
             .collect();
         assert_eq!(
             flat,
-            vec!["T:a LOGIN {6}", "Lfalse:al}ice", "T: {2+}", "Ltrue:pw", "T: xxxx\r\n"]
+            vec![
+                "T:a LOGIN {6}\r\n",
+                "Lfalse:al}ice",
+                "T: {2+}\r\n",
+                "Ltrue:pw",
+                "T: xxxx\r\n"
+            ]
         );
         assert_eq!(literal_len(b"* 1 FETCH (BODY[] {12}"), Some(12));
         assert_eq!(literal_len(b"* 1 FETCH (BINARY[] ~{3}"), Some(3));

@@ -154,6 +154,32 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Copy a fixture Maildir into place. Git keeps neither empty directories nor mtimes, so this
+/// recreates `cur/ new/ tmp/` for the root and every `.Folder`, and sets each message file's
+/// mtime (its INTERNALDATE) from the leading `<secs>.` of its name.
+pub fn seed_maildir(fixture: &Path, maildir: &Path) {
+    copy_tree(fixture, maildir);
+    let mut dirs = vec![maildir.to_path_buf()];
+    for e in fs::read_dir(maildir).expect("read maildir").flatten() {
+        if e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir() {
+            dirs.push(e.path());
+        }
+    }
+    for d in dirs {
+        for sub in ["cur", "new", "tmp"] {
+            let sd = d.join(sub);
+            fs::create_dir_all(&sd).expect("create cur/new/tmp");
+            for f in fs::read_dir(&sd).expect("read dir").flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if let Some(secs) = name.split('.').next().and_then(|s| s.parse::<i64>().ok()) {
+                    let t = filetime::FileTime::from_unix_time(secs, 0);
+                    filetime::set_file_mtime(f.path(), t).expect("set mtime");
+                }
+            }
+        }
+    }
+}
+
 /// Write a CA and a server certificate signed by it; returns (ca.pem, cert.pem, key.pem).
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -215,7 +241,7 @@ impl TestServer {
             }
         }
         if let Some(seed) = &options.seed_maildir {
-            copy_tree(seed, &dir.join("mail").join(USER).join("Maildir"));
+            seed_maildir(seed, &dir.join("mail").join(USER).join("Maildir"));
         }
         let imap_port = free_port();
         let imaps_port = free_port();
@@ -366,7 +392,12 @@ impl TestServer {
             ),
             (
                 "IMAP_PLAINTEXT_ON_LOOPBACK".into(),
-                if self.options.plaintext_on_loopback { "1" } else { "0" }.into(),
+                if self.options.plaintext_on_loopback {
+                    "1"
+                } else {
+                    "0"
+                }
+                .into(),
             ),
         ]
     }
