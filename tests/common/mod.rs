@@ -198,6 +198,10 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     params
         .distinguished_name
         .push(DnType::CommonName, "localhost");
+    // mbsync 1.4 matches the host only against DNS names, so 127.0.0.1 is also a DNS SAN.
+    params.subject_alt_names.push(rcgen::SanType::DnsName(
+        "127.0.0.1".to_string().try_into().expect("ia5 string"),
+    ));
     let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
 
     let ca_file = dir.join("ca.pem");
@@ -634,4 +638,133 @@ pub fn read_until(stream: &mut TcpStream, needle: &str, timeout: Duration) -> St
         }
     }
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A minimal blocking IMAP client for test setup and checks (cleartext loopback LOGIN).
+/// Responses are "logical lines": a literal `{N}` is read with its bytes and the line goes on.
+pub struct ImapClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    tag: u32,
+}
+
+impl ImapClient {
+    /// Connect to the server's cleartext port, read the greeting and log in as `user`.
+    pub fn login(server: &TestServer, user: &str, password: &str) -> ImapClient {
+        let mut c = ImapClient {
+            stream: server.connect(),
+            buf: Vec::new(),
+            tag: 0,
+        };
+        let greeting = c.read_line().expect("greeting");
+        assert!(greeting.starts_with("* OK"), "greeting: {greeting}");
+        c.ok(&format!("LOGIN {user} {password}"));
+        c
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .ok();
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// One logical line without its final CRLF, or None when the server closed.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut out = Vec::new();
+        loop {
+            let i = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if !self.fill() {
+                    return None;
+                }
+            };
+            let line: Vec<u8> = self.buf.drain(..i + 2).take(i).collect();
+            out.extend_from_slice(&line);
+            let lit = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|s| s.strip_suffix('}'))
+                .and_then(|s| s.rfind('{').map(|o| s[o + 1..].to_string()))
+                .and_then(|n| n.parse::<usize>().ok());
+            match lit {
+                Some(n) => {
+                    out.extend_from_slice(b"\r\n");
+                    while self.buf.len() < n {
+                        if !self.fill() {
+                            return None;
+                        }
+                    }
+                    out.extend(self.buf.drain(..n));
+                }
+                None => return Some(String::from_utf8_lossy(&out).into_owned()),
+            }
+        }
+    }
+
+    /// Send a command; return (untagged lines, tagged status line).
+    pub fn command(&mut self, cmd: &str) -> (Vec<String>, String) {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.stream
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .expect("send command");
+        let mut untagged = Vec::new();
+        loop {
+            let line = self
+                .read_line()
+                .unwrap_or_else(|| panic!("connection closed during {cmd}"));
+            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+                return (untagged, rest.to_string());
+            }
+            untagged.push(line);
+        }
+    }
+
+    /// Send a command that must succeed; return its untagged lines.
+    pub fn ok(&mut self, cmd: &str) -> Vec<String> {
+        let (untagged, status) = self.command(cmd);
+        assert!(status.starts_with("OK"), "{cmd} -> {status}");
+        untagged
+    }
+
+    /// `UID FETCH 1:* (UID FLAGS)` of a selected mailbox as (uid, sorted flags) pairs.
+    pub fn uids_and_flags(&mut self) -> Vec<(u32, Vec<String>)> {
+        let re_uid = regex::Regex::new(r"UID (\d+)").expect("re");
+        let re_flags = regex::Regex::new(r"FLAGS \(([^)]*)\)").expect("re");
+        let mut out = Vec::new();
+        for l in self.ok("UID FETCH 1:* (UID FLAGS)") {
+            if !l.contains(" FETCH ") {
+                continue;
+            }
+            let uid = re_uid.captures(&l).and_then(|c| c[1].parse().ok());
+            let flags = re_flags.captures(&l).map(|c| {
+                let mut f: Vec<String> = c[1]
+                    .split_whitespace()
+                    .filter(|f| *f != "\\Recent")
+                    .map(str::to_string)
+                    .collect();
+                f.sort();
+                f
+            });
+            if let (Some(uid), Some(flags)) = (uid, flags) {
+                out.push((uid, flags));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// `LOGOUT`, ignoring the answer.
+    pub fn logout(mut self) {
+        let _ = self.command("LOGOUT");
+    }
 }
