@@ -153,7 +153,12 @@ fn dovecot_maildir_keeps_uids_and_keywords() {
 /// and the Dovecot-format files (`dovecot-uidlist`, `dovecot-keywords`, `subscriptions`,
 /// `maildirfolder`) which are the shared truth.
 fn remove_foreign_files(maildir: &Path, fixture: &Path) {
-    let keep = ["dovecot-uidlist", "dovecot-keywords", "subscriptions", "maildirfolder"];
+    let keep = [
+        "dovecot-uidlist",
+        "dovecot-keywords",
+        "subscriptions",
+        "maildirfolder",
+    ];
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let Ok(rd) = fs::read_dir(maildir.join(&rel)) else {
@@ -211,7 +216,10 @@ fn make_dovecot_fixture() {
     }
     for i in 0..3 {
         let m = msg(100 + i);
-        c.ok(&format!("APPEND Lists/Rust (\\Seen) {{{}+}}\r\n{m}", m.len()));
+        c.ok(&format!(
+            "APPEND Lists/Rust (\\Seen) {{{}+}}\r\n{m}",
+            m.len()
+        ));
     }
     c.ok("SELECT INBOX");
     c.ok("UID STORE 2,3,7 +FLAGS.SILENT (\\Deleted)");
@@ -243,7 +251,11 @@ fn make_dovecot_fixture() {
         let uidlist = fs::read_to_string(src.join("dovecot-uidlist")).unwrap();
         let mut lines = uidlist.lines();
         let header = lines.next().unwrap();
-        let v = if dir.is_empty() { 1_700_000_000 } else { 1_700_000_001 };
+        let v = if dir.is_empty() {
+            1_700_000_000
+        } else {
+            1_700_000_001
+        };
         let header: Vec<String> = header
             .split(' ')
             .map(|f| match f.chars().next() {

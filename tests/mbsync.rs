@@ -24,7 +24,10 @@ const FOLDERS: &[(&str, &str, usize)] = &[
 type State = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 fn message(folder: &str, i: usize) -> (String, Vec<u8>) {
-    let id = format!("{}-{i}@gen.example", folder.replace('/', "-").to_lowercase());
+    let id = format!(
+        "{}-{i}@gen.example",
+        folder.replace('/', "-").to_lowercase()
+    );
     let body = format!(
         "Date: Tue, 14 Nov 2023 10:{:02}:00 +0000\nFrom: Gen <gen@example.org>\nTo: alice@example.org\n\
          Subject: Message {i} in {folder}\nMessage-ID: <{id}>\n\nBody of message {i}.\n{}\n",
@@ -210,7 +213,11 @@ fn mbsync_full_sync_then_changes_on_both_sides() {
     run_mbsync(&rc, &server.dir);
     let mut imap = ImapClient::login(&server, USER, PASSWORD);
     let remote = server_state(&mut imap);
-    assert_eq!(count(&remote), 500, "server must show all generated messages");
+    assert_eq!(
+        count(&remote),
+        500,
+        "server must show all generated messages"
+    );
     let near = local_state(&local);
     assert_eq!(near, remote, "after the first sync");
     // The generated flags survived the trip (spot check against the generator).
@@ -265,11 +272,16 @@ fn mbsync_full_sync_then_changes_on_both_sides() {
     assert_eq!(near, remote, "after the second sync");
     assert_eq!(count(&remote), 500 - 5 - 3);
     assert!(
-        remote["Sent"].values().all(|f| f.contains(&"\\Seen".to_string())),
+        remote["Sent"]
+            .values()
+            .all(|f| f.contains(&"\\Seen".to_string())),
         "local \\Seen changes reached the server"
     );
     for id in &removed {
-        assert!(!remote["Work/Projects"].contains_key(id), "{id} deleted locally");
+        assert!(
+            !remote["Work/Projects"].contains_key(id),
+            "{id} deleted locally"
+        );
     }
     let flagged = remote["INBOX"]
         .values()

@@ -148,11 +148,11 @@ fn expand_client(text: &str) -> Result<Vec<Piece>, String> {
         let after = &rest[start + 1..];
         let kinds = ["msg:", "msg+:", "str:", "str+:", "fill:"];
         let Some(kind) = kinds.iter().find(|k| after.starts_with(*k)) else {
-            cur.extend_from_slice(rest[..=start].as_bytes());
+            cur.extend_from_slice(&rest.as_bytes()[..=start]);
             rest = after;
             continue;
         };
-        cur.extend_from_slice(rest[..start].as_bytes());
+        cur.extend_from_slice(&rest.as_bytes()[..start]);
         let body_start = start + 1 + kind.len();
         let end = find_placeholder_end(rest, body_start)
             .ok_or_else(|| format!("unterminated placeholder in {text:?}"))?;
