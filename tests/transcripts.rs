@@ -920,10 +920,21 @@ fn transcripts() {
     let mut failures = Vec::new();
     let (mut passed, mut skipped) = (0, 0);
     for f in &files {
-        match run_file(f, kind) {
-            Ok(true) => passed += 1,
-            Ok(false) => skipped += 1,
-            Err(e) => failures.push(e),
+        // A server that fails to start panics in the harness; report it as this file's
+        // failure and go on with the next file.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_file(f, kind)));
+        match result {
+            Ok(Ok(true)) => passed += 1,
+            Ok(Ok(false)) => skipped += 1,
+            Ok(Err(e)) => failures.push(e),
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failures.push(format!("{}: panicked: {msg}", f.display()));
+            }
         }
     }
     for f in &failures {
