@@ -368,6 +368,13 @@ fn tokenize_list(b: &[u8], pos: &mut usize, nested: bool) -> Option<Vec<Tok>> {
                     mode: 1,
                 });
             }
+            b'%' if b.get(*pos + 1) == Some(&b'i') && b.get(*pos + 2) == Some(&b'(') => {
+                *pos += 3;
+                items.push(Tok::List {
+                    items: tokenize_list(b, pos, true)?,
+                    mode: 3,
+                });
+            }
             b'(' => {
                 *pos += 1;
                 items.push(Tok::List {
@@ -390,11 +397,12 @@ fn tokenize_list(b: &[u8], pos: &mut usize, nested: bool) -> Option<Vec<Tok>> {
                     String::from_utf8_lossy(&b[start..end]).into_owned(),
                 ));
             }
-            b'{' => {
-                // A literal `{N}` CRLF + N bytes is one token.
+            b'{' | b'~' if b[*pos] == b'{' || b.get(*pos + 1) == Some(&b'{') => {
+                // A literal `{N}` (or literal8 `~{N}`) CRLF + N bytes is one token.
                 let start = *pos;
+                let open = if b[start] == b'~' { start + 1 } else { start };
                 let close = start + b[start..].iter().position(|&c| c == b'}')?;
-                let n: usize = std::str::from_utf8(&b[start + 1..close])
+                let n: usize = std::str::from_utf8(&b[open + 1..close])
                     .ok()?
                     .parse()
                     .ok()?;
@@ -432,12 +440,24 @@ fn tokenize_list(b: &[u8], pos: &mut usize, nested: bool) -> Option<Vec<Tok>> {
 }
 
 fn tok_match(exp: &Tok, act: &Tok) -> bool {
+    tok_match_ci(exp, act, false)
+}
+
+/// `ci`: inside a `%i(...)` list, strings compare ASCII-case-insensitively (MIME types,
+/// parameter names and encodings in BODYSTRUCTURE are case-insensitive, RFC 2045 §5.1).
+fn tok_match_ci(exp: &Tok, act: &Tok, ci: bool) -> bool {
+    let tok_match = |x: &Tok, y: &Tok| tok_match_ci(x, y, ci);
     match (exp, act) {
         (Tok::Atom(a), Tok::Atom(b)) => {
-            a == b || string_value(a).is_some_and(|x| Some(x) == string_value(b))
+            a == b
+                || (ci && a.eq_ignore_ascii_case(b))
+                || string_value(a).is_some_and(|x| {
+                    string_value(b).is_some_and(|y| x == y || (ci && x.eq_ignore_ascii_case(&y)))
+                })
         }
         (Tok::List { items: e, mode }, Tok::List { items: a, .. }) => match mode {
             0 => e.len() == a.len() && e.iter().zip(a).all(|(x, y)| tok_match(x, y)),
+            3 => e.len() == a.len() && e.iter().zip(a).all(|(x, y)| tok_match_ci(x, y, true)),
             1 => unordered_match(&e.iter().collect::<Vec<_>>(), &a.iter().collect::<Vec<_>>()),
             _ => {
                 if e.len() % 2 != 0 || a.len() != e.len() {
@@ -474,9 +494,16 @@ fn string_value(tok: &str) -> Option<String> {
         }
         return Some(out);
     }
+    if let Some(lit8) = tok.strip_prefix('~') {
+        // literal8 (RFC 3516): the same string as a plain literal of the same bytes.
+        let i = lit8.find("}\r\n")?;
+        return Some(lit8[i + 3..].to_string());
+    }
     if tok.starts_with('{') {
         let i = tok.find("}\r\n")?;
-        return Some(tok[i + 3..].to_string());
+        let data = &tok[i + 3..];
+        // NUL cannot be sent in a plain literal: such a token equals nothing.
+        return (!data.contains('\0')).then(|| data.to_string());
     }
     let atom_ok = !tok.is_empty()
         && !tok.eq_ignore_ascii_case("NIL")
@@ -1025,6 +1052,36 @@ mod format_tests {
                 true,
             ),
             ("* X %() NIL", r#"* X () "NIL""#, false),
+            (
+                r#"* 1 FETCH %%(BODY %i(("text" "plain") "7bit"))"#,
+                r#"* 1 FETCH (BODY (("TEXT" "PLAIN") "7BIT"))"#,
+                true,
+            ),
+            (
+                r#"* 1 FETCH %%(BODY %i(("text" "plain") "7bit"))"#,
+                r#"* 1 FETCH (BODY (("TEXT" "HTML") "7BIT"))"#,
+                false,
+            ),
+            (
+                r#"* 1 FETCH %%(BODY (("text" "plain") "7bit"))"#,
+                r#"* 1 FETCH (BODY (("TEXT" "PLAIN") "7BIT"))"#,
+                false,
+            ),
+            (
+                r"* 1 FETCH %%(BINARY[1] {str:ab})",
+                "* 1 FETCH (BINARY[1] ~{2}\r\nab)",
+                true,
+            ),
+            (
+                r"* 1 FETCH %%(BINARY[1] ~{str:\x00b})",
+                "* 1 FETCH (BINARY[1] ~{2}\r\n\0b)",
+                true,
+            ),
+            (
+                r"* 1 FETCH %%(BINARY[1] ~{str:\x00b})",
+                "* 1 FETCH (BINARY[1] {2}\r\n\0b)",
+                false,
+            ),
             ("a OK done", "a OK done", true),
             ("a OK done", "a OK done ", false),
         ];

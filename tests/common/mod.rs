@@ -303,6 +303,8 @@ impl TestServer {
                 c
             }
         };
+        // Dates (INTERNALDATE) are shown in the server's zone: make it the same everywhere.
+        cmd.env("TZ", "UTC");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
