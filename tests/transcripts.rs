@@ -21,12 +21,18 @@
 //! - `S: text`: the next server line must be exactly `text`. `{msg:FILE}` / `{str:TEXT}` in it
 //!   stand for a literal `{N}` CRLF and its bytes. A list written `%(a b c)` matches the same
 //!   elements in any order (flag lists), and `%%(k1 v1 k2 v2)` the same key/value pairs in any
-//!   order (FETCH data items): RFC 9051 leaves those orders to the server.
+//!   order (FETCH data items): RFC 9051 leaves those orders to the server. `%i(...)` is an
+//!   ordered list whose strings compare case-insensitively (BODYSTRUCTURE). In these lines a
+//!   quoted string, a literal and an atom with the same value are equal (mailbox names may be
+//!   sent either way), and a literal8 `~{N}` equals a literal of the same bytes.
 //! - `S~ regex`: the next server line must match `regex` in full.
 //! - `U: text` / `U~ regex`: a run of consecutive U lines matches the same number of server
 //!   lines in any order (e.g. SELECT's untagged data). `U?:`/`U?~`/`S?:`/`S?~` are optional.
 //! - `S!~ regex` (or `S!:`): the next server line must exist and NOT match.
 //! - `EOF`: the server must close the connection (after LOGOUT or a fatal error).
+//!
+//! - `TRANSCRIPT_RECORD=1` prints what a server answers to the `C:` lines in this syntax, to
+//!   draft new files against a reference server (`tests/tools/recording_to_transcript.py`).
 //!
 //! A server line is "logical": a literal `{N}` inside it is read with its N bytes and the rest
 //! of the line, so one FETCH response is one line for matching.
