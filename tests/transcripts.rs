@@ -14,13 +14,14 @@
 //!   CAPABILITY before it is allowed by RFC 9051 §6.2.3 and skipped).
 //! - `C: text`: send `text` CRLF. Placeholders inside: `{msg:FILE}` / `{msg+:FILE}` send
 //!   `tests/fixtures/messages/FILE` (LF turned into CRLF) as a synchronizing literal (the
-//!   runner waits for the `+` continuation) or as a LITERAL+ non-synchronizing one;
+//!   runner waits for the `+` continuation; if the server answers the command's tag instead,
+//!   the rest of the command is not sent) or as a LITERAL+ non-synchronizing one;
 //!   `{str:TEXT}` / `{str+:TEXT}` do the same with TEXT (escapes `\r \n \\ \} \xHH`);
 //!   `{fill:N}` inserts N `x` characters into the line itself. Anything else, including a raw
 //!   `{5}`, is sent verbatim.
 //! - `S: text`: the next server line must be exactly `text`. `{msg:FILE}` / `{str:TEXT}` in it
 //!   stand for a literal `{N}` CRLF and its bytes. A list written `%(a b c)` matches the same
-//!   elements in any order (flag lists), and `%%(k1 v1 k2 v2)` the same key/value pairs in any
+//!   elements in any order (flag lists; an element written `x?` may be missing), and `%%(k1 v1 k2 v2)` the same key/value pairs in any
 //!   order (FETCH data items): RFC 9051 leaves those orders to the server. `%i(...)` is an
 //!   ordered list whose strings compare case-insensitively (BODYSTRUCTURE). In these lines a
 //!   quoted string, a literal and an atom with the same value are equal (mailbox names may be
@@ -519,18 +520,27 @@ fn string_value(tok: &str) -> Option<String> {
     atom_ok.then(|| tok.to_string())
 }
 
+/// Same elements in any order. An expected atom written `x?` (e.g. `\\Recent?`) may be absent.
 fn unordered_match(e: &[&Tok], a: &[&Tok]) -> bool {
-    if e.len() != a.len() {
-        return false;
-    }
     let mut used = vec![false; a.len()];
-    e.iter().all(|x| {
+    for x in e {
+        let (x, optional) = match x {
+            Tok::Atom(s) if s.len() > 1 && s.ends_with('?') => {
+                (Tok::Atom(s[..s.len() - 1].to_string()), true)
+            }
+            other => ((*other).clone(), false),
+        };
         let hit = a
             .iter()
             .enumerate()
-            .find(|(i, y)| !used[*i] && tok_match(x, y));
-        hit.map(|(i, _)| used[i] = true).is_some()
-    })
+            .find(|(i, y)| !used[*i] && tok_match(&x, y));
+        match hit {
+            Some((i, _)) => used[i] = true,
+            None if optional => {}
+            None => return false,
+        }
+    }
+    used.iter().all(|u| *u)
 }
 
 fn matches(p: &Pattern, line: &str) -> bool {
@@ -689,8 +699,16 @@ impl Run<'_> {
                         Piece::Literal { data, non_sync } => {
                             if !non_sync {
                                 let l = c.read_logical()?;
+                                let tag = text.split(' ').next().unwrap_or("");
                                 match l {
                                     Some(l) if l.starts_with('+') => {}
+                                    // The server refused the command before its literal
+                                    // (allowed, RFC 9051 §7.5): the client must not send it;
+                                    // the tagged answer is left for the next S: line.
+                                    Some(l) if l.starts_with(&format!("{tag} ")) => {
+                                        c.pending.push_front(Some(l));
+                                        return Ok(());
+                                    }
                                     other => {
                                         return Err(format!(
                                             "line {line_no}: expected a `+` continuation \
@@ -1086,6 +1104,26 @@ mod format_tests {
             (
                 r"* 1 FETCH %%(BINARY[1] ~{str:\x00b})",
                 "* 1 FETCH (BINARY[1] {2}\r\n\0b)",
+                false,
+            ),
+            (
+                r"* 1 FETCH %%(FLAGS %(\Seen \Recent?))",
+                r"* 1 FETCH (FLAGS (\Seen))",
+                true,
+            ),
+            (
+                r"* 1 FETCH %%(FLAGS %(\Seen \Recent?))",
+                r"* 1 FETCH (FLAGS (\Recent \Seen))",
+                true,
+            ),
+            (
+                r"* 1 FETCH %%(FLAGS %(\Seen \Recent?))",
+                r"* 1 FETCH (FLAGS (\Recent))",
+                false,
+            ),
+            (
+                r"* 1 FETCH %%(FLAGS %(\Seen \Recent?))",
+                r"* 1 FETCH (FLAGS (\Seen \Draft))",
                 false,
             ),
             ("a OK done", "a OK done", true),
