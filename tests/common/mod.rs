@@ -293,7 +293,7 @@ impl TestServer {
             Kind::Nestbox => {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_nestbox"));
                 c.arg("serve").arg("-c").arg(&self.config_file);
-                c.env("RUST_LOG", "info");
+                c.env("RUST_LOG", "info").env("NO_COLOR", "1");
                 c
             }
             Kind::Dovecot => {
