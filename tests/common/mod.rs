@@ -1,0 +1,772 @@
+//! The one way integration tests start an IMAP server: [`TestServer`].
+//!
+//! Owns: a throwaway directory per server (config, test CA and server certificate made with
+//! `rcgen`, Dovecot-format passwd-file, the users' Maildirs), starting the server process on
+//! free 127.0.0.1 ports, waiting for its `* OK` greeting, and stopping it by PID (SIGTERM, then
+//! SIGKILL after a bounded wait) on drop.
+//!
+//! The server is the built `nestbox` binary. Setting `NESTBOX_TEST_SERVER=dovecot` starts
+//! Debian's Dovecot on the same directory layout instead, which is how the suites themselves are
+//! validated against a reference implementation and how the Dovecot-compatibility fixture was
+//! produced. Nothing here talks to any address but 127.0.0.1; every wait has a timeout.
+//!
+//! Never: leave a server running after the test (Drop stops it), kill anything it did not start,
+//! or read anything outside its own temp dir except `tests/fixtures/`.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Login name of the default test user.
+pub const USER: &str = "alice";
+/// Password of the default test user (stored as `{PLAIN}` in the passwd-file).
+pub const PASSWORD: &str = "secret";
+/// A second user, for isolation checks.
+pub const USER2: &str = "bob";
+/// Password of [`USER2`].
+pub const PASSWORD2: &str = "hunter2";
+
+/// How long a server may take to print its greeting after start.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopped server may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which implementation a [`TestServer`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The `nestbox` binary built by cargo for this test run.
+    Nestbox,
+    /// Debian's `dovecot` (reference implementation, for validating the suites).
+    Dovecot,
+}
+
+impl Kind {
+    /// The implementation selected by `NESTBOX_TEST_SERVER` (default: nestbox).
+    pub fn from_env() -> Kind {
+        match std::env::var("NESTBOX_TEST_SERVER").as_deref() {
+            Ok("dovecot") => Kind::Dovecot,
+            _ => Kind::Nestbox,
+        }
+    }
+}
+
+/// What a test wants from its server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `auth.plaintext_on_loopback`: whether LOGIN without TLS is allowed from 127.0.0.1.
+    pub plaintext_on_loopback: bool,
+    /// A directory copied recursively to the default user's Maildir before the server starts.
+    pub seed_maildir: Option<PathBuf>,
+    /// `limits.max_literal_bytes` (nestbox only).
+    pub max_literal_bytes: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            plaintext_on_loopback: true,
+            seed_maildir: None,
+            max_literal_bytes: None,
+        }
+    }
+}
+
+/// A running IMAP server in its own temp dir; stopped (by PID) when dropped.
+pub struct TestServer {
+    /// Which implementation runs.
+    pub kind: Kind,
+    /// The temp dir holding config, certificates, users and mail.
+    pub dir: PathBuf,
+    /// Cleartext (STARTTLS) IMAP port on 127.0.0.1.
+    pub imap_port: u16,
+    /// Implicit-TLS IMAP port on 127.0.0.1.
+    pub imaps_port: u16,
+    /// PEM file of the CA that signed the server certificate (SANs: localhost, 127.0.0.1).
+    pub ca_file: PathBuf,
+    /// The config file the server was started with.
+    pub config_file: PathBuf,
+    options: Options,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/fixtures/` in the repository.
+pub fn fixtures_dir() -> PathBuf {
+    repo_root().join("tests").join("fixtures")
+}
+
+/// True when a peer program is on PATH. When it is not: under CI (`CI` set) this panics so the
+/// run fails; elsewhere it prints why the test is skipped and returns false.
+pub fn require_tool(program: &str, why: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+        || Path::new(program).is_file();
+    if found {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{program} is required under CI ({why}); .ci/run installs it");
+    }
+    eprintln!("SKIPPED: {program} not found ({why}); install it to run this test");
+    false
+}
+
+/// Dovecot's master binary, if installed.
+pub fn dovecot_binary() -> Option<PathBuf> {
+    ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Copy a directory tree (files and directories only), keeping file mtimes, since Maildir
+/// INTERNALDATE is the file's mtime.
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create dir");
+    for entry in fs::read_dir(from).expect("read fixture dir") {
+        let entry = entry.expect("dir entry");
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let meta = entry.metadata().expect("metadata");
+        if meta.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            fs::copy(&src, &dst).expect("copy file");
+            let mtime = filetime::FileTime::from_last_modification_time(&meta);
+            filetime::set_file_mtime(&dst, mtime).expect("set mtime");
+        }
+    }
+}
+
+/// Copy a fixture Maildir into place. Git keeps neither empty directories nor mtimes, so this
+/// recreates `cur/ new/ tmp/` for the root and every `.Folder`, and sets each message file's
+/// mtime (its INTERNALDATE) from the leading `<secs>.` of its name.
+pub fn seed_maildir(fixture: &Path, maildir: &Path) {
+    copy_tree(fixture, maildir);
+    let mut dirs = vec![maildir.to_path_buf()];
+    for e in fs::read_dir(maildir).expect("read maildir").flatten() {
+        if e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir() {
+            dirs.push(e.path());
+        }
+    }
+    for d in dirs {
+        for sub in ["cur", "new", "tmp"] {
+            let sd = d.join(sub);
+            fs::create_dir_all(&sd).expect("create cur/new/tmp");
+            for f in fs::read_dir(&sd).expect("read dir").flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if let Some(secs) = name.split('.').next().and_then(|s| s.parse::<i64>().ok()) {
+                    let t = filetime::FileTime::from_unix_time(secs, 0);
+                    filetime::set_file_mtime(f.path(), t).expect("set mtime");
+                }
+            }
+        }
+    }
+}
+
+/// Write a CA and a server certificate signed by it; returns (ca.pem, cert.pem, key.pem).
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "nestbox test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    // mbsync 1.4 matches the host only against DNS names, so 127.0.0.1 is also a DNS SAN.
+    params.subject_alt_names.push(rcgen::SanType::DnsName(
+        "127.0.0.1".to_string().try_into().expect("ia5 string"),
+    ));
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+
+    let ca_file = dir.join("ca.pem");
+    let cert_file = dir.join("cert.pem");
+    let key_file = dir.join("key.pem");
+    fs::write(&ca_file, ca.pem()).expect("write ca.pem");
+    // The chain the server presents: leaf first, then the CA.
+    fs::write(&cert_file, format!("{}{}", cert.pem(), ca.pem())).expect("write cert.pem");
+    fs::write(&key_file, key.serialize_pem()).expect("write key.pem");
+    (ca_file, cert_file, key_file)
+}
+
+impl TestServer {
+    /// Start the server chosen by `NESTBOX_TEST_SERVER` with default options.
+    pub fn start() -> TestServer {
+        Self::start_with(Options::default())
+    }
+
+    /// Start the server chosen by `NESTBOX_TEST_SERVER` with these options.
+    pub fn start_with(options: Options) -> TestServer {
+        Self::start_kind(Kind::from_env(), options)
+    }
+
+    /// Start a given implementation.
+    pub fn start_kind(kind: Kind, options: Options) -> TestServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("nestbox-test-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let (ca_file, cert_file, key_file) = make_certificates(&dir);
+        fs::write(
+            dir.join("users"),
+            format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n{USER2}:{{PLAIN}}{PASSWORD2}::::::\n"),
+        )
+        .expect("write users");
+        for user in [USER, USER2] {
+            let md = dir.join("mail").join(user).join("Maildir");
+            for sub in ["cur", "new", "tmp"] {
+                fs::create_dir_all(md.join(sub)).expect("create Maildir");
+            }
+        }
+        if let Some(seed) = &options.seed_maildir {
+            seed_maildir(seed, &dir.join("mail").join(USER).join("Maildir"));
+        }
+        let imap_port = free_port();
+        let imaps_port = free_port();
+        let config_file = match kind {
+            Kind::Nestbox => {
+                write_nestbox_config(&dir, imap_port, imaps_port, &cert_file, &key_file, &options)
+            }
+            Kind::Dovecot => {
+                write_dovecot_config(&dir, imap_port, imaps_port, &cert_file, &key_file, &options)
+            }
+        };
+        let mut server = TestServer {
+            kind,
+            dir,
+            imap_port,
+            imaps_port,
+            ca_file,
+            config_file,
+            options,
+            child: None,
+            _tmp: tmp,
+        };
+        server.spawn();
+        server
+    }
+
+    /// The default user's Maildir root (INBOX).
+    pub fn maildir(&self) -> PathBuf {
+        self.dir.join("mail").join(USER).join("Maildir")
+    }
+
+    /// The server's stderr/log file, for failure messages.
+    pub fn log(&self) -> String {
+        let mut s = fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        if let Ok(d) = fs::read_to_string(self.dir.join("dovecot.log")) {
+            s.push_str(&d);
+        }
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::File::create(self.dir.join("server.log")).expect("server.log");
+        let log2 = log.try_clone().expect("clone log");
+        let mut cmd = match self.kind {
+            Kind::Nestbox => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_nestbox"));
+                c.arg("serve").arg("-c").arg(&self.config_file);
+                c.env("RUST_LOG", "info").env("NO_COLOR", "1");
+                c
+            }
+            Kind::Dovecot => {
+                let bin = dovecot_binary().expect("dovecot is not installed");
+                let mut c = Command::new(bin);
+                c.arg("-F").arg("-c").arg(&self.config_file);
+                c
+            }
+        };
+        // Dates (INTERNALDATE) are shown in the server's zone: make it the same everywhere.
+        cmd.env("TZ", "UTC");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        let child = cmd.spawn().expect("start server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("server exited early with {status}; log:\n{}", self.log());
+                }
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.imap_port)) {
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                let mut line = String::new();
+                let mut r = BufReader::new(&mut s);
+                if r.read_line(&mut line).is_ok() && line.starts_with("* OK") {
+                    let _ = s.write_all(b"z LOGOUT\r\n");
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "server did not greet on 127.0.0.1:{} within {:?}; log:\n{}",
+                    self.imap_port,
+                    READY_TIMEOUT,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the server by PID: SIGTERM, wait up to a few seconds, then SIGKILL.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) on the PID of a child we spawned and have not yet reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Stop and start the same server on the same directory and ports.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// A cleartext connection to the IMAP port, greeting not yet read.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.imap_port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        s.set_write_timeout(Some(Duration::from_secs(10))).ok();
+        s
+    }
+
+    /// The environment a client subprocess (Python, mbsync scripts) needs to reach this server.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("IMAP_HOST".into(), "127.0.0.1".into()),
+            ("IMAP_PORT".into(), self.imap_port.to_string()),
+            ("IMAPS_PORT".into(), self.imaps_port.to_string()),
+            ("IMAP_USER".into(), USER.into()),
+            ("IMAP_PASSWORD".into(), PASSWORD.into()),
+            ("IMAP_USER2".into(), USER2.into()),
+            ("IMAP_PASSWORD2".into(), PASSWORD2.into()),
+            ("IMAP_CA_FILE".into(), self.ca_file.display().to_string()),
+            ("IMAP_MAILDIR".into(), self.maildir().display().to_string()),
+            (
+                "IMAP_SERVER_KIND".into(),
+                format!("{:?}", self.kind).to_lowercase(),
+            ),
+            (
+                "IMAP_PLAINTEXT_ON_LOOPBACK".into(),
+                if self.options.plaintext_on_loopback {
+                    "1"
+                } else {
+                    "0"
+                }
+                .into(),
+            ),
+        ]
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_nestbox_config(
+    dir: &Path,
+    imap_port: u16,
+    imaps_port: u16,
+    cert: &Path,
+    key: &Path,
+    o: &Options,
+) -> PathBuf {
+    let mut cfg = format!(
+        r#"hostname = "test.local"
+[imap]
+listen = ["127.0.0.1:{imap_port}"]
+listen_tls = ["127.0.0.1:{imaps_port}"]
+[pop3]
+listen = []
+listen_tls = []
+[tls]
+cert = "{cert}"
+key = "{key}"
+[auth]
+backend = "passwd-file"
+passwd_file = "{dir}/users"
+plaintext_on_loopback = {plain}
+[mail]
+maildir = "{dir}/mail/%u/Maildir"
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        dir = dir.display(),
+        plain = o.plaintext_on_loopback,
+    );
+    if let Some(n) = o.max_literal_bytes {
+        cfg.push_str(&format!("[limits]\nmax_literal_bytes = \"{n}\"\n"));
+    }
+    let path = dir.join("nestbox.toml");
+    fs::write(&path, cfg).expect("write nestbox.toml");
+    path
+}
+
+/// The invoking user's name, uid and gid: Dovecot runs all its processes as this user so that
+/// the same config works as root (CI) and as a developer.
+fn current_user() -> (String, u32, u32) {
+    // SAFETY: getuid/getgid cannot fail; getpwuid returns a pointer into static storage that we
+    // copy out of immediately, in a single-threaded section of test setup.
+    unsafe {
+        let uid = libc::getuid();
+        let gid = libc::getgid();
+        let pw = libc::getpwuid(uid);
+        let name = if pw.is_null() {
+            "root".to_string()
+        } else {
+            std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned()
+        };
+        (name, uid, gid)
+    }
+}
+
+/// uid and gid of a system user.
+fn lookup_user(name: &str) -> Option<(u32, u32)> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getpwnam with a valid C string; the result is copied out at once.
+    unsafe {
+        let pw = libc::getpwnam(c.as_ptr());
+        (!pw.is_null()).then(|| ((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+/// chown -R (test directories only).
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+    if path.is_dir() {
+        for e in fs::read_dir(path).expect("read_dir").flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}
+
+fn write_dovecot_config(
+    dir: &Path,
+    imap_port: u16,
+    imaps_port: u16,
+    cert: &Path,
+    key: &Path,
+    o: &Options,
+) -> PathBuf {
+    let (me, uid, gid) = current_user();
+    // Dovecot refuses to run its login and internal processes as root; as root (CI) use the
+    // unprivileged users Debian's package creates, and let them traverse the temp dir.
+    let (login_user, internal_user) = if uid == 0 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+        ("dovenull".to_string(), "dovecot".to_string())
+    } else {
+        (me.clone(), me.clone())
+    };
+    let user = internal_user.clone();
+    // Dovecot never runs mail processes as uid 0: as root, mail belongs to the `dovecot` user.
+    let (uid, gid) = if uid == 0 {
+        let ids = lookup_user("dovecot").expect("user dovecot (from Debian's dovecot-core)");
+        chown_tree(&dir.join("mail"), ids.0, ids.1);
+        ids
+    } else {
+        (uid, gid)
+    };
+    let d = dir.display();
+    for sub in ["run", "state"] {
+        fs::create_dir_all(dir.join(sub)).expect("dovecot dirs");
+    }
+    let mut group = internal_user.clone();
+    if uid != 0 {
+        // SAFETY: getgrgid returns static storage copied out at once.
+        unsafe {
+            let gr = libc::getgrgid(gid);
+            if !gr.is_null() {
+                group = std::ffi::CStr::from_ptr((*gr).gr_name)
+                    .to_string_lossy()
+                    .into_owned();
+            }
+        }
+    }
+    let cfg = format!(
+        r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = {dpa}
+login_trusted_networks =
+auth_mechanisms = plain login
+default_internal_user = {user}
+default_internal_group = {group}
+default_login_user = {login_user}
+first_valid_uid = {uid}
+last_valid_uid = 0
+first_valid_gid = 0
+mail_location = maildir:{d}/mail/%u/Maildir
+mail_uid = {uid}
+mail_gid = {gid}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/mail/%u
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Drafts {{
+    special_use = \Drafts
+  }}
+  mailbox Sent {{
+    special_use = \Sent
+  }}
+  mailbox Trash {{
+    special_use = \Trash
+  }}
+  mailbox Junk {{
+    special_use = \Junk
+  }}
+  mailbox Archive {{
+    special_use = \Archive
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    user = {user}
+  }}
+  unix_listener stats-writer {{
+    user = {user}
+  }}
+}}
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        dpa = if o.plaintext_on_loopback { "no" } else { "yes" },
+    );
+    let path = dir.join("dovecot.conf");
+    fs::write(&path, cfg).expect("write dovecot.conf");
+    path
+}
+
+/// Read from a stream until `needle` appears or the timeout passes; returns what was read.
+pub fn read_until(stream: &mut TcpStream, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while Instant::now() < deadline {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .ok();
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if String::from_utf8_lossy(&buf).contains(needle) {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A minimal blocking IMAP client for test setup and checks (cleartext loopback LOGIN).
+/// Responses are "logical lines": a literal `{N}` is read with its bytes and the line goes on.
+pub struct ImapClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    tag: u32,
+}
+
+impl ImapClient {
+    /// Connect to the server's cleartext port, read the greeting and log in as `user`.
+    pub fn login(server: &TestServer, user: &str, password: &str) -> ImapClient {
+        let mut c = ImapClient {
+            stream: server.connect(),
+            buf: Vec::new(),
+            tag: 0,
+        };
+        let greeting = c.read_line().expect("greeting");
+        assert!(greeting.starts_with("* OK"), "greeting: {greeting}");
+        c.ok(&format!("LOGIN {user} {password}"));
+        c
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .ok();
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// One logical line without its final CRLF, or None when the server closed.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut out = Vec::new();
+        loop {
+            let i = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if !self.fill() {
+                    return None;
+                }
+            };
+            let line: Vec<u8> = self.buf.drain(..i + 2).take(i).collect();
+            out.extend_from_slice(&line);
+            let lit = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|s| s.strip_suffix('}'))
+                .and_then(|s| s.rfind('{').map(|o| s[o + 1..].to_string()))
+                .and_then(|n| n.parse::<usize>().ok());
+            match lit {
+                Some(n) => {
+                    out.extend_from_slice(b"\r\n");
+                    while self.buf.len() < n {
+                        if !self.fill() {
+                            return None;
+                        }
+                    }
+                    out.extend(self.buf.drain(..n));
+                }
+                None => return Some(String::from_utf8_lossy(&out).into_owned()),
+            }
+        }
+    }
+
+    /// Send a command; return (untagged lines, tagged status line).
+    pub fn command(&mut self, cmd: &str) -> (Vec<String>, String) {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.stream
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .expect("send command");
+        let mut untagged = Vec::new();
+        loop {
+            let line = self
+                .read_line()
+                .unwrap_or_else(|| panic!("connection closed during {cmd}"));
+            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+                return (untagged, rest.to_string());
+            }
+            untagged.push(line);
+        }
+    }
+
+    /// Send a command that must succeed; return its untagged lines.
+    pub fn ok(&mut self, cmd: &str) -> Vec<String> {
+        let (untagged, status) = self.command(cmd);
+        assert!(status.starts_with("OK"), "{cmd} -> {status}");
+        untagged
+    }
+
+    /// `UID FETCH 1:* (UID FLAGS)` of a selected mailbox as (uid, sorted flags) pairs.
+    pub fn uids_and_flags(&mut self) -> Vec<(u32, Vec<String>)> {
+        let re_uid = regex::Regex::new(r"UID (\d+)").expect("re");
+        let re_flags = regex::Regex::new(r"FLAGS \(([^)]*)\)").expect("re");
+        let mut out = Vec::new();
+        for l in self.ok("UID FETCH 1:* (UID FLAGS)") {
+            if !l.contains(" FETCH ") {
+                continue;
+            }
+            let uid = re_uid.captures(&l).and_then(|c| c[1].parse().ok());
+            let flags = re_flags.captures(&l).map(|c| {
+                let mut f: Vec<String> = c[1]
+                    .split_whitespace()
+                    .filter(|f| *f != "\\Recent")
+                    .map(str::to_string)
+                    .collect();
+                f.sort();
+                f
+            });
+            if let (Some(uid), Some(flags)) = (uid, flags) {
+                out.push((uid, flags));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// `LOGOUT`, ignoring the answer.
+    pub fn logout(mut self) {
+        let _ = self.command("LOGOUT");
+    }
+}
