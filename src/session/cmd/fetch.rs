@@ -90,7 +90,6 @@ pub async fn fetch(
     }
     let targets: Vec<Target> = pairs
         .iter()
-        .filter(|(_, u)| !view.is_expunged(*u))
         .map(|&(seq, u)| Target {
             seq,
             uid: u,
@@ -99,37 +98,63 @@ pub async fn fetch(
         })
         .collect();
     let items = Arc::new(items);
+    let mut gone = 0usize;
     let mut iter = targets.into_iter().peekable();
     while iter.peek().is_some() {
         let chunk: Vec<Target> = iter.by_ref().take(CHUNK).collect();
         let f = folder.clone();
         let it = items.clone();
-        let bytes = blocking(move || render_chunk(&f, &chunk, &it)).await??;
+        let (bytes, missing) = blocking(move || render_chunk(&f, &chunk, &it)).await??;
+        gone += missing;
         s.out.extend_from_slice(&bytes);
         s.maybe_flush()
             .await
             .map_err(|_| Status::bad("Connection lost."))?;
     }
+    if gone > 0 {
+        // RFC 2180 §4.1.2 / RFC 9051 §7.1: the client still numbers
+        // messages another session expunged; say so instead of silently
+        // leaving them out. Their EXPUNGE follows at the next chance.
+        return Err(Status::no(
+            Some("EXPUNGEISSUED"),
+            "Some of the requested messages no longer exist.",
+        ));
+    }
     Ok(Status::ok("FETCH completed."))
 }
 
-fn render_chunk(folder: &Folder, chunk: &[Target], items: &[FetchAttr]) -> Result<Vec<u8>, Status> {
+/// Renders a chunk; also returns how many messages could not be rendered
+/// because they are gone.
+fn render_chunk(
+    folder: &Folder,
+    chunk: &[Target],
+    items: &[FetchAttr],
+) -> Result<(Vec<u8>, usize), Status> {
     let metas = folder.messages();
     let mut out = Vec::with_capacity(chunk.len() * 128);
+    let mut gone = 0;
+    // All that is known of an expunged message without its file: its UID.
+    let uid_only = items.iter().all(|i| *i == FetchAttr::Uid);
     for t in chunk {
         let Ok(i) = metas.binary_search_by_key(&t.uid, |m| m.uid) else {
-            // Expunged by someone else since the view was built: nothing to
-            // say about it until its EXPUNGE can be sent.
+            if uid_only {
+                out.extend_from_slice(format!("* {} FETCH (UID {})\r\n", t.seq, t.uid).as_bytes());
+            } else {
+                gone += 1;
+            }
             continue;
         };
         let mark = out.len();
         match render_one(&mut out, folder, &metas[i], t, items) {
             Ok(()) => {}
-            Err(RenderError::Gone) => out.truncate(mark),
+            Err(RenderError::Gone) => {
+                out.truncate(mark);
+                gone += 1;
+            }
             Err(RenderError::Status(st)) => return Err(st),
         }
     }
-    Ok(out)
+    Ok((out, gone))
 }
 
 enum RenderError {
@@ -316,7 +341,12 @@ fn render_one(
                 let spec: Vec<String> = part.iter().map(|p| p.to_string()).collect();
                 let data = binary_of(lazy.get()?, part)?;
                 let data = partial_slice(&data, *partial);
-                let _ = write!(out, "BINARY[{}] ", spec.join("."));
+                // RFC 3516 §4.2: a partial BINARY response names its origin.
+                let _ = write!(out, "BINARY[{}]", spec.join("."));
+                if let Some((off, _)) = partial {
+                    let _ = write!(out, "<{off}>");
+                }
+                out.push(b' ');
                 if data.contains(&0) {
                     out.push(b'~');
                 }
