@@ -48,7 +48,9 @@ fn expected_from_files(maildir: &Path, folder_dir: &str) -> (u32, BTreeMap<u32, 
     // Base name -> info letters, from cur/ and new/.
     let mut files = BTreeMap::new();
     for sub in ["cur", "new"] {
-        for e in fs::read_dir(d.join(sub)).expect("read dir").flatten() {
+        // Git keeps no empty directories: a fixture may lack `new/`.
+        let Ok(entries) = fs::read_dir(d.join(sub)) else { continue };
+        for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let (base, info) = name.split_once(":2,").unwrap_or((&name, ""));
             files.insert(base.to_string(), info.to_string());
