@@ -1,0 +1,312 @@
+//! Correctness cross-check: parse FETCH data into values and compare two servers' answers.
+//!
+//! Owns the normalisation rules, which are deliberately few: a string sent as a literal equals
+//! the same string sent quoted; in BODYSTRUCTURE, strings compare ASCII case-insensitively
+//! because MIME types, subtypes, parameter names and encodings are case-insensitive
+//! (RFC 2045 §5.1, §6.1) and servers legitimately differ in how they spell them. Everything
+//! else must match byte for byte: a difference is a bug in one of the servers.
+//!
+//! Messages are matched by Message-ID rather than UID because each server assigns UIDs to a
+//! fresh Maildir in its own directory-reading order. It never talks to a socket.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One IMAP value from a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// `NIL`
+    Nil,
+    /// An atom or number, as sent.
+    Atom(Vec<u8>),
+    /// A quoted string or literal, unescaped.
+    Str(Vec<u8>),
+    /// A parenthesised list.
+    List(Vec<Value>),
+}
+
+impl Value {
+    /// Canonical text: every string quoted, so literal/quoted spellings compare equal.
+    pub fn canon(&self, fold_case: bool) -> String {
+        let mut s = String::new();
+        self.write(&mut s, fold_case);
+        s
+    }
+
+    fn write(&self, o: &mut String, fold: bool) {
+        match self {
+            Value::Nil => o.push_str("NIL"),
+            Value::Atom(a) => o.push_str(&String::from_utf8_lossy(a)),
+            Value::Str(b) => {
+                let t = String::from_utf8_lossy(b);
+                let t = if fold { t.to_ascii_lowercase() } else { t.into_owned() };
+                let _ = write!(o, "{t:?}");
+            }
+            Value::List(v) => {
+                o.push('(');
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        o.push(' ');
+                    }
+                    x.write(o, fold);
+                }
+                o.push(')');
+            }
+        }
+    }
+
+    /// The string value of a `Str`, if it is one.
+    pub fn as_str(&self) -> Option<&[u8]> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number of an atom, if it is one.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Atom(a) => std::str::from_utf8(a).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Parser over one complete response (line plus literals). Bounded by the input; nesting is
+/// limited so a hostile server cannot overflow the stack.
+struct P<'a> {
+    b: &'a [u8],
+    i: usize,
+    depth: usize,
+}
+
+impl P<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn skip_sp(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.i += 1;
+        }
+    }
+
+    fn value(&mut self) -> Option<Value> {
+        self.skip_sp();
+        match self.peek()? {
+            b'(' => {
+                if self.depth > 100 {
+                    return None;
+                }
+                self.depth += 1;
+                self.i += 1;
+                let mut v = Vec::new();
+                loop {
+                    self.skip_sp();
+                    match self.peek()? {
+                        b')' => {
+                            self.i += 1;
+                            self.depth -= 1;
+                            return Some(Value::List(v));
+                        }
+                        _ => v.push(self.value()?),
+                    }
+                }
+            }
+            b'"' => {
+                self.i += 1;
+                let mut s = Vec::new();
+                loop {
+                    match self.peek()? {
+                        b'\\' => {
+                            s.push(*self.b.get(self.i + 1)?);
+                            self.i += 2;
+                        }
+                        b'"' => {
+                            self.i += 1;
+                            return Some(Value::Str(s));
+                        }
+                        c => {
+                            s.push(c);
+                            self.i += 1;
+                        }
+                    }
+                }
+            }
+            b'{' | b'~' => {
+                if self.peek() == Some(b'~') {
+                    self.i += 1;
+                }
+                let close = self.b[self.i..].iter().position(|&c| c == b'}')? + self.i;
+                let digits = std::str::from_utf8(&self.b[self.i + 1..close]).ok()?;
+                let n: usize = digits.trim_end_matches('+').parse().ok()?;
+                let mut j = close + 1;
+                if self.b.get(j) == Some(&b'\r') {
+                    j += 1;
+                }
+                if self.b.get(j) != Some(&b'\n') {
+                    return None;
+                }
+                let data = self.b.get(j + 1..j + 1 + n)?;
+                self.i = j + 1 + n;
+                Some(Value::Str(data.to_vec()))
+            }
+            _ => {
+                let st = self.i;
+                while let Some(c) = self.peek() {
+                    match c {
+                        b' ' | b')' | b'(' | b'\r' | b'\n' => break,
+                        b'[' => {
+                            // Section specs like BODY[HEADER.FIELDS (FROM)] belong to the atom.
+                            let close = self.b[self.i..].iter().position(|&c| c == b']')?;
+                            self.i += close + 1;
+                        }
+                        _ => self.i += 1,
+                    }
+                }
+                if self.i == st {
+                    return None;
+                }
+                let a = &self.b[st..self.i];
+                Some(if a.eq_ignore_ascii_case(b"NIL") { Value::Nil } else { Value::Atom(a.to_vec()) })
+            }
+        }
+    }
+}
+
+/// Parse `* <n> FETCH (<key> <value> ...)` into (n, key -> value), keys upper-cased.
+pub fn parse_fetch(r: &[u8]) -> Option<(u64, BTreeMap<String, Value>)> {
+    let rest = r.strip_prefix(b"* ")?;
+    let sp = rest.iter().position(|&c| c == b' ')?;
+    let n: u64 = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
+    let rest = &rest[sp + 1..];
+    if !rest.get(..6)?.eq_ignore_ascii_case(b"FETCH ") {
+        return None;
+    }
+    let mut p = P { b: &rest[6..], i: 0, depth: 0 };
+    let Value::List(items) = p.value()? else { return None };
+    let mut m = BTreeMap::new();
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        let Value::Atom(k) = k else { return None };
+        m.insert(String::from_utf8_lossy(&k).to_ascii_uppercase(), v);
+    }
+    Some((n, m))
+}
+
+/// The Message-ID field of an ENVELOPE value (10th element).
+pub fn envelope_message_id(env: &Value) -> Option<String> {
+    let Value::List(v) = env else { return None };
+    v.get(9)?.as_str().map(|s| String::from_utf8_lossy(s).into_owned())
+}
+
+/// What one server answered, keyed by Message-ID, for comparison with another server.
+#[derive(Clone, Debug, Default)]
+pub struct Answers {
+    /// Message-ID -> canonical ENVELOPE.
+    pub envelope: BTreeMap<String, String>,
+    /// Message-ID -> canonical BODYSTRUCTURE.
+    pub bodystructure: BTreeMap<String, String>,
+    /// Message-ID -> RFC822.SIZE.
+    pub size: BTreeMap<String, u64>,
+    /// Search name -> sorted Message-IDs of the hits.
+    pub search: BTreeMap<String, Vec<String>>,
+}
+
+/// Compare two servers' answers; returns human-readable differences (empty when they agree),
+/// at most `limit` per category so a systematic bug does not flood the terminal.
+pub fn compare(a_name: &str, a: &Answers, b_name: &str, b: &Answers, limit: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cat = |what: &str, x: &BTreeMap<String, String>, y: &BTreeMap<String, String>| {
+        let mut n = 0;
+        for (k, va) in x {
+            let vb = y.get(k);
+            if vb != Some(va) {
+                n += 1;
+                if n <= limit {
+                    out.push(format!(
+                        "{what} differs for {k}:\n    {a_name}: {va}\n    {b_name}: {}",
+                        vb.map_or("<missing>", String::as_str)
+                    ));
+                }
+            }
+        }
+        let extra = y.keys().filter(|k| !x.contains_key(*k)).count();
+        if extra > 0 {
+            n += extra;
+            out.push(format!("{what}: {extra} messages only in {b_name}'s answer"));
+        }
+        if n > limit {
+            out.push(format!("{what}: {n} differences in all"));
+        }
+    };
+    cat("ENVELOPE", &a.envelope, &b.envelope);
+    cat("BODYSTRUCTURE", &a.bodystructure, &b.bodystructure);
+    let sa: BTreeMap<String, String> = a.size.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    let sb: BTreeMap<String, String> = b.size.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    cat("RFC822.SIZE", &sa, &sb);
+    let qa: BTreeMap<String, String> = a.search.iter().map(|(k, v)| (k.clone(), v.join(" "))).collect();
+    let qb: BTreeMap<String, String> = b.search.iter().map(|(k, v)| (k.clone(), v.join(" "))).collect();
+    cat("SEARCH", &qa, &qb);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_and_quoted_strings_compare_equal() {
+        let quoted = b"* 3 FETCH (UID 7 ENVELOPE (\"Mon, 1 Jan 2024\" \"Hi \\\"x\\\"\" NIL NIL NIL NIL NIL NIL NIL \"<a@b>\"))\r\n";
+        let literal = b"* 9 FETCH (ENVELOPE (\"Mon, 1 Jan 2024\" {6}\r\nHi \"x\" NIL NIL NIL NIL NIL NIL NIL {5}\r\n<a@b>) UID 7)\r\n";
+        let (n, a) = parse_fetch(quoted).expect("quoted");
+        let (_, b) = parse_fetch(literal).expect("literal");
+        assert_eq!(n, 3);
+        assert_eq!(a["ENVELOPE"].canon(false), b["ENVELOPE"].canon(false));
+        assert_eq!(a["UID"].as_u64(), Some(7));
+        assert_eq!(envelope_message_id(&a["ENVELOPE"]).as_deref(), Some("<a@b>"));
+    }
+
+    #[test]
+    fn parse_table() {
+        let table: &[(&[u8], Option<&str>)] = &[
+            (b"* 1 FETCH (FLAGS (\\Seen $NotJunk) UID 4)\r\n", Some("FLAGS=(\\Seen $NotJunk)")),
+            (
+                b"* 1 FETCH (BODY[HEADER.FIELDS (FROM SUBJECT)] {4}\r\nab\r\n)\r\n",
+                Some("BODY[HEADER.FIELDS (FROM SUBJECT)]=\"ab\\r\\n\""),
+            ),
+            (b"* 1 FETCH (BODYSTRUCTURE (\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 3 1))\r\n", Some("BODYSTRUCTURE=(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 3 1)")),
+            (b"* 1 FETCH (UID 4\r\n", None),
+            (b"* 1 FETCH (X {99}\r\nab)\r\n", None),
+            (b"* 1 EXISTS\r\n", None),
+            (b"* 1 FETCH (X \"unterminated)\r\n", None),
+        ];
+        for (wire, want) in table {
+            let got = parse_fetch(wire).map(|(_, m)| {
+                let (k, v) = m.into_iter().next().expect("one item");
+                format!("{k}={}", v.canon(false))
+            });
+            assert_eq!(got.as_deref(), *want, "{}", String::from_utf8_lossy(wire));
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let mut wire = b"* 1 FETCH (X ".to_vec();
+        wire.extend(std::iter::repeat_n(b'(', 10_000));
+        assert!(parse_fetch(&wire).is_none());
+    }
+
+    #[test]
+    fn compare_reports_differences() {
+        let mut a = Answers::default();
+        a.envelope.insert("<1@x>".into(), "(\"a\")".into());
+        a.search.insert("SUBJECT t".into(), vec!["<1@x>".into()]);
+        let mut b = a.clone();
+        assert!(compare("x", &a, "y", &b, 5).is_empty());
+        b.envelope.insert("<1@x>".into(), "(\"b\")".into());
+        b.search.insert("SUBJECT t".into(), vec![]);
+        let d = compare("x", &a, "y", &b, 5);
+        assert_eq!(d.len(), 2, "{d:?}");
+    }
+}
