@@ -39,7 +39,11 @@ impl Value {
             Value::Atom(a) => o.push_str(&String::from_utf8_lossy(a)),
             Value::Str(b) => {
                 let t = String::from_utf8_lossy(b);
-                let t = if fold { t.to_ascii_lowercase() } else { t.into_owned() };
+                let t = if fold {
+                    t.to_ascii_lowercase()
+                } else {
+                    t.into_owned()
+                };
                 let _ = write!(o, "{t:?}");
             }
             Value::List(v) => {
@@ -168,7 +172,11 @@ impl P<'_> {
                     return None;
                 }
                 let a = &self.b[st..self.i];
-                Some(if a.eq_ignore_ascii_case(b"NIL") { Value::Nil } else { Value::Atom(a.to_vec()) })
+                Some(if a.eq_ignore_ascii_case(b"NIL") {
+                    Value::Nil
+                } else {
+                    Value::Atom(a.to_vec())
+                })
             }
         }
     }
@@ -183,8 +191,14 @@ pub fn parse_fetch(r: &[u8]) -> Option<(u64, BTreeMap<String, Value>)> {
     if !rest.get(..6)?.eq_ignore_ascii_case(b"FETCH ") {
         return None;
     }
-    let mut p = P { b: &rest[6..], i: 0, depth: 0 };
-    let Value::List(items) = p.value()? else { return None };
+    let mut p = P {
+        b: &rest[6..],
+        i: 0,
+        depth: 0,
+    };
+    let Value::List(items) = p.value()? else {
+        return None;
+    };
     let mut m = BTreeMap::new();
     let mut it = items.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -197,7 +211,9 @@ pub fn parse_fetch(r: &[u8]) -> Option<(u64, BTreeMap<String, Value>)> {
 /// The Message-ID field of an ENVELOPE value (10th element).
 pub fn envelope_message_id(env: &Value) -> Option<String> {
     let Value::List(v) = env else { return None };
-    v.get(9)?.as_str().map(|s| String::from_utf8_lossy(s).into_owned())
+    v.get(9)?
+        .as_str()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
 }
 
 /// What one server answered, keyed by Message-ID, for comparison with another server.
@@ -234,7 +250,9 @@ pub fn compare(a_name: &str, a: &Answers, b_name: &str, b: &Answers, limit: usiz
         let extra = y.keys().filter(|k| !x.contains_key(*k)).count();
         if extra > 0 {
             n += extra;
-            out.push(format!("{what}: {extra} messages only in {b_name}'s answer"));
+            out.push(format!(
+                "{what}: {extra} messages only in {b_name}'s answer"
+            ));
         }
         if n > limit {
             out.push(format!("{what}: {n} differences in all"));
@@ -242,11 +260,27 @@ pub fn compare(a_name: &str, a: &Answers, b_name: &str, b: &Answers, limit: usiz
     };
     cat("ENVELOPE", &a.envelope, &b.envelope);
     cat("BODYSTRUCTURE", &a.bodystructure, &b.bodystructure);
-    let sa: BTreeMap<String, String> = a.size.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-    let sb: BTreeMap<String, String> = b.size.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    let sa: BTreeMap<String, String> = a
+        .size
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let sb: BTreeMap<String, String> = b
+        .size
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
     cat("RFC822.SIZE", &sa, &sb);
-    let qa: BTreeMap<String, String> = a.search.iter().map(|(k, v)| (k.clone(), v.join(" "))).collect();
-    let qb: BTreeMap<String, String> = b.search.iter().map(|(k, v)| (k.clone(), v.join(" "))).collect();
+    let qa: BTreeMap<String, String> = a
+        .search
+        .iter()
+        .map(|(k, v)| (k.clone(), v.join(" ")))
+        .collect();
+    let qb: BTreeMap<String, String> = b
+        .search
+        .iter()
+        .map(|(k, v)| (k.clone(), v.join(" ")))
+        .collect();
     cat("SEARCH", &qa, &qb);
     out
 }
@@ -264,18 +298,27 @@ mod tests {
         assert_eq!(n, 3);
         assert_eq!(a["ENVELOPE"].canon(false), b["ENVELOPE"].canon(false));
         assert_eq!(a["UID"].as_u64(), Some(7));
-        assert_eq!(envelope_message_id(&a["ENVELOPE"]).as_deref(), Some("<a@b>"));
+        assert_eq!(
+            envelope_message_id(&a["ENVELOPE"]).as_deref(),
+            Some("<a@b>")
+        );
     }
 
     #[test]
     fn parse_table() {
         let table: &[(&[u8], Option<&str>)] = &[
-            (b"* 1 FETCH (FLAGS (\\Seen $NotJunk) UID 4)\r\n", Some("FLAGS=(\\Seen $NotJunk)")),
+            (
+                b"* 1 FETCH (FLAGS (\\Seen $NotJunk) UID 4)\r\n",
+                Some("FLAGS=(\\Seen $NotJunk)"),
+            ),
             (
                 b"* 1 FETCH (BODY[HEADER.FIELDS (FROM SUBJECT)] {4}\r\nab\r\n)\r\n",
                 Some("BODY[HEADER.FIELDS (FROM SUBJECT)]=\"ab\\r\\n\""),
             ),
-            (b"* 1 FETCH (BODYSTRUCTURE (\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 3 1))\r\n", Some("BODYSTRUCTURE=(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 3 1)")),
+            (
+                b"* 1 FETCH (BODYSTRUCTURE (\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 3 1))\r\n",
+                Some("BODYSTRUCTURE=(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 3 1)"),
+            ),
             (b"* 1 FETCH (UID 4\r\n", None),
             (b"* 1 FETCH (X {99}\r\nab)\r\n", None),
             (b"* 1 EXISTS\r\n", None),

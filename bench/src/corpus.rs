@@ -108,7 +108,9 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator whose stream depends only on the given words.
     pub fn new(seed: u64, a: u64, b: u64) -> Rng {
-        let mut r = Rng(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
+        let mut r = Rng(seed
+            ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
         r.next();
         r
     }
@@ -134,18 +136,120 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
-    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
-    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
-    "been", "if", "more", "when", "will", "would", "who", "so", "no", "server", "mailbox",
-    "message", "folder", "invoice", "meeting", "quarterly", "report", "schedule", "deploy",
-    "release", "kernel", "compiler", "borrow", "checker", "lifetime", "trait", "async",
-    "runtime", "socket", "latency", "throughput", "budget", "garden", "holiday", "weather",
-    "coffee", "bicycle", "mountain", "river", "library", "concert", "ticket", "dinner",
-    "project", "deadline", "review", "patch", "branch", "merge", "conflict", "tomorrow",
-    "yesterday", "morning", "evening", "please", "thanks", "regards", "attached", "draft",
-    "proposal", "contract", "customer", "support", "question", "answer", "update", "status",
-    "network", "backup", "restore", "migration", "database", "index", "query", "cache",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "server",
+    "mailbox",
+    "message",
+    "folder",
+    "invoice",
+    "meeting",
+    "quarterly",
+    "report",
+    "schedule",
+    "deploy",
+    "release",
+    "kernel",
+    "compiler",
+    "borrow",
+    "checker",
+    "lifetime",
+    "trait",
+    "async",
+    "runtime",
+    "socket",
+    "latency",
+    "throughput",
+    "budget",
+    "garden",
+    "holiday",
+    "weather",
+    "coffee",
+    "bicycle",
+    "mountain",
+    "river",
+    "library",
+    "concert",
+    "ticket",
+    "dinner",
+    "project",
+    "deadline",
+    "review",
+    "patch",
+    "branch",
+    "merge",
+    "conflict",
+    "tomorrow",
+    "yesterday",
+    "morning",
+    "evening",
+    "please",
+    "thanks",
+    "regards",
+    "attached",
+    "draft",
+    "proposal",
+    "contract",
+    "customer",
+    "support",
+    "question",
+    "answer",
+    "update",
+    "status",
+    "network",
+    "backup",
+    "restore",
+    "migration",
+    "database",
+    "index",
+    "query",
+    "cache",
 ];
 
 const UTF8_LINES: &[&str] = &[
@@ -207,14 +311,37 @@ pub fn generate(out: &Path, messages: usize, seed: u64) -> io::Result<Expected> 
         fs::remove_dir_all(&root)?;
     }
     let folders = [
-        FolderSpec { name: "INBOX", dir: "", count: messages },
-        FolderSpec { name: "Sent", dir: ".Sent", count: messages / 20 },
-        FolderSpec { name: "Archive", dir: ".Archive", count: messages / 10 },
-        FolderSpec { name: "Lists/rust", dir: ".Lists.rust", count: messages / 20 },
+        FolderSpec {
+            name: "INBOX",
+            dir: "",
+            count: messages,
+        },
+        FolderSpec {
+            name: "Sent",
+            dir: ".Sent",
+            count: messages / 20,
+        },
+        FolderSpec {
+            name: "Archive",
+            dir: ".Archive",
+            count: messages / 10,
+        },
+        FolderSpec {
+            name: "Lists/rust",
+            dir: ".Lists.rust",
+            count: messages / 20,
+        },
     ];
-    let mut exp = Expected { inbox: messages, ..Expected::default() };
+    let mut exp = Expected {
+        inbox: messages,
+        ..Expected::default()
+    };
     for (fi, f) in folders.iter().enumerate() {
-        let dir = if f.dir.is_empty() { root.clone() } else { root.join(f.dir) };
+        let dir = if f.dir.is_empty() {
+            root.clone()
+        } else {
+            root.join(f.dir)
+        };
         for sub in ["cur", "new", "tmp"] {
             fs::create_dir_all(dir.join(sub))?;
         }
@@ -223,7 +350,10 @@ pub fn generate(out: &Path, messages: usize, seed: u64) -> io::Result<Expected> 
             exp.folders.push((f.name.to_string(), f.count));
         }
         // Keyword letters a, b, c are used in every folder (see `flags_for`).
-        fs::write(dir.join("dovecot-keywords"), b"0 $NotJunk\n1 work\n2 $label1\n")?;
+        fs::write(
+            dir.join("dovecot-keywords"),
+            b"0 $NotJunk\n1 work\n2 $label1\n",
+        )?;
         let results = write_folder(&dir, fi as u64, f.count, seed)?;
         for (i, m) in results.into_iter().enumerate() {
             exp.bytes += m.size;
@@ -239,7 +369,10 @@ pub fn generate(out: &Path, messages: usize, seed: u64) -> io::Result<Expected> 
             let _ = i;
         }
     }
-    fs::write(root.join("subscriptions"), b"V\t2\n\nSent\nArchive\nLists\trust\n")?;
+    fs::write(
+        root.join("subscriptions"),
+        b"V\t2\n\nSent\nArchive\nLists\trust\n",
+    )?;
     fs::write(out.join("expected.json"), exp.to_json())?;
     Ok(exp)
 }
@@ -257,12 +390,22 @@ struct Written {
 /// harness APPENDs and delivers these (folders 7 and up keep them apart from the corpus).
 pub fn message_bytes(seed: u64, folder: u64, i: usize) -> Vec<u8> {
     let mut rng = Rng::new(seed, folder, i as u64);
-    build_message(&mut rng, seed, folder, i, BASE_TIME + 86_400 * 400 + i as u64, false, false)
+    build_message(
+        &mut rng,
+        seed,
+        folder,
+        i,
+        BASE_TIME + 86_400 * 400 + i as u64,
+        false,
+        false,
+    )
 }
 
 /// Write one folder's messages on all available cores; results come back in index order.
 fn write_folder(dir: &Path, folder: u64, count: usize, seed: u64) -> io::Result<Vec<Written>> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
     let mut parts: Vec<io::Result<Vec<(usize, Written)>>> = Vec::new();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -279,7 +422,10 @@ fn write_folder(dir: &Path, folder: u64, count: usize, seed: u64) -> io::Result<
             })
             .collect();
         for h in handles {
-            parts.push(h.join().unwrap_or_else(|_| Err(io::Error::other("generator thread panicked"))));
+            parts.push(
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("generator thread panicked"))),
+            );
         }
     });
     let mut all = Vec::with_capacity(count);
@@ -296,11 +442,17 @@ pub fn message_id(seed: u64, folder: u64, i: usize) -> String {
     format!("<{i}.{folder}.{h:016x}@{HOST}>")
 }
 
-fn write_message(dir: &Path, folder: u64, i: usize, count: usize, seed: u64) -> io::Result<Written> {
+fn write_message(
+    dir: &Path,
+    folder: u64,
+    i: usize,
+    count: usize,
+    seed: u64,
+) -> io::Result<Written> {
     let mut rng = Rng::new(seed, folder, i as u64);
     let time = BASE_TIME + i as u64 * 37 + folder * 7;
-    let subject_hit = folder == 0 && i % SUBJECT_EVERY == 0;
-    let body_hit = folder == 0 && i % BODY_EVERY == 0;
+    let subject_hit = folder == 0 && i.is_multiple_of(SUBJECT_EVERY);
+    let body_hit = folder == 0 && i.is_multiple_of(BODY_EVERY);
     let msg = build_message(&mut rng, seed, folder, i, time, subject_hit, body_hit);
     let size = msg.len() as u64;
     let vsize = size + msg.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -314,13 +466,20 @@ fn write_message(dir: &Path, folder: u64, i: usize, count: usize, seed: u64) -> 
     let path: PathBuf = if in_new {
         dir.join("new").join(base)
     } else {
-        dir.join("cur").join(format!("{base}:2,{}", flags_for(&mut rng, folder)))
+        dir.join("cur")
+            .join(format!("{base}:2,{}", flags_for(&mut rng, folder)))
     };
     let mut f = fs::File::create(&path)?;
     f.write_all(&msg)?;
     // mtime is the delivery time: servers derive INTERNALDATE from it.
     f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(time))?;
-    Ok(Written { message_id: message_id(seed, folder, i), size, vsize, subject_hit, body_hit })
+    Ok(Written {
+        message_id: message_id(seed, folder, i),
+        size,
+        vsize,
+        subject_hit,
+        body_hit,
+    })
 }
 
 /// Maildir info flags, letters in ASCII order (upper-case system flags, then keywords a..c).
@@ -467,7 +626,7 @@ fn prose(rng: &mut Rng, bytes: usize, utf8: bool, plant: bool) -> String {
     let mut lines = 0;
     while s.len() < bytes {
         if utf8 && line.is_empty() && rng.pct(8) {
-            s.push_str(*rng.pick(UTF8_LINES));
+            s.push_str(rng.pick::<&str>(UTF8_LINES));
             s.push('\n');
             lines += 1;
             continue;
@@ -521,7 +680,10 @@ fn text_part(subtype: &str, text: &str, cte: Cte) -> String {
         Cte::EightBit => ("8bit", text.to_string()),
         Cte::Qp => ("quoted-printable", encode_qp(text.as_bytes(), &[])),
         Cte::QpSplitTerm => {
-            let splits: Vec<usize> = text.find(BODY_TERM).map(|p| vec![p + 4]).unwrap_or_default();
+            let splits: Vec<usize> = text
+                .find(BODY_TERM)
+                .map(|p| vec![p + 4])
+                .unwrap_or_default();
             ("quoted-printable", encode_qp(text.as_bytes(), &splits))
         }
         Cte::Base64 => ("base64", encode_b64_lines(text.as_bytes())),
@@ -547,7 +709,10 @@ fn attachment(rng: &mut Rng, bytes: usize) -> String {
         ("application/pdf", "report.pdf"),
         ("image/png", "photo.png"),
         ("application/zip", "archive.zip"),
-        ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "budget.xlsx"),
+        (
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "budget.xlsx",
+        ),
     ];
     let (ct, file) = *rng.pick(kinds);
     let data: Vec<u8> = (0..bytes.max(16)).map(|_| rng.next() as u8).collect();
@@ -581,8 +746,9 @@ pub fn rfc5322_date(t: u64) -> String {
     let secs = t % 86400;
     let (y, m, d) = civil_from_days(days);
     let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
-    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        [(m - 1) as usize];
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
     format!(
         "{wd}, {d} {mon} {y} {:02}:{:02}:{:02} +0100",
         secs / 3600,
@@ -661,15 +827,18 @@ fn build_sized(
     // Which plants need decoding: cycle through the variants so each kind occurs.
     let variant = i / BODY_EVERY % 4;
     let subject_enc = if !subject.is_ascii() || (subject_hit && i / SUBJECT_EVERY % 3 == 1) {
-        if i % 2 == 0 { encode_word_b(&subject) } else { encode_word_q(&subject) }
+        if i.is_multiple_of(2) {
+            encode_word_b(&subject)
+        } else {
+            encode_word_q(&subject)
+        }
     } else {
         subject
     };
     let mut h = String::with_capacity(target + 1024);
     let _ = write!(
         h,
-        "Return-Path: <{bounce}>\nDelivered-To: bench@{HOST}\nReceived: from mx.example.org (mx.example.org [192.0.2.25])\n\tby {HOST} (Postfix) with ESMTPS id 4X{i:08X}\n\tfor <bench@{HOST}>; {date}\n",
-        bounce = "bounce@example.org",
+        "Return-Path: <bounce@example.org>\nDelivered-To: bench@{HOST}\nReceived: from mx.example.org (mx.example.org [192.0.2.25])\n\tby {HOST} (Postfix) with ESMTPS id 4X{i:08X}\n\tfor <bench@{HOST}>; {date}\n",
         date = rfc5322_date(time)
     );
     let _ = write!(h, "Date: {}\nFrom: {from}\nTo: {to}\n", rfc5322_date(time));
@@ -689,15 +858,19 @@ fn build_sized(
         let _ = write!(h, "In-Reply-To: {pid}\nReferences: {}\n", refs.join("\n "));
     }
     if folder == 3 {
-        let _ = write!(h, "List-Id: Rust users <rust.lists.example.org>\nPrecedence: list\n");
+        let _ = write!(
+            h,
+            "List-Id: Rust users <rust.lists.example.org>\nPrecedence: list\n"
+        );
     }
     h.push_str("MIME-Version: 1.0\n");
 
     let kind = if body_hit {
         // Planted body terms: plain 7bit, QP, QP split by a soft break, base64.
+        // plain for 7bit and base64, multipart/alternative for the QP variants.
         match variant {
             0 | 3 => 0,
-            _ => 1,
+            _ => 40,
         }
     } else {
         rng.below(100)
@@ -721,7 +894,12 @@ fn build_sized(
         let text = prose(rng, target.saturating_sub(h.len() + 200), utf8, body_hit);
         text_part("plain", &text, text_cte)
     } else if kind < 60 {
-        let text = prose(rng, target.saturating_sub(h.len() + 400) / 2, utf8, body_hit);
+        let text = prose(
+            rng,
+            target.saturating_sub(h.len() + 400) / 2,
+            utf8,
+            body_hit,
+        );
         let html = html_of(&text);
         let html_cte = match text_cte {
             Cte::SevenBit => Cte::SevenBit,
@@ -731,7 +909,10 @@ fn build_sized(
         multipart(
             "alternative",
             &boundary(1),
-            &[text_part("plain", &text, text_cte), text_part("html", &html, html_cte)],
+            &[
+                text_part("plain", &text, text_cte),
+                text_part("html", &html, html_cte),
+            ],
         )
     } else if kind < 85 {
         let len = 600 + rng.below(2000) as usize;
@@ -748,14 +929,25 @@ fn build_sized(
         let len = 800 + rng.below(2000) as usize;
         let text = prose(rng, len, utf8, body_hit);
         let html = html_of(&text);
-        let png: Vec<u8> = (0..400 + rng.below(1200)).map(|_| rng.next() as u8).collect();
+        let png: Vec<u8> = (0..400 + rng.below(1200))
+            .map(|_| rng.next() as u8)
+            .collect();
         let inline = format!(
             "Content-Type: image/png\nContent-ID: <logo.{i}@{HOST}>\nContent-Disposition: inline\nContent-Transfer-Encoding: base64\n\n{}",
             encode_b64_lines(&png)
         );
-        let related = multipart("related", &boundary(3), &[text_part("html", &html, Cte::Qp), inline]);
-        let alt = multipart("alternative", &boundary(2), &[text_part("plain", &text, text_cte), related]);
-        let att = target.saturating_sub(h.len() + text.len() * 2 + png.len() * 4 / 3 + 1200) * 3 / 4;
+        let related = multipart(
+            "related",
+            &boundary(3),
+            &[text_part("html", &html, Cte::Qp), inline],
+        );
+        let alt = multipart(
+            "alternative",
+            &boundary(2),
+            &[text_part("plain", &text, text_cte), related],
+        );
+        let att =
+            target.saturating_sub(h.len() + text.len() * 2 + png.len() * 4 / 3 + 1200) * 3 / 4;
         multipart("mixed", &boundary(1), &[alt, attachment(rng, att)])
     } else {
         // Forwarded message: mixed [ plain, message/rfc822 [ alternative ] ].
@@ -771,10 +963,17 @@ fn build_sized(
             multipart(
                 "alternative",
                 &boundary(2),
-                &[text_part("plain", &inner_text, Cte::SevenBit), text_part("html", &html_of(&inner_text), Cte::SevenBit)]
+                &[
+                    text_part("plain", &inner_text, Cte::SevenBit),
+                    text_part("html", &html_of(&inner_text), Cte::SevenBit)
+                ]
             )
         );
-        multipart("mixed", &boundary(1), &[text_part("plain", &text, text_cte), inner])
+        multipart(
+            "mixed",
+            &boundary(1),
+            &[text_part("plain", &text, text_cte), inner],
+        )
     };
     h.push_str(&body);
     h.into_bytes()
@@ -821,7 +1020,10 @@ mod tests {
 
     #[test]
     fn encoded_words_stay_short_and_decode() {
-        for s in ["Grüße aus München", "会議の議事録を添付します。よろしくお願いします。"] {
+        for s in [
+            "Grüße aus München",
+            "会議の議事録を添付します。よろしくお願いします。",
+        ] {
             let b = encode_word_b(s);
             for w in b.split("\n ") {
                 assert!(w.len() <= 75, "{w}");
@@ -847,7 +1049,10 @@ mod tests {
                 .expect("read cur")
                 .map(|e| {
                     let e = e.expect("entry");
-                    (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).expect("read"))
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        fs::read(e.path()).expect("read"),
+                    )
                 })
                 .collect();
             v.sort();
@@ -865,7 +1070,11 @@ mod tests {
                 .and_then(|s| s.parse().ok())
                 .expect("S= in name");
             assert_eq!(size, data.len(), "{name}");
-            assert!((MIN_SIZE..=MAX_SIZE).contains(&data.len()), "{name} {}", data.len());
+            assert!(
+                (MIN_SIZE..=MAX_SIZE).contains(&data.len()),
+                "{name} {}",
+                data.len()
+            );
         }
         // The body term never appears in headers, the subject term never in bodies.
         let mut raw_body_hits = 0;
@@ -876,7 +1085,10 @@ mod tests {
             assert!(!body.contains(SUBJECT_TERM));
             raw_body_hits += usize::from(body.contains(BODY_TERM));
         }
-        assert_eq!(raw_body_hits, 3, "planted body terms at 202 (QP split) and 303 (base64) need decoding");
+        assert_eq!(
+            raw_body_hits, 3,
+            "planted body terms at 202 (QP split) and 303 (base64) need decoding"
+        );
         let _ = fs::remove_dir_all(&a);
         let _ = fs::remove_dir_all(&b);
     }

@@ -61,7 +61,12 @@ pub struct Span {
 
 impl Reader {
     fn new(timeout: Duration) -> Reader {
-        Reader { buf: vec![0; 256 * 1024], start: 0, end: 0, timeout }
+        Reader {
+            buf: vec![0; 256 * 1024],
+            start: 0,
+            end: 0,
+            timeout,
+        }
     }
 
     /// The bytes of a response returned by [`Reader::next`].
@@ -87,7 +92,10 @@ impl Reader {
                         scan = need;
                     }
                     None => {
-                        let span = Span { start: self.start, end: self.start + line_end };
+                        let span = Span {
+                            start: self.start,
+                            end: self.start + line_end,
+                        };
                         self.start += line_end;
                         return Ok(span);
                     }
@@ -169,7 +177,12 @@ impl Conn {
             .map_err(|_| err!("connect to {addr} timed out"))?
             .map_err(|e| err!("connect to {addr}: {e}"))?;
         stream.set_nodelay(true)?;
-        let mut c = Conn { stream, rd: Reader::new(timeout), tag: 0, caps: Vec::new() };
+        let mut c = Conn {
+            stream,
+            rd: Reader::new(timeout),
+            tag: 0,
+            caps: Vec::new(),
+        };
         let g = c.rd.next(&mut c.stream).await?;
         let greeting = c.rd.get(g).to_vec();
         if !greeting.starts_with(b"* OK") && !greeting.starts_with(b"* PREAUTH") {
@@ -287,7 +300,11 @@ impl Conn {
     /// APPEND one message with a synchronizing literal (waits for the continuation).
     pub async fn append_sync(&mut self, mailbox: &str, flags: &str, msg: &[u8]) -> Res<()> {
         let tag = self.next_tag();
-        let line = format!("{tag} APPEND {} ({flags}) {{{}}}\r\n", quote(mailbox), msg.len());
+        let line = format!(
+            "{tag} APPEND {} ({flags}) {{{}}}\r\n",
+            quote(mailbox),
+            msg.len()
+        );
         self.stream.write_all(line.as_bytes()).await?;
         loop {
             let s = self.rd.next(&mut self.stream).await?;
@@ -296,7 +313,10 @@ impl Conn {
                 break;
             }
             if let Some(st) = tagged_status(r, &tag) {
-                return Err(err!("APPEND refused ({st:?}): {}", String::from_utf8_lossy(r).trim_end()));
+                return Err(err!(
+                    "APPEND refused ({st:?}): {}",
+                    String::from_utf8_lossy(r).trim_end()
+                ));
             }
         }
         self.stream.write_all(msg).await?;
@@ -306,7 +326,10 @@ impl Conn {
             let r = self.rd.get(s);
             if let Some(st) = tagged_status(r, &tag) {
                 if st != Status::Ok {
-                    return Err(err!("APPEND failed: {}", String::from_utf8_lossy(r).trim_end()));
+                    return Err(err!(
+                        "APPEND failed: {}",
+                        String::from_utf8_lossy(r).trim_end()
+                    ));
                 }
                 return Ok(());
             }
@@ -316,7 +339,9 @@ impl Conn {
     /// Enter IDLE and wait for the continuation; returns the tag to finish it with [`Conn::done`].
     pub async fn idle(&mut self) -> Res<String> {
         let tag = self.next_tag();
-        self.stream.write_all(format!("{tag} IDLE\r\n").as_bytes()).await?;
+        self.stream
+            .write_all(format!("{tag} IDLE\r\n").as_bytes())
+            .await?;
         loop {
             let s = self.rd.next(&mut self.stream).await?;
             let r = self.rd.get(s);
@@ -388,10 +413,15 @@ pub fn exists_count(r: &[u8]) -> Option<u64> {
 pub fn parse_caps(r: &[u8]) -> Vec<String> {
     let s = String::from_utf8_lossy(r);
     let up = s.to_ascii_uppercase();
-    let Some(p) = up.find("CAPABILITY ") else { return Vec::new() };
+    let Some(p) = up.find("CAPABILITY ") else {
+        return Vec::new();
+    };
     let rest = &s[p + "CAPABILITY ".len()..];
     let end = rest.find([']', '\r', '\n']).unwrap_or(rest.len());
-    rest[..end].split_ascii_whitespace().map(|c| c.to_ascii_uppercase()).collect()
+    rest[..end]
+        .split_ascii_whitespace()
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 /// An IMAP quoted string.
@@ -402,8 +432,14 @@ pub fn quote(s: &str) -> String {
 /// Numbers of a `* SEARCH n n n` response (or `* ESEARCH ... ALL set`, not requested here).
 pub fn search_numbers(r: &[u8]) -> Option<Vec<u64>> {
     let s = std::str::from_utf8(r).ok()?;
-    let rest = s.strip_prefix("* SEARCH").or_else(|| s.strip_prefix("* search"))?;
-    Some(rest.split_ascii_whitespace().filter_map(|w| w.parse().ok()).collect())
+    let rest = s
+        .strip_prefix("* SEARCH")
+        .or_else(|| s.strip_prefix("* search"))?;
+    Some(
+        rest.split_ascii_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -422,14 +458,22 @@ mod tests {
             (b"{5}\n", Some(5)),
         ];
         for (line, want) in table {
-            assert_eq!(literal_len(line), *want, "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                literal_len(line),
+                *want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
     #[test]
     fn statuses_and_exists() {
         assert_eq!(tagged_status(b"b1 OK done\r\n", "b1"), Some(Status::Ok));
-        assert_eq!(tagged_status(b"b1 NO [TRYCREATE] x\r\n", "b1"), Some(Status::No));
+        assert_eq!(
+            tagged_status(b"b1 NO [TRYCREATE] x\r\n", "b1"),
+            Some(Status::No)
+        );
         assert_eq!(tagged_status(b"b1 BAD x\r\n", "b1"), Some(Status::Bad));
         assert_eq!(tagged_status(b"b12 OK x\r\n", "b1"), None);
         assert_eq!(exists_count(b"* 17 EXISTS\r\n"), Some(17));
@@ -445,7 +489,8 @@ mod tests {
     /// Feed a response stream in every chunking and check the framer yields the same responses.
     #[tokio::test]
     async fn framer_handles_literals_split_anywhere() {
-        let wire: &[u8] = b"* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n* 2 FETCH (X {0}\r\n)\r\nb1 OK done\r\n";
+        let wire: &[u8] =
+            b"* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n* 2 FETCH (X {0}\r\n)\r\nb1 OK done\r\n";
         let want: Vec<&[u8]> = vec![
             b"* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n",
             b"* 2 FETCH (X {0}\r\n)\r\n",

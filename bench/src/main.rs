@@ -26,7 +26,10 @@ use crate::servers::{Kind, Server};
 use crate::workload::{Outcome, Plan};
 
 #[derive(Parser, Debug)]
-#[command(name = "nestbox-bench", about = "Benchmark nestbox side by side with Dovecot")]
+#[command(
+    name = "nestbox-bench",
+    about = "Benchmark nestbox side by side with Dovecot"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -62,7 +65,8 @@ struct RunArgs {
     #[arg(long)]
     quick: bool,
     /// Targets in order, the first is the baseline of the ratios: dovecot, nestbox
-    /// (a name may repeat: `dovecot,dovecot` is a dry run of the ratio code).
+    /// (a name may repeat: `dovecot,dovecot` is a dry run of the ratio code; the
+    /// second is labelled `dovecot-2`).
     #[arg(long, default_value = "dovecot,nestbox", value_delimiter = ',')]
     servers: Vec<String>,
     /// Write results as JSON to this file.
@@ -103,7 +107,11 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Generate { messages, seed, out } => {
+        Cmd::Generate {
+            messages,
+            seed,
+            out,
+        } => {
             let t = Instant::now();
             match corpus::generate(&out, messages, seed) {
                 Ok(exp) => {
@@ -133,20 +141,36 @@ fn machine() -> Vec<(&'static str, String)> {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+        })
         .and_then(|k| k.parse::<u64>().ok())
-        .map_or("?".into(), |k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0));
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+        .map_or("?".into(), |k| {
+            format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0)
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     vec![
         ("nproc", nproc.to_string()),
         ("cpu", cpu),
         ("ram", mem),
         ("kernel", kernel),
-        ("dovecot", servers::dovecot_version().unwrap_or_else(|| "not installed".into())),
+        (
+            "dovecot",
+            servers::dovecot_version().unwrap_or_else(|| "not installed".into()),
+        ),
     ]
 }
 
@@ -165,7 +189,10 @@ fn run(a: RunArgs) -> ExitCode {
     };
     let nofile = servers::raise_nofile();
     if (nofile as usize) < plan.idle_conns * 2 + 200 {
-        eprintln!("warning: RLIMIT_NOFILE is {nofile}; {} idle connections may fail", plan.idle_conns);
+        eprintln!(
+            "warning: RLIMIT_NOFILE is {nofile}; {} idle connections may fail",
+            plan.idle_conns
+        );
     }
     let mach = machine();
     for (k, v) in &mach {
@@ -173,7 +200,10 @@ fn run(a: RunArgs) -> ExitCode {
     }
     let (work, temp) = match &a.work {
         Some(w) => (w.clone(), false),
-        None => (std::env::temp_dir().join(format!("nestbox-bench-{}", std::process::id())), true),
+        None => (
+            std::env::temp_dir().join(format!("nestbox-bench-{}", std::process::id())),
+            true,
+        ),
     };
     if let Err(e) = std::fs::create_dir_all(&work) {
         eprintln!("work dir {}: {e}", work.display());
@@ -193,7 +223,10 @@ fn run(a: RunArgs) -> ExitCode {
         t.elapsed().as_secs_f64(),
         a.seed
     );
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tokio runtime: {e}");
@@ -205,7 +238,11 @@ fn run(a: RunArgs) -> ExitCode {
     let mut skipped: Vec<String> = Vec::new();
     let mut fatal = false;
     for (i, name) in a.servers.iter().enumerate() {
-        let label = if a.servers[..i].contains(name) { format!("{name}#{}", i + 1) } else { name.clone() };
+        let label = if a.servers[..i].contains(name) {
+            format!("{name}-{}", i + 1)
+        } else {
+            name.clone()
+        };
         let started = match name.as_str() {
             "dovecot" => Server::start_dovecot(&label, &mail, &work),
             "nestbox" => Server::start_nestbox(&label, &a.nestbox_bin, &mail, &work),
@@ -226,7 +263,11 @@ fn run(a: RunArgs) -> ExitCode {
                 continue;
             }
         };
-        println!("running workloads against {label} on {} (pid {:?})", srv.addr, srv.pid());
+        println!(
+            "running workloads against {label} on {} (pid {:?})",
+            srv.addr,
+            srv.pid()
+        );
         let t = Instant::now();
         let out = rt.block_on(workload::run_all(&srv, &plan, &exp));
         println!("  {label}: done in {:.1} s", t.elapsed().as_secs_f64());
@@ -256,7 +297,10 @@ fn run(a: RunArgs) -> ExitCode {
     println!("\n{}", table(&results));
     if results.len() >= 2 {
         if diffs.is_empty() {
-            println!("cross-check: {} agree on ENVELOPE, BODYSTRUCTURE, RFC822.SIZE and SEARCH", names(&results));
+            println!(
+                "cross-check: {} agree on ENVELOPE, BODYSTRUCTURE, RFC822.SIZE and SEARCH",
+                names(&results)
+            );
         } else {
             println!("cross-check: {} differences:", diffs.len());
             for d in &diffs {
@@ -277,9 +321,15 @@ fn run(a: RunArgs) -> ExitCode {
     } else {
         println!("work directory kept: {}", work.display());
     }
-    let wrong: usize = results.iter().map(|(_, o)| o.errors.len() + o.mismatches.len()).sum();
+    let wrong: usize = results
+        .iter()
+        .map(|(_, o)| o.errors.len() + o.mismatches.len())
+        .sum();
     if fatal || (a.check && (wrong > 0 || !diffs.is_empty())) {
-        println!("check: FAILED ({wrong} failed or wrong workloads, {} cross-check differences)", diffs.len());
+        println!(
+            "check: FAILED ({wrong} failed or wrong workloads, {} cross-check differences)",
+            diffs.len()
+        );
         return ExitCode::FAILURE;
     }
     if a.check {
@@ -289,7 +339,10 @@ fn run(a: RunArgs) -> ExitCode {
 }
 
 fn names(r: &[(String, Outcome)]) -> String {
-    r.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" and ")
+    r.iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 /// The ratio candidate/baseline of one workload, when both measured it.
@@ -310,7 +363,9 @@ fn fmt_val(v: f64, unit: workload::Unit) -> String {
 
 /// Workload | one column per server | ratio of each later server to the first.
 fn table(r: &[(String, Outcome)]) -> String {
-    let Some((_, base)) = r.first() else { return "no results".into() };
+    let Some((_, base)) = r.first() else {
+        return "no results".into();
+    };
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut head = vec!["workload".to_string()];
     head.extend(r.iter().map(|(n, _)| n.clone()));
@@ -329,14 +384,21 @@ fn table(r: &[(String, Outcome)]) -> String {
     for (name, unit) in &names {
         let mut row = vec![name.clone()];
         for (_, o) in r {
-            row.push(o.measures.iter().find(|m| m.name == *name).map_or("-".into(), |m| fmt_val(m.value, *unit)));
+            row.push(
+                o.measures
+                    .iter()
+                    .find(|m| m.name == *name)
+                    .map_or("-".into(), |m| fmt_val(m.value, *unit)),
+            );
         }
         for (_, o) in &r[1..] {
             row.push(ratio(base, o, name).map_or("-".into(), |x| format!("{x:.2}")));
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut s = String::new();
     for (ri, row) in rows.iter().enumerate() {
         for (i, cell) in row.iter().enumerate() {
@@ -364,9 +426,18 @@ fn json(
     diffs: &[String],
     skipped: &[String],
 ) -> String {
-    let num = |x: f64| if x.is_finite() { format!("{x:.6}") } else { "null".into() };
+    let num = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.6}")
+        } else {
+            "null".into()
+        }
+    };
     let mut s = String::from("{\n");
-    let m: Vec<String> = mach.iter().map(|(k, v)| format!("{}:{}", json_str(k), json_str(v))).collect();
+    let m: Vec<String> = mach
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
     let _ = writeln!(s, "  \"machine\": {{{}}},", m.join(","));
     let _ = writeln!(
         s,
@@ -392,7 +463,11 @@ fn json(
                     json_str(&m.name),
                     json_str(m.unit.name()),
                     num(m.value),
-                    m.samples.iter().map(|x| num(*x)).collect::<Vec<_>>().join(","),
+                    m.samples
+                        .iter()
+                        .map(|x| num(*x))
+                        .collect::<Vec<_>>()
+                        .join(","),
                     json_str(&m.note)
                 )
             })
@@ -415,15 +490,37 @@ fn json(
             for m in &c.measures {
                 if let Some(x) = ratio(base, c, &m.name) {
                     let key = format!("{} ({cn}/{bn})", m.name);
-                    let _ = write!(s, "{}\n    {}: {}", if first { "" } else { "," }, json_str(&key), num(x));
+                    let _ = write!(
+                        s,
+                        "{}\n    {}: {}",
+                        if first { "" } else { "," },
+                        json_str(&key),
+                        num(x)
+                    );
                     first = false;
                 }
             }
         }
     }
     s.push_str("\n  },\n");
-    let _ = writeln!(s, "  \"cross_check_differences\": [{}],", diffs.iter().map(|d| json_str(d)).collect::<Vec<_>>().join(","));
-    let _ = writeln!(s, "  \"skipped\": [{}]", skipped.iter().map(|d| json_str(d)).collect::<Vec<_>>().join(","));
+    let _ = writeln!(
+        s,
+        "  \"cross_check_differences\": [{}],",
+        diffs
+            .iter()
+            .map(|d| json_str(d))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let _ = writeln!(
+        s,
+        "  \"skipped\": [{}]",
+        skipped
+            .iter()
+            .map(|d| json_str(d))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     s.push_str("}\n");
     s
 }

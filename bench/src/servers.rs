@@ -32,7 +32,7 @@ pub enum Kind {
 /// A running server with its own copy of the mail.
 #[derive(Debug)]
 pub struct Server {
-    /// Label in reports (`dovecot`, `nestbox`, `dovecot#2`).
+    /// Label in reports (`dovecot`, `nestbox`, `dovecot-2`).
     pub label: String,
     /// Implementation.
     pub kind: Kind,
@@ -99,10 +99,12 @@ pub fn find_dovecot() -> Result<PathBuf, String> {
             return Ok(PathBuf::from(p));
         }
     }
-    Err("dovecot not found: install Debian's dovecot-imapd (`sudo apt-get install dovecot-imapd`; \
+    Err(
+        "dovecot not found: install Debian's dovecot-imapd (`sudo apt-get install dovecot-imapd`; \
          `bench/run` does this itself when run as root), then stop the system instance if you \
          do not want it (`sudo systemctl disable --now dovecot`)"
-        .into())
+            .into(),
+    )
 }
 
 /// `dovecot --version`, for the results file.
@@ -122,10 +124,27 @@ impl Server {
         fs::create_dir_all(dir.join("state"))?;
         let maildir = copy_mail(mail, &dir)?;
         let port = free_port()?;
-        let (uid, gid) = (euid(), egid());
+        // Dovecot refuses to serve mail as root (userdb uid 0), so as root the copy is handed to
+        // `nobody`; ownership does not change what is measured.
+        let (mut uid, mut gid) = (euid(), egid());
+        if uid == 0 {
+            (uid, gid) = (65534, 65534);
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{gid}"))
+                .arg(dir.join("home"))
+                .status()?;
+            if !st.success() {
+                return Err(err!(
+                    "chown -R {uid}:{gid} {} failed",
+                    dir.join("home").display()
+                ));
+            }
+        }
         // As root, Dovecot drops privileges to its packaged users; as anyone else it runs every
         // process as that user.
-        let (internal, login) = if uid == 0 && user_exists("dovecot") && user_exists("dovenull") {
+        let (internal, login) = if euid() == 0 && user_exists("dovecot") && user_exists("dovenull")
+        {
             ("dovecot".to_string(), "dovenull".to_string())
         } else {
             (user_name(uid), user_name(uid))
@@ -183,9 +202,13 @@ service imap {{
         );
         let conf_path = dir.join("dovecot.conf");
         fs::write(&conf_path, conf)?;
-        if uid == 0 {
+        if euid() == 0 {
             // The login and internal users must reach the sockets under base_dir.
-            let _ = Command::new("chmod").arg("755").arg(&dir).arg(dir.join("run")).status();
+            let _ = Command::new("chmod")
+                .arg("755")
+                .arg(&dir)
+                .arg(dir.join("run"))
+                .status();
         }
         let log = fs::File::create(dir.join("dovecot.stderr"))?;
         let child = Command::new(bin)
@@ -197,7 +220,14 @@ service imap {{
             .stderr(log)
             .spawn()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut s = Server { label: label.into(), kind: Kind::Dovecot, addr, maildir, dir, child: Some(child) };
+        let mut s = Server {
+            label: label.into(),
+            kind: Kind::Dovecot,
+            addr,
+            maildir,
+            dir,
+            child: Some(child),
+        };
         s.wait_ready()?;
         Ok(s)
     }
@@ -206,7 +236,10 @@ service imap {{
     /// when the binary is missing or does not start listening.
     pub fn start_nestbox(label: &str, bin: &Path, mail: &Path, work: &Path) -> Res<Server> {
         if !bin.exists() {
-            return Err(err!("{} does not exist (build it with `cargo build --release`)", bin.display()));
+            return Err(err!(
+                "{} does not exist (build it with `cargo build --release`)",
+                bin.display()
+            ));
         }
         let dir = work.join(format!("srv-{label}"));
         let _ = fs::remove_dir_all(&dir);
@@ -215,7 +248,15 @@ service imap {{
         let (port, tls_port) = (free_port()?, free_port()?);
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         let st = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
             .args(["-days", "2", "-subj", "/CN=localhost", "-keyout"])
             .arg(&key)
             .arg("-out")
@@ -266,7 +307,14 @@ max_connections_per_ip = 20000
             .stderr(log)
             .spawn()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut s = Server { label: label.into(), kind: Kind::Nestbox, addr, maildir, dir, child: Some(child) };
+        let mut s = Server {
+            label: label.into(),
+            kind: Kind::Nestbox,
+            addr,
+            maildir,
+            dir,
+            child: Some(child),
+        };
         s.wait_ready()?;
         Ok(s)
     }
@@ -279,14 +327,23 @@ max_connections_per_ip = 20000
                 && let Ok(Some(st)) = c.try_wait()
             {
                 self.child = None;
-                return Err(err!("{} exited at start ({st}); see logs in {}", self.label, self.dir.display()));
+                return Err(err!(
+                    "{} exited at start ({st}); its log ends:\n{}",
+                    self.label,
+                    self.log_tail()
+                ));
             }
-            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 self.stop();
-                return Err(err!("{} did not listen on {} within 15 s", self.label, self.addr));
+                return Err(err!(
+                    "{} did not listen on {} within 15 s",
+                    self.label,
+                    self.addr
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -299,7 +356,9 @@ max_connections_per_ip = 20000
 
     /// Memory of the server's whole process tree: (sum of VmRSS, sum of Pss, process count), KiB.
     pub fn memory_kib(&self) -> (u64, u64, usize) {
-        let Some(root) = self.pid() else { return (0, 0, 0) };
+        let Some(root) = self.pid() else {
+            return (0, 0, 0);
+        };
         let pids = process_tree(root);
         let mut rss = 0;
         let mut pss = 0;
@@ -316,6 +375,13 @@ max_connections_per_ip = 20000
             Kind::Dovecot => "dovecot.log",
             Kind::Nestbox => "nestbox.log",
         };
+        if self.kind == Kind::Dovecot {
+            // Start-up errors go to stderr before log_path is open.
+            let early = fs::read_to_string(self.dir.join("dovecot.stderr")).unwrap_or_default();
+            if !early.trim().is_empty() {
+                return early.lines().take(15).collect::<Vec<_>>().join("\n");
+            }
+        }
         let s = fs::read_to_string(self.dir.join(name)).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
@@ -333,7 +399,9 @@ max_connections_per_ip = 20000
             loop {
                 match c.try_wait() {
                     Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
                     _ => {
                         let _ = c.kill();
                         let _ = c.wait();
@@ -359,17 +427,25 @@ impl Drop for Server {
     }
 }
 
-
 /// `root` and all its descendants, from `/proc/*/stat`.
 pub fn process_tree(root: u32) -> Vec<u32> {
     let mut parent = Vec::new();
     if let Ok(rd) = fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { continue };
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
             // The command name may contain spaces and parens: fields start after the last ')'.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-            let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok());
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            let ppid = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<u32>().ok());
             if let Some(pp) = ppid {
                 parent.push((pid, pp));
             }
@@ -387,18 +463,31 @@ pub fn process_tree(root: u32) -> Vec<u32> {
 
 fn status_field(pid: u32, key: &str) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn smaps_pss(pid: u32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    s.lines().find(|l| l.starts_with("Pss:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Raise RLIMIT_NOFILE to the hard limit (1,000 idle connections need as many descriptors on
 /// each side); servers started afterwards inherit it. Returns the new soft limit.
 pub fn raise_nofile() -> u64 {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {

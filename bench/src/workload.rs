@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use crate::check::{self, Answers};
 use crate::corpus::{self, BODY_TERM, Expected, SUBJECT_TERM};
+use crate::err;
 use crate::imap::{self, Conn, Res};
 use crate::servers::{PASS, Server, USER};
-use crate::err;
 
 /// Sizes and repetitions of one run.
 #[derive(Clone, Debug)]
@@ -95,7 +95,13 @@ pub struct Outcome {
 impl Outcome {
     fn push(&mut self, name: &str, unit: Unit, samples: Vec<f64>, note: String) {
         let value = median(&samples);
-        self.measures.push(Measure { name: name.into(), unit, value, samples, note });
+        self.measures.push(Measure {
+            name: name.into(),
+            unit,
+            value,
+            samples,
+            note,
+        });
     }
 
     /// Record a timed workload that was run `samples.len()` times: the first run is reported
@@ -106,7 +112,12 @@ impl Outcome {
             self.push(name, Unit::Secs, vec![first], String::new());
         }
         if samples.len() > 1 {
-            self.push(&format!("{name} (again)"), Unit::Secs, samples[1..].to_vec(), String::new());
+            self.push(
+                &format!("{name} (again)"),
+                Unit::Secs,
+                samples[1..].to_vec(),
+                String::new(),
+            );
         }
     }
 }
@@ -171,7 +182,8 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         match r {
             Ok((n, el)) => {
                 if n != inbox {
-                    out.mismatches.push(format!("SELECT INBOX: EXISTS {n}, generator wrote {inbox}"));
+                    out.mismatches
+                        .push(format!("SELECT INBOX: EXISTS {n}, generator wrote {inbox}"));
                 }
                 if i == 0 {
                     out.push("login_select_cold", Unit::Secs, vec![el], String::new());
@@ -200,8 +212,14 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     }
 
     let fetches = [
-        ("fetch_meta", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"),
-        ("fetch_headers", "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"),
+        (
+            "fetch_meta",
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)",
+        ),
+        (
+            "fetch_headers",
+            "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])",
+        ),
         ("fetch_bodystructure", "FETCH 1:* BODYSTRUCTURE"),
     ];
     for (name, cmd) in fetches {
@@ -210,7 +228,8 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
             match timed(&mut c, cmd).await {
                 Ok((t, n)) => {
                     if n as u64 != inbox {
-                        out.mismatches.push(format!("{name}: {n} FETCH responses for {inbox} messages"));
+                        out.mismatches
+                            .push(format!("{name}: {n} FETCH responses for {inbox} messages"));
                     }
                     samples.push(t);
                 }
@@ -224,8 +243,13 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     }
 
     // 100 whole messages, spread over the mailbox, as 100 pipelined commands.
-    let picks: Vec<u64> = (0..100u64.min(inbox)).map(|k| 1 + k * inbox / 100.min(inbox).max(1)).collect();
-    let cmds: Vec<Vec<u8>> = picks.iter().map(|s| format!("FETCH {s} BODY.PEEK[]").into_bytes()).collect();
+    let picks: Vec<u64> = (0..100u64.min(inbox))
+        .map(|k| 1 + k * inbox / 100.min(inbox).max(1))
+        .collect();
+    let cmds: Vec<Vec<u8>> = picks
+        .iter()
+        .map(|s| format!("FETCH {s} BODY.PEEK[]").into_bytes())
+        .collect();
     let mut samples = Vec::new();
     for _ in 0..plan.iters.max(1) {
         let t = Instant::now();
@@ -234,7 +258,10 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
             Ok(()) => {
                 samples.push(t.elapsed().as_secs_f64());
                 if n != picks.len() {
-                    out.mismatches.push(format!("fetch_100_full: {n} responses for {} commands", picks.len()));
+                    out.mismatches.push(format!(
+                        "fetch_100_full: {n} responses for {} commands",
+                        picks.len()
+                    ));
                 }
             }
             Err(e) => {
@@ -248,14 +275,22 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     // SEARCH, timed; hits are checked after the cross-check pass maps UIDs to Message-IDs.
     let mut search_uids: Vec<(String, Vec<u64>)> = Vec::new();
     for (name, cmd) in [
-        ("search_subject", format!("UID SEARCH SUBJECT {SUBJECT_TERM}")),
+        (
+            "search_subject",
+            format!("UID SEARCH SUBJECT {SUBJECT_TERM}"),
+        ),
         ("search_body", format!("UID SEARCH BODY {BODY_TERM}")),
     ] {
         let mut samples = Vec::new();
         for _ in 0..plan.iters.max(1) {
             let t = Instant::now();
             let mut uids = Vec::new();
-            match c.run_ok(&cmd, |r| uids.extend(imap::search_numbers(r).unwrap_or_default())).await {
+            match c
+                .run_ok(&cmd, |r| {
+                    uids.extend(imap::search_numbers(r).unwrap_or_default())
+                })
+                .await
+            {
                 Ok(()) => {
                     samples.push(t.elapsed().as_secs_f64());
                     search_uids.push((cmd.trim_start_matches("UID SEARCH ").to_string(), uids));
@@ -292,7 +327,8 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     .collect();
     if c.has_cap("LITERAL+") {
         for term in ["München", "Счёт", "Grüße"] {
-            let mut cmd = format!("UID SEARCH CHARSET UTF-8 SUBJECT {{{}+}}\r\n", term.len()).into_bytes();
+            let mut cmd =
+                format!("UID SEARCH CHARSET UTF-8 SUBJECT {{{}+}}\r\n", term.len()).into_bytes();
             cmd.extend_from_slice(term.as_bytes());
             extra.push((format!("SUBJECT {term}"), cmd));
         }
@@ -303,7 +339,12 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     }
     for (name, cmd) in extra {
         let mut uids = Vec::new();
-        match c.pipeline(&[cmd], |r| uids.extend(imap::search_numbers(r).unwrap_or_default())).await {
+        match c
+            .pipeline(&[cmd], |r| {
+                uids.extend(imap::search_numbers(r).unwrap_or_default())
+            })
+            .await
+        {
             Ok(()) => search_uids.push((name, uids)),
             Err(e) => out.errors.push(format!("SEARCH {name}: {e}")),
         }
@@ -311,7 +352,12 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     for (name, uids) in &search_uids {
         let mut ids: Vec<String> = uids
             .iter()
-            .map(|u| uid_to_id.get(u).cloned().unwrap_or_else(|| format!("<unknown uid {u}>")))
+            .map(|u| {
+                uid_to_id
+                    .get(u)
+                    .cloned()
+                    .unwrap_or_else(|| format!("<unknown uid {u}>"))
+            })
             .collect();
         ids.sort();
         out.answers.search.insert(name.clone(), ids);
@@ -360,32 +406,44 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
 
 /// Fetch ENVELOPE, BODYSTRUCTURE and RFC822.SIZE of everything; fill `out.answers`, check sizes
 /// against the generator, and return UID -> Message-ID.
-async fn cross_check_pass(c: &mut Conn, out: &mut Outcome, exp: &Expected) -> Res<HashMap<u64, String>> {
+async fn cross_check_pass(
+    c: &mut Conn,
+    out: &mut Outcome,
+    exp: &Expected,
+) -> Res<HashMap<u64, String>> {
     let mut map = HashMap::new();
     let mut bad = 0usize;
     let answers = &mut out.answers;
-    c.run_ok("UID FETCH 1:* (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE)", |r| {
-        let Some((_, m)) = check::parse_fetch(r) else {
-            bad += 1;
-            return;
-        };
-        let (Some(uid), Some(env)) = (m.get("UID").and_then(check::Value::as_u64), m.get("ENVELOPE")) else {
-            bad += 1;
-            return;
-        };
-        let id = check::envelope_message_id(env).unwrap_or_else(|| format!("<no message-id, uid {uid}>"));
-        map.insert(uid, id.clone());
-        answers.envelope.insert(id.clone(), env.canon(false));
-        if let Some(bs) = m.get("BODYSTRUCTURE") {
-            answers.bodystructure.insert(id.clone(), bs.canon(true));
-        }
-        if let Some(sz) = m.get("RFC822.SIZE").and_then(check::Value::as_u64) {
-            answers.size.insert(id, sz);
-        }
-    })
+    c.run_ok(
+        "UID FETCH 1:* (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE)",
+        |r| {
+            let Some((_, m)) = check::parse_fetch(r) else {
+                bad += 1;
+                return;
+            };
+            let (Some(uid), Some(env)) = (
+                m.get("UID").and_then(check::Value::as_u64),
+                m.get("ENVELOPE"),
+            ) else {
+                bad += 1;
+                return;
+            };
+            let id = check::envelope_message_id(env)
+                .unwrap_or_else(|| format!("<no message-id, uid {uid}>"));
+            map.insert(uid, id.clone());
+            answers.envelope.insert(id.clone(), env.canon(false));
+            if let Some(bs) = m.get("BODYSTRUCTURE") {
+                answers.bodystructure.insert(id.clone(), bs.canon(true));
+            }
+            if let Some(sz) = m.get("RFC822.SIZE").and_then(check::Value::as_u64) {
+                answers.size.insert(id, sz);
+            }
+        },
+    )
     .await?;
     if bad > 0 {
-        out.mismatches.push(format!("{bad} FETCH responses could not be parsed"));
+        out.mismatches
+            .push(format!("{bad} FETCH responses could not be parsed"));
     }
     let mut wrong = Vec::new();
     for (id, vsize) in &exp.inbox_ids {
@@ -395,7 +453,11 @@ async fn cross_check_pass(c: &mut Conn, out: &mut Outcome, exp: &Expected) -> Re
         }
     }
     if !wrong.is_empty() {
-        out.mismatches.push(format!("{} RFC822.SIZE/ids wrong, e.g. {}", wrong.len(), wrong[0]));
+        out.mismatches.push(format!(
+            "{} RFC822.SIZE/ids wrong, e.g. {}",
+            wrong.len(),
+            wrong[0]
+        ));
     }
     Ok(map)
 }
@@ -403,12 +465,19 @@ async fn cross_check_pass(c: &mut Conn, out: &mut Outcome, exp: &Expected) -> Re
 /// STATUS MESSAGES of a mailbox.
 async fn status_messages(c: &mut Conn, mailbox: &str) -> Res<u64> {
     let mut n = None;
-    c.run_ok(&format!("STATUS {} (MESSAGES)", imap::quote(mailbox)), |r| {
-        let s = String::from_utf8_lossy(r);
-        if let Some(p) = s.to_ascii_uppercase().find("MESSAGES ") {
-            n = s[p + 9..].trim_end_matches([')', '\r', '\n']).split([' ', ')']).next().and_then(|x| x.parse().ok());
-        }
-    })
+    c.run_ok(
+        &format!("STATUS {} (MESSAGES)", imap::quote(mailbox)),
+        |r| {
+            let s = String::from_utf8_lossy(r);
+            if let Some(p) = s.to_ascii_uppercase().find("MESSAGES ") {
+                n = s[p + 9..]
+                    .trim_end_matches([')', '\r', '\n'])
+                    .split([' ', ')'])
+                    .next()
+                    .and_then(|x| x.parse().ok());
+            }
+        },
+    )
     .await?;
     n.ok_or_else(|| err!("STATUS {mailbox}: no MESSAGES"))
 }
@@ -439,41 +508,73 @@ async fn append_copy_move(c: &mut Conn, srv: &Server, plan: &Plan, out: &mut Out
         let cmds: Vec<Vec<u8>> = msgs
             .iter()
             .map(|m| {
-                let mut v = format!("APPEND bench-append (\\Seen) {{{}+}}\r\n", m.len()).into_bytes();
+                let mut v =
+                    format!("APPEND bench-append (\\Seen) {{{}+}}\r\n", m.len()).into_bytes();
                 v.extend_from_slice(m);
                 v
             })
             .collect();
-        c.pipeline(&cmds, |_| {}).await.map_err(|e| err!("append: {e}"))?;
+        c.pipeline(&cmds, |_| {})
+            .await
+            .map_err(|e| err!("append: {e}"))?;
     } else {
         for m in &msgs {
-            c.append_sync("bench-append", "\\Seen", m).await.map_err(|e| err!("append: {e}"))?;
+            c.append_sync("bench-append", "\\Seen", m)
+                .await
+                .map_err(|e| err!("append: {e}"))?;
         }
     }
-    let note = if plus { "LITERAL+ pipelined" } else { "synchronizing literals" };
-    out.push(&format!("append_{k}"), Unit::Secs, vec![t.elapsed().as_secs_f64()], note.into());
+    let note = if plus {
+        "LITERAL+ pipelined"
+    } else {
+        "synchronizing literals"
+    };
+    out.push(
+        &format!("append_{k}"),
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        note.into(),
+    );
     let n = status_messages(c, "bench-append").await?;
     if n != k as u64 {
-        out.mismatches.push(format!("APPEND: bench-append has {n} messages, appended {k}"));
+        out.mismatches.push(format!(
+            "APPEND: bench-append has {n} messages, appended {k}"
+        ));
     }
 
     let t = Instant::now();
-    c.run_ok(&format!("COPY 1:{k} bench-copy"), |_| {}).await.map_err(|e| err!("copy: {e}"))?;
-    out.push(&format!("copy_{k}"), Unit::Secs, vec![t.elapsed().as_secs_f64()], String::new());
+    c.run_ok(&format!("COPY 1:{k} bench-copy"), |_| {})
+        .await
+        .map_err(|e| err!("copy: {e}"))?;
+    out.push(
+        &format!("copy_{k}"),
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        String::new(),
+    );
 
     if c.has_cap("MOVE") {
         select(c, "bench-copy").await?;
         let t = Instant::now();
-        c.run_ok(&format!("MOVE 1:{k} bench-move"), |_| {}).await.map_err(|e| err!("move: {e}"))?;
-        out.push(&format!("move_{k}"), Unit::Secs, vec![t.elapsed().as_secs_f64()], String::new());
+        c.run_ok(&format!("MOVE 1:{k} bench-move"), |_| {})
+            .await
+            .map_err(|e| err!("move: {e}"))?;
+        out.push(
+            &format!("move_{k}"),
+            Unit::Secs,
+            vec![t.elapsed().as_secs_f64()],
+            String::new(),
+        );
         let (nc, nm) = (status_messages(c, "bench-move").await?, 0);
         let _ = nm;
         if nc != k as u64 {
-            out.mismatches.push(format!("MOVE: bench-move has {nc} messages, moved {k}"));
+            out.mismatches
+                .push(format!("MOVE: bench-move has {nc} messages, moved {k}"));
         }
         c.run_ok("UNSELECT", |_| {}).await.ok();
     } else {
-        out.errors.push("move: server does not announce MOVE".into());
+        out.errors
+            .push("move: server does not announce MOVE".into());
     }
     Ok(())
 }
@@ -487,7 +588,8 @@ async fn parallel_clients(srv: &Server, plan: &Plan, exp: &Expected, out: &mut O
             let mut c = Conn::login(addr, timeout, USER, PASS).await?;
             let exists = select(&mut c, "INBOX").await?;
             let mut n = 0u64;
-            c.run_ok("UID FETCH 1:* (UID FLAGS RFC822.SIZE)", |_| n += 1).await?;
+            c.run_ok("UID FETCH 1:* (UID FLAGS RFC822.SIZE)", |_| n += 1)
+                .await?;
             c.logout().await;
             Ok::<_, imap::Error>((exists, n))
         });
@@ -503,9 +605,18 @@ async fn parallel_clients(srv: &Server, plan: &Plan, exp: &Expected, out: &mut O
     }
     let _ = exp;
     if let Some(e) = errs.first() {
-        return Err(err!("{} of {} clients failed, e.g. {e}", errs.len(), plan.parallel));
+        return Err(err!(
+            "{} of {} clients failed, e.g. {e}",
+            errs.len(),
+            plan.parallel
+        ));
     }
-    out.push(&format!("parallel_{}_select_fetch", plan.parallel), Unit::Secs, vec![t.elapsed().as_secs_f64()], String::new());
+    out.push(
+        &format!("parallel_{}_select_fetch", plan.parallel),
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        String::new(),
+    );
     Ok(())
 }
 
@@ -549,12 +660,25 @@ async fn idle_latency(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
     c.done(&tag).await?;
     c.logout().await;
     let note = if timeouts > 0 {
-        format!("{timeouts} of {} deliveries not seen within {:?} (counted as that)", plan.idle_deliveries, plan.idle_wait)
+        format!(
+            "{timeouts} of {} deliveries not seen within {:?} (counted as that)",
+            plan.idle_deliveries, plan.idle_wait
+        )
     } else {
         String::new()
     };
-    out.push("idle_push_median", Unit::Millis, vec![median(&lat)], note.clone());
-    out.push("idle_push_p99", Unit::Millis, vec![percentile(&lat, 99.0)], note);
+    out.push(
+        "idle_push_median",
+        Unit::Millis,
+        vec![median(&lat)],
+        note.clone(),
+    );
+    out.push(
+        "idle_push_p99",
+        Unit::Millis,
+        vec![percentile(&lat, 99.0)],
+        note,
+    );
     if let Some(m) = out.measures.last_mut() {
         m.samples = lat;
     }
@@ -591,15 +715,34 @@ async fn idle_memory(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
     let n = conns.len().max(1) as f64;
     drop(conns);
     if let Some(e) = errs.first() {
-        return Err(err!("{} of {} idle connections failed, e.g. {e}", errs.len(), plan.idle_conns));
+        return Err(err!(
+            "{} of {} idle connections failed, e.g. {e}",
+            errs.len(),
+            plan.idle_conns
+        ));
     }
     let note = format!(
         "{} connections; {procs0} -> {procs1} processes; RSS {rss0} -> {rss1} KiB; PSS {pss0} -> {pss1} KiB",
         plan.idle_conns
     );
-    out.push("rss_per_idle_conn", Unit::KiB, vec![(rss1.saturating_sub(rss0)) as f64 / n], note.clone());
-    out.push("pss_per_idle_conn", Unit::KiB, vec![(pss1.saturating_sub(pss0)) as f64 / n], note);
-    out.push("rss_total_with_idle", Unit::KiB, vec![rss1 as f64], String::new());
+    out.push(
+        "rss_per_idle_conn",
+        Unit::KiB,
+        vec![(rss1.saturating_sub(rss0)) as f64 / n],
+        note.clone(),
+    );
+    out.push(
+        "pss_per_idle_conn",
+        Unit::KiB,
+        vec![(pss1.saturating_sub(pss0)) as f64 / n],
+        note,
+    );
+    out.push(
+        "rss_total_with_idle",
+        Unit::KiB,
+        vec![rss1 as f64],
+        String::new(),
+    );
     Ok(())
 }
 
