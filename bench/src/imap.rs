@@ -130,7 +130,7 @@ impl Reader {
 }
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 /// If `line` (ending in LF) ends with a literal announcement `{n}`, `{n+}` or `~{n}`, its size.

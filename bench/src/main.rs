@@ -69,6 +69,10 @@ struct RunArgs {
     /// second is labelled `dovecot-2`).
     #[arg(long, default_value = "dovecot,nestbox", value_delimiter = ',')]
     servers: Vec<String>,
+    /// Fail (exit non-zero) when a listed server is skipped, nestbox included: for CI once
+    /// nestbox serves.
+    #[arg(long)]
+    require_all: bool,
     /// Write results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -325,6 +329,13 @@ fn run(a: RunArgs) -> ExitCode {
         .iter()
         .map(|(_, o)| o.errors.len() + o.mismatches.len())
         .sum();
+    if a.require_all && !skipped.is_empty() {
+        println!(
+            "check: FAILED (--require-all and skipped: {})",
+            skipped.join("; ")
+        );
+        return ExitCode::FAILURE;
+    }
     if fatal || (a.check && (wrong > 0 || !diffs.is_empty())) {
         println!(
             "check: FAILED ({wrong} failed or wrong workloads, {} cross-check differences)",
