@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::check::{self, Answers};
@@ -93,6 +94,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether a failure suggests the server no longer answers (a timeout or a closed
+    /// connection): then the remaining workloads are skipped instead of each waiting out its
+    /// own timeout, so a hung server cannot stretch a CI run past its budget.
+    fn wedged(&self) -> bool {
+        self.errors
+            .iter()
+            .any(|e| e.contains("timed out") || e.contains("closed the connection"))
+    }
+
     fn push(&mut self, name: &str, unit: Unit, samples: Vec<f64>, note: String) {
         let value = median(&samples);
         self.measures.push(Measure {
@@ -242,6 +252,9 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         out.push_first_and_again(name, samples);
     }
 
+    if out.wedged() {
+        return out;
+    }
     // 100 whole messages, spread over the mailbox, as 100 pipelined commands.
     let picks: Vec<u64> = (0..100u64.min(inbox))
         .map(|k| 1 + k * inbox / 100.min(inbox).max(1))
@@ -272,6 +285,9 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     }
     out.push("fetch_100_full", Unit::Secs, samples, String::new());
 
+    if out.wedged() {
+        return out;
+    }
     // SEARCH, timed; hits are checked after the cross-check pass maps UIDs to Message-IDs.
     let mut search_uids: Vec<(String, Vec<u64>)> = Vec::new();
     for (name, cmd) in [
@@ -304,6 +320,9 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         out.push(name, Unit::Secs, samples, String::new());
     }
 
+    if out.wedged() {
+        return out;
+    }
     // Cross-check pass (untimed): everything parsed, keyed by Message-ID.
     let uid_to_id = match cross_check_pass(&mut c, &mut out, exp).await {
         Ok(m) => m,
@@ -381,25 +400,54 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         }
     }
 
+    if out.wedged() {
+        return out;
+    }
     // STORE over 1:* (once: a second run would change nothing).
     match timed(&mut c, "UID STORE 1:* +FLAGS.SILENT (\\Seen)").await {
         Ok((t, _)) => out.push("store_seen_all", Unit::Secs, vec![t], String::new()),
         Err(e) => out.errors.push(format!("store: {e}")),
     }
 
+    if out.wedged() {
+        return out;
+    }
     if let Err(e) = append_copy_move(&mut c, srv, plan, &mut out).await {
         out.errors.push(e.to_string());
     }
     c.logout().await;
 
-    if let Err(e) = parallel_clients(srv, plan, exp, &mut out).await {
-        out.errors.push(format!("parallel clients: {e}"));
+    // Each phase below opens its own connections; bound each as a whole too.
+    let bound = plan.timeout * 2;
+    if out.wedged() {
+        return out;
     }
-    if let Err(e) = idle_latency(srv, plan, &mut out).await {
-        out.errors.push(format!("idle latency: {e}"));
+    match tokio::time::timeout(bound, parallel_clients(srv, plan, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("parallel clients: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("parallel clients: timed out after {bound:?}")),
     }
-    if let Err(e) = idle_memory(srv, plan, &mut out).await {
-        out.errors.push(format!("idle memory: {e}"));
+    if out.wedged() {
+        return out;
+    }
+    match tokio::time::timeout(bound, idle_latency(srv, plan, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("idle latency: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("idle latency: timed out after {bound:?}")),
+    }
+    if out.wedged() {
+        return out;
+    }
+    match tokio::time::timeout(bound, idle_memory(srv, plan, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("idle memory: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("idle memory: timed out after {bound:?}")),
     }
     out
 }
@@ -579,7 +627,7 @@ async fn append_copy_move(c: &mut Conn, srv: &Server, plan: &Plan, out: &mut Out
     Ok(())
 }
 
-async fn parallel_clients(srv: &Server, plan: &Plan, exp: &Expected, out: &mut Outcome) -> Res<()> {
+async fn parallel_clients(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
     let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..plan.parallel {
@@ -603,7 +651,6 @@ async fn parallel_clients(srv: &Server, plan: &Plan, exp: &Expected, out: &mut O
             Err(e) => errs.push(format!("task: {e}")),
         }
     }
-    let _ = exp;
     if let Some(e) = errs.first() {
         return Err(err!(
             "{} of {} clients failed, e.g. {e}",
@@ -620,8 +667,9 @@ async fn parallel_clients(srv: &Server, plan: &Plan, exp: &Expected, out: &mut O
     Ok(())
 }
 
-/// Deliver like an MTA: write into tmp/, fsync, rename into new/.
-fn deliver(srv: &Server, seed: u64, i: usize) -> Res<()> {
+/// Prepare a delivery like an MTA: write into tmp/ and fsync. Returns (tmp path, new/ path);
+/// the rename that makes it visible is left to the caller, who times from it.
+fn prepare_delivery(srv: &Server, seed: u64, i: usize) -> Res<(PathBuf, PathBuf)> {
     let msg = corpus::message_bytes(seed, 8, i);
     let name = format!(
         "{}.M{}P{}Q{i}.bench-mta,S={}",
@@ -634,8 +682,7 @@ fn deliver(srv: &Server, seed: u64, i: usize) -> Res<()> {
     let mut f = fs::File::create(&tmp)?;
     f.write_all(&msg)?;
     f.sync_all()?;
-    fs::rename(&tmp, srv.maildir.join("new").join(&name))?;
-    Ok(())
+    Ok((tmp, srv.maildir.join("new").join(&name)))
 }
 
 async fn idle_latency(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
@@ -647,8 +694,9 @@ async fn idle_latency(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
     for i in 0..plan.idle_deliveries {
         // Let the previous notification settle so each delivery is a separate event.
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let (tmp, new) = prepare_delivery(srv, plan.seed, i)?;
         let t = Instant::now();
-        deliver(srv, plan.seed, i)?;
+        fs::rename(&tmp, &new)?;
         exists += 1;
         if c.wait_exists(exists, plan.idle_wait).await? {
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
