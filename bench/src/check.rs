@@ -216,6 +216,82 @@ pub fn envelope_message_id(env: &Value) -> Option<String> {
         .map(|s| String::from_utf8_lossy(s).into_owned())
 }
 
+/// Canonical BODYSTRUCTURE: strings case-folded, and trailing `NIL`s of every list dropped,
+/// because extension data (md5, disposition, language, location) may be cut short after any
+/// field (RFC 9051 §7.5.2 body-ext-1part / body-ext-mpart) and a server that omits trailing NILs
+/// says the same as one that sends them.
+pub fn canon_bodystructure(v: &Value) -> String {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::List(items) => {
+                let mut out: Vec<Value> = items.iter().map(strip).collect();
+                while out.len() > 1 && out.last() == Some(&Value::Nil) {
+                    out.pop();
+                }
+                Value::List(out)
+            }
+            other => other.clone(),
+        }
+    }
+    strip(v).canon(true)
+}
+
+/// Flag atoms of a FLAGS value, sorted, minus `\Recent`; `$Forwarded` kept only if asked.
+pub fn flag_list(v: &Value, with_passed: bool) -> Vec<String> {
+    let Value::List(items) = v else {
+        return Vec::new();
+    };
+    let mut f: Vec<String> = items
+        .iter()
+        .filter_map(|x| match x {
+            Value::Atom(a) => Some(String::from_utf8_lossy(a).into_owned()),
+            _ => None,
+        })
+        .filter(|a| !a.eq_ignore_ascii_case("\\Recent"))
+        .filter(|a| with_passed || !a.eq_ignore_ascii_case("$Forwarded"))
+        .collect();
+    f.sort();
+    f
+}
+
+/// INTERNALDATE `"dd-Mon-yyyy hh:mm:ss +zzzz"` (RFC 9051 date-time; day may be space-padded)
+/// as Unix seconds.
+pub fn parse_internaldate(s: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(s).ok()?.trim();
+    let (date, rest) = s.split_once(' ')?;
+    let (time, zone) = rest.trim().split_once(' ')?;
+    let mut d = date.split('-');
+    let day: i64 = d.next()?.trim().parse().ok()?;
+    let mon = d.next()?;
+    let year: i64 = d.next()?.parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(mon))? as i64 + 1;
+    let mut t = time.split(':');
+    let (hh, mm, ss): (i64, i64, i64) = (
+        t.next()?.parse().ok()?,
+        t.next()?.parse().ok()?,
+        t.next()?.parse().ok()?,
+    );
+    let sign = match zone.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let z: i64 = zone.get(1..5)?.parse().ok()?;
+    let offset = sign * ((z / 100) * 3600 + (z % 100) * 60);
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
 /// What one server answered, keyed by Message-ID, for comparison with another server.
 #[derive(Clone, Debug, Default)]
 pub struct Answers {
@@ -225,6 +301,11 @@ pub struct Answers {
     pub bodystructure: BTreeMap<String, String>,
     /// Message-ID -> RFC822.SIZE.
     pub size: BTreeMap<String, u64>,
+    /// Message-ID -> FLAGS, sorted, without `\Recent` (a per-session flag) and `$Forwarded`
+    /// (SPEC §5: nestbox shows Maildir `P` as `$Forwarded`, Dovecot does not map it).
+    pub flags: BTreeMap<String, String>,
+    /// Message-ID -> INTERNALDATE as Unix seconds (servers may render other zones).
+    pub internaldate: BTreeMap<String, i64>,
     /// Search name -> sorted Message-IDs of the hits.
     pub search: BTreeMap<String, Vec<String>>,
 }
@@ -271,6 +352,18 @@ pub fn compare(a_name: &str, a: &Answers, b_name: &str, b: &Answers, limit: usiz
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
     cat("RFC822.SIZE", &sa, &sb);
+    cat("FLAGS", &a.flags, &b.flags);
+    let da: BTreeMap<String, String> = a
+        .internaldate
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let db: BTreeMap<String, String> = b
+        .internaldate
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    cat("INTERNALDATE", &da, &db);
     let qa: BTreeMap<String, String> = a
         .search
         .iter()
@@ -331,6 +424,47 @@ mod tests {
             });
             assert_eq!(got.as_deref(), *want, "{}", String::from_utf8_lossy(wire));
         }
+    }
+
+    #[test]
+    fn bodystructure_extension_data_may_be_cut_short() {
+        let full = b"* 1 FETCH (BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 3 1 NIL NIL NIL NIL))\r\n";
+        let short = b"* 1 FETCH (BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"UTF-8\") NIL NIL \"7BIT\" 3 1))\r\n";
+        let other = b"* 1 FETCH (BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"UTF-8\") NIL NIL \"7BIT\" 3 2))\r\n";
+        let c = |w: &[u8]| canon_bodystructure(&parse_fetch(w).expect("parse").1["BODYSTRUCTURE"]);
+        assert_eq!(c(full), c(short));
+        assert_ne!(c(full), c(other));
+    }
+
+    #[test]
+    fn internaldates() {
+        let table: &[(&[u8], Option<i64>)] = &[
+            (b"01-Jan-1970 00:00:00 +0000", Some(0)),
+            (b" 1-Jan-2024 01:00:00 +0100", Some(1_704_067_200)),
+            (b"31-Dec-2023 19:00:00 -0500", Some(1_704_067_200)),
+            (b"29-Feb-2024 00:00:00 +0000", Some(1_709_164_800)),
+            (b"29-Foo-2024 00:00:00 +0000", None),
+            (b"29-Feb-2024 00:00:00", None),
+        ];
+        for (s, want) in table {
+            assert_eq!(
+                parse_internaldate(s),
+                *want,
+                "{}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    #[test]
+    fn flags_drop_recent() {
+        let (_, m) = parse_fetch(b"* 1 FETCH (FLAGS (\\Seen \\Recent $Forwarded \\Answered))\r\n")
+            .expect("parse");
+        assert_eq!(
+            flag_list(&m["FLAGS"], true),
+            ["$Forwarded", "\\Answered", "\\Seen"]
+        );
+        assert_eq!(flag_list(&m["FLAGS"], false), ["\\Answered", "\\Seen"]);
     }
 
     #[test]

@@ -45,8 +45,8 @@ const HOST: &str = "bench.nestbox.example";
 pub struct Expected {
     /// Messages in INBOX (`cur/` plus `new/`).
     pub inbox: usize,
-    /// Message-IDs of INBOX in generation order, each with its size in CRLF form (RFC822.SIZE).
-    pub inbox_ids: Vec<(String, u64)>,
+    /// INBOX messages in generation order.
+    pub inbox_msgs: Vec<InboxMsg>,
     /// Message-IDs of INBOX messages whose Subject contains [`SUBJECT_TERM`].
     pub subject_hits: Vec<String>,
     /// Message-IDs of INBOX messages whose body contains [`BODY_TERM`].
@@ -99,6 +99,41 @@ pub fn json_str(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+/// What a server must report for one INBOX message of the corpus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxMsg {
+    /// Message-ID header value.
+    pub id: String,
+    /// Size with CRLF line ends (RFC822.SIZE).
+    pub vsize: u64,
+    /// Delivery time, Unix seconds (INTERNALDATE; also the file's mtime).
+    pub time: u64,
+    /// Maildir info letters (`RS`, `Fa`, ...; empty for a message still in `new/`).
+    pub letters: String,
+}
+
+/// IMAP flags of Maildir info letters (SPEC §5; keywords as in the corpus' `dovecot-keywords`),
+/// sorted. `P` is `$Forwarded`, which Dovecot does not map: `with_passed = false` leaves it out.
+pub fn imap_flags(letters: &str, with_passed: bool) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = letters
+        .chars()
+        .filter_map(|c| match c {
+            'D' => Some("\\Draft"),
+            'F' => Some("\\Flagged"),
+            'P' if with_passed => Some("$Forwarded"),
+            'R' => Some("\\Answered"),
+            'S' => Some("\\Seen"),
+            'T' => Some("\\Deleted"),
+            'a' => Some("$NotJunk"),
+            'b' => Some("work"),
+            'c' => Some("$label1"),
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 /// SplitMix64: tiny, fast, and good enough to make mail look varied; seeded per message.
@@ -364,7 +399,12 @@ pub fn generate(out: &Path, messages: usize, seed: u64) -> io::Result<Expected> 
                 if m.body_hit {
                     exp.body_hits.push(m.message_id.clone());
                 }
-                exp.inbox_ids.push((m.message_id, m.vsize));
+                exp.inbox_msgs.push(InboxMsg {
+                    id: m.message_id,
+                    vsize: m.vsize,
+                    time: m.time,
+                    letters: m.letters,
+                });
             }
             let _ = i;
         }
@@ -382,6 +422,8 @@ struct Written {
     message_id: String,
     size: u64,
     vsize: u64,
+    time: u64,
+    letters: String,
     subject_hit: bool,
     body_hit: bool,
 }
@@ -463,11 +505,15 @@ fn write_message(
         "{time}.M{usecs}P{}Q{i}.{HOST},S={size},W={vsize}",
         4000 + folder
     );
+    let letters = if in_new {
+        String::new()
+    } else {
+        flags_for(&mut rng, folder)
+    };
     let path: PathBuf = if in_new {
         dir.join("new").join(base)
     } else {
-        dir.join("cur")
-            .join(format!("{base}:2,{}", flags_for(&mut rng, folder)))
+        dir.join("cur").join(format!("{base}:2,{letters}"))
     };
     let mut f = fs::File::create(&path)?;
     f.write_all(&msg)?;
@@ -477,6 +523,8 @@ fn write_message(
         message_id: message_id(seed, folder, i),
         size,
         vsize,
+        time,
+        letters,
         subject_hit,
         body_hit,
     })
@@ -984,6 +1032,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flags_map_like_dovecot() {
+        let table: &[(&str, bool, &[&str])] = &[
+            ("", true, &[]),
+            ("RS", true, &["\\Answered", "\\Seen"]),
+            (
+                "FPSab",
+                true,
+                &["$Forwarded", "$NotJunk", "\\Flagged", "\\Seen", "work"],
+            ),
+            ("FPSab", false, &["$NotJunk", "\\Flagged", "\\Seen", "work"]),
+            ("Tc", true, &["$label1", "\\Deleted"]),
+        ];
+        for (letters, passed, want) in table {
+            assert_eq!(imap_flags(letters, *passed), *want, "{letters}");
+        }
+    }
+
+    #[test]
     fn dates_are_rfc5322() {
         let table = [
             (0u64, "Thu, 1 Jan 1970 01:00:00 +0100"),
@@ -1043,7 +1109,7 @@ mod tests {
         let eb = generate(&b, 450, 7).expect("generate b");
         assert_eq!(ea.subject_hits.len(), 5); // 0, 97, 194, 291, 388
         assert_eq!(ea.body_hits.len(), 5); // 0, 101, 202, 303, 404
-        assert_eq!(ea.inbox_ids, eb.inbox_ids);
+        assert_eq!(ea.inbox_msgs, eb.inbox_msgs);
         let list = |p: &Path| {
             let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(p.join("Maildir/cur"))
                 .expect("read cur")

@@ -20,7 +20,7 @@ use crate::check::{self, Answers};
 use crate::corpus::{self, BODY_TERM, Expected, SUBJECT_TERM};
 use crate::err;
 use crate::imap::{self, Conn, Res};
-use crate::servers::{PASS, Server, USER};
+use crate::servers::{Kind, PASS, Server, USER};
 
 /// Sizes and repetitions of one run.
 #[derive(Clone, Debug)]
@@ -324,7 +324,7 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         return out;
     }
     // Cross-check pass (untimed): everything parsed, keyed by Message-ID.
-    let uid_to_id = match cross_check_pass(&mut c, &mut out, exp).await {
+    let uid_to_id = match cross_check_pass(&mut c, &mut out, exp, srv.kind).await {
         Ok(m) => m,
         Err(e) => {
             out.errors.push(format!("cross-check pass: {e}"));
@@ -458,12 +458,14 @@ async fn cross_check_pass(
     c: &mut Conn,
     out: &mut Outcome,
     exp: &Expected,
+    kind: Kind,
 ) -> Res<HashMap<u64, String>> {
     let mut map = HashMap::new();
     let mut bad = 0usize;
+    let mut flags_full: HashMap<String, Vec<String>> = HashMap::new();
     let answers = &mut out.answers;
     c.run_ok(
-        "UID FETCH 1:* (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE)",
+        "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)",
         |r| {
             let Some((_, m)) = check::parse_fetch(r) else {
                 bad += 1;
@@ -481,10 +483,25 @@ async fn cross_check_pass(
             map.insert(uid, id.clone());
             answers.envelope.insert(id.clone(), env.canon(false));
             if let Some(bs) = m.get("BODYSTRUCTURE") {
-                answers.bodystructure.insert(id.clone(), bs.canon(true));
+                answers
+                    .bodystructure
+                    .insert(id.clone(), check::canon_bodystructure(bs));
             }
             if let Some(sz) = m.get("RFC822.SIZE").and_then(check::Value::as_u64) {
-                answers.size.insert(id, sz);
+                answers.size.insert(id.clone(), sz);
+            }
+            if let Some(f) = m.get("FLAGS") {
+                answers
+                    .flags
+                    .insert(id.clone(), check::flag_list(f, false).join(" "));
+                flags_full.insert(id.clone(), check::flag_list(f, true));
+            }
+            if let Some(t) = m
+                .get("INTERNALDATE")
+                .and_then(check::Value::as_str)
+                .and_then(check::parse_internaldate)
+            {
+                answers.internaldate.insert(id, t);
             }
         },
     )
@@ -493,18 +510,39 @@ async fn cross_check_pass(
         out.mismatches
             .push(format!("{bad} FETCH responses could not be parsed"));
     }
-    let mut wrong = Vec::new();
-    for (id, vsize) in &exp.inbox_ids {
-        match out.answers.size.get(id) {
-            Some(s) if s == vsize => {}
-            other => wrong.push(format!("{id}: RFC822.SIZE {other:?}, expected {vsize}")),
+    // Against the generator: sizes, dates and flags of every INBOX message.
+    let (mut wrong, mut first) = (0usize, None);
+    for m in &exp.inbox_msgs {
+        let want_flags: Vec<String> = corpus::imap_flags(&m.letters, kind == Kind::Nestbox)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let problem = match (
+            out.answers.size.get(&m.id),
+            out.answers.internaldate.get(&m.id),
+            flags_full.get(&m.id),
+        ) {
+            (None, _, _) => Some(format!("{}: missing", m.id)),
+            (Some(s), _, _) if *s != m.vsize => {
+                Some(format!("{}: RFC822.SIZE {s}, expected {}", m.id, m.vsize))
+            }
+            (_, t, _) if t != Some(&(m.time as i64)) => {
+                Some(format!("{}: INTERNALDATE {t:?}, expected {}", m.id, m.time))
+            }
+            (_, _, f) if f != Some(&want_flags) => Some(format!(
+                "{}: FLAGS {f:?}, expected {want_flags:?} (letters {:?})",
+                m.id, m.letters
+            )),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            wrong += 1;
+            first.get_or_insert(p);
         }
     }
-    if !wrong.is_empty() {
+    if let Some(p) = first {
         out.mismatches.push(format!(
-            "{} RFC822.SIZE/ids wrong, e.g. {}",
-            wrong.len(),
-            wrong[0]
+            "{wrong} INBOX messages differ from the generator, e.g. {p}"
         ));
     }
     Ok(map)
