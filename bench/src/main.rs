@@ -310,7 +310,7 @@ fn run(a: RunArgs) -> ExitCode {
     if results.len() >= 2 {
         if diffs.is_empty() {
             println!(
-                "cross-check: {} agree on ENVELOPE, BODYSTRUCTURE, RFC822.SIZE and SEARCH",
+                "cross-check: {} agree on ENVELOPE, BODYSTRUCTURE, RFC822.SIZE, FLAGS, INTERNALDATE and SEARCH",
                 names(&results)
             );
         } else {
