@@ -282,6 +282,19 @@ fn run(a: RunArgs) -> ExitCode {
         if !out.errors.is_empty() {
             println!("  {label}: last log lines:\n{}", srv.log_tail());
         }
+        if let Some((w, wall, cpu)) = out
+            .client_cpu
+            .iter()
+            .filter(|(_, wall, _)| *wall > 0.0)
+            .max_by(|a, b| (a.2 / a.1).total_cmp(&(b.2 / b.1)))
+        {
+            println!(
+                "  {label}: client CPU at most {:.0} % of wall time ({w}: {:.1} ms of {:.1} ms)",
+                cpu / wall * 100.0,
+                cpu * 1000.0,
+                wall * 1000.0
+            );
+        }
         for m in &out.mismatches {
             println!("  {label}: WRONG {m}");
         }

@@ -91,6 +91,8 @@ pub struct Outcome {
     pub errors: Vec<String>,
     /// Departures from what the generator promised.
     pub mismatches: Vec<String>,
+    /// (workload, wall seconds, client CPU seconds) of single timed commands.
+    pub client_cpu: Vec<(String, f64, f64)>,
 }
 
 impl Outcome {
@@ -164,12 +166,28 @@ async fn select(c: &mut Conn, mailbox: &str) -> Res<u64> {
     exists.ok_or_else(|| err!("SELECT {mailbox}: no EXISTS"))
 }
 
-/// Time one command, counting untagged responses.
-async fn timed(c: &mut Conn, cmd: &str) -> Res<(f64, usize)> {
-    let t = Instant::now();
+/// CPU seconds (user + system) this process has used so far.
+pub fn cpu_secs() -> f64 {
+    // SAFETY: getrusage with a valid pointer to a zeroed local struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Time one command, counting untagged responses; also records the client's own CPU time
+/// under `name`, the evidence that the client is not what is being measured.
+async fn timed(c: &mut Conn, out: &mut Outcome, name: &str, cmd: &str) -> Res<(f64, usize)> {
+    let (t, cpu) = (Instant::now(), cpu_secs());
     let mut n = 0;
     c.run_ok(cmd, |_| n += 1).await?;
-    Ok((t.elapsed().as_secs_f64(), n))
+    let wall = t.elapsed().as_secs_f64();
+    out.client_cpu
+        .push((name.to_string(), wall, cpu_secs() - cpu));
+    Ok((wall, n))
 }
 
 /// Run every workload against `srv`. `exp` is what the generator wrote.
@@ -235,7 +253,7 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     for (name, cmd) in fetches {
         let mut samples = Vec::new();
         for _ in 0..plan.iters.max(1) {
-            match timed(&mut c, cmd).await {
+            match timed(&mut c, &mut out, name, cmd).await {
                 Ok((t, n)) => {
                     if n as u64 != inbox {
                         out.mismatches
@@ -404,7 +422,14 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         return out;
     }
     // STORE over 1:* (once: a second run would change nothing).
-    match timed(&mut c, "UID STORE 1:* +FLAGS.SILENT (\\Seen)").await {
+    match timed(
+        &mut c,
+        &mut out,
+        "store_seen_all",
+        "UID STORE 1:* +FLAGS.SILENT (\\Seen)",
+    )
+    .await
+    {
         Ok((t, _)) => out.push("store_seen_all", Unit::Secs, vec![t], String::new()),
         Err(e) => out.errors.push(format!("store: {e}")),
     }
