@@ -141,9 +141,16 @@ impl P<'_> {
                 if self.peek() == Some(b'~') {
                     self.i += 1;
                 }
-                let close = self.b[self.i..].iter().position(|&c| c == b'}')? + self.i;
-                let digits = std::str::from_utf8(&self.b[self.i + 1..close]).ok()?;
+                if self.peek() != Some(b'{') {
+                    return None;
+                }
+                let close = self.b.get(self.i..)?.iter().position(|&c| c == b'}')? + self.i;
+                let digits = std::str::from_utf8(self.b.get(self.i + 1..close)?).ok()?;
                 let n: usize = digits.trim_end_matches('+').parse().ok()?;
+                // A literal cannot be longer than what is left of the response.
+                if n > self.b.len() {
+                    return None;
+                }
                 let mut j = close + 1;
                 if self.b.get(j) == Some(&b'\r') {
                     j += 1;
@@ -416,6 +423,11 @@ mod tests {
             (b"* 1 FETCH (X {99}\r\nab)\r\n", None),
             (b"* 1 EXISTS\r\n", None),
             (b"* 1 FETCH (X \"unterminated)\r\n", None),
+            (b"* 1 FETCH (X ~}\r\n)\r\n", None),
+            (b"* 1 FETCH (X ~\r\n", None),
+            (b"* 1 FETCH (X {}\r\n)\r\n", None),
+            (b"* 1 FETCH (X {99999999999999999999}\r\n)\r\n", None),
+            (b"* 1 FETCH (X ~{2}\r\nab)\r\n", Some("X=\"ab\"")),
         ];
         for (wire, want) in table {
             let got = parse_fetch(wire).map(|(_, m)| {
@@ -465,6 +477,28 @@ mod tests {
             ["$Forwarded", "\\Answered", "\\Seen"]
         );
         assert_eq!(flag_list(&m["FLAGS"], false), ["\\Answered", "\\Seen"]);
+    }
+
+    proptest::proptest! {
+        /// Server bytes are untrusted: the parser returns None or a value, never panics.
+        #[test]
+        fn parser_never_panics(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut wire = b"* 1 FETCH ".to_vec();
+            wire.extend_from_slice(&tail);
+            let _ = parse_fetch(&wire);
+        }
+
+        /// Any string sent as a literal canonicalises like the same string quoted.
+        #[test]
+        fn literal_equals_quoted(text in "[ -~]{0,40}") {
+            let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+            let quoted = format!("* 1 FETCH (X \"{escaped}\")\r\n");
+            let literal = format!("* 1 FETCH (X {{{}}}\r\n{text})\r\n", text.len());
+            let a = parse_fetch(quoted.as_bytes()).map(|(_, m)| m["X"].canon(false));
+            let b = parse_fetch(literal.as_bytes()).map(|(_, m)| m["X"].canon(false));
+            proptest::prop_assert!(a.is_some());
+            proptest::prop_assert_eq!(a, b);
+        }
     }
 
     #[test]
