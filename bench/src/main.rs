@@ -274,7 +274,11 @@ fn run(a: RunArgs) -> ExitCode {
             srv.pid()
         );
         let t = Instant::now();
-        let out = rt.block_on(workload::run_all(&srv, &plan, &exp));
+        let mut out = rt.block_on(workload::run_all(&srv, &plan, &exp));
+        if let Some(st) = srv.exited() {
+            out.errors
+                .push(format!("the server exited during the run ({st})"));
+        }
         println!("  {label}: done in {:.1} s", t.elapsed().as_secs_f64());
         for e in &out.errors {
             println!("  {label}: FAILED {e}");
@@ -306,6 +310,7 @@ fn run(a: RunArgs) -> ExitCode {
     }
 
     let mut diffs = Vec::new();
+    let mut compared = Vec::new();
     if results.len() >= 2 {
         let (an, aa) = (&results[0].0, &results[0].1.answers);
         for (bn, bo) in &results[1..] {
@@ -317,14 +322,15 @@ fn run(a: RunArgs) -> ExitCode {
                 continue;
             }
             diffs.extend(check::compare(an, aa, bn, &bo.answers, 5));
+            compared.push(format!("{an} and {bn}"));
         }
     }
     println!("\n{}", table(&results));
-    if results.len() >= 2 {
+    if !compared.is_empty() {
         if diffs.is_empty() {
             println!(
                 "cross-check: {} agree on ENVELOPE, BODYSTRUCTURE, RFC822.SIZE, FLAGS, INTERNALDATE and SEARCH",
-                names(&results)
+                compared.join(", ")
             );
         } else {
             println!("cross-check: {} differences:", diffs.len());
@@ -368,13 +374,6 @@ fn run(a: RunArgs) -> ExitCode {
         println!("check: ok");
     }
     ExitCode::SUCCESS
-}
-
-fn names(r: &[(String, Outcome)]) -> String {
-    r.iter()
-        .map(|(n, _)| n.as_str())
-        .collect::<Vec<_>>()
-        .join(" and ")
 }
 
 /// The ratio candidate/baseline of one workload, when both measured it.

@@ -349,6 +349,14 @@ max_connections_per_ip = 20000
         }
     }
 
+    /// If the server's main process has exited (crashed) since start, how.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.as_mut()?.try_wait() {
+            Ok(Some(st)) => Some(st.to_string()),
+            _ => None,
+        }
+    }
+
     /// PID of the server's main process.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
