@@ -1,12 +1,28 @@
-//! STUB: interface only; the auth helper replaces this file.
+//! The configuration file (SPEC §3): its TOML shape, defaults, parsing of sizes and
+//! durations, validation with line numbers, and printing of the effective config.
+//!
+//! This module owns the meaning of every key. It reads the file and nothing else: it never
+//! opens certificates, password files or Maildirs (callers do, and report their own errors),
+//! so `parse_str` stays a pure function that tests can drive with tables.
+//!
+//! Relative paths for `tls.cert`, `tls.key` and `auth.passwd_file` are resolved against the
+//! directory of the config file by [`load`], so a config can travel with its files.
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The whole effective configuration, defaults filled in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Name shown in the greeting and logs; defaults to the machine's host name.
     pub hostname: String,
+    #[serde(deserialize_with = "de_imap")]
     pub imap: ListenConfig,
+    #[serde(deserialize_with = "de_pop3")]
     pub pop3: ListenConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
@@ -14,38 +30,1094 @@ pub struct Config {
     pub limits: Limits,
 }
 
-#[derive(Clone, Debug)]
+/// Listening sockets of one protocol: `listen` is cleartext with STARTTLS/STLS,
+/// `listen_tls` is implicit TLS. An empty list disables that kind.
+#[derive(Clone, Debug, Serialize)]
 pub struct ListenConfig {
     pub listen: Vec<SocketAddr>,
     pub listen_tls: Vec<SocketAddr>,
 }
 
-#[derive(Clone, Debug)]
+impl ListenConfig {
+    fn imap_default() -> Self {
+        ListenConfig {
+            listen: addrs(&["[::]:143"]),
+            listen_tls: addrs(&["[::]:993"]),
+        }
+    }
+    fn pop3_default() -> Self {
+        ListenConfig {
+            listen: addrs(&["[::]:110"]),
+            listen_tls: addrs(&["[::]:995"]),
+        }
+    }
+}
+
+/// `[imap]`/`[pop3]` as written: a key left out keeps that protocol's default, which a
+/// plain `#[serde(default)]` could not do (the defaults differ per protocol).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    listen: Option<Vec<SocketAddr>>,
+    listen_tls: Option<Vec<SocketAddr>>,
+}
+
+fn de_listen<'de, D: Deserializer<'de>>(
+    d: D,
+    dflt: ListenConfig,
+) -> Result<ListenConfig, D::Error> {
+    let raw = RawListen::deserialize(d)?;
+    Ok(ListenConfig {
+        listen: raw.listen.unwrap_or(dflt.listen),
+        listen_tls: raw.listen_tls.unwrap_or(dflt.listen_tls),
+    })
+}
+
+fn de_imap<'de, D: Deserializer<'de>>(d: D) -> Result<ListenConfig, D::Error> {
+    de_listen(d, ListenConfig::imap_default())
+}
+
+fn de_pop3<'de, D: Deserializer<'de>>(d: D) -> Result<ListenConfig, D::Error> {
+    de_listen(d, ListenConfig::pop3_default())
+}
+
+/// PEM certificate chain and private key (SPEC §6).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug)]
+/// Where users and passwords come from (SPEC §4).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
+    /// `"pam"` or `"passwd-file"` (checked by validation).
     pub backend: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub passwd_file: Option<PathBuf>,
     pub pam_service: String,
+    /// Allow LOGIN/AUTHENTICATE without TLS from 127.0.0.0/8 and ::1 only.
     pub plaintext_on_loopback: bool,
 }
 
-#[derive(Clone, Debug)]
+/// Where mail lives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MailConfig {
+    /// Maildir template: `~` = home, `%u` user, `%n` local part, `%d` domain, `%%` a `%`.
     pub maildir: String,
+    /// Default per-user quota in bytes; 0 = none.
+    #[serde(serialize_with = "ser_size", deserialize_with = "de_size")]
     pub quota: u64,
 }
 
-#[derive(Clone, Debug)]
+/// Bounds on untrusted input (SPEC §8).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    #[serde(serialize_with = "ser_size_usize", deserialize_with = "de_size_usize")]
     pub max_command_bytes: usize,
+    #[serde(serialize_with = "ser_size", deserialize_with = "de_size")]
     pub max_literal_bytes: u64,
+    #[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")]
     pub idle_timeout: Duration,
     pub auth_failures_before_delay: u32,
+}
+
+/// The RFC 9051 §5.4 minimum for the autologout timer.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+    // Only called with the literal defaults below, which all parse.
+    list.iter().filter_map(|s| s.parse().ok()).collect()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: default_hostname(),
+            imap: ListenConfig::imap_default(),
+            pop3: ListenConfig::pop3_default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            mail: MailConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn default_hostname() -> String {
+    gethostname::gethostname()
+        .into_string()
+        .ok()
+        .filter(|h| valid_hostname(h))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            backend: "pam".to_string(),
+            passwd_file: None,
+            pam_service: "nestbox".to_string(),
+            plaintext_on_loopback: true,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether a password may be sent on this connection: always over TLS, and without TLS
+    /// only from 127.0.0.0/8 or ::1 (also as IPv4-mapped IPv6) when `plaintext_on_loopback`
+    /// is on (RFC 9051 §11.1 asks servers not to accept cleartext passwords otherwise).
+    pub fn plaintext_allowed(&self, peer: std::net::IpAddr, tls_active: bool) -> bool {
+        if tls_active {
+            return true;
+        }
+        let loopback = match peer {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        };
+        self.plaintext_on_loopback && loopback
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            maildir: "~/Maildir".to_string(),
+            quota: 0,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_ip: 50,
+            max_command_bytes: 64 * 1024,
+            max_literal_bytes: 50 * 1024 * 1024,
+            idle_timeout: MIN_IDLE_TIMEOUT,
+            auth_failures_before_delay: 3,
+        }
+    }
+}
+
+/// Why a config file was refused. `Display` gives `FILE:LINE: message`, which is what
+/// `nestbox check-config` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong shape.
+    #[error("{}{message}", location(path.as_deref(), *line))]
+    Parse {
+        path: Option<PathBuf>,
+        line: Option<usize>,
+        message: String,
+    },
+    /// Well-formed but unusable (e.g. TLS listener without a certificate).
+    #[error("{}{message}", location(path.as_deref(), *line))]
+    Invalid {
+        path: Option<PathBuf>,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The 1-based line the error points at, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Io { .. } => None,
+            ConfigError::Parse { line, .. } | ConfigError::Invalid { line, .. } => *line,
+        }
+    }
+
+    fn with_path(mut self, p: &Path) -> Self {
+        match &mut self {
+            ConfigError::Io { .. } => {}
+            ConfigError::Parse { path, .. } | ConfigError::Invalid { path, .. } => {
+                *path = Some(p.to_path_buf())
+            }
+        }
+        self
+    }
+}
+
+fn location(path: Option<&Path>, line: Option<usize>) -> String {
+    match (path, line) {
+        (Some(p), Some(l)) => format!("{}:{l}: ", p.display()),
+        (Some(p), None) => format!("{}: ", p.display()),
+        (None, Some(l)) => format!("line {l}: "),
+        (None, None) => String::new(),
+    }
+}
+
+/// Reads, parses and validates a config file. Relative paths inside it are taken relative
+/// to the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut cfg = parse_unvalidated(&text).map_err(|e| e.with_path(path))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [
+        &mut cfg.tls.cert,
+        &mut cfg.tls.key,
+        &mut cfg.auth.passwd_file,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    cfg.validate(&text).map_err(|e| e.with_path(path))?;
+    Ok(cfg)
+}
+
+/// Parses and validates config text (no file system access).
+pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    let cfg = parse_unvalidated(text)?;
+    cfg.validate(text)?;
+    Ok(cfg)
+}
+
+fn parse_unvalidated(text: &str) -> Result<Config, ConfigError> {
+    toml::from_str::<Config>(text).map_err(|e| ConfigError::Parse {
+        path: None,
+        line: e.span().map(|s| line_of(text, s.start)),
+        message: e.message().trim_end().to_string(),
+    })
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Finds the line of `key` inside `[section]` (or at top level when `section` is empty), so
+/// validation errors can point at the offending line. A plain text scan: keys written as
+/// dotted keys or inside inline tables are not found, and the error then has no line.
+fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(rest) = line.strip_prefix('[') {
+            current = rest.split(']').next().unwrap_or("").trim().to_string();
+            continue;
+        }
+        if current == section {
+            if let Some(rest) = line.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 253 && h.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Config {
+    /// Checks what the types cannot: combinations of keys, and values the server could not
+    /// run with. `text` is the source, used only to attach line numbers.
+    fn validate(&self, text: &str) -> Result<(), ConfigError> {
+        let err = |section: &str, key: &str, message: String| ConfigError::Invalid {
+            path: None,
+            line: find_key_line(text, section, key).or_else(|| find_section_line(text, section)),
+            message,
+        };
+        if !valid_hostname(&self.hostname) {
+            // It goes into the greeting line: no spaces or control characters.
+            return Err(err(
+                "",
+                "hostname",
+                "hostname must be printable ASCII without spaces".into(),
+            ));
+        }
+
+        // TLS: half a key pair is always a mistake.
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => {
+                return Err(err(
+                    "tls",
+                    "cert",
+                    "tls.cert is set but tls.key is missing".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "tls",
+                    "key",
+                    "tls.key is set but tls.cert is missing".into(),
+                ));
+            }
+            _ => {}
+        }
+        let have_tls = self.tls.cert.is_some();
+        for (section, l) in [("imap", &self.imap), ("pop3", &self.pop3)] {
+            if !have_tls && !l.listen_tls.is_empty() {
+                return Err(err(
+                    section,
+                    "listen_tls",
+                    format!(
+                        "{section}.listen_tls needs [tls] cert and key (or set {section}.listen_tls = [] to disable implicit TLS)"
+                    ),
+                ));
+            }
+            // Without a certificate there is no STARTTLS, and plaintext login is refused
+            // from anywhere but loopback: a public cleartext listener would let nobody in.
+            if !have_tls {
+                if let Some(a) = l.listen.iter().find(|a| !a.ip().is_loopback()) {
+                    return Err(err(
+                        section,
+                        "listen",
+                        format!(
+                            "{section}.listen has {a} but [tls] cert and key are not set: clients there could never log in (no STARTTLS); set [tls] or listen on 127.0.0.1/[::1] only"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !have_tls && !self.auth.plaintext_on_loopback {
+            return Err(err(
+                "auth",
+                "plaintext_on_loopback",
+                "without [tls] cert and key and with auth.plaintext_on_loopback = false, no client could ever log in".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (section, key, list) in [
+            ("imap", "listen", &self.imap.listen),
+            ("imap", "listen_tls", &self.imap.listen_tls),
+            ("pop3", "listen", &self.pop3.listen),
+            ("pop3", "listen_tls", &self.pop3.listen_tls),
+        ] {
+            for a in list {
+                if !seen.insert(*a) {
+                    return Err(err(section, key, format!("address {a} is listed twice")));
+                }
+            }
+        }
+        if self.imap.listen.is_empty()
+            && self.imap.listen_tls.is_empty()
+            && self.pop3.listen.is_empty()
+            && self.pop3.listen_tls.is_empty()
+        {
+            return Err(err("imap", "listen", "no listener is configured".into()));
+        }
+
+        match self.auth.backend.as_str() {
+            "pam" => {
+                if self.auth.pam_service.is_empty() {
+                    return Err(err(
+                        "auth",
+                        "pam_service",
+                        "auth.pam_service must not be empty".into(),
+                    ));
+                }
+            }
+            "passwd-file" => {
+                if self.auth.passwd_file.is_none() {
+                    return Err(err(
+                        "auth",
+                        "backend",
+                        "auth.backend = \"passwd-file\" needs auth.passwd_file".into(),
+                    ));
+                }
+            }
+            other => {
+                return Err(err(
+                    "auth",
+                    "backend",
+                    format!("unknown auth.backend {other:?}: expected \"pam\" or \"passwd-file\""),
+                ));
+            }
+        }
+
+        if self.mail.maildir.is_empty() {
+            return Err(err(
+                "mail",
+                "maildir",
+                "mail.maildir must not be empty".into(),
+            ));
+        }
+        if let Some(bad) = bad_template_escape(&self.mail.maildir) {
+            return Err(err(
+                "mail",
+                "maildir",
+                format!("mail.maildir: unknown escape %{bad} (use %u, %n, %d or %%)"),
+            ));
+        }
+
+        let l = &self.limits;
+        if l.max_connections == 0 {
+            return Err(err(
+                "limits",
+                "max_connections",
+                "limits.max_connections must be at least 1".into(),
+            ));
+        }
+        if l.max_connections_per_ip == 0 {
+            return Err(err(
+                "limits",
+                "max_connections_per_ip",
+                "limits.max_connections_per_ip must be at least 1".into(),
+            ));
+        }
+        // RFC 9051 §4 asks servers to take command lines of at least 8000 octets.
+        if l.max_command_bytes < 8000 {
+            return Err(err(
+                "limits",
+                "max_command_bytes",
+                "limits.max_command_bytes must be at least 8000 (RFC 9051 §4)".into(),
+            ));
+        }
+        if l.max_literal_bytes == 0 {
+            return Err(err(
+                "limits",
+                "max_literal_bytes",
+                "limits.max_literal_bytes must be more than 0".into(),
+            ));
+        }
+        if l.idle_timeout < Duration::from_secs(60) {
+            return Err(err(
+                "limits",
+                "idle_timeout",
+                "limits.idle_timeout must be at least 1m (RFC 9051 §5.4 asks for 30m)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Advice that does not stop the server; `serve` logs these and `check-config` prints them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.limits.idle_timeout < MIN_IDLE_TIMEOUT {
+            w.push(format!(
+                "limits.idle_timeout = {} is below the 30m minimum of RFC 9051 §5.4; IDLE clients may be cut off",
+                fmt_duration(self.limits.idle_timeout)
+            ));
+        }
+        if self.limits.max_connections_per_ip > self.limits.max_connections {
+            w.push("limits.max_connections_per_ip is larger than limits.max_connections".into());
+        }
+        if self.auth.backend == "pam" && self.auth.passwd_file.is_some() {
+            w.push("auth.passwd_file is ignored with auth.backend = \"pam\"".into());
+        }
+        if self.limits.auth_failures_before_delay == 0 {
+            w.push("limits.auth_failures_before_delay = 0: every failed login is delayed".into());
+        }
+        w
+    }
+
+    /// The effective config as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        // Serializing plain data into a string cannot fail for these types; fall back to the
+        // Debug form rather than panic if a future field breaks that.
+        toml::to_string(self)
+            .unwrap_or_else(|e| format!("# cannot print as TOML: {e}\n{self:#?}\n"))
+    }
+
+    /// Expands `mail.maildir` for one user: a leading `~` is `home`, `%u` the full user name,
+    /// `%n` its local part (before `@`), `%d` its domain (empty without `@`), `%%` a `%`.
+    pub fn maildir_for(&self, user: &str, home: &Path) -> PathBuf {
+        expand_maildir(&self.mail.maildir, user, home)
+    }
+}
+
+fn find_section_line(text: &str, section: &str) -> Option<usize> {
+    if section.is_empty() {
+        return None;
+    }
+    text.lines()
+        .position(|l| {
+            l.trim()
+                .strip_prefix('[')
+                .and_then(|r| r.split(']').next())
+                .is_some_and(|s| s.trim() == section)
+        })
+        .map(|i| i + 1)
+}
+
+fn bad_template_escape(t: &str) -> Option<char> {
+    let mut chars = t.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            match chars.next() {
+                Some('u' | 'n' | 'd' | '%') => {}
+                Some(other) => return Some(other),
+                None => return Some(' '),
+            }
+        }
+    }
+    None
+}
+
+/// See [`Config::maildir_for`]. The user name has been authenticated, but it is still kept
+/// from climbing out of the template: `/` and `..` in it are replaced.
+pub fn expand_maildir(template: &str, user: &str, home: &Path) -> PathBuf {
+    let safe = |s: &str| -> String {
+        if s == ".." || s == "." {
+            "_".repeat(s.len())
+        } else {
+            s.replace(['/', '\0'], "_")
+        }
+    };
+    let (local, domain) = match user.rsplit_once('@') {
+        Some((l, d)) => (l, d),
+        None => (user, ""),
+    };
+    let mut out = String::new();
+    let rest = if let Some(r) = template.strip_prefix('~') {
+        out.push_str(&home.to_string_lossy());
+        r
+    } else {
+        template
+    };
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('u') => out.push_str(&safe(user)),
+            Some('n') => out.push_str(&safe(local)),
+            Some('d') => out.push_str(&safe(domain)),
+            Some('%') => out.push('%'),
+            // Validation refuses other escapes; keep them literally if one gets here.
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    PathBuf::from(out)
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_toml())
+    }
+}
+
+// ---- sizes and durations ----------------------------------------------------------------
+
+/// Parses `"0"`, `"4096"`, `"64K"`, `"50M"`, `"2G"`, `"1T"` (binary multiples; a trailing
+/// `B` or `iB` is accepted: `"64KB"`, `"64KiB"`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    if num.is_empty() {
+        return Err(format!(
+            "invalid size {s:?}: expected a number like \"64K\" or \"50M\""
+        ));
+    }
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: number too large"))?;
+    let unit = unit.trim();
+    let unit = unit
+        .strip_suffix("iB")
+        .or_else(|| unit.strip_suffix('B').filter(|u| !u.is_empty()))
+        .unwrap_or(unit);
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("invalid size {s:?}: unit must be K, M, G or T")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+/// Formats a size with the largest exact binary unit, so `parse_size(fmt_size(x)) == x`.
+pub fn fmt_size(n: u64) -> String {
+    if n == 0 {
+        return "0".into();
+    }
+    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
+        if n % (1u64 << shift) == 0 {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
+/// Parses `"90s"`, `"30m"`, `"1h"`, `"2d"`, combinations like `"1h30m"`, and plain seconds `"45"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("invalid duration \"\": expected e.g. \"30m\" or \"90s\"".into());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if end == 0 {
+            return Err(format!(
+                "invalid duration {s:?}: expected e.g. \"30m\" or \"90s\""
+            ));
+        }
+        let n: u64 = rest[..end]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        rest = &rest[end..];
+        let uend = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let mult = match rest[..uend].trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            u => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {u:?} (use s, m, h or d)"
+                ));
+            }
+        };
+        rest = &rest[uend..];
+        total = n
+            .checked_mul(mult)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats whole seconds with the largest exact unit, so `parse_duration` reads it back.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        return "0s".into();
+    }
+    for (unit_secs, unit) in [(86_400, 'd'), (3600, 'h'), (60, 'm')] {
+        if s % unit_secs == 0 {
+            return format!("{}{unit}", s / unit_secs);
+        }
+    }
+    format!("{s}s")
+}
+
+/// A size or duration may be written as a string (`"64K"`) or a bare integer.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StrOrInt {
+    Int(i64),
+    Str(String),
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match StrOrInt::deserialize(d)? {
+        StrOrInt::Int(i) => {
+            u64::try_from(i).map_err(|_| serde::de::Error::custom("size must not be negative"))
+        }
+        StrOrInt::Str(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_size_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = de_size(d)?;
+    usize::try_from(v).map_err(|_| serde::de::Error::custom("size too large"))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match StrOrInt::deserialize(d)? {
+        StrOrInt::Int(i) => u64::try_from(i)
+            .map(Duration::from_secs)
+            .map_err(|_| serde::de::Error::custom("duration must not be negative")),
+        StrOrInt::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn ser_size<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_size(*v))
+}
+
+fn ser_size_usize<S: Serializer>(v: &usize, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_size(*v as u64))
+}
+
+fn ser_duration<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_duration(*v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TLS: &str = "[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n";
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = parse_str(TLS).unwrap();
+        assert_eq!(
+            c.imap.listen,
+            vec!["[::]:143".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.imap.listen_tls,
+            vec!["[::]:993".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.pop3.listen,
+            vec!["[::]:110".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.pop3.listen_tls,
+            vec!["[::]:995".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.auth.backend, "pam");
+        assert_eq!(c.auth.pam_service, "nestbox");
+        assert!(c.auth.plaintext_on_loopback);
+        assert_eq!(c.mail.maildir, "~/Maildir");
+        assert_eq!(c.mail.quota, 0);
+        assert_eq!(c.limits.max_connections, 10_000);
+        assert_eq!(c.limits.max_connections_per_ip, 50);
+        assert_eq!(c.limits.max_command_bytes, 65_536);
+        assert_eq!(c.limits.max_literal_bytes, 50 << 20);
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.limits.auth_failures_before_delay, 3);
+        assert!(!c.hostname.is_empty());
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn every_key() {
+        let text = r#"
+hostname = "mail.example.org"
+[imap]
+listen = ["127.0.0.1:143", "[::1]:143"]
+listen_tls = ["0.0.0.0:993"]
+[pop3]
+listen = []
+listen_tls = ["0.0.0.0:995"]
+[tls]
+cert = "/etc/c.pem"
+key  = "/etc/k.pem"
+[auth]
+backend = "passwd-file"
+passwd_file = "/etc/nestbox/users"
+pam_service = "imap"
+plaintext_on_loopback = false
+[mail]
+maildir = "/var/vmail/%d/%n"
+quota = "100M"
+[limits]
+max_connections = 20
+max_connections_per_ip = 5
+max_command_bytes = "128K"
+max_literal_bytes = "1G"
+idle_timeout = "31m"
+auth_failures_before_delay = 7
+"#;
+        let c = parse_str(text).unwrap();
+        assert_eq!(c.hostname, "mail.example.org");
+        assert_eq!(c.imap.listen.len(), 2);
+        assert!(c.pop3.listen.is_empty());
+        assert_eq!(c.tls.key.as_deref(), Some(Path::new("/etc/k.pem")));
+        assert_eq!(c.auth.backend, "passwd-file");
+        assert_eq!(
+            c.auth.passwd_file.as_deref(),
+            Some(Path::new("/etc/nestbox/users"))
+        );
+        assert_eq!(c.auth.pam_service, "imap");
+        assert!(!c.auth.plaintext_on_loopback);
+        assert_eq!(c.mail.quota, 100 << 20);
+        assert_eq!(c.limits.max_connections, 20);
+        assert_eq!(c.limits.max_connections_per_ip, 5);
+        assert_eq!(c.limits.max_command_bytes, 128 << 10);
+        assert_eq!(c.limits.max_literal_bytes, 1 << 30);
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(31 * 60));
+        assert_eq!(c.limits.auth_failures_before_delay, 7);
+        // The printed config reads back to the same values.
+        let again = parse_str(&c.to_toml()).unwrap();
+        assert_eq!(again.to_toml(), c.to_toml());
+        assert_eq!(again.limits.idle_timeout, c.limits.idle_timeout);
+    }
+
+    #[test]
+    fn errors_carry_line_numbers() {
+        // (text, expected line, fragment of the message)
+        let table: &[(&str, Option<usize>, &str)] = &[
+            (
+                "hostname = \"x\"\n[imap]\nlisten = []\nlisen_tls = []\n",
+                Some(4),
+                "unknown field",
+            ),
+            ("[limits]\n\nmax_command_bytes = \"12Q\"\n", Some(3), "unit"),
+            (
+                "[limits]\nidle_timeout = \"5 fortnights\"\n",
+                Some(2),
+                "duration",
+            ),
+            ("[limits]\nidle_timeout = \"30s\"\n", Some(2), "at least 1m"),
+            ("[mail]\nquota = -1\n", Some(2), "negative"),
+            (
+                "[imap]\nlisten = [\"not an address\"]\n",
+                Some(2),
+                "address",
+            ),
+            (
+                "[auth]\nbackend = \"ldap\"\n",
+                Some(2),
+                "unknown auth.backend",
+            ),
+            (
+                "[auth]\nbackend = \"passwd-file\"\n",
+                Some(2),
+                "passwd_file",
+            ),
+            ("[bogus]\nx = 1\n", Some(1), "unknown field"),
+            ("hostname = \"a b\"\n", Some(1), "hostname"),
+            ("[limits]\nmax_command_bytes = 100\n", Some(2), "8000"),
+            ("[limits]\nmax_connections = 0\n", Some(2), "at least 1"),
+            ("[mail]\nmaildir = \"/m/%x\"\n", Some(2), "%x"),
+            ("[imap\n", Some(1), ""),
+        ];
+        for (text, line, frag) in table {
+            let full = format!("{text}{TLS}");
+            let e = parse_str(&full).expect_err(text);
+            assert_eq!(e.line(), *line, "{text:?}: {e}");
+            assert!(e.to_string().contains(frag), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tls_rules() {
+        // No TLS at all: the defaults listen publicly, so this must be refused...
+        let e = parse_str("").unwrap_err();
+        assert!(e.to_string().contains("listen_tls"), "{e}");
+        // ...but a loopback-only cleartext setup is fine.
+        let local = "[imap]\nlisten=[\"127.0.0.1:1143\"]\nlisten_tls=[]\n[pop3]\nlisten=[]\nlisten_tls=[]\n";
+        parse_str(local).unwrap();
+        let public =
+            "[imap]\nlisten=[\"0.0.0.0:143\"]\nlisten_tls=[]\n[pop3]\nlisten=[]\nlisten_tls=[]\n";
+        let e = parse_str(public).unwrap_err();
+        assert_eq!(e.line(), Some(2));
+        let dup = format!("{TLS}[imap]\nlisten=[\"127.0.0.1:1\"]\nlisten_tls=[\"127.0.0.1:1\"]\n");
+        assert!(parse_str(&dup).unwrap_err().to_string().contains("twice"));
+        let none =
+            format!("{TLS}[imap]\nlisten=[]\nlisten_tls=[]\n[pop3]\nlisten=[]\nlisten_tls=[]\n");
+        assert!(parse_str(&none).is_err());
+        let nobody = format!("{local}[auth]\nplaintext_on_loopback = false\n");
+        assert_eq!(parse_str(&nobody).unwrap_err().line(), Some(8));
+        let half = parse_str("[tls]\ncert = \"/c\"\n").unwrap_err();
+        assert_eq!(half.line(), Some(2));
+        assert!(half.to_string().contains("tls.key"), "{half}");
+    }
+
+    #[test]
+    fn plaintext_allowed_table() {
+        let on = AuthConfig::default();
+        let off = AuthConfig {
+            plaintext_on_loopback: false,
+            ..AuthConfig::default()
+        };
+        // (peer, tls, allowed with the default, allowed with it off)
+        let table = [
+            ("127.0.0.1", false, true, false),
+            ("127.8.9.10", false, true, false),
+            ("::1", false, true, false),
+            ("::ffff:127.0.0.1", false, true, false),
+            ("192.0.2.1", false, false, false),
+            ("::ffff:192.0.2.1", false, false, false),
+            ("2001:db8::1", false, false, false),
+            ("192.0.2.1", true, true, true),
+            ("127.0.0.1", true, true, true),
+        ];
+        for (ip, tls, want_on, want_off) in table {
+            let ip = ip.parse().unwrap();
+            assert_eq!(on.plaintext_allowed(ip, tls), want_on, "{ip} tls={tls}");
+            assert_eq!(
+                off.plaintext_allowed(ip, tls),
+                want_off,
+                "{ip} tls={tls} off"
+            );
+        }
+    }
+
+    #[test]
+    fn warnings() {
+        let c = parse_str(&format!("{TLS}[limits]\nidle_timeout = \"5m\"\n")).unwrap();
+        assert!(c.warnings()[0].contains("RFC 9051"));
+    }
+
+    #[test]
+    fn sizes() {
+        let ok: &[(&str, u64)] = &[
+            ("0", 0),
+            ("4096", 4096),
+            ("64K", 65_536),
+            ("64k", 65_536),
+            ("64KB", 65_536),
+            ("64KiB", 65_536),
+            ("50M", 50 << 20),
+            ("2G", 2 << 30),
+            ("1T", 1 << 40),
+            (" 7 M ", 7 << 20),
+        ];
+        for (s, v) in ok {
+            assert_eq!(parse_size(s), Ok(*v), "{s}");
+            assert_eq!(parse_size(&fmt_size(*v)), Ok(*v));
+        }
+        for bad in [
+            "",
+            "K",
+            "-1",
+            "1.5M",
+            "12Q",
+            "99999999999999999999",
+            "16777216T",
+            "1 M B",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(fmt_size(1025), "1025");
+    }
+
+    #[test]
+    fn durations() {
+        let ok: &[(&str, u64)] = &[
+            ("0", 0),
+            ("45", 45),
+            ("90s", 90),
+            ("30m", 1800),
+            ("1h", 3600),
+            ("1h30m", 5400),
+            ("2d", 172_800),
+        ];
+        for (s, v) in ok {
+            assert_eq!(parse_duration(s), Ok(Duration::from_secs(*v)), "{s}");
+            assert_eq!(
+                parse_duration(&fmt_duration(Duration::from_secs(*v))),
+                Ok(Duration::from_secs(*v))
+            );
+        }
+        for bad in [
+            "",
+            "m",
+            "30x",
+            "1.5h",
+            "-3s",
+            "30 minutes",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        // Integer in TOML means seconds.
+        let c = parse_str(&format!("{TLS}[limits]\nidle_timeout = 3600\n")).unwrap();
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn maildir_expansion() {
+        let home = Path::new("/home/ann");
+        let table: &[(&str, &str, &str)] = &[
+            ("~/Maildir", "ann", "/home/ann/Maildir"),
+            (
+                "/var/vmail/%d/%n",
+                "ann@example.org",
+                "/var/vmail/example.org/ann",
+            ),
+            (
+                "/var/vmail/%u",
+                "ann@example.org",
+                "/var/vmail/ann@example.org",
+            ),
+            ("/m/%d/%n", "ann", "/m//ann"),
+            ("/m/100%%/%n", "ann", "/m/100%/ann"),
+            ("/m/%u", "../etc", "/m/.._etc"),
+            ("/m/%u/x", "..", "/m/__/x"),
+            ("~", "ann", "/home/ann"),
+        ];
+        for (t, u, want) in table {
+            assert_eq!(expand_maildir(t, u, home), PathBuf::from(want), "{t} {u}");
+        }
+        let c = parse_str(TLS).unwrap();
+        assert_eq!(
+            c.maildir_for("bob", Path::new("/h/bob")),
+            PathBuf::from("/h/bob/Maildir")
+        );
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let page = include_str!("../man/nestbox.toml.5");
+        let mut c = parse_str(TLS).unwrap();
+        c.auth.passwd_file = Some("/x".into());
+        let mut sections = 0;
+        for line in c.to_toml().lines() {
+            if line.starts_with('[') {
+                sections += 1;
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    page.contains(&format!("\n.B {key}\n")),
+                    "{key} missing from nestbox.toml.5"
+                );
+            }
+        }
+        assert_eq!(sections, 6);
+    }
+
+    #[test]
+    fn load_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nestbox.toml");
+        std::fs::write(
+            &p,
+            "[tls]\ncert = \"c.pem\"\nkey = \"/abs/k.pem\"\n[auth]\nbackend = \"passwd-file\"\npasswd_file = \"users\"\n",
+        )
+        .unwrap();
+        let c = load(&p).unwrap();
+        assert_eq!(c.tls.cert, Some(dir.path().join("c.pem")));
+        assert_eq!(c.tls.key.as_deref(), Some(Path::new("/abs/k.pem")));
+        assert_eq!(c.auth.passwd_file, Some(dir.path().join("users")));
+        std::fs::write(&p, "[limits]\nbogus = 1\n").unwrap();
+        let e = load(&p).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("{}:2: ", p.display())),
+            "{e}"
+        );
+        assert!(matches!(
+            load(&dir.path().join("missing")),
+            Err(ConfigError::Io { .. })
+        ));
+    }
 }

@@ -121,8 +121,7 @@ impl Flags {
     pub fn insert_keyword(&mut self, k: &str) {
         if !self.has_keyword(k) {
             self.keywords.push(k.to_string());
-            self.keywords
-                .sort_by_key(|a| a.to_ascii_lowercase());
+            self.keywords.sort_by_key(|a| a.to_ascii_lowercase());
         }
     }
 

@@ -1,1 +1,332 @@
-fn main() {}
+//! The `nestbox` command (SPEC §2): `serve`, `demo`, `check-config`, `passwd`.
+//!
+//! This file parses the command line, sets up logging, loads the config and hands off to
+//! `nestbox::server::run`; it holds no server logic. Exit codes: 0 success, 1 runtime
+//! error, 2 usage or configuration error (clap's own usage errors also exit with 2).
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use nestbox::auth::hash::{self, Scheme};
+use nestbox::config::{self, Config};
+
+/// Where `serve` and `check-config` look without `-c`.
+const DEFAULT_CONFIG: &str = "/etc/nestbox/nestbox.toml";
+
+/// Maildir-backed IMAP4rev2/IMAP4rev1 and POP3 server for self-hosters.
+#[derive(Parser, Debug)]
+#[command(name = "nestbox", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server in the foreground (systemd Type=notify; SIGHUP reloads, SIGTERM drains).
+    Serve {
+        /// Configuration file.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Create (or reuse) a self-contained demo setup in DIR and serve it on 127.0.0.1.
+    Demo {
+        /// Directory for the demo's config, certificate, users and Maildir.
+        #[arg(long, value_name = "DIR", default_value = nestbox::demo::DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Read a password (from the terminal without echo, or one line of stdin) and print a
+    /// passwd-file hash for it, like `doveadm pw`.
+    Passwd {
+        /// Hash scheme.
+        #[arg(long, value_enum, default_value_t = PasswdScheme::Argon2id)]
+        scheme: PasswdScheme,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum PasswdScheme {
+    Argon2id,
+    #[value(name = "sha512-crypt")]
+    Sha512Crypt,
+}
+
+/// How a command failed, which decides the exit code.
+enum Failure {
+    /// Exit 2: the user must fix the invocation or the config.
+    Usage(String),
+    /// Exit 1: something went wrong while running.
+    Runtime(String),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config).await,
+        Command::Demo { dir } => demo(&dir).await,
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Passwd { scheme } => passwd(scheme),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("nestbox: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(m)) => {
+            eprintln!("nestbox: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr (journald picks them up); the filter comes from `NESTBOX_LOG`, else
+/// `RUST_LOG`, else `info`.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = ["NESTBOX_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    let cfg = config::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
+    for w in cfg.warnings() {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    Ok(cfg)
+}
+
+async fn serve(path: &Path) -> Result<(), Failure> {
+    let cfg = load_config(path)?;
+    nestbox::server::run(cfg)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+async fn demo(dir: &Path) -> Result<(), Failure> {
+    let dir = dir.to_path_buf();
+    // Hashing the demo password and generating a key are CPU work: keep them off the runtime.
+    let prepared = tokio::task::spawn_blocking(move || nestbox::demo::prepare(&dir))
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let path = prepared.map_err(|e| Failure::Runtime(e.to_string()))?;
+    let cfg = load_config(&path)?;
+    println!("{}", nestbox::demo::client_settings(&cfg));
+    println!("Config: {}  (Ctrl-C stops the server)", path.display());
+    let _ = std::io::stdout().flush();
+    nestbox::server::run(cfg)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+fn check_config(path: &Path) -> Result<(), Failure> {
+    let cfg = config::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut problems = Vec::new();
+    // The file is well-formed; also check what it points at, as the server would at start.
+    if let (Some(cert), Some(key)) = (&cfg.tls.cert, &cfg.tls.key) {
+        if let Err(e) = nestbox::server::tls::load_server_config(cert, key) {
+            problems.push(format!("tls: {e}"));
+        }
+    }
+    if let Err(e) = nestbox::auth::Authenticator::from_config(&cfg) {
+        problems.push(format!("auth: {e}"));
+    }
+    print!("{}", cfg.to_toml());
+    for w in cfg.warnings() {
+        eprintln!("{}: warning: {w}", path.display());
+    }
+    if problems.is_empty() {
+        eprintln!("{}: OK", path.display());
+        Ok(())
+    } else {
+        Err(Failure::Usage(
+            problems
+                .iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\nnestbox: "),
+        ))
+    }
+}
+
+fn passwd(scheme: PasswdScheme) -> Result<(), Failure> {
+    let password = if std::io::stdin().is_terminal() {
+        let first =
+            tty::read_password("Password: ").map_err(|e| Failure::Runtime(e.to_string()))?;
+        let second =
+            tty::read_password("Retype password: ").map_err(|e| Failure::Runtime(e.to_string()))?;
+        if first != second {
+            return Err(Failure::Usage("passwords do not match".into()));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Failure::Runtime(format!("reading stdin: {e}")))?;
+        strip_newline(line)
+    };
+    if password.is_empty() {
+        return Err(Failure::Usage("empty password refused".into()));
+    }
+    let scheme = match scheme {
+        PasswdScheme::Argon2id => Scheme::Argon2id,
+        PasswdScheme::Sha512Crypt => Scheme::Sha512Crypt,
+    };
+    let field =
+        hash::hash_password(&password, scheme).map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("{field}");
+    Ok(())
+}
+
+fn strip_newline(mut s: String) -> String {
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    s
+}
+
+/// Reading a password from the terminal with echo off (termios), restoring the terminal
+/// on every exit path, including Ctrl-C.
+mod tty {
+    use std::io::{BufRead, Write};
+    use std::sync::OnceLock;
+
+    /// The terminal settings to restore from the SIGINT handler.
+    static SAVED: OnceLock<libc::termios> = OnceLock::new();
+
+    extern "C" fn restore_and_die(sig: libc::c_int) {
+        // Only async-signal-safe calls here: tcsetattr, signal, raise.
+        if let Some(t) = SAVED.get() {
+            // SAFETY: `t` is a valid termios obtained from tcgetattr on fd 0.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+        }
+        // SAFETY: resetting to the default action and re-raising ends the process as the
+        // signal normally would.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+
+    /// Restores the saved settings when dropped.
+    struct EchoOff(libc::termios);
+
+    impl Drop for EchoOff {
+        fn drop(&mut self) {
+            // SAFETY: restoring settings previously read from the same fd.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
+        }
+    }
+
+    pub fn read_password(prompt: &str) -> std::io::Result<String> {
+        // SAFETY: termios is plain data; tcgetattr fills it or fails.
+        let mut orig: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 is a terminal (checked by the caller); `orig` is a valid out pointer.
+        if unsafe { libc::tcgetattr(0, &mut orig) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let _ = SAVED.set(orig);
+        let handler: extern "C" fn(libc::c_int) = restore_and_die;
+        // SAFETY: installing a handler that only makes async-signal-safe calls.
+        unsafe {
+            libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+            libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+        }
+        let mut quiet = orig;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        // SAFETY: `quiet` is a modified copy of valid settings.
+        if unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let guard = EchoOff(orig);
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line);
+        drop(guard);
+        read?;
+        Ok(super::strip_newline(line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn man_page_covers_the_cli() {
+        let page = include_str!("../man/nestbox.1");
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name().replace('-', "\\-");
+            assert!(
+                page.contains(&format!(".B {name}")),
+                "subcommand {name} missing from nestbox.1"
+            );
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let long = long.replace('-', "\\-");
+                    assert!(
+                        page.contains(&format!("\\-\\-{long}")),
+                        "--{long} missing from nestbox.1"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        // Usage errors exit 2, like clap's own.
+        let e = Cli::try_parse_from(["nestbox", "bogus"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let c = Cli::try_parse_from(["nestbox", "passwd", "--scheme", "sha512-crypt"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Passwd {
+                scheme: PasswdScheme::Sha512Crypt
+            }
+        ));
+        let c = Cli::try_parse_from(["nestbox", "serve"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Serve { config } if config == Path::new(DEFAULT_CONFIG))
+        );
+    }
+
+    #[test]
+    fn newline_stripping() {
+        for (input, want) in [
+            ("pw\n", "pw"),
+            ("pw\r\n", "pw"),
+            ("pw", "pw"),
+            ("p w \n", "p w "),
+            ("\n", ""),
+        ] {
+            assert_eq!(strip_newline(input.to_string()), want);
+        }
+    }
+}

@@ -1,14 +1,53 @@
-//! STUB: interface only; the mime helper replaces this file.
-//!
 //! Message content for FETCH and SEARCH: parse a stored message once and
 //! render ENVELOPE, BODYSTRUCTURE, body sections and BINARY parts, all in
-//! the CRLF form IMAP counts in. Pure: bytes in, bytes out.
-use crate::proto::Section;
+//! the CRLF form IMAP counts in. Pure: bytes in, bytes out; no I/O, no
+//! clocks, and it must never panic or loop on hostile input (every range is
+//! bounds-checked, nesting is capped at `tree::MAX_DEPTH`).
+//!
+//! # What is ours and what is mailparse's
+//!
+//! FETCH BODY[1.2.MIME] needs the exact byte offsets of every part's header
+//! and body, and BODYSTRUCTURE needs parameters in their written order with
+//! their encodings intact. `mailparse::parse_mail` gives neither (it exposes
+//! decoded values, sorted parameter maps, and no offsets of the header
+//! block), so the part tree (`tree`), header-field splitting, parameter
+//! lists and the ENVELOPE address parser (`envelope`) are ours.
+//! mailparse is used where its decoded view is what is wanted: RFC 2047
+//! decoding and unfolding of header values for SEARCH (`MailHeader::
+//! get_value`). Transfer decoding (`decode`) is ours so that it is
+//! lenient and writes into reused buffers.
+//!
+//! The tree parser accepts LF or CRLF line ends, so SEARCH parses the
+//! stored bytes in place (no per-message copy), while [`Message::parse`]
+//! first normalises to CRLF so that every offset and size it reports is the
+//! IMAP one.
+//!
+//! Layout: `tree` (part boundaries, header fields, parameters),
+//! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
+//! quoted-printable), `preview` (RFC 8970), `search_text` (the content
+//! side of SEARCH, used by `session::search`). Strings are encoded with
+//! `proto::encode`.
+use std::ops::Range;
+
+use crate::proto::{Section, SectionText};
+
+mod decode;
+mod envelope;
+mod preview;
+pub(crate) mod search_text;
+mod structure;
+pub(crate) mod tree;
+
+use tree::{Cte, Kind, Part};
 
 /// A parsed message. Holds the CRLF-normalised bytes and the MIME part tree
 /// (offsets into those bytes).
-pub struct Message {}
+pub struct Message {
+    data: Vec<u8>,
+    root: Part,
+}
 
+/// Why `BINARY[part]` cannot be served.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BinaryError {
     /// The part's Content-Transfer-Encoding is unknown: `NO [UNKNOWN-CTE]`.
@@ -17,32 +56,202 @@ pub enum BinaryError {
     NoSuchPart,
 }
 
+/// Size of `raw` once bare LFs become CRLF (RFC822.SIZE), without copying.
+pub fn crlf_size(raw: &[u8]) -> u64 {
+    let mut bare = 0u64;
+    for i in memchr::memchr_iter(b'\n', raw) {
+        if i == 0 || raw[i - 1] != b'\r' {
+            bare += 1;
+        }
+    }
+    raw.len() as u64 + bare
+}
+
+/// `raw` with every bare LF turned into CRLF (a lone CR is left alone: it is
+/// not a line end and Dovecot keeps it too).
+fn to_crlf(raw: &[u8]) -> Vec<u8> {
+    let size = usize::try_from(crlf_size(raw)).unwrap_or(raw.len());
+    let mut out = Vec::with_capacity(size);
+    let mut last = 0;
+    for i in memchr::memchr_iter(b'\n', raw) {
+        if i == 0 || raw[i - 1] != b'\r' {
+            out.extend_from_slice(&raw[last..i]);
+            out.extend_from_slice(b"\r\n");
+            last = i + 1;
+        }
+    }
+    out.extend_from_slice(&raw[last..]);
+    out
+}
+
+/// Which part a path names and where further path elements look.
+enum Scope<'a> {
+    /// Inside a message: part 1 of a non-multipart message is its body.
+    Message(&'a Part),
+    Multipart(&'a [Part]),
+    Leaf,
+}
+
+impl<'a> Scope<'a> {
+    fn of(p: &'a Part) -> Scope<'a> {
+        match &p.kind {
+            Kind::Multipart(ch) => Scope::Multipart(ch),
+            Kind::Message(inner) => Scope::Message(inner),
+            Kind::Leaf => Scope::Leaf,
+        }
+    }
+}
+
+/// The part `path` names (RFC 9051 §6.4.5 part numbering), starting from a
+/// message root. An empty path names nothing here; callers treat it as the
+/// whole message.
+fn find<'a>(root: &'a Part, path: &[u32]) -> Option<&'a Part> {
+    let mut scope = Scope::Message(root);
+    let mut found = None;
+    for &n in path {
+        let idx = usize::try_from(n).ok()?.checked_sub(1)?;
+        let p = match scope {
+            Scope::Message(m) => match &m.kind {
+                Kind::Multipart(ch) => ch.get(idx)?,
+                _ if idx == 0 => m,
+                _ => return None,
+            },
+            Scope::Multipart(ch) => ch.get(idx)?,
+            Scope::Leaf => return None,
+        };
+        scope = Scope::of(p);
+        found = Some(p);
+    }
+    found
+}
+
 impl Message {
     /// Never fails: broken MIME degrades to a single text/plain part.
-    pub fn parse(_raw: &[u8]) -> Message {
-        unimplemented!()
+    pub fn parse(raw: &[u8]) -> Message {
+        let data = to_crlf(raw);
+        let root = tree::parse_message(&data);
+        Message { data, root }
     }
+
     /// The whole message in CRLF form (`BODY[]`, `RFC822`).
     pub fn bytes(&self) -> &[u8] {
-        unimplemented!()
+        &self.data
     }
+
     /// The encoded ENVELOPE list. `utf8`: raw UTF-8 allowed in strings
     /// (UTF8=ACCEPT enabled); otherwise 8-bit header bytes force literals.
-    pub fn envelope(&self, _utf8: bool) -> Vec<u8> {
-        unimplemented!()
+    pub fn envelope(&self, utf8: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        envelope::write(&mut out, &self.data, self.root.header.clone(), utf8);
+        out
     }
+
     /// The encoded BODYSTRUCTURE (`extensible`) or BODY (`!extensible`).
-    pub fn body_structure(&self, _extensible: bool) -> Vec<u8> {
-        unimplemented!()
+    pub fn body_structure(&self, extensible: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        structure::write(&mut out, &self.data, &self.root, extensible);
+        out
     }
+
+    fn slice(&self, r: Range<usize>) -> &[u8] {
+        self.data.get(r).unwrap_or_default()
+    }
+
     /// The bytes of `BODY[section]` before any partial. A part that does not
     /// exist yields an empty vector (RFC 9051 §6.4.5 leaves this to the
     /// server; empty is what Dovecot returns).
-    pub fn section(&self, _section: &Section) -> Vec<u8> {
-        unimplemented!()
+    pub fn section(&self, section: &Section) -> Vec<u8> {
+        // The message whose header/text the specifier addresses.
+        let msg: &Part = if section.part.is_empty() {
+            &self.root
+        } else {
+            let Some(p) = find(&self.root, &section.part) else {
+                return Vec::new();
+            };
+            match (&section.text, &p.kind) {
+                (None, _) => return self.slice(p.body.clone()).to_vec(),
+                (Some(SectionText::Mime), _) => return self.slice(p.header.clone()).to_vec(),
+                (Some(_), Kind::Message(inner)) => inner,
+                // HEADER/TEXT of a part that is not a message/rfc822.
+                (Some(_), _) => return Vec::new(),
+            }
+        };
+        match &section.text {
+            None => {
+                let r = msg.header.start..msg.body.end;
+                self.slice(r).to_vec()
+            }
+            Some(SectionText::Header) => self.slice(msg.header.clone()).to_vec(),
+            Some(SectionText::Text) => self.slice(msg.body.clone()).to_vec(),
+            Some(SectionText::HeaderFields(names)) => self.header_fields(msg, names, true),
+            Some(SectionText::HeaderFieldsNot(names)) => self.header_fields(msg, names, false),
+            // `MIME` needs a part number (the grammar forbids it alone).
+            Some(SectionText::Mime) => Vec::new(),
+        }
     }
+
+    /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT: the matching fields in
+    /// message order, then the blank line (RFC 9051 §6.4.5).
+    fn header_fields(&self, msg: &Part, names: &[String], keep: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in tree::fields(&self.data, msg.header.clone()) {
+            let listed = names.iter().any(|n| f.is(n.as_bytes()));
+            if listed == keep {
+                out.extend_from_slice(f.raw);
+                if !f.raw.ends_with(b"\n") {
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// The part BINARY addresses and its encoding; the empty path is the
+    /// whole message, sent as it is.
+    fn binary_part(&self, part: &[u32]) -> Result<(&[u8], Cte), BinaryError> {
+        if part.is_empty() {
+            return Ok((&self.data, Cte::Binary));
+        }
+        let p = find(&self.root, part).ok_or(BinaryError::NoSuchPart)?;
+        let cte = match p.kind {
+            // A multipart or message body is not itself encoded.
+            Kind::Leaf => p.cte,
+            _ => Cte::Binary,
+        };
+        Ok((self.slice(p.body.clone()), cte))
+    }
+
     /// `BINARY[part]`: the part's content with its transfer encoding undone.
-    pub fn binary(&self, _part: &[u32]) -> Result<Vec<u8>, BinaryError> {
-        unimplemented!()
+    pub fn binary(&self, part: &[u32]) -> Result<Vec<u8>, BinaryError> {
+        let (body, cte) = self.binary_part(part)?;
+        let mut out = Vec::new();
+        match cte {
+            Cte::SevenBit | Cte::EightBit | Cte::Binary => out.extend_from_slice(body),
+            Cte::Base64 => decode::base64(body, &mut out),
+            Cte::QuotedPrintable => decode::quoted_printable(body, &mut out),
+            Cte::Unknown => return Err(BinaryError::UnknownCte),
+        }
+        Ok(out)
+    }
+
+    /// The RFC 8970 PREVIEW text (possibly empty): up to 200 characters
+    /// of the first plain-text (else HTML) part, decoded to UTF-8 with
+    /// white space collapsed. The caller encodes it as an `nstring`.
+    pub fn preview(&self) -> String {
+        preview::preview(&self.data, &self.root)
+    }
+
+    /// `BINARY.SIZE[part]`: the size of what [`Message::binary`] returns.
+    pub fn binary_size(&self, part: &[u32]) -> Result<u64, BinaryError> {
+        let (body, cte) = self.binary_part(part)?;
+        match cte {
+            Cte::SevenBit | Cte::EightBit | Cte::Binary => Ok(body.len() as u64),
+            Cte::Unknown => Err(BinaryError::UnknownCte),
+            Cte::Base64 | Cte::QuotedPrintable => self.binary(part).map(|v| v.len() as u64),
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -135,8 +135,12 @@ impl CommandBody {
             CommandBody::Authenticate { .. } => "AUTHENTICATE",
             CommandBody::Login { .. } => "LOGIN",
             CommandBody::Enable(_) => "ENABLE",
-            CommandBody::Select { read_only: false, .. } => "SELECT",
-            CommandBody::Select { read_only: true, .. } => "EXAMINE",
+            CommandBody::Select {
+                read_only: false, ..
+            } => "SELECT",
+            CommandBody::Select {
+                read_only: true, ..
+            } => "EXAMINE",
             CommandBody::Create { .. } => "CREATE",
             CommandBody::Delete(_) => "DELETE",
             CommandBody::Rename { .. } => "RENAME",

@@ -1,28 +1,207 @@
-//! STUB: interface only; the proto helper replaces this file.
+//! Small helpers the session writes responses with: strings (quoted or
+//! literal), astrings, flag lists, sequence sets and `date-time`.
+//!
+//! Owns the choice between the wire forms of a value (RFC 9051 §4.3, §9).
+//! Appends to a caller's buffer and never fails; it must never decide
+//! *what* to say (that is the session's) nor do any I/O.
+
 use crate::flags::Flag;
+
+/// Strings longer than this go out as literals: some clients cap quoted
+/// strings, and a literal needs no escaping pass on their side.
+const MAX_QUOTED: usize = 1024;
 
 /// A string as `quoted` when that is possible, otherwise as a `{n}` literal
 /// (CR, LF, NUL, 8-bit bytes when `utf8` is false, or very long).
-pub fn string(_out: &mut Vec<u8>, _s: &[u8], _utf8: bool) {
-    unimplemented!()
+///
+/// `quoted-specials` (`"` and `\`) are escaped with a backslash. With
+/// `utf8` (IMAP4rev2 or UTF8=ACCEPT) valid UTF-8 may be quoted
+/// (`quoted = DQUOTE *QUOTED-CHAR DQUOTE`, `QUOTED-CHAR =/ UTF8-2 / ...`);
+/// invalid UTF-8 always goes out as a literal.
+pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
+    let needs_literal = s.len() > MAX_QUOTED
+        || s.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
+        || (s.iter().any(|&b| b >= 0x80) && (!utf8 || std::str::from_utf8(s).is_err()));
+    if needs_literal {
+        // NUL cannot appear even in a literal (`CHAR8` excludes it): drop it.
+        let nuls = s.iter().filter(|&&c| c == 0).count();
+        out.extend_from_slice(format!("{{{}}}\r\n", s.len() - nuls).as_bytes());
+        if nuls == 0 {
+            out.extend_from_slice(s);
+        } else {
+            out.extend(s.iter().copied().filter(|&c| c != 0));
+        }
+        return;
+    }
+    out.push(b'"');
+    for &b in s {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
+
 /// `NIL` or [`string`].
-pub fn nstring(_out: &mut Vec<u8>, _s: Option<&[u8]>, _utf8: bool) {
-    unimplemented!()
+pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>, utf8: bool) {
+    match s {
+        Some(s) => string(out, s, utf8),
+        None => out.extend_from_slice(b"NIL"),
+    }
 }
+
 /// An atom when the bytes are atom-chars, otherwise [`string`].
-pub fn astring(_out: &mut Vec<u8>, _s: &[u8], _utf8: bool) {
-    unimplemented!()
+///
+/// `NIL` (any case) is quoted so that it is not read as the nil value.
+pub fn astring(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
+    let atom = !s.is_empty()
+        && s.iter()
+            .all(|&b| super::parse::is_atom_char(b) || b == b']')
+        && !s.eq_ignore_ascii_case(b"NIL");
+    if atom {
+        out.extend_from_slice(s);
+    } else {
+        string(out, s, utf8);
+    }
 }
+
 /// `(\Seen $Forwarded)`
-pub fn flag_list<'a>(_out: &mut Vec<u8>, _flags: impl IntoIterator<Item = Flag>) {
-    unimplemented!()
+pub fn flag_list(out: &mut Vec<u8>, flags: impl IntoIterator<Item = Flag>) {
+    out.push(b'(');
+    for (i, f) in flags.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(f.as_imap().as_bytes());
+    }
+    out.push(b')');
 }
-/// Sorted numbers compressed to `1:3,7,9:10`. Input need not be sorted.
-pub fn sequence_set(_out: &mut Vec<u8>, _nums: &[u32]) {
-    unimplemented!()
+
+/// Sorted numbers compressed to `1:3,7,9:10`. Input need not be sorted;
+/// duplicates are merged. An empty input writes nothing (the caller must
+/// not send an empty sequence set).
+pub fn sequence_set(out: &mut Vec<u8>, nums: &[u32]) {
+    let mut sorted = nums.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut first = true;
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && end.checked_add(1) == Some(sorted[i + 1]) {
+            i += 1;
+            end = sorted[i];
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        if start == end {
+            out.extend_from_slice(start.to_string().as_bytes());
+        } else {
+            out.extend_from_slice(format!("{start}:{end}").as_bytes());
+        }
+        i += 1;
+    }
 }
-/// `"17-Jul-1996 02:44:25 -0700"` (quoted, day padded with a space).
-pub fn date_time(_out: &mut Vec<u8>, _dt: &chrono::DateTime<chrono::FixedOffset>) {
-    unimplemented!()
+
+/// `"17-Jul-1996 02:44:25 -0700"` (quoted, day padded with a space;
+/// RFC 9051 §9 `date-time` with `date-day-fixed`).
+pub fn date_time(out: &mut Vec<u8>, dt: &chrono::DateTime<chrono::FixedOffset>) {
+    out.extend_from_slice(dt.format("\"%e-%b-%Y %H:%M:%S %z\"").to_string().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn strings() {
+        let long = "x".repeat(1025);
+        let cases: &[(&[u8], bool, &str)] = &[
+            (b"", false, "\"\""),
+            (b"abc", false, "\"abc\""),
+            (b"a\"b\\c", false, "\"a\\\"b\\\\c\""),
+            (b"a\r\nb", true, "{4}\r\na\r\nb"),
+            (b"a\0", true, "{1}\r\na"),
+            ("Entwürfe".as_bytes(), false, "{9}\r\nEntwürfe"),
+            ("Entwürfe".as_bytes(), true, "\"Entwürfe\""),
+            (b"\xff\xfe", true, "{2}\r\n\u{fffd}\u{fffd}"),
+            (long.as_bytes(), false, ""),
+        ];
+        for &(input, utf8, want) in cases {
+            let got = s(|o| string(o, input, utf8));
+            if input.len() > 1024 {
+                assert!(got.starts_with("{1025}\r\nxxx"), "{got}");
+            } else {
+                assert_eq!(got, want, "{input:?}");
+            }
+        }
+        assert_eq!(s(|o| string(o, &[b'x'; 1024], false)).len(), 1026);
+    }
+
+    #[test]
+    fn nstrings_and_astrings() {
+        assert_eq!(s(|o| nstring(o, None, false)), "NIL");
+        assert_eq!(s(|o| nstring(o, Some(b"x"), false)), "\"x\"");
+        let cases: &[(&[u8], &str)] = &[
+            (b"INBOX", "INBOX"),
+            (b"a]b", "a]b"),
+            (b"", "\"\""),
+            (b"a b", "\"a b\""),
+            (b"a*", "\"a*\""),
+            (b"a%", "\"a%\""),
+            (b"(x)", "\"(x)\""),
+            (b"{x", "\"{x\""),
+            (b"nil", "\"nil\""),
+            (b"Sent/2024", "Sent/2024"),
+        ];
+        for &(input, want) in cases {
+            assert_eq!(s(|o| astring(o, input, false)), want);
+        }
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(s(|o| flag_list(o, [])), "()");
+        assert_eq!(
+            s(|o| flag_list(o, [Flag::Seen, Flag::Keyword("$Forwarded".into())])),
+            "(\\Seen $Forwarded)"
+        );
+    }
+
+    #[test]
+    fn sequence_sets() {
+        let cases: &[(&[u32], &str)] = &[
+            (&[], ""),
+            (&[5], "5"),
+            (&[3, 1, 2, 7, 10, 9, 9], "1:3,7,9:10"),
+            (&[u32::MAX, u32::MAX - 1, 1], "1,4294967294:4294967295"),
+        ];
+        for &(nums, want) in cases {
+            assert_eq!(s(|o| sequence_set(o, nums)), want);
+        }
+    }
+
+    #[test]
+    fn date_times() {
+        let tz = chrono::FixedOffset::west_opt(7 * 3600).unwrap();
+        let dt = tz.with_ymd_and_hms(1996, 7, 17, 2, 44, 25).unwrap();
+        assert_eq!(s(|o| date_time(o, &dt)), "\"17-Jul-1996 02:44:25 -0700\"");
+        let utc = chrono::FixedOffset::east_opt(0).unwrap();
+        let dt = utc.with_ymd_and_hms(2024, 1, 5, 23, 0, 0).unwrap();
+        assert_eq!(s(|o| date_time(o, &dt)), "\" 5-Jan-2024 23:00:00 +0000\"");
+        let ist = chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap();
+        let dt = ist.with_ymd_and_hms(2024, 12, 31, 0, 0, 9).unwrap();
+        assert_eq!(s(|o| date_time(o, &dt)), "\"31-Dec-2024 00:00:09 +0530\"");
+    }
 }

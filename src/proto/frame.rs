@@ -1,4 +1,41 @@
-//! STUB: interface only; the proto helper replaces this file.
+//! Command framing: splits the client's byte stream into complete commands
+//! (each line plus its literals inline) under hard size caps, before any
+//! parsing happens (STYLE.md habit 2).
+//!
+//! Owns: line splitting (CRLF, or a bare LF, which is normalised to CRLF in
+//! the frame handed to the parser), literal announcements (`{n}`, `{n+}`
+//! LITERAL+, `~{n}` / `~{n+}` literal8 from RFC 3516), the `max_line` and
+//! `max_literal` caps, and the discarding of a command that broke a cap.
+//! It must never buffer more than the caps allow, never interpret a command
+//! beyond finding its tag, and never write to the client: it only tells the
+//! session, with [`Frame::NeedContinuation`], that a `+` is due.
+//!
+//! # Why not imap-codec's `Fragmentizer`
+//! The pinned imap-codec (2.0.0-alpha.10) `Fragmentizer` has one cap on the
+//! whole message, not one per line and one per literal, and once the cap is
+//! exceeded it still has to be fed the oversized message to skip it; it has
+//! no way to count an oversized non-synchronizing literal down without
+//! keeping it. The rules below need both, so the framer is our own (about
+//! the size of an adapter around `Fragmentizer` would have been).
+//!
+//! # Rules when a cap is broken
+//! - A synchronizing literal `{n}` with `n > max_literal`: [`Frame::TooLarge`]
+//!   at once; the client gets no `+`, so it will not send the data; the line
+//!   that announced it is dropped and framing restarts at the next line.
+//! - A non-synchronizing literal `{n+}` too large: [`Frame::TooLarge`], then
+//!   its `n` bytes are counted down without being kept, and the rest of that
+//!   command (further lines and non-synchronizing literals) is discarded.
+//! - A line longer than `max_line`: [`Frame::TooLarge`] as soon as that is
+//!   known, then everything up to the next LF is dropped (and, if that line
+//!   announced a non-synchronizing literal, the command continues to be
+//!   discarded as above).
+//!
+//! Invariant: `buf[pos..]` never holds more than `max_line + 1` bytes of an
+//! unfinished line, and `cur` (the command being assembled) holds at most
+//! `max_command` bytes.
+
+use std::mem;
+
 /// Hard limits applied before parsing (SPEC §3 `[limits]`).
 #[derive(Clone, Copy, Debug)]
 pub struct FrameLimits {
@@ -8,6 +45,7 @@ pub struct FrameLimits {
     pub max_literal: u64,
 }
 
+/// What [`Framer::next_frame`] found in the stream.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
     /// A complete command: its lines with the literals inline, ready for
@@ -21,30 +59,702 @@ pub enum Frame {
     TooLarge { tag: Option<String>, text: String },
 }
 
+/// What the framer is doing with the next input bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// Reading a line of a command.
+    Line,
+    /// Copying `remaining` literal bytes into the command.
+    Literal { remaining: u64 },
+    /// Dropping bytes up to the next LF (over-long line). When
+    /// `Framer::discarding` is set the dropped line belonged to a command,
+    /// and its tail is checked for a literal announcement.
+    DropLine,
+    /// Counting down an oversized (or abandoned) non-synchronizing literal.
+    SkipLiteral { remaining: u64 },
+    /// Discarding the lines of a command that already broke a cap.
+    DiscardCommand,
+}
+
+/// A literal announcement at the end of a line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Announce {
+    size: u64,
+    sync: bool,
+}
+
+/// Longest tail of a dropped line kept to spot a literal announcement
+/// (`~{` + 20 digits + `+}` + CR fits).
+const TAIL: usize = 32;
+
+/// Splits a byte stream into [`Frame`]s. Feed with [`Framer::push`], drain
+/// with [`Framer::next_frame`] (or [`Framer::next_line`] while the session
+/// expects raw lines).
 pub struct Framer {
-    _limits: FrameLimits,
+    limits: FrameLimits,
+    /// Cap on a whole command (lines plus literals), `None` = unbounded.
+    max_command: Option<u64>,
+    /// Received bytes; `buf[..pos]` are consumed.
+    buf: Vec<u8>,
+    pos: usize,
+    /// The command assembled so far.
+    cur: Vec<u8>,
+    mode: Mode,
+    /// Whether the line `DropLine` is dropping belongs to a command (its
+    /// tail may announce a literal that must be skipped too) rather than
+    /// being a raw line from [`Framer::next_line`].
+    discarding: bool,
+    /// Last bytes of a line being dropped, to find a literal announcement.
+    tail: Vec<u8>,
 }
 
 impl Framer {
+    /// A framer with the given caps and no cap on the whole command.
     pub fn new(limits: FrameLimits) -> Self {
-        Framer { _limits: limits }
+        Framer {
+            limits,
+            max_command: None,
+            buf: Vec::new(),
+            pos: 0,
+            cur: Vec::new(),
+            mode: Mode::Line,
+            discarding: false,
+            tail: Vec::new(),
+        }
     }
-    pub fn push(&mut self, _bytes: &[u8]) {
-        unimplemented!()
+
+    /// Caps a whole command (all its lines and literals together, e.g. a
+    /// MULTIAPPEND). Without it only each line and each literal is capped.
+    pub fn set_max_command(&mut self, max: u64) {
+        self.max_command = Some(max);
     }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        // Reclaim the consumed prefix before growing, so a long-lived
+        // connection does not keep every byte it ever received.
+        if self.pos > 0 && (self.pos == self.buf.len() || self.pos >= 4096) {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet returned (STARTTLS must refuse pipelined
+    /// plaintext after the command).
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos + self.cur.len()
+    }
+
+    fn avail(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
     /// The next complete frame, or `None` if more bytes are needed.
     pub fn next_frame(&mut self) -> Option<Frame> {
-        unimplemented!()
+        loop {
+            match self.mode {
+                Mode::Line => {
+                    if let Some(r) = self.frame_line() {
+                        return r;
+                    }
+                }
+                Mode::Literal { remaining } => {
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(self.avail().len());
+                    self.cur
+                        .extend_from_slice(&self.buf[self.pos..self.pos + n]);
+                    self.pos += n;
+                    let remaining = remaining - n as u64;
+                    if remaining > 0 {
+                        self.mode = Mode::Literal { remaining };
+                        return None;
+                    }
+                    self.mode = Mode::Line;
+                }
+                Mode::SkipLiteral { remaining } => {
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(self.avail().len());
+                    self.pos += n;
+                    let remaining = remaining - n as u64;
+                    if remaining > 0 {
+                        self.mode = Mode::SkipLiteral { remaining };
+                        return None;
+                    }
+                    self.mode = Mode::DiscardCommand;
+                }
+                Mode::DropLine => {
+                    if !self.drop_line() {
+                        return None;
+                    }
+                }
+                Mode::DiscardCommand => {
+                    let Some(lf) = memchr::memchr(b'\n', self.avail()) else {
+                        // Keep only what could still be the tail of the line.
+                        if self.avail().len() > self.limits.max_line + 1 {
+                            self.mode = Mode::DropLine;
+                            self.discarding = true;
+                            continue;
+                        }
+                        return None;
+                    };
+                    let line = strip_cr(&self.buf[self.pos..self.pos + lf]);
+                    let ann = announcement(line);
+                    self.pos += lf + 1;
+                    match ann {
+                        // A synchronizing literal will not be sent (no `+`):
+                        // the command ends here.
+                        Some(a) if !a.sync => self.mode = Mode::SkipLiteral { remaining: a.size },
+                        _ => self.mode = Mode::Line,
+                    }
+                }
+            }
+        }
     }
+
+    /// Drops bytes up to the next LF. Returns true once the LF was seen and
+    /// the mode was advanced.
+    fn drop_line(&mut self) -> bool {
+        let avail = &self.buf[self.pos..];
+        let (chunk, done) = match memchr::memchr(b'\n', avail) {
+            Some(lf) => (&avail[..lf], true),
+            None => (avail, false),
+        };
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > TAIL {
+            self.tail.drain(..self.tail.len() - TAIL);
+        }
+        self.pos += chunk.len();
+        if !done {
+            return false;
+        }
+        self.pos += 1;
+        let ann = if self.discarding {
+            announcement(strip_cr(&self.tail))
+        } else {
+            None
+        };
+        self.tail.clear();
+        self.mode = match ann {
+            Some(a) if !a.sync => Mode::SkipLiteral { remaining: a.size },
+            _ => Mode::Line,
+        };
+        true
+    }
+
+    /// In `Mode::Line`: reads one line of a command. `None` means "go on
+    /// framing" (a loop rather than recursion, so a flood of empty lines or
+    /// small literals cannot grow the stack).
+    fn frame_line(&mut self) -> Option<Option<Frame>> {
+        let max_line = self.limits.max_line;
+        let Some(lf) = memchr::memchr(b'\n', self.avail()) else {
+            // Without an LF the line may still end with CR; anything longer
+            // than `max_line + 1` can no longer fit.
+            if self.avail().len() > max_line + 1 {
+                let tag = self.tag();
+                self.abandon();
+                self.mode = Mode::DropLine;
+                self.discarding = true;
+                return Some(Some(too_long(tag)));
+            }
+            return Some(None);
+        };
+        let line = strip_cr(&self.buf[self.pos..self.pos + lf]);
+        if line.len() > max_line {
+            let tag = self.tag();
+            // The tail of an over-long line can still announce a literal
+            // whose bytes will follow; let DropLine look at it.
+            self.abandon();
+            self.mode = Mode::DropLine;
+            self.discarding = true;
+            return Some(Some(too_long(tag)));
+        }
+        if line.is_empty() && self.cur.is_empty() {
+            // Stray empty lines between commands are ignored, as most
+            // servers do; they carry no tag to answer.
+            self.pos += lf + 1;
+            return None;
+        }
+        let ann = announcement(line);
+        let line_len = line.len();
+        if let Some(a) = ann {
+            let literal_too_big = a.size > self.limits.max_literal;
+            if literal_too_big || self.over_command_cap(line_len as u64 + 2 + a.size) {
+                let tag = self.tag_with_line(&self.buf[self.pos..self.pos + line_len]);
+                self.pos += lf + 1;
+                self.abandon();
+                self.mode = if a.sync {
+                    // No `+` goes out, so the client sends nothing more of
+                    // this command.
+                    Mode::Line
+                } else {
+                    Mode::SkipLiteral { remaining: a.size }
+                };
+                let text = if literal_too_big {
+                    format!(
+                        "Literal of {} bytes exceeds the limit of {} bytes",
+                        a.size, self.limits.max_literal
+                    )
+                } else {
+                    "Command too large".into()
+                };
+                return Some(Some(Frame::TooLarge { tag, text }));
+            }
+        } else if self.over_command_cap(line_len as u64 + 2) {
+            let tag = self.tag_with_line(&self.buf[self.pos..self.pos + line_len]);
+            self.pos += lf + 1;
+            self.abandon();
+            return Some(Some(Frame::TooLarge {
+                tag,
+                text: "Command too large".into(),
+            }));
+        }
+        self.cur
+            .extend_from_slice(&self.buf[self.pos..self.pos + line_len]);
+        self.cur.extend_from_slice(b"\r\n");
+        self.pos += lf + 1;
+        match ann {
+            Some(a) => {
+                self.mode = Mode::Literal { remaining: a.size };
+                if a.sync {
+                    return Some(Some(Frame::NeedContinuation { size: a.size }));
+                }
+                None
+            }
+            None => Some(Some(Frame::Command(mem::take(&mut self.cur)))),
+        }
+    }
+
+    /// Whether adding `more` bytes (a line with its CRLF, plus any literal
+    /// it announces) to the command would break `max_command`.
+    fn over_command_cap(&self, more: u64) -> bool {
+        self.max_command
+            .is_some_and(|m| self.cur.len() as u64 + more > m)
+    }
+
+    /// Forgets the command being assembled.
+    fn abandon(&mut self) {
+        self.cur = Vec::new();
+    }
+
+    /// The tag of the command being assembled (or of the line at `pos`).
+    fn tag(&self) -> Option<String> {
+        let avail = self.avail();
+        self.tag_with_line(avail)
+    }
+
+    fn tag_with_line(&self, line: &[u8]) -> Option<String> {
+        if self.cur.is_empty() {
+            // Only a tag within the first `max_line` bytes counts, so the
+            // answer does not depend on how much of a long line has arrived.
+            tag_of(&line[..line.len().min(self.limits.max_line)])
+        } else {
+            tag_of(&self.cur)
+        }
+    }
+
     /// One raw line without its CRLF (AUTHENTICATE responses, IDLE's
     /// `DONE`), bypassing command framing. `Some(Err(()))` if the line broke
     /// `max_line` (it is discarded).
     pub fn next_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
-        unimplemented!()
+        if self.mode == Mode::DropLine {
+            if !self.drop_line() {
+                return None;
+            }
+            // A raw line announces no literal.
+            self.mode = Mode::Line;
+        }
+        let max_line = self.limits.max_line;
+        let Some(lf) = memchr::memchr(b'\n', self.avail()) else {
+            if self.avail().len() > max_line + 1 {
+                self.mode = Mode::DropLine;
+                self.discarding = false;
+                return Some(Err(()));
+            }
+            return None;
+        };
+        let line = strip_cr(&self.buf[self.pos..self.pos + lf]);
+        let out = (line.len() <= max_line).then(|| line.to_vec());
+        self.pos += lf + 1;
+        Some(out.ok_or(()))
     }
-    /// Bytes received but not yet returned (STARTTLS must refuse pipelined
-    /// plaintext after the command).
-    pub fn buffered(&self) -> usize {
-        unimplemented!()
+}
+
+fn too_long(tag: Option<String>) -> Frame {
+    Frame::TooLarge {
+        tag,
+        text: "Command line too long".into(),
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The tag at the start of `line`, if it is a valid `tag` (RFC 9051 §9:
+/// `1*<any ASTRING-CHAR except "+">`) followed by a space.
+pub(crate) fn tag_of(line: &[u8]) -> Option<String> {
+    let end = line.iter().position(|&b| b == b' ')?;
+    let tag = &line[..end];
+    if tag.is_empty() || !tag.iter().all(|&b| is_tag_char(b)) {
+        return None;
+    }
+    // All tag chars are ASCII.
+    Some(String::from_utf8_lossy(tag).into_owned())
+}
+
+/// `ASTRING-CHAR` except `+` (RFC 9051 §9).
+pub(crate) fn is_tag_char(b: u8) -> bool {
+    b != b'+' && (super::parse::is_atom_char(b) || b == b']')
+}
+
+/// A literal announcement ending `line` (without its CRLF):
+/// `["~"] "{" number64 ["+"] "}"`. A size too big for `u64` is reported as
+/// `u64::MAX` so that it is refused as too large rather than misparsed.
+fn announcement(line: &[u8]) -> Option<Announce> {
+    let body = line.strip_suffix(b"}")?;
+    let (body, sync) = match body.strip_suffix(b"+") {
+        Some(b) => (b, false),
+        None => (body, true),
+    };
+    let open = body.iter().rposition(|&b| b == b'{')?;
+    let digits = &body[open + 1..];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let size = digits.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
+    Some(Announce {
+        size: size.unwrap_or(u64::MAX),
+        sync,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMITS: FrameLimits = FrameLimits {
+        max_line: 40,
+        max_literal: 10,
+    };
+
+    fn cmd(s: &str) -> Frame {
+        Frame::Command(s.as_bytes().to_vec())
+    }
+
+    fn big(tag: &str, text: &str) -> Frame {
+        Frame::TooLarge {
+            tag: Some(tag.into()),
+            text: text.into(),
+        }
+    }
+
+    /// Feeds `input` in one go and collects every frame.
+    fn frames(input: &[u8]) -> Vec<Frame> {
+        let mut f = Framer::new(LIMITS);
+        f.push(input);
+        std::iter::from_fn(|| f.next_frame()).collect()
+    }
+
+    /// Feeds `input` one byte at a time, collecting frames as they appear.
+    fn frames_bytewise(input: &[u8]) -> Vec<Frame> {
+        let mut f = Framer::new(LIMITS);
+        let mut out = Vec::new();
+        for b in input {
+            f.push(std::slice::from_ref(b));
+            while let Some(fr) = f.next_frame() {
+                out.push(fr);
+            }
+        }
+        out
+    }
+
+    fn lit_big(tag: &str, n: u64) -> Frame {
+        big(
+            tag,
+            &format!("Literal of {n} bytes exceeds the limit of 10 bytes"),
+        )
+    }
+
+    #[test]
+    fn table() {
+        let cases: Vec<(&[u8], Vec<Frame>)> = vec![
+            (b"a NOOP\r\n", vec![cmd("a NOOP\r\n")]),
+            (b"a NOOP\n", vec![cmd("a NOOP\r\n")]),
+            (
+                b"a NOOP\r\nb CHECK\n",
+                vec![cmd("a NOOP\r\n"), cmd("b CHECK\r\n")],
+            ),
+            (b"\r\n\na NOOP\r\n", vec![cmd("a NOOP\r\n")]),
+            (
+                b"a LOGIN {3}\r\nbob {2}\r\npw\r\n",
+                vec![
+                    Frame::NeedContinuation { size: 3 },
+                    Frame::NeedContinuation { size: 2 },
+                    cmd("a LOGIN {3}\r\nbob {2}\r\npw\r\n"),
+                ],
+            ),
+            (
+                b"a LOGIN {3+}\r\nbob {2+}\npw\r\n",
+                vec![cmd("a LOGIN {3+}\r\nbob {2+}\r\npw\r\n")],
+            ),
+            // The literal's own bytes are kept verbatim, bare LF included.
+            (
+                b"a APPEND x ~{4+}\r\n\0\n\r\n\r\n",
+                vec![cmd("a APPEND x ~{4+}\r\n\0\n\r\n\r\n")],
+            ),
+            (
+                b"a APPEND x ~{2}\r\nhi\r\n",
+                vec![
+                    Frame::NeedContinuation { size: 2 },
+                    cmd("a APPEND x ~{2}\r\nhi\r\n"),
+                ],
+            ),
+            (
+                b"a APPEND x {0}\r\n\r\n",
+                vec![
+                    Frame::NeedContinuation { size: 0 },
+                    cmd("a APPEND x {0}\r\n\r\n"),
+                ],
+            ),
+            // Sync literal too large: refused, no continuation; the next
+            // line is a new command.
+            (
+                b"a APPEND x {11}\r\nb NOOP\r\n",
+                vec![lit_big("a", 11), cmd("b NOOP\r\n")],
+            ),
+            // Non-sync literal too large: its bytes and the rest of the
+            // command are skipped.
+            (
+                b"a APPEND x {11+}\r\n0123456789A rest\r\nb NOOP\r\n",
+                vec![lit_big("a", 11), cmd("b NOOP\r\n")],
+            ),
+            // ... including further non-sync literals of that command.
+            (
+                b"a APPEND x {11+}\r\n0123456789A {3+}\r\nxyz more\r\nb NOOP\r\n",
+                vec![lit_big("a", 11), cmd("b NOOP\r\n")],
+            ),
+            // A second literal too large after a good one.
+            (
+                b"a APPEND x {1+}\r\nM {99}\r\nb NOOP\r\n",
+                vec![lit_big("a", 99), cmd("b NOOP\r\n")],
+            ),
+            (
+                b"a APPEND x {99999999999999999999999}\r\nb NOOP\r\n",
+                vec![lit_big("a", u64::MAX), cmd("b NOOP\r\n")],
+            ),
+            // Over-long line.
+            (
+                b"t1 NOOP 0123456789012345678901234567890123456789\r\nb NOOP\r\n",
+                vec![big("t1", "Command line too long"), cmd("b NOOP\r\n")],
+            ),
+            // Over-long line announcing a non-sync literal: skip it too.
+            (
+                b"t1 APPEND 0123456789012345678901234567890123456789 {3+}\r\nabc\r\nb NOOP\r\n",
+                vec![big("t1", "Command line too long"), cmd("b NOOP\r\n")],
+            ),
+            // Exactly max_line is fine (40 bytes).
+            (
+                b"a NOOP 45678901234567890123456789012345\r\n",
+                vec![cmd("a NOOP 45678901234567890123456789012345\r\n")],
+            ),
+            // Over-long line without a valid tag.
+            (
+                b"(((((((((((((((((((((((((((((((((((((((((((\r\n",
+                vec![Frame::TooLarge {
+                    tag: None,
+                    text: "Command line too long".into(),
+                }],
+            ),
+            // A "tag" ending past `max_line` is no tag (the answer must not
+            // depend on how much of the line had arrived).
+            (
+                b"0123456789012345678901234567890123456789a NOOP\r\nb NOOP\r\n",
+                vec![
+                    Frame::TooLarge {
+                        tag: None,
+                        text: "Command line too long".into(),
+                    },
+                    cmd("b NOOP\r\n"),
+                ],
+            ),
+            // `{` inside a line is not an announcement.
+            (b"a X {3} y\r\n", vec![cmd("a X {3} y\r\n")]),
+            (b"a X {}\r\n", vec![cmd("a X {}\r\n")]),
+            (b"a X {+}\r\n", vec![cmd("a X {+}\r\n")]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                frames(input),
+                want,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(
+                frames_bytewise(input),
+                want,
+                "bytewise {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn every_incomplete_prefix_yields_only_a_prefix_of_the_frames() {
+        let samples: &[&[u8]] = &[
+            b"a LOGIN {3}\r\nbob {2}\r\npw\r\n",
+            b"a APPEND x (\\Seen) {5+}\r\nhello ~{2+}\r\nhi\r\n",
+            b"a APPEND x {11+}\r\n0123456789A rest\r\nb NOOP\r\n",
+            b"t1 NOOP 0123456789012345678901234567890123456789\r\nb NOOP\r\n",
+        ];
+        for input in samples {
+            let full = frames(input);
+            for cut in 0..input.len() {
+                let part = frames(&input[..cut]);
+                assert!(part.len() <= full.len(), "cut {cut}");
+                assert_eq!(part[..], full[..part.len()], "cut {cut} of {input:?}");
+                // Feeding the rest completes the same sequence.
+                let mut f = Framer::new(LIMITS);
+                f.push(&input[..cut]);
+                let mut got: Vec<Frame> = std::iter::from_fn(|| f.next_frame()).collect();
+                f.push(&input[cut..]);
+                got.extend(std::iter::from_fn(|| f.next_frame()));
+                assert_eq!(got, full, "split at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn skipped_literal_is_not_buffered() {
+        let mut f = Framer::new(LIMITS);
+        f.push(b"a APPEND x {1000000+}\r\n");
+        assert_eq!(f.next_frame(), Some(lit_big("a", 1_000_000)));
+        for _ in 0..200 {
+            f.push(&[b'x'; 5000]);
+            assert_eq!(f.next_frame(), None);
+            assert_eq!(f.buffered(), 0);
+        }
+        f.push(b"\r\nb NOOP\r\n");
+        assert_eq!(f.next_frame(), Some(cmd("b NOOP\r\n")));
+    }
+
+    #[test]
+    fn long_line_is_not_buffered() {
+        let mut f = Framer::new(LIMITS);
+        f.push(b"a ");
+        assert_eq!(f.next_frame(), None);
+        f.push(&[b'x'; 100]);
+        assert_eq!(f.next_frame(), Some(big("a", "Command line too long")));
+        for _ in 0..10 {
+            f.push(&[b'x'; 100]);
+            assert_eq!(f.next_frame(), None);
+            assert_eq!(f.buffered(), 0);
+        }
+        f.push(b"\nb NOOP\r\n");
+        assert_eq!(f.next_frame(), Some(cmd("b NOOP\r\n")));
+    }
+
+    #[test]
+    fn command_cap() {
+        let mut f = Framer::new(LIMITS);
+        f.set_max_command(30);
+        f.push(b"a APPEND x {9+}\r\n123456789 {9+}\r\n123456789\r\nb NOOP\r\n");
+        assert_eq!(f.next_frame(), Some(big("a", "Command too large")));
+        assert_eq!(f.next_frame(), Some(cmd("b NOOP\r\n")));
+    }
+
+    #[test]
+    fn raw_lines_and_buffered() {
+        let mut f = Framer::new(LIMITS);
+        f.push(b"a IDLE\r\nDONE\r\nb NOOP\r\n");
+        assert_eq!(f.next_frame(), Some(cmd("a IDLE\r\n")));
+        assert_eq!(f.buffered(), 14);
+        assert_eq!(f.next_line(), Some(Ok(b"DONE".to_vec())));
+        assert_eq!(f.next_line(), Some(Ok(b"b NOOP".to_vec())));
+        assert_eq!(f.next_line(), None);
+        assert_eq!(f.buffered(), 0);
+
+        f.push(b"dGVzdA==");
+        assert_eq!(f.next_line(), None);
+        f.push(b"\n");
+        assert_eq!(f.next_line(), Some(Ok(b"dGVzdA==".to_vec())));
+
+        // Over-long raw line: one error, then the line is dropped.
+        f.push(&[b'A'; 50]);
+        assert_eq!(f.next_line(), Some(Err(())));
+        f.push(&[b'A'; 50]);
+        assert_eq!(f.next_line(), None);
+        f.push(b"\r\n*\r\n");
+        assert_eq!(f.next_line(), Some(Ok(b"*".to_vec())));
+        // Over-long but complete raw line.
+        f.push(&[b'A'; 45]);
+        f.push(b"\r\nok\r\n");
+        assert_eq!(f.next_line(), Some(Err(())));
+        assert_eq!(f.next_line(), Some(Ok(b"ok".to_vec())));
+    }
+
+    /// Input built from pieces that exercise every mode.
+    fn soup() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop::sample::select(vec![
+            &b"a NOOP\r\n"[..],
+            b"b APPEND x {3}\r\n",
+            b"c APPEND x {3+}\r\n",
+            b"d APPEND x ~{12+}\r\n",
+            b"e APPEND x {99+}\r\n",
+            b"f APPEND x {99}\r\n",
+            b"abc",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b"0123456789012345678901234567890123456789",
+            b"{2+}\r\n",
+            b"{",
+            b"}",
+            b" ",
+        ]);
+        prop::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        /// Framing does not depend on how the stream is cut into reads,
+        /// and what is held never exceeds the caps.
+        #[test]
+        fn chunking_does_not_matter(input in soup(), cuts in prop::collection::vec(1usize..20, 0..40)) {
+            let mut whole = Framer::new(LIMITS);
+            whole.set_max_command(64);
+            whole.push(&input);
+            let want: Vec<Frame> = std::iter::from_fn(|| whole.next_frame()).collect();
+
+            let mut f = Framer::new(LIMITS);
+            f.set_max_command(64);
+            let mut got = Vec::new();
+            let mut rest = &input[..];
+            for n in cuts.iter().copied().chain(std::iter::repeat(7)) {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at(n.min(rest.len()));
+                rest = later;
+                f.push(now);
+                got.extend(std::iter::from_fn(|| f.next_frame()));
+                prop_assert!(f.buffered() <= 64 + LIMITS.max_line + 1, "holds {}", f.buffered());
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(tag_of(b"a1 NOOP"), Some("a1".into()));
+        assert_eq!(tag_of(b"a+ NOOP"), None);
+        assert_eq!(tag_of(b" NOOP"), None);
+        assert_eq!(tag_of(b"NOOP"), None);
+        assert_eq!(tag_of(b"a* NOOP"), None);
+        assert_eq!(tag_of(b"a] NOOP"), Some("a]".into()));
     }
 }

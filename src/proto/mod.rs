@@ -4,7 +4,9 @@
 //! - [`frame`]: splits the byte stream into command lines with their
 //!   literals under hard size caps, and tells the session when a
 //!   synchronizing literal needs a `+` continuation.
-//! - [`parse`]: one framed command -> [`command::Command`].
+//! - [`parse`]: one framed command -> [`command::Command`], with
+//!   imap-codec for the commands it covers and our own parser for the
+//!   extensions it lacks (its module doc lists which is which).
 //! - [`encode`]: the small helpers responses are written with (strings,
 //!   literals, flag lists, sequence sets, dates).
 //! - [`sequence`]: sequence-set arithmetic.

@@ -1,2 +1,551 @@
-//! The IMAP session state machine (written by the lead; see SESSION.md in the prompt).
+//! The IMAP session state machine (RFC 9051 §3, RFC 3501 §3).
+//!
+//! One [`Session`] per connection, driven over any `AsyncRead + AsyncWrite`
+//! stream. It owns the connection's state ([`State`]: not authenticated,
+//! authenticated, selected, logout), frames and parses commands through
+//! `proto`, checks that each command is legal in the current state before
+//! dispatching it to its handler under `session/cmd/`, and turns every
+//! outcome into exactly one tagged response.
+//!
+//! What it must never do: touch the filesystem other than through
+//! `store` (and only inside `spawn_blocking`), hold global state beyond the
+//! user's mail store and the process-wide folder registry (a later issue
+//! moves authenticated sessions into per-user processes), or panic on
+//! anything a client sends.
+//!
+//! Failure classes (STYLE §3) meet in one place, [`Status`]: client mistakes
+//! are `BAD`, refusals are `NO` with a response code, our own faults are
+//! `NO [SERVERBUG]` and logged.
+
+pub mod caps;
+pub mod cmd;
+pub mod names;
 pub mod search;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::auth::{Authenticator, User};
+use crate::config::Config;
+use crate::proto::frame::{Frame, FrameLimits, Framer};
+use crate::proto::parse::{ParseError, parse_command};
+use crate::proto::{Command, CommandBody};
+use crate::store::{MailStore, Registry, StoreError};
+
+pub use view::SelectedView;
+
+/// Any byte stream a session can run over (TCP, TLS over TCP, a pipe).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Process-wide things a session needs besides its stream.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub auth: Arc<Authenticator>,
+    pub registry: Arc<Registry>,
+    /// `None` when no certificate is configured: STARTTLS is not offered.
+    pub tls: Option<Arc<dyn TlsUpgrade>>,
+    pub failures: Arc<crate::auth::FailureTracker>,
+    /// Flips to `true` on SIGTERM: sessions say `* BYE` and end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Upgrades a plaintext stream to TLS (STARTTLS). A trait so the session
+/// does not depend on how the server loads and reloads certificates.
+pub trait TlsUpgrade: Send + Sync {
+    fn upgrade(&self, io: Box<dyn Io>) -> UpgradeFuture;
+}
+
+/// The handshake in progress; resolves to the encrypted stream.
+pub type UpgradeFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Box<dyn Io>>> + Send>>;
+
+/// Facts about the connection fixed at accept time.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// TLS is active (implicit TLS, or after STARTTLS).
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    /// Plaintext passwords are acceptable: over TLS, or from loopback when
+    /// the operator allows it (SPEC §3 `auth.plaintext_on_loopback`).
+    pub fn plaintext_ok(&self, cfg: &Config) -> bool {
+        self.tls || (cfg.auth.plaintext_on_loopback && self.remote.ip().is_loopback())
+    }
+}
+
+/// The authenticated part of a session: the user and their mail store.
+pub struct Authed {
+    pub user: User,
+    pub store: Arc<MailStore>,
+}
+
+/// RFC 9051 §3 connection states; each carries the data it needs so a
+/// handler cannot be written against the wrong state.
+pub enum State {
+    NotAuthenticated,
+    Authenticated(Authed),
+    Selected(Authed, Box<SelectedView>),
+    Logout,
+}
+
+impl State {
+    pub fn authed(&self) -> Option<&Authed> {
+        match self {
+            State::Authenticated(a) | State::Selected(a, _) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// What the client has turned on with ENABLE (RFC 5161).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Enabled {
+    pub rev2: bool,
+    pub utf8: bool,
+}
+
+/// Outcome of one command: the tagged status line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub kind: StatusKind,
+    pub code: Option<String>,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusKind {
+    Ok,
+    No,
+    Bad,
+}
+
+impl Status {
+    pub fn ok(text: impl Into<String>) -> Self {
+        Status {
+            kind: StatusKind::Ok,
+            code: None,
+            text: text.into(),
+        }
+    }
+    pub fn ok_code(code: impl Into<String>, text: impl Into<String>) -> Self {
+        Status {
+            kind: StatusKind::Ok,
+            code: Some(code.into()),
+            text: text.into(),
+        }
+    }
+    pub fn no(code: Option<&str>, text: impl Into<String>) -> Self {
+        Status {
+            kind: StatusKind::No,
+            code: code.map(str::to_string),
+            text: text.into(),
+        }
+    }
+    pub fn bad(text: impl Into<String>) -> Self {
+        Status {
+            kind: StatusKind::Bad,
+            code: None,
+            text: text.into(),
+        }
+    }
+    /// Our own fault: logged with context, reported without details.
+    pub fn server_bug(context: &str, err: &dyn std::fmt::Display) -> Self {
+        tracing::error!("{context}: {err}");
+        Status::no(
+            Some("SERVERBUG"),
+            "Internal error occurred. Refer to server log for more information.",
+        )
+    }
+}
+
+/// Handlers return `Ok(status)` for OK and `Err(status)` for NO/BAD, so
+/// store errors convert with `?`.
+pub type CmdResult = Result<Status, Status>;
+
+impl From<StoreError> for Status {
+    /// The single mapping of store errors to IMAP response codes (STYLE §4).
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Status::no(Some("NONEXISTENT"), "Mailbox doesn't exist."),
+            StoreError::AlreadyExists => {
+                Status::no(Some("ALREADYEXISTS"), "Mailbox already exists.")
+            }
+            StoreError::InvalidName(why) => {
+                Status::no(Some("CANNOT"), format!("Invalid mailbox name: {why}"))
+            }
+            StoreError::Cannot(why) => Status::no(Some("CANNOT"), why),
+            StoreError::OverQuota => Status::no(Some("OVERQUOTA"), "Quota exceeded."),
+            StoreError::Expunged => Status::no(
+                Some("EXPUNGEISSUED"),
+                "Some of the requested messages no longer exist.",
+            ),
+            StoreError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                tracing::error!("disk full: {e}");
+                Status::no(Some("OVERQUOTA"), "Not enough disk space.")
+            }
+            e @ (StoreError::Io(_) | StoreError::Corrupt { .. }) => Status::server_bug("store", &e),
+        }
+    }
+}
+
+/// Runs a blocking store operation off the async runtime (STYLE §11).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::server_bug("blocking task failed", &e))
+}
+
+/// Outgoing bytes are collected here and flushed at command boundaries (or
+/// when large), so a command's responses cost one write in the common case.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// How long an unauthenticated client may stay silent.
+const PREAUTH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One IMAP connection.
+pub struct Session {
+    pub(crate) io: Option<Box<dyn Io>>,
+    pub(crate) framer: Framer,
+    pub(crate) out: Vec<u8>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) conn: ConnInfo,
+    pub(crate) state: State,
+    pub(crate) enabled: Enabled,
+    /// Set by handlers that need the stream replaced after the tagged
+    /// response (STARTTLS).
+    pub(crate) pending_starttls: bool,
+}
+
+/// Why reading a command stopped.
+enum Input {
+    Frame(Frame),
+    Eof,
+    Timeout,
+    Shutdown,
+}
+
+impl Session {
+    pub fn new(io: Box<dyn Io>, shared: Arc<Shared>, conn: ConnInfo) -> Self {
+        let limits = FrameLimits {
+            max_line: shared.config.limits.max_command_bytes,
+            max_literal: shared.config.limits.max_literal_bytes,
+        };
+        let mut framer = Framer::new(limits);
+        // MULTIAPPEND may carry several literals; bound the whole command too.
+        framer.set_max_command(shared.config.limits.max_literal_bytes.saturating_mul(2));
+        Session {
+            io: Some(io),
+            framer,
+            out: Vec::with_capacity(512),
+            shared,
+            conn,
+            state: State::NotAuthenticated,
+            enabled: Enabled::default(),
+            pending_starttls: false,
+        }
+    }
+
+    /// Serves the connection until LOGOUT, EOF, timeout or shutdown.
+    pub async fn run(mut self) {
+        let caps = caps::capability_line(&self);
+        let greeting = format!(
+            "* OK [CAPABILITY {caps}] {} nestbox ready.",
+            self.shared.config.hostname
+        );
+        self.line(greeting);
+        if self.flush().await.is_err() {
+            return;
+        }
+        loop {
+            if matches!(self.state, State::Logout) {
+                break;
+            }
+            let input = match self.read_frame().await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::debug!(remote = %self.conn.remote, "read error: {e}");
+                    break;
+                }
+            };
+            match input {
+                Input::Eof => break,
+                Input::Timeout => {
+                    self.line("* BYE Disconnected for inactivity.");
+                    let _ = self.flush().await;
+                    break;
+                }
+                Input::Shutdown => {
+                    self.line("* BYE Server shutting down.");
+                    let _ = self.flush().await;
+                    break;
+                }
+                Input::Frame(Frame::NeedContinuation { .. }) => {
+                    self.line("+ OK");
+                }
+                Input::Frame(Frame::TooLarge { tag, text }) => {
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    self.line(format!("{tag} BAD [TOOBIG] {text}"));
+                }
+                Input::Frame(Frame::Command(bytes)) => self.handle_bytes(&bytes).await,
+            }
+            if self.flush().await.is_err() {
+                break;
+            }
+            if self.pending_starttls {
+                self.pending_starttls = false;
+                if !self.start_tls().await {
+                    break;
+                }
+            }
+        }
+        self.close_selected();
+        if let Some(mut io) = self.io.take() {
+            let _ = io.shutdown().await;
+        }
+    }
+
+    async fn handle_bytes(&mut self, bytes: &[u8]) {
+        match parse_command(bytes) {
+            Ok(cmd) => self.dispatch(cmd).await,
+            Err(ParseError::Bad { tag, text }) => {
+                let tag = tag.unwrap_or_else(|| "*".into());
+                self.line(format!("{tag} BAD {text}"));
+            }
+            Err(ParseError::BadCharset { tag }) => {
+                self.line(format!(
+                    "{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset."
+                ));
+            }
+        }
+    }
+
+    /// Checks the command is legal in this state, runs it, writes the
+    /// pending untagged updates the rules allow, then the tagged status.
+    async fn dispatch(&mut self, cmd: Command) {
+        let Command { tag, body } = cmd;
+        let name = body.name();
+        if let Err(status) = self.check_state(&body) {
+            self.tagged(&tag, &status);
+            return;
+        }
+        // RFC 9051 §7.5.1: no EXPUNGE during FETCH, STORE or SEARCH, nor
+        // during their non-UID forms at all.
+        let expunge_ok = match &body {
+            CommandBody::Fetch { uid, .. } | CommandBody::Store { uid, .. } => *uid,
+            CommandBody::Search(s) => s.uid,
+            CommandBody::Copy { uid, .. } => *uid,
+            _ => true,
+        };
+        let tag_for_handler = tag.clone();
+        let result = cmd::run(self, &tag_for_handler, body).await;
+        let status = match result {
+            Ok(s) | Err(s) => s,
+        };
+        if matches!(self.state, State::Selected(..)) && status.kind != StatusKind::Bad {
+            if let Err(e) = self.report_changes(expunge_ok).await {
+                tracing::warn!("update after {name} failed: {}", e.text);
+            }
+        }
+        self.tagged(&tag, &status);
+    }
+
+    fn check_state(&self, body: &CommandBody) -> Result<(), Status> {
+        use CommandBody as C;
+        let ok = match body {
+            C::Capability | C::Noop | C::Logout | C::Id(_) => true,
+            C::StartTls | C::Authenticate { .. } | C::Login { .. } => {
+                matches!(self.state, State::NotAuthenticated)
+            }
+            C::Enable(_)
+            | C::Select { .. }
+            | C::Create { .. }
+            | C::Delete(_)
+            | C::Rename { .. }
+            | C::Subscribe(_)
+            | C::Unsubscribe(_)
+            | C::List(_)
+            | C::Lsub { .. }
+            | C::Namespace
+            | C::Status { .. }
+            | C::Append { .. }
+            | C::Idle => self.state.authed().is_some(),
+            C::Check
+            | C::Close
+            | C::Unselect
+            | C::Expunge { .. }
+            | C::Search(_)
+            | C::Fetch { .. }
+            | C::Store { .. }
+            | C::Copy { .. }
+            | C::Move { .. } => matches!(self.state, State::Selected(..)),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match (&self.state, body) {
+            (State::NotAuthenticated, _) => {
+                Status::bad(format!("{} requires authentication.", body.name()))
+            }
+            (_, C::StartTls | C::Authenticate { .. } | C::Login { .. }) => {
+                Status::bad("Already authenticated.")
+            }
+            _ => Status::bad(format!("{} requires a selected mailbox.", body.name())),
+        })
+    }
+
+    /// Queues one response line (CRLF added).
+    pub(crate) fn line(&mut self, s: impl AsRef<[u8]>) {
+        self.out.extend_from_slice(s.as_ref());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    pub(crate) fn tagged(&mut self, tag: &str, st: &Status) {
+        let kind = match st.kind {
+            StatusKind::Ok => "OK",
+            StatusKind::No => "NO",
+            StatusKind::Bad => "BAD",
+        };
+        let line = match &st.code {
+            Some(code) => format!("{tag} {kind} [{code}] {}", st.text),
+            None => format!("{tag} {kind} {}", st.text),
+        };
+        self.line(line);
+    }
+
+    /// Writes out what is queued.
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let io = self
+            .io
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("stream gone"))?;
+        io.write_all(&self.out).await?;
+        io.flush().await?;
+        self.out.clear();
+        if self.out.capacity() > 4 * FLUSH_AT {
+            // Don't keep a big FETCH's buffer for the life of an idle connection.
+            self.out = Vec::with_capacity(512);
+        }
+        Ok(())
+    }
+
+    /// Flushes only when the queue is large (inside long FETCH responses).
+    pub(crate) async fn maybe_flush(&mut self) -> std::io::Result<()> {
+        if self.out.len() >= FLUSH_AT {
+            self.flush().await
+        } else {
+            Ok(())
+        }
+    }
+
+    fn read_timeout(&self) -> Duration {
+        match self.state {
+            State::NotAuthenticated => PREAUTH_TIMEOUT,
+            _ => self.shared.config.limits.idle_timeout,
+        }
+    }
+
+    /// Reads until the framer yields a frame.
+    async fn read_frame(&mut self) -> std::io::Result<Input> {
+        let timeout = self.read_timeout();
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            if let Some(f) = self.framer.next_frame() {
+                return Ok(Input::Frame(f));
+            }
+            if *shutdown.borrow() {
+                return Ok(Input::Shutdown);
+            }
+            let mut buf = [0u8; 16 * 1024];
+            let io = self
+                .io
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("stream gone"))?;
+            tokio::select! {
+                r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
+                    Err(_) => return Ok(Input::Timeout),
+                    Ok(Ok(0)) => return Ok(Input::Eof),
+                    Ok(Ok(n)) => self.framer.push(&buf[..n]),
+                    Ok(Err(e)) => return Err(e),
+                },
+                _ = shutdown.changed() => return Ok(Input::Shutdown),
+            }
+        }
+    }
+
+    /// Reads one raw line (AUTHENTICATE responses, IDLE's DONE).
+    pub(crate) async fn read_line(
+        &mut self,
+        timeout: Duration,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            match self.framer.next_line() {
+                Some(Ok(l)) => return Ok(Some(l)),
+                Some(Err(())) => return Err(std::io::Error::other("line too long")),
+                None => {}
+            }
+            let mut buf = [0u8; 4096];
+            let io = self
+                .io
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("stream gone"))?;
+            match tokio::time::timeout(timeout, io.read(&mut buf)).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(Ok(n)) => self.framer.push(&buf[..n]),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// STARTTLS after the tagged OK went out. Returns false if the
+    /// connection must close.
+    async fn start_tls(&mut self) -> bool {
+        let Some(tls) = self.shared.tls.clone() else {
+            return false;
+        };
+        let Some(io) = self.io.take() else {
+            return false;
+        };
+        match tls.upgrade(io).await {
+            Ok(io) => {
+                self.io = Some(io);
+                self.conn.tls = true;
+                true
+            }
+            Err(e) => {
+                tracing::info!(remote = %self.conn.remote, "STARTTLS handshake failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Leaves the selected state without expunging (connection end).
+    fn close_selected(&mut self) {
+        cmd::select::leave_selected(self);
+    }
+
+    /// Sends the untagged updates for changes made by anyone (this session
+    /// included) since they were last reported.
+    pub(crate) async fn report_changes(&mut self, expunge_ok: bool) -> Result<(), Status> {
+        let enabled = self.enabled;
+        let State::Selected(_, view) = &mut self.state else {
+            return Ok(());
+        };
+        let mut lines = Vec::new();
+        view.report_changes(expunge_ok, enabled, &mut lines);
+        self.out.extend_from_slice(&lines);
+        Ok(())
+    }
+}

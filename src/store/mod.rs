@@ -1,16 +1,43 @@
-//! STUB: interface only; the store helper replaces this file (and adds
-//! `store/maildir/...`). The public names and signatures below are the
-//! contract the session is written against.
-//!
 //! The mail store: one user's Maildir++ behind a narrow, synchronous
 //! interface. Callers on the async runtime wrap calls in `spawn_blocking`.
 //! Folder names here are UTF-8 with `/` as the hierarchy separator; `INBOX`
 //! is always spelled `INBOX` (the session case-folds it).
+//!
+//! Owns the mapping from folder names to directories, the process-wide
+//! [`Registry`] of open folders, and folder-level operations (CREATE,
+//! DELETE, RENAME, subscriptions, STATUS). Message-level work lives in
+//! [`maildir::folder`]. It never speaks IMAP and never assumes it is the
+//! only program using the Maildir (see `shared/MAILDIR.md`).
+//!
+//! Decisions worth knowing:
+//! - `INBOX` is the Maildir root; `INBOX/foo` is the ordinary folder
+//!   `.INBOX.foo` (no special case on disk, as in Dovecot's Maildir++).
+//! - A folder directory that is a symlink is followed only if it resolves
+//!   inside the Maildir root.
+//! - [`MailStore::open_folder`] syncs without moving `new/` to `cur/`; a
+//!   read-write SELECT then calls `folder.sync(true)` and `take_recent()`.
+//! - Renamed or deleted folders are dropped from the registry; sessions
+//!   that still hold them get `NotFound` on their next sync.
+//! - Folder levels go through `crate::mutf7` only when they need it (non-
+//!   ASCII or `&`); plain ASCII is its own modified UTF-7 form.
+//! - [`MailStore::status`] computes unknown sizes (reading files without
+//!   `,W=` once, then remembered); [`MailStore::status_opts`] skips that
+//!   when STATUS did not ask for SIZE.
+//! - Quota is Maildir++ `maildirsize` ([`MailStore::quota`]); a Maildir
+//!   without that file has no quota.
+use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
-use crate::flags::{FlagOp, Flags};
+pub mod maildir;
 
+use crate::flags::Flags;
+pub use maildir::folder::{Folder, RwHold};
+use maildir::{names, subscriptions};
+
+/// Why a store operation failed; the session maps these to response codes
+/// (`[NONEXISTENT]`, `[ALREADYEXISTS]`, `[OVERQUOTA]`, `[SERVERBUG]`...).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no such mailbox")]
@@ -33,17 +60,82 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// The store's result type.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Process-wide table of open folders, so every session of every user that
 /// opens the same folder shares one [`Folder`] (one in-memory state, one
 /// change notification channel).
 #[derive(Default)]
-pub struct Registry {}
+pub struct Registry {
+    /// Canonical folder directory -> the open folder, while anyone holds it.
+    open: Mutex<HashMap<PathBuf, Weak<Folder>>>,
+    /// Called once for every folder when it is first opened (the change
+    /// watcher attaches here; the store itself never watches).
+    on_open: Mutex<Option<OpenHook>>,
+}
+
+/// See [`Registry::set_on_open`].
+pub type OpenHook = Arc<dyn Fn(&Arc<Folder>) + Send + Sync>;
 
 impl Registry {
     pub fn new() -> Arc<Self> {
-        Arc::new(Registry {})
+        Arc::new(Registry::default())
+    }
+
+    /// Installs the hook run when a folder is opened and registered (not
+    /// when an already open one is shared). It runs outside the table lock,
+    /// on whatever thread opened the folder.
+    pub fn set_on_open(&self, hook: OpenHook) {
+        *self.on_open.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Weak<Folder>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open folder for `dir`, or a new one made by `make`. `make` runs
+    /// without the table locked (it may wait for a uidlist lock); if two
+    /// sessions race, the first one registered wins and the other copy is
+    /// dropped unused.
+    fn get_or_open(
+        &self,
+        dir: &Path,
+        make: impl FnOnce() -> Result<Folder>,
+    ) -> Result<Arc<Folder>> {
+        if let Some(f) = self.get(dir) {
+            return Ok(f);
+        }
+        let made = Arc::new(make()?);
+        let mut t = self.table();
+        if let Some(f) = t.get(dir).and_then(Weak::upgrade) {
+            return Ok(f);
+        }
+        t.retain(|_, w| w.strong_count() > 0);
+        t.insert(dir.to_path_buf(), Arc::downgrade(&made));
+        drop(t);
+        let hook = self
+            .on_open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(&made);
+        }
+        Ok(made)
+    }
+
+    /// The folder for `dir` if some session has it open.
+    fn get(&self, dir: &Path) -> Option<Arc<Folder>> {
+        self.table().get(dir).and_then(Weak::upgrade)
+    }
+
+    /// Forgets `dir` and every directory whose name starts with it plus `.`
+    /// (the folder's children), after a rename or delete.
+    fn forget_tree(&self, dir: &Path) {
+        let prefix = format!("{}.", dir.display());
+        self.table()
+            .retain(|k, _| k != dir && !k.display().to_string().starts_with(&prefix));
     }
 }
 
@@ -62,7 +154,13 @@ impl Default for StoreOptions {
 }
 
 /// One user's Maildir++ (INBOX at the root, folders as `.A.B`).
-pub struct MailStore {}
+pub struct MailStore {
+    root: PathBuf,
+    registry: Arc<Registry>,
+    opts: StoreOptions,
+    /// Permission bits of the root: new folders and files never get more.
+    dir_mode: u32,
+}
 
 /// A folder as LIST sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,52 +184,323 @@ pub struct FolderStatus {
     pub highest_modseq: u64,
 }
 
+const INBOX: &str = "INBOX";
+
 impl MailStore {
     /// Opens (and creates if missing: `cur/ new/ tmp/`) the Maildir at `root`.
-    pub fn open(_root: PathBuf, _registry: Arc<Registry>, _opts: StoreOptions) -> Result<Self> {
-        unimplemented!()
+    pub fn open(root: PathBuf, registry: Arc<Registry>, opts: StoreOptions) -> Result<Self> {
+        std::fs::create_dir_all(&root)?;
+        let root = root.canonicalize()?;
+        let dir_mode = std::fs::metadata(&root)?.permissions().mode() & 0o7777;
+        for sub in ["cur", "new", "tmp"] {
+            match std::fs::DirBuilder::new()
+                .mode(dir_mode)
+                .create(root.join(sub))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        clean_deleted(&root);
+        Ok(MailStore {
+            root,
+            registry,
+            opts,
+            dir_mode,
+        })
     }
+
     pub fn root(&self) -> &Path {
-        unimplemented!()
+        &self.root
     }
+
+    fn file_mode(&self) -> u32 {
+        self.dir_mode & 0o666
+    }
+
+    /// The directory a folder name maps to (it need not exist).
+    fn dir_of(&self, name: &str) -> Result<PathBuf> {
+        if name == INBOX {
+            return Ok(self.root.clone());
+        }
+        Ok(self.root.join(names::to_dir(name)?))
+    }
+
+    /// The existing directory of a folder, canonical, refusing one that a
+    /// symlink leads out of the Maildir.
+    fn existing_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.dir_of(name)?;
+        if dir == self.root {
+            return Ok(dir);
+        }
+        let canon = match dir.canonicalize() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        if !canon.starts_with(&self.root) || canon == self.root || !canon.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(canon)
+    }
+
     /// Every existing folder, INBOX included, in no particular order.
     /// Parents that exist only as a prefix (`.A.B` without `.A`) are not
     /// listed: the session infers `\NonExistent`/`\Noselect` for them.
     pub fn list_folders(&self) -> Result<Vec<FolderEntry>> {
-        unimplemented!()
+        let mut out = vec![FolderEntry { name: INBOX.into() }];
+        for entry in std::fs::read_dir(&self.root)? {
+            let Ok(entry) = entry else { continue };
+            let Ok(fname) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Some(name) = names::from_dir(&fname) else {
+                continue;
+            };
+            if self.existing_dir(&name).is_ok() {
+                out.push(FolderEntry { name });
+            }
+        }
+        Ok(out)
     }
-    pub fn folder_exists(&self, _name: &str) -> bool {
-        unimplemented!()
+
+    pub fn folder_exists(&self, name: &str) -> bool {
+        self.existing_dir(name).is_ok()
     }
+
     /// `InvalidName` for names with an empty level, a level starting with
     /// `.`... anything that is not a safe Maildir++ name; `AlreadyExists`.
-    pub fn create_folder(&self, _name: &str) -> Result<()> {
-        unimplemented!()
+    pub fn create_folder(&self, name: &str) -> Result<()> {
+        if name == INBOX {
+            return Err(StoreError::AlreadyExists);
+        }
+        let dir = self.dir_of(name)?;
+        let builder = {
+            let mut b = std::fs::DirBuilder::new();
+            b.mode(self.dir_mode);
+            b
+        };
+        match builder.create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::AlreadyExists);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for sub in ["cur", "new", "tmp"] {
+            builder.create(dir.join(sub))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(self.file_mode())
+            .open(dir.join("maildirfolder"))?;
+        if self.opts.fsync {
+            maildir::fsync_dir(&dir)?;
+            maildir::fsync_dir(&self.root)?;
+        }
+        Ok(())
     }
+
     /// `Cannot` for INBOX. Children stay (RFC 9051 §6.3.4).
-    pub fn delete_folder(&self, _name: &str) -> Result<()> {
-        unimplemented!()
+    pub fn delete_folder(&self, name: &str) -> Result<()> {
+        if name == INBOX {
+            return Err(StoreError::Cannot("INBOX cannot be deleted".into()));
+        }
+        let dir = self.dir_of(name)?;
+        let canon = self.existing_dir(name)?;
+        // Rename first so the folder vanishes at once and a crash half-way
+        // through the removal leaves no half-folder behind (the leftover is
+        // removed on the next open).
+        let trash = self.root.join(format!(
+            "{DELETED_PREFIX}{}",
+            maildir::filename::unique_base()
+        ));
+        std::fs::rename(&dir, &trash)?;
+        self.registry.forget_tree(&canon);
+        if let Err(e) = std::fs::remove_dir_all(&trash) {
+            tracing::warn!(dir = %trash.display(), error = %e, "cannot remove deleted folder");
+        }
+        Ok(())
     }
+
     /// Renames the folder and all its children. Renaming INBOX moves its
     /// messages into a new folder and leaves INBOX empty (RFC 9051 §6.3.6).
-    pub fn rename_folder(&self, _from: &str, _to: &str) -> Result<()> {
-        unimplemented!()
+    pub fn rename_folder(&self, from: &str, to: &str) -> Result<()> {
+        if to == INBOX {
+            return Err(StoreError::AlreadyExists);
+        }
+        let to_dir = self.dir_of(to)?;
+        if from == INBOX {
+            self.create_folder(to)?;
+            let inbox = self.open_folder(INBOX)?;
+            let dest = self.open_folder(to)?;
+            inbox.sync(false)?;
+            let all = inbox.all_uids();
+            inbox.move_to(&all, &dest)?;
+            return Ok(());
+        }
+        let from_dir = self.dir_of(from)?;
+        let canon = self.existing_dir(from)?;
+        if to.starts_with(&format!("{from}/")) {
+            return Err(StoreError::Cannot(
+                "cannot rename a folder into itself".into(),
+            ));
+        }
+        if std::fs::symlink_metadata(&to_dir).is_ok() {
+            return Err(StoreError::AlreadyExists);
+        }
+        // Children: every `.from.*` directory becomes `.to.*`.
+        let from_name = dir_name(&from_dir);
+        let to_name = dir_name(&to_dir);
+        let prefix = format!("{from_name}.");
+        let mut children = Vec::new();
+        for entry in std::fs::read_dir(&self.root)? {
+            let Ok(entry) = entry else { continue };
+            let Ok(n) = entry.file_name().into_string() else {
+                continue;
+            };
+            if let Some(rest) = n.strip_prefix(&prefix) {
+                let target = format!("{to_name}.{rest}");
+                if std::fs::symlink_metadata(self.root.join(&target)).is_ok() {
+                    return Err(StoreError::AlreadyExists);
+                }
+                children.push((n.clone(), target));
+            }
+        }
+        std::fs::rename(&from_dir, &to_dir)?;
+        for (old, new) in children {
+            if let Err(e) = std::fs::rename(self.root.join(&old), self.root.join(&new)) {
+                tracing::warn!(old, new, error = %e, "cannot rename child folder");
+            }
+        }
+        self.registry.forget_tree(&canon);
+        if self.opts.fsync {
+            maildir::fsync_dir(&self.root)?;
+        }
+        Ok(())
     }
+
     /// Subscribed names (they need not exist).
     pub fn subscriptions(&self) -> Result<Vec<String>> {
-        unimplemented!()
+        Ok(subscriptions::load(&self.root)?)
     }
-    pub fn set_subscribed(&self, _name: &str, _subscribed: bool) -> Result<()> {
-        unimplemented!()
+
+    pub fn set_subscribed(&self, name: &str, subscribed: bool) -> Result<()> {
+        if name != INBOX {
+            names::validate(name)?;
+        }
+        let mut list = subscriptions::load(&self.root)?;
+        let present = list.iter().any(|n| n == name);
+        if subscribed && !present {
+            list.push(name.to_string());
+        } else if !subscribed && present {
+            list.retain(|n| n != name);
+        } else {
+            return Ok(());
+        }
+        subscriptions::save(&self.root, &list, self.opts.fsync)?;
+        Ok(())
     }
+
     /// Opens the folder (shared through the registry) and brings it up to
-    /// date with the disk.
-    pub fn open_folder(&self, _name: &str) -> Result<Arc<Folder>> {
-        unimplemented!()
+    /// date with the disk (without moving `new/` to `cur/`).
+    pub fn open_folder(&self, name: &str) -> Result<Arc<Folder>> {
+        let dir = self.existing_dir(name)?;
+        let folder = self.registry.get_or_open(&dir, || {
+            Folder::open(name, dir.clone(), &self.root, &self.opts, self.file_mode())
+        })?;
+        folder.sync(false)?;
+        Ok(folder)
     }
-    pub fn status(&self, _name: &str) -> Result<FolderStatus> {
-        unimplemented!()
+
+    pub fn status(&self, name: &str) -> Result<FolderStatus> {
+        self.status_opts(name, true)
     }
+
+    /// STATUS without computing unknown sizes when `need_size` is false
+    /// (then `size` counts only messages whose size is already known).
+    pub fn status_opts(&self, name: &str, need_size: bool) -> Result<FolderStatus> {
+        let dir = self.existing_dir(name)?;
+        let folder = match self.registry.get(&dir) {
+            Some(f) => {
+                f.sync(false)?;
+                f
+            }
+            None => self.open_folder(name)?,
+        };
+        folder.status(need_size)
+    }
+}
+
+/// Quota limits and use (RFC 9208 `STORAGE` is `bytes / 1024`,
+/// `MESSAGE` is `count`). `None` limits mean unlimited.
+pub use maildir::quota::Quota;
+
+impl MailStore {
+    /// The Maildir++ quota (`maildirsize`); `None` when the Maildir has no
+    /// quota file, i.e. no quota.
+    pub fn quota(&self) -> Result<Option<Quota>> {
+        Ok(maildir::quota::load(&self.root)?)
+    }
+
+    /// Sets the limits (from the configuration), recomputing the use from
+    /// the directories. Both `None` removes the quota file.
+    pub fn set_quota_limits(
+        &self,
+        bytes: Option<u64>,
+        count: Option<u64>,
+    ) -> Result<Option<Quota>> {
+        if bytes.is_none() && count.is_none() {
+            match std::fs::remove_file(self.root.join(maildir::quota::FILE)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(None);
+        }
+        if let Some(q) = maildir::quota::load(&self.root)? {
+            if q.bytes_limit == bytes && q.count_limit == count {
+                return Ok(Some(q));
+            }
+        }
+        Ok(Some(maildir::quota::recalc(&self.root, bytes, count)?))
+    }
+}
+
+/// Name prefix of a deleted folder awaiting removal (not a `.` name, so no
+/// program mistakes it for a folder).
+const DELETED_PREFIX: &str = "nestbox-deleted.";
+
+fn dir_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Finishes removing folders a crash left half-deleted.
+fn clean_deleted(root: &Path) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(DELETED_PREFIX)
+            && entry
+                .metadata()
+                .is_ok_and(|m| m.is_dir() && m.uid() == unsafe_uid())
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Our effective UID (only our own leftovers are removed).
+fn unsafe_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// What the store knows about one message without reading its file.
@@ -171,92 +540,5 @@ pub enum CacheField {
     Body,
 }
 
-/// One open folder, shared by every session that has it selected.
-pub struct Folder {}
-
-impl Folder {
-    pub fn name(&self) -> &str {
-        unimplemented!()
-    }
-    pub fn uidvalidity(&self) -> u32 {
-        unimplemented!()
-    }
-    pub fn uidnext(&self) -> u32 {
-        unimplemented!()
-    }
-    pub fn highest_modseq(&self) -> u64 {
-        unimplemented!()
-    }
-    /// Rescans `new/` and `cur/` and reconciles with the uidlist: new files
-    /// get UIDs, renamed files change flags, vanished files (confirmed
-    /// gone) are expunged. With `move_new`, files in `new/` are moved to
-    /// `cur/` (read-write sessions only) and become claimable as \Recent.
-    /// Notifies subscribers if anything changed.
-    pub fn sync(&self, _move_new: bool) -> Result<()> {
-        unimplemented!()
-    }
-    /// Every message, ascending by UID.
-    pub fn messages(&self) -> Arc<Vec<MessageMeta>> {
-        unimplemented!()
-    }
-    /// Takes the UIDs that are \Recent and not yet claimed by any session.
-    pub fn take_recent(&self) -> Vec<u32> {
-        unimplemented!()
-    }
-    /// A receiver that wakes whenever the folder changed (the value is the
-    /// new highest modseq). Sessions then call [`Folder::changes_since`].
-    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        unimplemented!()
-    }
-    /// Changes relative to a session's view: `known` is the session's UIDs
-    /// (ascending), `since_modseq` the highest modseq it has reported.
-    pub fn changes_since(&self, _since_modseq: u64, _known: &[u32]) -> Changes {
-        unimplemented!()
-    }
-    /// Reads the message file as stored (LF or CRLF line ends).
-    pub fn read_message(&self, _uid: u32) -> Result<Arc<Vec<u8>>> {
-        unimplemented!()
-    }
-    /// RFC822.SIZE, computing (and remembering) it from the file if needed.
-    pub fn rfc822_size(&self, _uid: u32) -> Result<u64> {
-        unimplemented!()
-    }
-    pub fn cached(&self, _uid: u32, _field: CacheField) -> Option<Arc<[u8]>> {
-        unimplemented!()
-    }
-    pub fn put_cache(&self, _uid: u32, _field: CacheField, _data: Arc<[u8]>) {
-        unimplemented!()
-    }
-    /// Changes the flags of the given UIDs (renames within `cur/`). UIDs no
-    /// longer present are skipped. Returns the messages whose flags changed
-    /// with their new flags and modseqs; with `unchanged_since`, messages
-    /// whose modseq is higher are left alone and returned in the second list.
-    pub fn store_flags(
-        &self,
-        _uids: &[u32],
-        _op: FlagOp,
-        _flags: &Flags,
-        _unchanged_since: Option<u64>,
-    ) -> Result<(Vec<MessageMeta>, Vec<u32>)> {
-        unimplemented!()
-    }
-    /// Removes messages flagged `\Deleted` (only those in `uids` if given).
-    /// Returns the expunged UIDs, ascending.
-    pub fn expunge(&self, _uids: Option<&[u32]>) -> Result<Vec<u32>> {
-        unimplemented!()
-    }
-    /// Saves a new message (tmp/, fsync, rename, fsync dir, uidlist) and
-    /// returns its UID. `internal_date` sets the mtime.
-    pub fn append(&self, _data: &[u8], _flags: &Flags, _internal_date: Option<i64>) -> Result<u32> {
-        unimplemented!()
-    }
-    /// Copies messages into `dest` (hard link where possible, else copy;
-    /// fsynced). Returns `(source uid, dest uid)` pairs, ascending by source.
-    pub fn copy_to(&self, _uids: &[u32], _dest: &Folder) -> Result<Vec<(u32, u32)>> {
-        unimplemented!()
-    }
-    /// Moves messages into `dest` by rename, then expunges them here.
-    pub fn move_to(&self, _uids: &[u32], _dest: &Folder) -> Result<Vec<(u32, u32)>> {
-        unimplemented!()
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! BODY and BODYSTRUCTURE (RFC 9051 §7.5.2, `body` in §9).
+//!
+//! Spelling: media types, subtypes, encodings, parameter names and
+//! disposition types are upper-cased as in the RFC examples
+//! (`"TEXT" "PLAIN" ("CHARSET" "US-ASCII")`); values are as written. IMAP
+//! compares all of these case-insensitively, so this is cosmetic. Parameter
+//! values keep RFC 2047/2231 encodings (continuations merged), as Dovecot
+//! does: decoding is the client's job and keeps 8-bit out of the strings.
+use super::envelope;
+use super::tree::{Field, Kind, Part, fields, is_token, media_type, params, trim, unfold};
+use crate::proto::encode::{nstring, string};
+
+/// Writes `body` for `part` (a message root or any part).
+pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
+    out.push(b'(');
+    match &part.kind {
+        Kind::Multipart(children) => {
+            for c in children {
+                write(out, data, c, ext);
+            }
+            out.push(b' ');
+            string(out, part.subtype.to_ascii_uppercase().as_bytes(), false);
+            if ext {
+                let h = Headers::collect(data, part);
+                out.push(b' ');
+                write_params(out, h.ctype_params(), false);
+                write_ext_common(out, &h);
+            }
+        }
+        kind => {
+            let h = Headers::collect(data, part);
+            string(out, part.mtype.to_ascii_uppercase().as_bytes(), false);
+            out.push(b' ');
+            string(out, part.subtype.to_ascii_uppercase().as_bytes(), false);
+            out.push(b' ');
+            write_params(out, h.ctype_params(), part.is_text());
+            out.push(b' ');
+            nstring(out, h.id.map(unfold).as_deref(), false);
+            out.push(b' ');
+            nstring(out, h.description.map(unfold).as_deref(), false);
+            out.push(b' ');
+            // As written, so that an unknown encoding is shown to the
+            // client rather than hidden; a value that is not even a token
+            // is ignored like a missing one (RFC 2045 §6.1 default 7BIT),
+            // as Dovecot does.
+            let enc = h
+                .cte
+                .map(|v| unfold(v).to_ascii_uppercase())
+                .filter(|v| is_token(v))
+                .unwrap_or_else(|| b"7BIT".to_vec());
+            string(out, &enc, false);
+            out.push(b' ');
+            let body = data.get(part.body.clone()).unwrap_or_default();
+            out.extend_from_slice(body.len().to_string().as_bytes());
+            if let Kind::Message(inner) = kind {
+                out.push(b' ');
+                envelope::write(out, data, inner.header.clone(), false);
+                out.push(b' ');
+                write(out, data, inner, ext);
+                out.push(b' ');
+                out.extend_from_slice(lines(body).to_string().as_bytes());
+            } else if part.is_text() {
+                out.push(b' ');
+                out.extend_from_slice(lines(body).to_string().as_bytes());
+            }
+            if ext {
+                out.push(b' ');
+                nstring(out, h.md5.map(unfold).as_deref(), false);
+                write_ext_common(out, &h);
+            }
+        }
+    }
+    out.push(b')');
+}
+
+/// Lines of a body: its line breaks, as Dovecot counts them (an
+/// unterminated last line does not count; the line break before a
+/// multipart delimiter belongs to the delimiter, not to the part).
+pub(crate) fn lines(body: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', body).count()
+}
+
+/// The MIME header fields BODYSTRUCTURE needs, first occurrence each.
+#[derive(Default)]
+struct Headers<'a> {
+    ctype: Option<&'a [u8]>,
+    cte: Option<&'a [u8]>,
+    id: Option<&'a [u8]>,
+    description: Option<&'a [u8]>,
+    md5: Option<&'a [u8]>,
+    disposition: Option<&'a [u8]>,
+    language: Option<&'a [u8]>,
+    location: Option<&'a [u8]>,
+}
+
+impl<'a> Headers<'a> {
+    fn collect(data: &'a [u8], part: &Part) -> Headers<'a> {
+        let mut h = Headers::default();
+        for f in fields(data, part.header.clone()) {
+            let slot = match () {
+                _ if f.is(b"content-type") => &mut h.ctype,
+                _ if f.is(b"content-transfer-encoding") => &mut h.cte,
+                _ if f.is(b"content-id") => &mut h.id,
+                _ if f.is(b"content-description") => &mut h.description,
+                _ if f.is(b"content-md5") => &mut h.md5,
+                _ if f.is(b"content-disposition") => &mut h.disposition,
+                _ if f.is(b"content-language") => &mut h.language,
+                _ if f.is(b"content-location") => &mut h.location,
+                _ => continue,
+            };
+            let Field { value, .. } = f;
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        h
+    }
+
+    /// The parameters of Content-Type, when it is a valid media type (an
+    /// invalid one was replaced by text/plain and its parameters with it).
+    fn ctype_params(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.ctype
+            .and_then(media_type)
+            .map(|(_, _, rest)| params(rest))
+            .unwrap_or_default()
+    }
+}
+
+/// `body-fld-param`; text parts always name a charset (RFC 2045 §5.2
+/// default), as Dovecot does.
+fn write_params(out: &mut Vec<u8>, params: Vec<(Vec<u8>, Vec<u8>)>, text: bool) {
+    let has_charset = params
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(b"charset"));
+    if params.is_empty() && !text {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    let mut first = true;
+    for (name, value) in &params {
+        if !first {
+            out.push(b' ');
+        }
+        first = false;
+        string(out, &name.to_ascii_uppercase(), false);
+        out.push(b' ');
+        string(out, value, false);
+    }
+    if text && !has_charset {
+        if !first {
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"\"CHARSET\" \"US-ASCII\"");
+    }
+    out.push(b')');
+}
+
+/// ` dsp lang loc`, shared by single parts and multiparts.
+fn write_ext_common(out: &mut Vec<u8>, h: &Headers<'_>) {
+    out.push(b' ');
+    match h.disposition {
+        Some(v) => {
+            let v = unfold(v);
+            let end = memchr::memchr(b';', &v).unwrap_or(v.len());
+            let ty = trim(&v[..end]);
+            if ty.is_empty() {
+                out.extend_from_slice(b"NIL");
+            } else {
+                out.push(b'(');
+                string(out, &ty.to_ascii_uppercase(), false);
+                out.push(b' ');
+                write_params(out, params(&v[end..]), false);
+                out.push(b')');
+            }
+        }
+        None => out.extend_from_slice(b"NIL"),
+    }
+    out.push(b' ');
+    let langs: Vec<Vec<u8>> = h
+        .language
+        .map(|v| {
+            unfold(v)
+                .split(|&c| c == b',')
+                .map(|l| trim(l).to_vec())
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    match langs.as_slice() {
+        [] => out.extend_from_slice(b"NIL"),
+        [one] => string(out, one, false),
+        many => {
+            out.push(b'(');
+            for (i, l) in many.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                string(out, l, false);
+            }
+            out.push(b')');
+        }
+    }
+    out.push(b' ');
+    nstring(out, h.location.map(unfold).as_deref(), false);
+}

@@ -1,0 +1,278 @@
+//! The imap-codec side of [`super::parse_command`]: decodes a framed
+//! command with `imap_codec::CommandCodec` and converts the `imap_types`
+//! value into our AST.
+//!
+//! Only the commands listed in [`routed`] come here (see the parent
+//! module's doc for why the others do not). Anything imap-codec rejects, or
+//! accepts but our AST cannot express (FETCH `VANISHED`, which needs
+//! QRESYNC), yields `None`, and the caller hands the command to our own
+//! parser, which then either accepts it (the extensions and leniencies
+//! imap-codec lacks, e.g. `$`) or produces the human-readable BAD text.
+
+use std::num::NonZeroU32;
+
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::command::{CommandBody as CB, FetchModifier, StoreModifier};
+use imap_codec::imap_types::core::AString;
+use imap_codec::imap_types::fetch::{
+    Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section as CSection,
+};
+use imap_codec::imap_types::flag::{Flag as CFlag, StoreResponse, StoreType};
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet as CSet};
+
+use super::super::command::*;
+use crate::flags::{Flag, FlagOp};
+
+/// Whether a command (upper-cased name; `uid_sub` is the word after `UID`)
+/// is decoded with imap-codec first.
+pub(super) fn routed(name: &str, uid_sub: Option<&str>) -> bool {
+    match name {
+        "CAPABILITY" | "NOOP" | "LOGOUT" | "STARTTLS" | "ID" | "LOGIN" | "AUTHENTICATE"
+        | "ENABLE" | "NAMESPACE" | "IDLE" | "CHECK" | "CLOSE" | "UNSELECT" | "EXPUNGE"
+        | "FETCH" | "STORE" => true,
+        "UID" => matches!(uid_sub, Some("FETCH" | "STORE" | "EXPUNGE")),
+        _ => false,
+    }
+}
+
+/// Decodes `bytes` with imap-codec; `None` if it rejects them, leaves
+/// bytes over, or yields something our AST has no room for.
+pub(super) fn decode(bytes: &[u8]) -> Option<Command> {
+    let (rest, cmd) = CommandCodec::default().decode(bytes).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    Some(Command {
+        tag: cmd.tag.as_ref().to_string(),
+        body: body(cmd.body)?,
+    })
+}
+
+fn body(b: CB<'_>) -> Option<CommandBody> {
+    Some(match b {
+        CB::Capability => CommandBody::Capability,
+        CB::Noop => CommandBody::Noop,
+        CB::Logout => CommandBody::Logout,
+        CB::StartTLS => CommandBody::StartTls,
+        CB::Namespace => CommandBody::Namespace,
+        CB::Idle => CommandBody::Idle,
+        CB::Check => CommandBody::Check,
+        CB::Close => CommandBody::Close,
+        CB::Unselect => CommandBody::Unselect,
+        CB::Expunge => CommandBody::Expunge { uids: None },
+        CB::ExpungeUid { sequence_set } => CommandBody::Expunge {
+            uids: Some(set(&sequence_set)),
+        },
+        CB::Id { parameters } => CommandBody::Id(parameters.map(|ps| {
+            ps.iter()
+                .map(|(k, v)| (lossy(k.as_ref()), v.0.as_ref().map(|v| lossy(v.as_ref()))))
+                .collect()
+        })),
+        CB::Login { username, password } => CommandBody::Login {
+            username: utf8(&username)?,
+            password: utf8(password.declassify())?,
+        },
+        CB::Authenticate {
+            mechanism,
+            initial_response,
+        } => CommandBody::Authenticate {
+            mechanism: mechanism.as_ref().to_ascii_uppercase(),
+            initial_response: initial_response.map(|r| r.declassify().to_vec()),
+        },
+        CB::Enable { capabilities } => CommandBody::Enable(
+            capabilities
+                .as_ref()
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        ),
+        CB::Fetch {
+            sequence_set,
+            macro_or_item_names,
+            uid,
+            modifiers,
+        } => {
+            let items = match macro_or_item_names {
+                MacroOrMessageDataItemNames::Macro(m) => {
+                    let mut items = vec![
+                        FetchAttr::Flags,
+                        FetchAttr::InternalDate,
+                        FetchAttr::Rfc822Size,
+                    ];
+                    match m {
+                        Macro::Fast => {}
+                        Macro::All => items.push(FetchAttr::Envelope),
+                        Macro::Full => items.extend([FetchAttr::Envelope, FetchAttr::Body]),
+                        // `Macro` is non-exhaustive; a new macro is ours to parse.
+                        _ => return None,
+                    }
+                    items
+                }
+                // RFC 9051 §9 needs at least one item; imap-codec takes `()`.
+                MacroOrMessageDataItemNames::MessageDataItemNames(names) if names.is_empty() => {
+                    return None;
+                }
+                MacroOrMessageDataItemNames::MessageDataItemNames(names) => names
+                    .into_iter()
+                    .map(fetch_attr)
+                    .collect::<Option<Vec<_>>>()?,
+            };
+            let mut changed_since = None;
+            for m in modifiers {
+                match m {
+                    FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+                    FetchModifier::Vanished => return None,
+                }
+            }
+            CommandBody::Fetch {
+                uid,
+                set: set(&sequence_set),
+                items,
+                changed_since,
+            }
+        }
+        CB::Store {
+            sequence_set,
+            kind,
+            response,
+            flags,
+            uid,
+            modifiers,
+        } => {
+            let mut unchanged_since = None;
+            for StoreModifier::UnchangedSince(n) in modifiers {
+                unchanged_since = Some(n);
+            }
+            CommandBody::Store {
+                uid,
+                set: set(&sequence_set),
+                op: match kind {
+                    StoreType::Replace => FlagOp::Replace,
+                    StoreType::Add => FlagOp::Add,
+                    StoreType::Remove => FlagOp::Remove,
+                },
+                silent: matches!(response, StoreResponse::Silent),
+                flags: flags.iter().map(flag).collect(),
+                unchanged_since,
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn utf8(a: &AString<'_>) -> Option<String> {
+    String::from_utf8(a.as_ref().to_vec()).ok()
+}
+
+fn set(s: &CSet) -> SequenceSet {
+    let n = |x: &SeqOrUid| match x {
+        SeqOrUid::Value(v) => SeqNum::Value(v.get()),
+        SeqOrUid::Asterisk => SeqNum::Asterisk,
+    };
+    SequenceSet::Ranges(
+        s.0.as_ref()
+            .iter()
+            .map(|seq| match seq {
+                Sequence::Single(a) => (n(a), n(a)),
+                Sequence::Range(a, b) => (n(a), n(b)),
+            })
+            .collect(),
+    )
+}
+
+fn flag(f: &CFlag<'_>) -> Flag {
+    match f {
+        CFlag::Answered => Flag::Answered,
+        CFlag::Deleted => Flag::Deleted,
+        CFlag::Draft => Flag::Draft,
+        CFlag::Flagged => Flag::Flagged,
+        CFlag::Seen => Flag::Seen,
+        // Display renders `\Name`.
+        CFlag::Extension(_) => Flag::Extension(f.to_string().trim_start_matches('\\').into()),
+        CFlag::Keyword(k) => Flag::Keyword(k.as_ref().to_string()),
+    }
+}
+
+fn part(p: &Part) -> Vec<u32> {
+    p.0.as_ref().iter().map(|n| n.get()).collect()
+}
+
+fn nz(v: &[NonZeroU32]) -> Vec<u32> {
+    v.iter().map(|n| n.get()).collect()
+}
+
+fn header_names(names: &[AString<'_>]) -> Option<Vec<String>> {
+    names.iter().map(utf8).collect()
+}
+
+fn section(s: Option<CSection<'_>>) -> Option<Section> {
+    let opt = |p: &Option<Part>| p.as_ref().map(part).unwrap_or_default();
+    Some(match s {
+        None => Section::default(),
+        Some(CSection::Part(p)) => Section {
+            part: part(&p),
+            text: None,
+        },
+        Some(CSection::Header(p)) => Section {
+            part: opt(&p),
+            text: Some(SectionText::Header),
+        },
+        Some(CSection::HeaderFields(p, names)) => Section {
+            part: opt(&p),
+            text: Some(SectionText::HeaderFields(header_names(names.as_ref())?)),
+        },
+        Some(CSection::HeaderFieldsNot(p, names)) => Section {
+            part: opt(&p),
+            text: Some(SectionText::HeaderFieldsNot(header_names(names.as_ref())?)),
+        },
+        Some(CSection::Text(p)) => Section {
+            part: opt(&p),
+            text: Some(SectionText::Text),
+        },
+        Some(CSection::Mime(p)) => Section {
+            part: part(&p),
+            text: Some(SectionText::Mime),
+        },
+    })
+}
+
+fn fetch_attr(n: MessageDataItemName<'_>) -> Option<FetchAttr> {
+    use MessageDataItemName as N;
+    Some(match n {
+        N::Body => FetchAttr::Body,
+        N::BodyExt {
+            section: s,
+            partial,
+            peek,
+        } => FetchAttr::BodySection {
+            peek,
+            section: section(s)?,
+            partial: partial.map(|(o, c)| (o, c.get())),
+        },
+        N::BodyStructure => FetchAttr::BodyStructure,
+        N::Envelope => FetchAttr::Envelope,
+        N::Flags => FetchAttr::Flags,
+        N::InternalDate => FetchAttr::InternalDate,
+        N::Rfc822 => FetchAttr::Rfc822,
+        N::Rfc822Header => FetchAttr::Rfc822Header,
+        N::Rfc822Size => FetchAttr::Rfc822Size,
+        N::Rfc822Text => FetchAttr::Rfc822Text,
+        N::Uid => FetchAttr::Uid,
+        N::Binary {
+            section,
+            partial,
+            peek,
+        } => FetchAttr::Binary {
+            peek,
+            part: nz(&section),
+            partial: partial.map(|(o, c)| (o, c.get())),
+        },
+        N::BinarySize { section } => FetchAttr::BinarySize { part: nz(&section) },
+        N::ModSeq => FetchAttr::ModSeq,
+    })
+}

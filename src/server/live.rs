@@ -1,0 +1,61 @@
+//! Live sync: connects the process's one change watcher (`watch`) to the
+//! store's folder registry, so that a change to a folder's `new/` or `cur/`
+//! by anyone (the MTA, mutt, a script, another nestbox session) resyncs the
+//! folder once and wakes every session that has it selected.
+//!
+//! When the registry opens a folder, [`attach`] registers its directory
+//! with the watcher and spawns one small task per open folder: on each
+//! coalesced burst of events it runs `Folder::sync` off the runtime. The
+//! sync notifies sessions through the folder's own change channel; sessions
+//! turn that into their own untagged responses. The task ends (and its
+//! inotify watches go) when the folder's last holder drops it, which closes
+//! the folder's change channel.
+//!
+//! Never: one inotify instance or thread per session, or a sync on the
+//! async runtime's threads.
+
+use std::sync::Arc;
+
+use crate::store::{Folder, Registry};
+use crate::watch::{WatchOptions, Watcher};
+
+/// Creates the watcher and installs the registry hook. Must be called
+/// inside the tokio runtime.
+pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
+    let watcher = Watcher::new(opts);
+    let handle = tokio::runtime::Handle::current();
+    let w = watcher.clone();
+    registry.set_on_open(Arc::new(move |folder: &Arc<Folder>| {
+        let mut fw = w.watch_folder(folder.dir());
+        let weak = Arc::downgrade(folder);
+        let mut alive = folder.watch();
+        handle.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = fw.changed() => {
+                        let Some(f) = weak.upgrade() else { break };
+                        let res = tokio::task::spawn_blocking(move || {
+                            let r = f.sync(f.has_rw_holders());
+                            let name = f.name().to_string();
+                            // The last holder may be us: dropping here, off
+                            // the runtime, is where the index gets written.
+                            drop(f);
+                            (name, r)
+                        })
+                        .await;
+                        if let Ok((name, Err(e))) = res {
+                            tracing::warn!(folder = %name, "resync after change failed: {e}");
+                        }
+                    }
+                    r = alive.changed() => {
+                        if r.is_err() {
+                            // The folder was dropped: stop watching it.
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }));
+    watcher
+}

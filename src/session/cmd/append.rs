@@ -1,0 +1,51 @@
+//! APPEND (RFC 9051 §6.3.12) with MULTIAPPEND (RFC 3502) and APPENDUID
+//! (RFC 4315). Every message is on disk and fsynced before the tagged OK
+//! (the store guarantees it); MULTIAPPEND is all-or-nothing as far as the
+//! client is told: a failure part-way reports NO.
+
+use crate::flags::{Flag, Flags};
+use crate::proto::AppendMessage;
+use crate::session::names::from_wire;
+use crate::session::{CmdResult, Session, Status, blocking};
+use crate::store::StoreError;
+
+pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessage>) -> CmdResult {
+    let name = from_wire(&mailbox, s.enabled)?;
+    let store = s
+        .state
+        .authed()
+        .map(|a| a.store.clone())
+        .ok_or_else(|| Status::bad("Not authenticated."))?;
+    for m in &messages {
+        if let Some(Flag::Extension(x)) = m.flags.iter().find(|f| matches!(f, Flag::Extension(_))) {
+            return Err(Status::bad(format!("Invalid system flag \\{x}.")));
+        }
+        if m.data.is_empty() {
+            return Err(Status::no(None, "Can't save a zero byte message."));
+        }
+    }
+    let result = blocking(move || -> Result<_, StoreError> {
+        let folder = store.open_folder(&name)?;
+        let mut uids = Vec::with_capacity(messages.len());
+        for m in &messages {
+            let flags = Flags::from_flags(&m.flags);
+            let date = m.date.map(|d| d.timestamp());
+            uids.push(folder.append(&m.data, &flags, date)?);
+        }
+        Ok((folder.uidvalidity(), uids))
+    })
+    .await?;
+    let (validity, uids) = match result {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => {
+            return Err(Status::no(Some("TRYCREATE"), "Mailbox doesn't exist."));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut code = format!("APPENDUID {validity} ").into_bytes();
+    crate::proto::encode::sequence_set(&mut code, &uids);
+    Ok(Status::ok_code(
+        String::from_utf8_lossy(&code),
+        "APPEND completed.",
+    ))
+}

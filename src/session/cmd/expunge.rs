@@ -1,0 +1,27 @@
+//! EXPUNGE and UID EXPUNGE (RFC 9051 §6.4.3, RFC 4315 §2.1). The untagged
+//! EXPUNGE responses are written by the dispatcher's change report, the
+//! same path that reports other sessions' expunges.
+
+use crate::proto::SequenceSet;
+use crate::session::{CmdResult, Session, State, Status, blocking};
+
+pub async fn expunge(s: &mut Session, uids: Option<SequenceSet>) -> CmdResult {
+    let State::Selected(_, view) = &mut s.state else {
+        return Err(Status::bad("No mailbox selected."));
+    };
+    if view.read_only {
+        return Err(Status::no(Some("CANNOT"), "Mailbox is read-only."));
+    }
+    let only: Option<Vec<u32>> = match &uids {
+        None => None,
+        Some(set) => Some(
+            view.resolve(set, true)?
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect(),
+        ),
+    };
+    let folder = view.folder.clone();
+    blocking(move || folder.expunge(only.as_deref())).await??;
+    Ok(Status::ok("EXPUNGE completed."))
+}

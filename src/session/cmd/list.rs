@@ -1,0 +1,222 @@
+//! LIST with LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and
+//! SPECIAL-USE (RFC 6154) options, and LSUB (RFC 3501 §6.3.9).
+//!
+//! The name space is built once per command from one directory listing and
+//! the subscriptions file: existing folders plus their missing ancestors
+//! (which are `\NonExistent`/`\Noselect` placeholders, as Maildir++ allows
+//! `.A.B` without `.A`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::proto::{ListCommand, ListReturn, ListSelect};
+use crate::session::names::{SEP, combine, pattern_matches, special_use, to_wire};
+use crate::session::{CmdResult, Session, Status, blocking};
+
+struct Entry {
+    exists: bool,
+    subscribed: bool,
+    has_children: bool,
+    /// Some descendant is subscribed (RECURSIVEMATCH's CHILDINFO).
+    subscribed_child: bool,
+}
+
+fn ancestors(name: &str) -> impl Iterator<Item = &str> {
+    name.char_indices()
+        .filter(|(_, c)| *c == SEP)
+        .map(move |(i, _)| &name[..i])
+}
+
+fn build(folders: &[String], subs: &[String]) -> BTreeMap<String, Entry> {
+    let mut map: BTreeMap<String, Entry> = BTreeMap::new();
+    let blank = || Entry {
+        exists: false,
+        subscribed: false,
+        has_children: false,
+        subscribed_child: false,
+    };
+    for f in folders {
+        map.entry(f.clone()).or_insert_with(blank).exists = true;
+        for a in ancestors(f) {
+            if !a.is_empty() {
+                map.entry(a.to_string()).or_insert_with(blank).has_children = true;
+            }
+        }
+    }
+    let subs: BTreeSet<String> = subs
+        .iter()
+        .map(|s| crate::session::names::canonical_inbox(s))
+        .collect();
+    for s in &subs {
+        map.entry(s.clone()).or_insert_with(blank).subscribed = true;
+        for a in ancestors(s) {
+            if let Some(e) = map.get_mut(a) {
+                e.subscribed_child = true;
+            } else if !a.is_empty() {
+                let mut e = blank();
+                e.subscribed_child = true;
+                map.insert(a.to_string(), e);
+            }
+        }
+    }
+    map
+}
+
+pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
+    let ListCommand {
+        reference,
+        patterns,
+        select,
+        ret,
+        extended,
+    } = cmd;
+    let enabled = s.enabled;
+    let reference = crate::session::names::from_wire(&reference, enabled).unwrap_or(reference);
+    // `LIST "" ""`: the hierarchy delimiter and root (RFC 9051 §6.3.9).
+    if patterns.len() == 1 && patterns[0].is_empty() {
+        s.line("* LIST (\\Noselect) \"/\" \"\"");
+        return Ok(Status::ok("LIST completed."));
+    }
+    let mut pats = Vec::new();
+    for p in &patterns {
+        let p = crate::session::names::from_wire(p, enabled)?;
+        pats.push(combine(&reference, &p));
+    }
+    let store = s
+        .state
+        .authed()
+        .map(|a| a.store.clone())
+        .ok_or_else(|| Status::bad("Not authenticated."))?;
+    let st = store.clone();
+    let (folders, subs) = blocking(move || -> Result<_, crate::store::StoreError> {
+        let f: Vec<String> = st.list_folders()?.into_iter().map(|e| e.name).collect();
+        Ok((f, st.subscriptions()?))
+    })
+    .await??;
+    let map = build(&folders, &subs);
+    let mut status_for = Vec::new();
+    for (name, e) in &map {
+        if !pats.iter().any(|p| pattern_matches(p, name)) {
+            continue;
+        }
+        let Some(line) = list_line(name, e, &select, &ret, extended, enabled) else {
+            continue;
+        };
+        s.line(line);
+        if e.exists && ret.status.is_some() {
+            status_for.push(name.clone());
+        }
+    }
+    if let Some(items) = ret.status {
+        let need_size = items.contains(&crate::proto::StatusItem::Size);
+        for name in status_for {
+            let st = store.clone();
+            let n = name.clone();
+            if let Ok(Ok(fs)) = blocking(move || st.status_opts(&n, need_size)).await {
+                let line = super::mailbox::status_line(&name, &fs, &items, s);
+                s.line(line);
+            }
+        }
+    }
+    Ok(Status::ok("LIST completed."))
+}
+
+fn list_line(
+    name: &str,
+    e: &Entry,
+    select: &ListSelect,
+    ret: &ListReturn,
+    extended: bool,
+    enabled: crate::session::Enabled,
+) -> Option<Vec<u8>> {
+    let use_attr = special_use(name);
+    if select.special_use && use_attr.is_none() {
+        return None;
+    }
+    let childinfo = select.subscribed && select.recursive_match && e.subscribed_child;
+    if select.subscribed && !e.subscribed && !childinfo {
+        return None;
+    }
+    if !e.exists && !e.has_children && !select.subscribed {
+        return None;
+    }
+    let mut attrs: Vec<&str> = Vec::new();
+    if !e.exists {
+        if extended || enabled.rev2 {
+            attrs.push("\\NonExistent");
+        } else {
+            attrs.push("\\Noselect");
+        }
+    }
+    attrs.push(if e.has_children {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    });
+    if e.subscribed && (select.subscribed || ret.subscribed) {
+        attrs.push("\\Subscribed");
+    }
+    if let Some(u) = use_attr {
+        if e.exists {
+            attrs.push(u);
+        }
+    }
+    let mut line = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
+    crate::proto::encode::astring(&mut line, to_wire(name, enabled).as_bytes(), true);
+    if childinfo {
+        line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+    }
+    Some(line)
+}
+
+pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdResult {
+    let enabled = s.enabled;
+    if pattern.is_empty() {
+        s.line("* LSUB (\\Noselect) \"/\" \"\"");
+        return Ok(Status::ok("LSUB completed."));
+    }
+    let reference = crate::session::names::from_wire(&reference, enabled).unwrap_or(reference);
+    let pattern = combine(
+        &reference,
+        &crate::session::names::from_wire(&pattern, enabled)?,
+    );
+    let store = s
+        .state
+        .authed()
+        .map(|a| a.store.clone())
+        .ok_or_else(|| Status::bad("Not authenticated."))?;
+    let st = store.clone();
+    let (folders, subs) = blocking(move || -> Result<_, crate::store::StoreError> {
+        let f: BTreeSet<String> = st.list_folders()?.into_iter().map(|e| e.name).collect();
+        Ok((f, st.subscriptions()?))
+    })
+    .await??;
+    let subs: BTreeSet<String> = subs
+        .iter()
+        .map(|s| crate::session::names::canonical_inbox(s))
+        .collect();
+    let mut out: BTreeMap<String, bool> = BTreeMap::new();
+    for name in &subs {
+        if pattern_matches(&pattern, name) {
+            out.insert(name.clone(), folders.contains(name));
+        } else {
+            // `%` may stop at a parent of a subscribed name: report it
+            // as \Noselect (RFC 3501 §6.3.9).
+            for a in ancestors(name) {
+                if !a.is_empty() && pattern_matches(&pattern, a) && !subs.contains(a) {
+                    out.entry(a.to_string()).or_insert(false);
+                }
+            }
+        }
+    }
+    for (name, exists) in out {
+        let attrs = if exists || subs.contains(&name) {
+            ""
+        } else {
+            "\\Noselect"
+        };
+        let mut line = format!("* LSUB ({attrs}) \"/\" ").into_bytes();
+        crate::proto::encode::astring(&mut line, to_wire(&name, enabled).as_bytes(), true);
+        s.line(line);
+    }
+    Ok(Status::ok("LSUB completed."))
+}

@@ -1,0 +1,124 @@
+//! CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS (RFC 9051 §6.3).
+
+use crate::proto::StatusItem;
+use crate::session::names::{SEP, from_wire, to_wire};
+use crate::session::{CmdResult, Session, State, Status, blocking};
+use crate::store::{FolderStatus, MailStore};
+
+fn store_of(s: &Session) -> Result<std::sync::Arc<MailStore>, Status> {
+    s.state
+        .authed()
+        .map(|a| a.store.clone())
+        .ok_or_else(|| Status::bad("Not authenticated."))
+}
+
+pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) -> CmdResult {
+    if !special_use.is_empty() {
+        // Special-use attributes follow folder names (SPEC §6); we do not
+        // store them separately, so we do not advertise CREATE-SPECIAL-USE.
+        return Err(Status::no(
+            Some("USEATTR"),
+            "Special-use attributes are derived from folder names.",
+        ));
+    }
+    let mut name = from_wire(&mailbox, s.enabled)?;
+    // A trailing separator only says the client intends children (§6.3.4).
+    while name.ends_with(SEP) {
+        name.pop();
+    }
+    if name.is_empty() {
+        return Err(Status::no(Some("CANNOT"), "Empty mailbox name."));
+    }
+    if name == "INBOX" {
+        return Err(Status::no(Some("ALREADYEXISTS"), "INBOX always exists."));
+    }
+    let store = store_of(s)?;
+    blocking(move || store.create_folder(&name)).await??;
+    Ok(Status::ok("CREATE completed."))
+}
+
+pub async fn delete(s: &mut Session, mailbox: String) -> CmdResult {
+    let name = from_wire(&mailbox, s.enabled)?;
+    if name == "INBOX" {
+        return Err(Status::no(Some("CANNOT"), "INBOX cannot be deleted."));
+    }
+    if let State::Selected(_, view) = &s.state {
+        if view.name == name {
+            super::select::leave_selected(s);
+            if s.enabled.rev2 {
+                s.line("* OK [CLOSED] Mailbox deleted.");
+            }
+        }
+    }
+    let store = store_of(s)?;
+    blocking(move || store.delete_folder(&name)).await??;
+    Ok(Status::ok("DELETE completed."))
+}
+
+pub async fn rename(s: &mut Session, from: String, to: String) -> CmdResult {
+    let from = from_wire(&from, s.enabled)?;
+    let mut to = from_wire(&to, s.enabled)?;
+    while to.ends_with(SEP) {
+        to.pop();
+    }
+    if to == "INBOX" {
+        return Err(Status::no(Some("ALREADYEXISTS"), "INBOX always exists."));
+    }
+    if to.is_empty() {
+        return Err(Status::no(Some("CANNOT"), "Empty mailbox name."));
+    }
+    if to.starts_with(&format!("{from}{SEP}")) {
+        return Err(Status::no(
+            Some("CANNOT"),
+            "Cannot rename a mailbox into its own child.",
+        ));
+    }
+    let store = store_of(s)?;
+    blocking(move || store.rename_folder(&from, &to)).await??;
+    Ok(Status::ok("RENAME completed."))
+}
+
+pub async fn subscribe(s: &mut Session, mailbox: String, on: bool) -> CmdResult {
+    let name = from_wire(&mailbox, s.enabled)?;
+    let store = store_of(s)?;
+    blocking(move || store.set_subscribed(&name, on)).await??;
+    Ok(Status::ok(if on {
+        "SUBSCRIBE completed."
+    } else {
+        "UNSUBSCRIBE completed."
+    }))
+}
+
+pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) -> CmdResult {
+    let name = from_wire(&mailbox, s.enabled)?;
+    let store = store_of(s)?;
+    let n = name.clone();
+    let need_size = items.contains(&StatusItem::Size);
+    let st = blocking(move || store.status_opts(&n, need_size)).await??;
+    let line = status_line(&name, &st, &items, s);
+    s.line(line);
+    Ok(Status::ok("STATUS completed."))
+}
+
+/// `* STATUS name (ITEM n ...)`, also used by LIST-STATUS.
+pub fn status_line(name: &str, st: &FolderStatus, items: &[StatusItem], s: &Session) -> Vec<u8> {
+    let mut line = b"* STATUS ".to_vec();
+    crate::proto::encode::astring(&mut line, to_wire(name, s.enabled).as_bytes(), true);
+    line.extend_from_slice(b" (");
+    let parts: Vec<String> = items
+        .iter()
+        .map(|i| match i {
+            StatusItem::Messages => format!("MESSAGES {}", st.messages),
+            StatusItem::UidNext => format!("UIDNEXT {}", st.uidnext),
+            StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uidvalidity),
+            StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
+            StatusItem::Deleted => format!("DELETED {}", st.deleted),
+            StatusItem::Size => format!("SIZE {}", st.size),
+            StatusItem::Recent => format!("RECENT {}", st.recent),
+            StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
+        })
+        .collect();
+    line.extend_from_slice(parts.join(" ").as_bytes());
+    line.push(b')');
+    line
+}

@@ -1,0 +1,83 @@
+//! CAPABILITY, NOOP, LOGOUT, ID, ENABLE, NAMESPACE, CHECK.
+
+use crate::session::caps::capability_line;
+use crate::session::{CmdResult, Session, State, Status};
+
+pub fn capability(s: &mut Session) -> CmdResult {
+    let line = format!("* CAPABILITY {}", capability_line(s));
+    s.line(line);
+    Ok(Status::ok("Capability completed."))
+}
+
+/// Untagged updates are written by the dispatcher after every command;
+/// NOOP exists to give them a chance (RFC 9051 §6.1.2).
+pub fn noop(_s: &mut Session) -> CmdResult {
+    Ok(Status::ok("NOOP completed."))
+}
+
+pub fn logout(s: &mut Session) -> CmdResult {
+    s.line("* BYE Logging out.");
+    s.state = State::Logout;
+    Ok(Status::ok("Logout completed."))
+}
+
+/// RFC 2971. The client's parameters are only logged.
+pub fn id(s: &mut Session, params: Option<Vec<(String, Option<String>)>>) -> CmdResult {
+    if let Some(p) = params {
+        let summary: Vec<String> = p
+            .iter()
+            .take(30)
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    k.chars().take(64).collect::<String>(),
+                    v.as_deref()
+                        .unwrap_or("NIL")
+                        .chars()
+                        .take(128)
+                        .collect::<String>()
+                )
+            })
+            .collect();
+        tracing::info!(remote = %s.conn.remote, "client id: {}", summary.join(", "));
+    }
+    s.line(format!(
+        "* ID (\"name\" \"nestbox\" \"version\" \"{}\")",
+        env!("CARGO_PKG_VERSION")
+    ));
+    Ok(Status::ok("ID completed."))
+}
+
+/// RFC 5161 / RFC 9051 §6.3.1. Only valid before a mailbox is selected.
+pub fn enable(s: &mut Session, caps: Vec<String>) -> CmdResult {
+    if matches!(s.state, State::Selected(..)) {
+        return Err(Status::bad(
+            "ENABLE is not allowed while a mailbox is selected.",
+        ));
+    }
+    let mut newly = Vec::new();
+    for c in caps {
+        if c.eq_ignore_ascii_case("IMAP4rev2") && !s.enabled.rev2 {
+            s.enabled.rev2 = true;
+            newly.push("IMAP4rev2");
+        }
+        // Unknown capabilities are ignored (RFC 5161 §3.1).
+    }
+    if newly.is_empty() {
+        s.line("* ENABLED");
+    } else {
+        s.line(format!("* ENABLED {}", newly.join(" ")));
+    }
+    Ok(Status::ok("ENABLE completed."))
+}
+
+/// One personal namespace, no others (RFC 2342).
+pub fn namespace(s: &mut Session) -> CmdResult {
+    s.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+    Ok(Status::ok("NAMESPACE completed."))
+}
+
+/// Every write is durable before its tagged OK, so CHECK has nothing to do.
+pub fn check(_s: &mut Session) -> CmdResult {
+    Ok(Status::ok("CHECK completed."))
+}

@@ -1,0 +1,77 @@
+//! One file per command (or per small family of commands), one handler
+//! each. [`run`] is the only entry: the session has already checked that the
+//! command is legal in the current state.
+
+pub mod append;
+pub mod auth;
+pub mod copy;
+pub mod expunge;
+pub mod fetch;
+pub mod idle;
+pub mod list;
+pub mod mailbox;
+pub mod misc;
+pub mod search;
+pub mod select;
+pub mod store;
+
+use crate::proto::CommandBody;
+
+use super::{CmdResult, Session};
+
+pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
+    use CommandBody as C;
+    match body {
+        C::Capability => misc::capability(s),
+        C::Noop => misc::noop(s),
+        C::Logout => misc::logout(s),
+        C::Id(params) => misc::id(s, params),
+        C::Enable(caps) => misc::enable(s, caps),
+        C::Namespace => misc::namespace(s),
+        C::Check => misc::check(s),
+        C::StartTls => auth::starttls(s),
+        C::Login { username, password } => auth::login(s, username, password).await,
+        C::Authenticate {
+            mechanism,
+            initial_response,
+        } => auth::authenticate(s, mechanism, initial_response).await,
+        C::Select {
+            mailbox,
+            read_only,
+            condstore: _,
+        } => select::select(s, mailbox, read_only).await,
+        C::Close => select::close(s).await,
+        C::Unselect => select::unselect(s),
+        C::Create {
+            mailbox,
+            special_use,
+        } => mailbox::create(s, mailbox, special_use).await,
+        C::Delete(mailbox) => mailbox::delete(s, mailbox).await,
+        C::Rename { from, to } => mailbox::rename(s, from, to).await,
+        C::Subscribe(mailbox) => mailbox::subscribe(s, mailbox, true).await,
+        C::Unsubscribe(mailbox) => mailbox::subscribe(s, mailbox, false).await,
+        C::Status { mailbox, items } => mailbox::status(s, mailbox, items).await,
+        C::List(list) => list::list(s, list).await,
+        C::Lsub { reference, pattern } => list::lsub(s, reference, pattern).await,
+        C::Append { mailbox, messages } => append::append(s, mailbox, messages).await,
+        C::Idle => idle::idle(s, tag).await,
+        C::Expunge { uids } => expunge::expunge(s, uids).await,
+        C::Search(cmd) => search::search(s, tag, cmd).await,
+        C::Fetch {
+            uid,
+            set,
+            items,
+            changed_since: _,
+        } => fetch::fetch(s, uid, set, items).await,
+        C::Store {
+            uid,
+            set,
+            op,
+            silent,
+            flags,
+            unchanged_since,
+        } => store::store(s, uid, set, op, silent, flags, unchanged_since).await,
+        C::Copy { uid, set, mailbox } => copy::copy(s, uid, set, mailbox, false).await,
+        C::Move { uid, set, mailbox } => copy::copy(s, uid, set, mailbox, true).await,
+    }
+}

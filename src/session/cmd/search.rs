@@ -1,0 +1,155 @@
+//! SEARCH and UID SEARCH (RFC 9051 §6.4.4) with ESEARCH results (RFC 4731,
+//! the only form a rev2 client gets) and SEARCHRES (RFC 5182).
+//!
+//! Evaluation runs off the runtime, split across the machine's cores, since
+//! BODY/TEXT keys read every candidate message.
+
+use std::sync::Arc;
+
+use crate::proto::{SearchCommand, SearchReturn, encode};
+use crate::session::search::{SearchEnv, SearchTarget, matches};
+use crate::session::{CmdResult, Session, State, Status, blocking};
+
+pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult {
+    let rev2 = s.enabled.rev2;
+    let State::Selected(_, view) = &mut s.state else {
+        return Err(Status::bad("No mailbox selected."));
+    };
+    let folder = view.folder.clone();
+    let targets: Vec<(u32, u32, bool)> = view
+        .uids()
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !view.is_expunged(**u))
+        .map(|(i, &u)| (i as u32 + 1, u, view.is_recent(u)))
+        .collect();
+    let max_seq = view.len();
+    let max_uid = view.uids().last().copied().unwrap_or(0);
+    let saved = view.saved.clone();
+    let key = Arc::new(cmd.criteria.clone());
+    let found: Vec<(u32, u32)> = blocking(move || {
+        let metas = folder.messages();
+        let now = chrono::Utc::now().timestamp();
+        let zone = *chrono::Local::now().offset();
+        let env = SearchEnv {
+            max_seq,
+            max_uid,
+            saved: &saved,
+            now,
+            zone,
+        };
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        let per = targets.len().div_ceil(threads.max(1)).max(256);
+        let run = |part: &[(u32, u32, bool)]| -> Vec<(u32, u32)> {
+            let mut hits = Vec::new();
+            for &(seq, uid, recent) in part {
+                let Ok(i) = metas.binary_search_by_key(&uid, |m| m.uid) else {
+                    continue;
+                };
+                let t = SearchTarget {
+                    seq,
+                    meta: &metas[i],
+                    recent,
+                };
+                let mut load = || folder.read_message(uid).ok();
+                if matches(&key, &t, &env, &mut load) {
+                    hits.push((seq, uid));
+                }
+            }
+            hits
+        };
+        if targets.len() <= per {
+            return run(&targets);
+        }
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = targets
+                .chunks(per)
+                .map(|c| sc.spawn(move || run(c)))
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                // A panicking evaluator thread is a bug; its hits are lost
+                // but the command still answers.
+                if let Ok(mut v) = h.join() {
+                    all.append(&mut v);
+                }
+            }
+            all
+        })
+    })
+    .await?;
+
+    let nums: Vec<u32> = found
+        .iter()
+        .map(|&(seq, uid)| if cmd.uid { uid } else { seq })
+        .collect();
+    let ret = match &cmd.ret {
+        None if !rev2 => {
+            let mut line = String::from("* SEARCH");
+            for n in &nums {
+                line.push(' ');
+                line.push_str(&n.to_string());
+            }
+            s.line(line);
+            return Ok(Status::ok("SEARCH completed."));
+        }
+        None => vec![SearchReturn::All],
+        Some(r) if r.is_empty() => vec![SearchReturn::All],
+        Some(r) => r.clone(),
+    };
+    let want = |r: SearchReturn| ret.contains(&r);
+    if want(SearchReturn::Save) {
+        let State::Selected(_, view) = &mut s.state else {
+            return Err(Status::bad("No mailbox selected."));
+        };
+        let only_minmax = !want(SearchReturn::All)
+            && !want(SearchReturn::Count)
+            && (want(SearchReturn::Min) || want(SearchReturn::Max));
+        view.saved = if only_minmax {
+            let mut v = Vec::new();
+            if want(SearchReturn::Min) {
+                v.extend(found.first().map(|&(_, u)| u));
+            }
+            if want(SearchReturn::Max) {
+                v.extend(found.last().map(|&(_, u)| u));
+            }
+            v.sort_unstable();
+            v.dedup();
+            v
+        } else {
+            found.iter().map(|&(_, u)| u).collect()
+        };
+        if ret.iter().all(|r| *r == SearchReturn::Save) {
+            // SAVE alone: no ESEARCH response (RFC 5182 §2.1).
+            return Ok(Status::ok("SEARCH completed, result saved."));
+        }
+    }
+    let mut line = b"* ESEARCH (TAG ".to_vec();
+    encode::string(&mut line, tag.as_bytes(), false);
+    line.push(b')');
+    if cmd.uid {
+        line.extend_from_slice(b" UID");
+    }
+    if want(SearchReturn::Min) {
+        if let Some(n) = nums.first() {
+            line.extend_from_slice(format!(" MIN {n}").as_bytes());
+        }
+    }
+    if want(SearchReturn::Max) {
+        if let Some(n) = nums.last() {
+            line.extend_from_slice(format!(" MAX {n}").as_bytes());
+        }
+    }
+    if want(SearchReturn::All) && !nums.is_empty() {
+        line.extend_from_slice(b" ALL ");
+        encode::sequence_set(&mut line, &nums);
+    }
+    if want(SearchReturn::Count) {
+        line.extend_from_slice(format!(" COUNT {}", nums.len()).as_bytes());
+    }
+    s.line(line);
+    Ok(Status::ok("SEARCH completed."))
+}

@@ -1,0 +1,130 @@
+//! SELECT, EXAMINE (RFC 9051 §6.3.2–3), CLOSE and UNSELECT (§6.4.1–2).
+
+use std::collections::BTreeSet;
+
+use crate::flags::sys;
+use crate::session::names::from_wire;
+use crate::session::{CmdResult, SelectedView, Session, State, Status, blocking};
+
+pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdResult {
+    let name = from_wire(&mailbox, s.enabled)?;
+    // Selecting always leaves the previous mailbox first, even if the new
+    // one fails (RFC 9051 §6.3.2); rev2 clients are told with [CLOSED].
+    let was_selected = matches!(s.state, State::Selected(..));
+    leave_selected(s);
+    if was_selected && s.enabled.rev2 {
+        s.line("* OK [CLOSED] Previous mailbox closed.");
+    }
+    let Some(authed) = s.state.authed() else {
+        return Err(Status::bad("Not authenticated."));
+    };
+    let store = authed.store.clone();
+    let open_name = name.clone();
+    let (folder, recent) = blocking(move || -> Result<_, crate::store::StoreError> {
+        let folder = store.open_folder(&open_name)?;
+        folder.sync(!read_only)?;
+        let recent = if read_only {
+            Vec::new()
+        } else {
+            folder.take_recent()
+        };
+        Ok((folder, recent))
+    })
+    .await??;
+
+    let view = SelectedView::new(folder.clone(), name, read_only, recent);
+    let messages = folder.messages();
+    let mut keywords: BTreeSet<String> = BTreeSet::new();
+    let mut first_unseen = None;
+    for (i, m) in messages.iter().enumerate() {
+        for k in m.flags.keywords() {
+            if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                keywords.insert(k.clone());
+            }
+        }
+        if first_unseen.is_none() && !m.flags.has(sys::SEEN) {
+            first_unseen = Some(i + 1);
+        }
+    }
+    let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
+    s.line(format!(
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"
+    ));
+    if read_only {
+        s.line("* OK [PERMANENTFLAGS ()] Read-only mailbox.");
+    } else {
+        s.line(format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted."));
+    }
+    s.line(format!("* {} EXISTS", view.len()));
+    if !s.enabled.rev2 {
+        s.line(format!("* {} RECENT", view.recent_count()));
+        if let Some(n) = first_unseen {
+            s.line(format!("* OK [UNSEEN {n}] First unseen."));
+        }
+    }
+    s.line(format!(
+        "* OK [UIDVALIDITY {}] UIDs valid.",
+        folder.uidvalidity()
+    ));
+    s.line(format!(
+        "* OK [UIDNEXT {}] Predicted next UID.",
+        folder.uidnext()
+    ));
+    if s.enabled.rev2 {
+        // RFC 9051 §6.3.2: the LIST response for the selected mailbox.
+        let wire = crate::session::names::to_wire(&view.name, s.enabled);
+        let mut line = b"* LIST () \"/\" ".to_vec();
+        crate::proto::encode::astring(&mut line, wire.as_bytes(), true);
+        s.line(line);
+    }
+    let Some(authed) = take_authed(s) else {
+        return Err(Status::bad("Not authenticated."));
+    };
+    s.state = State::Selected(authed, Box::new(view));
+    if read_only {
+        Ok(Status::ok_code("READ-ONLY", "EXAMINE completed."))
+    } else {
+        Ok(Status::ok_code("READ-WRITE", "SELECT completed."))
+    }
+}
+
+/// Moves `Selected` back to `Authenticated`, dropping the view.
+pub fn leave_selected(s: &mut Session) {
+    let state = std::mem::replace(&mut s.state, State::Logout);
+    s.state = match state {
+        State::Selected(a, view) => {
+            // Dropping the last holder of a folder writes its index: do it
+            // off the runtime.
+            tokio::task::spawn_blocking(move || drop(view));
+            State::Authenticated(a)
+        }
+        other => other,
+    };
+}
+
+fn take_authed(s: &mut Session) -> Option<crate::session::Authed> {
+    match std::mem::replace(&mut s.state, State::Logout) {
+        State::Authenticated(a) | State::Selected(a, _) => Some(a),
+        other => {
+            s.state = other;
+            None
+        }
+    }
+}
+
+/// CLOSE: expunge silently (read-write only), then leave.
+pub async fn close(s: &mut Session) -> CmdResult {
+    if let State::Selected(_, view) = &s.state {
+        if !view.read_only {
+            let folder = view.folder.clone();
+            blocking(move || folder.expunge(None)).await??;
+        }
+    }
+    leave_selected(s);
+    Ok(Status::ok("CLOSE completed."))
+}
+
+pub fn unselect(s: &mut Session) -> CmdResult {
+    leave_selected(s);
+    Ok(Status::ok("UNSELECT completed."))
+}

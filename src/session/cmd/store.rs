@@ -1,0 +1,85 @@
+//! STORE and UID STORE (RFC 9051 §6.4.6, CONDSTORE's UNCHANGEDSINCE from
+//! RFC 7162 §3.1.3).
+
+use crate::flags::{Flag, FlagOp, Flags};
+use crate::proto::SequenceSet;
+use crate::session::cmd::fetch::flags_string;
+use crate::session::{CmdResult, Session, State, Status, blocking};
+
+#[allow(clippy::too_many_arguments)]
+pub async fn store(
+    s: &mut Session,
+    uid: bool,
+    set: SequenceSet,
+    op: FlagOp,
+    silent: bool,
+    flags: Vec<Flag>,
+    unchanged_since: Option<u64>,
+) -> CmdResult {
+    let rev2 = s.enabled.rev2;
+    let State::Selected(_, view) = &mut s.state else {
+        return Err(Status::bad("No mailbox selected."));
+    };
+    if let Some(Flag::Extension(x)) = flags.iter().find(|f| matches!(f, Flag::Extension(_))) {
+        return Err(Status::bad(format!("Invalid system flag \\{x}.")));
+    }
+    let pairs = view.resolve(&set, uid)?;
+    if view.read_only {
+        return Err(Status::no(Some("CANNOT"), "Mailbox is read-only."));
+    }
+    let uids: Vec<u32> = pairs
+        .iter()
+        .map(|&(_, u)| u)
+        .filter(|u| !view.is_expunged(*u))
+        .collect();
+    let flagset = Flags::from_flags(&flags);
+    let folder = view.folder.clone();
+    let (changed, failed) = if uids.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        blocking(move || folder.store_flags(&uids, op, &flagset, unchanged_since)).await??
+    };
+    for m in &changed {
+        view.note_own_flags(m.uid, m.modseq);
+    }
+    if !silent {
+        // Report the resulting flags of every message in the set, changed
+        // or not (RFC 9051 §6.4.6), from one snapshot.
+        let metas = view.folder.messages();
+        let mut lines = String::new();
+        for &(seq, u) in &pairs {
+            if failed.contains(&u) || view.is_expunged(u) {
+                continue;
+            }
+            let Ok(i) = metas.binary_search_by_key(&u, |m| m.uid) else {
+                continue;
+            };
+            let m = &metas[i];
+            lines.push_str(&format!("* {seq} FETCH ("));
+            if uid || rev2 {
+                lines.push_str(&format!("UID {u} "));
+            }
+            lines.push_str(&flags_string(&m.flags, !rev2 && view.is_recent(u)));
+            lines.push_str(")\r\n");
+            view.note_own_flags(u, m.modseq);
+        }
+        s.out.extend_from_slice(lines.as_bytes());
+    }
+    if !failed.is_empty() {
+        let mut code = b"MODIFIED ".to_vec();
+        let nums: Vec<u32> = if uid {
+            failed
+        } else {
+            let State::Selected(_, view) = &s.state else {
+                return Err(Status::bad("No mailbox selected."));
+            };
+            failed.iter().filter_map(|u| view.seq_of(*u)).collect()
+        };
+        crate::proto::encode::sequence_set(&mut code, &nums);
+        return Ok(Status::ok_code(
+            String::from_utf8_lossy(&code),
+            "Conditional STORE failed.",
+        ));
+    }
+    Ok(Status::ok("STORE completed."))
+}

@@ -1,0 +1,133 @@
+//! Mailbox names between the wire and the store, and LIST pattern matching.
+//!
+//! The store speaks UTF-8 names with `/` as the separator and `INBOX` in
+//! upper case. On the wire an IMAP4rev1 client uses modified UTF-7 (RFC 3501
+//! §5.1.3); after `ENABLE IMAP4rev2` or `UTF8=ACCEPT` names are UTF-8 (RFC
+//! 9051 §5.1). `INBOX` is case-insensitive, also as the first level of a
+//! longer name.
+
+use crate::mutf7;
+
+use super::{Enabled, Status};
+
+/// The hierarchy separator (SPEC §5).
+pub const SEP: char = '/';
+
+/// Wire name -> store name.
+pub fn from_wire(name: &str, enabled: Enabled) -> Result<String, Status> {
+    let decoded = if enabled.rev2 || enabled.utf8 {
+        name.to_string()
+    } else {
+        if !name.is_ascii() {
+            return Err(Status::bad(
+                "Mailbox name must be modified UTF-7 (RFC 3501 §5.1.3).",
+            ));
+        }
+        mutf7::decode(name)
+            .map_err(|_| Status::no(Some("CANNOT"), "Invalid modified UTF-7 in mailbox name."))?
+    };
+    Ok(canonical_inbox(&decoded))
+}
+
+/// Store name -> wire name.
+pub fn to_wire(name: &str, enabled: Enabled) -> String {
+    if enabled.rev2 || enabled.utf8 {
+        name.to_string()
+    } else {
+        mutf7::encode(name)
+    }
+}
+
+/// Upper-cases `INBOX` as a whole name or as the first level.
+pub fn canonical_inbox(name: &str) -> String {
+    let first = name.split(SEP).next().unwrap_or("");
+    if first.eq_ignore_ascii_case("INBOX") {
+        format!("INBOX{}", &name[first.len()..])
+    } else {
+        name.to_string()
+    }
+}
+
+/// RFC 9051 §6.3.9 pattern match: `*` matches anything, `%` anything but the
+/// separator. Names are compared with INBOX canonicalised (done by callers).
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    // Dynamic programming over (pattern suffix, name suffix): O(|p|·|n|),
+    // so hostile patterns like `%*%*%*...` cannot explode.
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let mut next = vec![false; n.len() + 1];
+    next[n.len()] = true;
+    for &pc in p.iter().rev() {
+        let mut cur = vec![false; n.len() + 1];
+        for j in (0..=n.len()).rev() {
+            cur[j] = match pc {
+                '*' => next[j] || (j < n.len() && cur[j + 1]),
+                '%' => next[j] || (j < n.len() && n[j] != SEP && cur[j + 1]),
+                c => j < n.len() && n[j] == c && next[j + 1],
+            };
+        }
+        next = cur;
+    }
+    next[0]
+}
+
+/// Combines LIST's reference and pattern (RFC 9051 §6.3.9): the reference
+/// is prefixed unless the pattern is absolute; INBOX is canonicalised.
+pub fn combine(reference: &str, pattern: &str) -> String {
+    if reference.is_empty() || pattern.starts_with(SEP) {
+        return canonical_inbox(pattern);
+    }
+    // The reference is a prefix concatenated as given (RFC 9051 §6.3.9).
+    let mut s = reference.to_string();
+    s.push_str(pattern);
+    canonical_inbox(&s)
+}
+
+/// The special-use attribute a folder gets from its name (SPEC §6).
+pub fn special_use(name: &str) -> Option<&'static str> {
+    match name {
+        "Sent" | "Sent Messages" | "Sent Items" => Some("\\Sent"),
+        "Drafts" => Some("\\Drafts"),
+        "Trash" | "Deleted Messages" | "Deleted Items" => Some("\\Trash"),
+        "Junk" | "Spam" => Some("\\Junk"),
+        "Archive" | "Archives" => Some("\\Archive"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        let table = [
+            ("*", "INBOX", true),
+            ("*", "a/b/c", true),
+            ("%", "a", true),
+            ("%", "a/b", false),
+            ("a/%", "a/b", true),
+            ("a/%", "a/b/c", false),
+            ("a/*", "a/b/c", true),
+            ("a*c", "abc", true),
+            ("a%c", "a/c", false),
+            ("INBOX", "INBOX", true),
+            ("", "INBOX", false),
+            (
+                "**********************************************b",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                false,
+            ),
+        ];
+        for (p, n, want) in table {
+            assert_eq!(pattern_matches(p, n), want, "{p} vs {n}");
+        }
+    }
+
+    #[test]
+    fn inbox_is_case_insensitive() {
+        assert_eq!(canonical_inbox("inbox"), "INBOX");
+        assert_eq!(canonical_inbox("Inbox/Sub"), "INBOX/Sub");
+        assert_eq!(canonical_inbox("Inboxes"), "Inboxes");
+    }
+}

@@ -1,0 +1,212 @@
+//! The selected mailbox as one session sees it.
+//!
+//! A [`SelectedView`] maps sequence numbers to UIDs for this session only,
+//! remembers which messages are `\Recent` here, and turns changes made by
+//! anyone (this session, other sessions, other programs) into this
+//! session's untagged responses at the moments RFC 9051 §7.5.1 allows.
+//!
+//! Invariants:
+//! - `uids` is strictly ascending; sequence number `n` is `uids[n-1]`.
+//! - A message that vanished from the folder stays in `uids` (and keeps its
+//!   sequence number) until an `EXPUNGE` for it has been sent, so numbers
+//!   the client holds never shift under it mid-command.
+//! - `modseq` is the folder's highest modseq at the last report; flag
+//!   changes above it are still owed to the client, except those this
+//!   session already reported itself (`own_reported`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::proto::SequenceSet;
+use crate::store::Folder;
+
+use super::{Enabled, Status};
+
+pub struct SelectedView {
+    pub folder: Arc<Folder>,
+    /// Canonical UTF-8 name (`INBOX`, `Lists/rust`).
+    pub name: String,
+    pub read_only: bool,
+    uids: Vec<u32>,
+    recent: BTreeSet<u32>,
+    modseq: u64,
+    /// Known gone from the folder, EXPUNGE not yet sent.
+    pending_expunge: BTreeSet<u32>,
+    /// Flag changes this session already sent (uid -> modseq).
+    own_reported: HashMap<u32, u64>,
+    /// SEARCHRES saved result (`$`), as UIDs ascending.
+    pub saved: Vec<u32>,
+    /// Wakes when the folder changes (IDLE).
+    pub watch: tokio::sync::watch::Receiver<u64>,
+    /// Counts this session as a read-write holder (see `Folder::hold_rw`).
+    _rw: Option<crate::store::RwHold>,
+}
+
+impl SelectedView {
+    /// A view of everything in the folder now; `recent` are the UIDs this
+    /// session claimed as `\Recent`.
+    pub fn new(folder: Arc<Folder>, name: String, read_only: bool, recent: Vec<u32>) -> Self {
+        let mut watch = folder.watch();
+        watch.borrow_and_update();
+        let modseq = folder.highest_modseq();
+        let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
+        let rw = (!read_only).then(|| folder.hold_rw());
+        SelectedView {
+            folder,
+            name,
+            read_only,
+            uids,
+            recent: recent.into_iter().collect(),
+            modseq,
+            pending_expunge: BTreeSet::new(),
+            own_reported: HashMap::new(),
+            saved: Vec::new(),
+            watch,
+            _rw: rw,
+        }
+    }
+
+    /// EXISTS as this session knows it.
+    pub fn len(&self) -> u32 {
+        self.uids.len() as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.uids.is_empty()
+    }
+
+    pub fn uids(&self) -> &[u32] {
+        &self.uids
+    }
+
+    pub fn recent_count(&self) -> u32 {
+        self.recent.len() as u32
+    }
+
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.contains(&uid)
+    }
+
+    /// True if the message is gone but its EXPUNGE is still owed.
+    pub fn is_expunged(&self, uid: u32) -> bool {
+        self.pending_expunge.contains(&uid)
+    }
+
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    /// Resolves a set to `(seq, uid)` pairs, ascending. Sequence numbers
+    /// beyond EXISTS are the client's error (`BAD`); UIDs that do not exist
+    /// are silently skipped (RFC 9051 §6.4.8).
+    pub fn resolve(&self, set: &SequenceSet, uid_mode: bool) -> Result<Vec<(u32, u32)>, Status> {
+        if let SequenceSet::Saved = set {
+            return Ok(self
+                .saved
+                .iter()
+                .filter_map(|&u| self.seq_of(u).map(|s| (s, u)))
+                .collect());
+        }
+        let mut out = Vec::new();
+        if uid_mode {
+            let Some(&largest) = self.uids.last() else {
+                return Ok(out);
+            };
+            for (lo, hi) in set.ranges(largest) {
+                let start = self.uids.partition_point(|&u| u < lo);
+                for (i, &u) in self.uids[start..].iter().enumerate() {
+                    if u > hi {
+                        break;
+                    }
+                    out.push((start as u32 + i as u32 + 1, u));
+                }
+            }
+        } else {
+            let n = self.len();
+            if n == 0 {
+                return Err(Status::bad("No messages in mailbox, invalid sequence set."));
+            }
+            for (lo, hi) in set.ranges(n) {
+                if lo == 0 || hi > n {
+                    return Err(Status::bad("Invalid message sequence number."));
+                }
+                for s in lo..=hi {
+                    out.push((s, self.uids[(s - 1) as usize]));
+                }
+            }
+        }
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Remembers a flag change this session reported itself.
+    pub fn note_own_flags(&mut self, uid: u32, modseq: u64) {
+        self.own_reported.insert(uid, modseq);
+    }
+
+    /// Appends the untagged responses owed to the client to `out`.
+    /// `expunge_ok`: EXPUNGE may be sent now (not during FETCH, STORE or
+    /// SEARCH, RFC 9051 §7.5.1).
+    pub fn report_changes(&mut self, expunge_ok: bool, enabled: Enabled, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let ch = self.folder.changes_since(self.modseq, &self.uids);
+        for uid in &ch.expunged {
+            if self.uids.binary_search(uid).is_ok() {
+                self.pending_expunge.insert(*uid);
+            }
+        }
+        if expunge_ok && !self.pending_expunge.is_empty() {
+            for uid in std::mem::take(&mut self.pending_expunge) {
+                if let Ok(i) = self.uids.binary_search(&uid) {
+                    let _ = write!(out, "* {} EXPUNGE\r\n", i + 1);
+                    self.uids.remove(i);
+                    self.recent.remove(&uid);
+                    self.saved.retain(|&u| u != uid);
+                }
+            }
+        }
+        let last = self.uids.last().copied().unwrap_or(0);
+        let mut grew = false;
+        for m in &ch.new {
+            if m.uid > self.uids.last().copied().unwrap_or(0) {
+                self.uids.push(m.uid);
+                grew = true;
+            }
+        }
+        if grew {
+            if !self.read_only {
+                for uid in self.folder.take_recent() {
+                    if uid > last && self.uids.binary_search(&uid).is_ok() {
+                        self.recent.insert(uid);
+                    }
+                }
+            }
+            let _ = write!(out, "* {} EXISTS\r\n", self.uids.len());
+            if !enabled.rev2 {
+                let _ = write!(out, "* {} RECENT\r\n", self.recent.len());
+            }
+        }
+        for m in &ch.flags {
+            if self.own_reported.get(&m.uid) == Some(&m.modseq)
+                || self.pending_expunge.contains(&m.uid)
+            {
+                continue;
+            }
+            let Some(seq) = self.seq_of(m.uid) else {
+                continue;
+            };
+            let mut line = format!("* {seq} FETCH (");
+            if enabled.rev2 {
+                line.push_str(&format!("UID {} ", m.uid));
+            }
+            line.push_str(&super::cmd::fetch::flags_string(
+                &m.flags,
+                !enabled.rev2 && self.recent.contains(&m.uid),
+            ));
+            line.push_str(")\r\n");
+            out.extend_from_slice(line.as_bytes());
+        }
+        self.own_reported.clear();
+        self.modseq = self.modseq.max(ch.highest_modseq);
+    }
+}

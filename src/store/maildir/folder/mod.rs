@@ -1,0 +1,817 @@
+//! One folder's state and its synchronisation with the disk.
+//!
+//! Owns the in-memory view of a folder (UID -> file, flags, modseqs), the
+//! sync that reconciles it with `new/`, `cur/` and the uidlist, and every
+//! write to message files. It must never unlink a file it did not mean to
+//! expunge, never report an expunge it has not confirmed, and never give a
+//! file a UID without recording it in the uidlist first.
+//!
+//! Layout: this file holds the state, opening, the read side (messages,
+//! changes, bodies, cache) and persistence of the index; `sync` reconciles
+//! with the disk (its module doc lists the races and how each is handled);
+//! `write` changes message files (STORE, EXPUNGE, APPEND, COPY, MOVE).
+//!
+//! Modseqs: every flag change, new message and expunge takes the next
+//! modseq. They are kept in `nestbox.index`; if that is lost, or the process
+//! died before writing it, modseqs restart at the current time in
+//! microseconds, which is above anything handed out before as long as the
+//! folder averaged fewer than a million changes a second.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::flags::{Flags, sys};
+use crate::store::{CacheField, Changes, MessageMeta, Result, StoreError, StoreOptions};
+
+mod sync;
+mod write;
+
+use super::filename::{self, Info};
+use super::index::{self, CacheMap, IndexData, IndexMsg};
+use super::keywords::{self, Keywords};
+use super::uidlist::{self, FileStamp, Record, Uidlist};
+
+/// How long an empty or foreign uidlist lock must stay unchanged before it
+/// is broken (SPEC §5: short, and logged).
+pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(10);
+/// Expunges remembered for [`Folder::expunged_since`].
+const EXPUNGE_LOG_MAX: usize = 10_000;
+/// Minimum time between index rewrites while the folder is open.
+const INDEX_WRITE_EVERY: Duration = Duration::from_secs(2);
+/// Cache entries collected before they are appended to `nestbox.cache`.
+const CACHE_BATCH: usize = 256;
+/// Files in `tmp/` older than this are debris of crashed writers.
+const TMP_DEBRIS_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// Where a message file is: its directory and exact name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Loc {
+    in_new: bool,
+    fname: String,
+}
+
+#[derive(Clone, Debug)]
+struct Msg {
+    uid: u32,
+    base: String,
+    loc: Loc,
+    /// All flags, including keywords only the index can hold.
+    flags: Flags,
+    /// Info letters we keep without interpreting.
+    other: String,
+    /// Keywords without a letter (beyond the 26 of `dovecot-keywords`).
+    extra_kw: Vec<String>,
+    mtime: i64,
+    size: Option<u64>,
+    modseq: u64,
+    /// Inode of the file (0: unknown). Renames keep it, so it tells which
+    /// of two files with one base name is the message we know.
+    ino: u64,
+}
+
+impl Msg {
+    fn meta(&self) -> MessageMeta {
+        MessageMeta {
+            uid: self.uid,
+            flags: self.flags.clone(),
+            internal_date: self.mtime,
+            size: self.size,
+            modseq: self.modseq,
+        }
+    }
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// A modseq above anything handed out before a crash or index loss.
+fn modseq_floor() -> u64 {
+    (now_ns() / 1000).max(1) as u64
+}
+
+fn mtime_ns(m: &fs::Metadata) -> i128 {
+    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+}
+
+fn is_enoent(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+fn field_no(f: CacheField) -> u8 {
+    match f {
+        CacheField::Envelope => 0,
+        CacheField::BodyStructure => 1,
+        CacheField::Body => 2,
+    }
+}
+
+/// A file found by a scan that has no UID yet.
+struct NewFile {
+    base: String,
+    loc: Loc,
+    mtime: i64,
+    ino: u64,
+    uid: Option<u32>,
+    size: Option<u64>,
+}
+
+struct State {
+    /// The first sync has run.
+    synced_once: bool,
+    uidvalidity: u32,
+    next_uid: u32,
+    last_uidvalidity: u32,
+    guid: String,
+    ul_version: u32,
+    ul_stamp: Option<FileStamp>,
+    /// Uidlist records whose files we have not seen (yet), by base name.
+    ul_unknown: HashMap<String, Record>,
+    msgs: Vec<Msg>,
+    by_base: HashMap<String, u32>,
+    keywords: Keywords,
+    kw_mtime: Option<i128>,
+    highest_modseq: u64,
+    expunge_log: VecDeque<(u32, u64)>,
+    /// The log answers for modseqs at or above this.
+    log_floor: u64,
+    recent: Vec<u32>,
+    snapshot: Option<Arc<Vec<MessageMeta>>>,
+    new_mtime: i128,
+    cur_mtime: i128,
+    scan_time: i128,
+    dirty: bool,
+    /// The index file on disk is a clean (complete) image of this state.
+    index_clean: bool,
+    last_index_write: Option<Instant>,
+    cache: Option<CacheMap>,
+    cache_pending: Vec<(u32, u8, Arc<[u8]>)>,
+    cache_file_entries: usize,
+}
+
+/// One open folder, shared by every session that has it selected.
+pub struct Folder {
+    name: String,
+    dir: PathBuf,
+    /// The Maildir root, where `maildirsize` lives.
+    root: PathBuf,
+    fsync: bool,
+    file_mode: u32,
+    lock_stale_after: Duration,
+    state: Mutex<State>,
+    tx: watch::Sender<u64>,
+    /// Sessions that have the folder selected read-write: while there are
+    /// any, a sync triggered by the change watcher moves `new/` to `cur/`
+    /// (and so hands out \Recent), as such a session's own sync would.
+    rw_holders: std::sync::atomic::AtomicUsize,
+}
+
+/// Keeps [`Folder::rw_holders`] counted while a read-write session has the
+/// folder selected.
+pub struct RwHold(Arc<Folder>);
+
+impl Drop for RwHold {
+    fn drop(&mut self) {
+        self.0
+            .rw_holders
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Folder {
+    /// Opens the folder at `dir` (which must exist): loads the uidlist (or
+    /// creates it), the keywords and the index. Does not scan; call
+    /// [`Folder::sync`].
+    pub(crate) fn open(
+        name: &str,
+        dir: PathBuf,
+        root: &Path,
+        opts: &StoreOptions,
+        file_mode: u32,
+    ) -> Result<Folder> {
+        Self::open_with(name, dir, root, opts, file_mode, LOCK_STALE_AFTER)
+    }
+
+    pub(crate) fn open_with(
+        name: &str,
+        dir: PathBuf,
+        root: &Path,
+        opts: &StoreOptions,
+        file_mode: u32,
+        lock_stale_after: Duration,
+    ) -> Result<Folder> {
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(StoreError::NotFound),
+            Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        for sub in ["cur", "new", "tmp"] {
+            match fs::create_dir(dir.join(sub)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        clean_tmp(&dir.join("tmp"));
+        let keywords = Keywords::load(&dir)?;
+        let kw_mtime = fs::metadata(dir.join(keywords::FILE))
+            .ok()
+            .map(|m| mtime_ns(&m));
+        let idx = index::load(&dir);
+        let last_uidv = idx
+            .as_ref()
+            .map_or(0, |i| i.last_uidvalidity.max(i.uidvalidity));
+
+        let ul = match Uidlist::load(&dir) {
+            Ok(Some(x)) => x,
+            Ok(None) => create_uidlist(&dir, last_uidv, opts.fsync, lock_stale_after)?,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // Never overwrite what we cannot read: move it aside, then
+                // start a new UID space above the old one.
+                let aside = dir.join(format!("{}.corrupt.{}", uidlist::FILE, now_ns()));
+                tracing::warn!(dir = %dir.display(), error = %e, "uidlist unreadable; moved aside");
+                let _ = fs::rename(dir.join(uidlist::FILE), &aside);
+                create_uidlist(&dir, last_uidv, opts.fsync, lock_stale_after)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (ul, stamp) = ul;
+
+        let mut st = State {
+            synced_once: false,
+            uidvalidity: ul.uidvalidity,
+            next_uid: ul.next_uid(),
+            last_uidvalidity: last_uidv.max(ul.uidvalidity),
+            guid: ul.guid.clone(),
+            ul_version: ul.version,
+            ul_stamp: Some(stamp),
+            ul_unknown: HashMap::new(),
+            msgs: Vec::new(),
+            by_base: HashMap::new(),
+            keywords,
+            kw_mtime,
+            highest_modseq: 0,
+            expunge_log: VecDeque::new(),
+            log_floor: 0,
+            recent: Vec::new(),
+            snapshot: None,
+            new_mtime: 0,
+            cur_mtime: 0,
+            scan_time: 0,
+            dirty: false,
+            index_clean: false,
+            last_index_write: None,
+            cache: None,
+            cache_pending: Vec::new(),
+            cache_file_entries: 0,
+        };
+        let ul_uid: HashMap<&str, u32> = ul
+            .records
+            .iter()
+            .map(|r| (r.base.as_str(), r.uid))
+            .collect();
+        let usable = idx.filter(|i| {
+            i.uidvalidity == ul.uidvalidity
+                && i.msgs.iter().all(|m| {
+                    let base = filename::split(&m.fname).0;
+                    ul_uid.get(base).is_none_or(|&u| u == m.uid)
+                })
+        });
+        match usable {
+            Some(i) => {
+                st.highest_modseq = if i.clean {
+                    i.highest_modseq
+                } else {
+                    (i.highest_modseq + 1).max(modseq_floor())
+                };
+                st.index_clean = i.clean;
+                st.dirty = !i.clean;
+                st.next_uid = st.next_uid.max(i.next_uid);
+                st.new_mtime = i.new_mtime;
+                st.cur_mtime = i.cur_mtime;
+                st.scan_time = i.scan_time;
+                for m in i.msgs {
+                    let base = filename::split(&m.fname).0.to_string();
+                    let info = filename::split(&m.fname).1.unwrap_or("");
+                    let Info { mut flags, other } = filename::parse_info(info, &st.keywords);
+                    for k in &m.extra_keywords {
+                        flags.insert_keyword(k);
+                    }
+                    st.by_base.insert(base.clone(), m.uid);
+                    st.msgs.push(Msg {
+                        uid: m.uid,
+                        base,
+                        loc: Loc {
+                            in_new: m.in_new,
+                            fname: m.fname,
+                        },
+                        flags,
+                        other,
+                        extra_kw: m.extra_keywords,
+                        mtime: m.mtime,
+                        size: m.size,
+                        modseq: m.modseq,
+                        ino: m.ino,
+                    });
+                }
+                st.msgs.sort_by_key(|m| m.uid);
+                st.msgs.dedup_by_key(|m| m.uid);
+            }
+            None => st.highest_modseq = modseq_floor(),
+        }
+        for r in ul.records {
+            st.next_uid = st.next_uid.max(r.uid.saturating_add(1));
+            if !st.by_base.contains_key(&r.base) {
+                st.ul_unknown.insert(r.base.clone(), r);
+            }
+        }
+        st.log_floor = st.highest_modseq;
+        let (tx, _) = watch::channel(st.highest_modseq);
+        Ok(Folder {
+            name: name.to_string(),
+            dir,
+            root: root.to_path_buf(),
+            fsync: opts.fsync,
+            file_mode,
+            lock_stale_after,
+            state: Mutex::new(st),
+            tx,
+            rw_holders: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Counts a read-write session until the guard drops.
+    pub fn hold_rw(self: &Arc<Self>) -> RwHold {
+        self.rw_holders
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RwHold(self.clone())
+    }
+
+    /// Whether some session has the folder selected read-write.
+    pub fn has_rw_holders(&self) -> bool {
+        self.rw_holders.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves state that is still
+        // consistent enough to serve (every mutation is re-derived from
+        // disk on the next sync), so a poisoned lock is taken over.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The name the folder was opened under (UTF-8, `/`-separated).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The folder directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current UIDVALIDITY. It changes only if another program
+    /// recreated the uidlist; a session that sees it change must drop its
+    /// view (and, in IMAP, the client: RFC 9051 §2.3.1.1).
+    pub fn uidvalidity(&self) -> u32 {
+        self.lock_state().uidvalidity
+    }
+
+    /// The UID the next new message will get.
+    pub fn uidnext(&self) -> u32 {
+        self.lock_state().next_uid
+    }
+
+    /// HIGHESTMODSEQ (RFC 7162).
+    pub fn highest_modseq(&self) -> u64 {
+        self.lock_state().highest_modseq
+    }
+
+    fn path_of(&self, loc: &Loc) -> PathBuf {
+        self.dir
+            .join(if loc.in_new { "new" } else { "cur" })
+            .join(&loc.fname)
+    }
+
+    fn changed(&self, st: &mut State) {
+        st.snapshot = None;
+        st.dirty = true;
+        // The index on disk claims complete modseqs; before anyone sees a
+        // newer one, mark it incomplete, so a crash now makes the next
+        // open raise HIGHESTMODSEQ instead of reusing modseqs.
+        if st.index_clean {
+            self.write_index(st, false);
+        }
+        self.tx.send_replace(st.highest_modseq);
+    }
+
+    /// Writes the index when it is due, and flushes collected cache entries.
+    fn maybe_persist(&self, st: &mut State) {
+        if st.dirty
+            && st
+                .last_index_write
+                .is_none_or(|t| t.elapsed() >= INDEX_WRITE_EVERY)
+        {
+            self.write_index(st, false);
+        }
+        self.flush_cache(st);
+    }
+
+    fn write_index(&self, st: &mut State, clean: bool) {
+        let d = IndexData {
+            uidvalidity: st.uidvalidity,
+            next_uid: st.next_uid,
+            highest_modseq: st.highest_modseq,
+            last_uidvalidity: st.last_uidvalidity.max(st.uidvalidity),
+            clean,
+            new_mtime: st.new_mtime,
+            cur_mtime: st.cur_mtime,
+            scan_time: st.scan_time,
+            msgs: st
+                .msgs
+                .iter()
+                .map(|m| IndexMsg {
+                    uid: m.uid,
+                    fname: m.loc.fname.clone(),
+                    in_new: m.loc.in_new,
+                    modseq: m.modseq,
+                    mtime: m.mtime,
+                    size: m.size,
+                    ino: m.ino,
+                    extra_keywords: m.extra_kw.clone(),
+                })
+                .collect(),
+        };
+        match index::save(&self.dir, &d) {
+            Ok(()) => {
+                st.dirty = false;
+                st.index_clean = clean;
+                st.last_index_write = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write index"),
+        }
+    }
+
+    fn load_cache(&self, st: &mut State) {
+        if st.cache.is_none() {
+            let (map, n) = index::load_cache(&self.dir, st.uidvalidity);
+            st.cache_file_entries = n;
+            st.cache = Some(map);
+        }
+    }
+
+    fn flush_cache(&self, st: &mut State) {
+        if st.cache_pending.is_empty() {
+            return;
+        }
+        let Some(cache) = st.cache.as_ref() else {
+            return;
+        };
+        let live = cache.len();
+        let rewrite =
+            st.cache_file_entries == usize::MAX || st.cache_file_entries > 2 * live + 1000;
+        let result = if rewrite {
+            let all: Vec<(u32, u8, Arc<[u8]>)> =
+                cache.iter().map(|(&(u, f), d)| (u, f, d.clone())).collect();
+            index::append_cache(&self.dir, st.uidvalidity, &all, true).map(|()| all.len())
+        } else {
+            index::append_cache(&self.dir, st.uidvalidity, &st.cache_pending, false)
+                .map(|()| st.cache_file_entries + st.cache_pending.len())
+        };
+        match result {
+            Ok(n) => {
+                st.cache_file_entries = n;
+                st.cache_pending.clear();
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write cache");
+                st.cache_pending.clear();
+                st.cache_file_entries = usize::MAX;
+            }
+        }
+    }
+
+    /// Every message, ascending by UID.
+    pub fn messages(&self) -> Arc<Vec<MessageMeta>> {
+        let mut st = self.lock_state();
+        if let Some(s) = &st.snapshot {
+            return s.clone();
+        }
+        let s = Arc::new(st.msgs.iter().map(Msg::meta).collect::<Vec<_>>());
+        st.snapshot = Some(s.clone());
+        s
+    }
+
+    /// Takes the UIDs that are \Recent and not yet claimed by any session.
+    pub fn take_recent(&self) -> Vec<u32> {
+        let mut r = std::mem::take(&mut self.lock_state().recent);
+        r.sort_unstable();
+        r
+    }
+
+    /// Number of \Recent messages nobody claimed yet, plus files still in
+    /// `new/` (which become recent for whoever moves them).
+    pub fn recent_count(&self) -> u32 {
+        let st = self.lock_state();
+        (st.recent.len() + st.msgs.iter().filter(|m| m.loc.in_new).count()) as u32
+    }
+
+    /// A receiver that wakes whenever the folder changed (the value is the
+    /// new highest modseq). Sessions then call [`Folder::changes_since`].
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+
+    /// Changes relative to a session's view. Expunges are computed by
+    /// merging `known` with the current UIDs, which is always right (the
+    /// bounded log can miss old ones); see [`Folder::expunged_since`].
+    pub fn changes_since(&self, since_modseq: u64, known: &[u32]) -> Changes {
+        let st = self.lock_state();
+        let max_known = known.last().copied().unwrap_or(0);
+        let mut c = Changes {
+            highest_modseq: st.highest_modseq,
+            ..Changes::default()
+        };
+        for m in &st.msgs {
+            if m.uid > max_known {
+                c.new.push(m.meta());
+            } else if m.modseq > since_modseq && known.binary_search(&m.uid).is_ok() {
+                c.flags.push(m.meta());
+            }
+        }
+        let mut j = 0;
+        for &u in known {
+            while j < st.msgs.len() && st.msgs[j].uid < u {
+                j += 1;
+            }
+            if st.msgs.get(j).is_none_or(|m| m.uid != u) {
+                c.expunged.push(u);
+            }
+        }
+        c
+    }
+
+    /// UIDs expunged after `modseq` (for QRESYNC `VANISHED (EARLIER)`), or
+    /// `None` when the bounded log no longer reaches back that far.
+    pub fn expunged_since(&self, modseq: u64) -> Option<Vec<u32>> {
+        let st = self.lock_state();
+        if modseq < st.log_floor {
+            return None;
+        }
+        let mut v: Vec<u32> = st
+            .expunge_log
+            .iter()
+            .filter(|(_, m)| *m > modseq)
+            .map(|(u, _)| *u)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        Some(v)
+    }
+
+    /// Opens a message file, following it if it was renamed meanwhile.
+    fn open_msg(&self, uid: u32) -> Result<File> {
+        for attempt in 0..3 {
+            let path = {
+                let st = self.lock_state();
+                let i = st.find(uid).ok_or(StoreError::Expunged)?;
+                self.path_of(&st.msgs[i].loc)
+            };
+            match File::open(&path) {
+                Ok(f) => return Ok(f),
+                Err(e) if is_enoent(&e) && attempt < 2 => {
+                    let mut st = self.lock_state();
+                    let Some(i) = st.find(uid) else {
+                        return Err(StoreError::Expunged);
+                    };
+                    let mut rescanned = false;
+                    if !self.relocate(&mut st, i, &mut rescanned)? {
+                        return Err(StoreError::Expunged);
+                    }
+                }
+                Err(e) if is_enoent(&e) => return Err(StoreError::Expunged),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Expunged)
+    }
+
+    /// Reads the message file as stored (LF or CRLF line ends).
+    pub fn read_message(&self, uid: u32) -> Result<Arc<Vec<u8>>> {
+        let mut f = self.open_msg(uid)?;
+        let mut data = Vec::new();
+        f.read_to_end(&mut data)?;
+        let mut st = self.lock_state();
+        if let Some(i) = st.find(uid) {
+            if st.msgs[i].size.is_none() {
+                st.msgs[i].size = Some(filename::crlf_size(&data));
+                st.snapshot = None;
+                st.dirty = true;
+            }
+        }
+        Ok(Arc::new(data))
+    }
+
+    /// RFC822.SIZE, computing (and remembering) it from the file if needed.
+    pub fn rfc822_size(&self, uid: u32) -> Result<u64> {
+        {
+            let st = self.lock_state();
+            let i = st.find(uid).ok_or(StoreError::Expunged)?;
+            if let Some(s) = st.msgs[i].size {
+                return Ok(s);
+            }
+        }
+        let data = self.read_message(uid)?;
+        Ok(filename::crlf_size(&data))
+    }
+
+    /// A cached ENVELOPE/BODYSTRUCTURE/BODY (the first call loads
+    /// `nestbox.cache`).
+    pub fn cached(&self, uid: u32, field: CacheField) -> Option<Arc<[u8]>> {
+        let mut st = self.lock_state();
+        self.load_cache(&mut st);
+        st.cache.as_ref()?.get(&(uid, field_no(field))).cloned()
+    }
+
+    /// Remembers a cache entry; entries reach `nestbox.cache` in batches,
+    /// on sync and when the folder closes, never one write per FETCH item.
+    pub fn put_cache(&self, uid: u32, field: CacheField, data: Arc<[u8]>) {
+        let mut st = self.lock_state();
+        if st.find(uid).is_none() {
+            return;
+        }
+        self.load_cache(&mut st);
+        let key = (uid, field_no(field));
+        if let Some(c) = st.cache.as_mut() {
+            if c.get(&key) == Some(&data) {
+                return;
+            }
+            c.insert(key, data.clone());
+        }
+        st.cache_pending.push((uid, key.1, data));
+        if st.cache_pending.len() >= CACHE_BATCH {
+            self.flush_cache(&mut st);
+        }
+    }
+
+    /// Status figures from the current state (after a sync by the caller).
+    /// With `need_size`, unknown sizes are computed from the files.
+    pub(crate) fn status(&self, need_size: bool) -> Result<crate::store::FolderStatus> {
+        if need_size {
+            let unknown: Vec<u32> = {
+                let st = self.lock_state();
+                st.msgs
+                    .iter()
+                    .filter(|m| m.size.is_none())
+                    .map(|m| m.uid)
+                    .collect()
+            };
+            for uid in unknown {
+                match self.rfc822_size(uid) {
+                    Ok(_) | Err(StoreError::Expunged) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let recent = self.recent_count();
+        let st = self.lock_state();
+        let s = crate::store::FolderStatus {
+            messages: st.msgs.len() as u32,
+            recent,
+            uidnext: st.next_uid,
+            uidvalidity: st.uidvalidity,
+            unseen: st.msgs.iter().filter(|m| !m.flags.has(sys::SEEN)).count() as u32,
+            deleted: st.msgs.iter().filter(|m| m.flags.has(sys::DELETED)).count() as u32,
+            size: st.msgs.iter().filter_map(|m| m.size).sum(),
+            highest_modseq: st.highest_modseq,
+        };
+        Ok(s)
+    }
+
+    /// Every UID, ascending (for moving all of INBOX on RENAME).
+    pub(crate) fn all_uids(&self) -> Vec<u32> {
+        self.lock_state().msgs.iter().map(|m| m.uid).collect()
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let mut st = self.lock_state();
+        // Only if the directory is still the one we loaded: after a DELETE
+        // or RENAME a new folder may live at this path.
+        let same_uidlist = fs::metadata(self.dir.join(uidlist::FILE))
+            .is_ok_and(|m| st.ul_stamp.is_some_and(|s| s.ino == m.ino()));
+        if st.synced_once && same_uidlist {
+            self.flush_cache(&mut st);
+            if st.dirty || !st.index_clean {
+                self.write_index(&mut st, true);
+            }
+        }
+    }
+}
+
+impl State {
+    fn find(&self, uid: u32) -> Option<usize> {
+        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+}
+
+fn corrupt(what: &str, e: io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::InvalidData {
+        StoreError::Corrupt {
+            what: what.into(),
+            detail: e.to_string(),
+        }
+    } else {
+        StoreError::Io(e)
+    }
+}
+
+fn dir_mtime(dir: &Path) -> Result<i128> {
+    match fs::metadata(dir) {
+        Ok(m) => Ok(mtime_ns(&m)),
+        Err(e) if is_enoent(&e) => Err(StoreError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the uidlist of a folder that has none: imported from Courier's
+/// `courierimapuiddb` if there is one, else empty with a UIDVALIDITY above
+/// `last_uidvalidity` (the one our index remembers, if any).
+fn create_uidlist(
+    dir: &Path,
+    last_uidvalidity: u32,
+    fsync: bool,
+    stale: Duration,
+) -> Result<(Uidlist, FileStamp)> {
+    let _lock = uidlist::lock(dir, stale)?;
+    // Someone may have created it while we waited for the lock.
+    if let Some(x) = Uidlist::load(dir).map_err(|e| corrupt("uidlist", e))? {
+        return Ok(x);
+    }
+    let courier = match fs::read(dir.join(uidlist::COURIER)) {
+        Ok(b) => match uidlist::parse_courier(&b) {
+            Ok(ul) => Some(ul),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "ignoring unreadable courierimapuiddb");
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let ul = match courier {
+        Some(ul) => ul,
+        None => Uidlist::new(fresh_uidvalidity(last_uidvalidity), 1),
+    };
+    let stamp = ul.write(dir, fsync)?;
+    Ok((ul, stamp))
+}
+
+/// A UIDVALIDITY for a new UID space: the current time, but above
+/// `last` and above any this process handed out before, so a folder
+/// deleted and re-created within one second still gets a different one
+/// (RFC 9051 §2.3.1.1).
+fn fresh_uidvalidity(last: u32) -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static ISSUED: AtomicU32 = AtomicU32::new(0);
+    let now = (now_ns() / 1_000_000_000) as u32;
+    let mut prev = ISSUED.load(Ordering::Relaxed);
+    loop {
+        let v = now
+            .max(last.saturating_add(1))
+            .max(prev.saturating_add(1))
+            .max(1);
+        match ISSUED.compare_exchange_weak(prev, v, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return v,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+/// Removes files left in `tmp/` by crashed writers (MAILDIR.md: 36 hours).
+fn clean_tmp(tmp: &Path) {
+    let Ok(rd) = fs::read_dir(tmp) else { return };
+    let now = SystemTime::now();
+    for entry in rd.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        // ctime, not mtime: an APPEND in progress may already carry an old
+        // INTERNALDATE as its mtime.
+        let changed = UNIX_EPOCH + Duration::from_secs(meta.ctime().max(0) as u64);
+        let old = now
+            .duration_since(changed)
+            .is_ok_and(|age| age > TMP_DEBRIS_AGE);
+        if old && meta.is_file() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! Reconciling a folder's state with `new/`, `cur/` and the uidlist.
+
+//! Owns scanning, duplicate resolution, UID assignment and the decision
+//! that a message is expunged. It must never report an expunge it has not
+//! confirmed, and never give a file a UID without recording it in the
+//! uidlist (under the lock) first.
+
+//! # The races, and what this module does about each (MAILDIR.md)
+//! - **A file renamed under our feet** (another client changed flags or
+//!   moved `new/` -> `cur/`): every open, rename and unlink that fails with
+//!   `ENOENT` looks the base name up again in both directories
+//!   (`Folder::relocate`: one scan per operation refreshes every location)
+//!   and retries. Not finding it there proves nothing; the operation skips
+//!   the message and only [`Folder::sync`] may call it expunged.
+//! - **readdir is not a snapshot**: `new/` is read before `cur/` (so a
+//!   file moving between them is seen at least once), the same base name
+//!   seen twice is de-duplicated, and a known message absent from a scan is
+//!   only expunged if a `stat` of its last path fails *and* a second scan
+//!   does not find it either.
+//! - **Real duplicates** (two files, one base name): the second one gets a
+//!   fresh base name by rename and becomes a message of its own; nothing is
+//!   ever unlinked to "resolve" a duplicate.
+//! - **Several changes within one timestamp tick**: a scan is skipped only
+//!   when both directory mtimes (nanoseconds) are unchanged *and* were
+//!   already more than a second old when we last scanned.
+//! - **Other writers assigning UIDs** (dovecot-lda, doveadm): UIDs are
+//!   assigned only under the uidlist dotlock, after re-reading what others
+//!   appended; a base name another process already numbered keeps its UID.
+//! - **The uidlist rewritten with another UIDVALIDITY** (`doveadm force-resync`
+//!   after a loss): the folder starts over: every old UID is expunged and the
+//!   session sees the new UIDVALIDITY (it must then drop the client).
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::store::{Result, StoreError};
+
+use super::super::filename::{self, Info};
+use super::super::keywords::{self, Keywords};
+use super::super::uidlist::{self, FileStamp, Record, Uidlist};
+use super::{
+    EXPUNGE_LOG_MAX, Folder, Loc, Msg, NewFile, State, corrupt, dir_mtime, is_enoent, mtime_ns,
+    now_ns,
+};
+
+/// Reads a directory into `(base, loc)` pairs, skipping dot files.
+pub(super) fn read_dir_into(
+    dir: &Path,
+    in_new: bool,
+    out: &mut HashMap<String, Vec<Loc>>,
+) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if is_enoent(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let Ok(fname) = entry.file_name().into_string() else {
+            // A name that is not UTF-8 is not a Maildir message we can track.
+            continue;
+        };
+        if fname.starts_with('.') {
+            continue;
+        }
+        let base = filename::split(&fname).0.to_string();
+        if base.is_empty() {
+            continue;
+        }
+        let locs = out.entry(base).or_default();
+        let loc = Loc { in_new, fname };
+        if !locs.contains(&loc) {
+            locs.push(loc);
+        }
+    }
+    Ok(())
+}
+
+impl Folder {
+    /// Rescans `new/` and `cur/` and reconciles with the uidlist; see the
+    /// module doc for the races handled. With `move_new`, files in `new/`
+    /// move to `cur/` and become claimable as \Recent.
+    pub fn sync(&self, move_new: bool) -> Result<()> {
+        let mut st = self.lock_state();
+        let changed = self.sync_locked(&mut st, move_new)?;
+        if changed {
+            self.changed(&mut st);
+        }
+        self.maybe_persist(&mut st);
+        Ok(())
+    }
+
+    pub(super) fn sync_locked(&self, st: &mut State, move_new: bool) -> Result<bool> {
+        // Deleted or renamed away: say so before touching anything inside.
+        dir_mtime(&self.dir)?;
+        let mut changed = false;
+        // Keywords first: file names are read with them.
+        let kw_mtime = fs::metadata(self.dir.join(keywords::FILE))
+            .ok()
+            .map(|m| mtime_ns(&m));
+        if kw_mtime != st.kw_mtime {
+            st.keywords = Keywords::load(&self.dir)?;
+            st.kw_mtime = kw_mtime;
+            // A letter read before its name was in the table now has one.
+            for i in 0..st.msgs.len() {
+                if st.msgs[i].other.bytes().any(|b| b.is_ascii_lowercase()) {
+                    let loc = st.msgs[i].loc.clone();
+                    changed |= self.update_loc(st, i, loc);
+                }
+            }
+        }
+        if self.refresh_uidlist(st)? {
+            changed = true;
+        }
+        if st.ul_stamp.is_none() {
+            self.restore_uidlist(st)?;
+        }
+
+        let scan_start = now_ns();
+        let new_m = dir_mtime(&self.dir.join("new"))?;
+        let cur_m = dir_mtime(&self.dir.join("cur"))?;
+        let settled = |stored: i128| stored < st.scan_time - 1_000_000_000;
+        // A fresh index counts as a previous scan: a warm open of an
+        // unchanged folder reads no directory.
+        let skip = (st.synced_once || st.scan_time != 0)
+            && new_m == st.new_mtime
+            && cur_m == st.cur_mtime
+            && settled(new_m)
+            && settled(cur_m);
+        if !skip {
+            if self.scan_and_reconcile(st)? {
+                changed = true;
+            }
+            st.new_mtime = new_m;
+            st.cur_mtime = cur_m;
+            st.scan_time = scan_start;
+            st.dirty = true;
+        }
+        st.synced_once = true;
+        if move_new && self.move_new_to_cur(st)? {
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Picks up uidlist changes by others. Returns whether the folder's
+    /// messages changed (only on a UIDVALIDITY change).
+    pub(super) fn refresh_uidlist(&self, st: &mut State) -> Result<bool> {
+        let meta = match fs::metadata(self.dir.join(uidlist::FILE)) {
+            Ok(m) => m,
+            Err(e) if is_enoent(&e) => {
+                // Lost under us: `sync` rewrites it from our state (same
+                // UIDVALIDITY, same UIDs); a UID assignment under the lock
+                // does the same.
+                st.ul_stamp = None;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = FileStamp::of(&meta);
+        if let Some(old) = st.ul_stamp {
+            if old.ino == now.ino && now.len >= old.len && now.len > 0 {
+                if now.len > old.len {
+                    let (recs, stamp) = uidlist::read_appended(&self.dir, old, st.ul_version)?;
+                    st.ul_stamp = Some(stamp);
+                    self.note_records(st, recs);
+                }
+                return Ok(false);
+            }
+        }
+        let Some((ul, stamp)) = Uidlist::load(&self.dir).map_err(|e| corrupt("uidlist", e))? else {
+            st.ul_stamp = None;
+            return Ok(false);
+        };
+        st.ul_stamp = Some(stamp);
+        st.ul_version = ul.version;
+        st.guid = ul.guid.clone();
+        if ul.uidvalidity != st.uidvalidity {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                old = st.uidvalidity,
+                new = ul.uidvalidity,
+                "uidlist rewritten with a new UIDVALIDITY; renumbering the folder"
+            );
+            let gone: Vec<u32> = st.msgs.iter().map(|m| m.uid).collect();
+            self.record_expunges(st, &gone);
+            st.uidvalidity = ul.uidvalidity;
+            st.last_uidvalidity = st.last_uidvalidity.max(ul.uidvalidity);
+            st.next_uid = ul.next_uid();
+            st.synced_once = false;
+            st.ul_unknown.clear();
+            st.cache = None;
+            st.cache_pending.clear();
+            st.cache_file_entries = usize::MAX;
+            st.new_mtime = 0;
+            st.cur_mtime = 0;
+            self.note_records(st, ul.records);
+            return Ok(true);
+        }
+        st.next_uid = st.next_uid.max(ul.next_uid());
+        st.ul_unknown.clear();
+        self.note_records(st, ul.records);
+        Ok(false)
+    }
+
+    /// The uidlist vanished (someone deleted it): write it back from our
+    /// state at once, same UIDVALIDITY and UIDs, before another program
+    /// creates a fresh one and renumbers everything.
+    pub(super) fn restore_uidlist(&self, st: &mut State) -> Result<()> {
+        let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
+        if self.refresh_uidlist(st)? || st.ul_stamp.is_some() {
+            return Ok(());
+        }
+        tracing::warn!(dir = %self.dir.display(), "uidlist missing; rewriting it from memory");
+        self.write_full_uidlist(st, Vec::new())
+    }
+
+    pub(super) fn note_records(&self, st: &mut State, recs: Vec<Record>) {
+        for r in recs {
+            st.next_uid = st.next_uid.max(r.uid.saturating_add(1));
+            if !st.by_base.contains_key(&r.base) {
+                st.ul_unknown.insert(r.base.clone(), r);
+            }
+        }
+    }
+
+    pub(super) fn scan(&self) -> Result<HashMap<String, Vec<Loc>>> {
+        let mut found = HashMap::new();
+        // new/ before cur/: a file moving from new/ to cur/ during the scan
+        // is then seen at least once (maybe twice, handled as a duplicate).
+        for (sub, in_new) in [("new", true), ("cur", false)] {
+            match read_dir_into(&self.dir.join(sub), in_new, &mut found) {
+                Ok(()) => {}
+                Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Chooses one location per base name; real duplicates get fresh base
+    /// names (returned as extra entries).
+    pub(super) fn resolve(
+        &self,
+        st: &State,
+        base: &str,
+        mut locs: Vec<Loc>,
+        out: &mut HashMap<String, Loc>,
+    ) {
+        if locs.len() == 1 {
+            if let Some(l) = locs.pop() {
+                out.insert(base.to_string(), l);
+            }
+            return;
+        }
+        // Which of them really exist right now, and which is the file we
+        // know (same inode: renames keep it)?
+        let known = st
+            .by_base
+            .get(base)
+            .and_then(|u| st.find(*u))
+            .map(|i| &st.msgs[i]);
+        let mut found: Vec<(Loc, u64)> = locs
+            .into_iter()
+            .filter_map(|l| {
+                let ino = fs::symlink_metadata(self.path_of(&l)).ok()?.ino();
+                Some((l, ino))
+            })
+            .collect();
+        // Keep the one we know by inode, else by location, else the one in cur/.
+        found.sort_by_key(|(l, ino)| {
+            let same_ino = known.is_some_and(|m| m.ino != 0 && m.ino == *ino);
+            let same_loc = known.is_some_and(|m| m.loc == *l);
+            (!same_ino, !same_loc, l.in_new)
+        });
+        let locs: Vec<Loc> = found.into_iter().map(|(l, _)| l).collect();
+        let mut it = locs.into_iter();
+        let Some(keep) = it.next() else {
+            return;
+        };
+        for dup in it {
+            let fresh = filename::fresh_base_like(base);
+            let info = filename::split(&dup.fname).1;
+            let fname = match info {
+                Some(i) => filename::cur_name(&fresh, i),
+                None => fresh.clone(),
+            };
+            let to = Loc {
+                in_new: dup.in_new,
+                fname,
+            };
+            match super::super::rename_noreplace(&self.path_of(&dup), &self.path_of(&to)) {
+                Ok(()) => {
+                    tracing::info!(base, fresh = %fresh, "duplicate base name renamed");
+                    out.insert(fresh, to);
+                }
+                // Gone: it was a double readdir entry after all.
+                Err(e) if is_enoent(&e) => {}
+                Err(e) => tracing::warn!(base, error = %e, "cannot rename a duplicate"),
+            }
+        }
+        out.insert(base.to_string(), keep);
+    }
+
+    pub(super) fn scan_and_reconcile(&self, st: &mut State) -> Result<bool> {
+        let raw = self.scan()?;
+        let mut seen: HashMap<String, Loc> = HashMap::with_capacity(raw.len());
+        for (base, locs) in raw {
+            self.resolve(st, &base, locs, &mut seen);
+        }
+        let mut changed = false;
+        let mut missing: Vec<u32> = Vec::new();
+        for i in 0..st.msgs.len() {
+            let base = st.msgs[i].base.clone();
+            match seen.remove(&base) {
+                Some(loc) => {
+                    if loc != st.msgs[i].loc && self.update_loc(st, i, loc) {
+                        changed = true;
+                    }
+                }
+                None => {
+                    // Absent from this scan: gone only if its last path is
+                    // gone too (readdir may have skipped it).
+                    if fs::symlink_metadata(self.path_of(&st.msgs[i].loc)).is_err() {
+                        missing.push(st.msgs[i].uid);
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            // Second look, with a fresh scan.
+            let again = self.scan()?;
+            let mut gone = Vec::new();
+            for uid in missing {
+                let Some(i) = st.find(uid) else { continue };
+                let base = st.msgs[i].base.clone();
+                let loc = again
+                    .get(&base)
+                    .and_then(|ls| {
+                        ls.iter()
+                            .find(|l| fs::symlink_metadata(self.path_of(l)).is_ok())
+                    })
+                    .cloned();
+                match loc {
+                    Some(loc) => {
+                        if self.update_loc(st, i, loc) {
+                            changed = true;
+                        }
+                    }
+                    None => gone.push(uid),
+                }
+            }
+            if !gone.is_empty() {
+                self.record_expunges(st, &gone);
+                changed = true;
+            }
+        }
+        // What is left in `seen` has no UID in our state.
+        if !seen.is_empty() {
+            let mut files: Vec<NewFile> = Vec::with_capacity(seen.len());
+            for (base, loc) in seen {
+                let meta = match fs::symlink_metadata(self.path_of(&loc)) {
+                    Ok(m) if m.is_file() => m,
+                    // Moved on already; the next sync finds it.
+                    _ => continue,
+                };
+                let (_, w) = filename::size_fields(&base);
+                files.push(NewFile {
+                    base,
+                    loc,
+                    mtime: meta.mtime(),
+                    ino: meta.ino(),
+                    uid: None,
+                    size: w,
+                });
+            }
+            // In delivery order: unique names start with the delivery time
+            // (the mtime may be an old INTERNALDATE set by a client).
+            files.sort_by(|a, b| a.base.cmp(&b.base));
+            if !files.is_empty() {
+                self.number_files(st, &mut files)?;
+                for f in files {
+                    self.insert_new(st, f, false);
+                }
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Updates a message's location; returns whether its flags changed.
+    pub(super) fn update_loc(&self, st: &mut State, i: usize, loc: Loc) -> bool {
+        let info = filename::split(&loc.fname).1.unwrap_or("");
+        let Info { mut flags, other } = filename::parse_info(info, &st.keywords);
+        let Some(m) = st.msgs.get(i) else {
+            return false;
+        };
+        for k in &m.extra_kw {
+            flags.insert_keyword(k);
+        }
+        let flags_changed = flags != m.flags;
+        let modseq = if flags_changed {
+            st.highest_modseq += 1;
+            st.highest_modseq
+        } else {
+            m.modseq
+        };
+        if let Some(m) = st.msgs.get_mut(i) {
+            m.loc = loc;
+            m.flags = flags;
+            m.other = other;
+            m.modseq = modseq;
+        }
+        st.dirty = true;
+        st.snapshot = None;
+        flags_changed
+    }
+
+    /// Gives UIDs to files: the uidlist's own for base names another process
+    /// numbered, new ones (appended under the lock) for the rest.
+    pub(super) fn number_files(&self, st: &mut State, files: &mut [NewFile]) -> Result<()> {
+        let max_uid = st.msgs.last().map_or(0, |m| m.uid);
+        let mut taken: HashSet<u32> = HashSet::new();
+        let mut adopt = |st: &mut State, f: &mut NewFile| {
+            if let Some(r) = st.ul_unknown.get(&f.base) {
+                // A UID below one we already know would appear out of order
+                // (and may be one we reported expunged, its file come back),
+                // and a UID listed twice can only be used once: renumber
+                // those instead. On a cold open nothing is known yet.
+                if r.uid > max_uid && taken.insert(r.uid) {
+                    f.uid = Some(r.uid);
+                    f.size = f.size.or(r.vsize);
+                }
+                st.ul_unknown.remove(&f.base);
+            }
+        };
+        for f in files.iter_mut() {
+            adopt(st, f);
+        }
+        if files.iter().all(|f| f.uid.is_some()) {
+            return Ok(());
+        }
+        let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
+        // Someone may have numbered them while we scanned.
+        self.refresh_uidlist(st)?;
+        for f in files.iter_mut().filter(|f| f.uid.is_none()) {
+            adopt(st, f);
+        }
+        let mut recs = Vec::new();
+        for f in files.iter_mut().filter(|f| f.uid.is_none()) {
+            let uid = st.next_uid;
+            st.next_uid = st
+                .next_uid
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Cannot("UID space exhausted".into()))?;
+            f.uid = Some(uid);
+            recs.push(Record {
+                uid,
+                base: f.base.clone(),
+                size: None,
+                vsize: f.size,
+                extra: Vec::new(),
+            });
+        }
+        self.write_records(st, recs)
+    }
+
+    /// Records new UIDs in the uidlist (lock held): appended, or a full
+    /// rewrite when the file is missing or in an old format.
+    pub(super) fn write_records(&self, st: &mut State, recs: Vec<Record>) -> Result<()> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        if st.ul_stamp.is_some() && st.ul_version == 3 {
+            let before = st.ul_stamp;
+            uidlist::append(&self.dir, &recs, self.fsync)?;
+            // We hold the lock, so the growth is ours alone: skip re-reading it.
+            if let (Some(b), Ok(m)) = (before, fs::metadata(self.dir.join(uidlist::FILE))) {
+                let now = FileStamp::of(&m);
+                if now.ino == b.ino {
+                    st.ul_stamp = Some(now);
+                }
+            }
+            return Ok(());
+        }
+        self.write_full_uidlist(st, recs)
+    }
+
+    /// Rewrites the whole uidlist from our state plus `recs` (lock held).
+    /// Records of files we never saw are kept: they may just not have been
+    /// listed by our last readdir.
+    pub(super) fn write_full_uidlist(&self, st: &mut State, recs: Vec<Record>) -> Result<()> {
+        let mut ul = Uidlist::new(st.uidvalidity, st.next_uid);
+        if !st.guid.is_empty() {
+            ul.guid = st.guid.clone();
+        }
+        ul.records = st
+            .msgs
+            .iter()
+            .map(|m| Record {
+                uid: m.uid,
+                base: m.base.clone(),
+                size: None,
+                vsize: m.size,
+                extra: Vec::new(),
+            })
+            .chain(st.ul_unknown.values().cloned())
+            .chain(recs)
+            .collect();
+        ul.records.sort_by_key(|r| r.uid);
+        ul.records.dedup_by_key(|r| r.uid);
+        ul.header_next = st.next_uid;
+        let stamp = ul.write(&self.dir, self.fsync)?;
+        st.ul_stamp = Some(stamp);
+        st.ul_version = 3;
+        st.guid = ul.guid;
+        Ok(())
+    }
+
+    pub(super) fn insert_new(&self, st: &mut State, f: NewFile, recent: bool) {
+        let Some(uid) = f.uid else { return };
+        let info = filename::split(&f.loc.fname).1.unwrap_or("");
+        let Info { flags, other } = filename::parse_info(info, &st.keywords);
+        st.highest_modseq += 1;
+        let m = Msg {
+            uid,
+            base: f.base.clone(),
+            loc: f.loc,
+            flags,
+            other,
+            extra_kw: Vec::new(),
+            mtime: f.mtime,
+            size: f.size,
+            modseq: st.highest_modseq,
+            ino: f.ino,
+        };
+        st.by_base.insert(f.base, uid);
+        match st.msgs.binary_search_by_key(&uid, |m| m.uid) {
+            Ok(i) => st.msgs[i] = m,
+            Err(i) => st.msgs.insert(i, m),
+        }
+        if recent {
+            st.recent.push(uid);
+        }
+    }
+
+    pub(super) fn record_expunges(&self, st: &mut State, uids: &[u32]) {
+        if uids.is_empty() {
+            return;
+        }
+        let gone: HashSet<u32> = uids.iter().copied().collect();
+        let mut sorted: Vec<u32> = uids.to_vec();
+        sorted.sort_unstable();
+        for uid in sorted {
+            st.highest_modseq += 1;
+            st.expunge_log.push_back((uid, st.highest_modseq));
+        }
+        while st.expunge_log.len() > EXPUNGE_LOG_MAX {
+            if let Some((_, m)) = st.expunge_log.pop_front() {
+                st.log_floor = m;
+            }
+        }
+        let State { msgs, by_base, .. } = st;
+        msgs.retain(|m| {
+            if gone.contains(&m.uid) {
+                by_base.remove(&m.base);
+                false
+            } else {
+                true
+            }
+        });
+        st.recent.retain(|u| !gone.contains(u));
+        if let Some(c) = st.cache.as_mut() {
+            c.retain(|(u, _), _| !gone.contains(u));
+        }
+        st.cache_pending.retain(|(u, _, _)| !gone.contains(u));
+    }
+
+    pub(super) fn move_new_to_cur(&self, st: &mut State) -> Result<bool> {
+        let pending: Vec<usize> = (0..st.msgs.len())
+            .filter(|&i| st.msgs[i].loc.in_new)
+            .collect();
+        let mut changed = false;
+        let mut rescanned = false;
+        for i in pending {
+            let m = &st.msgs[i];
+            let info = filename::split(&m.loc.fname).1.unwrap_or("").to_string();
+            let to = Loc {
+                in_new: false,
+                fname: filename::cur_name(&m.base, &info),
+            };
+            let from = m.loc.clone();
+            let uid = m.uid;
+            match super::super::rename_noreplace(&self.path_of(&from), &self.path_of(&to)) {
+                Ok(()) => {
+                    st.msgs[i].loc = to;
+                    st.recent.push(uid);
+                    changed = true;
+                }
+                Err(e) if is_enoent(&e) => {
+                    // Someone else moved it first; it is not ours to call recent.
+                    if self.relocate(st, i, &mut rescanned)? {
+                        changed = true;
+                    }
+                }
+                Err(e) => {
+                    // E.g. no space: leave it in new/ and try again later.
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot move new/ to cur/");
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Finds a base name in `cur/` or `new/` (after `ENOENT` on its last path).
+    pub(super) fn locate(&self, base: &str) -> Result<Option<Loc>> {
+        for (sub, in_new) in [("cur", false), ("new", true)] {
+            let rd = match fs::read_dir(self.dir.join(sub)) {
+                Ok(rd) => rd,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for entry in rd.flatten() {
+                if let Ok(fname) = entry.file_name().into_string() {
+                    if filename::split(&fname).0 == base {
+                        return Ok(Some(Loc { in_new, fname }));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// After `ENOENT` on message `i`'s file: finds it again. The first time
+    /// in an operation one scan of both directories refreshes every
+    /// message's location (a client that renamed one file has often renamed
+    /// many); later calls in the same operation only trust that scan.
+    /// Returns whether the message now has another location to retry with.
+    /// Not finding it proves nothing (readdir is not a snapshot): callers
+    /// skip the message and leave expunges to [`Folder::sync`].
+    pub(super) fn relocate(&self, st: &mut State, i: usize, rescanned: &mut bool) -> Result<bool> {
+        let Some(before) = st.msgs.get(i).map(|m| m.loc.clone()) else {
+            return Ok(false);
+        };
+        if *rescanned {
+            return Ok(false);
+        }
+        *rescanned = true;
+        let raw = self.scan()?;
+        let mut flags_changed = false;
+        for j in 0..st.msgs.len() {
+            let Some(locs) = raw.get(&st.msgs[j].base) else {
+                continue;
+            };
+            if locs.contains(&st.msgs[j].loc) {
+                continue;
+            }
+            // Prefer cur/ over new/ if a move is under way.
+            let pick = locs.iter().find(|l| !l.in_new).or(locs.first()).cloned();
+            if let Some(l) = pick {
+                flags_changed |= self.update_loc(st, j, l);
+            }
+        }
+        if flags_changed {
+            self.changed(st);
+        }
+        Ok(st.msgs.get(i).is_some_and(|m| m.loc != before))
+    }
+}

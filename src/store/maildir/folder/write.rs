@@ -1,0 +1,659 @@
+//! Changes to message files: STORE (renames), EXPUNGE (unlinks), APPEND,
+//! COPY and MOVE (tmp/ -> fsync -> rename -> fsync dir -> uidlist record,
+//! before returning), and the Maildir++ quota bookkeeping that goes with
+//! them.
+//!
+//! It must never replace or unlink a file it did not mean to (renames use
+//! `RENAME_NOREPLACE`), and never return before a saved message is durable
+//! (unless the store was opened with `fsync: false`).
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use crate::flags::{FlagOp, Flags, sys};
+use crate::store::{MessageMeta, Result, StoreError};
+
+use super::super::filename::{self, Info};
+use super::super::keywords::{self, Keywords};
+use super::super::uidlist::{self, Record};
+use super::{Folder, Loc, Msg, State, is_enoent, mtime_ns};
+
+impl Folder {
+    /// Saves the keyword table if rendering flags assigned new letters.
+    pub(super) fn save_keywords_if(&self, st: &mut State, before: &Keywords) -> Result<()> {
+        if st.keywords != *before {
+            st.keywords.save(&self.dir)?;
+            st.kw_mtime = fs::metadata(self.dir.join(keywords::FILE))
+                .ok()
+                .map(|m| mtime_ns(&m));
+        }
+        Ok(())
+    }
+
+    /// Changes the flags of the given UIDs (renames within `cur/`). UIDs no
+    /// longer present are skipped. Returns the messages whose flags changed
+    /// with their new flags and modseqs; with `unchanged_since`, messages
+    /// whose modseq is higher are left alone and returned in the second list.
+    pub fn store_flags(
+        &self,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<MessageMeta>, Vec<u32>)> {
+        let mut st = self.lock_state();
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        let mut any = false;
+        let mut rescanned = false;
+        for &uid in uids {
+            let Some(i) = st.find(uid) else { continue };
+            if unchanged_since.is_some_and(|m| st.msgs[i].modseq > m) {
+                failed.push(uid);
+                continue;
+            }
+            if let Some(meta) = self.apply_flags(&mut st, i, op, flags, &mut rescanned)? {
+                done.push(meta);
+                any = true;
+            }
+        }
+        if any {
+            self.changed(&mut st);
+        }
+        Ok((done, failed))
+    }
+
+    /// Applies a STORE to message `i` by renaming its file (moving it out of
+    /// `new/` if it is still there). If the file was renamed by someone else
+    /// meanwhile, the flags are recomputed from its new name, so their change
+    /// is kept. `None` if nothing changed or the file is gone.
+    pub(super) fn apply_flags(
+        &self,
+        st: &mut State,
+        i: usize,
+        op: FlagOp,
+        flags: &Flags,
+        rescanned: &mut bool,
+    ) -> Result<Option<MessageMeta>> {
+        for _ in 0..3 {
+            let mut new_flags = st.msgs[i].flags.clone();
+            if !new_flags.apply(op, flags) {
+                return Ok(None);
+            }
+            let before = st.keywords.clone();
+            let other = st.msgs[i].other.clone();
+            let (info, extra) = filename::render_info(&new_flags, &other, &mut st.keywords);
+            self.save_keywords_if(st, &before)?;
+            let m = &st.msgs[i];
+            let to = Loc {
+                in_new: false,
+                fname: filename::cur_name(&m.base, &info),
+            };
+            let renamed = if m.loc == to {
+                Ok(())
+            } else {
+                super::super::rename_noreplace(&self.path_of(&m.loc), &self.path_of(&to))
+            };
+            match renamed {
+                Ok(()) => {
+                    st.highest_modseq += 1;
+                    let modseq = st.highest_modseq;
+                    let m = &mut st.msgs[i];
+                    m.loc = to;
+                    m.flags = new_flags;
+                    m.extra_kw = extra;
+                    m.modseq = modseq;
+                    return Ok(Some(m.meta()));
+                }
+                Err(e) if is_enoent(&e) => {
+                    if !self.relocate(st, i, rescanned)? {
+                        // Gone, or out of sight: the next sync decides.
+                        return Ok(None);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // A duplicate holds that name; the next sync gives it a
+                    // name of its own. Skip this message for now.
+                    tracing::info!(dir = %self.dir.display(), "flag rename blocked by a duplicate");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes messages flagged `\Deleted` (only those in `uids` if given).
+    pub fn expunge(&self, uids: Option<&[u32]>) -> Result<Vec<u32>> {
+        let mut st = self.lock_state();
+        let wanted: Option<HashSet<u32>> = uids.map(|u| u.iter().copied().collect());
+        let candidates: Vec<u32> = st
+            .msgs
+            .iter()
+            .filter(|m| {
+                m.flags.has(sys::DELETED) && wanted.as_ref().is_none_or(|w| w.contains(&m.uid))
+            })
+            .map(|m| m.uid)
+            .collect();
+        let mut gone = Vec::new();
+        let mut freed: u64 = 0;
+        let mut failure: Option<StoreError> = None;
+        let mut rescanned = false;
+        'each: for uid in candidates {
+            let Some(mut i) = st.find(uid) else { continue };
+            for _ in 0..3 {
+                let path = self.path_of(&st.msgs[i].loc);
+                // Quota counts physical sizes: `,S=` or the file's length.
+                let size = filename::size_fields(&st.msgs[i].base)
+                    .0
+                    .or_else(|| fs::metadata(&path).ok().map(|m| m.len()));
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        freed += size.unwrap_or(0);
+                        gone.push(uid);
+                        break;
+                    }
+                    Err(e) if is_enoent(&e) => {
+                        // Not found again: maybe gone, maybe out of sight;
+                        // only a sync may turn that into an expunge.
+                        if !self.relocate(&mut st, i, &mut rescanned)? {
+                            break;
+                        }
+                        // Someone un-deleted it meanwhile: keep it.
+                        if !st.msgs[i].flags.has(sys::DELETED) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        // Report what is already unlinked, then the error.
+                        failure = Some(e.into());
+                        break 'each;
+                    }
+                }
+                i = match st.find(uid) {
+                    Some(i) => i,
+                    None => break,
+                };
+            }
+        }
+        gone.sort_unstable();
+        if !gone.is_empty() {
+            self.record_expunges(&mut st, &gone);
+            self.changed(&mut st);
+        }
+        drop(st);
+        self.record_quota(-(freed as i64), -(gone.len() as i64));
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(gone),
+        }
+    }
+
+    /// `OverQuota` if saving `bytes` in `count` messages would pass the
+    /// Maildir++ quota (when there is one).
+    pub(super) fn check_quota(&self, bytes: u64, count: u64) -> Result<()> {
+        match super::super::quota::load(&self.root)? {
+            Some(q) if !q.allows(bytes, count) => Err(StoreError::OverQuota),
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes a change in `maildirsize`. A failure only makes the totals
+    /// drift until the next recount, so it is logged, not returned.
+    pub(super) fn record_quota(&self, bytes: i64, count: i64) {
+        if let Err(e) = super::super::quota::record(&self.root, bytes, count) {
+            tracing::warn!(root = %self.root.display(), error = %e, "cannot update maildirsize");
+        }
+    }
+
+    /// Creates a file in `tmp/` with the folder's file mode.
+    pub(super) fn create_tmp(&self, base: &str) -> io::Result<(PathBuf, File)> {
+        let path = self.dir.join("tmp").join(base);
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(self.file_mode)
+            .open(&path)?;
+        Ok((path, f))
+    }
+
+    /// Saves a new message (tmp/, fsync, rename into `cur/` with its flags,
+    /// fsync the directory, uidlist record) and returns its UID, all before
+    /// returning. `internal_date` sets the mtime (INTERNALDATE).
+    pub fn append(&self, data: &[u8], flags: &Flags, internal_date: Option<i64>) -> Result<u32> {
+        self.check_quota(data.len() as u64, 1)?;
+        let base = format!(
+            "{},S={},W={}",
+            filename::unique_base(),
+            data.len(),
+            filename::crlf_size(data)
+        );
+        let (tmp, mut f) = self.create_tmp(&base)?;
+        let written = (|| {
+            f.write_all(data)?;
+            if self.fsync {
+                f.sync_all()?;
+            }
+            if let Some(t) = internal_date {
+                filetime::set_file_handle_times(
+                    &f,
+                    None,
+                    Some(filetime::FileTime::from_unix_time(t, 0)),
+                )?;
+            }
+            f.metadata()
+        })();
+        let meta = match written {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        drop(f);
+        let r = self.commit_tmp(vec![(
+            tmp.clone(),
+            base,
+            flags.clone(),
+            String::new(),
+            meta.mtime(),
+        )]);
+        if r.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        let uid = r?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Cannot("append failed".into()))?;
+        self.record_quota(data.len() as i64, 1);
+        Ok(uid)
+    }
+
+    /// Moves prepared files from `tmp/` into `cur/` under the uidlist lock and
+    /// numbers them, in order. Each item: tmp path, base name, flags, other
+    /// letters, mtime.
+    pub(super) fn commit_tmp(
+        &self,
+        items: Vec<(PathBuf, String, Flags, String, i64)>,
+    ) -> Result<Vec<u32>> {
+        let mut st = self.lock_state();
+        let before = st.keywords.clone();
+        let mut prepared = Vec::with_capacity(items.len());
+        for (tmp, base, flags, other, mtime) in items {
+            let (info, extra) = filename::render_info(&flags, &other, &mut st.keywords);
+            prepared.push((tmp, base, flags, info, extra, mtime));
+        }
+        self.save_keywords_if(&mut st, &before)?;
+        let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
+        self.refresh_uidlist(&mut st)?;
+        let first_uid = st.next_uid;
+        let mut recs = Vec::new();
+        let mut done: Vec<(u32, PathBuf)> = Vec::new();
+        let mut failure = None;
+        for (tmp, base, flags, info, extra, mtime) in prepared {
+            let uid = st.next_uid;
+            let Some(next) = st.next_uid.checked_add(1) else {
+                failure = Some(StoreError::Cannot("UID space exhausted".into()));
+                break;
+            };
+            let loc = Loc {
+                in_new: false,
+                fname: filename::cur_name(&base, &info),
+            };
+            let path = self.path_of(&loc);
+            if let Err(e) = super::super::rename_noreplace(&tmp, &path) {
+                failure = Some(e.into());
+                break;
+            }
+            st.next_uid = next;
+            let ino = fs::symlink_metadata(&path).map_or(0, |m| m.ino());
+            done.push((uid, path));
+            let (_, w) = filename::size_fields(&base);
+            recs.push(Record {
+                uid,
+                base: base.clone(),
+                size: None,
+                vsize: w,
+                extra: Vec::new(),
+            });
+            st.highest_modseq += 1;
+            let modseq = st.highest_modseq;
+            let Info { other, .. } = filename::parse_info(&info, &st.keywords);
+            st.by_base.insert(base.clone(), uid);
+            let m = Msg {
+                uid,
+                base,
+                loc,
+                flags,
+                other,
+                extra_kw: extra,
+                mtime,
+                size: w,
+                modseq,
+                ino,
+            };
+            match st.msgs.binary_search_by_key(&uid, |m| m.uid) {
+                Ok(i) => st.msgs[i] = m,
+                Err(i) => st.msgs.insert(i, m),
+            }
+        }
+        if failure.is_none() {
+            if let Err(e) = self.write_records(&mut st, recs) {
+                failure = Some(e);
+            }
+        }
+        if let Some(e) = failure {
+            // All or nothing (RFC 9051 §6.4.7): take back what was placed.
+            // Nobody has seen these UIDs, so they may be handed out again.
+            let uids: Vec<u32> = done.iter().map(|(u, _)| *u).collect();
+            for (_, path) in done {
+                let _ = fs::remove_file(path);
+            }
+            let State { msgs, by_base, .. } = &mut *st;
+            msgs.retain(|m| {
+                let keep = !uids.contains(&m.uid);
+                if !keep {
+                    by_base.remove(&m.base);
+                }
+                keep
+            });
+            st.next_uid = first_uid;
+            return Err(e);
+        }
+        drop(_lock);
+        let uids: Vec<u32> = done.into_iter().map(|(u, _)| u).collect();
+        st.recent.extend_from_slice(&uids);
+        if self.fsync {
+            super::super::fsync_dir(&self.dir.join("cur"))?;
+        }
+        self.changed(&mut st);
+        Ok(uids)
+    }
+
+    /// Snapshot of what copying/moving needs from the source, in UID order.
+    pub(super) fn sources(&self, uids: &[u32]) -> Vec<(u32, String, Loc, Flags, String, i64)> {
+        let st = self.lock_state();
+        let mut wanted: Vec<u32> = uids.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+            .into_iter()
+            .filter_map(|u| st.find(u).map(|i| &st.msgs[i]))
+            .map(|m| {
+                // Lower-case letters we could not name belong to this
+                // folder's keyword table; in another folder they would
+                // name other keywords, so they do not travel.
+                let other = m
+                    .other
+                    .chars()
+                    .filter(|c| !c.is_ascii_lowercase())
+                    .collect();
+                (
+                    m.uid,
+                    m.base.clone(),
+                    m.loc.clone(),
+                    m.flags.clone(),
+                    other,
+                    m.mtime,
+                )
+            })
+            .collect()
+    }
+
+    /// Copies messages into `dest` (hard link, else a byte copy; fsynced),
+    /// keeping flags (keyword letters remapped to `dest`'s table) and
+    /// INTERNALDATE. Returns `(source uid, dest uid)` pairs, ascending by
+    /// source; messages already gone are left out. All or nothing.
+    pub fn copy_to(&self, uids: &[u32], dest: &Folder) -> Result<Vec<(u32, u32)>> {
+        let mut items = Vec::new();
+        let mut src_uids = Vec::new();
+        let result = (|| -> Result<()> {
+            for (uid, base, loc, mut flags, other, mtime) in self.sources(uids) {
+                let fresh = filename::fresh_base_like(&base);
+                let tmp = dest.dir.join("tmp").join(&fresh);
+                let mut src = self.path_of(&loc);
+                let mut ok = false;
+                for _ in 0..3 {
+                    match fs::hard_link(&src, &tmp) {
+                        Ok(()) => {
+                            ok = true;
+                            break;
+                        }
+                        Err(e) if is_enoent(&e) => match self.locate(&base)? {
+                            Some(l) => {
+                                // Renamed meanwhile: its system flags are news.
+                                let now = filename::split(&l.fname).1.unwrap_or("");
+                                flags.system =
+                                    filename::parse_info(now, &Keywords::default()).flags.system;
+                                src = self.path_of(&l);
+                            }
+                            None => break,
+                        },
+                        Err(_) => {
+                            // EXDEV, EPERM (no links on this fs)...: copy bytes.
+                            ok = self.copy_bytes(uid, dest, &fresh, mtime)?;
+                            break;
+                        }
+                    }
+                }
+                if ok {
+                    items.push((tmp, fresh, flags, other, mtime));
+                    src_uids.push(uid);
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for (tmp, ..) in &items {
+                let _ = fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+        let tmps: Vec<PathBuf> = items.iter().map(|i| i.0.clone()).collect();
+        let bytes: u64 = tmps
+            .iter()
+            .filter_map(|t| fs::metadata(t).ok())
+            .map(|m| m.len())
+            .sum();
+        if let Err(e) = dest.check_quota(bytes, tmps.len() as u64) {
+            for t in &tmps {
+                let _ = fs::remove_file(t);
+            }
+            return Err(e);
+        }
+        match dest.commit_tmp(items) {
+            Ok(dest_uids) => {
+                dest.record_quota(bytes as i64, dest_uids.len() as i64);
+                Ok(src_uids.into_iter().zip(dest_uids).collect())
+            }
+            Err(e) => {
+                for t in tmps {
+                    let _ = fs::remove_file(t);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies a message's bytes into `dest`'s `tmp/` as `fresh`, keeping its
+    /// mtime. `false` if the message is gone.
+    pub(super) fn copy_bytes(
+        &self,
+        uid: u32,
+        dest: &Folder,
+        fresh: &str,
+        mtime: i64,
+    ) -> Result<bool> {
+        let data = match self.read_message(uid) {
+            Ok(d) => d,
+            Err(StoreError::Expunged) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let (path, mut f) = dest.create_tmp(fresh)?;
+        let written = (|| {
+            f.write_all(&data)?;
+            if dest.fsync {
+                f.sync_all()?;
+            }
+            let t = filetime::FileTime::from_unix_time(mtime, 0);
+            filetime::set_file_handle_times(&f, None, Some(t))
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return Err(e.into());
+        }
+        Ok(true)
+    }
+
+    /// Moves messages into `dest` by rename (atomic: never in both or
+    /// neither), then drops them here as expunged.
+    pub fn move_to(&self, uids: &[u32], dest: &Folder) -> Result<Vec<(u32, u32)>> {
+        if std::ptr::eq(self, dest) {
+            return Err(StoreError::Cannot(
+                "source and destination are the same mailbox".into(),
+            ));
+        }
+        let sources = self.sources(uids);
+        let mut dst = dest.lock_state();
+        let before = dst.keywords.clone();
+        let mut planned = Vec::new();
+        for (uid, base, loc, flags, other, mtime) in sources {
+            let (info, extra) = filename::render_info(&flags, &other, &mut dst.keywords);
+            // A fresh base name: the old one may still be listed in the
+            // destination's uidlist from an earlier visit, with an old UID.
+            let fresh = filename::fresh_base_like(&base);
+            planned.push((uid, base, loc, flags, info, extra, mtime, fresh));
+        }
+        dest.save_keywords_if(&mut dst, &before)?;
+        let _lock = uidlist::lock(&dest.dir, dest.lock_stale_after)?;
+        dest.refresh_uidlist(&mut dst)?;
+        let mut pairs = Vec::new();
+        let mut recs = Vec::new();
+        let mut moved_src = Vec::new();
+        let mut failure: Option<StoreError> = None;
+        for (uid, base, loc, mut flags, info, mut extra, mtime, fresh) in planned {
+            let mut to = Loc {
+                in_new: false,
+                fname: filename::cur_name(&fresh, &info),
+            };
+            let mut from = self.path_of(&loc);
+            let mut ok = false;
+            for _ in 0..3 {
+                match super::super::rename_noreplace(&from, &dest.path_of(&to)) {
+                    Ok(()) => {
+                        ok = true;
+                        break;
+                    }
+                    Err(e) if is_enoent(&e) => match self.locate(&base) {
+                        Ok(Some(l)) => {
+                            // Renamed meanwhile (flags changed by someone
+                            // else): take its system flags from the new
+                            // name. Its keyword letters belong to the source
+                            // table, which we must not lock here, so the
+                            // keywords we knew stay.
+                            let now = filename::split(&l.fname).1.unwrap_or("");
+                            let seen = filename::parse_info(now, &Keywords::default());
+                            flags.system = seen.flags.system;
+                            // Lower-case letters name source keywords: drop.
+                            let other: String = seen
+                                .other
+                                .chars()
+                                .filter(|c| !c.is_ascii_lowercase())
+                                .collect();
+                            let kw_before = dst.keywords.clone();
+                            let info;
+                            (info, extra) =
+                                filename::render_info(&flags, &other, &mut dst.keywords);
+                            if let Err(e) = dest.save_keywords_if(&mut dst, &kw_before) {
+                                failure = Some(e);
+                                break;
+                            }
+                            to.fname = filename::cur_name(&fresh, &info);
+                            from = self.path_of(&l);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    },
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                        failure = Some(StoreError::Cannot(
+                            "folders on different file systems: use COPY and EXPUNGE".into(),
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some(e.into());
+                        break;
+                    }
+                }
+            }
+            if failure.is_some() {
+                // What moved so far is recorded below; nothing is lost.
+                break;
+            }
+            if !ok {
+                continue;
+            }
+            let new_uid = dst.next_uid;
+            dst.next_uid = dst.next_uid.saturating_add(1);
+            let (_, w) = filename::size_fields(&fresh);
+            recs.push(Record {
+                uid: new_uid,
+                base: fresh.clone(),
+                size: None,
+                vsize: w,
+                extra: Vec::new(),
+            });
+            dst.highest_modseq += 1;
+            let modseq = dst.highest_modseq;
+            let placed = filename::split(&to.fname).1.unwrap_or("");
+            let Info { other, .. } = filename::parse_info(placed, &dst.keywords);
+            dst.by_base.insert(fresh.clone(), new_uid);
+            let ino = fs::symlink_metadata(dest.path_of(&to)).map_or(0, |m| m.ino());
+            let m = Msg {
+                uid: new_uid,
+                base: fresh,
+                loc: to,
+                flags,
+                other,
+                extra_kw: extra,
+                mtime,
+                size: w,
+                modseq,
+                ino,
+            };
+            match dst.msgs.binary_search_by_key(&new_uid, |m| m.uid) {
+                Ok(i) => dst.msgs[i] = m,
+                Err(i) => dst.msgs.insert(i, m),
+            }
+            dst.recent.push(new_uid);
+            pairs.push((uid, new_uid));
+            moved_src.push(uid);
+        }
+        let wrote = dest.write_records(&mut dst, recs);
+        drop(_lock);
+        if dest.fsync {
+            super::super::fsync_dir(&dest.dir.join("cur"))?;
+            super::super::fsync_dir(&self.dir.join("cur"))?;
+        }
+        if !pairs.is_empty() {
+            dest.changed(&mut dst);
+        }
+        drop(dst);
+        if !moved_src.is_empty() {
+            let mut st = self.lock_state();
+            self.record_expunges(&mut st, &moved_src);
+            self.changed(&mut st);
+        }
+        wrote?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(pairs),
+        }
+    }
+}

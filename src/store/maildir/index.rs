@@ -1,0 +1,396 @@
+//! nestbox's own per-folder index (`nestbox.index`) and cache
+//! (`nestbox.cache`).
+//!
+//! Both are accelerators: deleting them loses no UID (the uidlist owns
+//! UIDs), only modseqs, which then restart above anything handed out
+//! before. Owns their binary formats; it never decides what the state is.
+//!
+//! `nestbox.index` is rewritten whole and atomically:
+//! magic `NBIDX002`, header fields, one record per message (UID, file name,
+//! modseq, mtime, size, keywords that have no letter), then an FNV-1a
+//! checksum of everything before it. Any mismatch means "no index".
+//!
+//! `nestbox.cache` holds the session's encoded ENVELOPE/BODYSTRUCTURE/BODY
+//! per UID. It is append-only (`NBCCH001` + UIDVALIDITY, then entries each
+//! with its own checksum), so filling the cache never rewrites what is
+//! already there; a torn or corrupt tail is ignored. Message content never
+//! changes for a UID, so an entry is valid as long as the UIDVALIDITY is.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+pub const FILE: &str = "nestbox.index";
+pub const CACHE_FILE: &str = "nestbox.cache";
+const MAGIC: &[u8; 8] = b"NBIDX002";
+const CACHE_MAGIC: &[u8; 8] = b"NBCCH001";
+
+/// One message as the index remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexMsg {
+    pub uid: u32,
+    pub fname: String,
+    pub in_new: bool,
+    pub modseq: u64,
+    pub mtime: i64,
+    pub size: Option<u64>,
+    /// Inode of the file (0: unknown).
+    pub ino: u64,
+    /// Keywords that have no letter in `dovecot-keywords` (the 27th and later).
+    pub extra_keywords: Vec<String>,
+}
+
+/// A whole index file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexData {
+    pub uidvalidity: u32,
+    pub next_uid: u32,
+    pub highest_modseq: u64,
+    /// The highest UIDVALIDITY this folder ever had (to pick a larger one if
+    /// the uidlist is lost).
+    pub last_uidvalidity: u32,
+    /// Written when the folder was closed: the modseqs are complete.
+    pub clean: bool,
+    /// Full-precision mtimes of `new/` and `cur/` at the last scan, and when
+    /// that scan started (ns since the epoch).
+    pub new_mtime: i128,
+    pub cur_mtime: i128,
+    pub scan_time: i128,
+    pub msgs: Vec<IndexMsg>,
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i128(&mut self, v: i128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
+}
+
+/// Bounds-checked reader: every getter returns `None` past the end.
+struct R<'a>(&'a [u8]);
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i128(&mut self) -> Option<i128> {
+        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+}
+
+/// The file image of an index (see the module doc for the layout).
+pub fn encode(d: &IndexData) -> Vec<u8> {
+    let mut w = W(Vec::with_capacity(64 + d.msgs.len() * 96));
+    w.0.extend_from_slice(MAGIC);
+    w.u32(d.uidvalidity);
+    w.u32(d.next_uid);
+    w.u64(d.highest_modseq);
+    w.u32(d.last_uidvalidity);
+    w.u8(d.clean as u8);
+    w.i128(d.new_mtime);
+    w.i128(d.cur_mtime);
+    w.i128(d.scan_time);
+    w.u32(d.msgs.len() as u32);
+    for m in &d.msgs {
+        w.u32(m.uid);
+        w.bytes(m.fname.as_bytes());
+        w.u8(m.in_new as u8);
+        w.u64(m.modseq);
+        w.u64(m.mtime as u64);
+        w.u64(m.size.unwrap_or(u64::MAX));
+        w.u64(m.ino);
+        w.u32(m.extra_keywords.len() as u32);
+        for k in &m.extra_keywords {
+            w.bytes(k.as_bytes());
+        }
+    }
+    let sum = fnv(&w.0);
+    w.u64(sum);
+    w.0
+}
+
+/// Parses a file image; `None` unless it is complete and intact.
+pub fn decode(data: &[u8]) -> Option<IndexData> {
+    let body_len = data.len().checked_sub(8)?;
+    let (body, sum) = data.split_at(body_len);
+    if fnv(body) != u64::from_le_bytes(sum.try_into().ok()?) {
+        return None;
+    }
+    let mut r = R(body);
+    if r.take(8)? != MAGIC {
+        return None;
+    }
+    let mut d = IndexData {
+        uidvalidity: r.u32()?,
+        next_uid: r.u32()?,
+        highest_modseq: r.u64()?,
+        last_uidvalidity: r.u32()?,
+        clean: r.u8()? != 0,
+        new_mtime: r.i128()?,
+        cur_mtime: r.i128()?,
+        scan_time: r.i128()?,
+        msgs: Vec::new(),
+    };
+    let n = r.u32()? as usize;
+    // Each record takes at least 45 bytes: a bad count cannot make us
+    // allocate more than the file could hold.
+    d.msgs.reserve(n.min(body.len() / 45));
+    for _ in 0..n {
+        let uid = r.u32()?;
+        let fname = r.string()?;
+        let in_new = r.u8()? != 0;
+        let modseq = r.u64()?;
+        let mtime = r.u64()? as i64;
+        let size = Some(r.u64()?).filter(|&s| s != u64::MAX);
+        let ino = r.u64()?;
+        let k = r.u32()? as usize;
+        let mut extra_keywords = Vec::with_capacity(k.min(64));
+        for _ in 0..k {
+            extra_keywords.push(r.string()?);
+        }
+        d.msgs.push(IndexMsg {
+            uid,
+            fname,
+            in_new,
+            modseq,
+            mtime,
+            size,
+            ino,
+            extra_keywords,
+        });
+    }
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some(d)
+}
+
+/// Loads the index of the folder at `dir`; `None` if missing or not valid
+/// (a corrupt index is logged and then ignored: it is only a cache).
+pub fn load(dir: &Path) -> Option<IndexData> {
+    let data = std::fs::read(dir.join(FILE)).ok()?;
+    let d = decode(&data);
+    if d.is_none() {
+        tracing::warn!(dir = %dir.display(), "ignoring corrupt nestbox.index");
+    }
+    d
+}
+
+/// Writes the index atomically. It is not fsynced: a torn index after a
+/// crash fails its checksum and is rebuilt.
+pub fn save(dir: &Path, d: &IndexData) -> io::Result<()> {
+    super::write_atomic(&dir.join(FILE), &encode(d), false)
+}
+
+/// A cache field's number in the cache file.
+pub type FieldNo = u8;
+
+/// The cache entries of a folder: `(uid, field) -> bytes`.
+pub type CacheMap = HashMap<(u32, FieldNo), Arc<[u8]>>;
+
+fn cache_entry(w: &mut W, uid: u32, field: FieldNo, data: &[u8]) {
+    let start = w.0.len();
+    w.u32(uid);
+    w.u8(field);
+    w.bytes(data);
+    let sum = fnv(&w.0[start..]) as u32;
+    w.u32(sum);
+}
+
+/// Loads the cache; entries of another UIDVALIDITY, and everything after a
+/// torn or corrupt entry, are ignored. Returns the map and the number of
+/// entries in the file (to decide when to compact), or `usize::MAX` when
+/// the file must be rewritten before appending (bad tail, wrong
+/// UIDVALIDITY) so that new entries do not land after garbage.
+pub fn load_cache(dir: &Path, uidvalidity: u32) -> (CacheMap, usize) {
+    let mut map = CacheMap::new();
+    let data = match std::fs::read(dir.join(CACHE_FILE)) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (map, 0),
+        Err(_) => return (map, usize::MAX),
+    };
+    let mut r = R(&data);
+    if r.take(8) != Some(&CACHE_MAGIC[..]) || r.u32() != Some(uidvalidity) {
+        return (map, usize::MAX);
+    }
+    let mut count = 0;
+    loop {
+        let before = r.0;
+        let entry = (|| {
+            let uid = r.u32()?;
+            let field = r.u8()?;
+            let bytes = r.bytes()?;
+            let used = before.len() - r.0.len();
+            let sum = r.u32()?;
+            (fnv(before.get(..used)?) as u32 == sum).then_some((uid, field, bytes))
+        })();
+        match entry {
+            Some((uid, field, bytes)) => {
+                map.insert((uid, field), Arc::from(bytes));
+                count += 1;
+            }
+            None => {
+                if !before.is_empty() {
+                    count = usize::MAX;
+                }
+                break;
+            }
+        }
+    }
+    (map, count)
+}
+
+/// Appends entries to the cache file (creating it, or starting it afresh
+/// with `rewrite`, e.g. for compaction or a new UIDVALIDITY).
+pub fn append_cache(
+    dir: &Path,
+    uidvalidity: u32,
+    entries: &[(u32, FieldNo, Arc<[u8]>)],
+    rewrite: bool,
+) -> io::Result<()> {
+    let path = dir.join(CACHE_FILE);
+    let mut w = W(Vec::new());
+    if rewrite {
+        w.0.extend_from_slice(CACHE_MAGIC);
+        w.u32(uidvalidity);
+        for (uid, f, d) in entries {
+            cache_entry(&mut w, *uid, *f, d);
+        }
+        return super::write_atomic(&path, &w.0, false);
+    }
+    let mut f = OpenOptions::new().append(true).create(true).open(&path)?;
+    if f.metadata()?.len() == 0 {
+        w.0.extend_from_slice(CACHE_MAGIC);
+        w.u32(uidvalidity);
+    }
+    for (uid, fld, d) in entries {
+        cache_entry(&mut w, *uid, *fld, d);
+    }
+    f.write_all(&w.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> IndexData {
+        IndexData {
+            uidvalidity: 5,
+            next_uid: 3,
+            highest_modseq: 99,
+            last_uidvalidity: 5,
+            clean: true,
+            new_mtime: 1,
+            cur_mtime: -2,
+            scan_time: 3,
+            msgs: vec![
+                IndexMsg {
+                    uid: 1,
+                    fname: "a:2,S".into(),
+                    in_new: false,
+                    modseq: 7,
+                    mtime: 1700000000,
+                    size: Some(10),
+                    ino: 42,
+                    extra_keywords: vec!["k27".into()],
+                },
+                IndexMsg {
+                    uid: 2,
+                    fname: "b".into(),
+                    in_new: true,
+                    modseq: 8,
+                    mtime: -1,
+                    size: None,
+                    ino: 0,
+                    extra_keywords: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn index_round_trip_and_corruption() {
+        let d = sample();
+        let bytes = encode(&d);
+        assert_eq!(decode(&bytes), Some(d));
+        // Every truncation and every single-byte flip is rejected.
+        for n in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..n]), None, "truncated at {n}");
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert_eq!(decode(&b), None, "flipped {i}");
+        }
+    }
+
+    #[test]
+    fn cache_append_reload_and_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let e1: Arc<[u8]> = Arc::from(&b"(env)"[..]);
+        append_cache(dir.path(), 7, &[(1, 0, e1.clone())], false).unwrap();
+        append_cache(dir.path(), 7, &[(2, 1, Arc::from(&b"(bs)"[..]))], false).unwrap();
+        let (m, n) = load_cache(dir.path(), 7);
+        assert_eq!(n, 2);
+        assert_eq!(m.get(&(1, 0)), Some(&e1));
+        // Wrong UIDVALIDITY: nothing.
+        let (m8, n8) = load_cache(dir.path(), 8);
+        assert!(m8.is_empty());
+        assert_eq!(n8, usize::MAX);
+        // A torn tail keeps what came before.
+        let path = dir.path().join(CACHE_FILE);
+        let mut data = std::fs::read(&path).unwrap();
+        data.truncate(data.len() - 2);
+        std::fs::write(&path, &data).unwrap();
+        let (m, n) = load_cache(dir.path(), 7);
+        assert_eq!((m.len(), n), (1, usize::MAX));
+        append_cache(dir.path(), 7, &[(3, 0, e1.clone())], true).unwrap();
+        assert_eq!(load_cache(dir.path(), 7).1, 1);
+    }
+}

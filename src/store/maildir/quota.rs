@@ -1,0 +1,258 @@
+//! Maildir++ quota: the `maildirsize` file at the Maildir root.
+//!
+//! Format (Courier's Maildir++ quota spec, also used by Dovecot's
+//! `maildir` quota backend): a first line of limits such as
+//! `1000000S,1000C` (bytes, messages; either may be missing), then one
+//! `<bytes> <count>` line per change, appended by every writer without
+//! locking, so the last line may be torn and is then ignored. When the
+//! file grows past 5120 bytes, or is unreadable, the totals are recomputed
+//! from the directories and the file is rewritten atomically.
+//!
+//! Owns only this file. A Maildir without `maildirsize` has no quota:
+//! nothing is enforced and nothing is written.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+pub const FILE: &str = "maildirsize";
+/// Past this size the file is recomputed (the Maildir++ rule).
+const RECALC_AT: u64 = 5120;
+
+/// Limits and current use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub bytes_limit: Option<u64>,
+    pub count_limit: Option<u64>,
+    pub bytes: u64,
+    pub count: u64,
+}
+
+impl Quota {
+    /// Whether adding `bytes` in `count` messages stays within the limits.
+    pub fn allows(&self, bytes: u64, count: u64) -> bool {
+        self.bytes_limit
+            .is_none_or(|l| self.bytes.saturating_add(bytes) <= l)
+            && self
+                .count_limit
+                .is_none_or(|l| self.count.saturating_add(count) <= l)
+    }
+}
+
+/// Parses the limits line.
+fn parse_limits(line: &str) -> (Option<u64>, Option<u64>) {
+    let mut b = None;
+    let mut c = None;
+    for part in line.split(',') {
+        let part = part.trim();
+        // 0 means "no limit" (as in Courier and Dovecot).
+        if let Some(n) = part.strip_suffix('S') {
+            b = n.parse().ok().filter(|&n| n > 0);
+        } else if let Some(n) = part.strip_suffix('C') {
+            c = n.parse().ok().filter(|&n| n > 0);
+        }
+    }
+    (b, c)
+}
+
+/// Parses the whole file; `None` if it has no limits line.
+pub fn parse(text: &str) -> Option<Quota> {
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => return None,
+    };
+    let mut lines = complete.split('\n');
+    let (bytes_limit, count_limit) = parse_limits(lines.next()?);
+    let mut bytes: i64 = 0;
+    let mut count: i64 = 0;
+    for line in lines {
+        let mut it = line.split_whitespace();
+        if let (Some(b), Some(c)) = (it.next(), it.next()) {
+            if let (Ok(b), Ok(c)) = (b.parse::<i64>(), c.parse::<i64>()) {
+                bytes = bytes.saturating_add(b);
+                count = count.saturating_add(c);
+            }
+        }
+    }
+    Some(Quota {
+        bytes_limit,
+        count_limit,
+        bytes: bytes.max(0) as u64,
+        count: count.max(0) as u64,
+    })
+}
+
+fn render_limits(q: &Quota) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = q.bytes_limit {
+        parts.push(format!("{b}S"));
+    }
+    if let Some(c) = q.count_limit {
+        parts.push(format!("{c}C"));
+    }
+    if parts.is_empty() {
+        // An empty limits line would read as "no quota file"; 0S means
+        // "no byte limit" to Courier and Dovecot alike.
+        parts.push("0S".into());
+    }
+    parts.join(",")
+}
+
+/// Size of one message file for quota: `,S=` if present, else its length.
+fn file_size(dir: &Path, name: &str) -> Option<u64> {
+    let base = super::filename::split(name).0;
+    match super::filename::size_fields(base).0 {
+        Some(s) => Some(s),
+        None => fs::symlink_metadata(dir.join(name))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len()),
+    }
+}
+
+/// Totals of every folder under `root` (INBOX and every `.X`).
+pub fn compute(root: &Path) -> io::Result<(u64, u64)> {
+    let mut dirs = vec![root.to_path_buf()];
+    for e in fs::read_dir(root)?.flatten() {
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n.starts_with('.') && n != "." && n != ".." && e.file_type().is_ok_and(|t| t.is_dir()) {
+            dirs.push(e.path());
+        }
+    }
+    let (mut bytes, mut count) = (0u64, 0u64);
+    for d in dirs {
+        for sub in ["cur", "new"] {
+            let Ok(rd) = fs::read_dir(d.join(sub)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let Ok(name) = e.file_name().into_string() else {
+                    continue;
+                };
+                if name.starts_with('.') {
+                    continue;
+                }
+                if let Some(s) = file_size(&d.join(sub), &name) {
+                    bytes += s;
+                    count += 1;
+                }
+            }
+        }
+    }
+    Ok((bytes, count))
+}
+
+/// Reads the quota of the Maildir at `root`, recomputing the file when it
+/// is too long or its totals unreadable. `None`: no quota.
+pub fn load(root: &Path) -> io::Result<Option<Quota>> {
+    let path = root.join(FILE);
+    let text = match fs::read(&path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(q) = parse(&text) else {
+        return Ok(None);
+    };
+    if text.len() as u64 >= RECALC_AT {
+        return recalc(root, q.bytes_limit, q.count_limit).map(Some);
+    }
+    Ok(Some(q))
+}
+
+/// Recomputes the totals and rewrites the file with the given limits.
+pub fn recalc(
+    root: &Path,
+    bytes_limit: Option<u64>,
+    count_limit: Option<u64>,
+) -> io::Result<Quota> {
+    let (bytes, count) = compute(root)?;
+    let q = Quota {
+        bytes_limit,
+        count_limit,
+        bytes,
+        count,
+    };
+    let text = format!("{}\n{bytes} {count}\n", render_limits(&q));
+    super::write_atomic(&root.join(FILE), text.as_bytes(), false)?;
+    Ok(q)
+}
+
+/// Records a change (positive for saves, negative for expunges) if the
+/// Maildir has a quota file. A single `write` of one short line with
+/// `O_APPEND` is how every Maildir++ writer does it, without locks.
+pub fn record(root: &Path, bytes: i64, count: i64) -> io::Result<()> {
+    if bytes == 0 && count == 0 {
+        return Ok(());
+    }
+    let mut f = match OpenOptions::new().append(true).open(root.join(FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    f.write_all(format!("{bytes} {count}\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_table() {
+        let q = |bl, cl, b, c| Quota {
+            bytes_limit: bl,
+            count_limit: cl,
+            bytes: b,
+            count: c,
+        };
+        for (text, want) in [
+            (
+                "1000S,10C\n100 1\n50 2\n",
+                Some(q(Some(1000), Some(10), 150, 3)),
+            ),
+            ("1000S\n100 1\n-40 -1\n", Some(q(Some(1000), None, 60, 0))),
+            ("10C\n5 1\n7 1", Some(q(None, Some(10), 5, 1))), // torn tail
+            ("0S\n-5 -1\n", Some(q(None, None, 0, 0))),
+            ("", None),
+            ("1000S", None),
+        ] {
+            assert_eq!(parse(text), want, "{text:?}");
+        }
+        assert!(q(Some(100), None, 90, 1).allows(10, 1));
+        assert!(!q(Some(100), None, 90, 1).allows(11, 1));
+        assert!(!q(None, Some(2), 0, 2).allows(0, 1));
+    }
+
+    #[test]
+    fn recalc_counts_every_folder_and_record_appends() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        for dir in [root.to_path_buf(), root.join(".A")] {
+            for sub in ["cur", "new", "tmp"] {
+                fs::create_dir_all(dir.join(sub)).unwrap();
+            }
+        }
+        fs::write(root.join("cur/1.a.h,S=10:2,S"), b"12345").unwrap();
+        fs::write(root.join("new/2.b.h"), b"1234567").unwrap();
+        fs::write(root.join(".A/cur/3.c.h:2,"), b"123").unwrap();
+        fs::write(root.join("tmp/4.d.h"), b"ignored").unwrap();
+        assert_eq!(load(root).unwrap(), None);
+        record(root, 5, 1).unwrap(); // no file: nothing written
+        assert!(!root.join(FILE).exists());
+        let q = recalc(root, Some(100), None).unwrap();
+        assert_eq!((q.bytes, q.count), (20, 3));
+        record(root, 30, 1).unwrap();
+        let q = load(root).unwrap().unwrap();
+        assert_eq!((q.bytes, q.count, q.bytes_limit), (50, 4, Some(100)));
+        // A long file is recomputed from the directories.
+        let mut text = fs::read_to_string(root.join(FILE)).unwrap();
+        while text.len() < RECALC_AT as usize {
+            text.push_str("1 0\n");
+        }
+        fs::write(root.join(FILE), text).unwrap();
+        let q = load(root).unwrap().unwrap();
+        assert_eq!((q.bytes, q.count), (20, 3));
+        assert!(fs::read_to_string(root.join(FILE)).unwrap().len() < 100);
+    }
+}

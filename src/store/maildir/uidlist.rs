@@ -1,0 +1,675 @@
+//! `dovecot-uidlist`: the authoritative UID <-> base name map of a folder,
+//! and its dotlock `dovecot-uidlist.lock`.
+//!
+//! Owns parsing (format 3, and the old formats 1 and 2), appending records,
+//! full atomic rewrites, the dotlock, and the import of Courier's
+//! `courierimapuiddb`. It must never truncate or delete the uidlist: losing
+//! it costs every client a full re-download (MAILDIR.md).
+//!
+//! Format 3 (what Dovecot writes and we write):
+//! ```text
+//! 3 V<uidvalidity> N<nextuid> G<guid>
+//! <uid> [<key><value> ...] :<base name>
+//! ```
+//! Readers never lock. Writers that assign UIDs hold the dotlock, re-read
+//! what others appended, then append their records (or rewrite the whole
+//! file under a temporary name and rename it over the old one, making sure
+//! the mtime increases because inode numbers are reused).
+//!
+//! The lock file holds `<pid>:<host>` (Dovecot's dotlock content). A lock
+//! whose PID is dead on this host is broken at once; an empty or foreign
+//! lock (Dovecot leaves 0-byte ones after `kill -9`) is broken once it has
+//! not changed for `stale_after`, with a warning in the log (SPEC §5).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The file name inside a folder directory.
+pub const FILE: &str = "dovecot-uidlist";
+/// The dotlock Dovecot's tools use too.
+pub const LOCK: &str = "dovecot-uidlist.lock";
+/// Courier's UID database, imported when there is no uidlist.
+pub const COURIER: &str = "courierimapuiddb";
+
+/// One record: a UID and the base name it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub uid: u32,
+    pub base: String,
+    /// `S<size>`: physical size.
+    pub size: Option<u64>,
+    /// `W<vsize>`: the CRLF size.
+    pub vsize: Option<u64>,
+    /// Other `<key><value>` fields of other writers, kept verbatim.
+    pub extra: Vec<String>,
+}
+
+impl Record {
+    fn render(&self, out: &mut String) {
+        out.push_str(&self.uid.to_string());
+        if let Some(s) = self.size {
+            out.push_str(&format!(" S{s}"));
+        }
+        if let Some(w) = self.vsize {
+            out.push_str(&format!(" W{w}"));
+        }
+        for e in &self.extra {
+            out.push(' ');
+            out.push_str(e);
+        }
+        out.push_str(" :");
+        out.push_str(&self.base);
+        out.push('\n');
+    }
+}
+
+/// A parsed uidlist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uidlist {
+    pub version: u32,
+    pub uidvalidity: u32,
+    /// The header's next UID; see [`Uidlist::next_uid`] for the effective one.
+    pub header_next: u32,
+    pub guid: String,
+    pub records: Vec<Record>,
+}
+
+impl Uidlist {
+    pub fn new(uidvalidity: u32, next: u32) -> Self {
+        let guid: [u8; 16] = rand::random();
+        Uidlist {
+            version: 3,
+            uidvalidity,
+            header_next: next.max(1),
+            guid: guid.iter().map(|b| format!("{b:02x}")).collect(),
+            records: Vec::new(),
+        }
+    }
+
+    /// The next UID to assign: past both the header and every record.
+    pub fn next_uid(&self) -> u32 {
+        let last = self.records.iter().map(|r| r.uid).max().unwrap_or(0);
+        self.header_next.max(last.saturating_add(1)).max(1)
+    }
+
+    /// Parses a whole file. A torn last line (a writer appending right now)
+    /// is ignored; a bad header is `InvalidData`.
+    pub fn parse(data: &[u8]) -> io::Result<Self> {
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+        let text = String::from_utf8_lossy(data);
+        let (header, body) = text.split_once('\n').ok_or_else(|| bad("no header line"))?;
+        let mut parts = header.split(' ');
+        let version: u32 = parts
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("bad version"))?;
+        let mut ul = Uidlist {
+            version,
+            uidvalidity: 0,
+            header_next: 1,
+            guid: String::new(),
+            records: Vec::new(),
+        };
+        match version {
+            1 | 2 => {
+                ul.uidvalidity = parts
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("bad uidvalidity"))?;
+                ul.header_next = parts
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("bad next uid"))?;
+            }
+            3 => {
+                for p in parts {
+                    let mut cs = p.chars();
+                    let key = cs.next();
+                    let val = cs.as_str();
+                    match key {
+                        Some('V') => ul.uidvalidity = val.parse().map_err(|_| bad("bad V"))?,
+                        Some('N') => ul.header_next = val.parse().map_err(|_| bad("bad N"))?,
+                        Some('G') => ul.guid = val.to_string(),
+                        _ => {}
+                    }
+                }
+            }
+            _ => return Err(bad("unknown version")),
+        }
+        if ul.uidvalidity == 0 {
+            return Err(bad("zero uidvalidity"));
+        }
+        ul.records = parse_records(body.as_bytes(), version);
+        Ok(ul)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "3 V{} N{} G{}\n",
+            self.uidvalidity,
+            self.next_uid(),
+            self.guid
+        );
+        for r in &self.records {
+            r.render(&mut out);
+        }
+        out
+    }
+
+    /// Reads the folder's uidlist; `Ok(None)` if there is none.
+    pub fn load(dir: &Path) -> io::Result<Option<(Self, FileStamp)>> {
+        let mut f = match File::open(dir.join(FILE)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let stamp = FileStamp::of(&f.metadata()?);
+        let mut data = Vec::new();
+        f.read_to_end(&mut data)?;
+        let ul = Self::parse(&data)?;
+        // Only complete lines count as read.
+        let used = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        Ok(Some((
+            ul,
+            FileStamp {
+                len: used as u64,
+                ..stamp
+            },
+        )))
+    }
+
+    /// Rewrites the whole file atomically. Call with the lock held.
+    pub fn write(&self, dir: &Path, fsync: bool) -> io::Result<FileStamp> {
+        let path = dir.join(FILE);
+        let old_mtime = std::fs::metadata(&path)
+            .ok()
+            .map(|m| filetime::FileTime::from_last_modification_time(&m));
+        let tmp = dir.join(format!(
+            "{FILE}.{}.{}.tmp",
+            std::process::id(),
+            super::filename::host()
+        ));
+        let mut f = File::create(&tmp)?;
+        f.write_all(self.render().as_bytes())?;
+        if fsync {
+            f.sync_all()?;
+        }
+        // Readers detect a rewrite by mtime: it must go forward even when
+        // two rewrites fall in one timestamp tick.
+        let new_mtime = filetime::FileTime::from_last_modification_time(&f.metadata()?);
+        if let Some(old) = old_mtime {
+            if new_mtime <= old {
+                let bumped = filetime::FileTime::from_unix_time(
+                    old.unix_seconds(),
+                    old.nanoseconds().saturating_add(1_000_000),
+                );
+                let bumped = if bumped.nanoseconds() >= 1_000_000_000 {
+                    filetime::FileTime::from_unix_time(old.unix_seconds() + 1, 0)
+                } else {
+                    bumped
+                };
+                filetime::set_file_handle_times(&f, None, Some(bumped))?;
+            }
+        }
+        drop(f);
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if fsync {
+            super::fsync_dir(dir)?;
+        }
+        Ok(FileStamp::of(&std::fs::metadata(&path)?))
+    }
+}
+
+/// Parses record lines; lines that do not parse (and a torn last line
+/// without its newline) are skipped.
+pub fn parse_records(body: &[u8], version: u32) -> Vec<Record> {
+    let text = String::from_utf8_lossy(body);
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => "",
+    };
+    let mut out = Vec::new();
+    for line in complete.split('\n') {
+        if let Some(r) = parse_record(line, version) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn parse_record(line: &str, version: u32) -> Option<Record> {
+    let (uid, rest) = line.split_once(' ')?;
+    let uid: u32 = uid.parse().ok().filter(|&u| u > 0)?;
+    let mut rec = Record {
+        uid,
+        base: String::new(),
+        size: None,
+        vsize: None,
+        extra: Vec::new(),
+    };
+    let name = if version == 1 {
+        rest
+    } else {
+        // Extension fields, then ` :<filename>` (the name may contain
+        // spaces in theory, so everything after the first " :" is the name).
+        let (exts, name) = match rest.strip_prefix(':') {
+            Some(n) => ("", n),
+            None => {
+                let i = rest.find(" :")?;
+                (&rest[..i], &rest[i + 2..])
+            }
+        };
+        for e in exts.split(' ').filter(|e| !e.is_empty()) {
+            if let Some(v) = e.strip_prefix('S') {
+                rec.size = v.parse().ok();
+            } else if let Some(v) = e.strip_prefix('W') {
+                rec.vsize = v.parse().ok();
+            } else {
+                rec.extra.push(e.to_string());
+            }
+        }
+        name
+    };
+    let base = super::filename::split(name).0;
+    if base.is_empty() || base.contains('/') {
+        return None;
+    }
+    rec.base = base.to_string();
+    Some(rec)
+}
+
+/// Identifies a version of a file: a change of inode means a rewrite, a
+/// longer length with the same inode means appended records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStamp {
+    pub ino: u64,
+    pub len: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(m: &std::fs::Metadata) -> Self {
+        FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        }
+    }
+}
+
+/// Reads records appended since `from` (same inode). Returns them and the
+/// new stamp (covering complete lines only).
+pub fn read_appended(
+    dir: &Path,
+    from: FileStamp,
+    version: u32,
+) -> io::Result<(Vec<Record>, FileStamp)> {
+    let mut f = File::open(dir.join(FILE))?;
+    let stamp = FileStamp::of(&f.metadata()?);
+    f.seek(SeekFrom::Start(from.len))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    let used = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let recs = parse_records(&data[..used], version);
+    Ok((
+        recs,
+        FileStamp {
+            len: from.len + used as u64,
+            ..stamp
+        },
+    ))
+}
+
+/// Appends records to the existing file. Call with the lock held.
+pub fn append(dir: &Path, records: &[Record], fsync: bool) -> io::Result<()> {
+    let mut f = OpenOptions::new().append(true).open(dir.join(FILE))?;
+    // A torn last line from a crashed writer would swallow our first
+    // record: start on a fresh line if the file does not end in one.
+    let len = f.metadata()?.len();
+    let mut out = String::new();
+    if len > 0 {
+        let mut r = File::open(dir.join(FILE))?;
+        r.seek(SeekFrom::Start(len - 1))?;
+        let mut last = [0u8; 1];
+        r.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            out.push('\n');
+        }
+    }
+    for r in records {
+        r.render(&mut out);
+    }
+    f.write_all(out.as_bytes())?;
+    if fsync {
+        f.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Parses Courier's `courierimapuiddb`: a header `1 <uidvalidity>
+/// <nextuid>`, then `<uid> <filename>` lines (the format Dovecot's
+/// `courier-dovecot-migrate.pl` reads). Returns it as a uidlist.
+pub fn parse_courier(data: &[u8]) -> io::Result<Uidlist> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.lines();
+    let header = lines.next().ok_or_else(|| bad("empty"))?;
+    let (uidv, next) = match header.split(' ').collect::<Vec<_>>().as_slice() {
+        ["1", u, n] => (
+            u.parse::<u32>().map_err(|_| bad("uidvalidity"))?,
+            n.parse::<u32>().map_err(|_| bad("nextuid"))?,
+        ),
+        _ => return Err(bad("header")),
+    };
+    if uidv == 0 {
+        return Err(bad("zero uidvalidity"));
+    }
+    let mut ul = Uidlist::new(uidv, next);
+    for line in lines {
+        let Some((uid, name)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(uid) = uid.parse::<u32>() else {
+            continue;
+        };
+        let base = super::filename::split(name).0;
+        if uid == 0 || base.is_empty() || base.contains('/') {
+            continue;
+        }
+        ul.records.push(Record {
+            uid,
+            base: base.to_string(),
+            size: None,
+            vsize: None,
+            extra: Vec::new(),
+        });
+    }
+    ul.records.sort_by_key(|r| r.uid);
+    ul.records.dedup_by_key(|r| r.uid);
+    Ok(ul)
+}
+
+/// The held dotlock; dropping it removes the lock file.
+#[derive(Debug)]
+pub struct UidlistLock {
+    path: PathBuf,
+}
+
+impl Drop for UidlistLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How long a live process on this host may hold the lock before we give up.
+const LIVE_HOLDER_LIMIT: Duration = Duration::from_secs(60);
+
+/// Takes the dotlock of the folder at `dir`; see the module doc for how
+/// stale locks are broken. `stale_after` is the wait for an empty or
+/// foreign lock (10 s in production; tests pass less).
+pub fn lock(dir: &Path, stale_after: Duration) -> io::Result<UidlistLock> {
+    let path = dir.join(LOCK);
+    let me = format!("{}:{}", std::process::id(), super::filename::host());
+    let start = Instant::now();
+    // The lock we are waiting for, and since when it looked unchanged.
+    let mut watched: Option<(Vec<u8>, i128, Instant)> = None;
+    loop {
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                f.write_all(me.as_bytes())?;
+                return Ok(UidlistLock { path });
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let (content, mtime) = match (std::fs::read(&path), std::fs::metadata(&path)) {
+            (Ok(c), Ok(m)) => (c, FileStamp::of(&m).mtime_ns),
+            // Released between our create and our look: try again.
+            _ => continue,
+        };
+        match holder(&content) {
+            Holder::Dead => {
+                tracing::info!(lock = %path.display(), "breaking uidlist lock of a dead process");
+                break_lock(&path, &content);
+                continue;
+            }
+            Holder::Live if start.elapsed() > LIVE_HOLDER_LIMIT => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{} held by a live process", path.display()),
+                ));
+            }
+            Holder::Live => {}
+            Holder::Unknown => {
+                let now = Instant::now();
+                match &watched {
+                    Some((c, m, since)) if *c == content && *m == mtime => {
+                        if now.duration_since(*since) >= stale_after {
+                            tracing::warn!(
+                                lock = %path.display(),
+                                waited = ?stale_after,
+                                "breaking a stale uidlist lock with no live owner"
+                            );
+                            break_lock(&path, &content);
+                            watched = None;
+                            continue;
+                        }
+                    }
+                    _ => watched = Some((content, mtime, now)),
+                }
+            }
+        }
+        std::thread::sleep(
+            Duration::from_millis(10).min(stale_after / 4 + Duration::from_millis(1)),
+        );
+    }
+}
+
+enum Holder {
+    /// A process on this host that no longer exists.
+    Dead,
+    /// A running process on this host (maybe this one, from another thread).
+    Live,
+    /// Empty, another host, or content we cannot read.
+    Unknown,
+}
+
+fn holder(content: &[u8]) -> Holder {
+    let text = String::from_utf8_lossy(content);
+    let Some((pid, host)) = text.trim().split_once(':') else {
+        return Holder::Unknown;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return Holder::Unknown;
+    };
+    if host != super::filename::host() || pid <= 0 {
+        return Holder::Unknown;
+    }
+    // SAFETY: kill with signal 0 only checks for the process; no signal is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    if r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+        Holder::Live
+    } else {
+        Holder::Dead
+    }
+}
+
+/// Removes a lock we judged stale, unless it changed since we looked (then
+/// someone else broke it and took it: leave theirs alone).
+fn break_lock(path: &Path, seen: &[u8]) {
+    if std::fs::read(path).is_ok_and(|c| c == seen) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Written by hand from Dovecot's documented format (wiki
+    /// "MailboxFormat/Maildir", dovecot-uidlist section).
+    const DOVECOT_SAMPLE: &str = "3 V1275660208 N25022 G3085f01b7f11094c501100008c4a11c1\n\
+25006 :1276528487.M364837P9451.kurkku,S=1355,W=1394:2,\n\
+25017 W2481 :1276533073.M242911P3632.kurkku:2,F\n\
+25021 S3000 W3050 M1 :1276533100.M1P1.kurkku\n";
+
+    #[test]
+    fn parses_dovecot_sample() {
+        let ul = Uidlist::parse(DOVECOT_SAMPLE.as_bytes()).unwrap();
+        assert_eq!(ul.version, 3);
+        assert_eq!(ul.uidvalidity, 1275660208);
+        assert_eq!(ul.header_next, 25022);
+        assert_eq!(ul.guid, "3085f01b7f11094c501100008c4a11c1");
+        assert_eq!(ul.records.len(), 3);
+        assert_eq!(ul.records[0].uid, 25006);
+        assert_eq!(
+            ul.records[0].base,
+            "1276528487.M364837P9451.kurkku,S=1355,W=1394"
+        );
+        assert_eq!(ul.records[1].vsize, Some(2481));
+        assert_eq!(ul.records[1].base, "1276533073.M242911P3632.kurkku");
+        assert_eq!(ul.records[2].size, Some(3000));
+        assert_eq!(ul.records[2].extra, vec!["M1".to_string()]);
+        assert_eq!(ul.next_uid(), 25022);
+        // Round trip (the info suffixes are dropped: we store base names).
+        let again = Uidlist::parse(ul.render().as_bytes()).unwrap();
+        assert_eq!(again, ul);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn render_parse_round_trip(
+            uidv in 1u32..,
+            recs in proptest::collection::btree_map(1u32..1_000_000, ("[0-9]{10}\\.[A-Za-z0-9]{1,12}\\.[a-z]{1,8}", proptest::option::of(0u64..1<<40)), 0..20),
+        ) {
+            let mut ul = Uidlist::new(uidv, 1);
+            for (uid, (base, vsize)) in recs {
+                ul.records.push(Record { uid, base, size: None, vsize, extra: vec![] });
+            }
+            ul.header_next = ul.next_uid();
+            let back = Uidlist::parse(ul.render().as_bytes()).unwrap();
+            proptest::prop_assert_eq!(back, ul);
+        }
+    }
+
+    #[test]
+    fn parses_old_versions_and_rejects_garbage() {
+        let v1 = Uidlist::parse(b"1 1000 5\n1 a.b.c:2,S\n3 d.e.f\n").unwrap();
+        assert_eq!((v1.uidvalidity, v1.next_uid()), (1000, 5));
+        assert_eq!(v1.records[1].base, "d.e.f");
+        let torn = Uidlist::parse(b"3 V9 N2 Gx\n1 :a\n2 :b").unwrap();
+        assert_eq!(torn.records.len(), 1);
+        assert_eq!(torn.next_uid(), 2);
+        for bad in [&b""[..], b"x\n", b"3 V0 N1\n", b"9 V1 N1\n", b"3 Vx\n"] {
+            assert!(Uidlist::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn write_append_and_read_appended() {
+        let d = tempfile::tempdir().unwrap();
+        let mut ul = Uidlist::new(77, 1);
+        ul.records.push(Record {
+            uid: 1,
+            base: "a".into(),
+            size: None,
+            vsize: Some(5),
+            extra: vec![],
+        });
+        ul.header_next = 2;
+        let s1 = ul.write(d.path(), false).unwrap();
+        let (back, stamp) = Uidlist::load(d.path()).unwrap().unwrap();
+        assert_eq!(back, ul);
+        assert_eq!(stamp.len, s1.len);
+        let rec = Record {
+            uid: 2,
+            base: "b".into(),
+            size: Some(1),
+            vsize: None,
+            extra: vec![],
+        };
+        append(d.path(), std::slice::from_ref(&rec), false).unwrap();
+        let (recs, s2) = read_appended(d.path(), stamp, 3).unwrap();
+        assert_eq!(recs, vec![rec]);
+        assert_eq!(s2.ino, stamp.ino);
+        // A rewrite gets a later mtime even within one tick.
+        let s3 = ul.write(d.path(), false).unwrap();
+        assert!(s3.mtime_ns > s2.mtime_ns);
+    }
+
+    #[test]
+    fn courier_import() {
+        let ul = parse_courier(
+            b"1 1111 4\n1 1111.abc.host:2,S\n3 1112.def.host\nbroken\n5 1113.x.host\n",
+        )
+        .unwrap();
+        assert_eq!(ul.uidvalidity, 1111);
+        assert_eq!(ul.next_uid(), 6);
+        assert_eq!(ul.records[0].base, "1111.abc.host");
+        assert_eq!(ul.records[1].uid, 3);
+        assert_eq!(ul.records.len(), 3);
+        for bad in [&b"junk"[..], b"1 0 5\n", b"2 5 9\n", b""] {
+            assert!(parse_courier(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lock_excludes_and_releases() {
+        let d = tempfile::tempdir().unwrap();
+        let l = lock(d.path(), Duration::from_secs(5)).unwrap();
+        let content = std::fs::read_to_string(d.path().join(LOCK)).unwrap();
+        assert!(content.starts_with(&format!("{}:", std::process::id())));
+        drop(l);
+        assert!(!d.path().join(LOCK).exists());
+    }
+
+    #[test]
+    fn breaks_lock_of_dead_pid_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        // A child that has exited and been reaped: its PID is dead.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        std::fs::write(
+            d.path().join(LOCK),
+            format!("{pid}:{}", crate::store::maildir::filename::host()),
+        )
+        .unwrap();
+        let t = Instant::now();
+        let _l = lock(d.path(), Duration::from_secs(30)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn breaks_empty_lock_after_timeout_only() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(LOCK), b"").unwrap();
+        let t = Instant::now();
+        let _l = lock(d.path(), Duration::from_millis(200)).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn live_lock_is_not_broken_early() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().to_path_buf();
+        let held = lock(&path, Duration::from_millis(50)).unwrap();
+        let p2 = path.clone();
+        let waiter = std::thread::spawn(move || {
+            let t = Instant::now();
+            let l = lock(&p2, Duration::from_millis(50)).unwrap();
+            drop(l);
+            t.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+        let waited = waiter.join().unwrap();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    }
+}
