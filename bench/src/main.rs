@@ -11,6 +11,7 @@
 mod check;
 mod corpus;
 mod imap;
+mod pop3;
 mod servers;
 mod workload;
 
@@ -299,6 +300,9 @@ fn run(a: RunArgs) -> ExitCode {
                 wall * 1000.0
             );
         }
+        for n in &out.notes {
+            println!("  {label}: note: {n}");
+        }
         for m in &out.mismatches {
             println!("  {label}: WRONG {m}");
         }
@@ -506,11 +510,12 @@ fn json(
         let list = |v: &[String]| v.iter().map(|x| json_str(x)).collect::<Vec<_>>().join(",");
         let _ = write!(
             s,
-            "    {{\"label\":{},\"measures\":[\n      {}\n    ],\"errors\":[{}],\"mismatches\":[{}]}}",
+            "    {{\"label\":{},\"measures\":[\n      {}\n    ],\"errors\":[{}],\"mismatches\":[{}],\"notes\":[{}]}}",
             json_str(name),
             ms.join(",\n      "),
             list(&o.errors),
-            list(&o.mismatches)
+            list(&o.mismatches),
+            list(&o.notes)
         );
         s.push_str(if i + 1 < r.len() { ",\n" } else { "\n" });
     }

@@ -38,6 +38,8 @@ pub struct Server {
     pub kind: Kind,
     /// IMAP address (cleartext, LOGIN allowed).
     pub addr: SocketAddr,
+    /// POP3 address, if this server was configured for POP3 (it may still not listen there).
+    pub pop3_addr: Option<SocketAddr>,
     /// The user's Maildir root (INBOX), where the harness delivers like an MTA.
     pub maildir: PathBuf,
     /// Temporary directory holding config, logs and the mail copy; removed on stop.
@@ -124,6 +126,13 @@ impl Server {
         fs::create_dir_all(dir.join("state"))?;
         let maildir = copy_mail(mail, &dir)?;
         let port = free_port()?;
+        // POP3 only when Debian's dovecot-pop3d is installed: `protocols = pop3` without it
+        // stops Dovecot from starting.
+        let pop3_port = if Path::new("/usr/lib/dovecot/pop3").exists() {
+            Some(free_port()?)
+        } else {
+            None
+        };
         // Dovecot refuses to serve mail as root (userdb uid 0), so as root the copy is handed to
         // `nobody`; ownership does not change what is measured.
         let (mut uid, mut gid) = (euid(), egid());
@@ -156,7 +165,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 instance_name = nestbox-bench-{label_safe}
 log_path = {d}/dovecot.log
-protocols = imap
+protocols = imap{pop3_proto}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -196,9 +205,13 @@ service imap-login {{
 service imap {{
   process_limit = 5000
 }}
-"#,
+{pop3_services}"#,
             d = dir.display(),
             label_safe = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+            pop3_proto = if pop3_port.is_some() { " pop3" } else { "" },
+            pop3_services = pop3_port.map_or(String::new(), |p| format!(
+                "service pop3-login {{\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {p}\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\nservice pop3 {{\n  process_limit = 5000\n}}\n"
+            )),
         );
         let conf_path = dir.join("dovecot.conf");
         fs::write(&conf_path, conf)?;
@@ -224,6 +237,7 @@ service imap {{
             label: label.into(),
             kind: Kind::Dovecot,
             addr,
+            pop3_addr: pop3_port.map(|p| ([127, 0, 0, 1], p).into()),
             maildir,
             dir,
             child: Some(child),
@@ -245,7 +259,7 @@ service imap {{
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         let maildir = copy_mail(mail, &dir)?;
-        let (port, tls_port) = (free_port()?, free_port()?);
+        let (port, tls_port, pop3_port) = (free_port()?, free_port()?, free_port()?);
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         let st = Command::new("openssl")
             .args([
@@ -275,7 +289,7 @@ hostname = "bench.localhost"
 listen = ["127.0.0.1:{port}"]
 listen_tls = ["127.0.0.1:{tls_port}"]
 [pop3]
-listen = []
+listen = ["127.0.0.1:{pop3_port}"]
 listen_tls = []
 [tls]
 cert = "{cert}"
@@ -311,6 +325,7 @@ max_connections_per_ip = 20000
             label: label.into(),
             kind: Kind::Nestbox,
             addr,
+            pop3_addr: Some(([127, 0, 0, 1], pop3_port).into()),
             maildir,
             dir,
             child: Some(child),

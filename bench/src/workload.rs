@@ -91,6 +91,8 @@ pub struct Outcome {
     pub errors: Vec<String>,
     /// Departures from what the generator promised.
     pub mismatches: Vec<String>,
+    /// Things worth knowing that are not failures (e.g. a protocol the server does not offer).
+    pub notes: Vec<String>,
     /// (workload, wall seconds, client CPU seconds) of single timed commands.
     pub client_cpu: Vec<(String, f64, f64)>,
 }
@@ -105,7 +107,7 @@ impl Outcome {
             .any(|e| e.contains("timed out") || e.contains("closed the connection"))
     }
 
-    fn push(&mut self, name: &str, unit: Unit, samples: Vec<f64>, note: String) {
+    pub(crate) fn push(&mut self, name: &str, unit: Unit, samples: Vec<f64>, note: String) {
         let value = median(&samples);
         self.measures.push(Measure {
             name: name.into(),
@@ -453,6 +455,14 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         Err(_) => out
             .errors
             .push(format!("parallel clients: timed out after {bound:?}")),
+    }
+    if out.wedged() {
+        return out;
+    }
+    match tokio::time::timeout(bound, crate::pop3::run(srv.pop3_addr, plan, exp, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("pop3: {e}")),
+        Err(_) => out.errors.push(format!("pop3: timed out after {bound:?}")),
     }
     if out.wedged() {
         return out;
