@@ -390,7 +390,7 @@ pub fn generate(out: &Path, messages: usize, seed: u64) -> io::Result<Expected> 
             b"0 $NotJunk\n1 work\n2 $label1\n",
         )?;
         let results = write_folder(&dir, fi as u64, f.count, seed)?;
-        for (i, m) in results.into_iter().enumerate() {
+        for m in results {
             exp.bytes += m.size;
             if fi == 0 {
                 if m.subject_hit {
@@ -406,7 +406,6 @@ pub fn generate(out: &Path, messages: usize, seed: u64) -> io::Result<Expected> 
                     letters: m.letters,
                 });
             }
-            let _ = i;
         }
     }
     fs::write(

@@ -439,7 +439,7 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     if out.wedged() {
         return out;
     }
-    if let Err(e) = append_copy_move(&mut c, srv, plan, &mut out).await {
+    if let Err(e) = append_copy_move(&mut c, plan, &mut out).await {
         out.errors.push(e.to_string());
     }
     c.logout().await;
@@ -603,8 +603,7 @@ async fn status_messages(c: &mut Conn, mailbox: &str) -> Res<u64> {
     n.ok_or_else(|| err!("STATUS {mailbox}: no MESSAGES"))
 }
 
-async fn append_copy_move(c: &mut Conn, srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
-    let _ = srv;
+async fn append_copy_move(c: &mut Conn, plan: &Plan, out: &mut Outcome) -> Res<()> {
     let k = plan.ops;
     for m in ["bench-append", "bench-copy", "bench-move"] {
         c.run_ok(&format!("CREATE {m}"), |_| {}).await?;
@@ -673,6 +672,12 @@ async fn append_copy_move(c: &mut Conn, srv: &Server, plan: &Plan, out: &mut Out
         vec![t.elapsed().as_secs_f64()],
         String::new(),
     );
+    let copied = status_messages(c, "bench-copy").await?;
+    if copied != k as u64 {
+        out.mismatches.push(format!(
+            "COPY: bench-copy has {copied} messages, copied {k}"
+        ));
+    }
 
     if c.has_cap("MOVE") {
         select(c, "bench-copy").await?;
@@ -686,13 +691,14 @@ async fn append_copy_move(c: &mut Conn, srv: &Server, plan: &Plan, out: &mut Out
             vec![t.elapsed().as_secs_f64()],
             String::new(),
         );
-        let (nc, nm) = (status_messages(c, "bench-move").await?, 0);
-        let _ = nm;
-        if nc != k as u64 {
-            out.mismatches
-                .push(format!("MOVE: bench-move has {nc} messages, moved {k}"));
-        }
         c.run_ok("UNSELECT", |_| {}).await.ok();
+        let moved = status_messages(c, "bench-move").await?;
+        let left = status_messages(c, "bench-copy").await?;
+        if moved != k as u64 || left != 0 {
+            out.mismatches.push(format!(
+                "MOVE: bench-move has {moved} messages and bench-copy {left}, after moving {k}"
+            ));
+        }
     } else {
         out.errors
             .push("move: server does not announce MOVE".into());
