@@ -1102,8 +1102,8 @@ mod tests {
 
     #[test]
     fn generation_is_deterministic_and_plants_exact_counts() {
-        let a = std::env::temp_dir().join(format!("nestbox-bench-gen-a-{}", std::process::id()));
-        let b = std::env::temp_dir().join(format!("nestbox-bench-gen-b-{}", std::process::id()));
+        let (ga, gb) = (TempDir::new("a"), TempDir::new("b"));
+        let (a, b) = (ga.0.clone(), gb.0.clone());
         let ea = generate(&a, 450, 7).expect("generate a");
         let eb = generate(&b, 450, 7).expect("generate b");
         assert_eq!(ea.subject_hits.len(), 5); // 0, 97, 194, 291, 388
@@ -1154,8 +1154,24 @@ mod tests {
             raw_body_hits, 3,
             "planted body terms at 202 (QP split) and 303 (base64) need decoding"
         );
-        let _ = fs::remove_dir_all(&a);
-        let _ = fs::remove_dir_all(&b);
+    }
+
+    /// A scratch directory removed on drop, so a failing assertion leaves nothing behind.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            TempDir(
+                std::env::temp_dir()
+                    .join(format!("nestbox-bench-gen-{tag}-{}", std::process::id())),
+            )
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 
     fn decode_qp(s: &str) -> Vec<u8> {
