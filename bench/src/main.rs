@@ -1,1 +1,562 @@
-fn main() {}
+//! `nestbox-bench`: the side-by-side benchmark of nestbox against Dovecot (issue 4).
+//!
+//! Owns the command line, the order of a run (generate once, then for each server: fresh copy,
+//! start, workloads, stop), and the report: a table with both figures and the ratio
+//! candidate/baseline per workload, JSON for machines, and the correctness cross-check.
+//! Servers run one after the other, never at once, so they do not compete for the CPUs.
+//!
+//! It never decides pass/fail on a timing: `--check` fails only on wrong answers (counts,
+//! sizes, search hits, cross-check differences) and on workloads that did not complete.
+
+mod check;
+mod corpus;
+mod imap;
+mod pop3;
+mod servers;
+mod workload;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+use crate::corpus::json_str;
+use crate::servers::{Kind, Server};
+use crate::workload::{Outcome, Plan};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nestbox-bench",
+    about = "Benchmark nestbox side by side with Dovecot"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Write the deterministic Maildir++ corpus to DIR/Maildir and DIR/expected.json.
+    Generate {
+        /// Messages in INBOX (other folders get 5-10 % of it).
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Seed: the same seed and count give the same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Generate, start each server on its own copy, run the workloads, report.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Messages in INBOX (default 10,000; 300 with --quick).
+    #[arg(long)]
+    messages: Option<usize>,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Small sizes and one iteration, for CI: asserts completion and the cross-check.
+    #[arg(long)]
+    quick: bool,
+    /// Targets in order, the first is the baseline of the ratios: dovecot, nestbox
+    /// (a name may repeat: `dovecot,dovecot` is a dry run of the ratio code; the
+    /// second is labelled `dovecot-2`).
+    #[arg(long, default_value = "dovecot,nestbox", value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Fail (exit non-zero) when a listed server is skipped, nestbox included: for CI once
+    /// nestbox serves.
+    #[arg(long)]
+    require_all: bool,
+    /// Write results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Exit non-zero on wrong answers, cross-check differences or failed workloads.
+    #[arg(long)]
+    check: bool,
+    /// Work directory (corpus and server copies); default: a new directory under $TMPDIR.
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// Keep the work directory (server logs, configs, mail copies) afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// The nestbox binary.
+    #[arg(long, default_value = "target/release/nestbox")]
+    nestbox_bin: PathBuf,
+    /// Timed repetitions of repeatable workloads (default 3; 1 with --quick).
+    #[arg(long)]
+    iters: Option<usize>,
+    /// Idle IDLE connections for the memory test (default 1000; 50 with --quick).
+    #[arg(long)]
+    idle_conns: Option<usize>,
+    /// IDLE deliveries for the latency test (default 100; 5 with --quick).
+    #[arg(long)]
+    idle_deliveries: Option<usize>,
+    /// Messages for APPEND, COPY and MOVE (default 1000; 100 with --quick).
+    #[arg(long)]
+    ops: Option<usize>,
+    /// Parallel clients (default 50; 10 with --quick).
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Per-read timeout in seconds (default 300; 30 with --quick). A timeout ends that
+    /// server's run: a server that stops answering is not waited out workload after workload.
+    #[arg(long)]
+    timeout: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Generate {
+            messages,
+            seed,
+            out,
+        } => {
+            let t = Instant::now();
+            match corpus::generate(&out, messages, seed) {
+                Ok(exp) => {
+                    println!(
+                        "wrote {} messages ({} in INBOX, {:.1} MB) to {} in {:.1} s; expectations in {}",
+                        exp.inbox + exp.folders.iter().map(|f| f.1).sum::<usize>(),
+                        exp.inbox,
+                        exp.bytes as f64 / 1e6,
+                        out.join("Maildir").display(),
+                        t.elapsed().as_secs_f64(),
+                        out.join("expected.json").display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("generate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Run(a) => run(a),
+    }
+}
+
+/// Facts about the machine for the report: nproc, RAM, kernel, Dovecot version.
+fn machine() -> Vec<(&'static str, String)> {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+        })
+        .and_then(|k| k.parse::<u64>().ok())
+        .map_or("?".into(), |k| {
+            format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0)
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    vec![
+        ("nproc", nproc.to_string()),
+        ("cpu", cpu),
+        ("ram", mem),
+        ("kernel", kernel),
+        (
+            "dovecot",
+            servers::dovecot_version().unwrap_or_else(|| "not installed".into()),
+        ),
+    ]
+}
+
+fn run(a: RunArgs) -> ExitCode {
+    let q = a.quick;
+    let messages = a.messages.unwrap_or(if q { 300 } else { 10_000 });
+    let plan = Plan {
+        seed: a.seed,
+        iters: a.iters.unwrap_or(if q { 1 } else { 3 }),
+        ops: a.ops.unwrap_or(if q { 100 } else { 1000 }).min(messages),
+        idle_deliveries: a.idle_deliveries.unwrap_or(if q { 5 } else { 100 }),
+        idle_wait: Duration::from_secs(if q { 5 } else { 10 }),
+        idle_conns: a.idle_conns.unwrap_or(if q { 50 } else { 1000 }),
+        parallel: a.parallel.unwrap_or(if q { 10 } else { 50 }),
+        timeout: Duration::from_secs(a.timeout.unwrap_or(if q { 30 } else { 300 })),
+    };
+    let nofile = servers::raise_nofile();
+    if (nofile as usize) < plan.idle_conns * 2 + 200 {
+        eprintln!(
+            "warning: RLIMIT_NOFILE is {nofile}; {} idle connections may fail",
+            plan.idle_conns
+        );
+    }
+    let mach = machine();
+    for (k, v) in &mach {
+        println!("{k:>8}: {v}");
+    }
+    let (work, temp) = match &a.work {
+        Some(w) => (w.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("nestbox-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    if let Err(e) = std::fs::create_dir_all(&work) {
+        eprintln!("work dir {}: {e}", work.display());
+        return ExitCode::FAILURE;
+    }
+    let t = Instant::now();
+    let exp = match corpus::generate(&work.join("corpus"), messages, a.seed) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("generate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "corpus: {messages} messages in INBOX, {:.1} MB in all, generated in {:.1} s (seed {})",
+        exp.bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64(),
+        a.seed
+    );
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mail = work.join("corpus").join("Maildir");
+    let mut results: Vec<(String, Outcome)> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut fatal = false;
+    for (i, name) in a.servers.iter().enumerate() {
+        let label = if a.servers[..i].contains(name) {
+            format!("{name}-{}", i + 1)
+        } else {
+            name.clone()
+        };
+        let started = match name.as_str() {
+            "dovecot" => Server::start_dovecot(&label, &mail, &work),
+            "nestbox" => Server::start_nestbox(&label, &a.nestbox_bin, &mail, &work),
+            other => {
+                eprintln!("unknown server {other:?} (known: dovecot, nestbox)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut srv = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // nestbox is optional until it exists; Dovecot is the baseline and must run.
+                println!("skipping {label}: {e}");
+                skipped.push(format!("{label}: {e}"));
+                if name == "dovecot" {
+                    fatal = true;
+                }
+                continue;
+            }
+        };
+        println!(
+            "running workloads against {label} on {} (pid {:?})",
+            srv.addr,
+            srv.pid()
+        );
+        let t = Instant::now();
+        let mut out = rt.block_on(workload::run_all(&srv, &plan, &exp));
+        if let Some(st) = srv.exited() {
+            out.errors
+                .push(format!("the server exited during the run ({st})"));
+        }
+        println!("  {label}: done in {:.1} s", t.elapsed().as_secs_f64());
+        for e in &out.errors {
+            println!("  {label}: FAILED {e}");
+        }
+        if !out.errors.is_empty() {
+            println!("  {label}: last log lines:\n{}", srv.log_tail());
+        }
+        if let Some((w, wall, cpu)) = out
+            .client_cpu
+            .iter()
+            .filter(|(_, wall, _)| *wall > 0.0)
+            .max_by(|a, b| (a.2 / a.1).total_cmp(&(b.2 / b.1)))
+        {
+            println!(
+                "  {label}: client CPU at most {:.0} % of wall time ({w}: {:.1} ms of {:.1} ms)",
+                cpu / wall * 100.0,
+                cpu * 1000.0,
+                wall * 1000.0
+            );
+        }
+        for n in &out.notes {
+            println!("  {label}: note: {n}");
+        }
+        for m in &out.mismatches {
+            println!("  {label}: WRONG {m}");
+        }
+        srv.stop_and_clean(a.keep);
+        if srv.kind == Kind::Nestbox && out.measures.is_empty() && !out.errors.is_empty() {
+            skipped.push(format!("{label}: failed before measuring"));
+        }
+        results.push((label, out));
+    }
+
+    let mut diffs = Vec::new();
+    let mut compared = Vec::new();
+    if results.len() >= 2 {
+        let (an, aa) = (&results[0].0, &results[0].1.answers);
+        for (bn, bo) in &results[1..] {
+            // A server that failed before answering already counts as failed; comparing
+            // against nothing would only repeat that 300 times.
+            if aa.envelope.is_empty() || bo.answers.envelope.is_empty() {
+                let empty = if aa.envelope.is_empty() { an } else { bn };
+                println!("cross-check {an} vs {bn}: skipped, {empty} gave no answers to compare");
+                continue;
+            }
+            diffs.extend(check::compare(an, aa, bn, &bo.answers, 5));
+            compared.push(format!("{an} and {bn}"));
+        }
+    }
+    println!("\n{}", table(&results));
+    if !compared.is_empty() {
+        if diffs.is_empty() {
+            println!(
+                "cross-check: {} agree on ENVELOPE, BODYSTRUCTURE, RFC822.SIZE, FLAGS, INTERNALDATE and SEARCH",
+                compared.join(", ")
+            );
+        } else {
+            println!("cross-check: {} differences:", diffs.len());
+            for d in &diffs {
+                println!("  {d}");
+            }
+        }
+    }
+    if let Some(path) = &a.json {
+        let j = json(&mach, messages, &plan, &exp, &results, &diffs, &skipped);
+        if let Err(e) = std::fs::write(path, j) {
+            eprintln!("writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("JSON written to {}", path.display());
+    }
+    if temp && !a.keep {
+        let _ = std::fs::remove_dir_all(&work);
+    } else {
+        println!("work directory kept: {}", work.display());
+    }
+    let wrong: usize = results
+        .iter()
+        .map(|(_, o)| o.errors.len() + o.mismatches.len())
+        .sum();
+    if a.require_all && !skipped.is_empty() {
+        println!(
+            "check: FAILED (--require-all and skipped: {})",
+            skipped.join("; ")
+        );
+        return ExitCode::FAILURE;
+    }
+    if fatal || (a.check && (wrong > 0 || !diffs.is_empty())) {
+        println!(
+            "check: FAILED ({wrong} failed or wrong workloads, {} cross-check differences)",
+            diffs.len()
+        );
+        return ExitCode::FAILURE;
+    }
+    if a.check {
+        println!("check: ok");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The ratio candidate/baseline of one workload, when both measured it.
+fn ratio(base: &Outcome, cand: &Outcome, name: &str) -> Option<f64> {
+    let b = base.measures.iter().find(|m| m.name == name)?.value;
+    let c = cand.measures.iter().find(|m| m.name == name)?.value;
+    (b > 0.0).then(|| c / b)
+}
+
+fn fmt_val(v: f64, unit: workload::Unit) -> String {
+    match unit {
+        workload::Unit::Secs if v < 1.0 => format!("{:.1} ms", v * 1000.0),
+        workload::Unit::Secs => format!("{v:.3} s"),
+        workload::Unit::Millis => format!("{v:.1} ms"),
+        workload::Unit::KiB => format!("{v:.0} KiB"),
+    }
+}
+
+/// Workload | one column per server | ratio of each later server to the first.
+fn table(r: &[(String, Outcome)]) -> String {
+    let Some((_, base)) = r.first() else {
+        return "no results".into();
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut head = vec!["workload".to_string()];
+    head.extend(r.iter().map(|(n, _)| n.clone()));
+    for (n, _) in &r[1..] {
+        head.push(format!("{n}/{}", r[0].0));
+    }
+    rows.push(head);
+    let mut names: Vec<(String, workload::Unit)> = Vec::new();
+    for (_, o) in r {
+        for m in &o.measures {
+            if !names.iter().any(|(n, _)| *n == m.name) {
+                names.push((m.name.clone(), m.unit));
+            }
+        }
+    }
+    for (name, unit) in &names {
+        let mut row = vec![name.clone()];
+        for (_, o) in r {
+            row.push(
+                o.measures
+                    .iter()
+                    .find(|m| m.name == *name)
+                    .map_or("-".into(), |m| fmt_val(m.value, *unit)),
+            );
+        }
+        for (_, o) in &r[1..] {
+            row.push(ratio(base, o, name).map_or("-".into(), |x| format!("{x:.2}")));
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut s = String::new();
+    for (ri, row) in rows.iter().enumerate() {
+        for (i, cell) in row.iter().enumerate() {
+            if i == 0 {
+                let _ = write!(s, "{cell:<w$}", w = widths[i]);
+            } else {
+                let _ = write!(s, "  {cell:>w$}", w = widths[i]);
+            }
+        }
+        s.push('\n');
+        if ri == 0 {
+            s.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn json(
+    mach: &[(&str, String)],
+    messages: usize,
+    plan: &Plan,
+    exp: &corpus::Expected,
+    r: &[(String, Outcome)],
+    diffs: &[String],
+    skipped: &[String],
+) -> String {
+    let num = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.6}")
+        } else {
+            "null".into()
+        }
+    };
+    let mut s = String::from("{\n");
+    let m: Vec<String> = mach
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
+    let _ = writeln!(s, "  \"machine\": {{{}}},", m.join(","));
+    let _ = writeln!(
+        s,
+        "  \"corpus\": {{\"messages\":{messages},\"seed\":{},\"bytes\":{},\"subject_hits\":{},\"body_hits\":{}}},",
+        plan.seed,
+        exp.bytes,
+        exp.subject_hits.len(),
+        exp.body_hits.len()
+    );
+    let _ = writeln!(
+        s,
+        "  \"plan\": {{\"iters\":{},\"ops\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"parallel\":{}}},",
+        plan.iters, plan.ops, plan.idle_deliveries, plan.idle_conns, plan.parallel
+    );
+    s.push_str("  \"servers\": [\n");
+    for (i, (name, o)) in r.iter().enumerate() {
+        let ms: Vec<String> = o
+            .measures
+            .iter()
+            .map(|m| {
+                format!(
+                    "{{\"name\":{},\"unit\":{},\"value\":{},\"samples\":[{}],\"note\":{}}}",
+                    json_str(&m.name),
+                    json_str(m.unit.name()),
+                    num(m.value),
+                    m.samples
+                        .iter()
+                        .map(|x| num(*x))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    json_str(&m.note)
+                )
+            })
+            .collect();
+        let list = |v: &[String]| v.iter().map(|x| json_str(x)).collect::<Vec<_>>().join(",");
+        let _ = write!(
+            s,
+            "    {{\"label\":{},\"measures\":[\n      {}\n    ],\"errors\":[{}],\"mismatches\":[{}],\"notes\":[{}]}}",
+            json_str(name),
+            ms.join(",\n      "),
+            list(&o.errors),
+            list(&o.mismatches),
+            list(&o.notes)
+        );
+        s.push_str(if i + 1 < r.len() { ",\n" } else { "\n" });
+    }
+    s.push_str("  ],\n  \"ratios\": {");
+    if let Some((bn, base)) = r.first() {
+        let mut first = true;
+        for (cn, c) in &r[1..] {
+            for m in &c.measures {
+                if let Some(x) = ratio(base, c, &m.name) {
+                    let key = format!("{} ({cn}/{bn})", m.name);
+                    let _ = write!(
+                        s,
+                        "{}\n    {}: {}",
+                        if first { "" } else { "," },
+                        json_str(&key),
+                        num(x)
+                    );
+                    first = false;
+                }
+            }
+        }
+    }
+    s.push_str("\n  },\n");
+    let _ = writeln!(
+        s,
+        "  \"cross_check_differences\": [{}],",
+        diffs
+            .iter()
+            .map(|d| json_str(d))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let _ = writeln!(
+        s,
+        "  \"skipped\": [{}]",
+        skipped
+            .iter()
+            .map(|d| json_str(d))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    s.push_str("}\n");
+    s
+}

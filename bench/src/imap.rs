@@ -1,0 +1,541 @@
+//! A small, fast IMAP client for benchmarking.
+//!
+//! Owns the socket side of the harness: framing server responses (lines plus `{n}` literals)
+//! with a streaming reader over one growable buffer, handing each complete response to the
+//! caller as a borrowed slice so that 100,000 FETCH responses cost no allocation each, and
+//! pipelining commands where the workload allows. Writes and reads run concurrently when a
+//! pipeline is large, so neither side can stall the other on full socket buffers.
+//!
+//! It never interprets more of a response than a workload needs; value parsing for the
+//! cross-check lives in `check`. Every read is bounded by the connection's timeout.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Harness error: a message with context, enough for a benchmark's report.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error(format!("i/o: {e}"))
+    }
+}
+
+/// Result with the harness error.
+pub type Res<T> = Result<T, Error>;
+
+/// Build an [`Error`] from format arguments.
+#[macro_export]
+macro_rules! err {
+    ($($t:tt)*) => { $crate::imap::Error(format!($($t)*)) };
+}
+
+/// Streaming response framer: holds unread bytes and yields complete responses.
+#[derive(Debug)]
+pub struct Reader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    timeout: Duration,
+}
+
+/// Where a complete response lies in the reader's buffer (valid until the next read).
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Reader {
+    fn new(timeout: Duration) -> Reader {
+        Reader {
+            buf: vec![0; 256 * 1024],
+            start: 0,
+            end: 0,
+            timeout,
+        }
+    }
+
+    /// The bytes of a response returned by [`Reader::next`].
+    pub fn get(&self, s: Span) -> &[u8] {
+        &self.buf[s.start..s.end]
+    }
+
+    /// Read until one complete response (line and any literals, ending in CRLF) is buffered.
+    pub async fn next<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Res<Span> {
+        // `scan` is relative to `start`, so compaction does not invalidate it.
+        let mut scan = 0;
+        loop {
+            let avail = &self.buf[self.start + scan..self.end];
+            if let Some(nl) = memchr_nl(avail) {
+                let line_end = scan + nl + 1;
+                let line = &self.buf[self.start..self.start + line_end];
+                match literal_len(line) {
+                    Some(n) => {
+                        let need = line_end + n;
+                        while self.end - self.start < need {
+                            self.fill(rd, need).await?;
+                        }
+                        scan = need;
+                    }
+                    None => {
+                        let span = Span {
+                            start: self.start,
+                            end: self.start + line_end,
+                        };
+                        self.start += line_end;
+                        return Ok(span);
+                    }
+                }
+            } else {
+                scan = self.end - self.start;
+                self.fill(rd, scan + 1).await?;
+            }
+        }
+    }
+
+    /// Read more bytes, making room for at least `want` unread bytes.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, rd: &mut R, want: usize) -> Res<()> {
+        if self.start > 0 && (self.start == self.end || self.buf.len() - self.end < 64 * 1024) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let need = (self.start + want).max(self.end + 64 * 1024);
+        if need > self.buf.len() {
+            self.buf.resize(need.next_power_of_two(), 0);
+        }
+        let n = tokio::time::timeout(self.timeout, rd.read(&mut self.buf[self.end..]))
+            .await
+            .map_err(|_| err!("timed out after {:?} waiting for the server", self.timeout))??;
+        if n == 0 {
+            return Err(err!("server closed the connection"));
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', b)
+}
+
+/// If `line` (ending in LF) ends with a literal announcement `{n}`, `{n+}` or `~{n}`, its size.
+pub fn literal_len(line: &[u8]) -> Option<usize> {
+    let l = line.strip_suffix(b"\n")?;
+    let l = l.strip_suffix(b"\r").unwrap_or(l);
+    let l = l.strip_suffix(b"}")?;
+    let l = l.strip_suffix(b"+").unwrap_or(l);
+    let open = l.iter().rposition(|&c| c == b'{')?;
+    let digits = &l[open + 1..];
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// One IMAP connection (cleartext; the harness only talks to 127.0.0.1).
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    /// Response framer.
+    pub rd: Reader,
+    tag: u64,
+    /// Capabilities from the greeting or a CAPABILITY command, upper-cased.
+    pub caps: Vec<String>,
+}
+
+/// Tagged completion status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// `OK`
+    Ok,
+    /// `NO`
+    No,
+    /// `BAD`
+    Bad,
+}
+
+impl Conn {
+    /// Connect and read the greeting.
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Res<Conn> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| err!("connect to {addr} timed out"))?
+            .map_err(|e| err!("connect to {addr}: {e}"))?;
+        stream.set_nodelay(true)?;
+        let mut c = Conn {
+            stream,
+            rd: Reader::new(timeout),
+            tag: 0,
+            caps: Vec::new(),
+        };
+        let g = c.rd.next(&mut c.stream).await?;
+        let greeting = c.rd.get(g).to_vec();
+        if !greeting.starts_with(b"* OK") && !greeting.starts_with(b"* PREAUTH") {
+            return Err(err!("bad greeting: {}", String::from_utf8_lossy(&greeting)));
+        }
+        c.caps = parse_caps(&greeting);
+        Ok(c)
+    }
+
+    /// Connect, LOGIN and make sure capabilities are known.
+    pub async fn login(addr: SocketAddr, timeout: Duration, user: &str, pass: &str) -> Res<Conn> {
+        let mut c = Conn::connect(addr, timeout).await?;
+        let mut caps = Vec::new();
+        c.run_ok(&format!("LOGIN {} {}", quote(user), quote(pass)), |r| {
+            if let Some(v) = Some(parse_caps(r)).filter(|v| !v.is_empty()) {
+                caps = v;
+            }
+        })
+        .await?;
+        if caps.is_empty() {
+            c.run_ok("CAPABILITY", |r| {
+                let v = parse_caps(r);
+                if !v.is_empty() {
+                    caps = v;
+                }
+            })
+            .await?;
+        }
+        c.caps = caps;
+        Ok(c)
+    }
+
+    /// Whether the server announced `cap`.
+    pub fn has_cap(&self, cap: &str) -> bool {
+        self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+
+    /// A fresh tag.
+    pub fn next_tag(&mut self) -> String {
+        self.tag += 1;
+        format!("b{}", self.tag)
+    }
+
+    /// Run one command; `f` sees every untagged response. Returns the status and tagged line.
+    pub async fn run<F: FnMut(&[u8])>(&mut self, cmd: &str, mut f: F) -> Res<(Status, String)> {
+        let tag = self.next_tag();
+        let line = format!("{tag} {cmd}\r\n");
+        self.stream.write_all(line.as_bytes()).await?;
+        loop {
+            let s = self.rd.next(&mut self.stream).await?;
+            let r = self.rd.get(s);
+            if let Some(st) = tagged_status(r, &tag) {
+                return Ok((st, String::from_utf8_lossy(r).trim_end().to_string()));
+            }
+            f(r);
+        }
+    }
+
+    /// [`Conn::run`], failing unless the status is OK.
+    pub async fn run_ok<F: FnMut(&[u8])>(&mut self, cmd: &str, f: F) -> Res<()> {
+        let (st, line) = self.run(cmd, f).await?;
+        if st != Status::Ok {
+            return Err(err!("{cmd:.60}: {line}"));
+        }
+        Ok(())
+    }
+
+    /// Send many commands at once (each given without tag and CRLF, raw bytes allowed for
+    /// non-synchronizing literals), reading while writing; `f` sees every untagged response.
+    /// Fails if any command does not complete with OK.
+    pub async fn pipeline<F: FnMut(&[u8])>(&mut self, cmds: &[Vec<u8>], mut f: F) -> Res<()> {
+        let mut out = Vec::with_capacity(cmds.iter().map(|c| c.len() + 12).sum());
+        let mut tags = std::collections::HashSet::with_capacity(cmds.len());
+        for c in cmds {
+            let t = self.next_tag();
+            out.extend_from_slice(t.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(c);
+            out.extend_from_slice(b"\r\n");
+            tags.insert(t);
+        }
+        let (mut rh, mut wh) = self.stream.split();
+        let rd = &mut self.rd;
+        let writer = async {
+            wh.write_all(&out).await?;
+            Ok::<(), Error>(())
+        };
+        let reader = async {
+            let mut failed = None;
+            while !tags.is_empty() {
+                let s = rd.next(&mut rh).await?;
+                let r = rd.get(s);
+                if r.first() != Some(&b'*') && r.first() != Some(&b'+') {
+                    let tag_end = r.iter().position(|&c| c == b' ').unwrap_or(r.len());
+                    let tag = String::from_utf8_lossy(&r[..tag_end]).into_owned();
+                    if tags.remove(&tag) {
+                        if tagged_status(r, &tag) != Some(Status::Ok) && failed.is_none() {
+                            failed = Some(String::from_utf8_lossy(r).trim_end().to_string());
+                        }
+                        continue;
+                    }
+                }
+                f(r);
+            }
+            match failed {
+                Some(l) => Err(err!("pipelined command failed: {l}")),
+                None => Ok(()),
+            }
+        };
+        let (w, r) = tokio::join!(writer, reader);
+        w?;
+        r
+    }
+
+    /// APPEND one message with a synchronizing literal (waits for the continuation).
+    pub async fn append_sync(&mut self, mailbox: &str, flags: &str, msg: &[u8]) -> Res<()> {
+        let tag = self.next_tag();
+        let line = format!(
+            "{tag} APPEND {} ({flags}) {{{}}}\r\n",
+            quote(mailbox),
+            msg.len()
+        );
+        self.stream.write_all(line.as_bytes()).await?;
+        loop {
+            let s = self.rd.next(&mut self.stream).await?;
+            let r = self.rd.get(s);
+            if r.starts_with(b"+") {
+                break;
+            }
+            if let Some(st) = tagged_status(r, &tag) {
+                return Err(err!(
+                    "APPEND refused ({st:?}): {}",
+                    String::from_utf8_lossy(r).trim_end()
+                ));
+            }
+        }
+        self.stream.write_all(msg).await?;
+        self.stream.write_all(b"\r\n").await?;
+        loop {
+            let s = self.rd.next(&mut self.stream).await?;
+            let r = self.rd.get(s);
+            if let Some(st) = tagged_status(r, &tag) {
+                if st != Status::Ok {
+                    return Err(err!(
+                        "APPEND failed: {}",
+                        String::from_utf8_lossy(r).trim_end()
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Enter IDLE and wait for the continuation; returns the tag to finish it with [`Conn::done`].
+    pub async fn idle(&mut self) -> Res<String> {
+        let tag = self.next_tag();
+        self.stream
+            .write_all(format!("{tag} IDLE\r\n").as_bytes())
+            .await?;
+        loop {
+            let s = self.rd.next(&mut self.stream).await?;
+            let r = self.rd.get(s);
+            if r.starts_with(b"+") {
+                return Ok(tag);
+            }
+            if let Some(st) = tagged_status(r, &tag) {
+                return Err(err!("IDLE refused ({st:?})"));
+            }
+        }
+    }
+
+    /// Wait up to `wait` for an untagged `* N EXISTS` with `N >= want`.
+    pub async fn wait_exists(&mut self, want: u64, wait: Duration) -> Res<bool> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let next = tokio::time::timeout(left, self.rd.next(&mut self.stream)).await;
+            let Ok(s) = next else { return Ok(false) };
+            let r = self.rd.get(s?);
+            if let Some(n) = exists_count(r)
+                && n >= want
+            {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Leave IDLE.
+    pub async fn done(&mut self, tag: &str) -> Res<()> {
+        self.stream.write_all(b"DONE\r\n").await?;
+        loop {
+            let s = self.rd.next(&mut self.stream).await?;
+            if tagged_status(self.rd.get(s), tag).is_some() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// LOGOUT, ignoring errors: the server may close first.
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.run("LOGOUT", |_| {})).await;
+    }
+}
+
+/// `tag OK ...` etc. for the given tag.
+pub fn tagged_status(r: &[u8], tag: &str) -> Option<Status> {
+    let rest = r.strip_prefix(tag.as_bytes())?.strip_prefix(b" ")?;
+    let word = rest.get(..3)?;
+    if word.eq_ignore_ascii_case(b"OK ") || word.eq_ignore_ascii_case(b"OK\r") {
+        Some(Status::Ok)
+    } else if word.eq_ignore_ascii_case(b"NO ") || word.eq_ignore_ascii_case(b"NO\r") {
+        Some(Status::No)
+    } else {
+        Some(Status::Bad)
+    }
+}
+
+/// `* N EXISTS` -> N.
+pub fn exists_count(r: &[u8]) -> Option<u64> {
+    let rest = r.strip_prefix(b"* ")?;
+    let sp = rest.iter().position(|&c| c == b' ')?;
+    let n = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
+    let word = rest.get(sp + 1..sp + 7)?;
+    word.eq_ignore_ascii_case(b"EXISTS").then_some(n)
+}
+
+/// Capabilities from `* CAPABILITY ...`, `* OK [CAPABILITY ...]` or a tagged `OK [CAPABILITY ...]`.
+pub fn parse_caps(r: &[u8]) -> Vec<String> {
+    let s = String::from_utf8_lossy(r);
+    let up = s.to_ascii_uppercase();
+    let Some(p) = up.find("CAPABILITY ") else {
+        return Vec::new();
+    };
+    let rest = &s[p + "CAPABILITY ".len()..];
+    let end = rest.find([']', '\r', '\n']).unwrap_or(rest.len());
+    rest[..end]
+        .split_ascii_whitespace()
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// An IMAP quoted string.
+pub fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Numbers of a `* SEARCH n n n` response (or `* ESEARCH ... ALL set`, not requested here).
+pub fn search_numbers(r: &[u8]) -> Option<Vec<u64>> {
+    let s = std::str::from_utf8(r).ok()?;
+    let rest = s
+        .strip_prefix("* SEARCH")
+        .or_else(|| s.strip_prefix("* search"))?;
+    Some(
+        rest.split_ascii_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_announcements() {
+        let table: &[(&[u8], Option<usize>)] = &[
+            (b"* 1 FETCH (BODY[] {12}\r\n", Some(12)),
+            (b"* 1 FETCH (BODY[] {12+}\r\n", Some(12)),
+            (b"* 1 FETCH (BINARY[1] ~{0}\r\n", Some(0)),
+            (b"* 1 FETCH (FLAGS (\\Seen))\r\n", None),
+            (b"* OK {x}\r\n", None),
+            (b"* OK {}\r\n", None),
+            (b"{5}\n", Some(5)),
+        ];
+        for (line, want) in table {
+            assert_eq!(
+                literal_len(line),
+                *want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_and_exists() {
+        assert_eq!(tagged_status(b"b1 OK done\r\n", "b1"), Some(Status::Ok));
+        assert_eq!(
+            tagged_status(b"b1 NO [TRYCREATE] x\r\n", "b1"),
+            Some(Status::No)
+        );
+        assert_eq!(tagged_status(b"b1 BAD x\r\n", "b1"), Some(Status::Bad));
+        assert_eq!(tagged_status(b"b12 OK x\r\n", "b1"), None);
+        assert_eq!(exists_count(b"* 17 EXISTS\r\n"), Some(17));
+        assert_eq!(exists_count(b"* 17 RECENT\r\n"), None);
+        assert_eq!(search_numbers(b"* SEARCH 1 5 9\r\n"), Some(vec![1, 5, 9]));
+        assert_eq!(search_numbers(b"* SEARCH\r\n"), Some(vec![]));
+        assert_eq!(
+            parse_caps(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ IDLE] ready\r\n"),
+            vec!["IMAP4REV1", "LITERAL+", "IDLE"]
+        );
+    }
+
+    /// Feed a response stream in every chunking and check the framer yields the same responses.
+    #[tokio::test]
+    async fn framer_handles_literals_split_anywhere() {
+        let wire: &[u8] =
+            b"* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n* 2 FETCH (X {0}\r\n)\r\nb1 OK done\r\n";
+        let want: Vec<&[u8]> = vec![
+            b"* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n",
+            b"* 2 FETCH (X {0}\r\n)\r\n",
+            b"b1 OK done\r\n",
+        ];
+        for chunk in 1..wire.len() {
+            let mut builder = tokio_test_reader(wire, chunk);
+            let mut rd = Reader::new(Duration::from_secs(5));
+            rd.buf = vec![0; 8];
+            for w in &want {
+                let s = rd.next(&mut builder).await.expect("response");
+                assert_eq!(rd.get(s), *w, "chunk {chunk}");
+            }
+            assert!(rd.next(&mut builder).await.is_err(), "EOF is an error");
+        }
+    }
+
+    /// An AsyncRead that returns `data` in chunks of `n` bytes.
+    fn tokio_test_reader(data: &[u8], n: usize) -> impl AsyncRead + Unpin {
+        let chunks: Vec<Vec<u8>> = data.chunks(n).map(<[u8]>::to_vec).collect();
+        Chunked { chunks, i: 0 }
+    }
+
+    struct Chunked {
+        chunks: Vec<Vec<u8>>,
+        i: usize,
+    }
+
+    impl AsyncRead for Chunked {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(c) = self.chunks.get(self.i).cloned() {
+                let n = c.len().min(buf.remaining());
+                buf.put_slice(&c[..n]);
+                if n == c.len() {
+                    self.i += 1;
+                } else {
+                    let i = self.i;
+                    self.chunks[i] = c[n..].to_vec();
+                }
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+}

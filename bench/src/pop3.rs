@@ -1,0 +1,279 @@
+//! A small POP3 client (RFC 1939, RFC 2449 PIPELINING) and the POP3 workloads of issue 4.
+//!
+//! Owns framing POP3 replies: one status line, and for multi-line replies everything up to the
+//! `CRLF . CRLF` terminator, found with a substring search over one buffer so RETR of every
+//! message costs the client next to nothing. It never sends DELE: the mailbox is left as found.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::corpus::Expected;
+use crate::err;
+use crate::imap::Res;
+use crate::servers::{PASS, USER};
+use crate::workload::{Outcome, Plan, Unit};
+
+/// One POP3 connection.
+struct Pop3 {
+    s: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    timeout: Duration,
+    pipelining: bool,
+}
+
+impl Pop3 {
+    async fn connect(addr: SocketAddr, timeout: Duration) -> Res<Pop3> {
+        let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| err!("POP3 connect to {addr} timed out"))?
+            .map_err(|e| err!("POP3 connect to {addr}: {e}"))?;
+        s.set_nodelay(true)?;
+        let mut p = Pop3 {
+            s,
+            buf: Vec::with_capacity(256 * 1024),
+            start: 0,
+            timeout,
+            pipelining: false,
+        };
+        p.status().await?;
+        Ok(p)
+    }
+
+    /// Read more bytes. Compaction (dropping consumed bytes) happens only between replies, in
+    /// [`Pop3::status`], so offsets held while scanning a multi-line body stay valid.
+    async fn fill(&mut self) -> Res<()> {
+        // Read straight into the buffer's tail: one copy from the kernel, none after.
+        let len = self.buf.len();
+        self.buf.resize(len + 64 * 1024, 0);
+        let r = tokio::time::timeout(self.timeout, self.s.read(&mut self.buf[len..])).await;
+        let got = match &r {
+            Ok(Ok(n)) => *n,
+            _ => 0,
+        };
+        self.buf.truncate(len + got);
+        let n = r.map_err(|_| {
+            err!(
+                "POP3: timed out after {:?} waiting for the server",
+                self.timeout
+            )
+        })??;
+        if n == 0 {
+            return Err(err!("POP3: server closed the connection"));
+        }
+        Ok(())
+    }
+
+    /// Read one status line; fail unless it is `+OK`. Returns the text after `+OK`.
+    async fn status(&mut self) -> Res<String> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        loop {
+            if let Some(nl) = memchr::memchr(b'\n', &self.buf[self.start..]) {
+                let line = String::from_utf8_lossy(&self.buf[self.start..self.start + nl + 1])
+                    .trim_end()
+                    .to_string();
+                self.start += nl + 1;
+                return match line.strip_prefix("+OK") {
+                    Some(rest) => Ok(rest.trim().to_string()),
+                    None => Err(err!("POP3: {line}")),
+                };
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// After a `+OK` line, find the end of the multi-line body; returns its byte range in `buf`
+    /// (still dot-stuffed, without the terminator) and consumes it.
+    async fn body(&mut self) -> Res<(usize, usize)> {
+        // The status line's CRLF lies just before `start`: searching from there finds an empty
+        // body (`.` right after the status line) as `\r\n.\r\n` too.
+        let from = self.start.saturating_sub(2);
+        let mut scan = from;
+        loop {
+            if let Some(p) = memchr::memmem::find(&self.buf[scan..], b"\r\n.\r\n") {
+                let end = scan + p + 2;
+                let range = (self.start.min(end), end);
+                self.start = end + 3;
+                return Ok(range);
+            }
+            // Rescan the last 4 bytes: the terminator may straddle two reads.
+            scan = self.buf.len().saturating_sub(4).max(from);
+            self.fill().await?;
+        }
+    }
+
+    /// Read a multi-line reply; returns the number of data lines and bytes.
+    async fn multi(&mut self) -> Res<(usize, usize)> {
+        self.status().await?;
+        let (a, b) = self.body().await?;
+        Ok((memchr::memchr_iter(b'\n', &self.buf[a..b]).count(), b - a))
+    }
+
+    /// Read a multi-line reply; returns its size in bytes (no per-line work: RETR's hot path).
+    async fn multi_bytes(&mut self) -> Res<usize> {
+        self.status().await?;
+        let (a, b) = self.body().await?;
+        Ok(b - a)
+    }
+
+    async fn cmd(&mut self, c: &str) -> Res<String> {
+        self.s.write_all(format!("{c}\r\n").as_bytes()).await?;
+        self.status().await
+    }
+
+    async fn login(addr: SocketAddr, timeout: Duration) -> Res<Pop3> {
+        let mut p = Pop3::connect(addr, timeout).await?;
+        p.s.write_all(b"CAPA\r\n").await?;
+        // A server without CAPA answers -ERR: then there is no PIPELINING either.
+        if p.status().await.is_ok() {
+            let (a, b) = p.body().await?;
+            let caps = String::from_utf8_lossy(&p.buf[a..b]).into_owned();
+            p.pipelining = caps
+                .lines()
+                .any(|l| l.trim().eq_ignore_ascii_case("PIPELINING"));
+        }
+        p.cmd(&format!("USER {USER}")).await?;
+        p.cmd(&format!("PASS {PASS}")).await?;
+        Ok(p)
+    }
+}
+
+/// STAT, UIDL and RETR of every message. A server without a POP3 listener is noted, not failed.
+pub async fn run(
+    addr: Option<SocketAddr>,
+    plan: &Plan,
+    exp: &Expected,
+    out: &mut Outcome,
+) -> Res<()> {
+    let Some(addr) = addr else {
+        out.notes
+            .push("POP3: not configured for this server (install dovecot-pop3d)".into());
+        return Ok(());
+    };
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        out.notes.push(format!(
+            "POP3: nothing listens on {addr}; POP3 workloads skipped"
+        ));
+        return Ok(());
+    }
+    let t = Instant::now();
+    let mut p = Pop3::login(addr, plan.timeout).await?;
+    let stat = p.cmd("STAT").await?;
+    out.push(
+        "pop3_login_stat",
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        String::new(),
+    );
+    let mut f = stat.split_whitespace().map(|x| x.parse::<u64>().ok());
+    let (n, octets) = (
+        f.next().flatten().unwrap_or(0),
+        f.next().flatten().unwrap_or(0),
+    );
+    let want_octets: u64 = exp.inbox_msgs.iter().map(|m| m.vsize).sum();
+    if n != exp.inbox as u64 || octets != want_octets {
+        out.mismatches.push(format!(
+            "POP3 STAT {n} {octets}, generator wrote {} messages of {want_octets} octets",
+            exp.inbox
+        ));
+    }
+
+    let t = Instant::now();
+    p.s.write_all(b"UIDL\r\n").await?;
+    let (lines, _) = p.multi().await?;
+    out.push(
+        "pop3_uidl",
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        String::new(),
+    );
+    if lines as u64 != n {
+        out.mismatches
+            .push(format!("POP3 UIDL: {lines} lines for {n} messages"));
+    }
+
+    // RETR everything; pipelined in batches when the server offers PIPELINING (RFC 2449 §6.6).
+    let (t, cpu) = (Instant::now(), crate::workload::cpu_secs());
+    let mut bytes = 0usize;
+    let batch = if p.pipelining { 100 } else { 1 };
+    let mut i = 1;
+    while i <= n {
+        let end = (i + batch - 1).min(n);
+        let cmds: String = (i..=end).map(|k| format!("RETR {k}\r\n")).collect();
+        p.s.write_all(cmds.as_bytes()).await?;
+        for _ in i..=end {
+            bytes += p.multi_bytes().await?;
+        }
+        i = end + 1;
+    }
+    let note = if p.pipelining {
+        "pipelined"
+    } else {
+        "one at a time (no PIPELINING)"
+    };
+    let wall = t.elapsed().as_secs_f64();
+    out.client_cpu.push((
+        "pop3_retr_all".into(),
+        wall,
+        crate::workload::cpu_secs() - cpu,
+    ));
+    out.push("pop3_retr_all", Unit::Secs, vec![wall], note.into());
+    // Dot-stuffing can only add bytes.
+    if (bytes as u64) < want_octets {
+        out.mismatches.push(format!(
+            "POP3 RETR: {bytes} bytes for {want_octets} octets of mail"
+        ));
+    }
+    let _ = p.cmd("QUIT").await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A scripted server: send `wire` in small pieces, whatever the client writes.
+    async fn serve(wire: &'static [u8]) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            for chunk in wire.chunks(3) {
+                let _ = s.write_all(chunk).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn multi_line_replies_split_anywhere() {
+        let addr = serve(
+            b"+OK hi\r\n+OK 2 msgs\r\n1 a\r\n2 b\r\n.\r\n+OK\r\n.\r\n+OK x\r\n..dot\r\nz\r\n.\r\n",
+        )
+        .await;
+        let mut p = Pop3::connect(addr, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        assert_eq!(p.multi().await.expect("uidl"), (2, 10));
+        assert_eq!(p.multi().await.expect("empty"), (0, 0));
+        assert_eq!(p.multi().await.expect("stuffed"), (2, 10));
+    }
+
+    #[tokio::test]
+    async fn err_status_is_an_error() {
+        let addr = serve(b"+OK hi\r\n-ERR no\r\n").await;
+        let mut p = Pop3::connect(addr, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        assert!(p.status().await.is_err());
+    }
+}

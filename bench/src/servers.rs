@@ -1,0 +1,540 @@
+//! Server runners: Dovecot and nestbox, each on its own copy of the corpus.
+//!
+//! Owns starting a server with a throwaway configuration in a temporary directory (its own
+//! base/state directories, passwd-file user, a free high port on 127.0.0.1), waiting for it to
+//! accept connections (bounded), measuring its memory from `/proc`, and stopping it by PID.
+//! It never touches a system-wide configuration, never binds anything but 127.0.0.1, and never
+//! signals a process it did not start.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::err;
+use crate::imap::{Error, Res};
+
+/// The benchmark user and password on every server.
+pub const USER: &str = "bench";
+/// Password of [`USER`].
+pub const PASS: &str = "benchpass";
+
+/// Which server implementation a target is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's dovecot-imapd.
+    Dovecot,
+    /// `target/release/nestbox`.
+    Nestbox,
+}
+
+/// A running server with its own copy of the mail.
+#[derive(Debug)]
+pub struct Server {
+    /// Label in reports (`dovecot`, `nestbox`, `dovecot-2`).
+    pub label: String,
+    /// Implementation.
+    pub kind: Kind,
+    /// IMAP address (cleartext, LOGIN allowed).
+    pub addr: SocketAddr,
+    /// POP3 address, if this server was configured for POP3 (it may still not listen there).
+    pub pop3_addr: Option<SocketAddr>,
+    /// The user's Maildir root (INBOX), where the harness delivers like an MTA.
+    pub maildir: PathBuf,
+    /// Temporary directory holding config, logs and the mail copy; removed on stop.
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// A free TCP port on 127.0.0.1 (the listener is dropped, so there is a tiny reuse race;
+/// the server failing to bind is reported as a start failure).
+fn free_port() -> Res<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Copy the generated Maildir to `dir/home/bench/Maildir` with `cp -a` (keeps mtimes).
+fn copy_mail(src: &Path, dir: &Path) -> Res<PathBuf> {
+    let home = dir.join("home").join(USER);
+    fs::create_dir_all(&home)?;
+    let dst = home.join("Maildir");
+    let st = Command::new("cp").arg("-a").arg(src).arg(&dst).status()?;
+    if !st.success() {
+        return Err(err!("cp -a {} {} failed", src.display(), dst.display()));
+    }
+    Ok(dst)
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+fn egid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
+fn user_name(uid: u32) -> String {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+fn user_exists(name: &str) -> bool {
+    fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(':').next() == Some(name))
+}
+
+/// Path of the Dovecot binary, or an explanation of how to get it.
+pub fn find_dovecot() -> Result<PathBuf, String> {
+    for p in ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"] {
+        if Path::new(p).exists() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    Err(
+        "dovecot not found: install Debian's dovecot-imapd (`sudo apt-get install dovecot-imapd`; \
+         `bench/run` does this itself when run as root), then stop the system instance if you \
+         do not want it (`sudo systemctl disable --now dovecot`)"
+            .into(),
+    )
+}
+
+/// `dovecot --version`, for the results file.
+pub fn dovecot_version() -> Option<String> {
+    let bin = find_dovecot().ok()?;
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Server {
+    /// Start Dovecot on a fresh copy of `mail` (the generated `Maildir`).
+    pub fn start_dovecot(label: &str, mail: &Path, work: &Path) -> Res<Server> {
+        let bin = find_dovecot().map_err(Error)?;
+        let dir = work.join(format!("srv-{label}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("run"))?;
+        fs::create_dir_all(dir.join("state"))?;
+        let maildir = copy_mail(mail, &dir)?;
+        let port = free_port()?;
+        // POP3 only when Debian's dovecot-pop3d is installed: `protocols = pop3` without it
+        // stops Dovecot from starting.
+        let pop3_port = if Path::new("/usr/lib/dovecot/pop3").exists() {
+            Some(free_port()?)
+        } else {
+            None
+        };
+        // Dovecot refuses to serve mail as root (userdb uid 0), so as root the copy is handed to
+        // `nobody`; ownership does not change what is measured.
+        let (mut uid, mut gid) = (euid(), egid());
+        if uid == 0 {
+            (uid, gid) = (65534, 65534);
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{gid}"))
+                .arg(dir.join("home"))
+                .status()?;
+            if !st.success() {
+                return Err(err!(
+                    "chown -R {uid}:{gid} {} failed",
+                    dir.join("home").display()
+                ));
+            }
+        }
+        // As root, Dovecot drops privileges to its packaged users; as anyone else it runs every
+        // process as that user.
+        let (internal, login) = if euid() == 0 && user_exists("dovecot") && user_exists("dovenull")
+        {
+            ("dovecot".to_string(), "dovenull".to_string())
+        } else {
+            (user_name(uid), user_name(uid))
+        };
+        fs::write(dir.join("users"), format!("{USER}:{{PLAIN}}{PASS}::::::\n"))?;
+        let conf = format!(
+            r#"# Throwaway configuration written by nestbox-bench; nothing here is system-wide.
+base_dir = {d}/run
+state_dir = {d}/state
+instance_name = nestbox-bench-{label_safe}
+log_path = {d}/dovecot.log
+protocols = imap{pop3_proto}
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+login_trusted_networks = 127.0.0.0/8
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+# Fair APPEND/COPY/MOVE: nestbox fsyncs before every tagged OK, so must Dovecot.
+mail_fsync = always
+first_valid_uid = {uid}
+last_valid_uid = 0
+first_valid_gid = {gid}
+default_internal_user = {internal}
+default_login_user = {login}
+mail_privileged_group =
+# Room for 1,000 idle IDLE connections plus 50 parallel clients.
+default_process_limit = 5000
+default_client_limit = 20000
+default_vsz_limit = 1G
+mail_max_userip_connections = 10000
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service imap {{
+  process_limit = 5000
+}}
+{pop3_services}"#,
+            d = dir.display(),
+            label_safe = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+            pop3_proto = if pop3_port.is_some() { " pop3" } else { "" },
+            pop3_services = pop3_port.map_or(String::new(), |p| format!(
+                "service pop3-login {{\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {p}\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\nservice pop3 {{\n  process_limit = 5000\n}}\n"
+            )),
+        );
+        let conf_path = dir.join("dovecot.conf");
+        fs::write(&conf_path, conf)?;
+        if euid() == 0 {
+            // The login and internal users must reach the sockets under base_dir.
+            let _ = Command::new("chmod")
+                .arg("755")
+                .arg(&dir)
+                .arg(dir.join("run"))
+                .status();
+        }
+        let log = fs::File::create(dir.join("dovecot.stderr"))?;
+        let child = Command::new(bin)
+            .arg("-F")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut s = Server {
+            label: label.into(),
+            kind: Kind::Dovecot,
+            addr,
+            pop3_addr: pop3_port.map(|p| ([127, 0, 0, 1], p).into()),
+            maildir,
+            dir,
+            child: Some(child),
+        };
+        s.wait_ready()?;
+        Ok(s)
+    }
+
+    /// Start `nestbox serve` on a fresh copy of `mail`. Fails (so the caller can skip nestbox)
+    /// when the binary is missing or does not start listening.
+    pub fn start_nestbox(label: &str, bin: &Path, mail: &Path, work: &Path) -> Res<Server> {
+        if !bin.exists() {
+            return Err(err!(
+                "{} does not exist (build it with `cargo build --release`)",
+                bin.display()
+            ));
+        }
+        let dir = work.join(format!("srv-{label}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let maildir = copy_mail(mail, &dir)?;
+        let (port, tls_port, pop3_port) = (free_port()?, free_port()?, free_port()?);
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let st = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
+            .args(["-days", "2", "-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !st.success() {
+            return Err(err!("openssl req failed to make a self-signed certificate"));
+        }
+        fs::write(dir.join("users"), format!("{USER}:{{PLAIN}}{PASS}::::::\n"))?;
+        let conf = format!(
+            r#"# Throwaway configuration written by nestbox-bench (SPEC §3).
+hostname = "bench.localhost"
+[imap]
+listen = ["127.0.0.1:{port}"]
+listen_tls = ["127.0.0.1:{tls_port}"]
+[pop3]
+listen = ["127.0.0.1:{pop3_port}"]
+listen_tls = []
+[tls]
+cert = "{cert}"
+key = "{key}"
+[auth]
+backend = "passwd-file"
+passwd_file = "{d}/users"
+plaintext_on_loopback = true
+[mail]
+maildir = "{d}/home/%u/Maildir"
+[limits]
+max_connections = 20000
+max_connections_per_ip = 20000
+"#,
+            d = dir.display(),
+            cert = cert.display(),
+            key = key.display(),
+        );
+        let conf_path = dir.join("nestbox.toml");
+        fs::write(&conf_path, conf)?;
+        let log = fs::File::create(dir.join("nestbox.log"))?;
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("-c")
+            .arg(&conf_path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut s = Server {
+            label: label.into(),
+            kind: Kind::Nestbox,
+            addr,
+            pop3_addr: Some(([127, 0, 0, 1], pop3_port).into()),
+            maildir,
+            dir,
+            child: Some(child),
+        };
+        s.wait_ready()?;
+        Ok(s)
+    }
+
+    /// Wait (at most 15 s) until the port accepts connections; fail early if the process exits.
+    fn wait_ready(&mut self) -> Res<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                self.child = None;
+                return Err(err!(
+                    "{} exited at start ({st}); its log ends:\n{}",
+                    self.label,
+                    self.log_tail()
+                ));
+            }
+            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(err!(
+                    "{} did not listen on {} within 15 s",
+                    self.label,
+                    self.addr
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// If the server's main process has exited (crashed) since start, how.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.as_mut()?.try_wait() {
+            Ok(Some(st)) => Some(st.to_string()),
+            _ => None,
+        }
+    }
+
+    /// PID of the server's main process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Memory of the server's whole process tree: (sum of VmRSS, sum of Pss, process count), KiB.
+    pub fn memory_kib(&self) -> (u64, u64, usize) {
+        let Some(root) = self.pid() else {
+            return (0, 0, 0);
+        };
+        let pids = process_tree(root);
+        let mut rss = 0;
+        let mut pss = 0;
+        for p in &pids {
+            rss += status_field(*p, "VmRSS:").unwrap_or(0);
+            pss += smaps_pss(*p).unwrap_or(0);
+        }
+        (rss, pss, pids.len())
+    }
+
+    /// The tail of the server's log, for error reports.
+    pub fn log_tail(&self) -> String {
+        let name = match self.kind {
+            Kind::Dovecot => "dovecot.log",
+            Kind::Nestbox => "nestbox.log",
+        };
+        if self.kind == Kind::Dovecot {
+            // Start-up errors go to stderr before log_path is open.
+            let early = fs::read_to_string(self.dir.join("dovecot.stderr")).unwrap_or_default();
+            if !early.trim().is_empty() {
+                return early.lines().take(15).collect::<Vec<_>>().join("\n");
+            }
+        }
+        let s = fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// SIGTERM, wait up to 10 s, then SIGKILL; then remove the temporary directory unless
+    /// `keep` (handy to read logs).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: kill(2) on the PID of our own child, which we have not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stop and delete the temporary directory.
+    pub fn stop_and_clean(&mut self, keep: bool) {
+        self.stop();
+        if !keep {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `root` and all its descendants, from `/proc/*/stat`.
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut parent = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // The command name may contain spaces and parens: fields start after the last ')'.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            let ppid = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<u32>().ok());
+            if let Some(pp) = ppid {
+                parent.push((pid, pp));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+fn status_field(pid: u32, key: &str) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn smaps_pss(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Raise RLIMIT_NOFILE to the hard limit (1,000 idle connections need as many descriptors on
+/// each side); servers started afterwards inherit it. Returns the new soft limit.
+pub fn raise_nofile() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        }
+    }
+    rl.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_tree_contains_self_and_child() {
+        let mut child = Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+        let me = std::process::id();
+        let tree = process_tree(me);
+        assert_eq!(tree[0], me);
+        assert!(tree.contains(&child.id()), "{tree:?}");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(status_field(me, "VmRSS:").is_some_and(|k| k > 0));
+    }
+}

@@ -1,0 +1,903 @@
+//! The workloads of issue 4, run against one server at a time.
+//!
+//! Owns what is measured and how: wall time on the socket from the first byte written to the
+//! tagged completion read, with the client doing no more than counting responses inside the
+//! timed region (the cross-check pass that parses everything is separate and untimed). It also
+//! checks each server against what the generator promised (message counts, sizes, search hits)
+//! and collects the answers the cross-check compares.
+//!
+//! Workloads run in a fixed order because some change the mailbox: the read-only ones first,
+//! then STORE, APPEND, COPY, MOVE, IDLE deliveries and finally the idle-connection memory test.
+//! A failing workload is recorded and the run goes on; it never hides a failure.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::check::{self, Answers};
+use crate::corpus::{self, BODY_TERM, Expected, SUBJECT_TERM};
+use crate::err;
+use crate::imap::{self, Conn, Res};
+use crate::servers::{Kind, PASS, Server, USER};
+
+/// Sizes and repetitions of one run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Generator seed (APPEND and IDLE deliveries derive their messages from it too).
+    pub seed: u64,
+    /// Timed repetitions of the repeatable workloads.
+    pub iters: usize,
+    /// Messages for APPEND, COPY and MOVE.
+    pub ops: usize,
+    /// IDLE deliveries for the latency test.
+    pub idle_deliveries: usize,
+    /// Bound on each IDLE delivery's wait.
+    pub idle_wait: Duration,
+    /// Idle IDLE connections for the memory test.
+    pub idle_conns: usize,
+    /// Parallel clients.
+    pub parallel: usize,
+    /// Per-read timeout.
+    pub timeout: Duration,
+}
+
+/// Unit of a measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Wall seconds.
+    Secs,
+    /// Milliseconds (latencies).
+    Millis,
+    /// KiB (memory).
+    KiB,
+}
+
+impl Unit {
+    /// Short name for tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Secs => "s",
+            Unit::Millis => "ms",
+            Unit::KiB => "KiB",
+        }
+    }
+}
+
+/// One measured figure.
+#[derive(Clone, Debug)]
+pub struct Measure {
+    /// Workload name (stable: it is the JSON key).
+    pub name: String,
+    /// Unit of `value` and `samples`.
+    pub unit: Unit,
+    /// The reported figure (median of samples unless stated otherwise).
+    pub value: f64,
+    /// Every sample.
+    pub samples: Vec<f64>,
+    /// Free-form note (e.g. timeouts, literal mode).
+    pub note: String,
+}
+
+/// Everything one server produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Measurements in workload order.
+    pub measures: Vec<Measure>,
+    /// Answers for the cross-check.
+    pub answers: Answers,
+    /// Workloads that failed, with the reason.
+    pub errors: Vec<String>,
+    /// Departures from what the generator promised.
+    pub mismatches: Vec<String>,
+    /// Things worth knowing that are not failures (e.g. a protocol the server does not offer).
+    pub notes: Vec<String>,
+    /// (workload, wall seconds, client CPU seconds) of single timed commands.
+    pub client_cpu: Vec<(String, f64, f64)>,
+}
+
+impl Outcome {
+    /// Whether a failure suggests the server no longer answers (a timeout or a closed
+    /// connection): then the remaining workloads are skipped instead of each waiting out its
+    /// own timeout, so a hung server cannot stretch a CI run past its budget.
+    fn wedged(&self) -> bool {
+        self.errors
+            .iter()
+            .any(|e| e.contains("timed out") || e.contains("closed the connection"))
+    }
+
+    pub(crate) fn push(&mut self, name: &str, unit: Unit, samples: Vec<f64>, note: String) {
+        let value = median(&samples);
+        self.measures.push(Measure {
+            name: name.into(),
+            unit,
+            value,
+            samples,
+            note,
+        });
+    }
+
+    /// Record a timed workload that was run `samples.len()` times: the first run is reported
+    /// apart from the repeats, because the first FETCH of a fresh mailbox is where a server
+    /// builds its caches (Dovecot's dovecot.index.cache) and that is what a new client sees.
+    fn push_first_and_again(&mut self, name: &str, samples: Vec<f64>) {
+        if let Some(&first) = samples.first() {
+            self.push(name, Unit::Secs, vec![first], String::new());
+        }
+        if samples.len() > 1 {
+            self.push(
+                &format!("{name} (again)"),
+                Unit::Secs,
+                samples[1..].to_vec(),
+                String::new(),
+            );
+        }
+    }
+}
+
+/// Median (upper median for even counts); 0 for no samples.
+pub fn median(v: &[f64]) -> f64 {
+    percentile(v, 50.0)
+}
+
+/// Nearest-rank percentile.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+async fn login(srv: &Server, plan: &Plan) -> Res<Conn> {
+    Conn::login(srv.addr, plan.timeout, USER, PASS).await
+}
+
+/// SELECT and return EXISTS.
+async fn select(c: &mut Conn, mailbox: &str) -> Res<u64> {
+    let mut exists = None;
+    c.run_ok(&format!("SELECT {}", imap::quote(mailbox)), |r| {
+        if let Some(n) = imap::exists_count(r) {
+            exists = Some(n);
+        }
+    })
+    .await?;
+    exists.ok_or_else(|| err!("SELECT {mailbox}: no EXISTS"))
+}
+
+/// CPU seconds (user + system) this process has used so far.
+pub fn cpu_secs() -> f64 {
+    // SAFETY: getrusage with a valid pointer to a zeroed local struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Time one command, counting untagged responses; also records the client's own CPU time
+/// under `name`, the evidence that the client is not what is being measured.
+async fn timed(c: &mut Conn, out: &mut Outcome, name: &str, cmd: &str) -> Res<(f64, usize)> {
+    let (t, cpu) = (Instant::now(), cpu_secs());
+    let mut n = 0;
+    c.run_ok(cmd, |_| n += 1).await?;
+    let wall = t.elapsed().as_secs_f64();
+    out.client_cpu
+        .push((name.to_string(), wall, cpu_secs() - cpu));
+    Ok((wall, n))
+}
+
+/// Run every workload against `srv`. `exp` is what the generator wrote.
+pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
+    let mut out = Outcome::default();
+    let inbox = exp.inbox as u64;
+
+    // LOGIN + SELECT, first on the fresh copy (no index: cold), then again (warm).
+    let mut samples = Vec::new();
+    for i in 0..=plan.iters {
+        let t = Instant::now();
+        let r = async {
+            let mut c = login(srv, plan).await?;
+            let n = select(&mut c, "INBOX").await?;
+            let el = t.elapsed().as_secs_f64();
+            c.logout().await;
+            Ok::<_, imap::Error>((n, el))
+        }
+        .await;
+        match r {
+            Ok((n, el)) => {
+                if n != inbox {
+                    out.mismatches
+                        .push(format!("SELECT INBOX: EXISTS {n}, generator wrote {inbox}"));
+                }
+                if i == 0 {
+                    out.push("login_select_cold", Unit::Secs, vec![el], String::new());
+                } else {
+                    samples.push(el);
+                }
+            }
+            Err(e) => {
+                out.errors.push(format!("login+select: {e}"));
+                return out;
+            }
+        }
+    }
+    out.push("login_select_warm", Unit::Secs, samples, String::new());
+
+    let mut c = match login(srv, plan).await {
+        Ok(c) => c,
+        Err(e) => {
+            out.errors.push(format!("login: {e}"));
+            return out;
+        }
+    };
+    if let Err(e) = select(&mut c, "INBOX").await {
+        out.errors.push(format!("select: {e}"));
+        return out;
+    }
+
+    let fetches = [
+        (
+            "fetch_meta",
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)",
+        ),
+        (
+            "fetch_headers",
+            "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])",
+        ),
+        ("fetch_bodystructure", "FETCH 1:* BODYSTRUCTURE"),
+    ];
+    for (name, cmd) in fetches {
+        let mut samples = Vec::new();
+        for _ in 0..plan.iters.max(1) {
+            match timed(&mut c, &mut out, name, cmd).await {
+                Ok((t, n)) => {
+                    if n as u64 != inbox {
+                        out.mismatches
+                            .push(format!("{name}: {n} FETCH responses for {inbox} messages"));
+                    }
+                    samples.push(t);
+                }
+                Err(e) => {
+                    out.errors.push(format!("{name}: {e}"));
+                    break;
+                }
+            }
+        }
+        out.push_first_and_again(name, samples);
+    }
+
+    if out.wedged() {
+        return out;
+    }
+    // 100 whole messages, spread over the mailbox, as 100 pipelined commands.
+    let picks: Vec<u64> = (0..100u64.min(inbox))
+        .map(|k| 1 + k * inbox / 100.min(inbox).max(1))
+        .collect();
+    let cmds: Vec<Vec<u8>> = picks
+        .iter()
+        .map(|s| format!("FETCH {s} BODY.PEEK[]").into_bytes())
+        .collect();
+    let mut samples = Vec::new();
+    for _ in 0..plan.iters.max(1) {
+        let t = Instant::now();
+        let mut n = 0;
+        match c.pipeline(&cmds, |_| n += 1).await {
+            Ok(()) => {
+                samples.push(t.elapsed().as_secs_f64());
+                if n != picks.len() {
+                    out.mismatches.push(format!(
+                        "fetch_100_full: {n} responses for {} commands",
+                        picks.len()
+                    ));
+                }
+            }
+            Err(e) => {
+                out.errors.push(format!("fetch_100_full: {e}"));
+                break;
+            }
+        }
+    }
+    out.push("fetch_100_full", Unit::Secs, samples, String::new());
+
+    if out.wedged() {
+        return out;
+    }
+    // SEARCH, timed; hits are checked after the cross-check pass maps UIDs to Message-IDs.
+    let mut search_uids: Vec<(String, Vec<u64>)> = Vec::new();
+    for (name, cmd) in [
+        (
+            "search_subject",
+            format!("UID SEARCH SUBJECT {SUBJECT_TERM}"),
+        ),
+        ("search_body", format!("UID SEARCH BODY {BODY_TERM}")),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..plan.iters.max(1) {
+            let t = Instant::now();
+            let mut uids = Vec::new();
+            match c
+                .run_ok(&cmd, |r| {
+                    uids.extend(imap::search_numbers(r).unwrap_or_default())
+                })
+                .await
+            {
+                Ok(()) => {
+                    samples.push(t.elapsed().as_secs_f64());
+                    search_uids.push((cmd.trim_start_matches("UID SEARCH ").to_string(), uids));
+                }
+                Err(e) => {
+                    out.errors.push(format!("{name}: {e}"));
+                    break;
+                }
+            }
+        }
+        out.push(name, Unit::Secs, samples, String::new());
+    }
+
+    if out.wedged() {
+        return out;
+    }
+    // Cross-check pass (untimed): everything parsed, keyed by Message-ID.
+    let uid_to_id = match cross_check_pass(&mut c, &mut out, exp, srv.kind).await {
+        Ok(m) => m,
+        Err(e) => {
+            out.errors.push(format!("cross-check pass: {e}"));
+            HashMap::new()
+        }
+    };
+    // More searches for the cross-check only (untimed); the non-ASCII ones need LITERAL+.
+    let mut extra: Vec<(String, Vec<u8>)> = [
+        "FLAGGED",
+        "UNSEEN",
+        "KEYWORD work",
+        "FROM juergen",
+        "TEXT zqbodytoken",
+        "HEADER In-Reply-To \"<1.0.\"",
+        "LARGER 40000",
+    ]
+    .iter()
+    .map(|s| (s.to_string(), format!("UID SEARCH {s}").into_bytes()))
+    .collect();
+    if c.has_cap("LITERAL+") {
+        for term in ["München", "Счёт", "Grüße"] {
+            let mut cmd =
+                format!("UID SEARCH CHARSET UTF-8 SUBJECT {{{}+}}\r\n", term.len()).into_bytes();
+            cmd.extend_from_slice(term.as_bytes());
+            extra.push((format!("SUBJECT {term}"), cmd));
+        }
+        let term = "übermorgen";
+        let mut cmd = format!("UID SEARCH CHARSET UTF-8 BODY {{{}+}}\r\n", term.len()).into_bytes();
+        cmd.extend_from_slice(term.as_bytes());
+        extra.push((format!("BODY {term}"), cmd));
+    }
+    for (name, cmd) in extra {
+        let mut uids = Vec::new();
+        match c
+            .pipeline(&[cmd], |r| {
+                uids.extend(imap::search_numbers(r).unwrap_or_default())
+            })
+            .await
+        {
+            Ok(()) => search_uids.push((name, uids)),
+            Err(e) => out.errors.push(format!("SEARCH {name}: {e}")),
+        }
+    }
+    for (name, uids) in &search_uids {
+        let mut ids: Vec<String> = uids
+            .iter()
+            .map(|u| {
+                uid_to_id
+                    .get(u)
+                    .cloned()
+                    .unwrap_or_else(|| format!("<unknown uid {u}>"))
+            })
+            .collect();
+        ids.sort();
+        out.answers.search.insert(name.clone(), ids);
+    }
+    for (name, want) in [
+        (format!("SUBJECT {SUBJECT_TERM}"), &exp.subject_hits),
+        (format!("BODY {BODY_TERM}"), &exp.body_hits),
+    ] {
+        let mut want = want.clone();
+        want.sort();
+        match out.answers.search.get(&name) {
+            Some(got) if *got == want => {}
+            Some(got) => out.mismatches.push(format!(
+                "SEARCH {name}: {} hits, generator planted {} (first missing: {:?}, first extra: {:?})",
+                got.len(),
+                want.len(),
+                want.iter().find(|w| !got.contains(w)),
+                got.iter().find(|g| !want.contains(g)),
+            )),
+            None => {}
+        }
+    }
+
+    if out.wedged() {
+        return out;
+    }
+    // STORE over 1:* (once: a second run would change nothing).
+    match timed(
+        &mut c,
+        &mut out,
+        "store_seen_all",
+        "UID STORE 1:* +FLAGS.SILENT (\\Seen)",
+    )
+    .await
+    {
+        Ok((t, _)) => out.push("store_seen_all", Unit::Secs, vec![t], String::new()),
+        Err(e) => out.errors.push(format!("store: {e}")),
+    }
+
+    if out.wedged() {
+        return out;
+    }
+    if let Err(e) = append_copy_move(&mut c, plan, &mut out).await {
+        out.errors.push(e.to_string());
+    }
+    c.logout().await;
+
+    // Each phase below opens its own connections; bound each as a whole too.
+    let bound = plan.timeout * 2;
+    if out.wedged() {
+        return out;
+    }
+    match tokio::time::timeout(bound, parallel_clients(srv, plan, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("parallel clients: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("parallel clients: timed out after {bound:?}")),
+    }
+    if out.wedged() {
+        return out;
+    }
+    match tokio::time::timeout(bound, crate::pop3::run(srv.pop3_addr, plan, exp, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("pop3: {e}")),
+        Err(_) => out.errors.push(format!("pop3: timed out after {bound:?}")),
+    }
+    if out.wedged() {
+        return out;
+    }
+    match tokio::time::timeout(bound, idle_latency(srv, plan, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("idle latency: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("idle latency: timed out after {bound:?}")),
+    }
+    if out.wedged() {
+        return out;
+    }
+    match tokio::time::timeout(bound, idle_memory(srv, plan, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("idle memory: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("idle memory: timed out after {bound:?}")),
+    }
+    out
+}
+
+/// Fetch ENVELOPE, BODYSTRUCTURE and RFC822.SIZE of everything; fill `out.answers`, check sizes
+/// against the generator, and return UID -> Message-ID.
+async fn cross_check_pass(
+    c: &mut Conn,
+    out: &mut Outcome,
+    exp: &Expected,
+    kind: Kind,
+) -> Res<HashMap<u64, String>> {
+    let mut map = HashMap::new();
+    let mut bad = 0usize;
+    let mut flags_full: HashMap<String, Vec<String>> = HashMap::new();
+    let answers = &mut out.answers;
+    c.run_ok(
+        "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)",
+        |r| {
+            let Some((_, m)) = check::parse_fetch(r) else {
+                bad += 1;
+                return;
+            };
+            let (Some(uid), Some(env)) = (
+                m.get("UID").and_then(check::Value::as_u64),
+                m.get("ENVELOPE"),
+            ) else {
+                bad += 1;
+                return;
+            };
+            let id = check::envelope_message_id(env)
+                .unwrap_or_else(|| format!("<no message-id, uid {uid}>"));
+            map.insert(uid, id.clone());
+            answers.envelope.insert(id.clone(), env.canon(false));
+            if let Some(bs) = m.get("BODYSTRUCTURE") {
+                answers
+                    .bodystructure
+                    .insert(id.clone(), check::canon_bodystructure(bs));
+            }
+            if let Some(sz) = m.get("RFC822.SIZE").and_then(check::Value::as_u64) {
+                answers.size.insert(id.clone(), sz);
+            }
+            if let Some(f) = m.get("FLAGS") {
+                answers
+                    .flags
+                    .insert(id.clone(), check::flag_list(f, false).join(" "));
+                flags_full.insert(id.clone(), check::flag_list(f, true));
+            }
+            if let Some(t) = m
+                .get("INTERNALDATE")
+                .and_then(check::Value::as_str)
+                .and_then(check::parse_internaldate)
+            {
+                answers.internaldate.insert(id, t);
+            }
+        },
+    )
+    .await?;
+    if bad > 0 {
+        out.mismatches
+            .push(format!("{bad} FETCH responses could not be parsed"));
+    }
+    // Against the generator: sizes, dates and flags of every INBOX message.
+    let (mut wrong, mut first) = (0usize, None);
+    for m in &exp.inbox_msgs {
+        let want_flags: Vec<String> = corpus::imap_flags(&m.letters, kind == Kind::Nestbox)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let problem = match (
+            out.answers.size.get(&m.id),
+            out.answers.internaldate.get(&m.id),
+            flags_full.get(&m.id),
+        ) {
+            (None, _, _) => Some(format!("{}: missing", m.id)),
+            (Some(s), _, _) if *s != m.vsize => {
+                Some(format!("{}: RFC822.SIZE {s}, expected {}", m.id, m.vsize))
+            }
+            (_, t, _) if t != Some(&(m.time as i64)) => {
+                Some(format!("{}: INTERNALDATE {t:?}, expected {}", m.id, m.time))
+            }
+            (_, _, f) if f != Some(&want_flags) => Some(format!(
+                "{}: FLAGS {f:?}, expected {want_flags:?} (letters {:?})",
+                m.id, m.letters
+            )),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            wrong += 1;
+            first.get_or_insert(p);
+        }
+    }
+    if let Some(p) = first {
+        out.mismatches.push(format!(
+            "{wrong} INBOX messages differ from the generator, e.g. {p}"
+        ));
+    }
+    Ok(map)
+}
+
+/// STATUS MESSAGES of a mailbox.
+async fn status_messages(c: &mut Conn, mailbox: &str) -> Res<u64> {
+    let mut n = None;
+    c.run_ok(
+        &format!("STATUS {} (MESSAGES)", imap::quote(mailbox)),
+        |r| {
+            let s = String::from_utf8_lossy(r);
+            if let Some(p) = s.to_ascii_uppercase().find("MESSAGES ") {
+                n = s[p + 9..]
+                    .trim_end_matches([')', '\r', '\n'])
+                    .split([' ', ')'])
+                    .next()
+                    .and_then(|x| x.parse().ok());
+            }
+        },
+    )
+    .await?;
+    n.ok_or_else(|| err!("STATUS {mailbox}: no MESSAGES"))
+}
+
+async fn append_copy_move(c: &mut Conn, plan: &Plan, out: &mut Outcome) -> Res<()> {
+    let k = plan.ops;
+    for m in ["bench-append", "bench-copy", "bench-move"] {
+        c.run_ok(&format!("CREATE {m}"), |_| {}).await?;
+    }
+    // APPEND: CRLF messages, LITERAL+ pipelined when offered, else one round trip each.
+    let msgs: Vec<Vec<u8>> = (0..k)
+        .map(|i| {
+            let lf = corpus::message_bytes(plan.seed, 7, i);
+            let mut crlf = Vec::with_capacity(lf.len() + lf.len() / 40);
+            for &b in &lf {
+                if b == b'\n' {
+                    crlf.push(b'\r');
+                }
+                crlf.push(b);
+            }
+            crlf
+        })
+        .collect();
+    let plus = c.has_cap("LITERAL+");
+    let t = Instant::now();
+    if plus {
+        let cmds: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|m| {
+                let mut v =
+                    format!("APPEND bench-append (\\Seen) {{{}+}}\r\n", m.len()).into_bytes();
+                v.extend_from_slice(m);
+                v
+            })
+            .collect();
+        c.pipeline(&cmds, |_| {})
+            .await
+            .map_err(|e| err!("append: {e}"))?;
+    } else {
+        for m in &msgs {
+            c.append_sync("bench-append", "\\Seen", m)
+                .await
+                .map_err(|e| err!("append: {e}"))?;
+        }
+    }
+    let note = if plus {
+        "LITERAL+ pipelined"
+    } else {
+        "synchronizing literals"
+    };
+    out.push(
+        &format!("append_{k}"),
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        note.into(),
+    );
+    let n = status_messages(c, "bench-append").await?;
+    if n != k as u64 {
+        out.mismatches.push(format!(
+            "APPEND: bench-append has {n} messages, appended {k}"
+        ));
+    }
+
+    let t = Instant::now();
+    c.run_ok(&format!("COPY 1:{k} bench-copy"), |_| {})
+        .await
+        .map_err(|e| err!("copy: {e}"))?;
+    out.push(
+        &format!("copy_{k}"),
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        String::new(),
+    );
+    let copied = status_messages(c, "bench-copy").await?;
+    if copied != k as u64 {
+        out.mismatches.push(format!(
+            "COPY: bench-copy has {copied} messages, copied {k}"
+        ));
+    }
+
+    if c.has_cap("MOVE") {
+        select(c, "bench-copy").await?;
+        let t = Instant::now();
+        c.run_ok(&format!("MOVE 1:{k} bench-move"), |_| {})
+            .await
+            .map_err(|e| err!("move: {e}"))?;
+        out.push(
+            &format!("move_{k}"),
+            Unit::Secs,
+            vec![t.elapsed().as_secs_f64()],
+            String::new(),
+        );
+        c.run_ok("UNSELECT", |_| {}).await.ok();
+        let moved = status_messages(c, "bench-move").await?;
+        let left = status_messages(c, "bench-copy").await?;
+        if moved != k as u64 || left != 0 {
+            out.mismatches.push(format!(
+                "MOVE: bench-move has {moved} messages and bench-copy {left}, after moving {k}"
+            ));
+        }
+    } else {
+        out.errors
+            .push("move: server does not announce MOVE".into());
+    }
+    Ok(())
+}
+
+async fn parallel_clients(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
+    let t = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..plan.parallel {
+        let (addr, timeout) = (srv.addr, plan.timeout);
+        set.spawn(async move {
+            let mut c = Conn::login(addr, timeout, USER, PASS).await?;
+            let exists = select(&mut c, "INBOX").await?;
+            let mut n = 0u64;
+            c.run_ok("UID FETCH 1:* (UID FLAGS RFC822.SIZE)", |_| n += 1)
+                .await?;
+            c.logout().await;
+            Ok::<_, imap::Error>((exists, n))
+        });
+    }
+    let mut errs = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok((e, n))) if e == n => {}
+            Ok(Ok((e, n))) => errs.push(format!("EXISTS {e} but {n} FETCH responses")),
+            Ok(Err(e)) => errs.push(e.to_string()),
+            Err(e) => errs.push(format!("task: {e}")),
+        }
+    }
+    if let Some(e) = errs.first() {
+        return Err(err!(
+            "{} of {} clients failed, e.g. {e}",
+            errs.len(),
+            plan.parallel
+        ));
+    }
+    out.push(
+        &format!("parallel_{}_select_fetch", plan.parallel),
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        String::new(),
+    );
+    Ok(())
+}
+
+/// Prepare a delivery like an MTA: write into tmp/ and fsync. Returns (tmp path, new/ path);
+/// the rename that makes it visible is left to the caller, who times from it.
+fn prepare_delivery(srv: &Server, seed: u64, i: usize) -> Res<(PathBuf, PathBuf)> {
+    let msg = corpus::message_bytes(seed, 8, i);
+    let name = format!(
+        "{}.M{}P{}Q{i}.bench-mta,S={}",
+        1_800_000_000 + i,
+        i * 7 % 1_000_000,
+        std::process::id(),
+        msg.len()
+    );
+    let tmp = srv.maildir.join("tmp").join(&name);
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&msg)?;
+    f.sync_all()?;
+    Ok((tmp, srv.maildir.join("new").join(&name)))
+}
+
+async fn idle_latency(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
+    let mut c = login(srv, plan).await?;
+    let mut exists = select(&mut c, "INBOX").await?;
+    let tag = c.idle().await?;
+    let mut lat = Vec::new();
+    let mut timeouts = 0;
+    for i in 0..plan.idle_deliveries {
+        // Let the previous notification settle so each delivery is a separate event.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (tmp, new) = prepare_delivery(srv, plan.seed, i)?;
+        let t = Instant::now();
+        fs::rename(&tmp, &new)?;
+        exists += 1;
+        if c.wait_exists(exists, plan.idle_wait).await? {
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        } else {
+            timeouts += 1;
+            lat.push(plan.idle_wait.as_secs_f64() * 1000.0);
+        }
+    }
+    c.done(&tag).await?;
+    c.logout().await;
+    let note = if timeouts > 0 {
+        format!(
+            "{timeouts} of {} deliveries not seen within {:?} (counted as that)",
+            plan.idle_deliveries, plan.idle_wait
+        )
+    } else {
+        String::new()
+    };
+    out.push(
+        "idle_push_median",
+        Unit::Millis,
+        vec![median(&lat)],
+        note.clone(),
+    );
+    out.push(
+        "idle_push_p99",
+        Unit::Millis,
+        vec![percentile(&lat, 99.0)],
+        note.clone(),
+    );
+    let max = lat.iter().copied().fold(0.0, f64::max);
+    out.push("idle_push_max", Unit::Millis, vec![max], note);
+    // Keep every delivery's latency in the JSON, under the median's entry.
+    if let Some(m) = out
+        .measures
+        .iter_mut()
+        .find(|m| m.name == "idle_push_median")
+    {
+        m.samples = lat;
+    }
+    Ok(())
+}
+
+async fn idle_memory(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss0, pss0, procs0) = srv.memory_kib();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..plan.idle_conns {
+        let (addr, timeout, sem) = (srv.addr, plan.timeout, sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.map_err(|e| err!("{e}"))?;
+            let mut c = Conn::login(addr, timeout, USER, PASS).await?;
+            select(&mut c, "INBOX").await?;
+            c.idle().await?;
+            Ok::<_, imap::Error>(c)
+        });
+    }
+    let mut conns = Vec::with_capacity(plan.idle_conns);
+    let mut errs = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(c)) => conns.push(c),
+            Ok(Err(e)) => errs.push(e.to_string()),
+            Err(e) => errs.push(format!("task: {e}")),
+        }
+    }
+    // Let lazily freed memory and late process starts settle before reading /proc.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss1, pss1, procs1) = srv.memory_kib();
+    let n = conns.len().max(1) as f64;
+    drop(conns);
+    if let Some(e) = errs.first() {
+        return Err(err!(
+            "{} of {} idle connections failed, e.g. {e}",
+            errs.len(),
+            plan.idle_conns
+        ));
+    }
+    let note = format!(
+        "{} connections; {procs0} -> {procs1} processes; RSS {rss0} -> {rss1} KiB; PSS {pss0} -> {pss1} KiB",
+        plan.idle_conns
+    );
+    out.push(
+        "rss_per_idle_conn",
+        Unit::KiB,
+        vec![(rss1.saturating_sub(rss0)) as f64 / n],
+        note.clone(),
+    );
+    out.push(
+        "pss_per_idle_conn",
+        Unit::KiB,
+        vec![(pss1.saturating_sub(pss0)) as f64 / n],
+        note,
+    );
+    out.push(
+        "rss_total_with_idle",
+        Unit::KiB,
+        vec![rss1 as f64],
+        String::new(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let table: &[(&[f64], f64, f64)] = &[
+            (&[], 50.0, 0.0),
+            (&[3.0], 99.0, 3.0),
+            (&[5.0, 1.0, 3.0], 50.0, 3.0),
+            (&[1.0, 2.0, 3.0, 4.0], 50.0, 2.0),
+            (&[1.0, 2.0, 3.0, 4.0], 99.0, 4.0),
+        ];
+        for (v, p, want) in table {
+            assert_eq!(percentile(v, *p), *want, "{v:?} p{p}");
+        }
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 99.0), 99.0);
+        assert_eq!(median(&hundred), 50.0);
+    }
+}
