@@ -19,7 +19,11 @@
 //!   does not find it either.
 //! - **Real duplicates** (two files, one base name): the second one gets a
 //!   fresh base name by rename and becomes a message of its own; nothing is
-//!   ever unlinked to "resolve" a duplicate.
+//!   ever unlinked to "resolve" a duplicate. The one that keeps the UID is
+//!   the file the UID had at the last scan, known by its inode, which every
+//!   scan refreshes (the base name is the identity, so the file behind it
+//!   may have been replaced; a stale inode number may meanwhile belong to
+//!   a newcomer, as file systems reuse freed numbers at once).
 //! - **Several changes within one timestamp tick**: a scan is skipped only
 //!   when both directory mtimes (nanoseconds) are unchanged *and* were
 //!   already more than a second old when we last scanned.
@@ -33,7 +37,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::Path;
 
 use crate::store::{Result, StoreError};
@@ -46,11 +50,19 @@ use super::{
     now_ns,
 };
 
-/// Reads a directory into `(base, loc)` pairs, skipping dot files.
+/// One file a scan saw: where, and the inode number `readdir` reported
+/// (`d_ino`, free: no `stat` per file).
+#[derive(Clone, Debug)]
+pub(super) struct Seen {
+    loc: Loc,
+    ino: u64,
+}
+
+/// Reads a directory into `base -> files` entries, skipping dot files.
 pub(super) fn read_dir_into(
     dir: &Path,
     in_new: bool,
-    out: &mut HashMap<String, Vec<Loc>>,
+    out: &mut HashMap<String, Vec<Seen>>,
 ) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = match entry {
@@ -69,10 +81,11 @@ pub(super) fn read_dir_into(
         if base.is_empty() {
             continue;
         }
-        let locs = out.entry(base).or_default();
+        let ino = entry.ino();
+        let seen = out.entry(base).or_default();
         let loc = Loc { in_new, fname };
-        if !locs.contains(&loc) {
-            locs.push(loc);
+        if !seen.iter().any(|s| s.loc == loc) {
+            seen.push(Seen { loc, ino });
         }
     }
     Ok(())
@@ -226,7 +239,7 @@ impl Folder {
         }
     }
 
-    pub(super) fn scan(&self) -> Result<HashMap<String, Vec<Loc>>> {
+    pub(super) fn scan(&self) -> Result<HashMap<String, Vec<Seen>>> {
         let mut found = HashMap::new();
         // new/ before cur/: a file moving from new/ to cur/ during the scan
         // is then seen at least once (maybe twice, handled as a duplicate).
@@ -240,47 +253,49 @@ impl Folder {
         Ok(found)
     }
 
-    /// Chooses one location per base name; real duplicates get fresh base
+    /// Chooses one file per base name; real duplicates get fresh base
     /// names (returned as extra entries).
     pub(super) fn resolve(
         &self,
         st: &State,
         base: &str,
-        mut locs: Vec<Loc>,
-        out: &mut HashMap<String, Loc>,
+        mut files: Vec<Seen>,
+        out: &mut HashMap<String, Seen>,
     ) {
-        if locs.len() == 1 {
-            if let Some(l) = locs.pop() {
-                out.insert(base.to_string(), l);
+        if files.len() == 1 {
+            if let Some(f) = files.pop() {
+                out.insert(base.to_string(), f);
             }
             return;
         }
         // Which of them really exist right now, and which is the file we
-        // know (same inode: renames keep it)?
+        // know (same inode: renames keep it; the inode is refreshed on every
+        // scan, so it is the file this UID had at our last look)?
         let known = st
             .by_base
             .get(base)
             .and_then(|u| st.find(*u))
             .map(|i| &st.msgs[i]);
-        let mut found: Vec<(Loc, u64)> = locs
+        let mut found: Vec<(Seen, u64)> = files
             .into_iter()
-            .filter_map(|l| {
-                let ino = fs::symlink_metadata(self.path_of(&l)).ok()?.ino();
-                Some((l, ino))
+            .filter_map(|f| {
+                let ino = fs::symlink_metadata(self.path_of(&f.loc)).ok()?.ino();
+                Some((f, ino))
             })
             .collect();
-        // Keep the one we know by inode, else by location, else the one in cur/.
-        found.sort_by_key(|(l, ino)| {
-            let same_ino = known.is_some_and(|m| m.ino != 0 && m.ino == *ino);
-            let same_loc = known.is_some_and(|m| m.loc == *l);
-            (!same_ino, !same_loc, l.in_new)
+        // Keep the one we know by inode, else by location, else the one in
+        // cur/. `d_ino` and `st_ino` agree except on some overlay mounts:
+        // either counts.
+        found.sort_by_key(|(f, ino)| {
+            let same_ino = known.is_some_and(|m| m.ino != 0 && (m.ino == *ino || m.ino == f.ino));
+            let same_loc = known.is_some_and(|m| m.loc == f.loc);
+            (!same_ino, !same_loc, f.loc.in_new)
         });
-        let locs: Vec<Loc> = found.into_iter().map(|(l, _)| l).collect();
-        let mut it = locs.into_iter();
+        let mut it = found.into_iter().map(|(f, ino)| Seen { loc: f.loc, ino });
         let Some(keep) = it.next() else {
             return;
         };
-        for dup in it {
+        for Seen { loc: dup, ino } in it {
             let fresh = filename::fresh_base_like(base);
             let info = filename::split(&dup.fname).1;
             let fname = match info {
@@ -294,7 +309,7 @@ impl Folder {
             match super::super::rename_noreplace(&self.path_of(&dup), &self.path_of(&to)) {
                 Ok(()) => {
                     tracing::info!(base, fresh = %fresh, "duplicate base name renamed");
-                    out.insert(fresh, to);
+                    out.insert(fresh, Seen { loc: to, ino });
                 }
                 // Gone: it was a double readdir entry after all.
                 Err(e) if is_enoent(&e) => {}
@@ -306,19 +321,26 @@ impl Folder {
 
     pub(super) fn scan_and_reconcile(&self, st: &mut State) -> Result<bool> {
         let raw = self.scan()?;
-        let mut seen: HashMap<String, Loc> = HashMap::with_capacity(raw.len());
-        for (base, locs) in raw {
-            self.resolve(st, &base, locs, &mut seen);
+        let mut seen: HashMap<String, Seen> = HashMap::with_capacity(raw.len());
+        for (base, files) in raw {
+            self.resolve(st, &base, files, &mut seen);
         }
         let mut changed = false;
         let mut missing: Vec<u32> = Vec::new();
         for i in 0..st.msgs.len() {
             let base = st.msgs[i].base.clone();
             match seen.remove(&base) {
-                Some(loc) => {
-                    if loc != st.msgs[i].loc && self.update_loc(st, i, loc) {
+                Some(f) => {
+                    if f.loc != st.msgs[i].loc && self.update_loc(st, i, f.loc) {
                         changed = true;
                     }
+                    // The base name is the identity, but the file may be
+                    // another one now (restored, replaced, a duplicate that
+                    // outlived the original): remember the inode of the file
+                    // this UID has now, so a later duplicate is told apart
+                    // from it, not from a long-gone file whose inode number
+                    // the file system may already have handed out again.
+                    set_ino(st, i, f.ino);
                 }
                 None => {
                     // Absent from this scan: gone only if its last path is
@@ -336,18 +358,22 @@ impl Folder {
             for uid in missing {
                 let Some(i) = st.find(uid) else { continue };
                 let base = st.msgs[i].base.clone();
-                let loc = again
-                    .get(&base)
-                    .and_then(|ls| {
-                        ls.iter()
-                            .find(|l| fs::symlink_metadata(self.path_of(l)).is_ok())
-                    })
-                    .cloned();
-                match loc {
-                    Some(loc) => {
-                        if self.update_loc(st, i, loc) {
+                // The file we know by inode first, as in `resolve`.
+                let ino = st.msgs[i].ino;
+                let found = again.get(&base).and_then(|candidates| {
+                    let exist: Vec<&Seen> = candidates
+                        .iter()
+                        .filter(|f| fs::symlink_metadata(self.path_of(&f.loc)).is_ok())
+                        .collect();
+                    let known = exist.iter().find(|f| ino != 0 && f.ino == ino);
+                    known.or(exist.first()).map(|f| (*f).clone())
+                });
+                match found {
+                    Some(f) => {
+                        if self.update_loc(st, i, f.loc) {
                             changed = true;
                         }
+                        set_ino(st, i, f.ino);
                     }
                     None => gone.push(uid),
                 }
@@ -360,7 +386,7 @@ impl Folder {
         // What is left in `seen` has no UID in our state.
         if !seen.is_empty() {
             let mut files: Vec<NewFile> = Vec::with_capacity(seen.len());
-            for (base, loc) in seen {
+            for (base, Seen { loc, .. }) in seen {
                 let meta = match fs::symlink_metadata(self.path_of(&loc)) {
                     Ok(m) if m.is_file() => m,
                     // Moved on already; the next sync finds it.
@@ -651,21 +677,40 @@ impl Folder {
         let raw = self.scan()?;
         let mut flags_changed = false;
         for j in 0..st.msgs.len() {
-            let Some(locs) = raw.get(&st.msgs[j].base) else {
+            let Some(files) = raw.get(&st.msgs[j].base) else {
                 continue;
             };
-            if locs.contains(&st.msgs[j].loc) {
+            if files.iter().any(|f| f.loc == st.msgs[j].loc) {
                 continue;
             }
-            // Prefer cur/ over new/ if a move is under way.
-            let pick = locs.iter().find(|l| !l.in_new).or(locs.first()).cloned();
-            if let Some(l) = pick {
-                flags_changed |= self.update_loc(st, j, l);
+            // The file we know by inode if it is there (the rest are
+            // duplicates for the next sync to separate), else prefer cur/
+            // over new/ if a move is under way.
+            let ino = st.msgs[j].ino;
+            let pick = files
+                .iter()
+                .find(|f| ino != 0 && f.ino == ino)
+                .or_else(|| files.iter().find(|f| !f.loc.in_new))
+                .or(files.first())
+                .cloned();
+            if let Some(f) = pick {
+                flags_changed |= self.update_loc(st, j, f.loc);
+                set_ino(st, j, f.ino);
             }
         }
         if flags_changed {
             self.changed(st);
         }
         Ok(st.msgs.get(i).is_some_and(|m| m.loc != before))
+    }
+}
+
+/// Records the inode of the file message `i` has now (0: not known).
+fn set_ino(st: &mut State, i: usize, ino: u64) {
+    if let Some(m) = st.msgs.get_mut(i) {
+        if ino != 0 && m.ino != ino {
+            m.ino = ino;
+            st.dirty = true;
+        }
     }
 }
