@@ -49,7 +49,9 @@ fn expected_from_files(maildir: &Path, folder_dir: &str) -> (u32, BTreeMap<u32, 
     let mut files = BTreeMap::new();
     for sub in ["cur", "new"] {
         // Git keeps no empty directories: a fixture may lack `new/`.
-        let Ok(entries) = fs::read_dir(d.join(sub)) else { continue };
+        let Ok(entries) = fs::read_dir(d.join(sub)) else {
+            continue;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let (base, info) = name.split_once(":2,").unwrap_or((&name, ""));

@@ -86,6 +86,21 @@ struct Ctx<'a, 'b> {
     loaded: Option<Option<Content>>,
 }
 
+/// Whether deciding `key` may need more of the message than its header
+/// block (BODY/TEXT, or a size not known from the metadata). When not, the
+/// caller's `load` may return just the header, which is most of the cost
+/// saved on header searches over big mailboxes.
+pub fn needs_whole_message(key: &SearchKey) -> bool {
+    use SearchKey::*;
+    match key {
+        And(v) => v.iter().any(needs_whole_message),
+        Or(a, b) => needs_whole_message(a) || needs_whole_message(b),
+        Not(k) => needs_whole_message(k),
+        Larger(_) | Smaller(_) | Body(_) | Text(_) => true,
+        _ => false,
+    }
+}
+
 /// How expensive a key is to decide: 0 needs only the metadata, 1 may need
 /// the file for its size, 2 needs the header, 3 the body.
 fn cost(key: &SearchKey) -> u8 {

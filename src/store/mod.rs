@@ -25,10 +25,11 @@
 //!   when STATUS did not ask for SIZE.
 //! - Quota is Maildir++ `maildirsize` ([`MailStore::quota`]); a Maildir
 //!   without that file has no quota.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 pub mod maildir;
 
@@ -73,7 +74,16 @@ pub struct Registry {
     /// Called once for every folder when it is first opened (the change
     /// watcher attaches here; the store itself never watches).
     on_open: Mutex<Option<OpenHook>>,
+    /// Recently opened folders, kept open a while after their last session
+    /// leaves: phones reconnect all the time, and a folder found open costs
+    /// one directory check instead of re-reading its index and uidlist.
+    linger: Mutex<VecDeque<(Instant, PathBuf, Arc<Folder>)>>,
 }
+
+/// How many recently used folders stay open without a session.
+const LINGER_MAX: usize = 32;
+/// How long a folder stays open after it was last opened.
+const LINGER_FOR: Duration = Duration::from_secs(120);
 
 /// See [`Registry::set_on_open`].
 pub type OpenHook = Arc<dyn Fn(&Arc<Folder>) + Send + Sync>;
@@ -104,11 +114,14 @@ impl Registry {
         make: impl FnOnce() -> Result<Folder>,
     ) -> Result<Arc<Folder>> {
         if let Some(f) = self.get(dir) {
+            self.keep_warm(dir, &f);
             return Ok(f);
         }
         let made = Arc::new(make()?);
         let mut t = self.table();
         if let Some(f) = t.get(dir).and_then(Weak::upgrade) {
+            drop(t);
+            self.keep_warm(dir, &f);
             return Ok(f);
         }
         t.retain(|_, w| w.strong_count() > 0);
@@ -122,7 +135,35 @@ impl Registry {
         if let Some(hook) = hook {
             hook(&made);
         }
+        self.keep_warm(dir, &made);
         Ok(made)
+    }
+
+    /// Moves `dir` to the young end of the linger list and lets go of
+    /// folders that are too old or too many. Folders let go of are dropped
+    /// here, outside the lock (a last drop writes the index).
+    fn keep_warm(&self, dir: &Path, f: &Arc<Folder>) {
+        let now = Instant::now();
+        let mut released = Vec::new();
+        {
+            let mut l = self.linger.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = l.iter().position(|(_, d, _)| d == dir) {
+                if let Some(e) = l.remove(i) {
+                    released.push(e);
+                }
+            }
+            l.push_back((now, dir.to_path_buf(), f.clone()));
+            while l.len() > LINGER_MAX
+                || l.front()
+                    .is_some_and(|(t, _, _)| now.duration_since(*t) > LINGER_FOR)
+            {
+                match l.pop_front() {
+                    Some(e) => released.push(e),
+                    None => break,
+                }
+            }
+        }
+        drop(released);
     }
 
     /// The folder for `dir` if some session has it open.
@@ -134,6 +175,15 @@ impl Registry {
     /// (the folder's children), after a rename or delete.
     fn forget_tree(&self, dir: &Path) {
         let prefix = format!("{}.", dir.display());
+        let released: Vec<_> = {
+            let mut l = self.linger.lock().unwrap_or_else(|p| p.into_inner());
+            let (gone, keep): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut *l)
+                .into_iter()
+                .partition(|(_, d, _)| d == dir || d.display().to_string().starts_with(&prefix));
+            *l = keep;
+            gone.into_iter().collect()
+        };
+        drop(released);
         self.table()
             .retain(|k, _| k != dir && !k.display().to_string().starts_with(&prefix));
     }
@@ -538,6 +588,11 @@ pub enum CacheField {
     BodyStructure,
     /// The encoded non-extensible BODY.
     Body,
+    /// The header fields mail clients list their messages with (From,
+    /// Subject, Date, References...), raw, in message order, ending with
+    /// the blank line: `BODY[HEADER.FIELDS (...)]` over just those is
+    /// answered from here.
+    CommonHeaders,
 }
 
 #[cfg(test)]

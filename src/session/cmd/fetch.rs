@@ -6,7 +6,7 @@
 //! BODY and BODYSTRUCTURE come from the store's cache when present, so a
 //! warm `FETCH 1:* (FLAGS ENVELOPE)` opens no message file.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::TimeZone;
@@ -17,8 +17,17 @@ use crate::proto::{FetchAttr, Section, SectionText, SequenceSet, encode};
 use crate::session::{CmdResult, Session, State, Status, blocking};
 use crate::store::{CacheField, Folder, MessageMeta, StoreError};
 
-/// Messages rendered per blocking task.
-const CHUNK: usize = 512;
+/// Messages rendered per blocking task (for items without whole bodies).
+const CHUNK: usize = 256;
+
+/// Items that put a whole message or part body into the response.
+fn sends_body(item: &FetchAttr) -> bool {
+    match item {
+        FetchAttr::Rfc822 | FetchAttr::Rfc822Text | FetchAttr::Binary { .. } => true,
+        FetchAttr::BodySection { section, .. } => !header_only(section),
+        _ => false,
+    }
+}
 
 /// `FLAGS (...)` with `\Recent` when this session holds it.
 pub fn flags_string(flags: &Flags, recent: bool) -> String {
@@ -97,14 +106,38 @@ pub async fn fetch(
             add_flags: newly_seen.contains(&u),
         })
         .collect();
+    // Messages whose whole body goes out are rendered one per task so that
+    // memory stays bounded by a couple of messages, not a chunk of them.
+    let chunk_len = if items.iter().any(sends_body) {
+        1
+    } else {
+        CHUNK
+    };
     let items = Arc::new(items);
     let mut gone = 0usize;
+    // Chunks render in parallel on the blocking pool (reading and parsing
+    // message files is the cost of a cold FETCH) and are written in order.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let mut pending: VecDeque<tokio::task::JoinHandle<Result<(Vec<u8>, usize), Status>>> =
+        VecDeque::new();
     let mut iter = targets.into_iter().peekable();
-    while iter.peek().is_some() {
-        let chunk: Vec<Target> = iter.by_ref().take(CHUNK).collect();
-        let f = folder.clone();
-        let it = items.clone();
-        let (bytes, missing) = blocking(move || render_chunk(&f, &chunk, &it)).await??;
+    loop {
+        while pending.len() < workers && iter.peek().is_some() {
+            let chunk: Vec<Target> = iter.by_ref().take(chunk_len).collect();
+            let f = folder.clone();
+            let it = items.clone();
+            pending.push_back(tokio::task::spawn_blocking(move || {
+                render_chunk(&f, &chunk, &it)
+            }));
+        }
+        let Some(task) = pending.pop_front() else {
+            break;
+        };
+        let (bytes, missing) = task
+            .await
+            .map_err(|e| Status::server_bug("FETCH task failed", &e))??;
         gone += missing;
         s.out.extend_from_slice(&bytes);
         s.maybe_flush()
@@ -172,11 +205,15 @@ impl From<StoreError> for RenderError {
     }
 }
 
-/// Loads and parses the message at most once per FETCH item list.
+/// Loads and parses the message at most once per FETCH item list; items
+/// that need only the header block (ENVELOPE, `BODY[HEADER...]`) read only
+/// that much of the file.
 struct Lazy<'a> {
     folder: &'a Folder,
     uid: u32,
     msg: Option<Message>,
+    /// Parsed from the header block alone (no body).
+    header: Option<Message>,
 }
 
 impl Lazy<'_> {
@@ -188,6 +225,112 @@ impl Lazy<'_> {
         // Just filled above.
         self.msg.as_ref().ok_or(RenderError::Gone)
     }
+
+    /// A message parsed from the header block only: everything about its
+    /// top-level header is the same as for the whole message.
+    fn header(&mut self) -> Result<&Message, RenderError> {
+        if self.msg.is_some() {
+            return self.get();
+        }
+        if self.header.is_none() {
+            let raw = self.folder.read_header(self.uid)?;
+            self.header = Some(Message::parse(&raw));
+        }
+        self.header.as_ref().ok_or(RenderError::Gone)
+    }
+}
+
+/// Header fields kept in the store's cache (`CacheField::CommonHeaders`):
+/// what Thunderbird, K-9/FairEmail, iOS/macOS Mail, mutt and the benchmark
+/// ask for when they list a mailbox. Lower case.
+const COMMON_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "reply-to",
+    "sender",
+    "content-type",
+    "priority",
+    "x-priority",
+    "importance",
+    "newsgroups",
+    "list-id",
+    "list-unsubscribe",
+    "list-post",
+    "x-mailer",
+    "user-agent",
+    "x-k9mail-identity",
+    "chat-version",
+    "x-uniform-type-identifier",
+    "x-universally-unique-identifier",
+    "bimi-indicator",
+    "bimi-location",
+    "x-bimi-indicator-hash",
+];
+
+/// `BODY[HEADER.FIELDS (...)]` naming only common fields: answerable from
+/// the cached digest of those fields, since selecting fields from the
+/// digest gives the same lines, in the same order, as from the header.
+fn from_common_headers(section: &Section) -> bool {
+    section.part.is_empty()
+        && matches!(&section.text, Some(SectionText::HeaderFields(f)) if f.iter().all(|n| is_common_header(n)))
+}
+
+/// Whether `name` is one of [`COMMON_HEADERS`].
+pub(crate) fn is_common_header(name: &str) -> bool {
+    COMMON_HEADERS.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// The digest of common header fields of one message, from the cache or
+/// made from its header block (and cached). SEARCH uses it too.
+pub(crate) fn common_digest(folder: &Folder, uid: u32) -> Result<Arc<[u8]>, StoreError> {
+    if let Some(c) = folder.cached(uid, CacheField::CommonHeaders) {
+        return Ok(c);
+    }
+    let header = Message::parse(&folder.read_header(uid)?);
+    let digest = digest_of(&header);
+    folder.put_cache(uid, CacheField::CommonHeaders, digest.clone());
+    Ok(digest)
+}
+
+fn digest_of(header: &Message) -> Arc<[u8]> {
+    let all = Section {
+        part: vec![],
+        text: Some(SectionText::HeaderFields(
+            COMMON_HEADERS.iter().map(|s| s.to_string()).collect(),
+        )),
+    };
+    header.section(&all).into()
+}
+
+/// The digest as a parsed (header-only) message.
+fn common_headers(lazy: &mut Lazy<'_>) -> Result<Message, RenderError> {
+    if lazy.header.is_none() {
+        return Ok(Message::parse(&common_digest(lazy.folder, lazy.uid)?));
+    }
+    let digest = digest_of(lazy.header()?);
+    lazy.folder
+        .put_cache(lazy.uid, CacheField::CommonHeaders, digest.clone());
+    Ok(Message::parse(&digest))
+}
+
+/// True if the section is the top-level header (or some of its fields).
+fn header_only(section: &Section) -> bool {
+    section.part.is_empty()
+        && matches!(
+            section.text,
+            Some(
+                SectionText::Header
+                    | SectionText::HeaderFields(_)
+                    | SectionText::HeaderFieldsNot(_)
+            )
+        )
 }
 
 fn literal(out: &mut Vec<u8>, data: &[u8]) {
@@ -253,6 +396,7 @@ fn render_one(
         folder,
         uid: t.uid,
         msg: None,
+        header: None,
     };
     let mut first = true;
     let mut wrote_flags = false;
@@ -287,7 +431,13 @@ fn render_one(
             }
             FetchAttr::Envelope => {
                 out.extend_from_slice(b"ENVELOPE ");
-                cached_or(out, &mut lazy, CacheField::Envelope, |m| m.envelope(false))?;
+                if let Some(c) = folder.cached(t.uid, CacheField::Envelope) {
+                    out.extend_from_slice(&c);
+                } else {
+                    let data: Arc<[u8]> = lazy.header()?.envelope(false).into();
+                    out.extend_from_slice(&data);
+                    folder.put_cache(t.uid, CacheField::Envelope, data);
+                }
             }
             FetchAttr::BodyStructure => {
                 out.extend_from_slice(b"BODYSTRUCTURE ");
@@ -311,7 +461,7 @@ fn render_one(
                     part: vec![],
                     text: Some(SectionText::Header),
                 };
-                literal(out, &lazy.get()?.section(&sec));
+                literal(out, &lazy.header()?.section(&sec));
             }
             FetchAttr::Rfc822Text => {
                 out.extend_from_slice(b"RFC822.TEXT ");
@@ -329,7 +479,16 @@ fn render_one(
                     let _ = write!(out, "<{off}>");
                 }
                 out.push(b' ');
-                let msg = lazy.get()?;
+                if from_common_headers(section) && lazy.msg.is_none() {
+                    let digest = common_headers(&mut lazy)?;
+                    literal(out, partial_slice(&digest.section(section), *partial));
+                    continue;
+                }
+                let msg = if header_only(section) {
+                    lazy.header()?
+                } else {
+                    lazy.get()?
+                };
                 if section.part.is_empty() && section.text.is_none() {
                     literal(out, partial_slice(msg.bytes(), *partial));
                 } else {
@@ -380,4 +539,57 @@ fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderError> {
             RenderError::Status(Status::no(Some("NONEXISTENT"), "No such message part."))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Selecting common fields from the cached digest gives exactly what
+    /// selecting them from the whole message gives.
+    #[test]
+    fn common_header_digest_answers_like_the_header() {
+        let msgs: &[&[u8]] = &[
+            b"Received: x\nFrom: A <a@x>\nX-Other: y\nSubject: Hi\n  folded\nTo: b@x\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nReferences: <1@x>\n <2@x>\nsubject: again\n\nbody\nFrom: not a header\n",
+            b"From: a@x\r\n\r\n",
+            b"Subject: no body at all",
+            b"",
+        ];
+        let asks: &[&[&str]] = &[
+            &["FROM", "SUBJECT", "DATE"],
+            &["subject"],
+            &["References", "To", "Cc"],
+            &["Bcc"],
+        ];
+        for raw in msgs {
+            let whole = Message::parse(raw);
+            let all = Section {
+                part: vec![],
+                text: Some(SectionText::HeaderFields(
+                    COMMON_HEADERS.iter().map(|s| s.to_string()).collect(),
+                )),
+            };
+            let digest = Message::parse(&whole.section(&all));
+            for ask in asks {
+                let sec = Section {
+                    part: vec![],
+                    text: Some(SectionText::HeaderFields(
+                        ask.iter().map(|s| s.to_string()).collect(),
+                    )),
+                };
+                assert!(from_common_headers(&sec));
+                assert_eq!(
+                    String::from_utf8_lossy(&digest.section(&sec)),
+                    String::from_utf8_lossy(&whole.section(&sec)),
+                    "{ask:?} of {:?}",
+                    String::from_utf8_lossy(raw)
+                );
+            }
+        }
+        let other = Section {
+            part: vec![],
+            text: Some(SectionText::HeaderFields(vec!["X-Other".into()])),
+        };
+        assert!(!from_common_headers(&other));
+    }
 }

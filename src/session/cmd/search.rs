@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::proto::{SearchCommand, SearchReturn, encode};
-use crate::session::search::{SearchEnv, SearchTarget, matches};
+use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
 use crate::session::{CmdResult, Session, State, Status, blocking};
 
 pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult {
@@ -31,6 +31,8 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
         let metas = folder.messages();
         let now = chrono::Utc::now().timestamp();
         let zone = *chrono::Local::now().offset();
+        let whole = needs_whole_message(&key);
+        let common = !whole && only_common_headers(&key);
         let env = SearchEnv {
             max_seq,
             max_uid,
@@ -54,7 +56,17 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
                     meta: &metas[i],
                     recent,
                 };
-                let mut load = || folder.read_message(uid).ok();
+                let mut load = || {
+                    if whole {
+                        folder.read_message(uid).ok()
+                    } else if common {
+                        super::fetch::common_digest(&folder, uid)
+                            .ok()
+                            .map(|d| Arc::new(d.to_vec()))
+                    } else {
+                        folder.read_header(uid).ok().map(Arc::new)
+                    }
+                };
                 if matches(&key, &t, &env, &mut load) {
                     hits.push((seq, uid));
                 }
@@ -152,4 +164,18 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
     }
     s.line(line);
     Ok(Status::ok("SEARCH completed."))
+}
+
+/// True if every header the key looks at is in the cached digest of
+/// common header fields, so the search can run from the cache.
+fn only_common_headers(key: &crate::proto::SearchKey) -> bool {
+    use crate::proto::SearchKey::*;
+    match key {
+        And(v) => v.iter().all(only_common_headers),
+        Or(a, b) => only_common_headers(a) && only_common_headers(b),
+        Not(k) => only_common_headers(k),
+        Header(name, _) => super::fetch::is_common_header(name),
+        Body(_) | Text(_) | Larger(_) | Smaller(_) => false,
+        _ => true,
+    }
 }

@@ -113,6 +113,7 @@ fn field_no(f: CacheField) -> u8 {
         CacheField::Envelope => 0,
         CacheField::BodyStructure => 1,
         CacheField::Body => 2,
+        CacheField::CommonHeaders => 3,
     }
 }
 
@@ -628,6 +629,37 @@ impl Folder {
         Ok(Arc::new(data))
     }
 
+    /// The message's header block as stored, up to and including the blank
+    /// line that ends it (the whole file if none ends it within
+    /// [`MAX_HEADER_READ`]). Reads only that much of the file: ENVELOPE,
+    /// `BODY[HEADER.FIELDS ...]` and header SEARCH keys need no more.
+    pub fn read_header(&self, uid: u32) -> Result<Vec<u8>> {
+        let mut f = self.open_msg(uid)?;
+        let mut data = Vec::with_capacity(4096);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            // Look for the end from a little before the new bytes, in case
+            // the blank line straddles two reads.
+            let from = data.len().saturating_sub(3);
+            data.extend_from_slice(&buf[..n]);
+            if let Some(end) = header_end(&data[from..]) {
+                data.truncate(from + end);
+                break;
+            }
+            if data.len() >= MAX_HEADER_READ {
+                // No blank line early on: a broken or hostile header. Give
+                // the whole file, so callers never see a truncated header.
+                f.read_to_end(&mut data)?;
+                break;
+            }
+        }
+        Ok(data)
+    }
+
     /// RFC822.SIZE, computing (and remembering) it from the file if needed.
     pub fn rfc822_size(&self, uid: u32) -> Result<u64> {
         {
@@ -818,6 +850,48 @@ fn clean_tmp(tmp: &Path) {
             .is_ok_and(|age| age > TMP_DEBRIS_AGE);
         if old && meta.is_file() {
             let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// How far [`Folder::read_header`] looks for the blank line before it gives
+/// up and reads the whole file.
+pub const MAX_HEADER_READ: usize = 1 << 20;
+
+/// Offset just past the blank line ending a header block (`\n\n` or
+/// `\n\r\n`), if `b` contains it.
+fn header_end(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\n', &b[i..]) {
+        let at = i + p + 1;
+        match b.get(at..) {
+            Some([b'\n', ..]) => return Some(at + 1),
+            Some([b'\r', b'\n', ..]) => return Some(at + 2),
+            _ => {}
+        }
+        i = at;
+    }
+    None
+}
+
+#[cfg(test)]
+mod header_end_tests {
+    #[test]
+    fn finds_blank_line() {
+        let t: &[(&[u8], Option<usize>)] = &[
+            (b"A: b\n\nbody", Some(6)),
+            (b"A: b\r\n\r\nbody", Some(8)),
+            (b"A: b\r\nC: d\r\n", None),
+            (b"\n\nx", Some(2)),
+            (b"", None),
+        ];
+        for (input, want) in t {
+            assert_eq!(
+                super::header_end(input),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 }
