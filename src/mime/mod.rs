@@ -69,7 +69,7 @@ pub fn crlf_size(raw: &[u8]) -> u64 {
 
 /// `raw` with every bare LF turned into CRLF (a lone CR is left alone: it is
 /// not a line end and Dovecot keeps it too).
-fn to_crlf(raw: &[u8]) -> Vec<u8> {
+pub fn to_crlf(raw: &[u8]) -> Vec<u8> {
     let size = usize::try_from(crlf_size(raw)).unwrap_or(raw.len());
     let mut out = Vec::with_capacity(size);
     let mut last = 0;

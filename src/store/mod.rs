@@ -458,11 +458,17 @@ impl MailStore {
     /// Opens the folder (shared through the registry) and brings it up to
     /// date with the disk (without moving `new/` to `cur/`).
     pub fn open_folder(&self, name: &str) -> Result<Arc<Folder>> {
+        self.open_folder_with(name, false)
+    }
+
+    /// [`MailStore::open_folder`] for a read-write SELECT: the one sync
+    /// also moves `new/` to `cur/` (so a SELECT scans the folder once).
+    pub fn open_folder_with(&self, name: &str, move_new: bool) -> Result<Arc<Folder>> {
         let dir = self.existing_dir(name)?;
         let folder = self.registry.get_or_open(&dir, || {
             Folder::open(name, dir.clone(), &self.root, &self.opts, self.file_mode())
         })?;
-        folder.sync(false)?;
+        folder.sync(move_new)?;
         Ok(folder)
     }
 

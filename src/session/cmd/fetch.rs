@@ -20,6 +20,10 @@ use crate::store::{CacheField, Folder, MessageMeta, StoreError};
 /// Messages rendered per blocking task (for items without whole bodies).
 const CHUNK: usize = 256;
 
+/// Messages per blocking task when whole bodies go out: few, so memory
+/// stays bounded by a handful of messages.
+const BODY_CHUNK: usize = 4;
+
 /// Items that put a whole message or part body into the response.
 fn sends_body(item: &FetchAttr) -> bool {
     match item {
@@ -106,10 +110,8 @@ pub async fn fetch(
             add_flags: newly_seen.contains(&u),
         })
         .collect();
-    // Messages whose whole body goes out are rendered one per task so that
-    // memory stays bounded by a couple of messages, not a chunk of them.
     let chunk_len = if items.iter().any(sends_body) {
-        1
+        BODY_CHUNK
     } else {
         CHUNK
     };
@@ -120,8 +122,7 @@ pub async fn fetch(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let mut pending: VecDeque<tokio::task::JoinHandle<Result<(Vec<u8>, usize), Status>>> =
-        VecDeque::new();
+    let mut pending: VecDeque<RenderTask> = VecDeque::new();
     let mut iter = targets.into_iter().peekable();
     loop {
         while pending.len() < workers && iter.peek().is_some() {
@@ -155,6 +156,9 @@ pub async fn fetch(
     }
     Ok(Status::ok("FETCH completed."))
 }
+
+/// A chunk being rendered: its response bytes and how many messages were gone.
+type RenderTask = tokio::task::JoinHandle<Result<(Vec<u8>, usize), Status>>;
 
 /// Renders a chunk; also returns how many messages could not be rendered
 /// because they are gone.
@@ -320,6 +324,16 @@ fn common_headers(lazy: &mut Lazy<'_>) -> Result<Message, RenderError> {
     Ok(Message::parse(&digest))
 }
 
+/// The whole message in CRLF form, without parsing its MIME structure
+/// unless that was done already for another item.
+fn whole_message<'a>(lazy: &'a mut Lazy<'_>) -> Result<std::borrow::Cow<'a, [u8]>, RenderError> {
+    if lazy.msg.is_some() {
+        return Ok(std::borrow::Cow::Borrowed(lazy.get()?.bytes()));
+    }
+    let raw = lazy.folder.read_message(lazy.uid)?;
+    Ok(std::borrow::Cow::Owned(crate::mime::to_crlf(&raw)))
+}
+
 /// True if the section is the top-level header (or some of its fields).
 fn header_only(section: &Section) -> bool {
     section.part.is_empty()
@@ -434,9 +448,17 @@ fn render_one(
                 if let Some(c) = folder.cached(t.uid, CacheField::Envelope) {
                     out.extend_from_slice(&c);
                 } else {
-                    let data: Arc<[u8]> = lazy.header()?.envelope(false).into();
+                    let header = lazy.header()?;
+                    let data: Arc<[u8]> = header.envelope(false).into();
                     out.extend_from_slice(&data);
                     folder.put_cache(t.uid, CacheField::Envelope, data);
+                    // The header is parsed now: keep the fields clients list
+                    // mailboxes with too, as Dovecot's cache does, so the
+                    // usual next request (HEADER.FIELDS) reads no file.
+                    if folder.cached(t.uid, CacheField::CommonHeaders).is_none() {
+                        let digest = digest_of(header);
+                        folder.put_cache(t.uid, CacheField::CommonHeaders, digest);
+                    }
                 }
             }
             FetchAttr::BodyStructure => {
@@ -453,7 +475,7 @@ fn render_one(
             }
             FetchAttr::Rfc822 => {
                 out.extend_from_slice(b"RFC822 ");
-                literal(out, lazy.get()?.bytes());
+                literal(out, &whole_message(&mut lazy)?);
             }
             FetchAttr::Rfc822Header => {
                 out.extend_from_slice(b"RFC822.HEADER ");
@@ -479,6 +501,12 @@ fn render_one(
                     let _ = write!(out, "<{off}>");
                 }
                 out.push(b' ');
+                if section.part.is_empty() && section.text.is_none() && lazy.msg.is_none() {
+                    // The whole message needs no MIME parse, only CRLF.
+                    let data = whole_message(&mut lazy)?;
+                    literal(out, partial_slice(&data, *partial));
+                    continue;
+                }
                 if from_common_headers(section) && lazy.msg.is_none() {
                     let digest = common_headers(&mut lazy)?;
                     literal(out, partial_slice(&digest.section(section), *partial));

@@ -22,8 +22,7 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     let open_name = name.clone();
     let enabled = s.enabled;
     let (folder, recent, list_line) = blocking(move || -> Result<_, crate::store::StoreError> {
-        let folder = store.open_folder(&open_name)?;
-        folder.sync(!read_only)?;
+        let folder = store.open_folder_with(&open_name, !read_only)?;
         let recent = if read_only {
             Vec::new()
         } else {
