@@ -3,12 +3,8 @@
 
 use super::{Session, State};
 
-/// Extensions offered once authenticated, in the order clients look for
-/// them. Everything listed here is implemented; IMAP4rev2 is offered because
-/// every extension RFC 9051 folds in (ESEARCH, SEARCHRES, LIST-EXTENDED,
-/// LIST-STATUS, BINARY, LITERAL-, SPECIAL-USE, MOVE, UIDPLUS, UNSELECT,
-/// NAMESPACE, ENABLE, IDLE, SASL-IR) is.
-const AUTHED: &[&str] = &[
+/// Offered in every state.
+const BASE: &[&str] = &[
     "IMAP4rev1",
     "IMAP4rev2",
     "SASL-IR",
@@ -16,6 +12,13 @@ const AUTHED: &[&str] = &[
     "ENABLE",
     "IDLE",
     "LITERAL+",
+];
+
+/// Added once authenticated. Everything listed is implemented; IMAP4rev2 is
+/// offered because every extension RFC 9051 folds in (ESEARCH, SEARCHRES,
+/// LIST-EXTENDED, LIST-STATUS, BINARY, LITERAL-, SPECIAL-USE, MOVE, UIDPLUS,
+/// UNSELECT, NAMESPACE, ENABLE, IDLE, SASL-IR) is.
+const AUTHED: &[&str] = &[
     "NAMESPACE",
     "UIDPLUS",
     "MOVE",
@@ -33,22 +36,9 @@ const AUTHED: &[&str] = &[
 
 /// The capability atoms for this moment, space-separated.
 pub fn capability_line(s: &Session) -> String {
-    let mut caps: Vec<String> = Vec::new();
+    let mut caps: Vec<String> = BASE.iter().map(|c| c.to_string()).collect();
     match s.state {
         State::NotAuthenticated => {
-            caps.extend(
-                [
-                    "IMAP4rev1",
-                    "IMAP4rev2",
-                    "SASL-IR",
-                    "ID",
-                    "ENABLE",
-                    "IDLE",
-                    "LITERAL+",
-                ]
-                .iter()
-                .map(|c| c.to_string()),
-            );
             if !s.conn.tls && s.shared.tls.is_some() {
                 caps.push("STARTTLS".into());
             }
@@ -61,14 +51,13 @@ pub fn capability_line(s: &Session) -> String {
         }
         _ => {
             caps.extend(AUTHED.iter().map(|c| c.to_string()));
-            caps.push(format!(
-                "APPENDLIMIT={}",
-                s.shared
-                    .config
-                    .limits
-                    .max_literal_bytes
-                    .min(u32::MAX as u64)
-            ));
+            let limit = s
+                .shared
+                .config
+                .limits
+                .max_literal_bytes
+                .min(u32::MAX as u64);
+            caps.push(format!("APPENDLIMIT={limit}"));
         }
     }
     caps.join(" ")

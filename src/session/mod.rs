@@ -411,6 +411,15 @@ impl Session {
         })
     }
 
+    /// The user's mail store (commands that need it run only once
+    /// authenticated; `check_state` has made sure of that).
+    pub(crate) fn store(&self) -> Result<Arc<MailStore>, Status> {
+        self.state
+            .authed()
+            .map(|a| a.store.clone())
+            .ok_or_else(|| Status::bad("Not authenticated."))
+    }
+
     /// Queues one response line (CRLF added).
     pub(crate) fn line(&mut self, s: impl AsRef<[u8]>) {
         self.out.extend_from_slice(s.as_ref());

@@ -11,11 +11,7 @@ use crate::store::StoreError;
 
 pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessage>) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
-    let store = s
-        .state
-        .authed()
-        .map(|a| a.store.clone())
-        .ok_or_else(|| Status::bad("Not authenticated."))?;
+    let store = s.store()?;
     for m in &messages {
         if let Some(Flag::Extension(x)) = m.flags.iter().find(|f| matches!(f, Flag::Extension(_))) {
             return Err(Status::bad(format!("Invalid system flag \\{x}.")));

@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::proto::{ListCommand, ListReturn, ListSelect};
 use crate::session::names::{SEP, combine, pattern_matches, special_use, to_wire};
 use crate::session::{CmdResult, Session, Status, blocking};
+use crate::store::MailStore;
+use std::sync::Arc;
 
 struct Entry {
     exists: bool,
@@ -18,6 +20,19 @@ struct Entry {
     has_children: bool,
     /// Some descendant is subscribed (RECURSIVEMATCH's CHILDINFO).
     subscribed_child: bool,
+}
+
+/// Every folder name and the subscriptions, read off the runtime.
+async fn names_and_subscriptions(
+    store: &Arc<MailStore>,
+) -> Result<(Vec<String>, Vec<String>), Status> {
+    let st = store.clone();
+    let r = blocking(move || -> Result<_, crate::store::StoreError> {
+        let f: Vec<String> = st.list_folders()?.into_iter().map(|e| e.name).collect();
+        Ok((f, st.subscriptions()?))
+    })
+    .await??;
+    Ok(r)
 }
 
 fn ancestors(name: &str) -> impl Iterator<Item = &str> {
@@ -81,17 +96,8 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         let p = crate::session::names::from_wire(p, enabled)?;
         pats.push(combine(&reference, &p));
     }
-    let store = s
-        .state
-        .authed()
-        .map(|a| a.store.clone())
-        .ok_or_else(|| Status::bad("Not authenticated."))?;
-    let st = store.clone();
-    let (folders, subs) = blocking(move || -> Result<_, crate::store::StoreError> {
-        let f: Vec<String> = st.list_folders()?.into_iter().map(|e| e.name).collect();
-        Ok((f, st.subscriptions()?))
-    })
-    .await??;
+    let store = s.store()?;
+    let (folders, subs) = names_and_subscriptions(&store).await?;
     let map = build(&folders, &subs);
     let mut status_for = Vec::new();
     for (name, e) in &map {
@@ -196,17 +202,8 @@ pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdRes
         &reference,
         &crate::session::names::from_wire(&pattern, enabled)?,
     );
-    let store = s
-        .state
-        .authed()
-        .map(|a| a.store.clone())
-        .ok_or_else(|| Status::bad("Not authenticated."))?;
-    let st = store.clone();
-    let (folders, subs) = blocking(move || -> Result<_, crate::store::StoreError> {
-        let f: BTreeSet<String> = st.list_folders()?.into_iter().map(|e| e.name).collect();
-        Ok((f, st.subscriptions()?))
-    })
-    .await??;
+    let store = s.store()?;
+    let (folders, subs) = names_and_subscriptions(&store).await?;
     let subs: BTreeSet<String> = subs
         .iter()
         .map(|s| crate::session::names::canonical_inbox(s))

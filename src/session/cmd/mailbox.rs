@@ -3,14 +3,7 @@
 use crate::proto::StatusItem;
 use crate::session::names::{SEP, from_wire, to_wire};
 use crate::session::{CmdResult, Session, State, Status, blocking};
-use crate::store::{FolderStatus, MailStore};
-
-fn store_of(s: &Session) -> Result<std::sync::Arc<MailStore>, Status> {
-    s.state
-        .authed()
-        .map(|a| a.store.clone())
-        .ok_or_else(|| Status::bad("Not authenticated."))
-}
+use crate::store::FolderStatus;
 
 pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) -> CmdResult {
     if !special_use.is_empty() {
@@ -32,7 +25,7 @@ pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) 
     if name == "INBOX" {
         return Err(Status::no(Some("ALREADYEXISTS"), "INBOX always exists."));
     }
-    let store = store_of(s)?;
+    let store = s.store()?;
     blocking(move || store.create_folder(&name)).await??;
     Ok(Status::ok("CREATE completed."))
 }
@@ -50,7 +43,7 @@ pub async fn delete(s: &mut Session, mailbox: String) -> CmdResult {
             }
         }
     }
-    let store = store_of(s)?;
+    let store = s.store()?;
     blocking(move || store.delete_folder(&name)).await??;
     Ok(Status::ok("DELETE completed."))
 }
@@ -73,14 +66,14 @@ pub async fn rename(s: &mut Session, from: String, to: String) -> CmdResult {
             "Cannot rename a mailbox into its own child.",
         ));
     }
-    let store = store_of(s)?;
+    let store = s.store()?;
     blocking(move || store.rename_folder(&from, &to)).await??;
     Ok(Status::ok("RENAME completed."))
 }
 
 pub async fn subscribe(s: &mut Session, mailbox: String, on: bool) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
-    let store = store_of(s)?;
+    let store = s.store()?;
     blocking(move || store.set_subscribed(&name, on)).await??;
     Ok(Status::ok(if on {
         "SUBSCRIBE completed."
@@ -91,7 +84,7 @@ pub async fn subscribe(s: &mut Session, mailbox: String, on: bool) -> CmdResult 
 
 pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
-    let store = store_of(s)?;
+    let store = s.store()?;
     let n = name.clone();
     let need_size = items.contains(&StatusItem::Size);
     let st = blocking(move || store.status_opts(&n, need_size)).await??;
