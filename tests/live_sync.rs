@@ -1,0 +1,1317 @@
+//! Live sync (issue 3): changes to a Maildir by anyone reach every client, pushed during IDLE
+//! and reported at the moments RFC 9051 §7.5.1 allows outside it.
+//!
+//! Covered here, each against a real `nestbox` process on 127.0.0.1:
+//! - a real Postfix (Debian package, its own throwaway instance on a free loopback port,
+//!   delivering through `virtual(8)` into the test user's Maildir) while a Python `imaplib`
+//!   client IDLEs (`tests/python/test_live.py`);
+//! - changes by other programs during IDLE: a flag rename in `cur/`, `rm`, a move between
+//!   folders, delivery into `new/` by rename and by link;
+//! - two sessions: STORE/EXPUNGE/APPEND/MOVE in one reach the other's IDLE; EXPUNGE is held
+//!   back during a non-UID FETCH/STORE/SEARCH and sent at the next NOOP;
+//! - the polling fallback (`NESTBOX_FORCE_POLL=1`), within the 1 s interval (5 s allowed);
+//! - a burst of 1,000 deliveries: every one becomes EXISTS, UIDs strictly increase, each
+//!   Message-ID is found exactly once;
+//! - (ignored by default) push latency from the rename into `new/` to the EXISTS line.
+//!
+//! Every wait has a deadline; every process started here (nestbox, Postfix) is stopped by PID
+//! or by its own stop command from a guard's `Drop`, also when a test fails.
+
+mod common;
+
+use common::{PASSWORD, TestServer, USER};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a pushed change may take to reach an IDLE client when inotify drives it. Far above
+/// the target (median 20 ms) because CI machines are shared; a lost event still fails.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout for an ordinary command's tagged response.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// A small IMAP client that can wait for pushed lines with deadlines (the shared `ImapClient`
+// cannot: it has no IDLE and a fixed 30 s read timeout).
+// ---------------------------------------------------------------------------------------------
+
+/// A raw IMAP connection; keeps every line it received for failure messages.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    tag: u32,
+    closed: bool,
+    transcript: Vec<String>,
+    idle_tag: Option<String>,
+    name: &'static str,
+}
+
+impl Conn {
+    /// Connect to a cleartext port, read the greeting and LOGIN as the default user.
+    fn login(port: u16, name: &'static str) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to IMAP port");
+        stream.set_write_timeout(Some(COMMAND_TIMEOUT)).ok();
+        stream.set_nodelay(true).ok();
+        let mut c = Conn {
+            stream,
+            buf: Vec::new(),
+            tag: 0,
+            closed: false,
+            transcript: Vec::new(),
+            idle_tag: None,
+            name,
+        };
+        let greeting = c
+            .line_by(Instant::now() + COMMAND_TIMEOUT)
+            .expect("greeting");
+        assert!(greeting.starts_with("* OK"), "greeting: {greeting}");
+        c.ok(&format!("LOGIN {USER} {PASSWORD}"));
+        c
+    }
+
+    /// The last lines received, for panic messages.
+    fn tail(&self) -> String {
+        let from = self.transcript.len().saturating_sub(40);
+        format!(
+            "[{}] last lines received:\n{}",
+            self.name,
+            self.transcript[from..].join("\n")
+        )
+    }
+
+    fn send(&mut self, line: &str) {
+        self.stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap_or_else(|e| panic!("[{}] send {line:?}: {e}", self.name));
+    }
+
+    /// Reads more bytes; false on timeout or when the server closed.
+    fn fill(&mut self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now >= deadline || self.closed {
+            return false;
+        }
+        self.stream.set_read_timeout(Some(deadline - now)).ok();
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {
+                self.closed = true;
+                false
+            }
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                false
+            }
+            Err(_) => {
+                self.closed = true;
+                false
+            }
+        }
+    }
+
+    /// One logical line (literals included) without its CRLF; None on timeout or close.
+    fn line_by(&mut self, deadline: Instant) -> Option<String> {
+        let mut out = Vec::new();
+        loop {
+            let i = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if !self.fill(deadline) {
+                    return None;
+                }
+            };
+            let line: Vec<u8> = self.buf.drain(..i + 2).take(i).collect();
+            out.extend_from_slice(&line);
+            let literal = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|s| s.strip_suffix('}'))
+                .and_then(|s| {
+                    s.rfind('{')
+                        .map(|o| s[o + 1..].trim_end_matches('+').to_string())
+                })
+                .and_then(|n| n.parse::<usize>().ok());
+            match literal {
+                Some(n) => {
+                    out.extend_from_slice(b"\r\n");
+                    while self.buf.len() < n {
+                        if !self.fill(deadline) {
+                            return None;
+                        }
+                    }
+                    out.extend(self.buf.drain(..n));
+                }
+                None => {
+                    let s = String::from_utf8_lossy(&out).into_owned();
+                    self.transcript.push(s.clone());
+                    return Some(s);
+                }
+            }
+        }
+    }
+
+    /// Sends a command; returns (untagged lines, tagged status without the tag).
+    fn command(&mut self, cmd: &str) -> (Vec<String>, String) {
+        self.tag += 1;
+        let tag = format!("L{}", self.tag);
+        self.send(&format!("{tag} {cmd}"));
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let mut untagged = Vec::new();
+        loop {
+            let Some(line) = self.line_by(deadline) else {
+                panic!(
+                    "[{}] no tagged response to {cmd:?}\n{}",
+                    self.name,
+                    self.tail()
+                );
+            };
+            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+                return (untagged, rest.to_string());
+            }
+            untagged.push(line);
+        }
+    }
+
+    /// A command that must end in OK; its untagged lines.
+    fn ok(&mut self, cmd: &str) -> Vec<String> {
+        let (untagged, status) = self.command(cmd);
+        assert!(
+            status.starts_with("OK"),
+            "[{}] {cmd} -> {status}\n{}",
+            self.name,
+            self.tail()
+        );
+        untagged
+    }
+
+    /// Starts IDLE; returns the untagged lines sent before the continuation.
+    fn idle(&mut self) -> Vec<String> {
+        self.tag += 1;
+        let tag = format!("L{}", self.tag);
+        self.send(&format!("{tag} IDLE"));
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let mut before = Vec::new();
+        loop {
+            let Some(line) = self.line_by(deadline) else {
+                panic!(
+                    "[{}] no continuation after IDLE\n{}",
+                    self.name,
+                    self.tail()
+                );
+            };
+            if line.starts_with('+') {
+                self.idle_tag = Some(tag);
+                return before;
+            }
+            assert!(
+                line.starts_with("* "),
+                "[{}] IDLE refused: {line}\n{}",
+                self.name,
+                self.tail()
+            );
+            before.push(line);
+        }
+    }
+
+    /// Ends IDLE with DONE; returns the untagged lines that came before the tagged OK.
+    fn done(&mut self) -> Vec<String> {
+        let tag = self.idle_tag.take().expect("done() without idle()");
+        self.send("DONE");
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let mut untagged = Vec::new();
+        loop {
+            let Some(line) = self.line_by(deadline) else {
+                panic!(
+                    "[{}] no tagged response to DONE\n{}",
+                    self.name,
+                    self.tail()
+                );
+            };
+            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+                assert!(
+                    rest.starts_with("OK"),
+                    "[{}] IDLE ended with {rest}",
+                    self.name
+                );
+                return untagged;
+            }
+            untagged.push(line);
+        }
+    }
+
+    /// Reads pushed lines until `want` matches one; returns every line read, the match last.
+    /// Panics with the transcript when nothing matches within `timeout`.
+    fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        want: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        loop {
+            let Some(line) = self.line_by(deadline) else {
+                panic!(
+                    "[{}] no {what} within {timeout:?} (closed: {})\n{}",
+                    self.name,
+                    self.closed,
+                    self.tail()
+                );
+            };
+            let hit = want(&line);
+            got.push(line);
+            if hit {
+                return got;
+            }
+        }
+    }
+
+    /// Every line that arrives within `dur` (for "nothing else was sent" checks).
+    fn drain_for(&mut self, dur: Duration) -> Vec<String> {
+        let deadline = Instant::now() + dur;
+        let mut got = Vec::new();
+        while let Some(line) = self.line_by(deadline) {
+            got.push(line);
+        }
+        got
+    }
+}
+
+/// Lines of a response that are not `* N RECENT` (RFC 3501 sends RECENT beside EXISTS; its
+/// count depends on which session saw a message first, which these tests do not pin down).
+fn without_recent(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| !is_untagged(l, "RECENT"))
+        .cloned()
+        .collect()
+}
+
+/// True for `* <n> <KEYWORD>` exactly.
+fn is_untagged(line: &str, keyword: &str) -> bool {
+    untagged_number(line, keyword).is_some()
+}
+
+/// `n` of a `* <n> <KEYWORD>` line.
+fn untagged_number(line: &str, keyword: &str) -> Option<u32> {
+    let rest = line.strip_prefix("* ")?;
+    let (n, kw) = rest.split_once(' ')?;
+    (kw == keyword).then(|| n.parse().ok()).flatten()
+}
+
+/// A parsed `* seq FETCH (...)` line that carries only FLAGS and optionally UID.
+#[derive(Debug, PartialEq, Eq)]
+struct FlagsFetch {
+    seq: u32,
+    uid: Option<u32>,
+    /// Sorted.
+    flags: Vec<String>,
+}
+
+/// Parses an unsolicited flag update strictly: `* n FETCH (FLAGS (...))` or with `UID u` on
+/// either side of FLAGS and nothing else (RFC 9051 §7.5.2: the server sends FLAGS, and UID
+/// when IMAP4rev2 is enabled).
+fn parse_flags_fetch(line: &str) -> Option<FlagsFetch> {
+    let rest = line.strip_prefix("* ")?;
+    let (seq, rest) = rest.split_once(' ')?;
+    let inner = rest.strip_prefix("FETCH (")?.strip_suffix(')')?;
+    let open = inner.find("FLAGS (")?;
+    let close = open + inner[open..].find(')')?;
+    let mut flags: Vec<String> = inner[open + 7..close]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    flags.sort();
+    let others = format!("{} {}", &inner[..open], &inner[close + 1..]);
+    let others: Vec<&str> = others.split_whitespace().collect();
+    let uid = match others.as_slice() {
+        [] => None,
+        ["UID", u] => Some(u.parse().ok()?),
+        _ => return None,
+    };
+    Some(FlagsFetch {
+        seq: seq.parse().ok()?,
+        uid,
+        flags,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maildir writing, as other programs do it.
+// ---------------------------------------------------------------------------------------------
+
+static NAME_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh Maildir base name (time, microseconds, pid, counter, host).
+fn unique_name() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}.M{}P{}Q{n}.livetest",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id()
+    )
+}
+
+/// A small RFC 5322 message with LF line endings, as an MTA writes it.
+fn message(subject: &str, message_id: &str) -> String {
+    format!(
+        "Date: Mon, 06 Nov 2023 10:00:00 +0000\nFrom: Sender <sender@example.org>\n\
+         To: Alice <alice@test.local>\nSubject: {subject}\nMessage-ID: <{message_id}>\n\
+         MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\nHello.\n"
+    )
+}
+
+/// Delivers like an MDA: write into `tmp/`, then rename into `new/`. Returns the base name.
+fn deliver(folder: &Path, subject: &str, message_id: &str) -> String {
+    let name = unique_name();
+    let tmp = folder.join("tmp").join(&name);
+    fs::write(&tmp, message(subject, message_id)).expect("write tmp/");
+    fs::rename(&tmp, folder.join("new").join(&name)).expect("rename into new/");
+    name
+}
+
+/// Puts a message straight into `cur/` with the given info flags (before anyone selected the
+/// folder, or as another client would). Returns the file name without `:2,` info.
+fn put_in_cur(folder: &Path, subject: &str, message_id: &str, flags: &str) -> String {
+    let name = unique_name();
+    let tmp = folder.join("tmp").join(&name);
+    fs::write(&tmp, message(subject, message_id)).expect("write tmp/");
+    fs::rename(&tmp, folder.join("cur").join(format!("{name}:2,{flags}")))
+        .expect("rename into cur/");
+    name
+}
+
+/// The one file in `cur/` whose name starts with `base`.
+fn cur_file(folder: &Path, base: &str) -> PathBuf {
+    let found: Vec<PathBuf> = fs::read_dir(folder.join("cur"))
+        .expect("read cur/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{base}:")))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "files for {base} in cur/: {found:?}");
+    found.into_iter().next().expect("one file")
+}
+
+/// Seeds INBOX with `n` messages in `cur/` (UIDs 1..=n after the first SELECT) and makes
+/// sure none is `\Recent` any more for later sessions. Returns the base names in UID order.
+fn seed_inbox(server: &TestServer, flags: &[&str]) -> Vec<String> {
+    let md = server.maildir();
+    let mut names = Vec::new();
+    for (i, f) in flags.iter().enumerate() {
+        names.push(put_in_cur(
+            &md,
+            &format!("seed {i}"),
+            &format!("seed-{i}@test"),
+            f,
+        ));
+        // Distinct mtimes/names keep the UID order equal to the creation order.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // A first session assigns UIDs (in base-name order) and claims \Recent.
+    let mut warm = Conn::login(server.imap_port, "warm-up");
+    let lines = warm.ok("SELECT INBOX");
+    assert!(
+        lines.contains(&format!("* {} EXISTS", flags.len())),
+        "seeded INBOX: {lines:?}"
+    );
+    let _ = warm.command("LOGOUT");
+    names
+}
+
+/// The Maildir++ directory of a folder: `.Name` below the user's Maildir.
+fn subfolder(server: &TestServer, name: &str) -> PathBuf {
+    server.maildir().join(format!(".{name}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Real Postfix delivery while an imaplib client IDLEs.
+// ---------------------------------------------------------------------------------------------
+
+/// uid and gid of a system user.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getpwnam with a valid C string; the fields are copied out at once.
+    unsafe {
+        let pw = libc::getpwnam(c.as_ptr());
+        (!pw.is_null()).then(|| ((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+/// A throwaway Postfix instance (its own config, queue and data directories in a temp dir,
+/// smtpd on one free 127.0.0.1 port, delivering `alice@test.local` through virtual(8) into a
+/// given Maildir). Stopped with `postfix -c DIR stop` on drop, then by the master's PID if it
+/// is still there.
+struct Postfix {
+    dir: tempfile::TempDir,
+    smtp_port: u16,
+}
+
+impl Postfix {
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("etc")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Runs `postfix -c DIR <verb>`; Postfix reports to its log, not to a non-tty stderr.
+    fn control(config_dir: &Path, verb: &str) -> Result<(), String> {
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(config_dir)
+            .arg(verb)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run postfix {verb}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "postfix {verb} exited with {}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Starts an instance that delivers `alice@test.local` into `maildir` (whose parent
+    /// directories must be traversable by `nobody`).
+    fn start(maildir: &Path) -> Postfix {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("nestbox-postfix-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        // The postfix user's daemons chdir into the queue below this directory.
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+        for sub in ["etc", "spool", "data"] {
+            fs::create_dir_all(d.join(sub)).expect("postfix dirs");
+        }
+        let (pf_uid, pf_gid) = user_ids("postfix").expect("user postfix (Debian's postfix)");
+        std::os::unix::fs::chown(d.join("data"), Some(pf_uid), Some(pf_gid)).expect("chown");
+        // virtual(8) refuses uid 0 (virtual_minimum_uid >= 1): deliver as nobody, which owns
+        // the Maildir's tmp/ and new/; nestbox (root here) reads and renames them fine.
+        let (mail_uid, mail_gid) = user_ids("nobody").expect("user nobody");
+        for sub in ["", "tmp", "new"] {
+            std::os::unix::fs::chown(maildir.join(sub), Some(mail_uid), Some(mail_gid))
+                .expect("chown Maildir for virtual(8)");
+        }
+        let base = maildir.parent().expect("Maildir has a parent");
+        let smtp_port = common::free_port();
+        let main_cf = format!(
+            "compatibility_level = 3.6
+queue_directory = {d}/spool
+data_directory = {d}/data
+mail_owner = postfix
+myhostname = localhost
+mydomain = localdomain
+myorigin = localhost
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination = localhost
+mynetworks = 127.0.0.0/8
+relayhost =
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtputf8_enable = no
+smtpd_banner = $myhostname ESMTP
+virtual_mailbox_domains = test.local
+virtual_mailbox_maps = inline:{{ alice@test.local=Maildir/ }}
+virtual_mailbox_base = {base}
+virtual_uid_maps = static:{mail_uid}
+virtual_gid_maps = static:{mail_gid}
+virtual_minimum_uid = 1
+maillog_file_prefixes = {d}
+maillog_file = {d}/maillog
+syslog_name = postfix-nestbox-test
+",
+            d = d.display(),
+            base = base.display(),
+        );
+        // Nothing chrooted: the queue is in a temp dir without the chroot's copies of /etc.
+        let master_cf = format!(
+            "127.0.0.1:{smtp_port} inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+local     unix  - n n - - local
+virtual   unix  - n n - - virtual
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"
+        );
+        fs::write(d.join("etc/main.cf"), main_cf).expect("main.cf");
+        fs::write(d.join("etc/master.cf"), master_cf).expect("master.cf");
+        let pf = Postfix { dir, smtp_port };
+        if let Err(e) = Postfix::control(&pf.config_dir(), "start") {
+            panic!("{e}\nPostfix log:\n{}", pf.log());
+        }
+        // `postfix start` returns once the master runs; wait for smtpd's port.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", smtp_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Postfix did not listen on 127.0.0.1:{smtp_port}; log:\n{}",
+                pf.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pf
+    }
+
+    fn master_pid(&self) -> Option<libc::pid_t> {
+        fs::read_to_string(self.dir.path().join("spool/pid/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let pid = self.master_pid();
+        let _ = Postfix::control(&self.config_dir(), "stop");
+        let Some(pid) = pid else { return };
+        // `postfix stop` waits for the master; make sure, by its PID, that it is gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: kill(pid, 0) only probes; the PID is the master this instance started.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            if Instant::now() > deadline {
+                // SAFETY: as above; SIGKILL to our own instance's master.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// True if this process runs as root (Postfix's instance must be started by root).
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn postfix_delivery_reaches_imaplib_idle() {
+    if !common::require_tool("postfix", "real MTA delivery during IDLE")
+        || !common::require_tool("python3", "the imaplib IDLE client")
+    {
+        return;
+    }
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Postfix test must run as root under CI"
+        );
+        eprintln!("SKIPPED: starting a Postfix instance needs root");
+        return;
+    }
+    let server = TestServer::start();
+    // virtual(8) runs as nobody and must reach the Maildir through the server's temp dir.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&server.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let postfix = Postfix::start(&server.maildir());
+    let dir = common::repo_root().join("tests").join("python");
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "-v", "test_live"])
+        .current_dir(&dir)
+        .envs(server.client_env())
+        .env("SMTP_PORT", postfix.smtp_port.to_string())
+        .env("SMTP_RCPT", "alice@test.local")
+        .env("POSTFIX_CONFIG_DIR", postfix.config_dir())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "test_live.py failed (exit {:?});\nPostfix log:\n{}\nserver log:\n{}",
+        out.status.code(),
+        postfix.log(),
+        server.log()
+    );
+    assert!(
+        stderr.contains("Ran ") && !stderr.contains("Ran 0 tests") && !stderr.contains("skipped"),
+        "test_live.py must run its tests, not skip them"
+    );
+    assert!(
+        postfix.log().contains("status=sent (delivered to maildir)"),
+        "Postfix did not log a Maildir delivery:\n{}",
+        postfix.log()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. External changes during IDLE.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn external_flag_rename_in_cur_is_pushed_as_fetch_flags() {
+    // (IMAP4rev2 enabled, info before, info after, flags the client must see)
+    let cases: &[(bool, &str, &str, &[&str])] = &[
+        (false, "", "S", &["\\Seen"]),
+        (false, "S", "FS", &["\\Flagged", "\\Seen"]),
+        (false, "FS", "", &[]),
+        (false, "", "DRT", &["\\Answered", "\\Deleted", "\\Draft"]),
+        (true, "", "S", &["\\Seen"]),
+        (true, "S", "FS", &["\\Flagged", "\\Seen"]),
+    ];
+    let server = TestServer::start();
+    let md = server.maildir();
+    let infos: Vec<&str> = cases.iter().map(|c| c.1).collect();
+    let names = seed_inbox(&server, &infos);
+    let mut rev1 = Conn::login(server.imap_port, "rev1");
+    rev1.ok("SELECT INBOX");
+    let mut rev2 = Conn::login(server.imap_port, "rev2");
+    rev2.ok("ENABLE IMAP4rev2");
+    rev2.ok("SELECT INBOX");
+    for (i, (use_rev2, _, after, want)) in cases.iter().enumerate() {
+        let seq = i as u32 + 1;
+        let (c, other) = if *use_rev2 {
+            (&mut rev2, &mut rev1)
+        } else {
+            (&mut rev1, &mut rev2)
+        };
+        assert_eq!(
+            c.idle(),
+            Vec::<String>::new(),
+            "nothing pending before IDLE"
+        );
+        let old = cur_file(&md, &names[i]);
+        let new = md.join("cur").join(format!("{}:2,{after}", names[i]));
+        fs::rename(&old, &new).expect("external flag rename");
+        let got = c.wait_for(PUSH_TIMEOUT, "FETCH FLAGS", |l| l.contains(" FETCH "));
+        assert_eq!(got.len(), 1, "only the FETCH is pushed: {got:?}");
+        let parsed = parse_flags_fetch(&got[0])
+            .unwrap_or_else(|| panic!("not a bare flag update: {}", got[0]));
+        let want = FlagsFetch {
+            seq,
+            // RFC 9051 §7.5.2: with IMAP4rev2 the UID comes with every unsolicited FETCH.
+            uid: use_rev2.then_some(seq),
+            flags: want.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(parsed, want, "line: {}", got[0]);
+        // One rename, one update: no duplicate later.
+        let extra = c.drain_for(Duration::from_millis(300));
+        assert!(extra.is_empty(), "more than one update: {extra:?}");
+        assert!(c.done().is_empty());
+        // The other session was not idling: it gets the same change at its next NOOP.
+        let noop = other.ok("NOOP");
+        let flags: Vec<_> = noop.iter().filter_map(|l| parse_flags_fetch(l)).collect();
+        assert_eq!(flags.len(), 1, "NOOP of the other session: {noop:?}");
+        assert_eq!(flags[0].seq, seq);
+        assert_eq!(flags[0].flags, want.flags);
+    }
+}
+
+#[test]
+fn external_rm_is_pushed_as_expunge() {
+    let server = TestServer::start();
+    let md = server.maildir();
+    let names = seed_inbox(&server, &["", "S", "", ""]);
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("SELECT INBOX");
+    c.idle();
+    // Remove UID 2 (seq 2), then UID 4 (seq 3 once 2 is gone), then UID 1 (seq 1).
+    for (name, want_seq) in [(&names[1], 2), (&names[3], 3), (&names[0], 1)] {
+        fs::remove_file(cur_file(&md, name)).expect("rm");
+        let got = c.wait_for(PUSH_TIMEOUT, "EXPUNGE", |l| is_untagged(l, "EXPUNGE"));
+        assert_eq!(got, vec![format!("* {want_seq} EXPUNGE")]);
+    }
+    assert!(c.drain_for(Duration::from_millis(300)).is_empty());
+    assert!(c.done().is_empty());
+    let left = c.ok("UID SEARCH ALL");
+    assert_eq!(left, vec!["* SEARCH 3".to_string()]);
+    let (_, status) = c.command("FETCH 2 FLAGS");
+    assert!(
+        status.starts_with("BAD") || status.starts_with("NO"),
+        "seq 2 is gone: {status}"
+    );
+}
+
+#[test]
+fn external_move_between_folders_shows_in_both() {
+    let server = TestServer::start();
+    let md = server.maildir();
+    let names = seed_inbox(&server, &["", "S"]);
+    let mut inbox = Conn::login(server.imap_port, "inbox");
+    inbox.ok("CREATE Archive");
+    let archive_dir = subfolder(&server, "Archive");
+    assert!(
+        archive_dir.join("cur").is_dir(),
+        "CREATE Archive made {archive_dir:?}"
+    );
+    inbox.ok("SELECT INBOX");
+    let mut archive = Conn::login(server.imap_port, "archive");
+    archive.ok("ENABLE IMAP4rev2");
+    let sel = archive.ok("SELECT Archive");
+    assert!(sel.contains(&"* 0 EXISTS".to_string()), "{sel:?}");
+    inbox.idle();
+    archive.idle();
+
+    // mutt's "save to folder": one rename from INBOX/cur to .Archive/cur.
+    let from = cur_file(&md, &names[1]);
+    let to = archive_dir
+        .join("cur")
+        .join(from.file_name().expect("name"));
+    fs::rename(&from, &to).expect("external move");
+    let got = inbox.wait_for(PUSH_TIMEOUT, "EXPUNGE", |l| is_untagged(l, "EXPUNGE"));
+    assert_eq!(got, vec!["* 2 EXPUNGE".to_string()]);
+    let got = archive.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, vec!["* 1 EXISTS".to_string()]);
+    assert!(without_recent(&archive.drain_for(Duration::from_millis(300))).is_empty());
+    assert!(archive.done().is_empty());
+    let f = archive.ok("FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].contains("Subject: seed 1"), "{f:?}");
+    assert!(f[0].contains("\\Seen"), "flags travel with the file: {f:?}");
+
+    // And back again: EXISTS in INBOX, EXPUNGE in Archive.
+    archive.idle();
+    let back = md.join("cur").join(to.file_name().expect("name"));
+    fs::rename(&to, &back).expect("external move back");
+    let got = archive.wait_for(PUSH_TIMEOUT, "EXPUNGE", |l| is_untagged(l, "EXPUNGE"));
+    assert_eq!(got, vec!["* 1 EXPUNGE".to_string()]);
+    let got = inbox.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, vec!["* 2 EXISTS".to_string()]);
+    inbox.done();
+    archive.done();
+    // A moved-in file is a new message: a new UID above every one used before.
+    assert_eq!(inbox.ok("UID SEARCH ALL"), vec!["* SEARCH 1 3".to_string()]);
+}
+
+#[test]
+fn delivery_into_new_is_pushed_as_exists() {
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &[""]);
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("ENABLE IMAP4rev2");
+    c.ok("SELECT INBOX");
+    c.idle();
+    // tmp/ then rename(2) into new/ (maildrop, dovecot-lda, Postfix virtual).
+    deliver(&md, "by rename", "rename@test");
+    let got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, vec!["* 2 EXISTS".to_string()]);
+    // tmp/ then link(2) into new/ and unlink the tmp name (qmail-local, Postfix local).
+    let name = unique_name();
+    let tmp = md.join("tmp").join(&name);
+    fs::write(&tmp, message("by link", "link@test")).expect("write tmp/");
+    fs::hard_link(&tmp, md.join("new").join(&name)).expect("link into new/");
+    fs::remove_file(&tmp).expect("unlink tmp/");
+    let got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, vec!["* 3 EXISTS".to_string()]);
+    assert!(c.drain_for(Duration::from_millis(300)).is_empty());
+    assert!(c.done().is_empty());
+    let f = c.ok("UID FETCH 2:3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert!(
+        f[0].contains("Subject: by rename") && f[1].contains("Subject: by link"),
+        "{f:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Two sessions.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn changes_by_one_session_reach_the_other_idle() {
+    let server = TestServer::start();
+    seed_inbox(&server, &["", "", ""]);
+    let mut a = Conn::login(server.imap_port, "laptop");
+    a.ok("CREATE Archive");
+    a.ok("SELECT INBOX");
+    let mut b = Conn::login(server.imap_port, "phone");
+    b.ok("SELECT INBOX");
+
+    b.idle();
+    a.ok("STORE 2 +FLAGS (\\Flagged)");
+    let got = b.wait_for(PUSH_TIMEOUT, "FETCH", |l| l.contains(" FETCH "));
+    assert_eq!(got, vec!["* 2 FETCH (FLAGS (\\Flagged))".to_string()]);
+
+    a.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    let got = b.wait_for(PUSH_TIMEOUT, "FETCH", |l| l.contains(" FETCH "));
+    assert_eq!(got, vec!["* 1 FETCH (FLAGS (\\Deleted))".to_string()]);
+    a.ok("EXPUNGE");
+    let got = b.wait_for(PUSH_TIMEOUT, "EXPUNGE", |l| is_untagged(l, "EXPUNGE"));
+    assert_eq!(got, vec!["* 1 EXPUNGE".to_string()]);
+
+    let body = "Subject: appended\r\n\r\nx";
+    a.ok(&format!("APPEND INBOX {{{}+}}\r\n{body}", body.len()));
+    let got = b.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, vec!["* 3 EXISTS".to_string()]);
+
+    // MOVE (RFC 6851) of seq 1 (UID 2) out of INBOX.
+    a.ok("MOVE 1 Archive");
+    let got = b.wait_for(PUSH_TIMEOUT, "EXPUNGE", |l| is_untagged(l, "EXPUNGE"));
+    assert_eq!(without_recent(&got), vec!["* 1 EXPUNGE".to_string()]);
+    assert!(without_recent(&b.drain_for(Duration::from_millis(300))).is_empty());
+    assert!(without_recent(&b.done()).is_empty());
+    assert_eq!(b.ok("UID SEARCH ALL"), vec!["* SEARCH 3 4".to_string()]);
+    assert_eq!(a.ok("UID SEARCH ALL"), vec!["* SEARCH 3 4".to_string()]);
+}
+
+#[test]
+fn no_expunge_during_fetch_store_search_only_at_next_noop() {
+    // RFC 9051 §7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (non-UID forms),
+    // since the client's sequence numbers would shift under the response.
+    for cmd in [
+        "FETCH 1:* (FLAGS)",
+        "STORE 1 +FLAGS (\\Answered)",
+        "SEARCH ALL",
+    ] {
+        let server = TestServer::start();
+        seed_inbox(&server, &["", "", ""]);
+        let mut a = Conn::login(server.imap_port, "expunger");
+        a.ok("SELECT INBOX");
+        let mut b = Conn::login(server.imap_port, "reader");
+        b.ok("SELECT INBOX");
+        a.ok("STORE 2 +FLAGS.SILENT (\\Deleted)");
+        assert_eq!(a.ok("EXPUNGE"), vec!["* 2 EXPUNGE".to_string()]);
+        // Give the change every chance to be noticed by b's session first.
+        std::thread::sleep(Duration::from_millis(200));
+        let (lines, status) = b.command(cmd);
+        assert!(status.starts_with("OK"), "{cmd} -> {status}");
+        assert!(
+            !lines.iter().any(|l| is_untagged(l, "EXPUNGE")),
+            "EXPUNGE sent during {cmd}: {lines:?}"
+        );
+        if cmd.starts_with("FETCH") {
+            // Sequence numbers are still b's old ones: 1 and 3 (2 is gone, or still reported).
+            let seqs: Vec<u32> = lines
+                .iter()
+                .filter_map(|l| parse_flags_fetch(l).map(|f| f.seq))
+                .collect();
+            assert!(
+                seqs == vec![1, 3] || seqs == vec![1, 2, 3],
+                "{cmd} must use the old numbering: {lines:?}"
+            );
+        }
+        if cmd.starts_with("SEARCH") {
+            assert!(
+                lines == vec!["* SEARCH 1 3".to_string()]
+                    || lines == vec!["* SEARCH 1 2 3".to_string()],
+                "{cmd} must use the old numbering: {lines:?}"
+            );
+        }
+        let noop = b.ok("NOOP");
+        let exp: Vec<&String> = noop.iter().filter(|l| is_untagged(l, "EXPUNGE")).collect();
+        assert_eq!(exp, vec!["* 2 EXPUNGE"], "after {cmd}, NOOP: {noop:?}");
+        assert_eq!(b.ok("SEARCH ALL"), vec!["* SEARCH 1 2".to_string()]);
+    }
+}
+
+#[test]
+fn expunge_racing_a_long_fetch_waits_for_its_end() {
+    // b fetches many messages while a expunges some at the same moment; whatever the timing,
+    // no EXPUNGE may appear inside b's FETCH response, and afterwards b's NOOP reports exactly
+    // the expunged ones (in an order consistent with its numbering).
+    const N: usize = 300;
+    let server = TestServer::start();
+    let flags = vec![""; N];
+    seed_inbox(&server, &flags);
+    let mut a = Conn::login(server.imap_port, "expunger");
+    a.ok("SELECT INBOX");
+    let mut b = Conn::login(server.imap_port, "reader");
+    b.ok("SELECT INBOX");
+    let every_other: Vec<String> = (1..=50).map(|i| (2 * i).to_string()).collect();
+    a.ok(&format!(
+        "STORE {} +FLAGS.SILENT (\\Deleted)",
+        every_other.join(",")
+    ));
+    let a_thread = std::thread::spawn(move || {
+        a.ok("EXPUNGE");
+        a
+    });
+    let (lines, status) = b.command("FETCH 1:* (FLAGS BODY.PEEK[])");
+    let a = a_thread.join().expect("expunger thread");
+    assert!(status.starts_with("OK"), "FETCH -> {status}");
+    assert!(
+        !lines.iter().any(|l| is_untagged(l, "EXPUNGE")),
+        "EXPUNGE inside a FETCH response"
+    );
+    let fetched = lines.iter().filter(|l| l.contains(" FETCH (")).count();
+    assert!(fetched >= N - 50 && fetched <= N, "fetched {fetched}");
+    // Now the 50 expunges are owed (each numbered after the previous one went).
+    let mut owed = Vec::new();
+    let deadline = Instant::now() + PUSH_TIMEOUT;
+    while owed.len() < 50 && Instant::now() < deadline {
+        owed.extend(
+            b.ok("NOOP")
+                .into_iter()
+                .filter_map(|l| untagged_number(&l, "EXPUNGE")),
+        );
+    }
+    let want: Vec<u32> = (0..50).map(|i| 2 + i).collect(); // 2, 4, 6, ... renumbered
+    assert_eq!(owed, want, "expunges of seq 2,4,...,100 in ascending order");
+    assert_eq!(b.ok("SEARCH ALL").len(), 1);
+    drop(a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Polling fallback.
+// ---------------------------------------------------------------------------------------------
+
+/// A nestbox process started by this file (so it can have its own environment), on the
+/// TestServer's directory and ports; stopped by PID on drop.
+struct OwnServer {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl OwnServer {
+    /// Stops the harness's own process and starts `nestbox serve` on the same config with
+    /// extra environment variables.
+    fn replace(server: &mut TestServer, env: &[(&str, &str)]) -> OwnServer {
+        assert_eq!(
+            server.kind,
+            common::Kind::Nestbox,
+            "needs the nestbox binary"
+        );
+        server.stop();
+        let log = server.dir.join("own-server.log");
+        let out = fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("clone log");
+        let child = Command::new(env!("CARGO_BIN_EXE_nestbox"))
+            .arg("serve")
+            .arg("-c")
+            .arg(&server.config_file)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start nestbox");
+        let mut own = OwnServer {
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Ok(Some(status))) = own.child.as_mut().map(|c| c.try_wait()) {
+                panic!("nestbox exited with {status}:\n{}", own.log());
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", server.imap_port)) {
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                let mut b = [0u8; 4];
+                if s.read_exact(&mut b).is_ok() && &b == b"* OK" {
+                    let _ = s.write_all(b"z LOGOUT\r\n");
+                    return own;
+                }
+            }
+            assert!(Instant::now() < deadline, "no greeting:\n{}", own.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the PID of the child spawned above, not yet reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn polling_fallback_still_delivers_every_kind_of_change() {
+    let mut server = TestServer::start();
+    let md = server.maildir();
+    let names = seed_inbox(&server, &["", ""]);
+    let own = OwnServer::replace(&mut server, &[("NESTBOX_FORCE_POLL", "1")]);
+    // 1 s polling interval by default; 5 s allowed on a loaded machine.
+    let within = Duration::from_secs(5);
+    let mut c = Conn::login(server.imap_port, "poll-idler");
+    c.ok("SELECT INBOX");
+    c.idle();
+    let t = Instant::now();
+    deliver(&md, "polled", "polled@test");
+    let got = c.wait_for(within, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, vec!["* 3 EXISTS".to_string()]);
+    let exists_after = t.elapsed();
+    fs::rename(
+        cur_file(&md, &names[0]),
+        md.join("cur").join(format!("{}:2,S", names[0])),
+    )
+    .expect("flag rename");
+    let got = c.wait_for(within, "FETCH", |l| l.contains(" FETCH "));
+    assert_eq!(
+        without_recent(&got),
+        vec!["* 1 FETCH (FLAGS (\\Seen))".to_string()]
+    );
+    fs::remove_file(cur_file(&md, &names[1])).expect("rm");
+    let got = c.wait_for(within, "EXPUNGE", |l| is_untagged(l, "EXPUNGE"));
+    assert_eq!(without_recent(&got), vec!["* 2 EXPUNGE".to_string()]);
+    c.done();
+    let log = own.log();
+    assert!(
+        log.contains("polling only (forced)"),
+        "the server must say it polls (log once):\n{log}"
+    );
+    assert_eq!(
+        log.matches("polling only").count(),
+        1,
+        "logged once:\n{log}"
+    );
+    eprintln!("polling: first EXISTS after {exists_after:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Burst.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn burst_of_1000_deliveries_loses_nothing() {
+    const N: usize = 1000;
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &["", ""]);
+    let initial = 2;
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("ENABLE IMAP4rev2");
+    c.ok("SELECT INBOX");
+    c.idle();
+    let ids: Vec<String> = (0..N)
+        .map(|i| format!("burst-{i}-{}@test", std::process::id()))
+        .collect();
+    let writer = {
+        let md = md.clone();
+        let ids = ids.clone();
+        std::thread::spawn(move || {
+            for (i, id) in ids.iter().enumerate() {
+                deliver(&md, &format!("burst {i}"), id);
+            }
+        })
+    };
+    let mut counts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let total = (initial + N) as u32;
+    while counts.last() != Some(&total) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "EXISTS counts so far: {:?}\n{}",
+            counts.last(),
+            c.tail()
+        );
+        let got = c.wait_for(left, "EXISTS", |l| is_untagged(l, "EXISTS"));
+        for l in &got {
+            assert!(
+                is_untagged(l, "EXISTS"),
+                "only EXISTS during a pure delivery burst: {l}"
+            );
+        }
+        counts.extend(got.iter().filter_map(|l| untagged_number(l, "EXISTS")));
+    }
+    writer.join().expect("writer thread");
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "EXISTS must only grow: {counts:?}"
+    );
+    assert!(
+        c.drain_for(Duration::from_millis(500)).is_empty(),
+        "nothing after the last EXISTS"
+    );
+    c.done();
+    eprintln!("burst: {} EXISTS lines for {N} deliveries", counts.len());
+
+    // The idling session's own view, in UID order.
+    let re_uid = regex::Regex::new(r"UID (\d+)").expect("regex");
+    let view_uids: Vec<u32> = c
+        .ok("FETCH 1:* (UID)")
+        .iter()
+        .filter_map(|l| re_uid.captures(l).and_then(|m| m[1].parse().ok()))
+        .collect();
+
+    // A fresh IMAP4rev1 session (plain `* SEARCH`, not ESEARCH) agrees with it.
+    let mut fresh = Conn::login(server.imap_port, "fresh");
+    let sel = fresh.ok("EXAMINE INBOX");
+    assert!(
+        sel.contains(&format!("* {} EXISTS", initial + N)),
+        "{sel:?}"
+    );
+    let search = fresh.ok("UID SEARCH ALL");
+    assert_eq!(search.len(), 1, "{search:?}");
+    let uids: Vec<u32> = search[0]
+        .strip_prefix("* SEARCH")
+        .unwrap_or_else(|| panic!("not a SEARCH response: {}", search[0]))
+        .split_whitespace()
+        .map(|u| u.parse().expect("uid"))
+        .collect();
+    assert_eq!(uids.len(), initial + N);
+    assert!(
+        uids.windows(2).all(|w| w[0] < w[1]),
+        "UIDs strictly increasing: {uids:?}"
+    );
+    assert_eq!(
+        view_uids, uids,
+        "the IDLE session's view equals a fresh one"
+    );
+
+    let fetched = fresh.ok("FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
+    let mut seen = std::collections::HashMap::new();
+    let re = regex::Regex::new(r"(?i)Message-ID:\s*<([^>]+)>").expect("regex");
+    for l in &fetched {
+        if let Some(m) = re.captures(l) {
+            *seen.entry(m[1].to_string()).or_insert(0u32) += 1;
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "Message-ID {id} must be found exactly once"
+        );
+    }
+    assert_eq!(seen.len(), initial + N);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Push latency (numbers for the issue note; not a pass/fail benchmark).
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+#[ignore = "measurement: cargo test --test live_sync push_latency -- --ignored --nocapture"]
+fn push_latency() {
+    const N: usize = 100;
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &[""]);
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("ENABLE IMAP4rev2");
+    c.ok("SELECT INBOX");
+    c.idle();
+    let mut samples = Vec::with_capacity(N);
+    for i in 0..N {
+        let name = unique_name();
+        let tmp = md.join("tmp").join(&name);
+        fs::write(
+            &tmp,
+            message(&format!("latency {i}"), &format!("lat-{i}@test")),
+        )
+        .expect("write tmp/");
+        let t = Instant::now();
+        fs::rename(&tmp, md.join("new").join(&name)).expect("rename into new/");
+        let got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+        samples.push(t.elapsed());
+        assert_eq!(got.last(), Some(&format!("* {} EXISTS", i + 2)));
+        // Apart enough that each delivery is measured on its own, not coalesced.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    c.done();
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let p = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, N) - 1];
+    println!(
+        "push latency rename->EXISTS over {N}: min {:.2} ms, median {:.2} ms, p90 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms",
+        ms(samples[0]),
+        ms(p(0.5)),
+        ms(p(0.9)),
+        ms(p(0.99)),
+        ms(samples[N - 1])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The helpers' own checks.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn parse_flags_fetch_is_strict() {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let table: &[(&str, Option<FlagsFetch>)] = &[
+        (
+            "* 2 FETCH (FLAGS (\\Seen))",
+            Some(FlagsFetch {
+                seq: 2,
+                uid: None,
+                flags: s(&["\\Seen"]),
+            }),
+        ),
+        (
+            "* 2 FETCH (UID 7 FLAGS (\\Seen \\Answered))",
+            Some(FlagsFetch {
+                seq: 2,
+                uid: Some(7),
+                flags: s(&["\\Answered", "\\Seen"]),
+            }),
+        ),
+        (
+            "* 2 FETCH (FLAGS () UID 7)",
+            Some(FlagsFetch {
+                seq: 2,
+                uid: Some(7),
+                flags: vec![],
+            }),
+        ),
+        ("* 2 FETCH (FLAGS (\\Seen) RFC822.SIZE 4)", None),
+        ("* 2 EXPUNGE", None),
+        ("* 2 FETCH (UID 7)", None),
+    ];
+    for (line, want) in table {
+        assert_eq!(&parse_flags_fetch(line), want, "{line}");
+    }
+    assert_eq!(untagged_number("* 12 EXISTS", "EXISTS"), Some(12));
+    assert_eq!(untagged_number("* 12 EXISTS", "EXPUNGE"), None);
+    assert_eq!(untagged_number("* OK Still here", "EXISTS"), None);
+}
