@@ -853,6 +853,323 @@ fn delivery_into_new_is_pushed_as_exists() {
     );
 }
 
+#[test]
+fn external_move_from_new_to_cur_is_a_flag_change_not_a_new_message() {
+    // mutt opening a mailbox moves new/X to cur/X:2,S. For a session that did not move it
+    // itself (EXAMINE never moves files), that is the same message with new flags: never an
+    // EXPUNGE plus an EXISTS.
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &[""]);
+    let mut c = Conn::login(server.imap_port, "examiner");
+    c.ok("ENABLE IMAP4rev2");
+    c.ok("EXAMINE INBOX");
+    c.idle();
+    let name = deliver(&md, "read by mutt", "mutt@test");
+    let got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, vec!["* 2 EXISTS".to_string()]);
+    fs::rename(
+        md.join("new").join(&name),
+        md.join("cur").join(format!("{name}:2,S")),
+    )
+    .expect("new/ -> cur/");
+    let got = c.wait_for(PUSH_TIMEOUT, "FETCH", |l| l.contains(" FETCH "));
+    assert_eq!(got, vec!["* 2 FETCH (UID 2 FLAGS (\\Seen))".to_string()]);
+    assert!(c.drain_for(Duration::from_millis(300)).is_empty());
+    assert!(c.done().is_empty());
+}
+
+#[test]
+fn rapid_flag_renames_never_look_like_expunges() {
+    // A busy client renaming files in cur/ while we resync: readdir is no snapshot, and a
+    // file caught between names must never be reported as expunged (every device would
+    // delete its copy) nor come back as a new message.
+    const ROUNDS: usize = 100;
+    let server = TestServer::start();
+    let md = server.maildir();
+    let infos = ["", "", "", "", ""];
+    let names = seed_inbox(&server, &infos);
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("ENABLE IMAP4rev2");
+    c.ok("SELECT INBOX");
+    c.idle();
+    let cycle = ["S", "FS", "F", "", "RS"];
+    for round in 0..ROUNDS {
+        for (i, name) in names.iter().enumerate() {
+            let from = cur_file(&md, name);
+            let info = cycle[(round + i) % cycle.len()];
+            fs::rename(&from, md.join("cur").join(format!("{name}:2,{info}")))
+                .expect("flag rename");
+        }
+    }
+    // Settle, then the last update for each message must show its final flags.
+    let lines = c.drain_for(Duration::from_secs(2));
+    for l in &lines {
+        assert!(
+            parse_flags_fetch(l).is_some(),
+            "only flag updates while files are renamed: {l}"
+        );
+    }
+    assert!(c.done().is_empty());
+    let final_flags = |info: &str| -> Vec<String> {
+        let mut v: Vec<String> = info
+            .chars()
+            .map(|ch| match ch {
+                'S' => "\\Seen",
+                'F' => "\\Flagged",
+                'R' => "\\Answered",
+                _ => unreachable!("cycle letters"),
+            })
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut last: std::collections::HashMap<u32, Vec<String>> = Default::default();
+    for l in &lines {
+        if let Some(f) = parse_flags_fetch(l) {
+            last.insert(f.seq, f.flags);
+        }
+    }
+    let fetched = c.ok("FETCH 1:* (FLAGS)");
+    assert_eq!(fetched.len(), names.len(), "{fetched:?}");
+    for (i, _) in names.iter().enumerate() {
+        let want = final_flags(cycle[(ROUNDS - 1 + i) % cycle.len()]);
+        let seq = i as u32 + 1;
+        let now = fetched
+            .iter()
+            .filter_map(|l| parse_flags_fetch(l))
+            .find(|f| f.seq == seq)
+            .expect("fetched")
+            .flags;
+        assert_eq!(now, want, "seq {seq} after the renames");
+        // What was pushed last agrees with the folder (nothing owed, nothing stale).
+        if let Some(pushed) = last.get(&seq) {
+            assert_eq!(pushed, &want, "last pushed flags of seq {seq}");
+        }
+    }
+    // Same messages, same UIDs: nothing was expunged and re-added under a new UID.
+    let uids: Vec<Option<u32>> = c
+        .ok("UID FETCH 1:* (FLAGS)")
+        .iter()
+        .map(|l| parse_flags_fetch(l).and_then(|f| f.uid))
+        .collect();
+    assert_eq!(uids, (1..=5).map(Some).collect::<Vec<_>>());
+}
+
+#[test]
+fn rev1_idle_gets_recent_beside_exists() {
+    // RFC 3501 §7.3.2: RECENT is sent whenever the number of \Recent messages changes; the
+    // only read-write session of the folder is the one that sees the delivery first.
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &[""]);
+    let mut c = Conn::login(server.imap_port, "rev1-idler");
+    let sel = c.ok("SELECT INBOX");
+    assert!(sel.contains(&"* 0 RECENT".to_string()), "{sel:?}");
+    c.idle();
+    deliver(&md, "recent", "recent@test");
+    let mut got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    got.extend(c.wait_for(PUSH_TIMEOUT, "RECENT", |l| is_untagged(l, "RECENT")));
+    assert_eq!(
+        got,
+        vec!["* 2 EXISTS".to_string(), "* 1 RECENT".to_string()]
+    );
+    assert!(c.done().is_empty());
+    let f = c.ok("FETCH 2 FLAGS");
+    assert_eq!(f, vec!["* 2 FETCH (FLAGS (\\Recent))".to_string()]);
+}
+
+#[test]
+fn direct_write_into_new_that_completes_later() {
+    // Some writers (old procmail setups, scripts) create the file in new/ and write it in
+    // several steps. Whatever the client was told first, what it fetches after the writer
+    // closed the file must be the whole message, with a matching RFC822.SIZE.
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &[""]);
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("ENABLE IMAP4rev2");
+    c.ok("SELECT INBOX");
+    c.idle();
+    let full = message("written slowly", "slow@test");
+    let (head, tail) = full.split_at(40);
+    let path = md.join("new").join(unique_name());
+    {
+        let mut f = fs::File::create(&path).expect("create in new/");
+        f.write_all(head.as_bytes()).expect("first part");
+        f.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(300));
+        f.write_all(tail.as_bytes()).expect("rest");
+    }
+    let got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got.last(), Some(&"* 2 EXISTS".to_string()));
+    // Lines pushed after the file was complete (e.g. a FETCH for a size change) are fine.
+    c.drain_for(Duration::from_millis(300));
+    c.done();
+    let crlf = full.replace('\n', "\r\n");
+    let f = c.ok("FETCH 2 (RFC822.SIZE BODY.PEEK[])");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].contains(&format!("RFC822.SIZE {}", crlf.len())),
+        "size of the complete message ({}): {}",
+        crlf.len(),
+        f[0]
+    );
+    assert!(f[0].contains(&crlf), "the complete message: {}", f[0]);
+}
+
+#[test]
+fn folders_created_and_deleted_outside_show_in_list() {
+    let server = TestServer::start();
+    let mut c = Conn::login(server.imap_port, "lister");
+    let listed = |c: &mut Conn, name: &str| {
+        c.ok("LIST \"\" \"*\"")
+            .iter()
+            .any(|l| l.starts_with("* LIST ") && l.ends_with(&format!(" {name}")))
+    };
+    assert!(!listed(&mut c, "Outside"));
+    let dir = subfolder(&server, "Outside");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub)).expect("mkdir folder");
+    }
+    put_in_cur(&dir, "in outside", "outside@test", "S");
+    assert!(
+        listed(&mut c, "Outside"),
+        "a Maildir++ folder made by mkdir is listed"
+    );
+    let st = c.ok("STATUS Outside (MESSAGES)");
+    assert_eq!(st, vec!["* STATUS Outside (MESSAGES 1)".to_string()]);
+    // The server may still be writing its index for the folder after STATUS answered; an
+    // `rm -r` racing with that fails with ENOTEMPTY and is simply repeated, as a user would.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Err(e) = fs::remove_dir_all(&dir) {
+        assert!(Instant::now() < deadline, "rm -r {dir:?}: {e}");
+        eprintln!("rm -r raced with the server: {e}; again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A late index write must not bring the folder back.
+    std::thread::sleep(Duration::from_millis(500));
+    let left: Vec<_> = fs::read_dir(server.maildir())
+        .expect("read Maildir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(!dir.exists(), "{dir:?} came back after rm -r: {left:?}");
+    assert!(
+        !listed(&mut c, "Outside"),
+        "a folder removed by rm -r is gone from LIST"
+    );
+}
+
+/// Open inotify instances of a process (`anon_inode:inotify` in /proc/PID/fd).
+fn inotify_instances(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .flatten()
+        .filter(|e| {
+            fs::read_link(e.path())
+                .map(|t| t.to_string_lossy().contains("inotify"))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn many_sessions_share_one_inotify_instance_and_all_get_the_push() {
+    // Issue 3 §1: one inotify instance per process, never one per session (the kernel's
+    // default is 128 instances per user). 150 IDLE sessions over three folders.
+    const PER_FOLDER: usize = 50;
+    let mut server = TestServer::start();
+    // All devices connect from 127.0.0.1: lift the per-address limit (default 50).
+    let own = OwnServer::replace(
+        &mut server,
+        &[],
+        "[limits]\nmax_connections_per_ip = 1000\n",
+    );
+    let pid = own.pid();
+    seed_inbox(&server, &[""]);
+    let mut admin = Conn::login(server.imap_port, "admin");
+    admin.ok("CREATE Work");
+    admin.ok("CREATE Lists");
+    let _ = admin.command("LOGOUT");
+    let folders = [
+        ("INBOX", server.maildir()),
+        ("Work", subfolder(&server, "Work")),
+        ("Lists", subfolder(&server, "Lists")),
+    ];
+    let mut sessions: Vec<(usize, Conn)> = Vec::new();
+    for (fi, (name, _)) in folders.iter().enumerate() {
+        for _ in 0..PER_FOLDER {
+            let mut c = Conn::login(server.imap_port, "device");
+            c.ok("ENABLE IMAP4rev2");
+            c.ok(&format!("SELECT {name}"));
+            c.idle();
+            sessions.push((fi, c));
+        }
+    }
+    let instances = inotify_instances(pid);
+    // Exactly one, unless the machine refused inotify and the server said it polls instead.
+    let want = if own.log().contains("polling") { 0 } else { 1 };
+    assert_eq!(
+        instances,
+        want,
+        "inotify instances for {} sessions; log:\n{}",
+        sessions.len(),
+        own.log()
+    );
+    for (fi, (_, dir)) in folders.iter().enumerate() {
+        deliver(dir, "fan-out", &format!("fan-{fi}@test"));
+    }
+    let started = Instant::now();
+    for (fi, c) in sessions.iter_mut() {
+        let want = if *fi == 0 { "* 2 EXISTS" } else { "* 1 EXISTS" };
+        let got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+        assert_eq!(got, vec![want.to_string()]);
+    }
+    eprintln!(
+        "fan-out: {} sessions had their EXISTS {:?} after the deliveries",
+        sessions.len(),
+        started.elapsed()
+    );
+    for (_, c) in sessions.iter_mut() {
+        assert!(c.done().is_empty());
+    }
+    assert_eq!(inotify_instances(pid), want);
+    drop(sessions);
+    drop(own);
+}
+
+#[test]
+#[ignore = "server bug: unsolicited FETCH omits UID for an IMAP4rev1 client that used UID \
+            commands (issue 3 §3; src/session/view.rs report_changes adds UID only for rev2)"]
+fn unsolicited_fetch_carries_uid_after_uid_commands() {
+    let server = TestServer::start();
+    let md = server.maildir();
+    let names = seed_inbox(&server, &["", ""]);
+    let mut c = Conn::login(server.imap_port, "uid-client");
+    c.ok("SELECT INBOX");
+    c.ok("UID FETCH 1:* (FLAGS)");
+    c.idle();
+    fs::rename(
+        cur_file(&md, &names[1]),
+        md.join("cur").join(format!("{}:2,S", names[1])),
+    )
+    .expect("flag rename");
+    let got = c.wait_for(PUSH_TIMEOUT, "FETCH", |l| l.contains(" FETCH "));
+    let parsed = parse_flags_fetch(&got[0]).expect("flag update");
+    assert_eq!(
+        parsed,
+        FlagsFetch {
+            seq: 2,
+            uid: Some(2),
+            flags: vec!["\\Seen".to_string()]
+        },
+        "{got:?}"
+    );
+    c.done();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Two sessions.
 // ---------------------------------------------------------------------------------------------
@@ -974,7 +1291,7 @@ fn expunge_racing_a_long_fetch_waits_for_its_end() {
         "EXPUNGE inside a FETCH response"
     );
     let fetched = lines.iter().filter(|l| l.contains(" FETCH (")).count();
-    assert!(fetched >= N - 50 && fetched <= N, "fetched {fetched}");
+    assert!((N - 50..=N).contains(&fetched), "fetched {fetched}");
     // Now the 50 expunges are owed (each numbered after the previous one went).
     let mut owed = Vec::new();
     let deadline = Instant::now() + PUSH_TIMEOUT;
@@ -1004,14 +1321,21 @@ struct OwnServer {
 
 impl OwnServer {
     /// Stops the harness's own process and starts `nestbox serve` on the same config with
-    /// extra environment variables.
-    fn replace(server: &mut TestServer, env: &[(&str, &str)]) -> OwnServer {
+    /// extra environment variables; `extra_config` is appended to the harness's config file
+    /// (a table the harness does not write).
+    fn replace(server: &mut TestServer, env: &[(&str, &str)], extra_config: &str) -> OwnServer {
         assert_eq!(
             server.kind,
             common::Kind::Nestbox,
             "needs the nestbox binary"
         );
         server.stop();
+        if !extra_config.is_empty() {
+            let mut cfg = fs::read_to_string(&server.config_file).expect("read config");
+            cfg.push('\n');
+            cfg.push_str(extra_config);
+            fs::write(&server.config_file, cfg).expect("write config");
+        }
         let log = server.dir.join("own-server.log");
         let out = fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("clone log");
@@ -1051,6 +1375,10 @@ impl OwnServer {
     fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
 }
 
 impl Drop for OwnServer {
@@ -1077,7 +1405,7 @@ fn polling_fallback_still_delivers_every_kind_of_change() {
     let mut server = TestServer::start();
     let md = server.maildir();
     let names = seed_inbox(&server, &["", ""]);
-    let own = OwnServer::replace(&mut server, &[("NESTBOX_FORCE_POLL", "1")]);
+    let own = OwnServer::replace(&mut server, &[("NESTBOX_FORCE_POLL", "1")], "");
     // 1 s polling interval by default; 5 s allowed on a loaded machine.
     let within = Duration::from_secs(5);
     let mut c = Conn::login(server.imap_port, "poll-idler");
