@@ -957,6 +957,143 @@ fn rapid_flag_renames_never_look_like_expunges() {
     assert_eq!(uids, (1..=5).map(Some).collect::<Vec<_>>());
 }
 
+/// `uid -> Message-ID` of every message in the selected folder.
+fn uid_to_message_id(c: &mut Conn) -> std::collections::BTreeMap<u32, String> {
+    let re = regex::Regex::new(r"(?s)UID (\d+) .*Message-ID:\s*<([^>]+)>").expect("regex");
+    c.ok("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        .iter()
+        .map(|l| {
+            let m = re
+                .captures(l)
+                .unwrap_or_else(|| panic!("no UID/Message-ID in {l}"));
+            (m[1].parse().expect("uid"), m[2].to_string())
+        })
+        .collect()
+}
+
+/// `[UIDVALIDITY n]` of a SELECT/EXAMINE response.
+fn uidvalidity(lines: &[String]) -> u32 {
+    lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("* OK [UIDVALIDITY ")?
+                .split(']')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no UIDVALIDITY in {lines:?}"))
+}
+
+#[test]
+fn maildir_restored_from_backup_never_reuses_a_uid() {
+    // The user restores yesterday's copy of the Maildir (uidlist and nestbox's index included)
+    // while a phone IDLEs: messages that arrived since vanish, one deleted since comes back,
+    // and mail keeps arriving into the restored directory. RFC 9051 §2.3.1.1: a UID never
+    // names two messages under one UIDVALIDITY, so either everything keeps its UID and the
+    // restored message gets a fresh one, or UIDVALIDITY grows.
+    let server = TestServer::start();
+    let md = server.maildir();
+    let names = seed_inbox(&server, &["", "", ""]);
+    let mut a = Conn::login(server.imap_port, "phone");
+    a.ok("ENABLE IMAP4rev2");
+    let uidv_before = uidvalidity(&a.ok("SELECT INBOX"));
+    let backup = server.dir.join("Maildir.backup");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&md)
+        .arg(&backup)
+        .status()
+        .expect("cp -a");
+    assert!(st.success(), "cp -a Maildir backup");
+    a.idle();
+    deliver(&md, "after backup 1", "after-1@test");
+    deliver(&md, "after backup 2", "after-2@test");
+    a.wait_for(PUSH_TIMEOUT, "EXISTS", |l| l == "* 5 EXISTS");
+    fs::remove_file(cur_file(&md, &names[0])).expect("rm");
+    let got = a.wait_for(PUSH_TIMEOUT, "EXPUNGE", |l| is_untagged(l, "EXPUNGE"));
+    assert_eq!(got, vec!["* 1 EXPUNGE".to_string()]);
+    a.done();
+    let before = uid_to_message_id(&mut a);
+    assert_eq!(before.keys().copied().collect::<Vec<_>>(), [2, 3, 4, 5]);
+
+    // Restore: the broken directory goes aside, the backup takes its place.
+    a.idle();
+    fs::rename(&md, server.dir.join("Maildir.broken")).expect("mv Maildir aside");
+    fs::rename(&backup, &md).expect("mv backup into place");
+    // The watch must follow the path, not the old inode: mail delivered now is pushed.
+    std::thread::sleep(Duration::from_millis(300));
+    deliver(&md, "after restore", "after-restore@test");
+    let deadline = Instant::now() + PUSH_TIMEOUT;
+    let mut pushed: Vec<String> = Vec::new();
+    // Read until a quiet moment after the expected end state (or a BYE), or the deadline.
+    while Instant::now() < deadline {
+        let chunk = a.drain_for(Duration::from_millis(300));
+        let settled = pushed.iter().any(|l| l.starts_with("* BYE"))
+            || pushed.iter().rev().find(|l| is_untagged(l, "EXISTS"))
+                == Some(&"* 4 EXISTS".to_string());
+        if chunk.is_empty() && settled {
+            break;
+        }
+        pushed.extend(chunk);
+    }
+    let mut b = Conn::login(server.imap_port, "laptop");
+    let uidv_after = uidvalidity(&b.ok("SELECT INBOX"));
+    let after = uid_to_message_id(&mut b);
+    let mut ids: Vec<&String> = after.values().collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "after-restore@test",
+            "seed-0@test",
+            "seed-1@test",
+            "seed-2@test"
+        ],
+        "the restored folder's messages, each once: {after:?}"
+    );
+    if uidv_after == uidv_before {
+        let max_before = *before.keys().max().expect("uids");
+        for (uid, id) in &after {
+            match before.get(uid) {
+                Some(old) => assert_eq!(old, id, "UID {uid} changed message: {after:?}"),
+                None => assert!(
+                    *uid > max_before,
+                    "UID {uid} reused: {before:?} -> {after:?}"
+                ),
+            }
+        }
+        // The IDLE client was kept and told: EXPUNGE for the two lost messages, EXISTS for
+        // the restored one and the new delivery; its view now equals a fresh session's.
+        assert!(
+            !pushed.iter().any(|l| l.starts_with("* BYE")),
+            "same UIDVALIDITY: no reason to drop the client: {pushed:?}"
+        );
+        let expunges: Vec<&String> = pushed
+            .iter()
+            .filter(|l| is_untagged(l, "EXPUNGE"))
+            .collect();
+        assert_eq!(expunges, ["* 3 EXPUNGE", "* 3 EXPUNGE"], "{pushed:?}");
+        assert_eq!(
+            pushed.iter().rev().find(|l| is_untagged(l, "EXISTS")),
+            Some(&"* 4 EXISTS".to_string()),
+            "{pushed:?}"
+        );
+        a.done();
+        assert_eq!(uid_to_message_id(&mut a), after);
+    } else {
+        assert!(
+            uidv_after > uidv_before,
+            "UIDVALIDITY must grow: {uidv_before} -> {uidv_after}"
+        );
+        // A client that holds the old UIDs cannot stay selected: RFC 9051 leaves BYE.
+        assert!(
+            pushed.iter().any(|l| l.starts_with("* BYE")),
+            "UIDVALIDITY changed under a selected client without BYE: {pushed:?}"
+        );
+    }
+}
+
 #[test]
 fn rev1_idle_gets_recent_beside_exists() {
     // RFC 3501 §7.3.2: RECENT is sent whenever the number of \Recent messages changes; the
