@@ -623,6 +623,16 @@ impl Drop for Postfix {
     }
 }
 
+/// True when the suite runs against Dovecot (`NESTBOX_TEST_SERVER=dovecot`, used to validate
+/// these expectations against a reference) and this test cannot apply to it; prints why.
+fn skip_on_dovecot(why: &str) -> bool {
+    if common::Kind::from_env() == common::Kind::Dovecot {
+        eprintln!("SKIPPED on Dovecot: {why}");
+        return true;
+    }
+    false
+}
+
 /// True if this process runs as root (Postfix's instance must be started by root).
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
@@ -631,6 +641,9 @@ fn is_root() -> bool {
 
 #[test]
 fn postfix_delivery_reaches_imaplib_idle() {
+    if skip_on_dovecot("Dovecot owns the Maildir as user dovecot") {
+        return;
+    }
     if !common::require_tool("postfix", "real MTA delivery during IDLE")
         || !common::require_tool("python3", "the imaplib IDLE client")
     {
@@ -689,6 +702,9 @@ fn postfix_delivery_reaches_imaplib_idle() {
 
 #[test]
 fn external_flag_rename_in_cur_is_pushed_as_fetch_flags() {
+    if skip_on_dovecot("IMAP4rev2 cases are nestbox-only") {
+        return;
+    }
     // (IMAP4rev2 enabled, info before, info after, flags the client must see)
     let cases: &[(bool, &str, &str, &[&str])] = &[
         (false, "", "S", &["\\Seen"]),
@@ -824,6 +840,9 @@ fn external_move_between_folders_shows_in_both() {
 
 #[test]
 fn delivery_into_new_is_pushed_as_exists() {
+    if skip_on_dovecot("IMAP4rev2 (no RECENT lines) is nestbox-only") {
+        return;
+    }
     let server = TestServer::start();
     let md = server.maildir();
     seed_inbox(&server, &[""]);
@@ -855,6 +874,9 @@ fn delivery_into_new_is_pushed_as_exists() {
 
 #[test]
 fn external_move_from_new_to_cur_is_a_flag_change_not_a_new_message() {
+    if skip_on_dovecot("IMAP4rev2 is nestbox-only") {
+        return;
+    }
     // mutt opening a mailbox moves new/X to cur/X:2,S. For a session that did not move it
     // itself (EXAMINE never moves files), that is the same message with new flags: never an
     // EXPUNGE plus an EXISTS.
@@ -987,6 +1009,9 @@ fn uidvalidity(lines: &[String]) -> u32 {
 
 #[test]
 fn maildir_restored_from_backup_never_reuses_a_uid() {
+    if skip_on_dovecot("IMAP4rev2 is nestbox-only") {
+        return;
+    }
     // The user restores yesterday's copy of the Maildir (uidlist and nestbox's index included)
     // while a phone IDLEs: messages that arrived since vanish, one deleted since comes back,
     // and mail keeps arriving into the restored directory. RFC 9051 §2.3.1.1: a UID never
@@ -1158,6 +1183,9 @@ fn direct_write_into_new_that_completes_later() {
 
 #[test]
 fn folders_created_and_deleted_outside_show_in_list() {
+    if skip_on_dovecot("Dovecot caches the folder list in its list index") {
+        return;
+    }
     let server = TestServer::start();
     let mut c = Conn::login(server.imap_port, "lister");
     let listed = |c: &mut Conn, name: &str| {
@@ -1214,6 +1242,9 @@ fn inotify_instances(pid: u32) -> usize {
 
 #[test]
 fn many_sessions_share_one_inotify_instance_and_all_get_the_push() {
+    if skip_on_dovecot("starts its own nestbox process") {
+        return;
+    }
     // Issue 3 §1: one inotify instance per process, never one per session (the kernel's
     // default is 128 instances per user). 150 IDLE sessions over three folders.
     const PER_FOLDER: usize = 50;
@@ -1278,8 +1309,9 @@ fn many_sessions_share_one_inotify_instance_and_all_get_the_push() {
 }
 
 #[test]
-#[ignore = "server bug: unsolicited FETCH omits UID for an IMAP4rev1 client that used UID \
-            commands (issue 3 §3; src/session/view.rs report_changes adds UID only for rev2)"]
+#[ignore = "server gap: unsolicited FETCH omits UID for an IMAP4rev1 client that used UID \
+            commands (issue 3 §3 asks for it; Dovecot 2.3 omits it too; src/session/view.rs \
+            report_changes adds UID only for rev2)"]
 fn unsolicited_fetch_carries_uid_after_uid_commands() {
     let server = TestServer::start();
     let md = server.maildir();
@@ -1375,9 +1407,12 @@ fn no_expunge_during_fetch_store_search_only_at_next_noop() {
         );
         if cmd.starts_with("FETCH") {
             // Sequence numbers are still b's old ones: 1 and 3 (2 is gone, or still reported).
+            // Distinct numbers: an unsolicited FLAGS update for seq 2 may come beside.
             let seqs: Vec<u32> = lines
                 .iter()
                 .filter_map(|l| parse_flags_fetch(l).map(|f| f.seq))
+                .collect::<std::collections::BTreeSet<u32>>()
+                .into_iter()
                 .collect();
             assert!(
                 seqs == vec![1, 3] || seqs == vec![1, 2, 3],
@@ -1385,9 +1420,9 @@ fn no_expunge_during_fetch_store_search_only_at_next_noop() {
             );
         }
         if cmd.starts_with("SEARCH") {
+            let search: Vec<&String> = lines.iter().filter(|l| l.starts_with("* SEARCH")).collect();
             assert!(
-                lines == vec!["* SEARCH 1 3".to_string()]
-                    || lines == vec!["* SEARCH 1 2 3".to_string()],
+                search == ["* SEARCH 1 3"] || search == ["* SEARCH 1 2 3"],
                 "{cmd} must use the old numbering: {lines:?}"
             );
         }
@@ -1427,9 +1462,15 @@ fn expunge_racing_a_long_fetch_waits_for_its_end() {
         !lines.iter().any(|l| is_untagged(l, "EXPUNGE")),
         "EXPUNGE inside a FETCH response"
     );
-    let fetched = lines.iter().filter(|l| l.contains(" FETCH (")).count();
+    // Messages whose body came back (unsolicited FLAGS updates may come beside them).
+    let fetched = lines
+        .iter()
+        .filter(|l| l.contains(" FETCH (") && l.contains("BODY[]"))
+        .count();
     assert!((N - 50..=N).contains(&fetched), "fetched {fetched}");
-    // Now the 50 expunges are owed (each numbered after the previous one went).
+    // Now the 50 expunges are owed. Each number refers to the numbering left by the previous
+    // EXPUNGE (RFC 9051 §7.5.1); any order is allowed. Replaying them on b's UIDs must remove
+    // exactly UIDs 2, 4, ..., 100.
     let mut owed = Vec::new();
     let deadline = Instant::now() + PUSH_TIMEOUT;
     while owed.len() < 50 && Instant::now() < deadline {
@@ -1439,9 +1480,28 @@ fn expunge_racing_a_long_fetch_waits_for_its_end() {
                 .filter_map(|l| untagged_number(&l, "EXPUNGE")),
         );
     }
-    let want: Vec<u32> = (0..50).map(|i| 2 + i).collect(); // 2, 4, 6, ... renumbered
-    assert_eq!(owed, want, "expunges of seq 2,4,...,100 in ascending order");
-    assert_eq!(b.ok("SEARCH ALL").len(), 1);
+    let mut view: Vec<u32> = (1..=N as u32).collect();
+    let mut removed = Vec::new();
+    for &seq in &owed {
+        assert!(
+            seq >= 1 && seq as usize <= view.len(),
+            "EXPUNGE {seq} beyond the client's {} messages: {owed:?}",
+            view.len()
+        );
+        removed.push(view.remove(seq as usize - 1));
+    }
+    removed.sort();
+    let want: Vec<u32> = (1..=50).map(|i| 2 * i).collect();
+    assert_eq!(removed, want, "UIDs removed by the EXPUNGE lines {owed:?}");
+    let search = b.ok("UID SEARCH ALL");
+    let left: Vec<u32> = search
+        .iter()
+        .find_map(|l| l.strip_prefix("* SEARCH"))
+        .expect("SEARCH line")
+        .split_whitespace()
+        .map(|u| u.parse().expect("uid"))
+        .collect();
+    assert_eq!(left, view, "the server's numbering equals the replayed one");
     drop(a);
 }
 
@@ -1539,6 +1599,9 @@ impl Drop for OwnServer {
 
 #[test]
 fn polling_fallback_still_delivers_every_kind_of_change() {
+    if skip_on_dovecot("starts its own nestbox process") {
+        return;
+    }
     let mut server = TestServer::start();
     let md = server.maildir();
     let names = seed_inbox(&server, &["", ""]);
@@ -1586,6 +1649,9 @@ fn polling_fallback_still_delivers_every_kind_of_change() {
 
 #[test]
 fn burst_of_1000_deliveries_loses_nothing() {
+    if skip_on_dovecot("IMAP4rev2 (no RECENT lines) is nestbox-only") {
+        return;
+    }
     const N: usize = 1000;
     let server = TestServer::start();
     let md = server.maildir();
