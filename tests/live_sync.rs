@@ -1227,6 +1227,47 @@ fn folders_created_and_deleted_outside_show_in_list() {
     );
 }
 
+#[test]
+#[ignore = "server bug: a selected folder removed by rm -r is neither expunged nor BYE'd; \
+            src/server/live.rs:46 only logs the sync's NotFound (Dovecot sends BYE)"]
+fn selected_folder_deleted_outside_is_not_served_on() {
+    // `rm -r .Archive` by another program while a client IDLEs in Archive. The client must
+    // learn that its messages are gone: an EXPUNGE for each (then 0 EXISTS) or a BYE, as
+    // Dovecot does ("Selected mailbox was deleted"); never go on answering FETCH for files
+    // that no longer exist.
+    let server = TestServer::start();
+    let mut a = Conn::login(server.imap_port, "idler");
+    a.ok("CREATE Archive");
+    let arch = subfolder(&server, "Archive");
+    put_in_cur(&arch, "archived 1", "a1@test", "");
+    put_in_cur(&arch, "archived 2", "a2@test", "S");
+    let sel = a.ok("SELECT Archive");
+    assert!(sel.contains(&"* 2 EXISTS".to_string()), "{sel:?}");
+    a.idle();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Err(e) = fs::remove_dir_all(&arch) {
+        // The server may be writing its index there right now (ENOTEMPTY): repeat.
+        assert!(Instant::now() < deadline, "rm -r {arch:?}: {e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pushed = a.drain_for(Duration::from_secs(3));
+    eprintln!("pushed after rm -r: {pushed:?}");
+    if pushed.iter().any(|l| l.starts_with("* BYE")) {
+        return;
+    }
+    let expunges = pushed.iter().filter(|l| is_untagged(l, "EXPUNGE")).count();
+    assert_eq!(
+        expunges, 2,
+        "deleted folder, client neither told nor dropped: {pushed:?}"
+    );
+    a.done();
+    let (lines, status) = a.command("FETCH 1:* (FLAGS)");
+    assert!(
+        !status.starts_with("OK") || lines.iter().all(|l| !l.contains(" FETCH ")),
+        "FETCH still served from a deleted folder: {lines:?} {status}"
+    );
+}
+
 /// Open inotify instances of a process (`anon_inode:inotify` in /proc/PID/fd).
 fn inotify_instances(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd"))
