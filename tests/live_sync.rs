@@ -1797,6 +1797,210 @@ fn burst_of_1000_deliveries_loses_nothing() {
     assert_eq!(seen.len(), initial + N);
 }
 
+/// A client's picture of the selected folder built only from what the server pushed:
+/// per sequence number, the UID and flags if the server told them.
+#[derive(Default)]
+struct PushedModel {
+    seqs: Vec<(Option<u32>, Option<Vec<String>>)>,
+}
+
+impl PushedModel {
+    /// Applies one untagged line (EXISTS, EXPUNGE, FETCH with FLAGS); others are ignored.
+    fn apply(&mut self, line: &str) {
+        if let Some(n) = untagged_number(line, "EXISTS") {
+            assert!(
+                n as usize >= self.seqs.len(),
+                "EXISTS {n} below {} without EXPUNGE",
+                self.seqs.len()
+            );
+            self.seqs.resize(n as usize, (None, None));
+        } else if let Some(n) = untagged_number(line, "EXPUNGE") {
+            assert!(
+                n >= 1 && n as usize <= self.seqs.len(),
+                "EXPUNGE {n} beyond {} messages",
+                self.seqs.len()
+            );
+            self.seqs.remove(n as usize - 1);
+        } else if let Some(f) = parse_flags_fetch(line) {
+            assert!(
+                f.seq >= 1 && f.seq as usize <= self.seqs.len(),
+                "FETCH for seq {} beyond {} messages",
+                f.seq,
+                self.seqs.len()
+            );
+            let slot = &mut self.seqs[f.seq as usize - 1];
+            if let (Some(known), Some(uid)) = (slot.0, f.uid) {
+                assert_eq!(known, uid, "seq {} changed UID under the client", f.seq);
+            }
+            slot.0 = slot.0.or(f.uid);
+            slot.1 = Some(f.flags);
+        }
+    }
+}
+
+#[test]
+fn mixed_external_changes_keep_the_idle_view_exact() {
+    mixed_external_changes(true);
+}
+
+#[test]
+fn mixed_external_changes_keep_a_noop_polling_view_exact() {
+    // The same outside IDLE: the updates come at the end of each NOOP (SPEC §6).
+    mixed_external_changes(false);
+}
+
+/// 400 random operations by "other programs" (deliveries, flag renames, deletions, moves to
+/// another folder) while a client IDLEs (or polls with NOOP); replaying only what the server
+/// sent must give exactly what a fresh session sees: same count, same UIDs, same flags.
+fn mixed_external_changes(idle: bool) {
+    const OPS: usize = 400;
+    if skip_on_dovecot("IMAP4rev2 (UID in pushed FETCH) is nestbox-only") {
+        return;
+    }
+    let server = TestServer::start();
+    let md = server.maildir();
+    let seeded = seed_inbox(&server, &["", "S", "F", "", "RS", "", "", "S"]);
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("CREATE Archive");
+    let archive = subfolder(&server, "Archive");
+    c.ok("ENABLE IMAP4rev2");
+    let mut model = PushedModel::default();
+    for l in c.ok("SELECT INBOX") {
+        model.apply(&l);
+    }
+    for l in c.ok("UID FETCH 1:* (FLAGS)") {
+        model.apply(&l);
+    }
+    assert_eq!(model.seqs.len(), seeded.len());
+    if idle {
+        c.idle();
+    }
+    let writer = {
+        let md = md.clone();
+        std::thread::spawn(move || {
+            // A small deterministic generator: the run is reproducible.
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            let mut next = move |n: usize| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % n as u64) as usize
+            };
+            let infos = ["", "S", "F", "FS", "RS", "DS", "T"];
+            for i in 0..OPS {
+                let cur: Vec<PathBuf> = fs::read_dir(md.join("cur"))
+                    .expect("read cur/")
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect();
+                let op = if cur.is_empty() { 0 } else { next(10) };
+                match op {
+                    0..=2 => {
+                        deliver(&md, &format!("mixed {i}"), &format!("mixed-{i}@test"));
+                    }
+                    3..=6 => {
+                        let f = &cur[next(cur.len())];
+                        let name = f.file_name().expect("name").to_string_lossy().into_owned();
+                        let base = name.split(':').next().expect("base").to_string();
+                        let info = infos[next(infos.len())];
+                        // ENOENT: the file went a moment ago (only we remove files).
+                        let _ = fs::rename(f, md.join("cur").join(format!("{base}:2,{info}")));
+                    }
+                    7..=8 => {
+                        let _ = fs::remove_file(&cur[next(cur.len())]);
+                    }
+                    _ => {
+                        let f = &cur[next(cur.len())];
+                        let _ = fs::rename(f, archive.join("cur").join(f.file_name().expect("n")));
+                    }
+                }
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut read = |c: &mut Conn, model: &mut PushedModel, dur: Duration| {
+        let lines = if idle {
+            c.drain_for(dur)
+        } else {
+            std::thread::sleep(dur);
+            c.ok("NOOP")
+        };
+        for l in lines {
+            model.apply(&l);
+        }
+        // Like a real client, learn the flags of messages announced by EXISTS (its own
+        // FETCH responses go through the same model, unsolicited lines included).
+        if !idle {
+            if let Some(first) = model.seqs.iter().position(|s| s.1.is_none()) {
+                for l in c.ok(&format!("FETCH {}:* (UID FLAGS)", first + 1)) {
+                    model.apply(&l);
+                }
+            }
+        }
+    };
+    while !writer.is_finished() && Instant::now() < deadline {
+        read(&mut c, &mut model, Duration::from_millis(100));
+    }
+    writer.join().expect("writer thread");
+    // Settle: everything owed arrives; then nothing more.
+    read(&mut c, &mut model, Duration::from_secs(2));
+    if idle {
+        for l in c.done() {
+            model.apply(&l);
+        }
+    }
+    let mut fresh = Conn::login(server.imap_port, "fresh");
+    fresh.ok("ENABLE IMAP4rev2");
+    fresh.ok("EXAMINE INBOX");
+    let truth: Vec<FlagsFetch> = fresh
+        .ok("UID FETCH 1:* (FLAGS)")
+        .iter()
+        .filter_map(|l| parse_flags_fetch(l))
+        .collect();
+    assert_eq!(
+        model.seqs.len(),
+        truth.len(),
+        "pushed EXISTS/EXPUNGE do not add up to the folder"
+    );
+    // Messages the client was told about keep their UID; known flags are the current ones.
+    let mut told = 0;
+    for (i, (t, (uid, flags))) in truth.iter().zip(&model.seqs).enumerate() {
+        assert_eq!(t.seq as usize, i + 1);
+        if let Some(uid) = uid {
+            assert_eq!(*uid, t.uid.expect("uid"), "seq {} UID", i + 1);
+        }
+        match flags {
+            Some(flags) => {
+                told += 1;
+                assert_eq!(
+                    flags,
+                    &t.flags,
+                    "seq {} (UID {:?}): pushed flags are stale",
+                    i + 1,
+                    t.uid
+                );
+            }
+            // During IDLE the client cannot ask: a message whose file was renamed before the
+            // server first saw it arrives with flags and no FETCH. The NOOP client asked.
+            None => assert!(idle, "seq {}: flags never learned", i + 1),
+        }
+    }
+    // And the idling session's own view agrees with the fresh one.
+    let own: Vec<FlagsFetch> = c
+        .ok("UID FETCH 1:* (FLAGS)")
+        .iter()
+        .filter_map(|l| parse_flags_fetch(l))
+        .collect();
+    assert_eq!(own, truth);
+    eprintln!(
+        "mixed: {} messages at the end, {told} with flags known to the client",
+        truth.len()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Push latency (numbers for the issue note; not a pass/fail benchmark).
 // ---------------------------------------------------------------------------------------------
