@@ -1268,6 +1268,91 @@ fn selected_folder_deleted_outside_is_not_served_on() {
     );
 }
 
+/// `* STATUS <name> (k v ...)` as sorted (item, value) pairs; RFC 9051 fixes no item order.
+fn status_items(lines: &[String], name: &str) -> Vec<(String, u64)> {
+    let prefix = format!("* STATUS {name} (");
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no STATUS {name} in {lines:?}"));
+    let inner = line[prefix.len()..].trim_end_matches(')');
+    let words: Vec<&str> = inner.split_whitespace().collect();
+    let mut out: Vec<(String, u64)> = words
+        .chunks(2)
+        .map(|kv| match kv {
+            [k, v] => (k.to_string(), v.parse().expect("number")),
+            _ => panic!("odd STATUS items: {line}"),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Sorted expected STATUS items.
+fn items(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn status_of_an_unselected_folder_sees_outside_changes() {
+    // Nobody has INBOX open (so nothing watches it): STATUS and LIST-STATUS must still look
+    // at the directory, not at a cached count.
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &["", "S"]);
+    let mut c = Conn::login(server.imap_port, "status");
+    let st = c.ok("STATUS INBOX (MESSAGES UNSEEN UIDNEXT)");
+    assert_eq!(st.len(), 1, "{st:?}");
+    assert_eq!(
+        status_items(&st, "INBOX"),
+        items(&[("MESSAGES", 2), ("UNSEEN", 1), ("UIDNEXT", 3)])
+    );
+    deliver(&md, "new one", "status-1@test");
+    put_in_cur(&md, "read one", "status-2@test", "S");
+    let st = c.ok("STATUS INBOX (MESSAGES UNSEEN UIDNEXT)");
+    assert_eq!(
+        status_items(&st, "INBOX"),
+        items(&[("MESSAGES", 4), ("UNSEEN", 2), ("UIDNEXT", 5)])
+    );
+    let seen = fs::read_dir(md.join("cur"))
+        .expect("read cur/")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(":2,S"))
+        .expect("a seen file");
+    fs::remove_file(seen.path()).expect("rm");
+    let ls = c.ok("LIST \"\" INBOX RETURN (STATUS (MESSAGES UNSEEN))");
+    assert_eq!(
+        status_items(&ls, "INBOX"),
+        items(&[("MESSAGES", 3), ("UNSEEN", 2)])
+    );
+}
+
+#[test]
+fn changes_between_commands_are_sent_when_idle_starts() {
+    // A change that lands while the client is between commands is owed to it: the first
+    // thing after IDLE's continuation (RFC 2177 allows it right away).
+    let server = TestServer::start();
+    let md = server.maildir();
+    let names = seed_inbox(&server, &["", ""]);
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("ENABLE IMAP4rev2");
+    c.ok("SELECT INBOX");
+    deliver(&md, "while away", "away@test");
+    fs::remove_file(cur_file(&md, &names[0])).expect("rm");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = c.idle();
+    got.extend(c.drain_for(Duration::from_millis(1000)));
+    // Either order is a valid report of the two changes; nothing else.
+    let got = without_recent(&got);
+    assert!(
+        got == ["* 1 EXPUNGE", "* 2 EXISTS"] || got == ["* 3 EXISTS", "* 1 EXPUNGE"],
+        "{got:?}"
+    );
+    assert!(c.done().is_empty());
+}
+
 /// Open inotify instances of a process (`anon_inode:inotify` in /proc/PID/fd).
 fn inotify_instances(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd"))
@@ -1921,7 +2006,7 @@ fn mixed_external_changes(idle: bool) {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut read = |c: &mut Conn, model: &mut PushedModel, dur: Duration| {
+    let read = |c: &mut Conn, model: &mut PushedModel, dur: Duration| {
         let lines = if idle {
             c.drain_for(dur)
         } else {
@@ -2008,10 +2093,26 @@ fn mixed_external_changes(idle: bool) {
 #[test]
 #[ignore = "measurement: cargo test --test live_sync push_latency -- --ignored --nocapture"]
 fn push_latency() {
-    const N: usize = 100;
     let server = TestServer::start();
+    measure_push_latency(&server, "inotify");
+}
+
+#[test]
+#[ignore = "measurement: cargo test --test live_sync push_latency -- --ignored --nocapture"]
+fn push_latency_polling() {
+    if skip_on_dovecot("starts its own nestbox process") {
+        return;
+    }
+    let mut server = TestServer::start();
+    let _own = OwnServer::replace(&mut server, &[("NESTBOX_FORCE_POLL", "1")], "");
+    measure_push_latency(&server, "polling (1 s)");
+}
+
+/// Median/p99 from the rename into `new/` to the EXISTS line, over 100 deliveries.
+fn measure_push_latency(server: &TestServer, mode: &str) {
+    const N: usize = 100;
     let md = server.maildir();
-    seed_inbox(&server, &[""]);
+    seed_inbox(server, &[""]);
     let mut c = Conn::login(server.imap_port, "idler");
     c.ok("ENABLE IMAP4rev2");
     c.ok("SELECT INBOX");
@@ -2027,7 +2128,9 @@ fn push_latency() {
         .expect("write tmp/");
         let t = Instant::now();
         fs::rename(&tmp, md.join("new").join(&name)).expect("rename into new/");
-        let got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+        let got = c.wait_for(Duration::from_secs(10), "EXISTS", |l| {
+            is_untagged(l, "EXISTS")
+        });
         samples.push(t.elapsed());
         assert_eq!(got.last(), Some(&format!("* {} EXISTS", i + 2)));
         // Apart enough that each delivery is measured on its own, not coalesced.
@@ -2038,7 +2141,7 @@ fn push_latency() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let p = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, N) - 1];
     println!(
-        "push latency rename->EXISTS over {N}: min {:.2} ms, median {:.2} ms, p90 {:.2} ms, \
+        "push latency ({mode}) rename->EXISTS over {N}: min {:.2} ms, median {:.2} ms, p90 {:.2} ms, \
          p99 {:.2} ms, max {:.2} ms",
         ms(samples[0]),
         ms(p(0.5)),
