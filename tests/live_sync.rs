@@ -65,6 +65,11 @@ struct Conn {
 impl Conn {
     /// Connect to a cleartext port, read the greeting and LOGIN as the default user.
     fn login(port: u16, name: &'static str) -> Conn {
+        Conn::login_as(port, name, USER, PASSWORD)
+    }
+
+    /// Connect to a cleartext port, read the greeting and LOGIN as `user`.
+    fn login_as(port: u16, name: &'static str, user: &str, password: &str) -> Conn {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to IMAP port");
         stream.set_write_timeout(Some(COMMAND_TIMEOUT)).ok();
         stream.set_nodelay(true).ok();
@@ -81,7 +86,7 @@ impl Conn {
             .line_by(Instant::now() + COMMAND_TIMEOUT)
             .expect("greeting");
         assert!(greeting.starts_with("* OK"), "greeting: {greeting}");
-        c.ok(&format!("LOGIN {USER} {PASSWORD}"));
+        c.ok(&format!("LOGIN {user} {password}"));
         c
     }
 
@@ -308,6 +313,15 @@ fn without_recent(lines: &[String]) -> Vec<String> {
         .iter()
         .filter(|l| !is_untagged(l, "RECENT"))
         .cloned()
+        .collect()
+}
+
+/// The lines that report a change: without RECENT (see [`without_recent`]) and without
+/// keepalives (`* OK Still here`, which servers may send at any time in IDLE).
+fn changes(lines: &[String]) -> Vec<String> {
+    without_recent(lines)
+        .into_iter()
+        .filter(|l| !l.starts_with("* OK "))
         .collect()
 }
 
@@ -1475,6 +1489,37 @@ fn unsolicited_fetch_carries_uid_after_uid_commands() {
         "{got:?}"
     );
     c.done();
+}
+
+#[test]
+fn another_users_idle_sees_nothing() {
+    // The watcher and the fan-out are per folder directory: bob's INBOX session must not be
+    // woken with alice's changes, and alice's must not see bob's.
+    let server = TestServer::start();
+    let alice_md = server.maildir();
+    let bob_md = server.dir.join("mail").join(common::USER2).join("Maildir");
+    seed_inbox(&server, &[""]);
+    let mut alice = Conn::login(server.imap_port, "alice");
+    alice.ok("ENABLE IMAP4rev2");
+    alice.ok("SELECT INBOX");
+    let mut bob = Conn::login_as(server.imap_port, "bob", common::USER2, common::PASSWORD2);
+    bob.ok("ENABLE IMAP4rev2");
+    assert!(bob.ok("SELECT INBOX").contains(&"* 0 EXISTS".to_string()));
+    alice.idle();
+    bob.idle();
+    deliver(&alice_md, "for alice", "for-alice@test");
+    let got = alice.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, ["* 2 EXISTS"]);
+    assert_eq!(changes(&bob.drain_for(Duration::from_millis(500))), [""; 0]);
+    deliver(&bob_md, "for bob", "for-bob@test");
+    let got = bob.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, ["* 1 EXISTS"]);
+    assert_eq!(
+        changes(&alice.drain_for(Duration::from_millis(500))),
+        [""; 0]
+    );
+    assert_eq!(changes(&alice.done()), [""; 0]);
+    assert_eq!(changes(&bob.done()), [""; 0]);
 }
 
 // ---------------------------------------------------------------------------------------------
