@@ -1564,6 +1564,69 @@ fn changes_by_one_session_reach_the_other_idle() {
 }
 
 #[test]
+fn new_mail_taken_by_another_session_is_no_change_for_an_examiner() {
+    // A read-only session sees mail still in new/; then a read-write session selects the
+    // folder and moves it to cur/ (claiming \Recent). Same messages, same UIDs, same flags:
+    // the examiner must not see it vanish and come back.
+    if skip_on_dovecot("IMAP4rev2 is nestbox-only") {
+        return;
+    }
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &[""]);
+    let mut ro = Conn::login(server.imap_port, "examiner");
+    ro.ok("ENABLE IMAP4rev2");
+    ro.ok("EXAMINE INBOX");
+    ro.idle();
+    let name = deliver(&md, "taken", "taken@test");
+    let got = ro.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(got, ["* 2 EXISTS"]);
+    assert!(
+        md.join("new").join(&name).exists(),
+        "EXAMINE must not move new/ files"
+    );
+    let mut rw = Conn::login(server.imap_port, "selector");
+    let sel = rw.ok("SELECT INBOX");
+    assert!(sel.contains(&"* 1 RECENT".to_string()), "{sel:?}");
+    assert!(
+        !md.join("new").join(&name).exists(),
+        "SELECT moved it to cur/"
+    );
+    assert_eq!(changes(&ro.drain_for(Duration::from_millis(700))), [""; 0]);
+    // And a flag change on the moved file still reaches the examiner.
+    rw.ok("STORE 2 +FLAGS.SILENT (\\Seen)");
+    let got = ro.wait_for(PUSH_TIMEOUT, "FETCH", |l| l.contains(" FETCH "));
+    assert_eq!(got, ["* 2 FETCH (UID 2 FLAGS (\\Seen))"]);
+    assert_eq!(changes(&ro.done()), [""; 0]);
+}
+
+#[test]
+fn move_by_one_session_reaches_idles_on_both_folders() {
+    let server = TestServer::start();
+    seed_inbox(&server, &["", "S"]);
+    let mut mover = Conn::login(server.imap_port, "mover");
+    mover.ok("CREATE Archive");
+    mover.ok("SELECT INBOX");
+    let mut inbox = Conn::login(server.imap_port, "inbox-idler");
+    inbox.ok("SELECT INBOX");
+    let mut archive = Conn::login(server.imap_port, "archive-idler");
+    archive.ok("SELECT Archive");
+    inbox.idle();
+    archive.idle();
+    mover.ok("UID MOVE 2 Archive");
+    let got = inbox.wait_for(PUSH_TIMEOUT, "EXPUNGE", |l| is_untagged(l, "EXPUNGE"));
+    assert_eq!(changes(&got), ["* 2 EXPUNGE"]);
+    let got = archive.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(changes(&got), ["* 1 EXISTS"]);
+    assert_eq!(changes(&inbox.done()), [""; 0]);
+    changes(&archive.done());
+    let f = archive.ok("FETCH 1 (FLAGS)");
+    assert_eq!(f.len(), 1, "{f:?}");
+    let flags = parse_flags_fetch(&f[0]).expect("flags").flags;
+    assert!(flags.contains(&"\\Seen".to_string()), "{f:?}");
+}
+
+#[test]
 fn no_expunge_during_fetch_store_search_only_at_next_noop() {
     // RFC 9051 §7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (non-UID forms),
     // since the client's sequence numbers would shift under the response.
