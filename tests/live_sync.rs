@@ -386,8 +386,10 @@ fn unique_name() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970");
     let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Zero-padded microseconds: the names sort in creation order (UIDs are given in name
+    // order), which the seeding below relies on.
     format!(
-        "{}.M{}P{}Q{n}.livetest",
+        "{}.M{:06}P{}Q{n}.livetest",
         now.as_secs(),
         now.subsec_micros(),
         std::process::id()
@@ -460,6 +462,14 @@ fn seed_inbox(server: &TestServer, flags: &[&str]) -> Vec<String> {
         lines.contains(&format!("* {} EXISTS", flags.len())),
         "seeded INBOX: {lines:?}"
     );
+    // UID i+1 is seed i: the tests address messages by that.
+    if !flags.is_empty() {
+        let ids = uid_to_message_id(&mut warm);
+        let want: Vec<(u32, String)> = (0..flags.len())
+            .map(|i| (i as u32 + 1, format!("seed-{i}@test")))
+            .collect();
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), want, "seed UIDs");
+    }
     let _ = warm.command("LOGOUT");
     names
 }
@@ -990,7 +1000,18 @@ fn rapid_flag_renames_never_look_like_expunges() {
             .find(|f| f.seq == seq)
             .expect("fetched")
             .flags;
-        assert_eq!(now, want, "seq {seq} after the renames");
+        if now != want {
+            // Is the server behind, or is it the file? Look again after a pause.
+            std::thread::sleep(Duration::from_secs(2));
+            let again = c.ok(&format!("FETCH {seq} (FLAGS)"));
+            panic!(
+                "seq {seq} after the renames: server says {now:?}, the file is {:?} (want \
+                 {want:?}); 2 s later the server says {again:?}; pushed lines: {lines:?}; \
+                 server log:\n{}",
+                cur_file(&md, &names[i]),
+                server.log()
+            );
+        }
         // What was pushed last agrees with the folder (nothing owed, nothing stale).
         if let Some(pushed) = last.get(&seq) {
             assert_eq!(pushed, &want, "last pushed flags of seq {seq}");
