@@ -1543,6 +1543,133 @@ fn another_users_idle_sees_nothing() {
     assert_eq!(changes(&bob.done()), [""; 0]);
 }
 
+/// Debian's Dovecot LDA (dovecot-core).
+const DOVECOT_LDA: &str = "/usr/lib/dovecot/dovecot-lda";
+
+/// The UID `dovecot-uidlist` gives to a base name, if listed.
+fn uidlist_uid(maildir: &Path, base: &str) -> Option<u32> {
+    let text = fs::read_to_string(maildir.join("dovecot-uidlist")).ok()?;
+    text.lines().skip(1).find_map(|l| {
+        let (uid, rest) = l.split_once(' ')?;
+        // Records: `<uid> [<ext> ...] :<filename>`.
+        let name = rest.rsplit_once(':').map(|(_, n)| n).unwrap_or(rest);
+        (name.split(':').next() == Some(base)).then(|| uid.parse().ok())?
+    })
+}
+
+#[test]
+fn dovecot_lda_delivery_keeps_the_uid_dovecot_gave_it() {
+    // Dovecot's LDA delivers into the same Maildir and appends its own UID to
+    // dovecot-uidlist while nestbox has the folder open: the IDLE client must see the
+    // message under exactly that UID, and later UIDs must follow it.
+    if skip_on_dovecot("nestbox beside Dovecot's LDA") {
+        return;
+    }
+    if !common::require_tool(DOVECOT_LDA, "Dovecot LDA interoperation")
+        || !common::require_tool("runuser", "running the LDA as an unprivileged user")
+    {
+        return;
+    }
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "must run as root under CI"
+        );
+        eprintln!("SKIPPED: running the LDA as another user needs root");
+        return;
+    }
+    let server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &["", "S", ""]);
+    // The LDA runs as nobody (it refuses root without an auth service): let it in.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&server.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let (uid, gid) = user_ids("nobody").expect("user nobody");
+    common::chown_tree(&md, uid, gid);
+    let conf = server.dir.join("lda.conf");
+    let lda_log = server.dir.join("lda.log");
+    fs::write(&lda_log, "").expect("lda.log");
+    std::os::unix::fs::chown(&lda_log, Some(uid), Some(gid)).expect("chown log");
+    fs::write(
+        &conf,
+        format!(
+            "mail_location = maildir:{}\nlog_path = {}\nprotocols =\nssl = no\n",
+            md.display(),
+            lda_log.display()
+        ),
+    )
+    .expect("lda.conf");
+    let lda = |subject: &str, id: &str| {
+        let mut child = Command::new("runuser")
+            .args(["-u", "nobody", "--", DOVECOT_LDA, "-c"])
+            .arg(&conf)
+            .args(["-f", "sender@example.org"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dovecot-lda");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(message(subject, id).as_bytes())
+            .expect("write message");
+        let status = child.wait().expect("dovecot-lda");
+        assert!(
+            status.success(),
+            "dovecot-lda: {status}; log:\n{}",
+            fs::read_to_string(&lda_log).unwrap_or_default()
+        );
+    };
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("ENABLE IMAP4rev2");
+    c.ok("SELECT INBOX");
+    c.idle();
+    lda("by dovecot-lda", "lda-1@test");
+    let got = c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| is_untagged(l, "EXISTS"));
+    assert_eq!(changes(&got), ["* 4 EXISTS"]);
+    // Then one by nestbox's own kind of delivery, then the LDA again.
+    deliver(&md, "by rename", "after-lda@test");
+    c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| l == "* 5 EXISTS");
+    lda("by dovecot-lda again", "lda-2@test");
+    c.wait_for(PUSH_TIMEOUT, "EXISTS", |l| l == "* 6 EXISTS");
+    changes(&c.done());
+    let ids = uid_to_message_id(&mut c);
+    let uid_of = |id: &str| -> u32 {
+        *ids.iter()
+            .find(|(_, m)| m.as_str() == id)
+            .unwrap_or_else(|| panic!("{id} not in {ids:?}"))
+            .0
+    };
+    let base_of = |id: &str| -> String {
+        for sub in ["new", "cur"] {
+            for e in fs::read_dir(md.join(sub)).expect("read dir").flatten() {
+                if fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&format!("<{id}>"))) {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    return n.split(':').next().expect("base").to_string();
+                }
+            }
+        }
+        panic!("no file for {id}");
+    };
+    for id in ["lda-1@test", "lda-2@test", "after-lda@test"] {
+        let listed = uidlist_uid(&md, &base_of(id));
+        assert_eq!(
+            listed,
+            Some(uid_of(id)),
+            "{id}: dovecot-uidlist and IMAP disagree:\n{}",
+            fs::read_to_string(md.join("dovecot-uidlist")).unwrap_or_default()
+        );
+    }
+    assert!(uid_of("lda-1@test") < uid_of("after-lda@test"));
+    assert!(uid_of("after-lda@test") < uid_of("lda-2@test"));
+    assert_eq!(ids.len(), 6);
+    eprintln!("UIDs beside dovecot-lda: {ids:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Two sessions.
 // ---------------------------------------------------------------------------------------------
