@@ -799,6 +799,51 @@ fn external_flag_rename_in_cur_is_pushed_as_fetch_flags() {
 }
 
 #[test]
+fn external_keyword_letters_are_pushed_by_name() {
+    // Lower-case info letters are keywords named in dovecot-keywords (`a` = line 0); another
+    // Dovecot-compatible program adding `a` then `b` means `$Forwarded`, then `Work`.
+    let server = TestServer::start();
+    let md = server.maildir();
+    let names = seed_inbox(&server, &["", "S"]);
+    fs::write(md.join("dovecot-keywords"), "0 $Forwarded\n1 Work\n").expect("keywords file");
+    let mut c = Conn::login(server.imap_port, "idler");
+    c.ok("SELECT INBOX");
+    c.idle();
+    for (info, want) in [
+        ("Sa", vec!["$Forwarded", "\\Seen"]),
+        ("Sab", vec!["$Forwarded", "Work", "\\Seen"]),
+        ("b", vec!["Work"]),
+    ] {
+        fs::rename(
+            cur_file(&md, &names[1]),
+            md.join("cur").join(format!("{}:2,{info}", names[1])),
+        )
+        .expect("keyword rename");
+        let got = c.wait_for(PUSH_TIMEOUT, "FETCH", |l| l.contains(" FETCH "));
+        // A server may first widen `* FLAGS`/PERMANENTFLAGS for a keyword new to the client.
+        let fetch = got.last().expect("a line");
+        for l in &got[..got.len() - 1] {
+            assert!(
+                l.starts_with("* FLAGS ") || l.starts_with("* OK [PERMANENTFLAGS"),
+                "{got:?}"
+            );
+        }
+        let mut want: Vec<String> = want.into_iter().map(str::to_string).collect();
+        want.sort();
+        assert_eq!(
+            parse_flags_fetch(fetch),
+            Some(FlagsFetch {
+                seq: 2,
+                uid: None,
+                flags: want
+            }),
+            "{fetch}"
+        );
+    }
+    changes(&c.done());
+}
+
+#[test]
 fn external_rm_is_pushed_as_expunge() {
     let server = TestServer::start();
     let md = server.maildir();
