@@ -127,6 +127,10 @@ pub struct Limits {
     pub max_literal_bytes: u64,
     #[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")]
     pub idle_timeout: Duration,
+    /// Interval of `* OK Still here` during IDLE, so NAT boxes and mobile
+    /// networks do not drop a quiet connection (issue 3).
+    #[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")]
+    pub idle_keepalive: Duration,
     pub auth_failures_before_delay: u32,
 }
 
@@ -206,6 +210,7 @@ impl Default for Limits {
             max_command_bytes: 64 * 1024,
             max_literal_bytes: 50 * 1024 * 1024,
             idle_timeout: MIN_IDLE_TIMEOUT,
+            idle_keepalive: Duration::from_secs(120),
             auth_failures_before_delay: 3,
         }
     }
@@ -510,6 +515,14 @@ impl Config {
                 "limits",
                 "idle_timeout",
                 "limits.idle_timeout must be at least 1m (RFC 9051 §5.4 asks for 30m)".into(),
+            ));
+        }
+        if l.idle_keepalive < Duration::from_secs(10) || l.idle_keepalive >= l.idle_timeout {
+            return Err(err(
+                "limits",
+                "idle_keepalive",
+                "limits.idle_keepalive must be at least 10s and shorter than limits.idle_timeout"
+                    .into(),
             ));
         }
         Ok(())

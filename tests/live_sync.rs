@@ -1320,8 +1320,6 @@ fn folders_created_and_deleted_outside_show_in_list() {
 }
 
 #[test]
-#[ignore = "server bug: a selected folder removed by rm -r is neither expunged nor BYE'd; \
-            src/server/live.rs:46 only logs the sync's NotFound (Dovecot sends BYE)"]
 fn selected_folder_deleted_outside_is_not_served_on() {
     // `rm -r .Archive` by another program while a client IDLEs in Archive. The client must
     // learn that its messages are gone: an EXPUNGE for each (then 0 EXISTS) or a BYE, as
@@ -1527,9 +1525,6 @@ fn many_sessions_share_one_inotify_instance_and_all_get_the_push() {
 }
 
 #[test]
-#[ignore = "server gap: unsolicited FETCH omits UID for an IMAP4rev1 client that used UID \
-            commands (issue 3 §3 asks for it; Dovecot 2.3 omits it too; src/session/view.rs \
-            report_changes adds UID only for rev2)"]
 fn unsolicited_fetch_carries_uid_after_uid_commands() {
     let server = TestServer::start();
     let md = server.maildir();

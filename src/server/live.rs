@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::store::{Folder, Registry};
+use crate::store::{Folder, Registry, StoreError};
 use crate::watch::{WatchOptions, Watcher};
 
 /// Creates the watcher and installs the registry hook. Must be called
@@ -43,8 +43,17 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                             (name, r)
                         })
                         .await;
-                        if let Ok((name, Err(e))) = res {
-                            tracing::warn!(folder = %name, "resync after change failed: {e}");
+                        match res {
+                            Ok((name, Err(StoreError::NotFound))) => {
+                                tracing::info!(folder = %name, "folder removed by another program");
+                                if let Some(f) = weak.upgrade() {
+                                    f.mark_gone();
+                                }
+                            }
+                            Ok((name, Err(e))) => {
+                                tracing::warn!(folder = %name, "resync after change failed: {e}");
+                            }
+                            _ => {}
                         }
                     }
                     r = alive.changed() => {

@@ -228,6 +228,9 @@ pub struct Session {
     /// Set by handlers that need the stream replaced after the tagged
     /// response (STARTTLS).
     pub(crate) pending_starttls: bool,
+    /// The client has used a UID command: it tracks messages by UID, so
+    /// unsolicited FETCH responses carry the UID too.
+    pub(crate) uid_commands: bool,
 }
 
 /// Why reading a command stopped.
@@ -256,6 +259,7 @@ impl Session {
             state: State::NotAuthenticated,
             enabled: Enabled::default(),
             pending_starttls: false,
+            uid_commands: false,
         }
     }
 
@@ -353,6 +357,15 @@ impl Session {
             CommandBody::Search(s) => s.uid,
             CommandBody::Copy { uid, .. } => *uid,
             _ => true,
+        };
+        self.uid_commands |= match &body {
+            CommandBody::Fetch { uid, .. }
+            | CommandBody::Store { uid, .. }
+            | CommandBody::Copy { uid, .. }
+            | CommandBody::Move { uid, .. } => *uid,
+            CommandBody::Search(s) => s.uid,
+            CommandBody::Expunge { uids } => uids.is_some(),
+            _ => false,
         };
         let tag_for_handler = tag.clone();
         let result = cmd::run(self, &tag_for_handler, body).await;
@@ -563,11 +576,11 @@ impl Session {
             return Ok(());
         };
         let mut lines = Vec::new();
-        let valid = view.report_changes(expunge_ok, enabled, &mut lines);
+        let valid = view.report_changes(expunge_ok, enabled, self.uid_commands, &mut lines);
         self.out.extend_from_slice(&lines);
         if !valid {
-            tracing::warn!(folder = %view.name, "UIDVALIDITY changed under an open session; disconnecting it");
-            self.line("* BYE Mailbox UIDVALIDITY changed, please reconnect.");
+            tracing::warn!(folder = %view.name, "selected folder deleted or replaced; disconnecting the session");
+            self.line("* BYE Selected mailbox was deleted or replaced (UIDVALIDITY changed), please reconnect.");
             cmd::select::leave_selected(self);
             self.state = State::Logout;
         }

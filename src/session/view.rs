@@ -151,16 +151,19 @@ impl SelectedView {
     /// Appends the untagged responses owed to the client to `out`.
     /// `expunge_ok`: EXPUNGE may be sent now (not during FETCH, STORE or
     /// SEARCH, RFC 9051 §7.5.1).
-    /// Returns false if the view is void (UIDVALIDITY changed): the
-    /// session must then end the connection, as Dovecot does.
+    /// `with_uid`: unsolicited FETCH carries the UID (the client uses UID
+    /// commands, or rev2). Returns false if the view is void (the folder
+    /// was deleted or its UIDVALIDITY changed): the session must then end
+    /// the connection, as Dovecot does.
     pub fn report_changes(
         &mut self,
         expunge_ok: bool,
         enabled: Enabled,
+        with_uid: bool,
         out: &mut Vec<u8>,
     ) -> bool {
         use std::io::Write;
-        if self.folder.uidvalidity() != self.uidvalidity {
+        if self.folder.is_gone() || self.folder.uidvalidity() != self.uidvalidity {
             return false;
         }
         let ch = self.folder.changes_since(self.modseq, &self.uids);
@@ -210,7 +213,7 @@ impl SelectedView {
                 continue;
             };
             let mut line = format!("* {seq} FETCH (");
-            if enabled.rev2 {
+            if with_uid || enabled.rev2 {
                 line.push_str(&format!("UID {} ", m.uid));
             }
             line.push_str(&super::cmd::fetch::flags_string(

@@ -135,6 +135,15 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
+/// `N` distinct free ports: all listeners are held until every port is
+/// known, so the kernel cannot hand out the same port twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local_addr").port())
+}
+
 /// Copy a directory tree (files and directories only), keeping file mtimes, since Maildir
 /// INTERNALDATE is the file's mtime.
 pub fn copy_tree(from: &Path, to: &Path) {
@@ -247,8 +256,7 @@ impl TestServer {
         if let Some(seed) = &options.seed_maildir {
             seed_maildir(seed, &dir.join("mail").join(USER).join("Maildir"));
         }
-        let imap_port = free_port();
-        let imaps_port = free_port();
+        let [imap_port, imaps_port] = free_ports::<2>();
         let config_file = match kind {
             Kind::Nestbox => {
                 write_nestbox_config(&dir, imap_port, imaps_port, &cert_file, &key_file, &options)

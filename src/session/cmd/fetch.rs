@@ -146,11 +146,12 @@ pub async fn fetch(
             .map_err(|_| Status::bad("Connection lost."))?;
     }
     if gone > 0 {
-        // RFC 2180 §4.1.2 / RFC 9051 §7.1: the client still numbers
-        // messages another session expunged; say so instead of silently
-        // leaving them out. Their EXPUNGE follows at the next chance.
-        return Err(Status::no(
-            Some("EXPUNGEISSUED"),
+        // RFC 2180 §4.1.2, RFC 5530 §3: the client still numbers messages
+        // another session expunged; the data sent is complete for the rest,
+        // so OK, with a hint to NOOP for the EXPUNGEs (a NO makes some
+        // clients treat the whole FETCH as failed).
+        return Ok(Status::ok_code(
+            "EXPUNGEISSUED",
             "Some of the requested messages no longer exist.",
         ));
     }

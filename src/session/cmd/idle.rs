@@ -10,9 +10,6 @@ use std::time::Duration;
 
 use crate::session::{CmdResult, Session, State, Status};
 
-/// `* OK Still here` interval: well under the usual NAT idle timeouts.
-pub const KEEPALIVE: Duration = Duration::from_secs(120);
-
 pub async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
     let mut changes = match &s.state {
         State::Selected(_, view) => Some(view.watch.clone()),
@@ -25,8 +22,9 @@ pub async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
         .map_err(|_| Status::bad("Connection lost."))?;
     let mut shutdown = s.shared.shutdown.clone();
     let deadline = tokio::time::Instant::now() + s.shared.config.limits.idle_timeout;
-    let mut keepalive =
-        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    // `limits.idle_keepalive`: well under the usual NAT idle timeouts.
+    let every = s.shared.config.limits.idle_keepalive;
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         let changed = async {
             match changes.as_mut() {

@@ -1,6 +1,6 @@
 //! SELECT, EXAMINE (RFC 9051 §6.3.2–3), CLOSE and UNSELECT (§6.4.1–2).
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use crate::flags::sys;
 use crate::session::names::from_wire;
@@ -40,14 +40,21 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
 
     let view = SelectedView::new(folder.clone(), name, read_only, recent);
     let messages = folder.messages();
-    let mut keywords: BTreeSet<String> = BTreeSet::new();
+    // Keywords the folder defines, plus any a message carries beyond them
+    // (more than 26 live only in the index); compared case-insensitively.
+    let mut keywords: Vec<String> = Vec::new();
+    let mut seen_kw: HashSet<String> = HashSet::new();
+    let defined = folder.defined_keywords();
+    let carried = messages
+        .iter()
+        .flat_map(|m| m.flags.keywords().iter().cloned());
+    for k in defined.into_iter().chain(carried) {
+        if seen_kw.insert(k.to_ascii_lowercase()) {
+            keywords.push(k);
+        }
+    }
     let mut first_unseen = None;
     for (i, m) in messages.iter().enumerate() {
-        for k in m.flags.keywords() {
-            if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                keywords.insert(k.clone());
-            }
-        }
         if first_unseen.is_none() && !m.flags.has(sys::SEEN) {
             first_unseen = Some(i + 1);
         }

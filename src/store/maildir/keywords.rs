@@ -65,6 +65,11 @@ impl Keywords {
     }
 
     /// The keyword a letter stands for.
+    /// Every defined keyword name, in letter order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().flatten().map(String::as_str)
+    }
+
     pub fn name(&self, letter: char) -> Option<&str> {
         let i = (letter as usize).checked_sub('a' as usize)?;
         self.names.get(i)?.as_deref()

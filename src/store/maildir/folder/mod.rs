@@ -175,6 +175,9 @@ pub struct Folder {
     /// any, a sync triggered by the change watcher moves `new/` to `cur/`
     /// (and so hands out \Recent), as such a session's own sync would.
     rw_holders: std::sync::atomic::AtomicUsize,
+    /// The folder's directory vanished under us (deleted or renamed by
+    /// another program): sessions must drop it.
+    gone: std::sync::atomic::AtomicBool,
 }
 
 /// Keeps [`Folder::rw_holders`] counted while a read-write session has the
@@ -349,6 +352,7 @@ impl Folder {
             state: Mutex::new(st),
             tx,
             rw_holders: std::sync::atomic::AtomicUsize::new(0),
+            gone: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -357,6 +361,28 @@ impl Folder {
         self.rw_holders
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         RwHold(self.clone())
+    }
+
+    /// The keywords defined for this folder (its `dovecot-keywords`), which
+    /// SELECT lists in FLAGS even when no message carries them now.
+    pub fn defined_keywords(&self) -> Vec<String> {
+        self.lock_state()
+            .keywords
+            .names()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Records that the folder's directory is gone and wakes every session
+    /// watching it, so each can tell its client (nothing of the folder can
+    /// be served any more).
+    pub fn mark_gone(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.tx.send_modify(|_| {});
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether some session has the folder selected read-write.
