@@ -35,7 +35,7 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                     _ = fw.changed() => {
                         let Some(f) = weak.upgrade() else { break };
                         let res = tokio::task::spawn_blocking(move || {
-                            let r = f.sync(f.has_rw_holders());
+                            let r = f.sync_watched();
                             let name = f.name().to_string();
                             // The last holder may be us: dropping here, off
                             // the runtime, is where the index gets written.

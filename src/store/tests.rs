@@ -1418,3 +1418,77 @@ fn sync_invariants_regression_2() {
     ])
     .unwrap();
 }
+
+/// The watcher's sync reads only `new/` while `cur/` is settled, and falls
+/// back to the full scan for anything but plain additions, keeping UIDs.
+#[test]
+fn settled_cur_lets_deliveries_read_only_new() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let root = s.root().to_path_buf();
+    for (i, name) in ["1000.a.host", "1001.b.host", "1002.c.host"]
+        .iter()
+        .enumerate()
+    {
+        fs::write(
+            root.join("cur").join(format!("{name}:2,S")),
+            format!("Subject: {i}\n\nx\n"),
+        )
+        .unwrap();
+    }
+    set_mtime(&root.join("cur"), 10);
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(uids(&f), [1, 2, 3]);
+
+    // A plain delivery: handled by the new/-only scan; claimable as recent
+    // only while a read-write session holds the folder.
+    let folder = Arc::clone(&f);
+    let hold = folder.hold_rw();
+    deliver(&root, "1003.d.host", b"Subject: d\n\nx\n");
+    f.sync_watched().unwrap();
+    assert_eq!(uids(&f), [1, 2, 3, 4]);
+    assert_eq!(
+        files(&root, "new"),
+        ["1003.d.host"],
+        "the watcher's sync leaves new/ alone"
+    );
+    assert_eq!(f.take_recent(), [4]);
+    // A later move to cur/ (a SELECT) does not hand it out again.
+    f.sync(true).unwrap();
+    assert!(f.take_recent().is_empty());
+    drop(hold);
+
+    // Someone moves a new/ message to cur/ and (adversarially) puts cur/'s
+    // mtime back: the known new/ message is missing from new/, so the full
+    // scan runs and finds it with its UID; no expunge.
+    set_mtime(&root.join("cur"), 10);
+    f.sync(false).unwrap();
+    deliver(&root, "1004.e.host", b"Subject: e\n\nx\n");
+    f.sync_watched().unwrap();
+    assert_eq!(uids(&f), [1, 2, 3, 4, 5]);
+    let old = set_mtime(&root.join("cur"), 10);
+    fs::rename(
+        root.join("new/1004.e.host"),
+        root.join("cur/1004.e.host:2,S"),
+    )
+    .unwrap();
+    filetime::set_file_mtime(root.join("cur"), old).unwrap();
+    f.sync_watched().unwrap();
+    assert_eq!(uids(&f), [1, 2, 3, 4, 5]);
+    let m = f.messages();
+    assert!(
+        m.iter()
+            .any(|m| m.uid == 5 && m.flags.has(crate::flags::sys::SEEN))
+    );
+    let ch = f.changes_since(0, &[1, 2, 3, 4, 5]);
+    assert!(ch.expunged.is_empty(), "{:?}", ch.expunged);
+
+    // A new/ file with the base name of a cur/ message (a restore, a
+    // duplicate): full scan, which gives it a name and UID of its own.
+    set_mtime(&root.join("cur"), 10);
+    f.sync(false).unwrap();
+    deliver(&root, "1000.a.host", b"Subject: dup\n\nx\n");
+    f.sync_watched().unwrap();
+    assert_eq!(uids(&f), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(&f.read_message(1).unwrap()[..], b"Subject: 0\n\nx\n");
+}

@@ -147,6 +147,10 @@ struct State {
     /// The log answers for modseqs at or above this.
     log_floor: u64,
     recent: Vec<u32>,
+    /// Messages still in `new/` already handed out as \Recent by
+    /// [`Folder::sync_watched`]; moving them to `cur/` later must not hand
+    /// them out again.
+    recent_in_new: std::collections::HashSet<u32>,
     snapshot: Option<Arc<Vec<MessageMeta>>>,
     new_mtime: i128,
     cur_mtime: i128,
@@ -172,8 +176,8 @@ pub struct Folder {
     state: Mutex<State>,
     tx: watch::Sender<u64>,
     /// Sessions that have the folder selected read-write: while there are
-    /// any, a sync triggered by the change watcher moves `new/` to `cur/`
-    /// (and so hands out \Recent), as such a session's own sync would.
+    /// any, a sync triggered by the change watcher hands out messages
+    /// arriving in `new/` as \Recent, as such a session's own sync would.
     rw_holders: std::sync::atomic::AtomicUsize,
     /// The folder's directory vanished under us (deleted or renamed by
     /// another program): sessions must drop it.
@@ -269,6 +273,7 @@ impl Folder {
             expunge_log: VecDeque::new(),
             log_floor: 0,
             recent: Vec::new(),
+            recent_in_new: std::collections::HashSet::new(),
             snapshot: None,
             new_mtime: 0,
             cur_mtime: 0,

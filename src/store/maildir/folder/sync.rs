@@ -105,6 +105,31 @@ impl Folder {
         Ok(())
     }
 
+    /// The sync the change watcher runs on every burst of events. It never
+    /// moves `new/` to `cur/` (that would change `cur/` and make the next
+    /// delivery re-read all of it); instead, while a session has the folder
+    /// selected read-write, messages arriving in `new/` become claimable as
+    /// \Recent right away, as if that session had moved them.
+    pub fn sync_watched(&self) -> Result<()> {
+        let mut st = self.lock_state();
+        let changed = self.sync_locked(&mut st, false)?;
+        if self.has_rw_holders() {
+            let fresh: Vec<u32> = st
+                .msgs
+                .iter()
+                .filter(|m| m.loc.in_new && !st.recent_in_new.contains(&m.uid))
+                .map(|m| m.uid)
+                .collect();
+            st.recent_in_new.extend(fresh.iter().copied());
+            st.recent.extend(fresh);
+        }
+        if changed {
+            self.changed(&mut st);
+        }
+        self.maybe_persist(&mut st);
+        Ok(())
+    }
+
     pub(super) fn sync_locked(&self, st: &mut State, move_new: bool) -> Result<bool> {
         // Deleted or renamed away: say so before touching anything inside.
         dir_mtime(&self.dir)?;
@@ -142,14 +167,35 @@ impl Folder {
             && cur_m == st.cur_mtime
             && settled(new_m)
             && settled(cur_m);
+        // `cur/` untouched since a full scan that saw it settled: a change
+        // can only be in `new/` (the usual delivery).
+        let cur_clean =
+            st.synced_once && st.scan_time != 0 && cur_m == st.cur_mtime && settled(cur_m);
         if !skip {
-            if self.scan_and_reconcile(st)? {
-                changed = true;
+            let partial = if cur_clean {
+                self.scan_new_only(st)?
+            } else {
+                None
+            };
+            match partial {
+                Some(added) => {
+                    changed |= added;
+                    // cur/ was not read: its mtime and the scan time stay
+                    // those of the last full scan, which is what `settled`
+                    // must be measured against.
+                    st.new_mtime = new_m;
+                    st.dirty = true;
+                }
+                None => {
+                    if self.scan_and_reconcile(st)? {
+                        changed = true;
+                    }
+                    st.new_mtime = new_m;
+                    st.cur_mtime = cur_m;
+                    st.scan_time = scan_start;
+                    st.dirty = true;
+                }
             }
-            st.new_mtime = new_m;
-            st.cur_mtime = cur_m;
-            st.scan_time = scan_start;
-            st.dirty = true;
         }
         st.synced_once = true;
         if move_new && self.move_new_to_cur(st)? {
@@ -384,6 +430,16 @@ impl Folder {
             }
         }
         // What is left in `seen` has no UID in our state.
+        if self.assign_unknown(st, seen)? {
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Gives UIDs to files no message of ours has (`seen`: base -> file).
+    /// Returns whether any message was added.
+    fn assign_unknown(&self, st: &mut State, seen: HashMap<String, Seen>) -> Result<bool> {
+        let mut changed = false;
         if !seen.is_empty() {
             let mut files: Vec<NewFile> = Vec::with_capacity(seen.len());
             for (base, Seen { loc, .. }) in seen {
@@ -414,6 +470,43 @@ impl Folder {
             }
         }
         Ok(changed)
+    }
+
+    /// The common case of a delivery: `cur/` is unchanged and settled since
+    /// our last full scan, so only `new/` needs reading. Handles exactly
+    /// "files were added to `new/`"; returns `None` (the caller then does
+    /// the full scan) for anything else: a message we know in `new/` that is
+    /// not where we left it, a duplicate, or a new file whose base name we
+    /// already know. A big `cur/` is then not re-read on every delivery.
+    fn scan_new_only(&self, st: &mut State) -> Result<Option<bool>> {
+        let mut raw: HashMap<String, Vec<Seen>> = HashMap::new();
+        match read_dir_into(&self.dir.join("new"), true, &mut raw) {
+            Ok(()) => {}
+            Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        for m in st.msgs.iter().filter(|m| m.loc.in_new) {
+            match raw.remove(&m.base) {
+                Some(files) if files.len() == 1 && files[0].loc == m.loc => {}
+                _ => return Ok(None),
+            }
+        }
+        if raw.is_empty() {
+            return Ok(Some(false));
+        }
+        if raw.values().any(|files| files.len() != 1) {
+            return Ok(None);
+        }
+        // New base names only: one already ours means a duplicate or a
+        // restored file, which the full scan's rules decide.
+        if st.msgs.iter().any(|m| raw.contains_key(&m.base)) {
+            return Ok(None);
+        }
+        let seen: HashMap<String, Seen> = raw
+            .into_iter()
+            .filter_map(|(base, mut files)| files.pop().map(|f| (base, f)))
+            .collect();
+        self.assign_unknown(st, seen).map(Some)
     }
 
     /// Updates a message's location; returns whether its flags changed.
@@ -598,6 +691,7 @@ impl Folder {
             }
         });
         st.recent.retain(|u| !gone.contains(u));
+        st.recent_in_new.retain(|u| !gone.contains(u));
         if let Some(c) = st.cache.as_mut() {
             c.retain(|(u, _), _| !gone.contains(u));
         }
@@ -622,7 +716,10 @@ impl Folder {
             match super::super::rename_noreplace(&self.path_of(&from), &self.path_of(&to)) {
                 Ok(()) => {
                     st.msgs[i].loc = to;
-                    st.recent.push(uid);
+                    // Unless the watcher's sync already handed it out.
+                    if !st.recent_in_new.remove(&uid) {
+                        st.recent.push(uid);
+                    }
                     changed = true;
                 }
                 Err(e) if is_enoent(&e) => {
