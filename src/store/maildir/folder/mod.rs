@@ -790,6 +790,16 @@ impl Drop for Folder {
 }
 
 impl State {
+    /// Adds (or replaces) a message, keeping `msgs` sorted by UID and
+    /// `by_base` current.
+    fn put(&mut self, m: Msg) {
+        self.by_base.insert(m.base.clone(), m.uid);
+        match self.msgs.binary_search_by_key(&m.uid, |x| x.uid) {
+            Ok(i) => self.msgs[i] = m,
+            Err(i) => self.msgs.insert(i, m),
+        }
+    }
+
     fn find(&self, uid: u32) -> Option<usize> {
         self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
     }

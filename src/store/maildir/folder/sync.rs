@@ -645,7 +645,7 @@ impl Folder {
         st.highest_modseq += 1;
         let m = Msg {
             uid,
-            base: f.base.clone(),
+            base: f.base,
             loc: f.loc,
             flags,
             other,
@@ -655,11 +655,7 @@ impl Folder {
             modseq: st.highest_modseq,
             ino: f.ino,
         };
-        st.by_base.insert(f.base, uid);
-        match st.msgs.binary_search_by_key(&uid, |m| m.uid) {
-            Ok(i) => st.msgs[i] = m,
-            Err(i) => st.msgs.insert(i, m),
-        }
+        st.put(m);
         if recent {
             st.recent.push(uid);
         }

@@ -322,7 +322,6 @@ impl Folder {
             st.highest_modseq += 1;
             let modseq = st.highest_modseq;
             let Info { other, .. } = filename::parse_info(&info, &st.keywords);
-            st.by_base.insert(base.clone(), uid);
             let m = Msg {
                 uid,
                 base,
@@ -335,10 +334,7 @@ impl Folder {
                 modseq,
                 ino,
             };
-            match st.msgs.binary_search_by_key(&uid, |m| m.uid) {
-                Ok(i) => st.msgs[i] = m,
-                Err(i) => st.msgs.insert(i, m),
-            }
+            st.put(m);
         }
         if failure.is_none() {
             if let Err(e) = self.write_records(&mut st, recs) {
@@ -613,7 +609,6 @@ impl Folder {
             let modseq = dst.highest_modseq;
             let placed = filename::split(&to.fname).1.unwrap_or("");
             let Info { other, .. } = filename::parse_info(placed, &dst.keywords);
-            dst.by_base.insert(fresh.clone(), new_uid);
             let ino = fs::symlink_metadata(dest.path_of(&to)).map_or(0, |m| m.ino());
             let m = Msg {
                 uid: new_uid,
@@ -627,10 +622,7 @@ impl Folder {
                 modseq,
                 ino,
             };
-            match dst.msgs.binary_search_by_key(&new_uid, |m| m.uid) {
-                Ok(i) => dst.msgs[i] = m,
-                Err(i) => dst.msgs.insert(i, m),
-            }
+            dst.put(m);
             dst.recent.push(new_uid);
             pairs.push((uid, new_uid));
             moved_src.push(uid);
