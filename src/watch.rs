@@ -84,38 +84,23 @@
 //! only and never tries inotify; it exists for tests and for filesystems
 //! where inotify does not see other hosts' changes (NFS).
 //!
-//! # Store integration (what the lead wires up)
-//! - `main`/`server::run` creates one `Arc<Watcher>` (inside the runtime)
-//!   from the config and hands it to the store's `Registry`.
+//! # Store integration (`server/live.rs`)
+//! - `server::run` creates one `Arc<Watcher>` inside the runtime and installs
+//!   a hook on the store's `Registry` (`server::live::attach`).
 //! - When the `Registry` opens a `Folder` for the first time (the entry that
-//!   all sessions of all users share), it calls
+//!   all sessions of all users share), the hook calls
 //!   [`Watcher::watch_folder`] with the folder directory (for INBOX the
 //!   Maildir root, otherwise `root/.Name`) *before* the folder's initial
-//!   sync, so nothing between the sync and the watch is missed. It keeps the
-//!   [`FolderWatch`] in a task it spawns:
-//!   ```ignore
-//!   let mut fw = watcher.watch_folder(&dir);
-//!   let weak = Arc::downgrade(&folder);
-//!   tokio::spawn(async move {
-//!       loop {
-//!           fw.changed().await;
-//!           let Some(folder) = weak.upgrade() else { break };
-//!           // The sync reconciles new/, cur/ and the uidlist under its lock
-//!           // and, if anything changed, bumps the Folder's own watch
-//!           // channel, which every session IDLEing on it awaits.
-//!           let res = tokio::task::spawn_blocking(move || folder.sync(false)).await;
-//!           // log res errors; keep looping
-//!       }
-//!   });
-//!   ```
-//!   The task ends (dropping `fw`, which removes the inotify watches once no
-//!   other guard holds them) when the folder is closed: abort it from the
-//!   `Folder`'s drop, or let the `Weak` fail on the next change.
+//!   sync, so nothing between the sync and the watch is missed, and spawns a
+//!   task that runs `Folder::sync_watched` off the runtime on every
+//!   [`FolderWatch::changed`]. The sync bumps the folder's own watch channel,
+//!   which every session IDLEing on it awaits.
+//!   The task ends (dropping the guard, which removes the inotify watches once
+//!   no other guard holds them) when the folder's last holder drops it.
 //!   Because `changed()` collapses fires that happen while a sync runs into
 //!   one, at most one sync is queued behind the running one.
-//! - Whether the sync moves `new/` to `cur/` (`move_new`) is the store's
-//!   policy (a read-write session has the folder selected); the watcher
-//!   neither knows nor cares.
+//! - Moving `new/` to `cur/` is the store's policy; the watcher neither knows
+//!   nor cares.
 //! - Self-echo: the store's own renames (new/ -> cur/, flag changes, the
 //!   uidlist rewrite) produce events too, so one extra sync follows each own
 //!   change. It finds nothing new and bumps nothing, which ends the loop.

@@ -184,7 +184,7 @@ pub struct Folder {
     gone: std::sync::atomic::AtomicBool,
 }
 
-/// Keeps [`Folder::rw_holders`] counted while a read-write session has the
+/// Keeps [`Folder::hold_rw`]'s count while a read-write session has the
 /// folder selected.
 pub struct RwHold(Arc<Folder>);
 
