@@ -565,12 +565,19 @@ pub struct MessageMeta {
     pub uid: u32,
     pub flags: Flags,
     /// INTERNALDATE: the file's mtime, seconds since the epoch.
+    ///
+    /// [`UNKNOWN_DATE`] until someone needs it: the first scan of a big
+    /// folder does not stat every file (that was most of a cold SELECT);
+    /// [`Folder::resolve_dates`] fills it in (and the index keeps it).
     pub internal_date: i64,
     /// RFC822.SIZE (the CRLF form), when known from `W=`, the uidlist or
     /// the index; see [`Folder::rfc822_size`].
     pub size: Option<u64>,
     pub modseq: u64,
 }
+
+/// `MessageMeta::internal_date` not looked up yet.
+pub const UNKNOWN_DATE: i64 = i64::MIN;
 
 /// What changed in a folder since a session last looked.
 #[derive(Clone, Debug, Default)]

@@ -1492,3 +1492,40 @@ fn settled_cur_lets_deliveries_read_only_new() {
     assert_eq!(uids(&f), [1, 2, 3, 4, 5, 6]);
     assert_eq!(&f.read_message(1).unwrap()[..], b"Subject: 0\n\nx\n");
 }
+
+/// INTERNALDATE is not looked up by the first scan; `resolve_dates` finds
+/// each file's mtime, following a file renamed since, and keeps it.
+#[test]
+fn internal_dates_are_resolved_when_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let root = s.root().to_path_buf();
+    for (name, secs) in [
+        ("1000.a.host:2,S", 1_500_000_000i64),
+        ("1001.b.host:2,", 1_600_000_000),
+    ] {
+        let p = root.join("cur").join(name);
+        fs::write(&p, b"Subject: x\n\ny\n").unwrap();
+        filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(secs, 0)).unwrap();
+    }
+    let f = s.open_folder("INBOX").unwrap();
+    assert!(f.messages().iter().all(|m| m.internal_date == UNKNOWN_DATE));
+    // Another client renames one before we ask.
+    fs::rename(
+        root.join("cur/1001.b.host:2,"),
+        root.join("cur/1001.b.host:2,F"),
+    )
+    .unwrap();
+    f.resolve_dates(&[1, 2]).unwrap();
+    let dates: Vec<i64> = f.messages().iter().map(|m| m.internal_date).collect();
+    assert_eq!(dates, [1_500_000_000, 1_600_000_000]);
+    // COPY keeps the date even when the source's was never asked for.
+    let s2 = open(d.path());
+    s2.create_folder("Copy").unwrap();
+    let fresh = open(d.path());
+    let src = fresh.open_folder("INBOX").unwrap();
+    let dst = fresh.open_folder("Copy").unwrap();
+    src.copy_to(&[1], &dst).unwrap();
+    dst.resolve_dates(&[1]).unwrap();
+    assert_eq!(dst.messages()[0].internal_date, 1_500_000_000);
+}

@@ -168,6 +168,10 @@ fn render_chunk(
     chunk: &[Target],
     items: &[FetchAttr],
 ) -> Result<(Vec<u8>, usize), Status> {
+    if items.contains(&FetchAttr::InternalDate) {
+        let uids: Vec<u32> = chunk.iter().map(|t| t.uid).collect();
+        folder.resolve_dates(&uids)?;
+    }
     let metas = folder.messages();
     let mut out = Vec::with_capacity(chunk.len() * 128);
     let mut gone = 0;

@@ -27,7 +27,11 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
     let max_uid = view.uids().last().copied().unwrap_or(0);
     let saved = view.saved.clone();
     let key = Arc::new(cmd.criteria.clone());
-    let found: Vec<(u32, u32)> = blocking(move || {
+    let found: Vec<(u32, u32)> = blocking(move || -> Result<Vec<(u32, u32)>, Status> {
+        if uses_internal_date(&key) {
+            let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+            folder.resolve_dates(&uids)?;
+        }
         let metas = folder.messages();
         let now = chrono::Utc::now().timestamp();
         let zone = *chrono::Local::now().offset();
@@ -74,7 +78,7 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
             hits
         };
         if targets.len() <= per {
-            return run(&targets);
+            return Ok(run(&targets));
         }
         std::thread::scope(|sc| {
             let handles: Vec<_> = targets
@@ -89,10 +93,10 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
                     all.append(&mut v);
                 }
             }
-            all
+            Ok(all)
         })
     })
-    .await?;
+    .await??;
 
     let nums: Vec<u32> = found
         .iter()
@@ -177,5 +181,19 @@ fn only_common_headers(key: &crate::proto::SearchKey) -> bool {
         Header(name, _) => super::fetch::is_common_header(name),
         Body(_) | Text(_) | Larger(_) | Smaller(_) => false,
         _ => true,
+    }
+}
+
+/// True if the key compares INTERNALDATE (SENT* fall back to it when a
+/// message has no usable Date: header).
+fn uses_internal_date(key: &crate::proto::SearchKey) -> bool {
+    use crate::proto::SearchKey::*;
+    match key {
+        And(v) => v.iter().any(uses_internal_date),
+        Or(a, b) => uses_internal_date(a) || uses_internal_date(b),
+        Not(k) => uses_internal_date(k),
+        Before(_) | On(_) | Since(_) | Older(_) | Younger(_) | SentBefore(_) | SentOn(_)
+        | SentSince(_) => true,
+        _ => false,
     }
 }

@@ -368,6 +368,35 @@ impl Folder {
         RwHold(self.clone())
     }
 
+    /// Looks up INTERNALDATE (the file's mtime) for those of `uids` whose
+    /// date is still [`crate::store::UNKNOWN_DATE`], and remembers it. A
+    /// file renamed under us is found again; one that is gone keeps the
+    /// unknown date (the next sync expunges it).
+    pub fn resolve_dates(&self, uids: &[u32]) -> Result<()> {
+        let mut st = self.lock_state();
+        let mut rescanned = false;
+        let mut any = false;
+        for &uid in uids {
+            let Some(i) = st.find(uid) else { continue };
+            if st.msgs[i].mtime != crate::store::UNKNOWN_DATE {
+                continue;
+            }
+            let mut found = fs::symlink_metadata(self.path_of(&st.msgs[i].loc));
+            if found.as_ref().is_err_and(is_enoent) && self.relocate(&mut st, i, &mut rescanned)? {
+                found = fs::symlink_metadata(self.path_of(&st.msgs[i].loc));
+            }
+            if let Ok(md) = found {
+                st.msgs[i].mtime = md.mtime();
+                any = true;
+            }
+        }
+        if any {
+            st.snapshot = None;
+            st.dirty = true;
+        }
+        Ok(())
+    }
+
     /// The keywords defined for this folder (its `dovecot-keywords`), which
     /// SELECT lists in FLAGS even when no message carries them now.
     pub fn defined_keywords(&self) -> Vec<String> {

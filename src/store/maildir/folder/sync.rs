@@ -77,6 +77,11 @@ pub(super) fn read_dir_into(
         if fname.starts_with('.') {
             continue;
         }
+        // Only regular files are messages (the type comes with the entry on
+        // most file systems; where it does not, this is one lstat).
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         let base = filename::split(&fname).0.to_string();
         if base.is_empty() {
             continue;
@@ -442,18 +447,17 @@ impl Folder {
         let mut changed = false;
         if !seen.is_empty() {
             let mut files: Vec<NewFile> = Vec::with_capacity(seen.len());
-            for (base, Seen { loc, .. }) in seen {
-                let meta = match fs::symlink_metadata(self.path_of(&loc)) {
-                    Ok(m) if m.is_file() => m,
-                    // Moved on already; the next sync finds it.
-                    _ => continue,
-                };
+            for (base, Seen { loc, ino }) in seen {
+                // No stat per file: `readdir` gave the inode and the file
+                // type, and INTERNALDATE is looked up when first needed
+                // (`resolve_dates`). A file that moved on meanwhile is found
+                // under its new name by the next sync, as for any rename.
                 let (_, w) = filename::size_fields(&base);
                 files.push(NewFile {
                     base,
                     loc,
-                    mtime: meta.mtime(),
-                    ino: meta.ino(),
+                    mtime: crate::store::UNKNOWN_DATE,
+                    ino,
                     uid: None,
                     size: w,
                 });

@@ -387,13 +387,19 @@ impl Folder {
                     .chars()
                     .filter(|c| !c.is_ascii_lowercase())
                     .collect();
+                let mtime = if m.mtime == crate::store::UNKNOWN_DATE {
+                    // The copy must keep INTERNALDATE: look it up now.
+                    fs::symlink_metadata(self.path_of(&m.loc)).map_or(m.mtime, |md| md.mtime())
+                } else {
+                    m.mtime
+                };
                 (
                     m.uid,
                     m.base.clone(),
                     m.loc.clone(),
                     m.flags.clone(),
                     other,
-                    m.mtime,
+                    mtime,
                 )
             })
             .collect()
