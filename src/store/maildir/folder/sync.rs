@@ -374,6 +374,13 @@ impl Folder {
         let raw = self.scan()?;
         let mut seen: HashMap<String, Seen> = HashMap::with_capacity(raw.len());
         for (base, files) in raw {
+            if files.len() == 1 {
+                // The common case: no duplicate; keep the name we own.
+                if let Some(f) = files.into_iter().next() {
+                    seen.insert(base, f);
+                }
+                continue;
+            }
             self.resolve(st, &base, files, &mut seen);
         }
         let mut changed = false;
@@ -464,7 +471,7 @@ impl Folder {
             }
             // In delivery order: unique names start with the delivery time
             // (the mtime may be an old INTERNALDATE set by a client).
-            files.sort_by(|a, b| a.base.cmp(&b.base));
+            files.sort_unstable_by(|a, b| a.base.cmp(&b.base));
             if !files.is_empty() {
                 self.number_files(st, &mut files)?;
                 for f in files {
