@@ -683,9 +683,7 @@ fn big_folder_timings() {
     eprintln!("APPEND 100 (no fsync): {:?}", t.elapsed());
 }
 
-/// Needs the real `crate::mutf7` (the stub panics): run after integration.
 #[test]
-#[ignore = "needs crate::mutf7 from the proto helper"]
 fn non_ascii_names_are_modified_utf7_on_disk() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path());
