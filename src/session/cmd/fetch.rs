@@ -168,17 +168,19 @@ fn render_chunk(
     chunk: &[Target],
     items: &[FetchAttr],
 ) -> Result<(Vec<u8>, usize), Status> {
+    let uids: Vec<u32> = chunk.iter().map(|t| t.uid).collect();
     if items.contains(&FetchAttr::InternalDate) {
-        let uids: Vec<u32> = chunk.iter().map(|t| t.uid).collect();
         folder.resolve_dates(&uids)?;
     }
-    let metas = folder.messages();
+    // Just this chunk's metadata: the whole-folder snapshot may be rebuilt
+    // whenever a size or date is learnt, which must not happen per chunk.
+    let metas = folder.metas(&uids);
     let mut out = Vec::with_capacity(chunk.len() * 128);
     let mut gone = 0;
     // All that is known of an expunged message without its file: its UID.
     let uid_only = items.iter().all(|i| *i == FetchAttr::Uid);
-    for t in chunk {
-        let Ok(i) = metas.binary_search_by_key(&t.uid, |m| m.uid) else {
+    for (t, meta) in chunk.iter().zip(&metas) {
+        let Some(meta) = meta else {
             if uid_only {
                 out.extend_from_slice(format!("* {} FETCH (UID {})\r\n", t.seq, t.uid).as_bytes());
             } else {
@@ -187,7 +189,7 @@ fn render_chunk(
             continue;
         };
         let mark = out.len();
-        match render_one(&mut out, folder, &metas[i], t, items) {
+        match render_one(&mut out, folder, meta, t, items) {
             Ok(()) => {}
             Err(RenderError::Gone) => {
                 out.truncate(mark);

@@ -573,6 +573,15 @@ impl Folder {
         s
     }
 
+    /// The metadata of the given messages (`None` for those not here), in
+    /// the order asked; cheaper than [`Folder::messages`] for a few.
+    pub fn metas(&self, uids: &[u32]) -> Vec<Option<MessageMeta>> {
+        let st = self.lock_state();
+        uids.iter()
+            .map(|&u| st.find(u).map(|i| st.msgs[i].meta()))
+            .collect()
+    }
+
     /// Takes the UIDs that are \Recent and not yet claimed by any session.
     pub fn take_recent(&self) -> Vec<u32> {
         let mut r = std::mem::take(&mut self.lock_state().recent);
