@@ -1,4 +1,32 @@
-//! nestbox: a Maildir-backed IMAP4rev2/IMAP4rev1 server.
+//! nestbox: a Maildir-backed IMAP4rev2/IMAP4rev1 server for self-hosters.
+//!
+//! The Maildir is the only truth: folders are Maildir++ `.A.B` directories,
+//! flags are the file names' `:2,` suffix, UIDs live in Dovecot's
+//! `dovecot-uidlist`; everything nestbox keeps beside them (`nestbox.index`,
+//! `nestbox.cache`) can be deleted and is rebuilt with the same UIDs.
+//!
+//! # Layout: a command's path from socket to disk
+//! - [`server`]: listeners, TLS (implicit and STARTTLS), connection limits,
+//!   signals; one task per connection runs a [`session::Session`].
+//!   `server::live` connects the change watcher to the store.
+//! - [`proto`]: the IMAP grammar, pure: the framer cuts the byte stream into
+//!   commands under size caps, the parser turns one into a
+//!   [`proto::Command`], `encode` writes response pieces.
+//! - [`session`]: the state machine (not authenticated, authenticated,
+//!   selected, logout); `session/cmd/` has one file per command; the
+//!   selected mailbox's per-session view (sequence numbers, pending
+//!   expunges) is `session::view`.
+//! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
+//!   `spawn_blocking`): folders, UIDs, flags, sync with the disk, saving.
+//! - [`mime`]: message content for FETCH and SEARCH (ENVELOPE,
+//!   BODYSTRUCTURE, sections, BINARY, text search).
+//! - [`watch`]: the process's one inotify watcher (polling fallback).
+//! - [`auth`]: passwd-file and PAM users, SASL, failure throttling.
+//! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`].
+//!
+//! Outside tests, nothing here calls `unwrap` or `expect`: a client's bytes
+//! or a file on disk can never reach a panic that way (enforced below).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod auth;
 pub mod config;
 pub mod demo;

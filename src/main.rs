@@ -3,6 +3,8 @@
 //! This file parses the command line, sets up logging, loads the config and hands off to
 //! `nestbox::server::run`; it holds no server logic. Exit codes: 0 success, 1 runtime
 //! error, 2 usage or configuration error (clap's own usage errors also exit with 2).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
