@@ -30,7 +30,10 @@ pub struct SelectedView {
     /// UIDVALIDITY announced at SELECT; if the folder's changes (its
     /// uidlist was replaced), every UID the client holds is void.
     uidvalidity: u32,
-    uids: Vec<u32>,
+    /// Shared with the folder (and so with every other session in step with
+    /// it) until this session's numbering diverges: an idle session must
+    /// not cost memory in proportion to the mailbox.
+    uids: Arc<Vec<u32>>,
     recent: BTreeSet<u32>,
     modseq: u64,
     /// Known gone from the folder, EXPUNGE not yet sent.
@@ -52,7 +55,7 @@ impl SelectedView {
         let mut watch = folder.watch();
         watch.borrow_and_update();
         let modseq = folder.highest_modseq();
-        let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
+        let uids = folder.uid_list();
         let rw = (!read_only).then(|| folder.hold_rw());
         SelectedView {
             uidvalidity: folder.uidvalidity(),
@@ -176,7 +179,7 @@ impl SelectedView {
             for uid in std::mem::take(&mut self.pending_expunge) {
                 if let Ok(i) = self.uids.binary_search(&uid) {
                     let _ = write!(out, "* {} EXPUNGE\r\n", i + 1);
-                    self.uids.remove(i);
+                    Arc::make_mut(&mut self.uids).remove(i);
                     self.recent.remove(&uid);
                     self.saved.retain(|&u| u != uid);
                 }
@@ -186,7 +189,7 @@ impl SelectedView {
         let mut grew = false;
         for m in &ch.new {
             if m.uid > self.uids.last().copied().unwrap_or(0) {
-                self.uids.push(m.uid);
+                Arc::make_mut(&mut self.uids).push(m.uid);
                 grew = true;
             }
         }
@@ -201,6 +204,16 @@ impl SelectedView {
             let _ = write!(out, "* {} EXISTS\r\n", self.uids.len());
             if !enabled.rev2 {
                 let _ = write!(out, "* {} RECENT\r\n", self.recent.len());
+            }
+        }
+        if self.pending_expunge.is_empty() && Arc::strong_count(&self.uids) == 1 {
+            // In step with the folder again: share its list. Its UIDs only
+            // ever grow at the top, so equal length and equal last UID
+            // mean equal lists (a change racing this report is reported
+            // by the next one either way).
+            let shared = self.folder.uid_list();
+            if shared.len() == self.uids.len() && shared.last() == self.uids.last() {
+                self.uids = shared;
             }
         }
         for m in &ch.flags {

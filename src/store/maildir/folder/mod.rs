@@ -50,6 +50,9 @@ const CACHE_BATCH: usize = 256;
 /// Files in `tmp/` older than this are debris of crashed writers.
 const TMP_DEBRIS_AGE: Duration = Duration::from_secs(36 * 3600);
 
+/// What a cached UID list is valid for: (highest modseq, message count).
+type UidListKey = (u64, usize);
+
 /// Where a message file is: its directory and exact name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Loc {
@@ -152,6 +155,9 @@ struct State {
     /// them out again.
     recent_in_new: std::collections::HashSet<u32>,
     snapshot: Option<Arc<Vec<MessageMeta>>>,
+    /// [`Folder::uid_list`]'s cache, valid for (highest modseq, count):
+    /// every new message and expunge takes a modseq.
+    uid_list: Option<(UidListKey, Arc<Vec<u32>>)>,
     new_mtime: i128,
     cur_mtime: i128,
     scan_time: i128,
@@ -274,6 +280,7 @@ impl Folder {
             log_floor: 0,
             recent: Vec::new(),
             recent_in_new: std::collections::HashSet::new(),
+            uid_list: None,
             snapshot: None,
             new_mtime: 0,
             cur_mtime: 0,
@@ -571,6 +578,21 @@ impl Folder {
         let s = Arc::new(st.msgs.iter().map(Msg::meta).collect::<Vec<_>>());
         st.snapshot = Some(s.clone());
         s
+    }
+
+    /// Every UID, ascending, shared: sessions in step with the folder hold
+    /// this one list instead of a copy each. Rebuilt only after a change.
+    pub fn uid_list(&self) -> Arc<Vec<u32>> {
+        let mut st = self.lock_state();
+        let key = (st.highest_modseq, st.msgs.len());
+        if let Some((k, list)) = &st.uid_list {
+            if *k == key {
+                return list.clone();
+            }
+        }
+        let list = Arc::new(st.msgs.iter().map(|m| m.uid).collect::<Vec<u32>>());
+        st.uid_list = Some((key, list.clone()));
+        list
     }
 
     /// The metadata of the given messages (`None` for those not here), in
