@@ -860,6 +860,48 @@ impl State {
         }
     }
 
+    /// A message COPY or MOVE has just placed in this folder under `uid`:
+    /// adds it with the next modseq and returns its uidlist record, which
+    /// the caller writes with the others under the lock. `loc` names the
+    /// placed file, whose info suffix gives the letters kept uninterpreted.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        uid: u32,
+        base: String,
+        loc: Loc,
+        flags: Flags,
+        extra_kw: Vec<String>,
+        mtime: i64,
+        ino: u64,
+    ) -> Record {
+        let (_, size) = filename::size_fields(&base);
+        let info = filename::split(&loc.fname).1.unwrap_or("");
+        let Info { other, .. } = filename::parse_info(info, &self.keywords);
+        self.highest_modseq += 1;
+        let rec = Record {
+            uid,
+            base: base.clone(),
+            size: None,
+            vsize: size,
+            extra: Vec::new(),
+        };
+        let modseq = self.highest_modseq;
+        self.put(Msg {
+            uid,
+            base,
+            loc,
+            flags,
+            other,
+            extra_kw,
+            mtime,
+            size,
+            modseq,
+            ino,
+        });
+        rec
+    }
+
     fn find(&self, uid: u32) -> Option<usize> {
         self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
     }

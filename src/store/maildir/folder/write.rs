@@ -16,10 +16,10 @@ use std::path::PathBuf;
 use crate::flags::{FlagOp, Flags, sys};
 use crate::store::{MessageMeta, Result, StoreError};
 
-use super::super::filename::{self, Info};
+use super::super::filename;
 use super::super::keywords::{self, Keywords};
-use super::super::uidlist::{self, Record};
-use super::{Folder, Loc, Msg, State, is_enoent, mtime_ns};
+use super::super::uidlist;
+use super::{Folder, Loc, State, is_enoent, mtime_ns};
 
 impl Folder {
     /// Saves the keyword table if rendering flags assigned new letters.
@@ -311,30 +311,7 @@ impl Folder {
             st.next_uid = next;
             let ino = fs::symlink_metadata(&path).map_or(0, |m| m.ino());
             done.push((uid, path));
-            let (_, w) = filename::size_fields(&base);
-            recs.push(Record {
-                uid,
-                base: base.clone(),
-                size: None,
-                vsize: w,
-                extra: Vec::new(),
-            });
-            st.highest_modseq += 1;
-            let modseq = st.highest_modseq;
-            let Info { other, .. } = filename::parse_info(&info, &st.keywords);
-            let m = Msg {
-                uid,
-                base,
-                loc,
-                flags,
-                other,
-                extra_kw: extra,
-                mtime,
-                size: w,
-                modseq,
-                ino,
-            };
-            st.put(m);
+            recs.push(st.place(uid, base, loc, flags, extra, mtime, ino));
         }
         if failure.is_none() {
             if let Err(e) = self.write_records(&mut st, recs) {
@@ -603,32 +580,8 @@ impl Folder {
             }
             let new_uid = dst.next_uid;
             dst.next_uid = dst.next_uid.saturating_add(1);
-            let (_, w) = filename::size_fields(&fresh);
-            recs.push(Record {
-                uid: new_uid,
-                base: fresh.clone(),
-                size: None,
-                vsize: w,
-                extra: Vec::new(),
-            });
-            dst.highest_modseq += 1;
-            let modseq = dst.highest_modseq;
-            let placed = filename::split(&to.fname).1.unwrap_or("");
-            let Info { other, .. } = filename::parse_info(placed, &dst.keywords);
             let ino = fs::symlink_metadata(dest.path_of(&to)).map_or(0, |m| m.ino());
-            let m = Msg {
-                uid: new_uid,
-                base: fresh,
-                loc: to,
-                flags,
-                other,
-                extra_kw: extra,
-                mtime,
-                size: w,
-                modseq,
-                ino,
-            };
-            dst.put(m);
+            recs.push(dst.place(new_uid, fresh, to, flags, extra, mtime, ino));
             dst.recent.push(new_uid);
             pairs.push((uid, new_uid));
             moved_src.push(uid);
