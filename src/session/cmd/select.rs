@@ -1,7 +1,5 @@
 //! SELECT, EXAMINE (RFC 9051 §6.3.2–3), CLOSE and UNSELECT (§6.4.1–2).
 
-use std::collections::HashSet;
-
 use crate::flags::sys;
 use crate::session::names::from_wire;
 use crate::session::{CmdResult, SelectedView, Session, State, Status, blocking};
@@ -21,44 +19,32 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     let store = authed.store.clone();
     let open_name = name.clone();
     let enabled = s.enabled;
-    let (folder, recent, list_line) = blocking(move || -> Result<_, crate::store::StoreError> {
-        let folder = store.open_folder_with(&open_name, !read_only)?;
-        let recent = if read_only {
-            Vec::new()
-        } else {
-            folder.take_recent()
-        };
-        let list_line = if enabled.rev2 {
-            let folders: Vec<String> = store.list_folders()?.into_iter().map(|e| e.name).collect();
-            super::list::select_list_line(&open_name, &folders, &store.subscriptions()?, enabled)
-        } else {
-            None
-        };
-        Ok((folder, recent, list_line))
-    })
-    .await??;
+    let (folder, recent, list_line, keywords, first_unseen) =
+        blocking(move || -> Result<_, crate::store::StoreError> {
+            let folder = store.open_folder_with(&open_name, !read_only)?;
+            let recent = if read_only {
+                Vec::new()
+            } else {
+                folder.take_recent()
+            };
+            let list_line = if enabled.rev2 {
+                let folders: Vec<String> =
+                    store.list_folders()?.into_iter().map(|e| e.name).collect();
+                super::list::select_list_line(
+                    &open_name,
+                    &folders,
+                    &store.subscriptions()?,
+                    enabled,
+                )
+            } else {
+                None
+            };
+            let (keywords, first_unseen) = flags_and_first_unseen(&folder);
+            Ok((folder, recent, list_line, keywords, first_unseen))
+        })
+        .await??;
 
     let view = SelectedView::new(folder.clone(), name, read_only, recent);
-    let messages = folder.messages();
-    // Keywords the folder defines, plus any a message carries beyond them
-    // (more than 26 live only in the index); compared case-insensitively.
-    let mut keywords: Vec<String> = Vec::new();
-    let mut seen_kw: HashSet<String> = HashSet::new();
-    let defined = folder.defined_keywords();
-    let carried = messages
-        .iter()
-        .flat_map(|m| m.flags.keywords().iter().cloned());
-    for k in defined.into_iter().chain(carried) {
-        if seen_kw.insert(k.to_ascii_lowercase()) {
-            keywords.push(k);
-        }
-    }
-    let mut first_unseen = None;
-    for (i, m) in messages.iter().enumerate() {
-        if first_unseen.is_none() && !m.flags.has(sys::SEEN) {
-            first_unseen = Some(i + 1);
-        }
-    }
     let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
     s.line(format!(
         "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"
@@ -137,4 +123,26 @@ pub async fn close(s: &mut Session) -> CmdResult {
 pub fn unselect(s: &mut Session) -> CmdResult {
     leave_selected(s);
     Ok(Status::ok("UNSELECT completed."))
+}
+
+/// The keywords for FLAGS (those the folder defines, plus any a message
+/// carries beyond them: more than 26 live only in the index; compared
+/// case-insensitively) and the first unseen message's sequence number.
+/// One pass over the folder, run off the runtime.
+fn flags_and_first_unseen(folder: &crate::store::Folder) -> (Vec<String>, Option<usize>) {
+    let messages = folder.messages();
+    let mut keywords = folder.defined_keywords();
+    let mut first_unseen = None;
+    for (i, m) in messages.iter().enumerate() {
+        for k in m.flags.keywords() {
+            // Few keywords: a scan, and no allocation per message.
+            if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                keywords.push(k.clone());
+            }
+        }
+        if first_unseen.is_none() && !m.flags.has(sys::SEEN) {
+            first_unseen = Some(i + 1);
+        }
+    }
+    (keywords, first_unseen)
 }
