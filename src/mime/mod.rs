@@ -84,6 +84,23 @@ pub fn to_crlf(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT of a CRLF header block,
+/// appended to `out`: the matching fields in their order, then the blank
+/// line. Works on the block as it is, so a cached header digest is answered
+/// without parsing a message around it.
+pub fn select_header_fields(out: &mut Vec<u8>, block: &[u8], names: &[String], keep: bool) {
+    for f in tree::fields(block, 0..block.len()) {
+        let listed = names.iter().any(|n| f.is(n.as_bytes()));
+        if listed == keep {
+            out.extend_from_slice(f.raw);
+            if !f.raw.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Which part a path names and where further path elements look.
 enum Scope<'a> {
     /// Inside a message: part 1 of a non-multipart message is its body.
@@ -193,17 +210,9 @@ impl Message {
     /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT: the matching fields in
     /// message order, then the blank line (RFC 9051 §6.4.5).
     fn header_fields(&self, msg: &Part, names: &[String], keep: bool) -> Vec<u8> {
+        let block = self.data.get(msg.header.clone()).unwrap_or_default();
         let mut out = Vec::new();
-        for f in tree::fields(&self.data, msg.header.clone()) {
-            let listed = names.iter().any(|n| f.is(n.as_bytes()));
-            if listed == keep {
-                out.extend_from_slice(f.raw);
-                if !f.raw.ends_with(b"\n") {
-                    out.extend_from_slice(b"\r\n");
-                }
-            }
-        }
-        out.extend_from_slice(b"\r\n");
+        select_header_fields(&mut out, block, names, keep);
         out
     }
 

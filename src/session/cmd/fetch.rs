@@ -175,11 +175,51 @@ fn render_chunk(
     // Just this chunk's metadata: the whole-folder snapshot may be rebuilt
     // whenever a size or date is learnt, which must not happen per chunk.
     let metas = folder.metas(&uids);
+    // Cached items for the whole chunk under one lock of the folder.
+    let want = |f: &dyn Fn(&FetchAttr) -> bool| items.iter().any(f);
+    let lookup = |yes: bool, field: CacheField| {
+        if yes {
+            folder.cached_many(&uids, field)
+        } else {
+            vec![None; uids.len()]
+        }
+    };
+    let mut envelope = lookup(want(&|i| *i == FetchAttr::Envelope), CacheField::Envelope);
+    let mut structure = lookup(
+        want(&|i| *i == FetchAttr::BodyStructure),
+        CacheField::BodyStructure,
+    );
+    let mut body = lookup(want(&|i| *i == FetchAttr::Body), CacheField::Body);
+    let mut common = lookup(
+        want(
+            &|i| matches!(i, FetchAttr::BodySection { section, .. } if from_common_headers(section)),
+        ),
+        CacheField::CommonHeaders,
+    );
+    // `BODY[...]` labels, the same for every message.
+    let labels: Vec<String> = items
+        .iter()
+        .map(|i| match i {
+            FetchAttr::BodySection {
+                section, partial, ..
+            } => match partial {
+                Some((off, _)) => format!("BODY[{}]<{off}> ", section_spec(section)),
+                None => format!("BODY[{}] ", section_spec(section)),
+            },
+            _ => String::new(),
+        })
+        .collect();
     let mut out = Vec::with_capacity(chunk.len() * 128);
     let mut gone = 0;
     // All that is known of an expunged message without its file: its UID.
     let uid_only = items.iter().all(|i| *i == FetchAttr::Uid);
-    for (t, meta) in chunk.iter().zip(&metas) {
+    for (k, (t, meta)) in chunk.iter().zip(&metas).enumerate() {
+        let pre = Cached {
+            envelope: envelope[k].take(),
+            structure: structure[k].take(),
+            body: body[k].take(),
+            common: common[k].take(),
+        };
         let Some(meta) = meta else {
             if uid_only {
                 out.extend_from_slice(format!("* {} FETCH (UID {})\r\n", t.seq, t.uid).as_bytes());
@@ -189,7 +229,7 @@ fn render_chunk(
             continue;
         };
         let mark = out.len();
-        match render_one(&mut out, folder, meta, t, items) {
+        match render_one(&mut out, folder, meta, t, items, &labels, pre) {
             Ok(()) => {}
             Err(RenderError::Gone) => {
                 out.truncate(mark);
@@ -199,6 +239,14 @@ fn render_chunk(
         }
     }
     Ok((out, gone))
+}
+
+/// What the cache held for one message, looked up for the whole chunk.
+struct Cached {
+    envelope: Option<Arc<[u8]>>,
+    structure: Option<Arc<[u8]>>,
+    body: Option<Arc<[u8]>>,
+    common: Option<Arc<[u8]>>,
 }
 
 enum RenderError {
@@ -320,15 +368,22 @@ fn digest_of(header: &Message) -> Arc<[u8]> {
     header.section(&all).into()
 }
 
-/// The digest as a parsed (header-only) message.
-fn common_headers(lazy: &mut Lazy<'_>) -> Result<Message, RenderError> {
+/// The digest of common header fields: as looked up for the chunk, else
+/// from the header already parsed for another item, else from the store.
+fn common_headers(
+    lazy: &mut Lazy<'_>,
+    cached: Option<Arc<[u8]>>,
+) -> Result<Arc<[u8]>, RenderError> {
+    if let Some(c) = cached {
+        return Ok(c);
+    }
     if lazy.header.is_none() {
-        return Ok(Message::parse(&common_digest(lazy.folder, lazy.uid)?));
+        return Ok(common_digest(lazy.folder, lazy.uid)?);
     }
     let digest = digest_of(lazy.header()?);
     lazy.folder
         .put_cache(lazy.uid, CacheField::CommonHeaders, digest.clone());
-    Ok(Message::parse(&digest))
+    Ok(digest)
 }
 
 /// The whole message in CRLF form, without parsing its MIME structure
@@ -355,7 +410,8 @@ fn header_only(section: &Section) -> bool {
 }
 
 fn literal(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+    use std::io::Write;
+    let _ = write!(out, "{{{}}}\r\n", data.len());
     out.extend_from_slice(data);
 }
 
@@ -391,10 +447,11 @@ fn section_spec(section: &Section) -> String {
 fn cached_or(
     out: &mut Vec<u8>,
     lazy: &mut Lazy<'_>,
+    cached: Option<Arc<[u8]>>,
     field: CacheField,
     make: impl FnOnce(&Message) -> Vec<u8>,
 ) -> Result<(), RenderError> {
-    if let Some(c) = lazy.folder.cached(lazy.uid, field) {
+    if let Some(c) = cached {
         out.extend_from_slice(&c);
         return Ok(());
     }
@@ -410,6 +467,8 @@ fn render_one(
     meta: &MessageMeta,
     t: &Target,
     items: &[FetchAttr],
+    labels: &[String],
+    mut pre: Cached,
 ) -> Result<(), RenderError> {
     use std::io::Write;
     let _ = write!(out, "* {} FETCH (", t.seq);
@@ -421,7 +480,7 @@ fn render_one(
     };
     let mut first = true;
     let mut wrote_flags = false;
-    for item in items {
+    for (item, label) in items.iter().zip(labels) {
         if !first {
             out.push(b' ');
         }
@@ -452,7 +511,7 @@ fn render_one(
             }
             FetchAttr::Envelope => {
                 out.extend_from_slice(b"ENVELOPE ");
-                if let Some(c) = folder.cached(t.uid, CacheField::Envelope) {
+                if let Some(c) = pre.envelope.take() {
                     out.extend_from_slice(&c);
                 } else {
                     let header = lazy.header()?;
@@ -462,7 +521,9 @@ fn render_one(
                     // The header is parsed now: keep the fields clients list
                     // mailboxes with too, as Dovecot's cache does, so the
                     // usual next request (HEADER.FIELDS) reads no file.
-                    if folder.cached(t.uid, CacheField::CommonHeaders).is_none() {
+                    if pre.common.is_none()
+                        && folder.cached(t.uid, CacheField::CommonHeaders).is_none()
+                    {
                         let digest = digest_of(header);
                         folder.put_cache(t.uid, CacheField::CommonHeaders, digest);
                     }
@@ -470,13 +531,17 @@ fn render_one(
             }
             FetchAttr::BodyStructure => {
                 out.extend_from_slice(b"BODYSTRUCTURE ");
-                cached_or(out, &mut lazy, CacheField::BodyStructure, |m| {
-                    m.body_structure(true)
-                })?;
+                cached_or(
+                    out,
+                    &mut lazy,
+                    pre.structure.take(),
+                    CacheField::BodyStructure,
+                    |m| m.body_structure(true),
+                )?;
             }
             FetchAttr::Body => {
                 out.extend_from_slice(b"BODY ");
-                cached_or(out, &mut lazy, CacheField::Body, |m| {
+                cached_or(out, &mut lazy, pre.body.take(), CacheField::Body, |m| {
                     m.body_structure(false)
                 })?;
             }
@@ -503,20 +568,20 @@ fn render_one(
             FetchAttr::BodySection {
                 section, partial, ..
             } => {
-                let _ = write!(out, "BODY[{}]", section_spec(section));
-                if let Some((off, _)) = partial {
-                    let _ = write!(out, "<{off}>");
-                }
-                out.push(b' ');
+                out.extend_from_slice(label.as_bytes());
                 if section.part.is_empty() && section.text.is_none() && lazy.msg.is_none() {
                     // The whole message needs no MIME parse, only CRLF.
                     let data = whole_message(&mut lazy)?;
                     literal(out, partial_slice(&data, *partial));
                     continue;
                 }
-                if from_common_headers(section) && lazy.msg.is_none() {
-                    let digest = common_headers(&mut lazy)?;
-                    literal(out, partial_slice(&digest.section(section), *partial));
+                if let (true, None, Some(SectionText::HeaderFields(names))) =
+                    (from_common_headers(section), &lazy.msg, &section.text)
+                {
+                    let digest = common_headers(&mut lazy, pre.common.clone())?;
+                    let mut fields = Vec::with_capacity(digest.len());
+                    crate::mime::select_header_fields(&mut fields, &digest, names, true);
+                    literal(out, partial_slice(&fields, *partial));
                     continue;
                 }
                 let msg = if header_only(section) {
@@ -604,17 +669,19 @@ mod tests {
                     COMMON_HEADERS.iter().map(|s| s.to_string()).collect(),
                 )),
             };
-            let digest = Message::parse(&whole.section(&all));
+            let digest = whole.section(&all);
             for ask in asks {
+                let names: Vec<String> = ask.iter().map(|s| s.to_string()).collect();
                 let sec = Section {
                     part: vec![],
-                    text: Some(SectionText::HeaderFields(
-                        ask.iter().map(|s| s.to_string()).collect(),
-                    )),
+                    text: Some(SectionText::HeaderFields(names.clone())),
                 };
                 assert!(from_common_headers(&sec));
+                // What FETCH sends: fields picked from the digest as it is.
+                let mut from_digest = Vec::new();
+                crate::mime::select_header_fields(&mut from_digest, &digest, &names, true);
                 assert_eq!(
-                    String::from_utf8_lossy(&digest.section(&sec)),
+                    String::from_utf8_lossy(&from_digest),
                     String::from_utf8_lossy(&whole.section(&sec)),
                     "{ask:?} of {:?}",
                     String::from_utf8_lossy(raw)

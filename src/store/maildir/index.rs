@@ -16,7 +16,6 @@
 //! already there; a torn or corrupt tail is ignored. Message content never
 //! changes for a UID, so an entry is valid as long as the UIDVALIDITY is.
 
-use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
@@ -232,7 +231,7 @@ pub fn save(dir: &Path, d: &IndexData) -> io::Result<()> {
 pub type FieldNo = u8;
 
 /// The cache entries of a folder: `(uid, field) -> bytes`.
-pub type CacheMap = HashMap<(u32, FieldNo), Arc<[u8]>>;
+pub type CacheMap = rustc_hash::FxHashMap<(u32, FieldNo), Arc<[u8]>>;
 
 fn cache_entry(w: &mut W, uid: u32, field: FieldNo, data: &[u8]) {
     let start = w.0.len();
@@ -249,7 +248,7 @@ fn cache_entry(w: &mut W, uid: u32, field: FieldNo, data: &[u8]) {
 /// the file must be rewritten before appending (bad tail, wrong
 /// UIDVALIDITY) so that new entries do not land after garbage.
 pub fn load_cache(dir: &Path, uidvalidity: u32) -> (CacheMap, usize) {
-    let mut map = CacheMap::new();
+    let mut map = CacheMap::default();
     let data = match std::fs::read(dir.join(CACHE_FILE)) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return (map, 0),

@@ -772,6 +772,18 @@ impl Folder {
         st.cache.as_ref()?.get(&(uid, field_no(field))).cloned()
     }
 
+    /// [`Folder::cached`] for many messages under one lock (FETCH asks per
+    /// chunk, not per message).
+    pub fn cached_many(&self, uids: &[u32], field: CacheField) -> Vec<Option<Arc<[u8]>>> {
+        let mut st = self.lock_state();
+        self.load_cache(&mut st);
+        let f = field_no(field);
+        match st.cache.as_ref() {
+            Some(c) => uids.iter().map(|&u| c.get(&(u, f)).cloned()).collect(),
+            None => vec![None; uids.len()],
+        }
+    }
+
     /// Remembers a cache entry; entries reach `nestbox.cache` in batches,
     /// on sync and when the folder closes, never one write per FETCH item.
     pub fn put_cache(&self, uid: u32, field: CacheField, data: Arc<[u8]>) {
