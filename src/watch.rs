@@ -92,9 +92,12 @@
 //!   [`Watcher::watch_folder`] with the folder directory (for INBOX the
 //!   Maildir root, otherwise `root/.Name`) *before* the folder's initial
 //!   sync, so nothing between the sync and the watch is missed, and spawns a
-//!   task that runs `Folder::sync_watched` off the runtime on every
-//!   [`FolderWatch::changed`]. The sync bumps the folder's own watch channel,
-//!   which every session IDLEing on it awaits.
+//!   task that, on every [`FolderWatch::changed`], takes the entry names
+//!   collected since its last round ([`FolderWatch::take_changes`]) and
+//!   runs `Folder::sync_entries` with them off the runtime, or
+//!   `Folder::sync_watched` (a rescan) when they are [`Changes::Unknown`].
+//!   The sync bumps the folder's own watch channel, which every session
+//!   IDLEing on it awaits.
 //!   The task ends (dropping the guard, which removes the inotify watches once
 //!   no other guard holds them) when the folder's last holder drops it.
 //!   Because `changed()` collapses fires that happen while a sync runs into
@@ -103,9 +106,12 @@
 //!   nor cares.
 //! - Self-echo: the store's own renames (new/ -> cur/, flag changes, the
 //!   uidlist rewrite) produce events too, so one extra sync follows each own
-//!   change. It finds nothing new and bumps nothing, which ends the loop.
-//!   The store may make that sync cheaper by remembering the uidlist identity
-//!   it wrote and the directory mtimes it last scanned.
+//!   change. With entry names it costs a table lookup per name (each names a
+//!   file where the store put it, or one it renamed away from) and no system
+//!   call; it finds nothing new and bumps nothing, which ends the loop.
+//!   Names are collected per guard, at most `LOG_MAX` of them; beyond that,
+//!   and for anything names do not describe (polling, an overflow, `new/`
+//!   or `cur/` themselves replaced), the guard's next take says `Unknown`.
 //! - LIST/NOTIFY: `watch_root` on a user's Maildir root fires when `.Name`
 //!   folders appear or vanish, for NOTIFY `MailboxName` events or to drop a
 //!   cached folder list.
@@ -198,6 +204,63 @@ pub struct FolderWatch {
     watcher: Arc<Watcher>,
     id: RegId,
     rx: watch::Receiver<u64>,
+    log: Arc<Mutex<EntryLog>>,
+}
+
+/// What changed in a watched folder's `new/` and `cur/` since the last
+/// [`FolderWatch::take_changes`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Changes {
+    /// Every change was an entry event and these are all of them, in the
+    /// order the kernel reported them (possibly with repeats).
+    Entries(Vec<EntryChange>),
+    /// Something not described by entry names happened (polling mode, a
+    /// kernel queue overflow, a directory replaced, too many entries): the
+    /// folder must be rescanned.
+    Unknown,
+}
+
+/// One entry event of `new/` or `cur/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryChange {
+    /// In `new/` (else `cur/`).
+    pub in_new: bool,
+    /// The entry's file name.
+    pub name: std::ffi::OsString,
+    /// The name went away (removed, or renamed away); otherwise it appeared
+    /// or was written to.
+    pub gone: bool,
+}
+
+/// Entry events collected for one guard. `complete == false` means
+/// [`Changes::Unknown`].
+#[derive(Debug)]
+struct EntryLog {
+    entries: Vec<EntryChange>,
+    complete: bool,
+}
+
+/// Entries a log holds before it gives up and asks for a rescan: enough for
+/// a `STORE 1:*` over 100,000 messages (two events per rename), about 25 MB
+/// at most, and only until the folder's sync task takes them.
+const LOG_MAX: usize = 262_144;
+
+impl EntryLog {
+    fn push(&mut self, e: EntryChange) {
+        if !self.complete {
+            return;
+        }
+        if self.entries.len() >= LOG_MAX {
+            self.unknown();
+            return;
+        }
+        self.entries.push(e);
+    }
+
+    fn unknown(&mut self) {
+        self.complete = false;
+        self.entries = Vec::new();
+    }
 }
 
 impl FolderWatch {
@@ -220,11 +283,31 @@ impl FolderWatch {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.rx.clone()
     }
+
+    /// Takes what changed since the last call (or since registration, for
+    /// a folder: the caller's first full sync must come after registering).
+    /// A sync that acts on the names alone is exact while the watcher is on
+    /// inotify; anything else comes back as [`Changes::Unknown`].
+    pub fn take_changes(&self) -> Changes {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let was = std::mem::replace(
+            &mut *log,
+            EntryLog {
+                entries: Vec::new(),
+                complete: true,
+            },
+        );
+        if was.complete {
+            Changes::Entries(was.entries)
+        } else {
+            Changes::Unknown
+        }
+    }
 }
 
 impl Drop for FolderWatch {
     fn drop(&mut self) {
-        self.watcher.inner.release(self.id);
+        self.watcher.inner.release(self.id, &self.log);
     }
 }
 
@@ -332,15 +415,21 @@ impl Watcher {
         let path = canonical(path);
         let (dirs, probes) = layout(kind, &path);
         let key = (kind, path);
+        let log = Arc::new(Mutex::new(EntryLog {
+            entries: Vec::new(),
+            complete: true,
+        }));
         let mut st = self.inner.lock();
         if let Some(&id) = st.by_key.get(&key) {
             if let Some(reg) = st.regs.get_mut(&id) {
                 reg.refs += 1;
+                reg.logs.push(log.clone());
                 let rx = reg.tx.subscribe();
                 return FolderWatch {
                     watcher: self.clone(),
                     id,
                     rx,
+                    log,
                 };
             }
         }
@@ -363,6 +452,7 @@ impl Watcher {
                 dirs: dirs.iter().map(|(d, _)| d.clone()).collect(),
                 probes,
                 tx,
+                logs: vec![log.clone()],
                 coalesce: Coalesce::default(),
                 sig,
                 recent,
@@ -385,6 +475,7 @@ impl Watcher {
             watcher: self.clone(),
             id,
             rx,
+            log,
         }
     }
 }
@@ -433,7 +524,10 @@ impl Role {
                     && name != ".."
                     && matches!(
                         change,
-                        Change::CreatedDir | Change::RemovedDir | Change::Renamed
+                        Change::CreatedDir
+                            | Change::RemovedDir
+                            | Change::RenamedFrom
+                            | Change::RenamedTo
                     )
             }
         }
@@ -450,7 +544,9 @@ enum Change {
     /// Either half of a rename (notify reports `From` and `To` separately;
     /// the paired `Both` is skipped as redundant), or a watched directory
     /// itself moved (`MOVE_SELF`).
-    Renamed,
+    RenamedFrom,
+    /// The arriving half of a rename.
+    RenamedTo,
     /// A file closed after writing (a direct write completing).
     Written,
 }
@@ -464,7 +560,10 @@ fn classify(kind: &EventKind) -> Option<Change> {
         EventKind::Remove(RemoveKind::Folder) => Some(Change::RemovedDir),
         EventKind::Remove(_) => Some(Change::Removed),
         EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => None,
-        EventKind::Modify(ModifyKind::Name(_)) => Some(Change::Renamed),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Some(Change::RenamedTo),
+        // `From`, and `Any`/`Other` from other backends: treat as leaving,
+        // which makes the store check the name rather than trust it.
+        EventKind::Modify(ModifyKind::Name(_)) => Some(Change::RenamedFrom),
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Written),
         _ => None,
     }
@@ -541,6 +640,8 @@ struct Reg {
     /// What polling stats for it.
     probes: Vec<Probe>,
     tx: watch::Sender<u64>,
+    /// One entry log per guard (each guard takes its own changes).
+    logs: Vec<Arc<Mutex<EntryLog>>>,
     coalesce: Coalesce,
     /// Last polled signature (polling mode only).
     sig: Option<Vec<Option<Sig>>>,
@@ -770,8 +871,30 @@ impl State {
         self.start_watch(dir)
     }
 
-    /// A change for registration `id` at `now`.
+    /// A change for registration `id` at `now` that entry names do not
+    /// describe: its guards' next [`FolderWatch::take_changes`] say
+    /// [`Changes::Unknown`].
     fn change(&mut self, id: RegId, now: Instant, window: Duration) {
+        if let Some(reg) = self.regs.get(&id) {
+            for l in &reg.logs {
+                l.lock().unwrap_or_else(|e| e.into_inner()).unknown();
+            }
+        }
+        self.fire(id, now, window);
+    }
+
+    /// An entry event of `new/` or `cur/` for registration `id`.
+    fn change_entry(&mut self, id: RegId, e: &EntryChange, now: Instant, window: Duration) {
+        if let Some(reg) = self.regs.get(&id) {
+            for l in &reg.logs {
+                l.lock().unwrap_or_else(|e| e.into_inner()).push(e.clone());
+            }
+        }
+        self.fire(id, now, window);
+    }
+
+    /// Fires (or schedules the trailing fire of) registration `id`.
+    fn fire(&mut self, id: RegId, now: Instant, window: Duration) {
         let Some(reg) = self.regs.get_mut(&id) else {
             return;
         };
@@ -823,17 +946,33 @@ impl State {
         let (Some(parent), Some(name)) = (raw.path.parent(), raw.path.file_name()) else {
             return;
         };
-        let hits: Vec<RegId> = match self.dirs.get(parent) {
+        let hits: Vec<(RegId, Role)> = match self.dirs.get(parent) {
             Some(d) => d
                 .users
                 .iter()
                 .filter(|(_, role)| role.wants(name, raw.change))
-                .map(|&(id, _)| id)
+                .copied()
                 .collect(),
             None => return,
         };
-        for id in hits {
-            self.change(id, now, window);
+        for (id, role) in hits {
+            match role {
+                // A message file: the store can act on the name alone.
+                Role::Sub if !matches!(raw.change, Change::CreatedDir | Change::RemovedDir) => {
+                    let e = EntryChange {
+                        in_new: parent.file_name().is_some_and(|n| n == "new"),
+                        name: name.to_os_string(),
+                        gone: matches!(raw.change, Change::Removed | Change::RenamedFrom),
+                    };
+                    self.change_entry(id, &e, now, window);
+                }
+                // The uidlist and keywords files are checked by every sync
+                // (one stat each): their names add nothing.
+                Role::FolderDir if name == UIDLIST || name == KEYWORDS => {
+                    self.fire(id, now, window)
+                }
+                _ => self.change(id, now, window),
+            }
         }
     }
 
@@ -988,11 +1127,12 @@ impl Inner {
 
     /// Drops one guard of registration `id`; the last one removes it and the
     /// inotify watches no other registration needs.
-    fn release(&self, id: RegId) {
+    fn release(&self, id: RegId, log: &Arc<Mutex<EntryLog>>) {
         let mut st = self.lock();
         let Some(reg) = st.regs.get_mut(&id) else {
             return;
         };
+        reg.logs.retain(|l| !Arc::ptr_eq(l, log));
         reg.refs = reg.refs.saturating_sub(1);
         if reg.refs > 0 {
             return;
@@ -1348,11 +1488,11 @@ mod tests {
             ),
             (
                 EventKind::Modify(ModifyKind::Name(RenameMode::From)),
-                Some(Change::Renamed),
+                Some(Change::RenamedFrom),
             ),
             (
                 EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-                Some(Change::Renamed),
+                Some(Change::RenamedTo),
             ),
             (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), None),
             (
@@ -1376,11 +1516,11 @@ mod tests {
     fn role_table() {
         use Change::*;
         let cases = [
-            (Role::Sub, "1.2.host:2,S", Renamed, true),
+            (Role::Sub, "1.2.host:2,S", RenamedFrom, true),
             (Role::Sub, "1.2.host", Written, true),
-            (Role::FolderDir, "dovecot-uidlist", Renamed, true),
+            (Role::FolderDir, "dovecot-uidlist", RenamedTo, true),
             (Role::FolderDir, "dovecot-uidlist", Written, true),
-            (Role::FolderDir, "dovecot-keywords", Renamed, true),
+            (Role::FolderDir, "dovecot-keywords", RenamedTo, true),
             (Role::FolderDir, "dovecot-uidlist.lock", Created, false),
             (Role::FolderDir, "dovecot.index.cache", Written, false),
             (Role::FolderDir, "new", CreatedDir, true),
@@ -1388,9 +1528,9 @@ mod tests {
             (Role::FolderDir, "tmp", CreatedDir, false),
             (Role::Root, ".Sent", CreatedDir, true),
             (Role::Root, ".Sent", RemovedDir, true),
-            (Role::Root, ".Sent", Renamed, true),
+            (Role::Root, ".Sent", RenamedTo, true),
             (Role::Root, ".Sent", Written, false),
-            (Role::Root, "subscriptions", Renamed, false),
+            (Role::Root, "subscriptions", RenamedFrom, false),
             (Role::Root, "cur", CreatedDir, false),
         ];
         for (role, name, change, want) in cases {
@@ -1514,6 +1654,73 @@ mod tests {
                 "uidlist replaced (force={force})"
             );
             drain(&mut fw, ms(150)).await;
+        }
+    }
+
+    /// On inotify a guard gets the names that came and went, in order, and
+    /// the uidlist adds none; polling, or a folder directory replaced, gives
+    /// `Unknown`; a second guard of the same folder has its own log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entry_names_reach_each_guard() {
+        let entry = |in_new, name: &str, gone| EntryChange {
+            in_new,
+            name: name.into(),
+            gone,
+        };
+        for force in [false, true] {
+            let w = Watcher::new(opts(50, force));
+            let t = tempfile::tempdir().unwrap();
+            let dir = maildir(t.path());
+            let mut fw = w.watch_folder(&dir);
+            let within = if w.mode() == Mode::Polling {
+                ms(1000)
+            } else {
+                ms(200)
+            };
+            deliver(&dir, "1.a.host");
+            fs::rename(dir.join("new/1.a.host"), dir.join("cur/1.a.host:2,S")).unwrap();
+            fs::write(dir.join("dovecot-uidlist.tmp"), b"3 V1 N1\n").unwrap();
+            fs::rename(dir.join("dovecot-uidlist.tmp"), dir.join(UIDLIST)).unwrap();
+            fs::remove_file(dir.join("cur/1.a.host:2,S")).unwrap();
+            assert!(fires(&mut fw, within).await);
+            drain(&mut fw, ms(150)).await;
+            let got = fw.take_changes();
+            if w.mode() == Mode::Polling {
+                assert_eq!(got, Changes::Unknown, "polling knows no names");
+                continue;
+            }
+            let Changes::Entries(got) = got else {
+                panic!("inotify gave no names: {got:?}");
+            };
+            // `deliver` writes in tmp/ (not watched) and renames into new/.
+            assert_eq!(
+                got,
+                [
+                    entry(true, "1.a.host", false),
+                    entry(true, "1.a.host", true),
+                    entry(false, "1.a.host:2,S", false),
+                    entry(false, "1.a.host:2,S", true),
+                ]
+            );
+            assert_eq!(fw.take_changes(), Changes::Entries(vec![]), "taken once");
+
+            // Two guards, two logs: each sees the delivery.
+            let fw2 = w.watch_folder(&dir);
+            deliver(&dir, "2.b.host");
+            assert!(fires(&mut fw, within).await);
+            drain(&mut fw, ms(150)).await;
+            let one = Changes::Entries(vec![entry(true, "2.b.host", false)]);
+            assert_eq!(fw.take_changes(), one);
+            assert_eq!(fw2.take_changes(), one);
+            drop(fw2);
+
+            // new/ replaced: names cannot describe that.
+            fs::remove_dir_all(dir.join("new")).unwrap();
+            fs::create_dir(dir.join("new")).unwrap();
+            assert!(fires(&mut fw, within).await);
+            drain(&mut fw, ms(150)).await;
+            assert_eq!(fw.take_changes(), Changes::Unknown);
+            assert_eq!(fw.take_changes(), Changes::Entries(vec![]));
         }
     }
 

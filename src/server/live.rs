@@ -5,7 +5,9 @@
 //!
 //! When the registry opens a folder, [`attach`] registers its directory
 //! with the watcher and spawns one small task per open folder: on each
-//! coalesced burst of events it runs `Folder::sync` off the runtime. The
+//! coalesced burst of events it runs, off the runtime, `Folder::sync_entries`
+//! with the names of the entries that changed (inotify) or
+//! `Folder::sync_watched`, a rescan, when the names are not known. The
 //! sync notifies sessions through the folder's own change channel; sessions
 //! turn that into their own untagged responses. The task ends (and its
 //! inotify watches go) when the folder's last holder drops it, which closes
@@ -16,8 +18,8 @@
 
 use std::sync::Arc;
 
-use crate::store::{Folder, Registry, StoreError};
-use crate::watch::{WatchOptions, Watcher};
+use crate::store::{EntryEvent, Folder, Registry, StoreError};
+use crate::watch::{Changes, EntryChange, WatchOptions, Watcher};
 
 /// Creates the watcher and installs the registry hook. Must be called
 /// inside the tokio runtime.
@@ -34,8 +36,14 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                 tokio::select! {
                     _ = fw.changed() => {
                         let Some(f) = weak.upgrade() else { break };
+                        // Taken before the sync: events after this point
+                        // fire again and are handled by the next round.
+                        let changes = fw.take_changes();
                         let res = tokio::task::spawn_blocking(move || {
-                            let r = f.sync_watched();
+                            let r = match changes {
+                                Changes::Entries(entries) => f.sync_entries(&entry_events(entries)),
+                                Changes::Unknown => f.sync_watched(),
+                            };
                             let name = f.name().to_string();
                             // The last holder may be us: dropping here, off
                             // the runtime, is where the index gets written.
@@ -67,4 +75,19 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
         });
     }));
     watcher
+}
+
+/// The watcher's entry events in the store's terms. Names that are not
+/// UTF-8 are left out: the store's scans do not track such files either.
+fn entry_events(entries: Vec<EntryChange>) -> Vec<EntryEvent> {
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            Some(EntryEvent {
+                in_new: e.in_new,
+                name: e.name.into_string().ok()?,
+                gone: e.gone,
+            })
+        })
+        .collect()
 }

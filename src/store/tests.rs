@@ -1067,15 +1067,48 @@ proptest::proptest! {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// The same invariants when every sync is the watcher's sync from entry
+    /// names alone (`sync_entries`), given exactly the names that came and
+    /// went since the last one, as inotify reports them.
+    #[test]
+    fn entry_sync_invariants(ops in proptest::collection::vec(op_strategy(), 1..40)) {
+        run_ops_with(ops, true)?;
+    }
+}
+
+/// The entries of `new/` and `cur/`.
+fn listing(root: &Path) -> std::collections::BTreeSet<(bool, String)> {
+    let mut s = std::collections::BTreeSet::new();
+    for (sub, in_new) in [("new", true), ("cur", false)] {
+        for x in files(root, sub) {
+            s.insert((in_new, x));
+        }
+    }
+    s
+}
+
 /// Runs `ops` on a fresh Maildir, checking the invariants after each sync
 /// and after a restart without our index.
 fn run_ops(ops: Vec<Op>) -> std::result::Result<(), proptest::test_runner::TestCaseError> {
+    run_ops_with(ops, false)
+}
+
+/// [`run_ops`]; with `by_entries`, every sync is `sync_entries` with the
+/// entry events that happened since the previous one.
+fn run_ops_with(
+    ops: Vec<Op>,
+    by_entries: bool,
+) -> std::result::Result<(), proptest::test_runner::TestCaseError> {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().to_path_buf();
     let mut s = open(&root);
     let mut f = s.open_folder("INBOX").unwrap();
     let mut uid_of: std::collections::HashMap<Vec<u8>, u32> = Default::default();
     let mut n = 0;
+    let mut before = listing(&root);
+    let mut events: Vec<EntryEvent> = Vec::new();
     let pick = |i: usize| -> Option<(String, String)> {
         let mut all: Vec<(String, String)> = Vec::new();
         for sub in ["new", "cur"] {
@@ -1157,10 +1190,31 @@ fn run_ops(ops: Vec<Op>) -> std::result::Result<(), proptest::test_runner::TestC
                 }
             }
             Op::Sync(m) => {
-                f.sync(m).unwrap();
+                if by_entries {
+                    f.sync_entries(&std::mem::take(&mut events)).unwrap();
+                } else {
+                    f.sync(m).unwrap();
+                }
                 check(&root, &f, &mut uid_of)?;
             }
         }
+        // What inotify would have reported for this step (ours included).
+        let now = listing(&root);
+        for (in_new, name) in before.difference(&now) {
+            events.push(EntryEvent {
+                in_new: *in_new,
+                name: name.clone(),
+                gone: true,
+            });
+        }
+        for (in_new, name) in now.difference(&before) {
+            events.push(EntryEvent {
+                in_new: *in_new,
+                name: name.clone(),
+                gone: false,
+            });
+        }
+        before = now;
         if std::env::var("NESTBOX_DEBUG_OPS").is_ok() {
             let ino = |sub: &str| -> Vec<(String, u64)> {
                 use std::os::unix::fs::MetadataExt;
@@ -1174,6 +1228,10 @@ fn run_ops(ops: Vec<Op>) -> std::result::Result<(), proptest::test_runner::TestC
             };
             eprintln!("{op:?}: new {:?} cur {:?}", ino("new"), ino("cur"));
         }
+    }
+    if by_entries {
+        f.sync_entries(&events).unwrap();
+        check(&root, &f, &mut uid_of)?;
     }
     f.sync(false).unwrap();
     check(&root, &f, &mut uid_of)?;

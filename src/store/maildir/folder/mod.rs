@@ -17,7 +17,10 @@
 //! microseconds, which is above anything handed out before as long as the
 //! folder averaged fewer than a million changes a second.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// FxHash: keys are our own base names and UIDs (see Cargo.toml).
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -31,6 +34,7 @@ use crate::flags::{Flags, sys};
 use crate::store::{CacheField, Changes, MessageMeta, Result, StoreError, StoreOptions};
 
 mod sync;
+pub use sync::EntryEvent;
 mod write;
 
 use super::filename::{self, Info};
@@ -153,7 +157,7 @@ struct State {
     /// Messages still in `new/` already handed out as \Recent by
     /// [`Folder::sync_watched`]; moving them to `cur/` later must not hand
     /// them out again.
-    recent_in_new: std::collections::HashSet<u32>,
+    recent_in_new: rustc_hash::FxHashSet<u32>,
     snapshot: Option<Arc<Vec<MessageMeta>>>,
     /// [`Folder::uid_list`]'s cache, valid for (highest modseq, count):
     /// every new message and expunge takes a modseq.
@@ -270,16 +274,16 @@ impl Folder {
             guid: ul.guid.clone(),
             ul_version: ul.version,
             ul_stamp: Some(stamp),
-            ul_unknown: HashMap::new(),
+            ul_unknown: HashMap::default(),
             msgs: Vec::new(),
-            by_base: HashMap::new(),
+            by_base: HashMap::default(),
             keywords,
             kw_mtime,
             highest_modseq: 0,
             expunge_log: VecDeque::new(),
             log_floor: 0,
             recent: Vec::new(),
-            recent_in_new: std::collections::HashSet::new(),
+            recent_in_new: rustc_hash::FxHashSet::default(),
             uid_list: None,
             snapshot: None,
             new_mtime: 0,

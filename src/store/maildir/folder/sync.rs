@@ -34,7 +34,8 @@
 //!   after a loss): the folder starts over: every old UID is expunged and the
 //!   session sees the new UIDVALIDITY (it must then drop the client).
 
-use std::collections::{HashMap, HashSet};
+// FxHash: keys are our own base names and UIDs (see Cargo.toml).
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
@@ -56,6 +57,18 @@ use super::{
 pub(super) struct Seen {
     loc: Loc,
     ino: u64,
+}
+
+/// One change of an entry of `new/` or `cur/`, as the change watcher saw
+/// it (see [`Folder::sync_entries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryEvent {
+    /// In `new/` (else `cur/`).
+    pub in_new: bool,
+    /// The entry's file name.
+    pub name: String,
+    /// The name went away (unlinked or renamed away); otherwise it appeared.
+    pub gone: bool,
 }
 
 /// Reads a directory into `base -> files` entries, skipping dot files.
@@ -116,8 +129,33 @@ impl Folder {
     /// selected read-write, messages arriving in `new/` become claimable as
     /// \Recent right away, as if that session had moved them.
     pub fn sync_watched(&self) -> Result<()> {
+        self.sync_watched_with(None)
+    }
+
+    /// [`Folder::sync_watched`] when the watcher knows every entry of
+    /// `new/` and `cur/` that changed since its last call (inotify, no
+    /// overflow): only those names are looked at, so the folder's own
+    /// renames (a `STORE 1:*`, new/ -> cur/) cost no system call at all and
+    /// a delivery or another program's flag change costs one `lstat`, where
+    /// a rescan of a 100,000-message `cur/` costs about 0.3 s of CPU. What
+    /// names alone cannot settle (a file we know that vanished without a new
+    /// name for it, a duplicate) falls back to the full, race-safe scan.
+    pub fn sync_entries(&self, events: &[EntryEvent]) -> Result<()> {
+        self.sync_watched_with(Some(events))
+    }
+
+    fn sync_watched_with(&self, events: Option<&[EntryEvent]>) -> Result<()> {
         let mut st = self.lock_state();
-        let changed = self.sync_locked(&mut st, false)?;
+        let changed = match events {
+            Some(ev) if st.synced_once => {
+                let mut changed = self.sync_preamble(&mut st)?;
+                if !self.apply_entries(&mut st, ev, &mut changed)? {
+                    changed |= self.sync_locked(&mut st, false)?;
+                }
+                changed
+            }
+            _ => self.sync_locked(&mut st, false)?,
+        };
         if self.has_rw_holders() {
             let fresh: Vec<u32> = st
                 .msgs
@@ -135,7 +173,9 @@ impl Folder {
         Ok(())
     }
 
-    pub(super) fn sync_locked(&self, st: &mut State, move_new: bool) -> Result<bool> {
+    /// What every sync checks first, cheaply: the folder still exists, the
+    /// keyword table and the uidlist as other programs left them.
+    fn sync_preamble(&self, st: &mut State) -> Result<bool> {
         // Deleted or renamed away: say so before touching anything inside.
         dir_mtime(&self.dir)?;
         let mut changed = false;
@@ -160,6 +200,106 @@ impl Folder {
         if st.ul_stamp.is_none() {
             self.restore_uidlist(st)?;
         }
+        Ok(changed)
+    }
+
+    /// Applies entry events (see [`Folder::sync_entries`]). Returns false
+    /// when they cannot settle the folder's state and a scan must.
+    fn apply_entries(
+        &self,
+        st: &mut State,
+        events: &[EntryEvent],
+        changed: &mut bool,
+    ) -> Result<bool> {
+        // Names that appeared and are not where a message of ours is: new
+        // files, or another name for one we know (a flag change elsewhere).
+        let mut appeared: Vec<Loc> = Vec::new();
+        // Messages whose file had a name go away.
+        let mut left: Vec<u32> = Vec::new();
+        let mut looked: HashSet<(&str, bool, bool)> = HashSet::default();
+        for e in events {
+            if !looked.insert((e.name.as_str(), e.in_new, e.gone)) || e.name.starts_with('.') {
+                continue;
+            }
+            let base = filename::split(&e.name).0;
+            if base.is_empty() {
+                continue;
+            }
+            let known = st.by_base.get(base).copied();
+            let here = known
+                .and_then(|u| st.find(u))
+                .filter(|&i| st.msgs[i].loc.in_new == e.in_new && st.msgs[i].loc.fname == e.name);
+            match (here, e.gone) {
+                // Ours, where we put it: our own rename, link or delivery.
+                (Some(_), false) => {}
+                (Some(i), true) => left.push(st.msgs[i].uid),
+                // A name no message has now went away: a name we renamed
+                // away from or unlinked ourselves, or a transient one.
+                (None, true) => {}
+                (None, false) => appeared.push(Loc {
+                    in_new: e.in_new,
+                    fname: e.name.clone(),
+                }),
+            }
+        }
+        let mut fresh: HashMap<String, Seen> = HashMap::default();
+        let mut moved: HashSet<u32> = HashSet::default();
+        for loc in appeared {
+            let md = match fs::symlink_metadata(self.path_of(&loc)) {
+                Ok(md) => md,
+                // Gone again: its own event says so, or it was transient.
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if !md.is_file() {
+                continue;
+            }
+            let base = filename::split(&loc.fname).0.to_string();
+            match st.by_base.get(&base).copied().and_then(|u| st.find(u)) {
+                Some(i) => {
+                    // Another name for a message we know: its own file
+                    // renamed (same inode, old name gone, the only new
+                    // name for it) is followed; anything else may be a
+                    // duplicate or a replacement, which the scan's rules
+                    // decide.
+                    let m = &st.msgs[i];
+                    if m.ino == 0
+                        || m.ino != md.ino()
+                        || !moved.insert(m.uid)
+                        || fs::symlink_metadata(self.path_of(&m.loc)).is_ok()
+                    {
+                        return Ok(false);
+                    }
+                    if self.update_loc(st, i, loc) {
+                        *changed = true;
+                    }
+                    set_ino(st, i, md.ino());
+                }
+                None => {
+                    if fresh.contains_key(&base) {
+                        return Ok(false);
+                    }
+                    fresh.insert(base, Seen { loc, ino: md.ino() });
+                }
+            }
+        }
+        for uid in left {
+            let Some(i) = st.find(uid) else { continue };
+            // Moved within this batch (handled above), or back again.
+            if fs::symlink_metadata(self.path_of(&st.msgs[i].loc)).is_err() {
+                // Deleted, or renamed to a name not reported yet: the scan
+                // tells those apart (and looks twice before expunging).
+                return Ok(false);
+            }
+        }
+        if self.assign_unknown(st, fresh)? {
+            *changed = true;
+        }
+        Ok(true)
+    }
+
+    pub(super) fn sync_locked(&self, st: &mut State, move_new: bool) -> Result<bool> {
+        let mut changed = self.sync_preamble(st)?;
 
         let scan_start = now_ns();
         let new_m = dir_mtime(&self.dir.join("new"))?;
@@ -291,7 +431,7 @@ impl Folder {
     }
 
     pub(super) fn scan(&self) -> Result<HashMap<String, Vec<Seen>>> {
-        let mut found = HashMap::new();
+        let mut found = HashMap::default();
         // new/ before cur/: a file moving from new/ to cur/ during the scan
         // is then seen at least once (maybe twice, handled as a duplicate).
         for (sub, in_new) in [("new", true), ("cur", false)] {
@@ -372,7 +512,8 @@ impl Folder {
 
     pub(super) fn scan_and_reconcile(&self, st: &mut State) -> Result<bool> {
         let raw = self.scan()?;
-        let mut seen: HashMap<String, Seen> = HashMap::with_capacity(raw.len());
+        let mut seen: HashMap<String, Seen> =
+            HashMap::with_capacity_and_hasher(raw.len(), Default::default());
         for (base, files) in raw {
             if files.len() == 1 {
                 // The common case: no duplicate; keep the name we own.
@@ -490,7 +631,7 @@ impl Folder {
     /// not where we left it, a duplicate, or a new file whose base name we
     /// already know. A big `cur/` is then not re-read on every delivery.
     fn scan_new_only(&self, st: &mut State) -> Result<Option<bool>> {
-        let mut raw: HashMap<String, Vec<Seen>> = HashMap::new();
+        let mut raw: HashMap<String, Vec<Seen>> = HashMap::default();
         match read_dir_into(&self.dir.join("new"), true, &mut raw) {
             Ok(()) => {}
             Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
@@ -552,7 +693,7 @@ impl Folder {
     /// numbered, new ones (appended under the lock) for the rest.
     pub(super) fn number_files(&self, st: &mut State, files: &mut [NewFile]) -> Result<()> {
         let max_uid = st.msgs.last().map_or(0, |m| m.uid);
-        let mut taken: HashSet<u32> = HashSet::new();
+        let mut taken: HashSet<u32> = HashSet::default();
         let mut adopt = |st: &mut State, f: &mut NewFile| {
             if let Some(r) = st.ul_unknown.get(&f.base) {
                 // A UID below one we already know would appear out of order

@@ -7,7 +7,7 @@
 //! `RENAME_NOREPLACE`), and never return before a saved message is durable
 //! (unless the store was opened with `fsync: false`).
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
