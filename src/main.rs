@@ -68,8 +68,28 @@ enum Failure {
     Runtime(String),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Threads of tokio's blocking pool (file I/O of sessions). Far fewer than
+/// tokio's default of 512: the disk, not the thread count, bounds how much
+/// I/O gets done, and a burst of a thousand logins must not leave hundreds
+/// of idle threads (each with its stack and allocator caches) behind.
+const BLOCKING_THREADS: usize = 64;
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nestbox: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {

@@ -36,7 +36,12 @@ pub fn split(fname: &str) -> (&str, Option<&str>) {
 pub fn size_fields(base: &str) -> (Option<u64>, Option<u64>) {
     let mut s = None;
     let mut w = None;
-    for field in base.split(',').skip(1) {
+    // Called for every file of a cold scan: find the first comma once
+    // rather than splitting the whole name.
+    let Some(comma) = memchr::memchr(b',', base.as_bytes()) else {
+        return (None, None);
+    };
+    for field in base[comma + 1..].split(',') {
         if let Some(v) = field.strip_prefix("S=") {
             s = v.parse().ok();
         } else if let Some(v) = field.strip_prefix("W=") {

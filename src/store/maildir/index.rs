@@ -123,9 +123,43 @@ impl<'a> R<'a> {
     }
 }
 
+/// One message as [`encode_parts`] takes it: borrowed from the folder's
+/// state, so writing the index of a big folder copies no names.
+pub struct IndexMsgRef<'a> {
+    pub uid: u32,
+    pub fname: &'a str,
+    pub in_new: bool,
+    pub modseq: u64,
+    pub mtime: i64,
+    pub size: Option<u64>,
+    pub ino: u64,
+    pub extra_keywords: &'a [String],
+}
+
 /// The file image of an index (see the module doc for the layout).
 pub fn encode(d: &IndexData) -> Vec<u8> {
-    let mut w = W(Vec::with_capacity(64 + d.msgs.len() * 96));
+    encode_parts(
+        d,
+        d.msgs.iter().map(|m| IndexMsgRef {
+            uid: m.uid,
+            fname: &m.fname,
+            in_new: m.in_new,
+            modseq: m.modseq,
+            mtime: m.mtime,
+            size: m.size,
+            ino: m.ino,
+            extra_keywords: &m.extra_keywords,
+        }),
+    )
+}
+
+/// [`encode`] with the header fields from `d` (its `msgs` are ignored) and
+/// the messages from `msgs`.
+pub fn encode_parts<'a>(
+    d: &IndexData,
+    msgs: impl ExactSizeIterator<Item = IndexMsgRef<'a>>,
+) -> Vec<u8> {
+    let mut w = W(Vec::with_capacity(64 + msgs.len() * 96));
     w.0.extend_from_slice(MAGIC);
     w.u32(d.uidvalidity);
     w.u32(d.next_uid);
@@ -135,8 +169,8 @@ pub fn encode(d: &IndexData) -> Vec<u8> {
     w.i128(d.new_mtime);
     w.i128(d.cur_mtime);
     w.i128(d.scan_time);
-    w.u32(d.msgs.len() as u32);
-    for m in &d.msgs {
+    w.u32(msgs.len() as u32);
+    for m in msgs {
         w.u32(m.uid);
         w.bytes(m.fname.as_bytes());
         w.u8(m.in_new as u8);
@@ -145,7 +179,7 @@ pub fn encode(d: &IndexData) -> Vec<u8> {
         w.u64(m.size.unwrap_or(u64::MAX));
         w.u64(m.ino);
         w.u32(m.extra_keywords.len() as u32);
-        for k in &m.extra_keywords {
+        for k in m.extra_keywords {
             w.bytes(k.as_bytes());
         }
     }
@@ -224,7 +258,12 @@ pub fn load(dir: &Path) -> Option<IndexData> {
 /// Writes the index atomically. It is not fsynced: a torn index after a
 /// crash fails its checksum and is rebuilt.
 pub fn save(dir: &Path, d: &IndexData) -> io::Result<()> {
-    super::write_atomic(&dir.join(FILE), &encode(d), false)
+    save_image(dir, &encode(d))
+}
+
+/// [`save`] of an image made with [`encode_parts`].
+pub fn save_image(dir: &Path, image: &[u8]) -> io::Result<()> {
+    super::write_atomic(&dir.join(FILE), image, false)
 }
 
 /// A cache field's number in the cache file.

@@ -83,6 +83,12 @@ impl Keywords {
             .and_then(|i| char::from_u32('a' as u32 + i as u32))
     }
 
+    /// How many letters have names. Only [`Keywords::assign`] changes the
+    /// table in memory, and only by adding, so a changed count means "save".
+    pub fn assigned(&self) -> usize {
+        self.names.iter().filter(|n| n.is_some()).count()
+    }
+
     /// Gives a keyword the first free letter; `None` when all 26 are used.
     /// Names a file name could not carry (spaces, control characters) get
     /// no letter.

@@ -332,7 +332,7 @@ pub fn append(dir: &Path, records: &[Record], fsync: bool) -> io::Result<()> {
     // A torn last line from a crashed writer would swallow our first
     // record: start on a fresh line if the file does not end in one.
     let len = f.metadata()?.len();
-    let mut out = String::new();
+    let mut out = String::with_capacity(records.len() * 80);
     if len > 0 {
         let mut r = File::open(dir.join(FILE))?;
         r.seek(SeekFrom::Start(len - 1))?;

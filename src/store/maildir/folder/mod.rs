@@ -38,7 +38,7 @@ pub use sync::EntryEvent;
 mod write;
 
 use super::filename::{self, Info};
-use super::index::{self, CacheMap, IndexData, IndexMsg};
+use super::index::{self, CacheMap, IndexData};
 use super::keywords::{self, Keywords};
 use super::uidlist::{self, FileStamp, Record, Uidlist};
 
@@ -509,22 +509,22 @@ impl Folder {
             new_mtime: st.new_mtime,
             cur_mtime: st.cur_mtime,
             scan_time: st.scan_time,
-            msgs: st
-                .msgs
-                .iter()
-                .map(|m| IndexMsg {
-                    uid: m.uid,
-                    fname: m.loc.fname.clone(),
-                    in_new: m.loc.in_new,
-                    modseq: m.modseq,
-                    mtime: m.mtime,
-                    size: m.size,
-                    ino: m.ino,
-                    extra_keywords: m.extra_kw.clone(),
-                })
-                .collect(),
+            msgs: Vec::new(),
         };
-        match index::save(&self.dir, &d) {
+        let image = index::encode_parts(
+            &d,
+            st.msgs.iter().map(|m| index::IndexMsgRef {
+                uid: m.uid,
+                fname: &m.loc.fname,
+                in_new: m.loc.in_new,
+                modseq: m.modseq,
+                mtime: m.mtime,
+                size: m.size,
+                ino: m.ino,
+                extra_keywords: &m.extra_kw,
+            }),
+        );
+        match index::save_image(&self.dir, &image) {
             Ok(()) => {
                 st.dirty = false;
                 st.index_clean = clean;

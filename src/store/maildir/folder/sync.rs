@@ -615,6 +615,8 @@ impl Folder {
             files.sort_unstable_by(|a, b| a.base.cmp(&b.base));
             if !files.is_empty() {
                 self.number_files(st, &mut files)?;
+                st.msgs.reserve(files.len());
+                st.by_base.reserve(files.len());
                 for f in files {
                     self.insert_new(st, f, false);
                 }

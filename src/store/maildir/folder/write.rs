@@ -23,8 +23,10 @@ use super::{Folder, Loc, State, is_enoent, mtime_ns};
 
 impl Folder {
     /// Saves the keyword table if rendering flags assigned new letters.
-    pub(super) fn save_keywords_if(&self, st: &mut State, before: &Keywords) -> Result<()> {
-        if st.keywords != *before {
+    /// Saves the keyword table if names were assigned since it held
+    /// `before` of them ([`Keywords::assigned`]; assigning only ever adds).
+    pub(super) fn save_keywords_if(&self, st: &mut State, before: usize) -> Result<()> {
+        if st.keywords.assigned() != before {
             st.keywords.save(&self.dir)?;
             st.kw_mtime = fs::metadata(self.dir.join(keywords::FILE))
                 .ok()
@@ -83,10 +85,10 @@ impl Folder {
             if !new_flags.apply(op, flags) {
                 return Ok(None);
             }
-            let before = st.keywords.clone();
+            let before = st.keywords.assigned();
             let other = st.msgs[i].other.clone();
             let (info, extra) = filename::render_info(&new_flags, &other, &mut st.keywords);
-            self.save_keywords_if(st, &before)?;
+            self.save_keywords_if(st, before)?;
             let m = &st.msgs[i];
             let to = Loc {
                 in_new: false,
@@ -280,13 +282,13 @@ impl Folder {
         items: Vec<(PathBuf, String, Flags, String, i64)>,
     ) -> Result<Vec<u32>> {
         let mut st = self.lock_state();
-        let before = st.keywords.clone();
+        let before = st.keywords.assigned();
         let mut prepared = Vec::with_capacity(items.len());
         for (tmp, base, flags, other, mtime) in items {
             let (info, extra) = filename::render_info(&flags, &other, &mut st.keywords);
             prepared.push((tmp, base, flags, info, extra, mtime));
         }
-        self.save_keywords_if(&mut st, &before)?;
+        self.save_keywords_if(&mut st, before)?;
         let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
         self.refresh_uidlist(&mut st)?;
         let first_uid = st.next_uid;
@@ -497,7 +499,7 @@ impl Folder {
         }
         let sources = self.sources(uids);
         let mut dst = dest.lock_state();
-        let before = dst.keywords.clone();
+        let before = dst.keywords.assigned();
         let mut planned = Vec::new();
         for (uid, base, loc, flags, other, mtime) in sources {
             let (info, extra) = filename::render_info(&flags, &other, &mut dst.keywords);
@@ -506,7 +508,7 @@ impl Folder {
             let fresh = filename::fresh_base_like(&base);
             planned.push((uid, base, loc, flags, info, extra, mtime, fresh));
         }
-        dest.save_keywords_if(&mut dst, &before)?;
+        dest.save_keywords_if(&mut dst, before)?;
         let _lock = uidlist::lock(&dest.dir, dest.lock_stale_after)?;
         dest.refresh_uidlist(&mut dst)?;
         let mut pairs = Vec::new();
@@ -542,11 +544,11 @@ impl Folder {
                                 .chars()
                                 .filter(|c| !c.is_ascii_lowercase())
                                 .collect();
-                            let kw_before = dst.keywords.clone();
+                            let kw_before = dst.keywords.assigned();
                             let info;
                             (info, extra) =
                                 filename::render_info(&flags, &other, &mut dst.keywords);
-                            if let Err(e) = dest.save_keywords_if(&mut dst, &kw_before) {
+                            if let Err(e) = dest.save_keywords_if(&mut dst, kw_before) {
                                 failure = Some(e);
                                 break;
                             }
