@@ -36,17 +36,26 @@ pub fn split(fname: &str) -> (&str, Option<&str>) {
 pub fn size_fields(base: &str) -> (Option<u64>, Option<u64>) {
     let mut s = None;
     let mut w = None;
-    // Called for every file of a cold scan: find the first comma once
-    // rather than splitting the whole name.
-    let Some(comma) = memchr::memchr(b',', base.as_bytes()) else {
-        return (None, None);
-    };
-    for field in base[comma + 1..].split(',') {
+    // Called for every file of a cold scan: one pass over the bytes.
+    let b = base.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b',' {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let end = b[start..]
+            .iter()
+            .position(|&c| c == b',')
+            .map_or(b.len(), |n| start + n);
+        let field = &base[start..end];
         if let Some(v) = field.strip_prefix("S=") {
             s = v.parse().ok();
         } else if let Some(v) = field.strip_prefix("W=") {
             w = v.parse().ok();
         }
+        i = end;
     }
     (s, w)
 }

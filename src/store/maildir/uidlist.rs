@@ -49,12 +49,15 @@ pub struct Record {
 
 impl Record {
     fn render(&self, out: &mut String) {
-        out.push_str(&self.uid.to_string());
+        use std::fmt::Write;
+        // Written into `out` directly: a cold open renders one line per
+        // message of the folder.
+        let _ = write!(out, "{}", self.uid);
         if let Some(s) = self.size {
-            out.push_str(&format!(" S{s}"));
+            let _ = write!(out, " S{s}");
         }
         if let Some(w) = self.vsize {
-            out.push_str(&format!(" W{w}"));
+            let _ = write!(out, " W{w}");
         }
         for e in &self.extra {
             out.push(' ');

@@ -870,6 +870,11 @@ impl State {
     /// `by_base` current.
     fn put(&mut self, m: Msg) {
         self.by_base.insert(m.base.clone(), m.uid);
+        // New UIDs are the highest: a cold scan adds 100,000 of them.
+        if self.msgs.last().is_none_or(|l| l.uid < m.uid) {
+            self.msgs.push(m);
+            return;
+        }
         match self.msgs.binary_search_by_key(&m.uid, |x| x.uid) {
             Ok(i) => self.msgs[i] = m,
             Err(i) => self.msgs.insert(i, m),

@@ -40,6 +40,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::Path;
+use std::time::Instant;
 
 use crate::store::{Result, StoreError};
 
@@ -71,12 +72,48 @@ pub struct EntryEvent {
     pub gone: bool,
 }
 
-/// Reads a directory into `base -> files` entries, skipping dot files.
-pub(super) fn read_dir_into(
-    dir: &Path,
-    in_new: bool,
-    out: &mut HashMap<String, Vec<Seen>>,
-) -> io::Result<()> {
+/// What a scan found: base name -> file. A base name with more than one
+/// file (a duplicate, or a file seen in both directories mid-move) is kept
+/// apart in `more`, with all its files, so the usual case costs one table
+/// entry and no list per file.
+#[derive(Default)]
+pub(super) struct Scan {
+    one: HashMap<String, Seen>,
+    more: HashMap<String, Vec<Seen>>,
+}
+
+impl Scan {
+    fn insert(&mut self, base: String, s: Seen) {
+        if let Some(v) = self.more.get_mut(&base) {
+            if !v.iter().any(|x| x.loc == s.loc) {
+                v.push(s);
+            }
+            return;
+        }
+        match self.one.remove(&base) {
+            Some(first) if first.loc == s.loc => {
+                self.one.insert(base, first);
+            }
+            Some(first) => {
+                self.more.insert(base, vec![first, s]);
+            }
+            None => {
+                self.one.insert(base, s);
+            }
+        }
+    }
+
+    /// Every file seen for `base`.
+    fn get(&self, base: &str) -> &[Seen] {
+        match self.one.get(base) {
+            Some(s) => std::slice::from_ref(s),
+            None => self.more.get(base).map_or(&[], |v| v.as_slice()),
+        }
+    }
+}
+
+/// Reads a directory into `out`, skipping dot files.
+pub(super) fn read_dir_into(dir: &Path, in_new: bool, out: &mut Scan) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = match entry {
             Ok(e) => e,
@@ -100,11 +137,13 @@ pub(super) fn read_dir_into(
             continue;
         }
         let ino = entry.ino();
-        let seen = out.entry(base).or_default();
-        let loc = Loc { in_new, fname };
-        if !seen.iter().any(|s| s.loc == loc) {
-            seen.push(Seen { loc, ino });
-        }
+        out.insert(
+            base,
+            Seen {
+                loc: Loc { in_new, fname },
+                ino,
+            },
+        );
     }
     Ok(())
 }
@@ -115,9 +154,18 @@ impl Folder {
     /// move to `cur/` and become claimable as \Recent.
     pub fn sync(&self, move_new: bool) -> Result<()> {
         let mut st = self.lock_state();
+        // No index was loaded: this is the first scan of the folder.
+        let cold = !st.synced_once && st.scan_time == 0;
         let changed = self.sync_locked(&mut st, move_new)?;
         if changed {
             self.changed(&mut st);
+        }
+        if cold {
+            // The session that opens a folder cold waits for this sync;
+            // the index (about 110 bytes a message, a cache: the uidlist
+            // already holds the UIDs) is written by a later sync or when
+            // the folder closes, not while it waits.
+            st.last_index_write.get_or_insert_with(Instant::now);
         }
         self.maybe_persist(&mut st);
         Ok(())
@@ -292,7 +340,7 @@ impl Folder {
                 return Ok(false);
             }
         }
-        if self.assign_unknown(st, fresh)? {
+        if self.assign_unknown(st, fresh.into_iter())? {
             *changed = true;
         }
         Ok(true)
@@ -430,8 +478,8 @@ impl Folder {
         }
     }
 
-    pub(super) fn scan(&self) -> Result<HashMap<String, Vec<Seen>>> {
-        let mut found = HashMap::default();
+    pub(super) fn scan(&self) -> Result<Scan> {
+        let mut found = Scan::default();
         // new/ before cur/: a file moving from new/ to cur/ during the scan
         // is then seen at least once (maybe twice, handled as a duplicate).
         for (sub, in_new) in [("new", true), ("cur", false)] {
@@ -511,17 +559,11 @@ impl Folder {
     }
 
     pub(super) fn scan_and_reconcile(&self, st: &mut State) -> Result<bool> {
-        let raw = self.scan()?;
-        let mut seen: HashMap<String, Seen> =
-            HashMap::with_capacity_and_hasher(raw.len(), Default::default());
-        for (base, files) in raw {
-            if files.len() == 1 {
-                // The common case: no duplicate; keep the name we own.
-                if let Some(f) = files.into_iter().next() {
-                    seen.insert(base, f);
-                }
-                continue;
-            }
+        let Scan {
+            one: mut seen,
+            more,
+        } = self.scan()?;
+        for (base, files) in more {
             self.resolve(st, &base, files, &mut seen);
         }
         let mut changed = false;
@@ -559,14 +601,17 @@ impl Folder {
                 let base = st.msgs[i].base.clone();
                 // The file we know by inode first, as in `resolve`.
                 let ino = st.msgs[i].ino;
-                let found = again.get(&base).and_then(|candidates| {
-                    let exist: Vec<&Seen> = candidates
-                        .iter()
-                        .filter(|f| fs::symlink_metadata(self.path_of(&f.loc)).is_ok())
-                        .collect();
-                    let known = exist.iter().find(|f| ino != 0 && f.ino == ino);
-                    known.or(exist.first()).map(|f| (*f).clone())
-                });
+                let candidates = again.get(&base);
+                let found = (!candidates.is_empty())
+                    .then_some(candidates)
+                    .and_then(|candidates| {
+                        let exist: Vec<&Seen> = candidates
+                            .iter()
+                            .filter(|f| fs::symlink_metadata(self.path_of(&f.loc)).is_ok())
+                            .collect();
+                        let known = exist.iter().find(|f| ino != 0 && f.ino == ino);
+                        known.or(exist.first()).map(|f| (*f).clone())
+                    });
                 match found {
                     Some(f) => {
                         if self.update_loc(st, i, f.loc) {
@@ -583,7 +628,7 @@ impl Folder {
             }
         }
         // What is left in `seen` has no UID in our state.
-        if self.assign_unknown(st, seen)? {
+        if self.assign_unknown(st, seen.into_iter())? {
             changed = true;
         }
         Ok(changed)
@@ -591,9 +636,13 @@ impl Folder {
 
     /// Gives UIDs to files no message of ours has (`seen`: base -> file).
     /// Returns whether any message was added.
-    fn assign_unknown(&self, st: &mut State, seen: HashMap<String, Seen>) -> Result<bool> {
+    fn assign_unknown(
+        &self,
+        st: &mut State,
+        seen: impl ExactSizeIterator<Item = (String, Seen)>,
+    ) -> Result<bool> {
         let mut changed = false;
-        if !seen.is_empty() {
+        if seen.len() != 0 {
             let mut files: Vec<NewFile> = Vec::with_capacity(seen.len());
             for (base, Seen { loc, ino }) in seen {
                 // No stat per file: `readdir` gave the inode and the file
@@ -633,34 +682,31 @@ impl Folder {
     /// not where we left it, a duplicate, or a new file whose base name we
     /// already know. A big `cur/` is then not re-read on every delivery.
     fn scan_new_only(&self, st: &mut State) -> Result<Option<bool>> {
-        let mut raw: HashMap<String, Vec<Seen>> = HashMap::default();
+        let mut raw = Scan::default();
         match read_dir_into(&self.dir.join("new"), true, &mut raw) {
             Ok(()) => {}
             Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
             Err(e) => return Err(e.into()),
         }
+        if !raw.more.is_empty() {
+            return Ok(None);
+        }
+        let mut seen = raw.one;
         for m in st.msgs.iter().filter(|m| m.loc.in_new) {
-            match raw.remove(&m.base) {
-                Some(files) if files.len() == 1 && files[0].loc == m.loc => {}
+            match seen.remove(&m.base) {
+                Some(f) if f.loc == m.loc => {}
                 _ => return Ok(None),
             }
         }
-        if raw.is_empty() {
+        if seen.is_empty() {
             return Ok(Some(false));
-        }
-        if raw.values().any(|files| files.len() != 1) {
-            return Ok(None);
         }
         // New base names only: one already ours means a duplicate or a
         // restored file, which the full scan's rules decide.
-        if st.msgs.iter().any(|m| raw.contains_key(&m.base)) {
+        if st.msgs.iter().any(|m| seen.contains_key(&m.base)) {
             return Ok(None);
         }
-        let seen: HashMap<String, Seen> = raw
-            .into_iter()
-            .filter_map(|(base, mut files)| files.pop().map(|f| (base, f)))
-            .collect();
-        self.assign_unknown(st, seen).map(Some)
+        self.assign_unknown(st, seen.into_iter()).map(Some)
     }
 
     /// Updates a message's location; returns whether its flags changed.
@@ -924,10 +970,8 @@ impl Folder {
         let raw = self.scan()?;
         let mut flags_changed = false;
         for j in 0..st.msgs.len() {
-            let Some(files) = raw.get(&st.msgs[j].base) else {
-                continue;
-            };
-            if files.iter().any(|f| f.loc == st.msgs[j].loc) {
+            let files = raw.get(&st.msgs[j].base);
+            if files.is_empty() || files.iter().any(|f| f.loc == st.msgs[j].loc) {
                 continue;
             }
             // The file we know by inode if it is there (the rest are
