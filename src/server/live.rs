@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use crate::store::{EntryEvent, Folder, Registry, StoreError};
-use crate::watch::{Changes, EntryChange, WatchOptions, Watcher};
+use crate::watch::{Changes, EntryChange, Mode, WatchOptions, Watcher};
 
 /// Creates the watcher and installs the registry hook. Must be called
 /// inside the tokio runtime.
@@ -29,6 +29,10 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
     let w = watcher.clone();
     registry.set_on_open(Arc::new(move |folder: &Arc<Folder>| {
         let mut fw = w.watch_folder(folder.dir());
+        // Watching (on inotify) before the folder's first scan: from now on
+        // every entry change reaches the folder by name.
+        folder.set_events_live(w.mode() == Mode::Inotify);
+        let watcher = w.clone();
         let weak = Arc::downgrade(folder);
         let mut alive = folder.watch();
         handle.spawn(async move {
@@ -38,12 +42,23 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                         let Some(f) = weak.upgrade() else { break };
                         // Taken before the sync: events after this point
                         // fire again and are handled by the next round.
-                        let changes = fw.take_changes();
+                        let taker = fw.taker();
+                        let inotify = watcher.mode() == Mode::Inotify;
                         let res = tokio::task::spawn_blocking(move || {
-                            let r = match changes {
-                                Changes::Entries(entries) => f.sync_entries(&entry_events(entries)),
-                                Changes::Unknown => f.sync_watched(),
-                            };
+                            // The stamp first: every change it shows is then
+                            // in the names taken next, or in an earlier round.
+                            let r = f.dir_stamp().and_then(|stamp| match taker.take() {
+                                Changes::Entries(entries) => {
+                                    f.sync_for_watcher(Some(&entry_events(entries)), stamp)
+                                }
+                                Changes::Unknown => {
+                                    // Until this rescan is done, sessions
+                                    // must look at the directories themselves.
+                                    f.set_events_live(false);
+                                    f.sync_for_watcher(None, stamp)
+                                }
+                            });
+                            f.set_events_live(inotify && r.is_ok());
                             let name = f.name().to_string();
                             // The last holder may be us: dropping here, off
                             // the runtime, is where the index gets written.
