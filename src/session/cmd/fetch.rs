@@ -17,8 +17,10 @@ use crate::proto::{FetchAttr, Section, SectionText, SequenceSet, encode};
 use crate::session::{CmdResult, Session, State, Status, blocking};
 use crate::store::{CacheField, Folder, MessageMeta, StoreError};
 
-/// Messages rendered per blocking task (for items without whole bodies).
-const CHUNK: usize = 256;
+/// Messages rendered per blocking task (for items without whole bodies):
+/// enough that handing a chunk to the blocking pool costs little next to
+/// rendering it from the cache, few enough to stream and spread over cores.
+const CHUNK: usize = 1024;
 
 /// Messages per blocking task when whole bodies go out: few, so memory
 /// stays bounded by a handful of messages.

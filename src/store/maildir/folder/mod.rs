@@ -624,8 +624,19 @@ impl Folder {
     /// the order asked; cheaper than [`Folder::messages`] for a few.
     pub fn metas(&self, uids: &[u32]) -> Vec<Option<MessageMeta>> {
         let st = self.lock_state();
+        // FETCH asks for runs of ascending UIDs: try the entry after the
+        // last one found before searching (a binary search over a big
+        // folder misses the cache at every step).
+        let mut next = 0;
         uids.iter()
-            .map(|&u| st.find(u).map(|i| st.msgs[i].meta()))
+            .map(|&u| {
+                let i = match st.msgs.get(next) {
+                    Some(m) if m.uid == u => Some(next),
+                    _ => st.find(u),
+                }?;
+                next = i + 1;
+                Some(st.msgs[i].meta())
+            })
             .collect()
     }
 
