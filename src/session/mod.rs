@@ -310,7 +310,16 @@ impl Session {
                 }
                 Input::Frame(Frame::Command(bytes)) => self.handle_bytes(&bytes).await,
             }
-            if self.flush().await.is_err() {
+            // Responses to pipelined commands go out together: `read_frame`
+            // flushes before it waits for input, so output waits here only
+            // while the next command is already buffered.
+            let must_flush = self.pending_starttls || matches!(self.state, State::Logout);
+            let flushed = if must_flush {
+                self.flush().await
+            } else {
+                self.maybe_flush().await
+            };
+            if flushed.is_err() {
                 break;
             }
             if self.pending_starttls {
@@ -498,6 +507,9 @@ impl Session {
             if *shutdown.borrow() {
                 return Ok(Input::Shutdown);
             }
+            // Everything owed goes out before waiting for the client (it
+            // may be waiting for exactly that, e.g. a continuation).
+            self.flush().await?;
             // Small on purpose: it lives in every idle connection's task.
             let mut buf = [0u8; READ_CHUNK];
             let io = self
