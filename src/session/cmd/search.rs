@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::proto::{SearchCommand, SearchReturn, encode};
 use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
 use crate::session::{CmdResult, Session, State, Status, blocking};
+use crate::store::CacheField;
 
 pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult {
     let rev2 = s.enabled.rev2;
@@ -51,28 +52,42 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
         let per = targets.len().div_ceil(threads.max(1)).max(256);
         let run = |part: &[(u32, u32, bool)]| -> Vec<(u32, u32)> {
             let mut hits = Vec::new();
-            for &(seq, uid, recent) in part {
-                let Ok(i) = metas.binary_search_by_key(&uid, |m| m.uid) else {
-                    continue;
+            // Cached header digests are looked up a block at a time: one
+            // lock of the folder per block, not one per message (the
+            // threads of one SEARCH would otherwise queue on it).
+            for block in part.chunks(1024) {
+                let digests = if common {
+                    let uids: Vec<u32> = block.iter().map(|t| t.1).collect();
+                    folder.cached_many(&uids, CacheField::CommonHeaders)
+                } else {
+                    Vec::new()
                 };
-                let t = SearchTarget {
-                    seq,
-                    meta: &metas[i],
-                    recent,
-                };
-                let mut load = || {
-                    if whole {
-                        folder.read_message(uid).ok()
-                    } else if common {
-                        super::fetch::common_digest(&folder, uid)
-                            .ok()
-                            .map(|d| Arc::new(d.to_vec()))
-                    } else {
-                        folder.read_header(uid).ok().map(Arc::new)
+                for (k, &(seq, uid, recent)) in block.iter().enumerate() {
+                    let Ok(i) = metas.binary_search_by_key(&uid, |m| m.uid) else {
+                        continue;
+                    };
+                    let t = SearchTarget {
+                        seq,
+                        meta: &metas[i],
+                        recent,
+                    };
+                    let mut load = || {
+                        if whole {
+                            folder.read_message(uid).ok()
+                        } else if common {
+                            match digests.get(k).cloned().flatten() {
+                                Some(d) => Some(Arc::new(d.to_vec())),
+                                None => super::fetch::common_digest(&folder, uid)
+                                    .ok()
+                                    .map(|d| Arc::new(d.to_vec())),
+                            }
+                        } else {
+                            folder.read_header(uid).ok().map(Arc::new)
+                        }
+                    };
+                    if matches(&key, &t, &env, &mut load) {
+                        hits.push((seq, uid));
                     }
-                };
-                if matches(&key, &t, &env, &mut load) {
-                    hits.push((seq, uid));
                 }
             }
             hits
