@@ -36,6 +36,8 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
         let weak = Arc::downgrade(folder);
         let mut alive = folder.watch();
         handle.spawn(async move {
+            // The last round failed: the names it took were not applied.
+            let mut rescan = false;
             loop {
                 tokio::select! {
                     _ = fw.changed() => {
@@ -44,14 +46,17 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                         // fire again and are handled by the next round.
                         let taker = fw.taker();
                         let inotify = watcher.mode() == Mode::Inotify;
+                        let after_failure = rescan;
                         let res = tokio::task::spawn_blocking(move || {
                             // The stamp first: every change it shows is then
                             // in the names taken next, or in an earlier round.
                             let r = f.dir_stamp().and_then(|stamp| match taker.take() {
-                                Changes::Entries(entries) => {
+                                // Names taken by a round that failed are
+                                // lost: rescan once instead.
+                                Changes::Entries(entries) if !after_failure => {
                                     f.sync_for_watcher(Some(&entry_events(entries)), stamp)
                                 }
-                                Changes::Unknown => {
+                                _ => {
                                     // Until this rescan is done, sessions
                                     // must look at the directories themselves.
                                     f.set_events_live(false);
@@ -66,6 +71,12 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                             (name, r)
                         })
                         .await;
+                        rescan = !matches!(res, Ok((_, Ok(()))));
+                        if rescan {
+                            if let Some(f) = weak.upgrade() {
+                                f.set_events_live(false);
+                            }
+                        }
                         match res {
                             Ok((name, Err(StoreError::NotFound))) => {
                                 tracing::info!(folder = %name, "folder removed by another program");
