@@ -301,47 +301,19 @@ impl FolderWatch {
     /// A sync that acts on the names alone is exact while the watcher is on
     /// inotify; anything else comes back as [`Changes::Unknown`].
     pub fn take_changes(&self) -> Changes {
-        take(&self.log)
-    }
-
-    /// A handle that takes this guard's changes from another thread (the
-    /// caller's sync runs off the runtime and must read its own view of the
-    /// directories just before taking).
-    pub fn taker(&self) -> ChangeTaker {
-        ChangeTaker(self.log.clone())
-    }
-}
-
-/// See [`FolderWatch::taker`].
-#[derive(Clone)]
-pub struct ChangeTaker(Arc<Mutex<EntryLog>>);
-
-impl ChangeTaker {
-    /// [`FolderWatch::take_changes`].
-    pub fn take(&self) -> Changes {
-        take(&self.0)
-    }
-}
-
-impl fmt::Debug for ChangeTaker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ChangeTaker")
-    }
-}
-
-fn take(log: &Mutex<EntryLog>) -> Changes {
-    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-    let was = std::mem::replace(
-        &mut *log,
-        EntryLog {
-            entries: Vec::new(),
-            complete: true,
-        },
-    );
-    if was.complete {
-        Changes::Entries(was.entries)
-    } else {
-        Changes::Unknown
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let was = std::mem::replace(
+            &mut *log,
+            EntryLog {
+                entries: Vec::new(),
+                complete: true,
+            },
+        );
+        if was.complete {
+            Changes::Entries(was.entries)
+        } else {
+            Changes::Unknown
+        }
     }
 }
 

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use crate::store::{EntryEvent, Folder, Registry, StoreError};
-use crate::watch::{Changes, EntryChange, Mode, WatchOptions, Watcher};
+use crate::watch::{Changes, EntryChange, WatchOptions, Watcher};
 
 /// Creates the watcher and installs the registry hook. Must be called
 /// inside the tokio runtime.
@@ -29,10 +29,6 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
     let w = watcher.clone();
     registry.set_on_open(Arc::new(move |folder: &Arc<Folder>| {
         let mut fw = w.watch_folder(folder.dir());
-        // Watching (on inotify) before the folder's first scan: from now on
-        // every entry change reaches the folder by name.
-        folder.set_events_live(w.mode() == Mode::Inotify);
-        let watcher = w.clone();
         let weak = Arc::downgrade(folder);
         let mut alive = folder.watch();
         handle.spawn(async move {
@@ -44,26 +40,17 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                         let Some(f) = weak.upgrade() else { break };
                         // Taken before the sync: events after this point
                         // fire again and are handled by the next round.
-                        let taker = fw.taker();
-                        let inotify = watcher.mode() == Mode::Inotify;
+                        let changes = fw.take_changes();
                         let after_failure = rescan;
                         let res = tokio::task::spawn_blocking(move || {
-                            // The stamp first: every change it shows is then
-                            // in the names taken next, or in an earlier round.
-                            let r = f.dir_stamp().and_then(|stamp| match taker.take() {
+                            let r = match changes {
                                 // Names taken by a round that failed are
                                 // lost: rescan once instead.
                                 Changes::Entries(entries) if !after_failure => {
-                                    f.sync_for_watcher(Some(&entry_events(entries)), stamp)
+                                    f.sync_entries(&entry_events(entries))
                                 }
-                                _ => {
-                                    // Until this rescan is done, sessions
-                                    // must look at the directories themselves.
-                                    f.set_events_live(false);
-                                    f.sync_for_watcher(None, stamp)
-                                }
-                            });
-                            f.set_events_live(inotify && r.is_ok());
+                                _ => f.sync_watched(),
+                            };
                             let name = f.name().to_string();
                             // The last holder may be us: dropping here, off
                             // the runtime, is where the index gets written.
@@ -72,11 +59,6 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                         })
                         .await;
                         rescan = !matches!(res, Ok((_, Ok(()))));
-                        if rescan {
-                            if let Some(f) = weak.upgrade() {
-                                f.set_events_live(false);
-                            }
-                        }
                         match res {
                             Ok((name, Err(StoreError::NotFound))) => {
                                 tracing::info!(folder = %name, "folder removed by another program");

@@ -60,14 +60,6 @@ pub(super) struct Seen {
     ino: u64,
 }
 
-/// The full-precision mtimes of a folder's `new/` and `cur/` (see
-/// [`Folder::sync_for_watcher`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DirStamp {
-    new: i128,
-    cur: i128,
-}
-
 /// One change of an entry of `new/` or `cur/`, as the change watcher saw
 /// it (see [`Folder::sync_entries`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,7 +156,7 @@ impl Folder {
         let mut st = self.lock_state();
         // No index was loaded: this is the first scan of the folder.
         let cold = !st.synced_once && st.scan_time == 0;
-        let changed = self.sync_locked(&mut st, move_new, true)?;
+        let changed = self.sync_locked(&mut st, move_new)?;
         if changed {
             self.changed(&mut st);
         }
@@ -185,25 +177,7 @@ impl Folder {
     /// selected read-write, messages arriving in `new/` become claimable as
     /// \Recent right away, as if that session had moved them.
     pub fn sync_watched(&self) -> Result<()> {
-        self.sync_watched_with(None, None)
-    }
-
-    /// The watcher glue's sync: `stamp` was read ([`Folder::dir_stamp`])
-    /// before the watcher's entry names were taken, and `events` are those
-    /// names (`None`: not known, rescan). Afterwards every change that had
-    /// reached `new/` or `cur/` when the stamp was read is applied, so while
-    /// the directories still show that stamp, the syncs of sessions need
-    /// not read them (see [`Folder::set_events_live`]).
-    pub fn sync_for_watcher(&self, events: Option<&[EntryEvent]>, stamp: DirStamp) -> Result<()> {
-        self.sync_watched_with(events, Some(stamp))
-    }
-
-    /// The mtimes of `new/` and `cur/` now, for [`Folder::sync_for_watcher`].
-    pub fn dir_stamp(&self) -> Result<DirStamp> {
-        Ok(DirStamp {
-            new: dir_mtime(&self.dir.join("new"))?,
-            cur: dir_mtime(&self.dir.join("cur"))?,
-        })
+        self.sync_watched_with(None)
     }
 
     /// [`Folder::sync_watched`] when the watcher knows every entry of
@@ -215,24 +189,20 @@ impl Folder {
     /// names alone cannot settle (a file we know that vanished without a new
     /// name for it, a duplicate) falls back to the full, race-safe scan.
     pub fn sync_entries(&self, events: &[EntryEvent]) -> Result<()> {
-        self.sync_watched_with(Some(events), None)
+        self.sync_watched_with(Some(events))
     }
 
-    fn sync_watched_with(
-        &self,
-        events: Option<&[EntryEvent]>,
-        stamp: Option<DirStamp>,
-    ) -> Result<()> {
+    fn sync_watched_with(&self, events: Option<&[EntryEvent]>) -> Result<()> {
         let mut st = self.lock_state();
         let changed = match events {
             Some(ev) if st.synced_once => {
                 let mut changed = self.sync_preamble(&mut st)?;
                 if !self.apply_entries(&mut st, ev, &mut changed)? {
-                    changed |= self.sync_locked(&mut st, false, false)?;
+                    changed |= self.sync_locked(&mut st, false)?;
                 }
                 changed
             }
-            _ => self.sync_locked(&mut st, false, false)?,
+            _ => self.sync_locked(&mut st, false)?,
         };
         if self.has_rw_holders() {
             let fresh: Vec<u32> = st
@@ -246,9 +216,6 @@ impl Folder {
         }
         if changed {
             self.changed(&mut st);
-        }
-        if stamp.is_some() {
-            st.watcher_stamp = stamp;
         }
         self.maybe_persist(&mut st);
         Ok(())
@@ -379,15 +346,7 @@ impl Folder {
         Ok(true)
     }
 
-    /// The sync itself. With `trust_events` (a session's sync), a folder
-    /// whose watcher reports every entry change ([`Folder::set_events_live`])
-    /// reads no directory; the watcher's own syncs pass false.
-    pub(super) fn sync_locked(
-        &self,
-        st: &mut State,
-        move_new: bool,
-        trust_events: bool,
-    ) -> Result<bool> {
+    pub(super) fn sync_locked(&self, st: &mut State, move_new: bool) -> Result<bool> {
         let mut changed = self.sync_preamble(st)?;
 
         let scan_start = now_ns();
@@ -396,21 +355,11 @@ impl Folder {
         let settled = |stored: i128| stored < st.scan_time - 1_000_000_000;
         // A fresh index counts as a previous scan: a warm open of an
         // unchanged folder reads no directory.
-        let events_live =
-            trust_events && self.events_live.load(std::sync::atomic::Ordering::Acquire);
-        // Everything up to the directories' present mtimes is applied by the
-        // watcher, which also applies whatever comes next.
-        let covered = st.watcher_stamp
-            == Some(DirStamp {
-                new: new_m,
-                cur: cur_m,
-            });
-        let skip = (st.synced_once && events_live && covered)
-            || ((st.synced_once || st.scan_time != 0)
-                && new_m == st.new_mtime
-                && cur_m == st.cur_mtime
-                && settled(new_m)
-                && settled(cur_m));
+        let skip = (st.synced_once || st.scan_time != 0)
+            && new_m == st.new_mtime
+            && cur_m == st.cur_mtime
+            && settled(new_m)
+            && settled(cur_m);
         // `cur/` untouched since a full scan that saw it settled: a change
         // can only be in `new/` (the usual delivery).
         let cur_clean =
