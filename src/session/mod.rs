@@ -195,6 +195,13 @@ impl From<StoreError> for Status {
     }
 }
 
+/// CPUs this process may use, asked once: `available_parallelism` reads
+/// cgroup files on every call, which cost more than a small FETCH.
+pub(crate) fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Runs a blocking store operation off the async runtime (STYLE §11).
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,

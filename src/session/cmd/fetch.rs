@@ -121,9 +121,7 @@ pub async fn fetch(
     let mut gone = 0usize;
     // Chunks render in parallel on the blocking pool (reading and parsing
     // message files is the cost of a cold FETCH) and are written in order.
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
+    let workers = crate::session::cpus().clamp(1, 8);
     let mut pending: VecDeque<RenderTask> = VecDeque::new();
     let mut iter = targets.into_iter().peekable();
     loop {

@@ -45,10 +45,7 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
             now,
             zone,
         };
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8);
+        let threads = crate::session::cpus().min(8);
         let per = targets.len().div_ceil(threads.max(1)).max(256);
         let run = |part: &[(u32, u32, bool)]| -> Vec<(u32, u32)> {
             let mut hits = Vec::new();
