@@ -8,6 +8,7 @@
 //! Dovecot's placeholders (`MISSING_DOMAIN`) rather than an error.
 use std::ops::Range;
 
+use super::crlf::crlf_value;
 use super::tree::{fields, unfold};
 use crate::proto::encode::{nstring, string};
 
@@ -42,10 +43,14 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], header: Range<usize>, utf8: 
     plain(out, found[0]);
     out.push(b' ');
     plain(out, found[1]);
-    let from = found[2].map(parse_addresses).unwrap_or_default();
+    // Address lists are read as in the CRLF form: the tokenizer keeps some
+    // line-break bytes (in domain literals, quoted pairs in comments), so
+    // the stored form must not change what it sees.
+    let addresses = |v: &[u8]| parse_addresses(&crlf_value(v));
+    let from = found[2].map(addresses).unwrap_or_default();
     for (i, value) in found.iter().enumerate().take(8).skip(2) {
         out.push(b' ');
-        let list = value.map(parse_addresses).unwrap_or_default();
+        let list = value.map(addresses).unwrap_or_default();
         // Sender and Reply-To default to From (RFC 9051 §7.5.2).
         let list = if list.is_empty() && (i == 3 || i == 4) {
             &from

@@ -6,6 +6,9 @@
 //! compares all of these case-insensitively, so this is cosmetic. Parameter
 //! values keep RFC 2047/2231 encodings (continuations merged), as Dovecot
 //! does: decoding is the client's job and keeps 8-bit out of the strings.
+use std::borrow::Cow;
+
+use super::crlf::{crlf_value, line_ends};
 use super::envelope;
 use super::tree::{Field, Kind, Part, fields, is_token, media_type, params, trim, unfold};
 use crate::proto::encode::{nstring, string};
@@ -50,18 +53,21 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
                 .unwrap_or_else(|| b"7BIT".to_vec());
             string(out, &enc, false);
             out.push(b' ');
-            let body = data.get(part.body.clone()).unwrap_or_default();
-            out.extend_from_slice(body.len().to_string().as_bytes());
+            // Size and lines in CRLF terms, counted on the bytes as given
+            // (stored LF or already CRLF) instead of on a converted copy.
+            let (lines, bare) = line_ends(data, part.body.clone());
+            let len = data.get(part.body.clone()).map_or(0, <[u8]>::len);
+            number(out, len + bare);
             if let Kind::Message(inner) = kind {
                 out.push(b' ');
                 envelope::write(out, data, inner.header.clone(), false);
                 out.push(b' ');
                 write(out, data, inner, ext);
                 out.push(b' ');
-                out.extend_from_slice(lines(body).to_string().as_bytes());
+                number(out, lines);
             } else if part.is_text() {
                 out.push(b' ');
-                out.extend_from_slice(lines(body).to_string().as_bytes());
+                number(out, lines);
             }
             if ext {
                 out.push(b' ');
@@ -73,17 +79,22 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
     out.push(b')');
 }
 
-/// Lines of a body: its line breaks, as Dovecot counts them (an
-/// unterminated last line does not count; the line break before a
-/// multipart delimiter belongs to the delimiter, not to the part).
-pub(crate) fn lines(body: &[u8]) -> usize {
-    memchr::memchr_iter(b'\n', body).count()
+// Lines of a body are its line breaks, as Dovecot counts them (an
+// unterminated last line does not count; the line break before a multipart
+// delimiter belongs to the delimiter, not to the part): the LF count of
+// `line_ends`.
+
+fn number(out: &mut Vec<u8>, n: usize) {
+    use std::io::Write;
+    let _ = write!(out, "{n}");
 }
 
 /// The MIME header fields BODYSTRUCTURE needs, first occurrence each.
+/// Content-Type is kept in its CRLF form (its parameters are parsed); the
+/// others are only unfolded, which removes every CR and LF anyway.
 #[derive(Default)]
 struct Headers<'a> {
-    ctype: Option<&'a [u8]>,
+    ctype: Option<Cow<'a, [u8]>>,
     cte: Option<&'a [u8]>,
     id: Option<&'a [u8]>,
     description: Option<&'a [u8]>,
@@ -97,8 +108,13 @@ impl<'a> Headers<'a> {
     fn collect(data: &'a [u8], part: &Part) -> Headers<'a> {
         let mut h = Headers::default();
         for f in fields(data, part.header.clone()) {
+            if f.is(b"content-type") {
+                if h.ctype.is_none() {
+                    h.ctype = Some(crlf_value(f.value));
+                }
+                continue;
+            }
             let slot = match () {
-                _ if f.is(b"content-type") => &mut h.ctype,
                 _ if f.is(b"content-transfer-encoding") => &mut h.cte,
                 _ if f.is(b"content-id") => &mut h.id,
                 _ if f.is(b"content-description") => &mut h.description,
@@ -120,6 +136,7 @@ impl<'a> Headers<'a> {
     /// invalid one was replaced by text/plain and its parameters with it).
     fn ctype_params(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.ctype
+            .as_deref()
             .and_then(media_type)
             .map(|(_, _, rest)| params(rest))
             .unwrap_or_default()

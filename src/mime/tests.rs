@@ -754,3 +754,111 @@ proptest! {
         }
     }
 }
+
+/// MIME-ish pieces with CRLF line ends and no lone CR, including the
+/// values whose parsing keeps line-break bytes (folds inside domain
+/// literals, quoted pairs in comments and quoted strings, folded
+/// parameters), so that their LF form can be derived by dropping every CR.
+fn crlf_pieces() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"Content-Type: multipart/mixed;\r\n boundary=\"b\"\r\n".to_vec()),
+        Just(b"Content-Type: multipart/digest; boundary=b\r\n".to_vec()),
+        Just(b"Content-Type: message/rfc822\r\n".to_vec()),
+        Just(b"Content-Type: text/plain; name*0=\"a\r\n b\"; name*1*=x\r\n".to_vec()),
+        Just(b"Content-Type: application/x;\r\n\tq=\"a\\\r\n b\" (c\r\n d)\r\n".to_vec()),
+        Just(b"Content-Transfer-Encoding: base64\r\n".to_vec()),
+        Just(b"Content-Transfer-Encoding:\r\n 8bit\r\n".to_vec()),
+        Just(b"Content-Disposition: attachment;\r\n filename=\"f\r\n x\"\r\n".to_vec()),
+        Just(b"Content-Language: en,\r\n de\r\n".to_vec()),
+        Just(b"Content-ID: <x\r\n @y>\r\n".to_vec()),
+        Just(b"From: (A\\\r\n B) a@[1.2\r\n .3], \"q\\\r\n x\" <b@c>\r\n".to_vec()),
+        Just(b"To: g: d@e,\r\n f@g;\r\n".to_vec()),
+        Just(b"Subject: folded\r\n  subject\r\n".to_vec()),
+        Just(b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"--b\r\n".to_vec()),
+        Just(b"--b--\r\n".to_vec()),
+        Just(b"--b \r\n".to_vec()),
+        Just(b" folded\r\n".to_vec()),
+        Just(b"line of text\r\n".to_vec()),
+        proptest::collection::vec(any::<u8>().prop_filter("no CR", |c| *c != b'\r'), 0..12),
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+/// The CRLF-free form of a message without lone CRs.
+fn drop_cr(raw: &[u8]) -> Vec<u8> {
+    raw.iter().copied().filter(|&c| c != b'\r').collect()
+}
+
+/// What FETCH renders from the stored bytes equals what the whole-message
+/// CRLF copy gives, for every item the in-place renderers serve.
+fn same_as_copy(raw: &[u8]) -> Result<(), TestCaseError> {
+    let m = Message::parse(raw);
+    for ext in [true, false] {
+        prop_assert_eq!(body_structure_of(raw, ext), m.body_structure(ext));
+    }
+    // The header block alone, as `Folder::read_header` gives it.
+    let (header, _) = tree::split_header(raw, 0..raw.len());
+    for utf8 in [true, false] {
+        prop_assert_eq!(envelope_of(raw, utf8), m.envelope(utf8));
+        prop_assert_eq!(envelope_of(&raw[..header.end], utf8), m.envelope(utf8));
+    }
+    let names = ["from", "Subject", "content-type", "to"];
+    for keep in [true, false] {
+        let text = if keep {
+            SectionText::HeaderFields(names.iter().map(|s| s.to_string()).collect())
+        } else {
+            SectionText::HeaderFieldsNot(names.iter().map(|s| s.to_string()).collect())
+        };
+        let mut got = Vec::new();
+        header_fields_of(&mut got, raw, &names, keep);
+        prop_assert_eq!(&got, &m.section(&sec(&[], Some(text))));
+        let mut from_header = Vec::new();
+        header_fields_of(&mut from_header, &raw[..header.end], &names, keep);
+        prop_assert_eq!(&from_header, &got);
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn in_place_renderers_match_the_crlf_copy(raw in mimeish()) {
+        same_as_copy(&raw)?;
+    }
+
+    #[test]
+    fn in_place_renderers_match_on_bytes(raw in proptest::collection::vec(any::<u8>(), 0..512)) {
+        same_as_copy(&raw)?;
+    }
+
+    #[test]
+    fn lf_and_crlf_forms_render_alike(crlf in crlf_pieces()) {
+        let lf = drop_cr(&crlf);
+        same_as_copy(&crlf)?;
+        same_as_copy(&lf)?;
+        for ext in [true, false] {
+            prop_assert_eq!(body_structure_of(&lf, ext), body_structure_of(&crlf, ext));
+        }
+        prop_assert_eq!(envelope_of(&lf, false), envelope_of(&crlf, false));
+        prop_assert_eq!(crlf_size(&lf), crlf_size(&crlf));
+        prop_assert_eq!(to_crlf(&lf), to_crlf(&crlf));
+    }
+}
+
+/// The in-place renderers on the table messages above, in both forms.
+#[test]
+fn in_place_renderers_on_tables() {
+    for raw in [
+        rfc3501_example(),
+        DOVECOT_TESTMSG.as_bytes().to_vec(),
+        ALTERNATIVE.as_bytes().to_vec(),
+        LF_ONLY.as_bytes().to_vec(),
+    ] {
+        let lf = drop_cr(&raw);
+        for r in [&raw, &lf] {
+            same_as_copy(r).unwrap();
+        }
+        assert_eq!(body_structure_of(&lf, true), body_structure_of(&raw, true));
+    }
+}

@@ -1,9 +1,12 @@
 //! The MIME part tree: where each part's header and body lie in the bytes.
 //!
 //! The parser is line-ending agnostic (a line ends at LF, with or without a
-//! CR before it), so SEARCH can run it over the stored bytes as they are,
-//! without first copying them into the CRLF form; FETCH runs it over the
-//! CRLF-normalised copy, where the same offsets are the IMAP ones.
+//! CR before it), so SEARCH and the ENVELOPE/BODYSTRUCTURE renderers run it
+//! over the stored bytes as they are, without first copying them into the
+//! CRLF form; `Message` runs it over the CRLF-normalised copy, where the
+//! same offsets are the IMAP ones. Either way it finds the same parts: every
+//! boundary it draws falls before a line end or just after an LF, never
+//! between a CR and its LF, so the offsets of one form map onto the other.
 //!
 //! Invariants: every range lies inside the input and `start <= end`; a
 //! multipart always has at least one child (an empty text/plain part stands
@@ -18,6 +21,8 @@
 use std::ops::Range;
 
 use memchr::{memchr, memmem};
+
+use super::crlf::crlf_value;
 
 /// Deepest nesting of multiparts and encapsulated messages we descend into.
 pub(crate) const MAX_DEPTH: usize = 100;
@@ -121,7 +126,9 @@ fn parse_part(
         }
     }
     let cte = cte.unwrap_or(Cte::SevenBit);
-    let (mut mtype, mut subtype, params) = match ctype.and_then(media_type) {
+    // Parameters are read as in the CRLF form, whatever the stored line ends.
+    let ctype = ctype.map(crlf_value);
+    let (mut mtype, mut subtype, params) = match ctype.as_deref().and_then(media_type) {
         Some((t, s, p)) => (t, s, p),
         None if digest => ("message".to_string(), "rfc822".to_string(), &b""[..]),
         None => ("text".to_string(), "plain".to_string(), &b""[..]),
@@ -212,9 +219,30 @@ pub(crate) fn media_type(value: &[u8]) -> Option<(String, String, &[u8])> {
 
 /// RFC 2045 §5.1 `token`: printable ASCII without blanks and tspecials.
 pub(crate) fn is_token(x: &[u8]) -> bool {
+    // A `match`, not a search of the tspecials string per byte: this runs
+    // over every media type and encoding of every part.
     !x.is_empty()
-        && x.iter()
-            .all(|&c| c > b' ' && c < 0x7f && !b"()<>@,;:\\\"/[]?=".contains(&c))
+        && x.iter().all(|&c| {
+            c > b' '
+                && c < 0x7f
+                && !matches!(
+                    c,
+                    b'(' | b')'
+                        | b'<'
+                        | b'>'
+                        | b'@'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'\\'
+                        | b'"'
+                        | b'/'
+                        | b'['
+                        | b']'
+                        | b'?'
+                        | b'='
+                )
+        })
 }
 
 fn strip_comments(v: &[u8]) -> Vec<u8> {
