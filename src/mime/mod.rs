@@ -107,6 +107,13 @@ fn write_header_fields<S: AsRef<str>>(
     out.extend_from_slice(b"\r\n");
 }
 
+/// The header block of a message (up to and including the blank line that
+/// ends it; all of `raw` when none does), in whatever form `raw` is.
+pub fn header_block(raw: &[u8]) -> &[u8] {
+    let (header, _) = tree::split_header(raw, 0..raw.len());
+    raw.get(header).unwrap_or_default()
+}
+
 /// The encoded BODYSTRUCTURE (`extensible`) or BODY of a message in its
 /// stored form: the same bytes as `Message::parse(raw).body_structure(..)`,
 /// without the CRLF copy of the whole message (sizes are counted in CRLF
