@@ -119,7 +119,9 @@ mod tests {
 
     #[test]
     fn line_end_table() {
-        let t: &[(&[u8], Range<usize>, (usize, usize))] = &[
+        /// Bytes, range, and the (LFs, bare LFs) expected in it.
+        type Case = (&'static [u8], Range<usize>, (usize, usize));
+        let t: &[Case] = &[
             (b"", 0..0, (0, 0)),
             (b"a\nb\n", 0..4, (2, 2)),
             (b"a\r\nb\r\n", 0..6, (2, 0)),

@@ -119,21 +119,19 @@ pub fn header_block(raw: &[u8]) -> &[u8] {
 /// without the CRLF copy of the whole message (sizes are counted in CRLF
 /// terms on the stored bytes). What a cold `FETCH 1:* BODYSTRUCTURE` runs
 /// for every message.
-pub fn body_structure_of(raw: &[u8], extensible: bool) -> Vec<u8> {
+/// Appends to `out`, where the response is being built.
+pub fn body_structure_of(out: &mut Vec<u8>, raw: &[u8], extensible: bool) {
     let root = tree::parse_message(raw);
-    let mut out = Vec::with_capacity(256);
-    structure::write(&mut out, raw, &root, extensible);
-    out
+    structure::write(out, raw, &root, extensible);
 }
 
 /// The encoded ENVELOPE of a message, or of its header block alone, in its
 /// stored form: the same bytes as `Message::parse(raw).envelope(utf8)`
 /// without a copy or a MIME parse (only the top-level header is read).
-pub fn envelope_of(raw: &[u8], utf8: bool) -> Vec<u8> {
+/// Appends to `out`, where the response is being built.
+pub fn envelope_of(out: &mut Vec<u8>, raw: &[u8], utf8: bool) {
     let (header, _) = tree::split_header(raw, 0..raw.len());
-    let mut out = Vec::with_capacity(256);
-    envelope::write(&mut out, raw, header, utf8);
-    out
+    envelope::write(out, raw, header, utf8);
 }
 
 /// Which part a path names and where further path elements look.

@@ -20,7 +20,9 @@
 //! against the input. When a field repeats, the first occurrence counts.
 use std::ops::Range;
 
-use memchr::{memchr, memmem};
+use std::borrow::Cow;
+
+use memchr::{memchr, memchr2, memmem};
 
 use super::crlf::crlf_value;
 
@@ -442,12 +444,18 @@ pub(crate) fn trim(v: &[u8]) -> &[u8] {
 
 /// A folded header value unfolded: CR and LF removed (the WSP that follows
 /// a fold stays, RFC 5322 §2.2.3), outer blanks trimmed.
-pub(crate) fn unfold(v: &[u8]) -> Vec<u8> {
-    trim(v)
-        .iter()
-        .copied()
-        .filter(|&c| c != b'\r' && c != b'\n')
-        .collect()
+pub(crate) fn unfold(v: &[u8]) -> Cow<'_, [u8]> {
+    let v = trim(v);
+    if memchr2(b'\r', b'\n', v).is_none() {
+        // Not folded, the usual case: nothing to copy.
+        return Cow::Borrowed(v);
+    }
+    Cow::Owned(
+        v.iter()
+            .copied()
+            .filter(|&c| c != b'\r' && c != b'\n')
+            .collect(),
+    )
 }
 
 /// Parameters of a structured MIME header value (`; name=value` after the

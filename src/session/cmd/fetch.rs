@@ -490,12 +490,13 @@ fn structure_of(
         out.extend_from_slice(&c);
         return Ok(());
     }
-    let data = match &lazy.msg {
-        Some(m) => m.body_structure(extensible),
-        None => crate::mime::body_structure_of(lazy.raw()?, extensible),
-    };
-    let data: Arc<[u8]> = data.into();
-    out.extend_from_slice(&data);
+    // Rendered into the response and copied from there into the cache.
+    let mark = out.len();
+    match &lazy.msg {
+        Some(m) => out.extend_from_slice(&m.body_structure(extensible)),
+        None => crate::mime::body_structure_of(out, lazy.raw()?, extensible),
+    }
+    let data: Arc<[u8]> = out[mark..].into();
     let field = if extensible {
         CacheField::BodyStructure
     } else {
@@ -570,8 +571,9 @@ fn render_one(
                     out.extend_from_slice(&c);
                 } else {
                     let head = lazy.head()?;
-                    let data: Arc<[u8]> = crate::mime::envelope_of(head, false).into();
-                    out.extend_from_slice(&data);
+                    let mark = out.len();
+                    crate::mime::envelope_of(out, head, false);
+                    let data: Arc<[u8]> = out[mark..].into();
                     folder.put_cache(t.uid, CacheField::Envelope, data);
                     // The header is read now: keep the fields clients list
                     // mailboxes with too, as Dovecot's cache does, so the
