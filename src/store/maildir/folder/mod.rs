@@ -714,16 +714,8 @@ impl Folder {
     /// FETCH of RFC822.SIZE with other items reads the file once.
     pub fn read_message_sized(&self, uid: u32) -> Result<(Arc<Vec<u8>>, u64)> {
         let mut f = self.open_msg(uid)?;
-        // Sized from the open file, so the read is one call (and the
-        // end-of-file probe) rather than a series of growing reads.
-        let hint = f
-            .metadata()
-            .ok()
-            .and_then(|m| usize::try_from(m.len()).ok())
-            .unwrap_or(0);
         let mut data = Vec::new();
-        // A size that cannot be reserved is no reason to fail the read.
-        let _ = data.try_reserve_exact(hint.saturating_add(1));
+        // `File::read_to_end` sizes the buffer from the file itself.
         f.read_to_end(&mut data)?;
         let mut st = self.lock_state();
         let known = st.find(uid).and_then(|i| st.msgs[i].size);
