@@ -10,7 +10,9 @@ use std::borrow::Cow;
 
 use super::crlf::{crlf_value, line_ends};
 use super::envelope;
-use super::tree::{Field, Kind, Part, fields, is_token, media_type, params, trim, unfold};
+use super::tree::{
+    Field, Kind, Param, Part, fields, is_token, media_type_params, params, trim, unfold,
+};
 use crate::proto::encode::{nstring, string};
 
 /// Writes `body` for `part` (a message root or any part).
@@ -22,7 +24,7 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
                 write(out, data, c, ext);
             }
             out.push(b' ');
-            string(out, part.subtype.to_ascii_uppercase().as_bytes(), false);
+            upper_string(out, part.subtype.as_bytes());
             if ext {
                 let h = Headers::collect(data, part);
                 out.push(b' ');
@@ -32,9 +34,9 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
         }
         kind => {
             let h = Headers::collect(data, part);
-            string(out, part.mtype.to_ascii_uppercase().as_bytes(), false);
+            upper_string(out, part.mtype.as_bytes());
             out.push(b' ');
-            string(out, part.subtype.to_ascii_uppercase().as_bytes(), false);
+            upper_string(out, part.subtype.as_bytes());
             out.push(b' ');
             write_params(out, h.ctype_params(), part.is_text());
             out.push(b' ');
@@ -83,6 +85,20 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
 // unterminated last line does not count; the line break before a multipart
 // delimiter belongs to the delimiter, not to the part): the LF count of
 // `line_ends`.
+
+/// [`string`] of `s` upper-cased, without a heap copy for the short
+/// tokens this is used for (types, subtypes, parameter names).
+fn upper_string(out: &mut Vec<u8>, s: &[u8]) {
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..s.len()) {
+        Some(b) => {
+            b.copy_from_slice(s);
+            b.make_ascii_uppercase();
+            string(out, b, false);
+        }
+        None => string(out, &s.to_ascii_uppercase(), false),
+    }
+}
 
 fn number(out: &mut Vec<u8>, n: usize) {
     use std::io::Write;
@@ -134,18 +150,18 @@ impl<'a> Headers<'a> {
 
     /// The parameters of Content-Type, when it is a valid media type (an
     /// invalid one was replaced by text/plain and its parameters with it).
-    fn ctype_params(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn ctype_params(&self) -> Vec<Param<'_>> {
         self.ctype
             .as_deref()
-            .and_then(media_type)
-            .map(|(_, _, rest)| params(rest))
+            .and_then(media_type_params)
+            .map(params)
             .unwrap_or_default()
     }
 }
 
 /// `body-fld-param`; text parts always name a charset (RFC 2045 §5.2
 /// default), as Dovecot does.
-fn write_params(out: &mut Vec<u8>, params: Vec<(Vec<u8>, Vec<u8>)>, text: bool) {
+fn write_params(out: &mut Vec<u8>, params: Vec<Param<'_>>, text: bool) {
     let has_charset = params
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case(b"charset"));
@@ -160,7 +176,7 @@ fn write_params(out: &mut Vec<u8>, params: Vec<(Vec<u8>, Vec<u8>)>, text: bool) 
             out.push(b' ');
         }
         first = false;
-        string(out, &name.to_ascii_uppercase(), false);
+        upper_string(out, name);
         out.push(b' ');
         string(out, value, false);
     }
@@ -185,7 +201,7 @@ fn write_ext_common(out: &mut Vec<u8>, h: &Headers<'_>) {
                 out.extend_from_slice(b"NIL");
             } else {
                 out.push(b'(');
-                string(out, &ty.to_ascii_uppercase(), false);
+                upper_string(out, ty);
                 out.push(b' ');
                 write_params(out, params(&v[end..]), false);
                 out.push(b')');

@@ -203,20 +203,41 @@ fn empty_part(at: usize) -> Part {
 /// (the parameters). `None` when the value is not a usable media type, in
 /// which case RFC 2045 §5.2 says to assume text/plain.
 pub(crate) fn media_type(value: &[u8]) -> Option<(String, String, &[u8])> {
+    // Tokens are ASCII, so lower-casing byte by byte is the whole job.
+    let lower = |t: &[u8]| -> String {
+        t.iter()
+            .map(|&c| char::from(c.to_ascii_lowercase()))
+            .collect()
+    };
+    split_media_type(value, |t, s| (lower(t), lower(s))).map(|((t, s), rest)| (t, s, rest))
+}
+
+/// The parameters of a Content-Type value when it is a usable media type:
+/// [`media_type`] without making the type strings.
+pub(crate) fn media_type_params(value: &[u8]) -> Option<&[u8]> {
+    split_media_type(value, |_, _| ()).map(|(_, rest)| rest)
+}
+
+/// Checks the `type "/" subtype` of a Content-Type value, hands the two
+/// tokens to `f`, and returns its result with the rest of the value.
+fn split_media_type<R>(value: &[u8], f: impl FnOnce(&[u8], &[u8]) -> R) -> Option<(R, &[u8])> {
     let end = memchr(b';', value).unwrap_or(value.len());
     let (ty, rest) = (&value[..end], &value[end..]);
-    let ty = strip_comments(ty);
-    let slash = memchr(b'/', &ty)?;
+    // Without a `(` there is no comment to strip (and nothing to copy).
+    let stripped;
+    let ty = if memchr(b'(', ty).is_some() {
+        stripped = strip_comments(ty);
+        &stripped[..]
+    } else {
+        ty
+    };
+    let slash = memchr(b'/', ty)?;
     let t = trim(&ty[..slash]);
     let s = trim(&ty[slash + 1..]);
     if !is_token(t) || !is_token(s) {
         return None;
     }
-    Some((
-        String::from_utf8_lossy(t).to_ascii_lowercase(),
-        String::from_utf8_lossy(s).to_ascii_lowercase(),
-        rest,
-    ))
+    Some((f(t, s), rest))
 }
 
 /// RFC 2045 §5.1 `token`: printable ASCII without blanks and tspecials.
@@ -463,8 +484,8 @@ pub(crate) fn unfold(v: &[u8]) -> Cow<'_, [u8]> {
 /// continuations (`name*0`, `name*1*`) merged into one `name` (or `name*`
 /// when any segment is charset-encoded, its value left encoded): what
 /// Dovecot puts into BODYSTRUCTURE.
-pub(crate) fn params(rest: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+pub(crate) fn params(rest: &[u8]) -> Vec<Param<'_>> {
+    let mut raw: Vec<Param<'_>> = Vec::new();
     let mut i = 0;
     let s = rest;
     // Real headers have a handful; the cap keeps a hostile header with
@@ -497,27 +518,40 @@ pub(crate) fn params(rest: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         while i < s.len() && s[i].is_ascii_whitespace() {
             i += 1;
         }
-        let mut value = Vec::new();
+        let value: Cow<'_, [u8]>;
         if i < s.len() && s[i] == b'"' {
             i += 1;
-            while i < s.len() && s[i] != b'"' {
-                if s[i] == b'\\' && i + 1 < s.len() {
+            let start = i;
+            // A quoted string without quoted pairs or line breaks (the
+            // usual case) is its own content: borrow it.
+            while i < s.len() && !matches!(s[i], b'"' | b'\\' | b'\r' | b'\n') {
+                i += 1;
+            }
+            if i >= s.len() || s[i] == b'"' {
+                value = Cow::Borrowed(&s[start..i]);
+            } else {
+                let mut v = s[start..i].to_vec();
+                while i < s.len() && s[i] != b'"' {
+                    if s[i] == b'\\' && i + 1 < s.len() {
+                        i += 1;
+                    }
+                    if s[i] != b'\r' && s[i] != b'\n' {
+                        v.push(s[i]);
+                    }
                     i += 1;
                 }
-                if s[i] != b'\r' && s[i] != b'\n' {
-                    value.push(s[i]);
-                }
-                i += 1;
+                value = Cow::Owned(v);
             }
             i += 1;
         } else {
+            let start = i;
             while i < s.len() && s[i] != b';' && s[i] != b'(' && !s[i].is_ascii_whitespace() {
-                value.push(s[i]);
                 i += 1;
             }
+            value = Cow::Borrowed(&s[start..i]);
         }
         if !name.is_empty() {
-            raw.push((name.to_vec(), value));
+            raw.push((Cow::Borrowed(name), value));
         }
     }
     merge_continuations(raw)
@@ -544,7 +578,7 @@ fn skip_comment(s: &[u8], mut i: usize) -> usize {
 
 /// RFC 2231 §3/§4: `name*N` and `name*N*` segments become one parameter at
 /// the place of the first; the others are kept as they are.
-fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn merge_continuations(raw: Vec<Param<'_>>) -> Vec<Param<'_>> {
     fn segment(name: &[u8]) -> Option<(&[u8], u32, bool)> {
         let encoded = name.ends_with(b"*");
         let n = if encoded {
@@ -561,14 +595,14 @@ fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> 
     }
     /// A parameter being merged: its slot in `out`, base name, whether
     /// any segment is encoded, and the segments by index.
-    struct Merged {
+    struct Merged<'a> {
         slot: usize,
         base: Vec<u8>,
         encoded: bool,
-        segments: Vec<(u32, Vec<u8>)>,
+        segments: Vec<(u32, Cow<'a, [u8]>)>,
     }
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut merged: Vec<Merged> = Vec::new();
+    let mut out: Vec<Param<'_>> = Vec::new();
+    let mut merged: Vec<Merged<'_>> = Vec::new();
     for (name, value) in raw {
         match segment(&name) {
             Some((base, idx, enc)) => {
@@ -579,7 +613,7 @@ fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> 
                     m.encoded |= enc;
                     m.segments.push((idx, value));
                 } else {
-                    out.push((Vec::new(), Vec::new()));
+                    out.push((Cow::Borrowed(&[][..]), Cow::Borrowed(&[][..])));
                     merged.push(Merged {
                         slot: out.len() - 1,
                         base: base.to_vec(),
@@ -597,16 +631,23 @@ fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> 
         if m.encoded {
             name.push(b'*');
         }
-        let value = m.segments.into_iter().flat_map(|s| s.1).collect();
+        let mut value = Vec::new();
+        for (_, seg) in m.segments {
+            value.extend_from_slice(&seg);
+        }
         if let Some(o) = out.get_mut(m.slot) {
-            *o = (name, value);
+            *o = (Cow::Owned(name), Cow::Owned(value));
         }
     }
     out
 }
 
+/// One parameter: its name as written and its value, borrowed from the
+/// header where they are written in one piece.
+pub(crate) type Param<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 /// The value of parameter `name` (case-insensitive) in a parameter list.
-pub(crate) fn param(rest: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn param<'a>(rest: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
     params(rest)
         .into_iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
