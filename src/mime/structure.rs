@@ -10,9 +10,7 @@ use std::borrow::Cow;
 
 use super::crlf::{crlf_value, line_ends};
 use super::envelope;
-use super::tree::{
-    Field, Kind, Param, Part, fields, is_token, media_type_params, params, trim, unfold,
-};
+use super::tree::{Kind, Param, Part, is_token, media_type_params, params, trim, unfold};
 use crate::proto::encode::{nstring, string};
 
 /// Writes `body` for `part` (a message root or any part).
@@ -122,30 +120,19 @@ struct Headers<'a> {
 
 impl<'a> Headers<'a> {
     fn collect(data: &'a [u8], part: &Part) -> Headers<'a> {
-        let mut h = Headers::default();
-        for f in fields(data, part.header.clone()) {
-            if f.is(b"content-type") {
-                if h.ctype.is_none() {
-                    h.ctype = Some(crlf_value(f.value));
-                }
-                continue;
-            }
-            let slot = match () {
-                _ if f.is(b"content-transfer-encoding") => &mut h.cte,
-                _ if f.is(b"content-id") => &mut h.id,
-                _ if f.is(b"content-description") => &mut h.description,
-                _ if f.is(b"content-md5") => &mut h.md5,
-                _ if f.is(b"content-disposition") => &mut h.disposition,
-                _ if f.is(b"content-language") => &mut h.language,
-                _ if f.is(b"content-location") => &mut h.location,
-                _ => continue,
-            };
-            let Field { value, .. } = f;
-            if slot.is_none() {
-                *slot = Some(value);
-            }
+        let m = &part.mime;
+        let get =
+            |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| data.get(r).unwrap_or_default());
+        Headers {
+            ctype: get(&m.ctype).map(crlf_value),
+            cte: get(&m.cte),
+            id: get(&m.id),
+            description: get(&m.description),
+            md5: get(&m.md5),
+            disposition: get(&m.disposition),
+            language: get(&m.language),
+            location: get(&m.location),
         }
-        h
     }
 
     /// The parameters of Content-Type, when it is a valid media type (an

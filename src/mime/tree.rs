@@ -93,6 +93,58 @@ pub(crate) struct Part {
     pub subtype: String,
     pub cte: Cte,
     pub kind: Kind,
+    /// The MIME fields of the part's header, found while parsing it.
+    pub mime: MimeFields,
+}
+
+/// Where the values of the MIME header fields BODYSTRUCTURE shows lie in
+/// the data (first occurrence of each, still folded): recorded by the one
+/// pass over the header that finds the part's type, so that rendering does
+/// not read the header again.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct MimeFields {
+    pub ctype: Option<Range<usize>>,
+    pub cte: Option<Range<usize>>,
+    pub id: Option<Range<usize>>,
+    pub description: Option<Range<usize>>,
+    pub md5: Option<Range<usize>>,
+    pub disposition: Option<Range<usize>>,
+    pub language: Option<Range<usize>>,
+    pub location: Option<Range<usize>>,
+}
+
+impl MimeFields {
+    /// The MIME fields of the header block `data[header]`.
+    pub fn of(data: &[u8], header: Range<usize>) -> MimeFields {
+        let mut m = MimeFields::default();
+        for f in fields(data, header) {
+            // Every MIME field starts with `content-`: one check skips the
+            // rest of the header.
+            let Some(rest) = f
+                .name
+                .get(..8)
+                .filter(|p| p.eq_ignore_ascii_case(b"content-"))
+                .and_then(|_| f.name.get(8..))
+            else {
+                continue;
+            };
+            let slot = match () {
+                _ if rest.eq_ignore_ascii_case(b"type") => &mut m.ctype,
+                _ if rest.eq_ignore_ascii_case(b"transfer-encoding") => &mut m.cte,
+                _ if rest.eq_ignore_ascii_case(b"id") => &mut m.id,
+                _ if rest.eq_ignore_ascii_case(b"description") => &mut m.description,
+                _ if rest.eq_ignore_ascii_case(b"md5") => &mut m.md5,
+                _ if rest.eq_ignore_ascii_case(b"disposition") => &mut m.disposition,
+                _ if rest.eq_ignore_ascii_case(b"language") => &mut m.language,
+                _ if rest.eq_ignore_ascii_case(b"location") => &mut m.location,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(f.value_range());
+            }
+        }
+        m
+    }
 }
 
 impl Part {
@@ -118,18 +170,11 @@ fn parse_part(
     budget: &mut usize,
 ) -> Part {
     let (header, body) = split_header(data, range);
-    let mut ctype: Option<&[u8]> = None;
-    let mut cte: Option<Cte> = None;
-    for f in fields(data, header.clone()) {
-        if ctype.is_none() && f.is(b"content-type") {
-            ctype = Some(f.value);
-        } else if cte.is_none() && f.is(b"content-transfer-encoding") {
-            cte = Some(Cte::from_value(f.value));
-        }
-    }
-    let cte = cte.unwrap_or(Cte::SevenBit);
+    let mime = MimeFields::of(data, header.clone());
+    let value = |r: &Option<Range<usize>>| r.clone().map(|r| data.get(r).unwrap_or_default());
+    let cte = value(&mime.cte).map_or(Cte::SevenBit, Cte::from_value);
     // Parameters are read as in the CRLF form, whatever the stored line ends.
-    let ctype = ctype.map(crlf_value);
+    let ctype = value(&mime.ctype).map(crlf_value);
     let (mut mtype, mut subtype, params) = match ctype.as_deref().and_then(media_type) {
         Some((t, s, p)) => (t, s, p),
         None if digest => ("message".to_string(), "rfc822".to_string(), &b""[..]),
@@ -185,6 +230,7 @@ fn parse_part(
         subtype,
         cte,
         kind,
+        mime,
     }
 }
 
@@ -196,6 +242,7 @@ fn empty_part(at: usize) -> Part {
         subtype: "plain".into(),
         cte: Cte::SevenBit,
         kind: Kind::Leaf,
+        mime: MimeFields::default(),
     }
 }
 
@@ -387,6 +434,15 @@ pub(crate) struct Field<'a> {
     /// The value after the colon, still folded, without the final line
     /// break.
     pub value: &'a [u8],
+    /// Where `value` starts in the data the fields were read from.
+    pub value_at: usize,
+}
+
+impl Field<'_> {
+    /// Where `value` lies in the data the fields were read from.
+    pub fn value_range(&self) -> Range<usize> {
+        self.value_at..self.value_at + self.value.len()
+    }
 }
 
 impl Field<'_> {
@@ -399,6 +455,7 @@ impl Field<'_> {
 /// headers) are yielded with the whole line as name and an empty value, so
 /// HEADER.FIELDS.NOT still returns them.
 pub(crate) fn fields(data: &[u8], header: Range<usize>) -> impl Iterator<Item = Field<'_>> {
+    let base = header.start;
     let block = data.get(header).unwrap_or_default();
     let mut pos = 0;
     std::iter::from_fn(move || {
@@ -430,11 +487,25 @@ pub(crate) fn fields(data: &[u8], header: Range<usize>) -> impl Iterator<Item = 
                 // The blank line ending the header.
                 continue;
             }
-            let (name, value) = match memchr(b':', content) {
-                Some(c) => (trim_end(&content[..c]), trim_start(&content[c + 1..])),
-                None => (content, &content[content.len()..]),
+            let (name, value, off) = match memchr(b':', content) {
+                Some(c) => {
+                    let after = &content[c + 1..];
+                    let value = trim_start(after);
+                    (
+                        trim_end(&content[..c]),
+                        value,
+                        c + 1 + after.len() - value.len(),
+                    )
+                }
+                None => (content, &content[content.len()..], content.len()),
             };
-            return Some(Field { name, raw, value });
+            let value_at = base + start + off;
+            return Some(Field {
+                name,
+                raw,
+                value,
+                value_at,
+            });
         }
     })
 }
