@@ -10,12 +10,26 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::crlf::crlf_value;
-use super::tree::{fields, unfold};
+use super::tree::{Field, fields, unfold};
 use crate::proto::encode::{nstring, string};
 
 /// Writes the ENVELOPE list of the message whose header is `data[header]`.
 pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], header: Range<usize>, utf8: bool) {
-    const NAMES: [&[u8]; 10] = [
+    let mut found = Found::default();
+    for f in fields(data, header) {
+        found.offer(&f);
+    }
+    found.write(out, utf8);
+}
+
+/// The header fields an ENVELOPE shows, first occurrence each, as they are
+/// offered one by one (so that a caller reading the header for more than
+/// the ENVELOPE reads it once).
+#[derive(Default)]
+pub(crate) struct Found<'a>([Option<&'a [u8]>; 10]);
+
+impl<'a> Found<'a> {
+    const NAMES: [&'static [u8]; 10] = [
         b"date",
         b"subject",
         b"from",
@@ -27,51 +41,57 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], header: Range<usize>, utf8: 
         b"in-reply-to",
         b"message-id",
     ];
-    let mut found: [Option<&[u8]>; 10] = [None; 10];
-    for f in fields(data, header) {
-        if let Some(i) = NAMES.iter().position(|n| f.is(n)) {
+
+    pub fn offer(&mut self, f: &Field<'a>) {
+        if let Some(i) = Self::NAMES.iter().position(|n| f.is(n)) {
             // The first occurrence wins, as in Dovecot.
-            if found[i].is_none() {
-                found[i] = Some(f.value);
+            if self.0[i].is_none() {
+                self.0[i] = Some(f.value);
             }
         }
     }
-    out.push(b'(');
-    let plain = |out: &mut Vec<u8>, v: Option<&[u8]>| {
-        let v = v.map(unfold);
-        nstring(out, v.as_deref(), utf8);
-    };
-    plain(out, found[0]);
-    out.push(b' ');
-    plain(out, found[1]);
-    // Address lists are read as in the CRLF form: the tokenizer keeps some
-    // line-break bytes (in domain literals, quoted pairs in comments), so
-    // the stored form must not change what it sees.
-    let values: [Option<Cow<'_, [u8]>>; 6] = std::array::from_fn(|k| found[k + 2].map(crlf_value));
-    let from = values[0]
-        .as_deref()
-        .map(parse_addresses)
-        .unwrap_or_default();
-    for (k, value) in values.iter().enumerate() {
+
+    /// Writes the ENVELOPE list.
+    pub fn write(&self, out: &mut Vec<u8>, utf8: bool) {
+        let found = &self.0;
+        out.push(b'(');
+        let plain = |out: &mut Vec<u8>, v: Option<&[u8]>| {
+            let v = v.map(unfold);
+            nstring(out, v.as_deref(), utf8);
+        };
+        plain(out, found[0]);
         out.push(b' ');
-        let list = match (k, value) {
-            (0, _) => &from,
-            (_, Some(v)) => &parse_addresses(v),
-            (_, None) => &Vec::new(),
-        };
-        // Sender and Reply-To default to From (RFC 9051 §7.5.2).
-        let list = if list.is_empty() && (k == 1 || k == 2) {
-            &from
-        } else {
-            list
-        };
-        write_addresses(out, list, utf8);
+        plain(out, found[1]);
+        // Address lists are read as in the CRLF form: the tokenizer keeps some
+        // line-break bytes (in domain literals, quoted pairs in comments), so
+        // the stored form must not change what it sees.
+        let values: [Option<Cow<'_, [u8]>>; 6] =
+            std::array::from_fn(|k| found[k + 2].map(crlf_value));
+        let from = values[0]
+            .as_deref()
+            .map(parse_addresses)
+            .unwrap_or_default();
+        for (k, value) in values.iter().enumerate() {
+            out.push(b' ');
+            let list = match (k, value) {
+                (0, _) => &from,
+                (_, Some(v)) => &parse_addresses(v),
+                (_, None) => &Vec::new(),
+            };
+            // Sender and Reply-To default to From (RFC 9051 §7.5.2).
+            let list = if list.is_empty() && (k == 1 || k == 2) {
+                &from
+            } else {
+                list
+            };
+            write_addresses(out, list, utf8);
+        }
+        out.push(b' ');
+        plain(out, found[8]);
+        out.push(b' ');
+        plain(out, found[9]);
+        out.push(b')');
     }
-    out.push(b' ');
-    plain(out, found[8]);
-    out.push(b' ');
-    plain(out, found[9]);
-    out.push(b')');
 }
 
 /// One element of an ENVELOPE address list. The parts borrow from the

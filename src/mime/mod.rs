@@ -94,17 +94,42 @@ fn write_header_fields<S: AsRef<str>>(
     keep: bool,
 ) {
     for f in tree::fields(data, header) {
-        let listed = names.iter().any(|n| f.is(n.as_ref().as_bytes()));
-        if listed == keep {
-            // A field never starts with a line break, so converting it
-            // alone gives its bytes in the CRLF form of the message.
-            crlf::append_crlf(out, f.raw);
-            if !f.raw.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
-            }
-        }
+        select_field(out, &f, names, keep);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends field `f` (in CRLF form) if it is `listed` in `names` == `keep`.
+fn select_field<S: AsRef<str>>(out: &mut Vec<u8>, f: &tree::Field<'_>, names: &[S], keep: bool) {
+    let listed = names.iter().any(|n| f.is(n.as_ref().as_bytes()));
+    if listed == keep {
+        // A field never starts with a line break, so converting it alone
+        // gives its bytes in the CRLF form of the message.
+        crlf::append_crlf(out, f.raw);
+        if !f.raw.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// [`envelope_of`] into `env` and [`header_fields_of`] (`names`, kept) into
+/// `selected`, in one pass over the message's header: what a cold FETCH
+/// ENVELOPE renders (and caches) for every message.
+pub fn envelope_and_fields_of<S: AsRef<str>>(
+    env: &mut Vec<u8>,
+    selected: &mut Vec<u8>,
+    raw: &[u8],
+    names: &[S],
+    utf8: bool,
+) {
+    let (header, _) = tree::split_header(raw, 0..raw.len());
+    let mut found = envelope::Found::default();
+    for f in tree::fields(raw, header) {
+        found.offer(&f);
+        select_field(selected, &f, names, true);
+    }
+    selected.extend_from_slice(b"\r\n");
+    found.write(env, utf8);
 }
 
 /// The header block of a message (up to and including the blank line that

@@ -819,6 +819,13 @@ fn same_as_copy(raw: &[u8]) -> Result<(), TestCaseError> {
         prop_assert_eq!(env_of(&raw[..header.end], utf8), m.envelope(utf8));
     }
     let names = ["from", "Subject", "content-type", "to"];
+    for utf8 in [true, false] {
+        let (mut env, mut sel) = (Vec::new(), Vec::new());
+        envelope_and_fields_of(&mut env, &mut sel, raw, &names, utf8);
+        prop_assert_eq!(&env, &m.envelope(utf8));
+        let text = SectionText::HeaderFields(names.iter().map(|s| s.to_string()).collect());
+        prop_assert_eq!(&sel, &m.section(&sec(&[], Some(text))));
+    }
     for keep in [true, false] {
         let text = if keep {
             SectionText::HeaderFields(names.iter().map(|s| s.to_string()).collect())

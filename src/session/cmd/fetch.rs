@@ -570,19 +570,30 @@ fn render_one(
                 if let Some(c) = pre.envelope.take() {
                     out.extend_from_slice(&c);
                 } else {
-                    let head = lazy.head()?;
-                    let mark = out.len();
-                    crate::mime::envelope_of(out, head, false);
-                    let data: Arc<[u8]> = out[mark..].into();
-                    folder.put_cache(t.uid, CacheField::Envelope, data);
                     // The header is read now: keep the fields clients list
                     // mailboxes with too, as Dovecot's cache does, so the
                     // usual next request (HEADER.FIELDS) reads no file.
-                    if pre.common.is_none()
-                        && folder.cached(t.uid, CacheField::CommonHeaders).is_none()
-                    {
-                        let digest = digest_of(head);
-                        folder.put_cache(t.uid, CacheField::CommonHeaders, digest);
+                    let digest = pre.common.is_none()
+                        && folder.cached(t.uid, CacheField::CommonHeaders).is_none();
+                    let head = lazy.head()?;
+                    let mark = out.len();
+                    let mut fields = Vec::new();
+                    if digest {
+                        fields.reserve(512);
+                        crate::mime::envelope_and_fields_of(
+                            out,
+                            &mut fields,
+                            head,
+                            COMMON_HEADERS,
+                            false,
+                        );
+                    } else {
+                        crate::mime::envelope_of(out, head, false);
+                    }
+                    let data: Arc<[u8]> = out[mark..].into();
+                    folder.put_cache(t.uid, CacheField::Envelope, data);
+                    if digest {
+                        folder.put_cache(t.uid, CacheField::CommonHeaders, fields.into());
                     }
                 }
             }
