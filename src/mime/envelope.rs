@@ -6,14 +6,30 @@
 //! `str`s and rejects a whole list when one mailbox lacks an `@`, whereas an
 //! ENVELOPE must render whatever the header holds. Malformed input gives
 //! Dovecot's placeholders (`MISSING_DOMAIN`) rather than an error.
+use std::borrow::Cow;
 use std::ops::Range;
 
-use super::tree::{fields, unfold};
+use super::crlf::crlf_value;
+use super::tree::{Field, fields, unfold};
 use crate::proto::encode::{nstring, string};
 
 /// Writes the ENVELOPE list of the message whose header is `data[header]`.
 pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], header: Range<usize>, utf8: bool) {
-    const NAMES: [&[u8]; 10] = [
+    let mut found = Found::default();
+    for f in fields(data, header) {
+        found.offer(&f);
+    }
+    found.write(out, utf8);
+}
+
+/// The header fields an ENVELOPE shows, first occurrence each, as they are
+/// offered one by one (so that a caller reading the header for more than
+/// the ENVELOPE reads it once).
+#[derive(Default)]
+pub(crate) struct Found<'a>([Option<&'a [u8]>; 10]);
+
+impl<'a> Found<'a> {
+    const NAMES: [&'static [u8]; 10] = [
         b"date",
         b"subject",
         b"from",
@@ -25,56 +41,75 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], header: Range<usize>, utf8: 
         b"in-reply-to",
         b"message-id",
     ];
-    let mut found: [Option<&[u8]>; 10] = [None; 10];
-    for f in fields(data, header) {
-        if let Some(i) = NAMES.iter().position(|n| f.is(n)) {
+
+    pub fn offer(&mut self, f: &Field<'a>) {
+        if let Some(i) = Self::NAMES.iter().position(|n| f.is(n)) {
             // The first occurrence wins, as in Dovecot.
-            if found[i].is_none() {
-                found[i] = Some(f.value);
+            if self.0[i].is_none() {
+                self.0[i] = Some(f.value);
             }
         }
     }
-    out.push(b'(');
-    let plain = |out: &mut Vec<u8>, v: Option<&[u8]>| {
-        let v = v.map(unfold);
-        nstring(out, v.as_deref(), utf8);
-    };
-    plain(out, found[0]);
-    out.push(b' ');
-    plain(out, found[1]);
-    let from = found[2].map(parse_addresses).unwrap_or_default();
-    for (i, value) in found.iter().enumerate().take(8).skip(2) {
-        out.push(b' ');
-        let list = value.map(parse_addresses).unwrap_or_default();
-        // Sender and Reply-To default to From (RFC 9051 §7.5.2).
-        let list = if list.is_empty() && (i == 3 || i == 4) {
-            &from
-        } else {
-            &list
+
+    /// Writes the ENVELOPE list.
+    pub fn write(&self, out: &mut Vec<u8>, utf8: bool) {
+        let found = &self.0;
+        out.push(b'(');
+        let plain = |out: &mut Vec<u8>, v: Option<&[u8]>| {
+            let v = v.map(unfold);
+            nstring(out, v.as_deref(), utf8);
         };
-        write_addresses(out, list, utf8);
+        plain(out, found[0]);
+        out.push(b' ');
+        plain(out, found[1]);
+        // Address lists are read as in the CRLF form: the tokenizer keeps some
+        // line-break bytes (in domain literals, quoted pairs in comments), so
+        // the stored form must not change what it sees.
+        let values: [Option<Cow<'_, [u8]>>; 6] =
+            std::array::from_fn(|k| found[k + 2].map(crlf_value));
+        let from = values[0]
+            .as_deref()
+            .map(parse_addresses)
+            .unwrap_or_default();
+        for (k, value) in values.iter().enumerate() {
+            out.push(b' ');
+            let list = match (k, value) {
+                (0, _) => &from,
+                (_, Some(v)) => &parse_addresses(v),
+                (_, None) => &Vec::new(),
+            };
+            // Sender and Reply-To default to From (RFC 9051 §7.5.2).
+            let list = if list.is_empty() && (k == 1 || k == 2) {
+                &from
+            } else {
+                list
+            };
+            write_addresses(out, list, utf8);
+        }
+        out.push(b' ');
+        plain(out, found[8]);
+        out.push(b' ');
+        plain(out, found[9]);
+        out.push(b')');
     }
-    out.push(b' ');
-    plain(out, found[8]);
-    out.push(b' ');
-    plain(out, found[9]);
-    out.push(b')');
 }
 
-/// One element of an ENVELOPE address list.
+/// One element of an ENVELOPE address list. The parts borrow from the
+/// header value where they are written in one piece (the usual case), so
+/// rendering an ENVELOPE allocates little.
 #[derive(Debug, PartialEq, Eq)]
-enum Addr {
+enum Addr<'a> {
     Mailbox {
-        name: Option<Vec<u8>>,
+        name: Option<Cow<'a, [u8]>>,
         route: Option<Vec<u8>>,
-        mailbox: Vec<u8>,
-        host: Vec<u8>,
+        mailbox: Cow<'a, [u8]>,
+        host: Cow<'a, [u8]>,
     },
-    GroupStart(Vec<u8>),
+    GroupStart(Cow<'a, [u8]>),
     GroupEnd,
 }
 
-fn write_addresses(out: &mut Vec<u8>, list: &[Addr], utf8: bool) {
+fn write_addresses(out: &mut Vec<u8>, list: &[Addr<'_>], utf8: bool) {
     if list.is_empty() {
         out.extend_from_slice(b"NIL");
         return;
@@ -110,74 +145,112 @@ fn write_addresses(out: &mut Vec<u8>, list: &[Addr], utf8: bool) {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Tok {
+enum Tok<'a> {
     /// An atom or a quoted string's content.
-    Word(Vec<u8>),
+    Word(Cow<'a, [u8]>),
     /// A domain literal, brackets kept.
-    Literal(Vec<u8>),
+    Literal(&'a [u8]),
     Special(u8),
     /// A comment's content (used as the name of `addr (Name)`).
-    Comment(Vec<u8>),
+    Comment(Cow<'a, [u8]>),
 }
 
-fn tokenize(v: &[u8]) -> Vec<Tok> {
-    let mut toks = Vec::new();
+/// A quoted string starting at `v[i] == '"'`: its content and the index
+/// after it. Content without quoted pairs or line breaks is borrowed.
+fn quoted(v: &[u8], i: usize) -> (Cow<'_, [u8]>, usize) {
+    let start = i + 1;
+    let stop = v[start.min(v.len())..]
+        .iter()
+        .position(|&c| matches!(c, b'"' | b'\\' | b'\r' | b'\n'))
+        .map_or(v.len(), |p| start + p);
+    if stop >= v.len() || v[stop] == b'"' {
+        let end = stop.min(v.len());
+        return (Cow::Borrowed(&v[start.min(end)..end]), stop + 1);
+    }
+    let mut w = Vec::new();
+    let mut i = start;
+    while i < v.len() && v[i] != b'"' {
+        if v[i] == b'\\' && i + 1 < v.len() {
+            i += 1;
+        }
+        if v[i] != b'\r' && v[i] != b'\n' {
+            w.push(v[i]);
+        }
+        i += 1;
+    }
+    (Cow::Owned(w), i + 1)
+}
+
+/// A comment starting at `v[i] == '('`: its content (nested parentheses
+/// kept, the outer ones dropped) and the index after it. A comment
+/// without nesting, quoted pairs or line breaks is borrowed.
+fn comment(v: &[u8], i: usize) -> (Cow<'_, [u8]>, usize) {
+    let start = i + 1;
+    let stop = v[start.min(v.len())..]
+        .iter()
+        .position(|&c| matches!(c, b'(' | b')' | b'\\' | b'\r' | b'\n'))
+        .map_or(v.len(), |p| start + p);
+    if stop >= v.len() || v[stop] == b')' {
+        let end = stop.min(v.len());
+        return (
+            Cow::Borrowed(&v[start.min(end)..end]),
+            (stop + 1).min(v.len()),
+        );
+    }
+    let mut i = i;
+    let mut level = 0usize;
+    let mut w = Vec::new();
+    while i < v.len() {
+        match v[i] {
+            b'\\' if i + 1 < v.len() => {
+                i += 1;
+                w.push(v[i]);
+            }
+            b'(' => {
+                if level > 0 {
+                    w.push(b'(');
+                }
+                level += 1;
+            }
+            b')' => {
+                level -= 1;
+                if level == 0 {
+                    i += 1;
+                    break;
+                }
+                w.push(b')');
+            }
+            b'\r' | b'\n' => {}
+            x => w.push(x),
+        }
+        i += 1;
+    }
+    (Cow::Owned(w), i)
+}
+
+fn tokenize(v: &[u8]) -> Vec<Tok<'_>> {
+    let mut toks = Vec::with_capacity(16);
     let mut i = 0;
     while i < v.len() {
         let c = v[i];
         match c {
             b' ' | b'\t' | b'\r' | b'\n' => i += 1,
             b'"' => {
-                let mut w = Vec::new();
-                i += 1;
-                while i < v.len() && v[i] != b'"' {
-                    if v[i] == b'\\' && i + 1 < v.len() {
-                        i += 1;
-                    }
-                    if v[i] != b'\r' && v[i] != b'\n' {
-                        w.push(v[i]);
-                    }
-                    i += 1;
-                }
-                i += 1;
+                let (w, next) = quoted(v, i);
                 toks.push(Tok::Word(w));
+                i = next;
             }
             b'(' => {
-                let mut level = 0usize;
-                let mut w = Vec::new();
-                while i < v.len() {
-                    match v[i] {
-                        b'\\' if i + 1 < v.len() => {
-                            i += 1;
-                            w.push(v[i]);
-                        }
-                        b'(' => {
-                            if level > 0 {
-                                w.push(b'(');
-                            }
-                            level += 1;
-                        }
-                        b')' => {
-                            level -= 1;
-                            if level == 0 {
-                                i += 1;
-                                break;
-                            }
-                            w.push(b')');
-                        }
-                        b'\r' | b'\n' => {}
-                        x => w.push(x),
-                    }
-                    i += 1;
-                }
+                let (w, next) = comment(v, i);
                 toks.push(Tok::Comment(w));
+                i = next;
             }
             b'[' => {
                 let end = v[i..]
                     .iter()
                     .position(|&c| c == b']')
                     .map_or(v.len(), |p| i + p + 1);
-                toks.push(Tok::Literal(v[i..end].to_vec()));
+                toks.push(Tok::Literal(&v[i..end]));
                 i = end;
             }
             b'<' | b'>' | b'@' | b',' | b':' | b';' | b'.' => {
@@ -186,10 +259,27 @@ fn tokenize(v: &[u8]) -> Vec<Tok> {
             }
             _ => {
                 let start = i;
-                while i < v.len() && !b" \t\r\n\"(<>@,:;.[".contains(&v[i]) {
+                while i < v.len()
+                    && !matches!(
+                        v[i],
+                        b' ' | b'\t'
+                            | b'\r'
+                            | b'\n'
+                            | b'"'
+                            | b'('
+                            | b'<'
+                            | b'>'
+                            | b'@'
+                            | b','
+                            | b':'
+                            | b';'
+                            | b'.'
+                            | b'['
+                    )
+                {
                     i += 1;
                 }
-                toks.push(Tok::Word(v[start..i].to_vec()));
+                toks.push(Tok::Word(Cow::Borrowed(&v[start..i])));
             }
         }
     }
@@ -200,15 +290,16 @@ const MISSING_MAILBOX: &[u8] = b"MISSING_MAILBOX";
 const MISSING_DOMAIN: &[u8] = b"MISSING_DOMAIN";
 
 /// Parses an RFC 5322 `address-list` (with groups) tolerantly.
-fn parse_addresses(v: &[u8]) -> Vec<Addr> {
+fn parse_addresses(v: &[u8]) -> Vec<Addr<'_>> {
     let toks = tokenize(v);
     let mut out = Vec::new();
     let mut i = 0;
     let mut in_group = false;
+    let mut words: Vec<&Tok<'_>> = Vec::new();
     while i < toks.len() {
         // Phrase (display name or local part) up to a delimiter.
-        let mut words: Vec<&Tok> = Vec::new();
-        let mut comment: Option<&[u8]> = None;
+        words.clear();
+        let mut comment: Option<&Cow<'_, [u8]>> = None;
         while i < toks.len() {
             match &toks[i] {
                 Tok::Special(b'<' | b':' | b',' | b';' | b'@') => break,
@@ -232,7 +323,7 @@ fn parse_addresses(v: &[u8]) -> Vec<Addr> {
                 let (route, mailbox, host, next) = angle_addr(&toks, i);
                 i = next;
                 let name = if words.is_empty() {
-                    comment.map(<[u8]>::to_vec)
+                    comment.cloned()
                 } else {
                     Some(phrase(&words))
                 };
@@ -245,21 +336,18 @@ fn parse_addresses(v: &[u8]) -> Vec<Addr> {
             }
             Some(Tok::Special(b'@')) => {
                 i += 1;
-                let mut host = Vec::new();
+                let start = i;
                 while let Some(t) = toks.get(i) {
                     match t {
                         Tok::Special(b',' | b';') => break,
-                        Tok::Comment(c) => {
-                            if comment.is_none() {
-                                comment = Some(c);
-                            }
-                        }
-                        t => push_tok(&mut host, t),
+                        Tok::Comment(c) if comment.is_none() => comment = Some(c),
+                        _ => {}
                     }
                     i += 1;
                 }
+                let host = joined(toks[start..i].iter());
                 out.push(Addr::Mailbox {
-                    name: comment.map(<[u8]>::to_vec),
+                    name: comment.cloned(),
                     route: None,
                     mailbox: nonempty(dotted(&words), MISSING_MAILBOX),
                     host: nonempty(host, MISSING_DOMAIN),
@@ -268,10 +356,10 @@ fn parse_addresses(v: &[u8]) -> Vec<Addr> {
             other => {
                 if !words.is_empty() {
                     out.push(Addr::Mailbox {
-                        name: comment.map(<[u8]>::to_vec),
+                        name: comment.cloned(),
                         route: None,
                         mailbox: dotted(&words),
-                        host: MISSING_DOMAIN.to_vec(),
+                        host: Cow::Borrowed(MISSING_DOMAIN),
                     });
                 }
                 if let Some(Tok::Special(b';')) = other {
@@ -308,9 +396,12 @@ fn parse_addresses(v: &[u8]) -> Vec<Addr> {
     out
 }
 
+/// What an address part of several tokens reads as.
+type AngleAddr<'a> = (Option<Vec<u8>>, Cow<'a, [u8]>, Cow<'a, [u8]>, usize);
+
 /// `[route ":"] local "@" domain ">"` starting after `<`; returns the parts
 /// and the index after `>`.
-fn angle_addr(toks: &[Tok], mut i: usize) -> (Option<Vec<u8>>, Vec<u8>, Vec<u8>, usize) {
+fn angle_addr<'a>(toks: &[Tok<'a>], mut i: usize) -> AngleAddr<'a> {
     let mut route = None;
     // Obsolete source route: `@a,@b:` (RFC 5322 §4.4).
     if let Some(Tok::Special(b'@')) = toks.get(i) {
@@ -320,74 +411,124 @@ fn angle_addr(toks: &[Tok], mut i: usize) -> (Option<Vec<u8>>, Vec<u8>, Vec<u8>,
             match t {
                 Tok::Special(b':') => break,
                 Tok::Special(b'>') => {
-                    return (None, MISSING_MAILBOX.to_vec(), MISSING_DOMAIN.to_vec(), i);
+                    return (
+                        None,
+                        Cow::Borrowed(MISSING_MAILBOX),
+                        Cow::Borrowed(MISSING_DOMAIN),
+                        i,
+                    );
                 }
                 t => push_tok(&mut r, t),
             }
         }
         route = Some(r);
     }
-    let mut local = Vec::new();
-    let mut host = Vec::new();
-    let mut at = false;
+    let local_start = i;
+    let mut at: Option<usize> = None;
     while let Some(t) = toks.get(i) {
-        i += 1;
         match t {
             Tok::Special(b'>') => break,
-            Tok::Special(b'@') if !at => at = true,
-            Tok::Comment(_) => {}
-            t if at => push_tok(&mut host, t),
-            t => push_tok(&mut local, t),
+            Tok::Special(b'@') if at.is_none() => at = Some(i),
+            _ => {}
         }
+        i += 1;
     }
-    if local.is_empty() && !at {
+    let end = i;
+    // Past the `>` (when there is one).
+    let next = if i < toks.len() { i + 1 } else { i };
+    let (local, host) = match at {
+        Some(a) => (
+            joined(toks[local_start..a].iter()),
+            joined(toks[a + 1..end].iter()),
+        ),
+        None => (
+            joined(toks[local_start..end].iter()),
+            Cow::Borrowed(&b""[..]),
+        ),
+    };
+    if local.is_empty() && at.is_none() {
         // `<>`: the null return path.
-        return (route, Vec::new(), Vec::new(), i);
+        return (
+            route,
+            Cow::Borrowed(&b""[..]),
+            Cow::Borrowed(&b""[..]),
+            next,
+        );
     }
     (
         route,
         nonempty(local, MISSING_MAILBOX),
         nonempty(host, MISSING_DOMAIN),
-        i,
+        next,
     )
 }
 
-fn push_tok(out: &mut Vec<u8>, t: &Tok) {
+fn push_tok(out: &mut Vec<u8>, t: &Tok<'_>) {
     match t {
-        Tok::Word(w) | Tok::Literal(w) => out.extend_from_slice(w),
+        Tok::Word(w) => out.extend_from_slice(w),
+        Tok::Literal(w) => out.extend_from_slice(w),
         Tok::Special(c) => out.push(*c),
         Tok::Comment(_) => {}
     }
 }
 
-fn nonempty(v: Vec<u8>, default: &[u8]) -> Vec<u8> {
-    if v.is_empty() { default.to_vec() } else { v }
+/// Tokens joined without spaces, comments left out: borrowed when a
+/// single word or literal makes up the whole.
+fn joined<'a, 'b>(toks: impl Iterator<Item = &'b Tok<'a>> + Clone) -> Cow<'a, [u8]>
+where
+    'a: 'b,
+{
+    let mut content = toks.clone().filter(|t| !matches!(t, Tok::Comment(_)));
+    match (content.next(), content.next()) {
+        (None, _) => Cow::Borrowed(&b""[..]),
+        (Some(Tok::Word(w)), None) => w.clone(),
+        (Some(Tok::Literal(w)), None) => Cow::Borrowed(w),
+        _ => {
+            let mut out = Vec::with_capacity(32);
+            for t in toks {
+                push_tok(&mut out, t);
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+fn nonempty<'a>(v: Cow<'a, [u8]>, default: &'static [u8]) -> Cow<'a, [u8]> {
+    if v.is_empty() {
+        Cow::Borrowed(default)
+    } else {
+        v
+    }
 }
 
 /// Words joined by single spaces (a display name).
-fn phrase(words: &[&Tok]) -> Vec<u8> {
-    let mut out = Vec::new();
+fn phrase<'a>(words: &[&Tok<'a>]) -> Cow<'a, [u8]> {
+    if let [one] = words {
+        return joined(std::iter::once(*one));
+    }
+    let mut out = Vec::with_capacity(32);
     for (n, t) in words.iter().enumerate() {
         if n > 0 && !matches!(t, Tok::Special(b'.')) {
             out.push(b' ');
         }
         push_tok(&mut out, t);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Tokens joined without spaces (a local part such as `first.last`).
-fn dotted(words: &[&Tok]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for t in words {
-        push_tok(&mut out, t);
-    }
-    out
+fn dotted<'a>(words: &[&Tok<'a>]) -> Cow<'a, [u8]> {
+    joined(words.iter().copied())
 }
+
+#[cfg(test)]
+#[path = "envelope_oracle.rs"]
+mod oracle;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn render(v: &str) -> String {
         let mut out = Vec::new();
@@ -445,6 +586,61 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(render(input), want, "input {input:?}");
+        }
+    }
+
+    /// Address-ish text: the tokens the parser distinguishes, in any order.
+    fn addressish() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"a".to_vec()),
+            Just(b"b.c".to_vec()),
+            Just(b"\"q, \\\"x\"".to_vec()),
+            Just(b"\"q\r\n y\"".to_vec()),
+            Just(b"(c (n) \\) d)".to_vec()),
+            Just(b"(c\r\n d)".to_vec()),
+            Just(b"[1.2\r\n .3]".to_vec()),
+            Just(b"[".to_vec()),
+            Just(b"]".to_vec()),
+            Just(b")".to_vec()),
+            Just(b"(".to_vec()),
+            Just(b"\"".to_vec()),
+            Just(b"\\".to_vec()),
+            Just(b"@".to_vec()),
+            Just(b"<".to_vec()),
+            Just(b">".to_vec()),
+            Just(b",".to_vec()),
+            Just(b":".to_vec()),
+            Just(b";".to_vec()),
+            Just(b".".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"\r\n\t".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"=?utf-8?q?J=C3=B6rg?=".to_vec()),
+            Just("Jörg".as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..6),
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    fn render_new(v: &[u8], utf8: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_addresses(&mut out, &parse_addresses(v), utf8);
+        out
+    }
+
+    proptest! {
+        /// The borrowing parser renders every input exactly as the old one.
+        #[test]
+        fn same_as_the_old_parser(v in addressish(), utf8 in any::<bool>()) {
+            prop_assert_eq!(render_new(&v, utf8), oracle::render(&v, utf8));
+        }
+
+        #[test]
+        fn same_as_the_old_parser_on_bytes(
+            v in proptest::collection::vec(any::<u8>(), 0..64),
+            utf8 in any::<bool>(),
+        ) {
+            prop_assert_eq!(render_new(&v, utf8), oracle::render(&v, utf8));
         }
     }
 }

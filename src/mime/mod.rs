@@ -18,11 +18,17 @@
 //! lenient and writes into reused buffers.
 //!
 //! The tree parser accepts LF or CRLF line ends, so SEARCH parses the
-//! stored bytes in place (no per-message copy), while [`Message::parse`]
-//! first normalises to CRLF so that every offset and size it reports is the
-//! IMAP one.
+//! stored bytes in place (no per-message copy), and so do the renderers a
+//! cold `FETCH 1:* (ENVELOPE BODYSTRUCTURE)` runs per message
+//! ([`envelope_of`], [`body_structure_of`], [`header_fields_of`]): they
+//! count sizes in CRLF terms (`crlf`) and read the few values whose parsing
+//! treats CR and LF differently in their CRLF form, so they give exactly
+//! what [`Message::parse`] gives. That one first normalises the whole
+//! message to CRLF, because body sections are served from it and every
+//! offset it reports must be the IMAP one.
 //!
-//! Layout: `tree` (part boundaries, header fields, parameters),
+//! Layout: `crlf` (line-end counting and conversion), `tree` (part
+//! boundaries, header fields, parameters),
 //! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
 //! quoted-printable), `preview` (RFC 8970), `search_text` (the content
 //! side of SEARCH, used by `session::search`). Strings are encoded with
@@ -31,6 +37,7 @@ use std::ops::Range;
 
 use crate::proto::{Section, SectionText};
 
+mod crlf;
 mod decode;
 mod envelope;
 mod preview;
@@ -56,49 +63,100 @@ pub enum BinaryError {
     NoSuchPart,
 }
 
-/// Size of `raw` once bare LFs become CRLF (RFC822.SIZE), without copying.
-pub fn crlf_size(raw: &[u8]) -> u64 {
-    let mut bare = 0u64;
-    for i in memchr::memchr_iter(b'\n', raw) {
-        if i == 0 || raw[i - 1] != b'\r' {
-            bare += 1;
-        }
-    }
-    raw.len() as u64 + bare
-}
-
-/// `raw` with every bare LF turned into CRLF (a lone CR is left alone: it is
-/// not a line end and Dovecot keeps it too).
-pub fn to_crlf(raw: &[u8]) -> Vec<u8> {
-    let size = usize::try_from(crlf_size(raw)).unwrap_or(raw.len());
-    let mut out = Vec::with_capacity(size);
-    let mut last = 0;
-    for i in memchr::memchr_iter(b'\n', raw) {
-        if i == 0 || raw[i - 1] != b'\r' {
-            out.extend_from_slice(&raw[last..i]);
-            out.extend_from_slice(b"\r\n");
-            last = i + 1;
-        }
-    }
-    out.extend_from_slice(&raw[last..]);
-    out
-}
+pub use crlf::{crlf_size, to_crlf};
 
 /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT of a CRLF header block,
 /// appended to `out`: the matching fields in their order, then the blank
 /// line. Works on the block as it is, so a cached header digest is answered
 /// without parsing a message around it.
-pub fn select_header_fields(out: &mut Vec<u8>, block: &[u8], names: &[String], keep: bool) {
-    for f in tree::fields(block, 0..block.len()) {
-        let listed = names.iter().any(|n| f.is(n.as_bytes()));
-        if listed == keep {
-            out.extend_from_slice(f.raw);
-            if !f.raw.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
-            }
-        }
+pub fn select_header_fields<S: AsRef<str>>(
+    out: &mut Vec<u8>,
+    block: &[u8],
+    names: &[S],
+    keep: bool,
+) {
+    write_header_fields(out, block, 0..block.len(), names, keep);
+}
+
+/// [`select_header_fields`] for the top-level header of a message, or of a
+/// header block alone, in its stored form (LF or CRLF line ends). The
+/// fields come out in CRLF form, exactly as from `Message::parse(raw)`.
+pub fn header_fields_of<S: AsRef<str>>(out: &mut Vec<u8>, raw: &[u8], names: &[S], keep: bool) {
+    let (header, _) = tree::split_header(raw, 0..raw.len());
+    write_header_fields(out, raw, header, names, keep);
+}
+
+fn write_header_fields<S: AsRef<str>>(
+    out: &mut Vec<u8>,
+    data: &[u8],
+    header: Range<usize>,
+    names: &[S],
+    keep: bool,
+) {
+    for f in tree::fields(data, header) {
+        select_field(out, &f, names, keep);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends field `f` (in CRLF form) if it is `listed` in `names` == `keep`.
+fn select_field<S: AsRef<str>>(out: &mut Vec<u8>, f: &tree::Field<'_>, names: &[S], keep: bool) {
+    let listed = names.iter().any(|n| f.is(n.as_ref().as_bytes()));
+    if listed == keep {
+        // A field never starts with a line break, so converting it alone
+        // gives its bytes in the CRLF form of the message.
+        crlf::append_crlf(out, f.raw);
+        if !f.raw.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// [`envelope_of`] into `env` and [`header_fields_of`] (`names`, kept) into
+/// `selected`, in one pass over the message's header: what a cold FETCH
+/// ENVELOPE renders (and caches) for every message.
+pub fn envelope_and_fields_of<S: AsRef<str>>(
+    env: &mut Vec<u8>,
+    selected: &mut Vec<u8>,
+    raw: &[u8],
+    names: &[S],
+    utf8: bool,
+) {
+    let (header, _) = tree::split_header(raw, 0..raw.len());
+    let mut found = envelope::Found::default();
+    for f in tree::fields(raw, header) {
+        found.offer(&f);
+        select_field(selected, &f, names, true);
+    }
+    selected.extend_from_slice(b"\r\n");
+    found.write(env, utf8);
+}
+
+/// The header block of a message (up to and including the blank line that
+/// ends it; all of `raw` when none does), in whatever form `raw` is.
+pub fn header_block(raw: &[u8]) -> &[u8] {
+    let (header, _) = tree::split_header(raw, 0..raw.len());
+    raw.get(header).unwrap_or_default()
+}
+
+/// The encoded BODYSTRUCTURE (`extensible`) or BODY of a message in its
+/// stored form: the same bytes as `Message::parse(raw).body_structure(..)`,
+/// without the CRLF copy of the whole message (sizes are counted in CRLF
+/// terms on the stored bytes). What a cold `FETCH 1:* BODYSTRUCTURE` runs
+/// for every message.
+/// Appends to `out`, where the response is being built.
+pub fn body_structure_of(out: &mut Vec<u8>, raw: &[u8], extensible: bool) {
+    let root = tree::parse_message(raw);
+    structure::write(out, raw, &root, extensible);
+}
+
+/// The encoded ENVELOPE of a message, or of its header block alone, in its
+/// stored form: the same bytes as `Message::parse(raw).envelope(utf8)`
+/// without a copy or a MIME parse (only the top-level header is read).
+/// Appends to `out`, where the response is being built.
+pub fn envelope_of(out: &mut Vec<u8>, raw: &[u8], utf8: bool) {
+    let (header, _) = tree::split_header(raw, 0..raw.len());
+    envelope::write(out, raw, header, utf8);
 }
 
 /// Which part a path names and where further path elements look.
@@ -210,9 +268,8 @@ impl Message {
     /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT: the matching fields in
     /// message order, then the blank line (RFC 9051 §6.4.5).
     fn header_fields(&self, msg: &Part, names: &[String], keep: bool) -> Vec<u8> {
-        let block = self.data.get(msg.header.clone()).unwrap_or_default();
         let mut out = Vec::new();
-        select_header_fields(&mut out, block, names, keep);
+        write_header_fields(&mut out, &self.data, msg.header.clone(), names, keep);
         out
     }
 

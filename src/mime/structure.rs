@@ -6,8 +6,11 @@
 //! compares all of these case-insensitively, so this is cosmetic. Parameter
 //! values keep RFC 2047/2231 encodings (continuations merged), as Dovecot
 //! does: decoding is the client's job and keeps 8-bit out of the strings.
+use std::borrow::Cow;
+
+use super::crlf::{crlf_value, line_ends};
 use super::envelope;
-use super::tree::{Field, Kind, Part, fields, is_token, media_type, params, trim, unfold};
+use super::tree::{Kind, Param, Part, is_token, media_type_params, params, trim, unfold};
 use crate::proto::encode::{nstring, string};
 
 /// Writes `body` for `part` (a message root or any part).
@@ -19,7 +22,7 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
                 write(out, data, c, ext);
             }
             out.push(b' ');
-            string(out, part.subtype.to_ascii_uppercase().as_bytes(), false);
+            upper_string(out, part.subtype.as_bytes());
             if ext {
                 let h = Headers::collect(data, part);
                 out.push(b' ');
@@ -29,9 +32,9 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
         }
         kind => {
             let h = Headers::collect(data, part);
-            string(out, part.mtype.to_ascii_uppercase().as_bytes(), false);
+            upper_string(out, part.mtype.as_bytes());
             out.push(b' ');
-            string(out, part.subtype.to_ascii_uppercase().as_bytes(), false);
+            upper_string(out, part.subtype.as_bytes());
             out.push(b' ');
             write_params(out, h.ctype_params(), part.is_text());
             out.push(b' ');
@@ -50,18 +53,21 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
                 .unwrap_or_else(|| b"7BIT".to_vec());
             string(out, &enc, false);
             out.push(b' ');
-            let body = data.get(part.body.clone()).unwrap_or_default();
-            out.extend_from_slice(body.len().to_string().as_bytes());
+            // Size and lines in CRLF terms, counted on the bytes as given
+            // (stored LF or already CRLF) instead of on a converted copy.
+            let (lines, bare) = line_ends(data, part.body.clone());
+            let len = data.get(part.body.clone()).map_or(0, <[u8]>::len);
+            number(out, len + bare);
             if let Kind::Message(inner) = kind {
                 out.push(b' ');
                 envelope::write(out, data, inner.header.clone(), false);
                 out.push(b' ');
                 write(out, data, inner, ext);
                 out.push(b' ');
-                out.extend_from_slice(lines(body).to_string().as_bytes());
+                number(out, lines);
             } else if part.is_text() {
                 out.push(b' ');
-                out.extend_from_slice(lines(body).to_string().as_bytes());
+                number(out, lines);
             }
             if ext {
                 out.push(b' ');
@@ -73,17 +79,36 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
     out.push(b')');
 }
 
-/// Lines of a body: its line breaks, as Dovecot counts them (an
-/// unterminated last line does not count; the line break before a
-/// multipart delimiter belongs to the delimiter, not to the part).
-pub(crate) fn lines(body: &[u8]) -> usize {
-    memchr::memchr_iter(b'\n', body).count()
+// Lines of a body are its line breaks, as Dovecot counts them (an
+// unterminated last line does not count; the line break before a multipart
+// delimiter belongs to the delimiter, not to the part): the LF count of
+// `line_ends`.
+
+/// [`string`] of `s` upper-cased, without a heap copy for the short
+/// tokens this is used for (types, subtypes, parameter names).
+fn upper_string(out: &mut Vec<u8>, s: &[u8]) {
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..s.len()) {
+        Some(b) => {
+            b.copy_from_slice(s);
+            b.make_ascii_uppercase();
+            string(out, b, false);
+        }
+        None => string(out, &s.to_ascii_uppercase(), false),
+    }
+}
+
+fn number(out: &mut Vec<u8>, n: usize) {
+    use std::io::Write;
+    let _ = write!(out, "{n}");
 }
 
 /// The MIME header fields BODYSTRUCTURE needs, first occurrence each.
+/// Content-Type is kept in its CRLF form (its parameters are parsed); the
+/// others are only unfolded, which removes every CR and LF anyway.
 #[derive(Default)]
 struct Headers<'a> {
-    ctype: Option<&'a [u8]>,
+    ctype: Option<Cow<'a, [u8]>>,
     cte: Option<&'a [u8]>,
     id: Option<&'a [u8]>,
     description: Option<&'a [u8]>,
@@ -95,40 +120,35 @@ struct Headers<'a> {
 
 impl<'a> Headers<'a> {
     fn collect(data: &'a [u8], part: &Part) -> Headers<'a> {
-        let mut h = Headers::default();
-        for f in fields(data, part.header.clone()) {
-            let slot = match () {
-                _ if f.is(b"content-type") => &mut h.ctype,
-                _ if f.is(b"content-transfer-encoding") => &mut h.cte,
-                _ if f.is(b"content-id") => &mut h.id,
-                _ if f.is(b"content-description") => &mut h.description,
-                _ if f.is(b"content-md5") => &mut h.md5,
-                _ if f.is(b"content-disposition") => &mut h.disposition,
-                _ if f.is(b"content-language") => &mut h.language,
-                _ if f.is(b"content-location") => &mut h.location,
-                _ => continue,
-            };
-            let Field { value, .. } = f;
-            if slot.is_none() {
-                *slot = Some(value);
-            }
+        let m = &part.mime;
+        let get =
+            |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| data.get(r).unwrap_or_default());
+        Headers {
+            ctype: get(&m.ctype).map(crlf_value),
+            cte: get(&m.cte),
+            id: get(&m.id),
+            description: get(&m.description),
+            md5: get(&m.md5),
+            disposition: get(&m.disposition),
+            language: get(&m.language),
+            location: get(&m.location),
         }
-        h
     }
 
     /// The parameters of Content-Type, when it is a valid media type (an
     /// invalid one was replaced by text/plain and its parameters with it).
-    fn ctype_params(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn ctype_params(&self) -> Vec<Param<'_>> {
         self.ctype
-            .and_then(media_type)
-            .map(|(_, _, rest)| params(rest))
+            .as_deref()
+            .and_then(media_type_params)
+            .map(params)
             .unwrap_or_default()
     }
 }
 
 /// `body-fld-param`; text parts always name a charset (RFC 2045 §5.2
 /// default), as Dovecot does.
-fn write_params(out: &mut Vec<u8>, params: Vec<(Vec<u8>, Vec<u8>)>, text: bool) {
+fn write_params(out: &mut Vec<u8>, params: Vec<Param<'_>>, text: bool) {
     let has_charset = params
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case(b"charset"));
@@ -143,7 +163,7 @@ fn write_params(out: &mut Vec<u8>, params: Vec<(Vec<u8>, Vec<u8>)>, text: bool) 
             out.push(b' ');
         }
         first = false;
-        string(out, &name.to_ascii_uppercase(), false);
+        upper_string(out, name);
         out.push(b' ');
         string(out, value, false);
     }
@@ -168,7 +188,7 @@ fn write_ext_common(out: &mut Vec<u8>, h: &Headers<'_>) {
                 out.extend_from_slice(b"NIL");
             } else {
                 out.push(b'(');
-                string(out, &ty.to_ascii_uppercase(), false);
+                upper_string(out, ty);
                 out.push(b' ');
                 write_params(out, params(&v[end..]), false);
                 out.push(b')');

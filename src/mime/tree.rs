@@ -1,9 +1,12 @@
 //! The MIME part tree: where each part's header and body lie in the bytes.
 //!
 //! The parser is line-ending agnostic (a line ends at LF, with or without a
-//! CR before it), so SEARCH can run it over the stored bytes as they are,
-//! without first copying them into the CRLF form; FETCH runs it over the
-//! CRLF-normalised copy, where the same offsets are the IMAP ones.
+//! CR before it), so SEARCH and the ENVELOPE/BODYSTRUCTURE renderers run it
+//! over the stored bytes as they are, without first copying them into the
+//! CRLF form; `Message` runs it over the CRLF-normalised copy, where the
+//! same offsets are the IMAP ones. Either way it finds the same parts: every
+//! boundary it draws falls before a line end or just after an LF, never
+//! between a CR and its LF, so the offsets of one form map onto the other.
 //!
 //! Invariants: every range lies inside the input and `start <= end`; a
 //! multipart always has at least one child (an empty text/plain part stands
@@ -17,7 +20,11 @@
 //! against the input. When a field repeats, the first occurrence counts.
 use std::ops::Range;
 
-use memchr::{memchr, memmem};
+use std::borrow::Cow;
+
+use memchr::{memchr, memchr2, memmem};
+
+use super::crlf::crlf_value;
 
 /// Deepest nesting of multiparts and encapsulated messages we descend into.
 pub(crate) const MAX_DEPTH: usize = 100;
@@ -86,6 +93,58 @@ pub(crate) struct Part {
     pub subtype: String,
     pub cte: Cte,
     pub kind: Kind,
+    /// The MIME fields of the part's header, found while parsing it.
+    pub mime: MimeFields,
+}
+
+/// Where the values of the MIME header fields BODYSTRUCTURE shows lie in
+/// the data (first occurrence of each, still folded): recorded by the one
+/// pass over the header that finds the part's type, so that rendering does
+/// not read the header again.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct MimeFields {
+    pub ctype: Option<Range<usize>>,
+    pub cte: Option<Range<usize>>,
+    pub id: Option<Range<usize>>,
+    pub description: Option<Range<usize>>,
+    pub md5: Option<Range<usize>>,
+    pub disposition: Option<Range<usize>>,
+    pub language: Option<Range<usize>>,
+    pub location: Option<Range<usize>>,
+}
+
+impl MimeFields {
+    /// The MIME fields of the header block `data[header]`.
+    pub fn of(data: &[u8], header: Range<usize>) -> MimeFields {
+        let mut m = MimeFields::default();
+        for f in fields(data, header) {
+            // Every MIME field starts with `content-`: one check skips the
+            // rest of the header.
+            let Some(rest) = f
+                .name
+                .get(..8)
+                .filter(|p| p.eq_ignore_ascii_case(b"content-"))
+                .and_then(|_| f.name.get(8..))
+            else {
+                continue;
+            };
+            let slot = match () {
+                _ if rest.eq_ignore_ascii_case(b"type") => &mut m.ctype,
+                _ if rest.eq_ignore_ascii_case(b"transfer-encoding") => &mut m.cte,
+                _ if rest.eq_ignore_ascii_case(b"id") => &mut m.id,
+                _ if rest.eq_ignore_ascii_case(b"description") => &mut m.description,
+                _ if rest.eq_ignore_ascii_case(b"md5") => &mut m.md5,
+                _ if rest.eq_ignore_ascii_case(b"disposition") => &mut m.disposition,
+                _ if rest.eq_ignore_ascii_case(b"language") => &mut m.language,
+                _ if rest.eq_ignore_ascii_case(b"location") => &mut m.location,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(f.value_range());
+            }
+        }
+        m
+    }
 }
 
 impl Part {
@@ -111,17 +170,12 @@ fn parse_part(
     budget: &mut usize,
 ) -> Part {
     let (header, body) = split_header(data, range);
-    let mut ctype: Option<&[u8]> = None;
-    let mut cte: Option<Cte> = None;
-    for f in fields(data, header.clone()) {
-        if ctype.is_none() && f.is(b"content-type") {
-            ctype = Some(f.value);
-        } else if cte.is_none() && f.is(b"content-transfer-encoding") {
-            cte = Some(Cte::from_value(f.value));
-        }
-    }
-    let cte = cte.unwrap_or(Cte::SevenBit);
-    let (mut mtype, mut subtype, params) = match ctype.and_then(media_type) {
+    let mime = MimeFields::of(data, header.clone());
+    let value = |r: &Option<Range<usize>>| r.clone().map(|r| data.get(r).unwrap_or_default());
+    let cte = value(&mime.cte).map_or(Cte::SevenBit, Cte::from_value);
+    // Parameters are read as in the CRLF form, whatever the stored line ends.
+    let ctype = value(&mime.ctype).map(crlf_value);
+    let (mut mtype, mut subtype, params) = match ctype.as_deref().and_then(media_type) {
         Some((t, s, p)) => (t, s, p),
         None if digest => ("message".to_string(), "rfc822".to_string(), &b""[..]),
         None => ("text".to_string(), "plain".to_string(), &b""[..]),
@@ -176,6 +230,7 @@ fn parse_part(
         subtype,
         cte,
         kind,
+        mime,
     }
 }
 
@@ -187,6 +242,7 @@ fn empty_part(at: usize) -> Part {
         subtype: "plain".into(),
         cte: Cte::SevenBit,
         kind: Kind::Leaf,
+        mime: MimeFields::default(),
     }
 }
 
@@ -194,27 +250,69 @@ fn empty_part(at: usize) -> Part {
 /// (the parameters). `None` when the value is not a usable media type, in
 /// which case RFC 2045 §5.2 says to assume text/plain.
 pub(crate) fn media_type(value: &[u8]) -> Option<(String, String, &[u8])> {
+    // Tokens are ASCII, so lower-casing byte by byte is the whole job.
+    let lower = |t: &[u8]| -> String {
+        t.iter()
+            .map(|&c| char::from(c.to_ascii_lowercase()))
+            .collect()
+    };
+    split_media_type(value, |t, s| (lower(t), lower(s))).map(|((t, s), rest)| (t, s, rest))
+}
+
+/// The parameters of a Content-Type value when it is a usable media type:
+/// [`media_type`] without making the type strings.
+pub(crate) fn media_type_params(value: &[u8]) -> Option<&[u8]> {
+    split_media_type(value, |_, _| ()).map(|(_, rest)| rest)
+}
+
+/// Checks the `type "/" subtype` of a Content-Type value, hands the two
+/// tokens to `f`, and returns its result with the rest of the value.
+fn split_media_type<R>(value: &[u8], f: impl FnOnce(&[u8], &[u8]) -> R) -> Option<(R, &[u8])> {
     let end = memchr(b';', value).unwrap_or(value.len());
     let (ty, rest) = (&value[..end], &value[end..]);
-    let ty = strip_comments(ty);
-    let slash = memchr(b'/', &ty)?;
+    // Without a `(` there is no comment to strip (and nothing to copy).
+    let stripped;
+    let ty = if memchr(b'(', ty).is_some() {
+        stripped = strip_comments(ty);
+        &stripped[..]
+    } else {
+        ty
+    };
+    let slash = memchr(b'/', ty)?;
     let t = trim(&ty[..slash]);
     let s = trim(&ty[slash + 1..]);
     if !is_token(t) || !is_token(s) {
         return None;
     }
-    Some((
-        String::from_utf8_lossy(t).to_ascii_lowercase(),
-        String::from_utf8_lossy(s).to_ascii_lowercase(),
-        rest,
-    ))
+    Some((f(t, s), rest))
 }
 
 /// RFC 2045 §5.1 `token`: printable ASCII without blanks and tspecials.
 pub(crate) fn is_token(x: &[u8]) -> bool {
+    // A `match`, not a search of the tspecials string per byte: this runs
+    // over every media type and encoding of every part.
     !x.is_empty()
-        && x.iter()
-            .all(|&c| c > b' ' && c < 0x7f && !b"()<>@,;:\\\"/[]?=".contains(&c))
+        && x.iter().all(|&c| {
+            c > b' '
+                && c < 0x7f
+                && !matches!(
+                    c,
+                    b'(' | b')'
+                        | b'<'
+                        | b'>'
+                        | b'@'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'\\'
+                        | b'"'
+                        | b'/'
+                        | b'['
+                        | b']'
+                        | b'?'
+                        | b'='
+                )
+        })
 }
 
 fn strip_comments(v: &[u8]) -> Vec<u8> {
@@ -336,6 +434,15 @@ pub(crate) struct Field<'a> {
     /// The value after the colon, still folded, without the final line
     /// break.
     pub value: &'a [u8],
+    /// Where `value` starts in the data the fields were read from.
+    pub value_at: usize,
+}
+
+impl Field<'_> {
+    /// Where `value` lies in the data the fields were read from.
+    pub fn value_range(&self) -> Range<usize> {
+        self.value_at..self.value_at + self.value.len()
+    }
 }
 
 impl Field<'_> {
@@ -348,6 +455,7 @@ impl Field<'_> {
 /// headers) are yielded with the whole line as name and an empty value, so
 /// HEADER.FIELDS.NOT still returns them.
 pub(crate) fn fields(data: &[u8], header: Range<usize>) -> impl Iterator<Item = Field<'_>> {
+    let base = header.start;
     let block = data.get(header).unwrap_or_default();
     let mut pos = 0;
     std::iter::from_fn(move || {
@@ -379,11 +487,25 @@ pub(crate) fn fields(data: &[u8], header: Range<usize>) -> impl Iterator<Item = 
                 // The blank line ending the header.
                 continue;
             }
-            let (name, value) = match memchr(b':', content) {
-                Some(c) => (trim_end(&content[..c]), trim_start(&content[c + 1..])),
-                None => (content, &content[content.len()..]),
+            let (name, value, off) = match memchr(b':', content) {
+                Some(c) => {
+                    let after = &content[c + 1..];
+                    let value = trim_start(after);
+                    (
+                        trim_end(&content[..c]),
+                        value,
+                        c + 1 + after.len() - value.len(),
+                    )
+                }
+                None => (content, &content[content.len()..], content.len()),
             };
-            return Some(Field { name, raw, value });
+            let value_at = base + start + off;
+            return Some(Field {
+                name,
+                raw,
+                value,
+                value_at,
+            });
         }
     })
 }
@@ -414,12 +536,18 @@ pub(crate) fn trim(v: &[u8]) -> &[u8] {
 
 /// A folded header value unfolded: CR and LF removed (the WSP that follows
 /// a fold stays, RFC 5322 §2.2.3), outer blanks trimmed.
-pub(crate) fn unfold(v: &[u8]) -> Vec<u8> {
-    trim(v)
-        .iter()
-        .copied()
-        .filter(|&c| c != b'\r' && c != b'\n')
-        .collect()
+pub(crate) fn unfold(v: &[u8]) -> Cow<'_, [u8]> {
+    let v = trim(v);
+    if memchr2(b'\r', b'\n', v).is_none() {
+        // Not folded, the usual case: nothing to copy.
+        return Cow::Borrowed(v);
+    }
+    Cow::Owned(
+        v.iter()
+            .copied()
+            .filter(|&c| c != b'\r' && c != b'\n')
+            .collect(),
+    )
 }
 
 /// Parameters of a structured MIME header value (`; name=value` after the
@@ -427,8 +555,8 @@ pub(crate) fn unfold(v: &[u8]) -> Vec<u8> {
 /// continuations (`name*0`, `name*1*`) merged into one `name` (or `name*`
 /// when any segment is charset-encoded, its value left encoded): what
 /// Dovecot puts into BODYSTRUCTURE.
-pub(crate) fn params(rest: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+pub(crate) fn params(rest: &[u8]) -> Vec<Param<'_>> {
+    let mut raw: Vec<Param<'_>> = Vec::new();
     let mut i = 0;
     let s = rest;
     // Real headers have a handful; the cap keeps a hostile header with
@@ -461,27 +589,40 @@ pub(crate) fn params(rest: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         while i < s.len() && s[i].is_ascii_whitespace() {
             i += 1;
         }
-        let mut value = Vec::new();
+        let value: Cow<'_, [u8]>;
         if i < s.len() && s[i] == b'"' {
             i += 1;
-            while i < s.len() && s[i] != b'"' {
-                if s[i] == b'\\' && i + 1 < s.len() {
+            let start = i;
+            // A quoted string without quoted pairs or line breaks (the
+            // usual case) is its own content: borrow it.
+            while i < s.len() && !matches!(s[i], b'"' | b'\\' | b'\r' | b'\n') {
+                i += 1;
+            }
+            if i >= s.len() || s[i] == b'"' {
+                value = Cow::Borrowed(&s[start..i]);
+            } else {
+                let mut v = s[start..i].to_vec();
+                while i < s.len() && s[i] != b'"' {
+                    if s[i] == b'\\' && i + 1 < s.len() {
+                        i += 1;
+                    }
+                    if s[i] != b'\r' && s[i] != b'\n' {
+                        v.push(s[i]);
+                    }
                     i += 1;
                 }
-                if s[i] != b'\r' && s[i] != b'\n' {
-                    value.push(s[i]);
-                }
-                i += 1;
+                value = Cow::Owned(v);
             }
             i += 1;
         } else {
+            let start = i;
             while i < s.len() && s[i] != b';' && s[i] != b'(' && !s[i].is_ascii_whitespace() {
-                value.push(s[i]);
                 i += 1;
             }
+            value = Cow::Borrowed(&s[start..i]);
         }
         if !name.is_empty() {
-            raw.push((name.to_vec(), value));
+            raw.push((Cow::Borrowed(name), value));
         }
     }
     merge_continuations(raw)
@@ -508,7 +649,7 @@ fn skip_comment(s: &[u8], mut i: usize) -> usize {
 
 /// RFC 2231 §3/§4: `name*N` and `name*N*` segments become one parameter at
 /// the place of the first; the others are kept as they are.
-fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn merge_continuations(raw: Vec<Param<'_>>) -> Vec<Param<'_>> {
     fn segment(name: &[u8]) -> Option<(&[u8], u32, bool)> {
         let encoded = name.ends_with(b"*");
         let n = if encoded {
@@ -525,14 +666,14 @@ fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> 
     }
     /// A parameter being merged: its slot in `out`, base name, whether
     /// any segment is encoded, and the segments by index.
-    struct Merged {
+    struct Merged<'a> {
         slot: usize,
         base: Vec<u8>,
         encoded: bool,
-        segments: Vec<(u32, Vec<u8>)>,
+        segments: Vec<(u32, Cow<'a, [u8]>)>,
     }
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut merged: Vec<Merged> = Vec::new();
+    let mut out: Vec<Param<'_>> = Vec::new();
+    let mut merged: Vec<Merged<'_>> = Vec::new();
     for (name, value) in raw {
         match segment(&name) {
             Some((base, idx, enc)) => {
@@ -543,7 +684,7 @@ fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> 
                     m.encoded |= enc;
                     m.segments.push((idx, value));
                 } else {
-                    out.push((Vec::new(), Vec::new()));
+                    out.push((Cow::Borrowed(&[][..]), Cow::Borrowed(&[][..])));
                     merged.push(Merged {
                         slot: out.len() - 1,
                         base: base.to_vec(),
@@ -561,16 +702,23 @@ fn merge_continuations(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> 
         if m.encoded {
             name.push(b'*');
         }
-        let value = m.segments.into_iter().flat_map(|s| s.1).collect();
+        let mut value = Vec::new();
+        for (_, seg) in m.segments {
+            value.extend_from_slice(&seg);
+        }
         if let Some(o) = out.get_mut(m.slot) {
-            *o = (name, value);
+            *o = (Cow::Owned(name), Cow::Owned(value));
         }
     }
     out
 }
 
+/// One parameter: its name as written and its value, borrowed from the
+/// header where they are written in one piece.
+pub(crate) type Param<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 /// The value of parameter `name` (case-insensitive) in a parameter list.
-pub(crate) fn param(rest: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn param<'a>(rest: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
     params(rest)
         .into_iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))

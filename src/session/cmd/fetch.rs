@@ -266,23 +266,62 @@ impl From<StoreError> for RenderError {
 
 /// Loads and parses the message at most once per FETCH item list; items
 /// that need only the header block (ENVELOPE, `BODY[HEADER...]`) read only
-/// that much of the file.
+/// that much of the file, unless the whole file is read for this message
+/// anyway (`whole`), and then it is read once for all items.
 struct Lazy<'a> {
     folder: &'a Folder,
     uid: u32,
+    /// Read the whole file even for header items: another item needs it.
+    whole: bool,
+    /// The file as stored, and its RFC822.SIZE.
+    raw: Option<(Arc<Vec<u8>>, u64)>,
+    /// The header block as stored (when the whole file was not read).
+    head: Option<Vec<u8>>,
+    /// The CRLF copy with its part tree, for body sections.
     msg: Option<Message>,
     /// Parsed from the header block alone (no body).
     header: Option<Message>,
 }
 
 impl Lazy<'_> {
+    /// The message file as stored, read once.
+    fn raw(&mut self) -> Result<&[u8], RenderError> {
+        if self.raw.is_none() {
+            self.raw = Some(self.folder.read_message_sized(self.uid)?);
+        }
+        Ok(self.raw.as_ref().map_or(&[][..], |(r, _)| &r[..]))
+    }
+
+    /// RFC822.SIZE, from reading the file when the store does not know it.
+    fn size(&mut self) -> Result<u64, RenderError> {
+        self.raw()?;
+        Ok(self.raw.as_ref().map_or(0, |r| r.1))
+    }
+
     fn get(&mut self) -> Result<&Message, RenderError> {
         if self.msg.is_none() {
-            let raw = self.folder.read_message(self.uid)?;
-            self.msg = Some(Message::parse(&raw));
+            self.msg = Some(Message::parse(self.raw()?));
         }
         // Just filled above.
         self.msg.as_ref().ok_or(RenderError::Gone)
+    }
+
+    /// Bytes that start with the message's header block, as stored or in
+    /// CRLF form: what ENVELOPE and the header digest are rendered from.
+    fn head(&mut self) -> Result<&[u8], RenderError> {
+        if self.whole && self.raw.is_none() && self.msg.is_none() {
+            self.raw()?;
+        }
+        if let Some((raw, _)) = &self.raw {
+            return Ok(raw);
+        }
+        if let Some(m) = &self.msg {
+            return Ok(m.bytes());
+        }
+        if self.head.is_none() {
+            self.head = Some(self.folder.read_header(self.uid)?);
+        }
+        Ok(self.head.as_deref().unwrap_or_default())
     }
 
     /// A message parsed from the header block only: everything about its
@@ -292,8 +331,8 @@ impl Lazy<'_> {
             return self.get();
         }
         if self.header.is_none() {
-            let raw = self.folder.read_header(self.uid)?;
-            self.header = Some(Message::parse(&raw));
+            let m = Message::parse(crate::mime::header_block(self.head()?));
+            self.header = Some(m);
         }
         self.header.as_ref().ok_or(RenderError::Gone)
     }
@@ -352,20 +391,16 @@ pub(crate) fn common_digest(folder: &Folder, uid: u32) -> Result<Arc<[u8]>, Stor
     if let Some(c) = folder.cached(uid, CacheField::CommonHeaders) {
         return Ok(c);
     }
-    let header = Message::parse(&folder.read_header(uid)?);
-    let digest = digest_of(&header);
+    let digest = digest_of(&folder.read_header(uid)?);
     folder.put_cache(uid, CacheField::CommonHeaders, digest.clone());
     Ok(digest)
 }
 
-fn digest_of(header: &Message) -> Arc<[u8]> {
-    let all = Section {
-        part: vec![],
-        text: Some(SectionText::HeaderFields(
-            COMMON_HEADERS.iter().map(|s| s.to_string()).collect(),
-        )),
-    };
-    header.section(&all).into()
+/// The digest of a message (or its header block), stored or CRLF form.
+fn digest_of(raw: &[u8]) -> Arc<[u8]> {
+    let mut out = Vec::with_capacity(512);
+    crate::mime::header_fields_of(&mut out, raw, COMMON_HEADERS, true);
+    out.into()
 }
 
 /// The digest of common header fields: as looked up for the chunk, else
@@ -377,10 +412,10 @@ fn common_headers(
     if let Some(c) = cached {
         return Ok(c);
     }
-    if lazy.header.is_none() {
+    if lazy.header.is_none() && lazy.head.is_none() && lazy.raw.is_none() && lazy.msg.is_none() {
         return Ok(common_digest(lazy.folder, lazy.uid)?);
     }
-    let digest = digest_of(lazy.header()?);
+    let digest = digest_of(lazy.head()?);
     lazy.folder
         .put_cache(lazy.uid, CacheField::CommonHeaders, digest.clone());
     Ok(digest)
@@ -392,8 +427,7 @@ fn whole_message<'a>(lazy: &'a mut Lazy<'_>) -> Result<std::borrow::Cow<'a, [u8]
     if lazy.msg.is_some() {
         return Ok(std::borrow::Cow::Borrowed(lazy.get()?.bytes()));
     }
-    let raw = lazy.folder.read_message(lazy.uid)?;
-    Ok(std::borrow::Cow::Owned(crate::mime::to_crlf(&raw)))
+    Ok(std::borrow::Cow::Owned(crate::mime::to_crlf(lazy.raw()?)))
 }
 
 /// True if the section is the top-level header (or some of its fields).
@@ -444,19 +478,30 @@ fn section_spec(section: &Section) -> String {
     s.join(".")
 }
 
-fn cached_or(
+/// BODYSTRUCTURE (`extensible`) or BODY, from the cache or rendered (and
+/// cached): from the stored bytes, unless the CRLF copy exists already.
+fn structure_of(
     out: &mut Vec<u8>,
     lazy: &mut Lazy<'_>,
     cached: Option<Arc<[u8]>>,
-    field: CacheField,
-    make: impl FnOnce(&Message) -> Vec<u8>,
+    extensible: bool,
 ) -> Result<(), RenderError> {
     if let Some(c) = cached {
         out.extend_from_slice(&c);
         return Ok(());
     }
-    let data: Arc<[u8]> = make(lazy.get()?).into();
-    out.extend_from_slice(&data);
+    // Rendered into the response and copied from there into the cache.
+    let mark = out.len();
+    match &lazy.msg {
+        Some(m) => out.extend_from_slice(&m.body_structure(extensible)),
+        None => crate::mime::body_structure_of(out, lazy.raw()?, extensible),
+    }
+    let data: Arc<[u8]> = out[mark..].into();
+    let field = if extensible {
+        CacheField::BodyStructure
+    } else {
+        CacheField::Body
+    };
     lazy.folder.put_cache(lazy.uid, field, data);
     Ok(())
 }
@@ -472,9 +517,20 @@ fn render_one(
 ) -> Result<(), RenderError> {
     use std::io::Write;
     let _ = write!(out, "* {} FETCH (", t.seq);
+    // Whether some item reads the whole file anyway: then header items
+    // take their header from it rather than reading the file twice.
+    let whole = items.iter().any(|i| match i {
+        FetchAttr::Rfc822Size => meta.size.is_none(),
+        FetchAttr::BodyStructure => pre.structure.is_none(),
+        FetchAttr::Body => pre.body.is_none(),
+        _ => false,
+    });
     let mut lazy = Lazy {
         folder,
         uid: t.uid,
+        whole,
+        raw: None,
+        head: None,
         msg: None,
         header: None,
     };
@@ -505,7 +561,7 @@ fn render_one(
             FetchAttr::Rfc822Size => {
                 let size = match meta.size {
                     Some(s) => s,
-                    None => folder.rfc822_size(t.uid)?,
+                    None => lazy.size()?,
                 };
                 let _ = write!(out, "RFC822.SIZE {size}");
             }
@@ -514,36 +570,40 @@ fn render_one(
                 if let Some(c) = pre.envelope.take() {
                     out.extend_from_slice(&c);
                 } else {
-                    let header = lazy.header()?;
-                    let data: Arc<[u8]> = header.envelope(false).into();
-                    out.extend_from_slice(&data);
-                    folder.put_cache(t.uid, CacheField::Envelope, data);
-                    // The header is parsed now: keep the fields clients list
+                    // The header is read now: keep the fields clients list
                     // mailboxes with too, as Dovecot's cache does, so the
                     // usual next request (HEADER.FIELDS) reads no file.
-                    if pre.common.is_none()
-                        && folder.cached(t.uid, CacheField::CommonHeaders).is_none()
-                    {
-                        let digest = digest_of(header);
-                        folder.put_cache(t.uid, CacheField::CommonHeaders, digest);
+                    let digest = pre.common.is_none()
+                        && folder.cached(t.uid, CacheField::CommonHeaders).is_none();
+                    let head = lazy.head()?;
+                    let mark = out.len();
+                    let mut fields = Vec::new();
+                    if digest {
+                        fields.reserve(512);
+                        crate::mime::envelope_and_fields_of(
+                            out,
+                            &mut fields,
+                            head,
+                            COMMON_HEADERS,
+                            false,
+                        );
+                    } else {
+                        crate::mime::envelope_of(out, head, false);
+                    }
+                    let data: Arc<[u8]> = out[mark..].into();
+                    folder.put_cache(t.uid, CacheField::Envelope, data);
+                    if digest {
+                        folder.put_cache(t.uid, CacheField::CommonHeaders, fields.into());
                     }
                 }
             }
             FetchAttr::BodyStructure => {
                 out.extend_from_slice(b"BODYSTRUCTURE ");
-                cached_or(
-                    out,
-                    &mut lazy,
-                    pre.structure.take(),
-                    CacheField::BodyStructure,
-                    |m| m.body_structure(true),
-                )?;
+                structure_of(out, &mut lazy, pre.structure.take(), true)?;
             }
             FetchAttr::Body => {
                 out.extend_from_slice(b"BODY ");
-                cached_or(out, &mut lazy, pre.body.take(), CacheField::Body, |m| {
-                    m.body_structure(false)
-                })?;
+                structure_of(out, &mut lazy, pre.body.take(), false)?;
             }
             FetchAttr::Rfc822 => {
                 out.extend_from_slice(b"RFC822 ");
@@ -644,6 +704,193 @@ fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Cost of a cold FETCH (no `nestbox.cache`) over a Maildir, rendered
+    /// chunk by chunk as `fetch` does, on one thread. For profiling only:
+    /// `FETCH_COST_MAILDIR=/tmp/x/Maildir FETCH_COST_ITEMS=bs|meta cargo test
+    /// --release --lib fetch_cost -- --ignored --nocapture` (the Maildir is
+    /// copied first, so every run is a first FETCH; with FETCH_COST_INPLACE
+    /// set it is used as it is, for a fresh copy made by the caller).
+    #[test]
+    #[ignore = "measurement: needs FETCH_COST_MAILDIR"]
+    fn fetch_cost() {
+        let Ok(src) = std::env::var("FETCH_COST_MAILDIR") else {
+            return;
+        };
+        let items = match std::env::var("FETCH_COST_ITEMS").as_deref() {
+            Ok("meta") => vec![
+                FetchAttr::Uid,
+                FetchAttr::Flags,
+                FetchAttr::InternalDate,
+                FetchAttr::Rfc822Size,
+                FetchAttr::Envelope,
+            ],
+            _ => vec![FetchAttr::BodyStructure],
+        };
+        let d = tempfile::tempdir().unwrap();
+        let mut root = d.path().join("Maildir");
+        if std::env::var("FETCH_COST_INPLACE").is_ok() {
+            // The caller made a fresh copy (and warmed the page cache).
+            root = src.into();
+        } else {
+            let ok = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&src)
+                .arg(&root)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let store = crate::store::MailStore::open(
+            root,
+            crate::store::Registry::new(),
+            crate::store::StoreOptions { fsync: false },
+        )
+        .unwrap();
+        let folder = store.open_folder("INBOX").unwrap();
+        let targets: Vec<Target> = folder
+            .messages()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Target {
+                seq: i as u32 + 1,
+                uid: m.uid,
+                recent: false,
+                add_flags: false,
+            })
+            .collect();
+        let t0 = std::time::Instant::now();
+        let mut bytes = 0;
+        // FETCH_COST_OUT: where to write the responses, to compare builds.
+        let mut all = Vec::new();
+        for chunk in targets.chunks(CHUNK) {
+            let (out, gone) = render_chunk(&folder, chunk, &items).unwrap_or_else(|_| panic!());
+            assert_eq!(gone, 0);
+            bytes += out.len();
+            all.extend_from_slice(&out);
+        }
+        if let Ok(p) = std::env::var("FETCH_COST_OUT") {
+            std::fs::write(p, &all).unwrap();
+        }
+        let t1 = t0.elapsed();
+        let lines = all.windows(3).filter(|w| w == b"\n* ").count() + 1;
+        assert_eq!(lines, targets.len(), "one response per message");
+        eprintln!(
+            "{} messages, {bytes} bytes of response in {t1:?}",
+            targets.len()
+        );
+    }
+
+    /// The items a cold FETCH renders from the stored bytes (ENVELOPE,
+    /// BODYSTRUCTURE, BODY, the header digest, RFC822.SIZE read from the
+    /// file) equal what the parsed CRLF copy gives, in either item order,
+    /// for LF and CRLF files whose names carry no size.
+    #[test]
+    fn cold_items_match_the_parsed_message() {
+        let d = tempfile::tempdir().unwrap();
+        let store = crate::store::MailStore::open(
+            d.path().to_path_buf(),
+            crate::store::Registry::new(),
+            crate::store::StoreOptions { fsync: false },
+        )
+        .unwrap();
+        let msgs: [&[u8]; 3] = [
+            b"From: A <a@x>\nTo: b@y,\n c@z\nSubject: lf\nContent-Type: multipart/mixed;\n boundary=b\n\n--b\nContent-Type: text/plain\n\none\ntwo\n--b\nContent-Type: message/rfc822\n\nFrom: c@d\nSubject: in\n\nx\n--b--\n",
+            b"From: A <a@x>\r\nSubject: crlf\r\n\r\nbody\r\n",
+            b"Subject: no body",
+        ];
+        let cur = d.path().join("cur");
+        for (i, m) in msgs.iter().enumerate() {
+            std::fs::write(cur.join(format!("100{i}.M1P1.host:2,")), m).unwrap();
+        }
+        let folder = store.open_folder("INBOX").unwrap();
+        let header = Section {
+            part: vec![],
+            text: Some(SectionText::Header),
+        };
+        let section = FetchAttr::BodySection {
+            peek: true,
+            section: header.clone(),
+            partial: None,
+        };
+        let orders = [
+            vec![FetchAttr::Rfc822Size, FetchAttr::Envelope, section.clone()],
+            vec![
+                FetchAttr::Envelope,
+                FetchAttr::BodyStructure,
+                FetchAttr::Body,
+                section,
+                FetchAttr::Rfc822Size,
+            ],
+        ];
+        for items in orders {
+            for (i, raw) in msgs.iter().enumerate() {
+                let uid = folder.messages()[i].uid;
+                let m = Message::parse(raw);
+                let mut want = format!("* {} FETCH (", i + 1).into_bytes();
+                for (k, item) in items.iter().enumerate() {
+                    if k > 0 {
+                        want.push(b' ');
+                    }
+                    match item {
+                        FetchAttr::Rfc822Size => want.extend_from_slice(
+                            format!("RFC822.SIZE {}", m.bytes().len()).as_bytes(),
+                        ),
+                        FetchAttr::Envelope => {
+                            want.extend_from_slice(b"ENVELOPE ");
+                            want.extend_from_slice(&m.envelope(false));
+                        }
+                        FetchAttr::BodyStructure => {
+                            want.extend_from_slice(b"BODYSTRUCTURE ");
+                            want.extend_from_slice(&m.body_structure(true));
+                        }
+                        FetchAttr::Body => {
+                            want.extend_from_slice(b"BODY ");
+                            want.extend_from_slice(&m.body_structure(false));
+                        }
+                        _ => {
+                            want.extend_from_slice(b"BODY[HEADER] ");
+                            literal(&mut want, &m.section(&header));
+                        }
+                    }
+                }
+                want.extend_from_slice(b")\r\n");
+                let target = Target {
+                    seq: i as u32 + 1,
+                    uid,
+                    recent: false,
+                    add_flags: false,
+                };
+                // A fresh folder each round, so nothing comes from the cache.
+                let f = crate::store::MailStore::open(
+                    d.path().to_path_buf(),
+                    crate::store::Registry::new(),
+                    crate::store::StoreOptions { fsync: false },
+                )
+                .unwrap()
+                .open_folder("INBOX")
+                .unwrap();
+                let _ = std::fs::remove_file(d.path().join("nestbox.cache"));
+                let (out, gone) = render_chunk(&f, &[target], &items).unwrap_or_else(|_| panic!());
+                assert_eq!(gone, 0);
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&want)
+                );
+                // The digest cached alongside ENVELOPE is the parsed header's.
+                let all = Section {
+                    part: vec![],
+                    text: Some(SectionText::HeaderFields(
+                        COMMON_HEADERS.iter().map(|s| s.to_string()).collect(),
+                    )),
+                };
+                assert_eq!(
+                    f.cached(uid, CacheField::CommonHeaders).as_deref(),
+                    Some(&m.section(&all)[..])
+                );
+            }
+        }
+    }
 
     /// Selecting common fields from the cached digest gives exactly what
     /// selecting them from the whole message gives.

@@ -721,18 +721,35 @@ impl Folder {
 
     /// Reads the message file as stored (LF or CRLF line ends).
     pub fn read_message(&self, uid: u32) -> Result<Arc<Vec<u8>>> {
+        self.read_message_sized(uid).map(|(data, _)| data)
+    }
+
+    /// [`Folder::read_message`] and the message's RFC822.SIZE, counted from
+    /// the bytes just read when not known yet (and remembered), so that a
+    /// FETCH of RFC822.SIZE with other items reads the file once.
+    pub fn read_message_sized(&self, uid: u32) -> Result<(Arc<Vec<u8>>, u64)> {
         let mut f = self.open_msg(uid)?;
         let mut data = Vec::new();
+        // `File::read_to_end` sizes the buffer from the file itself.
         f.read_to_end(&mut data)?;
         let mut st = self.lock_state();
-        if let Some(i) = st.find(uid) {
-            if st.msgs[i].size.is_none() {
-                st.msgs[i].size = Some(filename::crlf_size(&data));
-                st.snapshot = None;
-                st.dirty = true;
+        let known = st.find(uid).and_then(|i| st.msgs[i].size);
+        let size = match known {
+            Some(s) => s,
+            None => {
+                // The vectorised count: this runs once per message of a cold
+                // FETCH RFC822.SIZE (or BODYSTRUCTURE) of a mailbox whose
+                // file names carry no `,W=`.
+                let s = crate::mime::crlf_size(&data);
+                if let Some(i) = st.find(uid) {
+                    st.msgs[i].size = Some(s);
+                    st.snapshot = None;
+                    st.dirty = true;
+                }
+                s
             }
-        }
-        Ok(Arc::new(data))
+        };
+        Ok((Arc::new(data), size))
     }
 
     /// The message's header block as stored, up to and including the blank
@@ -775,8 +792,7 @@ impl Folder {
                 return Ok(s);
             }
         }
-        let data = self.read_message(uid)?;
-        Ok(filename::crlf_size(&data))
+        self.read_message_sized(uid).map(|(_, size)| size)
     }
 
     /// A cached ENVELOPE/BODYSTRUCTURE/BODY (the first call loads
