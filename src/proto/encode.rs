@@ -34,12 +34,16 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
         return;
     }
     out.push(b'"');
-    for &b in s {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
+    // Runs without a quote or backslash are copied whole: ENVELOPE writes
+    // several strings per message.
+    let mut rest = s;
+    while let Some(i) = rest.iter().position(|&b| b == b'"' || b == b'\\') {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b'\\');
+        out.push(rest[i]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
@@ -110,7 +114,30 @@ pub fn sequence_set(out: &mut Vec<u8>, nums: &[u32]) {
 /// `"17-Jul-1996 02:44:25 -0700"` (quoted, day padded with a space;
 /// RFC 9051 §9 `date-time` with `date-day-fixed`).
 pub fn date_time(out: &mut Vec<u8>, dt: &chrono::DateTime<chrono::FixedOffset>) {
-    out.extend_from_slice(dt.format("\"%e-%b-%Y %H:%M:%S %z\"").to_string().as_bytes());
+    use chrono::{Datelike, Timelike};
+    use std::io::Write;
+    // Written field by field: `format` parses its pattern on every call,
+    // once per message of a `FETCH 1:* INTERNALDATE`.
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.get(dt.month0() as usize).copied().unwrap_or("Jan");
+    let off = dt.offset().local_minus_utc();
+    let sign = if off < 0 { '-' } else { '+' };
+    // Whole minutes, rounded as chrono's `%z` rounds (offsets with seconds
+    // exist only in historic zones).
+    let off = (off.unsigned_abs() + 30) / 60;
+    let _ = write!(
+        out,
+        "\"{:>2}-{month}-{:04} {:02}:{:02}:{:02} {sign}{:02}{:02}\"",
+        dt.day(),
+        dt.year(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        off / 60,
+        off % 60
+    );
 }
 
 #[cfg(test)]
@@ -203,5 +230,24 @@ mod tests {
         let ist = chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap();
         let dt = ist.with_ymd_and_hms(2024, 12, 31, 0, 0, 9).unwrap();
         assert_eq!(s(|o| date_time(o, &dt)), "\"31-Dec-2024 00:00:09 +0530\"");
+    }
+
+    proptest::proptest! {
+        /// The hand-written formatter says what chrono's `format` says.
+        #[test]
+        fn date_time_matches_chrono(secs in 0i64..8_000_000_000, off in -86_399i32..86_400) {
+            let tz = chrono::FixedOffset::east_opt(off).unwrap();
+            let dt = tz.timestamp_opt(secs, 0).unwrap();
+            let want = dt.format("\"%e-%b-%Y %H:%M:%S %z\"").to_string();
+            proptest::prop_assert_eq!(s(|o| date_time(o, &dt)), want);
+        }
+
+        /// Quoting escapes exactly `"` and `\`, whatever else the bytes are.
+        #[test]
+        fn quoted_strings_escape_quote_and_backslash(t in "[ -~]{0,80}") {
+            let got = s(|o| string(o, t.as_bytes(), false));
+            let want = format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""));
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }
