@@ -60,6 +60,22 @@ pub(super) struct Seen {
     ino: u64,
 }
 
+/// How long before a scan's start a directory's mtime must lie for the scan
+/// to be sure it saw every change stamped with that mtime: a change in the
+/// same timestamp tick after the scan read the directory would leave the
+/// mtime as it was. Sub-second timestamps (nanoseconds present: ext4, xfs,
+/// btrfs, tmpfs) tick with the kernel's coarse clock, at most 10 ms, so
+/// 50 ms is ample; whole-second ones (ext3, some network file systems; FAT
+/// ticks every 2 s) need 2 s. The margin decides how soon after a change a
+/// folder can be opened without reading its directories again.
+fn tick_margin(mtime_ns: i128) -> i128 {
+    if mtime_ns % 1_000_000_000 != 0 {
+        50_000_000
+    } else {
+        2_000_000_000
+    }
+}
+
 /// One change of an entry of `new/` or `cur/`, as the change watcher saw
 /// it (see [`Folder::sync_entries`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -352,7 +368,7 @@ impl Folder {
         let scan_start = now_ns();
         let new_m = dir_mtime(&self.dir.join("new"))?;
         let cur_m = dir_mtime(&self.dir.join("cur"))?;
-        let settled = |stored: i128| stored < st.scan_time - 1_000_000_000;
+        let settled = |stored: i128| stored < st.scan_time - tick_margin(stored);
         // A fresh index counts as a previous scan: a warm open of an
         // unchanged folder reads no directory.
         let skip = (st.synced_once || st.scan_time != 0)
