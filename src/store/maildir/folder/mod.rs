@@ -384,15 +384,38 @@ impl Folder {
     /// file renamed under us is found again; one that is gone keeps the
     /// unknown date (the next sync expunges it).
     pub fn resolve_dates(&self, uids: &[u32]) -> Result<()> {
+        // The stats run without the folder locked: FETCH calls this for
+        // chunks of a thousand messages from several threads at once.
+        let unknown: Vec<(u32, PathBuf)> = {
+            let st = self.lock_state();
+            uids.iter()
+                .filter_map(|&uid| {
+                    let m = &st.msgs[st.find(uid)?];
+                    (m.mtime == crate::store::UNKNOWN_DATE).then(|| (uid, self.path_of(&m.loc)))
+                })
+                .collect()
+        };
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let stats: Vec<(u32, PathBuf, io::Result<fs::Metadata>)> = unknown
+            .into_iter()
+            .map(|(uid, path)| {
+                let md = fs::symlink_metadata(&path);
+                (uid, path, md)
+            })
+            .collect();
         let mut st = self.lock_state();
         let mut rescanned = false;
         let mut any = false;
-        for &uid in uids {
+        for (uid, path, md) in stats {
             let Some(i) = st.find(uid) else { continue };
-            if st.msgs[i].mtime != crate::store::UNKNOWN_DATE {
-                continue;
-            }
-            let mut found = fs::symlink_metadata(self.path_of(&st.msgs[i].loc));
+            // Renamed meanwhile (a flag change): look again where it is now.
+            let mut found = if self.path_of(&st.msgs[i].loc) == path {
+                md
+            } else {
+                fs::symlink_metadata(self.path_of(&st.msgs[i].loc))
+            };
             if found.as_ref().is_err_and(is_enoent) && self.relocate(&mut st, i, &mut rescanned)? {
                 found = fs::symlink_metadata(self.path_of(&st.msgs[i].loc));
             }
