@@ -1585,3 +1585,51 @@ fn internal_dates_are_resolved_when_asked() {
     dst.resolve_dates(&[1]).unwrap();
     assert_eq!(dst.messages()[0].internal_date, 1_500_000_000);
 }
+
+/// Cache entries put from several threads at once (batches written without
+/// the folder locked) all reach `nestbox.cache`, also after the file was
+/// compacted, and come back after a restart.
+#[test]
+fn cache_batches_from_many_threads_survive_a_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let n = 700u32;
+    {
+        let s = open(d.path());
+        for i in 0..n {
+            deliver(s.root(), &format!("{}.m.host", 1_000_000 + i), b"x\n");
+        }
+        let f = s.open_folder("INBOX").unwrap();
+        let all = uids(&f);
+        assert_eq!(all.len(), n as usize);
+        // Each round replaces every entry: by the fourth the file holds
+        // more than twice as many dead entries as live ones and is
+        // rewritten meanwhile.
+        for round in 0..4u8 {
+            std::thread::scope(|sc| {
+                for part in all.chunks(all.len().div_ceil(3)) {
+                    let f = &f;
+                    sc.spawn(move || {
+                        for &u in part {
+                            for field in [CacheField::Envelope, CacheField::BodyStructure] {
+                                let v = format!("({u} {field:?} {round})");
+                                f.put_cache(u, field, Arc::from(v.as_bytes()));
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    }
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    for u in uids(&f) {
+        for field in [CacheField::Envelope, CacheField::BodyStructure] {
+            let want = format!("({u} {field:?} 3)");
+            assert_eq!(
+                f.cached(u, field).as_deref(),
+                Some(want.as_bytes()),
+                "uid {u} {field:?}"
+            );
+        }
+    }
+}

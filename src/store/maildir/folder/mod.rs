@@ -189,6 +189,9 @@ pub struct Folder {
     /// any, a sync triggered by the change watcher hands out messages
     /// arriving in `new/` as \Recent, as such a session's own sync would.
     rw_holders: std::sync::atomic::AtomicUsize,
+    /// Held while `nestbox.cache` is written, which happens without the
+    /// state locked (see `put_cache`).
+    cache_file: Mutex<()>,
     /// The folder's directory vanished under us (deleted or renamed by
     /// another program): sessions must drop it.
     gone: std::sync::atomic::AtomicBool,
@@ -368,6 +371,7 @@ impl Folder {
             state: Mutex::new(st),
             tx,
             rw_holders: std::sync::atomic::AtomicUsize::new(0),
+            cache_file: Mutex::new(()),
             gone: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -565,35 +569,19 @@ impl Folder {
         }
     }
 
+    /// Writes the collected cache entries with the folder locked (the
+    /// caller holds `st`); see `put_cache` for the unlocked way.
     fn flush_cache(&self, st: &mut State) {
-        if st.cache_pending.is_empty() {
-            return;
+        if let Some(job) = take_cache_job(st) {
+            let result = self.write_cache_job(&job);
+            finish_cache_job(&self.dir, st, &job, result);
         }
-        let Some(cache) = st.cache.as_ref() else {
-            return;
-        };
-        let live = cache.len();
-        let rewrite =
-            st.cache_file_entries == usize::MAX || st.cache_file_entries > 2 * live + 1000;
-        let result = if rewrite {
-            let all: Vec<(u32, u8, Arc<[u8]>)> =
-                cache.iter().map(|(&(u, f), d)| (u, f, d.clone())).collect();
-            index::append_cache(&self.dir, st.uidvalidity, &all, true).map(|()| all.len())
-        } else {
-            index::append_cache(&self.dir, st.uidvalidity, &st.cache_pending, false)
-                .map(|()| st.cache_file_entries + st.cache_pending.len())
-        };
-        match result {
-            Ok(n) => {
-                st.cache_file_entries = n;
-                st.cache_pending.clear();
-            }
-            Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write cache");
-                st.cache_pending.clear();
-                st.cache_file_entries = usize::MAX;
-            }
-        }
+    }
+
+    /// Appends (or rewrites) `nestbox.cache`; one writer at a time.
+    fn write_cache_job(&self, job: &CacheJob) -> io::Result<()> {
+        let _file = self.cache_file.lock().unwrap_or_else(|p| p.into_inner());
+        index::append_cache(&self.dir, job.uidvalidity, &job.entries, job.rewrite)
     }
 
     /// Every message, ascending by UID.
@@ -855,7 +843,16 @@ impl Folder {
         }
         st.cache_pending.push((uid, key.1, data));
         if st.cache_pending.len() >= CACHE_BATCH {
-            self.flush_cache(&mut st);
+            // Encoding and writing a batch (a checksum over every entry)
+            // happens without the folder locked: a first FETCH fills the
+            // cache from several threads, which must not queue behind it.
+            let Some(job) = take_cache_job(&mut st) else {
+                return;
+            };
+            drop(st);
+            let result = self.write_cache_job(&job);
+            let mut st = self.lock_state();
+            finish_cache_job(&self.dir, &mut st, &job, result);
         }
     }
 
@@ -911,6 +908,53 @@ impl Drop for Folder {
             if st.dirty || !st.index_clean {
                 self.write_index(&mut st, true);
             }
+        }
+    }
+}
+
+/// A batch of cache entries on its way to `nestbox.cache`.
+struct CacheJob {
+    entries: Vec<(u32, u8, Arc<[u8]>)>,
+    /// Start the file afresh with `entries` (all live entries).
+    rewrite: bool,
+    uidvalidity: u32,
+}
+
+/// Takes the pending entries (or, when the file holds too many dead ones or
+/// a bad tail, all live entries for a rewrite) out of the state.
+fn take_cache_job(st: &mut State) -> Option<CacheJob> {
+    if st.cache_pending.is_empty() {
+        return None;
+    }
+    let cache = st.cache.as_ref()?;
+    let live = cache.len();
+    let rewrite = st.cache_file_entries == usize::MAX || st.cache_file_entries > 2 * live + 1000;
+    let entries = if rewrite {
+        st.cache_pending.clear();
+        cache.iter().map(|(&(u, f), d)| (u, f, d.clone())).collect()
+    } else {
+        std::mem::take(&mut st.cache_pending)
+    };
+    Some(CacheJob {
+        entries,
+        rewrite,
+        uidvalidity: st.uidvalidity,
+    })
+}
+
+/// Books a written batch: how many entries the file holds decides when it
+/// is compacted; a failed write makes the next batch rewrite it.
+fn finish_cache_job(dir: &Path, st: &mut State, job: &CacheJob, result: io::Result<()>) {
+    match result {
+        Ok(()) if job.rewrite => st.cache_file_entries = job.entries.len(),
+        Ok(()) => {
+            if st.cache_file_entries != usize::MAX {
+                st.cache_file_entries += job.entries.len();
+            }
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write cache");
+            st.cache_file_entries = usize::MAX;
         }
     }
 }
