@@ -301,19 +301,47 @@ impl FolderWatch {
     /// A sync that acts on the names alone is exact while the watcher is on
     /// inotify; anything else comes back as [`Changes::Unknown`].
     pub fn take_changes(&self) -> Changes {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let was = std::mem::replace(
-            &mut *log,
-            EntryLog {
-                entries: Vec::new(),
-                complete: true,
-            },
-        );
-        if was.complete {
-            Changes::Entries(was.entries)
-        } else {
-            Changes::Unknown
-        }
+        take(&self.log)
+    }
+
+    /// A handle that takes this guard's changes from another thread (the
+    /// caller's sync runs off the runtime and must read its own view of the
+    /// directories just before taking).
+    pub fn taker(&self) -> ChangeTaker {
+        ChangeTaker(self.log.clone())
+    }
+}
+
+/// See [`FolderWatch::taker`].
+#[derive(Clone)]
+pub struct ChangeTaker(Arc<Mutex<EntryLog>>);
+
+impl ChangeTaker {
+    /// [`FolderWatch::take_changes`].
+    pub fn take(&self) -> Changes {
+        take(&self.0)
+    }
+}
+
+impl fmt::Debug for ChangeTaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChangeTaker")
+    }
+}
+
+fn take(log: &Mutex<EntryLog>) -> Changes {
+    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+    let was = std::mem::replace(
+        &mut *log,
+        EntryLog {
+            entries: Vec::new(),
+            complete: true,
+        },
+    );
+    if was.complete {
+        Changes::Entries(was.entries)
+    } else {
+        Changes::Unknown
     }
 }
 
@@ -355,6 +383,8 @@ impl Watcher {
             polling: AtomicBool::new(true),
             signals: Arc::new(Signals::default()),
             events_tx,
+            barrier_seen: watch::Sender::new(0),
+            next_barrier: AtomicU64::new(0),
         });
         {
             let mut st = inner.lock();
@@ -401,6 +431,30 @@ impl Watcher {
     /// directory (INBOX).
     pub fn watch_root(self: &Arc<Self>, root: &Path) -> FolderWatch {
         self.register(Kind::Root, root)
+    }
+
+    /// Waits until every inotify event the kernel had queued when this was
+    /// called has been handed to the registrations (so a guard's next
+    /// [`FolderWatch::take_changes`] includes it). False in polling mode or
+    /// when that does not happen within a second (the caller must then not
+    /// rely on it).
+    pub async fn barrier(&self) -> bool {
+        let req = {
+            let st = self.inner.lock();
+            match st.backend.as_ref() {
+                Some(b) => b.barrier_req.clone(),
+                None => return false,
+            }
+        };
+        let mut seen = self.inner.barrier_seen.subscribe();
+        let n = self.inner.next_barrier.fetch_add(1, Ordering::Relaxed) + 1;
+        if req.send(n).is_err() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), seen.wait_for(|&s| s >= n)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Whether changes currently come from inotify or from polling.
@@ -610,11 +664,20 @@ fn classify(mask: EventMask) -> Option<Change> {
     }
 }
 
-/// One forwarded event: the full path notify reports and what happened.
+/// One forwarded event: the full path and what happened.
 #[derive(Debug)]
 struct Raw {
     path: PathBuf,
     change: Change,
+}
+
+/// What the reader task sends the driver.
+#[derive(Debug)]
+enum Msg {
+    Event(Raw),
+    /// Every event the kernel had queued when barrier `n` was asked for
+    /// is ahead of this in the queue (see [`Watcher::barrier`]).
+    Barrier(u64),
 }
 
 /// What the reader task reports outside the event queue, so it is never
@@ -641,6 +704,8 @@ struct Backend {
     dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>>,
     by_path: HashMap<PathBuf, WatchDescriptor>,
     reader: tokio::task::AbortHandle,
+    /// Asks the reader to forward everything queued, then a barrier.
+    barrier_req: mpsc::UnboundedSender<u64>,
     generation: u64,
 }
 
@@ -666,13 +731,79 @@ fn lock_dirs(
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The reader task's side: turns inotify events into [`Msg`]s for the
+/// driver, and trouble into [`Signals`].
+struct Forward {
+    tx: mpsc::Sender<Msg>,
+    signals: Arc<Signals>,
+    dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>>,
+    generation: u64,
+}
+
+impl Forward {
+    /// One non-blocking read of the instance, every event in it forwarded.
+    /// `WouldBlock` when the kernel queue is empty; any other error has
+    /// been signalled as a failure of the instance.
+    fn read_once(&self, inotify: &mut inotify::Inotify, buf: &mut [u8]) -> std::io::Result<()> {
+        let events = match inotify.read_events(buf) {
+            Ok(events) => events,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(e),
+            Err(e) => {
+                tracing::debug!("change watcher: inotify error: {e}");
+                self.failed();
+                return Err(e);
+            }
+        };
+        for ev in events {
+            if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                self.signals
+                    .overflow_gen
+                    .store(self.generation, Ordering::Relaxed);
+                self.signals.wake.notify_one();
+                continue;
+            }
+            let Some(change) = classify(ev.mask) else {
+                continue;
+            };
+            let Some(dir) = lock_dirs(&self.dirs).get(&ev.wd).cloned() else {
+                continue;
+            };
+            let path = match ev.name {
+                Some(name) => dir.join(name),
+                None => dir,
+            };
+            self.send(Msg::Event(Raw { path, change }));
+        }
+        Ok(())
+    }
+
+    /// Never blocks: a full queue is handled like a kernel overflow.
+    fn send(&self, msg: Msg) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(msg) {
+            self.signals.queue_full.store(true, Ordering::Relaxed);
+            self.signals.wake.notify_one();
+        }
+    }
+
+    fn failed(&self) {
+        self.signals
+            .failed_gen
+            .store(self.generation, Ordering::Relaxed);
+        self.signals.wake.notify_one();
+    }
+}
+
 struct Inner {
     opts: WatchOptions,
     state: Mutex<State>,
     /// Mirror of `state.backend.is_none()` for a lock-free [`Watcher::mode`].
     polling: AtomicBool,
     signals: Arc<Signals>,
-    events_tx: mpsc::Sender<Raw>,
+    events_tx: mpsc::Sender<Msg>,
+    /// The highest barrier the driver has passed, with every event before
+    /// it handed to the registrations.
+    barrier_seen: watch::Sender<u64>,
+    next_barrier: AtomicU64,
 }
 
 /// Everything behind the one lock. The lock is held while adding and
@@ -1162,50 +1293,54 @@ impl Inner {
     /// A new inotify instance and a task (on the runtime, no thread of its
     /// own) that reads its events and forwards them into the driver.
     fn new_backend(&self, generation: u64) -> std::io::Result<Backend> {
-        let stream = inotify::Inotify::init()?.into_event_stream(vec![0u8; READ_BUFFER])?;
-        let watches = stream.watches();
+        let inotify = inotify::Inotify::init()?;
+        let watches = inotify.watches();
+        // SAFETY: `Inotify` owns its descriptor (closed only when the last
+        // of its handles, this one included, is dropped) and always reports
+        // that same descriptor from `as_raw_fd`.
+        let mut fd = unsafe { tokio::io::unix::AsyncFd::register(inotify)? };
         let dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>> = Arc::default();
-        let tx = self.events_tx.clone();
-        let signals = self.signals.clone();
-        let known = dirs.clone();
+        let out = Forward {
+            tx: self.events_tx.clone(),
+            signals: self.signals.clone(),
+            dirs: dirs.clone(),
+            generation,
+        };
+        let (barrier_req, mut barrier_rx) = mpsc::unbounded_channel::<u64>();
         let reader = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
+            let mut buf = vec![0u8; READ_BUFFER];
             loop {
-                let next =
-                    std::future::poll_fn(|cx| futures_core::Stream::poll_next(stream.as_mut(), cx))
-                        .await;
-                let ev = match next {
-                    Some(Ok(ev)) => ev,
-                    Some(Err(e)) => {
-                        tracing::debug!("change watcher: inotify error: {e}");
-                        signals.failed_gen.store(generation, Ordering::Relaxed);
-                        signals.wake.notify_one();
-                        return;
+                tokio::select! {
+                    ready = fd.readable_mut() => {
+                        let Ok(mut guard) = ready else {
+                            out.failed();
+                            return;
+                        };
+                        // Read until the kernel queue is empty; `try_io`
+                        // clears the readiness only on that last empty read.
+                        loop {
+                            match guard.try_io(|fd| out.read_once(fd.get_mut(), &mut buf)) {
+                                Ok(Ok(())) => {}
+                                Ok(Err(_)) => return,
+                                Err(_empty) => break,
+                            }
+                        }
                     }
-                    None => {
-                        signals.failed_gen.store(generation, Ordering::Relaxed);
-                        signals.wake.notify_one();
-                        return;
+                    req = barrier_rx.recv() => {
+                        let Some(n) = req else { return };
+                        // Read what the kernel holds right now, whatever
+                        // tokio believes about readiness: the kernel queued
+                        // each event when its change happened, so this is
+                        // every change made before the barrier was asked for.
+                        loop {
+                            match out.read_once(fd.get_mut(), &mut buf) {
+                                Ok(()) => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(_) => return,
+                            }
+                        }
+                        out.send(Msg::Barrier(n));
                     }
-                };
-                if ev.mask.contains(EventMask::Q_OVERFLOW) {
-                    signals.overflow_gen.store(generation, Ordering::Relaxed);
-                    signals.wake.notify_one();
-                    continue;
-                }
-                let Some(change) = classify(ev.mask) else {
-                    continue;
-                };
-                let Some(dir) = lock_dirs(&known).get(&ev.wd).cloned() else {
-                    continue;
-                };
-                let path = match ev.name {
-                    Some(name) => dir.join(name),
-                    None => dir,
-                };
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Raw { path, change }) {
-                    signals.queue_full.store(true, Ordering::Relaxed);
-                    signals.wake.notify_one();
                 }
             }
         });
@@ -1214,6 +1349,7 @@ impl Inner {
             dirs,
             by_path: HashMap::new(),
             reader: reader.abort_handle(),
+            barrier_req,
             generation,
         })
     }
@@ -1411,7 +1547,7 @@ impl Inner {
 }
 
 /// The driver task: events, trailing fires, ticks, troubles.
-async fn drive(inner: Arc<Inner>, mut rx: mpsc::Receiver<Raw>) {
+async fn drive(inner: Arc<Inner>, mut rx: mpsc::Receiver<Msg>) {
     let window = inner.opts.coalesce;
     let mut tick = tokio::time::interval(inner.opts.poll_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -1431,8 +1567,16 @@ async fn drive(inner: Arc<Inner>, mut rx: mpsc::Receiver<Raw>) {
                 }
                 let now = Instant::now();
                 let mut st = inner.lock();
-                for raw in batch.drain(..) {
-                    st.handle(&raw, now, window);
+                let mut passed = None;
+                for msg in batch.drain(..) {
+                    match msg {
+                        Msg::Event(raw) => st.handle(&raw, now, window),
+                        Msg::Barrier(n) => passed = Some(n),
+                    }
+                }
+                drop(st);
+                if let Some(n) = passed {
+                    inner.barrier_seen.send_modify(|s| *s = (*s).max(n));
                 }
             }
             () = trailing => {}
@@ -1806,6 +1950,36 @@ mod tests {
             drain(&mut fw, ms(150)).await;
             assert_eq!(fw.take_changes(), Changes::Unknown);
             assert_eq!(fw.take_changes(), Changes::Entries(vec![]));
+        }
+    }
+
+    /// Right after a change, without waiting for any fire: once `barrier`
+    /// returns true, the guard's next take holds the change's name. In
+    /// polling mode there is no barrier.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn barrier_puts_every_earlier_change_in_the_log() {
+        for force in [false, true] {
+            let w = Watcher::new(opts(50, force));
+            let t = tempfile::tempdir().unwrap();
+            let dir = maildir(t.path());
+            let fw = w.watch_folder(&dir);
+            if w.mode() == Mode::Polling {
+                assert!(!w.barrier().await, "polling has no barrier");
+                continue;
+            }
+            for i in 0..100 {
+                let name = format!("{i}.b.host");
+                deliver(&dir, &name);
+                assert!(w.barrier().await, "barrier {i}");
+                let Changes::Entries(got) = fw.take_changes() else {
+                    panic!("names expected");
+                };
+                assert!(
+                    got.iter()
+                        .any(|e| e.in_new && !e.gone && e.name == name.as_str()),
+                    "{name} missing from {got:?}"
+                );
+            }
         }
     }
 

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use crate::store::{EntryEvent, Folder, Registry, StoreError};
-use crate::watch::{Changes, EntryChange, WatchOptions, Watcher};
+use crate::watch::{Changes, EntryChange, Mode, WatchOptions, Watcher};
 
 /// Creates the watcher and installs the registry hook. Must be called
 /// inside the tokio runtime.
@@ -29,6 +29,10 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
     let w = watcher.clone();
     registry.set_on_open(Arc::new(move |folder: &Arc<Folder>| {
         let mut fw = w.watch_folder(folder.dir());
+        // Watching (on inotify) before the folder's first scan: from now on
+        // every entry change reaches the folder by name.
+        folder.set_events_live(w.mode() == Mode::Inotify);
+        let watcher = w.clone();
         let weak = Arc::downgrade(folder);
         let mut alive = folder.watch();
         handle.spawn(async move {
@@ -38,19 +42,42 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                 tokio::select! {
                     _ = fw.changed() => {
                         let Some(f) = weak.upgrade() else { break };
-                        // Taken before the sync: events after this point
-                        // fire again and are handled by the next round.
-                        let changes = fw.take_changes();
+                        let inotify = watcher.mode() == Mode::Inotify;
                         let after_failure = rescan;
+                        // The directories' stamp first, then a barrier
+                        // through the watcher: every change the stamp shows
+                        // is then among the names taken next (or applied
+                        // by an earlier round), so sessions may trust the
+                        // folder's state as long as the stamp holds.
+                        let g = f.clone();
+                        let stamp = tokio::task::spawn_blocking(move || g.dir_stamp()).await;
+                        let vouched = inotify && watcher.barrier().await;
+                        // Events after the take fire again: the next round.
+                        let changes = fw.take_changes();
                         let res = tokio::task::spawn_blocking(move || {
-                            let r = match changes {
-                                // Names taken by a round that failed are
-                                // lost: rescan once instead.
-                                Changes::Entries(entries) if !after_failure => {
-                                    f.sync_entries(&entry_events(entries))
+                            let r = match stamp {
+                                Ok(Ok(stamp)) => {
+                                    let stamp = vouched.then_some(stamp);
+                                    match changes {
+                                        // Names taken by a round that failed
+                                        // are lost: rescan once instead.
+                                        Changes::Entries(entries) if !after_failure => f
+                                            .sync_for_watcher(
+                                                Some(&entry_events(entries)),
+                                                stamp,
+                                            ),
+                                        _ => {
+                                            // Until this rescan is done,
+                                            // sessions must look themselves.
+                                            f.set_events_live(false);
+                                            f.sync_for_watcher(None, stamp)
+                                        }
+                                    }
                                 }
-                                _ => f.sync_watched(),
+                                Ok(Err(e)) => Err(e),
+                                Err(e) => Err(StoreError::Cannot(format!("stamp task: {e}"))),
                             };
+                            f.set_events_live(vouched && r.is_ok());
                             let name = f.name().to_string();
                             // The last holder may be us: dropping here, off
                             // the runtime, is where the index gets written.
@@ -59,6 +86,11 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                         })
                         .await;
                         rescan = !matches!(res, Ok((_, Ok(()))));
+                        if rescan {
+                            if let Some(f) = weak.upgrade() {
+                                f.set_events_live(false);
+                            }
+                        }
                         match res {
                             Ok((name, Err(StoreError::NotFound))) => {
                                 tracing::info!(folder = %name, "folder removed by another program");

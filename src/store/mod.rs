@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 pub mod maildir;
 
 use crate::flags::Flags;
-pub use maildir::folder::{EntryEvent, Folder, RwHold};
+pub use maildir::folder::{DirStamp, EntryEvent, Folder, RwHold};
 use maildir::{names, subscriptions};
 
 /// Why a store operation failed; the session maps these to response codes

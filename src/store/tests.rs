@@ -1633,3 +1633,46 @@ fn cache_batches_from_many_threads_survive_a_restart() {
         }
     }
 }
+
+/// While a watcher reports every change (events live), a session's sync
+/// trusts what the watcher applied as far as its stamp goes, and reads the
+/// directories again as soon as they show anything newer.
+#[test]
+fn session_sync_trusts_the_watcher_only_up_to_its_stamp() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    let s = open(&root);
+    let f = s.open_folder("INBOX").unwrap();
+    deliver(&root, "1.a.host", b"one\n");
+    f.set_events_live(true);
+    let stamp = f.dir_stamp().unwrap();
+    let one = [EntryEvent {
+        in_new: true,
+        name: "1.a.host".into(),
+        gone: false,
+    }];
+    f.sync_for_watcher(Some(&one), Some(stamp)).unwrap();
+    assert_eq!(uids(&f).len(), 1, "the watcher applied the delivery");
+
+    // A delivery the watcher has not reported yet, behind an mtime put back
+    // to the stamp: a session's sync trusts the watcher and reads nothing.
+    let new_dir = root.join("new");
+    let before = filetime::FileTime::from_last_modification_time(&fs::metadata(&new_dir).unwrap());
+    deliver(&root, "2.b.host", b"two\n");
+    filetime::set_file_mtime(&new_dir, before).unwrap();
+    f.sync(false).unwrap();
+    assert_eq!(uids(&f).len(), 1, "trusted the watcher's state");
+    // Without a live watcher the same sync reads the directory.
+    f.set_events_live(false);
+    f.sync(false).unwrap();
+    assert_eq!(uids(&f).len(), 2, "looked at new/ itself");
+
+    // Live again: a change the stamp does not cover is seen at once.
+    f.set_events_live(true);
+    let stamp = f.dir_stamp().unwrap();
+    f.sync_for_watcher(Some(&[]), Some(stamp)).unwrap();
+    deliver(&root, "3.c.host", b"three\n");
+    filetime::set_file_mtime(&new_dir, filetime::FileTime::from_unix_time(1, 0)).unwrap();
+    f.sync(false).unwrap();
+    assert_eq!(uids(&f).len(), 3, "an mtime past the stamp means: look");
+}

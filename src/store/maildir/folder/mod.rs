@@ -34,7 +34,7 @@ use crate::flags::{Flags, sys};
 use crate::store::{CacheField, Changes, MessageMeta, Result, StoreError, StoreOptions};
 
 mod sync;
-pub use sync::EntryEvent;
+pub use sync::{DirStamp, EntryEvent};
 mod write;
 
 use super::filename::{self, Info};
@@ -137,6 +137,9 @@ struct NewFile {
 struct State {
     /// The first sync has run.
     synced_once: bool,
+    /// The directories' stamp up to which the change watcher has applied
+    /// every change ([`Folder::sync_for_watcher`]).
+    watcher_stamp: Option<DirStamp>,
     uidvalidity: u32,
     next_uid: u32,
     last_uidvalidity: u32,
@@ -195,6 +198,9 @@ pub struct Folder {
     /// The folder's directory vanished under us (deleted or renamed by
     /// another program): sessions must drop it.
     gone: std::sync::atomic::AtomicBool,
+    /// A change watcher reports every entry change of `new/` and `cur/` to
+    /// [`Folder::sync_entries`] (see [`Folder::set_events_live`]).
+    events_live: std::sync::atomic::AtomicBool,
 }
 
 /// Keeps [`Folder::hold_rw`]'s count while a read-write session has the
@@ -271,6 +277,7 @@ impl Folder {
 
         let mut st = State {
             synced_once: false,
+            watcher_stamp: None,
             uidvalidity: ul.uidvalidity,
             next_uid: ul.next_uid(),
             last_uidvalidity: last_uidv.max(ul.uidvalidity),
@@ -373,6 +380,7 @@ impl Folder {
             rw_holders: std::sync::atomic::AtomicUsize::new(0),
             cache_file: Mutex::new(()),
             gone: std::sync::atomic::AtomicBool::new(false),
+            events_live: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -455,6 +463,19 @@ impl Folder {
 
     pub fn is_gone(&self) -> bool {
         self.gone.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Says whether a change watcher currently hands every entry change of
+    /// `new/` and `cur/` to [`Folder::sync_entries`] (inotify, watching
+    /// since before the folder's first scan, no overflow since the last full
+    /// sync). While it does, the syncs sessions run (SELECT, STATUS) trust
+    /// the state the watcher keeps and read no directory; a change is then
+    /// seen as soon as the watcher has applied it, which is also when IDLE
+    /// reports it. The watcher glue turns this off before a sync it cannot
+    /// describe by names and on again once that sync is done.
+    pub fn set_events_live(&self, on: bool) {
+        self.events_live
+            .store(on, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether some session has the folder selected read-write.

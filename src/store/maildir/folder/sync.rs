@@ -76,6 +76,14 @@ fn tick_margin(mtime_ns: i128) -> i128 {
     }
 }
 
+/// The full-precision mtimes of a folder's `new/` and `cur/` (see
+/// [`Folder::sync_for_watcher`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirStamp {
+    new: i128,
+    cur: i128,
+}
+
 /// One change of an entry of `new/` or `cur/`, as the change watcher saw
 /// it (see [`Folder::sync_entries`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,7 +180,7 @@ impl Folder {
         let mut st = self.lock_state();
         // No index was loaded: this is the first scan of the folder.
         let cold = !st.synced_once && st.scan_time == 0;
-        let changed = self.sync_locked(&mut st, move_new)?;
+        let changed = self.sync_locked(&mut st, move_new, true)?;
         if changed {
             self.changed(&mut st);
         }
@@ -193,7 +201,31 @@ impl Folder {
     /// selected read-write, messages arriving in `new/` become claimable as
     /// \Recent right away, as if that session had moved them.
     pub fn sync_watched(&self) -> Result<()> {
-        self.sync_watched_with(None)
+        self.sync_watched_with(None, None)
+    }
+
+    /// The watcher glue's sync. `events` are the entry names the watcher
+    /// collected (`None`: not known, rescan). `stamp`, when given, was read
+    /// ([`Folder::dir_stamp`]) before those names were taken, and the
+    /// watcher had passed a barrier after reading it (every event of a
+    /// change made before the stamp was among the names): afterwards every
+    /// change the stamp shows is applied, so while the directories still
+    /// show it, the syncs of sessions need not read them (see
+    /// [`Folder::set_events_live`]). Without a stamp, sessions do.
+    pub fn sync_for_watcher(
+        &self,
+        events: Option<&[EntryEvent]>,
+        stamp: Option<DirStamp>,
+    ) -> Result<()> {
+        self.sync_watched_with(events, stamp)
+    }
+
+    /// The mtimes of `new/` and `cur/` now, for [`Folder::sync_for_watcher`].
+    pub fn dir_stamp(&self) -> Result<DirStamp> {
+        Ok(DirStamp {
+            new: dir_mtime(&self.dir.join("new"))?,
+            cur: dir_mtime(&self.dir.join("cur"))?,
+        })
     }
 
     /// [`Folder::sync_watched`] when the watcher knows every entry of
@@ -205,20 +237,24 @@ impl Folder {
     /// names alone cannot settle (a file we know that vanished without a new
     /// name for it, a duplicate) falls back to the full, race-safe scan.
     pub fn sync_entries(&self, events: &[EntryEvent]) -> Result<()> {
-        self.sync_watched_with(Some(events))
+        self.sync_watched_with(Some(events), None)
     }
 
-    fn sync_watched_with(&self, events: Option<&[EntryEvent]>) -> Result<()> {
+    fn sync_watched_with(
+        &self,
+        events: Option<&[EntryEvent]>,
+        stamp: Option<DirStamp>,
+    ) -> Result<()> {
         let mut st = self.lock_state();
         let changed = match events {
             Some(ev) if st.synced_once => {
                 let mut changed = self.sync_preamble(&mut st)?;
                 if !self.apply_entries(&mut st, ev, &mut changed)? {
-                    changed |= self.sync_locked(&mut st, false)?;
+                    changed |= self.sync_locked(&mut st, false, false)?;
                 }
                 changed
             }
-            _ => self.sync_locked(&mut st, false)?,
+            _ => self.sync_locked(&mut st, false, false)?,
         };
         if self.has_rw_holders() {
             let fresh: Vec<u32> = st
@@ -233,6 +269,8 @@ impl Folder {
         if changed {
             self.changed(&mut st);
         }
+        // Only a stamp vouched for by this very sync is trusted.
+        st.watcher_stamp = stamp;
         self.maybe_persist(&mut st);
         Ok(())
     }
@@ -362,7 +400,15 @@ impl Folder {
         Ok(true)
     }
 
-    pub(super) fn sync_locked(&self, st: &mut State, move_new: bool) -> Result<bool> {
+    /// The sync itself. With `trust_events` (a session's sync), a folder
+    /// whose watcher reports every entry change ([`Folder::set_events_live`])
+    /// reads no directory; the watcher's own syncs pass false.
+    pub(super) fn sync_locked(
+        &self,
+        st: &mut State,
+        move_new: bool,
+        trust_events: bool,
+    ) -> Result<bool> {
         let mut changed = self.sync_preamble(st)?;
 
         let scan_start = now_ns();
@@ -371,11 +417,21 @@ impl Folder {
         let settled = |stored: i128| stored < st.scan_time - tick_margin(stored);
         // A fresh index counts as a previous scan: a warm open of an
         // unchanged folder reads no directory.
-        let skip = (st.synced_once || st.scan_time != 0)
-            && new_m == st.new_mtime
-            && cur_m == st.cur_mtime
-            && settled(new_m)
-            && settled(cur_m);
+        let events_live =
+            trust_events && self.events_live.load(std::sync::atomic::Ordering::Acquire);
+        // Everything up to the directories' present mtimes is applied by the
+        // watcher, which also applies whatever comes next.
+        let covered = st.watcher_stamp
+            == Some(DirStamp {
+                new: new_m,
+                cur: cur_m,
+            });
+        let skip = (st.synced_once && events_live && covered)
+            || ((st.synced_once || st.scan_time != 0)
+                && new_m == st.new_mtime
+                && cur_m == st.cur_mtime
+                && settled(new_m)
+                && settled(cur_m));
         // `cur/` untouched since a full scan that saw it settled: a change
         // can only be in `new/` (the usual delivery).
         let cur_clean =
