@@ -10,8 +10,9 @@
 //! first `FETCH 1:* (... ENVELOPE)` took 2.7-3.0 s with the watch and
 //! 1.9-2.4 s in polling mode, and `SEARCH BODY` burnt 0.36-0.55 s of CPU in
 //! the watcher's threads. So this module uses the `inotify` crate (what
-//! notify is built on, same maintainers' ecosystem) with its tokio event
-//! stream: the mask is ours, and no thread is needed at all.
+//! notify is built on) read through tokio's `AsyncFd`: the mask is ours,
+//! no thread is needed, and [`Watcher::barrier`] can read the kernel queue
+//! dry whenever it must.
 //!
 //! # What this module owns
 //! - The single inotify instance of the process and the task reading it.
