@@ -190,10 +190,12 @@ fn render_chunk(
         CacheField::BodyStructure,
     );
     let mut body = lookup(want(&|i| *i == FetchAttr::Body), CacheField::Body);
+    // Also when an ENVELOPE must be made: it stores the digest alongside
+    // unless one is cached, which is then known without a lock per message.
     let mut common = lookup(
         want(
             &|i| matches!(i, FetchAttr::BodySection { section, .. } if from_common_headers(section)),
-        ),
+        ) || envelope.iter().any(Option::is_none) && want(&|i| *i == FetchAttr::Envelope),
         CacheField::CommonHeaders,
     );
     // `BODY[...]` labels, the same for every message.
@@ -573,8 +575,7 @@ fn render_one(
                     // The header is read now: keep the fields clients list
                     // mailboxes with too, as Dovecot's cache does, so the
                     // usual next request (HEADER.FIELDS) reads no file.
-                    let digest = pre.common.is_none()
-                        && folder.cached(t.uid, CacheField::CommonHeaders).is_none();
+                    let digest = pre.common.is_none();
                     let head = lazy.head()?;
                     let mark = out.len();
                     let mut fields = Vec::new();
