@@ -189,7 +189,11 @@ pub fn fresh_base_like(old: &str) -> String {
 
 /// The file name in `cur/` for a base name and info letters.
 pub fn cur_name(base: &str, info: &str) -> String {
-    format!("{base}:2,{info}")
+    let mut s = String::with_capacity(base.len() + 3 + info.len());
+    s.push_str(base);
+    s.push_str(":2,");
+    s.push_str(info);
+    s
 }
 
 /// RFC822.SIZE of message bytes: their length with every bare LF counted
