@@ -6,12 +6,13 @@
 //! before. Owns their binary formats; it never decides what the state is.
 //!
 //! `nestbox.index` is rewritten whole and atomically:
-//! magic `NBIDX002`, header fields, one record per message (UID, file name,
-//! modseq, mtime, size, keywords that have no letter), then an FNV-1a
-//! checksum of everything before it. Any mismatch means "no index".
+//! magic `NBIDX003`, header fields, one record per message (UID, file name,
+//! modseq, mtime, size, keywords that have no letter), then a CRC-32 of
+//! everything before it (in a 64-bit field). Any mismatch means "no
+//! index".
 //!
 //! `nestbox.cache` holds the session's encoded ENVELOPE/BODYSTRUCTURE/BODY
-//! per UID. It is append-only (`NBCCH001` + UIDVALIDITY, then entries each
+//! per UID. It is append-only (`NBCCH002` + UIDVALIDITY, then entries each
 //! with its own checksum), so filling the cache never rewrites what is
 //! already there; a torn or corrupt tail is ignored. Message content never
 //! changes for a UID, so an entry is valid as long as the UIDVALIDITY is.
@@ -23,8 +24,8 @@ use std::sync::Arc;
 
 pub const FILE: &str = "nestbox.index";
 pub const CACHE_FILE: &str = "nestbox.cache";
-const MAGIC: &[u8; 8] = b"NBIDX002";
-const CACHE_MAGIC: &[u8; 8] = b"NBCCH001";
+const MAGIC: &[u8; 8] = b"NBIDX003";
+const CACHE_MAGIC: &[u8; 8] = b"NBCCH002";
 
 /// One message as the index remembers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,13 +61,12 @@ pub struct IndexData {
     pub msgs: Vec<IndexMsg>,
 }
 
-fn fnv(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
+/// The checksum of both files: CRC-32 (`crc32fast`, which uses the CPU's
+/// carry-less multiply). It replaced a byte-at-a-time FNV-1a that cost
+/// about 30 ms per write or load of a 100,000-message index and a few
+/// percent of a first `FETCH 1:* ENVELOPE` (every cache entry is summed).
+fn checksum(data: &[u8]) -> u32 {
+    crc32fast::hash(data)
 }
 
 struct W(Vec<u8>);
@@ -183,8 +183,8 @@ pub fn encode_parts<'a>(
             w.bytes(k.as_bytes());
         }
     }
-    let sum = fnv(&w.0);
-    w.u64(sum);
+    let sum = checksum(&w.0);
+    w.u64(sum.into());
     w.0
 }
 
@@ -192,7 +192,7 @@ pub fn encode_parts<'a>(
 pub fn decode(data: &[u8]) -> Option<IndexData> {
     let body_len = data.len().checked_sub(8)?;
     let (body, sum) = data.split_at(body_len);
-    if fnv(body) != u64::from_le_bytes(sum.try_into().ok()?) {
+    if u64::from(checksum(body)) != u64::from_le_bytes(sum.try_into().ok()?) {
         return None;
     }
     let mut r = R(body);
@@ -277,7 +277,7 @@ fn cache_entry(w: &mut W, uid: u32, field: FieldNo, data: &[u8]) {
     w.u32(uid);
     w.u8(field);
     w.bytes(data);
-    let sum = fnv(&w.0[start..]) as u32;
+    let sum = checksum(&w.0[start..]);
     w.u32(sum);
 }
 
@@ -306,7 +306,7 @@ pub fn load_cache(dir: &Path, uidvalidity: u32) -> (CacheMap, usize) {
             let bytes = r.bytes()?;
             let used = before.len() - r.0.len();
             let sum = r.u32()?;
-            (fnv(before.get(..used)?) as u32 == sum).then_some((uid, field, bytes))
+            (checksum(before.get(..used)?) == sum).then_some((uid, field, bytes))
         })();
         match entry {
             Some((uid, field, bytes)) => {
