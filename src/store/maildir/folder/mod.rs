@@ -172,6 +172,8 @@ struct State {
     /// The index file on disk is a clean (complete) image of this state.
     index_clean: bool,
     last_index_write: Option<Instant>,
+    /// Counts encoded index images (see [`Folder::write_index_job`]).
+    index_generation: u64,
     cache: Option<CacheMap>,
     cache_pending: Vec<(u32, u8, Arc<[u8]>)>,
     cache_file_entries: usize,
@@ -195,6 +197,9 @@ pub struct Folder {
     /// Held while `nestbox.cache` is written, which happens without the
     /// state locked (see `put_cache`).
     cache_file: Mutex<()>,
+    /// Held while `nestbox.index` is written (also without the state
+    /// locked, see [`Folder::persist`]); the generation last written.
+    index_file: Mutex<u64>,
     /// The folder's directory vanished under us (deleted or renamed by
     /// another program): sessions must drop it.
     gone: std::sync::atomic::AtomicBool,
@@ -302,6 +307,7 @@ impl Folder {
             dirty: false,
             index_clean: false,
             last_index_write: None,
+            index_generation: 0,
             cache: None,
             cache_pending: Vec::new(),
             cache_file_entries: 0,
@@ -379,6 +385,7 @@ impl Folder {
             tx,
             rw_holders: std::sync::atomic::AtomicUsize::new(0),
             cache_file: Mutex::new(()),
+            index_file: Mutex::new(0),
             gone: std::sync::atomic::AtomicBool::new(false),
             events_live: std::sync::atomic::AtomicBool::new(false),
         })
@@ -535,19 +542,59 @@ impl Folder {
         self.tx.send_replace(st.highest_modseq);
     }
 
-    /// Writes the index when it is due, and flushes collected cache entries.
-    fn maybe_persist(&self, st: &mut State) {
-        if st.dirty
+    /// What a sync leaves to write: the index when it is due, and the
+    /// collected cache entries. Taken with the folder locked and written by
+    /// [`Folder::persist`] after the lock is released: at 100,000 messages
+    /// the index is about 11 MB, and sessions waiting for the folder (an
+    /// IDLE client being told of new mail) must not wait for that write.
+    fn persist_jobs(&self, st: &mut State) -> PersistJobs {
+        let index = (st.dirty
             && st
                 .last_index_write
-                .is_none_or(|t| t.elapsed() >= INDEX_WRITE_EVERY)
-        {
-            self.write_index(st, false);
+                .is_none_or(|t| t.elapsed() >= INDEX_WRITE_EVERY))
+        .then(|| self.index_job(st, false));
+        PersistJobs {
+            index,
+            cache: take_cache_job(st),
         }
-        self.flush_cache(st);
     }
 
+    /// Writes what [`Folder::persist_jobs`] took, without the folder locked;
+    /// locks it again only to book a failure or the cache file's size.
+    fn persist(&self, jobs: PersistJobs) {
+        let index_failed = jobs
+            .index
+            .as_ref()
+            .is_some_and(|j| self.write_index_job(j).is_err());
+        let cache = jobs.cache.map(|j| {
+            let result = self.write_cache_job(&j);
+            (j, result)
+        });
+        if index_failed || cache.is_some() {
+            let mut st = self.lock_state();
+            if index_failed {
+                st.dirty = true;
+            }
+            if let Some((job, result)) = cache {
+                finish_cache_job(&self.dir, &mut st, &job, result);
+            }
+        }
+    }
+
+    /// Writes the index now, with the folder locked (`clean`: the folder is
+    /// closing and the modseqs are complete).
     fn write_index(&self, st: &mut State, clean: bool) {
+        let job = self.index_job(st, clean);
+        match self.write_index_job(&job) {
+            Ok(()) => st.index_clean = clean,
+            Err(_) => st.dirty = true,
+        }
+    }
+
+    /// Encodes the index image of the current state. The state counts as
+    /// written from here on (so concurrent syncs do not encode it again);
+    /// a failed write marks it dirty again.
+    fn index_job(&self, st: &mut State, clean: bool) -> IndexJob {
         let d = IndexData {
             uidvalidity: st.uidvalidity,
             next_uid: st.next_uid,
@@ -572,13 +619,32 @@ impl Folder {
                 extra_keywords: &m.extra_kw,
             }),
         );
-        match index::save_image(&self.dir, &image) {
+        st.dirty = false;
+        st.last_index_write = Some(Instant::now());
+        st.index_generation += 1;
+        IndexJob {
+            image,
+            generation: st.index_generation,
+        }
+    }
+
+    /// Writes an index image unless a newer one was written meanwhile
+    /// (images are encoded in order under the folder lock, but written
+    /// outside it, so two may race).
+    fn write_index_job(&self, job: &IndexJob) -> io::Result<()> {
+        let mut written = self.index_file.lock().unwrap_or_else(|p| p.into_inner());
+        if *written >= job.generation {
+            return Ok(());
+        }
+        match index::save_image(&self.dir, &job.image) {
             Ok(()) => {
-                st.dirty = false;
-                st.index_clean = clean;
-                st.last_index_write = Some(Instant::now());
+                *written = job.generation;
+                Ok(())
             }
-            Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write index"),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write index");
+                Err(e)
+            }
         }
     }
 
@@ -933,6 +999,18 @@ impl Drop for Folder {
     }
 }
 
+/// What a sync leaves to write once the folder is unlocked.
+struct PersistJobs {
+    index: Option<IndexJob>,
+    cache: Option<CacheJob>,
+}
+
+/// An encoded index image on its way to `nestbox.index`.
+struct IndexJob {
+    image: Vec<u8>,
+    generation: u64,
+}
+
 /// A batch of cache entries on its way to `nestbox.cache`.
 struct CacheJob {
     entries: Vec<(u32, u8, Arc<[u8]>)>,
@@ -1172,5 +1250,65 @@ mod header_end_tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod persist_tests {
+    use super::*;
+    use crate::store::{MailStore, Registry, StoreOptions};
+
+    fn inbox(root: &Path) -> (MailStore, Arc<Folder>) {
+        let s = MailStore::open(
+            root.to_path_buf(),
+            Registry::new(),
+            StoreOptions { fsync: false },
+        )
+        .unwrap();
+        fs::write(root.join("new/1000.a.host"), b"Subject: a\n\nbody\n").unwrap();
+        let f = s.open_folder("INBOX").unwrap();
+        (s, f)
+    }
+
+    /// Index images are encoded in order under the folder lock but written
+    /// outside it: whichever write comes last, the newest image stays.
+    #[test]
+    fn an_older_index_image_never_replaces_a_newer_one() {
+        let d = tempfile::tempdir().unwrap();
+        let (_s, f) = inbox(d.path());
+        let (old, new, newest_modseq) = {
+            let mut st = f.lock_state();
+            let old = f.index_job(&mut st, false);
+            st.highest_modseq += 5;
+            let new = f.index_job(&mut st, false);
+            (old, new, st.highest_modseq)
+        };
+        f.write_index_job(&new).unwrap();
+        f.write_index_job(&old).unwrap();
+        let on_disk = index::load(d.path()).unwrap();
+        assert_eq!(on_disk.highest_modseq, newest_modseq);
+        assert!(!on_disk.clean);
+    }
+
+    /// An index write that fails (now outside the folder lock) leaves the
+    /// state dirty, so the next sync writes it.
+    #[test]
+    fn a_failed_index_write_is_retried_by_the_next_sync() {
+        let d = tempfile::tempdir().unwrap();
+        let (_s, f) = inbox(d.path());
+        let index_path = d.path().join(index::FILE);
+        // A directory where the index goes makes the rename fail.
+        let _ = fs::remove_file(&index_path);
+        fs::create_dir(&index_path).unwrap();
+        fs::write(d.path().join("new/1001.b.host"), b"Subject: b\n\nbody\n").unwrap();
+        f.lock_state().last_index_write = None;
+        f.sync(false).unwrap();
+        assert!(f.lock_state().dirty, "a failed index write is retried");
+        fs::remove_dir(&index_path).unwrap();
+        f.lock_state().last_index_write = None;
+        f.sync(false).unwrap();
+        assert!(!f.lock_state().dirty);
+        let on_disk = index::load(d.path()).unwrap();
+        assert_eq!(on_disk.msgs.len(), 2);
     }
 }

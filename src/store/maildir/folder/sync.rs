@@ -191,7 +191,9 @@ impl Folder {
             // the folder closes, not while it waits.
             st.last_index_write.get_or_insert_with(Instant::now);
         }
-        self.maybe_persist(&mut st);
+        let jobs = self.persist_jobs(&mut st);
+        drop(st);
+        self.persist(jobs);
         Ok(())
     }
 
@@ -271,7 +273,9 @@ impl Folder {
         }
         // Only a stamp vouched for by this very sync is trusted.
         st.watcher_stamp = stamp;
-        self.maybe_persist(&mut st);
+        let jobs = self.persist_jobs(&mut st);
+        drop(st);
+        self.persist(jobs);
         Ok(())
     }
 
