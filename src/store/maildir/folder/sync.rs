@@ -258,9 +258,12 @@ impl Folder {
             }
             _ => self.sync_locked(&mut st, false, false)?,
         };
+        // Only messages that arrived since the last look can be fresh: new
+        // UIDs are always above every known one. (Walking all messages here
+        // cost about 1.8 ms per delivery at 100,000, on the IDLE push path.)
+        let from = st.msgs.partition_point(|m| m.uid < st.recent_checked_to);
         if self.has_rw_holders() {
-            let fresh: Vec<u32> = st
-                .msgs
+            let fresh: Vec<u32> = st.msgs[from..]
                 .iter()
                 .filter(|m| m.loc.in_new && !st.recent_in_new.contains(&m.uid))
                 .map(|m| m.uid)
@@ -268,6 +271,9 @@ impl Folder {
             st.recent_in_new.extend(fresh.iter().copied());
             st.recent.extend(fresh);
         }
+        // Without a read-write holder they are not claimed here; the SELECT
+        // that makes one moves them to cur/ and hands them out then.
+        st.recent_checked_to = st.msgs.last().map_or(0, |m| m.uid.saturating_add(1));
         if changed {
             self.changed(&mut st);
         }
@@ -807,6 +813,10 @@ impl Folder {
             m.flags = flags;
             m.other = other;
             m.modseq = modseq;
+            let uid = m.uid;
+            if flags_changed {
+                st.note_flag_change(uid, modseq);
+            }
         }
         st.dirty = true;
         st.snapshot = None;
@@ -953,6 +963,7 @@ impl Folder {
                 st.log_floor = m;
             }
         }
+        st.reshaped += 1;
         let State { msgs, by_base, .. } = st;
         msgs.retain(|m| {
             if gone.contains(&m.uid) {

@@ -122,7 +122,9 @@ impl Folder {
                     m.flags = new_flags;
                     m.extra_kw = extra;
                     m.modseq = modseq;
-                    return Ok(Some(m.meta()));
+                    let meta = m.meta();
+                    st.note_flag_change(meta.uid, modseq);
+                    return Ok(Some(meta));
                 }
                 Err(e) if is_enoent(&e) => {
                     if !self.relocate(st, i, rescanned)? {
@@ -341,6 +343,7 @@ impl Folder {
             for (_, path) in done {
                 let _ = fs::remove_file(path);
             }
+            st.reshaped += 1;
             let State { msgs, by_base, .. } = &mut *st;
             msgs.retain(|m| {
                 let keep = !uids.contains(&m.uid);
