@@ -2363,7 +2363,6 @@ mod tests {
         }
     }
 
-    /// Push latency: rename into new/ -> `changed()`, over 100 deliveries.
     /// The reader steps out of epoll for `PACE` after each batch: changes
     /// made while it is out (a stream of flag renames spread over many
     /// pauses) all arrive, in order, and a barrier asked for during a pause
@@ -2425,6 +2424,7 @@ mod tests {
         assert_eq!(arrived, want, "every rename after the barrier, in order");
     }
 
+    /// Push latency: rename into new/ -> `changed()`, over 100 deliveries.
     /// `cargo test --lib watch::tests::latency -- --ignored --nocapture`
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "benchmark-ish; prints figures"]
