@@ -17,9 +17,16 @@
 //! async runtime's threads.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::store::{EntryEvent, Folder, Registry, StoreError};
 use crate::watch::{Changes, EntryChange, Mode, WatchOptions, Watcher};
+
+/// How long after a watcher round the folder writes what the round left
+/// (its index, cache entries): long enough for the sessions the round woke
+/// to have taken their look, so none of them waits behind the write.
+const PERSIST_AFTER: Duration = Duration::from_millis(20);
 
 /// Creates the watcher and installs the registry hook. Must be called
 /// inside the tokio runtime.
@@ -38,6 +45,8 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
         handle.spawn(async move {
             // The last round failed: the names it took were not applied.
             let mut rescan = false;
+            // A write of what the rounds left (index, cache) is scheduled.
+            let persist_pending = Arc::new(AtomicBool::new(false));
             loop {
                 tokio::select! {
                     _ = fw.changed() => {
@@ -86,6 +95,24 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                         })
                         .await;
                         rescan = !matches!(res, Ok((_, Ok(()))));
+                        if !persist_pending.swap(true, Ordering::AcqRel) {
+                            let pending = persist_pending.clone();
+                            let weak = weak.clone();
+                            tokio::spawn(async move {
+                                // After the sessions this round woke have
+                                // looked at the folder.
+                                tokio::time::sleep(PERSIST_AFTER).await;
+                                pending.store(false, Ordering::Release);
+                                if let Some(f) = weak.upgrade() {
+                                    let _ = tokio::task::spawn_blocking(move || {
+                                        f.persist_due();
+                                        // Possibly the last holder: see above.
+                                        drop(f);
+                                    })
+                                    .await;
+                                }
+                            });
+                        }
                         if rescan {
                             if let Some(f) = weak.upgrade() {
                                 f.set_events_live(false);

@@ -581,6 +581,15 @@ impl Folder {
         }
     }
 
+    /// Writes what is due: the index (at most every `INDEX_WRITE_EVERY`
+    /// while it is behind) and the collected cache entries. Syncs do this
+    /// themselves, except the change watcher's (see
+    /// [`Folder::sync_for_watcher`]).
+    pub fn persist_due(&self) {
+        let jobs = self.persist_jobs(&mut self.lock_state());
+        self.persist(jobs);
+    }
+
     /// Writes what [`Folder::persist_jobs`] took, without the folder locked;
     /// locks it again only to book a failure or the cache file's size.
     fn persist(&self, jobs: PersistJobs) {
@@ -1364,6 +1373,24 @@ mod persist_tests {
         let on_disk = index::load(d.path()).unwrap();
         assert_eq!(on_disk.highest_modseq, newest_modseq);
         assert!(!on_disk.clean);
+    }
+
+    /// The change watcher's sync writes nothing of ours; `persist_due`,
+    /// which the watcher runs a moment later, does.
+    #[test]
+    fn the_watchers_sync_leaves_the_writes_to_persist_due() {
+        let d = tempfile::tempdir().unwrap();
+        let (_s, f) = inbox(d.path());
+        let index_path = d.path().join(index::FILE);
+        let _ = fs::remove_file(&index_path);
+        fs::write(d.path().join("new/1001.b.host"), b"Subject: b\n\nbody\n").unwrap();
+        f.lock_state().last_index_write = None;
+        f.sync_for_watcher(None, None).unwrap();
+        assert_eq!(f.messages().len(), 2);
+        assert!(!index_path.exists(), "the watcher's sync wrote the index");
+        f.persist_due();
+        assert_eq!(index::load(d.path()).unwrap().msgs.len(), 2);
+        assert!(!f.lock_state().dirty);
     }
 
     /// An index write that fails (now outside the folder lock) leaves the

@@ -203,7 +203,7 @@ impl Folder {
     /// selected read-write, messages arriving in `new/` become claimable as
     /// \Recent right away, as if that session had moved them.
     pub fn sync_watched(&self) -> Result<()> {
-        self.sync_watched_with(None, None)
+        self.sync_watched_with(None, None, true)
     }
 
     /// The watcher glue's sync. `events` are the entry names the watcher
@@ -214,12 +214,17 @@ impl Folder {
     /// change the stamp shows is applied, so while the directories still
     /// show it, the syncs of sessions need not read them (see
     /// [`Folder::set_events_live`]). Without a stamp, sessions do.
+    ///
+    /// It writes nothing of nestbox's own (index, cache): the watcher calls
+    /// [`Folder::persist_due`] a moment later, so that the sessions it just
+    /// woke find the folder unlocked and the next round is not held up by
+    /// an 11 MB index write at 100,000 messages.
     pub fn sync_for_watcher(
         &self,
         events: Option<&[EntryEvent]>,
         stamp: Option<DirStamp>,
     ) -> Result<()> {
-        self.sync_watched_with(events, stamp)
+        self.sync_watched_with(events, stamp, false)
     }
 
     /// The mtimes of `new/` and `cur/` now, for [`Folder::sync_for_watcher`].
@@ -239,13 +244,14 @@ impl Folder {
     /// names alone cannot settle (a file we know that vanished without a new
     /// name for it, a duplicate) falls back to the full, race-safe scan.
     pub fn sync_entries(&self, events: &[EntryEvent]) -> Result<()> {
-        self.sync_watched_with(Some(events), None)
+        self.sync_watched_with(Some(events), None, true)
     }
 
     fn sync_watched_with(
         &self,
         events: Option<&[EntryEvent]>,
         stamp: Option<DirStamp>,
+        persist: bool,
     ) -> Result<()> {
         let mut st = self.lock_state();
         let changed = match events {
@@ -279,9 +285,11 @@ impl Folder {
         }
         // Only a stamp vouched for by this very sync is trusted.
         st.watcher_stamp = stamp;
-        let jobs = self.persist_jobs(&mut st);
-        drop(st);
-        self.persist(jobs);
+        if persist {
+            let jobs = self.persist_jobs(&mut st);
+            drop(st);
+            self.persist(jobs);
+        }
         Ok(())
     }
 
