@@ -6,10 +6,14 @@
 //! before. Owns their binary formats; it never decides what the state is.
 //!
 //! `nestbox.index` is rewritten whole and atomically:
-//! magic `NBIDX003`, header fields, one record per message (UID, file name,
+//! magic `NBIDX004`, header fields, one record per message (UID, file name,
 //! modseq, mtime, size, keywords that have no letter), then a CRC-32 of
-//! everything before it (in a 64-bit field). Any mismatch means "no
-//! index".
+//! everything before it (in a 64-bit field) except the header's `clean`
+//! byte. Any mismatch means "no index". The one write in place is
+//! [`mark_unclean`]: a single byte, `clean` 1 -> 0, so that the first change
+//! after opening a folder does not have to rewrite the whole file (11 MB at
+//! 100,000 messages) with the folder locked. A torn write cannot happen to
+//! one byte, and both values are valid images.
 //!
 //! `nestbox.cache` holds the session's encoded ENVELOPE/BODYSTRUCTURE/BODY
 //! per UID. It is append-only (`NBCCH002` + UIDVALIDITY, then entries each
@@ -24,7 +28,10 @@ use std::sync::Arc;
 
 pub const FILE: &str = "nestbox.index";
 pub const CACHE_FILE: &str = "nestbox.cache";
-const MAGIC: &[u8; 8] = b"NBIDX003";
+const MAGIC: &[u8; 8] = b"NBIDX004";
+/// Where the `clean` byte sits: after the magic, UIDVALIDITY, next UID,
+/// HIGHESTMODSEQ and last UIDVALIDITY.
+const CLEAN_AT: usize = 8 + 4 + 4 + 8 + 4;
 const CACHE_MAGIC: &[u8; 8] = b"NBCCH002";
 
 /// One message as the index remembers it.
@@ -67,6 +74,21 @@ pub struct IndexData {
 /// percent of a first `FETCH 1:* ENVELOPE` (every cache entry is summed).
 fn checksum(data: &[u8]) -> u32 {
     crc32fast::hash(data)
+}
+
+/// The index's checksum: over `body` with the `clean` byte read as 0, so
+/// that [`mark_unclean`] keeps the image valid.
+fn index_checksum(body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    match body.get(CLEAN_AT + 1..) {
+        Some(rest) => {
+            h.update(&body[..CLEAN_AT]);
+            h.update(&[0]);
+            h.update(rest);
+        }
+        None => h.update(body),
+    }
+    h.finalize()
 }
 
 struct W(Vec<u8>);
@@ -186,7 +208,7 @@ pub fn encode_parts<'a>(
             w.bytes(k.as_bytes());
         }
     }
-    let sum = checksum(&w.0);
+    let sum = index_checksum(&w.0);
     w.u64(sum.into());
     w.0
 }
@@ -195,7 +217,7 @@ pub fn encode_parts<'a>(
 pub fn decode(data: &[u8]) -> Option<IndexData> {
     let body_len = data.len().checked_sub(8)?;
     let (body, sum) = data.split_at(body_len);
-    if u64::from(checksum(body)) != u64::from_le_bytes(sum.try_into().ok()?) {
+    if u64::from(index_checksum(body)) != u64::from_le_bytes(sum.try_into().ok()?) {
         return None;
     }
     let mut r = R(body);
@@ -207,7 +229,12 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
         next_uid: r.u32()?,
         highest_modseq: r.u64()?,
         last_uidvalidity: r.u32()?,
-        clean: r.u8()? != 0,
+        // Outside the checksum: only the two values it may take.
+        clean: match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        },
         new_mtime: r.i128()?,
         cur_mtime: r.i128()?,
         scan_time: r.i128()?,
@@ -267,6 +294,35 @@ pub fn save(dir: &Path, d: &IndexData) -> io::Result<()> {
 /// [`save`] of an image made with [`encode_parts`].
 pub fn save_image(dir: &Path, image: &[u8]) -> io::Result<()> {
     super::write_atomic(&dir.join(FILE), image, false)
+}
+
+/// Turns the index at `dir` into one that no longer claims complete
+/// modseqs, in place: its `clean` byte becomes 0 (the checksum leaves that
+/// byte out). `Ok(false)` when there is no index of this format to mark
+/// (missing, or another magic): the caller then writes a whole one.
+///
+/// Like [`save_image`], not fsynced: a crash of the process (what this
+/// guards against) keeps the byte, which is in the page cache by then; a
+/// power loss may drop it, as it may drop a whole-file write.
+pub fn mark_unclean(dir: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(FILE))
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut head = [0u8; CLEAN_AT + 1];
+    if f.read_exact_at(&mut head, 0).is_err() || &head[..8] != MAGIC {
+        return Ok(false);
+    }
+    if head[CLEAN_AT] != 0 {
+        f.write_all_at(&[0], CLEAN_AT as u64)?;
+    }
+    Ok(true)
 }
 
 /// A cache field's number in the cache file.
@@ -409,6 +465,34 @@ mod tests {
             b[i] ^= 0x40;
             assert_eq!(decode(&b), None, "flipped {i}");
         }
+    }
+
+    #[test]
+    fn marking_unclean_in_place_keeps_the_rest_of_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        // No index yet: nothing to mark, the caller writes one.
+        assert!(!mark_unclean(dir.path()).unwrap());
+        let d = sample();
+        save(dir.path(), &d).unwrap();
+        assert!(mark_unclean(dir.path()).unwrap());
+        let got = load(dir.path()).expect("still a valid index");
+        assert!(!got.clean);
+        assert_eq!(IndexData { clean: true, ..got }, d);
+        // Marking again changes nothing.
+        assert!(mark_unclean(dir.path()).unwrap());
+        assert!(!load(dir.path()).unwrap().clean);
+        // A file of another format is left alone.
+        std::fs::write(
+            dir.path().join(FILE),
+            b"NBIDX003 and more bytes than a header",
+        )
+        .unwrap();
+        assert!(!mark_unclean(dir.path()).unwrap());
+        assert!(
+            std::fs::read(dir.path().join(FILE))
+                .unwrap()
+                .starts_with(b"NBIDX003")
+        );
     }
 
     #[test]
