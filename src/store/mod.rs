@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub mod maildir;
+pub mod nowait;
 
 use crate::flags::Flags;
 pub use maildir::folder::{DirStamp, EntryEvent, Folder, RwHold};

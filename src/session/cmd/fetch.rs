@@ -26,6 +26,17 @@ const CHUNK: usize = 1024;
 /// stays bounded by a handful of messages.
 const BODY_CHUNK: usize = 4;
 
+/// FETCHes of at most this many messages render on the session's own
+/// thread in a nowait scope (`session::nowait_scope`) instead of going
+/// to the blocking pool: a client opening one message, or fetching the
+/// flags of a few after an IDLE wake-up.
+const INLINE_MAX: usize = 8;
+
+/// ...as long as every message whose file must be read whole is known to
+/// be at most this big: parsing or copying a 30 MB message is work for the
+/// blocking pool, not for a runtime thread.
+const INLINE_BYTES: u64 = 256 * 1024;
+
 /// Items that put a whole message or part body into the response.
 fn sends_body(item: &FetchAttr) -> bool {
     match item {
@@ -119,6 +130,17 @@ pub async fn fetch(
     };
     let items = Arc::new(items);
     let mut gone = 0usize;
+    if targets.len() <= INLINE_MAX {
+        // Never held across an await (the scope is thread-local).
+        let inline = match crate::session::nowait_scope() {
+            Some(_scope) => render_chunk(&folder, &targets, &items, Some(INLINE_BYTES))?,
+            None => None,
+        };
+        if let Some((bytes, missing)) = inline {
+            s.out.extend_from_slice(&bytes);
+            return Ok(fetch_status(missing));
+        }
+    }
     // Chunks render in parallel on the blocking pool (reading and parsing
     // message files is the cost of a cold FETCH) and are written in order.
     let workers = crate::session::cpus().clamp(1, 8);
@@ -130,7 +152,7 @@ pub async fn fetch(
             let f = folder.clone();
             let it = items.clone();
             pending.push_back(tokio::task::spawn_blocking(move || {
-                render_chunk(&f, &chunk, &it)
+                render_chunk(&f, &chunk, &it, None)
             }));
         }
         let Some(task) = pending.pop_front() else {
@@ -138,37 +160,67 @@ pub async fn fetch(
         };
         let (bytes, missing) = task
             .await
-            .map_err(|e| Status::server_bug("FETCH task failed", &e))??;
+            .map_err(|e| Status::server_bug("FETCH task failed", &e))??
+            .unwrap_or_default();
         gone += missing;
         s.out.extend_from_slice(&bytes);
         s.maybe_flush()
             .await
             .map_err(|_| Status::bad("Connection lost."))?;
     }
+    Ok(fetch_status(gone))
+}
+
+/// The tagged status of a FETCH that could not render `gone` messages.
+fn fetch_status(gone: usize) -> Status {
     if gone > 0 {
         // RFC 2180 §4.1.2, RFC 5530 §3: the client still numbers messages
         // another session expunged; the data sent is complete for the rest,
         // so OK, with a hint to NOOP for the EXPUNGEs (a NO makes some
         // clients treat the whole FETCH as failed).
-        return Ok(Status::ok_code(
+        return Status::ok_code(
             "EXPUNGEISSUED",
             "Some of the requested messages no longer exist.",
-        ));
+        );
     }
-    Ok(Status::ok("FETCH completed."))
+    Status::ok("FETCH completed.")
 }
 
 /// A chunk being rendered: its response bytes and how many messages were gone.
-type RenderTask = tokio::task::JoinHandle<Result<(Vec<u8>, usize), Status>>;
+type RenderTask = tokio::task::JoinHandle<Result<Option<(Vec<u8>, usize)>, Status>>;
+
+/// Items whose rendering may read a message file whole.
+fn reads_whole(item: &FetchAttr) -> bool {
+    sends_body(item)
+        || matches!(
+            item,
+            FetchAttr::BodyStructure
+                | FetchAttr::Body
+                | FetchAttr::Rfc822Size
+                | FetchAttr::BinarySize { .. }
+        )
+}
 
 /// Renders a chunk; also returns how many messages could not be rendered
-/// because they are gone.
+/// because they are gone. With `size_limit`, renders nothing (`None`) when
+/// a file that may have to be read whole is bigger than that, or of
+/// unknown size.
 fn render_chunk(
     folder: &Folder,
     chunk: &[Target],
     items: &[FetchAttr],
-) -> Result<(Vec<u8>, usize), Status> {
+    size_limit: Option<u64>,
+) -> Result<Option<(Vec<u8>, usize)>, Status> {
     let uids: Vec<u32> = chunk.iter().map(|t| t.uid).collect();
+    if let Some(limit) = size_limit
+        && items.iter().any(reads_whole)
+    {
+        let big =
+            |m: &Option<MessageMeta>| m.as_ref().is_some_and(|m| m.size.is_none_or(|s| s > limit));
+        if folder.metas(&uids).iter().any(big) {
+            return Ok(None);
+        }
+    }
     if items.contains(&FetchAttr::InternalDate) {
         folder.resolve_dates(&uids)?;
     }
@@ -240,7 +292,7 @@ fn render_chunk(
             Err(RenderError::Status(st)) => return Err(st),
         }
     }
-    Ok((out, gone))
+    Ok(Some((out, gone)))
 }
 
 /// What the cache held for one message, looked up for the whole chunk.
@@ -765,7 +817,9 @@ mod tests {
         // FETCH_COST_OUT: where to write the responses, to compare builds.
         let mut all = Vec::new();
         for chunk in targets.chunks(CHUNK) {
-            let (out, gone) = render_chunk(&folder, chunk, &items).unwrap_or_else(|_| panic!());
+            let (out, gone) = render_chunk(&folder, chunk, &items, None)
+                .unwrap_or_else(|_| panic!())
+                .unwrap();
             assert_eq!(gone, 0);
             bytes += out.len();
             all.extend_from_slice(&out);
@@ -862,22 +916,37 @@ mod tests {
                     recent: false,
                     add_flags: false,
                 };
-                // A fresh folder each round, so nothing comes from the cache.
-                let f = crate::store::MailStore::open(
-                    d.path().to_path_buf(),
-                    crate::store::Registry::new(),
-                    crate::store::StoreOptions { fsync: false },
-                )
-                .unwrap()
-                .open_folder("INBOX")
-                .unwrap();
-                let _ = std::fs::remove_file(d.path().join("nestbox.cache"));
-                let (out, gone) = render_chunk(&f, &[target], &items).unwrap_or_else(|_| panic!());
-                assert_eq!(gone, 0);
-                assert_eq!(
-                    String::from_utf8_lossy(&out),
-                    String::from_utf8_lossy(&want)
-                );
+                // A fresh folder each round, so nothing comes from the
+                // cache; rendered as the blocking pool does, then as a
+                // small FETCH does on the session's thread.
+                let mut last = None;
+                for in_scope in [false, true] {
+                    let f = crate::store::MailStore::open(
+                        d.path().to_path_buf(),
+                        crate::store::Registry::new(),
+                        crate::store::StoreOptions { fsync: false },
+                    )
+                    .unwrap()
+                    .open_folder("INBOX")
+                    .unwrap();
+                    let _ = std::fs::remove_file(d.path().join("nestbox.cache"));
+                    let target = Target { ..target };
+                    let (out, gone) = if in_scope {
+                        let _s = crate::store::nowait::Scope::enter(|f| f());
+                        render_chunk(&f, &[target], &items, None)
+                    } else {
+                        render_chunk(&f, &[target], &items, None)
+                    }
+                    .unwrap_or_else(|_| panic!())
+                    .unwrap();
+                    assert_eq!(gone, 0);
+                    assert_eq!(
+                        String::from_utf8_lossy(&out),
+                        String::from_utf8_lossy(&want)
+                    );
+                    last = Some(f);
+                }
+                let f = last.unwrap();
                 // The digest cached alongside ENVELOPE is the parsed header's.
                 let all = Section {
                     part: vec![],
@@ -891,6 +960,56 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A FETCH small enough to render on the session's thread still goes
+    /// to the blocking pool when a file it may read whole is big or of
+    /// unknown size; items that never read a whole file do not care.
+    #[test]
+    fn inline_rendering_leaves_big_or_unknown_files_to_the_pool() {
+        let d = tempfile::tempdir().unwrap();
+        let store = crate::store::MailStore::open(
+            d.path().to_path_buf(),
+            crate::store::Registry::new(),
+            crate::store::StoreOptions { fsync: false },
+        )
+        .unwrap();
+        let cur = d.path().join("cur");
+        let body = "x".repeat(2000);
+        let msg = format!("Subject: s\n\n{body}\n");
+        let (lf, crlf) = (msg.len(), msg.len() + 3);
+        assert_eq!(crlf, 2016);
+        // Sizes in the name, and none.
+        std::fs::write(cur.join(format!("1000.M1P1.host,S={lf},W={crlf}:2,")), &msg).unwrap();
+        std::fs::write(cur.join("1001.M1P1.host:2,"), &msg).unwrap();
+        let folder = store.open_folder("INBOX").unwrap();
+        let target = |seq: u32| Target {
+            seq,
+            uid: folder.messages()[seq as usize - 1].uid,
+            recent: false,
+            add_flags: false,
+        };
+        let whole = [FetchAttr::Uid, FetchAttr::Rfc822Size];
+        let flags = [FetchAttr::Uid, FetchAttr::Flags];
+        let render = |t: Target, items: &[FetchAttr], limit: u64| {
+            let _s = crate::store::nowait::Scope::enter(|f| f());
+            render_chunk(&folder, &[t], items, Some(limit)).unwrap_or_else(|_| panic!())
+        };
+        assert!(render(target(1), &whole, 2016).is_some());
+        assert!(render(target(1), &whole, 2015).is_none());
+        assert!(
+            render(target(2), &whole, u64::MAX).is_none(),
+            "size unknown"
+        );
+        assert!(render(target(2), &flags, 0).is_some());
+        // Once the pool has read it, its size is known.
+        assert!(
+            render_chunk(&folder, &[target(2)], &whole, None)
+                .unwrap_or_else(|_| panic!())
+                .is_some()
+        );
+        let (out, _) = render(target(2), &whole, 2016).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("RFC822.SIZE 2016"));
     }
 
     /// Selecting common fields from the cached digest gives exactly what

@@ -1,0 +1,277 @@
+//! "Do not block this thread" mode for the store's read side.
+//!
+//! The store's interface is synchronous and callers on the async runtime
+//! normally hand each call to the blocking pool. For small requests that
+//! hand-off (a wake-up of a pool thread, then one of the runtime thread:
+//! 20-30 us on a virtual machine) costs more than the work: a `FETCH` of one
+//! message from the page cache takes about as long. So a caller may instead
+//! run store code on its own thread inside a [`Scope`]. While one is active,
+//! every place in the store that could wait (a folder lock held by someone
+//! else, a file or directory entry not in the kernel's caches, loading the
+//! cache file) first tries the non-blocking way (`try_lock`, `openat2` with
+//! `RESOLVE_CACHED`, `preadv2` with `RWF_NOWAIT`) and, only when that would
+//! wait, calls the scope's escalation hook around the blocking way. The
+//! session's hook is `tokio::task::block_in_place`, which moves the runtime
+//! thread's other tasks to another thread first, so nothing else waits.
+//!
+//! Owns the thread-local scope and the non-blocking open and read. It never
+//! decides whether a request is small enough: that is the caller's call.
+//! Outside a scope everything here behaves like the plain blocking calls.
+
+use std::cell::Cell;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The escalation hook: runs the closure it is given, once, where blocking
+/// is allowed.
+pub type Hook = fn(&mut dyn FnMut());
+
+thread_local! {
+    static HOOK: Cell<Option<Hook>> = const { Cell::new(None) };
+}
+
+/// While alive, store calls on this thread run in nowait mode (see the
+/// module doc). Scopes nest; dropping one restores the one before.
+///
+/// Not `Send`: a scope held across an `.await` would leak into whatever
+/// task runs next on this thread, and this makes such a future fail to
+/// compile where it is spawned.
+pub struct Scope {
+    prev: Option<Hook>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Scope {
+    pub fn enter(hook: Hook) -> Scope {
+        Scope {
+            prev: HOOK.replace(Some(hook)),
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        HOOK.set(self.prev);
+    }
+}
+
+/// Whether this thread is in a nowait scope.
+pub(crate) fn active() -> bool {
+    HOOK.get().is_some()
+}
+
+/// Runs `f`, which may block: directly outside a scope, through the
+/// scope's hook inside one (with the scope suspended while it runs, so the
+/// store calls inside block plainly instead of escalating again).
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    let Some(hook) = HOOK.get() else {
+        return f();
+    };
+    let mut f = Some(f);
+    let mut out = None;
+    HOOK.set(None);
+    hook(&mut || {
+        if let Some(f) = f.take() {
+            out = Some(f());
+        }
+    });
+    // Not reached if `f` panicked: the `Scope`'s drop restores the hook.
+    HOOK.set(Some(hook));
+    match (out, f) {
+        (Some(v), _) => v,
+        // A hook that did not run the closure: run it here.
+        (None, Some(f)) => f(),
+        (None, None) => unreachable!("the closure ran but left no result"),
+    }
+}
+
+/// Cleared when the kernel turns out not to know `openat2` or
+/// `RESOLVE_CACHED` (before Linux 5.12, or a seccomp filter): every open in
+/// a scope then escalates.
+static OPENAT2_WORKS: AtomicBool = AtomicBool::new(true);
+
+/// Opens `path` read-only like `File::open`; in a scope, first without
+/// blocking (`RESOLVE_CACHED`: every path component in the dentry cache),
+/// escalating only when that would have to wait.
+pub(crate) fn open(path: &Path) -> io::Result<File> {
+    if !active() {
+        return File::open(path);
+    }
+    match open_cached(path) {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => blocking(|| File::open(path)),
+        Err(e) => Err(e),
+    }
+}
+
+/// `openat2(path, O_RDONLY, RESOLVE_CACHED)`: `Ok(None)` when it would
+/// block (or the kernel cannot do it).
+fn open_cached(path: &Path) -> io::Result<Option<File>> {
+    if !OPENAT2_WORKS.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: `open_how` is plain data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_CACHED;
+    // SAFETY: a NUL-terminated path and a valid `open_how` of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a new descriptor that nothing else owns.
+        return Ok(Some(unsafe { File::from_raw_fd(fd as i32) }));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => Ok(None),
+        Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM) => {
+            OPENAT2_WORKS.store(false, Ordering::Relaxed);
+            Ok(None)
+        }
+        _ => Err(e),
+    }
+}
+
+/// Reads at `offset` like `FileExt::read_at`; in a scope, first without
+/// blocking (`RWF_NOWAIT`: only what the page cache holds), escalating
+/// only when nothing could be read that way.
+pub(crate) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    if !active() || buf.is_empty() {
+        return f.read_at(buf, offset);
+    }
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: one iovec over `buf`, which outlives the call.
+    let n = unsafe {
+        libc::preadv2(
+            std::os::fd::AsRawFd::as_raw_fd(f),
+            &iov,
+            1,
+            offset as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Would wait for the disk; or this file system or kernel does not
+        // do RWF_NOWAIT.
+        Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL) => blocking(|| f.read_at(buf, offset)),
+        _ => Err(e),
+    }
+}
+
+/// Appends the whole of `f` (from offset 0) to `data`, sized by the file's
+/// length (an `fstat`, which never waits: the inode is in memory once
+/// open).
+pub(crate) fn read_to_end(f: &File, data: &mut Vec<u8>) -> io::Result<()> {
+    let base = data.len();
+    let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    // One byte more than the length, so that the usual file needs no
+    // second buffer growth to see its end.
+    data.reserve(len + 1);
+    loop {
+        if data.len() == data.capacity() {
+            data.reserve(8192);
+        }
+        let start = data.len();
+        let spare = data.spare_capacity_mut();
+        // SAFETY: the bytes are only read from after `read_at` wrote them
+        // (`n` of them), and u8 has no invalid values.
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
+        let n = match read_at(f, buf, (start - base) as u64) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: `read_at` initialised `n` bytes after `start`.
+        unsafe { data.set_len(start + n) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    fn counting(f: &mut dyn FnMut()) {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        // Inside the hook the scope is suspended.
+        assert!(!active());
+        f()
+    }
+
+    #[test]
+    fn blocking_goes_through_the_hook_only_in_a_scope() {
+        let before = CALLS.load(Ordering::SeqCst);
+        assert_eq!(blocking(|| 1), 1);
+        assert_eq!(CALLS.load(Ordering::SeqCst), before);
+        {
+            let _s = Scope::enter(counting);
+            assert!(active());
+            assert_eq!(blocking(|| 2), 2);
+            assert!(active(), "restored after the hook");
+            {
+                let _inner = Scope::enter(counting);
+            }
+            assert!(active(), "an inner scope restores the outer one");
+        }
+        assert!(!active());
+        assert_eq!(CALLS.load(Ordering::SeqCst), before + 1);
+    }
+
+    #[test]
+    fn reads_in_a_scope_give_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        // Larger than one read and not a multiple of the page size.
+        let content: Vec<u8> = (0..300_001u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let plain = {
+            let mut d = Vec::new();
+            read_to_end(&open(&path).unwrap(), &mut d).unwrap();
+            d
+        };
+        let _s = Scope::enter(counting);
+        let f = open(&path).unwrap();
+        let mut first = [0u8; 6];
+        assert_eq!(read_at(&f, &mut first, 0).unwrap(), 6);
+        let mut d = b"prefix".to_vec();
+        read_to_end(&f, &mut d).unwrap();
+        assert_eq!(&d[..6], b"prefix");
+        assert_eq!(&d[6..], &content[..]);
+        assert_eq!(plain, content);
+        // Errors are errors, not "would block".
+        assert_eq!(
+            open(&dir.path().join("missing")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+}
