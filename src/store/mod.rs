@@ -1,5 +1,7 @@
 //! The mail store: one user's Maildir++ behind a narrow, synchronous
-//! interface. Callers on the async runtime wrap calls in `spawn_blocking`.
+//! interface. Callers on the async runtime wrap calls in `spawn_blocking`,
+//! or, for small reads, run them in a [`nowait::Scope`], where the store
+//! itself hands anything that would wait to the caller's hook.
 //! Folder names here are UTF-8 with `/` as the hierarchy separator; `INBOX`
 //! is always spelled `INBOX` (the session case-folds it).
 //!
