@@ -93,15 +93,13 @@ pub async fn fetch(
     let folder = view.folder.clone();
     let mut newly_seen: HashSet<u32> = HashSet::new();
     if sets_seen {
-        let metas = folder.messages();
-        let unseen: Vec<u32> = pairs
-            .iter()
-            .filter(|(_, u)| {
-                metas
-                    .binary_search_by_key(u, |m| m.uid)
-                    .is_ok_and(|i| !metas[i].flags.has(sys::SEEN))
-            })
-            .map(|&(_, u)| u)
+        let want: Vec<u32> = pairs.iter().map(|&(_, u)| u).collect();
+        let unseen: Vec<u32> = crate::session::metas_of(&folder, want)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter(|m| !m.flags.has(sys::SEEN))
+            .map(|m| m.uid)
             .collect();
         if !unseen.is_empty() {
             let f = folder.clone();

@@ -44,17 +44,17 @@ pub async fn store(
     }
     if !silent {
         // Report the resulting flags of every message in the set, changed
-        // or not (RFC 9051 §6.4.6), from one snapshot.
-        let metas = view.folder.messages();
+        // or not (RFC 9051 §6.4.6).
+        let want: Vec<u32> = pairs.iter().map(|&(_, u)| u).collect();
+        let metas = crate::session::metas_of(&view.folder, want).await?;
         let mut lines = String::new();
-        for &(seq, u) in &pairs {
+        for (&(seq, u), m) in pairs.iter().zip(&metas) {
             if failed.contains(&u) || view.is_expunged(u) {
                 continue;
             }
-            let Ok(i) = metas.binary_search_by_key(&u, |m| m.uid) else {
+            let Some(m) = m else {
                 continue;
             };
-            let m = &metas[i];
             lines.push_str(&format!("* {seq} FETCH ("));
             if uid || rev2 {
                 lines.push_str(&format!("UID {u} "));
