@@ -21,7 +21,7 @@
 use std::cell::Cell;
 use std::ffi::CString;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -182,36 +182,37 @@ pub(crate) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize
     }
 }
 
-/// Appends the whole of `f` (from offset 0) to `data`, sized by the file's
-/// length (an `fstat`, which never waits: the inode is in memory once
-/// open).
+/// Appends the whole of `f` to `data`; `f`'s position must be at its start
+/// (callers open it fresh and otherwise read only with [`read_at`], which
+/// leaves the position alone: a seek per message is not free on a cold
+/// `FETCH 1:*`). Outside a scope, std's `read_to_end` (sized by the file,
+/// no zeroing); inside one, reads at offsets into a buffer sized by the
+/// file's length (an `fstat`, which never waits: the inode is in memory
+/// once the file is open).
 pub(crate) fn read_to_end(f: &File, data: &mut Vec<u8>) -> io::Result<()> {
+    if !active() {
+        let mut f = f;
+        return f.read_to_end(data).map(|_| ());
+    }
     let base = data.len();
     let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
     // One byte more than the length, so that the usual file needs no
     // second buffer growth to see its end.
-    data.reserve(len + 1);
-    loop {
-        if data.len() == data.capacity() {
-            data.reserve(8192);
+    data.resize(base + len + 1, 0);
+    let mut filled = base;
+    let result = loop {
+        if filled == data.len() {
+            data.resize(filled + 8192, 0);
         }
-        let start = data.len();
-        let spare = data.spare_capacity_mut();
-        // SAFETY: the bytes are only read from after `read_at` wrote them
-        // (`n` of them), and u8 has no invalid values.
-        let buf =
-            unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
-        let n = match read_at(f, buf, (start - base) as u64) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return Ok(());
+        match read_at(f, &mut data[filled..], (filled - base) as u64) {
+            Ok(0) => break Ok(()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
         }
-        // SAFETY: `read_at` initialised `n` bytes after `start`.
-        unsafe { data.set_len(start + n) };
-    }
+    };
+    data.truncate(filled);
+    result
 }
 
 #[cfg(test)]

@@ -966,9 +966,10 @@ impl Folder {
             }
             if data.len() >= MAX_HEADER_READ {
                 // No blank line early on: a broken or hostile header. Give
-                // the whole file, so callers never see a truncated header.
+                // the whole file, so callers never see a truncated header
+                // (of any size: not in place, then).
                 data.clear();
-                nowait::read_to_end(&f, &mut data)?;
+                nowait::blocking(|| nowait::read_to_end(&f, &mut data))?;
                 break;
             }
         }
