@@ -141,7 +141,12 @@ pub async fn fetch(
     }
     // Chunks render in parallel on the blocking pool (reading and parsing
     // message files is the cost of a cold FETCH) and are written in order.
-    let workers = crate::session::cpus().clamp(1, 8);
+    // More chunks than CPUs: a chunk whose file is not in the page cache
+    // waits for the disk, and others parse meanwhile. Cold `FETCH 1:*
+    // BODYSTRUCTURE` at 100,000 messages with a page cache smaller than the
+    // mail, 2 CPUs: 1.5-2.7 s with 2 chunks in flight, 1.0-1.2 s with 8; no
+    // change when everything comes from nestbox's cache.
+    let workers = (crate::session::cpus() * 4).clamp(4, 16);
     let mut pending: VecDeque<RenderTask> = VecDeque::new();
     let mut iter = targets.into_iter().peekable();
     loop {
