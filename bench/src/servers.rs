@@ -441,10 +441,13 @@ max_connections_per_ip = 20000
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
-    /// SIGTERM, wait up to 10 s, then SIGKILL; then remove the temporary directory unless
-    /// `keep` (handy to read logs).
+    /// SIGTERM, wait up to 10 s, then SIGKILL; then wait (up to 20 s more) until every process
+    /// of the server's tree is gone. Dovecot's master exits before the 1,000 `imap` processes of
+    /// the memory test have: while they were still exiting (freeing 6.8 GB) the next server's
+    /// cold SELECT at 100k took 380-390 ms instead of the 255 ms it takes alone.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let tree = process_tree(c.id());
             if let Ok(pid) = i32::try_from(c.id()) {
                 // SAFETY: kill(2) on the PID of our own child, which we have not reaped yet.
                 unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -462,6 +465,31 @@ max_connections_per_ip = 20000
                         break;
                     }
                 }
+            }
+            // The rest of the tree: not our children (we cannot reap them), so watch /proc;
+            // a zombie has exited (whether anything reaps it is up to PID 1). A PID reused
+            // meanwhile would only make us wait for the deadline.
+            let others: Vec<u32> = tree.into_iter().filter(|&p| p != c.id()).collect();
+            let alive = |p: u32| {
+                fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    let state = s
+                        .rfind(')')
+                        .and_then(|i| s[i + 1..].split_whitespace().next());
+                    state != Some("Z")
+                })
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while others.iter().any(|&p| alive(p)) {
+                if Instant::now() >= deadline {
+                    for &p in &others {
+                        if let Ok(p) = i32::try_from(p) {
+                            // SAFETY: kill(2) with a plain signal; at worst the PID is gone.
+                            unsafe { libc::kill(p, libc::SIGKILL) };
+                        }
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
