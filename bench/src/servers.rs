@@ -408,6 +408,28 @@ max_connections_per_ip = 20000
         self.child.as_ref().map(Child::id)
     }
 
+    /// CPU time the server's live processes (all their threads) have run, in seconds, from
+    /// `/proc/<pid>/task/<tid>/schedstat` (nanoseconds). Processes that already exited are not
+    /// counted, so it is exact for nestbox and a lower bound for Dovecot.
+    pub fn cpu_secs(&self) -> f64 {
+        let Some(root) = self.pid() else {
+            return 0.0;
+        };
+        let mut ns: u64 = 0;
+        for p in process_tree(root) {
+            let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                ns += fs::read_to_string(t.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        ns as f64 / 1e9
+    }
+
     /// Memory of the server's whole process tree: (sum of VmRSS, sum of Pss, process count), KiB.
     pub fn memory_kib(&self) -> (u64, u64, usize) {
         let Some(root) = self.pid() else {
