@@ -34,9 +34,46 @@ pub fn split(fname: &str) -> (&str, Option<&str>) {
 /// The `,S=<size>` (physical size) and `,W=<size>` (CRLF size) fields of a
 /// base name, when present and numeric.
 pub fn size_fields(base: &str) -> (Option<u64>, Option<u64>) {
+    // Called for every file of a cold scan. The fields are at the end of
+    // the name: walk them from there, and stop once the last `S=` and the
+    // last `W=` (the ones that count, as in a walk from the front) are
+    // found. Text before the first comma is not a field.
+    // A plain byte loop: `split_once` and `rsplit` by char cost about 700
+    // instructions a name here (callgrind), this about a fifth of that.
+    let b = base.as_bytes();
+    let (mut s, mut w) = (None, None);
+    let mut end = b.len();
+    let mut i = b.len();
+    while i > 0 {
+        i -= 1;
+        if b[i] != b',' {
+            continue;
+        }
+        // `base[i + 1..end]` is one field; commas are ASCII, so these are
+        // char boundaries.
+        let field = &base[i + 1..end];
+        end = i;
+        if s.is_none()
+            && let Some(v) = field.strip_prefix("S=")
+        {
+            s = Some(v.parse().ok());
+        } else if w.is_none()
+            && let Some(v) = field.strip_prefix("W=")
+        {
+            w = Some(v.parse().ok());
+        }
+        if s.is_some() && w.is_some() {
+            break;
+        }
+    }
+    (s.flatten(), w.flatten())
+}
+
+/// [`size_fields`] as a walk from the front: the oracle of its tests.
+#[cfg(test)]
+fn size_fields_forward(base: &str) -> (Option<u64>, Option<u64>) {
     let mut s = None;
     let mut w = None;
-    // Called for every file of a cold scan: one pass over the bytes.
     let b = base.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -242,8 +279,15 @@ mod tests {
             ("1.M2P3Q4.h,W=7", None, Some(7)),
             ("1.M2P3Q4.h", None, None),
             ("1.M2P3Q4.h,S=x", None, None),
+            // The last of each counts, even when it is not a number.
+            ("1.h,S=5,W=7,S=9", Some(9), Some(7)),
+            ("1.h,S=5,S=x,W=7", None, Some(7)),
+            // Text before the first comma is not a field.
+            ("S=5", None, None),
+            ("S=5,W=6", None, Some(6)),
         ] {
             assert_eq!(size_fields(base), (s, w), "{base}");
+            assert_eq!(size_fields_forward(base), (s, w), "{base}");
         }
     }
 
@@ -330,6 +374,12 @@ mod tests {
     }
 
     proptest! {
+        /// The walk from the end answers like the walk from the front.
+        #[test]
+        fn size_fields_from_the_end(base in "[0-9a-z.=,SW]{0,40}") {
+            prop_assert_eq!(size_fields(&base), size_fields_forward(&base));
+        }
+
         /// flags -> info -> flags is the identity, letters come out sorted,
         /// and letters we do not know survive.
         #[test]

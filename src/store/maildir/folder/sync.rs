@@ -36,6 +36,7 @@
 
 // FxHash: keys are our own base names and UIDs (see Cargo.toml).
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::hash_map::Entry;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
@@ -107,22 +108,34 @@ pub(super) struct Scan {
 }
 
 impl Scan {
+    /// Room for `n` names without growing the table mid-scan (a rehash of
+    /// 100,000 entries was 3 % of a cold SELECT).
+    fn with_capacity(n: usize) -> Scan {
+        Scan {
+            one: HashMap::with_capacity_and_hasher(n, Default::default()),
+            more: HashMap::default(),
+        }
+    }
+
     fn insert(&mut self, base: String, s: Seen) {
-        if let Some(v) = self.more.get_mut(&base) {
+        // Duplicates are rare: no lookup in `more` while it is empty, and
+        // one hash of the name for the usual new entry.
+        if !self.more.is_empty()
+            && let Some(v) = self.more.get_mut(&base)
+        {
             if !v.iter().any(|x| x.loc == s.loc) {
                 v.push(s);
             }
             return;
         }
-        match self.one.remove(&base) {
-            Some(first) if first.loc == s.loc => {
-                self.one.insert(base, first);
+        match self.one.entry(base) {
+            Entry::Vacant(e) => {
+                e.insert(s);
             }
-            Some(first) => {
+            Entry::Occupied(e) if e.get().loc == s.loc => {}
+            Entry::Occupied(e) => {
+                let (base, first) = e.remove_entry();
                 self.more.insert(base, vec![first, s]);
-            }
-            None => {
-                self.one.insert(base, s);
             }
         }
     }
@@ -569,7 +582,16 @@ impl Folder {
     }
 
     pub(super) fn scan(&self) -> Result<Scan> {
-        let mut found = Scan::default();
+        // A directory's size tracks its entries (ext4: about 115 bytes each
+        // for Maildir names, more after deletions, as directories never
+        // shrink): room for that many, capped against file systems that
+        // count differently. Only a guess: the table grows if it is short.
+        let dir_bytes: u64 = ["new", "cur"]
+            .iter()
+            .filter_map(|sub| fs::metadata(self.dir.join(sub)).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut found = Scan::with_capacity((dir_bytes / 112).min(1 << 20) as usize);
         // new/ before cur/: a file moving from new/ to cur/ during the scan
         // is then seen at least once (maybe twice, handled as a duplicate).
         for (sub, in_new) in [("new", true), ("cur", false)] {
@@ -750,8 +772,23 @@ impl Folder {
                 });
             }
             // In delivery order: unique names start with the delivery time
-            // (the mtime may be an old INTERNALDATE set by a client).
-            files.sort_unstable_by(|a, b| a.base.cmp(&b.base));
+            // (the mtime may be an old INTERNALDATE set by a client). Sorted
+            // by their first 32 bytes, cached: comparing 100,000 names where
+            // they lie chased two pointers per comparison (7 % of a cold
+            // SELECT). Names alike that far keep the directory's order.
+            files.sort_by_cached_key(|f| {
+                // Two big-endian integers order like the bytes, and compare
+                // without a call to memcmp.
+                let mut key = [0u8; 32];
+                let b = f.base.as_bytes();
+                let n = b.len().min(32);
+                key[..n].copy_from_slice(&b[..n]);
+                let (hi, lo) = key.split_at(16);
+                (
+                    u128::from_be_bytes(hi.try_into().unwrap_or_default()),
+                    u128::from_be_bytes(lo.try_into().unwrap_or_default()),
+                )
+            });
             if !files.is_empty() {
                 self.number_files(st, &mut files)?;
                 st.msgs.reserve(files.len());
