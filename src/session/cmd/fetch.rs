@@ -761,6 +761,16 @@ fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderError> {
 mod tests {
     use super::*;
 
+    /// A store over `dir` that does not fsync (tests only).
+    fn temp_store(dir: &std::path::Path) -> crate::store::MailStore {
+        crate::store::MailStore::open(
+            dir.to_path_buf(),
+            crate::store::Registry::new(),
+            crate::store::StoreOptions { fsync: false },
+        )
+        .unwrap()
+    }
+
     /// Cost of a cold FETCH (no `nestbox.cache`) over a Maildir, rendered
     /// chunk by chunk as `fetch` does, on one thread. For profiling only:
     /// `FETCH_COST_MAILDIR=/tmp/x/Maildir FETCH_COST_ITEMS=bs|meta cargo test
@@ -797,12 +807,7 @@ mod tests {
                 .unwrap();
             assert!(ok.success());
         }
-        let store = crate::store::MailStore::open(
-            root,
-            crate::store::Registry::new(),
-            crate::store::StoreOptions { fsync: false },
-        )
-        .unwrap();
+        let store = temp_store(&root);
         let folder = store.open_folder("INBOX").unwrap();
         let targets: Vec<Target> = folder
             .messages()
@@ -846,12 +851,7 @@ mod tests {
     #[test]
     fn cold_items_match_the_parsed_message() {
         let d = tempfile::tempdir().unwrap();
-        let store = crate::store::MailStore::open(
-            d.path().to_path_buf(),
-            crate::store::Registry::new(),
-            crate::store::StoreOptions { fsync: false },
-        )
-        .unwrap();
+        let store = temp_store(d.path());
         let msgs: [&[u8]; 3] = [
             b"From: A <a@x>\nTo: b@y,\n c@z\nSubject: lf\nContent-Type: multipart/mixed;\n boundary=b\n\n--b\nContent-Type: text/plain\n\none\ntwo\n--b\nContent-Type: message/rfc822\n\nFrom: c@d\nSubject: in\n\nx\n--b--\n",
             b"From: A <a@x>\r\nSubject: crlf\r\n\r\nbody\r\n",
@@ -924,14 +924,7 @@ mod tests {
                 // small FETCH does on the session's thread.
                 let mut last = None;
                 for in_scope in [false, true] {
-                    let f = crate::store::MailStore::open(
-                        d.path().to_path_buf(),
-                        crate::store::Registry::new(),
-                        crate::store::StoreOptions { fsync: false },
-                    )
-                    .unwrap()
-                    .open_folder("INBOX")
-                    .unwrap();
+                    let f = temp_store(d.path()).open_folder("INBOX").unwrap();
                     let _ = std::fs::remove_file(d.path().join("nestbox.cache"));
                     let target = Target { ..target };
                     let (out, gone) = if in_scope {
@@ -971,12 +964,7 @@ mod tests {
     #[test]
     fn inline_rendering_leaves_big_or_unknown_files_to_the_pool() {
         let d = tempfile::tempdir().unwrap();
-        let store = crate::store::MailStore::open(
-            d.path().to_path_buf(),
-            crate::store::Registry::new(),
-            crate::store::StoreOptions { fsync: false },
-        )
-        .unwrap();
+        let store = temp_store(d.path());
         let cur = d.path().join("cur");
         let body = "x".repeat(2000);
         let msg = format!("Subject: s\n\n{body}\n");
