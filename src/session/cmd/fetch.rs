@@ -145,8 +145,13 @@ pub async fn fetch(
     // waits for the disk, and others parse meanwhile. Cold `FETCH 1:*
     // BODYSTRUCTURE` at 100,000 messages with a page cache smaller than the
     // mail, 2 CPUs: 1.5-2.7 s with 2 chunks in flight, 1.0-1.2 s with 8; no
-    // change when everything comes from nestbox's cache.
-    let workers = (crate::session::cpus() * 4).clamp(4, 16);
+    // change when everything comes from nestbox's cache. Chunks that carry
+    // whole bodies stay at one per CPU: each holds its messages in memory.
+    let workers = if chunk_len == BODY_CHUNK {
+        crate::session::cpus().clamp(1, 8)
+    } else {
+        (crate::session::cpus() * 4).clamp(4, 16)
+    };
     let mut pending: VecDeque<RenderTask> = VecDeque::new();
     let mut iter = targets.into_iter().peekable();
     loop {
