@@ -465,8 +465,9 @@ max_connections_per_ip = 20000
 
     /// SIGTERM, wait up to 10 s, then SIGKILL; then wait (up to 20 s more) until every process
     /// of the server's tree is gone. Dovecot's master exits before the 1,000 `imap` processes of
-    /// the memory test have: while they were still exiting (freeing 6.8 GB) the next server's
-    /// cold SELECT at 100k took 380-390 ms instead of the 255 ms it takes alone.
+    /// the memory test have, and the next server must not start while they free 6.8 GB. (This
+    /// was suspected of slowing nestbox's cold SELECT after Dovecot; it was not the cause: that
+    /// SELECT is as slow when nestbox runs first, see bench/RESULTS.md, session 4.)
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let tree = process_tree(c.id());
