@@ -88,6 +88,8 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
         (Some(v), _) => v,
         // A hook that did not run the closure: run it here.
         (None, Some(f)) => f(),
+        // Taking `f` and storing its result happen in one closure call; if
+        // `f` panicked, the panic has left this function already.
         (None, None) => unreachable!("the closure ran but left no result"),
     }
 }

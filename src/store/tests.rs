@@ -1676,3 +1676,38 @@ fn session_sync_trusts_the_watcher_only_up_to_its_stamp() {
     f.sync(false).unwrap();
     assert_eq!(uids(&f).len(), 3, "an mtime past the stamp means: look");
 }
+
+/// A first scan numbers files in the order of their names, also among
+/// names alike in their first 32 bytes (sorted by a cached prefix key,
+/// then the ties by the whole name), and short names that are prefixes.
+#[test]
+fn first_scan_numbers_files_in_name_order() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let long = "1700000000.M000001P1Q1.a-long-host-name";
+    let mut names = vec![
+        format!("{long}-z"),
+        format!("{long}-a"),
+        format!("{long}-m,S=5"),
+        "1700000000.M000001P1Q1.a".to_string(),
+        "1699999999.M9P9.h".to_string(),
+        format!("{long}"),
+    ];
+    for n in &names {
+        fs::write(s.root().join("cur").join(format!("{n}:2,")), b"x\n").unwrap();
+    }
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(f.messages().len(), names.len());
+    let ul = uidlist_bases(s.root());
+    names.sort();
+    assert_eq!(ul, names);
+}
+
+/// The base names of the uidlist's records, in UID order.
+fn uidlist_bases(root: &Path) -> Vec<String> {
+    let ul =
+        maildir::uidlist::Uidlist::parse(&fs::read(root.join("dovecot-uidlist")).unwrap()).unwrap();
+    let mut recs = ul.records;
+    recs.sort_by_key(|r| r.uid);
+    recs.into_iter().map(|r| r.base).collect()
+}
