@@ -130,19 +130,18 @@ pub fn unselect(s: &mut Session) -> CmdResult {
 /// case-insensitively) and the first unseen message's sequence number.
 /// One pass over the folder, run off the runtime.
 fn flags_and_first_unseen(folder: &crate::store::Folder) -> (Vec<String>, Option<usize>) {
-    let messages = folder.messages();
     let mut keywords = folder.defined_keywords();
     let mut first_unseen = None;
-    for (i, m) in messages.iter().enumerate() {
-        for k in m.flags.keywords() {
+    folder.for_each_flags(|seq, flags| {
+        for k in flags.keywords() {
             // Few keywords: a scan, and no allocation per message.
             if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
                 keywords.push(k.clone());
             }
         }
-        if first_unseen.is_none() && !m.flags.has(sys::SEEN) {
-            first_unseen = Some(i + 1);
+        if first_unseen.is_none() && !flags.has(sys::SEEN) {
+            first_unseen = Some(seq);
         }
-    }
+    });
     (keywords, first_unseen)
 }

@@ -48,6 +48,31 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record as a line to write.
+    pub fn line(&self) -> Line<'_> {
+        Line {
+            uid: self.uid,
+            base: &self.base,
+            size: self.size,
+            vsize: self.vsize,
+            extra: &self.extra,
+        }
+    }
+}
+
+/// A record to write, borrowing its name: a folder writes its messages'
+/// lines from the names it keeps, without copying 100,000 of them into
+/// [`Record`]s first (8 MB of fresh memory on a cold open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line<'a> {
+    pub uid: u32,
+    pub base: &'a str,
+    pub size: Option<u64>,
+    pub vsize: Option<u64>,
+    pub extra: &'a [String],
+}
+
+impl Line<'_> {
     fn render(&self, out: &mut String) {
         // Written into `out` directly, numbers without `fmt` (a cold open
         // renders one line per message of the folder; `write!` made that
@@ -61,14 +86,44 @@ impl Record {
             out.push_str(" W");
             push_num(out, w);
         }
-        for e in &self.extra {
+        for e in self.extra {
             out.push(' ');
             out.push_str(e);
         }
         out.push_str(" :");
-        out.push_str(&self.base);
+        out.push_str(self.base);
         out.push('\n');
     }
+}
+
+/// The lines of `a` and `b`, each in ascending UID order, as one ascending
+/// run with each UID once: a UID in both (or twice in one) is written as
+/// its first line in `a`, else in `b`.
+pub fn merge<'a, 'b: 'a>(
+    a: impl Iterator<Item = Line<'a>>,
+    b: impl Iterator<Item = Line<'b>>,
+) -> impl Iterator<Item = Line<'a>> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut last: Option<u32> = None;
+    std::iter::from_fn(move || {
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if y.uid < x.uid => b.next(),
+                (Some(_), _) => a.next(),
+                (None, _) => b.next(),
+            }?;
+            if last.is_none_or(|l| next.uid > l) {
+                last = Some(next.uid);
+                return Some(next);
+            }
+        }
+    })
+}
+
+/// A fresh uidlist GUID (Dovecot's `G` field: 16 random bytes in hex).
+pub fn new_guid() -> String {
+    let guid: [u8; 16] = rand::random();
+    guid.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Appends `v` in decimal.
@@ -100,12 +155,11 @@ pub struct Uidlist {
 
 impl Uidlist {
     pub fn new(uidvalidity: u32, next: u32) -> Self {
-        let guid: [u8; 16] = rand::random();
         Uidlist {
             version: 3,
             uidvalidity,
             header_next: next.max(1),
-            guid: guid.iter().map(|b| format!("{b:02x}")).collect(),
+            guid: new_guid(),
             records: Vec::new(),
         }
     }
@@ -168,35 +222,11 @@ impl Uidlist {
     }
 
     pub fn render(&self) -> String {
-        let mut out = self.header();
+        let mut out = header(self.uidvalidity, self.next_uid(), &self.guid);
         for r in &self.records {
-            r.render(&mut out);
+            r.line().render(&mut out);
         }
         out
-    }
-
-    fn header(&self) -> String {
-        format!(
-            "3 V{} N{} G{}\n",
-            self.uidvalidity,
-            self.next_uid(),
-            self.guid
-        )
-    }
-
-    /// [`Uidlist::render`] into `w` a line at a time: at 100,000 messages
-    /// the text is 8 MB, which a cold open should not build in memory
-    /// (fresh pages are what a cold SELECT waits for on a VM whose host
-    /// takes freed memory back).
-    fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
-        w.write_all(self.header().as_bytes())?;
-        let mut line = String::with_capacity(128);
-        for r in &self.records {
-            line.clear();
-            r.render(&mut line);
-            w.write_all(line.as_bytes())?;
-        }
-        Ok(())
     }
 
     /// Reads the folder's uidlist; `Ok(None)` if there is none.
@@ -223,48 +253,88 @@ impl Uidlist {
 
     /// Rewrites the whole file atomically. Call with the lock held.
     pub fn write(&self, dir: &Path, fsync: bool) -> io::Result<FileStamp> {
-        let path = dir.join(FILE);
-        let old_mtime = std::fs::metadata(&path)
-            .ok()
-            .map(|m| filetime::FileTime::from_last_modification_time(&m));
-        let tmp = dir.join(format!(
-            "{FILE}.{}.{}.tmp",
-            std::process::id(),
-            super::filename::host()
-        ));
+        write_lines(
+            dir,
+            fsync,
+            &header(self.uidvalidity, self.next_uid(), &self.guid),
+            self.records.iter().map(Record::line),
+        )
+    }
+}
+
+/// A format 3 header line.
+fn header(uidvalidity: u32, next_uid: u32, guid: &str) -> String {
+    format!("3 V{uidvalidity} N{next_uid} G{guid}\n")
+}
+
+/// Rewrites the whole file atomically as `header` and `lines` (in the order
+/// given, a line at a time: at 100,000 messages the text is 8 MB, which a
+/// cold open should not build in memory; fresh pages are what a cold SELECT
+/// waits for on a VM whose host takes freed memory back). Call with the
+/// lock held.
+fn write_lines<'a>(
+    dir: &Path,
+    fsync: bool,
+    header: &str,
+    lines: impl Iterator<Item = Line<'a>>,
+) -> io::Result<FileStamp> {
+    let path = dir.join(FILE);
+    let old_mtime = std::fs::metadata(&path)
+        .ok()
+        .map(|m| filetime::FileTime::from_last_modification_time(&m));
+    let tmp = dir.join(format!(
+        "{FILE}.{}.{}.tmp",
+        std::process::id(),
+        super::filename::host()
+    ));
+    let written = (|| {
         let mut w = io::BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
-        self.write_to(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        if fsync {
-            f.sync_all()?;
+        w.write_all(header.as_bytes())?;
+        let mut text = String::with_capacity(128);
+        for l in lines {
+            text.clear();
+            l.render(&mut text);
+            w.write_all(text.as_bytes())?;
         }
-        // Readers detect a rewrite by mtime: it must go forward even when
-        // two rewrites fall in one timestamp tick.
-        let new_mtime = filetime::FileTime::from_last_modification_time(&f.metadata()?);
-        if let Some(old) = old_mtime {
-            if new_mtime <= old {
-                let bumped = filetime::FileTime::from_unix_time(
-                    old.unix_seconds(),
-                    old.nanoseconds().saturating_add(1_000_000),
-                );
-                let bumped = if bumped.nanoseconds() >= 1_000_000_000 {
-                    filetime::FileTime::from_unix_time(old.unix_seconds() + 1, 0)
-                } else {
-                    bumped
-                };
-                filetime::set_file_handle_times(&f, None, Some(bumped))?;
-            }
-        }
-        drop(f);
-        if let Err(e) = std::fs::rename(&tmp, &path) {
+        w.into_inner().map_err(|e| e.into_error())
+    })();
+    // A full disk must not leave half a uidlist behind in the folder.
+    let f = match written {
+        Ok(f) => f,
+        Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        if fsync {
-            super::fsync_dir(dir)?;
-        }
-        Ok(FileStamp::of(&std::fs::metadata(&path)?))
+    };
+    if fsync {
+        f.sync_all()?;
     }
+    // Readers detect a rewrite by mtime: it must go forward even when
+    // two rewrites fall in one timestamp tick.
+    let new_mtime = filetime::FileTime::from_last_modification_time(&f.metadata()?);
+    if let Some(old) = old_mtime {
+        if new_mtime <= old {
+            let bumped = filetime::FileTime::from_unix_time(
+                old.unix_seconds(),
+                old.nanoseconds().saturating_add(1_000_000),
+            );
+            let bumped = if bumped.nanoseconds() >= 1_000_000_000 {
+                filetime::FileTime::from_unix_time(old.unix_seconds() + 1, 0)
+            } else {
+                bumped
+            };
+            filetime::set_file_handle_times(&f, None, Some(bumped))?;
+        }
+    }
+    drop(f);
+    if let Err(e) = std::fs::rename(&tmp, &path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if fsync {
+        super::fsync_dir(dir)?;
+    }
+    Ok(FileStamp::of(&std::fs::metadata(&path)?))
 }
 
 /// Parses record lines; lines that do not parse (and a torn last line
@@ -368,7 +438,29 @@ pub fn read_appended(
 }
 
 /// Appends records to the existing file. Call with the lock held.
-pub fn append(dir: &Path, records: &[Record], fsync: bool) -> io::Result<()> {
+/// Rewrites the whole file atomically with a format 3 header and `lines`.
+/// `next_uid` must be past every line's UID. Call with the lock held.
+pub fn write_new<'a>(
+    dir: &Path,
+    fsync: bool,
+    uidvalidity: u32,
+    next_uid: u32,
+    guid: &str,
+    lines: impl Iterator<Item = Line<'a>>,
+) -> io::Result<FileStamp> {
+    write_lines(
+        dir,
+        fsync,
+        &header(uidvalidity, next_uid.max(1), guid),
+        lines,
+    )
+}
+
+pub fn append<'a>(
+    dir: &Path,
+    records: impl Iterator<Item = Line<'a>>,
+    fsync: bool,
+) -> io::Result<()> {
     let mut f = OpenOptions::new().append(true).open(dir.join(FILE))?;
     // A torn last line from a crashed writer would swallow our first
     // record: start on a fresh line if the file does not end in one.
@@ -383,7 +475,7 @@ pub fn append(dir: &Path, records: &[Record], fsync: bool) -> io::Result<()> {
             w.write_all(b"\n")?;
         }
     }
-    // A line at a time through the buffer, as in `Uidlist::write_to`.
+    // A line at a time through the buffer, as in `write_lines`.
     let mut line = String::with_capacity(128);
     for r in records {
         line.clear();
@@ -589,6 +681,32 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// `merge` writes what sorting both lists together (stably) and
+        /// keeping the first line of each UID writes.
+        #[test]
+        fn merge_is_a_stable_sort_keeping_the_first_of_each_uid(
+            mut a in proptest::collection::vec((1u32..40, 0u8..3), 0..30),
+            mut b in proptest::collection::vec((1u32..40, 0u8..3), 0..30),
+        ) {
+            a.sort_by_key(|x| x.0);
+            b.sort_by_key(|x| x.0);
+            let names = ["x", "y", "z"];
+            let line = |side: usize, (uid, n): (u32, u8)| Line {
+                uid,
+                base: names[usize::from(n)],
+                size: Some(side as u64),
+                vsize: None,
+                extra: &[],
+            };
+            let la: Vec<Line> = a.iter().map(|&x| line(0, x)).collect();
+            let lb: Vec<Line> = b.iter().map(|&x| line(1, x)).collect();
+            let mut want: Vec<Line> = la.iter().chain(&lb).copied().collect();
+            want.sort_by_key(|l| l.uid);
+            want.dedup_by_key(|l| l.uid);
+            let got: Vec<Line> = merge(la.iter().copied(), lb.iter().copied()).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn render_parse_round_trip(
             uidv in 1u32..,
@@ -624,10 +742,10 @@ mod tests {
         assert!(text.len() > 64 * 1024);
         assert_eq!(text, ul.render());
         let more: Vec<Record> = (4001..=8000).map(rec).collect();
-        append(d.path(), &more, false).unwrap();
+        append(d.path(), more.iter().map(Record::line), false).unwrap();
         let mut want = text;
         for r in &more {
-            r.render(&mut want);
+            r.line().render(&mut want);
         }
         assert_eq!(std::fs::read_to_string(d.path().join(FILE)).unwrap(), want);
     }
@@ -642,6 +760,7 @@ mod tests {
             vsize: Some(u64::MAX),
             extra: vec![],
         }
+        .line()
         .render(&mut out);
         assert_eq!(out, "4294967295 S0 W18446744073709551615 :b\n");
     }
@@ -682,7 +801,7 @@ mod tests {
             vsize: None,
             extra: vec![],
         };
-        append(d.path(), std::slice::from_ref(&rec), false).unwrap();
+        append(d.path(), std::iter::once(rec.line()), false).unwrap();
         let (recs, s2) = read_appended(d.path(), stamp, 3).unwrap();
         assert_eq!(recs, vec![rec]);
         assert_eq!(s2.ino, stamp.ino);

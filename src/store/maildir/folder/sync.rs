@@ -35,8 +35,8 @@
 //!   session sees the new UIDVALIDITY (it must then drop the client).
 
 // FxHash: keys are our own base names and UIDs (see Cargo.toml).
+use hashbrown::hash_table::Entry;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::collections::hash_map::Entry;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
@@ -47,7 +47,8 @@ use crate::store::{Result, StoreError};
 
 use super::super::filename::{self, Info};
 use super::super::keywords::{self, Keywords};
-use super::super::uidlist::{self, FileStamp, Record, Uidlist};
+use super::super::uidlist::{self, FileStamp, Line, Record, Uidlist};
+use super::by_base::{FileNamed, Names, base_of};
 use super::{
     EXPUNGE_LOG_MAX, Folder, Loc, Msg, NewFile, State, corrupt, dir_mtime, is_enoent, mtime_ns,
     now_ns,
@@ -59,6 +60,12 @@ use super::{
 pub(super) struct Seen {
     loc: Loc,
     ino: u64,
+}
+
+impl FileNamed for Seen {
+    fn file_name(&self) -> &str {
+        &self.loc.fname
+    }
 }
 
 /// How long before a scan's start a directory's mtime must lie for the scan
@@ -100,42 +107,41 @@ pub struct EntryEvent {
 /// What a scan found: base name -> file. A base name with more than one
 /// file (a duplicate, or a file seen in both directories mid-move) is kept
 /// apart in `more`, with all its files, so the usual case costs one table
-/// entry and no list per file.
+/// entry and no list per file. `one` holds no copy of the names (see
+/// `by_base`).
 #[derive(Default)]
 pub(super) struct Scan {
-    one: HashMap<String, Seen>,
+    one: Names<Seen>,
     more: HashMap<String, Vec<Seen>>,
 }
 
 impl Scan {
-    /// Room for `n` names without growing the table mid-scan (a rehash of
-    /// 100,000 entries was 3 % of a cold SELECT).
     fn with_capacity(n: usize) -> Scan {
         Scan {
-            one: HashMap::with_capacity_and_hasher(n, Default::default()),
+            one: Names::with_capacity(n),
             more: HashMap::default(),
         }
     }
 
-    fn insert(&mut self, base: String, s: Seen) {
+    fn insert(&mut self, s: Seen) {
         // Duplicates are rare: no lookup in `more` while it is empty, and
         // one hash of the name for the usual new entry.
         if !self.more.is_empty()
-            && let Some(v) = self.more.get_mut(&base)
+            && let Some(v) = self.more.get_mut(s.base())
         {
             if !v.iter().any(|x| x.loc == s.loc) {
                 v.push(s);
             }
             return;
         }
-        match self.one.entry(base) {
+        match self.one.entry(s.base()) {
             Entry::Vacant(e) => {
                 e.insert(s);
             }
             Entry::Occupied(e) if e.get().loc == s.loc => {}
             Entry::Occupied(e) => {
-                let (base, first) = e.remove_entry();
-                self.more.insert(base, vec![first, s]);
+                let (first, _) = e.remove();
+                self.more.insert(s.base().to_string(), vec![first, s]);
             }
         }
     }
@@ -169,18 +175,14 @@ pub(super) fn read_dir_into(dir: &Path, in_new: bool, out: &mut Scan) -> io::Res
         if !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
-        let base = filename::split(&fname).0.to_string();
-        if base.is_empty() {
+        if base_of(&fname).is_empty() {
             continue;
         }
         let ino = entry.ino();
-        out.insert(
-            base,
-            Seen {
-                loc: Loc { in_new, fname },
-                ino,
-            },
-        );
+        out.insert(Seen {
+            loc: Loc { in_new, fname },
+            ino,
+        });
     }
     Ok(())
 }
@@ -358,9 +360,8 @@ impl Folder {
             if base.is_empty() {
                 continue;
             }
-            let known = st.by_base.get(base).copied();
-            let here = known
-                .and_then(|u| st.find(u))
+            let here = st
+                .find_base(base)
                 .filter(|&i| st.msgs[i].loc.in_new == e.in_new && st.msgs[i].loc.fname == e.name);
             match (here, e.gone) {
                 // Ours, where we put it: our own rename, link or delivery.
@@ -375,7 +376,7 @@ impl Folder {
                 }),
             }
         }
-        let mut fresh: HashMap<String, Seen> = HashMap::default();
+        let mut fresh: Names<Seen> = Names::default();
         let mut moved: HashSet<u32> = HashSet::default();
         for loc in appeared {
             let md = match fs::symlink_metadata(self.path_of(&loc)) {
@@ -387,8 +388,7 @@ impl Folder {
             if !md.is_file() {
                 continue;
             }
-            let base = filename::split(&loc.fname).0.to_string();
-            match st.by_base.get(&base).copied().and_then(|u| st.find(u)) {
+            match st.find_base(base_of(&loc.fname)) {
                 Some(i) => {
                     // Another name for a message we know: its own file
                     // renamed (same inode, old name gone, the only new
@@ -409,10 +409,10 @@ impl Folder {
                     set_ino(st, i, md.ino());
                 }
                 None => {
-                    if fresh.contains_key(&base) {
+                    if fresh.contains(base_of(&loc.fname)) {
                         return Ok(false);
                     }
-                    fresh.insert(base, Seen { loc, ino: md.ino() });
+                    fresh.insert(Seen { loc, ino: md.ino() });
                 }
             }
         }
@@ -425,7 +425,7 @@ impl Folder {
                 return Ok(false);
             }
         }
-        if self.assign_unknown(st, fresh.into_iter())? {
+        if self.assign_unknown(st, fresh)? {
             *changed = true;
         }
         Ok(true)
@@ -569,13 +569,13 @@ impl Folder {
             return Ok(());
         }
         tracing::warn!(dir = %self.dir.display(), "uidlist missing; rewriting it from memory");
-        self.write_full_uidlist(st, Vec::new())
+        self.write_full_uidlist(st, std::iter::empty())
     }
 
     pub(super) fn note_records(&self, st: &mut State, recs: Vec<Record>) {
         for r in recs {
             st.next_uid = st.next_uid.max(r.uid.saturating_add(1));
-            if !st.by_base.contains_key(&r.base) {
+            if st.uid_of_base(&r.base).is_none() {
                 st.ul_unknown.insert(r.base.clone(), r);
             }
         }
@@ -611,22 +611,18 @@ impl Folder {
         st: &State,
         base: &str,
         mut files: Vec<Seen>,
-        out: &mut HashMap<String, Seen>,
+        out: &mut Names<Seen>,
     ) {
         if files.len() == 1 {
             if let Some(f) = files.pop() {
-                out.insert(base.to_string(), f);
+                out.insert(f);
             }
             return;
         }
         // Which of them really exist right now, and which is the file we
         // know (same inode: renames keep it; the inode is refreshed on every
         // scan, so it is the file this UID had at our last look)?
-        let known = st
-            .by_base
-            .get(base)
-            .and_then(|u| st.find(*u))
-            .map(|i| &st.msgs[i]);
+        let known = st.find_base(base).map(|i| &st.msgs[i]);
         let mut found: Vec<(Seen, u64)> = files
             .into_iter()
             .filter_map(|f| {
@@ -660,14 +656,14 @@ impl Folder {
             match super::super::rename_noreplace(&self.path_of(&dup), &self.path_of(&to)) {
                 Ok(()) => {
                     tracing::info!(base, fresh = %fresh, "duplicate base name renamed");
-                    out.insert(fresh, Seen { loc: to, ino });
+                    out.insert(Seen { loc: to, ino });
                 }
                 // Gone: it was a double readdir entry after all.
                 Err(e) if is_enoent(&e) => {}
                 Err(e) => tracing::warn!(base, error = %e, "cannot rename a duplicate"),
             }
         }
-        out.insert(base.to_string(), keep);
+        out.insert(keep);
     }
 
     pub(super) fn scan_and_reconcile(&self, st: &mut State) -> Result<bool> {
@@ -681,8 +677,7 @@ impl Folder {
         let mut changed = false;
         let mut missing: Vec<u32> = Vec::new();
         for i in 0..st.msgs.len() {
-            let base = st.msgs[i].base.clone();
-            match seen.remove(&base) {
+            match seen.remove(st.msgs[i].base()) {
                 Some(f) => {
                     if f.loc != st.msgs[i].loc && self.update_loc(st, i, f.loc) {
                         changed = true;
@@ -710,10 +705,9 @@ impl Folder {
             let mut gone = Vec::new();
             for uid in missing {
                 let Some(i) = st.find(uid) else { continue };
-                let base = st.msgs[i].base.clone();
                 // The file we know by inode first, as in `resolve`.
                 let ino = st.msgs[i].ino;
-                let candidates = again.get(&base);
+                let candidates = again.get(st.msgs[i].base());
                 let found = (!candidates.is_empty())
                     .then_some(candidates)
                     .and_then(|candidates| {
@@ -740,7 +734,7 @@ impl Folder {
             }
         }
         // What is left in `seen` has no UID in our state.
-        if self.assign_unknown(st, seen.into_iter())? {
+        if self.assign_unknown(st, seen)? {
             changed = true;
         }
         Ok(changed)
@@ -748,22 +742,17 @@ impl Folder {
 
     /// Gives UIDs to files no message of ours has (`seen`: base -> file).
     /// Returns whether any message was added.
-    fn assign_unknown(
-        &self,
-        st: &mut State,
-        seen: impl ExactSizeIterator<Item = (String, Seen)>,
-    ) -> Result<bool> {
+    fn assign_unknown(&self, st: &mut State, seen: Names<Seen>) -> Result<bool> {
         let mut changed = false;
-        if seen.len() != 0 {
+        if !seen.is_empty() {
             let mut files: Vec<NewFile> = Vec::with_capacity(seen.len());
-            for (base, Seen { loc, ino }) in seen {
+            for Seen { loc, ino } in seen {
                 // No stat per file: `readdir` gave the inode and the file
                 // type, and INTERNALDATE is looked up when first needed
                 // (`resolve_dates`). A file that moved on meanwhile is found
                 // under its new name by the next sync, as for any rename.
-                let (_, w) = filename::size_fields(&base);
+                let (_, w) = filename::size_fields(base_of(&loc.fname));
                 files.push(NewFile {
-                    base,
                     loc,
                     mtime: crate::store::UNKNOWN_DATE,
                     ino,
@@ -778,13 +767,14 @@ impl Folder {
             // SELECT). Names alike that far (rare) are then put in order
             // among themselves, so the result is exactly the names' order.
             fn head(f: &NewFile) -> &[u8] {
-                &f.base.as_bytes()[..f.base.len().min(32)]
+                let b = f.base().as_bytes();
+                &b[..b.len().min(32)]
             }
             files.sort_by_cached_key(|f| {
                 // Two big-endian integers order like the bytes, and compare
                 // without a call to memcmp.
                 let mut key = [0u8; 32];
-                let b = f.base.as_bytes();
+                let b = f.base().as_bytes();
                 let n = b.len().min(32);
                 key[..n].copy_from_slice(&b[..n]);
                 let (hi, lo) = key.split_at(16);
@@ -795,7 +785,7 @@ impl Folder {
             });
             for run in files.chunk_by_mut(|a, b| head(a) == head(b)) {
                 if run.len() > 1 {
-                    run.sort_unstable_by(|a, b| a.base.cmp(&b.base));
+                    run.sort_unstable_by(|a, b| a.base().cmp(b.base()));
                 }
             }
             if !files.is_empty() {
@@ -829,7 +819,7 @@ impl Folder {
         }
         let mut seen = raw.one;
         for m in st.msgs.iter().filter(|m| m.loc.in_new) {
-            match seen.remove(&m.base) {
+            match seen.remove(m.base()) {
                 Some(f) if f.loc == m.loc => {}
                 _ => return Ok(None),
             }
@@ -839,10 +829,10 @@ impl Folder {
         }
         // New base names only: one already ours means a duplicate or a
         // restored file, which the full scan's rules decide.
-        if st.msgs.iter().any(|m| seen.contains_key(&m.base)) {
+        if st.msgs.iter().any(|m| seen.contains(m.base())) {
             return Ok(None);
         }
-        self.assign_unknown(st, seen.into_iter()).map(Some)
+        self.assign_unknown(st, seen).map(Some)
     }
 
     /// Updates a message's location; returns whether its flags changed.
@@ -883,7 +873,7 @@ impl Folder {
         let max_uid = st.msgs.last().map_or(0, |m| m.uid);
         let mut taken: HashSet<u32> = HashSet::default();
         let mut adopt = |st: &mut State, f: &mut NewFile| {
-            if let Some(r) = st.ul_unknown.get(&f.base) {
+            if let Some(r) = st.ul_unknown.get(f.base()) {
                 // A UID below one we already know would appear out of order
                 // (and may be one we reported expunged, its file come back),
                 // and a UID listed twice can only be used once: renumber
@@ -892,7 +882,7 @@ impl Folder {
                     f.uid = Some(r.uid);
                     f.size = f.size.or(r.vsize);
                 }
-                st.ul_unknown.remove(&f.base);
+                st.ul_unknown.remove(f.base());
             }
         };
         for f in files.iter_mut() {
@@ -907,7 +897,8 @@ impl Folder {
         for f in files.iter_mut().filter(|f| f.uid.is_none()) {
             adopt(st, f);
         }
-        let mut recs = Vec::new();
+        // UIDs from here on are new; every adopted one lies below.
+        let first = st.next_uid;
         for f in files.iter_mut().filter(|f| f.uid.is_none()) {
             let uid = st.next_uid;
             st.next_uid = st
@@ -915,26 +906,37 @@ impl Folder {
                 .checked_add(1)
                 .ok_or_else(|| StoreError::Cannot("UID space exhausted".into()))?;
             f.uid = Some(uid);
-            recs.push(Record {
+        }
+        // The lines borrow the names from `files`, and are made as they are
+        // written: no copy of each name, no list of 100,000 records.
+        let recs = files.iter().filter_map(|f| {
+            let uid = f.uid.filter(|&u| u >= first)?;
+            Some(Line {
                 uid,
-                base: f.base.clone(),
+                base: f.base(),
                 size: None,
                 vsize: f.size,
-                extra: Vec::new(),
-            });
-        }
+                extra: &[],
+            })
+        });
         self.write_records(st, recs)
     }
 
     /// Records new UIDs in the uidlist (lock held): appended, or a full
-    /// rewrite when the file is missing or in an old format.
-    pub(super) fn write_records(&self, st: &mut State, recs: Vec<Record>) -> Result<()> {
-        if recs.is_empty() {
+    /// rewrite when the file is missing or in an old format. `recs` is
+    /// walked more than once (hence `Clone`: a cheap iterator over what the
+    /// caller holds).
+    pub(super) fn write_records<'a>(
+        &self,
+        st: &mut State,
+        recs: impl Iterator<Item = Line<'a>> + Clone,
+    ) -> Result<()> {
+        if recs.clone().next().is_none() {
             return Ok(());
         }
         if st.ul_stamp.is_some() && st.ul_version == 3 {
             let before = st.ul_stamp;
-            uidlist::append(&self.dir, &recs, self.fsync)?;
+            uidlist::append(&self.dir, recs, self.fsync)?;
             // We hold the lock, so the growth is ours alone: skip re-reading it.
             if let (Some(b), Ok(m)) = (before, fs::metadata(self.dir.join(uidlist::FILE))) {
                 let now = FileStamp::of(&m);
@@ -949,32 +951,54 @@ impl Folder {
 
     /// Rewrites the whole uidlist from our state plus `recs` (lock held).
     /// Records of files we never saw are kept: they may just not have been
-    /// listed by our last readdir.
-    pub(super) fn write_full_uidlist(&self, st: &mut State, recs: Vec<Record>) -> Result<()> {
-        let mut ul = Uidlist::new(st.uidvalidity, st.next_uid);
-        if !st.guid.is_empty() {
-            ul.guid = st.guid.clone();
+    /// listed by our last readdir. A UID in more than one place is written
+    /// once: ours first, then the unseen record, then `recs`.
+    pub(super) fn write_full_uidlist<'a>(
+        &self,
+        st: &mut State,
+        recs: impl Iterator<Item = Line<'a>> + Clone,
+    ) -> Result<()> {
+        let guid = if st.guid.is_empty() {
+            uidlist::new_guid()
+        } else {
+            st.guid.clone()
+        };
+        // Each source in UID order for the merge: `msgs` is, `recs` are
+        // numbered in order by their callers (sorted here if not), the
+        // unseen records (few) are sorted here.
+        let mut unseen: Vec<Line> = st.ul_unknown.values().map(Record::line).collect();
+        unseen.sort_by_key(|l| l.uid);
+        let mut sorted: Vec<Line> = Vec::new();
+        if !recs.clone().is_sorted_by_key(|l| l.uid) {
+            sorted.extend(recs.clone());
+            sorted.sort_by_key(|l| l.uid);
         }
-        ul.records = st
-            .msgs
-            .iter()
-            .map(|m| Record {
-                uid: m.uid,
-                base: m.base.clone(),
-                size: None,
-                vsize: m.size,
-                extra: Vec::new(),
-            })
-            .chain(st.ul_unknown.values().cloned())
-            .chain(recs)
-            .collect();
-        ul.records.sort_by_key(|r| r.uid);
-        ul.records.dedup_by_key(|r| r.uid);
-        ul.header_next = st.next_uid;
-        let stamp = ul.write(&self.dir, self.fsync)?;
+        let highest = [
+            st.msgs.last().map(|m| m.uid),
+            unseen.last().map(|l| l.uid),
+            recs.clone().map(|l| l.uid).max(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        let ours = st.msgs.iter().map(|m| Line {
+            uid: m.uid,
+            base: m.base(),
+            size: None,
+            vsize: m.size,
+            extra: &[],
+        });
+        // `sorted` is empty unless `recs` needed sorting.
+        let recs = recs
+            .filter(|_| sorted.is_empty())
+            .chain(sorted.iter().copied());
+        let lines = uidlist::merge(uidlist::merge(ours, unseen.iter().copied()), recs);
+        let next = st.next_uid.max(highest.saturating_add(1));
+        let stamp = uidlist::write_new(&self.dir, self.fsync, st.uidvalidity, next, &guid, lines)?;
         st.ul_stamp = Some(stamp);
         st.ul_version = 3;
-        st.guid = ul.guid;
+        st.guid = guid;
         Ok(())
     }
 
@@ -985,7 +1009,6 @@ impl Folder {
         st.highest_modseq += 1;
         let m = Msg {
             uid,
-            base: f.base,
             loc: f.loc,
             flags,
             other,
@@ -1017,16 +1040,7 @@ impl Folder {
                 st.log_floor = m;
             }
         }
-        st.reshaped += 1;
-        let State { msgs, by_base, .. } = st;
-        msgs.retain(|m| {
-            if gone.contains(&m.uid) {
-                by_base.remove(&m.base);
-                false
-            } else {
-                true
-            }
-        });
+        st.remove_msgs(|u| gone.contains(&u));
         st.recent.retain(|u| !gone.contains(u));
         st.recent_in_new.retain(|u| !gone.contains(u));
         if let Some(c) = st.cache.as_mut() {
@@ -1046,7 +1060,7 @@ impl Folder {
             let info = filename::split(&m.loc.fname).1.unwrap_or("").to_string();
             let to = Loc {
                 in_new: false,
-                fname: filename::cur_name(&m.base, &info),
+                fname: filename::cur_name(m.base(), &info),
             };
             let from = m.loc.clone();
             let uid = m.uid;
@@ -1111,7 +1125,7 @@ impl Folder {
         let raw = self.scan()?;
         let mut flags_changed = false;
         for j in 0..st.msgs.len() {
-            let files = raw.get(&st.msgs[j].base);
+            let files = raw.get(st.msgs[j].base());
             if files.is_empty() || files.iter().any(|f| f.loc == st.msgs[j].loc) {
                 continue;
             }

@@ -19,7 +19,7 @@ use crate::store::{MessageMeta, Result, StoreError};
 use super::super::DirRenamer;
 use super::super::filename;
 use super::super::keywords::{self, Keywords};
-use super::super::uidlist;
+use super::super::uidlist::{self, Record};
 use super::{Folder, Loc, State, is_enoent, mtime_ns};
 
 impl Folder {
@@ -106,7 +106,7 @@ impl Folder {
             let m = &st.msgs[i];
             let to = Loc {
                 in_new: false,
-                fname: filename::cur_name(&m.base, &info),
+                fname: filename::cur_name(m.base(), &info),
             };
             let renamed = if m.loc == to {
                 Ok(())
@@ -165,7 +165,7 @@ impl Folder {
             for _ in 0..3 {
                 let path = self.path_of(&st.msgs[i].loc);
                 // Quota counts physical sizes: `,S=` or the file's length.
-                let size = filename::size_fields(&st.msgs[i].base)
+                let size = filename::size_fields(st.msgs[i].base())
                     .0
                     .or_else(|| fs::metadata(&path).ok().map(|m| m.len()));
                 match fs::remove_file(&path) {
@@ -329,10 +329,10 @@ impl Folder {
             st.next_uid = next;
             let ino = fs::symlink_metadata(&path).map_or(0, |m| m.ino());
             done.push((uid, path));
-            recs.push(st.place(uid, base, loc, flags, extra, mtime, ino));
+            recs.push(st.place(uid, loc, flags, extra, mtime, ino));
         }
         if failure.is_none() {
-            if let Err(e) = self.write_records(&mut st, recs) {
+            if let Err(e) = self.write_records(&mut st, recs.iter().map(Record::line)) {
                 failure = Some(e);
             }
         }
@@ -343,15 +343,7 @@ impl Folder {
             for (_, path) in done {
                 let _ = fs::remove_file(path);
             }
-            st.reshaped += 1;
-            let State { msgs, by_base, .. } = &mut *st;
-            msgs.retain(|m| {
-                let keep = !uids.contains(&m.uid);
-                if !keep {
-                    by_base.remove(&m.base);
-                }
-                keep
-            });
+            st.remove_msgs(|u| uids.contains(&u));
             st.next_uid = first_uid;
             return Err(e);
         }
@@ -391,7 +383,7 @@ impl Folder {
                 };
                 (
                     m.uid,
-                    m.base.clone(),
+                    m.base().to_string(),
                     m.loc.clone(),
                     m.flags.clone(),
                     other,
@@ -600,12 +592,12 @@ impl Folder {
             let new_uid = dst.next_uid;
             dst.next_uid = dst.next_uid.saturating_add(1);
             let ino = fs::symlink_metadata(dest.path_of(&to)).map_or(0, |m| m.ino());
-            recs.push(dst.place(new_uid, fresh, to, flags, extra, mtime, ino));
+            recs.push(dst.place(new_uid, to, flags, extra, mtime, ino));
             dst.recent.push(new_uid);
             pairs.push((uid, new_uid));
             moved_src.push(uid);
         }
-        let wrote = dest.write_records(&mut dst, recs);
+        let wrote = dest.write_records(&mut dst, recs.iter().map(Record::line));
         drop(_lock);
         if dest.fsync {
             super::super::fsync_dir(&dest.dir.join("cur"))?;
