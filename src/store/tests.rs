@@ -285,6 +285,55 @@ fn restart_and_index_loss_keep_uids() {
     assert_eq!(next, 6);
 }
 
+/// The uidlist owns UIDs: an index whose messages have other UIDs than the
+/// uidlist gives their names (another program renumbered them without a
+/// new UIDVALIDITY) is not used. A uidlist in UID order or not, with
+/// records of files not seen, is read the same way.
+#[test]
+fn an_index_that_disagrees_with_the_uidlist_is_ignored() {
+    let d = tempfile::tempdir().unwrap();
+    let header = {
+        let s = open(d.path());
+        deliver(s.root(), "1000.a.host", b"a\n");
+        deliver(s.root(), "1001.b.host", b"b\n");
+        let f = s.open_folder("INBOX").unwrap();
+        f.sync(true).unwrap();
+        assert_eq!(uids(&f), [1, 2]);
+        let text = fs::read_to_string(s.root().join("dovecot-uidlist")).unwrap();
+        text.lines().next().unwrap().to_string()
+    };
+    assert!(d.path().join("nestbox.index").exists());
+    let ul = d.path().join("dovecot-uidlist");
+    // Agreeing, out of order, with a record whose file is not there (yet).
+    fs::write(
+        &ul,
+        format!("{header}\n9 :1002.c.host\n2 :1001.b.host\n1 :1000.a.host\n"),
+    )
+    .unwrap();
+    {
+        let s = open(d.path());
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(uids(&f), [1, 2]);
+        assert_eq!(&**f.read_message(2).unwrap(), b"b\n");
+        // The unseen record's file arrives: it gets the uidlist's UID.
+        deliver(s.root(), "1002.c.host", b"c\n");
+        f.sync(true).unwrap();
+        assert_eq!(uids(&f), [1, 2, 9]);
+    }
+    // Disagreeing: the same names under other UIDs.
+    fs::write(
+        &ul,
+        format!("{header}\n7 :1000.a.host\n5 :1001.b.host\n9 :1002.c.host\n"),
+    )
+    .unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(uids(&f), [5, 7, 9]);
+    assert_eq!(&**f.read_message(7).unwrap(), b"a\n");
+    assert_eq!(&**f.read_message(5).unwrap(), b"b\n");
+    assert_eq!(f.append(b"d\n", &Flags::new(), None).unwrap(), 10);
+}
+
 #[test]
 fn corrupt_index_is_ignored() {
     let d = tempfile::tempdir().unwrap();

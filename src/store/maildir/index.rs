@@ -215,6 +215,23 @@ pub fn encode_parts<'a>(
 
 /// Parses a file image; `None` unless it is complete and intact.
 pub fn decode(data: &[u8]) -> Option<IndexData> {
+    let mut msgs = Vec::new();
+    let mut d = decode_with(data, |m, n| {
+        msgs.reserve(n);
+        msgs.push(m);
+    })?;
+    d.msgs = msgs;
+    Some(d)
+}
+
+/// [`decode`] handing each message to `each` instead of collecting them,
+/// with the number of messages from it to the last (for a reserve):
+/// the folder makes its own record of each at once, without a list of
+/// 100,000 `IndexMsg`s in between. The returned `msgs` is empty. On
+/// `None`, whatever `each` got must be dropped (the checksum is verified
+/// before any message is handed out, so that takes a file that is intact
+/// but malformed).
+pub fn decode_with(data: &[u8], mut each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
     let body_len = data.len().checked_sub(8)?;
     let (body, sum) = data.split_at(body_len);
     if u64::from(index_checksum(body)) != u64::from_le_bytes(sum.try_into().ok()?) {
@@ -224,7 +241,7 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
     if r.take(8)? != MAGIC {
         return None;
     }
-    let mut d = IndexData {
+    let d = IndexData {
         uidvalidity: r.u32()?,
         next_uid: r.u32()?,
         highest_modseq: r.u64()?,
@@ -243,8 +260,8 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
     let n = r.u32()? as usize;
     // Each record takes at least 45 bytes: a bad count cannot make us
     // allocate more than the file could hold.
-    d.msgs.reserve(n.min(body.len() / 45));
-    for _ in 0..n {
+    let at_most = n.min(body.len() / 45);
+    for i in 0..n {
         let uid = r.u32()?;
         let fname = r.string()?;
         let in_new = r.u8()? != 0;
@@ -257,16 +274,20 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
         for _ in 0..k {
             extra_keywords.push(r.string()?);
         }
-        d.msgs.push(IndexMsg {
-            uid,
-            fname,
-            in_new,
-            modseq,
-            mtime,
-            size,
-            ino,
-            extra_keywords,
-        });
+        let later = at_most.saturating_sub(i);
+        each(
+            IndexMsg {
+                uid,
+                fname,
+                in_new,
+                modseq,
+                mtime,
+                size,
+                ino,
+                extra_keywords,
+            },
+            later,
+        );
     }
     if !r.0.is_empty() {
         return None;
@@ -277,8 +298,19 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
 /// Loads the index of the folder at `dir`; `None` if missing or not valid
 /// (a corrupt index is logged and then ignored: it is only a cache).
 pub fn load(dir: &Path) -> Option<IndexData> {
+    let mut msgs = Vec::new();
+    let mut d = load_with(dir, |m, n| {
+        msgs.reserve(n);
+        msgs.push(m);
+    })?;
+    d.msgs = msgs;
+    Some(d)
+}
+
+/// [`load`] through [`decode_with`].
+pub fn load_with(dir: &Path, each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
     let data = std::fs::read(dir.join(FILE)).ok()?;
-    let d = decode(&data);
+    let d = decode_with(&data, each);
     if d.is_none() {
         tracing::warn!(dir = %dir.display(), "ignoring corrupt nestbox.index");
     }

@@ -173,52 +173,7 @@ impl Uidlist {
     /// Parses a whole file. A torn last line (a writer appending right now)
     /// is ignored; a bad header is `InvalidData`.
     pub fn parse(data: &[u8]) -> io::Result<Self> {
-        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
-        let text = String::from_utf8_lossy(data);
-        let (header, body) = text.split_once('\n').ok_or_else(|| bad("no header line"))?;
-        let mut parts = header.split(' ');
-        let version: u32 = parts
-            .next()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad("bad version"))?;
-        let mut ul = Uidlist {
-            version,
-            uidvalidity: 0,
-            header_next: 1,
-            guid: String::new(),
-            records: Vec::new(),
-        };
-        match version {
-            1 | 2 => {
-                ul.uidvalidity = parts
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| bad("bad uidvalidity"))?;
-                ul.header_next = parts
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| bad("bad next uid"))?;
-            }
-            3 => {
-                for p in parts {
-                    let mut cs = p.chars();
-                    let key = cs.next();
-                    let val = cs.as_str();
-                    match key {
-                        Some('V') => ul.uidvalidity = val.parse().map_err(|_| bad("bad V"))?,
-                        Some('N') => ul.header_next = val.parse().map_err(|_| bad("bad N"))?,
-                        Some('G') => ul.guid = val.to_string(),
-                        _ => {}
-                    }
-                }
-            }
-            _ => return Err(bad("unknown version")),
-        }
-        if ul.uidvalidity == 0 {
-            return Err(bad("zero uidvalidity"));
-        }
-        ul.records = parse_records(body.as_bytes(), version);
-        Ok(ul)
+        Loaded::parse(data.to_vec()).map(|l| l.to_uidlist())
     }
 
     pub fn render(&self) -> String {
@@ -231,24 +186,7 @@ impl Uidlist {
 
     /// Reads the folder's uidlist; `Ok(None)` if there is none.
     pub fn load(dir: &Path) -> io::Result<Option<(Self, FileStamp)>> {
-        let mut f = match File::open(dir.join(FILE)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let stamp = FileStamp::of(&f.metadata()?);
-        let mut data = Vec::new();
-        f.read_to_end(&mut data)?;
-        let ul = Self::parse(&data)?;
-        // Only complete lines count as read.
-        let used = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        Ok(Some((
-            ul,
-            FileStamp {
-                len: used as u64,
-                ..stamp
-            },
-        )))
+        Ok(Loaded::load(dir)?.map(|(l, stamp)| (l.to_uidlist(), stamp)))
     }
 
     /// Rewrites the whole file atomically. Call with the lock held.
@@ -337,6 +275,176 @@ fn write_lines<'a>(
     Ok(FileStamp::of(&std::fs::metadata(&path)?))
 }
 
+/// A uidlist as read from disk: its header and the text of its records,
+/// which [`Loaded::lines`] reads in place. Opening a folder needs a record
+/// of its own only for the few lines whose file it has not seen; making
+/// one of every line (a `Record` and its name: about 17 MB at 100,000
+/// messages) was most of the memory a warm open touched.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub version: u32,
+    pub uidvalidity: u32,
+    /// The header's next UID; see [`Loaded::next_uid`] for the effective one.
+    pub header_next: u32,
+    pub guid: String,
+    /// The file's text up to its last newline; the records start at
+    /// `start` (complete lines only: a torn last line is left out).
+    text: String,
+    start: usize,
+}
+
+impl Loaded {
+    /// Parses a whole file; see [`Uidlist::parse`].
+    pub fn parse(data: Vec<u8>) -> io::Result<Self> {
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+        // Valid UTF-8 (the usual case) is taken as it is, without a copy.
+        let text = String::from_utf8(data)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let (header, _) = text.split_once('\n').ok_or_else(|| bad("no header line"))?;
+        let mut parts = header.split(' ');
+        let version: u32 = parts
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("bad version"))?;
+        let (mut uidvalidity, mut header_next, mut guid) = (0, 1, String::new());
+        match version {
+            1 | 2 => {
+                uidvalidity = parts
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("bad uidvalidity"))?;
+                header_next = parts
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("bad next uid"))?;
+            }
+            3 => {
+                for p in parts {
+                    let mut cs = p.chars();
+                    let key = cs.next();
+                    let val = cs.as_str();
+                    match key {
+                        Some('V') => uidvalidity = val.parse().map_err(|_| bad("bad V"))?,
+                        Some('N') => header_next = val.parse().map_err(|_| bad("bad N"))?,
+                        Some('G') => guid = val.to_string(),
+                        _ => {}
+                    }
+                }
+            }
+            _ => return Err(bad("unknown version")),
+        }
+        if uidvalidity == 0 {
+            return Err(bad("zero uidvalidity"));
+        }
+        // The records: from after the header line up to the last newline.
+        let start = header.len() + 1;
+        let end = text.rfind('\n').map_or(start, |i| (i + 1).max(start));
+        let mut text = text;
+        text.truncate(end);
+        Ok(Loaded {
+            version,
+            uidvalidity,
+            header_next,
+            guid,
+            text,
+            start,
+        })
+    }
+
+    /// Reads the folder's uidlist; `Ok(None)` if there is none.
+    pub fn load(dir: &Path) -> io::Result<Option<(Self, FileStamp)>> {
+        let mut f = match File::open(dir.join(FILE)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let stamp = FileStamp::of(&f.metadata()?);
+        let mut data = Vec::with_capacity(stamp.len as usize + 1);
+        f.read_to_end(&mut data)?;
+        // Only complete lines count as read.
+        let used = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let ul = Self::parse(data)?;
+        Ok(Some((
+            ul,
+            FileStamp {
+                len: used as u64,
+                ..stamp
+            },
+        )))
+    }
+
+    /// The records, in file order; lines that do not parse are skipped.
+    pub fn lines(&self) -> impl Iterator<Item = Parsed<'_>> {
+        let version = self.version;
+        self.text[self.start..]
+            .split_terminator('\n')
+            .filter_map(move |l| parse_line(l, version))
+    }
+
+    /// The next UID to assign: past both the header and every record.
+    pub fn next_uid(&self) -> u32 {
+        let last = self.lines().map(|r| r.uid).max().unwrap_or(0);
+        self.header_next.max(last.saturating_add(1)).max(1)
+    }
+
+    /// The same uidlist as one [`Record`] per line.
+    pub fn to_uidlist(&self) -> Uidlist {
+        Uidlist {
+            version: self.version,
+            uidvalidity: self.uidvalidity,
+            header_next: self.header_next,
+            guid: self.guid.clone(),
+            records: self.lines().map(|p| p.to_record()).collect(),
+        }
+    }
+}
+
+impl From<&Uidlist> for Loaded {
+    fn from(ul: &Uidlist) -> Self {
+        let mut text = String::new();
+        for r in &ul.records {
+            r.line().render(&mut text);
+        }
+        Loaded {
+            version: ul.version,
+            uidvalidity: ul.uidvalidity,
+            header_next: ul.header_next,
+            guid: ul.guid.clone(),
+            text,
+            start: 0,
+        }
+    }
+}
+
+/// One record line, read in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    pub uid: u32,
+    pub base: &'a str,
+    pub size: Option<u64>,
+    pub vsize: Option<u64>,
+    /// The extension fields other than `S` and `W`, space-separated (and
+    /// with `S`/`W` among them: skipped when made a record).
+    exts: &'a str,
+}
+
+impl Parsed<'_> {
+    pub fn to_record(&self) -> Record {
+        Record {
+            uid: self.uid,
+            base: self.base.to_string(),
+            size: self.size,
+            vsize: self.vsize,
+            extra: self
+                .exts
+                .split(' ')
+                .filter(|e| !e.is_empty() && !e.starts_with(['S', 'W']))
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
 /// Parses record lines; lines that do not parse (and a torn last line
 /// without its newline) are skipped.
 pub fn parse_records(body: &[u8], version: u32) -> Vec<Record> {
@@ -345,24 +453,22 @@ pub fn parse_records(body: &[u8], version: u32) -> Vec<Record> {
         Some(i) => &text[..i],
         None => "",
     };
-    let mut out = Vec::new();
-    for line in complete.split('\n') {
-        if let Some(r) = parse_record(line, version) {
-            out.push(r);
-        }
-    }
-    out
+    complete
+        .split('\n')
+        .filter_map(|l| parse_line(l, version))
+        .map(|p| p.to_record())
+        .collect()
 }
 
-fn parse_record(line: &str, version: u32) -> Option<Record> {
+fn parse_line(line: &str, version: u32) -> Option<Parsed<'_>> {
     let (uid, rest) = line.split_once(' ')?;
     let uid: u32 = uid.parse().ok().filter(|&u| u > 0)?;
-    let mut rec = Record {
+    let mut rec = Parsed {
         uid,
-        base: String::new(),
+        base: "",
         size: None,
         vsize: None,
-        extra: Vec::new(),
+        exts: "",
     };
     let name = if version == 1 {
         rest
@@ -381,17 +487,16 @@ fn parse_record(line: &str, version: u32) -> Option<Record> {
                 rec.size = v.parse().ok();
             } else if let Some(v) = e.strip_prefix('W') {
                 rec.vsize = v.parse().ok();
-            } else {
-                rec.extra.push(e.to_string());
             }
         }
+        rec.exts = exts;
         name
     };
     let base = super::filename::split(name).0;
     if base.is_empty() || base.contains('/') {
         return None;
     }
-    rec.base = base.to_string();
+    rec.base = base;
     Some(rec)
 }
 

@@ -47,7 +47,7 @@ use crate::store::{Result, StoreError};
 
 use super::super::filename::{self, Info};
 use super::super::keywords::{self, Keywords};
-use super::super::uidlist::{self, FileStamp, Line, Record, Uidlist};
+use super::super::uidlist::{self, FileStamp, Line, Record};
 use super::by_base::{FileNamed, Names, base_of};
 use super::{
     EXPUNGE_LOG_MAX, Folder, Loc, Msg, NewFile, State, corrupt, dir_mtime, is_enoent, mtime_ns,
@@ -525,7 +525,9 @@ impl Folder {
                 return Ok(false);
             }
         }
-        let Some((ul, stamp)) = Uidlist::load(&self.dir).map_err(|e| corrupt("uidlist", e))? else {
+        let Some((ul, stamp)) =
+            uidlist::Loaded::load(&self.dir).map_err(|e| corrupt("uidlist", e))?
+        else {
             st.ul_stamp = None;
             return Ok(false);
         };
@@ -543,7 +545,8 @@ impl Folder {
             self.record_expunges(st, &gone);
             st.uidvalidity = ul.uidvalidity;
             st.last_uidvalidity = st.last_uidvalidity.max(ul.uidvalidity);
-            st.next_uid = ul.next_uid();
+            // Past every record, as the records are noted below.
+            st.next_uid = ul.header_next.max(1);
             st.synced_once = false;
             st.ul_unknown.clear();
             st.cache = None;
@@ -551,12 +554,18 @@ impl Folder {
             st.cache_file_entries = usize::MAX;
             st.new_mtime = 0;
             st.cur_mtime = 0;
-            self.note_records(st, ul.records);
+            for p in ul.lines() {
+                st.note_record(&p);
+            }
             return Ok(true);
         }
-        st.next_uid = st.next_uid.max(ul.next_uid());
+        st.next_uid = st.next_uid.max(ul.header_next);
         st.ul_unknown.clear();
-        self.note_records(st, ul.records);
+        // A record that disagrees with a message we know is the other
+        // writer's mistake: the message keeps its UID.
+        for p in ul.lines() {
+            st.note_record(&p);
+        }
         Ok(false)
     }
 
