@@ -138,21 +138,6 @@ fn field_no(f: CacheField) -> u8 {
     }
 }
 
-/// A file found by a scan that has no UID yet.
-struct NewFile {
-    loc: Loc,
-    mtime: i64,
-    ino: u64,
-    uid: Option<u32>,
-    size: Option<u64>,
-}
-
-impl by_base::FileNamed for NewFile {
-    fn file_name(&self) -> &str {
-        &self.loc.fname
-    }
-}
-
 struct State {
     /// The first sync has run.
     synced_once: bool,
@@ -1342,6 +1327,26 @@ impl State {
                 self.ul_unknown.insert(p.base.to_string(), p.to_record());
                 true
             }
+        }
+    }
+
+    /// Adds messages new to the folder (UIDs above all it has, unique).
+    /// Into an empty folder in UID order (a cold open), the list becomes
+    /// the folder's as it is, without a copy.
+    fn add_msgs(&mut self, mut new: Vec<Msg>) {
+        if self.msgs.is_empty() {
+            // UIDs a uidlist gave may not follow name order.
+            if !new.is_sorted_by_key(|m| m.uid) {
+                new.sort_by_key(|m| m.uid);
+            }
+            self.msgs = new;
+            self.rebuild_by_base();
+            return;
+        }
+        self.msgs.reserve(new.len());
+        self.by_base.reserve(new.len());
+        for m in new {
+            self.put(m);
         }
     }
 

@@ -50,8 +50,7 @@ use super::super::keywords::{self, Keywords};
 use super::super::uidlist::{self, FileStamp, Line, Record};
 use super::by_base::{FileNamed, Names, base_of};
 use super::{
-    EXPUNGE_LOG_MAX, Folder, Loc, Msg, NewFile, State, corrupt, dir_mtime, is_enoent, mtime_ns,
-    now_ns,
+    EXPUNGE_LOG_MAX, Folder, Loc, Msg, State, corrupt, dir_mtime, is_enoent, mtime_ns, now_ns,
 };
 
 /// One file a scan saw: where, and the inode number `readdir` reported
@@ -754,19 +753,28 @@ impl Folder {
     fn assign_unknown(&self, st: &mut State, seen: Names<Seen>) -> Result<bool> {
         let mut changed = false;
         if !seen.is_empty() {
-            let mut files: Vec<NewFile> = Vec::with_capacity(seen.len());
+            // The new messages are made here, without a UID yet (0), and
+            // become the folder's as they are: on a cold open the list is
+            // the folder (no second list of 100,000 files in between).
+            let mut files: Vec<Msg> = Vec::with_capacity(seen.len());
             for Seen { loc, ino } in seen {
                 // No stat per file: `readdir` gave the inode and the file
                 // type, and INTERNALDATE is looked up when first needed
                 // (`resolve_dates`). A file that moved on meanwhile is found
                 // under its new name by the next sync, as for any rename.
-                let (_, w) = filename::size_fields(base_of(&loc.fname));
-                files.push(NewFile {
+                let (_, size) = filename::size_fields(base_of(&loc.fname));
+                let info = filename::split(&loc.fname).1.unwrap_or("");
+                let Info { flags, other } = filename::parse_info(info, &st.keywords);
+                files.push(Msg {
+                    uid: 0,
                     loc,
+                    flags,
+                    other,
+                    extra_kw: Vec::new(),
                     mtime: crate::store::UNKNOWN_DATE,
+                    size,
+                    modseq: 0,
                     ino,
-                    uid: None,
-                    size: w,
                 });
             }
             // In delivery order: unique names start with the delivery time
@@ -775,7 +783,7 @@ impl Folder {
             // they lie chased two pointers per comparison (7 % of a cold
             // SELECT). Names alike that far (rare) are then put in order
             // among themselves, so the result is exactly the names' order.
-            fn head(f: &NewFile) -> &[u8] {
+            fn head(f: &Msg) -> &[u8] {
                 let b = f.base().as_bytes();
                 &b[..b.len().min(32)]
             }
@@ -799,11 +807,12 @@ impl Folder {
             }
             if !files.is_empty() {
                 self.number_files(st, &mut files)?;
-                st.msgs.reserve(files.len());
-                st.by_base.reserve(files.len());
-                for f in files {
-                    self.insert_new(st, f, false);
+                // Modseqs in name (delivery) order, as the UIDs.
+                for m in &mut files {
+                    st.highest_modseq += 1;
+                    m.modseq = st.highest_modseq;
                 }
+                st.add_msgs(files);
                 changed = true;
             }
         }
@@ -878,17 +887,18 @@ impl Folder {
 
     /// Gives UIDs to files: the uidlist's own for base names another process
     /// numbered, new ones (appended under the lock) for the rest.
-    pub(super) fn number_files(&self, st: &mut State, files: &mut [NewFile]) -> Result<()> {
+    /// `files` are messages without a UID (0); every one gets one.
+    pub(super) fn number_files(&self, st: &mut State, files: &mut [Msg]) -> Result<()> {
         let max_uid = st.msgs.last().map_or(0, |m| m.uid);
         let mut taken: HashSet<u32> = HashSet::default();
-        let mut adopt = |st: &mut State, f: &mut NewFile| {
+        let mut adopt = |st: &mut State, f: &mut Msg| {
             if let Some(r) = st.ul_unknown.get(f.base()) {
                 // A UID below one we already know would appear out of order
                 // (and may be one we reported expunged, its file come back),
                 // and a UID listed twice can only be used once: renumber
                 // those instead. On a cold open nothing is known yet.
                 if r.uid > max_uid && taken.insert(r.uid) {
-                    f.uid = Some(r.uid);
+                    f.uid = r.uid;
                     f.size = f.size.or(r.vsize);
                 }
                 st.ul_unknown.remove(f.base());
@@ -897,36 +907,33 @@ impl Folder {
         for f in files.iter_mut() {
             adopt(st, f);
         }
-        if files.iter().all(|f| f.uid.is_some()) {
+        if files.iter().all(|f| f.uid != 0) {
             return Ok(());
         }
         let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
         // Someone may have numbered them while we scanned.
         self.refresh_uidlist(st)?;
-        for f in files.iter_mut().filter(|f| f.uid.is_none()) {
+        for f in files.iter_mut().filter(|f| f.uid == 0) {
             adopt(st, f);
         }
         // UIDs from here on are new; every adopted one lies below.
         let first = st.next_uid;
-        for f in files.iter_mut().filter(|f| f.uid.is_none()) {
+        for f in files.iter_mut().filter(|f| f.uid == 0) {
             let uid = st.next_uid;
             st.next_uid = st
                 .next_uid
                 .checked_add(1)
                 .ok_or_else(|| StoreError::Cannot("UID space exhausted".into()))?;
-            f.uid = Some(uid);
+            f.uid = uid;
         }
         // The lines borrow the names from `files`, and are made as they are
         // written: no copy of each name, no list of 100,000 records.
-        let recs = files.iter().filter_map(|f| {
-            let uid = f.uid.filter(|&u| u >= first)?;
-            Some(Line {
-                uid,
-                base: f.base(),
-                size: None,
-                vsize: f.size,
-                extra: &[],
-            })
+        let recs = files.iter().filter(|f| f.uid >= first).map(|f| Line {
+            uid: f.uid,
+            base: f.base(),
+            size: None,
+            vsize: f.size,
+            extra: &[],
         });
         self.write_records(st, recs)
     }
@@ -1009,28 +1016,6 @@ impl Folder {
         st.ul_version = 3;
         st.guid = guid;
         Ok(())
-    }
-
-    pub(super) fn insert_new(&self, st: &mut State, f: NewFile, recent: bool) {
-        let Some(uid) = f.uid else { return };
-        let info = filename::split(&f.loc.fname).1.unwrap_or("");
-        let Info { flags, other } = filename::parse_info(info, &st.keywords);
-        st.highest_modseq += 1;
-        let m = Msg {
-            uid,
-            loc: f.loc,
-            flags,
-            other,
-            extra_kw: Vec::new(),
-            mtime: f.mtime,
-            size: f.size,
-            modseq: st.highest_modseq,
-            ino: f.ino,
-        };
-        st.put(m);
-        if recent {
-            st.recent.push(uid);
-        }
     }
 
     pub(super) fn record_expunges(&self, st: &mut State, uids: &[u32]) {
