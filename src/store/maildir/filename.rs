@@ -22,7 +22,10 @@ pub const FORWARDED: &str = "$Forwarded";
 /// `:2,`. A name with some other `:` suffix (an experimental `:1,` info)
 /// still has its base name before the colon, and no flags.
 pub fn split(fname: &str) -> (&str, Option<&str>) {
-    match fname.find(':') {
+    // `memchr` (vectorised): every table keyed by base names splits the
+    // file name on each lookup, and `str::find` cost about 180
+    // instructions a name here (callgrind), a fifth of a cold SELECT.
+    match memchr::memchr(b':', fname.as_bytes()) {
         Some(i) => {
             let (base, rest) = fname.split_at(i);
             (base, rest.strip_prefix(":2,"))
@@ -374,6 +377,17 @@ mod tests {
     }
 
     proptest! {
+        /// `split` cuts at the first colon, whatever the letters around it
+        /// (multi-byte ones included).
+        #[test]
+        fn split_cuts_at_the_first_colon(name in "[a-z0-9.,:é€2]{0,40}") {
+            let want = match name.find(':') {
+                Some(i) => (&name[..i], name[i..].strip_prefix(":2,")),
+                None => (name.as_str(), None),
+            };
+            prop_assert_eq!(split(&name), want);
+        }
+
         /// The walk from the end answers like the walk from the front.
         #[test]
         fn size_fields_from_the_end(base in "[0-9a-z.=,SW]{0,40}") {

@@ -892,6 +892,9 @@ impl Folder {
         let max_uid = st.msgs.last().map_or(0, |m| m.uid);
         let mut taken: HashSet<u32> = HashSet::default();
         let mut adopt = |st: &mut State, f: &mut Msg| {
+            if st.ul_unknown.is_empty() {
+                return;
+            }
             if let Some(r) = st.ul_unknown.get(f.base()) {
                 // A UID below one we already know would appear out of order
                 // (and may be one we reported expunged, its file come back),
