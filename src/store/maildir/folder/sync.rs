@@ -769,8 +769,8 @@ impl Folder {
                     uid: 0,
                     loc,
                     flags,
-                    other,
-                    extra_kw: Vec::new(),
+                    other: other.into(),
+                    extra_kw: Box::default(),
                     mtime: crate::store::UNKNOWN_DATE,
                     size,
                     modseq: 0,
@@ -860,7 +860,7 @@ impl Folder {
         let Some(m) = st.msgs.get(i) else {
             return false;
         };
-        for k in &m.extra_kw {
+        for k in m.extra_kw.iter() {
             flags.insert_keyword(k);
         }
         let flags_changed = flags != m.flags;
@@ -873,7 +873,7 @@ impl Folder {
         if let Some(m) = st.msgs.get_mut(i) {
             m.loc = loc;
             m.flags = flags;
-            m.other = other;
+            m.other = other.into();
             m.modseq = modseq;
             let uid = m.uid;
             if flags_changed {

@@ -120,7 +120,7 @@ impl Folder {
                     let m = &mut st.msgs[i];
                     m.loc = to;
                     m.flags = new_flags;
-                    m.extra_kw = extra;
+                    m.extra_kw = extra.into();
                     m.modseq = modseq;
                     let meta = m.meta();
                     st.note_flag_change(meta.uid, modseq);
