@@ -1267,7 +1267,7 @@ impl State {
     }
 
     fn find(&self, uid: u32) -> Option<usize> {
-        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+        find_uid(&self.msgs, uid)
     }
 
     /// The UID of the message whose base name is `base`.
@@ -1365,9 +1365,23 @@ impl State {
 
 /// The base name of message `uid` among `msgs` (sorted by UID).
 fn name_in(msgs: &[Msg], uid: u32) -> Option<&str> {
-    msgs.binary_search_by_key(&uid, |m| m.uid)
-        .ok()
-        .map(|i| msgs[i].base())
+    find_uid(msgs, uid).map(|i| msgs[i].base())
+}
+
+/// Where message `uid` is in `msgs` (sorted by UID). UIDs are distinct
+/// and start at 1, so UID `u` is at most at index `u - 1`, and exactly
+/// there in a folder nothing was expunged from: that guess first, then a
+/// binary search up to it. The change watcher looks up every renamed
+/// file's message (60,000 lookups for a STORE on 30,000 messages), where
+/// a full binary search missed the cache at most of its 17 steps.
+fn find_uid(msgs: &[Msg], uid: u32) -> Option<usize> {
+    let guess = (uid as usize)
+        .checked_sub(1)?
+        .min(msgs.len().checked_sub(1)?);
+    if msgs[guess].uid == uid {
+        return Some(guess);
+    }
+    msgs[..guess].binary_search_by_key(&uid, |m| m.uid).ok()
 }
 
 fn corrupt(what: &str, e: io::Error) -> StoreError {
@@ -1478,6 +1492,47 @@ fn header_end(b: &[u8]) -> Option<usize> {
         i = at;
     }
     None
+}
+
+#[cfg(test)]
+mod find_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn msg(uid: u32) -> Msg {
+        Msg {
+            uid,
+            loc: Loc {
+                in_new: false,
+                fname: format!("{uid}.x.host"),
+            },
+            flags: Flags::new(),
+            other: Box::default(),
+            extra_kw: Box::default(),
+            mtime: 0,
+            size: None,
+            modseq: 1,
+            ino: 0,
+        }
+    }
+
+    proptest! {
+        /// The guess-first lookup finds what a binary search finds, in
+        /// folders with and without gaps (expunges) in their UIDs.
+        #[test]
+        fn find_uid_answers_like_a_binary_search(
+            uids in proptest::collection::btree_set(1u32..300, 0..120),
+            probe in 0u32..320,
+        ) {
+            let msgs: Vec<Msg> = uids.iter().map(|&u| msg(u)).collect();
+            for u in uids.iter().copied().chain([probe, 0, u32::MAX]) {
+                prop_assert_eq!(
+                    find_uid(&msgs, u),
+                    msgs.binary_search_by_key(&u, |m| m.uid).ok()
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
