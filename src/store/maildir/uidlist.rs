@@ -855,6 +855,44 @@ mod tests {
         assert_eq!(std::fs::read_to_string(d.path().join(FILE)).unwrap(), want);
     }
 
+    /// A rewrite that cannot be written (a full disk: the temporary file
+    /// is made a link to `/dev/full`) fails, keeps the old uidlist, and
+    /// leaves no temporary file behind.
+    #[test]
+    fn a_rewrite_on_a_full_disk_leaves_the_old_file_and_no_debris() {
+        let d = tempfile::tempdir().unwrap();
+        let mut ul = Uidlist::new(5, 1);
+        ul.records.push(Record {
+            uid: 1,
+            base: "a".into(),
+            size: None,
+            vsize: None,
+            extra: vec![],
+        });
+        ul.write(d.path(), false).unwrap();
+        let before = std::fs::read(d.path().join(FILE)).unwrap();
+        let tmp = d.path().join(format!(
+            "{FILE}.{}.{}.tmp",
+            std::process::id(),
+            super::super::filename::host()
+        ));
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        ul.records.push(Record {
+            uid: 2,
+            base: "b".into(),
+            size: None,
+            vsize: None,
+            extra: vec![],
+        });
+        let err = ul.write(d.path(), false).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "temporary file left"
+        );
+        assert_eq!(std::fs::read(d.path().join(FILE)).unwrap(), before);
+    }
+
     #[test]
     fn renders_numbers_at_their_edges() {
         let mut out = String::new();

@@ -9,7 +9,9 @@
 //! Layout: this file holds the state, opening, the read side (messages,
 //! changes, bodies, cache) and persistence of the index; `sync` reconciles
 //! with the disk (its module doc lists the races and how each is handled);
-//! `write` changes message files (STORE, EXPUNGE, APPEND, COPY, MOVE).
+//! `write` changes message files (STORE, EXPUNGE, APPEND, COPY, MOVE);
+//! `by_base` holds the tables keyed by base names, which keep no copy of
+//! the names.
 //!
 //! Modseqs: every flag change, new message and expunge takes the next
 //! modseq. They are kept in `nestbox.index`; if that is lost, or the process
