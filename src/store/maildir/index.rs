@@ -295,19 +295,15 @@ pub fn decode_with(data: &[u8], mut each: impl FnMut(IndexMsg, usize)) -> Option
     Some(d)
 }
 
-/// Loads the index of the folder at `dir`; `None` if missing or not valid
-/// (a corrupt index is logged and then ignored: it is only a cache).
+/// Loads the index of the folder at `dir` whole; `None` if missing or not
+/// valid. The folder itself uses [`load_with`].
 pub fn load(dir: &Path) -> Option<IndexData> {
-    let mut msgs = Vec::new();
-    let mut d = load_with(dir, |m, n| {
-        msgs.reserve(n);
-        msgs.push(m);
-    })?;
-    d.msgs = msgs;
-    Some(d)
+    decode(&std::fs::read(dir.join(FILE)).ok()?)
 }
 
-/// [`load`] through [`decode_with`].
+/// Loads the index of the folder at `dir` through [`decode_with`]; `None`
+/// if missing or not valid (a corrupt index is logged and then ignored: it
+/// is only a cache).
 pub fn load_with(dir: &Path, each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
     let data = std::fs::read(dir.join(FILE)).ok()?;
     let d = decode_with(&data, each);
