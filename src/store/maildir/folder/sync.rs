@@ -779,26 +779,25 @@ impl Folder {
             }
             // In delivery order: unique names start with the delivery time
             // (the mtime may be an old INTERNALDATE set by a client). Sorted
-            // by their first 32 bytes, cached: comparing 100,000 names where
+            // by their first 16 bytes, cached: comparing 100,000 names where
             // they lie chased two pointers per comparison (7 % of a cold
-            // SELECT). Names alike that far (rare) are then put in order
-            // among themselves, so the result is exactly the names' order.
+            // SELECT). Names alike that far (the same second and the same
+            // 100 us in Dovecot's names; one process's deliveries within a
+            // second in qmail's) are then put in order among themselves, so
+            // the result is exactly the names' order. 16 bytes rather than
+            // 32: the keys are 3.2 MB instead of 4.8 MB of fresh memory at
+            // 100,000 names.
             fn head(f: &Msg) -> &[u8] {
                 let b = f.base().as_bytes();
-                &b[..b.len().min(32)]
+                &b[..b.len().min(16)]
             }
             files.sort_by_cached_key(|f| {
-                // Two big-endian integers order like the bytes, and compare
+                // A big-endian integer orders like the bytes, and compares
                 // without a call to memcmp.
-                let mut key = [0u8; 32];
-                let b = f.base().as_bytes();
-                let n = b.len().min(32);
-                key[..n].copy_from_slice(&b[..n]);
-                let (hi, lo) = key.split_at(16);
-                (
-                    u128::from_be_bytes(hi.try_into().unwrap_or_default()),
-                    u128::from_be_bytes(lo.try_into().unwrap_or_default()),
-                )
+                let mut key = [0u8; 16];
+                let h = head(f);
+                key[..h.len()].copy_from_slice(h);
+                u128::from_be_bytes(key)
             });
             for run in files.chunk_by_mut(|a, b| head(a) == head(b)) {
                 if run.len() > 1 {
