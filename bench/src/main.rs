@@ -280,6 +280,13 @@ fn run(a: RunArgs) -> ExitCode {
             out.errors
                 .push(format!("the server exited during the run ({st})"));
         }
+        // Last, as it restarts the server: LOGIN+SELECT with only what is on disk.
+        if out.errors.is_empty() {
+            match srv.restart() {
+                Ok(()) => rt.block_on(workload::select_after_restart(&srv, &plan, &mut out)),
+                Err(e) => out.errors.push(format!("restart: {e}")),
+            }
+        }
         println!("  {label}: done in {:.1} s", t.elapsed().as_secs_f64());
         for e in &out.errors {
             println!("  {label}: FAILED {e}");

@@ -45,6 +45,34 @@ pub struct Server {
     /// Temporary directory holding config, logs and the mail copy; removed on stop.
     pub dir: PathBuf,
     child: Option<Child>,
+    /// How it was started, for [`Server::restart`].
+    launch: Launch,
+}
+
+/// A server's command line and log file.
+#[derive(Debug)]
+struct Launch {
+    bin: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(&'static str, &'static str)>,
+    log: PathBuf,
+}
+
+impl Launch {
+    /// Starts the server; its output goes to the end of the log.
+    fn spawn(&self) -> Res<Child> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(&self.args)
+            .envs(self.env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        Ok(cmd.spawn()?)
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (the listener is dropped, so there is a tiny reuse race;
@@ -254,15 +282,13 @@ service imap {{
                 .arg(dir.join("run"))
                 .status();
         }
-        let log = fs::File::create(dir.join("dovecot.stderr"))?;
-        let child = Command::new(bin)
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let launch = Launch {
+            bin: bin.into(),
+            args: vec!["-F".into(), "-c".into(), conf_path.into()],
+            env: Vec::new(),
+            log: dir.join("dovecot.stderr"),
+        };
+        let child = launch.spawn()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut s = Server {
             label: label.into(),
@@ -272,6 +298,7 @@ service imap {{
             maildir,
             dir,
             child: Some(child),
+            launch,
         };
         s.wait_ready()?;
         Ok(s)
@@ -341,16 +368,13 @@ max_connections_per_ip = 20000
         );
         let conf_path = dir.join("nestbox.toml");
         fs::write(&conf_path, conf)?;
-        let log = fs::File::create(dir.join("nestbox.log"))?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg("-c")
-            .arg(&conf_path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let launch = Launch {
+            bin: bin.into(),
+            args: vec!["serve".into(), "-c".into(), conf_path.into()],
+            env: vec![("RUST_LOG", "warn")],
+            log: dir.join("nestbox.log"),
+        };
+        let child = launch.spawn()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut s = Server {
             label: label.into(),
@@ -360,9 +384,18 @@ max_connections_per_ip = 20000
             maildir,
             dir,
             child: Some(child),
+            launch,
         };
         s.wait_ready()?;
         Ok(s)
+    }
+
+    /// Stops the server (as [`Server::stop`]: every process gone) and starts it again on the
+    /// same configuration and mail: what it keeps on disk stays, what it held in memory is gone.
+    pub fn restart(&mut self) -> Res<()> {
+        self.stop();
+        self.child = Some(self.launch.spawn()?);
+        self.wait_ready()
     }
 
     /// Wait (at most 15 s) until the port accepts connections; fail early if the process exits.

@@ -168,6 +168,34 @@ async fn select(c: &mut Conn, mailbox: &str) -> Res<u64> {
     exists.ok_or_else(|| err!("SELECT {mailbox}: no EXISTS"))
 }
 
+/// LOGIN + SELECT INBOX on a server the caller has just restarted: what each server keeps on
+/// disk (nestbox's index and the uidlist, Dovecot's index files) is there, nothing it held in
+/// memory is. `login_select_warm` measures a running server, whose memory nestbox uses across
+/// logins and Dovecot (a process per login) does not; this is the warm open from disk, as after
+/// a reboot or an upgrade. Pushes `login_select_restart`, the server's CPU in its note.
+pub async fn select_after_restart(srv: &Server, plan: &Plan, out: &mut Outcome) {
+    let t = Instant::now();
+    let cpu = srv.cpu_secs();
+    let r = async {
+        let mut c = login(srv, plan).await?;
+        select(&mut c, "INBOX").await?;
+        let el = t.elapsed().as_secs_f64();
+        let cpu = srv.cpu_secs() - cpu;
+        c.logout().await;
+        Ok::<_, imap::Error>((el, cpu))
+    }
+    .await;
+    match r {
+        Ok((el, cpu)) => {
+            let note = format!("server CPU {:.1} ms", cpu * 1e3);
+            out.push("login_select_restart", Unit::Secs, vec![el], note);
+        }
+        Err(e) => out
+            .errors
+            .push(format!("login+select after a restart: {e}")),
+    }
+}
+
 /// CPU seconds (user + system) this process has used so far.
 pub fn cpu_secs() -> f64 {
     // SAFETY: getrusage with a valid pointer to a zeroed local struct.
