@@ -283,7 +283,7 @@ service imap {{
                 .status();
         }
         let launch = Launch {
-            bin: bin.into(),
+            bin,
             args: vec!["-F".into(), "-c".into(), conf_path.into()],
             env: Vec::new(),
             log: dir.join("dovecot.stderr"),
