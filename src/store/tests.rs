@@ -640,6 +640,46 @@ fn warm_open_trusts_a_fresh_index() {
     assert_eq!(uids(&f), [1, 2]);
 }
 
+/// The folder's own renames (a STORE) leave `cur/` newer than its last
+/// scan. A settled directory stamp the change watcher vouches for counts as
+/// a scan at the time it was read, and the index keeps it: the next open
+/// reads no directory. An unsettled stamp (read right after a change) does
+/// not count.
+#[test]
+fn a_settled_watcher_stamp_counts_as_a_scan_for_the_next_open() {
+    // `cur_age`: how long before the stamp `cur/` last changed, in seconds
+    // (negative: a change "after" the stamp, never settled).
+    let run = |cur_age: i64| -> Vec<u32> {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let s = open(d.path());
+            deliver(s.root(), "1000.a.host", b"a\n");
+            deliver(s.root(), "1001.b.host", b"b\n");
+            let f = s.open_folder("INBOX").unwrap();
+            f.sync(true).unwrap();
+            set_mtime(&s.root().join("new"), 10);
+            set_mtime(&s.root().join("cur"), 10);
+            f.sync(false).unwrap();
+            // Our own renames: cur/ is now newer than the scan.
+            f.store_flags(&[1, 2], FlagOp::Add, &seen(), None).unwrap();
+            set_mtime(&s.root().join("cur"), cur_age);
+            let stamp = f.dir_stamp().unwrap();
+            // The watcher's round: nothing left to apply, the stamp vouched.
+            f.sync_for_watcher(Some(&[]), Some(stamp)).unwrap();
+        }
+        // A file slipped in without the directory mtime changing: only a
+        // directory read finds it.
+        let cur = d.path().join("cur");
+        let old = filetime::FileTime::from_last_modification_time(&fs::metadata(&cur).unwrap());
+        fs::write(cur.join("1002.c.host:2,"), b"c\n").unwrap();
+        filetime::set_file_mtime(&cur, old).unwrap();
+        let s = open(d.path());
+        uids(&s.open_folder("INBOX").unwrap())
+    };
+    assert_eq!(run(5), [1, 2]);
+    assert_eq!(run(-2), [1, 2, 3]);
+}
+
 #[test]
 fn crash_after_clean_open_does_not_reuse_modseqs() {
     let d = tempfile::tempdir().unwrap();

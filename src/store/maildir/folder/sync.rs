@@ -84,11 +84,13 @@ fn tick_margin(mtime_ns: i128) -> i128 {
 }
 
 /// The full-precision mtimes of a folder's `new/` and `cur/` (see
-/// [`Folder::sync_for_watcher`]).
+/// [`Folder::sync_for_watcher`]), and when they were read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirStamp {
     new: i128,
     cur: i128,
+    /// Taken just before the mtimes were read (ns since the epoch).
+    read_at: i128,
 }
 
 /// One change of an entry of `new/` or `cur/`, as the change watcher saw
@@ -243,9 +245,11 @@ impl Folder {
 
     /// The mtimes of `new/` and `cur/` now, for [`Folder::sync_for_watcher`].
     pub fn dir_stamp(&self) -> Result<DirStamp> {
+        let read_at = now_ns();
         Ok(DirStamp {
             new: dir_mtime(&self.dir.join("new"))?,
             cur: dir_mtime(&self.dir.join("cur"))?,
+            read_at,
         })
     }
 
@@ -299,6 +303,22 @@ impl Folder {
         }
         // Only a stamp vouched for by this very sync is trusted.
         st.watcher_stamp = stamp;
+        if let Some(s) = stamp {
+            // Every change up to the stamp is applied now: the state is
+            // what a full scan started when the stamp was read would have
+            // found. Recorded as that scan, the index written later lets
+            // the next process trust it too instead of reading the whole
+            // directory again (after a STORE 1:* the folder's own renames
+            // leave `cur/` newer than its last scan). Trusting it needs
+            // mtimes settled by then, as for any scan (`sync_locked`); the
+            // watcher's quiet round (`server::live`) supplies a stamp read
+            // well after a burst of changes.
+            if s.read_at > st.scan_time {
+                st.new_mtime = s.new;
+                st.cur_mtime = s.cur;
+                st.scan_time = s.read_at;
+            }
+        }
         if persist {
             let jobs = self.persist_jobs(&mut st);
             drop(st);
@@ -451,11 +471,9 @@ impl Folder {
             trust_events && self.events_live.load(std::sync::atomic::Ordering::Acquire);
         // Everything up to the directories' present mtimes is applied by the
         // watcher, which also applies whatever comes next.
-        let covered = st.watcher_stamp
-            == Some(DirStamp {
-                new: new_m,
-                cur: cur_m,
-            });
+        let covered = st
+            .watcher_stamp
+            .is_some_and(|s| s.new == new_m && s.cur == cur_m);
         let skip = (st.synced_once && events_live && covered)
             || ((st.synced_once || st.scan_time != 0)
                 && new_m == st.new_mtime
