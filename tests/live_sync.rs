@@ -15,6 +15,8 @@
 //! - 400 random external changes: replaying only what the server sent (in IDLE, or at NOOPs)
 //!   gives exactly what a fresh session sees;
 //! - the polling fallback (`NESTBOX_FORCE_POLL=1`), within the 1 s interval (5 s allowed);
+//! - after the server's own `STORE`, the watcher's quiet round lets a restarted server trust
+//!   its index instead of reading `cur/` again;
 //! - a burst of 1,000 deliveries: every one becomes EXISTS, UIDs strictly increase, each
 //!   Message-ID is found exactly once;
 //! - (ignored by default) push latency from the rename into `new/` to the EXISTS line, with
@@ -950,6 +952,44 @@ fn delivery_into_new_is_pushed_as_exists() {
     assert!(
         f[0].contains("Subject: by rename") && f[1].contains("Subject: by link"),
         "{f:?}"
+    );
+}
+
+/// After the server's own `STORE` has renamed every file of `cur/`, the change watcher's quiet
+/// round vouches for a settled state, the index written at shutdown records it, and the
+/// restarted server opens the folder without reading its directories. Shown with a file slipped
+/// into `cur/` while the server is down, the directory's mtime put back: a server that reads
+/// `cur/` counts it, one that trusts its index does not.
+#[test]
+fn after_its_own_store_a_restarted_server_trusts_its_index() {
+    if skip_on_dovecot("nestbox's own index") {
+        return;
+    }
+    let mut server = TestServer::start();
+    let md = server.maildir();
+    seed_inbox(&server, &["", "", ""]);
+    let mut c = Conn::login(server.imap_port, "storer");
+    c.ok("SELECT INBOX");
+    c.ok("UID STORE 1:* +FLAGS.SILENT (\\Seen)");
+    // The quiet round runs 200 ms after the watcher's last round; its stamp is settled when
+    // read (the renames are more than a timestamp tick old by then).
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = c.command("LOGOUT");
+    server.stop();
+    let cur = md.join("cur");
+    let mtime = filetime::FileTime::from_last_modification_time(&fs::metadata(&cur).unwrap());
+    fs::write(
+        cur.join(format!("{}:2,", unique_name())),
+        message("slipped in", "slipped@test"),
+    )
+    .unwrap();
+    filetime::set_file_mtime(&cur, mtime).unwrap();
+    server.restart();
+    let mut c = Conn::login(server.imap_port, "after restart");
+    let lines = c.ok("SELECT INBOX");
+    assert!(
+        lines.contains(&"* 3 EXISTS".to_string()),
+        "the restarted server read cur/ instead of trusting its index: {lines:?}"
     );
 }
 
