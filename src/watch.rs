@@ -635,16 +635,28 @@ enum Change {
 /// `IN_MODIFY` or `IN_ATTRIB`: every message a session reads would wake the
 /// watcher (notify 8 always asks for `IN_OPEN`, which is why this module
 /// talks to inotify directly; see the module doc).
-fn watch_mask() -> WatchMask {
-    WatchMask::CREATE
+///
+/// Not `IN_CLOSE_WRITE` on a `cur/`: it is for writers that create a file
+/// in `new/` and write it in place, while nothing writes into `cur/` (files
+/// arrive there by rename or link, which `IN_MOVED_TO`/`IN_CREATE` report).
+/// An event about the directory's children makes the kernel mark every
+/// cached child entry when the watch is added: 14 ms for a `cur/` of
+/// 100,000 looked-up files (measured on this kernel, 6.18), paid at every
+/// open of a big folder, against well under 0.1 ms without.
+fn watch_mask(dir: &Path) -> WatchMask {
+    let mask = WatchMask::CREATE
         | WatchMask::DELETE
         | WatchMask::MOVED_FROM
         | WatchMask::MOVED_TO
-        | WatchMask::CLOSE_WRITE
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF
         | WatchMask::ONLYDIR
-        | WatchMask::EXCL_UNLINK
+        | WatchMask::EXCL_UNLINK;
+    if dir.file_name().is_some_and(|n| n == "cur") {
+        mask
+    } else {
+        mask | WatchMask::CLOSE_WRITE
+    }
 }
 
 /// Maps an inotify event to a change worth forwarding (`None`: nothing of
@@ -1048,7 +1060,7 @@ enum Added {
 }
 
 fn add_watch(backend: &mut Backend, dir: &Path) -> Added {
-    match backend.watches.add(dir, watch_mask()) {
+    match backend.watches.add(dir, watch_mask(dir)) {
         Ok(wd) => {
             lock_dirs(&backend.dirs).insert(wd.clone(), dir.to_path_buf());
             backend.by_path.insert(dir.to_path_buf(), wd);
@@ -1787,6 +1799,24 @@ mod tests {
         ];
         for (mask, want) in cases {
             assert_eq!(classify(mask), want, "{mask:?}");
+        }
+    }
+
+    /// Writes completing in place are watched for in `new/` (and elsewhere), not in `cur/`,
+    /// where the kernel would mark every cached entry when the watch is added.
+    #[test]
+    fn close_write_is_watched_except_in_cur() {
+        for (dir, close_write) in [
+            ("/m/Maildir/new", true),
+            ("/m/Maildir/.Work/new", true),
+            ("/m/Maildir", true),
+            ("/m/Maildir/cur", false),
+            ("/m/Maildir/.Work/cur", false),
+            ("/m/Maildir/.cur", true),
+        ] {
+            let mask = watch_mask(Path::new(dir));
+            assert_eq!(mask.contains(WatchMask::CLOSE_WRITE), close_write, "{dir}");
+            assert!(mask.contains(WatchMask::MOVED_TO | WatchMask::CREATE), "{dir}");
         }
     }
 
