@@ -1816,7 +1816,10 @@ mod tests {
         ] {
             let mask = watch_mask(Path::new(dir));
             assert_eq!(mask.contains(WatchMask::CLOSE_WRITE), close_write, "{dir}");
-            assert!(mask.contains(WatchMask::MOVED_TO | WatchMask::CREATE), "{dir}");
+            assert!(
+                mask.contains(WatchMask::MOVED_TO | WatchMask::CREATE),
+                "{dir}"
+            );
         }
     }
 
