@@ -296,7 +296,8 @@ pub fn decode_with(data: &[u8], mut each: impl FnMut(IndexMsg, usize)) -> Option
 }
 
 /// Loads the index of the folder at `dir` whole; `None` if missing or not
-/// valid. The folder itself uses [`load_with`].
+/// valid. The folder itself uses [`load_with`]; this is for tests.
+#[cfg(test)]
 pub fn load(dir: &Path) -> Option<IndexData> {
     decode(&std::fs::read(dir.join(FILE)).ok()?)
 }

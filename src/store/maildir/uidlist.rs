@@ -184,7 +184,9 @@ impl Uidlist {
         out
     }
 
-    /// Reads the folder's uidlist; `Ok(None)` if there is none.
+    /// Reads the folder's uidlist whole; `Ok(None)` if there is none. The
+    /// folder reads it in place ([`Loaded::load`]); this is for tests.
+    #[cfg(test)]
     pub fn load(dir: &Path) -> io::Result<Option<(Self, FileStamp)>> {
         Ok(Loaded::load(dir)?.map(|(l, stamp)| (l.to_uidlist(), stamp)))
     }
@@ -284,7 +286,7 @@ fn write_lines<'a>(
 pub struct Loaded {
     pub version: u32,
     pub uidvalidity: u32,
-    /// The header's next UID; see [`Loaded::next_uid`] for the effective one.
+    /// The header's next UID (records may go past it).
     pub header_next: u32,
     pub guid: String,
     /// The file's text up to its last newline; the records start at
@@ -379,12 +381,6 @@ impl Loaded {
         self.text[self.start..]
             .split_terminator('\n')
             .filter_map(move |l| parse_line(l, version))
-    }
-
-    /// The next UID to assign: past both the header and every record.
-    pub fn next_uid(&self) -> u32 {
-        let last = self.lines().map(|r| r.uid).max().unwrap_or(0);
-        self.header_next.max(last.saturating_add(1)).max(1)
     }
 
     /// The same uidlist as one [`Record`] per line.
