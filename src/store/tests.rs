@@ -1800,3 +1800,73 @@ fn uidlist_bases(root: &Path) -> Vec<String> {
     recs.sort_by_key(|r| r.uid);
     recs.into_iter().map(|r| r.base).collect()
 }
+
+fn whole_uidlist_reads() -> usize {
+    crate::store::maildir::uidlist::WHOLE_READS.with(|n| n.get())
+}
+
+/// A folder whose uidlist is still the one its index was written against
+/// opens from the index alone (the uidlist seal), records of files not
+/// seen included; any change to the uidlist (another writer's append, a
+/// rewrite, even a `chmod`) makes the open read it again.
+#[test]
+fn a_sealed_uidlist_is_not_read_again() {
+    let d = tempfile::tempdir().unwrap();
+    let ul = d.path().join("dovecot-uidlist");
+    {
+        let s = open(d.path());
+        deliver(s.root(), "1000.a.host", b"a\n");
+        deliver(s.root(), "1001.b.host", b"b\n");
+        let f = s.open_folder("INBOX").unwrap();
+        f.sync(true).unwrap();
+        // Another writer numbers a file we have not seen (yet).
+        let mut file = fs::OpenOptions::new().append(true).open(&ul).unwrap();
+        std::io::Write::write_all(&mut file, b"9 :1002.c.host\n").unwrap();
+        f.sync(true).unwrap();
+        assert_eq!(uids(&f), [1, 2]);
+    }
+    let seal = crate::store::maildir::index::load(d.path())
+        .and_then(|i| i.uidlist)
+        .expect("the index seals the uidlist");
+    assert_eq!(seal.unseen, b"9 :1002.c.host\n");
+    {
+        let before = whole_uidlist_reads();
+        let s = open(d.path());
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(whole_uidlist_reads(), before, "sealed: not read");
+        assert_eq!(uids(&f), [1, 2]);
+        assert_eq!(&**f.read_message(2).unwrap(), b"b\n");
+        // The unseen record came through the seal: its file gets UID 9.
+        deliver(s.root(), "1002.c.host", b"c\n");
+        f.sync(true).unwrap();
+        assert_eq!(uids(&f), [1, 2, 9]);
+        assert_eq!(f.append(b"d\n", &Flags::new(), None).unwrap(), 10);
+    }
+    // Another writer's append after the index: read, and used.
+    {
+        let mut file = fs::OpenOptions::new().append(true).open(&ul).unwrap();
+        std::io::Write::write_all(&mut file, b"20 :1003.e.host\n").unwrap();
+    }
+    deliver(d.path(), "1003.e.host", b"e\n");
+    {
+        let before = whole_uidlist_reads();
+        let s = open(d.path());
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(whole_uidlist_reads(), before + 1);
+        f.sync(true).unwrap();
+        assert_eq!(uids(&f), [1, 2, 9, 10, 20]);
+    }
+    // Only the ctime changes: read again all the same.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&ul).unwrap().permissions().mode();
+        fs::set_permissions(&ul, fs::Permissions::from_mode(mode)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        fs::set_permissions(&ul, fs::Permissions::from_mode(mode & !0o004)).unwrap();
+    }
+    let before = whole_uidlist_reads();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(whole_uidlist_reads(), before + 1);
+    assert_eq!(uids(&f), [1, 2, 9, 10, 20]);
+}

@@ -96,6 +96,17 @@ impl Line<'_> {
     }
 }
 
+/// Record lines as the file holds them (for keeping a few records
+/// elsewhere, e.g. in the index's uidlist seal; [`parse_records`] with
+/// version 3 reads them back).
+pub fn render_lines<'a>(lines: impl Iterator<Item = Line<'a>>) -> Vec<u8> {
+    let mut text = String::new();
+    for l in lines {
+        l.render(&mut text);
+    }
+    text.into_bytes()
+}
+
 /// The lines of `a` and `b`, each in ascending UID order, as one ascending
 /// run with each UID once: a UID in both (or twice in one) is written as
 /// its first line in `a`, else in `b`.
@@ -355,6 +366,8 @@ impl Loaded {
 
     /// Reads the folder's uidlist; `Ok(None)` if there is none.
     pub fn load(dir: &Path) -> io::Result<Option<(Self, FileStamp)>> {
+        #[cfg(test)]
+        WHOLE_READS.with(|n| n.set(n.get() + 1));
         let mut f = match File::open(dir.join(FILE)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -410,6 +423,13 @@ impl From<&Uidlist> for Loaded {
             start: 0,
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Whole-file reads of a uidlist on this thread ([`Loaded::load`]), for
+    /// tests that a folder opens without one.
+    pub static WHOLE_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// One record line, read in place.

@@ -129,6 +129,31 @@ fn mtime_ns(m: &fs::Metadata) -> i128 {
     m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
+fn ctime_ns(m: &fs::Metadata) -> i128 {
+    m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128
+}
+
+/// The header fields of the uidlist a folder opens with, and its stamp.
+struct UlHeader {
+    stamp: FileStamp,
+    uidvalidity: u32,
+    next: u32,
+    guid: String,
+    version: u32,
+}
+
+/// The uidlist's stamp if the file on disk is still the one `seal` names
+/// (inode, size, mtime and ctime all equal).
+fn seal_holds(dir: &Path, seal: &index::UidlistSeal) -> Option<FileStamp> {
+    let m = fs::metadata(dir.join(uidlist::FILE)).ok()?;
+    let now = FileStamp::of(&m);
+    let held = now.ino == seal.ino
+        && now.len == seal.len
+        && now.mtime_ns == seal.mtime_ns
+        && ctime_ns(&m) == seal.ctime_ns;
+    held.then_some(now)
+}
+
 fn is_enoent(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
@@ -312,30 +337,55 @@ impl Folder {
             .as_ref()
             .map_or(0, |i| i.last_uidvalidity.max(i.uidvalidity));
 
-        let ul = match uidlist::Loaded::load(&dir) {
-            Ok(Some(x)) => x,
-            Ok(None) => create_uidlist(&dir, last_uidv, opts.fsync, lock_stale_after)?,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                // Never overwrite what we cannot read: move it aside, then
-                // start a new UID space above the old one.
-                let aside = dir.join(format!("{}.corrupt.{}", uidlist::FILE, now_ns()));
-                tracing::warn!(dir = %dir.display(), error = %e, "uidlist unreadable; moved aside");
-                let _ = fs::rename(dir.join(uidlist::FILE), &aside);
-                create_uidlist(&dir, last_uidv, opts.fsync, lock_stale_after)?
+        // A uidlist that is still the one the index was written against
+        // is not read: the index holds everything it says.
+        let sealed = idx.as_ref().and_then(|i| {
+            let seal = i.uidlist.as_ref()?;
+            Some(UlHeader {
+                stamp: seal_holds(&dir, seal)?,
+                uidvalidity: i.uidvalidity,
+                next: i.next_uid,
+                guid: seal.guid.clone(),
+                version: seal.version,
+            })
+        });
+        let (ul, head) = match sealed {
+            Some(head) => (None, head),
+            None => {
+                let (ul, stamp) = match uidlist::Loaded::load(&dir) {
+                    Ok(Some(x)) => x,
+                    Ok(None) => create_uidlist(&dir, last_uidv, opts.fsync, lock_stale_after)?,
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        // Never overwrite what we cannot read: move it aside, then
+                        // start a new UID space above the old one.
+                        let aside = dir.join(format!("{}.corrupt.{}", uidlist::FILE, now_ns()));
+                        tracing::warn!(dir = %dir.display(), error = %e, "uidlist unreadable; moved aside");
+                        let _ = fs::rename(dir.join(uidlist::FILE), &aside);
+                        create_uidlist(&dir, last_uidv, opts.fsync, lock_stale_after)?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let head = UlHeader {
+                    stamp,
+                    uidvalidity: ul.uidvalidity,
+                    next: ul.header_next,
+                    guid: ul.guid.clone(),
+                    version: ul.version,
+                };
+                (Some(ul), head)
             }
-            Err(e) => return Err(e.into()),
         };
-        let (ul, stamp) = ul;
+        let uidvalidity = head.uidvalidity;
 
         let mut st = State {
             synced_once: false,
             watcher_stamp: None,
-            uidvalidity: ul.uidvalidity,
-            next_uid: ul.header_next.max(1),
-            last_uidvalidity: last_uidv.max(ul.uidvalidity),
-            guid: ul.guid.clone(),
-            ul_version: ul.version,
-            ul_stamp: Some(stamp),
+            uidvalidity,
+            next_uid: head.next.max(1),
+            last_uidvalidity: last_uidv.max(uidvalidity),
+            guid: head.guid,
+            ul_version: head.version,
+            ul_stamp: Some(head.stamp),
             ul_unknown: HashMap::default(),
             msgs: Vec::new(),
             by_base: ByBase::default(),
@@ -368,7 +418,7 @@ impl Folder {
         // uidlist checks that and keeps the records of files not (yet)
         // seen; a mismatch (rare) drops the index and walks again.
         let mut from_index = false;
-        if let Some(i) = idx.filter(|i| i.uidvalidity == ul.uidvalidity) {
+        if let Some(i) = idx.filter(|i| i.uidvalidity == uidvalidity) {
             from_index = true;
             st.highest_modseq = if i.clean {
                 i.highest_modseq
@@ -389,8 +439,19 @@ impl Folder {
             indexed.dedup_by_key(|m| m.uid);
             st.msgs = indexed;
             st.rebuild_by_base();
+            if let (None, Some(seal)) = (&ul, &i.uidlist) {
+                // The records of files not seen when the index was written.
+                for r in uidlist::parse_records(&seal.unseen, 3) {
+                    st.next_uid = st.next_uid.max(r.uid.saturating_add(1));
+                    if st.uid_of_base(&r.base).is_none() {
+                        st.ul_unknown.insert(r.base.clone(), r);
+                    }
+                }
+            }
         }
-        if !st.note_uidlist(&ul) {
+        if let Some(ul) = &ul
+            && !st.note_uidlist(ul)
+        {
             tracing::info!(dir = %dir.display(), "index disagrees with the uidlist; ignoring it");
             from_index = false;
             st.msgs = Vec::new();
@@ -402,7 +463,7 @@ impl Folder {
             st.new_mtime = 0;
             st.cur_mtime = 0;
             st.scan_time = 0;
-            st.note_uidlist(&ul);
+            st.note_uidlist(ul);
         }
         if !from_index {
             st.highest_modseq = modseq_floor();
@@ -682,6 +743,7 @@ impl Folder {
             new_mtime: st.new_mtime,
             cur_mtime: st.cur_mtime,
             scan_time: st.scan_time,
+            uidlist: self.uidlist_seal(st),
             msgs: Vec::new(),
         };
         let image = index::encode_parts(
@@ -704,6 +766,30 @@ impl Folder {
             image,
             generation: st.index_generation,
         }
+    }
+
+    /// The seal of the uidlist the state holds everything of (see
+    /// [`index::UidlistSeal`]): the file as last read or written by us,
+    /// if it is still that file on disk (one `stat`, with the folder
+    /// locked). `None` (the next open reads the uidlist) when we hold no
+    /// stamp or another writer has changed the file since.
+    fn uidlist_seal(&self, st: &State) -> Option<index::UidlistSeal> {
+        let ours = st.ul_stamp?;
+        let m = fs::metadata(self.dir.join(uidlist::FILE)).ok()?;
+        if FileStamp::of(&m) != ours {
+            return None;
+        }
+        let mut unseen: Vec<uidlist::Line> = st.ul_unknown.values().map(Record::line).collect();
+        unseen.sort_by_key(|l| l.uid);
+        Some(index::UidlistSeal {
+            ino: ours.ino,
+            len: ours.len,
+            mtime_ns: ours.mtime_ns,
+            ctime_ns: ctime_ns(&m),
+            version: st.ul_version,
+            guid: st.guid.clone(),
+            unseen: uidlist::render_lines(unseen.into_iter()),
+        })
     }
 
     /// Writes an index image unless a newer one was written meanwhile
