@@ -90,10 +90,6 @@ impl ByBase {
             e.remove();
         }
     }
-
-    pub(super) fn clear(&mut self) {
-        self.t.clear();
-    }
 }
 
 /// A value that is about one file, named by [`FileNamed::file_name`].

@@ -182,8 +182,12 @@ struct State {
     /// Uidlist records whose files we have not seen (yet), by base name.
     ul_unknown: HashMap<String, Record>,
     msgs: Vec<Msg>,
-    /// Base name -> UID for every message in `msgs`.
-    by_base: ByBase,
+    /// Base name -> UID for every message in `msgs`, made on first use:
+    /// a folder opened from its index answers SELECT without it (7 ms and
+    /// 2 MB at 100,000 messages), and only a sync that finds files, or the
+    /// change watcher, looks names up. Unmade, there is nothing to keep
+    /// current.
+    by_base: std::cell::OnceCell<ByBase>,
     keywords: Keywords,
     kw_mtime: Option<i128>,
     highest_modseq: u64,
@@ -388,7 +392,7 @@ impl Folder {
             ul_stamp: Some(head.stamp),
             ul_unknown: HashMap::default(),
             msgs: Vec::new(),
-            by_base: ByBase::default(),
+            by_base: std::cell::OnceCell::new(),
             keywords,
             kw_mtime,
             highest_modseq: 0,
@@ -438,12 +442,15 @@ impl Folder {
             }
             indexed.dedup_by_key(|m| m.uid);
             st.msgs = indexed;
-            st.rebuild_by_base();
+            st.reset_by_base();
             if let (None, Some(seal)) = (&ul, &i.uidlist) {
-                // The records of files not seen when the index was written.
+                // The records of files not seen when the index was written
+                // (none of them a message's: a record is dropped from there
+                // when its file is seen). Checked by UID, which needs no
+                // base-name table (see `State::by_base`).
                 for r in uidlist::parse_records(&seal.unseen, 3) {
                     st.next_uid = st.next_uid.max(r.uid.saturating_add(1));
-                    if st.uid_of_base(&r.base).is_none() {
+                    if st.find(r.uid).is_none() {
                         st.ul_unknown.insert(r.base.clone(), r);
                     }
                 }
@@ -455,7 +462,7 @@ impl Folder {
             tracing::info!(dir = %dir.display(), "index disagrees with the uidlist; ignoring it");
             from_index = false;
             st.msgs = Vec::new();
-            st.rebuild_by_base();
+            st.reset_by_base();
             st.ul_unknown.clear();
             st.index_clean = false;
             st.dirty = false;
@@ -1295,12 +1302,14 @@ impl State {
     /// Adds (or replaces) a message, keeping `msgs` sorted by UID and
     /// `by_base` current.
     fn put(&mut self, m: Msg) {
-        if let Ok(i) = self.msgs.binary_search_by_key(&m.uid, |x| x.uid) {
-            let old = &self.msgs[i];
-            self.by_base.remove(old.base(), old.uid);
-        }
         let State { msgs, by_base, .. } = self;
-        by_base.insert(m.base(), m.uid, |u| name_in(msgs, u));
+        if let Some(by_base) = by_base.get_mut() {
+            if let Ok(i) = msgs.binary_search_by_key(&m.uid, |x| x.uid) {
+                let old = &msgs[i];
+                by_base.remove(old.base(), old.uid);
+            }
+            by_base.insert(m.base(), m.uid, |u| name_in(msgs, u));
+        }
         // New UIDs are the highest: a cold scan adds 100,000 of them.
         if self.msgs.last().is_none_or(|l| l.uid < m.uid) {
             self.msgs.push(m);
@@ -1360,7 +1369,19 @@ impl State {
 
     /// The UID of the message whose base name is `base`.
     fn uid_of_base(&self, base: &str) -> Option<u32> {
-        self.by_base.get(base, |u| name_in(&self.msgs, u))
+        self.by_base().get(base, |u| name_in(&self.msgs, u))
+    }
+
+    /// The base-name table, made now if it was not.
+    fn by_base(&self) -> &ByBase {
+        self.by_base.get_or_init(|| {
+            let mut t = ByBase::default();
+            t.reserve(self.msgs.len());
+            for m in &self.msgs {
+                t.insert(m.base(), m.uid, |u| name_in(&self.msgs, u));
+            }
+            t
+        })
     }
 
     /// Index of the message whose base name is `base`.
@@ -1371,8 +1392,10 @@ impl State {
     /// Removes the messages `gone` says are gone, keeping `by_base` and the
     /// `reshaped` count current.
     fn remove_msgs(&mut self, gone: impl Fn(u32) -> bool) {
-        for m in self.msgs.iter().filter(|m| gone(m.uid)) {
-            self.by_base.remove(m.base(), m.uid);
+        if let Some(by_base) = self.by_base.get_mut() {
+            for m in self.msgs.iter().filter(|m| gone(m.uid)) {
+                by_base.remove(m.base(), m.uid);
+            }
         }
         self.msgs.retain(|m| !gone(m.uid));
         self.reshaped += 1;
@@ -1430,24 +1453,21 @@ impl State {
                 new.sort_by_key(|m| m.uid);
             }
             self.msgs = new;
-            self.rebuild_by_base();
+            self.reset_by_base();
             return;
         }
         self.msgs.reserve(new.len());
-        self.by_base.reserve(new.len());
+        if let Some(by_base) = self.by_base.get_mut() {
+            by_base.reserve(new.len());
+        }
         for m in new {
             self.put(m);
         }
     }
 
-    /// Makes `by_base` anew from `msgs`.
-    fn rebuild_by_base(&mut self) {
-        let State { msgs, by_base, .. } = self;
-        by_base.clear();
-        by_base.reserve(msgs.len());
-        for m in msgs.iter() {
-            by_base.insert(m.base(), m.uid, |u| name_in(msgs, u));
-        }
+    /// Drops `by_base`, to be made anew from `msgs` when next needed.
+    fn reset_by_base(&mut self) {
+        self.by_base = std::cell::OnceCell::new();
     }
 }
 
@@ -1751,6 +1771,66 @@ mod persist_tests {
         assert!(!f.lock_state().dirty);
     }
 
+    /// A folder opened from its index, with settled directories, makes no
+    /// base-name table; the first sync that finds a file makes it, and it
+    /// names every message.
+    #[test]
+    fn the_base_name_table_is_made_when_first_needed() {
+        let d = tempfile::tempdir().unwrap();
+        let settle = |sub: &str| {
+            let t = filetime::FileTime::from_unix_time(now_ns() as i64 / 1_000_000_000 - 10, 0);
+            filetime::set_file_mtime(d.path().join(sub), t).unwrap();
+        };
+        {
+            let (_s, f) = inbox(d.path());
+            f.sync(true).unwrap();
+            settle("new");
+            settle("cur");
+            f.sync(false).unwrap();
+        }
+        let s = MailStore::open(
+            d.path().to_path_buf(),
+            Registry::new(),
+            StoreOptions { fsync: false },
+        )
+        .unwrap();
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(f.messages().len(), 1);
+        assert!(f.lock_state().by_base.get().is_none(), "made at open");
+        // Another program renames the message's file (a flag change) and
+        // delivers one; the change watcher passes on the names, which are
+        // looked up by base name.
+        fs::rename(
+            d.path().join("cur/1000.a.host:2,"),
+            d.path().join("cur/1000.a.host:2,F"),
+        )
+        .unwrap();
+        fs::write(d.path().join("new/1001.b.host"), b"Subject: b\n\nbody\n").unwrap();
+        let event = |in_new: bool, name: &str, gone: bool| EntryEvent {
+            in_new,
+            name: name.to_string(),
+            gone,
+        };
+        f.sync_for_watcher(
+            Some(&[
+                event(false, "1000.a.host:2,", true),
+                event(false, "1000.a.host:2,F", false),
+                event(true, "1001.b.host", false),
+            ]),
+            None,
+        )
+        .unwrap();
+        let msgs = f.messages();
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs[0].flags.has(sys::FLAGGED));
+        let st = f.lock_state();
+        assert!(st.by_base.get().is_some());
+        assert_eq!(st.by_base().len(), 2);
+        for m in &st.msgs {
+            assert_eq!(st.uid_of_base(m.base()), Some(m.uid));
+        }
+    }
+
     /// An index write that fails (now outside the folder lock) leaves the
     /// state dirty, so the next sync writes it.
     #[test]
@@ -1890,7 +1970,7 @@ mod changes_tests {
                 {
                     // The base name table names every message, and only those.
                     let st = f.lock_state();
-                    prop_assert_eq!(st.by_base.len(), st.msgs.len());
+                    prop_assert_eq!(st.by_base().len(), st.msgs.len());
                     for m in &st.msgs {
                         prop_assert_eq!(st.uid_of_base(m.base()), Some(m.uid));
                     }
