@@ -222,6 +222,10 @@ struct State {
     dirty: bool,
     /// The index file on disk is a clean (complete) image of this state.
     index_clean: bool,
+    /// The index on disk seals another uidlist than the one read at open
+    /// (copied, restored, `chmod`ed, or appended to by another program):
+    /// written when the folder closes, so the next open need not read it.
+    reseal: bool,
     last_index_write: Option<Instant>,
     /// Counts encoded index images (see [`Folder::write_index_job`]).
     index_generation: u64,
@@ -411,6 +415,7 @@ impl Folder {
             scan_time: 0,
             dirty: false,
             index_clean: false,
+            reseal: false,
             last_index_write: None,
             index_generation: 0,
             cache: None,
@@ -475,6 +480,7 @@ impl Folder {
         if !from_index {
             st.highest_modseq = modseq_floor();
         }
+        st.reseal = ul.is_some();
         st.log_floor = st.highest_modseq;
         st.flag_log_floor = st.highest_modseq;
         let (tx, _) = watch::channel(st.highest_modseq);
@@ -767,6 +773,7 @@ impl Folder {
             }),
         );
         st.dirty = false;
+        st.reseal = false;
         st.last_index_write = Some(Instant::now());
         st.index_generation += 1;
         IndexJob {
@@ -1207,7 +1214,7 @@ impl Drop for Folder {
             .is_ok_and(|m| st.ul_stamp.is_some_and(|s| s.ino == m.ino()));
         if st.synced_once && same_uidlist {
             self.flush_cache(&mut st);
-            if st.dirty || !st.index_clean {
+            if st.dirty || !st.index_clean || st.reseal {
                 self.write_index(&mut st, true);
             }
         }
