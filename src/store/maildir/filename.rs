@@ -127,12 +127,15 @@ pub fn parse_info(info: &str, kw: &Keywords) -> Info {
             _ => other.push(c),
         }
     }
-    other.sort_unstable();
-    other.dedup();
-    Info {
-        flags,
-        other: other.into_iter().collect(),
-    }
+    // Nearly always none: no string made for them.
+    let other = if other.is_empty() {
+        String::new()
+    } else {
+        other.sort_unstable();
+        other.dedup();
+        other.into_iter().collect()
+    };
+    Info { flags, other }
 }
 
 /// Renders flags (plus the preserved `other` letters) as info letters in
