@@ -50,7 +50,8 @@ use super::super::keywords::{self, Keywords};
 use super::super::uidlist::{self, FileStamp, Line, Record};
 use super::by_base::{FileNamed, Names, base_of};
 use super::{
-    EXPUNGE_LOG_MAX, Folder, Loc, Msg, State, corrupt, dir_mtime, is_enoent, mtime_ns, now_ns,
+    EXPUNGE_LOG_MAX, Folder, Loc, Msg, NO_SIZE, State, corrupt, dir_mtime, is_enoent, mtime_ns,
+    now_ns, rare,
 };
 
 /// One file a scan saw: where, and the inode number `readdir` reported
@@ -342,7 +343,7 @@ impl Folder {
             st.kw_mtime = kw_mtime;
             // A letter read before its name was in the table now has one.
             for i in 0..st.msgs.len() {
-                if st.msgs[i].other.bytes().any(|b| b.is_ascii_lowercase()) {
+                if st.msgs[i].other().bytes().any(|b| b.is_ascii_lowercase()) {
                     let loc = st.msgs[i].loc.clone();
                     changed |= self.update_loc(st, i, loc);
                 }
@@ -787,10 +788,9 @@ impl Folder {
                     uid: 0,
                     loc,
                     flags,
-                    other: other.into(),
-                    extra_kw: Box::default(),
+                    rare: rare(other, Vec::new()),
                     mtime: crate::store::UNKNOWN_DATE,
-                    size,
+                    size_raw: size.unwrap_or(NO_SIZE),
                     modseq: 0,
                     ino,
                 });
@@ -877,7 +877,7 @@ impl Folder {
         let Some(m) = st.msgs.get(i) else {
             return false;
         };
-        for k in m.extra_kw.iter() {
+        for k in m.extra_kw() {
             flags.insert_keyword(k);
         }
         let flags_changed = flags != m.flags;
@@ -890,7 +890,7 @@ impl Folder {
         if let Some(m) = st.msgs.get_mut(i) {
             m.loc = loc;
             m.flags = flags;
-            m.other = other.into();
+            m.set_other(other);
             m.modseq = modseq;
             let uid = m.uid;
             if flags_changed {
@@ -919,7 +919,7 @@ impl Folder {
                 // those instead. On a cold open nothing is known yet.
                 if r.uid > max_uid && taken.insert(r.uid) {
                     f.uid = r.uid;
-                    f.size = f.size.or(r.vsize);
+                    f.set_size(f.size().or(r.vsize));
                 }
                 st.ul_unknown.remove(f.base());
             }
@@ -952,7 +952,7 @@ impl Folder {
             uid: f.uid,
             base: f.base(),
             size: None,
-            vsize: f.size,
+            vsize: f.size(),
             extra: &[],
         });
         self.write_records(st, recs)
@@ -1022,7 +1022,7 @@ impl Folder {
             uid: m.uid,
             base: m.base(),
             size: None,
-            vsize: m.size,
+            vsize: m.size(),
             extra: &[],
         });
         // `sorted` is empty unless `recs` needed sorting.

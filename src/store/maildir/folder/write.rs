@@ -100,7 +100,7 @@ impl Folder {
                 return Ok(None);
             }
             let before = st.keywords.assigned();
-            let other = st.msgs[i].other.clone();
+            let other: Box<str> = st.msgs[i].other().into();
             let (info, extra) = filename::render_info(&new_flags, &other, &mut st.keywords);
             self.save_keywords_if(st, before)?;
             let m = &st.msgs[i];
@@ -120,7 +120,7 @@ impl Folder {
                     let m = &mut st.msgs[i];
                     m.loc = to;
                     m.flags = new_flags;
-                    m.extra_kw = extra.into();
+                    m.set_extra_kw(extra);
                     m.modseq = modseq;
                     let meta = m.meta();
                     st.note_flag_change(meta.uid, modseq);
@@ -371,7 +371,7 @@ impl Folder {
                 // folder's keyword table; in another folder they would
                 // name other keywords, so they do not travel.
                 let other = m
-                    .other
+                    .other()
                     .chars()
                     .filter(|c| !c.is_ascii_lowercase())
                     .collect();
