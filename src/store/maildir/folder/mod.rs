@@ -823,6 +823,12 @@ impl Folder {
         );
         st.dirty = false;
         st.reseal = false;
+        if !clean {
+            // The file will no longer be a clean image: the close must
+            // write one (a failed write leaves the old one, which this
+            // only makes us rewrite).
+            st.index_clean = false;
+        }
         st.last_index_write = Some(Instant::now());
         st.index_generation += 1;
         IndexJob {
@@ -1947,6 +1953,49 @@ mod persist_tests {
         let uids: Vec<u32> = f.messages().iter().map(|m| m.uid).collect();
         assert_eq!(uids, [1, 2]);
         assert_eq!(&**f.read_message(2).unwrap(), b"Subject: b\n\nbody\n");
+    }
+
+    /// A periodic index image (written unclean) followed by a close with
+    /// nothing else changed leaves a clean index: the next open keeps
+    /// HIGHESTMODSEQ instead of taking the path for a crash (a new,
+    /// time-based one, which sends CONDSTORE clients to resync).
+    #[test]
+    fn a_close_after_a_periodic_index_write_leaves_it_clean() {
+        let d = tempfile::tempdir().unwrap();
+        let reopen = || {
+            let s = MailStore::open(
+                d.path().to_path_buf(),
+                Registry::new(),
+                StoreOptions { fsync: false },
+            )
+            .unwrap();
+            let f = s.open_folder("INBOX").unwrap();
+            (s, f)
+        };
+        {
+            let (_s, f) = inbox(d.path());
+            f.sync(true).unwrap();
+        }
+        assert!(index::load(d.path()).unwrap().clean);
+        let before = {
+            let (_s, f) = reopen();
+            let before = f.highest_modseq();
+            // Directories changed under us (here: their mtimes): a rescan
+            // that finds nothing new, then the periodic write.
+            let t = filetime::FileTime::from_unix_time(now_ns() as i64 / 1_000_000_000 - 10, 0);
+            filetime::set_file_mtime(d.path().join("cur"), t).unwrap();
+            f.lock_state().last_index_write = None;
+            f.sync(false).unwrap();
+            assert!(!index::load(d.path()).unwrap().clean, "the periodic image");
+            assert_eq!(f.highest_modseq(), before);
+            before
+        };
+        assert!(
+            index::load(d.path()).unwrap().clean,
+            "written clean at close"
+        );
+        let (_s, f) = reopen();
+        assert_eq!(f.highest_modseq(), before);
     }
 
     /// An index write that fails (now outside the folder lock) leaves the
