@@ -1782,13 +1782,17 @@ mod persist_tests {
     use super::*;
     use crate::store::{MailStore, Registry, StoreOptions};
 
-    fn inbox(root: &Path) -> (MailStore, Arc<Folder>) {
-        let s = MailStore::open(
+    fn store_at(root: &Path) -> MailStore {
+        MailStore::open(
             root.to_path_buf(),
             Registry::new(),
             StoreOptions { fsync: false },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    fn inbox(root: &Path) -> (MailStore, Arc<Folder>) {
+        let s = store_at(root);
         fs::write(root.join("new/1000.a.host"), b"Subject: a\n\nbody\n").unwrap();
         let f = s.open_folder("INBOX").unwrap();
         (s, f)
@@ -1885,12 +1889,7 @@ mod persist_tests {
             settle("cur");
             f.sync(false).unwrap();
         }
-        let s = MailStore::open(
-            d.path().to_path_buf(),
-            Registry::new(),
-            StoreOptions { fsync: false },
-        )
-        .unwrap();
+        let s = store_at(d.path());
         let f = s.open_folder("INBOX").unwrap();
         assert_eq!(f.messages().len(), 1);
         assert!(f.lock_state().by_base.get().is_none(), "made at open");
@@ -1943,12 +1942,7 @@ mod persist_tests {
         idx.msgs.reverse();
         idx.msgs.push(idx.msgs[0].clone());
         index::save(d.path(), &idx).unwrap();
-        let s = MailStore::open(
-            d.path().to_path_buf(),
-            Registry::new(),
-            StoreOptions { fsync: false },
-        )
-        .unwrap();
+        let s = store_at(d.path());
         let f = s.open_folder("INBOX").unwrap();
         let uids: Vec<u32> = f.messages().iter().map(|m| m.uid).collect();
         assert_eq!(uids, [1, 2]);
@@ -1963,12 +1957,7 @@ mod persist_tests {
     fn a_close_after_a_periodic_index_write_leaves_it_clean() {
         let d = tempfile::tempdir().unwrap();
         let reopen = || {
-            let s = MailStore::open(
-                d.path().to_path_buf(),
-                Registry::new(),
-                StoreOptions { fsync: false },
-            )
-            .unwrap();
+            let s = store_at(d.path());
             let f = s.open_folder("INBOX").unwrap();
             (s, f)
         };
