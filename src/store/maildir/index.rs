@@ -488,8 +488,9 @@ fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Optio
     Some(d)
 }
 
-/// Loads the index of the folder at `dir` whole; `None` if missing or not
-/// valid. The folder itself uses [`load_with`]; this is for tests.
+/// Loads the index of the folder at `dir` with its messages collected;
+/// `None` if missing or not valid. The folder itself uses [`load_with`];
+/// this is for tests.
 #[cfg(test)]
 pub fn load(dir: &Path) -> Option<IndexData> {
     let mut msgs = Vec::new();
@@ -498,9 +499,11 @@ pub fn load(dir: &Path) -> Option<IndexData> {
     Some(d)
 }
 
-/// Loads the index of the folder at `dir` through [`decode_with`]; `None`
-/// if missing or not valid (a corrupt index is logged and then ignored: it
-/// is only a cache).
+/// Loads the index of the folder at `dir`, handing each message to `each`
+/// as [`decode_with`] does, but reading the file through a buffer
+/// ([`Chunked`]) and verifying the checksum at the end; `None` if missing
+/// or not valid (a corrupt index is logged and then ignored: it is only a
+/// cache), and then whatever `each` got must be dropped.
 pub fn load_with(dir: &Path, each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
     let f = std::fs::File::open(dir.join(FILE)).ok()?;
     let len = f.metadata().ok()?.len();
