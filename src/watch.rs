@@ -46,7 +46,7 @@
 //! disappearing or reappearing); lock files and index files in `F` are noise
 //! and ignored. A Maildir root is watched for `.Name` directories appearing,
 //! disappearing or being renamed. Opens, reads, writes in progress and
-//! attribute changes are not asked for ([`watch_mask`]), so the store
+//! attribute changes are not asked for (`watch_mask`), so the store
 //! reading messages never echoes back.
 //!
 //! The reader maps nothing: it forwards `(path, kind of change)`. The driver

@@ -501,7 +501,7 @@ pub fn load(dir: &Path) -> Option<IndexData> {
 
 /// Loads the index of the folder at `dir`, handing each message to `each`
 /// as [`decode_with`] does, but reading the file through a buffer
-/// ([`Chunked`]) and verifying the checksum at the end; `None` if missing
+/// (`Chunked`) and verifying the checksum at the end; `None` if missing
 /// or not valid (a corrupt index is logged and then ignored: it is only a
 /// cache), and then whatever `each` got must be dropped.
 pub fn load_with(dir: &Path, each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
