@@ -377,32 +377,45 @@ impl<F: io::Read> Chunked<F> {
     }
 }
 
+impl<F: io::Read> Chunked<F> {
+    /// Makes `n` bytes available at `pos` by reading more (the rare path
+    /// of [`Src::take`], kept out of line so that the usual one, a few
+    /// instructions, is inlined into every field read). `None` if the body
+    /// has fewer bytes left, or reading fails.
+    #[inline(never)]
+    fn fill(&mut self, n: usize) -> Option<()> {
+        if n as u64 > (self.end - self.pos) as u64 + self.unread {
+            return None;
+        }
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        while self.end < n {
+            let room = (self.buf.len() - self.end).min(usize::try_from(self.unread).ok()?);
+            let got = match self.src.read(&mut self.buf[self.end..self.end + room]) {
+                Ok(0) => return None,
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            };
+            self.sum(self.end, got);
+            self.end += got;
+            self.unread -= got as u64;
+        }
+        Some(())
+    }
+}
+
 impl<F: io::Read> Src for Chunked<F> {
+    #[inline]
     fn take(&mut self, n: usize) -> Option<&[u8]> {
         if self.end - self.pos < n {
-            if n as u64 > (self.end - self.pos) as u64 + self.unread {
-                return None;
-            }
-            self.buf.copy_within(self.pos..self.end, 0);
-            self.end -= self.pos;
-            self.pos = 0;
-            if self.buf.len() < n {
-                self.buf.resize(n, 0);
-            }
-            while self.end < n {
-                let room = (self.buf.len() - self.end).min(usize::try_from(self.unread).ok()?);
-                let got = match self.src.read(&mut self.buf[self.end..self.end + room]) {
-                    Ok(0) => return None,
-                    Ok(got) => got,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => return None,
-                };
-                self.sum(self.end, got);
-                self.end += got;
-                self.unread -= got as u64;
-            }
+            self.fill(n)?;
         }
-        let taken = &self.buf[self.pos..self.pos + n];
+        let taken = self.buf.get(self.pos..self.pos + n)?;
         self.pos += n;
         Some(taken)
     }
