@@ -1668,7 +1668,8 @@ mod find_tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn msg(uid: u32) -> Msg {
+    /// A message record with nothing but a UID and a name.
+    pub(super) fn msg(uid: u32) -> Msg {
         Msg {
             uid,
             loc: Loc {
@@ -1705,25 +1706,11 @@ mod find_tests {
 
 #[cfg(test)]
 mod rare_tests {
-    use super::*;
-
     /// Setting one rare part keeps the other; with both empty the message
     /// holds no box at all. Sizes round-trip, unknown included.
     #[test]
     fn rare_parts_and_sizes() {
-        let mut m = Msg {
-            uid: 1,
-            loc: Loc {
-                in_new: false,
-                fname: "1.x.host:2,S".into(),
-            },
-            flags: Flags::new(),
-            rare: None,
-            mtime: 0,
-            size_raw: NO_SIZE,
-            modseq: 1,
-            ino: 0,
-        };
+        let mut m = super::find_tests::msg(1);
         assert_eq!((m.other(), m.extra_kw()), ("", &[][..]));
         m.set_other("Z");
         m.set_extra_kw(vec!["k27".to_string()]);
