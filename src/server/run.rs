@@ -138,6 +138,7 @@ pub async fn run(cfg: Config) -> io::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let registry = Registry::new();
     let _watcher = super::live::attach(&registry, crate::watch::WatchOptions::default());
+    tokio::spawn(super::memory::sweep_idle_folders(registry.clone()));
     let shared = Arc::new(Shared {
         config: cfg.clone(),
         auth,

@@ -27,7 +27,7 @@
 //!   when STATUS did not ask for SIZE.
 //! - Quota is Maildir++ `maildirsize` ([`MailStore::quota`]); a Maildir
 //!   without that file has no quota.
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -77,16 +77,17 @@ pub struct Registry {
     /// Called once for every folder when it is first opened (the change
     /// watcher attaches here; the store itself never watches).
     on_open: Mutex<Option<OpenHook>>,
-    /// Recently opened folders, kept open a while after their last session
+    /// Recently used folders, kept open a while after their last session
     /// leaves: phones reconnect all the time, and a folder found open costs
     /// one directory check instead of re-reading its index and uidlist.
-    linger: Mutex<VecDeque<(Instant, PathBuf, Arc<Folder>)>>,
+    /// Each with when it was last seen in use.
+    linger: Mutex<Vec<(Instant, PathBuf, Arc<Folder>)>>,
 }
 
 /// How many recently used folders stay open without a session.
 const LINGER_MAX: usize = 32;
-/// How long a folder stays open after it was last opened.
-const LINGER_FOR: Duration = Duration::from_secs(120);
+/// How long a folder stays open after it was last seen in use.
+pub const LINGER_FOR: Duration = Duration::from_secs(120);
 
 /// See [`Registry::set_on_open`].
 pub type OpenHook = Arc<dyn Fn(&Arc<Folder>) + Send + Sync>;
@@ -142,31 +143,40 @@ impl Registry {
         Ok(made)
     }
 
-    /// Moves `dir` to the young end of the linger list and lets go of
-    /// folders that are too old or too many. Folders let go of are dropped
-    /// here, outside the lock (a last drop writes the index).
+    /// Marks `dir` as used now and lets go of folders that are too old or
+    /// too many. Folders let go of are dropped here, outside the lock (a
+    /// last drop writes the index).
     fn keep_warm(&self, dir: &Path, f: &Arc<Folder>) {
         let now = Instant::now();
-        let mut released = Vec::new();
-        {
+        let released = {
             let mut l = self.linger.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(i) = l.iter().position(|(_, d, _)| d == dir) {
-                if let Some(e) = l.remove(i) {
-                    released.push(e);
-                }
+            match l.iter_mut().find(|(_, d, _)| d == dir) {
+                Some(e) => e.0 = now,
+                None => l.push((now, dir.to_path_buf(), f.clone())),
             }
-            l.push_back((now, dir.to_path_buf(), f.clone()));
-            while l.len() > LINGER_MAX
-                || l.front()
-                    .is_some_and(|(t, _, _)| now.duration_since(*t) > LINGER_FOR)
-            {
-                match l.pop_front() {
-                    Some(e) => released.push(e),
-                    None => break,
-                }
-            }
-        }
+            prune(&mut l, now)
+        };
         drop(released);
+    }
+
+    /// Lets go of the folders no session has used for [`LINGER_FOR`];
+    /// the server calls this now and then, so that an idle server does not
+    /// keep a big folder's messages and caches (about 150 MB for 100,000
+    /// messages after a full sync) for as long as nobody opens another.
+    /// Must run off the async runtime: a folder's last drop writes its
+    /// index. Returns how many folders were let go of.
+    pub fn release_idle(&self) -> usize {
+        self.release_idle_at(Instant::now())
+    }
+
+    fn release_idle_at(&self, now: Instant) -> usize {
+        let released = prune(
+            &mut self.linger.lock().unwrap_or_else(|p| p.into_inner()),
+            now,
+        );
+        let n = released.len();
+        drop(released);
+        n
     }
 
     /// The folder for `dir` if some session has it open.
@@ -180,16 +190,39 @@ impl Registry {
         let prefix = format!("{}.", dir.display());
         let released: Vec<_> = {
             let mut l = self.linger.lock().unwrap_or_else(|p| p.into_inner());
-            let (gone, keep): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut *l)
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *l)
                 .into_iter()
                 .partition(|(_, d, _)| d == dir || d.display().to_string().starts_with(&prefix));
             *l = keep;
-            gone.into_iter().collect()
+            gone
         };
         drop(released);
         self.table()
             .retain(|k, _| k != dir && !k.display().to_string().starts_with(&prefix));
     }
+}
+
+/// Takes out of `linger` the entries to let go of at `now`: those unused
+/// for [`LINGER_FOR`], then the longest unused beyond [`LINGER_MAX`]. A
+/// folder some session (or a watcher round) still holds counts as used
+/// now, so its time runs from when the last session left, not from when
+/// it was opened: a phone that kept INBOX selected for an hour and
+/// reconnects a minute later still finds it open.
+fn prune(
+    linger: &mut Vec<(Instant, PathBuf, Arc<Folder>)>,
+    now: Instant,
+) -> Vec<(Instant, PathBuf, Arc<Folder>)> {
+    for e in linger.iter_mut() {
+        if Arc::strong_count(&e.2) > 1 {
+            e.0 = now;
+        }
+    }
+    linger.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut keep = linger.len().min(LINGER_MAX);
+    while keep > 0 && now.saturating_duration_since(linger[keep - 1].0) > LINGER_FOR {
+        keep -= 1;
+    }
+    linger.split_off(keep)
 }
 
 /// Options for opening a user's store.

@@ -1886,3 +1886,55 @@ fn a_sealed_uidlist_is_not_read_again() {
     assert_eq!(whole_uidlist_reads(), before, "sealed again at close");
     assert_eq!(uids(&f), [1, 2, 9, 10, 20]);
 }
+
+/// The server lets go of folders nobody used for a while, even when no
+/// other folder is opened (an idle server kept a 100,000-message folder's
+/// 150 MB forever); a folder a session holds stays, and its time counts
+/// from when its last session let go. A folder let go of writes its index.
+#[test]
+fn idle_folders_are_let_go_of() {
+    let d = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let s = MailStore::open(
+        d.path().to_path_buf(),
+        reg.clone(),
+        StoreOptions { fsync: false },
+    )
+    .unwrap();
+    deliver(s.root(), "1000.a.host", b"Subject: a\n\nbody\n");
+    s.create_folder("Other").unwrap();
+    let inbox = s.open_folder("INBOX").unwrap();
+    let other = s.open_folder("Other").unwrap();
+    let other_dir = other.dir().to_path_buf();
+    let weak_other = Arc::downgrade(&other);
+    drop(other);
+    assert!(!other_dir.join("nestbox.index").exists());
+
+    let now = std::time::Instant::now();
+    assert_eq!(reg.release_idle_at(now), 0);
+    assert!(weak_other.upgrade().is_some(), "let go of too early");
+    let later = now + LINGER_FOR + Duration::from_secs(1);
+    assert_eq!(reg.release_idle_at(later), 1);
+    assert!(
+        weak_other.upgrade().is_none(),
+        "an unused folder stayed open"
+    );
+    assert!(other_dir.join("nestbox.index").exists());
+
+    // INBOX was in use at `later`: its time starts there.
+    let weak_inbox = Arc::downgrade(&inbox);
+    drop(inbox);
+    assert_eq!(
+        reg.release_idle_at(later + LINGER_FOR - Duration::from_secs(1)),
+        0
+    );
+    assert!(
+        weak_inbox.upgrade().is_some(),
+        "its time counted from its open"
+    );
+    assert_eq!(
+        reg.release_idle_at(later + LINGER_FOR + Duration::from_secs(1)),
+        1
+    );
+    assert!(weak_inbox.upgrade().is_none());
+}
