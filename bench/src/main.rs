@@ -280,10 +280,16 @@ fn run(a: RunArgs) -> ExitCode {
             out.errors
                 .push(format!("the server exited during the run ({st})"));
         }
-        // Last, as it restarts the server: LOGIN+SELECT with only what is on disk.
+        // Last, as it restarts the server: LOGIN+SELECT with only what is on disk, then the
+        // memory of idle connections on a heap the other workloads never touched.
         if out.errors.is_empty() {
             match srv.restart() {
-                Ok(()) => rt.block_on(workload::select_after_restart(&srv, &plan, &mut out)),
+                Ok(()) => rt.block_on(async {
+                    workload::select_after_restart(&srv, &plan, &mut out).await;
+                    if !out.wedged() {
+                        workload::idle_memory_after_restart(&srv, &plan, &mut out).await;
+                    }
+                }),
                 Err(e) => out.errors.push(format!("restart: {e}")),
             }
         }
