@@ -143,7 +143,9 @@ impl Flags {
 
     /// Applies a STORE operation and returns whether anything changed.
     pub fn apply(&mut self, op: FlagOp, flags: &Flags) -> bool {
-        let before = self.clone();
+        if !self.changed_by(op, flags) {
+            return false;
+        }
         match op {
             FlagOp::Replace => *self = flags.clone(),
             FlagOp::Add => {
@@ -159,7 +161,24 @@ impl Flags {
                 }
             }
         }
-        *self != before
+        true
+    }
+
+    /// Whether [`Flags::apply`] would change these flags; without copying
+    /// them. `STORE 1:* +FLAGS (\Seen)` asks this of every message, and
+    /// most already have the flag.
+    pub fn changed_by(&self, op: FlagOp, flags: &Flags) -> bool {
+        match op {
+            FlagOp::Replace => self != flags,
+            FlagOp::Add => {
+                flags.system & !self.system != 0
+                    || flags.keywords.iter().any(|k| !self.has_keyword(k))
+            }
+            FlagOp::Remove => {
+                flags.system & self.system != 0
+                    || flags.keywords.iter().any(|k| self.has_keyword(k))
+            }
+        }
     }
 
     /// Every flag in a stable order: system flags first, then keywords.
@@ -208,5 +227,50 @@ mod tests {
         assert!(!f.apply(FlagOp::Add, &seen));
         assert!(f.apply(FlagOp::Remove, &seen));
         assert_eq!(f, Flags::new());
+    }
+
+    fn flags_from(system: u8, kws: &[usize]) -> Flags {
+        let names = ["Junk", "$label1", "$Label1", "Work"];
+        let mut f = Flags::new();
+        f.system = system;
+        for &k in kws {
+            f.insert_keyword(names[k]);
+        }
+        f
+    }
+
+    proptest::proptest! {
+        /// `apply` reports a change exactly when the flags differ after it
+        /// (a replacement by the same flags, or adding what is there, is
+        /// none), and `changed_by` says so beforehand.
+        #[test]
+        fn apply_reports_exactly_the_changes(
+            a_sys in 0u8..32, a_kw in proptest::collection::vec(0usize..4, 0..4),
+            b_sys in 0u8..32, b_kw in proptest::collection::vec(0usize..4, 0..4),
+            op in 0usize..3,
+        ) {
+            let op = [FlagOp::Add, FlagOp::Remove, FlagOp::Replace][op];
+            let (a, b) = (flags_from(a_sys, &a_kw), flags_from(b_sys, &b_kw));
+            // What the operation means, spelled out without `apply`.
+            let mut want = a.clone();
+            match op {
+                FlagOp::Add => {
+                    want.system |= b.system;
+                    for k in b.keywords() {
+                        want.insert_keyword(k);
+                    }
+                }
+                FlagOp::Remove => {
+                    want.system &= !b.system;
+                    want.keywords.retain(|x| !b.has_keyword(x));
+                }
+                FlagOp::Replace => want = b.clone(),
+            }
+            let mut after = a.clone();
+            let changed = after.apply(op, &b);
+            proptest::prop_assert_eq!(&after, &want);
+            proptest::prop_assert_eq!(changed, want != a);
+            proptest::prop_assert_eq!(a.changed_by(op, &b), changed);
+        }
     }
 }

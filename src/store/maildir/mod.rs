@@ -128,7 +128,10 @@ impl DirRenamer {
 
     /// Renames `from` (in `new/` if `from_new`, else `cur/`) to `to`.
     pub fn rename(&mut self, from_new: bool, from: &str, to_new: bool, to: &str) -> io::Result<()> {
-        if from.contains('\0') || to.contains('\0') || from.contains('/') || to.contains('/') {
+        // One vectorised pass a name: `str::contains` four times was most
+        // of the user time this spends (core's memchr is not vectorised).
+        let plain = |s: &str| memchr::memchr2(0, b'/', s.as_bytes()).is_none();
+        if !plain(from) || !plain(to) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "not a plain file name",

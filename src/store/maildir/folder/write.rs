@@ -95,10 +95,11 @@ impl Folder {
         rescanned: &mut bool,
     ) -> Result<Option<MessageMeta>> {
         for _ in 0..3 {
-            let mut new_flags = st.msgs[i].flags.clone();
-            if !new_flags.apply(op, flags) {
+            if !st.msgs[i].flags.changed_by(op, flags) {
                 return Ok(None);
             }
+            let mut new_flags = st.msgs[i].flags.clone();
+            new_flags.apply(op, flags);
             let before = st.keywords.assigned();
             let other: Box<str> = st.msgs[i].other().into();
             let (info, extra) = filename::render_info(&new_flags, &other, &mut st.keywords);
