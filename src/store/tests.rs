@@ -1938,3 +1938,40 @@ fn idle_folders_are_let_go_of() {
     );
     assert!(weak_inbox.upgrade().is_none());
 }
+
+/// An open of a folder the registry is letting go of waits for that drop
+/// (which writes index and cache) to finish, and goes on once it has.
+#[test]
+fn an_open_waits_for_the_same_folder_being_let_go_of() {
+    let d = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let s = Arc::new(
+        MailStore::open(
+            d.path().to_path_buf(),
+            reg.clone(),
+            StoreOptions { fsync: false },
+        )
+        .unwrap(),
+    );
+    deliver(s.root(), "1000.a.host", b"Subject: a\n\nbody\n");
+    let dir = s.open_folder("INBOX").unwrap().dir().to_path_buf();
+    // Let it go, then mark it as still closing.
+    let later = std::time::Instant::now() + LINGER_FOR + Duration::from_secs(1);
+    assert_eq!(reg.release_idle_at(later), 1);
+    reg.closing.lock().unwrap().insert(dir.clone(), 1);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = s.clone();
+    let opener = std::thread::spawn(move || {
+        let f = s2.open_folder("INBOX").map(|f| f.messages().len());
+        tx.send(f.is_ok()).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "opened while the old copy was still closing"
+    );
+    reg.closing.lock().unwrap().remove(&dir);
+    reg.closed.notify_all();
+    assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+    opener.join().unwrap();
+}
