@@ -120,8 +120,12 @@ impl Flags {
 
     pub fn insert_keyword(&mut self, k: &str) {
         if !self.has_keyword(k) {
-            self.keywords.push(k.to_string());
-            self.keywords.sort_by_key(|a| a.to_ascii_lowercase());
+            // In place, without a lowercased copy per comparison (this runs
+            // for every message with a keyword when a folder is opened).
+            let at = self
+                .keywords
+                .partition_point(|x| cmp_ignore_ascii_case(x, k).is_lt());
+            self.keywords.insert(at, k.to_string());
         }
     }
 
@@ -197,6 +201,13 @@ impl Flags {
     }
 }
 
+/// The order of keywords: their ASCII-lowercased bytes.
+fn cmp_ignore_ascii_case(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
 /// How STORE combines the given flags with the existing ones (RFC 9051 §6.4.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlagOp {
@@ -240,6 +251,26 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Keywords stay unique (case-insensitively, the first spelling
+        /// kept) and sorted by their lowercased form, however they come.
+        #[test]
+        fn keywords_stay_sorted_and_unique(
+            ks in proptest::collection::vec("[a-cA-C$_]{1,3}", 0..8),
+        ) {
+            let mut f = Flags::new();
+            for k in &ks {
+                f.insert_keyword(k);
+            }
+            let mut want: Vec<String> = Vec::new();
+            for k in &ks {
+                if !want.iter().any(|w| w.eq_ignore_ascii_case(k)) {
+                    want.push(k.clone());
+                }
+            }
+            want.sort_by_key(|a| a.to_ascii_lowercase());
+            proptest::prop_assert_eq!(f.keywords(), &want[..]);
+        }
+
         /// `apply` reports a change exactly when the flags differ after it
         /// (a replacement by the same flags, or adding what is there, is
         /// none), and `changed_by` says so beforehand.

@@ -304,7 +304,15 @@ trait Src {
         self.take(n)
     }
     fn string(&mut self) -> Option<String> {
-        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+        let b = self.bytes()?;
+        // File names are nearly always ASCII, which `is_ascii` checks a
+        // word at a time; `from_utf8` cost a tenth of opening a folder of
+        // 100,000 messages from its index.
+        if b.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            return Some(unsafe { String::from_utf8_unchecked(b.to_vec()) });
+        }
+        std::str::from_utf8(b).ok().map(str::to_owned)
     }
 }
 
@@ -777,6 +785,37 @@ mod tests {
         longer.extend_from_slice(&u64::from(sum).to_le_bytes());
         assert_eq!(read(&longer, 64), None);
         assert_eq!(decode(&longer), None);
+    }
+
+    /// Names that are not ASCII read back as written; bytes that are not
+    /// UTF-8 in a name are refused even under a valid checksum.
+    #[test]
+    fn names_beyond_ascii_read_back_and_broken_ones_do_not() {
+        let mut d = sample();
+        d.msgs.push(IndexMsg {
+            uid: 7,
+            fname: "1700000000.M1.hôte-€:2,S".into(),
+            in_new: false,
+            modseq: 9,
+            mtime: 1_700_000_000,
+            size: Some(10),
+            ino: 11,
+            extra_keywords: vec!["Étiquette".into()],
+        });
+        let bytes = encode(&d);
+        assert_eq!(decode(&bytes), Some(d.clone()));
+        // Turn the `ô` (C3 B4) into C3 28: not UTF-8.
+        let at = bytes
+            .windows(2)
+            .position(|w| w == [0xC3, 0xB4])
+            .expect("the name is in the image");
+        let mut broken = bytes[..bytes.len() - 8].to_vec();
+        broken[at + 1] = 0x28;
+        let sum = index_checksum(&broken);
+        broken.extend_from_slice(&u64::from(sum).to_le_bytes());
+        assert_eq!(decode(&broken), None);
+        let got = read_with(&broken[..], broken.len() as u64, 64, |_, _| {});
+        assert_eq!(got, None);
     }
 
     /// The format before the uidlist seal still reads (an upgrade keeps

@@ -108,9 +108,20 @@ struct Rare {
 const NO_SIZE: u64 = u64::MAX;
 
 /// The [`Msg::rare`] for these parts: `None` when both are empty.
-fn rare(other: impl Into<Box<str>>, extra_kw: impl Into<Box<[String]>>) -> Option<Box<Rare>> {
-    let (other, extra_kw) = (other.into(), extra_kw.into());
-    (!other.is_empty() || !extra_kw.is_empty()).then(|| Box::new(Rare { other, extra_kw }))
+fn rare<O, K>(other: O, extra_kw: K) -> Option<Box<Rare>>
+where
+    O: Into<Box<str>> + AsRef<str>,
+    K: Into<Box<[String]>> + AsRef<[String]>,
+{
+    // Looked at before converting: nearly every message has neither, and
+    // this runs for each one when a folder is opened.
+    if other.as_ref().is_empty() && extra_kw.as_ref().is_empty() {
+        return None;
+    }
+    Some(Box::new(Rare {
+        other: other.into(),
+        extra_kw: extra_kw.into(),
+    }))
 }
 
 impl Msg {
@@ -130,12 +141,12 @@ impl Msg {
         self.rare.as_ref().map_or(&[], |r| &r.extra_kw)
     }
 
-    fn set_other(&mut self, other: impl Into<Box<str>>) {
+    fn set_other(&mut self, other: impl Into<Box<str>> + AsRef<str>) {
         let extra: Box<[String]> = self.rare.take().map(|r| r.extra_kw).unwrap_or_default();
         self.rare = rare(other, extra);
     }
 
-    fn set_extra_kw(&mut self, extra_kw: impl Into<Box<[String]>>) {
+    fn set_extra_kw(&mut self, extra_kw: impl Into<Box<[String]>> + AsRef<[String]>) {
         let other: Box<str> = self.rare.take().map(|r| r.other).unwrap_or_default();
         self.rare = rare(other, extra_kw);
     }
