@@ -23,7 +23,8 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const TRIM_ABOVE: usize = 16 << 20;
 
 /// Runs forever: every [`SWEEP_EVERY`], lets go of the folders unused for
-/// [`crate::store::LINGER_FOR`] and, if any went, gives their memory back.
+/// [`crate::store::LINGER_FOR`] and gives memory back if any went or
+/// malloc holds more than `TRIM_ABOVE` (16 MB) free.
 pub async fn sweep_idle_folders(registry: Arc<Registry>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
