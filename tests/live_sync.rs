@@ -1398,6 +1398,44 @@ fn selected_folder_deleted_outside_is_not_served_on() {
     );
 }
 
+#[test]
+fn a_folder_recreated_after_a_deletion_is_served_afresh() {
+    if skip_on_dovecot("the grace for a replaced folder is nestbox's") {
+        return;
+    }
+    // `rm -r .Archive`, and a while later a program makes a new Archive. The session that had
+    // the old one selected is told it is gone; a session opening the new one must get the
+    // new folder, not the old one's "deleted" state (which would drop it after its SELECT).
+    let server = TestServer::start();
+    let mut a = Conn::login(server.imap_port, "idler");
+    a.ok("CREATE Archive");
+    let arch = subfolder(&server, "Archive");
+    put_in_cur(&arch, "archived 1", "a1@test", "");
+    a.ok("SELECT Archive");
+    a.idle();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Err(e) = fs::remove_dir_all(&arch) {
+        // The server may be writing its index there right now (ENOTEMPTY): repeat.
+        assert!(Instant::now() < deadline, "rm -r {arch:?}: {e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = a.wait_for(PUSH_TIMEOUT, "BYE", |l| l.starts_with("* BYE"));
+    assert!(!got.is_empty(), "the deleted folder's session was not told");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(arch.join(sub)).expect("mkdir");
+    }
+    fs::write(arch.join("maildirfolder"), b"").expect("maildirfolder");
+    put_in_cur(&arch, "recreated 1", "r1@test", "S");
+    put_in_cur(&arch, "recreated 2", "r2@test", "");
+    let mut b = Conn::login(server.imap_port, "laptop");
+    let sel = b.ok("SELECT Archive");
+    assert!(sel.contains(&"* 2 EXISTS".to_string()), "{sel:?}");
+    let mut ids: Vec<String> = uid_to_message_id(&mut b).into_values().collect();
+    ids.sort();
+    assert_eq!(ids, ["r1@test", "r2@test"]);
+    b.ok("NOOP");
+}
+
 /// `* STATUS <name> (k v ...)` as sorted (item, value) pairs; RFC 9051 fixes no item order.
 fn status_items(lines: &[String], name: &str) -> Vec<(String, u64)> {
     let prefix = format!("* STATUS {name} (");

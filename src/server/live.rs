@@ -50,6 +50,7 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
         folder.set_events_live(w.mode() == Mode::Inotify);
         let watcher = w.clone();
         let weak = Arc::downgrade(folder);
+        let dir = folder.dir().to_path_buf();
         let mut alive = folder.watch();
         handle.spawn(async move {
             // The last round failed: the names it took were not applied.
@@ -151,10 +152,25 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
                         }
                         match res {
                             Ok((name, Err(StoreError::NotFound))) => {
-                                tracing::info!(folder = %name, "folder removed by another program");
-                                if let Some(f) = weak.upgrade() {
-                                    f.mark_gone();
+                                // A directory missing for one scan may be
+                                // in the middle of a replacement (a restore
+                                // from backup: `mv Maildir aside; mv backup
+                                // Maildir`). Only one still missing after a
+                                // grace period is gone: marking it gone
+                                // disconnects every session that has it
+                                // selected, for good.
+                                if folder_still_missing(dir.clone()).await {
+                                    tracing::info!(folder = %name, "folder removed by another program");
+                                    if let Some(f) = weak.upgrade() {
+                                        f.mark_gone();
+                                    }
+                                    // Nothing of it can be served any more.
+                                    break;
                                 }
+                                // Back (replaced): rescan it now, whether or
+                                // not the watcher fires again.
+                                quiet_armed = true;
+                                quiet.as_mut().reset(tokio::time::Instant::now());
                             }
                             Ok((name, Err(e))) => {
                                 tracing::warn!(folder = %name, "resync after change failed: {e}");
@@ -167,6 +183,20 @@ pub fn attach(registry: &Registry, opts: WatchOptions) -> Arc<Watcher> {
         });
     }));
     watcher
+}
+
+/// How long a folder whose directory vanished may take to come back
+/// before its sessions are told it is gone: a `mv` pair takes microseconds,
+/// a sync that ran between the two finds nothing for a moment.
+const GONE_GRACE: Duration = Duration::from_millis(500);
+
+/// Whether the folder's directory is still missing after [`GONE_GRACE`]
+/// (checked off the runtime; `new/` and `cur/` must both be there again).
+async fn folder_still_missing(dir: std::path::PathBuf) -> bool {
+    tokio::time::sleep(GONE_GRACE).await;
+    tokio::task::spawn_blocking(move || !(dir.join("cur").is_dir() && dir.join("new").is_dir()))
+        .await
+        .unwrap_or(true)
 }
 
 /// The watcher's entry events in the store's terms. Names that are not

@@ -136,7 +136,7 @@ impl Registry {
         }
         let made = Arc::new(make()?);
         let mut t = self.table();
-        if let Some(f) = t.get(dir).and_then(Weak::upgrade) {
+        if let Some(f) = live(t.get(dir)) {
             drop(t);
             self.keep_warm(dir, &f);
             return Ok(f);
@@ -163,11 +163,16 @@ impl Registry {
         let now = Instant::now();
         let released = {
             let mut l = self.linger.lock().unwrap_or_else(|p| p.into_inner());
+            let mut replaced = Vec::new();
             match l.iter_mut().find(|(_, d, _)| d == dir) {
-                Some(e) => e.0 = now,
+                Some(e) if Arc::ptr_eq(&e.2, f) => e.0 = now,
+                // A gone folder's successor at the same path takes its place.
+                Some(e) => replaced.push(std::mem::replace(e, (now, dir.to_path_buf(), f.clone()))),
                 None => l.push((now, dir.to_path_buf(), f.clone())),
             }
-            prune(&mut l, now)
+            let mut released = prune(&mut l, now);
+            released.append(&mut replaced);
+            released
         };
         self.let_go(released);
     }
@@ -219,9 +224,13 @@ impl Registry {
         n
     }
 
-    /// The folder for `dir` if some session has it open.
+    /// The folder for `dir` if some session has it open. A folder marked
+    /// gone (its directory vanished) is never handed out again, even if a
+    /// directory is back at its path: that is a new folder, read afresh,
+    /// and a session given the old one would be told at once that its
+    /// mailbox was deleted.
     fn get(&self, dir: &Path) -> Option<Arc<Folder>> {
-        self.table().get(dir).and_then(Weak::upgrade)
+        live(self.table().get(dir))
     }
 
     /// Forgets `dir` and every directory whose name starts with it plus `.`
@@ -240,6 +249,11 @@ impl Registry {
         self.table()
             .retain(|k, _| k != dir && !k.display().to_string().starts_with(&prefix));
     }
+}
+
+/// The folder behind a table entry, if it is still held and not gone.
+fn live(entry: Option<&Weak<Folder>>) -> Option<Arc<Folder>> {
+    entry.and_then(Weak::upgrade).filter(|f| !f.is_gone())
 }
 
 /// Takes out of `linger` the entries to let go of at `now`: those unused

@@ -1975,3 +1975,37 @@ fn an_open_waits_for_the_same_folder_being_let_go_of() {
     assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
     opener.join().unwrap();
 }
+
+/// A folder marked gone (its directory vanished under the watcher) is never
+/// handed out again, even while it lingers and a directory is back at its
+/// path: a session given it would be told at once that its mailbox was
+/// deleted. The next open reads the directory afresh; the gone copy writes
+/// nothing over the new folder's index when it is let go of.
+#[test]
+fn a_gone_folder_is_not_handed_out_again() {
+    let d = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let s = MailStore::open(
+        d.path().to_path_buf(),
+        reg.clone(),
+        StoreOptions { fsync: false },
+    )
+    .unwrap();
+    deliver(s.root(), "1000.a.host", b"Subject: a\n\nbody\n");
+    let old = s.open_folder("INBOX").unwrap();
+    old.mark_gone();
+    let old_weak = Arc::downgrade(&old);
+    drop(old);
+    // Still lingering (held by the registry), but gone.
+    assert!(old_weak.upgrade().is_some());
+    let new = s.open_folder("INBOX").unwrap();
+    assert!(!new.is_gone(), "the gone folder was handed out again");
+    assert_eq!(new.messages().len(), 1);
+    // The successor took the gone folder's place in the linger list.
+    assert!(
+        old_weak.upgrade().is_none(),
+        "the gone folder still lingers beside its successor"
+    );
+    // Shared from now on.
+    assert!(Arc::ptr_eq(&new, &s.open_folder("INBOX").unwrap()));
+}

@@ -1276,8 +1276,10 @@ impl Drop for Folder {
         let mut st = self.lock_state();
         // Only if the directory is still the one we loaded: after a DELETE
         // or RENAME a new folder may live at this path.
-        let same_uidlist = fs::metadata(self.dir.join(uidlist::FILE))
-            .is_ok_and(|m| st.ul_stamp.is_some_and(|s| s.ino == m.ino()));
+        // A folder marked gone writes nothing: its successor may be open.
+        let same_uidlist = !self.is_gone()
+            && fs::metadata(self.dir.join(uidlist::FILE))
+                .is_ok_and(|m| st.ul_stamp.is_some_and(|s| s.ino == m.ino()));
         if st.synced_once && same_uidlist {
             self.flush_cache(&mut st);
             if st.dirty || !st.index_clean || st.reseal {
