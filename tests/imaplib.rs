@@ -33,6 +33,10 @@ fn run_python(server: &TestServer, target: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    nestbox_missing_python3,
+    ignore = "python3 is not installed (the imaplib client)"
+)]
 fn imaplib_tls_and_starttls() {
     if !common::require_tool("python3", "the imaplib suite") {
         return;
@@ -42,6 +46,10 @@ fn imaplib_tls_and_starttls() {
 }
 
 #[test]
+#[cfg_attr(
+    nestbox_missing_python3,
+    ignore = "python3 is not installed (the imaplib client)"
+)]
 fn imaplib_logindisabled_without_plaintext_on_loopback() {
     if !common::require_tool("python3", "the imaplib suite") {
         return;

@@ -678,6 +678,20 @@ fn is_root() -> bool {
 }
 
 #[test]
+// One `ignore` at most (a second one is an unused attribute): the first missing peer names it.
+#[cfg_attr(nestbox_missing_postfix, ignore = "postfix is not installed")]
+#[cfg_attr(
+    all(not(nestbox_missing_postfix), nestbox_missing_python3),
+    ignore = "python3 is not installed (the imaplib client)"
+)]
+#[cfg_attr(
+    all(
+        not(nestbox_missing_postfix),
+        not(nestbox_missing_python3),
+        nestbox_not_root
+    ),
+    ignore = "starting a Postfix instance needs root"
+)]
 fn postfix_delivery_reaches_imaplib_idle() {
     if skip_on_dovecot("Dovecot owns the Maildir as user dovecot") {
         return;
@@ -1676,6 +1690,22 @@ fn uidlist_uid(maildir: &Path, base: &str) -> Option<u32> {
 }
 
 #[test]
+#[cfg_attr(
+    nestbox_missing_dovecot_lda,
+    ignore = "Dovecot's LDA is not installed (Debian package dovecot-core)"
+)]
+#[cfg_attr(
+    all(not(nestbox_missing_dovecot_lda), nestbox_missing_runuser),
+    ignore = "runuser is not installed"
+)]
+#[cfg_attr(
+    all(
+        not(nestbox_missing_dovecot_lda),
+        not(nestbox_missing_runuser),
+        nestbox_not_root
+    ),
+    ignore = "running the LDA as another user needs root"
+)]
 fn dovecot_lda_delivery_keeps_the_uid_dovecot_gave_it() {
     // Dovecot's LDA delivers into the same Maildir and appends its own UID to
     // dovecot-uidlist while nestbox has the folder open: the IDLE client must see the

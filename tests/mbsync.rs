@@ -180,6 +180,10 @@ fn count(s: &State) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    nestbox_missing_mbsync,
+    ignore = "mbsync is not installed (Debian package isync)"
+)]
 fn mbsync_full_sync_then_changes_on_both_sides() {
     if !common::require_tool("mbsync", "isync, the mbsync client") {
         return;
