@@ -16,7 +16,7 @@ use nestbox::config::{self, Config};
 /// Where `serve` and `check-config` look without `-c`.
 const DEFAULT_CONFIG: &str = "/etc/nestbox/nestbox.toml";
 
-/// Maildir-backed IMAP4rev2/IMAP4rev1 and POP3 server for self-hosters.
+/// Maildir-backed IMAP4rev2/IMAP4rev1 server for self-hosters (POP3 is planned).
 #[derive(Parser, Debug)]
 #[command(name = "nestbox", version, about, long_about = None)]
 struct Cli {
@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the server in the foreground (systemd Type=notify; SIGHUP reloads, SIGTERM drains).
+    /// Run the server in the foreground (systemd Type=notify; SIGHUP reloads the TLS
+    /// certificates, SIGTERM drains).
     Serve {
         /// Configuration file.
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
@@ -136,7 +137,7 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
 
 async fn serve(path: &Path) -> Result<(), Failure> {
     let cfg = load_config(path)?;
-    nestbox::server::run(cfg)
+    nestbox::server::run(cfg, || {})
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))
 }
@@ -149,10 +150,14 @@ async fn demo(dir: &Path) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let path = prepared.map_err(|e| Failure::Runtime(e.to_string()))?;
     let cfg = load_config(&path)?;
-    println!("{}", nestbox::demo::client_settings(&cfg));
-    println!("Config: {}  (Ctrl-C stops the server)", path.display());
-    let _ = std::io::stdout().flush();
-    nestbox::server::run(cfg)
+    let settings = nestbox::demo::client_settings(&cfg);
+    // Printed only once every listener is bound: a busy port fails before "ready" is said.
+    let on_ready = move || {
+        println!("{settings}");
+        println!("Config: {}  (Ctrl-C stops the server)", path.display());
+        let _ = std::io::stdout().flush();
+    };
+    nestbox::server::run(cfg, on_ready)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))
 }

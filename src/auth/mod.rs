@@ -31,7 +31,8 @@ pub struct User {
     pub name: String,
     /// The resolved Maildir root (`mail.maildir` with `~`, `%u`, `%n`, `%d` expanded).
     pub maildir: PathBuf,
-    /// System uid/gid to run as (`None`: the daemon's own).
+    /// System uid/gid of the user (`None`: none given). Not acted on yet: sessions run as the
+    /// daemon's own user until per-user worker processes (issue 15) use these.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }

@@ -10,7 +10,9 @@
 //! caller runs [`Pam::verify`] on tokio's blocking pool. One PAM transaction per attempt,
 //! ended before returning; nothing is cached. Note that as a non-root daemon `pam_unix`
 //! can only check the daemon user's own password (via `unix_chkpwd`), which is why the
-//! packaged service starts as root and hands each session to the user's uid.
+//! packaged service runs as root. The uid and gid resolved here are not used yet: every
+//! session runs as the daemon's user (root, in the package); per-user worker processes
+//! that serve each user under its own uid are planned (issue 15).
 use super::{AuthError, User};
 
 /// A handle on the configured PAM service.

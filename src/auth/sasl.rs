@@ -1,7 +1,7 @@
-//! SASL helpers shared by IMAP `AUTHENTICATE` and POP3 `AUTH`: the PLAIN message
-//! (RFC 4616), the LOGIN mechanism's two prompts (draft-murchison-sasl-login), and the
-//! base64 client responses with `*` (cancel, RFC 9051 §6.2.2) and `=` (empty initial
-//! response, RFC 4959 SASL-IR).
+//! SASL helpers for IMAP `AUTHENTICATE` (and for POP3 `AUTH` once POP3, which is planned,
+//! is served): the PLAIN message (RFC 4616), the LOGIN mechanism's two prompts
+//! (draft-murchison-sasl-login), and the base64 client responses with `*` (cancel,
+//! RFC 9051 §6.2.2) and `=` (empty initial response, RFC 4959 SASL-IR).
 //!
 //! Pure functions over bytes: no I/O, no logging, no password checks. Every input here is
 //! untrusted and may be any length or content; nothing panics on it.

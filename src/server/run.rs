@@ -123,7 +123,12 @@ impl Limiter {
 }
 
 /// Runs the server until SIGTERM/SIGINT.
-pub async fn run(cfg: Config) -> io::Result<()> {
+///
+/// `on_ready` is called once, after every listener is bound and just before systemd is
+/// told READY=1; an address that cannot be bound returns an error before that, so a caller
+/// that announces readiness from `on_ready` (as `nestbox demo` does) never announces a
+/// server that is not there.
+pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
     let cfg = Arc::new(cfg);
     let auth = Arc::new(Authenticator::from_config(&cfg).map_err(io::Error::other)?);
     let tls = match (&cfg.tls.cert, &cfg.tls.key) {
@@ -160,18 +165,18 @@ pub async fn run(cfg: Config) -> io::Result<()> {
     for addr in &cfg.imap.listen_tls {
         listeners.push((bind(*addr).await?, true));
     }
-    if !cfg.pop3.listen.is_empty() || !cfg.pop3.listen_tls.is_empty() {
-        tracing::warn!("POP3 is not implemented yet: the [pop3] listeners are ignored");
-    }
+    // POP3 is not served yet: `Config::warnings` tells about any [pop3] listeners.
     for (listener, implicit_tls) in listeners {
         let shared = shared.clone();
         let limiter = limiter.clone();
         let tls = tls.clone();
         tokio::spawn(accept_loop(listener, implicit_tls, shared, limiter, tls));
     }
+    let signals = install_signals();
+    on_ready();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    wait_for_signals(tls).await;
+    wait_for_signals(signals, tls).await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -193,13 +198,29 @@ async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(l)
 }
 
-async fn wait_for_signals(tls: Option<Arc<TlsState>>) {
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment this returns.
+type Signals = (
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+);
+
+/// Installs the handlers; done before readiness is announced, so a SIGTERM sent the moment
+/// the server says it is ready (by systemd or a script) drains instead of killing it.
+fn install_signals() -> Option<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
+    ) {
+        (Ok(term), Ok(int), Ok(hup)) => Some((term, int, hup)),
+        _ => None,
+    }
+}
+
+async fn wait_for_signals(signals: Option<Signals>, tls: Option<Arc<TlsState>>) {
+    let Some((mut term, mut int, mut hup)) = signals else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

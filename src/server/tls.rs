@@ -1,5 +1,6 @@
 //! TLS server configuration (SPEC §6): certificate chain and key from PEM files, TLS 1.2
-//! and 1.3 with rustls' ring provider, and reloading on SIGHUP or when the files change.
+//! and 1.3 with rustls' ring provider, and reloading. The server reloads on SIGHUP only;
+//! reloading when the files change is planned (issue 15).
 //!
 //! PEM parsing uses rustls-pki-types' `PemObject` (SPEC §7: rustls-pemfile is unmaintained).
 //! A reload that fails keeps the previous, working configuration: a half-renewed Let's
