@@ -47,10 +47,14 @@ impl ListenConfig {
             listen_tls: addrs(&["[::]:993"]),
         }
     }
+    /// None while POP3 is not served: a default listener that is ignored would only
+    /// make every config without a `[pop3]` section warn, and fail validation without
+    /// `[tls]`. SPEC §3's `[::]:110` and `[::]:995` become the defaults with POP3
+    /// (issue 17).
     fn pop3_default() -> Self {
         ListenConfig {
-            listen: addrs(&["[::]:110"]),
-            listen_tls: addrs(&["[::]:995"]),
+            listen: Vec::new(),
+            listen_tls: Vec::new(),
         }
     }
 }
@@ -432,12 +436,13 @@ impl Config {
                 }
             }
         }
-        if self.imap.listen.is_empty()
-            && self.imap.listen_tls.is_empty()
-            && self.pop3.listen.is_empty()
-            && self.pop3.listen_tls.is_empty()
-        {
-            return Err(err("imap", "listen", "no listener is configured".into()));
+        // Only IMAP is served today: POP3 listeners alone would serve nothing.
+        if self.imap.listen.is_empty() && self.imap.listen_tls.is_empty() {
+            return Err(err(
+                "imap",
+                "listen",
+                "no IMAP listener is configured".into(),
+            ));
         }
 
         match self.auth.backend.as_str() {
@@ -825,14 +830,9 @@ mod tests {
             c.imap.listen_tls,
             vec!["[::]:993".parse::<SocketAddr>().unwrap()]
         );
-        assert_eq!(
-            c.pop3.listen,
-            vec!["[::]:110".parse::<SocketAddr>().unwrap()]
-        );
-        assert_eq!(
-            c.pop3.listen_tls,
-            vec!["[::]:995".parse::<SocketAddr>().unwrap()]
-        );
+        // Not SPEC §3's [::]:110 and [::]:995 until POP3 is served (issue 17).
+        assert!(c.pop3.listen.is_empty());
+        assert!(c.pop3.listen_tls.is_empty());
         assert_eq!(c.auth.backend, "pam");
         assert_eq!(c.auth.pam_service, "nestbox");
         assert!(c.auth.plaintext_on_loopback);
@@ -845,10 +845,8 @@ mod tests {
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(1800));
         assert_eq!(c.limits.auth_failures_before_delay, 3);
         assert!(!c.hostname.is_empty());
-        // The POP3 defaults are SPEC §3's, but POP3 is not served yet: the only warning.
-        let w = c.warnings();
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("POP3 is planned but not served yet"), "{w:?}");
+        // A config that sets nothing draws no warning.
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 
     #[test]
