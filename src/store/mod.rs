@@ -554,11 +554,25 @@ impl MailStore {
     /// [`MailStore::open_folder`] for a read-write SELECT: the one sync
     /// also moves `new/` to `cur/` (so a SELECT scans the folder once).
     pub fn open_folder_with(&self, name: &str, move_new: bool) -> Result<Arc<Folder>> {
-        let dir = self.existing_dir(name)?;
-        let folder = self.registry.get_or_open(&dir, || {
-            Folder::open(name, dir.clone(), &self.root, &self.opts, self.file_mode())
-        })?;
+        let folder = self.registered(name)?;
         folder.sync(move_new)?;
+        Ok(folder)
+    }
+
+    /// The folder from the registry, opened (not synced) if nobody has it.
+    fn registered(&self, name: &str) -> Result<Arc<Folder>> {
+        let dir = self.existing_dir(name)?;
+        self.registry.get_or_open(&dir, || {
+            Folder::open(name, dir.clone(), &self.root, &self.opts, self.file_mode())
+        })
+    }
+
+    /// The folder (shared through the registry) for saving into it:
+    /// APPEND, and the destination of COPY and MOVE. An open folder is not
+    /// rescanned (see [`Folder::sync_for_write`]).
+    pub fn open_folder_for_write(&self, name: &str) -> Result<Arc<Folder>> {
+        let folder = self.registered(name)?;
+        folder.sync_for_write()?;
         Ok(folder)
     }
 

@@ -2009,3 +2009,78 @@ fn a_gone_folder_is_not_handed_out_again() {
     // Shared from now on.
     assert!(Arc::ptr_eq(&new, &s.open_folder("INBOX").unwrap()));
 }
+
+/// Issue 14: an APPEND into an open folder reads no directory, however many
+/// messages came before (before, every APPEND after the first found `cur/`
+/// changed by its predecessor and read all of it: an upload was quadratic).
+/// Messages others deliver meanwhile are numbered by the next sync, after
+/// the ones saved before it, and every file ends with exactly one UID.
+#[test]
+fn append_reads_no_directory_of_an_open_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    deliver(s.root(), "1000.seed.host", b"Subject: seed\n\nbody\n");
+    let first = s.open_folder_for_write("INBOX").unwrap();
+    let after_open = first.dir_reads();
+    assert!(after_open > 0, "the first open scans");
+    let mut reads = Vec::new();
+    let mut expect_uid = 2;
+    for i in 0..200u32 {
+        // Counted from before the open: APPEND opens the folder, then saves.
+        let before = first.dir_reads();
+        let f = s.open_folder_for_write("INBOX").unwrap();
+        assert!(Arc::ptr_eq(&f, &first), "the registry shares one folder");
+        let uid = f
+            .append(
+                format!("Subject: m{i}\r\n\r\nbody {i}\r\n").as_bytes(),
+                &Flags::default(),
+                None,
+            )
+            .unwrap();
+        assert_eq!(uid, expect_uid, "UIDs in order");
+        expect_uid += 1;
+        reads.push(f.dir_reads() - before);
+        if i % 50 == 25 {
+            // Another program delivers mid-upload.
+            deliver(
+                s.root(),
+                &format!("2000.outside{i}.host"),
+                b"Subject: o\n\nx\n",
+            );
+            expect_uid += 1;
+            // The next session's sync (SELECT, NOOP) picks it up.
+            f.sync(false).unwrap();
+        }
+    }
+    // Only the syncs that followed outside deliveries read a directory: none
+    // of the 200 appends did.
+    assert!(
+        reads.iter().all(|&r| r == 0),
+        "directory reads per APPEND: {reads:?}"
+    );
+    // A mail reader marks the seed read (new/ -> cur/ with S): a flag change,
+    // seen by the next sync, not a new message.
+    fs::rename(
+        s.root().join("new/1000.seed.host"),
+        s.root().join("cur/1000.seed.host:2,S"),
+    )
+    .unwrap();
+    let inbox = s.open_folder("INBOX").unwrap();
+    assert!(inbox.messages()[0].flags.contains(&Flag::Seen));
+    inbox.sync(false).unwrap();
+    let got = uids(&inbox);
+    assert_eq!(got.len(), 1 + 200 + 4);
+    assert_eq!(got, (1..=205).collect::<Vec<u32>>());
+    // The uidlist names every file once, under the UID the folder has.
+    let ul = fs::read_to_string(s.root().join("dovecot-uidlist")).unwrap();
+    let records: Vec<u32> = ul
+        .lines()
+        .skip(1)
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(records, got);
+    assert_eq!(
+        files(s.root(), "cur").len() + files(s.root(), "new").len(),
+        205
+    );
+}

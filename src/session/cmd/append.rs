@@ -21,7 +21,7 @@ pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessag
         }
     }
     let result = blocking(move || -> Result<_, StoreError> {
-        let folder = store.open_folder(&name)?;
+        let folder = store.open_folder_for_write(&name)?;
         let mut uids = Vec::with_capacity(messages.len());
         for m in &messages {
             let flags = Flags::from_flags(&m.flags);

@@ -29,7 +29,7 @@ pub async fn copy(
     let store = authed.store.clone();
     let src = view.folder.clone();
     let result = blocking(move || -> Result<_, StoreError> {
-        let dest = store.open_folder(&dest_name)?;
+        let dest = store.open_folder_for_write(&dest_name)?;
         if uids.is_empty() {
             return Ok((dest.uidvalidity(), Vec::new()));
         }
