@@ -285,6 +285,7 @@ async fn serve_connection(
     tls: Option<Arc<TlsState>>,
 ) {
     tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "imap connect");
+    let tcp = Some(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let io: Box<dyn Io> = if implicit_tls {
         let Some(tls) = tls else { return };
         match tls.upgrade(Box::new(stream)).await {
@@ -303,6 +304,7 @@ async fn serve_connection(
         ConnInfo {
             remote,
             tls: implicit_tls,
+            tcp,
         },
     );
     session.run().await;

@@ -773,6 +773,28 @@ impl ImapClient {
         out
     }
 
+    /// APPEND as Python's `imaplib` sends it: the command line, then (after the continuation)
+    /// the literal and its closing CRLF in two separate writes. With Nagle's algorithm on (the
+    /// default for this socket), the 2-byte CRLF waits until the server has acknowledged the
+    /// literal. Returns the tagged status without the tag.
+    pub fn append_split_writes(&mut self, mailbox: &str, msg: &[u8]) -> String {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.stream
+            .write_all(format!("{tag} APPEND {mailbox} {{{}}}\r\n", msg.len()).as_bytes())
+            .expect("send APPEND");
+        let cont = self.read_line().expect("continuation");
+        assert!(cont.starts_with('+'), "no continuation: {cont}");
+        self.stream.write_all(msg).expect("send literal");
+        self.stream.write_all(b"\r\n").expect("send CRLF");
+        loop {
+            let line = self.read_line().expect("connection closed during APPEND");
+            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+                return rest.to_string();
+            }
+        }
+    }
+
     /// `LOGOUT`, ignoring the answer.
     pub fn logout(mut self) {
         let _ = self.command("LOGOUT");
