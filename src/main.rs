@@ -115,15 +115,47 @@ async fn run() -> ExitCode {
 /// `RUST_LOG`, else `info`.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = ["NESTBOX_LOG", "RUST_LOG"]
+    let spec = ["NESTBOX_LOG", "RUST_LOG"]
         .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+    let mut filter = spec
+        .as_deref()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    if let Some(directive) = quiet_rustls(spec.as_deref()) {
+        filter = filter.add_directive(directive);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
+}
+
+/// Colour only for a person at a terminal: on a pipe or in a file (the journal, fail2ban,
+/// logrotate'd files) escape codes are noise that breaks matching. `NO_COLOR` (no-color.org)
+/// turns them off at a terminal too. tracing-subscriber alone would colour everything
+/// unless `NO_COLOR` is set.
+fn log_colours(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// rustls logs (through the `log` bridge) a WARN for things a client did: the commonest is
+/// "Illegal SNI extension: ignoring IP address presented as hostname", which every client
+/// that connects by IP address and sends it as SNI triggers, on every connection. Its other
+/// server-side warnings are also about the peer (alerts it sent, messages out of order),
+/// and a handshake that fails is logged by nestbox itself (`TLS handshake failed`). So
+/// rustls is held to errors by default. Its logging stays compiled in (its `logging`
+/// feature) so that a filter naming it, e.g. `NESTBOX_LOG=info,rustls=debug`, can still
+/// show everything when a TLS problem needs looking into: the default is not added then.
+fn quiet_rustls(spec: Option<&str>) -> Option<tracing_subscriber::filter::Directive> {
+    if spec.is_some_and(|s| s.contains("rustls")) {
+        return None;
+    }
+    "rustls=error".parse().ok()
 }
 
 fn load_config(path: &Path) -> Result<Config, Failure> {
@@ -337,6 +369,25 @@ mod tests {
         assert!(
             matches!(c.command, Command::Serve { config } if config == Path::new(DEFAULT_CONFIG))
         );
+    }
+
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        let set = |v: &str| Some(std::ffi::OsString::from(v));
+        assert!(log_colours(true, None));
+        assert!(log_colours(true, set("")));
+        assert!(!log_colours(true, set("1")));
+        assert!(!log_colours(false, None));
+        assert!(!log_colours(false, set("1")));
+    }
+
+    #[test]
+    fn rustls_is_quiet_unless_the_filter_names_it() {
+        let want = Some("rustls=error".to_string());
+        for spec in [None, Some("info"), Some("debug,nestbox=trace")] {
+            assert_eq!(quiet_rustls(spec).map(|d| d.to_string()), want, "{spec:?}");
+        }
+        assert!(quiet_rustls(Some("info,rustls=debug")).is_none());
     }
 
     #[test]
