@@ -18,7 +18,7 @@ const DEFAULT_CONFIG: &str = "/etc/nestbox/nestbox.toml";
 
 /// Maildir-backed IMAP4rev2/IMAP4rev1 and POP3 server for self-hosters.
 #[derive(Parser, Debug)]
-#[command(name = "nestbox", version, about, long_about = None)]
+#[command(name = "nestbox", version, about, long_about = None, disable_help_subcommand = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,6 +50,14 @@ enum Command {
         /// Hash scheme.
         #[arg(long, value_enum, default_value_t = PasswdScheme::Argon2id)]
         scheme: PasswdScheme,
+    },
+    // Instead of clap's own help subcommand (`disable_help_subcommand` above): that one takes
+    // only command names, so `nestbox help --help` was a usage error (exit 2).
+    /// Print this message or the help of the given command.
+    Help {
+        /// The command to describe (nestbox itself when left out).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
     },
 }
 
@@ -91,12 +99,16 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Help { command } = &cli.command {
+        help(command.as_deref());
+    }
     init_logging();
     let result = match cli.command {
         Command::Serve { config } => serve(&config).await,
         Command::Demo { dir } => demo(&dir).await,
         Command::CheckConfig { config } => check_config(&config),
         Command::Passwd { scheme } => passwd(scheme),
+        Command::Help { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +168,20 @@ fn quiet_rustls(spec: Option<&str>) -> Option<tracing_subscriber::filter::Direct
         return None;
     }
     "rustls=error".parse().ok()
+}
+
+/// `nestbox help [COMMAND]`: the same text and exit code as `nestbox [COMMAND] --help`
+/// (clap's long help; an unknown command is a usage error). Never returns.
+fn help(command: Option<&str>) -> ! {
+    use clap::CommandFactory;
+    let args = std::iter::once("nestbox")
+        .chain(command)
+        .chain(std::iter::once("--help"));
+    match Cli::command().try_get_matches_from(args) {
+        Err(e) => e.exit(),
+        // `--help` always ends parsing with an error of kind DisplayHelp; this is not reached.
+        Ok(_) => std::process::exit(0),
+    }
 }
 
 fn load_config(path: &Path) -> Result<Config, Failure> {
@@ -335,7 +361,8 @@ mod tests {
         let page = include_str!("../man/nestbox.1");
         let cmd = Cli::command();
         cmd.clone().debug_assert();
-        for sub in cmd.get_subcommands() {
+        // `help` is described with `-h, --help` there, as clap's own help subcommand was.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
             let name = sub.get_name().replace('-', "\\-");
             assert!(
                 page.contains(&format!(".B {name}")),

@@ -1,4 +1,5 @@
-//! The `nestbox` binary as an operator meets it: what its logs look like on a pipe.
+//! The `nestbox` binary as an operator meets it: its command line, and what its logs look
+//! like on a pipe.
 //!
 //! Every server here is the built binary, started on free ports and stopped by its PID when
 //! the test ends; every wait has a timeout.
@@ -31,6 +32,46 @@ fn wait_exit(child: &mut Child) -> Option<i32> {
             }
         }
     }
+}
+
+/// Runs the binary with `args` (no stdin), returning (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nestbox");
+    // Help texts are a few KB: they fit the pipes, so reading after the exit cannot block.
+    let code = wait_exit(&mut child);
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+    (code, out, err)
+}
+
+#[test]
+fn every_way_of_asking_for_help_succeeds() {
+    for args in [
+        &["help", "--help"][..],
+        &["help", "-h"],
+        &["help", "serve"],
+        &["help"],
+        &["--help"],
+        &["serve", "--help"],
+        &["check-config", "--help"],
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(0), "nestbox {args:?}: {err}");
+        assert!(out.contains("Usage: nestbox"), "nestbox {args:?}: {out}");
+    }
+    // The help of a command is the one `COMMAND --help` gives.
+    assert_eq!(run(&["help", "serve"]).1, run(&["serve", "--help"]).1);
+    // An unknown command is still a usage error.
+    let (code, _, err) = run(&["help", "bogus"]);
+    assert_eq!(code, Some(2), "{err}");
 }
 
 /// A config for a server on 127.0.0.1 without TLS, in `dir`.
