@@ -177,19 +177,12 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     /// Whether a password may be sent on this connection: always over TLS, and without TLS
-    /// only from 127.0.0.0/8 or ::1 (also as IPv4-mapped IPv6) when `plaintext_on_loopback`
-    /// is on (RFC 9051 §11.1 asks servers not to accept cleartext passwords otherwise).
+    /// only from 127.0.0.0/8 or ::1 (also as IPv4-mapped IPv6, which is how a dual-stack
+    /// `[::]` listener sees 127.0.0.1) when `plaintext_on_loopback` is on (RFC 9051 §11.1 asks
+    /// servers not to accept cleartext passwords otherwise). The one place this is decided:
+    /// sessions ask it through `ConnInfo::plaintext_ok`.
     pub fn plaintext_allowed(&self, peer: std::net::IpAddr, tls_active: bool) -> bool {
-        if tls_active {
-            return true;
-        }
-        let loopback = match peer {
-            std::net::IpAddr::V4(v4) => v4.is_loopback(),
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-            }
-        };
-        self.plaintext_on_loopback && loopback
+        tls_active || (self.plaintext_on_loopback && peer.to_canonical().is_loopback())
     }
 }
 

@@ -1,12 +1,12 @@
-//! The `nestbox` binary as an operator meets it: its command line, and what its logs look
-//! like on a pipe.
+//! The `nestbox` binary as an operator meets it: its command line, what its logs look like
+//! on a pipe, and how a default (dual-stack `[::]`) listener treats a client on 127.0.0.1.
 //!
 //! Every server here is the built binary, started on free ports and stopped by its PID when
 //! the test ends; every wait has a timeout.
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -207,4 +207,110 @@ fn an_ip_address_as_sni_is_not_a_warning() {
             .any(|l| l.contains("WARN") && l.contains("rustls")),
         "{log}"
     );
+}
+
+/// Stops a spawned server by its PID when dropped.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn plaintext_login_from_127_0_0_1_on_a_dual_stack_listener() {
+    // `[::]` takes IPv4 clients too unless the host says otherwise (bindv6only, no IPv6).
+    let Ok(probe) = TcpListener::bind("[::]:0") else {
+        eprintln!("SKIPPED: cannot listen on [::] (no IPv6 on this host)");
+        return;
+    };
+    let port = probe.local_addr().expect("addr").port();
+    if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).is_err() {
+        eprintln!("SKIPPED: [::] does not accept IPv4 clients here (net.ipv6.bindv6only)");
+        return;
+    }
+    drop(probe);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    // A listener on anything but loopback needs a certificate (STARTTLS), though it is
+    // not used: the point is that 127.0.0.1 needs none.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    fs::write(d.join("cert.pem"), cert.cert.pem()).expect("cert.pem");
+    fs::write(d.join("key.pem"), cert.key_pair.serialize_pem()).expect("key.pem");
+    let md = d.join("mail").join(USER).join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(md.join(sub)).expect("Maildir");
+    }
+    let cfg = d.join("nestbox.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[imap]\nlisten = [\"[::]:{port}\"]\nlisten_tls = []\n[pop3]\nlisten = []\n\
+             listen_tls = []\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[auth]\n\
+             backend = \"passwd-file\"\npasswd_file = \"users\"\nplaintext_on_loopback = true\n\
+             [mail]\nmaildir = \"{}/mail/%u/Maildir\"\n",
+            d.display()
+        ),
+    )
+    .expect("write config");
+    fs::write(
+        d.join("users"),
+        format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"),
+    )
+    .expect("users");
+    let log = d.join("server.log");
+    let out = fs::File::create(&log).expect("log");
+    let server = Spawned(
+        Command::new(BIN)
+            .arg("serve")
+            .arg("-c")
+            .arg(&cfg)
+            .env("NESTBOX_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().expect("log")))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("start nestbox"),
+    );
+
+    let deadline = Instant::now() + PATIENCE;
+    let mut conn = loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no listener on port {port}: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    conn.set_read_timeout(Some(PATIENCE)).ok();
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("greeting");
+    assert!(line.starts_with("* OK"), "{line}");
+    conn.write_all(format!("a LOGIN {USER} {PASSWORD}\r\n").as_bytes())
+        .expect("send LOGIN");
+    let status = loop {
+        line.clear();
+        reader.read_line(&mut line).expect("LOGIN answer");
+        assert!(!line.is_empty(), "connection closed");
+        if line.starts_with("a ") {
+            break line.clone();
+        }
+    };
+    drop(server);
+    assert!(
+        status.starts_with("a OK"),
+        "{status}{}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The log names the client by its IPv4 address, as fail2ban must ban it.
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("rip=127.0.0.1"), "{text}");
+    assert!(!text.contains("::ffff:"), "{text}");
 }
