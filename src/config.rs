@@ -184,19 +184,12 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     /// Whether a password may be sent on this connection: always over TLS, and without TLS
-    /// only from 127.0.0.0/8 or ::1 (also as IPv4-mapped IPv6) when `plaintext_on_loopback`
-    /// is on (RFC 9051 §11.1 asks servers not to accept cleartext passwords otherwise).
+    /// only from 127.0.0.0/8 or ::1 (also as IPv4-mapped IPv6, which is how a dual-stack
+    /// `[::]` listener sees 127.0.0.1) when `plaintext_on_loopback` is on (RFC 9051 §11.1 asks
+    /// servers not to accept cleartext passwords otherwise). The one place this is decided:
+    /// sessions ask it through `ConnInfo::plaintext_ok`.
     pub fn plaintext_allowed(&self, peer: std::net::IpAddr, tls_active: bool) -> bool {
-        if tls_active {
-            return true;
-        }
-        let loopback = match peer {
-            std::net::IpAddr::V4(v4) => v4.is_loopback(),
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-            }
-        };
-        self.plaintext_on_loopback && loopback
+        tls_active || (self.plaintext_on_loopback && peer.to_canonical().is_loopback())
     }
 }
 
@@ -525,13 +518,41 @@ impl Config {
                 "limits.idle_timeout must be at least 1m (RFC 9051 §5.4 asks for 30m)".into(),
             ));
         }
-        if l.idle_keepalive < Duration::from_secs(10) || l.idle_keepalive >= l.idle_timeout {
+        if l.idle_keepalive < Duration::from_secs(10) {
             return Err(err(
                 "limits",
                 "idle_keepalive",
-                "limits.idle_keepalive must be at least 10s and shorter than limits.idle_timeout"
-                    .into(),
+                "limits.idle_keepalive must be at least 10s".into(),
             ));
+        }
+        if l.idle_keepalive >= l.idle_timeout {
+            // Two keys clash: blame the one the file sets. With only idle_timeout written,
+            // pointing at idle_keepalive (and, as it has no line, at `[limits]`) named a key
+            // the user never wrote.
+            let mut keepalive = fmt_duration(l.idle_keepalive);
+            if l.idle_keepalive == Limits::default().idle_keepalive {
+                keepalive.push_str(", the default");
+            }
+            let timeout = fmt_duration(l.idle_timeout);
+            return Err(
+                if find_key_line(text, "limits", "idle_keepalive").is_some() {
+                    err(
+                        "limits",
+                        "idle_keepalive",
+                        format!(
+                            "limits.idle_keepalive = {keepalive} must be shorter than limits.idle_timeout ({timeout})"
+                        ),
+                    )
+                } else {
+                    err(
+                        "limits",
+                        "idle_timeout",
+                        format!(
+                            "limits.idle_timeout = {timeout} must be longer than limits.idle_keepalive ({keepalive}); raise it or set a shorter idle_keepalive"
+                        ),
+                    )
+                },
+            );
         }
         Ok(())
     }
@@ -939,6 +960,27 @@ auth_failures_before_delay = 7
             ("hostname = \"a b\"\n", Some(1), "hostname"),
             ("[limits]\nmax_command_bytes = 100\n", Some(2), "8000"),
             ("[limits]\nmax_connections = 0\n", Some(2), "at least 1"),
+            // idle_timeout below the default idle_keepalive (2m): the key written is blamed.
+            (
+                "[limits]\nmax_connections = 5\nidle_timeout = \"1m\"\n",
+                Some(3),
+                "limits.idle_timeout = 1m must be longer than limits.idle_keepalive (2m",
+            ),
+            (
+                "[limits]\nidle_timeout = \"2m\"\n\nidle_keepalive = \"3m\"\n",
+                Some(4),
+                "limits.idle_keepalive = 3m must be shorter",
+            ),
+            (
+                "[limits]\nidle_keepalive = \"45m\"\n",
+                Some(2),
+                "limits.idle_keepalive = 45m must be shorter than limits.idle_timeout (30m)",
+            ),
+            (
+                "[limits]\nidle_keepalive = \"5s\"\n",
+                Some(2),
+                "at least 10s",
+            ),
             ("[mail]\nmaildir = \"/m/%x\"\n", Some(2), "%x"),
             ("[imap\n", Some(1), ""),
         ];

@@ -18,7 +18,7 @@ const DEFAULT_CONFIG: &str = "/etc/nestbox/nestbox.toml";
 
 /// Maildir-backed IMAP4rev2/IMAP4rev1 server for self-hosters (POP3 is planned).
 #[derive(Parser, Debug)]
-#[command(name = "nestbox", version, about, long_about = None)]
+#[command(name = "nestbox", version, about, long_about = None, disable_help_subcommand = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,6 +51,14 @@ enum Command {
         /// Hash scheme.
         #[arg(long, value_enum, default_value_t = PasswdScheme::Argon2id)]
         scheme: PasswdScheme,
+    },
+    // Instead of clap's own help subcommand (`disable_help_subcommand` above): that one takes
+    // only command names, so `nestbox help --help` was a usage error (exit 2).
+    /// Print this message or the help of the given command.
+    Help {
+        /// The command to describe (nestbox itself when left out).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
     },
 }
 
@@ -92,12 +100,16 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Help { command } = &cli.command {
+        help(command.as_deref());
+    }
     init_logging();
     let result = match cli.command {
         Command::Serve { config } => serve(&config).await,
         Command::Demo { dir } => demo(&dir).await,
         Command::CheckConfig { config } => check_config(&config),
         Command::Passwd { scheme } => passwd(scheme),
+        Command::Help { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,15 +128,61 @@ async fn run() -> ExitCode {
 /// `RUST_LOG`, else `info`.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = ["NESTBOX_LOG", "RUST_LOG"]
+    let spec = ["NESTBOX_LOG", "RUST_LOG"]
         .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+    let mut filter = spec
+        .as_deref()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    if let Some(directive) = quiet_rustls(spec.as_deref()) {
+        filter = filter.add_directive(directive);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
+}
+
+/// Colour only for a person at a terminal: on a pipe or in a file (the journal, fail2ban,
+/// logrotate'd files) escape codes are noise that breaks matching. `NO_COLOR` (no-color.org)
+/// turns them off at a terminal too. tracing-subscriber alone would colour everything
+/// unless `NO_COLOR` is set.
+fn log_colours(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// rustls logs (through the `log` bridge) a WARN for things a client did: the commonest is
+/// "Illegal SNI extension: ignoring IP address presented as hostname", which every client
+/// that connects by IP address and sends it as SNI triggers, on every connection. Its other
+/// server-side warnings are also about the peer (alerts it sent, messages out of order),
+/// and a handshake that fails is logged by nestbox itself (`TLS handshake failed`). So
+/// rustls is held to errors by default. Its logging stays compiled in (its `logging`
+/// feature) so that a filter naming it, e.g. `NESTBOX_LOG=info,rustls=debug`, can still
+/// show everything when a TLS problem needs looking into: the default is not added then.
+fn quiet_rustls(spec: Option<&str>) -> Option<tracing_subscriber::filter::Directive> {
+    if spec.is_some_and(|s| s.contains("rustls")) {
+        return None;
+    }
+    "rustls=error".parse().ok()
+}
+
+/// `nestbox help [COMMAND]`: the same text and exit code as `nestbox [COMMAND] --help`
+/// (clap's long help; an unknown command is a usage error). Never returns.
+fn help(command: Option<&str>) -> ! {
+    use clap::CommandFactory;
+    let args = std::iter::once("nestbox")
+        .chain(command)
+        .chain(std::iter::once("--help"));
+    match Cli::command().try_get_matches_from(args) {
+        Err(e) => e.exit(),
+        // `--help` always ends parsing with an error of kind DisplayHelp; this is not reached.
+        Ok(_) => std::process::exit(0),
+    }
 }
 
 fn load_config(path: &Path) -> Result<Config, Failure> {
@@ -308,7 +366,8 @@ mod tests {
         let page = include_str!("../man/nestbox.1");
         let cmd = Cli::command();
         cmd.clone().debug_assert();
-        for sub in cmd.get_subcommands() {
+        // `help` is described with `-h, --help` there, as clap's own help subcommand was.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
             let name = sub.get_name().replace('-', "\\-");
             assert!(
                 page.contains(&format!(".B {name}")),
@@ -342,6 +401,25 @@ mod tests {
         assert!(
             matches!(c.command, Command::Serve { config } if config == Path::new(DEFAULT_CONFIG))
         );
+    }
+
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        let set = |v: &str| Some(std::ffi::OsString::from(v));
+        assert!(log_colours(true, None));
+        assert!(log_colours(true, set("")));
+        assert!(!log_colours(true, set("1")));
+        assert!(!log_colours(false, None));
+        assert!(!log_colours(false, set("1")));
+    }
+
+    #[test]
+    fn rustls_is_quiet_unless_the_filter_names_it() {
+        let want = Some("rustls=error".to_string());
+        for spec in [None, Some("info"), Some("debug,nestbox=trace")] {
+            assert_eq!(quiet_rustls(spec).map(|d| d.to_string()), want, "{spec:?}");
+        }
+        assert!(quiet_rustls(Some("info,rustls=debug")).is_none());
     }
 
     #[test]

@@ -162,17 +162,15 @@ impl FailureTracker {
     }
 }
 
-/// IPv4 as is; IPv6 by its /64 (IPv4-mapped IPv6 as the IPv4 address).
+/// IPv4 as is; IPv6 by its /64 (IPv4-mapped IPv6 as the IPv4 address, as the accept loop
+/// also has it: one client, one bucket).
 fn key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
     }
 }
 

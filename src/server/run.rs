@@ -255,6 +255,10 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        // An IPv4 client of a dual-stack `[::]` listener arrives as `::ffff:a.b.c.d`: from
+        // here on it is a.b.c.d, so that it has one per-IP bucket whichever listener it
+        // used, and the log (fail2ban bans `rip=`) names the address its packets carry.
+        let remote = canonical(remote);
         let Some(slot) = limiter.admit(remote.ip()) else {
             tracing::warn!(rip = %remote.ip(), "connection refused: too many connections");
             tokio::spawn(refuse(stream));
@@ -267,6 +271,11 @@ async fn accept_loop(
             serve_connection(stream, remote, implicit_tls, shared, tls).await;
         });
     }
+}
+
+/// `remote` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address.
+fn canonical(remote: SocketAddr) -> SocketAddr {
+    SocketAddr::new(remote.ip().to_canonical(), remote.port())
 }
 
 async fn refuse(mut stream: TcpStream) {
@@ -309,4 +318,27 @@ async fn serve_connection(
     );
     session.run().await;
     tracing::info!(rip = %remote.ip(), rport = remote.port(), "imap disconnect");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapped_address_shares_the_ipv4_bucket() {
+        let limiter = Arc::new(Limiter {
+            total: Arc::new(Semaphore::new(10)),
+            per_ip: Mutex::new(HashMap::new()),
+            max_per_ip: 1,
+        });
+        let v4 = canonical("192.0.2.7:1000".parse().unwrap());
+        let mapped = canonical("[::ffff:192.0.2.7]:1001".parse().unwrap());
+        assert_eq!(mapped, "192.0.2.7:1001".parse().unwrap());
+        let _held = limiter.admit(v4.ip()).unwrap();
+        assert!(limiter.admit(mapped.ip()).is_none());
+        // Real IPv6 addresses are left as they are.
+        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+        assert!(limiter.admit(v6.ip()).is_some());
+    }
 }

@@ -97,10 +97,12 @@ impl ConnInfo {
         }
     }
 
-    /// Plaintext passwords are acceptable: over TLS, or from loopback when
-    /// the operator allows it (SPEC §3 `auth.plaintext_on_loopback`).
+    /// Plaintext passwords are acceptable on this connection; the rule is
+    /// [`AuthConfig::plaintext_allowed`](crate::config::AuthConfig::plaintext_allowed)
+    /// (SPEC §3 `auth.plaintext_on_loopback`), which also knows 127.0.0.1 as
+    /// it arrives on a dual-stack `[::]` listener (`::ffff:127.0.0.1`).
     pub fn plaintext_ok(&self, cfg: &Config) -> bool {
-        self.tls || (cfg.auth.plaintext_on_loopback && self.remote.ip().is_loopback())
+        cfg.auth.plaintext_allowed(self.remote.ip(), self.tls)
     }
 }
 
@@ -670,5 +672,35 @@ impl Session {
             self.state = State::Logout;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_ok_knows_loopback_in_every_spelling() {
+        let on = Config::default();
+        let mut off = Config::default();
+        off.auth.plaintext_on_loopback = false;
+        // (peer, tls, allowed with plaintext_on_loopback on, allowed with it off)
+        for (peer, tls, want_on, want_off) in [
+            ("127.0.0.1:5000", false, true, false),
+            // 127.0.0.1 as the default `[::]` listener sees it.
+            ("[::ffff:127.0.0.1]:5000", false, true, false),
+            ("[::1]:5000", false, true, false),
+            ("192.0.2.1:5000", false, false, false),
+            ("[::ffff:192.0.2.1]:5000", false, false, false),
+            ("[::ffff:192.0.2.1]:5000", true, true, true),
+        ] {
+            let conn = ConnInfo {
+                remote: peer.parse().unwrap(),
+                tls,
+                tcp: None,
+            };
+            assert_eq!(conn.plaintext_ok(&on), want_on, "{peer} tls={tls}");
+            assert_eq!(conn.plaintext_ok(&off), want_off, "{peer} tls={tls} off");
+        }
     }
 }

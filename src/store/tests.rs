@@ -2084,3 +2084,58 @@ fn append_reads_no_directory_of_an_open_folder() {
         205
     );
 }
+
+/// The header's `N` and the highest record UID of a folder's uidlist.
+fn uidlist_next_and_last(dir: &Path) -> (u32, u32) {
+    let text = fs::read_to_string(dir.join("dovecot-uidlist")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let n = header
+        .split(' ')
+        .find_map(|f| f.strip_prefix('N'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no N in {header:?}"));
+    let last = lines
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    (n, last)
+}
+
+#[test]
+fn a_fresh_folders_first_uids_are_written_with_a_true_header() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    // A Maildir with mail in it and no uidlist yet: the folder is opened (its uidlist
+    // created, `N1`) and its five messages numbered in one go.
+    for i in 0..5 {
+        deliver(
+            s.root(),
+            &format!("100{i}.m{i}.host"),
+            b"Subject: x\n\nbody\n",
+        );
+    }
+    let inbox = s.open_folder("INBOX").unwrap();
+    assert_eq!(uids(&inbox), [1, 2, 3, 4, 5]);
+    assert_eq!(uidlist_next_and_last(s.root()), (6, 5));
+
+    // A new folder (its uidlist created at open, `N1`), then five messages copied in.
+    s.create_folder("Copies").unwrap();
+    let copies = s.open_folder("Copies").unwrap();
+    let dir = copies.dir().to_path_buf();
+    assert_eq!(uidlist_next_and_last(&dir), (1, 0));
+    let pairs = inbox.copy_to(&[1, 2, 3, 4, 5], &copies).unwrap();
+    assert_eq!(pairs.len(), 5);
+    assert_eq!(uidlist_next_and_last(&dir), (6, 5));
+
+    // Later UIDs are appended as Dovecot appends them: the header stays as written and
+    // every reader takes the UID after the last record.
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let before = ino(&dir.join("dovecot-uidlist"));
+    assert_eq!(copies.append(b"6\n", &Flags::new(), None).unwrap(), 6);
+    assert_eq!(ino(&dir.join("dovecot-uidlist")), before);
+    assert_eq!(uidlist_next_and_last(&dir), (6, 6));
+    let ul =
+        maildir::uidlist::Uidlist::parse(&fs::read(dir.join("dovecot-uidlist")).unwrap()).unwrap();
+    assert_eq!(ul.next_uid(), 7);
+}

@@ -989,9 +989,23 @@ impl Folder {
     }
 
     /// Records new UIDs in the uidlist (lock held): appended, or a full
-    /// rewrite when the file is missing or in an old format. `recs` is
-    /// walked more than once (hence `Clone`: a cheap iterator over what the
-    /// caller holds).
+    /// rewrite when the file is missing, in an old format, or holds no UID
+    /// yet. `recs` is walked more than once (hence `Clone`: a cheap iterator
+    /// over what the caller holds).
+    ///
+    /// The header's `N` (next UID) is right when the header is written; an
+    /// append leaves it as it was, as Dovecot's appends do (its
+    /// `maildir_uidlist_sync_update` writes only the new records), and every
+    /// reader, Dovecot and ours ([`uidlist::Uidlist::next_uid`]), takes the
+    /// larger of `N` and the last record's UID + 1. Rewriting the header on
+    /// every delivery would cost a rename (and a sync in every session that
+    /// watches the folder) per message. But a folder's first UIDs go into a
+    /// file that is still the header we wrote when the folder was first
+    /// opened, saying `N1`: they are written with a fresh header instead, so
+    /// a folder filled at once (a Maildir opened with mail in it, a COPY
+    /// into a new folder) has a header that tells the truth. UID 1 among
+    /// `recs` means no UID was given before in this UID space (we hold the
+    /// lock and have read every record), so the file has no record to lose.
     pub(super) fn write_records<'a>(
         &self,
         st: &mut State,
@@ -1000,7 +1014,8 @@ impl Folder {
         if recs.clone().next().is_none() {
             return Ok(());
         }
-        if st.ul_stamp.is_some() && st.ul_version == 3 {
+        let first_uids = recs.clone().any(|l| l.uid == 1);
+        if st.ul_stamp.is_some() && st.ul_version == 3 && !first_uids {
             let before = st.ul_stamp;
             uidlist::append(&self.dir, recs, self.fsync)?;
             // We hold the lock, so the growth is ours alone: skip re-reading it.
