@@ -274,7 +274,6 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Authenticator>();
         assert_send_sync::<FailureTracker>();
-        assert_send_sync::<crate::server::tls::TlsReloader>();
     }
 
     #[test]
