@@ -94,8 +94,11 @@ impl Authenticator {
             || user.len() > MAX_CREDENTIAL_LEN
             || password.len() > MAX_CREDENTIAL_LEN
             || user.chars().any(|c| c.is_control() || c == ':')
+            || password.contains('\0')
         {
-            // Not a name any backend can hold; failing fast reveals nothing about who exists.
+            // Not a name any backend can hold, or a password that some hashes would cut or
+            // repeat at the NUL (the protocols refuse it before: `sasl::text_field`); failing
+            // fast reveals nothing about who exists.
             return Err(AuthError::Failed);
         }
         let user = user.to_string();
@@ -239,6 +242,23 @@ mod tests {
             a.verify("nohome", "pw").await,
             Err(AuthError::Unavailable(_))
         ));
+    }
+
+    /// bcrypt repeats the password with its terminating NUL over 72 bytes, so `pw\0pw` is
+    /// the same key as `pw`: a password with a NUL must fail before any hash sees it.
+    #[tokio::test]
+    async fn nul_in_password_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let a = authenticator(dir.path(), &format!("ann:{{BLF-CRYPT}}{hash}::::/h\n"));
+        assert!(StoredHash::parse(&hash).unwrap().verify("pw\0pw"));
+        a.verify("ann", "pw").await.unwrap();
+        for bad in ["pw\0pw", "pw\0", "\0pw"] {
+            assert!(
+                matches!(a.verify("ann", bad).await, Err(AuthError::Failed)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[tokio::test]
