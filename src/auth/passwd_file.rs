@@ -140,11 +140,6 @@ impl PasswdFile {
         Ok(pf)
     }
 
-    /// Path of the file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Re-reads the file if it changed since the last read. Blocking (stat, maybe read).
     pub fn refresh(&self) -> std::io::Result<()> {
         let md = std::fs::metadata(&self.path)?;

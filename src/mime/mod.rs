@@ -215,6 +215,9 @@ impl Message {
 
     /// The encoded ENVELOPE list. `utf8`: raw UTF-8 allowed in strings
     /// (UTF8=ACCEPT enabled); otherwise 8-bit header bytes force literals.
+    /// Tests only: FETCH renders [`envelope_of`] on the stored bytes, and
+    /// the tests check it against this, the parsed message's envelope.
+    #[cfg(test)]
     pub fn envelope(&self, utf8: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         envelope::write(&mut out, &self.data, self.root.header.clone(), utf8);

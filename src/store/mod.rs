@@ -22,9 +22,8 @@
 //!   that still hold them get `NotFound` on their next sync.
 //! - Folder levels go through `crate::mutf7` only when they need it (non-
 //!   ASCII or `&`); plain ASCII is its own modified UTF-7 form.
-//! - [`MailStore::status`] computes unknown sizes (reading files without
-//!   `,W=` once, then remembered); [`MailStore::status_opts`] skips that
-//!   when STATUS did not ask for SIZE.
+//! - [`MailStore::status_opts`] computes unknown sizes (reading files
+//!   without `,W=` once, then remembered) only when STATUS asked for SIZE.
 //! - Quota is Maildir++ `maildirsize` ([`MailStore::quota`]); a Maildir
 //!   without that file has no quota.
 use std::collections::HashMap;
@@ -337,6 +336,8 @@ impl MailStore {
         })
     }
 
+    /// The Maildir root (tests only).
+    #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -391,6 +392,9 @@ impl MailStore {
         Ok(out)
     }
 
+    /// Whether the folder exists (tests only: commands open it and answer
+    /// `NotFound`).
+    #[cfg(test)]
     pub fn folder_exists(&self, name: &str) -> bool {
         self.existing_dir(name).is_ok()
     }
@@ -546,10 +550,6 @@ impl MailStore {
         })?;
         folder.sync(move_new)?;
         Ok(folder)
-    }
-
-    pub fn status(&self, name: &str) -> Result<FolderStatus> {
-        self.status_opts(name, true)
     }
 
     /// STATUS without computing unknown sizes when `need_size` is false
