@@ -31,7 +31,9 @@ pub struct User {
     pub name: String,
     /// The resolved Maildir root (`mail.maildir` with `~`, `%u`, `%n`, `%d` expanded).
     pub maildir: PathBuf,
-    /// System uid/gid to run as (`None`: the daemon's own).
+    /// System uid/gid from the passwd-file or PAM (`None`: none given).
+    /// Nothing uses them yet (sessions run as the daemon's user): kept for
+    /// issue 15, whose per-user worker processes run as this uid/gid.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }

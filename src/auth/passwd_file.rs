@@ -26,6 +26,8 @@ pub struct Entry {
     pub gid: Option<u32>,
     pub home: Option<PathBuf>,
     /// The trailing `extra_fields` (space-separated `key=value`), kept verbatim.
+    /// Nothing reads them yet: kept for issue 19, whose per-user quota comes
+    /// from Dovecot's `userdb_quota_rule=*:storage=100M` field here.
     pub extra: String,
 }
 

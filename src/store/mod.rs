@@ -25,7 +25,9 @@
 //! - [`MailStore::status_opts`] computes unknown sizes (reading files
 //!   without `,W=` once, then remembered) only when STATUS asked for SIZE.
 //! - Quota is Maildir++ `maildirsize` ([`MailStore::quota`]); a Maildir
-//!   without that file has no quota.
+//!   without that file has no quota. APPEND and COPY enforce it (MOVE
+//!   within a Maildir does not change the use); reading it out and setting
+//!   the limits wait for issue 19.
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -574,12 +576,19 @@ pub use maildir::quota::Quota;
 impl MailStore {
     /// The Maildir++ quota (`maildirsize`); `None` when the Maildir has no
     /// quota file, i.e. no quota.
+    ///
+    /// Nothing calls it yet: kept for issue 19 (GETQUOTA/GETQUOTAROOT and
+    /// `nestbox quota show`). APPEND and COPY already enforce a quota file
+    /// that exists.
     pub fn quota(&self) -> Result<Option<Quota>> {
         Ok(maildir::quota::load(&self.root)?)
     }
 
     /// Sets the limits (from the configuration), recomputing the use from
     /// the directories. Both `None` removes the quota file.
+    ///
+    /// Nothing calls it yet: kept for issue 19, which applies `mail.quota`
+    /// (and per-user limits) through it.
     pub fn set_quota_limits(
         &self,
         bytes: Option<u64>,

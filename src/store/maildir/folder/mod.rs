@@ -1057,6 +1057,8 @@ impl Folder {
 
     /// UIDs expunged after `modseq` (for QRESYNC `VANISHED (EARLIER)`), or
     /// `None` when the bounded log no longer reaches back that far.
+    ///
+    /// Nothing calls it yet (QRESYNC is not offered): kept for issue 18.
     pub fn expunged_since(&self, modseq: u64) -> Option<Vec<u32>> {
         let st = self.lock_state();
         if modseq < st.log_floor {
