@@ -244,7 +244,9 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The 1-based line the error points at, when known.
+    /// The 1-based line the error points at, when known (tests; the
+    /// message itself names it).
+    #[cfg(test)]
     pub fn line(&self) -> Option<usize> {
         match self {
             ConfigError::Io { .. } => None,
@@ -297,7 +299,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
-/// Parses and validates config text (no file system access).
+/// Parses and validates config text (no file system access). Tests only:
+/// the server and `check-config` read a file ([`load`]).
+#[cfg(test)]
 pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
     let cfg = parse_unvalidated(text)?;
     cfg.validate(text)?;
@@ -600,8 +604,9 @@ impl Config {
             .unwrap_or_else(|e| format!("# cannot print as TOML: {e}\n{self:#?}\n"))
     }
 
-    /// Expands `mail.maildir` for one user: a leading `~` is `home`, `%u` the full user name,
-    /// `%n` its local part (before `@`), `%d` its domain (empty without `@`), `%%` a `%`.
+    /// [`expand_maildir`] of `mail.maildir`. Tests only: authentication calls
+    /// [`expand_maildir`] with the template it keeps.
+    #[cfg(test)]
     pub fn maildir_for(&self, user: &str, home: &Path) -> PathBuf {
         expand_maildir(&self.mail.maildir, user, home)
     }
@@ -635,8 +640,10 @@ fn bad_template_escape(t: &str) -> Option<char> {
     None
 }
 
-/// See [`Config::maildir_for`]. The user name has been authenticated, but it is still kept
-/// from climbing out of the template: `/` and `..` in it are replaced.
+/// Expands a `mail.maildir` template for one user: a leading `~` is `home`, `%u` the full
+/// user name, `%n` its local part (before `@`), `%d` its domain (empty without `@`), `%%` a
+/// `%`. The user name has been authenticated, but it is still kept from climbing out of the
+/// template: `/` and `..` in it are replaced.
 pub fn expand_maildir(template: &str, user: &str, home: &Path) -> PathBuf {
     let safe = |s: &str| -> String {
         if s == ".." || s == "." {

@@ -89,6 +89,9 @@ impl Flags {
         }
     }
 
+    /// Tests only: whether the set holds `flag` (the server asks
+    /// [`Flags::has`] and [`Flags::has_keyword`]).
+    #[cfg(test)]
     pub fn contains(&self, flag: &Flag) -> bool {
         match flag {
             Flag::Keyword(k) => self.has_keyword(k),
@@ -126,18 +129,6 @@ impl Flags {
                 .keywords
                 .partition_point(|x| cmp_ignore_ascii_case(x, k).is_lt());
             self.keywords.insert(at, k.to_string());
-        }
-    }
-
-    pub fn remove(&mut self, flag: &Flag) {
-        match flag {
-            Flag::Keyword(k) => self.keywords.retain(|x| !x.eq_ignore_ascii_case(k)),
-            Flag::Extension(_) => {}
-            other => {
-                if let Some(b) = Self::bit(other) {
-                    self.system &= !b;
-                }
-            }
         }
     }
 

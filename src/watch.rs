@@ -105,12 +105,14 @@
 //!   [`Watcher::watch_folder`] with the folder directory (for INBOX the
 //!   Maildir root, otherwise `root/.Name`) *before* the folder's initial
 //!   sync, so nothing between the sync and the watch is missed, and spawns a
-//!   task that, on every [`FolderWatch::changed`], takes the entry names
-//!   collected since its last round ([`FolderWatch::take_changes`]) and
-//!   runs `Folder::sync_entries` with them off the runtime, or
-//!   `Folder::sync_watched` (a rescan) when they are [`Changes::Unknown`].
-//!   The sync bumps the folder's own watch channel, which every session
-//!   IDLEing on it awaits.
+//!   task that, on every [`FolderWatch::changed`], reads the folder's
+//!   directory stamp (`Folder::dir_stamp`), on inotify waits for
+//!   [`Watcher::barrier`], takes the entry names collected since its last
+//!   round ([`FolderWatch::take_changes`]) and runs
+//!   `Folder::sync_for_watcher` off the runtime: with those names, or with
+//!   none (a rescan) when they are [`Changes::Unknown`]. A moment later it has the folder write what the
+//!   rounds left (`Folder::persist_due`). The sync bumps the folder's own
+//!   watch channel, which every session IDLEing on it awaits.
 //!   The task ends (dropping the guard, which removes the inotify watches once
 //!   no other guard holds them) when the folder's last holder drops it.
 //!   Because `changed()` collapses fires that happen while a sync runs into
@@ -125,9 +127,9 @@
 //!   Names are collected per guard, at most `LOG_MAX` of them; beyond that,
 //!   and for anything names do not describe (polling, an overflow, `new/`
 //!   or `cur/` themselves replaced), the guard's next take says `Unknown`.
-//! - LIST/NOTIFY: `watch_root` on a user's Maildir root fires when `.Name`
-//!   folders appear or vanish, for NOTIFY `MailboxName` events or to drop a
-//!   cached folder list.
+//! - Root watches ([`Watcher::watch_root`]) have no caller yet: they are
+//!   kept for issue 18's NOTIFY `MailboxName` events (RFC 5465), which must
+//!   come from this one watcher, and are tested here.
 //! - Sessions never talk to this module; they await the `Folder`'s channel.
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -302,59 +304,31 @@ impl FolderWatch {
         }
     }
 
-    /// A receiver of the registration's change counter (bumped on every
-    /// fire), for callers that want to `select!` on several sources or
-    /// compare counters.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.rx.clone()
-    }
-
     /// Takes what changed since the last call (or since registration, for
     /// a folder: the caller's first full sync must come after registering).
     /// A sync that acts on the names alone is exact while the watcher is on
     /// inotify; anything else comes back as [`Changes::Unknown`].
     pub fn take_changes(&self) -> Changes {
-        take(&self.log)
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let was = std::mem::replace(
+            &mut *log,
+            EntryLog {
+                entries: Vec::new(),
+                complete: true,
+            },
+        );
+        if was.complete {
+            Changes::Entries(was.entries)
+        } else {
+            Changes::Unknown
+        }
     }
 
-    /// A handle that takes this guard's changes from another thread (the
-    /// caller's sync runs off the runtime and must read its own view of the
-    /// directories just before taking).
-    pub fn taker(&self) -> ChangeTaker {
-        ChangeTaker(self.log.clone())
-    }
-}
-
-/// See [`FolderWatch::taker`].
-#[derive(Clone)]
-pub struct ChangeTaker(Arc<Mutex<EntryLog>>);
-
-impl ChangeTaker {
-    /// [`FolderWatch::take_changes`].
-    pub fn take(&self) -> Changes {
-        take(&self.0)
-    }
-}
-
-impl fmt::Debug for ChangeTaker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ChangeTaker")
-    }
-}
-
-fn take(log: &Mutex<EntryLog>) -> Changes {
-    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-    let was = std::mem::replace(
-        &mut *log,
-        EntryLog {
-            entries: Vec::new(),
-            complete: true,
-        },
-    );
-    if was.complete {
-        Changes::Entries(was.entries)
-    } else {
-        Changes::Unknown
+    /// How many times the registration has fired so far (tests: to count
+    /// fires that [`FolderWatch::changed`] collapses).
+    #[cfg(test)]
+    fn fire_count(&self) -> u64 {
+        *self.rx.borrow()
     }
 }
 
@@ -442,6 +416,9 @@ impl Watcher {
     /// (`.Name` directories appearing or disappearing). Same guard rules as
     /// [`Watcher::watch_folder`]; independent of a folder watch on the same
     /// directory (INBOX).
+    ///
+    /// Nothing calls it yet: kept for issue 18, whose NOTIFY `MailboxName`
+    /// events (RFC 5465) must come from this one watcher.
     pub fn watch_root(self: &Arc<Self>, root: &Path) -> FolderWatch {
         self.register(Kind::Root, root)
     }
@@ -479,13 +456,17 @@ impl Watcher {
         }
     }
 
-    /// Number of distinct registrations (paths being watched), for stats.
+    /// Number of distinct registrations (paths being watched): in the
+    /// watcher's `Debug` form, and for tests (`tests/watch_public.rs`) that
+    /// dropped guards leave nothing registered.
     pub fn registrations(&self) -> usize {
         self.inner.lock().regs.len()
     }
 
-    /// Number of distinct directories the registrations need watched, for
-    /// stats (inotify watches in use, plus missing directories).
+    /// Number of distinct directories the registrations need watched
+    /// (inotify watches in use, plus missing directories). Only tests ask
+    /// (`tests/watch_public.rs` and here): that dropped guards leave no
+    /// watch behind.
     pub fn watched_dirs(&self) -> usize {
         self.inner.lock().dirs.len()
     }
@@ -2154,15 +2135,14 @@ mod tests {
             fs::write(dir.join("tmp").join(format!("{i}.m.host")), b"x").unwrap();
         }
         let mut fw = w.watch_folder(&dir);
-        let counter = fw.subscribe();
-        let start = *counter.borrow();
+        let start = fw.fire_count();
         let new = dir.join("new");
         let consumer = tokio::spawn(async move {
             let mut seen = Vec::new();
             while fires(&mut fw, ms(1000)).await {
                 seen.push((Instant::now(), fs::read_dir(&new).unwrap().count()));
             }
-            seen
+            (seen, fw.fire_count())
         });
         let d = dir.clone();
         let before_last = tokio::task::spawn_blocking(move || {
@@ -2176,8 +2156,8 @@ mod tests {
         })
         .await
         .unwrap();
-        let seen = consumer.await.unwrap();
-        let fired = counter.borrow().wrapping_sub(start);
+        let (seen, end) = consumer.await.unwrap();
+        let fired = end.wrapping_sub(start);
         let &(last_at, last_count) = seen.last().expect("at least one fire");
         assert_eq!(last_count, N, "the last look sees every delivery");
         assert!(last_at >= before_last, "a fire came after the last rename");

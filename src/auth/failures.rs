@@ -107,13 +107,16 @@ impl FailureTracker {
         self.delay_at(ip, Instant::now())
     }
 
-    /// Number of addresses currently remembered.
-    pub fn len(&self) -> usize {
+    /// Number of addresses currently remembered (tests: the table stays
+    /// bounded).
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
     }
 
-    /// True when no address is remembered.
-    pub fn is_empty(&self) -> bool {
+    /// True when no address is remembered (tests).
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 

@@ -31,8 +31,9 @@ pub struct User {
     pub name: String,
     /// The resolved Maildir root (`mail.maildir` with `~`, `%u`, `%n`, `%d` expanded).
     pub maildir: PathBuf,
-    /// System uid/gid of the user (`None`: none given). Not acted on yet: sessions run as the
-    /// daemon's own user until per-user worker processes (issue 15) use these.
+    /// System uid/gid from the passwd-file or PAM (`None`: none given).
+    /// Nothing uses them yet (sessions run as the daemon's user): kept for
+    /// issue 15, whose per-user worker processes run as this uid/gid.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
@@ -95,8 +96,11 @@ impl Authenticator {
             || user.len() > MAX_CREDENTIAL_LEN
             || password.len() > MAX_CREDENTIAL_LEN
             || user.chars().any(|c| c.is_control() || c == ':')
+            || password.contains('\0')
         {
-            // Not a name any backend can hold; failing fast reveals nothing about who exists.
+            // Not a name any backend can hold, or a password that some hashes would cut or
+            // repeat at the NUL (the protocols refuse it before: `sasl::text_field`); failing
+            // fast reveals nothing about who exists.
             return Err(AuthError::Failed);
         }
         let user = user.to_string();
@@ -242,6 +246,23 @@ mod tests {
         ));
     }
 
+    /// bcrypt repeats the password with its terminating NUL over 72 bytes, so `pw\0pw` is
+    /// the same key as `pw`: a password with a NUL must fail before any hash sees it.
+    #[tokio::test]
+    async fn nul_in_password_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let a = authenticator(dir.path(), &format!("ann:{{BLF-CRYPT}}{hash}::::/h\n"));
+        assert!(StoredHash::parse(&hash).unwrap().verify("pw\0pw"));
+        a.verify("ann", "pw").await.unwrap();
+        for bad in ["pw\0pw", "pw\0", "\0pw"] {
+            assert!(
+                matches!(a.verify("ann", bad).await, Err(AuthError::Failed)),
+                "{bad:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn lowercase_fallback() {
         let dir = tempfile::tempdir().unwrap();
@@ -275,7 +296,6 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Authenticator>();
         assert_send_sync::<FailureTracker>();
-        assert_send_sync::<crate::server::tls::TlsReloader>();
     }
 
     #[test]

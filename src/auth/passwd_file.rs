@@ -27,6 +27,8 @@ pub struct Entry {
     pub gid: Option<u32>,
     pub home: Option<PathBuf>,
     /// The trailing `extra_fields` (space-separated `key=value`), kept verbatim.
+    /// Nothing reads them yet: kept for issue 19, whose per-user quota comes
+    /// from Dovecot's `userdb_quota_rule=*:storage=100M` field here.
     pub extra: String,
 }
 
@@ -139,11 +141,6 @@ impl PasswdFile {
         };
         pf.refresh()?;
         Ok(pf)
-    }
-
-    /// Path of the file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Re-reads the file if it changed since the last read. Blocking (stat, maybe read).

@@ -1,7 +1,14 @@
-//! SASL helpers for IMAP `AUTHENTICATE` (and for POP3 `AUTH` once POP3, which is planned,
-//! is served): the PLAIN message (RFC 4616), the LOGIN mechanism's two prompts
-//! (draft-murchison-sasl-login), and the base64 client responses with `*` (cancel,
-//! RFC 9051 §6.2.2) and `=` (empty initial response, RFC 4959 SASL-IR).
+//! SASL for IMAP `AUTHENTICATE` (and POP3 `AUTH` once it is served): the mechanisms
+//! offered, the PLAIN message (RFC 4616), the LOGIN mechanism's two prompts
+//! (draft-murchison-sasl-login), and the base64 client responses with `*` (cancel, RFC 9051
+//! §6.2.2). The initial response of `AUTHENTICATE` (SASL-IR, RFC 4959, where `=` means
+//! empty) is decoded by the command parser (`proto::parse`), not here.
+//!
+//! The one rule for credential text, whichever way it arrives: UTF-8 without NUL. PLAIN's
+//! fields are separated by NUL and can contain none (RFC 4616 §2); the LOGIN mechanism's and
+//! the LOGIN command's ([`text_field`]) must not either. A NUL would smuggle a separator into
+//! lookups and log lines, and some hash schemes stop at it or repeat the password around it
+//! (bcrypt takes `secret\0secret` for `secret`).
 //!
 //! Pure functions over bytes: no I/O, no logging, no password checks. Every input here is
 //! untrusted and may be any length or content; nothing panics on it.
@@ -35,8 +42,9 @@ pub enum SaslError {
 }
 
 /// Splits a PLAIN message `authzid NUL authcid NUL passwd` (RFC 4616 §2).
-/// `None` unless there are exactly two NULs, all parts are UTF-8, and authcid is non-empty.
-pub fn decode_plain(data: &[u8]) -> Option<(String, String, String)> {
+/// `None` unless there are exactly two NULs (so no part holds one), all parts are UTF-8, and
+/// authcid is non-empty.
+fn decode_plain(data: &[u8]) -> Option<(String, String, String)> {
     let mut parts = data.split(|&b| b == 0);
     let authzid = parts.next()?;
     let authcid = parts.next()?;
@@ -61,30 +69,23 @@ pub fn plain_credentials(data: &[u8]) -> Result<(String, String), SaslError> {
     Ok((authcid, passwd))
 }
 
-/// Decodes one client response line (without CRLF): `*` cancels, `=` is an empty
-/// initial response (SASL-IR), anything else must be base64.
+/// Decodes one client response to a challenge (the line without CRLF): `*` cancels,
+/// anything else must be base64 (an empty line is an empty response).
 pub fn decode_response(line: &[u8]) -> Result<Vec<u8>, SaslError> {
-    let line = line.trim_ascii();
+    let line = line.trim_ascii_end();
     match line {
         b"*" => Err(SaslError::Cancelled),
-        b"=" => Ok(Vec::new()),
         _ => STANDARD.decode(line).map_err(|_| SaslError::BadBase64),
     }
 }
 
-/// A LOGIN-mechanism username or password response, decoded to text.
-pub fn decode_login_field(line: &[u8]) -> Result<String, SaslError> {
-    let bytes = decode_response(line)?;
-    // NUL inside would be a way to smuggle separators into later log lines or lookups.
+/// A user name or password as text: UTF-8 without NUL (see the module doc). For the LOGIN
+/// mechanism's decoded responses and the LOGIN command's arguments.
+pub fn text_field(bytes: Vec<u8>) -> Result<String, SaslError> {
     if bytes.contains(&0) {
         return Err(SaslError::Malformed);
     }
     String::from_utf8(bytes).map_err(|_| SaslError::Malformed)
-}
-
-/// Base64 for a server challenge.
-pub fn encode(data: &[u8]) -> String {
-    STANDARD.encode(data)
 }
 
 #[cfg(test)]
@@ -139,7 +140,14 @@ mod tests {
     #[test]
     fn responses() {
         assert_eq!(decode_response(b"*"), Err(SaslError::Cancelled));
-        assert_eq!(decode_response(b"="), Ok(vec![]));
+        assert_eq!(decode_response(b"*  "), Err(SaslError::Cancelled));
+        assert_eq!(decode_response(b""), Ok(vec![]));
+        // `=` (empty) belongs to the initial response only (RFC 4959).
+        assert_eq!(decode_response(b"="), Err(SaslError::BadBase64));
+        assert_eq!(
+            decode_response(b" AGFubgBzZWNyZXQ="),
+            Err(SaslError::BadBase64)
+        );
         assert_eq!(
             decode_response(b"AGFubgBzZWNyZXQ="),
             Ok(b"\0ann\0secret".to_vec())
@@ -153,10 +161,17 @@ mod tests {
             decode_response(b"AGFubgBzZWNyZXQ"),
             Err(SaslError::BadBase64)
         );
-        assert_eq!(decode_login_field(b"YW5u"), Ok("ann".into()));
-        assert_eq!(decode_login_field(b"YQBi"), Err(SaslError::Malformed));
-        assert_eq!(decode_login_field(b"/w=="), Err(SaslError::Malformed));
-        assert_eq!(encode(b"Username:"), LOGIN_USERNAME_CHALLENGE);
-        assert_eq!(encode(b"Password:"), LOGIN_PASSWORD_CHALLENGE);
+        assert_eq!(STANDARD.encode(b"Username:"), LOGIN_USERNAME_CHALLENGE);
+        assert_eq!(STANDARD.encode(b"Password:"), LOGIN_PASSWORD_CHALLENGE);
+    }
+
+    #[test]
+    fn text_fields() {
+        assert_eq!(text_field(b"ann".to_vec()), Ok("ann".into()));
+        assert_eq!(text_field(b"p\xc3\xa4ss".to_vec()), Ok("p\u{e4}ss".into()));
+        assert_eq!(text_field(Vec::new()), Ok(String::new()));
+        assert_eq!(text_field(b"a\0b".to_vec()), Err(SaslError::Malformed));
+        assert_eq!(text_field(b"secret\0".to_vec()), Err(SaslError::Malformed));
+        assert_eq!(text_field(b"\xff".to_vec()), Err(SaslError::Malformed));
     }
 }

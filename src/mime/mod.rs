@@ -215,6 +215,9 @@ impl Message {
 
     /// The encoded ENVELOPE list. `utf8`: raw UTF-8 allowed in strings
     /// (UTF8=ACCEPT enabled); otherwise 8-bit header bytes force literals.
+    /// Tests only: FETCH renders [`envelope_of`] on the stored bytes, and
+    /// the tests check it against this, the parsed message's envelope.
+    #[cfg(test)]
     pub fn envelope(&self, utf8: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         envelope::write(&mut out, &self.data, self.root.header.clone(), utf8);
@@ -304,6 +307,9 @@ impl Message {
     /// The RFC 8970 PREVIEW text (possibly empty): up to 200 characters
     /// of the first plain-text (else HTML) part, decoded to UTF-8 with
     /// white space collapsed. The caller encodes it as an `nstring`.
+    ///
+    /// Nothing calls it yet: kept for issue 18 (FETCH PREVIEW, cached in
+    /// the index), which will serve it; PREVIEW is not advertised until then.
     pub fn preview(&self) -> String {
         preview::preview(&self.data, &self.root)
     }

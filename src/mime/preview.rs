@@ -5,6 +5,9 @@
 //! Transfer encoding and charset are undone; runs of white space become
 //! one space. The result is at most [`MAX_CHARS`] characters and never
 //! more than the 256 octets RFC 8970 §3 allows.
+//!
+//! Not served yet: kept for issue 18, which adds FETCH PREVIEW (cached in
+//! the index) on top of it; tested here and in `mime::tests` meanwhile.
 use super::decode;
 use super::search_text::part_charset;
 use super::tree::{Cte, Kind, Part, fields};

@@ -5,9 +5,9 @@
 //!
 //! When the registry opens a folder, [`attach`] registers its directory
 //! with the watcher and spawns one small task per open folder: on each
-//! coalesced burst of events it runs, off the runtime, `Folder::sync_entries`
-//! with the names of the entries that changed (inotify) or
-//! `Folder::sync_watched`, a rescan, when the names are not known. The
+//! coalesced burst of events it runs, off the runtime,
+//! `Folder::sync_for_watcher` with the names of the entries that changed
+//! (inotify), or without names, a rescan, when they are not known. The
 //! sync notifies sessions through the folder's own change channel; sessions
 //! turn that into their own untagged responses. The task ends (and its
 //! inotify watches go) when the folder's last holder drops it, which closes

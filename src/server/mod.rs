@@ -1,6 +1,7 @@
-//! The daemon side: listeners and accept loop (`run`), TLS certificates
-//! (`tls`), the glue from the change watcher to the store (`live`), and
-//! letting go of unused folders (`memory`).
+//! The daemon side: listeners and accept loop (`run`), TLS (`tls`: the
+//! certificate, its reload on SIGHUP, the handshakes for implicit-TLS ports
+//! and STARTTLS), the glue from the change watcher to the store (`live`),
+//! and letting go of unused folders (`memory`).
 pub mod live;
 pub mod memory;
 pub mod run;

@@ -1,6 +1,7 @@
-//! The daemon: listeners, the accept loop, connection limits, TLS for
-//! implicit-TLS ports and STARTTLS, signals (SIGTERM drains, SIGHUP reloads
-//! certificates) and systemd readiness.
+//! The daemon: listeners, the accept loop, connection limits, signals
+//! (SIGTERM drains, SIGHUP reloads the TLS certificate) and systemd
+//! readiness. The TLS handshakes, for implicit-TLS ports and STARTTLS, and
+//! the certificate itself are `tls`'s ([`TlsState`]).
 //!
 //! Shaped like mini-redis: a semaphore bounds connections, each connection
 //! is one task running a [`Session`], and a watch channel tells every
@@ -10,73 +11,21 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio_rustls::TlsAcceptor;
 
+use super::tls::TlsState;
 use crate::auth::{Authenticator, FailureTracker};
 use crate::config::Config;
-use crate::session::{ConnInfo, Io, Session, Shared, TlsUpgrade, UpgradeFuture};
+use crate::session::{ConnInfo, Io, Session, Shared, TlsUpgrade};
 use crate::store::Registry;
 
-/// How long a TLS handshake may take before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for sessions to say goodbye.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The current certificate, swappable on SIGHUP without touching sessions.
-pub struct TlsState {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    acceptor: RwLock<TlsAcceptor>,
-}
-
-impl TlsState {
-    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> io::Result<Self> {
-        let cfg = super::tls::load_server_config(cert, key).map_err(io::Error::other)?;
-        Ok(TlsState {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-            acceptor: RwLock::new(TlsAcceptor::from(cfg)),
-        })
-    }
-
-    /// Re-reads the certificate files; on error the old ones stay in use.
-    pub fn reload(&self) {
-        match super::tls::load_server_config(&self.cert, &self.key) {
-            Ok(cfg) => {
-                if let Ok(mut a) = self.acceptor.write() {
-                    *a = TlsAcceptor::from(cfg);
-                }
-                tracing::info!("TLS certificate reloaded from {}", self.cert.display());
-            }
-            Err(e) => tracing::error!("TLS reload failed, keeping the old certificate: {e}"),
-        }
-    }
-
-    fn acceptor(&self) -> Option<TlsAcceptor> {
-        self.acceptor.read().ok().map(|a| a.clone())
-    }
-}
-
-impl TlsUpgrade for TlsState {
-    fn upgrade(&self, io: Box<dyn Io>) -> UpgradeFuture {
-        let acceptor = self.acceptor();
-        Box::pin(async move {
-            let acceptor = acceptor.ok_or_else(|| io::Error::other("TLS state poisoned"))?;
-            let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io))
-                .await
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                })??;
-            Ok(Box::new(tls) as Box<dyn Io>)
-        })
-    }
-}
 
 /// Bounds total connections and connections per remote address.
 struct Limiter {

@@ -1,21 +1,29 @@
-//! TLS server configuration (SPEC §6): certificate chain and key from PEM files, TLS 1.2
-//! and 1.3 with rustls' ring provider, and reloading. The server reloads on SIGHUP only;
-//! reloading when the files change is planned (issue 15).
+//! TLS (SPEC §6): the certificate chain and key from PEM files, the rustls server
+//! configuration (TLS 1.2 and 1.3 with rustls' ring provider), reloading it on SIGHUP (reloading when the files change is planned, issue 15), and
+//! the handshake itself for implicit-TLS ports and STARTTLS ([`TlsState`]).
 //!
 //! PEM parsing uses rustls-pki-types' `PemObject` (SPEC §7: rustls-pemfile is unmaintained).
 //! A reload that fails keeps the previous, working configuration: a half-renewed Let's
-//! Encrypt directory must never take the server off the air. New connections pick up the
-//! new config; established sessions keep the one they negotiated.
+//! Encrypt directory must never take the server off the air. New connections (and STARTTLS
+//! upgrades) pick up the new config; established sessions keep the one they negotiated.
+//! Only SIGHUP reloads: nothing watches the files.
 //!
 //! This module never reads anything but the two files it is given, and never logs key
 //! material.
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use crate::session::{Io, TlsUpgrade, UpgradeFuture};
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a certificate/key pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -85,79 +93,61 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// What identifies the current versions of the two files.
-type Stamp = (Option<SystemTime>, Option<SystemTime>);
-
-fn stamp(cert: &Path, key: &Path) -> Stamp {
-    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (m(cert), m(key))
-}
-
-/// The current TLS config, replaceable at run time (SIGHUP, or a file change).
-pub struct TlsReloader {
+/// The current certificate, swappable on SIGHUP without touching sessions. The accept
+/// loop's implicit-TLS ports and STARTTLS both handshake through it ([`TlsUpgrade`]), with
+/// the configuration current at that moment.
+pub struct TlsState {
     cert: PathBuf,
     key: PathBuf,
-    current: RwLock<Arc<ServerConfig>>,
-    loaded: Mutex<Stamp>,
+    acceptor: RwLock<TlsAcceptor>,
 }
 
-impl TlsReloader {
+impl TlsState {
     /// Loads the pair now; failing here is a startup error.
-    pub fn new(cert: &Path, key: &Path) -> Result<TlsReloader, TlsError> {
-        let loaded = stamp(cert, key);
-        let config = load_server_config(cert, key)?;
-        Ok(TlsReloader {
+    pub fn load(cert: &Path, key: &Path) -> io::Result<Self> {
+        let cfg = load_server_config(cert, key).map_err(io::Error::other)?;
+        Ok(TlsState {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            current: RwLock::new(config),
-            loaded: Mutex::new(loaded),
+            acceptor: RwLock::new(TlsAcceptor::from(cfg)),
         })
     }
 
-    /// The config to use for the next handshake.
-    pub fn current(&self) -> Arc<ServerConfig> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Re-reads the certificate files (SIGHUP) and logs the outcome; on error the old ones
+    /// stay in use.
+    pub fn reload(&self) {
+        match self.try_reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded from {}", self.cert.display()),
+            Err(e) => tracing::error!("TLS reload failed, keeping the old certificate: {e}"),
+        }
     }
 
-    /// A tokio-rustls acceptor for the next connection.
-    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.current())
-    }
-
-    /// Re-reads both files. On error the previous config stays in use.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let s = stamp(&self.cert, &self.key);
-        let config = load_server_config(&self.cert, &self.key)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
-        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    /// [`TlsState::reload`] without the log line.
+    fn try_reload(&self) -> Result<(), TlsError> {
+        let cfg = load_server_config(&self.cert, &self.key)?;
+        if let Ok(mut a) = self.acceptor.write() {
+            *a = TlsAcceptor::from(cfg);
+        }
         Ok(())
     }
 
-    /// Reloads only if either file's mtime changed since the last successful load (for a
-    /// periodic check or a file watcher). `Ok(true)` when a new config was installed.
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
-        let s = stamp(&self.cert, &self.key);
-        if *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) == s {
-            return Ok(false);
-        }
-        self.reload()?;
-        Ok(true)
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.acceptor.read().ok().map(|a| a.clone())
     }
+}
 
-    /// Blocking wrapper for async callers: file reads and key parsing off the runtime.
-    pub async fn reload_async(self: &Arc<Self>) -> Result<(), TlsError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.reload())
-            .await
-            .unwrap_or_else(|e| {
-                Err(TlsError::Read {
-                    path: self.cert.clone(),
-                    message: format!("reload task failed: {e}"),
-                })
-            })
+impl TlsUpgrade for TlsState {
+    fn upgrade(&self, io: Box<dyn Io>) -> UpgradeFuture {
+        let acceptor = self.acceptor();
+        Box::pin(async move {
+            let acceptor = acceptor.ok_or_else(|| io::Error::other("TLS state poisoned"))?;
+            let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io))
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
+            Ok(Box::new(tls) as Box<dyn Io>)
+        })
     }
 }
 
@@ -226,27 +216,66 @@ mod tests {
         assert!(load_server_config(&k, &c).is_err());
     }
 
+    /// The server config the next handshake would use.
+    fn current(st: &TlsState) -> Arc<ServerConfig> {
+        st.acceptor().unwrap().config().clone()
+    }
+
     #[test]
     fn reload_keeps_old_config_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let (c, k) = write_pair(dir.path(), "a");
-        let r = TlsReloader::new(&c, &k).unwrap();
-        let first = r.current();
-        assert!(!r.reload_if_changed().unwrap());
+        let st = TlsState::load(&c, &k).unwrap();
+        let first = current(&st);
 
         // A broken key file: reload fails, the old config stays.
         std::fs::write(&k, "oops").unwrap();
-        assert!(r.reload().is_err());
-        assert!(Arc::ptr_eq(&first, &r.current()));
+        assert!(st.try_reload().is_err());
+        st.reload();
+        assert!(Arc::ptr_eq(&first, &current(&st)));
 
-        // A new pair written in place: noticed by mtime and installed.
+        // A new pair written in place: installed by the next reload.
         let (c2, k2) = write_pair(dir.path(), "b");
         std::fs::rename(&c2, &c).unwrap();
         std::fs::rename(&k2, &k).unwrap();
-        let later = filetime::FileTime::from_unix_time(4_000_000_000, 0);
-        filetime::set_file_mtime(&c, later).unwrap();
-        assert!(r.reload_if_changed().unwrap());
-        assert!(!Arc::ptr_eq(&first, &r.current()));
-        assert!(!r.reload_if_changed().unwrap());
+        st.reload();
+        let second = current(&st);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(st.try_reload().is_ok());
+        assert!(!Arc::ptr_eq(&second, &current(&st)));
+    }
+
+    #[test]
+    fn load_fails_on_a_bad_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = write_pair(dir.path(), "a");
+        let missing = dir.path().join("missing.pem");
+        assert!(TlsState::load(&c, &missing).is_err());
+    }
+
+    #[tokio::test]
+    async fn upgrade_completes_a_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = write_pair(dir.path(), "a");
+        let st = TlsState::load(&c, &k).unwrap();
+        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+        let server = st.upgrade(Box::new(server_end));
+
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&c).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let client = connector.connect(name, client_end);
+        let (server, client) = tokio::join!(server, client);
+        server.unwrap();
+        client.unwrap();
     }
 }

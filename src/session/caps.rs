@@ -43,8 +43,11 @@ pub fn capability_line(s: &Session) -> String {
                 caps.push("STARTTLS".into());
             }
             if s.conn.plaintext_ok(&s.shared.config) {
-                caps.push("AUTH=PLAIN".into());
-                caps.push("AUTH=LOGIN".into());
+                caps.extend(
+                    crate::auth::sasl::MECHANISMS
+                        .iter()
+                        .map(|m| format!("AUTH={m}")),
+                );
             } else {
                 caps.push("LOGINDISABLED".into());
             }

@@ -108,6 +108,9 @@ impl ConnInfo {
 
 /// The authenticated part of a session: the user and their mail store.
 pub struct Authed {
+    /// Who logged in. Nothing reads it yet: kept for issue 15, whose
+    /// per-user worker takes the session over as this user (uid/gid), and
+    /// issue 19's per-user quota.
     pub user: User,
     pub store: Arc<MailStore>,
 }

@@ -81,6 +81,8 @@ impl SelectedView {
         self.uids.len() as u32
     }
 
+    /// Nothing calls it: it goes with [`SelectedView::len`] (clippy's
+    /// `len_without_is_empty`).
     pub fn is_empty(&self) -> bool {
         self.uids.is_empty()
     }

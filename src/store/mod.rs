@@ -22,11 +22,12 @@
 //!   that still hold them get `NotFound` on their next sync.
 //! - Folder levels go through `crate::mutf7` only when they need it (non-
 //!   ASCII or `&`); plain ASCII is its own modified UTF-7 form.
-//! - [`MailStore::status`] computes unknown sizes (reading files without
-//!   `,W=` once, then remembered); [`MailStore::status_opts`] skips that
-//!   when STATUS did not ask for SIZE.
+//! - [`MailStore::status_opts`] computes unknown sizes (reading files
+//!   without `,W=` once, then remembered) only when STATUS asked for SIZE.
 //! - Quota is Maildir++ `maildirsize` ([`MailStore::quota`]); a Maildir
-//!   without that file has no quota.
+//!   without that file has no quota. APPEND and COPY enforce it (MOVE
+//!   within a Maildir does not change the use); reading it out and setting
+//!   the limits wait for issue 19.
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -351,6 +352,8 @@ impl MailStore {
         })
     }
 
+    /// The Maildir root (tests only).
+    #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -405,6 +408,9 @@ impl MailStore {
         Ok(out)
     }
 
+    /// Whether the folder exists (tests only: commands open it and answer
+    /// `NotFound`).
+    #[cfg(test)]
     pub fn folder_exists(&self, name: &str) -> bool {
         self.existing_dir(name).is_ok()
     }
@@ -576,10 +582,6 @@ impl MailStore {
         Ok(folder)
     }
 
-    pub fn status(&self, name: &str) -> Result<FolderStatus> {
-        self.status_opts(name, true)
-    }
-
     /// STATUS without computing unknown sizes when `need_size` is false
     /// (then `size` counts only messages whose size is already known).
     pub fn status_opts(&self, name: &str, need_size: bool) -> Result<FolderStatus> {
@@ -602,12 +604,19 @@ pub use maildir::quota::Quota;
 impl MailStore {
     /// The Maildir++ quota (`maildirsize`); `None` when the Maildir has no
     /// quota file, i.e. no quota.
+    ///
+    /// Nothing calls it yet: kept for issue 19 (GETQUOTA/GETQUOTAROOT and
+    /// `nestbox quota show`). APPEND and COPY already enforce a quota file
+    /// that exists.
     pub fn quota(&self) -> Result<Option<Quota>> {
         Ok(maildir::quota::load(&self.root)?)
     }
 
     /// Sets the limits (from the configuration), recomputing the use from
     /// the directories. Both `None` removes the quota file.
+    ///
+    /// Nothing calls it yet: kept for issue 19, which applies `mail.quota`
+    /// (and per-user limits) through it.
     pub fn set_quota_limits(
         &self,
         bytes: Option<u64>,

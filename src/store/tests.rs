@@ -574,7 +574,7 @@ fn status_does_not_move_new_mail() {
     let dir = s.root().join(".Lists");
     deliver(&dir, "1000.a.host,W=3", b"a\n");
     deliver(&dir, "1001.b.host", b"bb\n");
-    let st = s.status("Lists").unwrap();
+    let st = s.status_opts("Lists", true).unwrap();
     assert_eq!(
         (st.messages, st.recent, st.unseen, st.uidnext, st.size),
         (2, 2, 2, 3, 7)

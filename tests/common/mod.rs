@@ -622,34 +622,6 @@ service stats {{
     path
 }
 
-/// Read from a stream until `needle` appears or the timeout passes; returns what was read.
-pub fn read_until(stream: &mut TcpStream, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while Instant::now() < deadline {
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .ok();
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if String::from_utf8_lossy(&buf).contains(needle) {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 /// A minimal blocking IMAP client for test setup and checks (cleartext loopback LOGIN).
 /// Responses are "logical lines": a literal `{N}` is read with its bytes and the line goes on.
 pub struct ImapClient {

@@ -2,15 +2,17 @@
 //!
 //! Plaintext passwords are refused unless the connection is TLS or, when
 //! the operator allows it, loopback (SPEC §3); failures are logged in the
-//! fail2ban format by `auth` and slowed down per remote address.
+//! fail2ban format by `auth` and slowed down per remote address. Decoding
+//! the SASL messages and the rule for credential text (UTF-8, no NUL) are
+//! `auth::sasl`'s; this file only runs the exchange and maps its errors:
+//! a malformed message is `BAD`, a foreign authorization identity
+//! `NO [AUTHORIZATIONFAILED]`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-
-use crate::auth::{AuthError, sasl};
+use crate::auth::AuthError;
+use crate::auth::sasl::{self, SaslError};
 use crate::session::caps::capability_line;
 use crate::session::{Authed, CmdResult, Session, State, Status, blocking};
 use crate::store::{MailStore, StoreOptions};
@@ -45,6 +47,8 @@ pub async fn login(s: &mut Session, username: String, password: String) -> CmdRe
     if !s.conn.plaintext_ok(&s.shared.config) {
         return Err(plaintext_refused());
     }
+    let username = text(username.into_bytes(), "user name")?;
+    let password = text(password.into_bytes(), "password")?;
     authenticate_user(s, &username, &password, "LOGIN").await
 }
 
@@ -54,7 +58,7 @@ pub async fn authenticate(
     initial: Option<Vec<u8>>,
 ) -> CmdResult {
     let mech = mechanism.to_ascii_uppercase();
-    if mech != "PLAIN" && mech != "LOGIN" {
+    if !sasl::MECHANISMS.contains(&mech.as_str()) {
         return Err(Status::no(
             None,
             format!("Unsupported authentication mechanism {mechanism}."),
@@ -66,35 +70,37 @@ pub async fn authenticate(
     if mech == "PLAIN" {
         let data = match initial {
             Some(d) => d,
-            None => challenge(s, b"").await?,
+            None => challenge(s, "").await?,
         };
-        let Some((authz, authc, pass)) = sasl::decode_plain(&data) else {
-            return Err(Status::bad("Invalid PLAIN authentication data."));
-        };
-        if !authz.is_empty() && authz != authc {
-            return Err(Status::no(
+        let (user, pass) = sasl::plain_credentials(&data).map_err(|e| match e {
+            SaslError::AuthzidMismatch => Status::no(
                 Some("AUTHORIZATIONFAILED"),
                 "Authorization identity differs from authentication identity.",
-            ));
-        }
-        authenticate_user(s, &authc, &pass, "PLAIN").await
+            ),
+            _ => Status::bad("Invalid PLAIN authentication data."),
+        })?;
+        authenticate_user(s, &user, &pass, "PLAIN").await
     } else {
         let user = match initial {
             Some(d) => d,
-            None => challenge(s, b"Username:").await?,
+            None => challenge(s, sasl::LOGIN_USERNAME_CHALLENGE).await?,
         };
-        let pass = challenge(s, b"Password:").await?;
-        let user =
-            String::from_utf8(user).map_err(|_| Status::bad("Invalid user name encoding."))?;
-        let pass =
-            String::from_utf8(pass).map_err(|_| Status::bad("Invalid password encoding."))?;
+        let pass = challenge(s, sasl::LOGIN_PASSWORD_CHALLENGE).await?;
+        let user = text(user, "user name")?;
+        let pass = text(pass, "password")?;
         authenticate_user(s, &user, &pass, "LOGIN").await
     }
 }
 
-/// Sends one `+ base64` challenge and reads the decoded answer.
-async fn challenge(s: &mut Session, prompt: &[u8]) -> Result<Vec<u8>, Status> {
-    s.line(format!("+ {}", B64.encode(prompt)));
+/// A user name or password as text ([`sasl::text_field`]: UTF-8 without NUL), or `BAD`.
+fn text(bytes: Vec<u8>, what: &str) -> Result<String, Status> {
+    sasl::text_field(bytes)
+        .map_err(|_| Status::bad(format!("Invalid {what}: not UTF-8 or contains NUL.")))
+}
+
+/// Sends one `+ base64` challenge (already encoded) and reads the decoded answer.
+async fn challenge(s: &mut Session, prompt: &str) -> Result<Vec<u8>, Status> {
+    s.line(format!("+ {prompt}"));
     s.flush()
         .await
         .map_err(|_| Status::bad("Connection lost."))?;
@@ -107,13 +113,10 @@ async fn challenge(s: &mut Session, prompt: &[u8]) -> Result<Vec<u8>, Status> {
             ));
         }
     };
-    let text = String::from_utf8_lossy(&line);
-    let text = text.trim_end();
-    if text == "*" {
-        return Err(Status::bad("Authentication cancelled."));
-    }
-    B64.decode(text.as_bytes())
-        .map_err(|_| Status::bad("Invalid base64 in authentication response."))
+    sasl::decode_response(&line).map_err(|e| match e {
+        SaslError::Cancelled => Status::bad("Authentication cancelled."),
+        _ => Status::bad("Invalid base64 in authentication response."),
+    })
 }
 
 async fn authenticate_user(s: &mut Session, user: &str, pass: &str, mech: &str) -> CmdResult {

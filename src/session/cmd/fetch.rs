@@ -734,8 +734,9 @@ fn render_one(
             }
             FetchAttr::BinarySize { part } => {
                 let spec: Vec<String> = part.iter().map(|p| p.to_string()).collect();
-                let data = binary_of(lazy.get()?, part)?;
-                let _ = write!(out, "BINARY.SIZE[{}] {}", spec.join("."), data.len());
+                // Counted without a decoded copy where the encoding is the identity.
+                let size = lazy.get()?.binary_size(part).map_err(binary_error)?;
+                let _ = write!(out, "BINARY.SIZE[{}] {size}", spec.join("."));
             }
             FetchAttr::ModSeq => {
                 let _ = write!(out, "MODSEQ ({})", meta.modseq);
@@ -751,7 +752,12 @@ fn render_one(
 }
 
 fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderError> {
-    msg.binary(part).map_err(|e| match e {
+    msg.binary(part).map_err(binary_error)
+}
+
+/// What BINARY and BINARY.SIZE answer for a part they cannot decode.
+fn binary_error(e: BinaryError) -> RenderError {
+    match e {
         BinaryError::UnknownCte => RenderError::Status(Status::no(
             Some("UNKNOWN-CTE"),
             "Unknown Content-Transfer-Encoding.",
@@ -759,7 +765,7 @@ fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderError> {
         BinaryError::NoSuchPart => {
             RenderError::Status(Status::no(Some("NONEXISTENT"), "No such message part."))
         }
-    })
+    }
 }
 
 #[cfg(test)]

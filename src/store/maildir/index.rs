@@ -184,6 +184,8 @@ pub struct IndexMsgRef<'a> {
 }
 
 /// The file image of an index (see the module doc for the layout).
+/// Tests only: the folder encodes its own records with [`encode_parts`].
+#[cfg(test)]
 pub fn encode(d: &IndexData) -> Vec<u8> {
     encode_parts(
         d,
@@ -200,8 +202,9 @@ pub fn encode(d: &IndexData) -> Vec<u8> {
     )
 }
 
-/// [`encode`] with the header fields from `d` (its `msgs` are ignored) and
-/// the messages from `msgs`.
+/// The file image of an index (see the module doc for the layout) with the
+/// header fields from `d` (its `msgs` are ignored) and the messages from
+/// `msgs`: the folder's own records, without a list of `IndexMsg`s.
 pub fn encode_parts<'a>(
     d: &IndexData,
     msgs: impl ExactSizeIterator<Item = IndexMsgRef<'a>>,
@@ -252,6 +255,8 @@ pub fn encode_parts<'a>(
 }
 
 /// Parses a file image; `None` unless it is complete and intact.
+/// Tests only: the folder reads the file through [`load_with`].
+#[cfg(test)]
 pub fn decode(data: &[u8]) -> Option<IndexData> {
     let mut msgs = Vec::new();
     let mut d = decode_with(data, |m, n| {
@@ -268,7 +273,8 @@ pub fn decode(data: &[u8]) -> Option<IndexData> {
 /// 100,000 `IndexMsg`s in between. The returned `msgs` is empty. On
 /// `None`, whatever `each` got must be dropped (here the checksum is
 /// verified before any message is handed out; [`load_with`] verifies it
-/// at the end).
+/// at the end). Tests only, like [`decode`].
+#[cfg(test)]
 pub fn decode_with(data: &[u8], each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
     let body_len = data.len().checked_sub(8)?;
     let (body, sum) = data.split_at(body_len);
@@ -521,8 +527,9 @@ pub fn load(dir: &Path) -> Option<IndexData> {
 }
 
 /// Loads the index of the folder at `dir`, handing each message to `each`
-/// as [`decode_with`] does, but reading the file through a buffer
-/// (`Chunked`) and verifying the checksum at the end; `None` if missing
+/// with the number of messages from it to the last (for a reserve), so the
+/// folder makes its own record of each at once; reads the file through a
+/// buffer (`Chunked`) and verifies the checksum at the end; `None` if missing
 /// or not valid (a corrupt index is logged and then ignored: it is only a
 /// cache), and then whatever `each` got must be dropped.
 pub fn load_with(dir: &Path, each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
@@ -551,13 +558,15 @@ fn read_with(
     Some(d)
 }
 
-/// Writes the index atomically. It is not fsynced: a torn index after a
-/// crash fails its checksum and is rebuilt.
+/// [`save_image`] of [`encode`]. Tests only: the folder writes an image
+/// of its own records.
+#[cfg(test)]
 pub fn save(dir: &Path, d: &IndexData) -> io::Result<()> {
     save_image(dir, &encode(d))
 }
 
-/// [`save`] of an image made with [`encode_parts`].
+/// Writes an index image made with [`encode_parts`] atomically. It is not
+/// fsynced: a torn index after a crash fails its checksum and is rebuilt.
 pub fn save_image(dir: &Path, image: &[u8]) -> io::Result<()> {
     super::write_atomic(&dir.join(FILE), image, false)
 }

@@ -181,12 +181,16 @@ impl Uidlist {
         self.header_next.max(last.saturating_add(1)).max(1)
     }
 
-    /// Parses a whole file. A torn last line (a writer appending right now)
-    /// is ignored; a bad header is `InvalidData`.
+    /// [`Loaded::parse`], one [`Record`] per line. Tests only: the folder
+    /// keeps the file's text ([`Loaded::load`]).
+    #[cfg(test)]
     pub fn parse(data: &[u8]) -> io::Result<Self> {
         Loaded::parse(data.to_vec()).map(|l| l.to_uidlist())
     }
 
+    /// The whole file. Tests only: the folder writes it from its own
+    /// records.
+    #[cfg(test)]
     pub fn render(&self) -> String {
         let mut out = header(self.uidvalidity, self.next_uid(), &self.guid);
         for r in &self.records {
@@ -307,7 +311,8 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Parses a whole file; see [`Uidlist::parse`].
+    /// Parses a whole file. A torn last line (a writer appending right now)
+    /// is ignored; a bad header is `InvalidData`.
     pub fn parse(data: Vec<u8>) -> io::Result<Self> {
         let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
         // Valid UTF-8 (the usual case) is taken as it is, without a copy.
@@ -396,7 +401,8 @@ impl Loaded {
             .filter_map(move |l| parse_line(l, version))
     }
 
-    /// The same uidlist as one [`Record`] per line.
+    /// The same uidlist as one [`Record`] per line (tests only).
+    #[cfg(test)]
     pub fn to_uidlist(&self) -> Uidlist {
         Uidlist {
             version: self.version,

@@ -258,12 +258,12 @@ struct State {
     /// `flag_log` holds every flag change above this modseq.
     flag_log_floor: u64,
     recent: Vec<u32>,
-    /// Messages still in `new/` already handed out as \Recent by
-    /// [`Folder::sync_watched`]; moving them to `cur/` later must not hand
-    /// them out again.
+    /// Messages still in `new/` already handed out as \Recent by the
+    /// change watcher's syncs ([`Folder::sync_for_watcher`]); moving them to
+    /// `cur/` later must not hand them out again.
     recent_in_new: rustc_hash::FxHashSet<u32>,
     /// Messages below this UID were looked at by a watcher sync for
-    /// \Recent already (see `sync_watched_with`).
+    /// \Recent already (see [`Folder::sync_for_watcher`]).
     recent_checked_to: u32,
     snapshot: Option<Arc<Vec<MessageMeta>>>,
     /// [`Folder::uid_list`]'s cache, valid for (highest modseq, count):
@@ -316,7 +316,7 @@ pub struct Folder {
     /// another program): sessions must drop it.
     gone: std::sync::atomic::AtomicBool,
     /// A change watcher reports every entry change of `new/` and `cur/` to
-    /// [`Folder::sync_entries`] (see [`Folder::set_events_live`]).
+    /// [`Folder::sync_for_watcher`] (see [`Folder::set_events_live`]).
     events_live: std::sync::atomic::AtomicBool,
     /// How many times `new/` or `cur/` was read (see [`Folder::dir_reads`]).
     dir_reads: std::sync::atomic::AtomicU64,
@@ -659,7 +659,7 @@ impl Folder {
     }
 
     /// Says whether a change watcher currently hands every entry change of
-    /// `new/` and `cur/` to [`Folder::sync_entries`] (inotify, watching
+    /// `new/` and `cur/` to [`Folder::sync_for_watcher`] (inotify, watching
     /// since before the folder's first scan, no overflow since the last full
     /// sync). While it does, the syncs sessions run (SELECT, STATUS) trust
     /// the state the watcher keeps and read no directory; a change is then
@@ -1068,6 +1068,8 @@ impl Folder {
 
     /// UIDs expunged after `modseq` (for QRESYNC `VANISHED (EARLIER)`), or
     /// `None` when the bounded log no longer reaches back that far.
+    ///
+    /// Nothing calls it yet (QRESYNC is not offered): kept for issue 18.
     pub fn expunged_since(&self, modseq: u64) -> Option<Vec<u32>> {
         let st = self.lock_state();
         if modseq < st.log_floor {

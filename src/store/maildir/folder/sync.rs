@@ -95,7 +95,7 @@ pub struct DirStamp {
 }
 
 /// One change of an entry of `new/` or `cur/`, as the change watcher saw
-/// it (see [`Folder::sync_entries`]).
+/// it (see [`Folder::sync_for_watcher`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryEvent {
     /// In `new/` (else `cur/`).
@@ -240,23 +240,29 @@ impl Folder {
         Ok(())
     }
 
-    /// The sync the change watcher runs on every burst of events. It never
-    /// moves `new/` to `cur/` (that would change `cur/` and make the next
-    /// delivery re-read all of it); instead, while a session has the folder
-    /// selected read-write, messages arriving in `new/` become claimable as
-    /// \Recent right away, as if that session had moved them.
-    pub fn sync_watched(&self) -> Result<()> {
-        self.sync_watched_with(None, None, true)
-    }
-
-    /// The watcher glue's sync. `events` are the entry names the watcher
-    /// collected (`None`: not known, rescan). `stamp`, when given, was read
-    /// ([`Folder::dir_stamp`]) before those names were taken, and the
-    /// watcher had passed a barrier after reading it (every event of a
-    /// change made before the stamp was among the names): afterwards every
-    /// change the stamp shows is applied, so while the directories still
-    /// show it, the syncs of sessions need not read them (see
-    /// [`Folder::set_events_live`]). Without a stamp, sessions do.
+    /// The sync the change watcher runs on every burst of events
+    /// (`server::live`). It never moves `new/` to `cur/` (that would change
+    /// `cur/` and make the next delivery re-read all of it); instead, while a
+    /// session has the folder selected read-write, messages arriving in
+    /// `new/` become claimable as \Recent right away, as if that session had
+    /// moved them.
+    ///
+    /// `events` are the entry names of `new/` and `cur/` the watcher
+    /// collected since its last call, all of them (inotify, no overflow);
+    /// `None`: not known, rescan. With names, only those are looked at, so
+    /// the folder's own renames (a `STORE 1:*`, new/ -> cur/) cost no system
+    /// call at all and a delivery or another program's flag change costs one
+    /// `lstat`, where a rescan of a 100,000-message `cur/` costs about 0.3 s
+    /// of CPU. What names alone cannot settle (a file we know that vanished
+    /// without a new name for it, a duplicate) falls back to the full,
+    /// race-safe scan.
+    ///
+    /// `stamp`, when given, was read ([`Folder::dir_stamp`]) before those
+    /// names were taken, and the watcher had passed a barrier after reading
+    /// it (every event of a change made before the stamp was among the
+    /// names): afterwards every change the stamp shows is applied, so while
+    /// the directories still show it, the syncs of sessions need not read
+    /// them (see [`Folder::set_events_live`]). Without a stamp, sessions do.
     ///
     /// It writes nothing of nestbox's own (index, cache): the watcher calls
     /// [`Folder::persist_due`] a moment later, so that the sessions it just
@@ -266,37 +272,6 @@ impl Folder {
         &self,
         events: Option<&[EntryEvent]>,
         stamp: Option<DirStamp>,
-    ) -> Result<()> {
-        self.sync_watched_with(events, stamp, false)
-    }
-
-    /// The mtimes of `new/` and `cur/` now, for [`Folder::sync_for_watcher`].
-    pub fn dir_stamp(&self) -> Result<DirStamp> {
-        let read_at = now_ns();
-        Ok(DirStamp {
-            new: dir_mtime(&self.dir.join("new"))?,
-            cur: dir_mtime(&self.dir.join("cur"))?,
-            read_at,
-        })
-    }
-
-    /// [`Folder::sync_watched`] when the watcher knows every entry of
-    /// `new/` and `cur/` that changed since its last call (inotify, no
-    /// overflow): only those names are looked at, so the folder's own
-    /// renames (a `STORE 1:*`, new/ -> cur/) cost no system call at all and
-    /// a delivery or another program's flag change costs one `lstat`, where
-    /// a rescan of a 100,000-message `cur/` costs about 0.3 s of CPU. What
-    /// names alone cannot settle (a file we know that vanished without a new
-    /// name for it, a duplicate) falls back to the full, race-safe scan.
-    pub fn sync_entries(&self, events: &[EntryEvent]) -> Result<()> {
-        self.sync_watched_with(Some(events), None, true)
-    }
-
-    fn sync_watched_with(
-        &self,
-        events: Option<&[EntryEvent]>,
-        stamp: Option<DirStamp>,
-        persist: bool,
     ) -> Result<()> {
         let mut st = self.lock_state();
         let changed = match events {
@@ -346,11 +321,35 @@ impl Folder {
                 st.scan_time = s.read_at;
             }
         }
-        if persist {
-            let jobs = self.persist_jobs(&mut st);
-            drop(st);
-            self.persist(jobs);
-        }
+        Ok(())
+    }
+
+    /// The mtimes of `new/` and `cur/` now, for [`Folder::sync_for_watcher`].
+    pub fn dir_stamp(&self) -> Result<DirStamp> {
+        let read_at = now_ns();
+        Ok(DirStamp {
+            new: dir_mtime(&self.dir.join("new"))?,
+            cur: dir_mtime(&self.dir.join("cur"))?,
+            read_at,
+        })
+    }
+
+    /// Tests only: the watcher's rescan ([`Folder::sync_for_watcher`] with
+    /// no names and no stamp), writing the index and cache at once instead
+    /// of leaving that to [`Folder::persist_due`].
+    #[cfg(test)]
+    pub(crate) fn sync_watched(&self) -> Result<()> {
+        self.sync_for_watcher(None, None)?;
+        self.persist_due();
+        Ok(())
+    }
+
+    /// Tests only: [`Folder::sync_for_watcher`] with these names and no
+    /// stamp, writing the index and cache at once.
+    #[cfg(test)]
+    pub(crate) fn sync_entries(&self, events: &[EntryEvent]) -> Result<()> {
+        self.sync_for_watcher(Some(events), None)?;
+        self.persist_due();
         Ok(())
     }
 
@@ -384,7 +383,7 @@ impl Folder {
         Ok(changed)
     }
 
-    /// Applies entry events (see [`Folder::sync_entries`]). Returns false
+    /// Applies entry events (see [`Folder::sync_for_watcher`]). Returns false
     /// when they cannot settle the folder's state and a scan must.
     fn apply_entries(
         &self,
