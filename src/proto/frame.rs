@@ -144,12 +144,6 @@ impl Framer {
         self.max_command = Some(max);
     }
 
-    /// Whether part of a command has arrived but not all of it (a line
-    /// without its end, or a literal announced and not yet complete).
-    pub fn mid_command(&self) -> bool {
-        !matches!(self.mode, Mode::Line) || !self.cur.is_empty() || self.pos < self.buf.len()
-    }
-
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         // Reclaim the consumed prefix before growing, so a long-lived

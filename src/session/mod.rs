@@ -80,14 +80,16 @@ pub struct ConnInfo {
 impl ConnInfo {
     /// Asks the kernel to acknowledge what arrives next at once instead of
     /// delaying the ACK (Linux `TCP_QUICKACK`; the kernel drops back to
-    /// delayed ACKs on its own, so this is set again each time it matters).
-    /// Called while a command is half received: a client that sends a
-    /// literal and then its closing CRLF in a second small write with
-    /// Nagle's algorithm on (Python's `imaplib`) holds the CRLF until the
-    /// literal is acknowledged, and Linux delays that ACK up to 40 ms on a
-    /// connection that has answered before, so every APPEND took 40 ms
-    /// more (Dovecot sets the same option when it flushes). A failure only
-    /// costs that latency, so it is ignored.
+    /// delayed ACKs on its own, so this is set again before every read).
+    /// A client that sends a literal and then its closing CRLF in a second
+    /// small write with Nagle's algorithm on (Python's `imaplib`) holds the
+    /// CRLF until the literal is acknowledged, and Linux delays that ACK up
+    /// to 40 ms on a connection that has answered before: every APPEND took
+    /// 40 ms more. The same holds for any small write a client makes while
+    /// an earlier one is unacknowledged (pipelined commands of a client
+    /// without `TCP_NODELAY`). Dovecot sets the option after every flush.
+    /// One system call per read; a failure only costs that latency, so it
+    /// is ignored.
     pub fn quickack(&self) {
         if let Some(fd) = self.tcp {
             // SAFETY: `fd` is the socket of the stream this session owns (see
@@ -585,9 +587,7 @@ impl Session {
             // Everything owed goes out before waiting for the client (it
             // may be waiting for exactly that, e.g. a continuation).
             self.flush().await?;
-            if self.framer.mid_command() {
-                self.conn.quickack();
-            }
+            self.conn.quickack();
             // Small on purpose: it lives in every idle connection's task.
             let mut buf = [0u8; READ_CHUNK];
             let io = self
@@ -617,6 +617,7 @@ impl Session {
                 Some(Err(())) => return Err(std::io::Error::other("line too long")),
                 None => {}
             }
+            self.conn.quickack();
             let mut buf = [0u8; READ_CHUNK];
             let io = self
                 .io
