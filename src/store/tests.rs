@@ -33,6 +33,31 @@ fn files(dir: &Path, sub: &str) -> Vec<String> {
     v
 }
 
+/// The files of `cur/` in UID order (from `dovecot-uidlist`). Not `files`:
+/// unique names sort by name only roughly in time order (`M<usecs>` has no
+/// leading zeros, so `M99999` sorts after `M100002` of the same second).
+fn cur_by_uid(root: &Path) -> Vec<String> {
+    let cur = files(root, "cur");
+    let ul = fs::read_to_string(root.join("dovecot-uidlist")).unwrap();
+    let mut recs: Vec<(u32, String)> = ul
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let uid = l.split(' ').next()?.parse().ok()?;
+            let base = l.split_once(" :")?.1.to_string();
+            Some((uid, base))
+        })
+        .collect();
+    recs.sort();
+    recs.iter()
+        .filter_map(|(_, base)| {
+            cur.iter()
+                .find(|f| f.split_once(':').is_some_and(|(b, _)| b == base))
+                .cloned()
+        })
+        .collect()
+}
+
 fn uids(f: &Folder) -> Vec<u32> {
     f.messages().iter().map(|m| m.uid).collect()
 }
@@ -141,7 +166,7 @@ fn external_changes_show_up_after_sync() {
     f.append(b"1\n", &Flags::new(), None).unwrap();
     f.append(b"2\n", &Flags::new(), None).unwrap();
     let since = f.highest_modseq();
-    let cur = files(s.root(), "cur");
+    let cur = cur_by_uid(s.root());
     // mutt marks the first one seen, and deletes the second.
     let renamed = cur[0].replace(":2,", ":2,S");
     fs::rename(
@@ -1022,7 +1047,7 @@ fn an_expunged_file_that_comes_back_gets_a_new_uid() {
         let f = s.open_folder("INBOX").unwrap();
         f.append(b"1\n", &Flags::new(), None).unwrap();
         f.append(b"2\n", &Flags::new(), None).unwrap();
-        let name = files(s.root(), "cur")[0].clone();
+        let name = cur_by_uid(s.root())[0].clone();
         fs::rename(s.root().join("cur").join(&name), outside.path().join(&name)).unwrap();
         f.sync(false).unwrap();
         assert_eq!(uids(&f), [2]);
@@ -1047,7 +1072,7 @@ fn batch_ops_follow_many_external_renames_and_never_guess_expunges() {
             .unwrap();
     }
     // Another client marks three seen and deletes the fourth.
-    let cur = files(s.root(), "cur");
+    let cur = cur_by_uid(s.root());
     for n in &cur[..3] {
         let to = n.replace(":2,", ":2,S");
         fs::rename(s.root().join("cur").join(n), s.root().join("cur").join(to)).unwrap();
