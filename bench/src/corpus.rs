@@ -431,14 +431,28 @@ struct Written {
 /// harness APPENDs and delivers these (folders 7 and up keep them apart from the corpus).
 pub fn message_bytes(seed: u64, folder: u64, i: usize) -> Vec<u8> {
     let mut rng = Rng::new(seed, folder, i as u64);
-    build_message(
-        &mut rng,
-        seed,
-        folder,
-        i,
-        BASE_TIME + 86_400 * 400 + i as u64,
-        false,
-        false,
+    build_message(&mut rng, seed, folder, i, message_time(i), false, false)
+}
+
+/// The Date (Unix seconds) of message `i` of [`message_bytes`].
+pub fn message_time(i: usize) -> u64 {
+    BASE_TIME + 86_400 * 400 + i as u64
+}
+
+/// IMAP date-time (`"dd-Mon-yyyy hh:mm:ss +0100"` without the quotes) from Unix seconds, in
+/// the fixed +0100 zone of [`rfc5322_date`]: what a client such as mbsync gives APPEND.
+pub fn imap_date(t: u64) -> String {
+    let local = t + 3600;
+    let (y, m, d) = civil_from_days((local / 86400) as i64);
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    let secs = local % 86400;
+    format!(
+        "{d:02}-{mon}-{y} {:02}:{:02}:{:02} +0100",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
     )
 }
 
@@ -1046,6 +1060,16 @@ mod tests {
         for (letters, passed, want) in table {
             assert_eq!(imap_flags(letters, *passed), *want, "{letters}");
         }
+    }
+
+    #[test]
+    fn imap_dates() {
+        assert_eq!(imap_date(0), "01-Jan-1970 01:00:00 +0100");
+        assert_eq!(imap_date(BASE_TIME + 3599), "01-Jan-2024 01:59:59 +0100");
+        assert_eq!(
+            imap_date(BASE_TIME + 86_400 * 40),
+            "10-Feb-2024 01:00:00 +0100"
+        );
     }
 
     #[test]

@@ -297,8 +297,62 @@ impl Conn {
         r
     }
 
-    /// APPEND one message with a synchronizing literal (waits for the continuation).
-    pub async fn append_sync(&mut self, mailbox: &str, flags: &str, msg: &[u8]) -> Res<()> {
+    /// Send `cmds` (as for [`Conn::pipeline`]) with at most `window` of them outstanding, the
+    /// way mbsync uploads: a command goes out as soon as a tagged completion frees a slot, and
+    /// tagged responses are read as they come. `done` is called after each completion with
+    /// the number completed so far (split times). Writes and reads alternate, which cannot
+    /// stall: the server's answers to at most `window` commands (tagged lines; no mailbox is
+    /// selected for an upload) fit in its socket buffer while it reads the next command.
+    /// Fails if any command does not complete with OK, once all have completed.
+    pub async fn pipeline_window<F: FnMut(usize)>(
+        &mut self,
+        cmds: &[Vec<u8>],
+        window: usize,
+        mut done: F,
+    ) -> Res<()> {
+        let window = window.max(1);
+        let mut pending = std::collections::HashSet::with_capacity(window);
+        let (mut sent, mut completed) = (0, 0);
+        let mut failed = None;
+        let mut line = Vec::new();
+        while completed < cmds.len() {
+            while sent < cmds.len() && pending.len() < window {
+                let t = self.next_tag();
+                // One write per command (tag, command, literal, CRLF): one segment train,
+                // as a client that builds the command in its buffer sends it.
+                line.clear();
+                line.extend_from_slice(t.as_bytes());
+                line.push(b' ');
+                line.extend_from_slice(&cmds[sent]);
+                line.extend_from_slice(b"\r\n");
+                self.stream.write_all(&line).await?;
+                pending.insert(t);
+                sent += 1;
+            }
+            let s = self.rd.next(&mut self.stream).await?;
+            let r = self.rd.get(s);
+            if r.first() == Some(&b'*') || r.first() == Some(&b'+') {
+                continue;
+            }
+            let tag_end = r.iter().position(|&c| c == b' ').unwrap_or(r.len());
+            let tag = String::from_utf8_lossy(&r[..tag_end]).into_owned();
+            if pending.remove(&tag) {
+                if tagged_status(r, &tag) != Some(Status::Ok) && failed.is_none() {
+                    failed = Some(String::from_utf8_lossy(r).trim_end().to_string());
+                }
+                completed += 1;
+                done(completed);
+            }
+        }
+        match failed {
+            Some(l) => Err(err!("pipelined command failed: {l}")),
+            None => Ok(()),
+        }
+    }
+
+    /// APPEND one message with a synchronizing literal (waits for the continuation). Returns
+    /// the tagged OK line (for its `[APPENDUID ...]`, see [`appenduid`]).
+    pub async fn append_sync(&mut self, mailbox: &str, flags: &str, msg: &[u8]) -> Res<String> {
         let tag = self.next_tag();
         let line = format!(
             "{tag} APPEND {} ({flags}) {{{}}}\r\n",
@@ -325,13 +379,11 @@ impl Conn {
             let s = self.rd.next(&mut self.stream).await?;
             let r = self.rd.get(s);
             if let Some(st) = tagged_status(r, &tag) {
+                let line = String::from_utf8_lossy(r).trim_end().to_string();
                 if st != Status::Ok {
-                    return Err(err!(
-                        "APPEND failed: {}",
-                        String::from_utf8_lossy(r).trim_end()
-                    ));
+                    return Err(err!("APPEND failed: {line}"));
                 }
-                return Ok(());
+                return Ok(line);
             }
         }
     }
@@ -424,6 +476,37 @@ pub fn parse_caps(r: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The UID of `[APPENDUID validity uid]` in a tagged APPEND completion (RFC 4315), if any.
+pub fn appenduid(line: &str) -> Option<u64> {
+    let up = line.to_ascii_uppercase();
+    let p = up.find("[APPENDUID ")?;
+    let mut words = line[p + "[APPENDUID ".len()..].split([' ', ']']);
+    let _validity: u64 = words.next()?.parse().ok()?;
+    words.next()?.parse().ok()
+}
+
+/// A compact UID set (`1:3,7,9:10`) of `uids`, in any order, duplicates allowed.
+pub fn uid_set(uids: &[u64]) -> String {
+    let mut v = uids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            v[i].to_string()
+        } else {
+            format!("{}:{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
 /// An IMAP quoted string.
 pub fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -484,6 +567,20 @@ mod tests {
             parse_caps(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ IDLE] ready\r\n"),
             vec!["IMAP4REV1", "LITERAL+", "IDLE"]
         );
+    }
+
+    #[test]
+    fn appenduid_and_uid_sets() {
+        assert_eq!(
+            appenduid("b7 OK [APPENDUID 1700000000 10042] Append completed."),
+            Some(10042)
+        );
+        assert_eq!(appenduid("b7 OK [appenduid 5 3]"), Some(3));
+        assert_eq!(appenduid("b7 OK Append completed."), None);
+        assert_eq!(appenduid("b7 OK [APPENDUID 5 3:4]"), None);
+        assert_eq!(uid_set(&[]), "");
+        assert_eq!(uid_set(&[5]), "5");
+        assert_eq!(uid_set(&[3, 1, 2, 7, 9, 10, 2]), "1:3,7,9:10");
     }
 
     /// Feed a response stream in every chunking and check the framer yields the same responses.

@@ -98,9 +98,14 @@ struct RunArgs {
     /// IDLE deliveries for the latency test (default 100; 5 with --quick).
     #[arg(long)]
     idle_deliveries: Option<usize>,
-    /// Messages for APPEND, COPY and MOVE (default 1000; 100 with --quick).
+    /// Messages for APPEND, COPY and MOVE and for the single APPENDs into INBOX (default
+    /// 1000; 100 with --quick; at most --messages).
     #[arg(long)]
     ops: Option<usize>,
+    /// Messages for the mbsync-style upload into a new folder (default 10000; 300 with
+    /// --quick; 0 skips it).
+    #[arg(long)]
+    upload: Option<usize>,
     /// Parallel clients (default 50; 10 with --quick).
     #[arg(long)]
     parallel: Option<usize>,
@@ -187,6 +192,7 @@ fn run(a: RunArgs) -> ExitCode {
         seed: a.seed,
         iters: a.iters.unwrap_or(if q { 1 } else { 3 }),
         ops: a.ops.unwrap_or(if q { 100 } else { 1000 }).min(messages),
+        upload: a.upload.unwrap_or(if q { 300 } else { 10_000 }),
         idle_deliveries: a.idle_deliveries.unwrap_or(if q { 5 } else { 100 }),
         idle_wait: Duration::from_secs(if q { 5 } else { 10 }),
         idle_conns: a.idle_conns.unwrap_or(if q { 50 } else { 1000 }),
@@ -497,8 +503,8 @@ fn json(
     );
     let _ = writeln!(
         s,
-        "  \"plan\": {{\"iters\":{},\"ops\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"parallel\":{}}},",
-        plan.iters, plan.ops, plan.idle_deliveries, plan.idle_conns, plan.parallel
+        "  \"plan\": {{\"iters\":{},\"ops\":{},\"upload\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"parallel\":{}}},",
+        plan.iters, plan.ops, plan.upload, plan.idle_deliveries, plan.idle_conns, plan.parallel
     );
     s.push_str("  \"servers\": [\n");
     for (i, (name, o)) in r.iter().enumerate() {
