@@ -106,6 +106,12 @@ struct RunArgs {
     /// --quick; 0 skips it).
     #[arg(long)]
     upload: Option<usize>,
+    /// Dovecot's `mail_fsync`: `always` (the default here: it fsyncs its index files too,
+    /// as strict as it gets) or `optimized` (Dovecot's own default: message files, their
+    /// directories and `dovecot-uidlist` are still fsynced before the OK, as nestbox does;
+    /// only Dovecot's index log is not). Changes only the write workloads.
+    #[arg(long, value_enum, default_value_t = servers::DovecotFsync::Always)]
+    dovecot_fsync: servers::DovecotFsync,
     /// Parallel clients (default 50; 10 with --quick).
     #[arg(long)]
     parallel: Option<usize>,
@@ -256,7 +262,7 @@ fn run(a: RunArgs) -> ExitCode {
             name.clone()
         };
         let started = match name.as_str() {
-            "dovecot" => Server::start_dovecot(&label, &mail, &work),
+            "dovecot" => Server::start_dovecot(&label, &mail, &work, a.dovecot_fsync),
             "nestbox" => Server::start_nestbox(&label, &a.nestbox_bin, &mail, &work),
             other => {
                 eprintln!("unknown server {other:?} (known: dovecot, nestbox)");
