@@ -813,6 +813,9 @@ async fn append_copy_move(c: &mut Conn, plan: &Plan, out: &mut Outcome) -> Res<(
 /// before the next), as Thunderbird saves to Sent or Drafts: two round trips and the server's
 /// fsyncs per message. Reports the total and the median and p99 of each APPEND's wall time
 /// (command line written to tagged OK), with every APPEND's time kept under the median's entry.
+/// Then the same again with INBOX selected on that connection (`append_sync_inbox_selected_*`):
+/// with nothing selected Dovecot opens and syncs the folder for every APPEND (a directory
+/// read of the whole INBOX), with it selected it does not, and clients do both.
 ///
 /// INBOX is what the rest of the run checks against the generator: POP3 STAT must give its
 /// count and octets, and the IDLE, parallel, restart and memory workloads open it. So the K
@@ -844,53 +847,62 @@ async fn append_sync_inbox(
     }
     let msgs = crlf_messages(plan.seed, 9, k);
     let before = status_messages(&mut c, "INBOX").await?;
-    let mut lat = Vec::with_capacity(k);
-    let mut uids = Vec::with_capacity(k);
-    let t = Instant::now();
-    for m in &msgs {
-        let t1 = Instant::now();
-        let line = c.append_sync("INBOX", "\\Seen", m).await?;
-        lat.push(t1.elapsed().as_secs_f64() * 1000.0);
-        uids.extend(imap::appenduid(&line));
+    let mut uids = Vec::with_capacity(2 * k);
+    // Twice: with nothing selected (a client saving into a folder it is not looking at), then
+    // with INBOX selected on the same connection (the folder stays open in the session, as
+    // in a script that selects and appends). Dovecot syncs the folder per APPEND in the first
+    // case; both keep it open in the second.
+    for (selected, suffix) in [(false, ""), (true, "_selected")] {
+        if selected {
+            select(&mut c, "INBOX").await?;
+        }
+        let mut lat = Vec::with_capacity(k);
+        let t = Instant::now();
+        for m in &msgs {
+            let t1 = Instant::now();
+            let line = c.append_sync("INBOX", "\\Seen", m).await?;
+            lat.push(t1.elapsed().as_secs_f64() * 1000.0);
+            uids.extend(imap::appenduid(&line));
+        }
+        let total = t.elapsed().as_secs_f64();
+        let note = if selected {
+            "synchronising literals, one at a time, INBOX selected"
+        } else {
+            "synchronising literals, one at a time, nothing selected"
+        };
+        out.push(
+            &format!("append_sync_inbox{suffix}_{k}"),
+            Unit::Secs,
+            vec![total],
+            note.into(),
+        );
+        let median_row = format!("append_sync_inbox{suffix}_median");
+        out.push(&median_row, Unit::Millis, vec![median(&lat)], note.into());
+        out.push(
+            &format!("append_sync_inbox{suffix}_p99"),
+            Unit::Millis,
+            vec![percentile(&lat, 99.0)],
+            note.into(),
+        );
+        if let Some(m) = out.measures.iter_mut().find(|m| m.name == median_row) {
+            m.samples = lat;
+        }
+        if selected {
+            c.run_ok("UNSELECT", |_| {}).await?;
+        }
     }
-    let total = t.elapsed().as_secs_f64();
-    let note = "synchronising literals, one at a time".to_string();
-    out.push(
-        &format!("append_sync_inbox_{k}"),
-        Unit::Secs,
-        vec![total],
-        note.clone(),
-    );
-    out.push(
-        "append_sync_inbox_median",
-        Unit::Millis,
-        vec![median(&lat)],
-        note.clone(),
-    );
-    out.push(
-        "append_sync_inbox_p99",
-        Unit::Millis,
-        vec![percentile(&lat, 99.0)],
-        note,
-    );
-    if let Some(m) = out
-        .measures
-        .iter_mut()
-        .find(|m| m.name == "append_sync_inbox_median")
-    {
-        m.samples = lat;
-    }
+    let k2 = 2 * k;
     let n = status_messages(&mut c, "INBOX").await?;
-    if n != before + k as u64 {
+    if n != before + k2 as u64 {
         out.mismatches.push(format!(
-            "append_sync_inbox: INBOX has {n} messages after {k} APPENDs to {before}"
+            "append_sync_inbox: INBOX has {n} messages after {k2} APPENDs to {before}"
         ));
     }
     uids.sort_unstable();
     uids.dedup();
-    if uids.len() != k {
+    if uids.len() != k2 {
         return Err(err!(
-            "{} distinct APPENDUIDs for {k} APPENDs: the messages stay in INBOX",
+            "{} distinct APPENDUIDs for {k2} APPENDs: the messages stay in INBOX",
             uids.len()
         ));
     }
@@ -906,7 +918,7 @@ async fn append_sync_inbox(
     let after = status_messages(&mut c, "INBOX").await?;
     if after != exp.inbox as u64 {
         out.mismatches.push(format!(
-            "append_sync_inbox: INBOX has {after} messages after expunging the {k} appended, generator wrote {}",
+            "append_sync_inbox: INBOX has {after} messages after expunging the {k2} appended, generator wrote {}",
             exp.inbox
         ));
     }
