@@ -90,9 +90,22 @@ pub struct TestServer {
     /// The config file the server was started with.
     pub config_file: PathBuf,
     options: Options,
+    cert_file: PathBuf,
+    key_file: PathBuf,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
+
+/// How a started server came up.
+enum Ready {
+    Yes,
+    /// It could not bind a port: between [`free_ports`] releasing it and the server binding
+    /// it, another process (a parallel test, another suite on the machine) took it.
+    PortTaken,
+}
+
+/// How often a server whose port was taken is started again on new ports.
+const PORT_TRIES: usize = 5;
 
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> PathBuf {
@@ -256,28 +269,41 @@ impl TestServer {
         if let Some(seed) = &options.seed_maildir {
             seed_maildir(seed, &dir.join("mail").join(USER).join("Maildir"));
         }
-        let [imap_port, imaps_port] = free_ports::<2>();
-        let config_file = match kind {
-            Kind::Nestbox => {
-                write_nestbox_config(&dir, imap_port, imaps_port, &cert_file, &key_file, &options)
-            }
-            Kind::Dovecot => {
-                write_dovecot_config(&dir, imap_port, imaps_port, &cert_file, &key_file, &options)
-            }
-        };
         let mut server = TestServer {
             kind,
+            config_file: dir.join("unwritten"),
             dir,
-            imap_port,
-            imaps_port,
+            imap_port: 0,
+            imaps_port: 0,
             ca_file,
-            config_file,
             options,
+            cert_file,
+            key_file,
             child: None,
             _tmp: tmp,
         };
+        server.new_ports();
         server.spawn();
         server
+    }
+
+    /// Picks free ports and writes the config for them.
+    fn new_ports(&mut self) {
+        let [imap_port, imaps_port] = free_ports::<2>();
+        self.imap_port = imap_port;
+        self.imaps_port = imaps_port;
+        let (dir, cert, key, o) = (&self.dir, &self.cert_file, &self.key_file, &self.options);
+        self.config_file = match self.kind {
+            Kind::Nestbox => write_nestbox_config(dir, imap_port, imaps_port, cert, key, o),
+            Kind::Dovecot => write_dovecot_config(dir, imap_port, imaps_port, cert, key, o),
+        };
+    }
+
+    /// The greeting that proves the server on our port is this one and not another test's
+    /// that took the port meanwhile: nestbox greets with its `hostname`, made unique per
+    /// server (see `write_nestbox_config`). Dovecot's greeting is left alone.
+    fn greeting_token(&self) -> Option<String> {
+        (self.kind == Kind::Nestbox).then(|| unique_hostname(&self.dir))
     }
 
     /// The default user's Maildir root (INBOX).
@@ -294,7 +320,28 @@ impl TestServer {
         s
     }
 
+    /// Starts the server; if its port was taken in the meantime, again on new ports.
     fn spawn(&mut self) {
+        for _ in 0..PORT_TRIES {
+            self.spawn_once();
+            match self.wait_ready() {
+                Ready::Yes => return,
+                Ready::PortTaken => {
+                    if let Some(mut child) = self.child.take() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    self.new_ports();
+                }
+            }
+        }
+        panic!(
+            "no free ports after {PORT_TRIES} tries; log:\n{}",
+            self.log()
+        );
+    }
+
+    fn spawn_once(&mut self) {
         let log = fs::File::create(self.dir.join("server.log")).expect("server.log");
         let log2 = log.try_clone().expect("clone log");
         let mut cmd = match self.kind {
@@ -318,15 +365,19 @@ impl TestServer {
             .stderr(Stdio::from(log2));
         let child = cmd.spawn().expect("start server");
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Ready {
         let deadline = Instant::now() + READY_TIMEOUT;
+        let token = self.greeting_token();
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("server exited early with {status}; log:\n{}", self.log());
+                    let log = self.log();
+                    if log.contains("Address already in use") {
+                        return Ready::PortTaken;
+                    }
+                    panic!("server exited early with {status}; log:\n{log}");
                 }
             }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.imap_port)) {
@@ -335,7 +386,12 @@ impl TestServer {
                 let mut r = BufReader::new(&mut s);
                 if r.read_line(&mut line).is_ok() && line.starts_with("* OK") {
                     let _ = s.write_all(b"z LOGOUT\r\n");
-                    return;
+                    match &token {
+                        // Another server answers on our port: ours cannot bind it, and
+                        // exits (seen above on the next round).
+                        Some(t) if !line.contains(t.as_str()) => {}
+                        _ => return Ready::Yes,
+                    }
                 }
             }
             if Instant::now() > deadline {
@@ -423,6 +479,14 @@ impl Drop for TestServer {
     }
 }
 
+/// A host name for the greeting that no other test server has: its temp dir's name.
+fn unique_hostname(dir: &Path) -> String {
+    let name = dir
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    format!("{name}.test.local")
+}
+
 fn write_nestbox_config(
     dir: &Path,
     imap_port: u16,
@@ -432,7 +496,7 @@ fn write_nestbox_config(
     o: &Options,
 ) -> PathBuf {
     let mut cfg = format!(
-        r#"hostname = "test.local"
+        r#"hostname = "{host}"
 [imap]
 listen = ["127.0.0.1:{imap_port}"]
 listen_tls = ["127.0.0.1:{imaps_port}"]
@@ -449,6 +513,7 @@ plaintext_on_loopback = {plain}
 [mail]
 maildir = "{dir}/mail/%u/Maildir"
 "#,
+        host = unique_hostname(dir),
         cert = cert.display(),
         key = key.display(),
         dir = dir.display(),
