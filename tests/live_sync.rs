@@ -1373,6 +1373,16 @@ fn folders_created_and_deleted_outside_show_in_list() {
     );
 }
 
+/// `rm -r` of a folder the server has open, as another program would do it.
+fn rm_r(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Err(e) = fs::remove_dir_all(dir) {
+        // The server may be writing its index there right now (ENOTEMPTY): repeat.
+        assert!(Instant::now() < deadline, "rm -r {dir:?}: {e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn selected_folder_deleted_outside_is_not_served_on() {
     // `rm -r .Archive` by another program while a client IDLEs in Archive. The client must
@@ -1388,12 +1398,7 @@ fn selected_folder_deleted_outside_is_not_served_on() {
     let sel = a.ok("SELECT Archive");
     assert!(sel.contains(&"* 2 EXISTS".to_string()), "{sel:?}");
     a.idle();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Err(e) = fs::remove_dir_all(&arch) {
-        // The server may be writing its index there right now (ENOTEMPTY): repeat.
-        assert!(Instant::now() < deadline, "rm -r {arch:?}: {e}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rm_r(&arch);
     let pushed = a.drain_for(Duration::from_secs(3));
     eprintln!("pushed after rm -r: {pushed:?}");
     if pushed.iter().any(|l| l.starts_with("* BYE")) {
@@ -1427,12 +1432,7 @@ fn a_folder_recreated_after_a_deletion_is_served_afresh() {
     put_in_cur(&arch, "archived 1", "a1@test", "");
     a.ok("SELECT Archive");
     a.idle();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Err(e) = fs::remove_dir_all(&arch) {
-        // The server may be writing its index there right now (ENOTEMPTY): repeat.
-        assert!(Instant::now() < deadline, "rm -r {arch:?}: {e}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rm_r(&arch);
     let got = a.wait_for(PUSH_TIMEOUT, "BYE", |l| l.starts_with("* BYE"));
     assert!(!got.is_empty(), "the deleted folder's session was not told");
     for sub in ["cur", "new", "tmp"] {

@@ -2009,13 +2009,7 @@ fn an_open_waits_for_the_same_folder_being_let_go_of() {
 #[test]
 fn a_gone_folder_is_not_handed_out_again() {
     let d = tempfile::tempdir().unwrap();
-    let reg = Registry::new();
-    let s = MailStore::open(
-        d.path().to_path_buf(),
-        reg.clone(),
-        StoreOptions { fsync: false },
-    )
-    .unwrap();
+    let s = open(d.path());
     deliver(s.root(), "1000.a.host", b"Subject: a\n\nbody\n");
     let old = s.open_folder("INBOX").unwrap();
     old.mark_gone();
