@@ -139,6 +139,11 @@ pub struct Limits {
     #[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")]
     pub idle_keepalive: Duration,
     pub auth_failures_before_delay: u32,
+    /// How long a connection may take from the start of its session (after an implicit-TLS
+    /// handshake) to a successful login, whatever it sends meanwhile (issue 15: a byte every
+    /// few seconds used to hold a slot forever).
+    #[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")]
+    pub login_timeout: Duration,
 }
 
 /// The RFC 9051 §5.4 minimum for the autologout timer.
@@ -210,6 +215,7 @@ impl Default for Limits {
             max_command_bytes: 64 * 1024,
             max_literal_bytes: 50 * 1024 * 1024,
             idle_timeout: MIN_IDLE_TIMEOUT,
+            login_timeout: Duration::from_secs(60),
             idle_keepalive: Duration::from_secs(120),
             auth_failures_before_delay: 3,
         }
@@ -520,6 +526,14 @@ impl Config {
                 "limits",
                 "idle_timeout",
                 "limits.idle_timeout must be at least 1m (RFC 9051 §5.4 asks for 30m)".into(),
+            ));
+        }
+        if l.login_timeout < Duration::from_secs(1) || l.login_timeout > Duration::from_secs(600) {
+            return Err(err(
+                "limits",
+                "login_timeout",
+                "limits.login_timeout must be between 1s and 10m (a client logs in within seconds)"
+                    .into(),
             ));
         }
         if l.idle_keepalive < Duration::from_secs(10) {
@@ -904,6 +918,7 @@ max_connections_per_ip = 5
 max_command_bytes = "128K"
 max_literal_bytes = "1G"
 idle_timeout = "31m"
+login_timeout = "90s"
 auth_failures_before_delay = 7
 "#;
         let c = parse_str(text).unwrap();
@@ -925,6 +940,7 @@ auth_failures_before_delay = 7
         assert_eq!(c.limits.max_literal_bytes, 1 << 30);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(31 * 60));
         assert_eq!(c.limits.auth_failures_before_delay, 7);
+        assert_eq!(c.limits.login_timeout, Duration::from_secs(90));
         // The printed config reads back to the same values.
         let again = parse_str(&c.to_toml()).unwrap();
         assert_eq!(again.to_toml(), c.to_toml());
@@ -967,6 +983,16 @@ auth_failures_before_delay = 7
             ("hostname = \"a b\"\n", Some(1), "hostname"),
             ("[limits]\nmax_command_bytes = 100\n", Some(2), "8000"),
             ("[limits]\nmax_connections = 0\n", Some(2), "at least 1"),
+            (
+                "[limits]\nlogin_timeout = \"0s\"\n",
+                Some(2),
+                "login_timeout",
+            ),
+            (
+                "[limits]\nlogin_timeout = \"1h\"\n",
+                Some(2),
+                "between 1s and 10m",
+            ),
             // idle_timeout below the default idle_keepalive (2m): the key written is blamed.
             (
                 "[limits]\nmax_connections = 5\nidle_timeout = \"1m\"\n",

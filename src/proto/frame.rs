@@ -144,6 +144,13 @@ impl Framer {
         self.max_command = Some(max);
     }
 
+    /// Changes the line and literal caps from the next command on (the
+    /// session raises them after login). The command being assembled keeps
+    /// the caps it was checked against.
+    pub fn set_limits(&mut self, limits: FrameLimits) {
+        self.limits = limits;
+    }
+
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         // Reclaim the consumed prefix before growing, so a long-lived

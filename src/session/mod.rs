@@ -290,8 +290,15 @@ const FLUSH_AT: usize = 256 * 1024;
 /// connection is a stated target, SPEC §8).
 const READ_CHUNK: usize = 4096;
 
-/// How long an unauthenticated client may stay silent.
-const PREAUTH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Before login, the largest literal and the longest command line, and the
+/// cap on a whole command: a LOGIN with literal user name and password, or
+/// an AUTHENTICATE initial response, needs a few hundred bytes. A stranger
+/// can make the server hold no more than this per connection (issue 15: the
+/// full `max_literal_bytes`, 50 MB, used to be accepted and buffered before
+/// login, twice in one LOGIN). Fixed, not configured: no login needs more.
+const PREAUTH_LITERAL: u64 = 8 * 1024;
+const PREAUTH_LINE: usize = 8 * 1024;
+const PREAUTH_COMMAND: u64 = 16 * 1024;
 
 /// One IMAP connection.
 pub struct Session {
@@ -308,6 +315,9 @@ pub struct Session {
     /// The client has used a UID command: it tracks messages by UID, so
     /// unsolicited FETCH responses carry the UID too.
     pub(crate) uid_commands: bool,
+    /// When a connection that has not logged in is dropped
+    /// (`limits.login_timeout` after it was accepted), however it trickles.
+    login_deadline: tokio::time::Instant,
 }
 
 /// Why reading a command stopped.
@@ -321,12 +331,12 @@ enum Input {
 impl Session {
     pub fn new(io: Box<dyn Io>, shared: Arc<Shared>, conn: ConnInfo) -> Self {
         let limits = FrameLimits {
-            max_line: shared.config.limits.max_command_bytes,
-            max_literal: shared.config.limits.max_literal_bytes,
+            max_line: shared.config.limits.max_command_bytes.min(PREAUTH_LINE),
+            max_literal: PREAUTH_LITERAL,
         };
         let mut framer = Framer::new(limits);
-        // MULTIAPPEND may carry several literals; bound the whole command too.
-        framer.set_max_command(shared.config.limits.max_literal_bytes.saturating_mul(2));
+        framer.set_max_command(PREAUTH_COMMAND);
+        let login_deadline = tokio::time::Instant::now() + shared.config.limits.login_timeout;
         Session {
             io: Some(io),
             framer,
@@ -337,7 +347,21 @@ impl Session {
             enabled: Enabled::default(),
             pending_starttls: false,
             uid_commands: false,
+            login_deadline,
         }
+    }
+
+    /// Lifts the framing caps to the configured ones once the client has
+    /// logged in (SPEC §3 `max_command_bytes`, `max_literal_bytes`).
+    pub(crate) fn logged_in(&mut self) {
+        let l = &self.shared.config.limits;
+        self.framer.set_limits(FrameLimits {
+            max_line: l.max_command_bytes,
+            max_literal: l.max_literal_bytes,
+        });
+        // MULTIAPPEND may carry several literals; bound the whole command too.
+        self.framer
+            .set_max_command(l.max_literal_bytes.saturating_mul(2));
     }
 
     /// Serves the connection until LOGOUT, EOF, timeout or shutdown.
@@ -364,6 +388,16 @@ impl Session {
             };
             match input {
                 Input::Eof => break,
+                Input::Timeout if matches!(self.state, State::NotAuthenticated) => {
+                    tracing::info!(
+                        rip = %self.conn.remote.ip(),
+                        "no login within limits.login_timeout ({:?}); disconnecting",
+                        self.shared.config.limits.login_timeout
+                    );
+                    self.line("* BYE Login took too long.");
+                    let _ = self.flush().await;
+                    break;
+                }
                 Input::Timeout => {
                     self.line("* BYE Disconnected for inactivity.");
                     let _ = self.flush().await;
@@ -566,18 +600,24 @@ impl Session {
         }
     }
 
-    fn read_timeout(&self) -> Duration {
+    /// How long the next read may wait: before login, what is left of the
+    /// login deadline (one deadline for the whole connection, not one per
+    /// read, so a byte every few seconds cannot hold a slot forever).
+    pub(crate) fn read_timeout(&self) -> Duration {
         match self.state {
-            State::NotAuthenticated => PREAUTH_TIMEOUT,
+            State::NotAuthenticated => self
+                .login_deadline
+                .saturating_duration_since(tokio::time::Instant::now()),
             _ => self.shared.config.limits.idle_timeout,
         }
     }
 
     /// Reads until the framer yields a frame.
     async fn read_frame(&mut self) -> std::io::Result<Input> {
-        let timeout = self.read_timeout();
         let mut shutdown = self.shared.shutdown.clone();
         loop {
+            // Again for every read: before login it shrinks to the deadline.
+            let timeout = self.read_timeout();
             if let Some(f) = self.framer.next_frame() {
                 return Ok(Input::Frame(f));
             }

@@ -63,6 +63,8 @@ pub struct Options {
     pub seed_maildir: Option<PathBuf>,
     /// `limits.max_literal_bytes` (nestbox only).
     pub max_literal_bytes: Option<u64>,
+    /// `limits.login_timeout`, e.g. `"2s"` (nestbox only).
+    pub login_timeout: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -71,6 +73,7 @@ impl Default for Options {
             plaintext_on_loopback: true,
             seed_maildir: None,
             max_literal_bytes: None,
+            login_timeout: None,
         }
     }
 }
@@ -406,6 +409,11 @@ impl TestServer {
         }
     }
 
+    /// The server process's PID (for `/proc` checks), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stop the server by PID: SIGTERM, wait up to a few seconds, then SIGKILL.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -519,8 +527,14 @@ maildir = "{dir}/mail/%u/Maildir"
         dir = dir.display(),
         plain = o.plaintext_on_loopback,
     );
+    if o.max_literal_bytes.is_some() || o.login_timeout.is_some() {
+        cfg.push_str("[limits]\n");
+    }
+    if let Some(t) = o.login_timeout {
+        cfg.push_str(&format!("login_timeout = \"{t}\"\n"));
+    }
     if let Some(n) = o.max_literal_bytes {
-        cfg.push_str(&format!("[limits]\nmax_literal_bytes = \"{n}\"\n"));
+        cfg.push_str(&format!("max_literal_bytes = \"{n}\"\n"));
     }
     let path = dir.join("nestbox.toml");
     fs::write(&path, cfg).expect("write nestbox.toml");

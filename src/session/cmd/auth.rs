@@ -104,7 +104,8 @@ async fn challenge(s: &mut Session, prompt: &str) -> Result<Vec<u8>, Status> {
     s.flush()
         .await
         .map_err(|_| Status::bad("Connection lost."))?;
-    let line = match s.read_line(SASL_TIMEOUT).await {
+    // Within the login deadline, whichever comes first.
+    let line = match s.read_line(SASL_TIMEOUT.min(s.read_timeout())).await {
         Ok(Some(l)) => l,
         Ok(None) => return Err(Status::bad("Authentication timed out.")),
         Err(_) => {
@@ -156,6 +157,7 @@ async fn authenticate_user(s: &mut Session, user: &str, pass: &str, mech: &str) 
     crate::auth::log_success(&user.name, rip, mech);
     s.shared.failures.record_success(rip);
     s.state = State::Authenticated(Authed { user, store });
+    s.logged_in();
     let caps = capability_line(s);
     Ok(Status::ok_code(format!("CAPABILITY {caps}"), "Logged in."))
 }
