@@ -244,55 +244,83 @@ fn plaintext_login_from_127_0_0_1_on_a_dual_stack_listener() {
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(md.join(sub)).expect("Maildir");
     }
-    let cfg = d.join("nestbox.toml");
-    fs::write(
-        &cfg,
-        format!(
-            "[imap]\nlisten = [\"[::]:{port}\"]\nlisten_tls = []\n[pop3]\nlisten = []\n\
-             listen_tls = []\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[auth]\n\
-             backend = \"passwd-file\"\npasswd_file = \"users\"\nplaintext_on_loopback = true\n\
-             [mail]\nmaildir = \"{}/mail/%u/Maildir\"\n",
-            d.display()
-        ),
-    )
-    .expect("write config");
     fs::write(
         d.join("users"),
         format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"),
     )
     .expect("users");
     let log = d.join("server.log");
-    let out = fs::File::create(&log).expect("log");
-    let server = Spawned(
-        Command::new(BIN)
-            .arg("serve")
-            .arg("-c")
-            .arg(&cfg)
-            .env("NESTBOX_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().expect("log")))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("start nestbox"),
-    );
-
-    let deadline = Instant::now() + PATIENCE;
-    let mut conn = loop {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no listener on port {port}: {}",
-            fs::read_to_string(&log).unwrap_or_default()
+    // The greeting names this server, so a connection to anything else that holds the port
+    // for a moment (another suite's server or port probe) is not taken for it.
+    let host = format!("dualstack-{}.test", std::process::id());
+    // Between dropping the probe and the server's bind another process may take the port:
+    // then the server exits with "Address already in use" and we try a new one.
+    let mut port = port;
+    let mut attempt = 0;
+    let (server, mut conn, mut reader) = loop {
+        attempt += 1;
+        let cfg = d.join("nestbox.toml");
+        fs::write(
+            &cfg,
+            format!(
+                "hostname = \"{host}\"\n[imap]\nlisten = [\"[::]:{port}\"]\nlisten_tls = []\n\
+                 [pop3]\nlisten = []\nlisten_tls = []\n[tls]\ncert = \"cert.pem\"\n\
+                 key = \"key.pem\"\n[auth]\nbackend = \"passwd-file\"\npasswd_file = \"users\"\n\
+                 plaintext_on_loopback = true\n[mail]\nmaildir = \"{}/mail/%u/Maildir\"\n",
+                d.display()
+            ),
+        )
+        .expect("write config");
+        let out = fs::File::create(&log).expect("log");
+        let mut server = Spawned(
+            Command::new(BIN)
+                .arg("serve")
+                .arg("-c")
+                .arg(&cfg)
+                .env("NESTBOX_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(out.try_clone().expect("log")))
+                .stderr(Stdio::from(out))
+                .spawn()
+                .expect("start nestbox"),
         );
-        std::thread::sleep(Duration::from_millis(50));
+        let deadline = Instant::now() + PATIENCE;
+        let found = loop {
+            if let Ok(Some(_)) = server.0.try_wait() {
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                assert!(
+                    text.contains("Address already in use") && attempt < 5,
+                    "server exited: {text}"
+                );
+                break None;
+            }
+            if let Ok(conn) = TcpStream::connect(("127.0.0.1", port)) {
+                // Short: whatever else holds the port may never greet.
+                conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_ok() && line.contains(&host) {
+                    assert!(line.starts_with("* OK"), "{line}");
+                    conn.set_read_timeout(Some(PATIENCE)).ok();
+                    break Some((conn, reader));
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no greeting from our server on port {port}: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        match found {
+            Some((conn, reader)) => break (server, conn, reader),
+            None => {
+                let probe = TcpListener::bind("[::]:0").expect("bind [::]:0");
+                port = probe.local_addr().expect("addr").port();
+            }
+        }
     };
-    conn.set_read_timeout(Some(PATIENCE)).ok();
-    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut line = String::new();
-    reader.read_line(&mut line).expect("greeting");
-    assert!(line.starts_with("* OK"), "{line}");
     conn.write_all(format!("a LOGIN {USER} {PASSWORD}\r\n").as_bytes())
         .expect("send LOGIN");
     let status = loop {
