@@ -1,7 +1,8 @@
 //! The daemon side: listeners and accept loop (`run`), TLS (`tls`: the
 //! certificate, its reload on SIGHUP, the handshakes for implicit-TLS ports
-//! and STARTTLS), the glue from the change watcher to the store (`live`),
+//! and STARTTLS), connection limits (`limits`), the glue from the change watcher to the store (`live`),
 //! and letting go of unused folders (`memory`).
+pub mod limits;
 pub mod live;
 pub mod memory;
 pub mod run;

@@ -8,16 +8,16 @@
 //! session to say `* BYE` on shutdown. An idle connection costs one task and
 //! its buffers, never a thread.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
+use super::limits::{Limiter, canonical};
 use super::tls::TlsState;
 use crate::auth::{Authenticator, FailureTracker};
 use crate::config::Config;
@@ -26,50 +26,6 @@ use crate::store::Registry;
 
 /// How long shutdown waits for sessions to say goodbye.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Bounds total connections and connections per remote address.
-struct Limiter {
-    total: Arc<Semaphore>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    max_per_ip: usize,
-}
-
-/// Releases a connection's slot when the connection ends.
-struct Slot {
-    limiter: Arc<Limiter>,
-    ip: IpAddr,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.limiter.per_ip.lock() {
-            if let Some(n) = m.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
-
-impl Limiter {
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let permit = self.total.clone().try_acquire_owned().ok()?;
-        let mut m = self.per_ip.lock().ok()?;
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            limiter: self.clone(),
-            ip,
-            _permit: permit,
-        })
-    }
-}
 
 /// Runs the server until SIGTERM/SIGINT.
 ///
@@ -101,11 +57,10 @@ pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
         failures: Arc::new(FailureTracker::new(cfg.limits.auth_failures_before_delay)),
         shutdown: shutdown_rx,
     });
-    let limiter = Arc::new(Limiter {
-        total: Arc::new(Semaphore::new(cfg.limits.max_connections)),
-        per_ip: Mutex::new(HashMap::new()),
-        max_per_ip: cfg.limits.max_connections_per_ip,
-    });
+    let limiter = Arc::new(Limiter::new(
+        cfg.limits.max_connections,
+        cfg.limits.max_connections_per_ip,
+    ));
 
     let mut listeners = Vec::new();
     for addr in &cfg.imap.listen {
@@ -129,9 +84,8 @@ pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    let max = cfg.limits.max_connections;
     let drained = async {
-        while limiter.total.available_permits() < max {
+        while limiter.in_use() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -222,11 +176,6 @@ async fn accept_loop(
     }
 }
 
-/// `remote` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address.
-fn canonical(remote: SocketAddr) -> SocketAddr {
-    SocketAddr::new(remote.ip().to_canonical(), remote.port())
-}
-
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
@@ -267,27 +216,4 @@ async fn serve_connection(
     );
     session.run().await;
     tracing::info!(rip = %remote.ip(), rport = remote.port(), "imap disconnect");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_mapped_address_shares_the_ipv4_bucket() {
-        let limiter = Arc::new(Limiter {
-            total: Arc::new(Semaphore::new(10)),
-            per_ip: Mutex::new(HashMap::new()),
-            max_per_ip: 1,
-        });
-        let v4 = canonical("192.0.2.7:1000".parse().unwrap());
-        let mapped = canonical("[::ffff:192.0.2.7]:1001".parse().unwrap());
-        assert_eq!(mapped, "192.0.2.7:1001".parse().unwrap());
-        let _held = limiter.admit(v4.ip()).unwrap();
-        assert!(limiter.admit(mapped.ip()).is_none());
-        // Real IPv6 addresses are left as they are.
-        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
-        assert_eq!(canonical(v6), v6);
-        assert!(limiter.admit(v6.ip()).is_some());
-    }
 }
