@@ -120,6 +120,13 @@ pub struct MailConfig {
     /// not enforced yet; [`Config::warnings`] says so when it is set.
     #[serde(serialize_with = "ser_size", deserialize_with = "de_size")]
     pub quota: u64,
+    /// System user whose uid serves passwd-file users that have no uid of their own
+    /// (SPEC §4, e.g. `vmail`); unset: the daemon's own user, which must not be root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Group for those users; unset: `user`'s primary group (or the daemon's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Bounds on untrusted input (SPEC §8).
@@ -128,6 +135,9 @@ pub struct MailConfig {
 pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Logged-in connections of one user at a time (all their devices and
+    /// clients together); more get `NO [LIMIT]` at login.
+    pub max_connections_per_user: usize,
     #[serde(serialize_with = "ser_size_usize", deserialize_with = "de_size_usize")]
     pub max_command_bytes: usize,
     #[serde(serialize_with = "ser_size", deserialize_with = "de_size")]
@@ -203,6 +213,8 @@ impl Default for MailConfig {
         MailConfig {
             maildir: "~/Maildir".to_string(),
             quota: 0,
+            user: None,
+            group: None,
         }
     }
 }
@@ -212,6 +224,7 @@ impl Default for Limits {
         Limits {
             max_connections: 10_000,
             max_connections_per_ip: 50,
+            max_connections_per_user: 50,
             max_command_bytes: 64 * 1024,
             max_literal_bytes: 50 * 1024 * 1024,
             idle_timeout: MIN_IDLE_TIMEOUT,
@@ -312,6 +325,14 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
     let cfg = parse_unvalidated(text)?;
     cfg.validate(text)?;
     Ok(cfg)
+}
+
+/// Parses the config a worker process gets from the front
+/// ([`server::handoff::worker_config`](crate::server::handoff::worker_config)):
+/// the front validated it, and it lacks what a worker must not know (TLS
+/// files, the users file), which validation would ask for.
+pub fn parse_from_front(text: &str) -> Result<Config, ConfigError> {
+    parse_unvalidated(text)
 }
 
 fn parse_unvalidated(text: &str) -> Result<Config, ConfigError> {
@@ -504,6 +525,13 @@ impl Config {
                 "limits",
                 "max_connections_per_ip",
                 "limits.max_connections_per_ip must be at least 1".into(),
+            ));
+        }
+        if l.max_connections_per_user == 0 {
+            return Err(err(
+                "limits",
+                "max_connections_per_user",
+                "limits.max_connections_per_user must be at least 1".into(),
             ));
         }
         // RFC 9051 §4 asks servers to take command lines of at least 8000 octets.

@@ -86,12 +86,16 @@ pub fn prepare(dir: &Path) -> Result<PathBuf, DemoError> {
     if !maildir.exists() {
         seed_maildir(&maildir)?;
     }
+    let as_root = rustix::process::geteuid().is_root();
+    if as_root {
+        give_mail_to(&dir, &mail_root, ROOT_DEMO_MAIL_USER)?;
+    }
 
     let config = dir.join("nestbox.toml");
     if !config.exists() {
         write_new(
             &config,
-            config_text(&dir, &cert, &key, &users, &mail_root).as_bytes(),
+            config_text(&dir, &cert, &key, &users, &mail_root, as_root).as_bytes(),
             0o644,
         )?;
     }
@@ -102,8 +106,55 @@ fn toml_str(p: &Path) -> String {
     toml::Value::String(p.to_string_lossy().into_owned()).to_string()
 }
 
-fn config_text(dir: &Path, cert: &Path, key: &Path, users: &Path, mail_root: &Path) -> String {
+/// The user whose uid serves the demo's mail when the demo runs as root: nestbox never
+/// serves mail as root (`server::identity`), and `nobody` exists on every system.
+const ROOT_DEMO_MAIL_USER: &str = "nobody";
+
+/// Run as root: the mail goes to `user` (as a `mail.user` such as `vmail` owns its
+/// users' mail), and DIR becomes traversable (0711) so that user reaches it; the users
+/// file and the key stay readable by root only.
+fn give_mail_to(dir: &Path, mail_root: &Path, user: &str) -> Result<(), DemoError> {
+    use std::os::unix::fs::PermissionsExt;
+    let pw = crate::auth::sysdb::passwd_entry(user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| DemoError::Io {
+            path: mail_root.to_path_buf(),
+            source: std::io::Error::other(format!("no system user {user:?} to own the demo mail")),
+        })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).map_err(io_err(dir))?;
+    chown_tree(mail_root, pw.uid, pw.gid)
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), DemoError> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_err(path))?;
+    let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+    if meta.is_dir() {
+        for e in fs::read_dir(path).map_err(io_err(path))? {
+            chown_tree(&e.map_err(io_err(path))?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+fn config_text(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    users: &Path,
+    mail_root: &Path,
+    as_root: bool,
+) -> String {
     let maildir = mail_root.join("%u").join("Maildir");
+    let mail_user = if as_root {
+        format!(
+            "# Started as root: the demo's mail belongs to {ROOT_DEMO_MAIL_USER:?} and is served\n\
+             # as that user (nestbox never touches mail as root).\n\
+             user = {ROOT_DEMO_MAIL_USER:?}\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         "# nestbox demo configuration, written by `nestbox demo --dir {dir}`.\n\
          # Edit freely: re-running the demo keeps this file. See nestbox.toml(5).\n\
@@ -129,6 +180,7 @@ fn config_text(dir: &Path, cert: &Path, key: &Path, users: &Path, mail_root: &Pa
          \n\
          [mail]\n\
          maildir = {maildir}\n\
+         {mail_user}\
          \n\
          [limits]\n\
          max_connections = 100\n\

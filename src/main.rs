@@ -52,6 +52,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = PasswdScheme::Argon2id)]
         scheme: PasswdScheme,
     },
+    /// Internal: a per-user worker process, started by the server itself (never by hand).
+    #[command(hide = true)]
+    Worker,
     // Instead of clap's own help subcommand (`disable_help_subcommand` above): that one takes
     // only command names, so `nestbox help --help` was a usage error (exit 2).
     /// Print this message or the help of the given command.
@@ -109,6 +112,9 @@ async fn run() -> ExitCode {
         Command::Demo { dir } => demo(&dir).await,
         Command::CheckConfig { config } => check_config(&config),
         Command::Passwd { scheme } => passwd(scheme),
+        Command::Worker => nestbox::server::worker::run()
+            .await
+            .map_err(|e| Failure::Runtime(format!("worker: {e}"))),
         Command::Help { .. } => Ok(()),
     };
     match result {
@@ -367,7 +373,11 @@ mod tests {
         let cmd = Cli::command();
         cmd.clone().debug_assert();
         // `help` is described with `-h, --help` there, as clap's own help subcommand was.
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        // Hidden ones (`worker`, started by the server itself) are internal.
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+        {
             let name = sub.get_name().replace('-', "\\-");
             assert!(
                 page.contains(&format!(".B {name}")),

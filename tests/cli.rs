@@ -244,6 +244,15 @@ fn plaintext_login_from_127_0_0_1_on_a_dual_stack_listener() {
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(md.join(sub)).expect("Maildir");
     }
+    // As root, the mail is served as `mail.user` (never as root): see tests/common.
+    let mail_user = if common::mail_owner().is_some() {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+        common::give_to_mail_user(&d.join("mail"));
+        format!("user = \"{}\"\n", common::MAIL_OWNER)
+    } else {
+        String::new()
+    };
     fs::write(
         d.join("users"),
         format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"),
@@ -266,7 +275,7 @@ fn plaintext_login_from_127_0_0_1_on_a_dual_stack_listener() {
                 "hostname = \"{host}\"\n[imap]\nlisten = [\"[::]:{port}\"]\nlisten_tls = []\n\
                  [pop3]\nlisten = []\nlisten_tls = []\n[tls]\ncert = \"cert.pem\"\n\
                  key = \"key.pem\"\n[auth]\nbackend = \"passwd-file\"\npasswd_file = \"users\"\n\
-                 plaintext_on_loopback = true\n[mail]\nmaildir = \"{}/mail/%u/Maildir\"\n",
+                 plaintext_on_loopback = true\n[mail]\nmaildir = \"{}/mail/%u/Maildir\"\n{mail_user}",
                 d.display()
             ),
         )

@@ -45,8 +45,14 @@ backend = "passwd-file"
 passwd_file = "users"
 [mail]
 maildir = "{dir}/mail/%u/Maildir"
-"#,
-        dir = dir.display()
+{mail_user}"#,
+        dir = dir.display(),
+        // As root the demo's mail belongs to nobody (src/demo.rs), who serves it.
+        mail_user = if common::mail_owner().is_some() {
+            "user = \"nobody\"\n"
+        } else {
+            ""
+        },
     );
     fs::write(dir.join("nestbox.toml"), cfg).expect("write nestbox.toml");
     (tmp, dir)

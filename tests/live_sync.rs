@@ -1344,6 +1344,7 @@ fn folders_created_and_deleted_outside_show_in_list() {
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(dir.join(sub)).expect("mkdir folder");
     }
+    common::give_to_mail_user(&dir);
     put_in_cur(&dir, "in outside", "outside@test", "S");
     assert!(
         listed(&mut c, "Outside"),
@@ -1438,6 +1439,7 @@ fn a_folder_recreated_after_a_deletion_is_served_afresh() {
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(arch.join(sub)).expect("mkdir");
     }
+    common::give_to_mail_user(&arch);
     fs::write(arch.join("maildirfolder"), b"").expect("maildirfolder");
     put_in_cur(&arch, "recreated 1", "r1@test", "S");
     put_in_cur(&arch, "recreated 2", "r2@test", "");
@@ -1535,11 +1537,13 @@ fn changes_between_commands_are_sent_when_idle_starts() {
     assert!(c.done().is_empty());
 }
 
-/// Open inotify instances of a process (`anon_inode:inotify` in /proc/PID/fd).
+/// Open inotify instances of a server: its front process and its workers
+/// (`anon_inode:inotify` in /proc/PID/fd of each).
 fn inotify_instances(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read /proc/PID/fd")
-        .flatten()
+    common::process_tree(pid)
+        .into_iter()
+        .filter_map(|p| fs::read_dir(format!("/proc/{p}/fd")).ok())
+        .flat_map(|d| d.flatten())
         .filter(|e| {
             fs::read_link(e.path())
                 .map(|t| t.to_string_lossy().contains("inotify"))
@@ -1561,7 +1565,7 @@ fn many_sessions_share_one_inotify_instance_and_all_get_the_push() {
     let own = OwnServer::replace(
         &mut server,
         &[],
-        "[limits]\nmax_connections_per_ip = 1000\n",
+        "[limits]\nmax_connections_per_ip = 1000\nmax_connections_per_user = 1000\n",
     );
     let pid = own.pid();
     seed_inbox(&server, &[""]);

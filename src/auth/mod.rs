@@ -19,6 +19,7 @@ pub mod hash;
 mod pam;
 pub mod passwd_file;
 pub mod sasl;
+pub(crate) mod sysdb;
 
 pub use failures::{FailureTracker, log_failure, log_success, sanitize};
 
@@ -31,11 +32,13 @@ pub struct User {
     pub name: String,
     /// The resolved Maildir root (`mail.maildir` with `~`, `%u`, `%n`, `%d` expanded).
     pub maildir: PathBuf,
-    /// System uid/gid from the passwd-file or PAM (`None`: none given).
-    /// Nothing uses them yet (sessions run as the daemon's user): kept for
-    /// issue 15, whose per-user worker processes run as this uid/gid.
+    /// System uid/gid from the passwd-file or PAM (`None`: none given); the
+    /// user's worker process runs as them (`server::identity`).
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Supplementary groups, primary first (PAM users: from the group
+    /// database; passwd-file users: none).
+    pub groups: Vec<u32>,
 }
 
 /// Why a login did not succeed.
@@ -158,6 +161,7 @@ fn verify_passwd_file(
         name: entry.user.clone(),
         uid: entry.uid,
         gid: entry.gid,
+        groups: Vec::new(),
     })
 }
 

@@ -10,9 +10,8 @@
 //! caller runs [`Pam::verify`] on tokio's blocking pool. One PAM transaction per attempt,
 //! ended before returning; nothing is cached. Note that as a non-root daemon `pam_unix`
 //! can only check the daemon user's own password (via `unix_chkpwd`), which is why the
-//! packaged service runs as root. The uid and gid resolved here are not used yet: every
-//! session runs as the daemon's user (root, in the package); per-user worker processes
-//! that serve each user under its own uid are planned (issue 15).
+//! packaged service runs as root. The uid, gid and groups resolved here are what the user's
+//! worker process runs as (`server::identity`).
 use super::{AuthError, User};
 
 /// A handle on the configured PAM service.
@@ -100,7 +99,7 @@ impl Pam {
             .map_err(classify)?;
         drop(txn);
 
-        let pw = passwd_entry(user)?.ok_or_else(|| {
+        let pw = super::sysdb::passwd_entry(user)?.ok_or_else(|| {
             // PAM said yes but there is no passwd entry (e.g. a PAM-only virtual user):
             // we cannot know where the mail lives.
             AuthError::Unavailable("user authenticated by PAM has no passwd entry".into())
@@ -110,6 +109,7 @@ impl Pam {
             name: user.to_string(),
             uid: Some(pw.uid),
             gid: Some(pw.gid),
+            groups: super::sysdb::group_list(user, pw.gid)?,
         })
     }
 }
@@ -147,66 +147,10 @@ impl nonstick::ConversationAdapter for Answers {
     }
 }
 
-/// The fields of a system passwd entry nestbox needs.
-#[cfg_attr(not(feature = "nonstick"), allow(dead_code))]
-pub(crate) struct PasswdEntry {
-    pub uid: u32,
-    pub gid: u32,
-    pub home: std::path::PathBuf,
-}
-
-/// `getpwnam_r` for `name`; `Ok(None)` when there is no such user. Blocking (NSS may ask
-/// LDAP or systemd-userdb).
-#[cfg_attr(not(feature = "nonstick"), allow(dead_code))]
-pub(crate) fn passwd_entry(name: &str) -> Result<Option<PasswdEntry>, AuthError> {
-    use std::os::unix::ffi::OsStrExt;
-    let cname = std::ffi::CString::new(name).map_err(|_| AuthError::Failed)?;
-    let mut buf: Vec<libc::c_char> = vec![0; 4096];
-    loop {
-        // SAFETY: passwd is plain data; getpwnam_r fills it, pointing into `buf`.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: all pointers are valid for the stated lengths for the duration of the call.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(AuthError::Unavailable(format!(
-                "getpwnam_r: {}",
-                std::io::Error::from_raw_os_error(rc)
-            )));
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        let home = if pwd.pw_dir.is_null() {
-            std::path::PathBuf::new()
-        } else {
-            // SAFETY: on success pw_dir points to a NUL-terminated string inside `buf`.
-            let bytes = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) }.to_bytes();
-            std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
-        };
-        return Ok(Some(PasswdEntry {
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-            home,
-        }));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::sysdb::passwd_entry;
 
     #[test]
     fn passwd_lookup() {

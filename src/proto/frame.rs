@@ -168,6 +168,17 @@ impl Framer {
         self.buf.len() - self.pos + self.cur.len()
     }
 
+    /// Takes the bytes received but not yet framed, leaving the framer
+    /// empty. Called between two commands, when a logged-in connection moves
+    /// to a worker process: what the client pipelined after its login
+    /// command goes with it.
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.pos);
+        self.buf = Vec::new();
+        self.pos = 0;
+        rest
+    }
+
     fn avail(&self) -> &[u8] {
         &self.buf[self.pos..]
     }

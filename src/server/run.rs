@@ -1,31 +1,48 @@
-//! The daemon: listeners, the accept loop, connection limits, signals
-//! (SIGTERM drains, SIGHUP reloads the TLS certificate) and systemd
-//! readiness. The TLS handshakes, for implicit-TLS ports and STARTTLS, and
-//! the certificate itself are `tls`'s ([`TlsState`]).
+//! The front process: listeners, the accept loop, connection limits,
+//! signals (SIGTERM drains, SIGHUP reloads the TLS certificate), systemd
+//! readiness, and what happens at login: the connection moves to the
+//! worker process of the user's uid (`pool`), and the front relays its
+//! bytes from then on (`relay`). The TLS handshakes, for implicit-TLS
+//! ports and STARTTLS, and the certificate itself are `tls`'s
+//! ([`TlsState`]).
 //!
 //! Shaped like mini-redis: a semaphore bounds connections, each connection
-//! is one task running a [`Session`], and a watch channel tells every
-//! session to say `* BYE` on shutdown. An idle connection costs one task and
-//! its buffers, never a thread.
+//! is one task running a [`Session`] until login and a relay after it, and
+//! a watch channel tells every session to say `* BYE` on shutdown. An idle
+//! connection costs one task and its buffers, never a thread. The front
+//! never opens a Maildir: it has no store at all.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::handoff::{Handoff, worker_config};
+use super::identity::Policy;
 use super::limits::{Limiter, canonical};
+use super::pool::Pool;
 use super::tls::TlsState;
 use crate::auth::{Authenticator, FailureTracker};
 use crate::config::Config;
-use crate::session::{ConnInfo, Io, Session, Shared, TlsUpgrade};
-use crate::store::Registry;
+use crate::session::{ConnInfo, Handover, Io, Session, Shared, TlsUpgrade};
 
 /// How long shutdown waits for sessions to say goodbye.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every connection of the front shares.
+struct Front {
+    shared: Arc<Shared>,
+    limiter: Arc<Limiter>,
+    tls: Option<Arc<TlsState>>,
+    pool: Arc<Pool>,
+    policy: Policy,
+    users: UserCounts,
+}
 
 /// Runs the server until SIGTERM/SIGINT.
 ///
@@ -45,22 +62,32 @@ pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
             "imap.listen_tls needs tls.cert and tls.key",
         ));
     }
+    let policy = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || Policy::from_config(&cfg))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)?
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let registry = Registry::new();
-    let _watcher = super::live::attach(&registry, crate::watch::WatchOptions::default());
-    tokio::spawn(super::memory::sweep_idle_folders(registry.clone()));
-    let shared = Arc::new(Shared {
-        config: cfg.clone(),
+    let shared = Arc::new(Shared::front(
+        cfg.clone(),
         auth,
-        registry,
-        tls: tls.clone().map(|t| t as Arc<dyn TlsUpgrade>),
-        failures: Arc::new(FailureTracker::new(cfg.limits.auth_failures_before_delay)),
-        shutdown: shutdown_rx,
-    });
-    let limiter = Arc::new(Limiter::new(
-        cfg.limits.max_connections,
-        cfg.limits.max_connections_per_ip,
+        tls.clone().map(|t| t as Arc<dyn TlsUpgrade>),
+        Arc::new(FailureTracker::new(cfg.limits.auth_failures_before_delay)),
+        shutdown_rx,
     ));
+    let front = Arc::new(Front {
+        shared,
+        limiter: Arc::new(Limiter::new(
+            cfg.limits.max_connections,
+            cfg.limits.max_connections_per_ip,
+        )),
+        tls: tls.clone(),
+        pool: Pool::new(worker_config(&cfg)),
+        policy,
+        users: UserCounts::new(cfg.limits.max_connections_per_user),
+    });
 
     let mut listeners = Vec::new();
     for addr in &cfg.imap.listen {
@@ -71,10 +98,7 @@ pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
     }
     // POP3 is not served yet: `Config::warnings` tells about any [pop3] listeners.
     for (listener, implicit_tls) in listeners {
-        let shared = shared.clone();
-        let limiter = limiter.clone();
-        let tls = tls.clone();
-        tokio::spawn(accept_loop(listener, implicit_tls, shared, limiter, tls));
+        tokio::spawn(accept_loop(listener, implicit_tls, front.clone()));
     }
     let signals = install_signals();
     on_ready();
@@ -83,9 +107,10 @@ pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
     wait_for_signals(signals, tls).await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
+    front.pool.shut_down().await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let drained = async {
-        while limiter.in_use() > 0 {
+        while front.limiter.in_use() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -140,13 +165,7 @@ async fn wait_for_signals(signals: Option<Signals>, tls: Option<Arc<TlsState>>) 
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    implicit_tls: bool,
-    shared: Arc<Shared>,
-    limiter: Arc<Limiter>,
-    tls: Option<Arc<TlsState>>,
-) {
+async fn accept_loop(listener: TcpListener, implicit_tls: bool, front: Arc<Front>) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -162,16 +181,15 @@ async fn accept_loop(
         // here on it is a.b.c.d, so that it has one per-IP bucket whichever listener it
         // used, and the log (fail2ban bans `rip=`) names the address its packets carry.
         let remote = canonical(remote);
-        let Some(slot) = limiter.admit(remote.ip()) else {
+        let Some(slot) = front.limiter.admit(remote.ip()) else {
             tracing::warn!(rip = %remote.ip(), "connection refused: too many connections");
             tokio::spawn(refuse(stream));
             continue;
         };
-        let shared = shared.clone();
-        let tls = tls.clone();
+        let front = front.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            serve_connection(stream, remote, implicit_tls, shared, tls).await;
+            serve_connection(stream, remote, implicit_tls, front).await;
         });
     }
 }
@@ -188,13 +206,12 @@ async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
     implicit_tls: bool,
-    shared: Arc<Shared>,
-    tls: Option<Arc<TlsState>>,
+    front: Arc<Front>,
 ) {
     tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "imap connect");
     let tcp = Some(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let io: Box<dyn Io> = if implicit_tls {
-        let Some(tls) = tls else { return };
+        let Some(tls) = &front.tls else { return };
         match tls.upgrade(Box::new(stream)).await {
             Ok(io) => io,
             Err(e) => {
@@ -207,13 +224,140 @@ async fn serve_connection(
     };
     let session = Session::new(
         io,
-        shared,
+        front.shared.clone(),
         ConnInfo {
             remote,
             tls: implicit_tls,
             tcp,
         },
     );
-    session.run().await;
+    if let Some(handover) = session.run().await {
+        continue_in_worker(handover, &front).await;
+    }
     tracing::info!(rip = %remote.ip(), rport = remote.port(), "imap disconnect");
+}
+
+/// After a login: hands the connection to the worker of the user's uid and
+/// relays its bytes until the session ends.
+async fn continue_in_worker(h: Handover, front: &Front) {
+    let Handover {
+        io,
+        conn,
+        tag,
+        user,
+        pipelined,
+    } = h;
+    let identity = match front.policy.identity_for(&user) {
+        Ok(id) => id,
+        Err(why) => {
+            tracing::error!(user = %user.name, "{why}");
+            unavailable(io, &tag, "UNAVAILABLE", "Mail service unavailable.").await;
+            return;
+        }
+    };
+    let Some(_user_slot) = front.users.admit(&user.name) else {
+        tracing::warn!(
+            user = %user.name,
+            rip = %conn.remote.ip(),
+            "login refused: too many connections for this user (limits.max_connections_per_user)"
+        );
+        unavailable(io, &tag, "LIMIT", "Too many connections for this user.").await;
+        return;
+    };
+    let pair = std::os::unix::net::UnixStream::pair().and_then(|(a, b)| {
+        a.set_nonblocking(true)?;
+        Ok((
+            tokio::net::UnixStream::from_std(a)?,
+            std::os::fd::OwnedFd::from(b),
+        ))
+    });
+    let (ours, theirs) = match pair {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("cannot make a socket pair for a worker: {e}");
+            unavailable(io, &tag, "UNAVAILABLE", "Mail service unavailable.").await;
+            return;
+        }
+    };
+    let handoff = Handoff::new(
+        tag.clone(),
+        user.name.clone(),
+        user.maildir.clone(),
+        conn.remote,
+        conn.tls,
+        &pipelined,
+    );
+    let lease = match front.pool.hand_over(&identity, &handoff, &theirs).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(user = %user.name, uid = identity.uid, "no worker for the session: {e}");
+            unavailable(io, &tag, "UNAVAILABLE", "Mail service unavailable.").await;
+            return;
+        }
+    };
+    // The worker has its own copy of the descriptor now.
+    drop(theirs);
+    if let Err(e) = super::relay::relay(io, ours, &conn).await {
+        tracing::debug!(rip = %conn.remote.ip(), "relay ended: {e}");
+    }
+    drop(lease);
+}
+
+/// Answers the login command with `NO [code]` and closes: the session has
+/// left the front's state machine, and a client retrying the same login
+/// would meet the same cause.
+async fn unavailable(mut io: Box<dyn Io>, tag: &str, code: &str, text: &str) {
+    let msg = format!("{tag} NO [{code}] {text}\r\n* BYE Closing.\r\n");
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = io.write_all(msg.as_bytes()).await;
+        let _ = io.shutdown().await;
+    })
+    .await;
+}
+
+/// Logged-in connections per user name (`limits.max_connections_per_user`).
+struct UserCounts {
+    max: usize,
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+/// One connection's place in [`UserCounts`], given back on drop.
+struct UserSlot<'a> {
+    owner: &'a UserCounts,
+    user: String,
+}
+
+impl UserCounts {
+    fn new(max: usize) -> Self {
+        UserCounts {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn admit(&self, user: &str) -> Option<UserSlot<'_>> {
+        let mut m = self.counts.lock().ok()?;
+        let n = m.entry(user.to_string()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            owner: self,
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for UserSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.owner.counts.lock() {
+            if let Some(n) = m.get_mut(&self.user) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.user);
+                }
+            }
+        }
+    }
 }

@@ -34,24 +34,91 @@ use crate::config::Config;
 use crate::proto::frame::{Frame, FrameLimits, Framer, Limit};
 use crate::proto::parse::{ParseError, parse_command};
 use crate::proto::{Command, CommandBody};
-use crate::store::{MailStore, Registry, StoreError};
+use crate::store::{MailStore, Registry, StoreError, StoreOptions};
 
 pub use view::SelectedView;
 
-/// Any byte stream a session can run over (TCP, TLS over TCP, a pipe).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+/// Any byte stream a session can run over (TCP, TLS over TCP, a Unix
+/// socket from the front).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// For the server, which needs the concrete stream back at STARTTLS and
+    /// when it hands a logged-in connection to a worker.
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
 
 /// Process-wide things a session needs besides its stream.
 pub struct Shared {
     pub config: Arc<Config>,
-    pub auth: Arc<Authenticator>,
-    pub registry: Arc<Registry>,
     /// `None` when no certificate is configured: STARTTLS is not offered.
     pub tls: Option<Arc<dyn TlsUpgrade>>,
-    pub failures: Arc<crate::auth::FailureTracker>,
     /// Flips to `true` on SIGTERM: sessions say `* BYE` and end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub role: Role,
+}
+
+/// Which process a session runs in (SPEC §4): the front checks logins and
+/// hands logged-in connections over; a worker serves them from the store.
+pub enum Role {
+    Front {
+        auth: Arc<Authenticator>,
+        failures: Arc<crate::auth::FailureTracker>,
+    },
+    Worker {
+        registry: Arc<Registry>,
+    },
+}
+
+impl Shared {
+    /// The front's: sessions end at login with a [`Handover`].
+    pub fn front(
+        config: Arc<Config>,
+        auth: Arc<Authenticator>,
+        tls: Option<Arc<dyn TlsUpgrade>>,
+        failures: Arc<crate::auth::FailureTracker>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Shared {
+            config,
+            tls,
+            shutdown,
+            role: Role::Front { auth, failures },
+        }
+    }
+
+    /// A worker's: sessions start logged in ([`Session::resume`]).
+    pub fn worker(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Shared {
+            config,
+            tls: None,
+            shutdown,
+            role: Role::Worker { registry },
+        }
+    }
+}
+
+/// A connection whose client has just logged in, as the front's session
+/// gives it up: the worker of that user's uid takes it from here.
+pub struct Handover {
+    pub io: Box<dyn Io>,
+    pub conn: ConnInfo,
+    /// The tag of the login command; the worker answers it.
+    pub tag: String,
+    pub user: User,
+    /// What the client sent after the login command.
+    pub pipelined: Vec<u8>,
 }
 
 /// Upgrades a plaintext stream to TLS (STARTTLS). A trait so the session
@@ -221,6 +288,16 @@ impl From<StoreError> for Status {
                 tracing::error!("disk full: {e}");
                 Status::no(Some("OVERQUOTA"), "Not enough disk space.")
             }
+            // A file or folder the user's own uid may not touch (e.g. made by root
+            // inside their Maildir): theirs to fix, not a server fault. Logged for the
+            // operator, who may have to chown it.
+            StoreError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!("permission denied in a Maildir: {e}");
+                Status::no(
+                    Some("NOPERM"),
+                    "Permission denied on the server's file system.",
+                )
+            }
             e @ (StoreError::Io(_) | StoreError::Corrupt { .. }) => Status::server_bug("store", &e),
         }
     }
@@ -318,6 +395,10 @@ pub struct Session {
     /// When a connection that has not logged in is dropped
     /// (`limits.login_timeout` after it was accepted), however it trickles.
     login_deadline: tokio::time::Instant,
+    /// Set by a successful login in the front: the user, then (with the
+    /// command's tag) the hand-over that ends this session here.
+    pub(crate) logged_in_user: Option<User>,
+    handover: Option<(String, User)>,
 }
 
 /// Why reading a command stopped.
@@ -348,6 +429,8 @@ impl Session {
             pending_starttls: false,
             uid_commands: false,
             login_deadline,
+            logged_in_user: None,
+            handover: None,
         }
     }
 
@@ -364,8 +447,10 @@ impl Session {
             .set_max_command(l.max_literal_bytes.saturating_mul(2));
     }
 
-    /// Serves the connection until LOGOUT, EOF, timeout or shutdown.
-    pub async fn run(mut self) {
+    /// Serves a new connection from the greeting on, until LOGOUT, EOF,
+    /// timeout or shutdown, or (in the front) until the client logs in: then
+    /// the connection is returned for a worker to continue.
+    pub async fn run(mut self) -> Option<Handover> {
         let caps = caps::capability_line(&self);
         let greeting = format!(
             "* OK [CAPABILITY {caps}] {} nestbox ready.",
@@ -373,8 +458,53 @@ impl Session {
         );
         self.line(greeting);
         if self.flush().await.is_err() {
-            return;
+            return None;
         }
+        self.serve().await
+    }
+
+    /// Continues, in a worker, a session the front handed over right after
+    /// `user` logged in with the command tagged `tag`: opens the user's
+    /// store, answers that command, then serves the connection, starting
+    /// with the bytes the client had already `pipelined`.
+    pub async fn resume(mut self, user: User, tag: &str, pipelined: &[u8]) {
+        self.framer.push(pipelined);
+        self.logged_in();
+        let Role::Worker { registry } = &self.shared.role else {
+            return;
+        };
+        let registry = registry.clone();
+        let root = user.maildir.clone();
+        let opened = blocking(move || MailStore::open(root, registry, StoreOptions::default()))
+            .await
+            .map_err(|s| s.text)
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match opened {
+            Ok(store) => {
+                self.state = State::Authenticated(Authed {
+                    user,
+                    store: Arc::new(store),
+                });
+                let caps = caps::capability_line(&self);
+                self.tagged(
+                    tag,
+                    &Status::ok_code(format!("CAPABILITY {caps}"), "Logged in."),
+                );
+            }
+            Err(e) => {
+                tracing::error!(user = %user.name, "cannot open mail store {}: {e}", user.maildir.display());
+                self.tagged(
+                    tag,
+                    &Status::no(Some("UNAVAILABLE"), "Mail store unavailable."),
+                );
+                self.line("* BYE Mail store unavailable, try again later.");
+                self.state = State::Logout;
+            }
+        }
+        let _ = self.serve().await;
+    }
+
+    async fn serve(&mut self) -> Option<Handover> {
         loop {
             if matches!(self.state, State::Logout) {
                 break;
@@ -424,7 +554,9 @@ impl Session {
             // Responses to pipelined commands go out together: `read_frame`
             // flushes before it waits for input, so output waits here only
             // while the next command is already buffered.
-            let must_flush = self.pending_starttls || matches!(self.state, State::Logout);
+            let must_flush = self.pending_starttls
+                || self.handover.is_some()
+                || matches!(self.state, State::Logout);
             let flushed = if must_flush {
                 self.flush().await
             } else {
@@ -439,11 +571,22 @@ impl Session {
                     break;
                 }
             }
+            if let Some((tag, user)) = self.handover.take() {
+                let io = self.io.take()?;
+                return Some(Handover {
+                    io,
+                    conn: self.conn.clone(),
+                    tag,
+                    user,
+                    pipelined: self.framer.take_unread(),
+                });
+            }
         }
         self.close_selected();
         if let Some(mut io) = self.io.take() {
             let _ = io.shutdown().await;
         }
+        None
     }
 
     async fn handle_bytes(&mut self, bytes: &[u8]) {
@@ -489,6 +632,11 @@ impl Session {
         };
         let tag_for_handler = tag.clone();
         let result = cmd::run(self, &tag_for_handler, body).await;
+        if let Some(user) = self.logged_in_user.take() {
+            // The worker answers this command (`Session::resume`).
+            self.handover = Some((tag, user));
+            return;
+        }
         let status = match result {
             Ok(s) | Err(s) => s,
         };

@@ -65,6 +65,10 @@ pub struct Options {
     pub max_literal_bytes: Option<u64>,
     /// `limits.login_timeout`, e.g. `"2s"` (nestbox only).
     pub login_timeout: Option<&'static str>,
+    /// The `[auth]` and `[mail]` sections, whole, instead of the default passwd-file users
+    /// (nestbox only; e.g. PAM users, or passwd-file users with uids). `{dir}` in it stands
+    /// for the server's directory.
+    pub auth_and_mail: Option<String>,
 }
 
 impl Default for Options {
@@ -74,6 +78,7 @@ impl Default for Options {
             seed_maildir: None,
             max_literal_bytes: None,
             login_timeout: None,
+            auth_and_mail: None,
         }
     }
 }
@@ -271,6 +276,13 @@ impl TestServer {
         }
         if let Some(seed) = &options.seed_maildir {
             seed_maildir(seed, &dir.join("mail").join(USER).join("Maildir"));
+        }
+        if kind == Kind::Nestbox && mail_owner().is_some() {
+            // As root, nestbox serves these uid-less passwd-file users as
+            // `mail.user` (never as root): the mail must be that user's.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+            give_to_mail_user(&dir.join("mail"));
         }
         let mut server = TestServer {
             kind,
@@ -520,13 +532,24 @@ passwd_file = "{dir}/users"
 plaintext_on_loopback = {plain}
 [mail]
 maildir = "{dir}/mail/%u/Maildir"
-"#,
+{mail_user}"#,
         host = unique_hostname(dir),
         cert = cert.display(),
         key = key.display(),
         dir = dir.display(),
         plain = o.plaintext_on_loopback,
+        mail_user = if mail_owner().is_some() {
+            format!("user = \"{MAIL_OWNER}\"\n")
+        } else {
+            String::new()
+        },
     );
+    if let Some(sections) = &o.auth_and_mail {
+        let start = cfg.find("[auth]").expect("auth section");
+        cfg.truncate(start);
+        cfg.push_str(&sections.replace("{dir}", &dir.display().to_string()));
+        cfg.push('\n');
+    }
     if o.max_literal_bytes.is_some() || o.login_timeout.is_some() {
         cfg.push_str("[limits]\n");
     }
@@ -569,6 +592,57 @@ fn lookup_user(name: &str) -> Option<(u32, u32)> {
         let pw = libc::getpwnam(c.as_ptr());
         (!pw.is_null()).then(|| ((*pw).pw_uid, (*pw).pw_gid))
     }
+}
+
+/// The system user that owns the test users' mail when the tests run as root (CI): nestbox
+/// never serves mail as root, so its test config sets `mail.user` to this user. `None` when
+/// not root (mail then belongs to the invoking user, whom nestbox runs as).
+pub fn mail_owner() -> Option<(u32, u32)> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    lookup_user(MAIL_OWNER)
+}
+
+/// The name of [`mail_owner`].
+pub const MAIL_OWNER: &str = "nobody";
+
+/// Gives a directory tree that a test made inside a Maildir (a folder, say) to the user the
+/// server's worker runs as, as a mail client running as that user would have made it.
+/// Does nothing when not root.
+pub fn give_to_mail_user(path: &Path) {
+    if let Some((uid, gid)) = mail_owner() {
+        chown_tree(path, uid, gid);
+    }
+}
+
+/// `pid` and all its descendants (a server's front and its workers).
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // The parent pid is the second field after the parenthesised command name.
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|x| x.parse::<u32>().ok())
+        {
+            children.entry(ppid).or_default().push(p);
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        out.extend(children.get(&out[i]).cloned().unwrap_or_default());
+        i += 1;
+    }
+    out
 }
 
 /// chown -R (test directories only).
@@ -769,6 +843,11 @@ impl ImapClient {
                 None => return Some(String::from_utf8_lossy(&out).into_owned()),
             }
         }
+    }
+
+    /// Sends bytes as they are (no tag added).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
     }
 
     /// Send a command; return (untagged lines, tagged status line).

@@ -8,14 +8,11 @@
 //! a malformed message is `BAD`, a foreign authorization identity
 //! `NO [AUTHORIZATIONFAILED]`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::AuthError;
 use crate::auth::sasl::{self, SaslError};
-use crate::session::caps::capability_line;
-use crate::session::{Authed, CmdResult, Session, State, Status, blocking};
-use crate::store::{MailStore, StoreOptions};
+use crate::session::{CmdResult, Role, Session, Status};
 
 /// How long a client may take to answer an AUTHENTICATE challenge.
 const SASL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -121,16 +118,20 @@ async fn challenge(s: &mut Session, prompt: &str) -> Result<Vec<u8>, Status> {
 }
 
 async fn authenticate_user(s: &mut Session, user: &str, pass: &str, mech: &str) -> CmdResult {
+    let Role::Front { auth, failures } = &s.shared.role else {
+        return Err(Status::bad("Already authenticated."));
+    };
+    let (auth, failures) = (auth.clone(), failures.clone());
     let rip = s.conn.remote.ip();
-    let delay = s.shared.failures.delay(rip);
+    let delay = failures.delay(rip);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let user = match s.shared.auth.verify(user, pass).await {
+    let user = match auth.verify(user, pass).await {
         Ok(u) => u,
         Err(AuthError::Failed) => {
             crate::auth::log_failure(user, rip, mech);
-            s.shared.failures.record_failure(rip);
+            failures.record_failure(rip);
             return Err(Status::no(
                 Some("AUTHENTICATIONFAILED"),
                 "Authentication failed.",
@@ -144,20 +145,10 @@ async fn authenticate_user(s: &mut Session, user: &str, pass: &str, mech: &str) 
             ));
         }
     };
-    let root = user.maildir.clone();
-    let registry = s.shared.registry.clone();
-    let store = blocking(move || MailStore::open(root, registry, StoreOptions::default())).await?;
-    let store = match store {
-        Ok(st) => Arc::new(st),
-        Err(e) => {
-            tracing::error!(user = %user.name, "cannot open mail store {}: {e}", user.maildir.display());
-            return Err(Status::no(Some("UNAVAILABLE"), "Mail store unavailable."));
-        }
-    };
     crate::auth::log_success(&user.name, rip, mech);
-    s.shared.failures.record_success(rip);
-    s.state = State::Authenticated(Authed { user, store });
-    s.logged_in();
-    let caps = capability_line(s);
-    Ok(Status::ok_code(format!("CAPABILITY {caps}"), "Logged in."))
+    failures.record_success(rip);
+    // The session continues in the worker of the user's uid, which opens
+    // the store and answers this command (`Session::resume`).
+    s.logged_in_user = Some(user);
+    Ok(Status::ok("Logged in."))
 }

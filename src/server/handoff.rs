@@ -1,0 +1,142 @@
+//! What the front tells a worker over their [`Channel`](super::channel::Channel):
+//! first the configuration, then one message per connection it hands over.
+//!
+//! A hand-off carries everything the worker needs to continue the IMAP
+//! session where the front left it, right after a successful LOGIN or
+//! AUTHENTICATE: the tag to answer, who logged in and where their mail is,
+//! the facts about the connection (remote address, TLS), and the bytes the
+//! client had already pipelined after its login command (the front read
+//! them; the worker must see them first). The connection's stream itself
+//! travels as the attached descriptor.
+//!
+//! Encoded as TOML with serde (SPEC §7's serialisation crates; the messages
+//! are a few hundred bytes, once per login), pipelined bytes as base64. Both
+//! processes are the same executable (the front starts workers from
+//! `/proc/self/exe`, which stays the running binary across a package
+//! upgrade), so the format needs no versioning. This module never touches a
+//! socket or a file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// A message from the front to a worker.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToWorker {
+    /// The first message: the configuration, as `nestbox.toml` text with
+    /// everything the worker must not know (TLS key and certificate, the
+    /// users file) left out.
+    Init { config: String },
+    /// A connection whose client just logged in; its stream is attached.
+    Session(Handoff),
+}
+
+/// One logged-in connection, as the front hands it over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Handoff {
+    /// The tag of the LOGIN/AUTHENTICATE command, answered by the worker
+    /// once it has opened the mail store.
+    pub tag: String,
+    pub user: String,
+    pub maildir: PathBuf,
+    pub remote: SocketAddr,
+    /// TLS is active on the client's connection (the front terminates it).
+    pub tls: bool,
+    /// Bytes after the login command, base64 (see [`Handoff::pipelined`]).
+    pub pipelined: String,
+}
+
+impl Handoff {
+    pub fn new(
+        tag: String,
+        user: String,
+        maildir: PathBuf,
+        remote: SocketAddr,
+        tls: bool,
+        pipelined: &[u8],
+    ) -> Self {
+        Handoff {
+            tag,
+            user,
+            maildir,
+            remote,
+            tls,
+            pipelined: base64::engine::general_purpose::STANDARD.encode(pipelined),
+        }
+    }
+
+    /// The bytes the client sent after its login command, before the hand-off.
+    pub fn pipelined(&self) -> Result<Vec<u8>, String> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.pipelined)
+            .map_err(|e| format!("bad pipelined bytes in hand-off: {e}"))
+    }
+}
+
+impl ToWorker {
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        toml::to_string(self)
+            .map(String::into_bytes)
+            .map_err(|e| format!("cannot encode control message: {e}"))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("control message: {e}"))?;
+        toml::from_str(text).map_err(|e| format!("control message: {e}"))
+    }
+}
+
+/// The configuration as a worker gets it: the front's, without the TLS
+/// files and the users file (a worker opens neither; leaving them out makes
+/// sure it cannot).
+pub fn worker_config(cfg: &crate::config::Config) -> String {
+    let mut c = cfg.clone();
+    c.tls = Default::default();
+    c.auth.passwd_file = None;
+    c.to_toml()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handoff_survives_the_round_trip() {
+        let h = Handoff::new(
+            "a1".into(),
+            "alice@example.org".into(),
+            "/home/alice/Maildir".into(),
+            "[2001:db8::1]:50000".parse().unwrap(),
+            true,
+            b"a2 SELECT INBOX\r\na3 NOOP\r\n\x00\xff",
+        );
+        let m = ToWorker::Session(h.clone());
+        let back = ToWorker::decode(&m.encode().unwrap()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(
+            h.pipelined().unwrap(),
+            b"a2 SELECT INBOX\r\na3 NOOP\r\n\x00\xff"
+        );
+    }
+
+    #[test]
+    fn the_worker_config_has_no_secrets_and_parses() {
+        let mut cfg = crate::config::Config::default();
+        cfg.tls.cert = Some("/etc/ssl/cert.pem".into());
+        cfg.tls.key = Some("/etc/ssl/private/key.pem".into());
+        cfg.auth.passwd_file = Some("/etc/nestbox/users".into());
+        let text = worker_config(&cfg);
+        assert!(!text.contains("key.pem") && !text.contains("/etc/nestbox/users"));
+        let m = ToWorker::Init {
+            config: text.clone(),
+        };
+        let ToWorker::Init { config } = ToWorker::decode(&m.encode().unwrap()).unwrap() else {
+            panic!("not init");
+        };
+        let parsed = crate::config::parse_from_front(&config).unwrap();
+        assert_eq!(parsed.limits.max_connections, cfg.limits.max_connections);
+    }
+}

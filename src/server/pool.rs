@@ -1,0 +1,305 @@
+//! The front's worker processes: one per [`Identity`] (in practice, per
+//! uid), started on the first login that needs it, handed every logged-in
+//! connection of that identity, and retired a while after its last session
+//! ends (SPEC §4).
+//!
+//! A worker is this same executable (`/proc/self/exe`, so a package upgrade
+//! that replaces the file on disk never pairs an old front with a new
+//! worker) run as `nestbox worker`, with the identity's uid, gid and groups
+//! set between fork and exec, `no_new_privs` set, an empty environment but
+//! for the log filter, `/` as its directory, and its control channel as
+//! standard input. The first message it gets is its configuration
+//! ([`handoff::worker_config`]: no TLS files, no users file).
+//!
+//! A worker that dies takes its own sessions with it (their relays see the
+//! socket close) and is logged; the next login of that identity starts a
+//! new one. Retiring is the front's decision alone: it drops the channel of
+//! a worker that has had no session for [`LINGER`], so it never hands a
+//! connection to a worker that is on its way out.
+//!
+//! Owns the processes and their channels. It never opens a Maildir and
+//! never speaks IMAP.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::channel::{self, Channel};
+use super::handoff::{Handoff, ToWorker};
+use super::identity::Identity;
+
+/// How long a worker without sessions stays, so that a client reconnecting
+/// (a phone waking up, a mail client's next check) finds its folders cached.
+const LINGER: Duration = Duration::from_secs(60);
+
+/// Environment variables a worker keeps: the log filter and colours, and the
+/// switch that makes the change watcher poll instead of using inotify.
+const KEPT_ENV: &[&str] = &[
+    "NESTBOX_LOG",
+    "RUST_LOG",
+    "NO_COLOR",
+    crate::watch::FORCE_POLL_ENV,
+];
+
+/// One running worker process.
+pub struct Worker {
+    identity: Identity,
+    pid: u32,
+    chan: Channel,
+    sessions: AtomicUsize,
+}
+
+/// All workers of the front.
+pub struct Pool {
+    workers: Mutex<HashMap<Identity, Arc<Worker>>>,
+    /// The configuration workers get ([`super::handoff::worker_config`]).
+    config: RwLock<String>,
+    /// For the retire timers and reapers, which must not keep the pool alive.
+    me: Weak<Pool>,
+}
+
+/// A session's hold on its worker; the last one dropped starts the linger
+/// timer.
+pub struct Lease {
+    worker: Arc<Worker>,
+    pool: Weak<Pool>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.worker.sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(pool) = self.pool.upgrade() {
+                pool.retire_later(self.worker.clone());
+            }
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(worker_config: String) -> Arc<Pool> {
+        Arc::new_cyclic(|me| Pool {
+            workers: Mutex::new(HashMap::new()),
+            config: RwLock::new(worker_config),
+            me: me.clone(),
+        })
+    }
+
+    /// Hands a logged-in connection to the worker of `identity`, starting
+    /// one if needed. `stream` is the worker's end of the connection's
+    /// socket pair. A worker that turns out to be gone is replaced once.
+    pub async fn hand_over(
+        &self,
+        identity: &Identity,
+        handoff: &Handoff,
+        stream: &OwnedFd,
+    ) -> io::Result<Lease> {
+        let msg = ToWorker::Session(handoff.clone())
+            .encode()
+            .map_err(io::Error::other)?;
+        let mut last = None;
+        for _ in 0..2 {
+            let worker = self.get(identity).await?;
+            // Counted before sending: the linger timer must not retire it meanwhile.
+            worker.sessions.fetch_add(1, Ordering::AcqRel);
+            let lease = Lease {
+                worker: worker.clone(),
+                pool: self.me.clone(),
+            };
+            match worker.chan.send(&msg, Some(stream.as_fd())).await {
+                Ok(()) => return Ok(lease),
+                Err(e) => {
+                    tracing::warn!(
+                        uid = identity.uid,
+                        pid = worker.pid,
+                        "worker did not take a connection: {e}"
+                    );
+                    self.forget(&worker).await;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no worker")))
+    }
+
+    /// The running worker of `identity`, or a new one.
+    async fn get(&self, identity: &Identity) -> io::Result<Arc<Worker>> {
+        let mut workers = self.workers.lock().await;
+        if let Some(w) = workers.get(identity) {
+            return Ok(w.clone());
+        }
+        let config = self
+            .config
+            .read()
+            .map(|c| c.clone())
+            .map_err(|_| io::Error::other("worker config lock poisoned"))?;
+        let worker = self.spawn(identity, &config).await?;
+        workers.insert(identity.clone(), worker.clone());
+        Ok(worker)
+    }
+
+    async fn spawn(&self, identity: &Identity, config: &str) -> io::Result<Arc<Worker>> {
+        let (front_end, worker_end) = channel::pair()?;
+        let mut cmd = tokio::process::Command::new("/proc/self/exe");
+        cmd.arg0("nestbox")
+            .arg("worker")
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::from(worker_end))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for var in KEPT_ENV {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        let switch = rustix::process::geteuid().is_root();
+        let uid = rustix::process::Uid::from_raw(identity.uid);
+        let gid = rustix::process::Gid::from_raw(identity.gid);
+        let groups: Vec<rustix::process::Gid> = identity
+            .groups
+            .iter()
+            .map(|&g| rustix::process::Gid::from_raw(g))
+            .collect();
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes raw system calls only
+        // (rustix, and libc's `syscall`; no allocation: `groups` was built above).
+        // The per-thread calls are right here: the child has one thread.
+        unsafe {
+            cmd.pre_exec(move || {
+                if switch {
+                    rustix::thread::set_thread_groups(&groups)?;
+                    rustix::thread::set_thread_res_gid(gid, gid, gid)?;
+                    rustix::thread::set_thread_res_uid(uid, uid, uid)?;
+                }
+                rustix::thread::set_no_new_privs(true)?;
+                // Nothing the front inherited (from systemd, a shell) reaches the
+                // worker: every descriptor above stderr closes at exec. Marks instead
+                // of closing, so std's own exec-error pipe keeps working; kernels
+                // before 5.11 lack the flag, and then only our own CLOEXEC applies.
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3 as libc::c_uint,
+                    libc::c_uint::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+                );
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start a worker: {e}")))?;
+        let pid = child.id().unwrap_or(0);
+        let worker = Arc::new(Worker {
+            identity: identity.clone(),
+            pid,
+            chan: Channel::new(front_end)?,
+            sessions: AtomicUsize::new(0),
+        });
+        worker
+            .chan
+            .send(
+                &ToWorker::Init {
+                    config: config.to_string(),
+                }
+                .encode()
+                .map_err(io::Error::other)?,
+                None,
+            )
+            .await?;
+        tracing::info!(
+            uid = identity.uid,
+            gid = identity.gid,
+            pid,
+            "worker started"
+        );
+        let pool = self.me.clone();
+        let id = identity.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            if let Some(pool) = pool.upgrade() {
+                pool.exited(&id, pid, status).await;
+            }
+        });
+        Ok(worker)
+    }
+
+    /// A worker process ended: expected if it was retired, else logged as
+    /// an error and removed, so the next login starts a new one.
+    async fn exited(&self, id: &Identity, pid: u32, status: io::Result<std::process::ExitStatus>) {
+        let mut workers = self.workers.lock().await;
+        let current = workers.get(id).is_some_and(|w| w.pid == pid);
+        let status = match status {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("unknown ({e})"),
+        };
+        if current {
+            if let Some(w) = workers.remove(id) {
+                tracing::error!(
+                    uid = id.uid,
+                    pid,
+                    sessions = w.sessions.load(Ordering::Acquire),
+                    "worker ended unexpectedly ({status}); its sessions were closed"
+                );
+            }
+        } else {
+            tracing::debug!(uid = id.uid, pid, "worker exited ({status})");
+        }
+    }
+
+    /// Removes `worker` from the table if it is still the one there.
+    async fn forget(&self, worker: &Arc<Worker>) {
+        let mut workers = self.workers.lock().await;
+        if workers
+            .get(&worker.identity)
+            .is_some_and(|w| Arc::ptr_eq(w, worker))
+        {
+            workers.remove(&worker.identity);
+        }
+    }
+
+    /// After [`LINGER`], drops `worker` if it still has no session: its
+    /// channel closes and it exits.
+    fn retire_later(&self, worker: Arc<Worker>) {
+        let pool = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(LINGER).await;
+            let Some(pool) = pool.upgrade() else { return };
+            let mut workers = pool.workers.lock().await;
+            let idle = worker.sessions.load(Ordering::Acquire) == 0;
+            if idle
+                && workers
+                    .get(&worker.identity)
+                    .is_some_and(|w| Arc::ptr_eq(w, &worker))
+            {
+                workers.remove(&worker.identity);
+                tracing::debug!(
+                    uid = worker.identity.uid,
+                    pid = worker.pid,
+                    "worker retired"
+                );
+            }
+        });
+    }
+
+    /// Asks every worker to end its sessions (SIGTERM: each says `* BYE` to
+    /// its clients and exits), for shutdown.
+    pub async fn shut_down(&self) {
+        let workers = self.workers.lock().await;
+        for w in workers.values() {
+            if let Some(pid) = rustix::process::Pid::from_raw(w.pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+    }
+
+    /// Pids of the running workers (tests, diagnostics).
+    pub async fn pids(&self) -> Vec<u32> {
+        self.workers.lock().await.values().map(|w| w.pid).collect()
+    }
+}

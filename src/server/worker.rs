@@ -1,0 +1,188 @@
+//! A worker process (`nestbox worker`, started by the front's `pool`): serves
+//! every logged-in connection of one uid, with that uid's rights.
+//!
+//! It reads its configuration, then hand-offs, from the control channel on
+//! standard input; each hand-off brings a connection (a Unix stream whose
+//! other end the front relays to the client) and the session's state at
+//! login, and becomes a [`Session`] here. All sessions of the process share
+//! one folder registry and one change watcher, so the
+//! one-watcher-per-process and kilobytes-per-connection design holds for
+//! each user.
+//!
+//! It ends when the front closes the channel (the front retired it, or the
+//! front itself ended) or on SIGTERM/SIGINT; either way its sessions say
+//! `* BYE` first, within the drain timeout. It never holds a TLS key, never
+//! reads the users file (the front sends neither), never listens on a
+//! socket, and never runs as root (the front refuses to start one so).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::channel::Channel;
+use super::handoff::{Handoff, ToWorker};
+use crate::session::{ConnInfo, Session, Shared};
+use crate::store::Registry;
+
+/// How long ending waits for sessions to say goodbye.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the worker until the front lets go of it.
+pub async fn run() -> io::Result<()> {
+    if rustix::process::geteuid().is_root() {
+        return Err(io::Error::other(
+            "a worker never runs as root (the front starts workers with the user's uid)",
+        ));
+    }
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let chan = Channel::new(stdin)?;
+    let cfg = match chan.recv().await? {
+        Some((bytes, _)) => match ToWorker::decode(&bytes).map_err(io::Error::other)? {
+            ToWorker::Init { config } => {
+                crate::config::parse_from_front(&config).map_err(io::Error::other)?
+            }
+            ToWorker::Session(_) => {
+                return Err(io::Error::other("control channel: a session before init"));
+            }
+        },
+        None => return Ok(()),
+    };
+    let cfg = Arc::new(cfg);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let registry = Registry::new();
+    let _watcher = super::live::attach(&registry, crate::watch::WatchOptions::default());
+    tokio::spawn(super::memory::sweep_idle_folders(registry.clone()));
+    let shared = Arc::new(Shared::worker(cfg.clone(), registry, shutdown_rx));
+    let sessions = sessions::Counter::default();
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP is the front's to handle; a worker ignores it.
+    let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            msg = chan.recv() => match msg {
+                Ok(Some((bytes, fd))) => accept(&bytes, fd, &shared, &sessions),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!("worker control channel failed: {e}");
+                    break;
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, sessions.zero()).await;
+    Ok(())
+}
+
+/// Starts the session a hand-off brings.
+fn accept(bytes: &[u8], fd: Option<OwnedFd>, shared: &Arc<Shared>, sessions: &sessions::Counter) {
+    let handoff = match ToWorker::decode(bytes) {
+        Ok(ToWorker::Session(h)) => h,
+        Ok(ToWorker::Init { .. }) => {
+            tracing::error!("control channel: a second init ignored");
+            return;
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    let Some(fd) = fd else {
+        tracing::error!("control channel: a hand-off without its connection");
+        return;
+    };
+    let stream = match connection(fd) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("hand-off for {}: {e}", handoff.user);
+            return;
+        }
+    };
+    let shared = shared.clone();
+    let guard = sessions.enter();
+    tokio::spawn(async move {
+        let _guard = guard;
+        serve(stream, handoff, shared).await;
+    });
+}
+
+fn connection(fd: OwnedFd) -> io::Result<tokio::net::UnixStream> {
+    let std = std::os::unix::net::UnixStream::from(fd);
+    std.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(std)
+}
+
+async fn serve(stream: tokio::net::UnixStream, h: Handoff, shared: Arc<Shared>) {
+    let pipelined = match h.pipelined() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    let conn = ConnInfo {
+        remote: h.remote,
+        tls: h.tls,
+        tcp: None,
+    };
+    let user = crate::auth::User {
+        name: h.user.clone(),
+        maildir: h.maildir.clone(),
+        uid: Some(rustix::process::getuid().as_raw()),
+        gid: Some(rustix::process::getgid().as_raw()),
+        groups: Vec::new(),
+    };
+    let session = Session::new(Box::new(stream), shared, conn);
+    session.resume(user, &h.tag, &pipelined).await;
+}
+
+/// A count of live sessions that can be awaited down to zero.
+mod sessions {
+    use std::sync::Arc;
+    use tokio::sync::watch;
+
+    #[derive(Clone)]
+    pub struct Counter {
+        tx: Arc<watch::Sender<usize>>,
+    }
+
+    impl Default for Counter {
+        fn default() -> Self {
+            Counter {
+                tx: Arc::new(watch::channel(0).0),
+            }
+        }
+    }
+
+    pub struct Guard {
+        tx: Arc<watch::Sender<usize>>,
+    }
+
+    impl Counter {
+        pub fn enter(&self) -> Guard {
+            self.tx.send_modify(|n| *n += 1);
+            Guard {
+                tx: self.tx.clone(),
+            }
+        }
+
+        /// Resolves once no guard is alive.
+        pub async fn zero(&self) {
+            let mut rx = self.tx.subscribe();
+            let _ = rx.wait_for(|n| *n == 0).await;
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.tx.send_modify(|n| *n -= 1);
+        }
+    }
+}
