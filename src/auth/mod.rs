@@ -59,6 +59,12 @@ const MAX_CREDENTIAL_LEN: usize = 1024;
 pub struct Authenticator {
     backend: Backend,
     maildir_template: String,
+    /// Password checks running at once. An Argon2id check (the default
+    /// scheme) takes ~19 MiB for its duration, and anyone can ask for one
+    /// before logging in; so they queue, as many at a time as there are
+    /// CPUs (more would not finish sooner), instead of filling the blocking
+    /// pool's 64 threads with 1.2 GB of hashing.
+    checks: tokio::sync::Semaphore,
 }
 
 enum Backend {
@@ -87,9 +93,11 @@ impl Authenticator {
                 )));
             }
         };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Authenticator {
             backend,
             maildir_template: cfg.mail.maildir.clone(),
+            checks: tokio::sync::Semaphore::new(cpus),
         })
     }
 
@@ -106,6 +114,11 @@ impl Authenticator {
             // fast reveals nothing about who exists.
             return Err(AuthError::Failed);
         }
+        let _turn = self
+            .checks
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Unavailable("password checks closed".into()))?;
         let user = user.to_string();
         let password = password.to_string();
         let template = self.maildir_template.clone();
