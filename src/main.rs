@@ -26,8 +26,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the server in the foreground (systemd Type=notify; SIGHUP reloads the TLS
-    /// certificates, SIGTERM drains).
+    /// Run the server in the foreground (systemd Type=notify; SIGHUP reloads the
+    /// configuration for new connections, SIGTERM drains).
     Serve {
         /// Configuration file.
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
@@ -201,7 +201,7 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
 
 async fn serve(path: &Path) -> Result<(), Failure> {
     let cfg = load_config(path)?;
-    nestbox::server::run(cfg, || {})
+    nestbox::server::run(cfg, Some(path.to_path_buf()), || {})
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))
 }
@@ -215,13 +215,14 @@ async fn demo(dir: &Path) -> Result<(), Failure> {
     let path = prepared.map_err(|e| Failure::Runtime(e.to_string()))?;
     let cfg = load_config(&path)?;
     let settings = nestbox::demo::client_settings(&cfg);
+    let source = path.clone();
     // Printed only once every listener is bound: a busy port fails before "ready" is said.
     let on_ready = move || {
         println!("{settings}");
         println!("Config: {}  (Ctrl-C stops the server)", path.display());
         let _ = std::io::stdout().flush();
     };
-    nestbox::server::run(cfg, on_ready)
+    nestbox::server::run(cfg, Some(source), on_ready)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))
 }

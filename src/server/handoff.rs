@@ -32,6 +32,9 @@ pub enum ToWorker {
     Init { config: String },
     /// A connection whose client just logged in; its stream is attached.
     Session(Handoff),
+    /// A new configuration (SIGHUP), in the form of `Init`'s, for the
+    /// sessions that come next.
+    Config { config: String },
 }
 
 /// One logged-in connection, as the front hands it over.

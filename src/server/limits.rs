@@ -6,27 +6,28 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
-
-/// Bounds total connections and connections per remote address.
+/// Bounds total connections and connections per remote address. The caps
+/// can change while connections run (SIGHUP): connections over a lowered
+/// cap stay, and new ones are admitted once enough have ended.
 pub struct Limiter {
-    total: Arc<Semaphore>,
-    max_total: usize,
+    total: AtomicUsize,
+    max_total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    max_per_ip: usize,
+    max_per_ip: AtomicUsize,
 }
 
 /// Releases a connection's slot when the connection ends.
 pub struct Slot {
     limiter: Arc<Limiter>,
     ip: IpAddr,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.limiter.total.fetch_sub(1, Ordering::AcqRel);
         if let Ok(mut m) = self.limiter.per_ip.lock() {
             if let Some(n) = m.get_mut(&self.ip) {
                 *n -= 1;
@@ -41,31 +42,40 @@ impl Drop for Slot {
 impl Limiter {
     pub fn new(max_total: usize, max_per_ip: usize) -> Self {
         Limiter {
-            total: Arc::new(Semaphore::new(max_total)),
-            max_total,
+            total: AtomicUsize::new(0),
+            max_total: AtomicUsize::new(max_total),
             per_ip: Mutex::new(HashMap::new()),
-            max_per_ip,
+            max_per_ip: AtomicUsize::new(max_per_ip),
         }
     }
 
     /// Connections holding a slot now.
     pub fn in_use(&self) -> usize {
-        self.max_total - self.total.available_permits()
+        self.total.load(Ordering::Acquire)
+    }
+
+    /// New caps (SIGHUP), for the connections that come next.
+    pub fn set_limits(&self, max_total: usize, max_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Release);
+        self.max_per_ip.store(max_per_ip, Ordering::Release);
     }
 
     /// A slot for a new connection from `ip`, or `None` when a limit is reached.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let permit = self.total.clone().try_acquire_owned().ok()?;
         let mut m = self.per_ip.lock().ok()?;
+        if self.total.load(Ordering::Acquire) >= self.max_total.load(Ordering::Acquire) {
+            return None;
+        }
         let n = m.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
+        if *n >= self.max_per_ip.load(Ordering::Acquire) {
             return None;
         }
         *n += 1;
+        // Counted under the lock, so two admissions cannot both take the last place.
+        self.total.fetch_add(1, Ordering::AcqRel);
         Some(Slot {
             limiter: self.clone(),
             ip,
-            _permit: permit,
         })
     }
 }
@@ -91,5 +101,23 @@ mod tests {
         let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
         assert_eq!(canonical(v6), v6);
         assert!(limiter.admit(v6.ip()).is_some());
+    }
+
+    #[test]
+    fn lowered_and_raised_caps_apply_to_the_next_connections() {
+        let limiter = Arc::new(Limiter::new(3, 3));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let held: Vec<Slot> = (0..3).map(|_| limiter.admit(ip).unwrap()).collect();
+        assert!(limiter.admit(ip).is_none());
+        limiter.set_limits(1, 1);
+        assert_eq!(limiter.in_use(), 3, "running connections stay");
+        drop(held);
+        let one = limiter.admit(ip).unwrap();
+        assert!(limiter.admit(ip).is_none(), "the lowered cap holds");
+        limiter.set_limits(5, 2);
+        let _two = limiter.admit(ip).unwrap();
+        assert!(limiter.admit(ip).is_none(), "per address: 2");
+        drop(one);
+        assert_eq!(limiter.in_use(), 1);
     }
 }

@@ -287,6 +287,31 @@ impl Pool {
         });
     }
 
+    /// A new configuration (SIGHUP): for workers started from now on, and
+    /// sent to the running ones for their next sessions.
+    pub async fn set_config(&self, config: String) {
+        if let Ok(mut c) = self.config.write() {
+            c.clone_from(&config);
+        }
+        let msg = match (ToWorker::Config { config }).encode() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("{e}");
+                return;
+            }
+        };
+        let workers: Vec<Arc<Worker>> = self.workers.lock().await.values().cloned().collect();
+        for w in workers {
+            if let Err(e) = w.chan.send(&msg, None).await {
+                tracing::warn!(
+                    uid = w.identity.uid,
+                    pid = w.pid,
+                    "worker missed the new configuration: {e}"
+                );
+            }
+        }
+    }
+
     /// Asks every worker to end its sessions (SIGTERM: each says `* BYE` to
     /// its clients and exits), for shutdown.
     pub async fn shut_down(&self) {

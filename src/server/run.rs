@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -34,14 +36,86 @@ use crate::session::{ConnInfo, Handover, Io, Session, Shared, TlsUpgrade};
 /// How long shutdown waits for sessions to say goodbye.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the configuration decides for new connections; built again on
+/// SIGHUP and swapped in whole, so a connection sees one configuration
+/// from its start to its end.
+struct Generation {
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    tls: Option<Arc<TlsState>>,
+    policy: Policy,
+}
+
 /// What every connection of the front shares.
 struct Front {
-    shared: Arc<Shared>,
+    generation: RwLock<Arc<Generation>>,
     limiter: Arc<Limiter>,
-    tls: Option<Arc<TlsState>>,
     pool: Arc<Pool>,
-    policy: Policy,
     users: UserCounts,
+    failures: Arc<FailureTracker>,
+    shutdown: watch::Receiver<bool>,
+    /// The config file, read again on SIGHUP (`None`: nothing to reload).
+    source: Option<PathBuf>,
+}
+
+impl Front {
+    fn current(&self) -> Arc<Generation> {
+        match self.generation.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+impl Generation {
+    /// Everything `cfg` decides. `old`: the generation it replaces, whose
+    /// certificate is kept (and re-read) when the files are the same.
+    async fn build(
+        cfg: Config,
+        old: Option<&Generation>,
+        failures: &Arc<FailureTracker>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> io::Result<Generation> {
+        let cfg = Arc::new(cfg);
+        let tls = match (&cfg.tls.cert, &cfg.tls.key) {
+            (Some(c), Some(k)) => match old.and_then(|o| o.tls.as_ref()) {
+                Some(t) if t.paths() == (c.as_path(), k.as_path()) => {
+                    t.reload();
+                    Some(t.clone())
+                }
+                _ => Some(Arc::new(TlsState::load(c, k)?)),
+            },
+            _ => None,
+        };
+        if tls.is_none() && !cfg.imap.listen_tls.is_empty() {
+            return Err(io::Error::other(
+                "imap.listen_tls needs tls.cert and tls.key",
+            ));
+        }
+        let (auth, policy) = {
+            let cfg = cfg.clone();
+            tokio::task::spawn_blocking(move || {
+                let auth = Authenticator::from_config(&cfg).map_err(io::Error::other)?;
+                let policy = Policy::from_config(&cfg).map_err(io::Error::other)?;
+                Ok::<_, io::Error>((auth, policy))
+            })
+            .await
+            .map_err(io::Error::other)??
+        };
+        let shared = Arc::new(Shared::front(
+            cfg.clone(),
+            Arc::new(auth),
+            tls.clone().map(|t| t as Arc<dyn TlsUpgrade>),
+            failures.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Generation {
+            config: cfg,
+            shared,
+            tls,
+            policy,
+        })
+    }
 }
 
 /// Runs the server until SIGTERM/SIGINT.
@@ -50,44 +124,23 @@ struct Front {
 /// told READY=1; an address that cannot be bound returns an error before that, so a caller
 /// that announces readiness from `on_ready` (as `nestbox demo` does) never announces a
 /// server that is not there.
-pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
+pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) -> io::Result<()> {
     return_large_blocks_to_the_system();
-    let cfg = Arc::new(cfg);
-    let auth = Arc::new(Authenticator::from_config(&cfg).map_err(io::Error::other)?);
-    let tls = match (&cfg.tls.cert, &cfg.tls.key) {
-        (Some(c), Some(k)) => Some(Arc::new(TlsState::load(c, k)?)),
-        _ => None,
-    };
-    if tls.is_none() && !cfg.imap.listen_tls.is_empty() {
-        return Err(io::Error::other(
-            "imap.listen_tls needs tls.cert and tls.key",
-        ));
-    }
-    let policy = {
-        let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || Policy::from_config(&cfg))
-            .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)?
-    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared::front(
-        cfg.clone(),
-        auth,
-        tls.clone().map(|t| t as Arc<dyn TlsUpgrade>),
-        Arc::new(FailureTracker::new(cfg.limits.auth_failures_before_delay)),
-        shutdown_rx,
-    ));
+    let failures = Arc::new(FailureTracker::new(cfg.limits.auth_failures_before_delay));
+    let generation = Generation::build(cfg, None, &failures, &shutdown_rx).await?;
+    let cfg = generation.config.clone();
     let front = Arc::new(Front {
-        shared,
         limiter: Arc::new(Limiter::new(
             cfg.limits.max_connections,
             cfg.limits.max_connections_per_ip,
         )),
-        tls: tls.clone(),
         pool: Pool::new(worker_config(&cfg)),
-        policy,
         users: UserCounts::new(cfg.limits.max_connections_per_user),
+        generation: RwLock::new(Arc::new(generation)),
+        failures,
+        shutdown: shutdown_rx,
+        source,
     });
 
     let mut listeners = Vec::new();
@@ -105,7 +158,7 @@ pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
     on_ready();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    wait_for_signals(signals, tls).await;
+    wait_for_signals(signals, &front).await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     front.pool.shut_down().await;
@@ -117,6 +170,66 @@ pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
     };
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
     Ok(())
+}
+
+/// SIGHUP: reads the config file again and makes it the one new
+/// connections get (limits, users, TLS, `mail.user`; workers get it too).
+/// What cannot change while running (the listeners) is logged as needing a
+/// restart. A file that does not load changes nothing.
+async fn reload(front: &Front) {
+    let Some(path) = &front.source else {
+        if let Some(t) = &front.current().tls {
+            t.reload();
+        }
+        return;
+    };
+    let new = {
+        let path = path.clone();
+        match tokio::task::spawn_blocking(move || crate::config::load(&path)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("reload failed: {e}");
+                return;
+            }
+        }
+    };
+    let old = front.current();
+    for w in new.warnings() {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    let before = &old.config;
+    if before.imap.listen != new.imap.listen
+        || before.imap.listen_tls != new.imap.listen_tls
+        || before.pop3.listen != new.pop3.listen
+        || before.pop3.listen_tls != new.pop3.listen_tls
+    {
+        tracing::warn!("listener addresses changed: they take effect after a restart");
+    }
+    if before.limits.auth_failures_before_delay != new.limits.auth_failures_before_delay {
+        tracing::warn!("limits.auth_failures_before_delay takes effect after a restart");
+    }
+    let next = match Generation::build(new, Some(&old), &front.failures, &front.shutdown).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    let l = &next.config.limits;
+    front
+        .limiter
+        .set_limits(l.max_connections, l.max_connections_per_ip);
+    front.users.set_max(l.max_connections_per_user);
+    front.pool.set_config(worker_config(&next.config)).await;
+    match front.generation.write() {
+        Ok(mut g) => *g = Arc::new(next),
+        Err(p) => *p.into_inner() = Arc::new(next),
+    }
+    tracing::info!("configuration reloaded from {}", path.display());
 }
 
 /// glibc serves a freed large block's size from its heap from then on (its
@@ -163,7 +276,7 @@ fn install_signals() -> Option<Signals> {
     }
 }
 
-async fn wait_for_signals(signals: Option<Signals>, tls: Option<Arc<TlsState>>) {
+async fn wait_for_signals(signals: Option<Signals>, front: &Front) {
     let Some((mut term, mut int, mut hup)) = signals else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
@@ -172,11 +285,7 @@ async fn wait_for_signals(signals: Option<Signals>, tls: Option<Arc<TlsState>>) 
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => {
-                if let Some(t) = &tls {
-                    t.reload();
-                }
-            }
+            _ = hup.recv() => reload(front).await,
         }
     }
 }
@@ -225,9 +334,10 @@ async fn serve_connection(
     front: Arc<Front>,
 ) {
     tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "imap connect");
+    let generation = front.current();
     let tcp = Some(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let io: Box<dyn Io> = if implicit_tls {
-        let Some(tls) = &front.tls else { return };
+        let Some(tls) = &generation.tls else { return };
         match tls.upgrade(Box::new(stream)).await {
             Ok(io) => io,
             Err(e) => {
@@ -240,7 +350,7 @@ async fn serve_connection(
     };
     let session = Session::new(
         io,
-        front.shared.clone(),
+        generation.shared.clone(),
         ConnInfo {
             remote,
             tls: implicit_tls,
@@ -248,14 +358,14 @@ async fn serve_connection(
         },
     );
     if let Some(handover) = session.run().await {
-        continue_in_worker(handover, &front).await;
+        continue_in_worker(handover, &front, &generation.policy).await;
     }
     tracing::info!(rip = %remote.ip(), rport = remote.port(), "imap disconnect");
 }
 
 /// After a login: hands the connection to the worker of the user's uid and
 /// relays its bytes until the session ends.
-async fn continue_in_worker(h: Handover, front: &Front) {
+async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
     let Handover {
         io,
         conn,
@@ -263,7 +373,7 @@ async fn continue_in_worker(h: Handover, front: &Front) {
         user,
         pipelined,
     } = h;
-    let identity = match front.policy.identity_for(&user) {
+    let identity = match policy.identity_for(&user) {
         Ok(id) => id,
         Err(why) => {
             tracing::error!(user = %user.name, "{why}");
@@ -333,7 +443,7 @@ async fn unavailable(mut io: Box<dyn Io>, tag: &str, code: &str, text: &str) {
 
 /// Logged-in connections per user name (`limits.max_connections_per_user`).
 struct UserCounts {
-    max: usize,
+    max: AtomicUsize,
     counts: Mutex<HashMap<String, usize>>,
 }
 
@@ -346,15 +456,20 @@ struct UserSlot<'a> {
 impl UserCounts {
     fn new(max: usize) -> Self {
         UserCounts {
-            max,
+            max: AtomicUsize::new(max),
             counts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A new cap (SIGHUP); connections over it stay, new ones wait for room.
+    fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     fn admit(&self, user: &str) -> Option<UserSlot<'_>> {
         let mut m = self.counts.lock().ok()?;
         let n = m.entry(user.to_string()).or_insert(0);
-        if *n >= self.max {
+        if *n >= self.max.load(Ordering::Relaxed) {
             return None;
         }
         *n += 1;

@@ -131,6 +131,11 @@ impl TlsState {
         Ok(())
     }
 
+    /// The certificate and key files this state reads.
+    pub fn paths(&self) -> (&Path, &Path) {
+        (&self.cert, &self.key)
+    }
+
     fn acceptor(&self) -> Option<TlsAcceptor> {
         self.acceptor.read().ok().map(|a| a.clone())
     }

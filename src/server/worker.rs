@@ -44,8 +44,8 @@ pub async fn run() -> io::Result<()> {
             ToWorker::Init { config } => {
                 crate::config::parse_from_front(&config).map_err(io::Error::other)?
             }
-            ToWorker::Session(_) => {
-                return Err(io::Error::other("control channel: a session before init"));
+            ToWorker::Session(_) | ToWorker::Config { .. } => {
+                return Err(io::Error::other("control channel: no init first"));
             }
         },
         None => return Ok(()),
@@ -55,7 +55,7 @@ pub async fn run() -> io::Result<()> {
     let registry = Registry::new();
     let _watcher = super::live::attach(&registry, crate::watch::WatchOptions::default());
     tokio::spawn(super::memory::sweep_idle_folders(registry.clone()));
-    let shared = Arc::new(Shared::worker(cfg.clone(), registry, shutdown_rx));
+    let mut shared = Arc::new(Shared::worker(cfg, registry.clone(), shutdown_rx.clone()));
     let sessions = sessions::Counter::default();
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -65,7 +65,18 @@ pub async fn run() -> io::Result<()> {
     loop {
         tokio::select! {
             msg = chan.recv() => match msg {
-                Ok(Some((bytes, fd))) => accept(&bytes, fd, &shared, &sessions),
+                Ok(Some((bytes, fd))) => match ToWorker::decode(&bytes) {
+                    Ok(ToWorker::Session(h)) => accept(h, fd, &shared, &sessions),
+                    Ok(ToWorker::Config { config }) => match crate::config::parse_from_front(&config) {
+                        // New sessions get it; running ones keep theirs.
+                        Ok(c) => {
+                            shared = Arc::new(Shared::worker(Arc::new(c), registry.clone(), shutdown_rx.clone()));
+                        }
+                        Err(e) => tracing::error!("new configuration from the front: {e}"),
+                    },
+                    Ok(ToWorker::Init { .. }) => tracing::error!("control channel: a second init ignored"),
+                    Err(e) => tracing::error!("{e}"),
+                },
                 Ok(None) => break,
                 Err(e) => {
                     tracing::error!("worker control channel failed: {e}");
@@ -82,18 +93,12 @@ pub async fn run() -> io::Result<()> {
 }
 
 /// Starts the session a hand-off brings.
-fn accept(bytes: &[u8], fd: Option<OwnedFd>, shared: &Arc<Shared>, sessions: &sessions::Counter) {
-    let handoff = match ToWorker::decode(bytes) {
-        Ok(ToWorker::Session(h)) => h,
-        Ok(ToWorker::Init { .. }) => {
-            tracing::error!("control channel: a second init ignored");
-            return;
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            return;
-        }
-    };
+fn accept(
+    handoff: Handoff,
+    fd: Option<OwnedFd>,
+    shared: &Arc<Shared>,
+    sessions: &sessions::Counter,
+) {
     let Some(fd) = fd else {
         tracing::error!("control channel: a hand-off without its connection");
         return;
