@@ -38,6 +38,9 @@ use super::identity::Identity;
 /// (a phone waking up, a mail client's next check) finds its folders cached.
 const LINGER: Duration = Duration::from_secs(60);
 
+/// How long a hand-off may wait for a worker to take it.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Environment variables a worker keeps: the log filter and colours, and the
 /// switch that makes the change watcher poll instead of using inotify.
 const KEPT_ENV: &[&str] = &[
@@ -53,6 +56,14 @@ pub struct Worker {
     pid: u32,
     chan: Channel,
     sessions: AtomicUsize,
+}
+
+impl Worker {
+    fn kill(&self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// All workers of the front.
@@ -111,7 +122,22 @@ impl Pool {
                 worker: worker.clone(),
                 pool: self.me.clone(),
             };
-            match worker.chan.send(&msg, Some(stream.as_fd())).await {
+            // A worker that takes no hand-off for this long is stuck (the
+            // channel's buffer holds dozens): replace it rather than let
+            // every login of its users hang.
+            let sent = tokio::time::timeout(
+                HANDOFF_TIMEOUT,
+                worker.chan.send(&msg, Some(stream.as_fd())),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                worker.kill();
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "worker not reading its control channel; killed",
+                ))
+            });
+            match sent {
                 Ok(()) => return Ok(lease),
                 Err(e) => {
                     tracing::warn!(
