@@ -196,6 +196,16 @@ fn append(c: &mut ImapClient, folder: &str, subject: &str) {
     assert!(status.starts_with("OK"), "APPEND: {status}");
 }
 
+/// Logs in, or fails with the server's log.
+fn login_or_log(server: &TestServer, user: &str, password: &str) -> ImapClient {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ImapClient::login(server, user, password)
+    })) {
+        Ok(c) => c,
+        Err(_) => panic!("login of {user} failed; server log:\n{}", server.log()),
+    }
+}
+
 /// Owners (uid) of everything under `dir`.
 fn owners(dir: &Path) -> Vec<(PathBuf, u32)> {
     let mut out = Vec::new();
@@ -236,13 +246,13 @@ fn two_users_two_workers(
     });
     let front = server.pid().expect("server pid");
 
-    let mut a = ImapClient::login(&server, &alice.name, "alice-pw");
+    let mut a = login_or_log(&server, &alice.name, "alice-pw");
     append(&mut a, "INBOX", "from alice");
     a.ok("CREATE Projects");
     append(&mut a, "Projects", "in a folder");
     a.ok("SELECT INBOX");
     a.ok("STORE 1 +FLAGS (\\Seen)");
-    let mut b = ImapClient::login(&server, &bob.name, "bob-pw");
+    let mut b = login_or_log(&server, &bob.name, "bob-pw");
     append(&mut b, "INBOX", "from bob");
 
     let wa = worker_of(front, alice.uid);
@@ -312,7 +322,7 @@ fn two_users_two_workers(
     assert!(closed, "alice's session ends with her worker");
     b.ok("NOOP");
     append(&mut b, "INBOX", "bob goes on");
-    let mut a2 = ImapClient::login(&server, &alice.name, "alice-pw");
+    let mut a2 = login_or_log(&server, &alice.name, "alice-pw");
     let st = a2.ok("STATUS INBOX (MESSAGES)");
     assert!(st.iter().any(|l| l.contains("MESSAGES 1")), "{st:?}");
     assert_ne!(worker_of(front, alice.uid), wa, "a new worker for alice");

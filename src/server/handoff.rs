@@ -37,9 +37,33 @@ pub enum ToWorker {
     Config { config: String },
 }
 
+/// A message from a worker to the front.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// The hand-off `id` arrived with its connection: the front may relay
+    /// (until then it can still give the connection to another worker).
+    Taken { id: u64 },
+}
+
+impl FromWorker {
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        toml::to_string(self)
+            .map(String::into_bytes)
+            .map_err(|e| format!("cannot encode control message: {e}"))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("control message: {e}"))?;
+        toml::from_str(text).map_err(|e| format!("control message: {e}"))
+    }
+}
+
 /// One logged-in connection, as the front hands it over.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Handoff {
+    /// Answered with [`FromWorker::Taken`].
+    pub id: u64,
     /// The tag of the LOGIN/AUTHENTICATE command, answered by the worker
     /// once it has opened the mail store.
     pub tag: String,
@@ -54,6 +78,7 @@ pub struct Handoff {
 
 impl Handoff {
     pub fn new(
+        id: u64,
         tag: String,
         user: String,
         maildir: PathBuf,
@@ -62,6 +87,7 @@ impl Handoff {
         pipelined: &[u8],
     ) -> Self {
         Handoff {
+            id,
             tag,
             user,
             maildir,
@@ -109,6 +135,7 @@ mod tests {
     #[test]
     fn a_handoff_survives_the_round_trip() {
         let h = Handoff::new(
+            7,
             "a1".into(),
             "alice@example.org".into(),
             "/home/alice/Maildir".into(),
@@ -123,6 +150,13 @@ mod tests {
             h.pipelined().unwrap(),
             b"a2 SELECT INBOX\r\na3 NOOP\r\n\x00\xff"
         );
+    }
+
+    #[test]
+    fn an_acknowledgement_survives_the_round_trip() {
+        // TOML integers are i64: ids stay below 2^63 (a counter from 1).
+        let m = FromWorker::Taken { id: 1 << 62 };
+        assert_eq!(FromWorker::decode(&m.encode().unwrap()).unwrap(), m);
     }
 
     #[test]

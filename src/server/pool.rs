@@ -24,14 +24,14 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use super::channel::{self, Channel};
-use super::handoff::{Handoff, ToWorker};
+use super::handoff::{FromWorker, Handoff, ToWorker};
 use super::identity::Identity;
 
 /// How long a worker without sessions stays, so that a client reconnecting
@@ -50,12 +50,20 @@ const KEPT_ENV: &[&str] = &[
     crate::watch::FORCE_POLL_ENV,
 ];
 
+/// Hand-offs sent to a worker and not yet acknowledged, by id.
+type Waiting = std::sync::Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>;
+
 /// One running worker process.
 pub struct Worker {
     identity: Identity,
     pid: u32,
-    chan: Channel,
+    /// Shared with the task that reads the worker's acknowledgements.
+    chan: Arc<Channel>,
+    waiting: Arc<Waiting>,
     sessions: AtomicUsize,
+    /// Set when the front ends the worker on purpose (retired, shutdown):
+    /// any other end is a failure, logged as one.
+    ended_by_front: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -63,6 +71,67 @@ impl Worker {
         if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
+    }
+
+    /// Tells the worker to finish: it reads end-of-file, lets its sessions
+    /// (none, when retired) say goodbye, and exits.
+    fn close(&self) {
+        let _ = rustix::net::shutdown(self.chan.as_fd(), rustix::net::Shutdown::Write);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A worker process ended: logged as an error unless the front ended it.
+/// (The table no longer has it: its channel's end removed it already.)
+fn exited(id: &Identity, pid: u32, status: io::Result<std::process::ExitStatus>, on_purpose: bool) {
+    let status = match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    if on_purpose {
+        tracing::debug!(uid = id.uid, pid, "worker exited ({status})");
+    } else {
+        tracing::error!(
+            uid = id.uid,
+            pid,
+            "worker ended unexpectedly ({status}); its sessions were closed"
+        );
+    }
+}
+
+/// Reads what a worker sends back: acknowledgements of hand-offs. When the
+/// channel ends (the worker exited or was killed), the worker leaves the
+/// table at once, before its exit is even reaped, and every hand-off still
+/// waiting learns it was not taken.
+async fn read_acknowledgements(
+    chan: Arc<Channel>,
+    waiting: Arc<Waiting>,
+    pool: Weak<Pool>,
+    identity: Identity,
+    pid: u32,
+) {
+    while let Ok(Some((bytes, _))) = chan.recv().await {
+        match FromWorker::decode(&bytes) {
+            Ok(FromWorker::Taken { id }) => {
+                let tx = waiting.lock().ok().and_then(|mut w| w.remove(&id));
+                if let Some(tx) = tx {
+                    let _ = tx.send(());
+                }
+            }
+            Err(e) => tracing::error!(uid = identity.uid, pid, "from a worker: {e}"),
+        }
+    }
+    if let Some(pool) = pool.upgrade() {
+        pool.forget_pid(&identity, pid).await;
+    }
+    // Dropping the senders tells their waiters.
+    if let Ok(mut w) = waiting.lock() {
+        w.clear();
     }
 }
 
@@ -73,6 +142,7 @@ pub struct Pool {
     config: RwLock<String>,
     /// For the retire timers and reapers, which must not keep the pool alive.
     me: Weak<Pool>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 /// A session's hold on its worker; the last one dropped starts the linger
@@ -98,12 +168,23 @@ impl Pool {
             workers: Mutex::new(HashMap::new()),
             config: RwLock::new(worker_config),
             me: me.clone(),
+            next_id: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
+    /// A fresh id for a [`Handoff`].
+    pub fn handoff_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Hands a logged-in connection to the worker of `identity`, starting
-    /// one if needed. `stream` is the worker's end of the connection's
-    /// socket pair. A worker that turns out to be gone is replaced once.
+    /// one if needed; returns once the worker has confirmed it has the
+    /// connection. `stream` is the worker's end of the connection's socket
+    /// pair. A worker that turns out to be gone, or dies before it confirms,
+    /// or does not confirm within [`HANDOFF_TIMEOUT`] (then it is killed:
+    /// it is stuck), is replaced once: nothing of the connection has been
+    /// read or written yet, so the next worker starts it as if the first
+    /// had never been asked.
     pub async fn hand_over(
         &self,
         identity: &Identity,
@@ -122,22 +203,31 @@ impl Pool {
                 worker: worker.clone(),
                 pool: self.me.clone(),
             };
-            // A worker that takes no hand-off for this long is stuck (the
-            // channel's buffer holds dozens): replace it rather than let
-            // every login of its users hang.
-            let sent = tokio::time::timeout(
-                HANDOFF_TIMEOUT,
-                worker.chan.send(&msg, Some(stream.as_fd())),
-            )
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if let Ok(mut w) = worker.waiting.lock() {
+                w.insert(handoff.id, tx);
+            }
+            let taken = tokio::time::timeout(HANDOFF_TIMEOUT, async {
+                worker.chan.send(&msg, Some(stream.as_fd())).await?;
+                rx.await.map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "worker ended before taking the connection",
+                    )
+                })
+            })
             .await
             .unwrap_or_else(|_| {
                 worker.kill();
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "worker not reading its control channel; killed",
+                    "worker did not take the connection in time; killed",
                 ))
             });
-            match sent {
+            if let Ok(mut w) = worker.waiting.lock() {
+                w.remove(&handoff.id);
+            }
+            match taken {
                 Ok(()) => return Ok(lease),
                 Err(e) => {
                     tracing::warn!(
@@ -224,9 +314,18 @@ impl Pool {
         let worker = Arc::new(Worker {
             identity: identity.clone(),
             pid,
-            chan: Channel::new(front_end)?,
+            chan: Arc::new(Channel::new(front_end)?),
+            waiting: Arc::default(),
             sessions: AtomicUsize::new(0),
+            ended_by_front: Arc::default(),
         });
+        tokio::spawn(read_acknowledgements(
+            worker.chan.clone(),
+            worker.waiting.clone(),
+            self.me.clone(),
+            identity.clone(),
+            pid,
+        ));
         worker
             .chan
             .send(
@@ -244,37 +343,21 @@ impl Pool {
             pid,
             "worker started"
         );
-        let pool = self.me.clone();
         let id = identity.clone();
+        let on_purpose = worker.ended_by_front.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
-            if let Some(pool) = pool.upgrade() {
-                pool.exited(&id, pid, status).await;
-            }
+            exited(&id, pid, status, on_purpose.load(Ordering::Acquire));
         });
         Ok(worker)
     }
 
-    /// A worker process ended: expected if it was retired, else logged as
-    /// an error and removed, so the next login starts a new one.
-    async fn exited(&self, id: &Identity, pid: u32, status: io::Result<std::process::ExitStatus>) {
+    /// Removes the worker `pid` of `id` from the table if it is still there
+    /// (its channel ended: no new session must go to it).
+    async fn forget_pid(&self, id: &Identity, pid: u32) {
         let mut workers = self.workers.lock().await;
-        let current = workers.get(id).is_some_and(|w| w.pid == pid);
-        let status = match status {
-            Ok(s) => s.to_string(),
-            Err(e) => format!("unknown ({e})"),
-        };
-        if current {
-            if let Some(w) = workers.remove(id) {
-                tracing::error!(
-                    uid = id.uid,
-                    pid,
-                    sessions = w.sessions.load(Ordering::Acquire),
-                    "worker ended unexpectedly ({status}); its sessions were closed"
-                );
-            }
-        } else {
-            tracing::debug!(uid = id.uid, pid, "worker exited ({status})");
+        if workers.get(id).is_some_and(|w| w.pid == pid) {
+            workers.remove(id);
         }
     }
 
@@ -343,6 +426,7 @@ impl Pool {
     pub async fn shut_down(&self) {
         let workers = self.workers.lock().await;
         for w in workers.values() {
+            w.ended_by_front.store(true, Ordering::Release);
             if let Some(pid) = rustix::process::Pid::from_raw(w.pid as i32) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }

@@ -406,6 +406,7 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
         }
     };
     let handoff = Handoff::new(
+        front.pool.handoff_id(),
         tag.clone(),
         user.name.clone(),
         user.maildir.clone(),

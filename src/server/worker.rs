@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::channel::Channel;
-use super::handoff::{Handoff, ToWorker};
+use super::handoff::{FromWorker, Handoff, ToWorker};
 use crate::session::{ConnInfo, Session, Shared};
 use crate::store::Registry;
 
@@ -66,7 +66,16 @@ pub async fn run() -> io::Result<()> {
         tokio::select! {
             msg = chan.recv() => match msg {
                 Ok(Some((bytes, fd))) => match ToWorker::decode(&bytes) {
-                    Ok(ToWorker::Session(h)) => accept(h, fd, &shared, &sessions),
+                    Ok(ToWorker::Session(h)) => {
+                        // Confirmed at once: from here the connection is this
+                        // process's (the front relays it and will not retry).
+                        let ack = FromWorker::Taken { id: h.id }.encode().map_err(io::Error::other)?;
+                        if let Err(e) = chan.send(&ack, None).await {
+                            tracing::error!("cannot confirm a hand-off: {e}");
+                            break;
+                        }
+                        accept(h, fd, &shared, &sessions)
+                    }
                     Ok(ToWorker::Config { config }) => match crate::config::parse_from_front(&config) {
                         // New sessions get it; running ones keep theirs.
                         Ok(c) => {
