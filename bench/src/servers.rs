@@ -351,6 +351,21 @@ service imap {{
             return Err(err!("openssl req failed to make a self-signed certificate"));
         }
         fs::write(dir.join("users"), format!("{USER}:{{PLAIN}}{PASS}::::::\n"))?;
+        // nestbox never serves mail as root: as root the copy is handed to `nobody`, whom
+        // its worker then runs as (`mail.user`), as for Dovecot above.
+        let mail_user = if euid() == 0 {
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg("65534:65534")
+                .arg(dir.join("home"))
+                .status()?;
+            if !st.success() {
+                return Err(err!("chown -R nobody {} failed", dir.join("home").display()));
+            }
+            "user = \"nobody\"\n"
+        } else {
+            ""
+        };
         let conf = format!(
             r#"# Throwaway configuration written by nestbox-bench (SPEC §3).
 hostname = "bench.localhost"
@@ -369,9 +384,10 @@ passwd_file = "{d}/users"
 plaintext_on_loopback = true
 [mail]
 maildir = "{d}/home/%u/Maildir"
-[limits]
+{mail_user}[limits]
 max_connections = 20000
 max_connections_per_ip = 20000
+max_connections_per_user = 20000
 "#,
             d = dir.display(),
             cert = cert.display(),
