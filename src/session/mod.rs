@@ -221,6 +221,15 @@ impl From<StoreError> for Status {
                 tracing::error!("disk full: {e}");
                 Status::no(Some("OVERQUOTA"), "Not enough disk space.")
             }
+            // A folder lock another program held past the store's wait
+            // limit (store::maildir::dotlock): a refusal, not our fault.
+            StoreError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::warn!("{e}");
+                Status::no(
+                    Some("INUSE"),
+                    "Mailbox is locked by another program, try again later.",
+                )
+            }
             e @ (StoreError::Io(_) | StoreError::Corrupt { .. }) => Status::server_bug("store", &e),
         }
     }
