@@ -26,7 +26,7 @@
 //! a lock made before it started. Rules, for a lock naming a PID of this
 //! host:
 //! - our own PID: ours if this process holds exactly that lock file (by
-//!   device and inode, recorded in [`HELD`]); otherwise left by an earlier
+//!   device, inode and mtime, recorded in [`held`]); otherwise left by an earlier
 //!   run that had our PID (a restarted container's PID 1) and stale at once;
 //! - a PID that is not running: stale at once;
 //! - a running PID whose process started more than [`REUSE_SLACK`] after
@@ -99,9 +99,13 @@ pub const HOLD_BOUND: Duration = Duration::from_secs(120);
 pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 /// A running process counts as the lock's owner unless it started more than
-/// this after the lock was written: covers the one-second resolution of the
-/// clock conversion and timestamp jitter between the two clocks involved.
-pub const REUSE_SLACK: Duration = Duration::from_secs(1);
+/// this after the lock was written. The lock's age is read from an mtime
+/// set by the file system's clock (a network file system's server's), the
+/// process's age from this kernel's: the slack covers skew between them,
+/// which must not make a live owner's fresh lock look older than its
+/// process. A PID is rarely reused this soon after its owner died; if it
+/// is, [`HOLD_BOUND`] still applies.
+pub const REUSE_SLACK: Duration = Duration::from_secs(10);
 
 /// Pauses between looks at a held lock: short first (Dovecot's holds are
 /// milliseconds), then at most this.
