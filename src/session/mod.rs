@@ -298,6 +298,15 @@ impl From<StoreError> for Status {
                     "Permission denied on the server's file system.",
                 )
             }
+            // A folder lock another program held past the store's wait
+            // limit (store::maildir::dotlock): a refusal, not our fault.
+            StoreError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::warn!("{e}");
+                Status::no(
+                    Some("INUSE"),
+                    "Mailbox is locked by another program, try again later.",
+                )
+            }
             e @ (StoreError::Io(_) | StoreError::Corrupt { .. }) => Status::server_bug("store", &e),
         }
     }

@@ -573,6 +573,23 @@ impl MailStore {
         })
     }
 
+    /// Waits, without holding a thread, until no other process holds the
+    /// uidlist lock of folder `name`, breaking a stale one; does not take
+    /// it. A session awaits this before a command that saves into the
+    /// folder (APPEND, COPY, MOVE), so that waiting for another program's
+    /// lock never ties up a blocking-pool thread (see `maildir::dotlock`).
+    /// A missing folder or bad name is not an error here: the command
+    /// itself reports it. Fails with `TimedOut` after the lock's wait limit.
+    pub async fn wait_unlocked(&self, name: &str) -> Result<()> {
+        let Ok(dir) = self.existing_dir(name) else {
+            return Ok(());
+        };
+        match maildir::dotlock::wait_free(&dir, maildir::folder::LOCK_STALE_AFTER).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// The folder (shared through the registry) for saving into it:
     /// APPEND, and the destination of COPY and MOVE. An open folder is not
     /// rescanned (see [`Folder::sync_for_write`]).

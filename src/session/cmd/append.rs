@@ -20,6 +20,9 @@ pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessag
             return Err(Status::no(None, "Can't save a zero byte message."));
         }
     }
+    // Another program's lock on the folder is waited for here, not on a
+    // blocking-pool thread (store::maildir::dotlock).
+    store.wait_unlocked(&name).await?;
     let result = blocking(move || -> Result<_, StoreError> {
         let folder = store.open_folder_for_write(&name)?;
         let mut uids = Vec::with_capacity(messages.len());

@@ -28,6 +28,9 @@ pub async fn copy(
         .collect();
     let store = authed.store.clone();
     let src = view.folder.clone();
+    // Another program's lock on the destination is waited for here, not
+    // on a blocking-pool thread (store::maildir::dotlock).
+    store.wait_unlocked(&dest_name).await?;
     let result = blocking(move || -> Result<_, StoreError> {
         let dest = store.open_folder_for_write(&dest_name)?;
         if uids.is_empty() {

@@ -4,6 +4,7 @@
 //! Everything here is synchronous and assumes other programs work on the
 //! same files at the same time (MAILDIR.md); nothing here talks IMAP.
 
+pub mod dotlock;
 pub mod filename;
 pub mod folder;
 pub mod index;

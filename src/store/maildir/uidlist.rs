@@ -1,8 +1,7 @@
-//! `dovecot-uidlist`: the authoritative UID <-> base name map of a folder,
-//! and its dotlock `dovecot-uidlist.lock`.
+//! `dovecot-uidlist`: the authoritative UID <-> base name map of a folder.
 //!
 //! Owns parsing (format 3, and the old formats 1 and 2), appending records,
-//! full atomic rewrites, the dotlock, and the import of Courier's
+//! full atomic rewrites, and the import of Courier's
 //! `courierimapuiddb`. It must never truncate or delete the uidlist: losing
 //! it costs every client a full re-download (MAILDIR.md).
 //!
@@ -16,21 +15,15 @@
 //! file under a temporary name and rename it over the old one, making sure
 //! the mtime increases because inode numbers are reused).
 //!
-//! The lock file holds `<pid>:<host>` (Dovecot's dotlock content). A lock
-//! whose PID is dead on this host is broken at once; an empty or foreign
-//! lock (Dovecot leaves 0-byte ones after `kill -9`) is broken once it has
-//! not changed for `stale_after`, with a warning in the log (SPEC §5).
+//! The dotlock itself, and when a stale one is broken, is `dotlock.rs`'s.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 /// The file name inside a folder directory.
 pub const FILE: &str = "dovecot-uidlist";
-/// The dotlock Dovecot's tools use too.
-pub const LOCK: &str = "dovecot-uidlist.lock";
 /// Courier's UID database, imported when there is no uidlist.
 pub const COURIER: &str = "courierimapuiddb";
 
@@ -660,119 +653,6 @@ pub fn parse_courier(data: &[u8]) -> io::Result<Uidlist> {
     Ok(ul)
 }
 
-/// The held dotlock; dropping it removes the lock file.
-#[derive(Debug)]
-pub struct UidlistLock {
-    path: PathBuf,
-}
-
-impl Drop for UidlistLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// How long a live process on this host may hold the lock before we give up.
-const LIVE_HOLDER_LIMIT: Duration = Duration::from_secs(60);
-
-/// Takes the dotlock of the folder at `dir`; see the module doc for how
-/// stale locks are broken. `stale_after` is the wait for an empty or
-/// foreign lock (10 s in production; tests pass less).
-pub fn lock(dir: &Path, stale_after: Duration) -> io::Result<UidlistLock> {
-    let path = dir.join(LOCK);
-    let me = format!("{}:{}", std::process::id(), super::filename::host());
-    let start = Instant::now();
-    // The lock we are waiting for, and since when it looked unchanged.
-    let mut watched: Option<(Vec<u8>, i128, Instant)> = None;
-    loop {
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                f.write_all(me.as_bytes())?;
-                return Ok(UidlistLock { path });
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        let (content, mtime) = match (std::fs::read(&path), std::fs::metadata(&path)) {
-            (Ok(c), Ok(m)) => (c, FileStamp::of(&m).mtime_ns),
-            // Released between our create and our look: try again.
-            _ => continue,
-        };
-        match holder(&content) {
-            Holder::Dead => {
-                tracing::info!(lock = %path.display(), "breaking uidlist lock of a dead process");
-                break_lock(&path, &content);
-                continue;
-            }
-            Holder::Live if start.elapsed() > LIVE_HOLDER_LIMIT => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{} held by a live process", path.display()),
-                ));
-            }
-            Holder::Live => {}
-            Holder::Unknown => {
-                let now = Instant::now();
-                match &watched {
-                    Some((c, m, since)) if *c == content && *m == mtime => {
-                        if now.duration_since(*since) >= stale_after {
-                            tracing::warn!(
-                                lock = %path.display(),
-                                waited = ?stale_after,
-                                "breaking a stale uidlist lock with no live owner"
-                            );
-                            break_lock(&path, &content);
-                            watched = None;
-                            continue;
-                        }
-                    }
-                    _ => watched = Some((content, mtime, now)),
-                }
-            }
-        }
-        std::thread::sleep(
-            Duration::from_millis(10).min(stale_after / 4 + Duration::from_millis(1)),
-        );
-    }
-}
-
-enum Holder {
-    /// A process on this host that no longer exists.
-    Dead,
-    /// A running process on this host (maybe this one, from another thread).
-    Live,
-    /// Empty, another host, or content we cannot read.
-    Unknown,
-}
-
-fn holder(content: &[u8]) -> Holder {
-    let text = String::from_utf8_lossy(content);
-    let Some((pid, host)) = text.trim().split_once(':') else {
-        return Holder::Unknown;
-    };
-    let Ok(pid) = pid.parse::<i32>() else {
-        return Holder::Unknown;
-    };
-    if host != super::filename::host() || pid <= 0 {
-        return Holder::Unknown;
-    }
-    // SAFETY: kill with signal 0 only checks for the process; no signal is sent.
-    let r = unsafe { libc::kill(pid, 0) };
-    if r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
-        Holder::Live
-    } else {
-        Holder::Dead
-    }
-}
-
-/// Removes a lock we judged stale, unless it changed since we looked (then
-/// someone else broke it and took it: leave theirs alone).
-fn break_lock(path: &Path, seen: &[u8]) {
-    if std::fs::read(path).is_ok_and(|c| c == seen) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,59 +869,5 @@ mod tests {
         for bad in [&b"junk"[..], b"1 0 5\n", b"2 5 9\n", b""] {
             assert!(parse_courier(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn lock_excludes_and_releases() {
-        let d = tempfile::tempdir().unwrap();
-        let l = lock(d.path(), Duration::from_secs(5)).unwrap();
-        let content = std::fs::read_to_string(d.path().join(LOCK)).unwrap();
-        assert!(content.starts_with(&format!("{}:", std::process::id())));
-        drop(l);
-        assert!(!d.path().join(LOCK).exists());
-    }
-
-    #[test]
-    fn breaks_lock_of_dead_pid_at_once() {
-        let d = tempfile::tempdir().unwrap();
-        // A child that has exited and been reaped: its PID is dead.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        std::fs::write(
-            d.path().join(LOCK),
-            format!("{pid}:{}", crate::store::maildir::filename::host()),
-        )
-        .unwrap();
-        let t = Instant::now();
-        let _l = lock(d.path(), Duration::from_secs(30)).unwrap();
-        assert!(t.elapsed() < Duration::from_secs(5));
-    }
-
-    #[test]
-    fn breaks_empty_lock_after_timeout_only() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join(LOCK), b"").unwrap();
-        let t = Instant::now();
-        let _l = lock(d.path(), Duration::from_millis(200)).unwrap();
-        assert!(t.elapsed() >= Duration::from_millis(200));
-    }
-
-    #[test]
-    fn live_lock_is_not_broken_early() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().to_path_buf();
-        let held = lock(&path, Duration::from_millis(50)).unwrap();
-        let p2 = path.clone();
-        let waiter = std::thread::spawn(move || {
-            let t = Instant::now();
-            let l = lock(&p2, Duration::from_millis(50)).unwrap();
-            drop(l);
-            t.elapsed()
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        drop(held);
-        let waited = waiter.join().unwrap();
-        assert!(waited >= Duration::from_millis(250), "{waited:?}");
     }
 }

@@ -42,6 +42,7 @@ mod write;
 
 use by_base::ByBase;
 
+use super::dotlock;
 use super::filename::{self, Info};
 use super::index::{self, CacheMap, IndexData};
 use super::keywords::{self, Keywords};
@@ -1607,7 +1608,7 @@ fn create_uidlist(
     fsync: bool,
     stale: Duration,
 ) -> Result<(uidlist::Loaded, FileStamp)> {
-    let _lock = uidlist::lock(dir, stale)?;
+    let _lock = dotlock::lock(dir, stale)?;
     // Someone may have created it while we waited for the lock.
     if let Some(x) = uidlist::Loaded::load(dir).map_err(|e| corrupt("uidlist", e))? {
         return Ok(x);

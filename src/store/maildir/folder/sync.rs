@@ -45,6 +45,7 @@ use std::time::Instant;
 
 use crate::store::{Result, StoreError};
 
+use super::super::dotlock;
 use super::super::filename::{self, Info};
 use super::super::keywords::{self, Keywords};
 use super::super::uidlist::{self, FileStamp, Line, Record};
@@ -616,7 +617,7 @@ impl Folder {
     /// state at once, same UIDVALIDITY and UIDs, before another program
     /// creates a fresh one and renumbers everything.
     pub(super) fn restore_uidlist(&self, st: &mut State) -> Result<()> {
-        let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
+        let _lock = dotlock::lock(&self.dir, self.lock_stale_after)?;
         if self.refresh_uidlist(st)? || st.ul_stamp.is_some() {
             return Ok(());
         }
@@ -959,7 +960,7 @@ impl Folder {
         if files.iter().all(|f| f.uid != 0) {
             return Ok(());
         }
-        let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
+        let _lock = dotlock::lock(&self.dir, self.lock_stale_after)?;
         // Someone may have numbered them while we scanned.
         self.refresh_uidlist(st)?;
         for f in files.iter_mut().filter(|f| f.uid == 0) {

@@ -17,9 +17,10 @@ use crate::flags::{FlagOp, Flags, sys};
 use crate::store::{MessageMeta, Result, StoreError};
 
 use super::super::DirRenamer;
+use super::super::dotlock;
 use super::super::filename;
 use super::super::keywords::{self, Keywords};
-use super::super::uidlist::{self, Record};
+use super::super::uidlist::Record;
 use super::{Folder, Loc, State, is_enoent, mtime_ns};
 
 impl Folder {
@@ -306,7 +307,7 @@ impl Folder {
             prepared.push((tmp, base, flags, info, extra, mtime));
         }
         self.save_keywords_if(&mut st, before)?;
-        let _lock = uidlist::lock(&self.dir, self.lock_stale_after)?;
+        let _lock = dotlock::lock(&self.dir, self.lock_stale_after)?;
         self.refresh_uidlist(&mut st)?;
         let first_uid = st.next_uid;
         let mut recs = Vec::new();
@@ -519,7 +520,7 @@ impl Folder {
             planned.push((uid, base, loc, flags, info, extra, mtime, fresh));
         }
         dest.save_keywords_if(&mut dst, before)?;
-        let _lock = uidlist::lock(&dest.dir, dest.lock_stale_after)?;
+        let _lock = dotlock::lock(&dest.dir, dest.lock_stale_after)?;
         dest.refresh_uidlist(&mut dst)?;
         let mut pairs = Vec::new();
         let mut recs = Vec::new();
