@@ -124,11 +124,18 @@ impl Rng {
     }
 }
 
+/// kill -9 of the whole server: the front and its workers, which are the
+/// processes that hold the locks (workers first, so none sees its front go
+/// and finishes its work in an orderly way).
 fn kill9(s: &TestServer) {
-    let pid = s.pid().unwrap() as libc::pid_t;
-    // SAFETY: kill(2) on the PID of the server this test started, not yet reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
+    let front = s.pid().unwrap();
+    let mut all = common::process_tree(front);
+    all.reverse();
+    for pid in all {
+        // SAFETY: kill(2) on the server this test started and its workers.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
     }
 }
 
@@ -396,7 +403,11 @@ fn a_stalled_folder_does_not_slow_another_users_append() {
         return;
     }
     const WAITERS: usize = 70;
-    let server = TestServer::start();
+    // Alice has more sessions than the default per-user cap (50).
+    let server = TestServer::start_with(common::Options {
+        max_connections_per_user: Some(200),
+        ..common::Options::default()
+    });
     let md = server.maildir();
     {
         let mut c = ImapClient::login(&server, USER, PASSWORD);
@@ -497,6 +508,8 @@ fn a_full_disk_leaves_no_lock_behind() {
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir(md.join(sub)).unwrap();
     }
+    // The worker runs as the mail user (as root: nobody), who must own the new file system.
+    common::give_to_mail_user(&md);
     let mut c = ImapClient::login(&server, USER, PASSWORD);
     assert!(append(&mut c, "INBOX", "fits").starts_with("OK"));
     // One page kept aside, then every other block filled.

@@ -65,6 +65,8 @@ pub struct Options {
     pub max_literal_bytes: Option<u64>,
     /// `limits.login_timeout`, e.g. `"2s"` (nestbox only).
     pub login_timeout: Option<&'static str>,
+    /// `limits.max_connections_per_user` (nestbox only).
+    pub max_connections_per_user: Option<usize>,
     /// The `[auth]` and `[mail]` sections, whole, instead of the default passwd-file users
     /// (nestbox only; e.g. PAM users, or passwd-file users with uids). `{dir}` in it stands
     /// for the server's directory.
@@ -78,6 +80,7 @@ impl Default for Options {
             seed_maildir: None,
             max_literal_bytes: None,
             login_timeout: None,
+            max_connections_per_user: None,
             auth_and_mail: None,
         }
     }
@@ -550,8 +553,14 @@ maildir = "{dir}/mail/%u/Maildir"
         cfg.push_str(&sections.replace("{dir}", &dir.display().to_string()));
         cfg.push('\n');
     }
-    if o.max_literal_bytes.is_some() || o.login_timeout.is_some() {
+    if o.max_literal_bytes.is_some()
+        || o.login_timeout.is_some()
+        || o.max_connections_per_user.is_some()
+    {
         cfg.push_str("[limits]\n");
+    }
+    if let Some(n) = o.max_connections_per_user {
+        cfg.push_str(&format!("max_connections_per_user = {n}\n"));
     }
     if let Some(t) = o.login_timeout {
         cfg.push_str(&format!("login_timeout = \"{t}\"\n"));

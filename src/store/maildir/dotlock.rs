@@ -433,7 +433,22 @@ fn local_pid(content: &[u8]) -> Option<i32> {
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for the process; nothing is sent.
     let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !zombie(pid)
+}
+
+/// A process that has ended but is not reaped yet (state `Z`): it holds
+/// nothing any more, but signal 0 still finds it. A worker killed together
+/// with its front is reparented to PID 1, which in a container may never
+/// reap it; its locks must not wait for that.
+fn zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.get(stat.rfind(')')? + 1..)?;
+            rest.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
 
 /// How long ago `pid` started: now since boot (`/proc/uptime`) minus its

@@ -333,3 +333,28 @@ fn wait_free_waits_without_taking_the_lock() {
         assert!(!d.path().join(LOCK).exists());
     });
 }
+
+#[test]
+fn a_lock_of_an_unreaped_process_is_broken_at_once() {
+    // A child that has exited and is not waited for stays a zombie: signal 0
+    // still finds it, but it holds nothing (a worker killed with its front,
+    // whose new parent never reaps it).
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id() as i32;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !zombie(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child never became a zombie"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!alive(pid));
+    let dir = tempfile::tempdir().unwrap();
+    plant(dir.path(), &format!("{pid}:{}", host()), Duration::ZERO);
+    let t = std::time::Instant::now();
+    let held = lock(dir.path(), Duration::from_secs(10)).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    drop(held);
+    child.wait().unwrap();
+}
