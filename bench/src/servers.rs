@@ -40,6 +40,10 @@ pub struct Server {
     pub addr: SocketAddr,
     /// POP3 address, if this server was configured for POP3 (it may still not listen there).
     pub pop3_addr: Option<SocketAddr>,
+    /// Implicit-TLS IMAP address (993-style), if configured.
+    pub tls_addr: Option<SocketAddr>,
+    /// The server's self-signed certificate (PEM, name `localhost`), for the TLS client.
+    pub tls_cert: Option<PathBuf>,
     /// The user's Maildir root (INBOX), where the harness delivers like an MTA.
     pub maildir: PathBuf,
     /// Temporary directory holding config, logs and the mail copy; removed on stop.
@@ -125,6 +129,24 @@ fn warm_page_cache(dir: &Path) -> Res<()> {
     Ok(())
 }
 
+/// A throwaway self-signed certificate for `localhost` (rcgen's default key, P-256): its
+/// (cert.pem, key.pem) in `dir`. The name is a subjectAltName, which TLS clients check.
+fn self_signed(dir: &Path) -> Res<(PathBuf, PathBuf)> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .map_err(|e| err!("self-signed certificate: {e}"))?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    fs::write(&cert, ck.cert.pem())?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)?
+        .write_all(ck.key_pair.serialize_pem().as_bytes())?;
+    Ok((cert, key))
+}
+
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -194,7 +216,8 @@ impl Server {
         fs::create_dir_all(dir.join("run"))?;
         fs::create_dir_all(dir.join("state"))?;
         let maildir = copy_mail(mail, &dir)?;
-        let port = free_port()?;
+        let (port, tls_port) = (free_port()?, free_port()?);
+        let (cert, key) = self_signed(&dir)?;
         // POP3 only when Debian's dovecot-pop3d is installed: `protocols = pop3` without it
         // stops Dovecot from starting.
         let pop3_port = if Path::new("/usr/lib/dovecot/pop3").exists() {
@@ -236,7 +259,11 @@ instance_name = nestbox-bench-{label_safe}
 log_path = {d}/dovecot.log
 protocols = imap{pop3_proto}
 listen = 127.0.0.1
-ssl = no
+# TLS for the idle-TLS memory rows only (implicit TLS on its own port); every other
+# workload uses the cleartext port.
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
 disable_plaintext_auth = no
 login_trusted_networks = 127.0.0.0/8
 auth_mechanisms = plain login
@@ -250,11 +277,12 @@ first_valid_gid = {gid}
 default_internal_user = {internal}
 default_login_user = {login}
 mail_privileged_group =
-# Room for 1,000 idle IDLE connections plus 50 parallel clients.
+# Room for 10,000 idle connections plus 50 parallel clients: over TLS each keeps an
+# imap-login process (it relays the TLS) and an imap process (Dovecot's defaults).
 default_process_limit = 5000
 default_client_limit = 20000
 default_vsz_limit = 1G
-mail_max_userip_connections = 10000
+mail_max_userip_connections = 20000
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
@@ -269,14 +297,19 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
+  process_limit = 12000
 }}
 service imap {{
-  process_limit = 5000
+  process_limit = 12000
 }}
 {pop3_services}"#,
             d = dir.display(),
+            cert = cert.display(),
+            key = key.display(),
             label_safe = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
             pop3_proto = if pop3_port.is_some() { " pop3" } else { "" },
             pop3_services = pop3_port.map_or(String::new(), |p| format!(
@@ -306,6 +339,8 @@ service imap {{
             kind: Kind::Dovecot,
             addr,
             pop3_addr: pop3_port.map(|p| ([127, 0, 0, 1], p).into()),
+            tls_addr: Some(([127, 0, 0, 1], tls_port).into()),
+            tls_cert: Some(cert),
             maildir,
             dir,
             child: Some(child),
@@ -329,27 +364,7 @@ service imap {{
         fs::create_dir_all(&dir)?;
         let maildir = copy_mail(mail, &dir)?;
         let (port, tls_port, pop3_port) = (free_port()?, free_port()?, free_port()?);
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let st = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-            ])
-            .args(["-days", "2", "-subj", "/CN=localhost", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if !st.success() {
-            return Err(err!("openssl req failed to make a self-signed certificate"));
-        }
+        let (cert, key) = self_signed(&dir)?;
         fs::write(dir.join("users"), format!("{USER}:{{PLAIN}}{PASS}::::::\n"))?;
         let conf = format!(
             r#"# Throwaway configuration written by nestbox-bench (SPEC §3).
@@ -392,6 +407,8 @@ max_connections_per_ip = 20000
             kind: Kind::Nestbox,
             addr,
             pop3_addr: Some(([127, 0, 0, 1], pop3_port).into()),
+            tls_addr: Some(([127, 0, 0, 1], tls_port).into()),
+            tls_cert: Some(cert.clone()),
             maildir,
             dir,
             child: Some(child),
