@@ -365,6 +365,21 @@ service imap {{
         let maildir = copy_mail(mail, &dir)?;
         let (port, tls_port, pop3_port) = (free_port()?, free_port()?, free_port()?);
         let (cert, key) = self_signed(&dir)?;
+        // nestbox never serves mail as root: as root the copy is handed to `nobody`, whose
+        // uid the user's worker process runs as (`mail.user`), as Dovecot's `imap` does.
+        let mail_user = if euid() == 0 {
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg("65534:65534")
+                .arg(dir.join("home"))
+                .status()?;
+            if !st.success() {
+                return Err(err!("chown -R nobody {} failed", dir.join("home").display()));
+            }
+            format!("user = \"{}\"\n", user_name(65534))
+        } else {
+            String::new()
+        };
         fs::write(dir.join("users"), format!("{USER}:{{PLAIN}}{PASS}::::::\n"))?;
         let conf = format!(
             r#"# Throwaway configuration written by nestbox-bench (SPEC §3).
@@ -384,9 +399,10 @@ passwd_file = "{d}/users"
 plaintext_on_loopback = true
 [mail]
 maildir = "{d}/home/%u/Maildir"
-[limits]
+{mail_user}[limits]
 max_connections = 20000
 max_connections_per_ip = 20000
+max_connections_per_user = 20000
 "#,
             d = dir.display(),
             cert = cert.display(),
