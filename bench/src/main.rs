@@ -224,7 +224,8 @@ fn run(a: RunArgs) -> ExitCode {
         .iter()
         .copied()
         .fold(plan.idle_conns, usize::max);
-    if (nofile as usize) < most + 200 {
+    // nestbox's front holds two descriptors per TLS connection after login.
+    if (nofile as usize) < 2 * most + 200 {
         eprintln!("warning: RLIMIT_NOFILE is {nofile}; {most} idle connections may fail");
     }
     let mach = machine();

@@ -663,18 +663,36 @@ fn smaps_pss(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Raise RLIMIT_NOFILE to the hard limit (1,000 idle connections need as many descriptors on
-/// each side); servers started afterwards inherit it. Returns the new soft limit.
+/// Descriptors the harness and the servers it starts want: 10,000 idle TLS connections cost
+/// nestbox's front two each (the client's socket and the relay to the worker) and Dovecot's
+/// `imap-login` as many.
+const NOFILE_WANTED: u64 = 65536;
+
+/// Raise RLIMIT_NOFILE to the hard limit, and as root the hard limit itself to
+/// [`NOFILE_WANTED`] (within the kernel's `fs.nr_open`) when it is lower; servers started
+/// afterwards inherit it. Returns the new soft limit.
 pub fn raise_nofile() -> u64 {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(NOFILE_WANTED);
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            if euid() == 0 && rl.rlim_max < NOFILE_WANTED {
+                rl.rlim_max = NOFILE_WANTED.min(nr_open);
+            }
             rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                // Not allowed to raise the hard limit: the old one, all of it.
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+                rl.rlim_cur = rl.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            }
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
         }
     }
