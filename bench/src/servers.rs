@@ -374,7 +374,10 @@ service imap {{
                 .arg(dir.join("home"))
                 .status()?;
             if !st.success() {
-                return Err(err!("chown -R nobody {} failed", dir.join("home").display()));
+                return Err(err!(
+                    "chown -R nobody {} failed",
+                    dir.join("home").display()
+                ));
             }
             format!("user = \"{}\"\n", user_name(65534))
         } else {
