@@ -13,6 +13,7 @@ mod corpus;
 mod imap;
 mod pop3;
 mod servers;
+mod tls;
 mod workload;
 
 use std::fmt::Write as _;
@@ -51,7 +52,7 @@ enum Cmd {
         out: PathBuf,
     },
     /// Generate, start each server on its own copy, run the workloads, report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -95,6 +96,11 @@ struct RunArgs {
     /// Idle IDLE connections for the memory test (default 1000; 50 with --quick).
     #[arg(long)]
     idle_conns: Option<usize>,
+    /// Idle connections over TLS for the `rss_per_idle_tls_conn_N` rows, one measurement per
+    /// count, each on a freshly restarted server (default 1000,10000; 20 with --quick; 0
+    /// skips them).
+    #[arg(long, value_delimiter = ',')]
+    idle_tls_conns: Option<Vec<usize>>,
     /// IDLE deliveries for the latency test (default 100; 5 with --quick).
     #[arg(long)]
     idle_deliveries: Option<usize>,
@@ -149,7 +155,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Run(a) => run(a),
+        Cmd::Run(a) => run(*a),
     }
 }
 
@@ -202,15 +208,25 @@ fn run(a: RunArgs) -> ExitCode {
         idle_deliveries: a.idle_deliveries.unwrap_or(if q { 5 } else { 100 }),
         idle_wait: Duration::from_secs(if q { 5 } else { 10 }),
         idle_conns: a.idle_conns.unwrap_or(if q { 50 } else { 1000 }),
+        idle_tls_conns: a
+            .idle_tls_conns
+            .clone()
+            .unwrap_or_else(|| if q { vec![20] } else { vec![1000, 10_000] })
+            .into_iter()
+            .filter(|&n| n > 0)
+            .collect(),
         parallel: a.parallel.unwrap_or(if q { 10 } else { 50 }),
         timeout: Duration::from_secs(a.timeout.unwrap_or(if q { 30 } else { 300 })),
     };
     let nofile = servers::raise_nofile();
-    if (nofile as usize) < plan.idle_conns * 2 + 200 {
-        eprintln!(
-            "warning: RLIMIT_NOFILE is {nofile}; {} idle connections may fail",
-            plan.idle_conns
-        );
+    let most = plan
+        .idle_tls_conns
+        .iter()
+        .copied()
+        .fold(plan.idle_conns, usize::max);
+    // nestbox's front holds two descriptors per TLS connection after login.
+    if (nofile as usize) < 2 * most + 200 {
+        eprintln!("warning: RLIMIT_NOFILE is {nofile}; {most} idle connections may fail");
     }
     let mach = machine();
     for (k, v) in &mach {
@@ -302,6 +318,21 @@ fn run(a: RunArgs) -> ExitCode {
                         workload::idle_memory_after_restart(&srv, &plan, &mut out).await;
                     }
                 }),
+                Err(e) => out.errors.push(format!("restart: {e}")),
+            }
+        }
+        // Idle connections over TLS, each count on a server restarted again, so that they
+        // do not reuse memory the plaintext ones (or a smaller count) freed.
+        for &n in &plan.idle_tls_conns {
+            if !out.errors.is_empty() {
+                break;
+            }
+            if let Some(why) = tls::too_big(&out, n) {
+                out.notes.push(why);
+                continue;
+            }
+            match srv.restart() {
+                Ok(()) => rt.block_on(tls::idle_memory_bounded(&srv, &plan, n, &mut out)),
                 Err(e) => out.errors.push(format!("restart: {e}")),
             }
         }
@@ -509,8 +540,14 @@ fn json(
     );
     let _ = writeln!(
         s,
-        "  \"plan\": {{\"iters\":{},\"ops\":{},\"upload\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"parallel\":{}}},",
-        plan.iters, plan.ops, plan.upload, plan.idle_deliveries, plan.idle_conns, plan.parallel
+        "  \"plan\": {{\"iters\":{},\"ops\":{},\"upload\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"idle_tls_conns\":{:?},\"parallel\":{}}},",
+        plan.iters,
+        plan.ops,
+        plan.upload,
+        plan.idle_deliveries,
+        plan.idle_conns,
+        plan.idle_tls_conns,
+        plan.parallel
     );
     s.push_str("  \"servers\": [\n");
     for (i, (name, o)) in r.iter().enumerate() {

@@ -40,6 +40,10 @@ pub struct Server {
     pub addr: SocketAddr,
     /// POP3 address, if this server was configured for POP3 (it may still not listen there).
     pub pop3_addr: Option<SocketAddr>,
+    /// Implicit-TLS IMAP address (993-style), if configured.
+    pub tls_addr: Option<SocketAddr>,
+    /// The server's self-signed certificate (PEM, name `localhost`), for the TLS client.
+    pub tls_cert: Option<PathBuf>,
     /// The user's Maildir root (INBOX), where the harness delivers like an MTA.
     pub maildir: PathBuf,
     /// Temporary directory holding config, logs and the mail copy; removed on stop.
@@ -125,6 +129,24 @@ fn warm_page_cache(dir: &Path) -> Res<()> {
     Ok(())
 }
 
+/// A throwaway self-signed certificate for `localhost` (rcgen's default key, P-256): its
+/// (cert.pem, key.pem) in `dir`. The name is a subjectAltName, which TLS clients check.
+fn self_signed(dir: &Path) -> Res<(PathBuf, PathBuf)> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .map_err(|e| err!("self-signed certificate: {e}"))?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    fs::write(&cert, ck.cert.pem())?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)?
+        .write_all(ck.key_pair.serialize_pem().as_bytes())?;
+    Ok((cert, key))
+}
+
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -194,7 +216,8 @@ impl Server {
         fs::create_dir_all(dir.join("run"))?;
         fs::create_dir_all(dir.join("state"))?;
         let maildir = copy_mail(mail, &dir)?;
-        let port = free_port()?;
+        let (port, tls_port) = (free_port()?, free_port()?);
+        let (cert, key) = self_signed(&dir)?;
         // POP3 only when Debian's dovecot-pop3d is installed: `protocols = pop3` without it
         // stops Dovecot from starting.
         let pop3_port = if Path::new("/usr/lib/dovecot/pop3").exists() {
@@ -236,7 +259,11 @@ instance_name = nestbox-bench-{label_safe}
 log_path = {d}/dovecot.log
 protocols = imap{pop3_proto}
 listen = 127.0.0.1
-ssl = no
+# TLS for the idle-TLS memory rows only (implicit TLS on its own port); every other
+# workload uses the cleartext port.
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
 disable_plaintext_auth = no
 login_trusted_networks = 127.0.0.0/8
 auth_mechanisms = plain login
@@ -250,11 +277,12 @@ first_valid_gid = {gid}
 default_internal_user = {internal}
 default_login_user = {login}
 mail_privileged_group =
-# Room for 1,000 idle IDLE connections plus 50 parallel clients.
+# Room for 10,000 idle connections plus 50 parallel clients: over TLS each keeps an
+# imap-login process (it relays the TLS) and an imap process (Dovecot's defaults).
 default_process_limit = 5000
 default_client_limit = 20000
 default_vsz_limit = 1G
-mail_max_userip_connections = 10000
+mail_max_userip_connections = 20000
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
@@ -269,14 +297,19 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
+  process_limit = 12000
 }}
 service imap {{
-  process_limit = 5000
+  process_limit = 12000
 }}
 {pop3_services}"#,
             d = dir.display(),
+            cert = cert.display(),
+            key = key.display(),
             label_safe = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
             pop3_proto = if pop3_port.is_some() { " pop3" } else { "" },
             pop3_services = pop3_port.map_or(String::new(), |p| format!(
@@ -306,6 +339,8 @@ service imap {{
             kind: Kind::Dovecot,
             addr,
             pop3_addr: pop3_port.map(|p| ([127, 0, 0, 1], p).into()),
+            tls_addr: Some(([127, 0, 0, 1], tls_port).into()),
+            tls_cert: Some(cert),
             maildir,
             dir,
             child: Some(child),
@@ -329,27 +364,25 @@ service imap {{
         fs::create_dir_all(&dir)?;
         let maildir = copy_mail(mail, &dir)?;
         let (port, tls_port, pop3_port) = (free_port()?, free_port()?, free_port()?);
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let st = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-            ])
-            .args(["-days", "2", "-subj", "/CN=localhost", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if !st.success() {
-            return Err(err!("openssl req failed to make a self-signed certificate"));
-        }
+        let (cert, key) = self_signed(&dir)?;
+        // nestbox never serves mail as root: as root the copy is handed to `nobody`, whose
+        // uid the user's worker process runs as (`mail.user`), as Dovecot's `imap` does.
+        let mail_user = if euid() == 0 {
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg("65534:65534")
+                .arg(dir.join("home"))
+                .status()?;
+            if !st.success() {
+                return Err(err!(
+                    "chown -R nobody {} failed",
+                    dir.join("home").display()
+                ));
+            }
+            format!("user = \"{}\"\n", user_name(65534))
+        } else {
+            String::new()
+        };
         fs::write(dir.join("users"), format!("{USER}:{{PLAIN}}{PASS}::::::\n"))?;
         // nestbox never serves mail as root: as root the copy is handed to `nobody`, whom
         // its worker then runs as (`mail.user`), as for Dovecot above.
@@ -411,6 +444,8 @@ max_connections_per_user = 20000
             kind: Kind::Nestbox,
             addr,
             pop3_addr: Some(([127, 0, 0, 1], pop3_port).into()),
+            tls_addr: Some(([127, 0, 0, 1], tls_port).into()),
+            tls_cert: Some(cert.clone()),
             maildir,
             dir,
             child: Some(child),
@@ -649,18 +684,36 @@ fn smaps_pss(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Raise RLIMIT_NOFILE to the hard limit (1,000 idle connections need as many descriptors on
-/// each side); servers started afterwards inherit it. Returns the new soft limit.
+/// Descriptors the harness and the servers it starts want: 10,000 idle TLS connections cost
+/// nestbox's front two each (the client's socket and the relay to the worker) and Dovecot's
+/// `imap-login` as many.
+const NOFILE_WANTED: u64 = 65536;
+
+/// Raise RLIMIT_NOFILE to the hard limit, and as root the hard limit itself to
+/// [`NOFILE_WANTED`] (within the kernel's `fs.nr_open`) when it is lower; servers started
+/// afterwards inherit it. Returns the new soft limit.
 pub fn raise_nofile() -> u64 {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(NOFILE_WANTED);
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            if euid() == 0 && rl.rlim_max < NOFILE_WANTED {
+                rl.rlim_max = NOFILE_WANTED.min(nr_open);
+            }
             rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                // Not allowed to raise the hard limit: the old one, all of it.
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+                rl.rlim_cur = rl.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            }
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
         }
     }

@@ -41,6 +41,8 @@ pub struct Plan {
     pub idle_wait: Duration,
     /// Idle IDLE connections for the memory test.
     pub idle_conns: usize,
+    /// Idle IDLE connections over TLS, one memory measurement per count (`tls`).
+    pub idle_tls_conns: Vec<usize>,
     /// Parallel clients.
     pub parallel: usize,
     /// Per-read timeout.

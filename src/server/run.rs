@@ -83,7 +83,11 @@ impl Generation {
                     t.reload();
                     Some(t.clone())
                 }
-                _ => Some(Arc::new(TlsState::load(c, k)?)),
+                _ => {
+                    let t = Arc::new(TlsState::load(c, k)?);
+                    t.watch_files(super::tls::WATCH_EVERY);
+                    Some(t)
+                }
             },
             _ => None,
         };

@@ -279,6 +279,15 @@ impl From<StoreError> for Status {
                 Status::no(Some("CANNOT"), format!("Invalid mailbox name: {why}"))
             }
             StoreError::Cannot(why) => Status::no(Some("CANNOT"), why),
+            // RFC 5530: CANNOT, "can never succeed", rather than LIMIT: no
+            // folder of that name can ever exist, whatever else changes
+            // (Dovecot answers the same). ENAMETOOLONG is the backstop for a
+            // path the name checks did not foresee; not our fault either.
+            StoreError::NameTooLong => Status::no(Some("CANNOT"), "Mailbox name too long."),
+            StoreError::Io(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                tracing::info!("name too long for the file system: {e}");
+                Status::no(Some("CANNOT"), "Mailbox name too long.")
+            }
             StoreError::OverQuota => Status::no(Some("OVERQUOTA"), "Quota exceeded."),
             StoreError::Expunged => Status::no(
                 Some("EXPUNGEISSUED"),
@@ -903,5 +912,17 @@ mod tests {
             assert_eq!(conn.plaintext_ok(&on), want_on, "{peer} tls={tls}");
             assert_eq!(conn.plaintext_ok(&off), want_off, "{peer} tls={tls} off");
         }
+    }
+
+    #[test]
+    fn names_too_long_are_cannot_not_serverbug() {
+        let enametoolong = std::io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+        for e in [StoreError::NameTooLong, StoreError::Io(enametoolong)] {
+            let st = Status::from(e);
+            assert_eq!(st.code.as_deref(), Some("CANNOT"));
+            assert_eq!(st.text, "Mailbox name too long.");
+        }
+        let other = Status::from(StoreError::Io(std::io::Error::from_raw_os_error(libc::EIO)));
+        assert_eq!(other.code.as_deref(), Some("SERVERBUG"));
     }
 }

@@ -51,6 +51,11 @@ pub enum StoreError {
     AlreadyExists,
     #[error("invalid mailbox name: {0}")]
     InvalidName(String),
+    /// The name's directory would not fit one directory entry (NAME_MAX
+    /// bytes after encoding, see `maildir::names`): such a folder can never
+    /// exist. Also what a stray `ENAMETOOLONG` from the OS becomes.
+    #[error("mailbox name too long")]
+    NameTooLong,
     /// Refused by the store's rules (e.g. DELETE INBOX); the text says why.
     #[error("{0}")]
     Cannot(String),
@@ -510,6 +515,9 @@ impl MailStore {
             };
             if let Some(rest) = n.strip_prefix(&prefix) {
                 let target = format!("{to_name}.{rest}");
+                // Checked before anything moves: a child that cannot be
+                // renamed would be left behind under the old name.
+                names::dir_fits(&target)?;
                 if std::fs::symlink_metadata(self.root.join(&target)).is_ok() {
                     return Err(StoreError::AlreadyExists);
                 }

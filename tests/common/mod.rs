@@ -71,6 +71,9 @@ pub struct Options {
     /// (nestbox only; e.g. PAM users, or passwd-file users with uids). `{dir}` in it stands
     /// for the server's directory.
     pub auth_and_mail: Option<String>,
+    /// `tls.cert` and `tls.key` to configure instead of the generated pair (e.g. certbot's
+    /// `live/` symlinks made by the test); the test owns them.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             login_timeout: None,
             max_connections_per_user: None,
             auth_and_mail: None,
+            tls_files: None,
         }
     }
 }
@@ -265,7 +269,10 @@ impl TestServer {
             .tempdir()
             .expect("temp dir");
         let dir = tmp.path().to_path_buf();
-        let (ca_file, cert_file, key_file) = make_certificates(&dir);
+        let (ca_file, mut cert_file, mut key_file) = make_certificates(&dir);
+        if let Some((c, k)) = &options.tls_files {
+            (cert_file, key_file) = (c.clone(), k.clone());
+        }
         fs::write(
             dir.join("users"),
             format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n{USER2}:{{PLAIN}}{PASSWORD2}::::::\n"),

@@ -6,10 +6,24 @@
 //! hierarchy separator `.`. INBOX is the root itself; a folder named
 //! `INBOX/foo` is simply `.INBOX.foo` (Dovecot's Maildir++ layout gives
 //! `INBOX` as a first level no special meaning on disk).
+//!
+//! Length: a Maildir++ folder is one directory whose name is the whole
+//! path, so the encoded, dotted name must fit one directory entry
+//! ([`NAME_MAX`] bytes on Linux's ext4, xfs, btrfs and tmpfs). A longer name
+//! is refused here, up front, as [`StoreError::NameTooLong`], for every use of
+//! a name (create, rename and its children, open, status, subscribe), so it
+//! never reaches the file system as an `ENAMETOOLONG` that would look like
+//! our own fault. That also bounds the hierarchy depth: every level takes at
+//! least two bytes (a dot and a character), so no name has more than 127
+//! levels; a smaller cap of our own would hide deeper folders that another
+//! program made, so there is none.
 
 use crate::mutf7;
 
 use super::super::StoreError;
+
+/// The longest file name (one directory entry) in bytes: Linux's NAME_MAX.
+pub const NAME_MAX: usize = 255;
 
 /// Checks one level of a folder name.
 fn check_level(level: &str, full: &str) -> Result<(), StoreError> {
@@ -36,11 +50,39 @@ pub fn validate(name: &str) -> Result<(), StoreError> {
     if name.is_empty() {
         return Err(StoreError::InvalidName("empty name".into()));
     }
-    if name.len() > 512 {
-        return Err(StoreError::InvalidName("name too long".into()));
+    // Cheap bound before encoding anything: modified UTF-7 is never shorter
+    // than 8/9 of the UTF-8 (three-byte characters become 8/3 characters).
+    if name.len() > 2 * NAME_MAX {
+        return Err(StoreError::NameTooLong);
     }
     for level in name.split('/') {
         check_level(level, name)?;
+    }
+    if dir_len(name) > NAME_MAX {
+        return Err(StoreError::NameTooLong);
+    }
+    Ok(())
+}
+
+/// The length in bytes of the directory name (`.A.B`) of a folder name.
+fn dir_len(name: &str) -> usize {
+    name.split('/').map(|l| 1 + encoded_len(l)).sum()
+}
+
+/// The length of [`encode_level`]'s result, without building it for ASCII.
+fn encoded_len(level: &str) -> usize {
+    if level.is_ascii() && !level.contains('&') {
+        level.len()
+    } else {
+        mutf7::encode(level).len()
+    }
+}
+
+/// Whether a directory name made by joining onto an existing one (RENAME's
+/// children: `.to` + the rest of `.from.child`) fits one directory entry.
+pub fn dir_fits(dir: &str) -> Result<(), StoreError> {
+    if dir.len() > NAME_MAX {
+        return Err(StoreError::NameTooLong);
     }
     Ok(())
 }
@@ -117,5 +159,40 @@ mod tests {
         for dir in ["", ".", "..", "..A", ".A..B", "cur", ".A.", ".a\x01"] {
             assert_eq!(from_dir(dir), None, "{dir:?}");
         }
+    }
+
+    #[test]
+    fn length_limit_is_the_encoded_dotted_name() {
+        let x = |n: usize| "x".repeat(n);
+        // ".xxx": 1 + 254 = 255 fits, one byte more does not.
+        assert_eq!(to_dir(&x(254)).unwrap().len(), NAME_MAX);
+        assert!(matches!(to_dir(&x(255)), Err(StoreError::NameTooLong)));
+        // Each level brings its dot.
+        assert_eq!(to_dir(&format!("a/{}", x(252))).unwrap().len(), NAME_MAX);
+        assert!(matches!(
+            to_dir(&format!("a/{}", x(253))),
+            Err(StoreError::NameTooLong)
+        ));
+        // Counted after modified UTF-7: "é" is 2 bytes of UTF-8 and 5 on disk (`&AOk-`).
+        assert_eq!(to_dir(&format!("é{}", x(249))).unwrap().len(), NAME_MAX);
+        assert!(matches!(
+            to_dir(&format!("é{}", x(250))),
+            Err(StoreError::NameTooLong)
+        ));
+        // Three-byte characters are shorter encoded: 94 of them are 282 bytes of UTF-8 and
+        // 254 on disk (`.&` + 251 + `-`); the cheap pre-check must not refuse them.
+        let cjk = "中".repeat(94);
+        assert!(cjk.len() > NAME_MAX);
+        assert!(to_dir(&cjk).unwrap().len() <= NAME_MAX);
+        // Depth is bounded by the length: 127 one-character levels fit, 128 do not.
+        assert!(to_dir(&vec!["a"; 127].join("/")).is_ok());
+        assert!(matches!(
+            to_dir(&vec!["a"; 128].join("/")),
+            Err(StoreError::NameTooLong)
+        ));
+        // A name too long is not a folder when found on disk either.
+        assert_eq!(from_dir(&format!(".{}", x(300))), None);
+        assert!(dir_fits(&format!(".{}", x(254))).is_ok());
+        assert!(dir_fits(&format!(".{}", x(255))).is_err());
     }
 }
