@@ -384,24 +384,6 @@ service imap {{
             String::new()
         };
         fs::write(dir.join("users"), format!("{USER}:{{PLAIN}}{PASS}::::::\n"))?;
-        // nestbox never serves mail as root: as root the copy is handed to `nobody`, whom
-        // its worker then runs as (`mail.user`), as for Dovecot above.
-        let mail_user = if euid() == 0 {
-            let st = Command::new("chown")
-                .arg("-R")
-                .arg("65534:65534")
-                .arg(dir.join("home"))
-                .status()?;
-            if !st.success() {
-                return Err(err!(
-                    "chown -R nobody {} failed",
-                    dir.join("home").display()
-                ));
-            }
-            "user = \"nobody\"\n"
-        } else {
-            ""
-        };
         let conf = format!(
             r#"# Throwaway configuration written by nestbox-bench (SPEC §3).
 hostname = "bench.localhost"

@@ -130,6 +130,7 @@ impl Generation {
 /// server that is not there.
 pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) -> io::Result<()> {
     return_large_blocks_to_the_system();
+    raise_descriptor_limit();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let failures = Arc::new(FailureTracker::new(cfg.limits.auth_failures_before_delay));
     let generation = Generation::build(cfg, None, &failures, &shutdown_rx).await?;
@@ -234,6 +235,25 @@ async fn reload(front: &Front) {
         Err(p) => *p.into_inner() = Arc::new(next),
     }
     tracing::info!("configuration reloaded from {}", path.display());
+}
+
+/// Lets the process open as many descriptors as it is allowed to (soft limit
+/// up to the hard one): after login the front holds two per connection (the
+/// client's socket and the worker's end) and a worker one, and the usual
+/// soft limit of 1,024 would cap a server at about 500 sessions (systemd
+/// gives services a hard limit of 524,288). Public for the worker process.
+pub fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let raised = rustix::process::Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("cannot raise the open-files limit: {e}");
+        }
+    }
 }
 
 /// glibc serves a freed large block's size from its heap from then on (its

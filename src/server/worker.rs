@@ -37,6 +37,7 @@ pub async fn run() -> io::Result<()> {
             "a worker never runs as root (the front starts workers with the user's uid)",
         ));
     }
+    super::run::raise_descriptor_limit();
     let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
     let chan = Channel::new(stdin)?;
     let cfg = match chan.recv().await? {
