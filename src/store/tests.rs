@@ -578,6 +578,8 @@ fn folder_operations() {
 }
 
 #[test]
+/// A folder directory that is a symlink (out of the Maildir or not) is
+/// not listed and not served (`Cannot`: see the store's module doc).
 fn symlink_out_of_maildir_is_not_a_folder() {
     let d = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
@@ -587,8 +589,12 @@ fn symlink_out_of_maildir_is_not_a_folder() {
     let s = open(d.path());
     std::os::unix::fs::symlink(outside.path(), s.root().join(".Evil")).unwrap();
     assert!(!s.folder_exists("Evil"));
-    assert!(matches!(s.open_folder("Evil"), Err(StoreError::NotFound)));
+    assert!(matches!(s.open_folder("Evil"), Err(StoreError::Cannot(_))));
     assert!(!s.list_folders().unwrap().iter().any(|e| e.name == "Evil"));
+    s.create_folder("Real").unwrap();
+    std::os::unix::fs::symlink(".Real", s.root().join(".Inside")).unwrap();
+    assert!(matches!(s.open_folder("Inside"), Err(StoreError::Cannot(_))));
+    assert!(!s.list_folders().unwrap().iter().any(|e| e.name == "Inside"));
 }
 
 #[test]

@@ -63,13 +63,27 @@ pub fn decode_level(level: &str) -> Option<String> {
     mutf7::decode(level).ok()
 }
 
-/// The directory name (`.A.B`) of a folder other than INBOX.
+/// The longest directory name file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// What a name too long for the file system gets (as Dovecot answers it:
+/// `NO [CANNOT] Mailbox name too long`).
+pub fn too_long() -> StoreError {
+    StoreError::Cannot("Mailbox name too long".into())
+}
+
+/// The directory name (`.A.B`) of a folder other than INBOX: always one
+/// plain entry of the root (no `/`, never `.` or `..`), at most
+/// `NAME_MAX` bytes (longer is `Cannot`, not an I/O error).
 pub fn to_dir(name: &str) -> Result<String, StoreError> {
     validate(name)?;
     let mut out = String::new();
     for level in name.split('/') {
         out.push('.');
         out.push_str(&encode_level(level));
+    }
+    if out.len() > NAME_MAX {
+        return Err(too_long());
     }
     Ok(out)
 }
@@ -117,5 +131,40 @@ mod tests {
         for dir in ["", ".", "..", "..A", ".A..B", "cur", ".A.", ".a\x01"] {
             assert_eq!(from_dir(dir), None, "{dir:?}");
         }
+    }
+
+    /// Whatever the name, the directory is one plain entry of the root
+    /// that starts with `.` and is neither `.` nor `..`: nothing a client
+    /// names leads outside the Maildir or to a file of the store's own.
+    #[test]
+    fn no_name_leads_outside_the_root() {
+        for name in [
+            "../x", "A/../../etc", "/etc/passwd", "/", "//", "..", ".", "A/..", "~root",
+            "a\0b", "\\x", "A/.B", ".A", "nestbox-deleted.x", "cur", "dovecot-uidlist",
+            "&Jjo-/..", "Ab/\u{2028}",
+        ] {
+            if let Ok(dir) = to_dir(name) {
+                assert!(dir.starts_with('.') && dir != "." && dir != "..", "{name:?} -> {dir:?}");
+                assert!(crate::store::beneath::plain(&dir).is_ok(), "{name:?} -> {dir:?}");
+                assert!(!dir.contains(".."), "{name:?} -> {dir:?}");
+            }
+        }
+        assert!(to_dir("../x").is_err() && to_dir("/etc/passwd").is_err());
+        assert!(to_dir("A/../../etc").is_err() && to_dir("a\0b").is_err());
+    }
+
+    /// Longer than the file system takes is `Cannot` ("Mailbox name too
+    /// long"), never an I/O error; non-ASCII grows in modified UTF-7.
+    #[test]
+    fn names_too_long_for_the_file_system_are_refused() {
+        assert_eq!(to_dir(&"a".repeat(254)).unwrap().len(), 255);
+        for name in ["a".repeat(255), "\u{e9}".repeat(100), ["b"; 130].join("/")] {
+            assert!(
+                matches!(to_dir(&name), Err(StoreError::Cannot(ref m)) if m.contains("too long")),
+                "{} bytes",
+                name.len()
+            );
+        }
+        assert!(matches!(validate(&"a".repeat(600)), Err(StoreError::InvalidName(_))));
     }
 }
