@@ -731,6 +731,9 @@ impl Folder {
         }
         if !self.is_gone() {
             tracing::info!(dir = %self.dir.display(), "folder directory moved, deleted or replaced; dropping it");
+            // Sessions that have it selected end (as for a deleted folder);
+            // meanwhile they only ever reach the directories opened.
+            self.mark_gone();
         }
         Err(StoreError::NotFound)
     }
