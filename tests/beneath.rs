@@ -384,13 +384,17 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
     symlink(v.root_only.join("new/2001.root2.host"), msgs.join("new/2001.root2.host")).unwrap();
     symlink(v.root_only.join("secret"), msgs.join("cur/3000.sec.host:2,")).unwrap();
 
+    // Answers checked after everything else (a wrong answer is a lesser fault than a leak).
+    let mut not_cannot = Vec::new();
     for (mb, _) in &refused {
         let r = exercise(&mut c, mb);
-        for cmd in ["SELECT", "EXAMINE", "STATUS", "APPEND", "COPY", "MOVE"] {
-            assert!(is_cannot(&r[cmd]), "{cmd} {mb}: {}\n{}", r[cmd], server.log());
-        }
         assert_nothing_leaked(mb, &c, &server);
         assert_unchanged(mb, &before, &v);
+        for cmd in ["SELECT", "EXAMINE", "STATUS", "APPEND", "COPY", "MOVE"] {
+            if !is_cannot(&r[cmd]) {
+                not_cannot.push(format!("{cmd} {mb}: {}", r[cmd]));
+            }
+        }
     }
     for mb in ["IndexRoot", "MsgLinks"] {
         let r = exercise(&mut c, mb);
@@ -486,12 +490,14 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
         symlink(&target, a.join(sub)).unwrap();
         let mut c = Client::login(&server, USER, PASSWORD);
         let r = exercise(&mut c, "INBOX");
-        for cmd in ["SELECT", "EXAMINE", "STATUS", "APPEND"] {
-            assert!(is_cannot(&r[cmd]), "{cmd} INBOX with {sub} -> {}: {}", target.display(), r[cmd]);
-        }
         c.cmd("LOGOUT");
         assert_nothing_leaked(&format!("INBOX {sub}"), &c, &server);
         assert_unchanged(&format!("INBOX {sub}"), &before, &v);
+        for cmd in ["SELECT", "EXAMINE", "STATUS", "APPEND"] {
+            if !is_cannot(&r[cmd]) {
+                not_cannot.push(format!("{cmd} INBOX with {sub} -> {}: {}", target.display(), r[cmd]));
+            }
+        }
         fs::remove_file(a.join(sub)).unwrap();
         fs::rename(&real, a.join(sub)).unwrap();
     }
@@ -506,6 +512,8 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
     c.cmd("LOGOUT");
     assert_nothing_leaked("DELETE", &c, &server);
     assert_unchanged("DELETE", &before, &v);
+
+    assert!(not_cannot.is_empty(), "not NO [CANNOT]:\n{}", not_cannot.join("\n"));
 
     // One log line per refused folder, however many commands it refused.
     let log = server.log();
