@@ -183,7 +183,13 @@ fn snapshot(root: &Path) -> Snapshot {
         let rel = p.strip_prefix(root).expect("inside").to_path_buf();
         let t = m.file_type();
         let (kind, data) = if t.is_symlink() {
-            ('l', fs::read_link(p).expect("readlink").into_os_string().into_encoded_bytes())
+            (
+                'l',
+                fs::read_link(p)
+                    .expect("readlink")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
         } else if t.is_dir() {
             ('d', Vec::new())
         } else {
@@ -201,7 +207,9 @@ fn snapshot(root: &Path) -> Snapshot {
 }
 
 fn message(subject: &str, mark: &str) -> String {
-    format!("From: someone@example.org\nSubject: {subject}\nMessage-ID: <{subject}@x>\n\n{mark} {subject}\n")
+    format!(
+        "From: someone@example.org\nSubject: {subject}\nMessage-ID: <{subject}@x>\n\n{mark} {subject}\n"
+    )
 }
 
 fn mkdirs(p: &Path) {
@@ -222,10 +230,18 @@ impl Victims {
         let bob = server.dir.join("mail").join(USER2).join("Maildir");
         mkdirs(&bob);
         mkdirs(&bob.join(".Private"));
-        fs::write(bob.join("cur/1000.bob1.host:2,S"), message("bob1", BOB_MARK)).unwrap();
+        fs::write(
+            bob.join("cur/1000.bob1.host:2,S"),
+            message("bob1", BOB_MARK),
+        )
+        .unwrap();
         fs::write(bob.join("new/1001.bob2.host"), message("bob2", BOB_MARK)).unwrap();
         fs::write(bob.join("tmp/1002.bob3.host"), message("bob3", BOB_MARK)).unwrap();
-        fs::write(bob.join(".Private/cur/1003.bob4.host:2,"), message("bob4", BOB_MARK)).unwrap();
+        fs::write(
+            bob.join(".Private/cur/1003.bob4.host:2,"),
+            message("bob4", BOB_MARK),
+        )
+        .unwrap();
         fs::write(
             bob.join("dovecot-uidlist"),
             format!("3 V1700000000 N3 G{BOB_MARK}\n1 :1000.bob1.host\n2 :1001.bob2.host\n"),
@@ -237,11 +253,26 @@ impl Victims {
         let root_only = server.dir.join("root-only");
         mkdirs(&root_only);
         fs::create_dir_all(root_only.join("etc")).unwrap();
-        fs::write(root_only.join("cur/2000.root1.host:2,"), message("root1", ROOT_MARK)).unwrap();
-        fs::write(root_only.join("new/2001.root2.host"), message("root2", ROOT_MARK)).unwrap();
-        fs::write(root_only.join("tmp/2002.root3.host"), message("root3", ROOT_MARK)).unwrap();
-        fs::write(root_only.join("etc/passwd"), format!("root:x:0:0:{ROOT_MARK}:/root:/bin/sh\n"))
-            .unwrap();
+        fs::write(
+            root_only.join("cur/2000.root1.host:2,"),
+            message("root1", ROOT_MARK),
+        )
+        .unwrap();
+        fs::write(
+            root_only.join("new/2001.root2.host"),
+            message("root2", ROOT_MARK),
+        )
+        .unwrap();
+        fs::write(
+            root_only.join("tmp/2002.root3.host"),
+            message("root3", ROOT_MARK),
+        )
+        .unwrap();
+        fs::write(
+            root_only.join("etc/passwd"),
+            format!("root:x:0:0:{ROOT_MARK}:/root:/bin/sh\n"),
+        )
+        .unwrap();
         fs::write(root_only.join("secret"), format!("{ROOT_MARK} secret\n")).unwrap();
         fs::write(root_only.join("secret2"), format!("{ROOT_MARK} secret2\n")).unwrap();
         // Root's own: 0700 directories, 0600 files (owned by root when the suite runs as
@@ -300,7 +331,10 @@ fn exercise(c: &mut Client, mb: &str) -> BTreeMap<&'static str, String> {
     c.cmd("UNSELECT");
     r.insert(
         "STATUS",
-        c.cmd(&format!("STATUS {mb} (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE)")).1,
+        c.cmd(&format!(
+            "STATUS {mb} (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE)"
+        ))
+        .1,
     );
     r.insert("APPEND", c.append(mb, &message("alice-append", "alice")));
     // INBOX of A holds a message of hers to copy and move.
@@ -362,9 +396,21 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
     }
     // A folder's own files as symlinks.
     let files: Vec<(&str, &str, PathBuf)> = vec![
-        ("UidlistBob", "dovecot-uidlist", v.bob.join("dovecot-uidlist")),
-        ("KeywordsRoot", "dovecot-keywords", v.root_only.join("secret")),
-        ("KeywordsBob", "dovecot-keywords", v.bob.join("dovecot-keywords")),
+        (
+            "UidlistBob",
+            "dovecot-uidlist",
+            v.bob.join("dovecot-uidlist"),
+        ),
+        (
+            "KeywordsRoot",
+            "dovecot-keywords",
+            v.root_only.join("secret"),
+        ),
+        (
+            "KeywordsBob",
+            "dovecot-keywords",
+            v.bob.join("dovecot-keywords"),
+        ),
     ];
     for (mb, file, target) in &files {
         let d = a.join(format!(".{mb}"));
@@ -380,9 +426,21 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
     symlink(v.root_only.join("secret2"), idx.join("nestbox.cache")).unwrap();
     let msgs = a.join(".MsgLinks");
     mkdirs(&msgs);
-    symlink(v.bob.join("cur/1000.bob1.host:2,S"), msgs.join("cur/1000.bob1.host:2,S")).unwrap();
-    symlink(v.root_only.join("new/2001.root2.host"), msgs.join("new/2001.root2.host")).unwrap();
-    symlink(v.root_only.join("secret"), msgs.join("cur/3000.sec.host:2,")).unwrap();
+    symlink(
+        v.bob.join("cur/1000.bob1.host:2,S"),
+        msgs.join("cur/1000.bob1.host:2,S"),
+    )
+    .unwrap();
+    symlink(
+        v.root_only.join("new/2001.root2.host"),
+        msgs.join("new/2001.root2.host"),
+    )
+    .unwrap();
+    symlink(
+        v.root_only.join("secret"),
+        msgs.join("cur/3000.sec.host:2,"),
+    )
+    .unwrap();
 
     // Answers checked after everything else (a wrong answer is a lesser fault than a leak).
     let mut not_cannot = Vec::new();
@@ -398,22 +456,38 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
     }
     for mb in ["IndexRoot", "MsgLinks"] {
         let r = exercise(&mut c, mb);
-        assert!(r["SELECT"].starts_with("OK"), "SELECT {mb}: {}", r["SELECT"]);
+        assert!(
+            r["SELECT"].starts_with("OK"),
+            "SELECT {mb}: {}",
+            r["SELECT"]
+        );
         assert_nothing_leaked(mb, &c, &server);
         assert_unchanged(mb, &before, &v);
     }
     // The symlinked messages are not messages: only A's own appends and copies are there.
     let (lines, st) = c.cmd("EXAMINE MsgLinks");
     assert!(st.starts_with("OK"), "{st}");
-    let exists = lines.iter().find(|l| l.ends_with(" EXISTS")).cloned().unwrap_or_default();
+    let exists = lines
+        .iter()
+        .find(|l| l.ends_with(" EXISTS"))
+        .cloned()
+        .unwrap_or_default();
     let (fetched, _) = c.cmd("FETCH 1:* BODY.PEEK[]");
-    assert!(fetched.iter().all(|l| !l.contains(BOB_MARK) && !l.contains(ROOT_MARK)), "{exists}");
+    assert!(
+        fetched
+            .iter()
+            .all(|l| !l.contains(BOB_MARK) && !l.contains(ROOT_MARK)),
+        "{exists}"
+    );
     c.cmd("UNSELECT");
 
     // LIST: a folder directory that is a symlink is not a folder; a real one is listed even
     // when its cur/new/tmp is a symlink (see the store's module doc).
     let (list, _) = c.cmd("LIST \"\" *");
-    let listed = |mb: &str| list.iter().any(|l| l.ends_with(&format!(" {mb}")) || l.ends_with(&format!(" \"{mb}\"")));
+    let listed = |mb: &str| {
+        list.iter()
+            .any(|l| l.ends_with(&format!(" {mb}")) || l.ends_with(&format!(" \"{mb}\"")))
+    };
     for mb in ["LinkBob", "LinkBobPrivate", "LinkRoot"] {
         assert!(!listed(mb), "{mb} listed: {list:?}");
     }
@@ -450,7 +524,10 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
             assert!(!st.contains("SERVERBUG"), "{cmd}: {st}");
         }
         let st = c.append(n, &message("alice-name", "alice"));
-        assert!(st.starts_with("NO") || st.starts_with("BAD"), "APPEND {n}: {st}");
+        assert!(
+            st.starts_with("NO") || st.starts_with("BAD"),
+            "APPEND {n}: {st}"
+        );
     }
     let (_, st) = c.cmd(&format!("CREATE {long}"));
     assert!(st.starts_with("NO [CANNOT]"), "CREATE over-long: {st}");
@@ -495,7 +572,11 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
         assert_unchanged(&format!("INBOX {sub}"), &before, &v);
         for cmd in ["SELECT", "EXAMINE", "STATUS", "APPEND"] {
             if !is_cannot(&r[cmd]) {
-                not_cannot.push(format!("{cmd} INBOX with {sub} -> {}: {}", target.display(), r[cmd]));
+                not_cannot.push(format!(
+                    "{cmd} INBOX with {sub} -> {}: {}",
+                    target.display(),
+                    r[cmd]
+                ));
             }
         }
         fs::remove_file(a.join(sub)).unwrap();
@@ -513,7 +594,11 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
     assert_nothing_leaked("DELETE", &c, &server);
     assert_unchanged("DELETE", &before, &v);
 
-    assert!(not_cannot.is_empty(), "not NO [CANNOT]:\n{}", not_cannot.join("\n"));
+    assert!(
+        not_cannot.is_empty(),
+        "not NO [CANNOT]:\n{}",
+        not_cannot.join("\n")
+    );
 
     // One log line per refused folder, however many commands it refused.
     let log = server.log();
@@ -540,7 +625,10 @@ fn a_symlink_swapped_in_after_select_does_not_lead_outside() {
     let mut c = Client::login(&server, USER, PASSWORD);
     c.cmd("CREATE Swap");
     for i in 0..3 {
-        assert!(c.append("Swap", &message(&format!("alice{i}"), "alice")).starts_with("OK"));
+        assert!(
+            c.append("Swap", &message(&format!("alice{i}"), "alice"))
+                .starts_with("OK")
+        );
     }
     let (_, st) = c.cmd("SELECT Swap");
     assert!(st.starts_with("OK"), "{st}");
@@ -583,7 +671,8 @@ fn a_symlink_swapped_in_after_select_does_not_lead_outside() {
     assert!(!st2.starts_with("OK"), "SELECT after the swap: {st2}");
     assert!(is_cannot(&reopen), "SELECT after the swap: {reopen}");
     // A's own messages stayed in A's (renamed-away) directories.
-    let kept = fs::read_dir(d.join("cur.old")).unwrap().count() + fs::read_dir(d.join("new.old")).unwrap().count();
+    let kept = fs::read_dir(d.join("cur.old")).unwrap().count()
+        + fs::read_dir(d.join("new.old")).unwrap().count();
     assert!(kept >= 2, "{kept} of A's messages left in cur.old/new.old");
     let _ = USER2;
 }

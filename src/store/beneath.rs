@@ -43,9 +43,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{AtFlags, Mode, RenameFlags, ResolveFlags};
 /// Open flags for [`Dir::open_with`].
 pub use rustix::fs::OFlags;
+use rustix::fs::{AtFlags, Mode, RenameFlags, ResolveFlags};
 
 /// A directory opened beneath a Maildir root (or the root itself).
 #[derive(Debug)]
@@ -61,6 +61,8 @@ pub struct Dir {
 pub struct Meta(rustix::fs::Stat);
 
 impl Meta {
+    /// Size in bytes (a directory's: what its entries take).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.0.st_size as u64
     }
@@ -209,7 +211,11 @@ impl Dir {
 
     /// Opens `name` read-only.
     pub fn open(&self, name: &str) -> io::Result<File> {
-        Ok(File::from(self.openat(name, OFlags::RDONLY, Mode::empty())?))
+        Ok(File::from(self.openat(
+            name,
+            OFlags::RDONLY,
+            Mode::empty(),
+        )?))
     }
 
     /// Opens `name` with `flags` (access mode included; `CLOEXEC` and
@@ -225,11 +231,7 @@ impl Dir {
     /// Creates `name`, which must not exist (not even as a dangling
     /// symlink), for writing.
     pub fn create_new(&self, name: &str, mode: u32) -> io::Result<File> {
-        self.open_with(
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
-            mode,
-        )
+        self.open_with(name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, mode)
     }
 
     /// Opens `name` read-only only if every step is in the kernel's caches
@@ -368,10 +370,7 @@ impl Dir {
         )?;
         let mut rd = rustix::fs::Dir::new(fd)?;
         while let Some(entry) = rd.read() {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => return Err(e.into()),
-            };
+            let entry = entry?;
             let cname: &CStr = entry.file_name();
             let Ok(name) = cname.to_str() else { continue };
             if name == "." || name == ".." {
@@ -549,7 +548,9 @@ impl FolderDirs {
             Some(n) => same(root.stat(n), self.ids[0])?,
             None => self.dir.meta()?.nlink() > 0,
         };
-        Ok(dir_ok && same(self.dir.stat("cur"), self.ids[1])? && same(self.dir.stat("new"), self.ids[2])?)
+        Ok(dir_ok
+            && same(self.dir.stat("cur"), self.ids[1])?
+            && same(self.dir.stat("new"), self.ids[2])?)
     }
 }
 
@@ -621,7 +622,10 @@ mod tests {
         // remove_tree removes links, never what they point to.
         d.remove_tree("real").unwrap();
         d.remove_tree("out").unwrap();
-        assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"secret");
+        assert_eq!(
+            std::fs::read(outside.path().join("secret")).unwrap(),
+            b"secret"
+        );
         assert!(!root.path().join("real").exists());
     }
 
@@ -640,6 +644,50 @@ mod tests {
         // The lock's path reaches the open directory too.
         let p = real.lock_path().join("file");
         assert_eq!(std::fs::read(p).unwrap(), b"mine");
+    }
+
+    #[test]
+    fn folder_dirs_refuse_symlinks_and_notice_a_swap() {
+        let (root, outside, d) = setup();
+        // The root itself (INBOX) and a real folder: cur/new/tmp made.
+        let inbox = FolderDirs::open(&d, None, 0o700).unwrap();
+        assert!(inbox.in_place(&d).unwrap());
+        std::fs::create_dir(root.path().join(".F")).unwrap();
+        let f = FolderDirs::open(&d, Some(".F"), 0o700).unwrap();
+        assert!(root.path().join(".F/tmp").is_dir());
+        assert!(f.in_place(&d).unwrap());
+        // A folder directory, or one of its three, that is a symlink.
+        assert!(is_symlink_refusal(
+            &FolderDirs::open(&d, Some("out"), 0o700).unwrap_err()
+        ));
+        for sub in ["cur", "new", "tmp"] {
+            let g = root.path().join(format!(".G{sub}"));
+            std::fs::create_dir(&g).unwrap();
+            symlink(outside.path(), g.join(sub)).unwrap();
+            let e = FolderDirs::open(&d, Some(&format!(".G{sub}")), 0o700).unwrap_err();
+            assert!(is_symlink_refusal(&e), "{sub}: {e}");
+        }
+        assert!(
+            std::fs::read_dir(outside.path()).unwrap().count() == 1,
+            "nothing made outside"
+        );
+        // Swapped after opening: still the directories opened, and noticed.
+        std::fs::rename(root.path().join(".F/cur"), root.path().join(".F/cur.old")).unwrap();
+        symlink(outside.path(), root.path().join(".F/cur")).unwrap();
+        assert!(!f.in_place(&d).unwrap());
+        f.cur.create_new("m", 0o600).unwrap();
+        assert!(root.path().join(".F/cur.old/m").exists());
+        // Renamed away, or deleted.
+        let h = {
+            std::fs::create_dir(root.path().join(".H")).unwrap();
+            FolderDirs::open(&d, Some(".H"), 0o700).unwrap()
+        };
+        std::fs::rename(root.path().join(".H"), root.path().join(".H2")).unwrap();
+        assert!(!h.in_place(&d).unwrap());
+        let sub = Dir::open_root(&root.path().join(".H2")).unwrap();
+        let h2 = FolderDirs::open(&sub, None, 0o700).unwrap();
+        std::fs::remove_dir_all(root.path().join(".H2")).unwrap();
+        assert!(!h2.in_place(&sub).unwrap());
     }
 
     #[test]

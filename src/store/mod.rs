@@ -602,7 +602,10 @@ impl MailStore {
             let dirs = match FolderDirs::open(&self.root_dir, entry.as_deref(), self.dir_mode) {
                 Ok(d) => d,
                 Err(e) if beneath::is_symlink_refusal(&e) => {
-                    return Err(not_served(&dir, "or its cur/, new/ or tmp/ is a symbolic link"));
+                    return Err(not_served(
+                        &dir,
+                        "or its cur/, new/ or tmp/ is a symbolic link",
+                    ));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(StoreError::NotFound);
@@ -621,9 +624,10 @@ impl MailStore {
                 self.file_mode(),
             )
             .map_err(|e| match e {
-                StoreError::Cannot(m) if m == NOT_SERVED => {
-                    not_served(&dir, "holds a symbolic link where a file of the folder belongs")
-                }
+                StoreError::Cannot(m) if m == NOT_SERVED => not_served(
+                    &dir,
+                    "holds a symbolic link where a file of the folder belongs",
+                ),
                 e => e,
             })
         })

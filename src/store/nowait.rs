@@ -229,9 +229,6 @@ mod tests {
         assert_eq!(&d[6..], &content[..]);
         assert_eq!(plain, content);
         // Errors are errors, not "would block".
-        assert_eq!(
-            open("missing").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
+        assert_eq!(open("missing").unwrap_err().kind(), io::ErrorKind::NotFound);
     }
 }

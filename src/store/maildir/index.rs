@@ -33,7 +33,6 @@
 
 use std::io::{self, Write};
 
-
 use crate::store::beneath::{Dir, OFlags};
 use std::sync::Arc;
 
@@ -886,8 +885,20 @@ mod tests {
     fn cache_append_reload_and_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let e1: Arc<[u8]> = Arc::from(&b"(env)"[..]);
-        append_cache(&Dir::open_root(dir.path()).unwrap(), 7, &[(1, 0, e1.clone())], false).unwrap();
-        append_cache(&Dir::open_root(dir.path()).unwrap(), 7, &[(2, 1, Arc::from(&b"(bs)"[..]))], false).unwrap();
+        append_cache(
+            &Dir::open_root(dir.path()).unwrap(),
+            7,
+            &[(1, 0, e1.clone())],
+            false,
+        )
+        .unwrap();
+        append_cache(
+            &Dir::open_root(dir.path()).unwrap(),
+            7,
+            &[(2, 1, Arc::from(&b"(bs)"[..]))],
+            false,
+        )
+        .unwrap();
         let (m, n) = load_cache(&Dir::open_root(dir.path()).unwrap(), 7);
         assert_eq!(n, 2);
         assert_eq!(m.get(&(1, 0)), Some(&e1));
@@ -902,7 +913,13 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let (m, n) = load_cache(&Dir::open_root(dir.path()).unwrap(), 7);
         assert_eq!((m.len(), n), (1, usize::MAX));
-        append_cache(&Dir::open_root(dir.path()).unwrap(), 7, &[(3, 0, e1.clone())], true).unwrap();
+        append_cache(
+            &Dir::open_root(dir.path()).unwrap(),
+            7,
+            &[(3, 0, e1.clone())],
+            true,
+        )
+        .unwrap();
         assert_eq!(load_cache(&Dir::open_root(dir.path()).unwrap(), 7).1, 1);
     }
 }

@@ -5,8 +5,8 @@
 //! added, never reassigned: another program may hold file names that use
 //! them. It never renames message files.
 
-use std::io;
 use crate::store::beneath::Dir;
+use std::io;
 
 /// The file name inside a folder directory.
 pub const FILE: &str = "dovecot-keywords";

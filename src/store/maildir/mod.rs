@@ -19,8 +19,8 @@ pub const FILE_MODE: u32 = 0o666;
 
 #[cfg(test)]
 mod tests {
-    use crate::store::beneath::FolderDirs;
     use crate::store::beneath::Dir;
+    use crate::store::beneath::FolderDirs;
     use std::fs;
     use std::io;
 
@@ -38,8 +38,12 @@ mod tests {
         let (t, d) = maildir();
         fs::write(t.path().join("new/1.a.h"), b"x").unwrap();
         fs::write(t.path().join("cur/2.b.h:2,"), b"y").unwrap();
-        d.new.rename_noreplace("1.a.h", &d.cur, "1.a.h:2,S").unwrap();
-        d.cur.rename_noreplace("2.b.h:2,", &d.cur, "2.b.h:2,FS").unwrap();
+        d.new
+            .rename_noreplace("1.a.h", &d.cur, "1.a.h:2,S")
+            .unwrap();
+        d.cur
+            .rename_noreplace("2.b.h:2,", &d.cur, "2.b.h:2,FS")
+            .unwrap();
         assert_eq!(fs::read(t.path().join("cur/1.a.h:2,S")).unwrap(), b"x");
         assert_eq!(fs::read(t.path().join("cur/2.b.h:2,FS")).unwrap(), b"y");
         assert!(!t.path().join("new/1.a.h").exists());
@@ -51,11 +55,17 @@ mod tests {
         let (t, d) = maildir();
         fs::write(t.path().join("cur/1.a.h:2,"), b"one").unwrap();
         fs::write(t.path().join("cur/1.a.h:2,S"), b"dup").unwrap();
-        let e = d.cur.rename_noreplace("1.a.h:2,", &d.cur, "1.a.h:2,S").unwrap_err();
+        let e = d
+            .cur
+            .rename_noreplace("1.a.h:2,", &d.cur, "1.a.h:2,S")
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(t.path().join("cur/1.a.h:2,S")).unwrap(), b"dup");
         assert_eq!(fs::read(t.path().join("cur/1.a.h:2,")).unwrap(), b"one");
-        let e = d.cur.rename_noreplace("gone:2,", &d.cur, "gone:2,S").unwrap_err();
+        let e = d
+            .cur
+            .rename_noreplace("gone:2,", &d.cur, "gone:2,S")
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         // Names, not paths: nothing leaves the folder.
         for (from, to) in [("1.a.h:2,", "../escape"), ("../x", "y"), ("a\0b", "c")] {

@@ -139,13 +139,34 @@ mod tests {
     #[test]
     fn no_name_leads_outside_the_root() {
         for name in [
-            "../x", "A/../../etc", "/etc/passwd", "/", "//", "..", ".", "A/..", "~root",
-            "a\0b", "\\x", "A/.B", ".A", "nestbox-deleted.x", "cur", "dovecot-uidlist",
-            "&Jjo-/..", "Ab/\u{2028}",
+            "../x",
+            "A/../../etc",
+            "/etc/passwd",
+            "/",
+            "//",
+            "..",
+            ".",
+            "A/..",
+            "~root",
+            "a\0b",
+            "\\x",
+            "A/.B",
+            ".A",
+            "nestbox-deleted.x",
+            "cur",
+            "dovecot-uidlist",
+            "&Jjo-/..",
+            "Ab/\u{2028}",
         ] {
             if let Ok(dir) = to_dir(name) {
-                assert!(dir.starts_with('.') && dir != "." && dir != "..", "{name:?} -> {dir:?}");
-                assert!(crate::store::beneath::plain(&dir).is_ok(), "{name:?} -> {dir:?}");
+                assert!(
+                    dir.starts_with('.') && dir != "." && dir != "..",
+                    "{name:?} -> {dir:?}"
+                );
+                assert!(
+                    crate::store::beneath::plain(&dir).is_ok(),
+                    "{name:?} -> {dir:?}"
+                );
                 assert!(!dir.contains(".."), "{name:?} -> {dir:?}");
             }
         }
@@ -165,6 +186,9 @@ mod tests {
                 name.len()
             );
         }
-        assert!(matches!(validate(&"a".repeat(600)), Err(StoreError::InvalidName(_))));
+        assert!(matches!(
+            validate(&"a".repeat(600)),
+            Err(StoreError::InvalidName(_))
+        ));
     }
 }

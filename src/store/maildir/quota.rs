@@ -103,11 +103,7 @@ fn file_size(dir: &Dir, name: &str) -> Option<u64> {
     let base = super::filename::split(name).0;
     match super::filename::size_fields(base).0 {
         Some(s) => Some(s),
-        None => dir
-            .stat(name)
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len()),
+        None => dir.stat(name).ok().filter(|m| m.is_file()).map(|m| m.len()),
     }
 }
 
@@ -166,11 +162,7 @@ pub fn load(root: &Dir) -> io::Result<Option<Quota>> {
 }
 
 /// Recomputes the totals and rewrites the file with the given limits.
-pub fn recalc(
-    root: &Dir,
-    bytes_limit: Option<u64>,
-    count_limit: Option<u64>,
-) -> io::Result<Quota> {
+pub fn recalc(root: &Dir, bytes_limit: Option<u64>, count_limit: Option<u64>) -> io::Result<Quota> {
     let (bytes, count) = compute(root)?;
     let q = Quota {
         bytes_limit,

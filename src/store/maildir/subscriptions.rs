@@ -9,8 +9,8 @@
 //! Courier: `INBOX.A.B` names (namespace prefix `INBOX.`). Owns only this
 //! file; it never checks that subscribed folders exist (RFC 9051 §6.3.7).
 
-use std::io;
 use crate::store::beneath::Dir;
+use std::io;
 
 use super::names;
 

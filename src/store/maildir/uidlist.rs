@@ -920,14 +920,20 @@ mod tests {
         for target in [Path::new("/dev/full"), victim.as_path()] {
             std::os::unix::fs::symlink(target, &tmp).unwrap();
             ul.write(&dir, false).unwrap();
-            assert!(std::fs::symlink_metadata(&tmp).is_err(), "temporary file left");
+            assert!(
+                std::fs::symlink_metadata(&tmp).is_err(),
+                "temporary file left"
+            );
         }
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
         assert_eq!(Uidlist::load(&dir).unwrap().unwrap().0.records, ul.records);
         std::fs::remove_file(d.path().join(FILE)).unwrap();
         std::fs::create_dir_all(d.path().join(FILE).join("x")).unwrap();
         assert!(ul.write(&dir, false).is_err());
-        assert!(std::fs::symlink_metadata(&tmp).is_err(), "temporary file left");
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "temporary file left"
+        );
     }
 
     #[test]

@@ -1808,8 +1808,8 @@ mod header_end_tests {
 #[cfg(test)]
 mod persist_tests {
     use super::*;
-    use std::fs;
     use crate::store::{MailStore, Registry, StoreOptions};
+    use std::fs;
 
     fn store_at(root: &Path) -> MailStore {
         MailStore::open(
@@ -2042,10 +2042,10 @@ mod persist_tests {
 #[cfg(test)]
 mod changes_tests {
     use super::*;
-    use std::fs;
     use crate::flags::{Flag, FlagOp, Flags};
     use crate::store::{MailStore, Registry, StoreOptions};
     use proptest::prelude::*;
+    use std::fs;
 
     /// What `changes_since` answered before the flag log: a walk over
     /// every message. The log must give exactly this.

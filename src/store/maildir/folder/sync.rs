@@ -1066,7 +1066,14 @@ impl Folder {
             .chain(sorted.iter().copied());
         let lines = uidlist::merge(uidlist::merge(ours, unseen.iter().copied()), recs);
         let next = st.next_uid.max(highest.saturating_add(1));
-        let stamp = uidlist::write_new(&self.dirs.dir, self.fsync, st.uidvalidity, next, &guid, lines)?;
+        let stamp = uidlist::write_new(
+            &self.dirs.dir,
+            self.fsync,
+            st.uidvalidity,
+            next,
+            &guid,
+            lines,
+        )?;
         st.ul_stamp = Some(stamp);
         st.ul_version = 3;
         st.guid = guid;
@@ -1113,7 +1120,11 @@ impl Folder {
             };
             let from = m.loc.clone();
             let uid = m.uid;
-            match self.dirs.new.rename_noreplace(&from.fname, &self.dirs.cur, &to.fname) {
+            match self
+                .dirs
+                .new
+                .rename_noreplace(&from.fname, &self.dirs.cur, &to.fname)
+            {
                 Ok(()) => {
                     st.msgs[i].loc = to;
                     // Unless the watcher's sync already handed it out.

@@ -112,8 +112,11 @@ impl Folder {
                 Ok(())
             } else {
                 // By descriptor and name: no path built or resolved.
-                self.sub(m.loc.in_new)
-                    .rename_noreplace(&m.loc.fname, self.sub(to.in_new), &to.fname)
+                self.sub(m.loc.in_new).rename_noreplace(
+                    &m.loc.fname,
+                    self.sub(to.in_new),
+                    &to.fname,
+                )
             };
             match renamed {
                 Ok(()) => {
@@ -319,7 +322,11 @@ impl Folder {
                 in_new: false,
                 fname: filename::cur_name(&base, &info),
             };
-            if let Err(e) = self.dirs.tmp.rename_noreplace(&tmp, &self.dirs.cur, &loc.fname) {
+            if let Err(e) = self
+                .dirs
+                .tmp
+                .rename_noreplace(&tmp, &self.dirs.cur, &loc.fname)
+            {
                 failure = Some(e.into());
                 break;
             }
@@ -406,7 +413,10 @@ impl Folder {
                     // A message file that is a symlink is linked as the
                     // link (never its target), and a symlink is never read
                     // as a message (`Dir::open` refuses it).
-                    match self.sub(src.in_new).link(&src.fname, &dest.dirs.tmp, &fresh) {
+                    match self
+                        .sub(src.in_new)
+                        .link(&src.fname, &dest.dirs.tmp, &fresh)
+                    {
                         Ok(()) => {
                             ok = true;
                             break;
