@@ -36,6 +36,19 @@
 //! from a name and never follows a symlink; the Maildir root itself is the
 //! one path opened the ordinary way ([`Dir::open_root`]: the administrator
 //! configured it, and may well have made it a symlink).
+//!
+//! Limits, on purpose:
+//! - The uidlist dotlock still takes a path (`uidlist::lock`, being
+//!   rewritten separately): it is given [`Dir::lock_path`],
+//!   `/proc/self/fd/N`, which the kernel resolves to the open directory, so
+//!   it too stays in the folder opened. It should take a [`Dir`] next.
+//! - A hard link is a file of its own, not a pointer: one planted in a
+//!   folder is served like any message. Linking another user's file needs
+//!   write access to it under `fs.protected_hardlinks` (every distribution's
+//!   default), and the per-user worker processes are the second wall.
+//! - The change watcher (`watch.rs`) adds inotify watches by path, with
+//!   `IN_DONT_FOLLOW | IN_ONLYDIR`; a watch only wakes the store, which
+//!   reads through its own descriptors.
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
