@@ -590,9 +590,30 @@ impl MailStore {
     /// [`MailStore::open_folder`] for a read-write SELECT: the one sync
     /// also moves `new/` to `cur/` (so a SELECT scans the folder once).
     pub fn open_folder_with(&self, name: &str, move_new: bool) -> Result<Arc<Folder>> {
+        self.registered_then(name, |f| f.sync(move_new))
+    }
+
+    /// The folder from the registry after `prepare` (a sync). An open
+    /// folder that `prepare` finds moved, deleted or replaced (its
+    /// directory or `cur/`/`new/` swapped, say for a symlink) is marked gone
+    /// and dropped from the registry: then it is opened afresh once, so the
+    /// caller gets the answer for what is there now (a new folder, `NotFound`,
+    /// or `Cannot` for a symlink), not a stale `NotFound`.
+    fn registered_then(
+        &self,
+        name: &str,
+        prepare: impl Fn(&Folder) -> Result<()>,
+    ) -> Result<Arc<Folder>> {
         let folder = self.registered(name)?;
-        folder.sync(move_new)?;
-        Ok(folder)
+        match prepare(&folder) {
+            Ok(()) => Ok(folder),
+            Err(StoreError::NotFound) if folder.is_gone() => {
+                let again = self.registered(name)?;
+                prepare(&again)?;
+                Ok(again)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The folder from the registry, opened (not synced) if nobody has it.
@@ -637,22 +658,13 @@ impl MailStore {
     /// APPEND, and the destination of COPY and MOVE. An open folder is not
     /// rescanned (see [`Folder::sync_for_write`]).
     pub fn open_folder_for_write(&self, name: &str) -> Result<Arc<Folder>> {
-        let folder = self.registered(name)?;
-        folder.sync_for_write()?;
-        Ok(folder)
+        self.registered_then(name, |f| f.sync_for_write())
     }
 
     /// STATUS without computing unknown sizes when `need_size` is false
     /// (then `size` counts only messages whose size is already known).
     pub fn status_opts(&self, name: &str, need_size: bool) -> Result<FolderStatus> {
-        let (_, dir) = self.existing_dir(name)?;
-        let folder = match self.registry.get(&dir) {
-            Some(f) => {
-                f.sync(false)?;
-                f
-            }
-            None => self.open_folder(name)?,
-        };
+        let folder = self.open_folder(name)?;
         folder.status(need_size)
     }
 }
