@@ -54,6 +54,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Open flags for [`Dir::open_with`].
@@ -178,6 +179,19 @@ impl Dir {
             fd,
             shown: path.to_path_buf(),
         })
+    }
+
+    /// Whether a root opened with [`Dir::open_root`] is still what its path
+    /// leads to (a Maildir moved aside and another put in its place, as a
+    /// restore from backup does, is not). A `stat` of the configured path,
+    /// the one path this module follows, and an `fstat`.
+    pub fn root_still_at_its_path(&self) -> io::Result<bool> {
+        let now = match rustix::fs::stat(&self.shown) {
+            Ok(m) => Meta(m),
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(now.same_file(&self.meta()?))
     }
 
     /// The path this directory had when opened, for log lines. Never
@@ -498,9 +512,14 @@ impl Dir {
 /// and opened afresh, which refuses the symlink).
 #[derive(Debug)]
 pub struct FolderDirs {
+    /// The Maildir root (opened by [`Dir::open_root`]), where
+    /// `maildirsize` lives.
+    pub root: Arc<Dir>,
     /// The folder directory's name in the root (`.Foo`); `None` for INBOX,
     /// the root itself.
     name: Option<String>,
+    /// Mode for a missing `cur/`, `new/` or `tmp/`.
+    mode: u32,
     pub dir: Dir,
     pub cur: Dir,
     pub new: Dir,
@@ -514,7 +533,7 @@ impl FolderDirs {
     /// creating a missing `cur/`, `new/` or `tmp/` with `mode`. `ELOOP` if
     /// the folder directory or one of the three is a symlink, `ENOENT` if
     /// the folder does not exist, `ENOTDIR` if it is not a directory.
-    pub fn open(root: &Dir, name: Option<&str>, mode: u32) -> io::Result<FolderDirs> {
+    pub fn open(root: &Arc<Dir>, name: Option<&str>, mode: u32) -> io::Result<FolderDirs> {
         let dir = match name {
             Some(n) => root.dir(n)?,
             None => root.try_clone()?,
@@ -531,7 +550,9 @@ impl FolderDirs {
         let id = |d: &Dir| d.meta().map(|m| (m.dev(), m.ino()));
         let ids = [id(&dir)?, id(&cur)?, id(&new)?];
         Ok(FolderDirs {
+            root: root.clone(),
             name: name.map(str::to_string),
+            mode,
             dir,
             cur,
             new,
@@ -540,17 +561,34 @@ impl FolderDirs {
         })
     }
 
+    /// The folder at the same name now, from the root at its path now: what
+    /// a folder follows when it was replaced (a Maildir restored from
+    /// backup), with the same refusals as [`FolderDirs::open`].
+    pub fn reopen(&self) -> io::Result<FolderDirs> {
+        let root = if self.root.root_still_at_its_path()? {
+            self.root.clone()
+        } else {
+            Arc::new(Dir::open_root(&self.root.shown)?)
+        };
+        FolderDirs::open(&root, self.name.as_deref(), self.mode)
+    }
+
     /// `new/` or `cur/`.
     pub fn sub(&self, in_new: bool) -> &Dir {
         if in_new { &self.new } else { &self.cur }
     }
 
-    /// Whether the folder is still where and what it was when opened: its
+    /// Whether the folder is still where and what it was when opened: the
+    /// root (opened by [`Dir::open_root`]) still at its path, the folder's
     /// directory not deleted, its name in `root` (for a folder other than
     /// INBOX) and the names `cur` and `new` in it still leading to the very
-    /// directories opened (not to a symlink, not to a replacement).
-    /// Three `fstatat`s.
-    pub fn in_place(&self, root: &Dir) -> io::Result<bool> {
+    /// directories opened (not to a symlink, not to a replacement). A
+    /// `stat`, an `fstat` and three `fstatat`s.
+    pub fn in_place(&self) -> io::Result<bool> {
+        let root = &self.root;
+        if !root.root_still_at_its_path()? {
+            return Ok(false);
+        }
         let same = |m: io::Result<Meta>, (dev, ino): (u64, u64)| match m {
             Ok(m) => Ok(m.dev() == dev && m.ino() == ino && m.is_dir()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -663,12 +701,13 @@ mod tests {
     fn folder_dirs_refuse_symlinks_and_notice_a_swap() {
         let (root, outside, d) = setup();
         // The root itself (INBOX) and a real folder: cur/new/tmp made.
+        let d = Arc::new(d);
         let inbox = FolderDirs::open(&d, None, 0o700).unwrap();
-        assert!(inbox.in_place(&d).unwrap());
+        assert!(inbox.in_place().unwrap());
         std::fs::create_dir(root.path().join(".F")).unwrap();
         let f = FolderDirs::open(&d, Some(".F"), 0o700).unwrap();
         assert!(root.path().join(".F/tmp").is_dir());
-        assert!(f.in_place(&d).unwrap());
+        assert!(f.in_place().unwrap());
         // A folder directory, or one of its three, that is a symlink.
         assert!(is_symlink_refusal(
             &FolderDirs::open(&d, Some("out"), 0o700).unwrap_err()
@@ -687,7 +726,8 @@ mod tests {
         // Swapped after opening: still the directories opened, and noticed.
         std::fs::rename(root.path().join(".F/cur"), root.path().join(".F/cur.old")).unwrap();
         symlink(outside.path(), root.path().join(".F/cur")).unwrap();
-        assert!(!f.in_place(&d).unwrap());
+        assert!(!f.in_place().unwrap());
+        assert!(is_symlink_refusal(&f.reopen().unwrap_err()));
         f.cur.create_new("m", 0o600).unwrap();
         assert!(root.path().join(".F/cur.old/m").exists());
         // Renamed away, or deleted.
@@ -696,11 +736,24 @@ mod tests {
             FolderDirs::open(&d, Some(".H"), 0o700).unwrap()
         };
         std::fs::rename(root.path().join(".H"), root.path().join(".H2")).unwrap();
-        assert!(!h.in_place(&d).unwrap());
-        let sub = Dir::open_root(&root.path().join(".H2")).unwrap();
+        assert!(!h.in_place().unwrap());
+        assert_eq!(h.reopen().unwrap_err().kind(), io::ErrorKind::NotFound);
+        // Another directory put at its name (a restore): followed.
+        std::fs::create_dir(root.path().join(".H")).unwrap();
+        let h3 = h.reopen().unwrap();
+        assert!(h3.in_place().unwrap());
+        let sub = Arc::new(Dir::open_root(&root.path().join(".H2")).unwrap());
         let h2 = FolderDirs::open(&sub, None, 0o700).unwrap();
         std::fs::remove_dir_all(root.path().join(".H2")).unwrap();
-        assert!(!h2.in_place(&sub).unwrap());
+        assert!(!h2.in_place().unwrap());
+        // The root itself moved aside and another put at its path.
+        let moved = root.path().with_extension("aside");
+        std::fs::rename(root.path(), &moved).unwrap();
+        std::fs::create_dir(root.path()).unwrap();
+        assert!(!h3.in_place().unwrap());
+        let h4 = inbox.reopen().unwrap();
+        assert!(h4.in_place().unwrap() && root.path().join("cur").is_dir());
+        std::fs::remove_dir_all(&moved).unwrap();
     }
 
     #[test]

@@ -329,8 +329,9 @@ impl Default for StoreOptions {
 pub struct MailStore {
     /// The canonical root path: the registry's keys and log lines.
     root: PathBuf,
-    /// The root, open: every file below it is reached through this.
-    root_dir: Arc<Dir>,
+    /// The root, open: every file below it is reached through this (see
+    /// [`MailStore::root_dir`]).
+    root_fd: Mutex<Arc<Dir>>,
     registry: Arc<Registry>,
     opts: StoreOptions,
     /// Permission bits of the root: new folders and files never get more.
@@ -380,7 +381,7 @@ impl MailStore {
         clean_deleted(&root_dir);
         Ok(MailStore {
             root,
-            root_dir: Arc::new(root_dir),
+            root_fd: Mutex::new(Arc::new(root_dir)),
             registry,
             opts,
             dir_mode,
@@ -391,6 +392,23 @@ impl MailStore {
     #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The open root, opened again if the path now leads to another
+    /// directory (a Maildir restored from backup in place of the old one):
+    /// a long session then works on the Maildir that is there, as a new
+    /// one would. One `stat` and one `fstat`.
+    fn root_dir(&self) -> Arc<Dir> {
+        let mut held = self.root_fd.lock().unwrap_or_else(|p| p.into_inner());
+        if !held.root_still_at_its_path().unwrap_or(true) {
+            match Dir::open_root(&self.root) {
+                Ok(d) => *held = Arc::new(d),
+                Err(e) => {
+                    tracing::warn!(root = %self.root.display(), error = %e, "cannot open the Maildir again")
+                }
+            }
+        }
+        held.clone()
     }
 
     fn file_mode(&self) -> u32 {
@@ -411,12 +429,12 @@ impl MailStore {
 
     /// The existing directory of a folder: `NotFound` if there is none,
     /// `Cannot` (logged once) if its name in the root is a symlink.
-    fn existing_dir(&self, name: &str) -> Result<(Option<String>, PathBuf)> {
+    fn existing_dir(&self, root: &Dir, name: &str) -> Result<(Option<String>, PathBuf)> {
         let (entry, path) = self.dir_of(name)?;
         let Some(e) = &entry else {
             return Ok((entry, path));
         };
-        match self.root_dir.stat(e) {
+        match root.stat(e) {
             Ok(m) if m.is_dir() => Ok((entry, path)),
             Ok(m) if m.is_symlink() => Err(not_served(&path, "is a symbolic link")),
             Ok(_) => Err(StoreError::NotFound),
@@ -432,7 +450,7 @@ impl MailStore {
     /// the root, the type from its entries.
     pub fn list_folders(&self) -> Result<Vec<FolderEntry>> {
         let mut out = vec![FolderEntry { name: INBOX.into() }];
-        self.root_dir.for_each_entry(|e| {
+        self.root_dir().for_each_entry(|e| {
             if e.is_dir {
                 if let Some(name) = names::from_dir(e.name) {
                     out.push(FolderEntry { name });
@@ -447,26 +465,27 @@ impl MailStore {
     /// `NotFound`).
     #[cfg(test)]
     pub fn folder_exists(&self, name: &str) -> bool {
-        self.existing_dir(name).is_ok()
+        self.existing_dir(&self.root_dir(), name).is_ok()
     }
 
     /// `InvalidName` for names with an empty level, a level starting with
     /// `.`... anything that is not a safe Maildir++ name; `AlreadyExists`.
     pub fn create_folder(&self, name: &str) -> Result<()> {
+        let root = self.root_dir();
         if name == INBOX {
             return Err(StoreError::AlreadyExists);
         }
         let (Some(entry), _) = self.dir_of(name)? else {
             return Err(StoreError::AlreadyExists);
         };
-        match self.root_dir.mkdir(&entry, self.dir_mode) {
+        match root.mkdir(&entry, self.dir_mode) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(StoreError::AlreadyExists);
             }
             Err(e) => return Err(e.into()),
         }
-        let dir = self.root_dir.dir(&entry)?;
+        let dir = root.dir(&entry)?;
         for sub in ["cur", "new", "tmp"] {
             dir.mkdir(sub, self.dir_mode)?;
         }
@@ -477,26 +496,27 @@ impl MailStore {
         )?;
         if self.opts.fsync {
             dir.sync()?;
-            self.root_dir.sync()?;
+            root.sync()?;
         }
         Ok(())
     }
 
     /// `Cannot` for INBOX. Children stay (RFC 9051 §6.3.4).
     pub fn delete_folder(&self, name: &str) -> Result<()> {
+        let root = self.root_dir();
         if name == INBOX {
             return Err(StoreError::Cannot("INBOX cannot be deleted".into()));
         }
-        let (Some(entry), canon) = self.existing_dir(name)? else {
+        let (Some(entry), canon) = self.existing_dir(&root, name)? else {
             return Err(StoreError::Cannot("INBOX cannot be deleted".into()));
         };
         // Rename first so the folder vanishes at once and a crash half-way
         // through the removal leaves no half-folder behind (the leftover is
         // removed on the next open). Both names are entries of the root.
         let trash = format!("{DELETED_PREFIX}{}", maildir::filename::unique_base());
-        self.root_dir.rename(&entry, &self.root_dir, &trash)?;
+        root.rename(&entry, &root, &trash)?;
         self.registry.forget_tree(&canon);
-        if let Err(e) = self.root_dir.remove_tree(&trash) {
+        if let Err(e) = root.remove_tree(&trash) {
             tracing::warn!(dir = %self.root.join(&trash).display(), error = %e, "cannot remove deleted folder");
         }
         Ok(())
@@ -505,6 +525,7 @@ impl MailStore {
     /// Renames the folder and all its children. Renaming INBOX moves its
     /// messages into a new folder and leaves INBOX empty (RFC 9051 §6.3.6).
     pub fn rename_folder(&self, from: &str, to: &str) -> Result<()> {
+        let root = self.root_dir();
         if to == INBOX {
             return Err(StoreError::AlreadyExists);
         }
@@ -518,7 +539,7 @@ impl MailStore {
             inbox.move_to(&all, &dest)?;
             return Ok(());
         }
-        let (Some(from_name), canon) = self.existing_dir(from)? else {
+        let (Some(from_name), canon) = self.existing_dir(&root, from)? else {
             return Err(StoreError::Cannot("INBOX is renamed by moving".into()));
         };
         let Some(to_name) = to_entry else {
@@ -530,45 +551,46 @@ impl MailStore {
                 "cannot rename a folder into itself".into(),
             ));
         }
-        if self.root_dir.stat(&to_name).is_ok() {
+        if root.stat(&to_name).is_ok() {
             return Err(StoreError::AlreadyExists);
         }
         // Children: every `.from.*` entry becomes `.to.*` (renaming an
         // entry that is a symlink moves the link, never what it points to).
         let prefix = format!("{from_name}.");
         let mut children = Vec::new();
-        for n in self.root_dir.names()? {
+        for n in root.names()? {
             if let Some(rest) = n.strip_prefix(&prefix) {
                 let target = format!("{to_name}.{rest}");
-                if self.root_dir.stat(&target).is_ok() {
+                if root.stat(&target).is_ok() {
                     return Err(StoreError::AlreadyExists);
                 }
                 children.push((n.clone(), target));
             }
         }
-        self.root_dir.rename(&from_name, &self.root_dir, &to_name)?;
+        root.rename(&from_name, &root, &to_name)?;
         for (old, new) in children {
-            if let Err(e) = self.root_dir.rename(&old, &self.root_dir, &new) {
+            if let Err(e) = root.rename(&old, &root, &new) {
                 tracing::warn!(old, new, error = %e, "cannot rename child folder");
             }
         }
         self.registry.forget_tree(&canon);
         if self.opts.fsync {
-            self.root_dir.sync()?;
+            root.sync()?;
         }
         Ok(())
     }
 
     /// Subscribed names (they need not exist).
     pub fn subscriptions(&self) -> Result<Vec<String>> {
-        Ok(subscriptions::load(&self.root_dir)?)
+        Ok(subscriptions::load(&self.root_dir())?)
     }
 
     pub fn set_subscribed(&self, name: &str, subscribed: bool) -> Result<()> {
+        let root = self.root_dir();
         if name != INBOX {
             names::validate(name)?;
         }
-        let mut list = subscriptions::load(&self.root_dir)?;
+        let mut list = subscriptions::load(&root)?;
         let present = list.iter().any(|n| n == name);
         if subscribed && !present {
             list.push(name.to_string());
@@ -577,7 +599,7 @@ impl MailStore {
         } else {
             return Ok(());
         }
-        subscriptions::save(&self.root_dir, &list, self.opts.fsync)?;
+        subscriptions::save(&root, &list, self.opts.fsync)?;
         Ok(())
     }
 
@@ -618,9 +640,10 @@ impl MailStore {
 
     /// The folder from the registry, opened (not synced) if nobody has it.
     fn registered(&self, name: &str) -> Result<Arc<Folder>> {
-        let (entry, dir) = self.existing_dir(name)?;
+        let root = self.root_dir();
+        let (entry, dir) = self.existing_dir(&root, name)?;
         self.registry.get_or_open(&dir, || {
-            let dirs = match FolderDirs::open(&self.root_dir, entry.as_deref(), self.dir_mode) {
+            let dirs = match FolderDirs::open(&root, entry.as_deref(), self.dir_mode) {
                 Ok(d) => d,
                 Err(e) if beneath::is_symlink_refusal(&e) => {
                     return Err(not_served(
@@ -636,15 +659,8 @@ impl MailStore {
                 }
                 Err(e) => return Err(e.into()),
             };
-            Folder::open(
-                name,
-                dir.clone(),
-                dirs,
-                self.root_dir.clone(),
-                &self.opts,
-                self.file_mode(),
-            )
-            .map_err(|e| match e {
+            Folder::open(name, dir.clone(), dirs, &self.opts, self.file_mode()).map_err(|e| match e
+            {
                 StoreError::Cannot(m) if m == NOT_SERVED => not_served(
                     &dir,
                     "holds a symbolic link where a file of the folder belongs",
@@ -681,7 +697,7 @@ impl MailStore {
     /// `nestbox quota show`). APPEND and COPY already enforce a quota file
     /// that exists.
     pub fn quota(&self) -> Result<Option<Quota>> {
-        Ok(maildir::quota::load(&self.root_dir)?)
+        Ok(maildir::quota::load(&self.root_dir())?)
     }
 
     /// Sets the limits (from the configuration), recomputing the use from
@@ -694,20 +710,21 @@ impl MailStore {
         bytes: Option<u64>,
         count: Option<u64>,
     ) -> Result<Option<Quota>> {
+        let root = self.root_dir();
         if bytes.is_none() && count.is_none() {
-            match self.root_dir.unlink(maildir::quota::FILE) {
+            match root.unlink(maildir::quota::FILE) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
             return Ok(None);
         }
-        if let Some(q) = maildir::quota::load(&self.root_dir)? {
+        if let Some(q) = maildir::quota::load(&root)? {
             if q.bytes_limit == bytes && q.count_limit == count {
                 return Ok(Some(q));
             }
         }
-        Ok(Some(maildir::quota::recalc(&self.root_dir, bytes, count)?))
+        Ok(Some(maildir::quota::recalc(&root, bytes, count)?))
     }
 }
 

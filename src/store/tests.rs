@@ -672,7 +672,7 @@ fn a_symlink_swapped_in_after_opening_is_not_followed() {
         .unwrap();
     assert_eq!(files(outside.path(), "cur"), ["1000.a.host:2,"]);
     assert_eq!(files(&dir, "cur.old").len(), 2);
-    assert!(matches!(f.sync(false), Err(StoreError::NotFound)));
+    assert!(matches!(f.sync(false), Err(StoreError::Cannot(_))));
     assert!(f.is_gone());
     assert!(matches!(s.open_folder("Sw"), Err(StoreError::Cannot(_))));
 }

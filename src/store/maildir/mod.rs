@@ -26,7 +26,7 @@ mod tests {
 
     fn maildir() -> (tempfile::TempDir, FolderDirs) {
         let t = tempfile::tempdir().unwrap();
-        let root = Dir::open_root(t.path()).unwrap();
+        let root = std::sync::Arc::new(Dir::open_root(t.path()).unwrap());
         let dirs = FolderDirs::open(&root, None, 0o700).unwrap();
         (t, dirs)
     }

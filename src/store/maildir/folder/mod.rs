@@ -294,11 +294,11 @@ pub struct Folder {
     /// Where the folder was when opened: the registry's key and what log
     /// lines show. Nothing is opened by it (see `dirs`).
     dir: PathBuf,
-    /// The folder's directories, opened once beneath the Maildir root:
-    /// every file the folder touches is reached through these.
-    dirs: FolderDirs,
-    /// The Maildir root, where `maildirsize` lives.
-    root: Arc<Dir>,
+    /// The folder's directories, opened beneath the Maildir root: every
+    /// file the folder touches is reached through these (see
+    /// [`Folder::dirs`]). Replaced only when the folder was replaced at its
+    /// name by real directories ([`Folder::check_in_place`]).
+    dirs: Mutex<Arc<FolderDirs>>,
     fsync: bool,
     file_mode: u32,
     lock_stale_after: Duration,
@@ -345,18 +345,16 @@ impl Folder {
         name: &str,
         dir: PathBuf,
         dirs: FolderDirs,
-        root: Arc<Dir>,
         opts: &StoreOptions,
         file_mode: u32,
     ) -> Result<Folder> {
-        Self::open_with(name, dir, dirs, root, opts, file_mode, LOCK_STALE_AFTER)
+        Self::open_with(name, dir, dirs, opts, file_mode, LOCK_STALE_AFTER)
     }
 
     pub(crate) fn open_with(
         name: &str,
         dir: PathBuf,
         dirs: FolderDirs,
-        root: Arc<Dir>,
         opts: &StoreOptions,
         file_mode: u32,
         lock_stale_after: Duration,
@@ -540,8 +538,7 @@ impl Folder {
         Ok(Folder {
             name: name.to_string(),
             dir,
-            dirs,
-            root,
+            dirs: Mutex::new(Arc::new(dirs)),
             fsync: opts.fsync,
             file_mode,
             lock_stale_after,
@@ -710,32 +707,49 @@ impl Folder {
         self.lock_state().highest_modseq
     }
 
-    /// `new/` or `cur/`.
-    fn sub(&self, in_new: bool) -> &Dir {
-        self.dirs.sub(in_new)
+    /// The folder's directories. A command binds them once: a replacement
+    /// meanwhile ([`Folder::check_in_place`]) takes effect at its next one.
+    fn dirs(&self) -> Arc<FolderDirs> {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// `fstatat` of a message file (not following a symlink: a symlink is
     /// never a message).
     fn stat_loc(&self, loc: &Loc) -> io::Result<Meta> {
-        self.sub(loc.in_new).stat(&loc.fname)
+        self.dirs().sub(loc.in_new).stat(&loc.fname)
     }
 
-    /// `NotFound` unless the folder is still where and what it was when
-    /// opened ([`FolderDirs::in_place`]): deleted, renamed away, or with
-    /// `cur/` or `new/` replaced (by a symlink, say), it is dropped, and
-    /// the next open decides afresh whether it can be served.
+    /// Checks that the folder is still where and what it was when opened
+    /// ([`FolderDirs::in_place`]). A folder is its name: one replaced there
+    /// by real directories (a Maildir restored from backup in place of the
+    /// old one) is followed, its state reconciled by the sync as for any
+    /// outside change. One removed is `NotFound` (the change watcher marks
+    /// it gone after a grace period). One whose directory, `cur/` or `new/`
+    /// is now a symlink is marked gone at once, logged, and `Cannot`:
+    /// sessions that have it selected end, and until then they only ever
+    /// reach the directories opened.
     fn check_in_place(&self) -> Result<()> {
-        if self.dirs.in_place(&self.root)? {
+        let dirs = self.dirs();
+        if dirs.in_place()? {
             return Ok(());
         }
-        if !self.is_gone() {
-            tracing::info!(dir = %self.dir.display(), "folder directory moved, deleted or replaced; dropping it");
-            // Sessions that have it selected end (as for a deleted folder);
-            // meanwhile they only ever reach the directories opened.
-            self.mark_gone();
+        match dirs.reopen() {
+            Ok(now) => {
+                tracing::info!(dir = %self.dir.display(), "folder directory replaced; following it");
+                *self.dirs.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(now);
+                Ok(())
+            }
+            Err(e) if is_enoent(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => {
+                if !self.is_gone() {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "folder directory replaced by one not served; dropping it");
+                    self.mark_gone();
+                }
+                Err(e.into())
+            }
         }
-        Err(StoreError::NotFound)
     }
 
     fn changed(&self, st: &mut State) {
@@ -758,7 +772,7 @@ impl Folder {
         let marked = {
             // Beside whole-image writes, never between their write and rename.
             let _file = self.index_file.lock().unwrap_or_else(|p| p.into_inner());
-            index::mark_unclean(&self.dirs.dir)
+            index::mark_unclean(&self.dirs().dir)
         };
         match marked {
             Ok(true) => st.index_clean = false,
@@ -880,7 +894,7 @@ impl Folder {
     /// stamp or another writer has changed the file since.
     fn uidlist_seal(&self, st: &State) -> Option<index::UidlistSeal> {
         let ours = st.ul_stamp?;
-        let m = self.dirs.dir.stat(uidlist::FILE).ok()?;
+        let m = self.dirs().dir.stat(uidlist::FILE).ok()?;
         if FileStamp::of_meta(&m) != ours {
             return None;
         }
@@ -905,7 +919,7 @@ impl Folder {
         if *written >= job.generation {
             return Ok(());
         }
-        match index::save_image(&self.dirs.dir, &job.image) {
+        match index::save_image(&self.dirs().dir, &job.image) {
             Ok(()) => {
                 *written = job.generation;
                 Ok(())
@@ -919,7 +933,7 @@ impl Folder {
 
     fn load_cache(&self, st: &mut State) {
         if st.cache.is_none() {
-            let (map, n) = nowait::blocking(|| index::load_cache(&self.dirs.dir, st.uidvalidity));
+            let (map, n) = nowait::blocking(|| index::load_cache(&self.dirs().dir, st.uidvalidity));
             st.cache_file_entries = n;
             st.cache = Some(map);
         }
@@ -937,7 +951,7 @@ impl Folder {
     /// Appends (or rewrites) `nestbox.cache`; one writer at a time.
     fn write_cache_job(&self, job: &CacheJob) -> io::Result<()> {
         let _file = self.cache_file.lock().unwrap_or_else(|p| p.into_inner());
-        index::append_cache(&self.dirs.dir, job.uidvalidity, &job.entries, job.rewrite)
+        index::append_cache(&self.dirs().dir, job.uidvalidity, &job.entries, job.rewrite)
     }
 
     /// Every message, ascending by UID.
@@ -1108,7 +1122,7 @@ impl Folder {
                 let i = st.find(uid).ok_or(StoreError::Expunged)?;
                 st.msgs[i].loc.clone()
             };
-            match nowait::open_in(self.sub(loc.in_new), &loc.fname) {
+            match nowait::open_in(self.dirs().sub(loc.in_new), &loc.fname) {
                 Ok(f) => return Ok(f),
                 Err(e) if is_enoent(&e) && attempt < 2 => {
                     // Renamed under us: finding it may read the directory.
@@ -1306,7 +1320,7 @@ impl Drop for Folder {
         // A folder marked gone writes nothing: its successor may be open.
         let same_uidlist = !self.is_gone()
             && self
-                .dirs
+                .dirs()
                 .dir
                 .stat(uidlist::FILE)
                 .is_ok_and(|m| st.ul_stamp.is_some_and(|s| s.ino == m.ino()));

@@ -315,8 +315,8 @@ impl Folder {
     pub fn dir_stamp(&self) -> Result<DirStamp> {
         let read_at = now_ns();
         Ok(DirStamp {
-            new: dir_mtime(&self.dirs.new)?,
-            cur: dir_mtime(&self.dirs.cur)?,
+            new: dir_mtime(&self.dirs().new)?,
+            cur: dir_mtime(&self.dirs().cur)?,
             read_at,
         })
     }
@@ -348,13 +348,13 @@ impl Folder {
         let mut changed = false;
         // Keywords first: file names are read with them.
         let kw_mtime = self
-            .dirs
+            .dirs()
             .dir
             .stat(keywords::FILE)
             .ok()
             .map(|m| mtime_ns(&m));
         if kw_mtime != st.kw_mtime {
-            st.keywords = Keywords::load(&self.dirs.dir)?;
+            st.keywords = Keywords::load(&self.dirs().dir)?;
             st.kw_mtime = kw_mtime;
             // A letter read before its name was in the table now has one.
             for i in 0..st.msgs.len() {
@@ -478,8 +478,8 @@ impl Folder {
         let mut changed = self.sync_preamble(st)?;
 
         let scan_start = now_ns();
-        let new_m = dir_mtime(&self.dirs.new)?;
-        let cur_m = dir_mtime(&self.dirs.cur)?;
+        let new_m = dir_mtime(&self.dirs().new)?;
+        let cur_m = dir_mtime(&self.dirs().cur)?;
         let settled = |stored: i128| stored < st.scan_time - tick_margin(stored);
         // A fresh index counts as a previous scan: a warm open of an
         // unchanged folder reads no directory.
@@ -536,7 +536,7 @@ impl Folder {
     /// Picks up uidlist changes by others. Returns whether the folder's
     /// messages changed (only on a UIDVALIDITY change).
     pub(super) fn refresh_uidlist(&self, st: &mut State) -> Result<bool> {
-        let meta = match self.dirs.dir.stat(uidlist::FILE) {
+        let meta = match self.dirs().dir.stat(uidlist::FILE) {
             Ok(m) => m,
             Err(e) if is_enoent(&e) => {
                 // Lost under us: `sync` rewrites it from our state (same
@@ -551,7 +551,8 @@ impl Folder {
         if let Some(old) = st.ul_stamp {
             if old.ino == now.ino && now.len >= old.len && now.len > 0 {
                 if now.len > old.len {
-                    let (recs, stamp) = uidlist::read_appended(&self.dirs.dir, old, st.ul_version)?;
+                    let (recs, stamp) =
+                        uidlist::read_appended(&self.dirs().dir, old, st.ul_version)?;
                     st.ul_stamp = Some(stamp);
                     self.note_records(st, recs);
                 }
@@ -559,7 +560,7 @@ impl Folder {
             }
         }
         let Some((ul, stamp)) =
-            uidlist::Loaded::load(&self.dirs.dir).map_err(|e| corrupt("uidlist", e))?
+            uidlist::Loaded::load(&self.dirs().dir).map_err(|e| corrupt("uidlist", e))?
         else {
             st.ul_stamp = None;
             return Ok(false);
@@ -606,7 +607,7 @@ impl Folder {
     /// state at once, same UIDVALIDITY and UIDs, before another program
     /// creates a fresh one and renumbers everything.
     pub(super) fn restore_uidlist(&self, st: &mut State) -> Result<()> {
-        let _lock = uidlist::lock(&self.dirs.dir.lock_path(), self.lock_stale_after)?;
+        let _lock = uidlist::lock(&self.dirs().dir.lock_path(), self.lock_stale_after)?;
         if self.refresh_uidlist(st)? || st.ul_stamp.is_some() {
             return Ok(());
         }
@@ -628,7 +629,7 @@ impl Folder {
         // for Maildir names, more after deletions, as directories never
         // shrink): room for that many, capped against file systems that
         // count differently. Only a guess: the table grows if it is short.
-        let dir_bytes: u64 = [&self.dirs.new, &self.dirs.cur]
+        let dir_bytes: u64 = [&self.dirs().new, &self.dirs().cur]
             .iter()
             .filter_map(|d| d.meta().ok())
             .map(|m| m.len())
@@ -639,7 +640,7 @@ impl Folder {
         for in_new in [true, false] {
             self.dir_reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match read_dir_into(self.sub(in_new), in_new, &mut found) {
+            match read_dir_into(self.dirs().sub(in_new), in_new, &mut found) {
                 Ok(()) => {}
                 Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
                 Err(e) => return Err(e.into()),
@@ -697,7 +698,8 @@ impl Folder {
                 in_new: dup.in_new,
                 fname,
             };
-            let d = self.sub(dup.in_new);
+            let dirs = self.dirs();
+            let d = dirs.sub(dup.in_new);
             match d.rename_noreplace(&dup.fname, d, &to.fname) {
                 Ok(()) => {
                     tracing::info!(base, fresh = %fresh, "duplicate base name renamed");
@@ -864,7 +866,7 @@ impl Folder {
         let mut raw = Scan::default();
         self.dir_reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match read_dir_into(&self.dirs.new, true, &mut raw) {
+        match read_dir_into(&self.dirs().new, true, &mut raw) {
             Ok(()) => {}
             Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
             Err(e) => return Err(e.into()),
@@ -950,7 +952,7 @@ impl Folder {
         if files.iter().all(|f| f.uid != 0) {
             return Ok(());
         }
-        let _lock = uidlist::lock(&self.dirs.dir.lock_path(), self.lock_stale_after)?;
+        let _lock = uidlist::lock(&self.dirs().dir.lock_path(), self.lock_stale_after)?;
         // Someone may have numbered them while we scanned.
         self.refresh_uidlist(st)?;
         for f in files.iter_mut().filter(|f| f.uid == 0) {
@@ -1007,9 +1009,9 @@ impl Folder {
         let first_uids = recs.clone().any(|l| l.uid == 1);
         if st.ul_stamp.is_some() && st.ul_version == 3 && !first_uids {
             let before = st.ul_stamp;
-            uidlist::append(&self.dirs.dir, recs, self.fsync)?;
+            uidlist::append(&self.dirs().dir, recs, self.fsync)?;
             // We hold the lock, so the growth is ours alone: skip re-reading it.
-            if let (Some(b), Ok(m)) = (before, self.dirs.dir.stat(uidlist::FILE)) {
+            if let (Some(b), Ok(m)) = (before, self.dirs().dir.stat(uidlist::FILE)) {
                 let now = FileStamp::of_meta(&m);
                 if now.ino == b.ino {
                     st.ul_stamp = Some(now);
@@ -1067,7 +1069,7 @@ impl Folder {
         let lines = uidlist::merge(uidlist::merge(ours, unseen.iter().copied()), recs);
         let next = st.next_uid.max(highest.saturating_add(1));
         let stamp = uidlist::write_new(
-            &self.dirs.dir,
+            &self.dirs().dir,
             self.fsync,
             st.uidvalidity,
             next,
@@ -1121,9 +1123,9 @@ impl Folder {
             let from = m.loc.clone();
             let uid = m.uid;
             match self
-                .dirs
+                .dirs()
                 .new
-                .rename_noreplace(&from.fname, &self.dirs.cur, &to.fname)
+                .rename_noreplace(&from.fname, &self.dirs().cur, &to.fname)
             {
                 Ok(()) => {
                     st.msgs[i].loc = to;
@@ -1152,7 +1154,7 @@ impl Folder {
     pub(super) fn locate(&self, base: &str) -> Result<Option<Loc>> {
         for in_new in [false, true] {
             let mut found = None;
-            let r = self.sub(in_new).for_each_entry(|e| {
+            let r = self.dirs().sub(in_new).for_each_entry(|e| {
                 if filename::split(e.name).0 == base {
                     found = Some(e.name.to_string());
                     // Stops the walk: found.

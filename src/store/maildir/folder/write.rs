@@ -19,6 +19,7 @@ use super::super::filename;
 use super::super::keywords::{self, Keywords};
 use super::super::uidlist::{self, Record};
 use super::{Folder, Loc, State, is_enoent, mtime_ns};
+use crate::store::beneath::FolderDirs;
 
 impl Folder {
     /// Saves the keyword table if rendering flags assigned new letters.
@@ -26,9 +27,9 @@ impl Folder {
     /// `before` of them ([`Keywords::assigned`]; assigning only ever adds).
     pub(super) fn save_keywords_if(&self, st: &mut State, before: usize) -> Result<()> {
         if st.keywords.assigned() != before {
-            st.keywords.save(&self.dirs.dir)?;
+            st.keywords.save(&self.dirs().dir)?;
             st.kw_mtime = self
-                .dirs
+                .dirs()
                 .dir
                 .stat(keywords::FILE)
                 .ok()
@@ -49,6 +50,7 @@ impl Folder {
         unchanged_since: Option<u64>,
     ) -> Result<(Vec<MessageMeta>, Vec<u32>)> {
         let mut st = self.lock_state();
+        let dirs = self.dirs();
         let mut done = Vec::new();
         let mut failed = Vec::new();
         let mut any = false;
@@ -70,7 +72,7 @@ impl Folder {
                 failed.push(uid);
                 continue;
             }
-            if let Some(meta) = self.apply_flags(&mut st, i, op, flags, &mut rescanned)? {
+            if let Some(meta) = self.apply_flags(&mut st, &dirs, i, op, flags, &mut rescanned)? {
                 done.push(meta);
                 any = true;
             }
@@ -88,6 +90,7 @@ impl Folder {
     pub(super) fn apply_flags(
         &self,
         st: &mut State,
+        dirs: &FolderDirs,
         i: usize,
         op: FlagOp,
         flags: &Flags,
@@ -112,9 +115,9 @@ impl Folder {
                 Ok(())
             } else {
                 // By descriptor and name: no path built or resolved.
-                self.sub(m.loc.in_new).rename_noreplace(
+                dirs.sub(m.loc.in_new).rename_noreplace(
                     &m.loc.fname,
-                    self.sub(to.in_new),
+                    dirs.sub(to.in_new),
                     &to.fname,
                 )
             };
@@ -173,7 +176,7 @@ impl Folder {
                 let size = filename::size_fields(st.msgs[i].base())
                     .0
                     .or_else(|| self.stat_loc(loc).ok().map(|m| m.len()));
-                match self.sub(loc.in_new).unlink(&loc.fname) {
+                match self.dirs().sub(loc.in_new).unlink(&loc.fname) {
                     Ok(()) => {
                         freed += size.unwrap_or(0);
                         gone.push(uid);
@@ -218,7 +221,7 @@ impl Folder {
     /// `OverQuota` if saving `bytes` in `count` messages would pass the
     /// Maildir++ quota (when there is one).
     pub(super) fn check_quota(&self, bytes: u64, count: u64) -> Result<()> {
-        match super::super::quota::load(&self.root)? {
+        match super::super::quota::load(&self.dirs().root)? {
             Some(q) if !q.allows(bytes, count) => Err(StoreError::OverQuota),
             _ => Ok(()),
         }
@@ -227,15 +230,15 @@ impl Folder {
     /// Notes a change in `maildirsize`. A failure only makes the totals
     /// drift until the next recount, so it is logged, not returned.
     pub(super) fn record_quota(&self, bytes: i64, count: i64) {
-        if let Err(e) = super::super::quota::record(&self.root, bytes, count) {
-            tracing::warn!(root = %self.root.display(), error = %e, "cannot update maildirsize");
+        if let Err(e) = super::super::quota::record(&self.dirs().root, bytes, count) {
+            tracing::warn!(root = %self.dirs().root.display(), error = %e, "cannot update maildirsize");
         }
     }
 
     /// Creates a file in `tmp/` with the folder's file mode.
     /// Returns the name in `tmp/` with the file.
     pub(super) fn create_tmp(&self, base: &str) -> io::Result<(String, File)> {
-        let f = self.dirs.tmp.create_new(base, self.file_mode)?;
+        let f = self.dirs().tmp.create_new(base, self.file_mode)?;
         Ok((base.to_string(), f))
     }
 
@@ -268,7 +271,7 @@ impl Folder {
         let meta = match written {
             Ok(m) => m,
             Err(e) => {
-                let _ = self.dirs.tmp.unlink(&tmp);
+                let _ = self.dirs().tmp.unlink(&tmp);
                 return Err(e.into());
             }
         };
@@ -281,7 +284,7 @@ impl Folder {
             meta.mtime(),
         )]);
         if r.is_err() {
-            let _ = self.dirs.tmp.unlink(&tmp);
+            let _ = self.dirs().tmp.unlink(&tmp);
         }
         let uid = r?
             .into_iter()
@@ -299,6 +302,7 @@ impl Folder {
         items: Vec<(String, String, Flags, String, i64)>,
     ) -> Result<Vec<u32>> {
         let mut st = self.lock_state();
+        let dirs = self.dirs();
         let before = st.keywords.assigned();
         let mut prepared = Vec::with_capacity(items.len());
         for (tmp, base, flags, other, mtime) in items {
@@ -306,7 +310,7 @@ impl Folder {
             prepared.push((tmp, base, flags, info, extra, mtime));
         }
         self.save_keywords_if(&mut st, before)?;
-        let _lock = uidlist::lock(&self.dirs.dir.lock_path(), self.lock_stale_after)?;
+        let _lock = uidlist::lock(&self.dirs().dir.lock_path(), self.lock_stale_after)?;
         self.refresh_uidlist(&mut st)?;
         let first_uid = st.next_uid;
         let mut recs = Vec::new();
@@ -322,11 +326,7 @@ impl Folder {
                 in_new: false,
                 fname: filename::cur_name(&base, &info),
             };
-            if let Err(e) = self
-                .dirs
-                .tmp
-                .rename_noreplace(&tmp, &self.dirs.cur, &loc.fname)
-            {
+            if let Err(e) = dirs.tmp.rename_noreplace(&tmp, &dirs.cur, &loc.fname) {
                 failure = Some(e.into());
                 break;
             }
@@ -345,7 +345,7 @@ impl Folder {
             // Nobody has seen these UIDs, so they may be handed out again.
             let uids: Vec<u32> = done.iter().map(|(u, _)| *u).collect();
             for (_, fname) in done {
-                let _ = self.dirs.cur.unlink(&fname);
+                let _ = self.dirs().cur.unlink(&fname);
             }
             st.remove_msgs(|u| uids.contains(&u));
             st.next_uid = first_uid;
@@ -355,7 +355,7 @@ impl Folder {
         let uids: Vec<u32> = done.into_iter().map(|(u, _)| u).collect();
         st.recent.extend_from_slice(&uids);
         if self.fsync {
-            self.dirs.cur.sync()?;
+            self.dirs().cur.sync()?;
         }
         self.changed(&mut st);
         Ok(uids)
@@ -414,8 +414,9 @@ impl Folder {
                     // link (never its target), and a symlink is never read
                     // as a message (`Dir::open` refuses it).
                     match self
+                        .dirs()
                         .sub(src.in_new)
-                        .link(&src.fname, &dest.dirs.tmp, &fresh)
+                        .link(&src.fname, &dest.dirs().tmp, &fresh)
                     {
                         Ok(()) => {
                             ok = true;
@@ -445,7 +446,8 @@ impl Folder {
             }
             Ok(())
         })();
-        let tmp_dir = &dest.dirs.tmp;
+        let dest_dirs = dest.dirs();
+        let tmp_dir = &dest_dirs.tmp;
         if let Err(e) = result {
             for (tmp, ..) in &items {
                 let _ = tmp_dir.unlink(tmp);
@@ -502,7 +504,7 @@ impl Folder {
             filetime::set_file_handle_times(&f, None, Some(t))
         })();
         if let Err(e) = written {
-            let _ = dest.dirs.tmp.unlink(&path);
+            let _ = dest.dirs().tmp.unlink(&path);
             return Err(e.into());
         }
         Ok(true)
@@ -528,7 +530,7 @@ impl Folder {
             planned.push((uid, base, loc, flags, info, extra, mtime, fresh));
         }
         dest.save_keywords_if(&mut dst, before)?;
-        let _lock = uidlist::lock(&dest.dirs.dir.lock_path(), dest.lock_stale_after)?;
+        let _lock = uidlist::lock(&dest.dirs().dir.lock_path(), dest.lock_stale_after)?;
         dest.refresh_uidlist(&mut dst)?;
         let mut pairs = Vec::new();
         let mut recs = Vec::new();
@@ -542,9 +544,9 @@ impl Folder {
             let mut from = loc;
             let mut ok = false;
             for _ in 0..3 {
-                match self.sub(from.in_new).rename_noreplace(
+                match self.dirs().sub(from.in_new).rename_noreplace(
                     &from.fname,
-                    dest.sub(to.in_new),
+                    dest.dirs().sub(to.in_new),
                     &to.fname,
                 ) {
                     Ok(()) => {
@@ -614,8 +616,8 @@ impl Folder {
         let wrote = dest.write_records(&mut dst, recs.iter().map(Record::line));
         drop(_lock);
         if dest.fsync {
-            dest.dirs.cur.sync()?;
-            self.dirs.cur.sync()?;
+            dest.dirs().cur.sync()?;
+            self.dirs().cur.sync()?;
         }
         if !pairs.is_empty() {
             dest.changed(&mut dst);
