@@ -356,12 +356,25 @@ fn exercise(c: &mut Client, mb: &str) -> BTreeMap<&'static str, String> {
     r
 }
 
+/// The answers and log lines checked are nestbox's (and Dovecot, like most servers, follows
+/// symlinks inside a Maildir: that is what this suite exists to rule out).
+fn skip_on_dovecot() -> bool {
+    if common::Kind::from_env() == common::Kind::Dovecot {
+        eprintln!("SKIPPED on Dovecot: nestbox's confinement to the Maildir");
+        return true;
+    }
+    false
+}
+
 fn is_cannot(st: &str) -> bool {
     st.starts_with("NO [CANNOT]")
 }
 
 #[test]
 fn no_symlink_or_name_leads_out_of_the_maildir() {
+    if skip_on_dovecot() {
+        return;
+    }
     let server = TestServer::start();
     let v = Victims::make(&server);
     let a = server.maildir();
@@ -618,6 +631,9 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
 /// reopening it is refused.
 #[test]
 fn a_symlink_swapped_in_after_select_does_not_lead_outside() {
+    if skip_on_dovecot() {
+        return;
+    }
     let server = TestServer::start();
     let v = Victims::make(&server);
     let a = server.maildir();
@@ -674,5 +690,4 @@ fn a_symlink_swapped_in_after_select_does_not_lead_outside() {
     let kept = fs::read_dir(d.join("cur.old")).unwrap().count()
         + fs::read_dir(d.join("new.old")).unwrap().count();
     assert!(kept >= 2, "{kept} of A's messages left in cur.old/new.old");
-    let _ = USER2;
 }

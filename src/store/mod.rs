@@ -24,6 +24,10 @@
 //!   shows a real folder directory whose `cur/`, `new/` or `tmp/` is one:
 //!   the folder exists, and hiding it would tell clients it was deleted
 //!   (they would drop their copy of it, or try to create it again).
+//!   An open folder keeps its directories open: a symlink swapped in
+//!   later is never followed; its next sync notices, drops the folder
+//!   (sessions that have it selected end) and the next open refuses it.
+//!   Real directories put at its name (a restore from backup) are followed.
 //! - [`MailStore::open_folder`] syncs without moving `new/` to `cur/`; a
 //!   read-write SELECT then calls `folder.sync(true)` and `take_recent()`.
 //! - Renamed or deleted folders are dropped from the registry; sessions
