@@ -484,6 +484,8 @@ impl Dir {
     /// should take a [`Dir`] next): `/proc/self/fd/N`, which the kernel
     /// resolves to this very open directory, not to whatever has its old
     /// name now. Where `/proc` is not mounted, the path it was opened by.
+    /// The path is only good while this `Dir` is open: the descriptor's
+    /// number is reused once it is closed.
     pub fn lock_path(&self) -> PathBuf {
         use std::os::fd::AsRawFd;
         static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

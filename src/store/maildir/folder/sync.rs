@@ -607,7 +607,10 @@ impl Folder {
     /// state at once, same UIDVALIDITY and UIDs, before another program
     /// creates a fresh one and renumbers everything.
     pub(super) fn restore_uidlist(&self, st: &mut State) -> Result<()> {
-        let _lock = uidlist::lock(&self.dirs().dir.lock_path(), self.lock_stale_after)?;
+        // The lock's path names the descriptor: the directories must stay
+        // open until it is released (declared first, dropped last).
+        let lock_dirs = self.dirs();
+        let _lock = uidlist::lock(&lock_dirs.dir.lock_path(), self.lock_stale_after)?;
         if self.refresh_uidlist(st)? || st.ul_stamp.is_some() {
             return Ok(());
         }
@@ -952,7 +955,10 @@ impl Folder {
         if files.iter().all(|f| f.uid != 0) {
             return Ok(());
         }
-        let _lock = uidlist::lock(&self.dirs().dir.lock_path(), self.lock_stale_after)?;
+        // The lock's path names the descriptor: the directories must stay
+        // open until it is released (declared first, dropped last).
+        let lock_dirs = self.dirs();
+        let _lock = uidlist::lock(&lock_dirs.dir.lock_path(), self.lock_stale_after)?;
         // Someone may have numbered them while we scanned.
         self.refresh_uidlist(st)?;
         for f in files.iter_mut().filter(|f| f.uid == 0) {

@@ -310,7 +310,10 @@ impl Folder {
             prepared.push((tmp, base, flags, info, extra, mtime));
         }
         self.save_keywords_if(&mut st, before)?;
-        let _lock = uidlist::lock(&self.dirs().dir.lock_path(), self.lock_stale_after)?;
+        // The lock's path names the descriptor: the directories must stay
+        // open until it is released (declared first, dropped last).
+        let lock_dirs = self.dirs();
+        let _lock = uidlist::lock(&lock_dirs.dir.lock_path(), self.lock_stale_after)?;
         self.refresh_uidlist(&mut st)?;
         let first_uid = st.next_uid;
         let mut recs = Vec::new();
@@ -530,7 +533,9 @@ impl Folder {
             planned.push((uid, base, loc, flags, info, extra, mtime, fresh));
         }
         dest.save_keywords_if(&mut dst, before)?;
-        let _lock = uidlist::lock(&dest.dirs().dir.lock_path(), dest.lock_stale_after)?;
+        // As in `commit_tmp`: the directories outlive the lock.
+        let lock_dirs = dest.dirs();
+        let _lock = uidlist::lock(&lock_dirs.dir.lock_path(), dest.lock_stale_after)?;
         dest.refresh_uidlist(&mut dst)?;
         let mut pairs = Vec::new();
         let mut recs = Vec::new();
