@@ -172,9 +172,9 @@ impl Client {
     }
 }
 
-/// Every entry under `root`, not following symlinks: kind, size, mtime, and the content of
-/// files or the target of links.
-type Snapshot = BTreeMap<PathBuf, (char, u64, i64, i64, Vec<u8>)>;
+/// Every entry under `root`, not following symlinks: kind, owner and mode, size, mtime, and
+/// the content of files or the target of links.
+type Snapshot = BTreeMap<PathBuf, (char, (u32, u32, u32), u64, i64, i64, Vec<u8>)>;
 
 fn snapshot(root: &Path) -> Snapshot {
     let mut out = BTreeMap::new();
@@ -195,7 +195,8 @@ fn snapshot(root: &Path) -> Snapshot {
         } else {
             ('f', fs::read(p).expect("read"))
         };
-        out.insert(rel, (kind, m.len(), m.mtime(), m.mtime_nsec(), data));
+        let owner = (m.uid(), m.gid(), m.mode());
+        out.insert(rel, (kind, owner, m.len(), m.mtime(), m.mtime_nsec(), data));
         if t.is_dir() {
             for e in fs::read_dir(p).expect("read_dir").flatten() {
                 walk(root, &e.path(), out);
@@ -250,6 +251,9 @@ impl Victims {
         fs::write(bob.join("dovecot-keywords"), format!("0 {BOB_MARK}\n")).unwrap();
         fs::write(bob.join("subscriptions"), format!("V\t2\n\n{BOB_MARK}\n")).unwrap();
         fs::write(bob.join("maildirsize"), "0S\n0 0\n").unwrap();
+        // B's mail belongs to the user the workers run as: the same uid as A's worker when
+        // both are served as `mail.user`, so nothing but the store's own rule keeps A out.
+        give_to_mail_user(&bob);
         let root_only = server.dir.join("root-only");
         mkdirs(&root_only);
         fs::create_dir_all(root_only.join("etc")).unwrap();
@@ -286,6 +290,19 @@ impl Victims {
 
     fn snapshots(&self) -> (Snapshot, Snapshot) {
         (snapshot(&self.bob), snapshot(&self.root_only))
+    }
+}
+
+/// Gives what the test made in a Maildir to the user the server's workers serve mail as
+/// (root runs the suite in CI; the harness serves mail as `nobody` then), as that user's
+/// mail client would have made it: `lchown`, never following the planted symlinks (a
+/// `chown -R` would hand B's and root's files over too).
+fn give_to_mail_user(root: &Path) {
+    let Some((uid, gid)) = common::mail_owner() else {
+        return;
+    };
+    for p in walk_paths(root) {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).expect("lchown");
     }
 }
 
@@ -455,6 +472,7 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
     )
     .unwrap();
 
+    give_to_mail_user(&a);
     // Answers checked after everything else (a wrong answer is a lesser fault than a leak).
     let mut not_cannot = Vec::new();
     for (mb, _) in &refused {
@@ -552,6 +570,7 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
     symlink(v.root_only.join("secret"), a.join("subscriptions")).unwrap();
     let _ = fs::remove_file(a.join("maildirsize"));
     symlink(v.bob.join("maildirsize"), a.join("maildirsize")).unwrap();
+    give_to_mail_user(&a);
     c.cmd("LSUB \"\" *");
     c.cmd("LIST (SUBSCRIBED) \"\" *");
     c.cmd("SUBSCRIBE Safe");
@@ -578,6 +597,7 @@ fn no_symlink_or_name_leads_out_of_the_maildir() {
         let real = a.join(format!("{sub}.real"));
         fs::rename(a.join(sub), &real).unwrap();
         symlink(&target, a.join(sub)).unwrap();
+        give_to_mail_user(&a);
         let mut c = Client::login(&server, USER, PASSWORD);
         let r = exercise(&mut c, "INBOX");
         c.cmd("LOGOUT");
@@ -658,6 +678,7 @@ fn a_symlink_swapped_in_after_select_does_not_lead_outside() {
     symlink(v.root_only.join("new"), d.join("new")).unwrap();
     fs::rename(d.join("tmp"), d.join("tmp.old")).unwrap();
     symlink(v.bob.join("tmp"), d.join("tmp")).unwrap();
+    give_to_mail_user(&a);
 
     // A second session appends and selects meanwhile.
     let mut c2 = Client::login(&server, USER, PASSWORD);

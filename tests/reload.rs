@@ -95,13 +95,24 @@ fn sighup_applies_new_limits_to_new_connections_and_keeps_sessions() {
     wait_log(&server, "configuration reloaded", 2);
     // The raised cap lets a fourth in; the worker's sessions get the new literal cap.
     let mut new = ImapClient::login(&server, USER, PASSWORD);
-    assert_eq!(appendlimit(&mut new), 1024 * 1024, "a new session, new limits");
+    assert_eq!(
+        appendlimit(&mut new),
+        1024 * 1024,
+        "a new session, new limits"
+    );
     let big = "x".repeat(2 * 1024 * 1024);
     let (_, status) = new.command(&format!("APPEND INBOX {{{}+}}\r\n{big}", big.len()));
-    assert!(status.contains("[TOOBIG]"), "over the new literal cap: {status}");
+    assert!(
+        status.contains("[TOOBIG]"),
+        "over the new literal cap: {status}"
+    );
     // The session opened before goes on as it was.
     old.ok("NOOP");
-    assert_eq!(appendlimit(&mut old), 50 * 1024 * 1024, "an open session keeps its limits");
+    assert_eq!(
+        appendlimit(&mut old),
+        50 * 1024 * 1024,
+        "an open session keeps its limits"
+    );
     let msg = "Subject: still here\r\n\r\nbody\r\n";
     old.ok(&format!("APPEND INBOX {{{}+}}\r\n{msg}", msg.len()));
     old.logout();
@@ -116,10 +127,17 @@ fn a_broken_config_on_sighup_changes_nothing() {
     }
     let good = fs::read_to_string(&server.config_file).expect("config");
     let mut c = ImapClient::login(&server, USER, PASSWORD);
-    fs::write(&server.config_file, format!("{good}[limits]\nmax_connections = 0\n"))
-        .expect("config");
+    fs::write(
+        &server.config_file,
+        format!("{good}[limits]\nmax_connections = 0\n"),
+    )
+    .expect("config");
     hup(&server);
-    wait_log(&server, "reload failed, keeping the running configuration", 1);
+    wait_log(
+        &server,
+        "reload failed, keeping the running configuration",
+        1,
+    );
     c.ok("NOOP");
     let mut d = ImapClient::login(&server, USER, PASSWORD);
     d.ok("SELECT INBOX");

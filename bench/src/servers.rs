@@ -360,7 +360,10 @@ service imap {{
                 .arg(dir.join("home"))
                 .status()?;
             if !st.success() {
-                return Err(err!("chown -R nobody {} failed", dir.join("home").display()));
+                return Err(err!(
+                    "chown -R nobody {} failed",
+                    dir.join("home").display()
+                ));
             }
             "user = \"nobody\"\n"
         } else {
