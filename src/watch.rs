@@ -632,6 +632,12 @@ fn watch_mask(dir: &Path) -> WatchMask {
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF
         | WatchMask::ONLYDIR
+        // A `cur`/`new` swapped for a symlink is not watched through (the
+        // store does not serve such a folder either). Only the last
+        // component: the folder directory above was checked not to be a
+        // symlink when the store opened it, and a watch is only ever a
+        // wake-up (the store reads through its own descriptors).
+        | WatchMask::DONT_FOLLOW
         | WatchMask::EXCL_UNLINK;
     if dir.file_name().is_some_and(|n| n == "cur") {
         mask
@@ -1797,6 +1803,10 @@ mod tests {
         ] {
             let mask = watch_mask(Path::new(dir));
             assert_eq!(mask.contains(WatchMask::CLOSE_WRITE), close_write, "{dir}");
+            assert!(
+                mask.contains(WatchMask::DONT_FOLLOW | WatchMask::ONLYDIR),
+                "{dir}"
+            );
             assert!(
                 mask.contains(WatchMask::MOVED_TO | WatchMask::CREATE),
                 "{dir}"

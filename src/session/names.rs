@@ -124,6 +124,72 @@ mod tests {
         }
     }
 
+    /// Whatever a client sends, in either wire form (modified UTF-7 can
+    /// spell `.` and `/` in base64, `&AC4ALg-` for `..`), the name the store
+    /// gets maps to one plain entry of the Maildir root or is refused: the
+    /// session passes names on as they are, and the store's rule
+    /// (`store::maildir::names`) is the one wall, checked here from the wire.
+    #[test]
+    fn no_wire_name_leads_outside_the_maildir() {
+        use crate::store::maildir::names::to_dir;
+        let modes = [
+            Enabled {
+                rev2: false,
+                utf8: false,
+            },
+            Enabled {
+                rev2: true,
+                utf8: false,
+            },
+        ];
+        let wires = [
+            "..",
+            "../x",
+            "/etc",
+            "A/../..",
+            ".hidden",
+            "A/.B",
+            "&AC4ALg-",
+            "&AC8-etc",
+            "A&AC8ALgAu-",
+            "&AC4-x",
+            "&AAA-",
+            "x&AAo-y",
+            "INBOX/..",
+            "inbox/../x",
+            "&ACYALgAu-",
+        ];
+        for enabled in modes {
+            for w in wires {
+                let Ok(name) = from_wire(w, enabled) else {
+                    continue;
+                };
+                if name == "INBOX" {
+                    continue;
+                }
+                if let Ok(dir) = to_dir(&name) {
+                    assert!(
+                        crate::store::beneath::plain(&dir).is_ok()
+                            && dir.starts_with('.')
+                            && !dir.contains(".."),
+                        "{w:?} -> {name:?} -> {dir:?}"
+                    );
+                }
+            }
+            // In UTF-8 mode `&AC4ALg-` is just a name (its directory is
+            // `.&-AC4ALg-`); only the modified UTF-7 form spells `..`.
+            let encoded: &[&str] = if enabled.rev2 {
+                &[]
+            } else {
+                &["&AC4ALg-", "&AC8-etc", "&AAA-"]
+            };
+            for w in ["..", "../x", "/etc", "A/../.."].iter().chain(encoded) {
+                let refused = from_wire(w, enabled).map_or(true, |n| to_dir(&n).is_err());
+                assert!(refused, "{w:?} accepted");
+            }
+        }
+    }
+
     #[test]
     fn inbox_is_case_insensitive() {
         assert_eq!(canonical_inbox("inbox"), "INBOX");

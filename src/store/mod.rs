@@ -14,8 +14,20 @@
 //! Decisions worth knowing:
 //! - `INBOX` is the Maildir root; `INBOX/foo` is the ordinary folder
 //!   `.INBOX.foo` (no special case on disk, as in Dovecot's Maildir++).
-//! - A folder directory that is a symlink is followed only if it resolves
-//!   inside the Maildir root.
+//! - The store cannot leave the Maildir: everything below the root is
+//!   reached through [`beneath`] (directory descriptors, one name at a
+//!   time, no symlink followed). A folder whose directory, `cur/`, `new/`
+//!   or `tmp/` is a symlink is not served: opening it (SELECT, EXAMINE,
+//!   STATUS, APPEND, COPY/MOVE into it) is `Cannot` (`NO [CANNOT]`), logged
+//!   once per folder. LIST leaves out a folder directory that is a symlink
+//!   (it is an entry pointing elsewhere, not a folder of this Maildir) but
+//!   shows a real folder directory whose `cur/`, `new/` or `tmp/` is one:
+//!   the folder exists, and hiding it would tell clients it was deleted
+//!   (they would drop their copy of it, or try to create it again).
+//!   An open folder keeps its directories open: a symlink swapped in
+//!   later is never followed; its next sync notices, drops the folder
+//!   (sessions that have it selected end) and the next open refuses it.
+//!   Real directories put at its name (a restore from backup) are followed.
 //! - [`MailStore::open_folder`] syncs without moving `new/` to `cur/`; a
 //!   read-write SELECT then calls `folder.sync(true)` and `take_recent()`.
 //! - Renamed or deleted folders are dropped from the registry; sessions
@@ -29,13 +41,16 @@
 //!   within a Maildir does not change the use); reading it out and setting
 //!   the limits wait for issue 19.
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+pub mod beneath;
 pub mod maildir;
 pub mod nowait;
+
+use beneath::{Dir, FolderDirs};
 
 use crate::flags::Flags;
 pub use maildir::folder::{DirStamp, EntryEvent, Folder, RwHold};
@@ -67,7 +82,27 @@ pub enum StoreError {
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+/// What [`StoreError::Cannot`] says for a symlink met where the store
+/// wanted a file or directory of the Maildir.
+pub const NOT_SERVED: &str = "Mailbox not served: it contains a symbolic link";
+
+impl From<std::io::Error> for StoreError {
+    /// A symlink the store refused to follow ([`beneath`]) is `Cannot`, not
+    /// an I/O error: it is how the Maildir is made, not a fault of ours,
+    /// and no retry will help (RFC 5530 `CANNOT`). So is a name too long
+    /// for the file system.
+    fn from(e: std::io::Error) -> Self {
+        if beneath::is_symlink_refusal(&e) {
+            return StoreError::Cannot(NOT_SERVED.into());
+        }
+        if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+            return names::too_long();
+        }
+        StoreError::Io(e)
+    }
 }
 
 /// The store's result type.
@@ -301,7 +336,11 @@ impl Default for StoreOptions {
 
 /// One user's Maildir++ (INBOX at the root, folders as `.A.B`).
 pub struct MailStore {
+    /// The canonical root path: the registry's keys and log lines.
     root: PathBuf,
+    /// The root, open: every file below it is reached through this (see
+    /// [`MailStore::root_dir`]).
+    root_fd: Mutex<Arc<Dir>>,
     registry: Arc<Registry>,
     opts: StoreOptions,
     /// Permission bits of the root: new folders and files never get more.
@@ -334,23 +373,24 @@ const INBOX: &str = "INBOX";
 
 impl MailStore {
     /// Opens (and creates if missing: `cur/ new/ tmp/`) the Maildir at `root`.
+    /// The root path is the one path followed as given (the administrator
+    /// configured it); below it nothing is (see [`beneath`]).
     pub fn open(root: PathBuf, registry: Arc<Registry>, opts: StoreOptions) -> Result<Self> {
         std::fs::create_dir_all(&root)?;
         let root = root.canonicalize()?;
+        let root_dir = Dir::open_root(&root)?;
         let dir_mode = std::fs::metadata(&root)?.permissions().mode() & 0o7777;
         for sub in ["cur", "new", "tmp"] {
-            match std::fs::DirBuilder::new()
-                .mode(dir_mode)
-                .create(root.join(sub))
-            {
+            match root_dir.mkdir(sub, dir_mode) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        clean_deleted(&root);
+        clean_deleted(&root_dir);
         Ok(MailStore {
             root,
+            root_fd: Mutex::new(Arc::new(root_dir)),
             registry,
             opts,
             dir_mode,
@@ -363,53 +403,70 @@ impl MailStore {
         &self.root
     }
 
+    /// The open root, opened again if the path now leads to another
+    /// directory (a Maildir restored from backup in place of the old one):
+    /// a long session then works on the Maildir that is there, as a new
+    /// one would. One `stat` and one `fstat`.
+    fn root_dir(&self) -> Arc<Dir> {
+        let mut held = self.root_fd.lock().unwrap_or_else(|p| p.into_inner());
+        if !held.root_still_at_its_path().unwrap_or(true) {
+            match Dir::open_root(&self.root) {
+                Ok(d) => *held = Arc::new(d),
+                Err(e) => {
+                    tracing::warn!(root = %self.root.display(), error = %e, "cannot open the Maildir again")
+                }
+            }
+        }
+        held.clone()
+    }
+
     fn file_mode(&self) -> u32 {
         self.dir_mode & 0o666
     }
 
-    /// The directory a folder name maps to (it need not exist).
-    fn dir_of(&self, name: &str) -> Result<PathBuf> {
+    /// The directory entry in the root a folder name maps to (`None`: the
+    /// root itself, INBOX; it need not exist), and its path for the
+    /// registry and the log.
+    fn dir_of(&self, name: &str) -> Result<(Option<String>, PathBuf)> {
         if name == INBOX {
-            return Ok(self.root.clone());
+            return Ok((None, self.root.clone()));
         }
-        Ok(self.root.join(names::to_dir(name)?))
+        let entry = names::to_dir(name)?;
+        let path = self.root.join(&entry);
+        Ok((Some(entry), path))
     }
 
-    /// The existing directory of a folder, canonical, refusing one that a
-    /// symlink leads out of the Maildir.
-    fn existing_dir(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.dir_of(name)?;
-        if dir == self.root {
-            return Ok(dir);
-        }
-        let canon = match dir.canonicalize() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
-            Err(e) => return Err(e.into()),
+    /// The existing directory of a folder: `NotFound` if there is none,
+    /// `Cannot` (logged once) if its name in the root is a symlink.
+    fn existing_dir(&self, root: &Dir, name: &str) -> Result<(Option<String>, PathBuf)> {
+        let (entry, path) = self.dir_of(name)?;
+        let Some(e) = &entry else {
+            return Ok((entry, path));
         };
-        if !canon.starts_with(&self.root) || canon == self.root || !canon.is_dir() {
-            return Err(StoreError::NotFound);
+        match root.stat(e) {
+            Ok(m) if m.is_dir() => Ok((entry, path)),
+            Ok(m) if m.is_symlink() => Err(not_served(&path, "is a symbolic link")),
+            Ok(_) => Err(StoreError::NotFound),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound),
+            Err(e) => Err(e.into()),
         }
-        Ok(canon)
     }
 
     /// Every existing folder, INBOX included, in no particular order.
     /// Parents that exist only as a prefix (`.A.B` without `.A`) are not
     /// listed: the session infers `\NonExistent`/`\Noselect` for them.
+    /// Only real directories count (see the module doc): one `readdir` of
+    /// the root, the type from its entries.
     pub fn list_folders(&self) -> Result<Vec<FolderEntry>> {
         let mut out = vec![FolderEntry { name: INBOX.into() }];
-        for entry in std::fs::read_dir(&self.root)? {
-            let Ok(entry) = entry else { continue };
-            let Ok(fname) = entry.file_name().into_string() else {
-                continue;
-            };
-            let Some(name) = names::from_dir(&fname) else {
-                continue;
-            };
-            if self.existing_dir(&name).is_ok() {
-                out.push(FolderEntry { name });
+        self.root_dir().for_each_entry(|e| {
+            if e.is_dir {
+                if let Some(name) = names::from_dir(e.name) {
+                    out.push(FolderEntry { name });
+                }
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -417,62 +474,59 @@ impl MailStore {
     /// `NotFound`).
     #[cfg(test)]
     pub fn folder_exists(&self, name: &str) -> bool {
-        self.existing_dir(name).is_ok()
+        self.existing_dir(&self.root_dir(), name).is_ok()
     }
 
     /// `InvalidName` for names with an empty level, a level starting with
     /// `.`... anything that is not a safe Maildir++ name; `AlreadyExists`.
     pub fn create_folder(&self, name: &str) -> Result<()> {
+        let root = self.root_dir();
         if name == INBOX {
             return Err(StoreError::AlreadyExists);
         }
-        let dir = self.dir_of(name)?;
-        let builder = {
-            let mut b = std::fs::DirBuilder::new();
-            b.mode(self.dir_mode);
-            b
+        let (Some(entry), _) = self.dir_of(name)? else {
+            return Err(StoreError::AlreadyExists);
         };
-        match builder.create(&dir) {
+        match root.mkdir(&entry, self.dir_mode) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(StoreError::AlreadyExists);
             }
             Err(e) => return Err(e.into()),
         }
+        let dir = root.dir(&entry)?;
         for sub in ["cur", "new", "tmp"] {
-            builder.create(dir.join(sub))?;
+            dir.mkdir(sub, self.dir_mode)?;
         }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(self.file_mode())
-            .open(dir.join("maildirfolder"))?;
+        dir.open_with(
+            "maildirfolder",
+            beneath::OFlags::WRONLY | beneath::OFlags::CREATE,
+            self.file_mode(),
+        )?;
         if self.opts.fsync {
-            maildir::fsync_dir(&dir)?;
-            maildir::fsync_dir(&self.root)?;
+            dir.sync()?;
+            root.sync()?;
         }
         Ok(())
     }
 
     /// `Cannot` for INBOX. Children stay (RFC 9051 §6.3.4).
     pub fn delete_folder(&self, name: &str) -> Result<()> {
+        let root = self.root_dir();
         if name == INBOX {
             return Err(StoreError::Cannot("INBOX cannot be deleted".into()));
         }
-        let dir = self.dir_of(name)?;
-        let canon = self.existing_dir(name)?;
+        let (Some(entry), canon) = self.existing_dir(&root, name)? else {
+            return Err(StoreError::Cannot("INBOX cannot be deleted".into()));
+        };
         // Rename first so the folder vanishes at once and a crash half-way
         // through the removal leaves no half-folder behind (the leftover is
-        // removed on the next open).
-        let trash = self.root.join(format!(
-            "{DELETED_PREFIX}{}",
-            maildir::filename::unique_base()
-        ));
-        std::fs::rename(&dir, &trash)?;
+        // removed on the next open). Both names are entries of the root.
+        let trash = format!("{DELETED_PREFIX}{}", maildir::filename::unique_base());
+        root.rename(&entry, &root, &trash)?;
         self.registry.forget_tree(&canon);
-        if let Err(e) = std::fs::remove_dir_all(&trash) {
-            tracing::warn!(dir = %trash.display(), error = %e, "cannot remove deleted folder");
+        if let Err(e) = root.remove_tree(&trash) {
+            tracing::warn!(dir = %self.root.join(&trash).display(), error = %e, "cannot remove deleted folder");
         }
         Ok(())
     }
@@ -480,10 +534,11 @@ impl MailStore {
     /// Renames the folder and all its children. Renaming INBOX moves its
     /// messages into a new folder and leaves INBOX empty (RFC 9051 §6.3.6).
     pub fn rename_folder(&self, from: &str, to: &str) -> Result<()> {
+        let root = self.root_dir();
         if to == INBOX {
             return Err(StoreError::AlreadyExists);
         }
-        let to_dir = self.dir_of(to)?;
+        let (to_entry, to_dir) = self.dir_of(to)?;
         if from == INBOX {
             self.create_folder(to)?;
             let inbox = self.open_folder(INBOX)?;
@@ -493,60 +548,61 @@ impl MailStore {
             inbox.move_to(&all, &dest)?;
             return Ok(());
         }
-        let from_dir = self.dir_of(from)?;
-        let canon = self.existing_dir(from)?;
+        let (Some(from_name), canon) = self.existing_dir(&root, from)? else {
+            return Err(StoreError::Cannot("INBOX is renamed by moving".into()));
+        };
+        let Some(to_name) = to_entry else {
+            return Err(StoreError::AlreadyExists);
+        };
+        let _ = to_dir;
         if to.starts_with(&format!("{from}/")) {
             return Err(StoreError::Cannot(
                 "cannot rename a folder into itself".into(),
             ));
         }
-        if std::fs::symlink_metadata(&to_dir).is_ok() {
+        if root.stat(&to_name).is_ok() {
             return Err(StoreError::AlreadyExists);
         }
-        // Children: every `.from.*` directory becomes `.to.*`.
-        let from_name = dir_name(&from_dir);
-        let to_name = dir_name(&to_dir);
+        // Children: every `.from.*` entry becomes `.to.*` (renaming an
+        // entry that is a symlink moves the link, never what it points to).
         let prefix = format!("{from_name}.");
         let mut children = Vec::new();
-        for entry in std::fs::read_dir(&self.root)? {
-            let Ok(entry) = entry else { continue };
-            let Ok(n) = entry.file_name().into_string() else {
-                continue;
-            };
+        for n in root.names()? {
             if let Some(rest) = n.strip_prefix(&prefix) {
                 let target = format!("{to_name}.{rest}");
                 // Checked before anything moves: a child that cannot be
                 // renamed would be left behind under the old name.
                 names::dir_fits(&target)?;
-                if std::fs::symlink_metadata(self.root.join(&target)).is_ok() {
+                if root.stat(&target).is_ok() {
                     return Err(StoreError::AlreadyExists);
                 }
                 children.push((n.clone(), target));
             }
         }
-        std::fs::rename(&from_dir, &to_dir)?;
+        root.rename(&from_name, &root, &to_name)?;
         for (old, new) in children {
-            if let Err(e) = std::fs::rename(self.root.join(&old), self.root.join(&new)) {
+            if let Err(e) = root.rename(&old, &root, &new) {
                 tracing::warn!(old, new, error = %e, "cannot rename child folder");
             }
         }
         self.registry.forget_tree(&canon);
         if self.opts.fsync {
-            maildir::fsync_dir(&self.root)?;
+            root.sync()?;
         }
         Ok(())
     }
 
     /// Subscribed names (they need not exist).
     pub fn subscriptions(&self) -> Result<Vec<String>> {
-        Ok(subscriptions::load(&self.root)?)
+        Ok(subscriptions::load(&self.root_dir())?)
     }
 
     pub fn set_subscribed(&self, name: &str, subscribed: bool) -> Result<()> {
+        let root = self.root_dir();
         if name != INBOX {
             names::validate(name)?;
         }
-        let mut list = subscriptions::load(&self.root)?;
+        let mut list = subscriptions::load(&root)?;
         let present = list.iter().any(|n| n == name);
         if subscribed && !present {
             list.push(name.to_string());
@@ -555,7 +611,7 @@ impl MailStore {
         } else {
             return Ok(());
         }
-        subscriptions::save(&self.root, &list, self.opts.fsync)?;
+        subscriptions::save(&root, &list, self.opts.fsync)?;
         Ok(())
     }
 
@@ -568,16 +624,61 @@ impl MailStore {
     /// [`MailStore::open_folder`] for a read-write SELECT: the one sync
     /// also moves `new/` to `cur/` (so a SELECT scans the folder once).
     pub fn open_folder_with(&self, name: &str, move_new: bool) -> Result<Arc<Folder>> {
+        self.registered_then(name, |f| f.sync(move_new))
+    }
+
+    /// The folder from the registry after `prepare` (a sync). An open
+    /// folder that `prepare` finds moved, deleted or replaced (its
+    /// directory or `cur/`/`new/` swapped, say for a symlink) is marked gone
+    /// and dropped from the registry: then it is opened afresh once, so the
+    /// caller gets the answer for what is there now (a new folder, `NotFound`,
+    /// or `Cannot` for a symlink), not a stale `NotFound`.
+    fn registered_then(
+        &self,
+        name: &str,
+        prepare: impl Fn(&Folder) -> Result<()>,
+    ) -> Result<Arc<Folder>> {
         let folder = self.registered(name)?;
-        folder.sync(move_new)?;
-        Ok(folder)
+        match prepare(&folder) {
+            Ok(()) => Ok(folder),
+            Err(StoreError::NotFound) if folder.is_gone() => {
+                let again = self.registered(name)?;
+                prepare(&again)?;
+                Ok(again)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The folder from the registry, opened (not synced) if nobody has it.
     fn registered(&self, name: &str) -> Result<Arc<Folder>> {
-        let dir = self.existing_dir(name)?;
+        let root = self.root_dir();
+        let (entry, dir) = self.existing_dir(&root, name)?;
         self.registry.get_or_open(&dir, || {
-            Folder::open(name, dir.clone(), &self.root, &self.opts, self.file_mode())
+            let dirs = match FolderDirs::open(&root, entry.as_deref(), self.dir_mode) {
+                Ok(d) => d,
+                Err(e) if beneath::is_symlink_refusal(&e) => {
+                    return Err(not_served(
+                        &dir,
+                        "or its cur/, new/ or tmp/ is a symbolic link",
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::NotFound);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                    return Err(StoreError::NotFound);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            Folder::open(name, dir.clone(), dirs, &self.opts, self.file_mode()).map_err(|e| match e
+            {
+                StoreError::Cannot(m) if m == NOT_SERVED => not_served(
+                    &dir,
+                    "holds a symbolic link where a file of the folder belongs",
+                ),
+                e => e,
+            })
         })
     }
 
@@ -589,7 +690,8 @@ impl MailStore {
     /// A missing folder or bad name is not an error here: the command
     /// itself reports it. Fails with `TimedOut` after the lock's wait limit.
     pub async fn wait_unlocked(&self, name: &str) -> Result<()> {
-        let Ok(dir) = self.existing_dir(name) else {
+        let root = self.root_dir();
+        let Ok((_, dir)) = self.existing_dir(&root, name) else {
             return Ok(());
         };
         match maildir::dotlock::wait_free(&dir, maildir::folder::LOCK_STALE_AFTER).await {
@@ -602,22 +704,13 @@ impl MailStore {
     /// APPEND, and the destination of COPY and MOVE. An open folder is not
     /// rescanned (see [`Folder::sync_for_write`]).
     pub fn open_folder_for_write(&self, name: &str) -> Result<Arc<Folder>> {
-        let folder = self.registered(name)?;
-        folder.sync_for_write()?;
-        Ok(folder)
+        self.registered_then(name, |f| f.sync_for_write())
     }
 
     /// STATUS without computing unknown sizes when `need_size` is false
     /// (then `size` counts only messages whose size is already known).
     pub fn status_opts(&self, name: &str, need_size: bool) -> Result<FolderStatus> {
-        let dir = self.existing_dir(name)?;
-        let folder = match self.registry.get(&dir) {
-            Some(f) => {
-                f.sync(false)?;
-                f
-            }
-            None => self.open_folder(name)?,
-        };
+        let folder = self.open_folder(name)?;
         folder.status(need_size)
     }
 }
@@ -634,7 +727,7 @@ impl MailStore {
     /// `nestbox quota show`). APPEND and COPY already enforce a quota file
     /// that exists.
     pub fn quota(&self) -> Result<Option<Quota>> {
-        Ok(maildir::quota::load(&self.root)?)
+        Ok(maildir::quota::load(&self.root_dir())?)
     }
 
     /// Sets the limits (from the configuration), recomputing the use from
@@ -647,20 +740,21 @@ impl MailStore {
         bytes: Option<u64>,
         count: Option<u64>,
     ) -> Result<Option<Quota>> {
+        let root = self.root_dir();
         if bytes.is_none() && count.is_none() {
-            match std::fs::remove_file(self.root.join(maildir::quota::FILE)) {
+            match root.unlink(maildir::quota::FILE) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
             return Ok(None);
         }
-        if let Some(q) = maildir::quota::load(&self.root)? {
+        if let Some(q) = maildir::quota::load(&root)? {
             if q.bytes_limit == bytes && q.count_limit == count {
                 return Ok(Some(q));
             }
         }
-        Ok(Some(maildir::quota::recalc(&self.root, bytes, count)?))
+        Ok(Some(maildir::quota::recalc(&root, bytes, count)?))
     }
 }
 
@@ -668,25 +762,39 @@ impl MailStore {
 /// program mistakes it for a folder).
 const DELETED_PREFIX: &str = "nestbox-deleted.";
 
-fn dir_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// `Cannot` for a folder that is not served because of a symlink where a
+/// directory belongs (see the module doc), logged the first time this
+/// process meets it: a client retrying SELECT every minute must not fill
+/// the log.
+fn not_served(dir: &Path, why: &str) -> StoreError {
+    static SEEN: Mutex<Option<std::collections::HashSet<PathBuf>>> = Mutex::new(None);
+    let first = SEEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(dir.to_path_buf());
+    if first {
+        tracing::warn!(
+            dir = %dir.display(),
+            "folder not served: its directory {why} (the store never follows symlinks inside a Maildir)"
+        );
+    }
+    StoreError::Cannot(NOT_SERVED.into())
 }
 
-/// Finishes removing folders a crash left half-deleted.
-fn clean_deleted(root: &Path) {
-    let Ok(rd) = std::fs::read_dir(root) else {
+/// Finishes removing folders a crash left half-deleted (never following a
+/// symlink: a planted `nestbox-deleted.x -> /` removes the link only).
+fn clean_deleted(root: &Dir) {
+    let Ok(names) = root.names() else {
         return;
     };
-    for entry in rd.flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with(DELETED_PREFIX)
-            && entry
-                .metadata()
+    for name in names {
+        if name.starts_with(DELETED_PREFIX)
+            && root
+                .stat(&name)
                 .is_ok_and(|m| m.is_dir() && m.uid() == unsafe_uid())
         {
-            let _ = std::fs::remove_dir_all(entry.path());
+            let _ = root.remove_tree(&name);
         }
     }
 }

@@ -19,14 +19,11 @@
 //! Outside a scope everything here behaves like the plain blocking calls.
 
 use std::cell::Cell;
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::FromRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::beneath::Dir;
 
 /// The escalation hook: runs the closure it is given, once, where blocking
 /// is allowed.
@@ -94,60 +91,18 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Cleared when the kernel turns out not to know `openat2` or
-/// `RESOLVE_CACHED` (before Linux 5.12, or a seccomp filter): every open in
-/// a scope then escalates.
-static OPENAT2_WORKS: AtomicBool = AtomicBool::new(true);
-
-/// Opens `path` read-only like `File::open`; in a scope, first without
-/// blocking (`RESOLVE_CACHED`: every path component in the dentry cache),
-/// escalating only when that would have to wait.
-pub(crate) fn open(path: &Path) -> io::Result<File> {
+/// Opens `name` in `dir` read-only ([`Dir::open`]: beneath it, following
+/// no symlink); in a scope, first without blocking ([`Dir::open_cached`]:
+/// `RESOLVE_CACHED` on top, every step in the dentry cache), escalating
+/// only when that would have to wait.
+pub(crate) fn open_in(dir: &Dir, name: &str) -> io::Result<File> {
     if !active() {
-        return File::open(path);
+        return dir.open(name);
     }
-    match open_cached(path) {
+    match dir.open_cached(name) {
         Ok(Some(f)) => Ok(f),
-        Ok(None) => blocking(|| File::open(path)),
+        Ok(None) => blocking(|| dir.open(name)),
         Err(e) => Err(e),
-    }
-}
-
-/// `openat2(path, O_RDONLY, RESOLVE_CACHED)`: `Ok(None)` when it would
-/// block (or the kernel cannot do it).
-fn open_cached(path: &Path) -> io::Result<Option<File>> {
-    if !OPENAT2_WORKS.load(Ordering::Relaxed) {
-        return Ok(None);
-    }
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    };
-    // SAFETY: `open_how` is plain data; all-zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_CACHED;
-    // SAFETY: a NUL-terminated path and a valid `open_how` of the size given.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: a new descriptor that nothing else owns.
-        return Ok(Some(unsafe { File::from_raw_fd(fd as i32) }));
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EAGAIN) => Ok(None),
-        Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM) => {
-            OPENAT2_WORKS.store(false, Ordering::Relaxed);
-            Ok(None)
-        }
-        _ => Err(e),
     }
 }
 
@@ -220,7 +175,7 @@ pub(crate) fn read_to_end(f: &File, data: &mut Vec<u8>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     static CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -252,18 +207,20 @@ mod tests {
 
     #[test]
     fn reads_in_a_scope_give_the_same_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m");
+        let dir = Dir::open_root(tmp.path()).unwrap();
+        let open = |name: &str| open_in(&dir, name);
         // Larger than one read and not a multiple of the page size.
         let content: Vec<u8> = (0..300_001u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &content).unwrap();
         let plain = {
             let mut d = Vec::new();
-            read_to_end(&open(&path).unwrap(), &mut d).unwrap();
+            read_to_end(&open("m").unwrap(), &mut d).unwrap();
             d
         };
         let _s = Scope::enter(counting);
-        let f = open(&path).unwrap();
+        let f = open("m").unwrap();
         let mut first = [0u8; 6];
         assert_eq!(read_at(&f, &mut first, 0).unwrap(), 6);
         let mut d = b"prefix".to_vec();
@@ -272,9 +229,6 @@ mod tests {
         assert_eq!(&d[6..], &content[..]);
         assert_eq!(plain, content);
         // Errors are errors, not "would block".
-        assert_eq!(
-            open(&dir.path().join("missing")).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
+        assert_eq!(open("missing").unwrap_err().kind(), io::ErrorKind::NotFound);
     }
 }

@@ -578,6 +578,8 @@ fn folder_operations() {
 }
 
 #[test]
+/// A folder directory that is a symlink (out of the Maildir or not) is
+/// not listed and not served (`Cannot`: see the store's module doc).
 fn symlink_out_of_maildir_is_not_a_folder() {
     let d = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
@@ -587,8 +589,117 @@ fn symlink_out_of_maildir_is_not_a_folder() {
     let s = open(d.path());
     std::os::unix::fs::symlink(outside.path(), s.root().join(".Evil")).unwrap();
     assert!(!s.folder_exists("Evil"));
-    assert!(matches!(s.open_folder("Evil"), Err(StoreError::NotFound)));
+    assert!(matches!(s.open_folder("Evil"), Err(StoreError::Cannot(_))));
     assert!(!s.list_folders().unwrap().iter().any(|e| e.name == "Evil"));
+    s.create_folder("Real").unwrap();
+    std::os::unix::fs::symlink(".Real", s.root().join(".Inside")).unwrap();
+    assert!(matches!(
+        s.open_folder("Inside"),
+        Err(StoreError::Cannot(_))
+    ));
+    assert!(!s.list_folders().unwrap().iter().any(|e| e.name == "Inside"));
+}
+
+/// A real folder whose `cur/`, `new/` or `tmp/` is a symlink is listed but
+/// not served: every way of opening it is `Cannot`, and nothing is read,
+/// moved or made where the link points.
+#[test]
+fn a_folder_with_a_symlinked_part_is_not_served() {
+    let d = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir(outside.path().join(sub)).unwrap();
+    }
+    fs::write(
+        outside.path().join("new/1.x.host"),
+        b"Subject: x\n\nsecret\n",
+    )
+    .unwrap();
+    let s = open(d.path());
+    for sub in ["cur", "new", "tmp"] {
+        let name = format!("L{sub}");
+        s.create_folder(&name).unwrap();
+        let dir = s.root().join(format!(".{name}"));
+        fs::remove_dir(dir.join(sub)).unwrap();
+        std::os::unix::fs::symlink(outside.path().join(sub), dir.join(sub)).unwrap();
+        assert!(
+            matches!(s.open_folder(&name), Err(StoreError::Cannot(_))),
+            "{sub}"
+        );
+        assert!(matches!(
+            s.open_folder_with(&name, true),
+            Err(StoreError::Cannot(_))
+        ));
+        assert!(matches!(
+            s.open_folder_for_write(&name),
+            Err(StoreError::Cannot(_))
+        ));
+        assert!(matches!(
+            s.status_opts(&name, true),
+            Err(StoreError::Cannot(_))
+        ));
+        assert!(s.list_folders().unwrap().iter().any(|e| e.name == name));
+    }
+    assert_eq!(files(outside.path(), "new"), ["1.x.host"]);
+    assert!(files(outside.path(), "cur").is_empty());
+    assert!(files(outside.path(), "tmp").is_empty());
+}
+
+/// `cur/` swapped for a symlink while the folder is open: reads and writes
+/// stay in the directory opened, and the next sync drops the folder.
+#[test]
+fn a_symlink_swapped_in_after_opening_is_not_followed() {
+    let d = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir(outside.path().join(sub)).unwrap();
+    }
+    let s = open(d.path());
+    s.create_folder("Sw").unwrap();
+    let dir = s.root().join(".Sw");
+    deliver(&dir, "1000.a.host", b"Subject: a\n\nmine\n");
+    let f = s.open_folder_with("Sw", true).unwrap();
+    fs::rename(dir.join("cur"), dir.join("cur.old")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("cur"), dir.join("cur")).unwrap();
+    fs::write(
+        outside.path().join("cur/1000.a.host:2,"),
+        b"Subject: a\n\nsecret\n",
+    )
+    .unwrap();
+    assert_eq!(&f.read_message(1).unwrap()[..], b"Subject: a\n\nmine\n");
+    f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
+    f.append(b"Subject: b\n\nnew\n", &Flags::default(), None)
+        .unwrap();
+    assert_eq!(files(outside.path(), "cur"), ["1000.a.host:2,"]);
+    assert_eq!(files(&dir, "cur.old").len(), 2);
+    assert!(matches!(f.sync(false), Err(StoreError::Cannot(_))));
+    assert!(f.is_gone());
+    assert!(matches!(s.open_folder("Sw"), Err(StoreError::Cannot(_))));
+}
+
+/// The Maildir's own files as symlinks: refused (`Cannot`), never read or
+/// appended to.
+#[test]
+fn symlinked_subscriptions_and_quota_files_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    fs::write(&secret, b"0S\n0 0\n").unwrap();
+    let s = open(d.path());
+    std::os::unix::fs::symlink(&secret, s.root().join("subscriptions")).unwrap();
+    std::os::unix::fs::symlink(&secret, s.root().join("maildirsize")).unwrap();
+    assert!(matches!(s.subscriptions(), Err(StoreError::Cannot(_))));
+    assert!(matches!(
+        s.set_subscribed("A", true),
+        Err(StoreError::Cannot(_))
+    ));
+    let inbox = s.open_folder("INBOX").unwrap();
+    assert!(matches!(
+        inbox.append(b"Subject: q\n\nx\n", &Flags::default(), None),
+        Err(StoreError::Cannot(_))
+    ));
+    assert!(matches!(s.quota(), Err(StoreError::Cannot(_))));
+    assert_eq!(fs::read(&secret).unwrap(), b"0S\n0 0\n");
 }
 
 #[test]

@@ -430,6 +430,21 @@ fn local_pid(content: &[u8]) -> Option<i32> {
     (pid > 0 && host == filename::host()).then_some(pid)
 }
 
+/// Renames without replacing what is at `to` (`AlreadyExists` then), where
+/// the system supports it; else a plain rename. Putting back a lock judged
+/// stale must never destroy a lock someone took meanwhile.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // Not supported by this kernel or file system: plain rename.
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            fs::rename(from, to)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for the process; nothing is sent.
     let r = unsafe { libc::kill(pid, 0) };
@@ -493,7 +508,7 @@ fn break_lock(dir: &Path, seen: Ident, content: &[u8], (why, routine): Stale) ->
         } else {
             tracing::warn!(lock = %path.display(), reason = why, "breaking stale uidlist lock");
         }
-    } else if let Err(e) = super::rename_noreplace(&aside, &path) {
+    } else if let Err(e) = rename_noreplace(&aside, &path) {
         // A third writer took the lock too: the one we moved has lost it.
         // Its owner's release sees that and leaves the new lock alone.
         tracing::warn!(lock = %path.display(), error = %e, "a uidlist lock taken while a stale one was broken could not be put back");

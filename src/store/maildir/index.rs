@@ -31,9 +31,9 @@
 //! already there; a torn or corrupt tail is ignored. Message content never
 //! changes for a UID, so an entry is valid as long as the UIDVALIDITY is.
 
-use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::path::Path;
+
+use crate::store::beneath::{Dir, OFlags};
 use std::sync::Arc;
 
 pub const FILE: &str = "nestbox.index";
@@ -519,9 +519,9 @@ fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Optio
 /// `None` if missing or not valid. The folder itself uses [`load_with`];
 /// this is for tests.
 #[cfg(test)]
-pub fn load(dir: &Path) -> Option<IndexData> {
+pub fn load(dir: &std::path::Path) -> Option<IndexData> {
     let mut msgs = Vec::new();
-    let mut d = load_with(dir, |m, _| msgs.push(m))?;
+    let mut d = load_with(&Dir::open_root(dir).ok()?, |m, _| msgs.push(m))?;
     d.msgs = msgs;
     Some(d)
 }
@@ -532,8 +532,8 @@ pub fn load(dir: &Path) -> Option<IndexData> {
 /// buffer (`Chunked`) and verifies the checksum at the end; `None` if missing
 /// or not valid (a corrupt index is logged and then ignored: it is only a
 /// cache), and then whatever `each` got must be dropped.
-pub fn load_with(dir: &Path, each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
-    let f = std::fs::File::open(dir.join(FILE)).ok()?;
+pub fn load_with(dir: &Dir, each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
+    let f = dir.open(FILE).ok()?;
     let len = f.metadata().ok()?.len();
     let d = read_with(f, len, CHUNK, each);
     if d.is_none() {
@@ -561,14 +561,14 @@ fn read_with(
 /// [`save_image`] of [`encode`]. Tests only: the folder writes an image
 /// of its own records.
 #[cfg(test)]
-pub fn save(dir: &Path, d: &IndexData) -> io::Result<()> {
-    save_image(dir, &encode(d))
+pub fn save(dir: &std::path::Path, d: &IndexData) -> io::Result<()> {
+    save_image(&Dir::open_root(dir)?, &encode(d))
 }
 
 /// Writes an index image made with [`encode_parts`] atomically. It is not
 /// fsynced: a torn index after a crash fails its checksum and is rebuilt.
-pub fn save_image(dir: &Path, image: &[u8]) -> io::Result<()> {
-    super::write_atomic(&dir.join(FILE), image, false)
+pub fn save_image(dir: &Dir, image: &[u8]) -> io::Result<()> {
+    dir.write_atomic(FILE, image, super::FILE_MODE, false)
 }
 
 /// Turns the index at `dir` into one that no longer claims complete
@@ -579,13 +579,9 @@ pub fn save_image(dir: &Path, image: &[u8]) -> io::Result<()> {
 /// Like [`save_image`], not fsynced: a crash of the process (what this
 /// guards against) keeps the byte, which is in the page cache by then; a
 /// power loss may drop it, as it may drop a whole-file write.
-pub fn mark_unclean(dir: &Path) -> io::Result<bool> {
+pub fn mark_unclean(dir: &Dir) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
-    let f = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.join(FILE))
-    {
+    let f = match dir.open_with(FILE, OFlags::RDWR, 0) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
@@ -620,9 +616,9 @@ fn cache_entry(w: &mut W, uid: u32, field: FieldNo, data: &[u8]) {
 /// entries in the file (to decide when to compact), or `usize::MAX` when
 /// the file must be rewritten before appending (bad tail, wrong
 /// UIDVALIDITY) so that new entries do not land after garbage.
-pub fn load_cache(dir: &Path, uidvalidity: u32) -> (CacheMap, usize) {
+pub fn load_cache(dir: &Dir, uidvalidity: u32) -> (CacheMap, usize) {
     let mut map = CacheMap::default();
-    let data = match std::fs::read(dir.join(CACHE_FILE)) {
+    let data = match dir.read(CACHE_FILE) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return (map, 0),
         Err(_) => return (map, usize::MAX),
@@ -661,12 +657,11 @@ pub fn load_cache(dir: &Path, uidvalidity: u32) -> (CacheMap, usize) {
 /// Appends entries to the cache file (creating it, or starting it afresh
 /// with `rewrite`, e.g. for compaction or a new UIDVALIDITY).
 pub fn append_cache(
-    dir: &Path,
+    dir: &Dir,
     uidvalidity: u32,
     entries: &[(u32, FieldNo, Arc<[u8]>)],
     rewrite: bool,
 ) -> io::Result<()> {
-    let path = dir.join(CACHE_FILE);
     let mut w = W(Vec::new());
     if rewrite {
         w.0.extend_from_slice(CACHE_MAGIC);
@@ -674,9 +669,13 @@ pub fn append_cache(
         for (uid, f, d) in entries {
             cache_entry(&mut w, *uid, *f, d);
         }
-        return super::write_atomic(&path, &w.0, false);
+        return dir.write_atomic(CACHE_FILE, &w.0, super::FILE_MODE, false);
     }
-    let mut f = OpenOptions::new().append(true).create(true).open(&path)?;
+    let mut f = dir.open_with(
+        CACHE_FILE,
+        OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE,
+        super::FILE_MODE,
+    )?;
     if f.metadata()?.len() == 0 {
         w.0.extend_from_slice(CACHE_MAGIC);
         w.u32(uidvalidity);
@@ -858,15 +857,15 @@ mod tests {
     fn marking_unclean_in_place_keeps_the_rest_of_the_index() {
         let dir = tempfile::tempdir().unwrap();
         // No index yet: nothing to mark, the caller writes one.
-        assert!(!mark_unclean(dir.path()).unwrap());
+        assert!(!mark_unclean(&Dir::open_root(dir.path()).unwrap()).unwrap());
         let d = sample();
         save(dir.path(), &d).unwrap();
-        assert!(mark_unclean(dir.path()).unwrap());
+        assert!(mark_unclean(&Dir::open_root(dir.path()).unwrap()).unwrap());
         let got = load(dir.path()).expect("still a valid index");
         assert!(!got.clean);
         assert_eq!(IndexData { clean: true, ..got }, d);
         // Marking again changes nothing.
-        assert!(mark_unclean(dir.path()).unwrap());
+        assert!(mark_unclean(&Dir::open_root(dir.path()).unwrap()).unwrap());
         assert!(!load(dir.path()).unwrap().clean);
         // A file of another format is left alone.
         std::fs::write(
@@ -874,7 +873,7 @@ mod tests {
             b"NBIDX003 and more bytes than a header",
         )
         .unwrap();
-        assert!(!mark_unclean(dir.path()).unwrap());
+        assert!(!mark_unclean(&Dir::open_root(dir.path()).unwrap()).unwrap());
         assert!(
             std::fs::read(dir.path().join(FILE))
                 .unwrap()
@@ -886,13 +885,25 @@ mod tests {
     fn cache_append_reload_and_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let e1: Arc<[u8]> = Arc::from(&b"(env)"[..]);
-        append_cache(dir.path(), 7, &[(1, 0, e1.clone())], false).unwrap();
-        append_cache(dir.path(), 7, &[(2, 1, Arc::from(&b"(bs)"[..]))], false).unwrap();
-        let (m, n) = load_cache(dir.path(), 7);
+        append_cache(
+            &Dir::open_root(dir.path()).unwrap(),
+            7,
+            &[(1, 0, e1.clone())],
+            false,
+        )
+        .unwrap();
+        append_cache(
+            &Dir::open_root(dir.path()).unwrap(),
+            7,
+            &[(2, 1, Arc::from(&b"(bs)"[..]))],
+            false,
+        )
+        .unwrap();
+        let (m, n) = load_cache(&Dir::open_root(dir.path()).unwrap(), 7);
         assert_eq!(n, 2);
         assert_eq!(m.get(&(1, 0)), Some(&e1));
         // Wrong UIDVALIDITY: nothing.
-        let (m8, n8) = load_cache(dir.path(), 8);
+        let (m8, n8) = load_cache(&Dir::open_root(dir.path()).unwrap(), 8);
         assert!(m8.is_empty());
         assert_eq!(n8, usize::MAX);
         // A torn tail keeps what came before.
@@ -900,9 +911,15 @@ mod tests {
         let mut data = std::fs::read(&path).unwrap();
         data.truncate(data.len() - 2);
         std::fs::write(&path, &data).unwrap();
-        let (m, n) = load_cache(dir.path(), 7);
+        let (m, n) = load_cache(&Dir::open_root(dir.path()).unwrap(), 7);
         assert_eq!((m.len(), n), (1, usize::MAX));
-        append_cache(dir.path(), 7, &[(3, 0, e1.clone())], true).unwrap();
-        assert_eq!(load_cache(dir.path(), 7).1, 1);
+        append_cache(
+            &Dir::open_root(dir.path()).unwrap(),
+            7,
+            &[(3, 0, e1.clone())],
+            true,
+        )
+        .unwrap();
+        assert_eq!(load_cache(&Dir::open_root(dir.path()).unwrap(), 7).1, 1);
     }
 }

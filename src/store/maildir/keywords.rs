@@ -5,8 +5,8 @@
 //! added, never reassigned: another program may hold file names that use
 //! them. It never renames message files.
 
+use crate::store::beneath::Dir;
 use std::io;
-use std::path::Path;
 
 /// The file name inside a folder directory.
 pub const FILE: &str = "dovecot-keywords";
@@ -41,8 +41,8 @@ impl Keywords {
     }
 
     /// Reads the folder's table; a missing file is an empty table.
-    pub fn load(dir: &Path) -> io::Result<Self> {
-        match std::fs::read(dir.join(FILE)) {
+    pub fn load(dir: &Dir) -> io::Result<Self> {
+        match dir.read(FILE) {
             Ok(b) => Ok(Self::parse(&String::from_utf8_lossy(&b))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e),
@@ -60,8 +60,8 @@ impl Keywords {
     }
 
     /// Writes the table atomically (temporary file, then rename).
-    pub fn save(&self, dir: &Path) -> io::Result<()> {
-        super::write_atomic(&dir.join(FILE), self.render().as_bytes(), false)
+    pub fn save(&self, dir: &Dir) -> io::Result<()> {
+        dir.write_atomic(FILE, self.render().as_bytes(), super::FILE_MODE, false)
     }
 
     /// The keyword a letter stands for.
@@ -143,11 +143,17 @@ mod tests {
 
     #[test]
     fn save_and_load() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(Keywords::load(d.path()).unwrap(), Keywords::default());
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_root(t.path()).unwrap();
+        assert_eq!(Keywords::load(&d).unwrap(), Keywords::default());
         let mut k = Keywords::default();
         k.assign("$Forwarded");
-        k.save(d.path()).unwrap();
-        assert_eq!(Keywords::load(d.path()).unwrap(), k);
+        k.save(&d).unwrap();
+        assert_eq!(Keywords::load(&d).unwrap(), k);
+        // A keyword table that is a symlink (to a file of someone else's)
+        // is not read: an error, not its content.
+        std::fs::remove_file(t.path().join(FILE)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join(FILE)).unwrap();
+        assert!(Keywords::load(&d).is_err());
     }
 }

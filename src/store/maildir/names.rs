@@ -105,13 +105,24 @@ pub fn decode_level(level: &str) -> Option<String> {
     mutf7::decode(level).ok()
 }
 
-/// The directory name (`.A.B`) of a folder other than INBOX.
+/// What a name too long for the file system is, wherever it is met (also
+/// an `ENAMETOOLONG` from the OS): `NO [CANNOT] Mailbox name too long`.
+pub fn too_long() -> StoreError {
+    StoreError::NameTooLong
+}
+
+/// The directory name (`.A.B`) of a folder other than INBOX: always one
+/// plain entry of the root (no `/`, never `.` or `..`), at most
+/// `NAME_MAX` bytes (longer is `Cannot`, not an I/O error).
 pub fn to_dir(name: &str) -> Result<String, StoreError> {
     validate(name)?;
     let mut out = String::new();
     for level in name.split('/') {
         out.push('.');
         out.push_str(&encode_level(level));
+    }
+    if out.len() > NAME_MAX {
+        return Err(too_long());
     }
     Ok(out)
 }
@@ -194,5 +205,46 @@ mod tests {
         assert_eq!(from_dir(&format!(".{}", x(300))), None);
         assert!(dir_fits(&format!(".{}", x(254))).is_ok());
         assert!(dir_fits(&format!(".{}", x(255))).is_err());
+    }
+
+    /// Whatever the name, the directory is one plain entry of the root
+    /// that starts with `.` and is neither `.` nor `..`: nothing a client
+    /// names leads outside the Maildir or to a file of the store's own.
+    #[test]
+    fn no_name_leads_outside_the_root() {
+        for name in [
+            "../x",
+            "A/../../etc",
+            "/etc/passwd",
+            "/",
+            "//",
+            "..",
+            ".",
+            "A/..",
+            "~root",
+            "a\0b",
+            "\\x",
+            "A/.B",
+            ".A",
+            "nestbox-deleted.x",
+            "cur",
+            "dovecot-uidlist",
+            "&Jjo-/..",
+            "Ab/\u{2028}",
+        ] {
+            if let Ok(dir) = to_dir(name) {
+                assert!(
+                    dir.starts_with('.') && dir != "." && dir != "..",
+                    "{name:?} -> {dir:?}"
+                );
+                assert!(
+                    crate::store::beneath::plain(&dir).is_ok(),
+                    "{name:?} -> {dir:?}"
+                );
+                assert!(!dir.contains(".."), "{name:?} -> {dir:?}");
+            }
+        }
+        assert!(to_dir("../x").is_err() && to_dir("/etc/passwd").is_err());
+        assert!(to_dir("A/../../etc").is_err() && to_dir("a\0b").is_err());
     }
 }

@@ -11,9 +11,9 @@
 //! Owns only this file. A Maildir without `maildirsize` has no quota:
 //! nothing is enforced and nothing is written.
 
-use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+
+use crate::store::beneath::{Dir, OFlags};
 
 pub const FILE: &str = "maildirsize";
 /// Past this size the file is recomputed (the Maildir++ rule).
@@ -99,45 +99,46 @@ fn render_limits(q: &Quota) -> String {
 }
 
 /// Size of one message file for quota: `,S=` if present, else its length.
-fn file_size(dir: &Path, name: &str) -> Option<u64> {
+fn file_size(dir: &Dir, name: &str) -> Option<u64> {
     let base = super::filename::split(name).0;
     match super::filename::size_fields(base).0 {
         Some(s) => Some(s),
-        None => fs::symlink_metadata(dir.join(name))
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len()),
+        None => dir.stat(name).ok().filter(|m| m.is_file()).map(|m| m.len()),
     }
 }
 
 /// Totals of every folder under `root` (INBOX and every `.X`).
-pub fn compute(root: &Path) -> io::Result<(u64, u64)> {
-    let mut dirs = vec![root.to_path_buf()];
-    for e in fs::read_dir(root)?.flatten() {
-        let name = e.file_name();
-        let n = name.to_string_lossy();
-        if n.starts_with('.') && n != "." && n != ".." && e.file_type().is_ok_and(|t| t.is_dir()) {
-            dirs.push(e.path());
+/// Folders and their `cur/` and `new/` are opened beneath the root without
+/// following symlinks: a symlinked one counts nothing (it is not served).
+pub fn compute(root: &Dir) -> io::Result<(u64, u64)> {
+    let mut folders = Vec::new();
+    root.for_each_entry(|e| {
+        if e.name.starts_with('.') && e.is_dir {
+            folders.push(e.name.to_string());
         }
-    }
+        Ok(())
+    })?;
     let (mut bytes, mut count) = (0u64, 0u64);
-    for d in dirs {
+    let mut tally = |d: &Dir| {
         for sub in ["cur", "new"] {
-            let Ok(rd) = fs::read_dir(d.join(sub)) else {
+            let Ok(sd) = d.dir(sub) else {
                 continue;
             };
-            for e in rd.flatten() {
-                let Ok(name) = e.file_name().into_string() else {
-                    continue;
-                };
-                if name.starts_with('.') {
-                    continue;
+            let _ = sd.for_each_entry(|e| {
+                if !e.name.starts_with('.') {
+                    if let Some(s) = file_size(&sd, e.name) {
+                        bytes += s;
+                        count += 1;
+                    }
                 }
-                if let Some(s) = file_size(&d.join(sub), &name) {
-                    bytes += s;
-                    count += 1;
-                }
-            }
+                Ok(())
+            });
+        }
+    };
+    tally(root);
+    for f in folders {
+        if let Ok(d) = root.dir(&f) {
+            tally(&d);
         }
     }
     Ok((bytes, count))
@@ -145,9 +146,8 @@ pub fn compute(root: &Path) -> io::Result<(u64, u64)> {
 
 /// Reads the quota of the Maildir at `root`, recomputing the file when it
 /// is too long or its totals unreadable. `None`: no quota.
-pub fn load(root: &Path) -> io::Result<Option<Quota>> {
-    let path = root.join(FILE);
-    let text = match fs::read(&path) {
+pub fn load(root: &Dir) -> io::Result<Option<Quota>> {
+    let text = match root.read(FILE) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -162,11 +162,7 @@ pub fn load(root: &Path) -> io::Result<Option<Quota>> {
 }
 
 /// Recomputes the totals and rewrites the file with the given limits.
-pub fn recalc(
-    root: &Path,
-    bytes_limit: Option<u64>,
-    count_limit: Option<u64>,
-) -> io::Result<Quota> {
+pub fn recalc(root: &Dir, bytes_limit: Option<u64>, count_limit: Option<u64>) -> io::Result<Quota> {
     let (bytes, count) = compute(root)?;
     let q = Quota {
         bytes_limit,
@@ -175,18 +171,18 @@ pub fn recalc(
         count,
     };
     let text = format!("{}\n{bytes} {count}\n", render_limits(&q));
-    super::write_atomic(&root.join(FILE), text.as_bytes(), false)?;
+    root.write_atomic(FILE, text.as_bytes(), super::FILE_MODE, false)?;
     Ok(q)
 }
 
 /// Records a change (positive for saves, negative for expunges) if the
 /// Maildir has a quota file. A single `write` of one short line with
 /// `O_APPEND` is how every Maildir++ writer does it, without locks.
-pub fn record(root: &Path, bytes: i64, count: i64) -> io::Result<()> {
+pub fn record(root: &Dir, bytes: i64, count: i64) -> io::Result<()> {
     if bytes == 0 && count == 0 {
         return Ok(());
     }
-    let mut f = match OpenOptions::new().append(true).open(root.join(FILE)) {
+    let mut f = match root.open_with(FILE, OFlags::WRONLY | OFlags::APPEND, 0) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
@@ -197,6 +193,7 @@ pub fn record(root: &Path, bytes: i64, count: i64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn parse_table() {
@@ -228,6 +225,7 @@ mod tests {
     fn recalc_counts_every_folder_and_record_appends() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
+        let rd = Dir::open_root(root).unwrap();
         for dir in [root.to_path_buf(), root.join(".A")] {
             for sub in ["cur", "new", "tmp"] {
                 fs::create_dir_all(dir.join(sub)).unwrap();
@@ -237,13 +235,13 @@ mod tests {
         fs::write(root.join("new/2.b.h"), b"1234567").unwrap();
         fs::write(root.join(".A/cur/3.c.h:2,"), b"123").unwrap();
         fs::write(root.join("tmp/4.d.h"), b"ignored").unwrap();
-        assert_eq!(load(root).unwrap(), None);
-        record(root, 5, 1).unwrap(); // no file: nothing written
+        assert_eq!(load(&rd).unwrap(), None);
+        record(&rd, 5, 1).unwrap(); // no file: nothing written
         assert!(!root.join(FILE).exists());
-        let q = recalc(root, Some(100), None).unwrap();
+        let q = recalc(&rd, Some(100), None).unwrap();
         assert_eq!((q.bytes, q.count), (20, 3));
-        record(root, 30, 1).unwrap();
-        let q = load(root).unwrap().unwrap();
+        record(&rd, 30, 1).unwrap();
+        let q = load(&rd).unwrap().unwrap();
         assert_eq!((q.bytes, q.count, q.bytes_limit), (50, 4, Some(100)));
         // A long file is recomputed from the directories.
         let mut text = fs::read_to_string(root.join(FILE)).unwrap();
@@ -251,7 +249,7 @@ mod tests {
             text.push_str("1 0\n");
         }
         fs::write(root.join(FILE), text).unwrap();
-        let q = load(root).unwrap().unwrap();
+        let q = load(&rd).unwrap().unwrap();
         assert_eq!((q.bytes, q.count), (20, 3));
         assert!(fs::read_to_string(root.join(FILE)).unwrap().len() < 100);
     }

@@ -9,8 +9,8 @@
 //! Courier: `INBOX.A.B` names (namespace prefix `INBOX.`). Owns only this
 //! file; it never checks that subscribed folders exist (RFC 9051 §6.3.7).
 
+use crate::store::beneath::Dir;
 use std::io;
-use std::path::Path;
 
 use super::names;
 
@@ -78,13 +78,13 @@ pub fn render(list: &[String]) -> String {
 }
 
 /// Reads the subscriptions of the Maildir at `root`.
-pub fn load(root: &Path) -> io::Result<Vec<String>> {
-    match std::fs::read(root.join(FILE)) {
+pub fn load(root: &Dir) -> io::Result<Vec<String>> {
+    match root.read(FILE) {
         Ok(b) => return Ok(parse(&String::from_utf8_lossy(&b))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    match std::fs::read(root.join(COURIER)) {
+    match root.read(COURIER) {
         Ok(b) => Ok(parse_courier(&String::from_utf8_lossy(&b))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
@@ -92,8 +92,8 @@ pub fn load(root: &Path) -> io::Result<Vec<String>> {
 }
 
 /// Writes the list in version 2, atomically.
-pub fn save(root: &Path, list: &[String], fsync: bool) -> io::Result<()> {
-    super::write_atomic(&root.join(FILE), render(list).as_bytes(), fsync)
+pub fn save(root: &Dir, list: &[String], fsync: bool) -> io::Result<()> {
+    root.write_atomic(FILE, render(list).as_bytes(), super::FILE_MODE, fsync)
 }
 
 #[cfg(test)]
@@ -119,15 +119,16 @@ mod tests {
     #[test]
     fn round_trip_and_courier_fallback() {
         let d = tempfile::tempdir().unwrap();
-        assert!(load(d.path()).unwrap().is_empty());
+        let root = Dir::open_root(d.path()).unwrap();
+        assert!(load(&root).unwrap().is_empty());
         std::fs::write(d.path().join(COURIER), "INBOX.Sent\n").unwrap();
-        assert_eq!(load(d.path()).unwrap(), ["Sent"]);
+        assert_eq!(load(&root).unwrap(), ["Sent"]);
         let names = vec!["INBOX".to_string(), "A/B".to_string()];
-        save(d.path(), &names, false).unwrap();
+        save(&root, &names, false).unwrap();
         assert_eq!(
             std::fs::read_to_string(d.path().join(FILE)).unwrap(),
             "V\t2\n\nINBOX\nA\tB\n"
         );
-        assert_eq!(load(d.path()).unwrap(), names);
+        assert_eq!(load(&root).unwrap(), names);
     }
 }

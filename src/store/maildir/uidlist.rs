@@ -17,10 +17,10 @@
 //!
 //! The dotlock itself, and when a stale one is broken, is `dotlock.rs`'s.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+
+use crate::store::beneath::{self, Dir, OFlags};
 
 /// The file name inside a folder directory.
 pub const FILE: &str = "dovecot-uidlist";
@@ -195,12 +195,12 @@ impl Uidlist {
     /// Reads the folder's uidlist whole; `Ok(None)` if there is none. The
     /// folder reads it in place ([`Loaded::load`]); this is for tests.
     #[cfg(test)]
-    pub fn load(dir: &Path) -> io::Result<Option<(Self, FileStamp)>> {
+    pub fn load(dir: &Dir) -> io::Result<Option<(Self, FileStamp)>> {
         Ok(Loaded::load(dir)?.map(|(l, stamp)| (l.to_uidlist(), stamp)))
     }
 
     /// Rewrites the whole file atomically. Call with the lock held.
-    pub fn write(&self, dir: &Path, fsync: bool) -> io::Result<FileStamp> {
+    pub fn write(&self, dir: &Dir, fsync: bool) -> io::Result<FileStamp> {
         write_lines(
             dir,
             fsync,
@@ -221,22 +221,26 @@ fn header(uidvalidity: u32, next_uid: u32, guid: &str) -> String {
 /// waits for on a VM whose host takes freed memory back). Call with the
 /// lock held.
 fn write_lines<'a>(
-    dir: &Path,
+    dir: &Dir,
     fsync: bool,
     header: &str,
     lines: impl Iterator<Item = Line<'a>>,
 ) -> io::Result<FileStamp> {
-    let path = dir.join(FILE);
-    let old_mtime = std::fs::metadata(&path)
+    let old_mtime = dir
+        .stat(FILE)
         .ok()
-        .map(|m| filetime::FileTime::from_last_modification_time(&m));
-    let tmp = dir.join(format!(
+        .map(|m| filetime::FileTime::from_unix_time(m.mtime(), m.mtime_nsec() as u32));
+    let tmp = format!(
         "{FILE}.{}.{}.tmp",
         std::process::id(),
         super::filename::host()
-    ));
+    );
     let written = (|| {
-        let mut w = io::BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
+        // A name of ours from a crash (or planted: it is predictable) is
+        // removed, not written through: the new file is created afresh.
+        let _ = dir.unlink(&tmp);
+        let f = dir.create_new(&tmp, super::FILE_MODE)?;
+        let mut w = io::BufWriter::with_capacity(64 * 1024, f);
         w.write_all(header.as_bytes())?;
         let mut text = String::with_capacity(128);
         for l in lines {
@@ -250,7 +254,7 @@ fn write_lines<'a>(
     let f = match written {
         Ok(f) => f,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = dir.unlink(&tmp);
             return Err(e);
         }
     };
@@ -275,14 +279,14 @@ fn write_lines<'a>(
         }
     }
     drop(f);
-    if let Err(e) = std::fs::rename(&tmp, &path) {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = dir.rename(&tmp, dir, FILE) {
+        let _ = dir.unlink(&tmp);
         return Err(e);
     }
     if fsync {
-        super::fsync_dir(dir)?;
+        dir.sync()?;
     }
-    Ok(FileStamp::of(&std::fs::metadata(&path)?))
+    Ok(FileStamp::of_meta(&dir.stat(FILE)?))
 }
 
 /// A uidlist as read from disk: its header and the text of its records,
@@ -363,10 +367,10 @@ impl Loaded {
     }
 
     /// Reads the folder's uidlist; `Ok(None)` if there is none.
-    pub fn load(dir: &Path) -> io::Result<Option<(Self, FileStamp)>> {
+    pub fn load(dir: &Dir) -> io::Result<Option<(Self, FileStamp)>> {
         #[cfg(test)]
         WHOLE_READS.with(|n| n.set(n.get() + 1));
-        let mut f = match File::open(dir.join(FILE)) {
+        let mut f = match dir.open(FILE) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -532,16 +536,25 @@ impl FileStamp {
             mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
         }
     }
+
+    /// The stamp of what [`Dir::stat`] found.
+    pub fn of_meta(m: &beneath::Meta) -> Self {
+        FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime_ns(),
+        }
+    }
 }
 
 /// Reads records appended since `from` (same inode). Returns them and the
 /// new stamp (covering complete lines only).
 pub fn read_appended(
-    dir: &Path,
+    dir: &Dir,
     from: FileStamp,
     version: u32,
 ) -> io::Result<(Vec<Record>, FileStamp)> {
-    let mut f = File::open(dir.join(FILE))?;
+    let mut f = dir.open(FILE)?;
     let stamp = FileStamp::of(&f.metadata()?);
     f.seek(SeekFrom::Start(from.len))?;
     let mut data = Vec::new();
@@ -561,7 +574,7 @@ pub fn read_appended(
 /// Rewrites the whole file atomically with a format 3 header and `lines`.
 /// `next_uid` must be past every line's UID. Call with the lock held.
 pub fn write_new<'a>(
-    dir: &Path,
+    dir: &Dir,
     fsync: bool,
     uidvalidity: u32,
     next_uid: u32,
@@ -577,17 +590,17 @@ pub fn write_new<'a>(
 }
 
 pub fn append<'a>(
-    dir: &Path,
+    dir: &Dir,
     records: impl Iterator<Item = Line<'a>>,
     fsync: bool,
 ) -> io::Result<()> {
-    let mut f = OpenOptions::new().append(true).open(dir.join(FILE))?;
+    let mut f = dir.open_with(FILE, OFlags::WRONLY | OFlags::APPEND, 0)?;
     // A torn last line from a crashed writer would swallow our first
     // record: start on a fresh line if the file does not end in one.
     let len = f.metadata()?.len();
     let mut w = io::BufWriter::with_capacity(64 * 1024, &mut f);
     if len > 0 {
-        let mut r = File::open(dir.join(FILE))?;
+        let mut r = dir.open(FILE)?;
         r.seek(SeekFrom::Start(len - 1))?;
         let mut last = [0u8; 1];
         r.read_exact(&mut last)?;
@@ -744,12 +757,13 @@ mod tests {
         let mut ul = Uidlist::new(5, 1);
         ul.records.extend((1..=4000).map(rec));
         ul.header_next = ul.next_uid();
-        ul.write(d.path(), false).unwrap();
+        let dir = Dir::open_root(d.path()).unwrap();
+        ul.write(&dir, false).unwrap();
         let text = std::fs::read_to_string(d.path().join(FILE)).unwrap();
         assert!(text.len() > 64 * 1024);
         assert_eq!(text, ul.render());
         let more: Vec<Record> = (4001..=8000).map(rec).collect();
-        append(d.path(), more.iter().map(Record::line), false).unwrap();
+        append(&dir, more.iter().map(Record::line), false).unwrap();
         let mut want = text;
         for r in &more {
             r.line().render(&mut want);
@@ -757,12 +771,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(d.path().join(FILE)).unwrap(), want);
     }
 
-    /// A rewrite that cannot be written (a full disk: the temporary file
-    /// is made a link to `/dev/full`) fails, keeps the old uidlist, and
-    /// leaves no temporary file behind.
+    /// The temporary name of a rewrite is predictable: a symlink planted
+    /// there (to `/dev/full`, or to a file of someone else's) is replaced,
+    /// never written through; a rewrite that fails (here: the uidlist's
+    /// name is taken by a directory) leaves no temporary file behind.
     #[test]
-    fn a_rewrite_on_a_full_disk_leaves_the_old_file_and_no_debris() {
+    fn a_rewrite_never_writes_through_a_planted_temporary_name_and_leaves_no_debris() {
         let d = tempfile::tempdir().unwrap();
+        let dir = Dir::open_root(d.path()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
         let mut ul = Uidlist::new(5, 1);
         ul.records.push(Record {
             uid: 1,
@@ -771,28 +790,28 @@ mod tests {
             vsize: None,
             extra: vec![],
         });
-        ul.write(d.path(), false).unwrap();
-        let before = std::fs::read(d.path().join(FILE)).unwrap();
         let tmp = d.path().join(format!(
             "{FILE}.{}.{}.tmp",
             std::process::id(),
             super::super::filename::host()
         ));
-        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
-        ul.records.push(Record {
-            uid: 2,
-            base: "b".into(),
-            size: None,
-            vsize: None,
-            extra: vec![],
-        });
-        let err = ul.write(d.path(), false).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        for target in [std::path::Path::new("/dev/full"), victim.as_path()] {
+            std::os::unix::fs::symlink(target, &tmp).unwrap();
+            ul.write(&dir, false).unwrap();
+            assert!(
+                std::fs::symlink_metadata(&tmp).is_err(),
+                "temporary file left"
+            );
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(Uidlist::load(&dir).unwrap().unwrap().0.records, ul.records);
+        std::fs::remove_file(d.path().join(FILE)).unwrap();
+        std::fs::create_dir_all(d.path().join(FILE).join("x")).unwrap();
+        assert!(ul.write(&dir, false).is_err());
         assert!(
             std::fs::symlink_metadata(&tmp).is_err(),
             "temporary file left"
         );
-        assert_eq!(std::fs::read(d.path().join(FILE)).unwrap(), before);
     }
 
     #[test]
@@ -835,8 +854,9 @@ mod tests {
             extra: vec![],
         });
         ul.header_next = 2;
-        let s1 = ul.write(d.path(), false).unwrap();
-        let (back, stamp) = Uidlist::load(d.path()).unwrap().unwrap();
+        let dir = Dir::open_root(d.path()).unwrap();
+        let s1 = ul.write(&dir, false).unwrap();
+        let (back, stamp) = Uidlist::load(&dir).unwrap().unwrap();
         assert_eq!(back, ul);
         assert_eq!(stamp.len, s1.len);
         let rec = Record {
@@ -846,12 +866,12 @@ mod tests {
             vsize: None,
             extra: vec![],
         };
-        append(d.path(), std::iter::once(rec.line()), false).unwrap();
-        let (recs, s2) = read_appended(d.path(), stamp, 3).unwrap();
+        append(&dir, std::iter::once(rec.line()), false).unwrap();
+        let (recs, s2) = read_appended(&dir, stamp, 3).unwrap();
         assert_eq!(recs, vec![rec]);
         assert_eq!(s2.ino, stamp.ino);
         // A rewrite gets a later mtime even within one tick.
-        let s3 = ul.write(d.path(), false).unwrap();
+        let s3 = ul.write(&dir, false).unwrap();
         assert!(s3.mtime_ns > s2.mtime_ns);
     }
 

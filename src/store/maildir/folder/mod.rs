@@ -23,9 +23,9 @@ use std::collections::VecDeque;
 
 // FxHash: keys are our own base names and UIDs (see Cargo.toml).
 use rustc_hash::FxHashMap as HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::flags::{Flags, sys};
+use crate::store::beneath::{Dir, FolderDirs, Meta};
 use crate::store::{CacheField, Changes, MessageMeta, Result, StoreError, StoreOptions, nowait};
 
 mod by_base;
@@ -183,12 +184,8 @@ fn modseq_floor() -> u64 {
     (now_ns() / 1000).max(1) as u64
 }
 
-fn mtime_ns(m: &fs::Metadata) -> i128 {
-    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
-}
-
-fn ctime_ns(m: &fs::Metadata) -> i128 {
-    m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128
+fn mtime_ns(m: &Meta) -> i128 {
+    m.mtime_ns()
 }
 
 /// The header fields of the uidlist a folder opens with, and its stamp.
@@ -202,13 +199,13 @@ struct UlHeader {
 
 /// The uidlist's stamp if the file on disk is still the one `seal` names
 /// (inode, size, mtime and ctime all equal).
-fn seal_holds(dir: &Path, seal: &index::UidlistSeal) -> Option<FileStamp> {
-    let m = fs::metadata(dir.join(uidlist::FILE)).ok()?;
-    let now = FileStamp::of(&m);
+fn seal_holds(dir: &Dir, seal: &index::UidlistSeal) -> Option<FileStamp> {
+    let m = dir.stat(uidlist::FILE).ok()?;
+    let now = FileStamp::of_meta(&m);
     let held = now.ino == seal.ino
         && now.len == seal.len
         && now.mtime_ns == seal.mtime_ns
-        && ctime_ns(&m) == seal.ctime_ns;
+        && m.ctime_ns() == seal.ctime_ns;
     held.then_some(now)
 }
 
@@ -295,9 +292,14 @@ struct State {
 /// One open folder, shared by every session that has it selected.
 pub struct Folder {
     name: String,
+    /// Where the folder was when opened: the registry's key and what log
+    /// lines show. Nothing is opened by it (see `dirs`).
     dir: PathBuf,
-    /// The Maildir root, where `maildirsize` lives.
-    root: PathBuf,
+    /// The folder's directories, opened beneath the Maildir root: every
+    /// file the folder touches is reached through these (see
+    /// [`Folder::dirs`]). Replaced only when the folder was replaced at its
+    /// name by real directories ([`Folder::check_in_place`]).
+    dirs: Mutex<Arc<FolderDirs>>,
     fsync: bool,
     file_mode: u32,
     lock_stale_after: Duration,
@@ -336,45 +338,32 @@ impl Drop for RwHold {
 }
 
 impl Folder {
-    /// Opens the folder at `dir` (which must exist): loads the uidlist (or
+    /// Opens the folder whose directories `dirs` holds (`dir` is where
+    /// they are, for the registry and the log): loads the uidlist (or
     /// creates it), the keywords and the index. Does not scan; call
     /// [`Folder::sync`].
     pub(crate) fn open(
         name: &str,
         dir: PathBuf,
-        root: &Path,
+        dirs: FolderDirs,
         opts: &StoreOptions,
         file_mode: u32,
     ) -> Result<Folder> {
-        Self::open_with(name, dir, root, opts, file_mode, LOCK_STALE_AFTER)
+        Self::open_with(name, dir, dirs, opts, file_mode, LOCK_STALE_AFTER)
     }
 
     pub(crate) fn open_with(
         name: &str,
         dir: PathBuf,
-        root: &Path,
+        dirs: FolderDirs,
         opts: &StoreOptions,
         file_mode: u32,
         lock_stale_after: Duration,
     ) -> Result<Folder> {
-        match fs::metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(StoreError::NotFound),
-            Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
-            Err(e) => return Err(e.into()),
-        }
-        for sub in ["cur", "new", "tmp"] {
-            match fs::create_dir(dir.join(sub)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        clean_tmp(&dir.join("tmp"));
-        let keywords = Keywords::load(&dir)?;
-        let kw_mtime = fs::metadata(dir.join(keywords::FILE))
-            .ok()
-            .map(|m| mtime_ns(&m));
+        clean_tmp(&dirs.tmp);
+        let fdir = &dirs.dir;
+        let keywords = Keywords::load(fdir)?;
+        let kw_mtime = fdir.stat(keywords::FILE).ok().map(|m| mtime_ns(&m));
         // The index's messages become the folder's at once (no list of
         // 100,000 decoded records in between); they count only if the index
         // agrees with the uidlist, checked below.
@@ -382,7 +371,7 @@ impl Folder {
         // Whether the UIDs came strictly ascending (as written), noted on
         // the way: two more passes over 14 MB of messages otherwise.
         let mut ascending = true;
-        let idx = index::load_with(&dir, |m, n| {
+        let idx = index::load_with(fdir, |m, n| {
             indexed.reserve(n);
             ascending &= indexed.last().is_none_or(|l| l.uid < m.uid);
             let info = filename::split(&m.fname).1.unwrap_or("");
@@ -413,7 +402,7 @@ impl Folder {
         let sealed = idx.as_ref().and_then(|i| {
             let seal = i.uidlist.as_ref()?;
             Some(UlHeader {
-                stamp: seal_holds(&dir, seal)?,
+                stamp: seal_holds(fdir, seal)?,
                 uidvalidity: i.uidvalidity,
                 next: i.next_uid,
                 guid: seal.guid.clone(),
@@ -423,16 +412,16 @@ impl Folder {
         let (ul, head) = match sealed {
             Some(head) => (None, head),
             None => {
-                let (ul, stamp) = match uidlist::Loaded::load(&dir) {
+                let (ul, stamp) = match uidlist::Loaded::load(fdir) {
                     Ok(Some(x)) => x,
-                    Ok(None) => create_uidlist(&dir, last_uidv, opts.fsync, lock_stale_after)?,
+                    Ok(None) => create_uidlist(fdir, last_uidv, opts.fsync, lock_stale_after)?,
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                         // Never overwrite what we cannot read: move it aside, then
                         // start a new UID space above the old one.
-                        let aside = dir.join(format!("{}.corrupt.{}", uidlist::FILE, now_ns()));
+                        let aside = format!("{}.corrupt.{}", uidlist::FILE, now_ns());
                         tracing::warn!(dir = %dir.display(), error = %e, "uidlist unreadable; moved aside");
-                        let _ = fs::rename(dir.join(uidlist::FILE), &aside);
-                        create_uidlist(&dir, last_uidv, opts.fsync, lock_stale_after)?
+                        let _ = fdir.rename(uidlist::FILE, fdir, &aside);
+                        create_uidlist(fdir, last_uidv, opts.fsync, lock_stale_after)?
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -550,7 +539,7 @@ impl Folder {
         Ok(Folder {
             name: name.to_string(),
             dir,
-            root: root.to_path_buf(),
+            dirs: Mutex::new(Arc::new(dirs)),
             fsync: opts.fsync,
             file_mode,
             lock_stale_after,
@@ -579,12 +568,12 @@ impl Folder {
     pub fn resolve_dates(&self, uids: &[u32]) -> Result<()> {
         // The stats run without the folder locked: FETCH calls this for
         // chunks of a thousand messages from several threads at once.
-        let unknown: Vec<(u32, PathBuf)> = {
+        let unknown: Vec<(u32, Loc)> = {
             let st = self.lock_state();
             uids.iter()
                 .filter_map(|&uid| {
                     let m = &st.msgs[st.find(uid)?];
-                    (m.mtime == crate::store::UNKNOWN_DATE).then(|| (uid, self.path_of(&m.loc)))
+                    (m.mtime == crate::store::UNKNOWN_DATE).then(|| (uid, m.loc.clone()))
                 })
                 .collect()
         };
@@ -595,27 +584,27 @@ impl Folder {
     }
 
     /// The stat part of [`Folder::resolve_dates`].
-    fn resolve_unknown_dates(&self, unknown: Vec<(u32, PathBuf)>) -> Result<()> {
-        let stats: Vec<(u32, PathBuf, io::Result<fs::Metadata>)> = unknown
+    fn resolve_unknown_dates(&self, unknown: Vec<(u32, Loc)>) -> Result<()> {
+        let stats: Vec<(u32, Loc, io::Result<Meta>)> = unknown
             .into_iter()
-            .map(|(uid, path)| {
-                let md = fs::symlink_metadata(&path);
-                (uid, path, md)
+            .map(|(uid, loc)| {
+                let md = self.stat_loc(&loc);
+                (uid, loc, md)
             })
             .collect();
         let mut st = self.lock_state();
         let mut rescanned = false;
         let mut any = false;
-        for (uid, path, md) in stats {
+        for (uid, loc, md) in stats {
             let Some(i) = st.find(uid) else { continue };
             // Renamed meanwhile (a flag change): look again where it is now.
-            let mut found = if self.path_of(&st.msgs[i].loc) == path {
+            let mut found = if st.msgs[i].loc == loc {
                 md
             } else {
-                fs::symlink_metadata(self.path_of(&st.msgs[i].loc))
+                self.stat_loc(&st.msgs[i].loc)
             };
             if found.as_ref().is_err_and(is_enoent) && self.relocate(&mut st, i, &mut rescanned)? {
-                found = fs::symlink_metadata(self.path_of(&st.msgs[i].loc));
+                found = self.stat_loc(&st.msgs[i].loc);
             }
             if let Ok(md) = found {
                 st.msgs[i].mtime = md.mtime();
@@ -719,10 +708,49 @@ impl Folder {
         self.lock_state().highest_modseq
     }
 
-    fn path_of(&self, loc: &Loc) -> PathBuf {
-        self.dir
-            .join(if loc.in_new { "new" } else { "cur" })
-            .join(&loc.fname)
+    /// The folder's directories. A command binds them once: a replacement
+    /// meanwhile ([`Folder::check_in_place`]) takes effect at its next one.
+    fn dirs(&self) -> Arc<FolderDirs> {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `fstatat` of a message file (not following a symlink: a symlink is
+    /// never a message).
+    fn stat_loc(&self, loc: &Loc) -> io::Result<Meta> {
+        self.dirs().sub(loc.in_new).stat(&loc.fname)
+    }
+
+    /// Checks that the folder is still where and what it was when opened
+    /// ([`FolderDirs::in_place`]). A folder is its name: one replaced there
+    /// by real directories (a Maildir restored from backup in place of the
+    /// old one) is followed, its state reconciled by the sync as for any
+    /// outside change. One removed is `NotFound` (the change watcher marks
+    /// it gone after a grace period). One whose directory, `cur/` or `new/`
+    /// is now a symlink is marked gone at once, logged, and `Cannot`:
+    /// sessions that have it selected end, and until then they only ever
+    /// reach the directories opened.
+    fn check_in_place(&self) -> Result<()> {
+        let dirs = self.dirs();
+        if dirs.in_place()? {
+            return Ok(());
+        }
+        match dirs.reopen() {
+            Ok(now) => {
+                tracing::info!(dir = %self.dir.display(), "folder directory replaced; following it");
+                *self.dirs.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(now);
+                Ok(())
+            }
+            Err(e) if is_enoent(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => {
+                if !self.is_gone() {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "folder directory replaced by one not served; dropping it");
+                    self.mark_gone();
+                }
+                Err(e.into())
+            }
+        }
     }
 
     fn changed(&self, st: &mut State) {
@@ -745,7 +773,7 @@ impl Folder {
         let marked = {
             // Beside whole-image writes, never between their write and rename.
             let _file = self.index_file.lock().unwrap_or_else(|p| p.into_inner());
-            index::mark_unclean(&self.dir)
+            index::mark_unclean(&self.dirs().dir)
         };
         match marked {
             Ok(true) => st.index_clean = false,
@@ -867,8 +895,8 @@ impl Folder {
     /// stamp or another writer has changed the file since.
     fn uidlist_seal(&self, st: &State) -> Option<index::UidlistSeal> {
         let ours = st.ul_stamp?;
-        let m = fs::metadata(self.dir.join(uidlist::FILE)).ok()?;
-        if FileStamp::of(&m) != ours {
+        let m = self.dirs().dir.stat(uidlist::FILE).ok()?;
+        if FileStamp::of_meta(&m) != ours {
             return None;
         }
         let mut unseen: Vec<uidlist::Line> = st.ul_unknown.values().map(Record::line).collect();
@@ -877,7 +905,7 @@ impl Folder {
             ino: ours.ino,
             len: ours.len,
             mtime_ns: ours.mtime_ns,
-            ctime_ns: ctime_ns(&m),
+            ctime_ns: m.ctime_ns(),
             version: st.ul_version,
             guid: st.guid.clone(),
             unseen: uidlist::render_lines(unseen.into_iter()),
@@ -892,7 +920,7 @@ impl Folder {
         if *written >= job.generation {
             return Ok(());
         }
-        match index::save_image(&self.dir, &job.image) {
+        match index::save_image(&self.dirs().dir, &job.image) {
             Ok(()) => {
                 *written = job.generation;
                 Ok(())
@@ -906,7 +934,7 @@ impl Folder {
 
     fn load_cache(&self, st: &mut State) {
         if st.cache.is_none() {
-            let (map, n) = nowait::blocking(|| index::load_cache(&self.dir, st.uidvalidity));
+            let (map, n) = nowait::blocking(|| index::load_cache(&self.dirs().dir, st.uidvalidity));
             st.cache_file_entries = n;
             st.cache = Some(map);
         }
@@ -924,7 +952,7 @@ impl Folder {
     /// Appends (or rewrites) `nestbox.cache`; one writer at a time.
     fn write_cache_job(&self, job: &CacheJob) -> io::Result<()> {
         let _file = self.cache_file.lock().unwrap_or_else(|p| p.into_inner());
-        index::append_cache(&self.dir, job.uidvalidity, &job.entries, job.rewrite)
+        index::append_cache(&self.dirs().dir, job.uidvalidity, &job.entries, job.rewrite)
     }
 
     /// Every message, ascending by UID.
@@ -1090,12 +1118,12 @@ impl Folder {
     /// Opens a message file, following it if it was renamed meanwhile.
     fn open_msg(&self, uid: u32) -> Result<File> {
         for attempt in 0..3 {
-            let path = {
+            let loc = {
                 let st = self.lock_state();
                 let i = st.find(uid).ok_or(StoreError::Expunged)?;
-                self.path_of(&st.msgs[i].loc)
+                st.msgs[i].loc.clone()
             };
-            match nowait::open(&path) {
+            match nowait::open_in(self.dirs().sub(loc.in_new), &loc.fname) {
                 Ok(f) => return Ok(f),
                 Err(e) if is_enoent(&e) && attempt < 2 => {
                     // Renamed under us: finding it may read the directory.
@@ -1292,7 +1320,10 @@ impl Drop for Folder {
         // or RENAME a new folder may live at this path.
         // A folder marked gone writes nothing: its successor may be open.
         let same_uidlist = !self.is_gone()
-            && fs::metadata(self.dir.join(uidlist::FILE))
+            && self
+                .dirs()
+                .dir
+                .stat(uidlist::FILE)
                 .is_ok_and(|m| st.ul_stamp.is_some_and(|s| s.ino == m.ino()));
         if st.synced_once && same_uidlist {
             self.flush_cache(&mut st);
@@ -1587,33 +1618,30 @@ fn corrupt(what: &str, e: io::Error) -> StoreError {
             detail: e.to_string(),
         }
     } else {
-        StoreError::Io(e)
+        e.into()
     }
 }
 
-fn dir_mtime(dir: &Path) -> Result<i128> {
-    match fs::metadata(dir) {
-        Ok(m) => Ok(mtime_ns(&m)),
-        Err(e) if is_enoent(&e) => Err(StoreError::NotFound),
-        Err(e) => Err(e.into()),
-    }
+/// The mtime of an open directory (`cur/` or `new/`).
+fn dir_mtime(dir: &Dir) -> Result<i128> {
+    Ok(dir.meta()?.mtime_ns())
 }
 
 /// Creates the uidlist of a folder that has none: imported from Courier's
 /// `courierimapuiddb` if there is one, else empty with a UIDVALIDITY above
 /// `last_uidvalidity` (the one our index remembers, if any).
 fn create_uidlist(
-    dir: &Path,
+    dir: &Dir,
     last_uidvalidity: u32,
     fsync: bool,
     stale: Duration,
 ) -> Result<(uidlist::Loaded, FileStamp)> {
-    let _lock = dotlock::lock(dir, stale)?;
+    let _lock = dotlock::lock(&dir.lock_path(), stale)?;
     // Someone may have created it while we waited for the lock.
     if let Some(x) = uidlist::Loaded::load(dir).map_err(|e| corrupt("uidlist", e))? {
         return Ok(x);
     }
-    let courier = match fs::read(dir.join(uidlist::COURIER)) {
+    let courier = match dir.read(uidlist::COURIER) {
         Ok(b) => match uidlist::parse_courier(&b) {
             Ok(ul) => Some(ul),
             Err(e) => {
@@ -1653,19 +1681,20 @@ fn fresh_uidvalidity(last: u32) -> u32 {
 }
 
 /// Removes files left in `tmp/` by crashed writers (MAILDIR.md: 36 hours).
-fn clean_tmp(tmp: &Path) {
-    let Ok(rd) = fs::read_dir(tmp) else { return };
+fn clean_tmp(tmp: &Dir) {
+    let Ok(names) = tmp.names() else { return };
     let now = SystemTime::now();
-    for entry in rd.flatten() {
-        let Ok(meta) = entry.metadata() else { continue };
+    for name in names {
+        let Ok(meta) = tmp.stat(&name) else { continue };
         // ctime, not mtime: an APPEND in progress may already carry an old
         // INTERNALDATE as its mtime.
-        let changed = UNIX_EPOCH + Duration::from_secs(meta.ctime().max(0) as u64);
+        let ctime = (meta.ctime_ns() / 1_000_000_000).max(0) as u64;
+        let changed = UNIX_EPOCH + Duration::from_secs(ctime);
         let old = now
             .duration_since(changed)
             .is_ok_and(|age| age > TMP_DEBRIS_AGE);
         if old && meta.is_file() {
-            let _ = fs::remove_file(entry.path());
+            let _ = tmp.unlink(&name);
         }
     }
 }
@@ -1795,6 +1824,7 @@ mod header_end_tests {
 mod persist_tests {
     use super::*;
     use crate::store::{MailStore, Registry, StoreOptions};
+    use std::fs;
 
     fn store_at(root: &Path) -> MailStore {
         MailStore::open(
@@ -2030,6 +2060,7 @@ mod changes_tests {
     use crate::flags::{Flag, FlagOp, Flags};
     use crate::store::{MailStore, Registry, StoreOptions};
     use proptest::prelude::*;
+    use std::fs;
 
     /// What `changes_since` answered before the flag log: a walk over
     /// every message. The log must give exactly this.

@@ -37,12 +37,10 @@
 // FxHash: keys are our own base names and UIDs (see Cargo.toml).
 use hashbrown::hash_table::Entry;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::fs;
 use std::io;
-use std::os::unix::fs::{DirEntryExt, MetadataExt};
-use std::path::Path;
 use std::time::Instant;
 
+use crate::store::beneath::Dir;
 use crate::store::{Result, StoreError};
 
 use super::super::dotlock;
@@ -159,35 +157,24 @@ impl Scan {
 }
 
 /// Reads a directory into `out`, skipping dot files.
-pub(super) fn read_dir_into(dir: &Path, in_new: bool, out: &mut Scan) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) if is_enoent(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        let Ok(fname) = entry.file_name().into_string() else {
-            // A name that is not UTF-8 is not a Maildir message we can track.
-            continue;
-        };
-        if fname.starts_with('.') {
-            continue;
-        }
+/// Names that are not UTF-8 are not Maildir messages we can track.
+pub(super) fn read_dir_into(dir: &Dir, in_new: bool, out: &mut Scan) -> io::Result<()> {
+    dir.for_each_entry(|e| {
         // Only regular files are messages (the type comes with the entry on
-        // most file systems; where it does not, this is one lstat).
-        if !entry.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
+        // most file systems; where it does not, this is one lstat): a
+        // symlink is not one.
+        if e.name.starts_with('.') || !e.is_file || base_of(e.name).is_empty() {
+            return Ok(());
         }
-        if base_of(&fname).is_empty() {
-            continue;
-        }
-        let ino = entry.ino();
         out.insert(Seen {
-            loc: Loc { in_new, fname },
-            ino,
+            loc: Loc {
+                in_new,
+                fname: e.name.to_string(),
+            },
+            ino: e.ino,
         });
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 impl Folder {
@@ -329,8 +316,8 @@ impl Folder {
     pub fn dir_stamp(&self) -> Result<DirStamp> {
         let read_at = now_ns();
         Ok(DirStamp {
-            new: dir_mtime(&self.dir.join("new"))?,
-            cur: dir_mtime(&self.dir.join("cur"))?,
+            new: dir_mtime(&self.dirs().new)?,
+            cur: dir_mtime(&self.dirs().cur)?,
             read_at,
         })
     }
@@ -358,14 +345,17 @@ impl Folder {
     /// keyword table and the uidlist as other programs left them.
     fn sync_preamble(&self, st: &mut State) -> Result<bool> {
         // Deleted or renamed away: say so before touching anything inside.
-        dir_mtime(&self.dir)?;
+        self.check_in_place()?;
         let mut changed = false;
         // Keywords first: file names are read with them.
-        let kw_mtime = fs::metadata(self.dir.join(keywords::FILE))
+        let kw_mtime = self
+            .dirs()
+            .dir
+            .stat(keywords::FILE)
             .ok()
             .map(|m| mtime_ns(&m));
         if kw_mtime != st.kw_mtime {
-            st.keywords = Keywords::load(&self.dir)?;
+            st.keywords = Keywords::load(&self.dirs().dir)?;
             st.kw_mtime = kw_mtime;
             // A letter read before its name was in the table now has one.
             for i in 0..st.msgs.len() {
@@ -425,7 +415,7 @@ impl Folder {
         let mut fresh: Names<Seen> = Names::default();
         let mut moved: HashSet<u32> = HashSet::default();
         for loc in appeared {
-            let md = match fs::symlink_metadata(self.path_of(&loc)) {
+            let md = match self.stat_loc(&loc) {
                 Ok(md) => md,
                 // Gone again: its own event says so, or it was transient.
                 Err(e) if is_enoent(&e) => continue,
@@ -445,7 +435,7 @@ impl Folder {
                     if m.ino == 0
                         || m.ino != md.ino()
                         || !moved.insert(m.uid)
-                        || fs::symlink_metadata(self.path_of(&m.loc)).is_ok()
+                        || self.stat_loc(&m.loc).is_ok()
                     {
                         return Ok(false);
                     }
@@ -465,7 +455,7 @@ impl Folder {
         for uid in left {
             let Some(i) = st.find(uid) else { continue };
             // Moved within this batch (handled above), or back again.
-            if fs::symlink_metadata(self.path_of(&st.msgs[i].loc)).is_err() {
+            if self.stat_loc(&st.msgs[i].loc).is_err() {
                 // Deleted, or renamed to a name not reported yet: the scan
                 // tells those apart (and looks twice before expunging).
                 return Ok(false);
@@ -489,8 +479,8 @@ impl Folder {
         let mut changed = self.sync_preamble(st)?;
 
         let scan_start = now_ns();
-        let new_m = dir_mtime(&self.dir.join("new"))?;
-        let cur_m = dir_mtime(&self.dir.join("cur"))?;
+        let new_m = dir_mtime(&self.dirs().new)?;
+        let cur_m = dir_mtime(&self.dirs().cur)?;
         let settled = |stored: i128| stored < st.scan_time - tick_margin(stored);
         // A fresh index counts as a previous scan: a warm open of an
         // unchanged folder reads no directory.
@@ -547,7 +537,7 @@ impl Folder {
     /// Picks up uidlist changes by others. Returns whether the folder's
     /// messages changed (only on a UIDVALIDITY change).
     pub(super) fn refresh_uidlist(&self, st: &mut State) -> Result<bool> {
-        let meta = match fs::metadata(self.dir.join(uidlist::FILE)) {
+        let meta = match self.dirs().dir.stat(uidlist::FILE) {
             Ok(m) => m,
             Err(e) if is_enoent(&e) => {
                 // Lost under us: `sync` rewrites it from our state (same
@@ -558,11 +548,12 @@ impl Folder {
             }
             Err(e) => return Err(e.into()),
         };
-        let now = FileStamp::of(&meta);
+        let now = FileStamp::of_meta(&meta);
         if let Some(old) = st.ul_stamp {
             if old.ino == now.ino && now.len >= old.len && now.len > 0 {
                 if now.len > old.len {
-                    let (recs, stamp) = uidlist::read_appended(&self.dir, old, st.ul_version)?;
+                    let (recs, stamp) =
+                        uidlist::read_appended(&self.dirs().dir, old, st.ul_version)?;
                     st.ul_stamp = Some(stamp);
                     self.note_records(st, recs);
                 }
@@ -570,7 +561,7 @@ impl Folder {
             }
         }
         let Some((ul, stamp)) =
-            uidlist::Loaded::load(&self.dir).map_err(|e| corrupt("uidlist", e))?
+            uidlist::Loaded::load(&self.dirs().dir).map_err(|e| corrupt("uidlist", e))?
         else {
             st.ul_stamp = None;
             return Ok(false);
@@ -617,7 +608,10 @@ impl Folder {
     /// state at once, same UIDVALIDITY and UIDs, before another program
     /// creates a fresh one and renumbers everything.
     pub(super) fn restore_uidlist(&self, st: &mut State) -> Result<()> {
-        let _lock = dotlock::lock(&self.dir, self.lock_stale_after)?;
+        // The lock's path names the descriptor: the directories must stay
+        // open until it is released (declared first, dropped last).
+        let lock_dirs = self.dirs();
+        let _lock = dotlock::lock(&lock_dirs.dir.lock_path(), self.lock_stale_after)?;
         if self.refresh_uidlist(st)? || st.ul_stamp.is_some() {
             return Ok(());
         }
@@ -639,18 +633,18 @@ impl Folder {
         // for Maildir names, more after deletions, as directories never
         // shrink): room for that many, capped against file systems that
         // count differently. Only a guess: the table grows if it is short.
-        let dir_bytes: u64 = ["new", "cur"]
+        let dir_bytes: u64 = [&self.dirs().new, &self.dirs().cur]
             .iter()
-            .filter_map(|sub| fs::metadata(self.dir.join(sub)).ok())
+            .filter_map(|d| d.meta().ok())
             .map(|m| m.len())
             .sum();
         let mut found = Scan::with_capacity((dir_bytes / 112).min(1 << 20) as usize);
         // new/ before cur/: a file moving from new/ to cur/ during the scan
         // is then seen at least once (maybe twice, handled as a duplicate).
-        for (sub, in_new) in [("new", true), ("cur", false)] {
+        for in_new in [true, false] {
             self.dir_reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match read_dir_into(&self.dir.join(sub), in_new, &mut found) {
+            match read_dir_into(self.dirs().sub(in_new), in_new, &mut found) {
                 Ok(()) => {}
                 Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
                 Err(e) => return Err(e.into()),
@@ -681,7 +675,7 @@ impl Folder {
         let mut found: Vec<(Seen, u64)> = files
             .into_iter()
             .filter_map(|f| {
-                let ino = fs::symlink_metadata(self.path_of(&f.loc)).ok()?.ino();
+                let ino = self.stat_loc(&f.loc).ok()?.ino();
                 Some((f, ino))
             })
             .collect();
@@ -708,7 +702,9 @@ impl Folder {
                 in_new: dup.in_new,
                 fname,
             };
-            match super::super::rename_noreplace(&self.path_of(&dup), &self.path_of(&to)) {
+            let dirs = self.dirs();
+            let d = dirs.sub(dup.in_new);
+            match d.rename_noreplace(&dup.fname, d, &to.fname) {
                 Ok(()) => {
                     tracing::info!(base, fresh = %fresh, "duplicate base name renamed");
                     out.insert(Seen { loc: to, ino });
@@ -748,7 +744,7 @@ impl Folder {
                 None => {
                     // Absent from this scan: gone only if its last path is
                     // gone too (readdir may have skipped it).
-                    if fs::symlink_metadata(self.path_of(&st.msgs[i].loc)).is_err() {
+                    if self.stat_loc(&st.msgs[i].loc).is_err() {
                         missing.push(st.msgs[i].uid);
                     }
                 }
@@ -768,7 +764,7 @@ impl Folder {
                     .and_then(|candidates| {
                         let exist: Vec<&Seen> = candidates
                             .iter()
-                            .filter(|f| fs::symlink_metadata(self.path_of(&f.loc)).is_ok())
+                            .filter(|f| self.stat_loc(&f.loc).is_ok())
                             .collect();
                         let known = exist.iter().find(|f| ino != 0 && f.ino == ino);
                         known.or(exist.first()).map(|f| (*f).clone())
@@ -874,7 +870,7 @@ impl Folder {
         let mut raw = Scan::default();
         self.dir_reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match read_dir_into(&self.dir.join("new"), true, &mut raw) {
+        match read_dir_into(&self.dirs().new, true, &mut raw) {
             Ok(()) => {}
             Err(e) if is_enoent(&e) => return Err(StoreError::NotFound),
             Err(e) => return Err(e.into()),
@@ -960,7 +956,10 @@ impl Folder {
         if files.iter().all(|f| f.uid != 0) {
             return Ok(());
         }
-        let _lock = dotlock::lock(&self.dir, self.lock_stale_after)?;
+        // The lock's path names the descriptor: the directories must stay
+        // open until it is released (declared first, dropped last).
+        let lock_dirs = self.dirs();
+        let _lock = dotlock::lock(&lock_dirs.dir.lock_path(), self.lock_stale_after)?;
         // Someone may have numbered them while we scanned.
         self.refresh_uidlist(st)?;
         for f in files.iter_mut().filter(|f| f.uid == 0) {
@@ -1017,10 +1016,10 @@ impl Folder {
         let first_uids = recs.clone().any(|l| l.uid == 1);
         if st.ul_stamp.is_some() && st.ul_version == 3 && !first_uids {
             let before = st.ul_stamp;
-            uidlist::append(&self.dir, recs, self.fsync)?;
+            uidlist::append(&self.dirs().dir, recs, self.fsync)?;
             // We hold the lock, so the growth is ours alone: skip re-reading it.
-            if let (Some(b), Ok(m)) = (before, fs::metadata(self.dir.join(uidlist::FILE))) {
-                let now = FileStamp::of(&m);
+            if let (Some(b), Ok(m)) = (before, self.dirs().dir.stat(uidlist::FILE)) {
+                let now = FileStamp::of_meta(&m);
                 if now.ino == b.ino {
                     st.ul_stamp = Some(now);
                 }
@@ -1076,7 +1075,14 @@ impl Folder {
             .chain(sorted.iter().copied());
         let lines = uidlist::merge(uidlist::merge(ours, unseen.iter().copied()), recs);
         let next = st.next_uid.max(highest.saturating_add(1));
-        let stamp = uidlist::write_new(&self.dir, self.fsync, st.uidvalidity, next, &guid, lines)?;
+        let stamp = uidlist::write_new(
+            &self.dirs().dir,
+            self.fsync,
+            st.uidvalidity,
+            next,
+            &guid,
+            lines,
+        )?;
         st.ul_stamp = Some(stamp);
         st.ul_version = 3;
         st.guid = guid;
@@ -1123,7 +1129,11 @@ impl Folder {
             };
             let from = m.loc.clone();
             let uid = m.uid;
-            match super::super::rename_noreplace(&self.path_of(&from), &self.path_of(&to)) {
+            match self
+                .dirs()
+                .new
+                .rename_noreplace(&from.fname, &self.dirs().cur, &to.fname)
+            {
                 Ok(()) => {
                     st.msgs[i].loc = to;
                     // Unless the watcher's sync already handed it out.
@@ -1149,18 +1159,23 @@ impl Folder {
 
     /// Finds a base name in `cur/` or `new/` (after `ENOENT` on its last path).
     pub(super) fn locate(&self, base: &str) -> Result<Option<Loc>> {
-        for (sub, in_new) in [("cur", false), ("new", true)] {
-            let rd = match fs::read_dir(self.dir.join(sub)) {
-                Ok(rd) => rd,
-                Err(e) if is_enoent(&e) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for entry in rd.flatten() {
-                if let Ok(fname) = entry.file_name().into_string() {
-                    if filename::split(&fname).0 == base {
-                        return Ok(Some(Loc { in_new, fname }));
-                    }
+        for in_new in [false, true] {
+            let mut found = None;
+            let r = self.dirs().sub(in_new).for_each_entry(|e| {
+                if filename::split(e.name).0 == base {
+                    found = Some(e.name.to_string());
+                    // Stops the walk: found.
+                    return Err(io::Error::from(io::ErrorKind::Interrupted));
                 }
+                Ok(())
+            });
+            if let Some(fname) = found {
+                return Ok(Some(Loc { in_new, fname }));
+            }
+            match r {
+                Ok(()) => {}
+                Err(e) if is_enoent(&e) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(None)

@@ -8,20 +8,19 @@
 //! (unless the store was opened with `fsync: false`).
 
 use rustc_hash::FxHashSet as HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
 
 use crate::flags::{FlagOp, Flags, sys};
 use crate::store::{MessageMeta, Result, StoreError};
 
-use super::super::DirRenamer;
 use super::super::dotlock;
 use super::super::filename;
 use super::super::keywords::{self, Keywords};
 use super::super::uidlist::Record;
 use super::{Folder, Loc, State, is_enoent, mtime_ns};
+use crate::store::beneath::FolderDirs;
 
 impl Folder {
     /// Saves the keyword table if rendering flags assigned new letters.
@@ -29,8 +28,11 @@ impl Folder {
     /// `before` of them ([`Keywords::assigned`]; assigning only ever adds).
     pub(super) fn save_keywords_if(&self, st: &mut State, before: usize) -> Result<()> {
         if st.keywords.assigned() != before {
-            st.keywords.save(&self.dir)?;
-            st.kw_mtime = fs::metadata(self.dir.join(keywords::FILE))
+            st.keywords.save(&self.dirs().dir)?;
+            st.kw_mtime = self
+                .dirs()
+                .dir
+                .stat(keywords::FILE)
                 .ok()
                 .map(|m| mtime_ns(&m));
         }
@@ -49,11 +51,11 @@ impl Folder {
         unchanged_since: Option<u64>,
     ) -> Result<(Vec<MessageMeta>, Vec<u32>)> {
         let mut st = self.lock_state();
+        let dirs = self.dirs();
         let mut done = Vec::new();
         let mut failed = Vec::new();
         let mut any = false;
         let mut rescanned = false;
-        let mut ren = DirRenamer::new(&self.dir);
         let mut next = 0;
         for &uid in uids {
             // Sets come ascending: try the entry after the last one first
@@ -71,7 +73,7 @@ impl Folder {
                 failed.push(uid);
                 continue;
             }
-            if let Some(meta) = self.apply_flags(&mut st, &mut ren, i, op, flags, &mut rescanned)? {
+            if let Some(meta) = self.apply_flags(&mut st, &dirs, i, op, flags, &mut rescanned)? {
                 done.push(meta);
                 any = true;
             }
@@ -89,7 +91,7 @@ impl Folder {
     pub(super) fn apply_flags(
         &self,
         st: &mut State,
-        ren: &mut DirRenamer,
+        dirs: &FolderDirs,
         i: usize,
         op: FlagOp,
         flags: &Flags,
@@ -113,7 +115,12 @@ impl Folder {
             let renamed = if m.loc == to {
                 Ok(())
             } else {
-                ren.rename(m.loc.in_new, &m.loc.fname, to.in_new, &to.fname)
+                // By descriptor and name: no path built or resolved.
+                dirs.sub(m.loc.in_new).rename_noreplace(
+                    &m.loc.fname,
+                    dirs.sub(to.in_new),
+                    &to.fname,
+                )
             };
             match renamed {
                 Ok(()) => {
@@ -165,12 +172,12 @@ impl Folder {
         'each: for uid in candidates {
             let Some(mut i) = st.find(uid) else { continue };
             for _ in 0..3 {
-                let path = self.path_of(&st.msgs[i].loc);
+                let loc = &st.msgs[i].loc;
                 // Quota counts physical sizes: `,S=` or the file's length.
                 let size = filename::size_fields(st.msgs[i].base())
                     .0
-                    .or_else(|| fs::metadata(&path).ok().map(|m| m.len()));
-                match fs::remove_file(&path) {
+                    .or_else(|| self.stat_loc(loc).ok().map(|m| m.len()));
+                match self.dirs().sub(loc.in_new).unlink(&loc.fname) {
                     Ok(()) => {
                         freed += size.unwrap_or(0);
                         gone.push(uid);
@@ -215,7 +222,7 @@ impl Folder {
     /// `OverQuota` if saving `bytes` in `count` messages would pass the
     /// Maildir++ quota (when there is one).
     pub(super) fn check_quota(&self, bytes: u64, count: u64) -> Result<()> {
-        match super::super::quota::load(&self.root)? {
+        match super::super::quota::load(&self.dirs().root)? {
             Some(q) if !q.allows(bytes, count) => Err(StoreError::OverQuota),
             _ => Ok(()),
         }
@@ -224,20 +231,16 @@ impl Folder {
     /// Notes a change in `maildirsize`. A failure only makes the totals
     /// drift until the next recount, so it is logged, not returned.
     pub(super) fn record_quota(&self, bytes: i64, count: i64) {
-        if let Err(e) = super::super::quota::record(&self.root, bytes, count) {
-            tracing::warn!(root = %self.root.display(), error = %e, "cannot update maildirsize");
+        if let Err(e) = super::super::quota::record(&self.dirs().root, bytes, count) {
+            tracing::warn!(root = %self.dirs().root.display(), error = %e, "cannot update maildirsize");
         }
     }
 
     /// Creates a file in `tmp/` with the folder's file mode.
-    pub(super) fn create_tmp(&self, base: &str) -> io::Result<(PathBuf, File)> {
-        let path = self.dir.join("tmp").join(base);
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(self.file_mode)
-            .open(&path)?;
-        Ok((path, f))
+    /// Returns the name in `tmp/` with the file.
+    pub(super) fn create_tmp(&self, base: &str) -> io::Result<(String, File)> {
+        let f = self.dirs().tmp.create_new(base, self.file_mode)?;
+        Ok((base.to_string(), f))
     }
 
     /// Saves a new message (tmp/, fsync, rename into `cur/` with its flags,
@@ -269,7 +272,7 @@ impl Folder {
         let meta = match written {
             Ok(m) => m,
             Err(e) => {
-                let _ = fs::remove_file(&tmp);
+                let _ = self.dirs().tmp.unlink(&tmp);
                 return Err(e.into());
             }
         };
@@ -282,7 +285,7 @@ impl Folder {
             meta.mtime(),
         )]);
         if r.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = self.dirs().tmp.unlink(&tmp);
         }
         let uid = r?
             .into_iter()
@@ -293,13 +296,14 @@ impl Folder {
     }
 
     /// Moves prepared files from `tmp/` into `cur/` under the uidlist lock and
-    /// numbers them, in order. Each item: tmp path, base name, flags, other
-    /// letters, mtime.
+    /// numbers them, in order. Each item: name in `tmp/`, base name, flags,
+    /// other letters, mtime.
     pub(super) fn commit_tmp(
         &self,
-        items: Vec<(PathBuf, String, Flags, String, i64)>,
+        items: Vec<(String, String, Flags, String, i64)>,
     ) -> Result<Vec<u32>> {
         let mut st = self.lock_state();
+        let dirs = self.dirs();
         let before = st.keywords.assigned();
         let mut prepared = Vec::with_capacity(items.len());
         for (tmp, base, flags, other, mtime) in items {
@@ -307,11 +311,14 @@ impl Folder {
             prepared.push((tmp, base, flags, info, extra, mtime));
         }
         self.save_keywords_if(&mut st, before)?;
-        let _lock = dotlock::lock(&self.dir, self.lock_stale_after)?;
+        // The lock's path names the descriptor: the directories must stay
+        // open until it is released (declared first, dropped last).
+        let lock_dirs = self.dirs();
+        let _lock = dotlock::lock(&lock_dirs.dir.lock_path(), self.lock_stale_after)?;
         self.refresh_uidlist(&mut st)?;
         let first_uid = st.next_uid;
         let mut recs = Vec::new();
-        let mut done: Vec<(u32, PathBuf)> = Vec::new();
+        let mut done: Vec<(u32, String)> = Vec::new();
         let mut failure = None;
         for (tmp, base, flags, info, extra, mtime) in prepared {
             let uid = st.next_uid;
@@ -323,14 +330,13 @@ impl Folder {
                 in_new: false,
                 fname: filename::cur_name(&base, &info),
             };
-            let path = self.path_of(&loc);
-            if let Err(e) = super::super::rename_noreplace(&tmp, &path) {
+            if let Err(e) = dirs.tmp.rename_noreplace(&tmp, &dirs.cur, &loc.fname) {
                 failure = Some(e.into());
                 break;
             }
             st.next_uid = next;
-            let ino = fs::symlink_metadata(&path).map_or(0, |m| m.ino());
-            done.push((uid, path));
+            let ino = self.stat_loc(&loc).map_or(0, |m| m.ino());
+            done.push((uid, loc.fname.clone()));
             recs.push(st.place(uid, loc, flags, extra, mtime, ino));
         }
         if failure.is_none() {
@@ -342,8 +348,8 @@ impl Folder {
             // All or nothing (RFC 9051 §6.4.7): take back what was placed.
             // Nobody has seen these UIDs, so they may be handed out again.
             let uids: Vec<u32> = done.iter().map(|(u, _)| *u).collect();
-            for (_, path) in done {
-                let _ = fs::remove_file(path);
+            for (_, fname) in done {
+                let _ = self.dirs().cur.unlink(&fname);
             }
             st.remove_msgs(|u| uids.contains(&u));
             st.next_uid = first_uid;
@@ -353,7 +359,7 @@ impl Folder {
         let uids: Vec<u32> = done.into_iter().map(|(u, _)| u).collect();
         st.recent.extend_from_slice(&uids);
         if self.fsync {
-            super::super::fsync_dir(&self.dir.join("cur"))?;
+            self.dirs().cur.sync()?;
         }
         self.changed(&mut st);
         Ok(uids)
@@ -379,7 +385,7 @@ impl Folder {
                     .collect();
                 let mtime = if m.mtime == crate::store::UNKNOWN_DATE {
                     // The copy must keep INTERNALDATE: look it up now.
-                    fs::symlink_metadata(self.path_of(&m.loc)).map_or(m.mtime, |md| md.mtime())
+                    self.stat_loc(&m.loc).map_or(m.mtime, |md| md.mtime())
                 } else {
                     m.mtime
                 };
@@ -405,11 +411,17 @@ impl Folder {
         let result = (|| -> Result<()> {
             for (uid, base, loc, mut flags, other, mtime) in self.sources(uids) {
                 let fresh = filename::fresh_base_like(&base);
-                let tmp = dest.dir.join("tmp").join(&fresh);
-                let mut src = self.path_of(&loc);
+                let mut src = loc;
                 let mut ok = false;
                 for _ in 0..3 {
-                    match fs::hard_link(&src, &tmp) {
+                    // A message file that is a symlink is linked as the
+                    // link (never its target), and a symlink is never read
+                    // as a message (`Dir::open` refuses it).
+                    match self
+                        .dirs()
+                        .sub(src.in_new)
+                        .link(&src.fname, &dest.dirs().tmp, &fresh)
+                    {
                         Ok(()) => {
                             ok = true;
                             break;
@@ -420,7 +432,7 @@ impl Folder {
                                 let now = filename::split(&l.fname).1.unwrap_or("");
                                 flags.system =
                                     filename::parse_info(now, &Keywords::default()).flags.system;
-                                src = self.path_of(&l);
+                                src = l;
                             }
                             None => break,
                         },
@@ -432,27 +444,29 @@ impl Folder {
                     }
                 }
                 if ok {
-                    items.push((tmp, fresh, flags, other, mtime));
+                    items.push((fresh.clone(), fresh, flags, other, mtime));
                     src_uids.push(uid);
                 }
             }
             Ok(())
         })();
+        let dest_dirs = dest.dirs();
+        let tmp_dir = &dest_dirs.tmp;
         if let Err(e) = result {
             for (tmp, ..) in &items {
-                let _ = fs::remove_file(tmp);
+                let _ = tmp_dir.unlink(tmp);
             }
             return Err(e);
         }
-        let tmps: Vec<PathBuf> = items.iter().map(|i| i.0.clone()).collect();
+        let tmps: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
         let bytes: u64 = tmps
             .iter()
-            .filter_map(|t| fs::metadata(t).ok())
+            .filter_map(|t| tmp_dir.stat(t).ok())
             .map(|m| m.len())
             .sum();
         if let Err(e) = dest.check_quota(bytes, tmps.len() as u64) {
             for t in &tmps {
-                let _ = fs::remove_file(t);
+                let _ = tmp_dir.unlink(t);
             }
             return Err(e);
         }
@@ -463,7 +477,7 @@ impl Folder {
             }
             Err(e) => {
                 for t in tmps {
-                    let _ = fs::remove_file(t);
+                    let _ = tmp_dir.unlink(&t);
                 }
                 Err(e)
             }
@@ -494,7 +508,7 @@ impl Folder {
             filetime::set_file_handle_times(&f, None, Some(t))
         })();
         if let Err(e) = written {
-            let _ = fs::remove_file(&path);
+            let _ = dest.dirs().tmp.unlink(&path);
             return Err(e.into());
         }
         Ok(true)
@@ -520,7 +534,9 @@ impl Folder {
             planned.push((uid, base, loc, flags, info, extra, mtime, fresh));
         }
         dest.save_keywords_if(&mut dst, before)?;
-        let _lock = dotlock::lock(&dest.dir, dest.lock_stale_after)?;
+        // As in `commit_tmp`: the directories outlive the lock.
+        let lock_dirs = dest.dirs();
+        let _lock = dotlock::lock(&lock_dirs.dir.lock_path(), dest.lock_stale_after)?;
         dest.refresh_uidlist(&mut dst)?;
         let mut pairs = Vec::new();
         let mut recs = Vec::new();
@@ -531,10 +547,14 @@ impl Folder {
                 in_new: false,
                 fname: filename::cur_name(&fresh, &info),
             };
-            let mut from = self.path_of(&loc);
+            let mut from = loc;
             let mut ok = false;
             for _ in 0..3 {
-                match super::super::rename_noreplace(&from, &dest.path_of(&to)) {
+                match self.dirs().sub(from.in_new).rename_noreplace(
+                    &from.fname,
+                    dest.dirs().sub(to.in_new),
+                    &to.fname,
+                ) {
                     Ok(()) => {
                         ok = true;
                         break;
@@ -564,7 +584,7 @@ impl Folder {
                                 break;
                             }
                             to.fname = filename::cur_name(&fresh, &info);
-                            from = self.path_of(&l);
+                            from = l;
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -593,7 +613,7 @@ impl Folder {
             }
             let new_uid = dst.next_uid;
             dst.next_uid = dst.next_uid.saturating_add(1);
-            let ino = fs::symlink_metadata(dest.path_of(&to)).map_or(0, |m| m.ino());
+            let ino = dest.stat_loc(&to).map_or(0, |m| m.ino());
             recs.push(dst.place(new_uid, to, flags, extra, mtime, ino));
             dst.recent.push(new_uid);
             pairs.push((uid, new_uid));
@@ -602,8 +622,8 @@ impl Folder {
         let wrote = dest.write_records(&mut dst, recs.iter().map(Record::line));
         drop(_lock);
         if dest.fsync {
-            super::super::fsync_dir(&dest.dir.join("cur"))?;
-            super::super::fsync_dir(&self.dir.join("cur"))?;
+            dest.dirs().cur.sync()?;
+            self.dirs().cur.sync()?;
         }
         if !pairs.is_empty() {
             dest.changed(&mut dst);
