@@ -60,6 +60,7 @@ pub async fn run(cfg: Config, on_ready: impl FnOnce()) -> io::Result<()> {
     let limiter = Arc::new(Limiter::new(
         cfg.limits.max_connections,
         cfg.limits.max_connections_per_ip,
+        cfg.limits.max_unauthenticated,
     ));
 
     let mut listeners = Vec::new();
@@ -162,16 +163,17 @@ async fn accept_loop(
         // here on it is a.b.c.d, so that it has one per-IP bucket whichever listener it
         // used, and the log (fail2ban bans `rip=`) names the address its packets carry.
         let remote = canonical(remote);
-        let Some(slot) = limiter.admit(remote.ip()) else {
-            tracing::warn!(rip = %remote.ip(), "connection refused: too many connections");
+        // Refusals are logged by the limiter, once a minute at most.
+        let Ok(mut slot) = limiter.admit(remote.ip()) else {
             tokio::spawn(refuse(stream));
             continue;
         };
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            serve_connection(stream, remote, implicit_tls, shared, tls).await;
+            let preauth = slot.unauthenticated();
+            serve_connection(stream, remote, implicit_tls, shared, tls, preauth).await;
+            drop(slot);
         });
     }
 }
@@ -190,6 +192,7 @@ async fn serve_connection(
     implicit_tls: bool,
     shared: Arc<Shared>,
     tls: Option<Arc<TlsState>>,
+    preauth: Option<super::limits::Unauthenticated>,
 ) {
     tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "imap connect");
     let tcp = Some(std::os::fd::AsRawFd::as_raw_fd(&stream));
@@ -205,7 +208,7 @@ async fn serve_connection(
     } else {
         Box::new(stream)
     };
-    let session = Session::new(
+    let mut session = Session::new(
         io,
         shared,
         ConnInfo {
@@ -214,6 +217,9 @@ async fn serve_connection(
             tcp,
         },
     );
+    if let Some(p) = preauth {
+        session.hold_until_login(Box::new(p));
+    }
     session.run().await;
     tracing::info!(rip = %remote.ip(), rport = remote.port(), "imap disconnect");
 }

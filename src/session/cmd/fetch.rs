@@ -5,17 +5,27 @@
 //! `FETCH 1:*` over a large mailbox streams with bounded memory. ENVELOPE,
 //! BODY and BODYSTRUCTURE come from the store's cache when present, so a
 //! warm `FETCH 1:* (FLAGS ENVELOPE)` opens no message file.
+//!
+//! Memory per connection is bounded whatever the message sizes and however
+//! slowly the client reads (issue 15): a chunk stops rendering once its
+//! output passes its share of [`IN_FLIGHT`], and a message bigger than
+//! [`BIG`] that must be read whole is rendered by itself, one at a time,
+//! with its whole or text bodies left as holes that `fetch_stream` fills
+//! from the file a piece at a time as the socket takes them. Sections that
+//! need the MIME structure (`BODY[1.2]`, `BINARY[1]`, a cold
+//! BODYSTRUCTURE) are still rendered in memory, for that one message.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::TimeZone;
 
+use super::fetch_stream::{self, FileLiteral, Scan};
 use crate::flags::{Flag, FlagOp, Flags, sys};
 use crate::mime::{BinaryError, Message};
 use crate::proto::{FetchAttr, Section, SectionText, SequenceSet, encode};
 use crate::session::{CmdResult, Session, State, Status, blocking};
-use crate::store::{CacheField, Folder, MessageMeta, StoreError};
+use crate::store::{CacheField, Folder, MessageFile, MessageMeta, StoreError};
 
 /// Messages rendered per blocking task (for items without whole bodies):
 /// enough that handing a chunk to the blocking pool costs little next to
@@ -35,7 +45,21 @@ const INLINE_MAX: usize = 8;
 /// ...as long as every message whose file must be read whole is known to
 /// be at most this big: parsing or copying a 30 MB message is work for the
 /// blocking pool, not for a runtime thread.
-const INLINE_BYTES: u64 = 256 * 1024;
+const INLINE_BYTES: u64 = BIG;
+
+/// A message whose file is longer than this, when an item needs it whole,
+/// is rendered by itself (one at a time per connection), and its whole or
+/// text bodies are sent from the file in pieces (`fetch_stream`). Smaller
+/// ones are read whole and rendered in chunks, several chunks at once.
+/// 256 KiB: most mail is smaller (a few KiB to a few tens), so chunks keep
+/// their speed, while a chunk's messages stay a few MiB at most.
+const BIG: u64 = 256 * 1024;
+
+/// Rendered output a FETCH may hold beyond the session's output buffer:
+/// chunks finished while the client reads slowly wait with their output,
+/// so each chunk stops rendering once past its share of this (a chunk of
+/// 1,024 cached ENVELOPEs is about 400 KiB, under the smallest share).
+const IN_FLIGHT: usize = 8 << 20;
 
 /// Items that put a whole message or part body into the response.
 fn sends_body(item: &FetchAttr) -> bool {
@@ -58,6 +82,7 @@ pub fn flags_string(flags: &Flags, recent: bool) -> String {
 }
 
 /// One message to render.
+#[derive(Clone, Copy)]
 struct Target {
     seq: u32,
     uid: u32,
@@ -131,12 +156,13 @@ pub async fn fetch(
     if targets.len() <= INLINE_MAX {
         // Never held across an await (the scope is thread-local).
         let inline = match crate::session::nowait_scope() {
-            Some(_scope) => render_chunk(&folder, &targets, &items, Some(INLINE_BYTES))?,
+            Some(_scope) => render_chunk(&folder, &targets, &items, Mode::INLINE)?,
             None => None,
         };
-        if let Some((bytes, missing)) = inline {
-            s.out.extend_from_slice(&bytes);
-            return Ok(fetch_status(missing));
+        // Messages that must be read whole are small here: all rendered.
+        if let Some(r) = inline.filter(|r| r.done == targets.len() && r.holes.is_empty()) {
+            s.out.extend_from_slice(&r.bytes);
+            return Ok(fetch_status(r.gone));
         }
     }
     // Chunks render in parallel on the blocking pool (reading and parsing
@@ -152,29 +178,50 @@ pub async fn fetch(
     } else {
         (crate::session::cpus() * 4).clamp(4, 16)
     };
+    let pooled = Mode {
+        size_limit: None,
+        alone: false,
+        max_out: (IN_FLIGHT / workers).max(BIG as usize),
+        big: BIG,
+    };
     let mut pending: VecDeque<RenderTask> = VecDeque::new();
     let mut iter = targets.into_iter().peekable();
     loop {
         while pending.len() < workers && iter.peek().is_some() {
             let chunk: Vec<Target> = iter.by_ref().take(chunk_len).collect();
-            let f = folder.clone();
-            let it = items.clone();
-            pending.push_back(tokio::task::spawn_blocking(move || {
-                render_chunk(&f, &chunk, &it, None)
-            }));
+            pending.push_back(spawn_render(&folder, &items, chunk, pooled));
         }
         let Some(task) = pending.pop_front() else {
             break;
         };
-        let (bytes, missing) = task
+        let (r, chunk) = task
             .await
-            .map_err(|e| Status::server_bug("FETCH task failed", &e))??
-            .unwrap_or_default();
-        gone += missing;
-        s.out.extend_from_slice(&bytes);
-        s.maybe_flush()
-            .await
-            .map_err(|_| Status::bad("Connection lost."))?;
+            .map_err(|e| Status::server_bug("FETCH task failed", &e))??;
+        gone += r.gone;
+        let (done, big_next) = (r.done, r.big_next);
+        emit(s, r).await?;
+        let mut rest = chunk.get(done..).unwrap_or_default().to_vec();
+        if big_next && !rest.is_empty() {
+            // A big message: rendered by itself while the chunks after it
+            // go on rendering (each a bounded amount), and sent before them.
+            let one = vec![rest.remove(0)];
+            let (r, _) = spawn_render(&folder, &items, one, Mode::ALONE)
+                .await
+                .map_err(|e| Status::server_bug("FETCH task failed", &e))??;
+            if r.done != 1 {
+                return Err(Status::server_bug(
+                    "FETCH",
+                    &"a big message was not rendered",
+                ));
+            }
+            gone += r.gone;
+            emit(s, r).await?;
+        }
+        if !rest.is_empty() {
+            // The rest of a chunk that stopped early comes before the
+            // chunks in flight.
+            pending.push_front(spawn_render(&folder, &items, rest, pooled));
+        }
     }
     Ok(fetch_status(gone))
 }
@@ -194,8 +241,95 @@ fn fetch_status(gone: usize) -> Status {
     Status::ok("FETCH completed.")
 }
 
-/// A chunk being rendered: its response bytes and how many messages were gone.
-type RenderTask = tokio::task::JoinHandle<Result<Option<(Vec<u8>, usize)>, Status>>;
+/// A chunk being rendered, and its targets (for the part it leaves).
+type RenderTask = tokio::task::JoinHandle<Result<(Rendered, Vec<Target>), Status>>;
+
+fn spawn_render(
+    folder: &Arc<Folder>,
+    items: &Arc<Vec<FetchAttr>>,
+    chunk: Vec<Target>,
+    mode: Mode,
+) -> RenderTask {
+    let f = folder.clone();
+    let it = items.clone();
+    tokio::task::spawn_blocking(move || {
+        let r = render_chunk(&f, &chunk, &it, mode)?
+            .ok_or_else(|| Status::server_bug("FETCH", &"a chunk rendered nothing"))?;
+        Ok((r, chunk))
+    })
+}
+
+/// Queues a rendered chunk for the client, filling its holes from the
+/// message files; writes to the socket whenever the output buffer is full.
+async fn emit(s: &mut Session, r: Rendered) -> Result<(), Status> {
+    let lost = |_| Status::bad("Connection lost.");
+    if r.holes.is_empty() {
+        s.out.extend_from_slice(&r.bytes);
+    } else {
+        let mut at = 0;
+        for (pos, lit) in r.holes {
+            s.out
+                .extend_from_slice(r.bytes.get(at..pos).unwrap_or_default());
+            at = pos;
+            s.maybe_flush().await.map_err(lost)?;
+            fetch_stream::send(s, lit).await.map_err(lost)?;
+        }
+        s.out
+            .extend_from_slice(r.bytes.get(at..).unwrap_or_default());
+    }
+    s.maybe_flush().await.map_err(lost)
+}
+
+/// How [`render_chunk`] renders.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// Render nothing (`None`) when a file that may have to be read whole
+    /// is bigger than this or of unknown size (the inline path).
+    size_limit: Option<u64>,
+    /// The chunk is one big message, rendered by itself: its whole and text
+    /// bodies become holes, filled from the file as they are sent.
+    alone: bool,
+    /// Stop before the next message once the output is this long.
+    max_out: usize,
+    /// Messages bigger than this are big ([`BIG`]; smaller in tests).
+    big: u64,
+}
+
+impl Mode {
+    const INLINE: Mode = Mode {
+        size_limit: Some(INLINE_BYTES),
+        alone: false,
+        max_out: usize::MAX,
+        big: BIG,
+    };
+    const ALONE: Mode = Mode {
+        size_limit: None,
+        alone: true,
+        max_out: usize::MAX,
+        big: BIG,
+    };
+    /// One chunk rendered whole, as by the blocking pool (tests).
+    #[cfg(test)]
+    const WHOLE: Mode = Mode {
+        size_limit: None,
+        alone: false,
+        max_out: usize::MAX,
+        big: BIG,
+    };
+}
+
+/// A rendered chunk (or its first part).
+struct Rendered {
+    bytes: Vec<u8>,
+    /// Literals sent from files: where each goes in `bytes`, in order.
+    holes: Vec<(usize, FileLiteral)>,
+    /// Messages gone (expunged meanwhile), not rendered.
+    gone: usize,
+    /// Messages of the chunk dealt with; the caller renders the rest.
+    done: usize,
+    /// The message at `done` is big: the caller renders it alone.
+    big_next: bool,
+}
 
 /// Items whose rendering may read a message file whole.
 fn reads_whole(item: &FetchAttr) -> bool {
@@ -209,18 +343,16 @@ fn reads_whole(item: &FetchAttr) -> bool {
         )
 }
 
-/// Renders a chunk; also returns how many messages could not be rendered
-/// because they are gone. With `size_limit`, renders nothing (`None`) when
-/// a file that may have to be read whole is bigger than that, or of
-/// unknown size.
+/// Renders a chunk, or its first part (see [`Mode`] and [`Rendered`]),
+/// counting the messages that could not be rendered because they are gone.
 fn render_chunk(
     folder: &Folder,
     chunk: &[Target],
     items: &[FetchAttr],
-    size_limit: Option<u64>,
-) -> Result<Option<(Vec<u8>, usize)>, Status> {
+    mode: Mode,
+) -> Result<Option<Rendered>, Status> {
     let uids: Vec<u32> = chunk.iter().map(|t| t.uid).collect();
-    if let Some(limit) = size_limit
+    if let Some(limit) = mode.size_limit
         && items.iter().any(reads_whole)
     {
         let big =
@@ -272,10 +404,17 @@ fn render_chunk(
         })
         .collect();
     let mut out = Vec::with_capacity(chunk.len() * 128);
+    let mut holes = Vec::new();
     let mut gone = 0;
+    let mut done = chunk.len();
+    let mut big_next = false;
     // All that is known of an expunged message without its file: its UID.
     let uid_only = items.iter().all(|i| *i == FetchAttr::Uid);
     for (k, (t, meta)) in chunk.iter().zip(&metas).enumerate() {
+        if k > 0 && out.len() >= mode.max_out {
+            done = k;
+            break;
+        }
         let pre = Cached {
             envelope: envelope[k].take(),
             structure: structure[k].take(),
@@ -290,17 +429,72 @@ fn render_chunk(
             }
             continue;
         };
-        let mark = out.len();
-        match render_one(&mut out, folder, meta, t, items, &labels, pre) {
+        let mark = (out.len(), holes.len());
+        let to = Sink {
+            out: &mut out,
+            holes: &mut holes,
+        };
+        match render_one(to, folder, meta, t, items, &labels, pre, mode) {
             Ok(()) => {}
             Err(RenderError::Gone) => {
-                out.truncate(mark);
+                out.truncate(mark.0);
+                holes.truncate(mark.1);
                 gone += 1;
+            }
+            Err(RenderError::Big) => {
+                out.truncate(mark.0);
+                holes.truncate(mark.1);
+                done = k;
+                big_next = true;
+                break;
             }
             Err(RenderError::Status(st)) => return Err(st),
         }
     }
-    Ok(Some((out, gone)))
+    Ok(Some(Rendered {
+        bytes: out,
+        holes,
+        gone,
+        done,
+        big_next,
+    }))
+}
+
+/// Where [`render_one`] renders to: the chunk's bytes, and the literals
+/// left to be sent from files.
+struct Sink<'a> {
+    out: &'a mut Vec<u8>,
+    holes: &'a mut Vec<(usize, FileLiteral)>,
+}
+
+/// `{n}\r\n` for a literal sent from a file, and a hole where it goes.
+fn file_literal(out: &mut Vec<u8>, holes: &mut Vec<(usize, FileLiteral)>, lit: FileLiteral) {
+    use std::io::Write;
+    let _ = write!(out, "{{{}}}\r\n", lit.len);
+    holes.push((out.len(), lit));
+}
+
+/// The literal of `size` bytes of the file from `start`, cut as
+/// [`partial_slice`] cuts.
+fn window(
+    file: &Arc<MessageFile>,
+    start: u64,
+    size: u64,
+    partial: Option<(u32, u32)>,
+) -> FileLiteral {
+    let (skip, len) = match partial {
+        None => (0, size),
+        Some((off, len)) => {
+            let skip = u64::from(off).min(size);
+            (skip, u64::from(len).min(size - skip))
+        }
+    };
+    FileLiteral {
+        file: file.clone(),
+        start,
+        skip,
+        len,
+    }
 }
 
 /// What the cache held for one message, looked up for the whole chunk.
@@ -314,6 +508,9 @@ struct Cached {
 enum RenderError {
     /// The file vanished while we rendered: skip this message.
     Gone,
+    /// The message must be read whole and is too big to be, here: the
+    /// caller renders it alone.
+    Big,
     Status(Status),
 }
 
@@ -343,9 +540,25 @@ struct Lazy<'a> {
     msg: Option<Message>,
     /// Parsed from the header block alone (no body).
     header: Option<Message>,
+    /// A big message rendered alone: whole and text bodies are sent from
+    /// the file, never read whole.
+    stream: bool,
+    /// Its file, open, and what a pass over it told.
+    file: Option<(Arc<MessageFile>, Scan)>,
 }
 
 impl Lazy<'_> {
+    /// The open file of a big message and its sizes, found once.
+    fn scanned(&mut self) -> Result<(Arc<MessageFile>, Scan), RenderError> {
+        if let Some((f, scan)) = &self.file {
+            return Ok((f.clone(), *scan));
+        }
+        let f = Arc::new(self.folder.open_message(self.uid)?);
+        let scan = fetch_stream::scan(&f).map_err(StoreError::Io)?;
+        self.file = Some((f.clone(), scan));
+        Ok((f, scan))
+    }
+
     /// The message file as stored, read once.
     fn raw(&mut self) -> Result<&[u8], RenderError> {
         if self.raw.is_none() {
@@ -568,21 +781,50 @@ fn structure_of(
     Ok(())
 }
 
+/// Renders one message's response. A message that must be read whole and
+/// is bigger than [`BIG`] gives [`RenderError::Big`] unless rendered alone;
+/// alone, its whole and text bodies become holes in `to`.
+#[allow(clippy::too_many_arguments)]
 fn render_one(
-    out: &mut Vec<u8>,
+    to: Sink<'_>,
     folder: &Folder,
     meta: &MessageMeta,
     t: &Target,
     items: &[FetchAttr],
     labels: &[String],
     mut pre: Cached,
+    mode: Mode,
 ) -> Result<(), RenderError> {
     use std::io::Write;
+    let Sink { out, holes } = to;
+    // Must the file be read whole, and is it too big for that?
+    let needs_whole = items.iter().any(|i| match i {
+        FetchAttr::Rfc822Size => meta.size.is_none(),
+        FetchAttr::BodyStructure => pre.structure.is_none(),
+        FetchAttr::Body => pre.body.is_none(),
+        FetchAttr::BinarySize { .. } => true,
+        i => sends_body(i),
+    });
+    let mut raw = None;
+    let mut stream = false;
+    if needs_whole {
+        match meta.size {
+            Some(size) => stream = size > mode.big,
+            // One open: read whole when small, else not at all.
+            None => match folder.read_message_within(t.uid, mode.big)? {
+                Some(r) => raw = Some(r),
+                None => stream = true,
+            },
+        }
+    }
+    if stream && !mode.alone {
+        return Err(RenderError::Big);
+    }
     let _ = write!(out, "* {} FETCH (", t.seq);
     // Whether some item reads the whole file anyway: then header items
     // take their header from it rather than reading the file twice.
     let whole = items.iter().any(|i| match i {
-        FetchAttr::Rfc822Size => meta.size.is_none(),
+        FetchAttr::Rfc822Size => meta.size.is_none() && !stream,
         FetchAttr::BodyStructure => pre.structure.is_none(),
         FetchAttr::Body => pre.body.is_none(),
         _ => false,
@@ -591,10 +833,12 @@ fn render_one(
         folder,
         uid: t.uid,
         whole,
-        raw: None,
+        raw,
         head: None,
         msg: None,
         header: None,
+        stream,
+        file: None,
     };
     let mut first = true;
     let mut wrote_flags = false;
@@ -623,6 +867,7 @@ fn render_one(
             FetchAttr::Rfc822Size => {
                 let size = match meta.size {
                     Some(s) => s,
+                    None if lazy.stream => lazy.scanned()?.1.total,
                     None => lazy.size()?,
                 };
                 let _ = write!(out, "RFC822.SIZE {size}");
@@ -668,7 +913,12 @@ fn render_one(
             }
             FetchAttr::Rfc822 => {
                 out.extend_from_slice(b"RFC822 ");
-                literal(out, &whole_message(&mut lazy)?);
+                if lazy.stream {
+                    let (f, scan) = lazy.scanned()?;
+                    file_literal(out, holes, window(&f, 0, scan.total, None));
+                } else {
+                    literal(out, &whole_message(&mut lazy)?);
+                }
             }
             FetchAttr::Rfc822Header => {
                 out.extend_from_slice(b"RFC822.HEADER ");
@@ -677,6 +927,11 @@ fn render_one(
                     text: Some(SectionText::Header),
                 };
                 literal(out, &lazy.header()?.section(&sec));
+            }
+            FetchAttr::Rfc822Text if lazy.stream => {
+                out.extend_from_slice(b"RFC822.TEXT ");
+                let (f, scan) = lazy.scanned()?;
+                file_literal(out, holes, window(&f, scan.body_start, scan.text, None));
             }
             FetchAttr::Rfc822Text => {
                 out.extend_from_slice(b"RFC822.TEXT ");
@@ -690,6 +945,18 @@ fn render_one(
                 section, partial, ..
             } => {
                 out.extend_from_slice(label.as_bytes());
+                if lazy.stream
+                    && section.part.is_empty()
+                    && matches!(section.text, None | Some(SectionText::Text))
+                {
+                    let (f, scan) = lazy.scanned()?;
+                    let lit = match section.text {
+                        None => window(&f, 0, scan.total, *partial),
+                        _ => window(&f, scan.body_start, scan.text, *partial),
+                    };
+                    file_literal(out, holes, lit);
+                    continue;
+                }
                 if section.part.is_empty() && section.text.is_none() && lazy.msg.is_none() {
                     // The whole message needs no MIME parse, only CRLF.
                     let data = whole_message(&mut lazy)?;
@@ -717,6 +984,22 @@ fn render_one(
                     literal(out, partial_slice(&data, *partial));
                 }
             }
+            FetchAttr::Binary { part, partial, .. } if lazy.stream && part.is_empty() => {
+                let (f, scan) = lazy.scanned()?;
+                let lit = window(&f, 0, scan.total, *partial);
+                out.extend_from_slice(b"BINARY[]");
+                if let Some((off, _)) = partial {
+                    let _ = write!(out, "<{off}>");
+                }
+                out.push(b' ');
+                let nul = scan.has_nul
+                    && (partial.is_none()
+                        || fetch_stream::window_has_nul(&lit).map_err(StoreError::Io)?);
+                if nul {
+                    out.push(b'~');
+                }
+                file_literal(out, holes, lit);
+            }
             FetchAttr::Binary { part, partial, .. } => {
                 let spec: Vec<String> = part.iter().map(|p| p.to_string()).collect();
                 let data = binary_of(lazy.get()?, part)?;
@@ -731,6 +1014,9 @@ fn render_one(
                     out.push(b'~');
                 }
                 literal(out, data);
+            }
+            FetchAttr::BinarySize { part } if lazy.stream && part.is_empty() => {
+                let _ = write!(out, "BINARY.SIZE[] {}", lazy.scanned()?.1.total);
             }
             FetchAttr::BinarySize { part } => {
                 let spec: Vec<String> = part.iter().map(|p| p.to_string()).collect();
@@ -836,9 +1122,10 @@ mod tests {
         // FETCH_COST_OUT: where to write the responses, to compare builds.
         let mut all = Vec::new();
         for chunk in targets.chunks(CHUNK) {
-            let (out, gone) = render_chunk(&folder, chunk, &items, None)
+            let r = render_chunk(&folder, chunk, &items, Mode::WHOLE)
                 .unwrap_or_else(|_| panic!())
                 .unwrap();
+            let (out, gone) = (r.bytes, r.gone);
             assert_eq!(gone, 0);
             bytes += out.len();
             all.extend_from_slice(&out);
@@ -938,14 +1225,15 @@ mod tests {
                     let f = temp_store(d.path()).open_folder("INBOX").unwrap();
                     let _ = std::fs::remove_file(d.path().join("nestbox.cache"));
                     let target = Target { ..target };
-                    let (out, gone) = if in_scope {
+                    let r = if in_scope {
                         let _s = crate::store::nowait::Scope::enter(|f| f());
-                        render_chunk(&f, &[target], &items, None)
+                        render_chunk(&f, &[target], &items, Mode::WHOLE)
                     } else {
-                        render_chunk(&f, &[target], &items, None)
+                        render_chunk(&f, &[target], &items, Mode::WHOLE)
                     }
                     .unwrap_or_else(|_| panic!())
                     .unwrap();
+                    let (out, gone) = (r.bytes, r.gone);
                     assert_eq!(gone, 0);
                     assert_eq!(
                         String::from_utf8_lossy(&out),
@@ -995,7 +1283,11 @@ mod tests {
         let flags = [FetchAttr::Uid, FetchAttr::Flags];
         let render = |t: Target, items: &[FetchAttr], limit: u64| {
             let _s = crate::store::nowait::Scope::enter(|f| f());
-            render_chunk(&folder, &[t], items, Some(limit)).unwrap_or_else(|_| panic!())
+            let mode = Mode {
+                size_limit: Some(limit),
+                ..Mode::INLINE
+            };
+            render_chunk(&folder, &[t], items, mode).unwrap_or_else(|_| panic!())
         };
         assert!(render(target(1), &whole, 2016).is_some());
         assert!(render(target(1), &whole, 2015).is_none());
@@ -1006,12 +1298,188 @@ mod tests {
         assert!(render(target(2), &flags, 0).is_some());
         // Once the pool has read it, its size is known.
         assert!(
-            render_chunk(&folder, &[target(2)], &whole, None)
+            render_chunk(&folder, &[target(2)], &whole, Mode::WHOLE)
                 .unwrap_or_else(|_| panic!())
                 .is_some()
         );
-        let (out, _) = render(target(2), &whole, 2016).unwrap();
+        let out = render(target(2), &whole, 2016).unwrap().bytes;
         assert!(String::from_utf8_lossy(&out).contains("RFC822.SIZE 2016"));
+    }
+
+    /// A rendered chunk with its holes filled from the files as the session
+    /// does, in pieces of `piece` bytes (small, to cross every boundary).
+    fn filled(r: Rendered, piece: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (pos, lit) in r.holes {
+            out.extend_from_slice(&r.bytes[at..pos]);
+            at = pos;
+            let mut conv = fetch_stream::Converter::new(&lit);
+            let mut buf = vec![0u8; piece];
+            while conv.left > 0 {
+                let n = fetch_stream::read_full(&lit.file, &mut buf, conv.off).unwrap();
+                assert!(n > 0, "the file ended inside its literal");
+                conv.feed(&buf[..n], &mut out);
+            }
+        }
+        out.extend_from_slice(&r.bytes[at..]);
+        out
+    }
+
+    /// Bodies sent from the file give exactly the bytes of the in-memory
+    /// rendering, for every streamed item, with and without partial ranges,
+    /// over messages with LF, CRLF, lone CRs, NULs, no header end, an empty
+    /// header, and random mixtures of those; and a message that is big in
+    /// a chunk stops the chunk there.
+    #[test]
+    fn bodies_from_the_file_match_the_message_in_memory() {
+        let d = tempfile::tempdir().unwrap();
+        let store = temp_store(d.path());
+        let cur = d.path().join("cur");
+        let mut msgs: Vec<Vec<u8>> = [
+            &b"Subject: a\n\nline one\nline two\n"[..],
+            b"Subject: a\r\n\r\nline one\r\nline two\r\n",
+            b"Subject: mixed\r\nX: y\n\r\nbody\r\n\nmore\n\r\r\n\rx",
+            b"no header end at all\nsecond line\n",
+            b"\nstarts with a blank line\n",
+            b"\r\nstarts with a CRLF blank line\n",
+            b"\r\r\nodd\n\n",
+            b"a\n\r",
+            b"a\n",
+            b"\n",
+            b"\r",
+            b"x",
+            b"Subject: nul\n\nbin\0ary\n\0",
+        ]
+        .iter()
+        .map(|m| m.to_vec())
+        .collect();
+        // Random ones, from the bytes that matter.
+        let mut seed = 0x2545_f491_u64;
+        for _ in 0..150 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 33) as usize % 200;
+            let m: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    b"a:  \r\n\n\0"[(seed >> 40) as usize % 8]
+                })
+                .collect();
+            msgs.push(m);
+        }
+        for (i, m) in msgs.iter().enumerate() {
+            // No sizes in the names: found by the scan.
+            std::fs::write(cur.join(format!("{}.M{i}P1.host:2,", 1000 + i)), m).unwrap();
+        }
+        let folder = store.open_folder("INBOX").unwrap();
+        assert_eq!(folder.messages().len(), msgs.len());
+        let sec = |text: Option<SectionText>, partial| FetchAttr::BodySection {
+            peek: true,
+            section: Section { part: vec![], text },
+            partial,
+        };
+        let item_lists: Vec<Vec<FetchAttr>> = vec![
+            vec![sec(None, None)],
+            vec![sec(Some(SectionText::Text), None)],
+            vec![
+                FetchAttr::Rfc822,
+                FetchAttr::Rfc822Text,
+                FetchAttr::Rfc822Size,
+            ],
+            vec![
+                FetchAttr::Binary {
+                    peek: true,
+                    part: vec![],
+                    partial: None,
+                },
+                FetchAttr::BinarySize { part: vec![] },
+            ],
+            vec![
+                sec(None, Some((3, 10))),
+                sec(Some(SectionText::Text), Some((0, 5))),
+                sec(None, Some((1000, 5))),
+                sec(Some(SectionText::Text), Some((2, 1))),
+                FetchAttr::Binary {
+                    peek: true,
+                    part: vec![],
+                    partial: Some((2, 100)),
+                },
+            ],
+            // Streamed and in-memory items of the same message together.
+            vec![
+                FetchAttr::Uid,
+                sec(Some(SectionText::Header), None),
+                sec(None, None),
+                FetchAttr::BodyStructure,
+                sec(Some(SectionText::Text), None),
+            ],
+        ];
+        let streamed = Mode {
+            big: 0,
+            ..Mode::ALONE
+        };
+        for items in &item_lists {
+            for (i, m) in msgs.iter().enumerate() {
+                let t = Target {
+                    seq: i as u32 + 1,
+                    uid: folder.messages()[i].uid,
+                    recent: false,
+                    add_flags: false,
+                };
+                let want = render_chunk(&folder, &[t], items, Mode::WHOLE)
+                    .unwrap_or_else(|_| panic!())
+                    .unwrap();
+                assert!(want.holes.is_empty());
+                let got = render_chunk(&folder, &[t], items, streamed)
+                    .unwrap_or_else(|_| panic!())
+                    .unwrap();
+                assert_eq!(got.done, 1);
+                assert!(!m.is_empty() || got.holes.is_empty());
+                if !m.is_empty() && items.iter().any(sends_body) {
+                    assert!(!got.holes.is_empty(), "streamed: {items:?}");
+                }
+                for piece in [1, 2, 3, 64 * 1024] {
+                    let got = render_chunk(&folder, &[t], items, streamed)
+                        .unwrap_or_else(|_| panic!())
+                        .unwrap();
+                    assert_eq!(
+                        String::from_utf8_lossy(&filled(got, piece)),
+                        String::from_utf8_lossy(&want.bytes),
+                        "message {m:?}, items {items:?}, pieces of {piece}"
+                    );
+                }
+            }
+        }
+        // In a chunk that may not stream, a big message ends the chunk.
+        let chunk: Vec<Target> = (0..3)
+            .map(|i| Target {
+                seq: i + 1,
+                uid: folder.messages()[i as usize].uid,
+                recent: false,
+                add_flags: false,
+            })
+            .collect();
+        let pooled = Mode {
+            big: 20,
+            ..Mode::WHOLE
+        };
+        let r = render_chunk(&folder, &chunk, &item_lists[0], pooled)
+            .unwrap_or_else(|_| panic!())
+            .unwrap();
+        // Message 1 is 31 bytes: big at 20.
+        assert_eq!((r.done, r.big_next), (0, true));
+        assert!(r.bytes.is_empty() && r.holes.is_empty());
+        let small = Mode {
+            big: 1000,
+            max_out: 10,
+            ..Mode::WHOLE
+        };
+        let r = render_chunk(&folder, &chunk, &item_lists[0], small)
+            .unwrap_or_else(|_| panic!())
+            .unwrap();
+        assert_eq!((r.done, r.big_next), (1, false), "stops past max_out");
     }
 
     /// Selecting common fields from the cached digest gives exactly what
