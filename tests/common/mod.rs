@@ -65,6 +65,8 @@ pub struct Options {
     pub max_literal_bytes: Option<u64>,
     /// `limits.login_timeout`, e.g. `"2s"` (nestbox only).
     pub login_timeout: Option<&'static str>,
+    /// More `[limits]` lines, e.g. `"max_unauthenticated = 3\n"` (nestbox only).
+    pub extra_limits: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             seed_maildir: None,
             max_literal_bytes: None,
             login_timeout: None,
+            extra_limits: None,
         }
     }
 }
@@ -527,8 +530,11 @@ maildir = "{dir}/mail/%u/Maildir"
         dir = dir.display(),
         plain = o.plaintext_on_loopback,
     );
-    if o.max_literal_bytes.is_some() || o.login_timeout.is_some() {
+    if o.max_literal_bytes.is_some() || o.login_timeout.is_some() || o.extra_limits.is_some() {
         cfg.push_str("[limits]\n");
+    }
+    if let Some(lines) = o.extra_limits {
+        cfg.push_str(lines);
     }
     if let Some(t) = o.login_timeout {
         cfg.push_str(&format!("login_timeout = \"{t}\"\n"));
