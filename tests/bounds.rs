@@ -377,3 +377,47 @@ fn connections_not_logged_in_are_capped_and_logged_once() {
         lines[0]
     );
 }
+
+/// A client that keeps sending commands and never reads the answers: once its answers
+/// fill the socket, the server stops reading its commands (the client's writes block),
+/// and holds no more than its output buffer meanwhile.
+#[test]
+fn a_client_that_never_reads_is_not_read_from_either() {
+    if Kind::from_env() == Kind::Dovecot {
+        return; // nestbox's bound.
+    }
+    let server = TestServer::start();
+    let pid = server.pid().expect("pid");
+    let mut c = Conn::logged_in(&server);
+    let before = rss_kib(pid);
+    let block = "n NOOP\r\n".repeat(8192);
+    c.w.set_nonblocking(true).expect("nonblocking");
+    let mut sent = 0usize;
+    let mut stuck_since: Option<Instant> = None;
+    let start = Instant::now();
+    loop {
+        match c.w.write(block.as_bytes()) {
+            Ok(n) => {
+                sent += n;
+                stuck_since = None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let since = *stuck_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60) && sent < 512 << 20,
+            "the server keeps reading commands whose answers nobody reads ({sent} bytes sent)"
+        );
+    }
+    let after = rss_kib(pid);
+    eprintln!(
+        "{sent} bytes of commands taken before the server stopped reading; RSS {before} -> {after} KiB"
+    );
+    assert!(after < before + 16 * 1024, "RSS {before} -> {after} KiB");
+}
