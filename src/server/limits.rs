@@ -189,12 +189,21 @@ impl Limiter {
             Refusal::Unauthenticated => self.max_unauthenticated,
         };
         let earlier = std::mem::take(&mut bite.unlogged);
+        let first = bite.last.is_none();
         bite.last = Some(now);
-        tracing::warn!(
-            rip = %ip,
-            "connection refused: {} = {value} reached; {earlier} more refused since the last report (logged at most once a minute)",
-            why.key(),
-        );
+        if first {
+            tracing::warn!(
+                rip = %ip,
+                "connection refused: {} = {value} reached (logged at most once a minute)",
+                why.key(),
+            );
+        } else {
+            tracing::warn!(
+                rip = %ip,
+                "connection refused: {} = {value} reached; {earlier} more refused since the last report",
+                why.key(),
+            );
+        }
     }
 }
 

@@ -7,8 +7,9 @@
 //! warm `FETCH 1:* (FLAGS ENVELOPE)` opens no message file.
 //!
 //! Memory per connection is bounded whatever the message sizes and however
-//! slowly the client reads (issue 15): a chunk stops rendering once its
-//! output passes its share of [`IN_FLIGHT`], and a message bigger than
+//! slowly the client reads (issue 15): chunks stop rendering once their
+//! output not yet sent passes [`IN_FLIGHT_PER_CHUNK`] per chunk in flight,
+//! and a message bigger than
 //! [`BIG`] that must be read whole is rendered by itself, one at a time,
 //! with its whole or text bodies left as holes that `fetch_stream` fills
 //! from the file a piece at a time as the socket takes them. Sections that
@@ -17,6 +18,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::TimeZone;
 
@@ -55,11 +57,20 @@ const INLINE_BYTES: u64 = BIG;
 /// their speed, while a chunk's messages stay a few MiB at most.
 const BIG: u64 = 256 * 1024;
 
-/// Rendered output a FETCH may hold beyond the session's output buffer:
-/// chunks finished while the client reads slowly wait with their output,
-/// so each chunk stops rendering once past its share of this (a chunk of
-/// 1,024 cached ENVELOPEs is about 400 KiB, under the smallest share).
-const IN_FLIGHT: usize = 8 << 20;
+/// Rendered output a FETCH may hold beyond the session's output buffer,
+/// per chunk in flight: chunks finished while the client reads slowly wait
+/// with their output, so a chunk stops before its next message once the
+/// FETCH's chunks hold this much times the chunks in flight (counted
+/// together, [`render_chunk`]'s `held`). A chunk of 1,024 ENVELOPEs is
+/// 0.5-1 MiB: a client that keeps up never makes a chunk stop early (that
+/// would cost a round through the pool for its rest), one that does not
+/// read leaves 12 MiB rendered on 2 CPUs.
+const IN_FLIGHT_PER_CHUNK: usize = 3 << 19;
+
+/// How often a chunk adds what it rendered to the FETCH's count: rarely
+/// enough that chunks on several threads do not contend for it, often
+/// enough that the count is behind by little.
+const PUBLISH_EVERY: usize = 64 * 1024;
 
 /// Items that put a whole message or part body into the response.
 fn sends_body(item: &FetchAttr) -> bool {
@@ -156,7 +167,13 @@ pub async fn fetch(
     if targets.len() <= INLINE_MAX {
         // Never held across an await (the scope is thread-local).
         let inline = match crate::session::nowait_scope() {
-            Some(_scope) => render_chunk(&folder, &targets, &items, Mode::INLINE)?,
+            Some(_scope) => render_chunk(
+                &folder,
+                &targets,
+                &items,
+                Mode::INLINE,
+                &AtomicUsize::new(0),
+            )?,
             None => None,
         };
         // Messages that must be read whole are small here: all rendered.
@@ -181,15 +198,17 @@ pub async fn fetch(
     let pooled = Mode {
         size_limit: None,
         alone: false,
-        max_out: (IN_FLIGHT / workers).max(BIG as usize),
+        max_out: IN_FLIGHT_PER_CHUNK * workers,
         big: BIG,
     };
+    // Output rendered by this FETCH's chunks and not yet queued for the client.
+    let held = Arc::new(AtomicUsize::new(0));
     let mut pending: VecDeque<RenderTask> = VecDeque::new();
     let mut iter = targets.into_iter().peekable();
     loop {
         while pending.len() < workers && iter.peek().is_some() {
             let chunk: Vec<Target> = iter.by_ref().take(chunk_len).collect();
-            pending.push_back(spawn_render(&folder, &items, chunk, pooled));
+            pending.push_back(spawn_render(&folder, &items, chunk, pooled, &held));
         }
         let Some(task) = pending.pop_front() else {
             break;
@@ -199,13 +218,15 @@ pub async fn fetch(
             .map_err(|e| Status::server_bug("FETCH task failed", &e))??;
         gone += r.gone;
         let (done, big_next) = (r.done, r.big_next);
+        let len = r.bytes.len();
         emit(s, r).await?;
+        held.fetch_sub(len, Ordering::Relaxed);
         let mut rest = chunk.get(done..).unwrap_or_default().to_vec();
         if big_next && !rest.is_empty() {
             // A big message: rendered by itself while the chunks after it
             // go on rendering (each a bounded amount), and sent before them.
             let one = vec![rest.remove(0)];
-            let (r, _) = spawn_render(&folder, &items, one, Mode::ALONE)
+            let (r, _) = spawn_render(&folder, &items, one, Mode::ALONE, &Arc::default())
                 .await
                 .map_err(|e| Status::server_bug("FETCH task failed", &e))??;
             if r.done != 1 {
@@ -220,7 +241,7 @@ pub async fn fetch(
         if !rest.is_empty() {
             // The rest of a chunk that stopped early comes before the
             // chunks in flight.
-            pending.push_front(spawn_render(&folder, &items, rest, pooled));
+            pending.push_front(spawn_render(&folder, &items, rest, pooled, &held));
         }
     }
     Ok(fetch_status(gone))
@@ -249,11 +270,13 @@ fn spawn_render(
     items: &Arc<Vec<FetchAttr>>,
     chunk: Vec<Target>,
     mode: Mode,
+    held: &Arc<AtomicUsize>,
 ) -> RenderTask {
     let f = folder.clone();
     let it = items.clone();
+    let held = held.clone();
     tokio::task::spawn_blocking(move || {
-        let r = render_chunk(&f, &chunk, &it, mode)?
+        let r = render_chunk(&f, &chunk, &it, mode, &held)?
             .ok_or_else(|| Status::server_bug("FETCH", &"a chunk rendered nothing"))?;
         Ok((r, chunk))
     })
@@ -289,7 +312,8 @@ struct Mode {
     /// The chunk is one big message, rendered by itself: its whole and text
     /// bodies become holes, filled from the file as they are sent.
     alone: bool,
-    /// Stop before the next message once the output is this long.
+    /// Stop before the next message once the FETCH's output not yet sent
+    /// (`held`, this chunk's included) is this long.
     max_out: usize,
     /// Messages bigger than this are big ([`BIG`]; smaller in tests).
     big: u64,
@@ -345,11 +369,13 @@ fn reads_whole(item: &FetchAttr) -> bool {
 
 /// Renders a chunk, or its first part (see [`Mode`] and [`Rendered`]),
 /// counting the messages that could not be rendered because they are gone.
+/// What it renders is added to `held`, which the caller lowers as it sends.
 fn render_chunk(
     folder: &Folder,
     chunk: &[Target],
     items: &[FetchAttr],
     mode: Mode,
+    held: &AtomicUsize,
 ) -> Result<Option<Rendered>, Status> {
     let uids: Vec<u32> = chunk.iter().map(|t| t.uid).collect();
     if let Some(limit) = mode.size_limit
@@ -410,8 +436,15 @@ fn render_chunk(
     let mut big_next = false;
     // All that is known of an expunged message without its file: its UID.
     let uid_only = items.iter().all(|i| *i == FetchAttr::Uid);
+    // Of `out`, how much `held` counts already.
+    let mut published = 0;
     for (k, (t, meta)) in chunk.iter().zip(&metas).enumerate() {
-        if k > 0 && out.len() >= mode.max_out {
+        let mine = out.len() - published;
+        if mine >= PUBLISH_EVERY {
+            held.fetch_add(mine, Ordering::Relaxed);
+            published = out.len();
+        }
+        if k > 0 && held.load(Ordering::Relaxed) + (out.len() - published) >= mode.max_out {
             done = k;
             break;
         }
@@ -451,6 +484,7 @@ fn render_chunk(
             Err(RenderError::Status(st)) => return Err(st),
         }
     }
+    held.fetch_add(out.len() - published, Ordering::Relaxed);
     Ok(Some(Rendered {
         bytes: out,
         holes,
@@ -1122,7 +1156,7 @@ mod tests {
         // FETCH_COST_OUT: where to write the responses, to compare builds.
         let mut all = Vec::new();
         for chunk in targets.chunks(CHUNK) {
-            let r = render_chunk(&folder, chunk, &items, Mode::WHOLE)
+            let r = render_chunk(&folder, chunk, &items, Mode::WHOLE, &AtomicUsize::new(0))
                 .unwrap_or_else(|_| panic!())
                 .unwrap();
             let (out, gone) = (r.bytes, r.gone);
@@ -1227,9 +1261,9 @@ mod tests {
                     let target = Target { ..target };
                     let r = if in_scope {
                         let _s = crate::store::nowait::Scope::enter(|f| f());
-                        render_chunk(&f, &[target], &items, Mode::WHOLE)
+                        render_chunk(&f, &[target], &items, Mode::WHOLE, &AtomicUsize::new(0))
                     } else {
-                        render_chunk(&f, &[target], &items, Mode::WHOLE)
+                        render_chunk(&f, &[target], &items, Mode::WHOLE, &AtomicUsize::new(0))
                     }
                     .unwrap_or_else(|_| panic!())
                     .unwrap();
@@ -1287,7 +1321,8 @@ mod tests {
                 size_limit: Some(limit),
                 ..Mode::INLINE
             };
-            render_chunk(&folder, &[t], items, mode).unwrap_or_else(|_| panic!())
+            render_chunk(&folder, &[t], items, mode, &AtomicUsize::new(0))
+                .unwrap_or_else(|_| panic!())
         };
         assert!(render(target(1), &whole, 2016).is_some());
         assert!(render(target(1), &whole, 2015).is_none());
@@ -1298,9 +1333,15 @@ mod tests {
         assert!(render(target(2), &flags, 0).is_some());
         // Once the pool has read it, its size is known.
         assert!(
-            render_chunk(&folder, &[target(2)], &whole, Mode::WHOLE)
-                .unwrap_or_else(|_| panic!())
-                .is_some()
+            render_chunk(
+                &folder,
+                &[target(2)],
+                &whole,
+                Mode::WHOLE,
+                &AtomicUsize::new(0)
+            )
+            .unwrap_or_else(|_| panic!())
+            .is_some()
         );
         let out = render(target(2), &whole, 2016).unwrap().bytes;
         assert!(String::from_utf8_lossy(&out).contains("RFC822.SIZE 2016"));
@@ -1428,11 +1469,11 @@ mod tests {
                     recent: false,
                     add_flags: false,
                 };
-                let want = render_chunk(&folder, &[t], items, Mode::WHOLE)
+                let want = render_chunk(&folder, &[t], items, Mode::WHOLE, &AtomicUsize::new(0))
                     .unwrap_or_else(|_| panic!())
                     .unwrap();
                 assert!(want.holes.is_empty());
-                let got = render_chunk(&folder, &[t], items, streamed)
+                let got = render_chunk(&folder, &[t], items, streamed, &AtomicUsize::new(0))
                     .unwrap_or_else(|_| panic!())
                     .unwrap();
                 assert_eq!(got.done, 1);
@@ -1441,7 +1482,7 @@ mod tests {
                     assert!(!got.holes.is_empty(), "streamed: {items:?}");
                 }
                 for piece in [1, 2, 3, 64 * 1024] {
-                    let got = render_chunk(&folder, &[t], items, streamed)
+                    let got = render_chunk(&folder, &[t], items, streamed, &AtomicUsize::new(0))
                         .unwrap_or_else(|_| panic!())
                         .unwrap();
                     assert_eq!(
@@ -1465,9 +1506,15 @@ mod tests {
             big: 20,
             ..Mode::WHOLE
         };
-        let r = render_chunk(&folder, &chunk, &item_lists[0], pooled)
-            .unwrap_or_else(|_| panic!())
-            .unwrap();
+        let r = render_chunk(
+            &folder,
+            &chunk,
+            &item_lists[0],
+            pooled,
+            &AtomicUsize::new(0),
+        )
+        .unwrap_or_else(|_| panic!())
+        .unwrap();
         // Message 1 is 31 bytes: big at 20.
         assert_eq!((r.done, r.big_next), (0, true));
         assert!(r.bytes.is_empty() && r.holes.is_empty());
@@ -1476,10 +1523,22 @@ mod tests {
             max_out: 10,
             ..Mode::WHOLE
         };
-        let r = render_chunk(&folder, &chunk, &item_lists[0], small)
+        let r = render_chunk(&folder, &chunk, &item_lists[0], small, &AtomicUsize::new(0))
             .unwrap_or_else(|_| panic!())
             .unwrap();
         assert_eq!((r.done, r.big_next), (1, false), "stops past max_out");
+        // What other chunks hold counts too, and what a chunk renders is added.
+        let held = AtomicUsize::new(5_000);
+        let shared = Mode {
+            big: 1000,
+            max_out: 5_000,
+            ..Mode::WHOLE
+        };
+        let r = render_chunk(&folder, &chunk, &item_lists[0], shared, &held)
+            .unwrap_or_else(|_| panic!())
+            .unwrap();
+        assert_eq!(r.done, 1, "the first message always, then no more");
+        assert_eq!(held.load(Ordering::Relaxed), 5_000 + r.bytes.len());
     }
 
     /// Selecting common fields from the cached digest gives exactly what
