@@ -7,7 +7,6 @@ pub mod auth;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
-mod fetch_stream;
 pub mod idle;
 pub mod list;
 pub mod mailbox;
