@@ -134,10 +134,14 @@ pub struct MailConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections per remote address; an IPv6 /64 counts as one address.
     pub max_connections_per_ip: usize,
     /// Logged-in connections of one user at a time (all their devices and
     /// clients together); more get `NO [LIMIT]` at login.
     pub max_connections_per_user: usize,
+    /// Connections not logged in yet, from all addresses together (issue 15): what
+    /// strangers can hold. Sized like Dovecot's default of 100 login processes.
+    pub max_unauthenticated: usize,
     #[serde(serialize_with = "ser_size_usize", deserialize_with = "de_size_usize")]
     pub max_command_bytes: usize,
     #[serde(serialize_with = "ser_size", deserialize_with = "de_size")]
@@ -225,6 +229,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 50,
             max_connections_per_user: 50,
+            max_unauthenticated: 100,
             max_command_bytes: 64 * 1024,
             max_literal_bytes: 50 * 1024 * 1024,
             idle_timeout: MIN_IDLE_TIMEOUT,
@@ -534,6 +539,13 @@ impl Config {
                 "limits.max_connections_per_user must be at least 1".into(),
             ));
         }
+        if l.max_unauthenticated == 0 {
+            return Err(err(
+                "limits",
+                "max_unauthenticated",
+                "limits.max_unauthenticated must be at least 1".into(),
+            ));
+        }
         // RFC 9051 §4 asks servers to take command lines of at least 8000 octets.
         if l.max_command_bytes < 8000 {
             return Err(err(
@@ -614,6 +626,9 @@ impl Config {
         }
         if self.limits.max_connections_per_ip > self.limits.max_connections {
             w.push("limits.max_connections_per_ip is larger than limits.max_connections".into());
+        }
+        if self.limits.max_unauthenticated > self.limits.max_connections {
+            w.push("limits.max_unauthenticated is larger than limits.max_connections".into());
         }
         if self.auth.backend == "pam" && self.auth.passwd_file.is_some() {
             w.push("auth.passwd_file is ignored with auth.backend = \"pam\"".into());
@@ -910,6 +925,7 @@ mod tests {
         assert_eq!(c.mail.quota, 0);
         assert_eq!(c.limits.max_connections, 10_000);
         assert_eq!(c.limits.max_connections_per_ip, 50);
+        assert_eq!(c.limits.max_unauthenticated, 100);
         assert_eq!(c.limits.max_command_bytes, 65_536);
         assert_eq!(c.limits.max_literal_bytes, 50 << 20);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(1800));
@@ -943,6 +959,7 @@ quota = "100M"
 [limits]
 max_connections = 20
 max_connections_per_ip = 5
+max_unauthenticated = 10
 max_command_bytes = "128K"
 max_literal_bytes = "1G"
 idle_timeout = "31m"
@@ -964,6 +981,7 @@ auth_failures_before_delay = 7
         assert_eq!(c.mail.quota, 100 << 20);
         assert_eq!(c.limits.max_connections, 20);
         assert_eq!(c.limits.max_connections_per_ip, 5);
+        assert_eq!(c.limits.max_unauthenticated, 10);
         assert_eq!(c.limits.max_command_bytes, 128 << 10);
         assert_eq!(c.limits.max_literal_bytes, 1 << 30);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(31 * 60));
@@ -1011,6 +1029,11 @@ auth_failures_before_delay = 7
             ("hostname = \"a b\"\n", Some(1), "hostname"),
             ("[limits]\nmax_command_bytes = 100\n", Some(2), "8000"),
             ("[limits]\nmax_connections = 0\n", Some(2), "at least 1"),
+            (
+                "[limits]\nmax_unauthenticated = 0\n",
+                Some(2),
+                "limits.max_unauthenticated must be at least 1",
+            ),
             (
                 "[limits]\nlogin_timeout = \"0s\"\n",
                 Some(2),

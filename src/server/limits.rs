@@ -1,52 +1,143 @@
-//! Connection limits of the front: how many connections in total and per
-//! remote address (`limits.max_connections`, `limits.max_connections_per_ip`).
-//! A connection holds a [`Slot`] for its whole life; dropping it frees both
-//! counts. Owns the counting only: the accept loop decides what to tell a
-//! refused client.
+//! Connection limits of the front: how many connections in total
+//! (`limits.max_connections`), per remote address (`limits.max_connections_per_ip`,
+//! an IPv6 /64 counting as one address) and not yet logged in
+//! (`limits.max_unauthenticated`). A connection holds a [`Slot`] for its whole
+//! life; dropping it frees its counts. The slot hands out one [`Unauthenticated`]
+//! guard, which the session drops at login (or the connection at its end).
+//!
+//! Owns the counting, and the one log line a limit gives when it starts refusing
+//! (then at most one a minute, with the count refused meanwhile: a flood of
+//! refusals must not become a flood of log lines). It never decides what a
+//! refused client is told: the accept loop does.
+//!
+//! The caps can change while connections run (SIGHUP, [`Limiter::set_limits`]):
+//! connections over a lowered cap stay, and new ones are admitted once enough
+//! have ended. So the counts are plain atomics, not semaphore permits.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Bounds total connections and connections per remote address. The caps
-/// can change while connections run (SIGHUP): connections over a lowered
-/// cap stay, and new ones are admitted once enough have ended.
+/// How often a limit that keeps refusing is logged again.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Which limit refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Total,
+    PerAddress,
+    Unauthenticated,
+}
+
+impl Refusal {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Refusal::Total => "limits.max_connections",
+            Refusal::PerAddress => "limits.max_connections_per_ip",
+            Refusal::Unauthenticated => "limits.max_unauthenticated",
+        }
+    }
+}
+
+/// The log state of one limit: when it was last logged and how many
+/// refusals went unlogged since.
+#[derive(Default)]
+struct Bite {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+/// Bounds total connections, connections per remote address and
+/// connections not logged in yet.
 pub struct Limiter {
     total: AtomicUsize,
     max_total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: AtomicUsize,
+    unauthenticated: AtomicUsize,
+    max_unauthenticated: AtomicUsize,
+    bites: Mutex<[Bite; 3]>,
+}
+
+/// One place in the total count, given back on drop.
+struct Counted {
+    limiter: Arc<Limiter>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.limiter.total.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Releases a connection's slot when the connection ends.
 pub struct Slot {
     limiter: Arc<Limiter>,
-    ip: IpAddr,
+    bucket: IpAddr,
+    unauthenticated: Option<Unauthenticated>,
+    _counted: Counted,
+}
+
+/// Counts its connection as not logged in until dropped: the session drops
+/// it at a successful login.
+pub struct Unauthenticated {
+    limiter: Arc<Limiter>,
+}
+
+impl Drop for Unauthenticated {
+    fn drop(&mut self) {
+        self.limiter.unauthenticated.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.limiter.total.fetch_sub(1, Ordering::AcqRel);
         if let Ok(mut m) = self.limiter.per_ip.lock() {
-            if let Some(n) = m.get_mut(&self.ip) {
+            if let Some(n) = m.get_mut(&self.bucket) {
                 *n -= 1;
                 if *n == 0 {
-                    m.remove(&self.ip);
+                    m.remove(&self.bucket);
                 }
             }
         }
     }
 }
 
+impl Slot {
+    /// The guard that counts this connection as not logged in; once only
+    /// (later calls give `None`). Whoever holds it drops it at login. If it
+    /// is never taken, the connection counts as unauthenticated as long as
+    /// the slot lives.
+    pub fn unauthenticated(&mut self) -> Option<Unauthenticated> {
+        self.unauthenticated.take()
+    }
+}
+
 impl Limiter {
-    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+    pub fn new(max_total: usize, max_per_ip: usize, max_unauthenticated: usize) -> Self {
         Limiter {
             total: AtomicUsize::new(0),
             max_total: AtomicUsize::new(max_total),
             per_ip: Mutex::new(HashMap::new()),
             max_per_ip: AtomicUsize::new(max_per_ip),
+            unauthenticated: AtomicUsize::new(0),
+            max_unauthenticated: AtomicUsize::new(max_unauthenticated),
+            bites: Mutex::new(Default::default()),
         }
+    }
+
+    /// New caps (SIGHUP), for the connections that come next.
+    pub fn set_limits(&self, max_total: usize, max_per_ip: usize, max_unauthenticated: usize) {
+        self.max_total.store(max_total, Ordering::Release);
+        self.max_per_ip.store(max_per_ip, Ordering::Release);
+        self.max_unauthenticated
+            .store(max_unauthenticated, Ordering::Release);
     }
 
     /// Connections holding a slot now.
@@ -54,29 +145,89 @@ impl Limiter {
         self.total.load(Ordering::Acquire)
     }
 
-    /// New caps (SIGHUP), for the connections that come next.
-    pub fn set_limits(&self, max_total: usize, max_per_ip: usize) {
-        self.max_total.store(max_total, Ordering::Release);
-        self.max_per_ip.store(max_per_ip, Ordering::Release);
+    /// Connections not logged in now.
+    pub fn unauthenticated_now(&self) -> usize {
+        self.unauthenticated.load(Ordering::Acquire)
     }
 
-    /// A slot for a new connection from `ip`, or `None` when a limit is reached.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let mut m = self.per_ip.lock().ok()?;
-        if self.total.load(Ordering::Acquire) >= self.max_total.load(Ordering::Acquire) {
-            return None;
+    /// A slot for a new connection from `ip`, counted as not logged in, or
+    /// the limit that refuses it (logged here, once per minute at most).
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let slot = self.try_admit(ip);
+        if let Err(why) = slot {
+            self.note_refusal(why, ip);
         }
-        let n = m.entry(ip).or_insert(0);
+        slot
+    }
+
+    fn try_admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        // Counted first, checked after: two connections racing for the last
+        // place cannot both get it (the loser's guard gives it back).
+        let n = self.total.fetch_add(1, Ordering::AcqRel);
+        let counted = Counted {
+            limiter: self.clone(),
+        };
+        if n >= self.max_total.load(Ordering::Acquire) {
+            return Err(Refusal::Total);
+        }
+        let n = self.unauthenticated.fetch_add(1, Ordering::AcqRel);
+        let unauthenticated = Unauthenticated {
+            limiter: self.clone(),
+        };
+        if n >= self.max_unauthenticated.load(Ordering::Acquire) {
+            return Err(Refusal::Unauthenticated);
+        }
+        let bucket = bucket(ip);
+        let mut m = self.per_ip.lock().map_err(|_| Refusal::PerAddress)?;
+        let n = m.entry(bucket).or_insert(0);
         if *n >= self.max_per_ip.load(Ordering::Acquire) {
-            return None;
+            if *n == 0 {
+                m.remove(&bucket);
+            }
+            return Err(Refusal::PerAddress);
         }
         *n += 1;
-        // Counted under the lock, so two admissions cannot both take the last place.
-        self.total.fetch_add(1, Ordering::AcqRel);
-        Some(Slot {
+        Ok(Slot {
             limiter: self.clone(),
-            ip,
+            bucket,
+            unauthenticated: Some(unauthenticated),
+            _counted: counted,
         })
+    }
+
+    /// Logs a refusal if this limit has not been logged within [`LOG_EVERY`].
+    fn note_refusal(&self, why: Refusal, ip: IpAddr) {
+        let Ok(mut bites) = self.bites.lock() else {
+            return;
+        };
+        let bite = &mut bites[why.index()];
+        let now = Instant::now();
+        if bite.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            bite.unlogged += 1;
+            return;
+        }
+        let value = match why {
+            Refusal::Total => &self.max_total,
+            Refusal::PerAddress => &self.max_per_ip,
+            Refusal::Unauthenticated => &self.max_unauthenticated,
+        }
+        .load(Ordering::Acquire);
+        let earlier = std::mem::take(&mut bite.unlogged);
+        let first = bite.last.is_none();
+        bite.last = Some(now);
+        if first {
+            tracing::warn!(
+                rip = %ip,
+                "connection refused: {} = {value} reached (logged at most once a minute)",
+                why.key(),
+            );
+        } else {
+            tracing::warn!(
+                rip = %ip,
+                "connection refused: {} = {value} reached; {earlier} more refused since the last report",
+                why.key(),
+            );
+        }
     }
 }
 
@@ -85,38 +236,121 @@ pub fn canonical(remote: SocketAddr) -> SocketAddr {
     SocketAddr::new(remote.ip().to_canonical(), remote.port())
 }
 
+/// The per-address bucket of `ip`: an IPv4 address itself (also when it
+/// arrives IPv4-mapped), an IPv6 address its /64. One customer of an IPv6
+/// provider usually gets a whole /64 (often a /56 or /48) and can pick any
+/// address in it, so counting per IPv6 address would give them 2^64
+/// buckets of `max_connections_per_ip` each.
+pub fn bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn a_mapped_address_shares_the_ipv4_bucket() {
-        let limiter = Arc::new(Limiter::new(10, 1));
+        let limiter = Arc::new(Limiter::new(10, 1, 10));
         let v4 = canonical("192.0.2.7:1000".parse().unwrap());
         let mapped = canonical("[::ffff:192.0.2.7]:1001".parse().unwrap());
         assert_eq!(mapped, "192.0.2.7:1001".parse().unwrap());
         let _held = limiter.admit(v4.ip()).unwrap();
-        assert!(limiter.admit(mapped.ip()).is_none());
+        assert_eq!(limiter.admit(mapped.ip()).err(), Some(Refusal::PerAddress));
+        // Also when the mapped form reaches the limiter itself.
+        assert_eq!(
+            limiter.admit(ip("::ffff:192.0.2.7")).err(),
+            Some(Refusal::PerAddress)
+        );
         // Real IPv6 addresses are left as they are.
         let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
         assert_eq!(canonical(v6), v6);
-        assert!(limiter.admit(v6.ip()).is_some());
+        assert!(limiter.admit(v6.ip()).is_ok());
+        // Other IPv4 addresses have their own buckets, however close.
+        assert!(limiter.admit(ip("192.0.2.8")).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_address() {
+        let limiter = Arc::new(Limiter::new(100, 2, 100));
+        let a = limiter.admit(ip("2001:db8::1")).unwrap();
+        let _b = limiter.admit(ip("2001:db8::ffff:1")).unwrap();
+        assert_eq!(
+            limiter.admit(ip("2001:db8::ffff:ffff:ffff:ffff")).err(),
+            Some(Refusal::PerAddress),
+            "the same /64"
+        );
+        let _c = limiter.admit(ip("2001:db8:0:1::1")).unwrap();
+        let _d = limiter.admit(ip("2001:db8:0:1::2")).unwrap();
+        assert!(limiter.admit(ip("2001:db8:0:1::3")).is_err());
+        // A freed slot is free for the whole /64.
+        drop(a);
+        assert!(limiter.admit(ip("2001:db8::abcd")).is_ok());
+        assert_eq!(bucket(ip("2001:db8::ffff:1")), ip("2001:db8::"));
+        assert_eq!(bucket(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(bucket(ip("10.1.2.3")), ip("10.1.2.3"));
+    }
+
+    #[test]
+    fn logging_in_frees_the_unauthenticated_place() {
+        let limiter = Arc::new(Limiter::new(100, 100, 2));
+        let mut a = limiter.admit(ip("192.0.2.1")).unwrap();
+        let _b = limiter.admit(ip("192.0.2.2")).unwrap();
+        assert_eq!(limiter.unauthenticated_now(), 2);
+        assert_eq!(
+            limiter.admit(ip("192.0.2.3")).err(),
+            Some(Refusal::Unauthenticated)
+        );
+        // The refused one left no count behind.
+        assert_eq!(limiter.unauthenticated_now(), 2);
+        assert_eq!(limiter.in_use(), 2);
+        // `a` logs in: its connection stays, its unauthenticated place is free.
+        let guard = a.unauthenticated().unwrap();
+        assert!(a.unauthenticated().is_none(), "handed out once");
+        drop(guard);
+        assert_eq!(limiter.unauthenticated_now(), 1);
+        let c = limiter.admit(ip("192.0.2.3")).unwrap();
+        assert_eq!(limiter.in_use(), 3);
+        // A connection that ends before login frees both.
+        drop(c);
+        assert_eq!(limiter.unauthenticated_now(), 1);
+        assert_eq!(limiter.in_use(), 2);
+        drop(a);
+        assert_eq!(limiter.in_use(), 1);
+    }
+
+    #[test]
+    fn the_total_limit_refuses_first() {
+        let limiter = Arc::new(Limiter::new(1, 10, 10));
+        let _a = limiter.admit(ip("192.0.2.1")).unwrap();
+        assert_eq!(limiter.admit(ip("192.0.2.2")).err(), Some(Refusal::Total));
+        assert_eq!(limiter.unauthenticated_now(), 1);
     }
 
     #[test]
     fn lowered_and_raised_caps_apply_to_the_next_connections() {
-        let limiter = Arc::new(Limiter::new(3, 3));
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let held: Vec<Slot> = (0..3).map(|_| limiter.admit(ip).unwrap()).collect();
-        assert!(limiter.admit(ip).is_none());
-        limiter.set_limits(1, 1);
+        let limiter = Arc::new(Limiter::new(3, 3, 10));
+        let a = ip("192.0.2.1");
+        let held: Vec<Slot> = (0..3).map(|_| limiter.admit(a).unwrap()).collect();
+        assert_eq!(limiter.admit(a).err(), Some(Refusal::Total));
+        limiter.set_limits(1, 1, 10);
         assert_eq!(limiter.in_use(), 3, "running connections stay");
         drop(held);
-        let one = limiter.admit(ip).unwrap();
-        assert!(limiter.admit(ip).is_none(), "the lowered cap holds");
-        limiter.set_limits(5, 2);
-        let _two = limiter.admit(ip).unwrap();
-        assert!(limiter.admit(ip).is_none(), "per address: 2");
+        let one = limiter.admit(a).unwrap();
+        assert!(limiter.admit(a).is_err(), "the lowered cap holds");
+        limiter.set_limits(5, 2, 10);
+        let _two = limiter.admit(a).unwrap();
+        assert_eq!(limiter.admit(a).err(), Some(Refusal::PerAddress));
         drop(one);
         assert_eq!(limiter.in_use(), 1);
     }

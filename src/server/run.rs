@@ -139,6 +139,7 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
         limiter: Arc::new(Limiter::new(
             cfg.limits.max_connections,
             cfg.limits.max_connections_per_ip,
+            cfg.limits.max_unauthenticated,
         )),
         pool: Pool::new(worker_config(&cfg)),
         users: UserCounts::new(cfg.limits.max_connections_per_user),
@@ -225,9 +226,11 @@ async fn reload(front: &Front) {
         }
     };
     let l = &next.config.limits;
-    front
-        .limiter
-        .set_limits(l.max_connections, l.max_connections_per_ip);
+    front.limiter.set_limits(
+        l.max_connections,
+        l.max_connections_per_ip,
+        l.max_unauthenticated,
+    );
     front.users.set_max(l.max_connections_per_user);
     front.pool.set_config(worker_config(&next.config)).await;
     match front.generation.write() {
@@ -330,15 +333,16 @@ async fn accept_loop(listener: TcpListener, implicit_tls: bool, front: Arc<Front
         // here on it is a.b.c.d, so that it has one per-IP bucket whichever listener it
         // used, and the log (fail2ban bans `rip=`) names the address its packets carry.
         let remote = canonical(remote);
-        let Some(slot) = front.limiter.admit(remote.ip()) else {
-            tracing::warn!(rip = %remote.ip(), "connection refused: too many connections");
+        // Refusals are logged by the limiter, once a minute at most.
+        let Ok(mut slot) = front.limiter.admit(remote.ip()) else {
             tokio::spawn(refuse(stream));
             continue;
         };
         let front = front.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            serve_connection(stream, remote, implicit_tls, front).await;
+            let preauth = slot.unauthenticated();
+            serve_connection(stream, remote, implicit_tls, front, preauth).await;
+            drop(slot);
         });
     }
 }
@@ -356,6 +360,7 @@ async fn serve_connection(
     remote: SocketAddr,
     implicit_tls: bool,
     front: Arc<Front>,
+    preauth: Option<super::limits::Unauthenticated>,
 ) {
     tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "imap connect");
     let generation = front.current();
@@ -372,7 +377,7 @@ async fn serve_connection(
     } else {
         Box::new(stream)
     };
-    let session = Session::new(
+    let mut session = Session::new(
         io,
         generation.shared.clone(),
         ConnInfo {
@@ -381,6 +386,9 @@ async fn serve_connection(
             tcp,
         },
     );
+    if let Some(p) = preauth {
+        session.hold_until_login(Box::new(p));
+    }
     if let Some(handover) = session.run().await {
         continue_in_worker(handover, &front, &generation.policy).await;
     }

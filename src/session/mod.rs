@@ -378,7 +378,17 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Outgoing bytes are collected here and flushed at command boundaries (or
 /// when large), so a command's responses cost one write in the common case.
+/// Also the bound on what a session renders ahead of its socket (issue 15):
+/// a FETCH writes once `out` passes this, and while the write waits for a
+/// slow client nothing more is rendered and no further command is read. 256
+/// KiB: a few hundred writes for a 50 MB message, each large enough for
+/// full TLS records, and 2.5 MB for ten connections that stopped reading.
 const FLUSH_AT: usize = 256 * 1024;
+
+/// An output buffer grown past this is given back when the session waits
+/// for its client: an idle connection keeps a small one (SPEC §8), a burst
+/// of big responses does not reallocate on every write.
+const OUT_KEEP: usize = 64 * 1024;
 
 /// Bytes read from the socket at a time. Every idle connection's task holds
 /// one such buffer while it waits, so it is kept small (memory per idle
@@ -417,6 +427,10 @@ pub struct Session {
     /// command's tag) the hand-over that ends this session here.
     pub(crate) logged_in_user: Option<User>,
     handover: Option<(String, User)>,
+    /// Whatever counts this connection as not logged in (the front's
+    /// `limits.max_unauthenticated` place): dropped at login. Opaque here,
+    /// so the session does not depend on the server's limiter.
+    preauth: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// Why reading a command stopped.
@@ -449,12 +463,21 @@ impl Session {
             login_deadline,
             logged_in_user: None,
             handover: None,
+            preauth: None,
         }
+    }
+
+    /// Holds `guard` until the client logs in (or the connection ends),
+    /// then drops it: how the front counts connections not logged in.
+    pub fn hold_until_login(&mut self, guard: Box<dyn std::any::Any + Send>) {
+        self.preauth = Some(guard);
     }
 
     /// Lifts the framing caps to the configured ones once the client has
     /// logged in (SPEC §3 `max_command_bytes`, `max_literal_bytes`).
     pub(crate) fn logged_in(&mut self) {
+        // No longer one of `limits.max_unauthenticated`.
+        self.preauth = None;
         let l = &self.shared.config.limits;
         self.framer.set_limits(FrameLimits {
             max_line: l.max_command_bytes,
@@ -750,10 +773,6 @@ impl Session {
         io.write_all(&self.out).await?;
         io.flush().await?;
         self.out.clear();
-        if self.out.capacity() > 4 * FLUSH_AT {
-            // Don't keep a big FETCH's buffer for the life of an idle connection.
-            self.out = Vec::with_capacity(512);
-        }
         Ok(())
     }
 
@@ -793,6 +812,10 @@ impl Session {
             // Everything owed goes out before waiting for the client (it
             // may be waiting for exactly that, e.g. a continuation).
             self.flush().await?;
+            if self.out.capacity() > OUT_KEEP {
+                // Don't keep a big FETCH's buffer for the life of an idle connection.
+                self.out = Vec::with_capacity(512);
+            }
             self.conn.quickack();
             // Small on purpose: it lives in every idle connection's task.
             let mut buf = [0u8; READ_CHUNK];

@@ -74,6 +74,8 @@ pub struct Options {
     /// `tls.cert` and `tls.key` to configure instead of the generated pair (e.g. certbot's
     /// `live/` symlinks made by the test); the test owns them.
     pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// More `[limits]` lines, e.g. `"max_unauthenticated = 3\n"` (nestbox only).
+    pub extra_limits: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -86,6 +88,7 @@ impl Default for Options {
             max_connections_per_user: None,
             auth_and_mail: None,
             tls_files: None,
+            extra_limits: None,
         }
     }
 }
@@ -563,8 +566,12 @@ maildir = "{dir}/mail/%u/Maildir"
     if o.max_literal_bytes.is_some()
         || o.login_timeout.is_some()
         || o.max_connections_per_user.is_some()
+        || o.extra_limits.is_some()
     {
         cfg.push_str("[limits]\n");
+    }
+    if let Some(lines) = o.extra_limits {
+        cfg.push_str(lines);
     }
     if let Some(n) = o.max_connections_per_user {
         cfg.push_str(&format!("max_connections_per_user = {n}\n"));

@@ -1146,6 +1146,12 @@ impl Folder {
         Err(StoreError::Expunged)
     }
 
+    /// The message file, opened for reading in pieces: FETCH sends large
+    /// bodies from it a chunk at a time instead of reading them whole.
+    pub fn open_message(&self, uid: u32) -> Result<MessageFile> {
+        self.open_msg(uid).map(MessageFile)
+    }
+
     /// Reads the message file as stored (LF or CRLF line ends).
     pub fn read_message(&self, uid: u32) -> Result<Arc<Vec<u8>>> {
         self.read_message_sized(uid).map(|(data, _)| data)
@@ -1155,7 +1161,18 @@ impl Folder {
     /// the bytes just read when not known yet (and remembered), so that a
     /// FETCH of RFC822.SIZE with other items reads the file once.
     pub fn read_message_sized(&self, uid: u32) -> Result<(Arc<Vec<u8>>, u64)> {
+        self.read_message_within(uid, u64::MAX)?
+            .ok_or(StoreError::Expunged)
+    }
+
+    /// [`Folder::read_message_sized`], or `None` without reading when the
+    /// file is longer than `cap` bytes as stored: FETCH then sends it in
+    /// pieces (see [`Folder::open_message`]) instead of holding it whole.
+    pub fn read_message_within(&self, uid: u32, cap: u64) -> Result<Option<(Arc<Vec<u8>>, u64)>> {
         let f = self.open_msg(uid)?;
+        if cap < u64::MAX && f.metadata()?.len() > cap {
+            return Ok(None);
+        }
         let mut data = Vec::new();
         nowait::read_to_end(&f, &mut data)?;
         let mut st = self.lock_state();
@@ -1175,7 +1192,7 @@ impl Folder {
                 s
             }
         };
-        Ok((Arc::new(data), size))
+        Ok(Some((Arc::new(data), size)))
     }
 
     /// The message's header block as stored, up to and including the blank
@@ -1705,6 +1722,23 @@ pub const MAX_HEADER_READ: usize = 1 << 20;
 
 /// Offset just past the blank line ending a header block (`\n\n` or
 /// `\n\r\n`), if `b` contains it.
+/// An open message file (see [`Folder::open_message`]). Reads go through
+/// [`nowait::read_at`], so they may run on a runtime thread in a nowait scope.
+pub struct MessageFile(File);
+
+impl MessageFile {
+    /// Its length as stored (an `fstat`, which never waits: the inode is in
+    /// memory once the file is open).
+    pub fn size(&self) -> std::io::Result<u64> {
+        self.0.metadata().map(|m| m.len())
+    }
+
+    /// Reads at `offset`; 0 at the end of the file.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        nowait::read_at(&self.0, buf, offset)
+    }
+}
+
 fn header_end(b: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(p) = memchr::memchr(b'\n', &b[i..]) {

@@ -5,17 +5,32 @@
 //! `FETCH 1:*` over a large mailbox streams with bounded memory. ENVELOPE,
 //! BODY and BODYSTRUCTURE come from the store's cache when present, so a
 //! warm `FETCH 1:* (FLAGS ENVELOPE)` opens no message file.
+//!
+//! Memory per connection is bounded whatever the message sizes and however
+//! slowly the client reads (issue 15): chunks stop rendering once their
+//! output not yet sent passes [`IN_FLIGHT_PER_CHUNK`] per chunk in flight,
+//! and a message bigger than
+//! [`BIG`] that must be read whole is rendered by itself, one at a time,
+//! with its whole or text bodies left as holes that `stream` fills
+//! from the file a piece at a time as the socket takes them. Sections that
+//! need the MIME structure (`BODY[1.2]`, `BINARY[1]`, a cold
+//! BODYSTRUCTURE) are still rendered in memory, for that one message.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chrono::TimeZone;
+mod render;
+mod stream;
+
+use render::*;
 
 use crate::flags::{Flag, FlagOp, Flags, sys};
-use crate::mime::{BinaryError, Message};
-use crate::proto::{FetchAttr, Section, SectionText, SequenceSet, encode};
+use crate::proto::{FetchAttr, SequenceSet, encode};
 use crate::session::{CmdResult, Session, State, Status, blocking};
-use crate::store::{CacheField, Folder, MessageMeta, StoreError};
+use crate::store::{CacheField, Folder, MessageMeta};
+pub(crate) use render::{common_digest, is_common_header};
+use stream::FileLiteral;
 
 /// Messages rendered per blocking task (for items without whole bodies):
 /// enough that handing a chunk to the blocking pool costs little next to
@@ -35,7 +50,30 @@ const INLINE_MAX: usize = 8;
 /// ...as long as every message whose file must be read whole is known to
 /// be at most this big: parsing or copying a 30 MB message is work for the
 /// blocking pool, not for a runtime thread.
-const INLINE_BYTES: u64 = 256 * 1024;
+const INLINE_BYTES: u64 = BIG;
+
+/// A message whose file is longer than this, when an item needs it whole,
+/// is rendered by itself (one at a time per connection), and its whole or
+/// text bodies are sent from the file in pieces (`stream`). Smaller
+/// ones are read whole and rendered in chunks, several chunks at once.
+/// 256 KiB: most mail is smaller (a few KiB to a few tens), so chunks keep
+/// their speed, while a chunk's messages stay a few MiB at most.
+const BIG: u64 = 256 * 1024;
+
+/// Rendered output a FETCH may hold beyond the session's output buffer,
+/// per chunk in flight: chunks finished while the client reads slowly wait
+/// with their output, so a chunk stops before its next message once the
+/// FETCH's chunks hold this much times the chunks in flight (counted
+/// together, [`render_chunk`]'s `held`). A chunk of 1,024 ENVELOPEs is
+/// 0.5-1 MiB: a client that keeps up never makes a chunk stop early (that
+/// would cost a round through the pool for its rest), one that does not
+/// read leaves 12 MiB rendered on 2 CPUs.
+const IN_FLIGHT_PER_CHUNK: usize = 3 << 19;
+
+/// How often a chunk adds what it rendered to the FETCH's count: rarely
+/// enough that chunks on several threads do not contend for it, often
+/// enough that the count is behind by little.
+const PUBLISH_EVERY: usize = 64 * 1024;
 
 /// Items that put a whole message or part body into the response.
 fn sends_body(item: &FetchAttr) -> bool {
@@ -58,6 +96,7 @@ pub fn flags_string(flags: &Flags, recent: bool) -> String {
 }
 
 /// One message to render.
+#[derive(Clone, Copy)]
 struct Target {
     seq: u32,
     uid: u32,
@@ -131,12 +170,19 @@ pub async fn fetch(
     if targets.len() <= INLINE_MAX {
         // Never held across an await (the scope is thread-local).
         let inline = match crate::session::nowait_scope() {
-            Some(_scope) => render_chunk(&folder, &targets, &items, Some(INLINE_BYTES))?,
+            Some(_scope) => render_chunk(
+                &folder,
+                &targets,
+                &items,
+                Mode::INLINE,
+                &AtomicUsize::new(0),
+            )?,
             None => None,
         };
-        if let Some((bytes, missing)) = inline {
-            s.out.extend_from_slice(&bytes);
-            return Ok(fetch_status(missing));
+        // Messages that must be read whole are small here: all rendered.
+        if let Some(r) = inline.filter(|r| r.done == targets.len() && r.holes.is_empty()) {
+            s.out.extend_from_slice(&r.bytes);
+            return Ok(fetch_status(r.gone));
         }
     }
     // Chunks render in parallel on the blocking pool (reading and parsing
@@ -152,29 +198,54 @@ pub async fn fetch(
     } else {
         (crate::session::cpus() * 4).clamp(4, 16)
     };
+    let pooled = Mode {
+        size_limit: None,
+        alone: false,
+        max_out: IN_FLIGHT_PER_CHUNK * workers,
+        big: BIG,
+    };
+    // Output rendered by this FETCH's chunks and not yet queued for the client.
+    let held = Arc::new(AtomicUsize::new(0));
     let mut pending: VecDeque<RenderTask> = VecDeque::new();
     let mut iter = targets.into_iter().peekable();
     loop {
         while pending.len() < workers && iter.peek().is_some() {
             let chunk: Vec<Target> = iter.by_ref().take(chunk_len).collect();
-            let f = folder.clone();
-            let it = items.clone();
-            pending.push_back(tokio::task::spawn_blocking(move || {
-                render_chunk(&f, &chunk, &it, None)
-            }));
+            pending.push_back(spawn_render(&folder, &items, chunk, pooled, &held));
         }
         let Some(task) = pending.pop_front() else {
             break;
         };
-        let (bytes, missing) = task
+        let (r, chunk) = task
             .await
-            .map_err(|e| Status::server_bug("FETCH task failed", &e))??
-            .unwrap_or_default();
-        gone += missing;
-        s.out.extend_from_slice(&bytes);
-        s.maybe_flush()
-            .await
-            .map_err(|_| Status::bad("Connection lost."))?;
+            .map_err(|e| Status::server_bug("FETCH task failed", &e))??;
+        gone += r.gone;
+        let (done, big_next) = (r.done, r.big_next);
+        let len = r.bytes.len();
+        emit(s, r).await?;
+        held.fetch_sub(len, Ordering::Relaxed);
+        let mut rest = chunk.get(done..).unwrap_or_default().to_vec();
+        if big_next && !rest.is_empty() {
+            // A big message: rendered by itself while the chunks after it
+            // go on rendering (each a bounded amount), and sent before them.
+            let one = vec![rest.remove(0)];
+            let (r, _) = spawn_render(&folder, &items, one, Mode::ALONE, &Arc::default())
+                .await
+                .map_err(|e| Status::server_bug("FETCH task failed", &e))??;
+            if r.done != 1 {
+                return Err(Status::server_bug(
+                    "FETCH",
+                    &"a big message was not rendered",
+                ));
+            }
+            gone += r.gone;
+            emit(s, r).await?;
+        }
+        if !rest.is_empty() {
+            // The rest of a chunk that stopped early comes before the
+            // chunks in flight.
+            pending.push_front(spawn_render(&folder, &items, rest, pooled, &held));
+        }
     }
     Ok(fetch_status(gone))
 }
@@ -194,8 +265,98 @@ fn fetch_status(gone: usize) -> Status {
     Status::ok("FETCH completed.")
 }
 
-/// A chunk being rendered: its response bytes and how many messages were gone.
-type RenderTask = tokio::task::JoinHandle<Result<Option<(Vec<u8>, usize)>, Status>>;
+/// A chunk being rendered, and its targets (for the part it leaves).
+type RenderTask = tokio::task::JoinHandle<Result<(Rendered, Vec<Target>), Status>>;
+
+fn spawn_render(
+    folder: &Arc<Folder>,
+    items: &Arc<Vec<FetchAttr>>,
+    chunk: Vec<Target>,
+    mode: Mode,
+    held: &Arc<AtomicUsize>,
+) -> RenderTask {
+    let f = folder.clone();
+    let it = items.clone();
+    let held = held.clone();
+    tokio::task::spawn_blocking(move || {
+        let r = render_chunk(&f, &chunk, &it, mode, &held)?
+            .ok_or_else(|| Status::server_bug("FETCH", &"a chunk rendered nothing"))?;
+        Ok((r, chunk))
+    })
+}
+
+/// Queues a rendered chunk for the client, filling its holes from the
+/// message files; writes to the socket whenever the output buffer is full.
+async fn emit(s: &mut Session, r: Rendered) -> Result<(), Status> {
+    let lost = |_| Status::bad("Connection lost.");
+    if r.holes.is_empty() {
+        s.out.extend_from_slice(&r.bytes);
+    } else {
+        let mut at = 0;
+        for (pos, lit) in r.holes {
+            s.out
+                .extend_from_slice(r.bytes.get(at..pos).unwrap_or_default());
+            at = pos;
+            s.maybe_flush().await.map_err(lost)?;
+            stream::send(s, lit).await.map_err(lost)?;
+        }
+        s.out
+            .extend_from_slice(r.bytes.get(at..).unwrap_or_default());
+    }
+    s.maybe_flush().await.map_err(lost)
+}
+
+/// How [`render_chunk`] renders.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// Render nothing (`None`) when a file that may have to be read whole
+    /// is bigger than this or of unknown size (the inline path).
+    size_limit: Option<u64>,
+    /// The chunk is one big message, rendered by itself: its whole and text
+    /// bodies become holes, filled from the file as they are sent.
+    alone: bool,
+    /// Stop before the next message once the FETCH's output not yet sent
+    /// (`held`, this chunk's included) is this long.
+    max_out: usize,
+    /// Messages bigger than this are big ([`BIG`]; smaller in tests).
+    big: u64,
+}
+
+impl Mode {
+    const INLINE: Mode = Mode {
+        size_limit: Some(INLINE_BYTES),
+        alone: false,
+        max_out: usize::MAX,
+        big: BIG,
+    };
+    const ALONE: Mode = Mode {
+        size_limit: None,
+        alone: true,
+        max_out: usize::MAX,
+        big: BIG,
+    };
+    /// One chunk rendered whole, as by the blocking pool (tests).
+    #[cfg(test)]
+    const WHOLE: Mode = Mode {
+        size_limit: None,
+        alone: false,
+        max_out: usize::MAX,
+        big: BIG,
+    };
+}
+
+/// A rendered chunk (or its first part).
+struct Rendered {
+    bytes: Vec<u8>,
+    /// Literals sent from files: where each goes in `bytes`, in order.
+    holes: Vec<(usize, FileLiteral)>,
+    /// Messages gone (expunged meanwhile), not rendered.
+    gone: usize,
+    /// Messages of the chunk dealt with; the caller renders the rest.
+    done: usize,
+    /// The message at `done` is big: the caller renders it alone.
+    big_next: bool,
+}
 
 /// Items whose rendering may read a message file whole.
 fn reads_whole(item: &FetchAttr) -> bool {
@@ -209,18 +370,18 @@ fn reads_whole(item: &FetchAttr) -> bool {
         )
 }
 
-/// Renders a chunk; also returns how many messages could not be rendered
-/// because they are gone. With `size_limit`, renders nothing (`None`) when
-/// a file that may have to be read whole is bigger than that, or of
-/// unknown size.
+/// Renders a chunk, or its first part (see [`Mode`] and [`Rendered`]),
+/// counting the messages that could not be rendered because they are gone.
+/// What it renders is added to `held`, which the caller lowers as it sends.
 fn render_chunk(
     folder: &Folder,
     chunk: &[Target],
     items: &[FetchAttr],
-    size_limit: Option<u64>,
-) -> Result<Option<(Vec<u8>, usize)>, Status> {
+    mode: Mode,
+    held: &AtomicUsize,
+) -> Result<Option<Rendered>, Status> {
     let uids: Vec<u32> = chunk.iter().map(|t| t.uid).collect();
-    if let Some(limit) = size_limit
+    if let Some(limit) = mode.size_limit
         && items.iter().any(reads_whole)
     {
         let big =
@@ -272,10 +433,24 @@ fn render_chunk(
         })
         .collect();
     let mut out = Vec::with_capacity(chunk.len() * 128);
+    let mut holes = Vec::new();
     let mut gone = 0;
+    let mut done = chunk.len();
+    let mut big_next = false;
     // All that is known of an expunged message without its file: its UID.
     let uid_only = items.iter().all(|i| *i == FetchAttr::Uid);
+    // Of `out`, how much `held` counts already.
+    let mut published = 0;
     for (k, (t, meta)) in chunk.iter().zip(&metas).enumerate() {
+        let mine = out.len() - published;
+        if mine >= PUBLISH_EVERY {
+            held.fetch_add(mine, Ordering::Relaxed);
+            published = out.len();
+        }
+        if k > 0 && held.load(Ordering::Relaxed) + (out.len() - published) >= mode.max_out {
+            done = k;
+            break;
+        }
         let pre = Cached {
             envelope: envelope[k].take(),
             structure: structure[k].take(),
@@ -290,487 +465,43 @@ fn render_chunk(
             }
             continue;
         };
-        let mark = out.len();
-        match render_one(&mut out, folder, meta, t, items, &labels, pre) {
+        let mark = (out.len(), holes.len());
+        let to = Sink {
+            out: &mut out,
+            holes: &mut holes,
+        };
+        match render_one(to, folder, meta, t, items, &labels, pre, mode) {
             Ok(()) => {}
             Err(RenderError::Gone) => {
-                out.truncate(mark);
+                out.truncate(mark.0);
+                holes.truncate(mark.1);
                 gone += 1;
+            }
+            Err(RenderError::Big) => {
+                out.truncate(mark.0);
+                holes.truncate(mark.1);
+                done = k;
+                big_next = true;
+                break;
             }
             Err(RenderError::Status(st)) => return Err(st),
         }
     }
-    Ok(Some((out, gone)))
-}
-
-/// What the cache held for one message, looked up for the whole chunk.
-struct Cached {
-    envelope: Option<Arc<[u8]>>,
-    structure: Option<Arc<[u8]>>,
-    body: Option<Arc<[u8]>>,
-    common: Option<Arc<[u8]>>,
-}
-
-enum RenderError {
-    /// The file vanished while we rendered: skip this message.
-    Gone,
-    Status(Status),
-}
-
-impl From<StoreError> for RenderError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Expunged | StoreError::NotFound => RenderError::Gone,
-            e => RenderError::Status(e.into()),
-        }
-    }
-}
-
-/// Loads and parses the message at most once per FETCH item list; items
-/// that need only the header block (ENVELOPE, `BODY[HEADER...]`) read only
-/// that much of the file, unless the whole file is read for this message
-/// anyway (`whole`), and then it is read once for all items.
-struct Lazy<'a> {
-    folder: &'a Folder,
-    uid: u32,
-    /// Read the whole file even for header items: another item needs it.
-    whole: bool,
-    /// The file as stored, and its RFC822.SIZE.
-    raw: Option<(Arc<Vec<u8>>, u64)>,
-    /// The header block as stored (when the whole file was not read).
-    head: Option<Vec<u8>>,
-    /// The CRLF copy with its part tree, for body sections.
-    msg: Option<Message>,
-    /// Parsed from the header block alone (no body).
-    header: Option<Message>,
-}
-
-impl Lazy<'_> {
-    /// The message file as stored, read once.
-    fn raw(&mut self) -> Result<&[u8], RenderError> {
-        if self.raw.is_none() {
-            self.raw = Some(self.folder.read_message_sized(self.uid)?);
-        }
-        Ok(self.raw.as_ref().map_or(&[][..], |(r, _)| &r[..]))
-    }
-
-    /// RFC822.SIZE, from reading the file when the store does not know it.
-    fn size(&mut self) -> Result<u64, RenderError> {
-        self.raw()?;
-        Ok(self.raw.as_ref().map_or(0, |r| r.1))
-    }
-
-    fn get(&mut self) -> Result<&Message, RenderError> {
-        if self.msg.is_none() {
-            self.msg = Some(Message::parse(self.raw()?));
-        }
-        // Just filled above.
-        self.msg.as_ref().ok_or(RenderError::Gone)
-    }
-
-    /// Bytes that start with the message's header block, as stored or in
-    /// CRLF form: what ENVELOPE and the header digest are rendered from.
-    fn head(&mut self) -> Result<&[u8], RenderError> {
-        if self.whole && self.raw.is_none() && self.msg.is_none() {
-            self.raw()?;
-        }
-        if let Some((raw, _)) = &self.raw {
-            return Ok(raw);
-        }
-        if let Some(m) = &self.msg {
-            return Ok(m.bytes());
-        }
-        if self.head.is_none() {
-            self.head = Some(self.folder.read_header(self.uid)?);
-        }
-        Ok(self.head.as_deref().unwrap_or_default())
-    }
-
-    /// A message parsed from the header block only: everything about its
-    /// top-level header is the same as for the whole message.
-    fn header(&mut self) -> Result<&Message, RenderError> {
-        if self.msg.is_some() {
-            return self.get();
-        }
-        if self.header.is_none() {
-            let m = Message::parse(crate::mime::header_block(self.head()?));
-            self.header = Some(m);
-        }
-        self.header.as_ref().ok_or(RenderError::Gone)
-    }
-}
-
-/// Header fields kept in the store's cache (`CacheField::CommonHeaders`):
-/// what Thunderbird, K-9/FairEmail, iOS/macOS Mail, mutt and the benchmark
-/// ask for when they list a mailbox. Lower case.
-const COMMON_HEADERS: &[&str] = &[
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "date",
-    "message-id",
-    "in-reply-to",
-    "references",
-    "reply-to",
-    "sender",
-    "content-type",
-    "priority",
-    "x-priority",
-    "importance",
-    "newsgroups",
-    "list-id",
-    "list-unsubscribe",
-    "list-post",
-    "x-mailer",
-    "user-agent",
-    "x-k9mail-identity",
-    "chat-version",
-    "x-uniform-type-identifier",
-    "x-universally-unique-identifier",
-    "bimi-indicator",
-    "bimi-location",
-    "x-bimi-indicator-hash",
-];
-
-/// `BODY[HEADER.FIELDS (...)]` naming only common fields: answerable from
-/// the cached digest of those fields, since selecting fields from the
-/// digest gives the same lines, in the same order, as from the header.
-fn from_common_headers(section: &Section) -> bool {
-    section.part.is_empty()
-        && matches!(&section.text, Some(SectionText::HeaderFields(f)) if f.iter().all(|n| is_common_header(n)))
-}
-
-/// Whether `name` is one of [`COMMON_HEADERS`].
-pub(crate) fn is_common_header(name: &str) -> bool {
-    COMMON_HEADERS.iter().any(|c| c.eq_ignore_ascii_case(name))
-}
-
-/// The digest of common header fields of one message, from the cache or
-/// made from its header block (and cached). SEARCH uses it too.
-pub(crate) fn common_digest(folder: &Folder, uid: u32) -> Result<Arc<[u8]>, StoreError> {
-    if let Some(c) = folder.cached(uid, CacheField::CommonHeaders) {
-        return Ok(c);
-    }
-    let digest = digest_of(&folder.read_header(uid)?);
-    folder.put_cache(uid, CacheField::CommonHeaders, digest.clone());
-    Ok(digest)
-}
-
-/// The digest of a message (or its header block), stored or CRLF form.
-fn digest_of(raw: &[u8]) -> Arc<[u8]> {
-    let mut out = Vec::with_capacity(512);
-    crate::mime::header_fields_of(&mut out, raw, COMMON_HEADERS, true);
-    out.into()
-}
-
-/// The digest of common header fields: as looked up for the chunk, else
-/// from the header already parsed for another item, else from the store.
-fn common_headers(
-    lazy: &mut Lazy<'_>,
-    cached: Option<Arc<[u8]>>,
-) -> Result<Arc<[u8]>, RenderError> {
-    if let Some(c) = cached {
-        return Ok(c);
-    }
-    if lazy.header.is_none() && lazy.head.is_none() && lazy.raw.is_none() && lazy.msg.is_none() {
-        return Ok(common_digest(lazy.folder, lazy.uid)?);
-    }
-    let digest = digest_of(lazy.head()?);
-    lazy.folder
-        .put_cache(lazy.uid, CacheField::CommonHeaders, digest.clone());
-    Ok(digest)
-}
-
-/// The whole message in CRLF form, without parsing its MIME structure
-/// unless that was done already for another item.
-fn whole_message<'a>(lazy: &'a mut Lazy<'_>) -> Result<std::borrow::Cow<'a, [u8]>, RenderError> {
-    if lazy.msg.is_some() {
-        return Ok(std::borrow::Cow::Borrowed(lazy.get()?.bytes()));
-    }
-    Ok(std::borrow::Cow::Owned(crate::mime::to_crlf(lazy.raw()?)))
-}
-
-/// True if the section is the top-level header (or some of its fields).
-fn header_only(section: &Section) -> bool {
-    section.part.is_empty()
-        && matches!(
-            section.text,
-            Some(
-                SectionText::Header
-                    | SectionText::HeaderFields(_)
-                    | SectionText::HeaderFieldsNot(_)
-            )
-        )
-}
-
-fn literal(out: &mut Vec<u8>, data: &[u8]) {
-    use std::io::Write;
-    let _ = write!(out, "{{{}}}\r\n", data.len());
-    out.extend_from_slice(data);
-}
-
-fn partial_slice(data: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
-    match partial {
-        None => data,
-        Some((off, len)) => {
-            let start = (off as usize).min(data.len());
-            let end = start.saturating_add(len as usize).min(data.len());
-            &data[start..end]
-        }
-    }
-}
-
-fn section_spec(section: &Section) -> String {
-    let mut s: Vec<String> = section.part.iter().map(|p| p.to_string()).collect();
-    let text = match &section.text {
-        None => None,
-        Some(SectionText::Header) => Some("HEADER".to_string()),
-        Some(SectionText::Text) => Some("TEXT".to_string()),
-        Some(SectionText::Mime) => Some("MIME".to_string()),
-        Some(SectionText::HeaderFields(f)) => Some(format!("HEADER.FIELDS ({})", f.join(" "))),
-        Some(SectionText::HeaderFieldsNot(f)) => {
-            Some(format!("HEADER.FIELDS.NOT ({})", f.join(" ")))
-        }
-    };
-    if let Some(t) = text {
-        s.push(t);
-    }
-    s.join(".")
-}
-
-/// BODYSTRUCTURE (`extensible`) or BODY, from the cache or rendered (and
-/// cached): from the stored bytes, unless the CRLF copy exists already.
-fn structure_of(
-    out: &mut Vec<u8>,
-    lazy: &mut Lazy<'_>,
-    cached: Option<Arc<[u8]>>,
-    extensible: bool,
-) -> Result<(), RenderError> {
-    if let Some(c) = cached {
-        out.extend_from_slice(&c);
-        return Ok(());
-    }
-    // Rendered into the response and copied from there into the cache.
-    let mark = out.len();
-    match &lazy.msg {
-        Some(m) => out.extend_from_slice(&m.body_structure(extensible)),
-        None => crate::mime::body_structure_of(out, lazy.raw()?, extensible),
-    }
-    let data: Arc<[u8]> = out[mark..].into();
-    let field = if extensible {
-        CacheField::BodyStructure
-    } else {
-        CacheField::Body
-    };
-    lazy.folder.put_cache(lazy.uid, field, data);
-    Ok(())
-}
-
-fn render_one(
-    out: &mut Vec<u8>,
-    folder: &Folder,
-    meta: &MessageMeta,
-    t: &Target,
-    items: &[FetchAttr],
-    labels: &[String],
-    mut pre: Cached,
-) -> Result<(), RenderError> {
-    use std::io::Write;
-    let _ = write!(out, "* {} FETCH (", t.seq);
-    // Whether some item reads the whole file anyway: then header items
-    // take their header from it rather than reading the file twice.
-    let whole = items.iter().any(|i| match i {
-        FetchAttr::Rfc822Size => meta.size.is_none(),
-        FetchAttr::BodyStructure => pre.structure.is_none(),
-        FetchAttr::Body => pre.body.is_none(),
-        _ => false,
-    });
-    let mut lazy = Lazy {
-        folder,
-        uid: t.uid,
-        whole,
-        raw: None,
-        head: None,
-        msg: None,
-        header: None,
-    };
-    let mut first = true;
-    let mut wrote_flags = false;
-    for (item, label) in items.iter().zip(labels) {
-        if !first {
-            out.push(b' ');
-        }
-        first = false;
-        match item {
-            FetchAttr::Uid => {
-                let _ = write!(out, "UID {}", t.uid);
-            }
-            FetchAttr::Flags => {
-                out.extend_from_slice(flags_string(&meta.flags, t.recent).as_bytes());
-                wrote_flags = true;
-            }
-            FetchAttr::InternalDate => {
-                out.extend_from_slice(b"INTERNALDATE ");
-                let dt = chrono::Local
-                    .timestamp_opt(meta.internal_date, 0)
-                    .single()
-                    .map(|d| d.fixed_offset())
-                    .unwrap_or_else(|| chrono::DateTime::UNIX_EPOCH.fixed_offset());
-                encode::date_time(out, &dt);
-            }
-            FetchAttr::Rfc822Size => {
-                let size = match meta.size {
-                    Some(s) => s,
-                    None => lazy.size()?,
-                };
-                let _ = write!(out, "RFC822.SIZE {size}");
-            }
-            FetchAttr::Envelope => {
-                out.extend_from_slice(b"ENVELOPE ");
-                if let Some(c) = pre.envelope.take() {
-                    out.extend_from_slice(&c);
-                } else {
-                    // The header is read now: keep the fields clients list
-                    // mailboxes with too, as Dovecot's cache does, so the
-                    // usual next request (HEADER.FIELDS) reads no file.
-                    let digest = pre.common.is_none();
-                    let head = lazy.head()?;
-                    let mark = out.len();
-                    let mut fields = Vec::new();
-                    if digest {
-                        fields.reserve(512);
-                        crate::mime::envelope_and_fields_of(
-                            out,
-                            &mut fields,
-                            head,
-                            COMMON_HEADERS,
-                            false,
-                        );
-                    } else {
-                        crate::mime::envelope_of(out, head, false);
-                    }
-                    let data: Arc<[u8]> = out[mark..].into();
-                    folder.put_cache(t.uid, CacheField::Envelope, data);
-                    if digest {
-                        folder.put_cache(t.uid, CacheField::CommonHeaders, fields.into());
-                    }
-                }
-            }
-            FetchAttr::BodyStructure => {
-                out.extend_from_slice(b"BODYSTRUCTURE ");
-                structure_of(out, &mut lazy, pre.structure.take(), true)?;
-            }
-            FetchAttr::Body => {
-                out.extend_from_slice(b"BODY ");
-                structure_of(out, &mut lazy, pre.body.take(), false)?;
-            }
-            FetchAttr::Rfc822 => {
-                out.extend_from_slice(b"RFC822 ");
-                literal(out, &whole_message(&mut lazy)?);
-            }
-            FetchAttr::Rfc822Header => {
-                out.extend_from_slice(b"RFC822.HEADER ");
-                let sec = Section {
-                    part: vec![],
-                    text: Some(SectionText::Header),
-                };
-                literal(out, &lazy.header()?.section(&sec));
-            }
-            FetchAttr::Rfc822Text => {
-                out.extend_from_slice(b"RFC822.TEXT ");
-                let sec = Section {
-                    part: vec![],
-                    text: Some(SectionText::Text),
-                };
-                literal(out, &lazy.get()?.section(&sec));
-            }
-            FetchAttr::BodySection {
-                section, partial, ..
-            } => {
-                out.extend_from_slice(label.as_bytes());
-                if section.part.is_empty() && section.text.is_none() && lazy.msg.is_none() {
-                    // The whole message needs no MIME parse, only CRLF.
-                    let data = whole_message(&mut lazy)?;
-                    literal(out, partial_slice(&data, *partial));
-                    continue;
-                }
-                if let (true, None, Some(SectionText::HeaderFields(names))) =
-                    (from_common_headers(section), &lazy.msg, &section.text)
-                {
-                    let digest = common_headers(&mut lazy, pre.common.clone())?;
-                    let mut fields = Vec::with_capacity(digest.len());
-                    crate::mime::select_header_fields(&mut fields, &digest, names, true);
-                    literal(out, partial_slice(&fields, *partial));
-                    continue;
-                }
-                let msg = if header_only(section) {
-                    lazy.header()?
-                } else {
-                    lazy.get()?
-                };
-                if section.part.is_empty() && section.text.is_none() {
-                    literal(out, partial_slice(msg.bytes(), *partial));
-                } else {
-                    let data = msg.section(section);
-                    literal(out, partial_slice(&data, *partial));
-                }
-            }
-            FetchAttr::Binary { part, partial, .. } => {
-                let spec: Vec<String> = part.iter().map(|p| p.to_string()).collect();
-                let data = binary_of(lazy.get()?, part)?;
-                let data = partial_slice(&data, *partial);
-                // RFC 3516 §4.2: a partial BINARY response names its origin.
-                let _ = write!(out, "BINARY[{}]", spec.join("."));
-                if let Some((off, _)) = partial {
-                    let _ = write!(out, "<{off}>");
-                }
-                out.push(b' ');
-                if data.contains(&0) {
-                    out.push(b'~');
-                }
-                literal(out, data);
-            }
-            FetchAttr::BinarySize { part } => {
-                let spec: Vec<String> = part.iter().map(|p| p.to_string()).collect();
-                // Counted without a decoded copy where the encoding is the identity.
-                let size = lazy.get()?.binary_size(part).map_err(binary_error)?;
-                let _ = write!(out, "BINARY.SIZE[{}] {size}", spec.join("."));
-            }
-            FetchAttr::ModSeq => {
-                let _ = write!(out, "MODSEQ ({})", meta.modseq);
-            }
-        }
-    }
-    if t.add_flags && !wrote_flags {
-        out.push(b' ');
-        out.extend_from_slice(flags_string(&meta.flags, t.recent).as_bytes());
-    }
-    out.extend_from_slice(b")\r\n");
-    Ok(())
-}
-
-fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderError> {
-    msg.binary(part).map_err(binary_error)
-}
-
-/// What BINARY and BINARY.SIZE answer for a part they cannot decode.
-fn binary_error(e: BinaryError) -> RenderError {
-    match e {
-        BinaryError::UnknownCte => RenderError::Status(Status::no(
-            Some("UNKNOWN-CTE"),
-            "Unknown Content-Transfer-Encoding.",
-        )),
-        BinaryError::NoSuchPart => {
-            RenderError::Status(Status::no(Some("NONEXISTENT"), "No such message part."))
-        }
-    }
+    held.fetch_add(out.len() - published, Ordering::Relaxed);
+    Ok(Some(Rendered {
+        bytes: out,
+        holes,
+        gone,
+        done,
+        big_next,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mime::Message;
+    use crate::proto::{Section, SectionText};
 
     /// A store over `dir` that does not fsync (tests only).
     fn temp_store(dir: &std::path::Path) -> crate::store::MailStore {
@@ -836,9 +567,10 @@ mod tests {
         // FETCH_COST_OUT: where to write the responses, to compare builds.
         let mut all = Vec::new();
         for chunk in targets.chunks(CHUNK) {
-            let (out, gone) = render_chunk(&folder, chunk, &items, None)
+            let r = render_chunk(&folder, chunk, &items, Mode::WHOLE, &AtomicUsize::new(0))
                 .unwrap_or_else(|_| panic!())
                 .unwrap();
+            let (out, gone) = (r.bytes, r.gone);
             assert_eq!(gone, 0);
             bytes += out.len();
             all.extend_from_slice(&out);
@@ -938,14 +670,15 @@ mod tests {
                     let f = temp_store(d.path()).open_folder("INBOX").unwrap();
                     let _ = std::fs::remove_file(d.path().join("nestbox.cache"));
                     let target = Target { ..target };
-                    let (out, gone) = if in_scope {
+                    let r = if in_scope {
                         let _s = crate::store::nowait::Scope::enter(|f| f());
-                        render_chunk(&f, &[target], &items, None)
+                        render_chunk(&f, &[target], &items, Mode::WHOLE, &AtomicUsize::new(0))
                     } else {
-                        render_chunk(&f, &[target], &items, None)
+                        render_chunk(&f, &[target], &items, Mode::WHOLE, &AtomicUsize::new(0))
                     }
                     .unwrap_or_else(|_| panic!())
                     .unwrap();
+                    let (out, gone) = (r.bytes, r.gone);
                     assert_eq!(gone, 0);
                     assert_eq!(
                         String::from_utf8_lossy(&out),
@@ -995,7 +728,12 @@ mod tests {
         let flags = [FetchAttr::Uid, FetchAttr::Flags];
         let render = |t: Target, items: &[FetchAttr], limit: u64| {
             let _s = crate::store::nowait::Scope::enter(|f| f());
-            render_chunk(&folder, &[t], items, Some(limit)).unwrap_or_else(|_| panic!())
+            let mode = Mode {
+                size_limit: Some(limit),
+                ..Mode::INLINE
+            };
+            render_chunk(&folder, &[t], items, mode, &AtomicUsize::new(0))
+                .unwrap_or_else(|_| panic!())
         };
         assert!(render(target(1), &whole, 2016).is_some());
         assert!(render(target(1), &whole, 2015).is_none());
@@ -1006,12 +744,212 @@ mod tests {
         assert!(render(target(2), &flags, 0).is_some());
         // Once the pool has read it, its size is known.
         assert!(
-            render_chunk(&folder, &[target(2)], &whole, None)
-                .unwrap_or_else(|_| panic!())
-                .is_some()
+            render_chunk(
+                &folder,
+                &[target(2)],
+                &whole,
+                Mode::WHOLE,
+                &AtomicUsize::new(0)
+            )
+            .unwrap_or_else(|_| panic!())
+            .is_some()
         );
-        let (out, _) = render(target(2), &whole, 2016).unwrap();
+        let out = render(target(2), &whole, 2016).unwrap().bytes;
         assert!(String::from_utf8_lossy(&out).contains("RFC822.SIZE 2016"));
+    }
+
+    /// A rendered chunk with its holes filled from the files as the session
+    /// does, in pieces of `piece` bytes (small, to cross every boundary).
+    fn filled(r: Rendered, piece: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (pos, lit) in r.holes {
+            out.extend_from_slice(&r.bytes[at..pos]);
+            at = pos;
+            let mut conv = stream::Converter::new(&lit);
+            let mut buf = vec![0u8; piece];
+            while conv.left > 0 {
+                let n = stream::read_full(&lit.file, &mut buf, conv.off).unwrap();
+                assert!(n > 0, "the file ended inside its literal");
+                conv.feed(&buf[..n], &mut out);
+            }
+        }
+        out.extend_from_slice(&r.bytes[at..]);
+        out
+    }
+
+    /// Bodies sent from the file give exactly the bytes of the in-memory
+    /// rendering, for every streamed item, with and without partial ranges,
+    /// over messages with LF, CRLF, lone CRs, NULs, no header end, an empty
+    /// header, and random mixtures of those; and a message that is big in
+    /// a chunk stops the chunk there.
+    #[test]
+    fn bodies_from_the_file_match_the_message_in_memory() {
+        let d = tempfile::tempdir().unwrap();
+        let store = temp_store(d.path());
+        let cur = d.path().join("cur");
+        let mut msgs: Vec<Vec<u8>> = [
+            &b"Subject: a\n\nline one\nline two\n"[..],
+            b"Subject: a\r\n\r\nline one\r\nline two\r\n",
+            b"Subject: mixed\r\nX: y\n\r\nbody\r\n\nmore\n\r\r\n\rx",
+            b"no header end at all\nsecond line\n",
+            b"\nstarts with a blank line\n",
+            b"\r\nstarts with a CRLF blank line\n",
+            b"\r\r\nodd\n\n",
+            b"a\n\r",
+            b"a\n",
+            b"\n",
+            b"\r",
+            b"x",
+            b"Subject: nul\n\nbin\0ary\n\0",
+        ]
+        .iter()
+        .map(|m| m.to_vec())
+        .collect();
+        // Random ones, from the bytes that matter.
+        let mut seed = 0x2545_f491_u64;
+        for _ in 0..150 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 33) as usize % 200;
+            let m: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    b"a:  \r\n\n\0"[(seed >> 40) as usize % 8]
+                })
+                .collect();
+            msgs.push(m);
+        }
+        for (i, m) in msgs.iter().enumerate() {
+            // No sizes in the names: found by the scan.
+            std::fs::write(cur.join(format!("{}.M{i}P1.host:2,", 1000 + i)), m).unwrap();
+        }
+        let folder = store.open_folder("INBOX").unwrap();
+        assert_eq!(folder.messages().len(), msgs.len());
+        let sec = |text: Option<SectionText>, partial| FetchAttr::BodySection {
+            peek: true,
+            section: Section { part: vec![], text },
+            partial,
+        };
+        let item_lists: Vec<Vec<FetchAttr>> = vec![
+            vec![sec(None, None)],
+            vec![sec(Some(SectionText::Text), None)],
+            vec![
+                FetchAttr::Rfc822,
+                FetchAttr::Rfc822Text,
+                FetchAttr::Rfc822Size,
+            ],
+            vec![
+                FetchAttr::Binary {
+                    peek: true,
+                    part: vec![],
+                    partial: None,
+                },
+                FetchAttr::BinarySize { part: vec![] },
+            ],
+            vec![
+                sec(None, Some((3, 10))),
+                sec(Some(SectionText::Text), Some((0, 5))),
+                sec(None, Some((1000, 5))),
+                sec(Some(SectionText::Text), Some((2, 1))),
+                FetchAttr::Binary {
+                    peek: true,
+                    part: vec![],
+                    partial: Some((2, 100)),
+                },
+            ],
+            // Streamed and in-memory items of the same message together.
+            vec![
+                FetchAttr::Uid,
+                sec(Some(SectionText::Header), None),
+                sec(None, None),
+                FetchAttr::BodyStructure,
+                sec(Some(SectionText::Text), None),
+            ],
+        ];
+        let streamed = Mode {
+            big: 0,
+            ..Mode::ALONE
+        };
+        for items in &item_lists {
+            for (i, m) in msgs.iter().enumerate() {
+                let t = Target {
+                    seq: i as u32 + 1,
+                    uid: folder.messages()[i].uid,
+                    recent: false,
+                    add_flags: false,
+                };
+                let want = render_chunk(&folder, &[t], items, Mode::WHOLE, &AtomicUsize::new(0))
+                    .unwrap_or_else(|_| panic!())
+                    .unwrap();
+                assert!(want.holes.is_empty());
+                let got = render_chunk(&folder, &[t], items, streamed, &AtomicUsize::new(0))
+                    .unwrap_or_else(|_| panic!())
+                    .unwrap();
+                assert_eq!(got.done, 1);
+                assert!(!m.is_empty() || got.holes.is_empty());
+                if !m.is_empty() && items.iter().any(sends_body) {
+                    assert!(!got.holes.is_empty(), "streamed: {items:?}");
+                }
+                for piece in [1, 2, 3, 64 * 1024] {
+                    let got = render_chunk(&folder, &[t], items, streamed, &AtomicUsize::new(0))
+                        .unwrap_or_else(|_| panic!())
+                        .unwrap();
+                    assert_eq!(
+                        String::from_utf8_lossy(&filled(got, piece)),
+                        String::from_utf8_lossy(&want.bytes),
+                        "message {m:?}, items {items:?}, pieces of {piece}"
+                    );
+                }
+            }
+        }
+        // In a chunk that may not stream, a big message ends the chunk.
+        let chunk: Vec<Target> = (0..3)
+            .map(|i| Target {
+                seq: i + 1,
+                uid: folder.messages()[i as usize].uid,
+                recent: false,
+                add_flags: false,
+            })
+            .collect();
+        let pooled = Mode {
+            big: 20,
+            ..Mode::WHOLE
+        };
+        let r = render_chunk(
+            &folder,
+            &chunk,
+            &item_lists[0],
+            pooled,
+            &AtomicUsize::new(0),
+        )
+        .unwrap_or_else(|_| panic!())
+        .unwrap();
+        // Message 1 is 31 bytes: big at 20.
+        assert_eq!((r.done, r.big_next), (0, true));
+        assert!(r.bytes.is_empty() && r.holes.is_empty());
+        let small = Mode {
+            big: 1000,
+            max_out: 10,
+            ..Mode::WHOLE
+        };
+        let r = render_chunk(&folder, &chunk, &item_lists[0], small, &AtomicUsize::new(0))
+            .unwrap_or_else(|_| panic!())
+            .unwrap();
+        assert_eq!((r.done, r.big_next), (1, false), "stops past max_out");
+        // What other chunks hold counts too, and what a chunk renders is added.
+        let held = AtomicUsize::new(5_000);
+        let shared = Mode {
+            big: 1000,
+            max_out: 5_000,
+            ..Mode::WHOLE
+        };
+        let r = render_chunk(&folder, &chunk, &item_lists[0], shared, &held)
+            .unwrap_or_else(|_| panic!())
+            .unwrap();
+        assert_eq!(r.done, 1, "the first message always, then no more");
+        assert_eq!(held.load(Ordering::Relaxed), 5_000 + r.bytes.len());
     }
 
     /// Selecting common fields from the cached digest gives exactly what
