@@ -25,23 +25,9 @@ fn nestbox_only() -> bool {
     true
 }
 
-/// The host name as nestbox writes it into locks (Maildir-escaped).
-fn host() -> String {
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let mut out = String::new();
-    for c in h.trim().chars() {
-        match c {
-            '/' => out.push_str("\\057"),
-            ':' => out.push_str("\\072"),
-            ',' => out.push_str("\\054"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    if out.is_empty() {
-        out.push_str("localhost");
-    }
-    out
+/// This machine's host name as the server writes it into lock files (the same function).
+fn host() -> &'static str {
+    nestbox::store::maildir::filename::host()
 }
 
 fn bob_maildir(s: &TestServer) -> PathBuf {

@@ -11,22 +11,7 @@ use common::{ImapClient, Kind, Options, PASSWORD, TestServer, USER};
 
 /// The server's resident memory, in KiB: the front and its workers.
 fn rss_kib(pid: u32) -> u64 {
-    // The front and its workers: after login a session's memory is its worker's.
-    common::process_tree(pid)
-        .into_iter()
-        .map(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/status"))
-                .ok()
-                .and_then(|status| {
-                    status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.split_whitespace().next())
-                        .and_then(|n| n.parse().ok())
-                })
-                .unwrap_or(0)
-        })
-        .sum()
+    common::tree_rss_kib(pid)
 }
 
 fn read_line(r: &mut BufReader<TcpStream>) -> String {

@@ -48,15 +48,24 @@ pub enum FromWorker {
 
 impl FromWorker {
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        toml::to_string(self)
-            .map(String::into_bytes)
-            .map_err(|e| format!("cannot encode control message: {e}"))
+        encode(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let text = std::str::from_utf8(bytes).map_err(|e| format!("control message: {e}"))?;
-        toml::from_str(text).map_err(|e| format!("control message: {e}"))
+        decode(bytes)
     }
+}
+
+/// A control message as TOML text, either way.
+fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, String> {
+    toml::to_string(msg)
+        .map(String::into_bytes)
+        .map_err(|e| format!("cannot encode control message: {e}"))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("control message: {e}"))?;
+    toml::from_str(text).map_err(|e| format!("control message: {e}"))
 }
 
 /// One logged-in connection, as the front hands it over.
@@ -107,14 +116,11 @@ impl Handoff {
 
 impl ToWorker {
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        toml::to_string(self)
-            .map(String::into_bytes)
-            .map_err(|e| format!("cannot encode control message: {e}"))
+        encode(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let text = std::str::from_utf8(bytes).map_err(|e| format!("control message: {e}"))?;
-        toml::from_str(text).map_err(|e| format!("control message: {e}"))
+        decode(bytes)
     }
 }
 

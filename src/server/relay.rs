@@ -214,26 +214,32 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn conn() -> ConnInfo {
-        ConnInfo {
-            remote: "127.0.0.1:1".parse().unwrap(),
-            tls: false,
-            tcp: None,
-        }
+    /// A client TCP connection whose server side is relayed to the returned
+    /// Unix stream (the worker's end), by the returned task.
+    async fn relayed() -> (
+        TcpStream,
+        UnixStream,
+        tokio::task::JoinHandle<io::Result<()>>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        let (front_end, worker_end) = UnixStream::pair().unwrap();
+        let task = tokio::spawn(async move {
+            let c = ConnInfo {
+                remote: "127.0.0.1:1".parse().unwrap(),
+                tls: false,
+                tcp: None,
+            };
+            relay(Box::new(server_side), front_end, &c).await
+        });
+        (client, worker_end, task)
     }
 
     #[tokio::test]
     async fn bytes_cross_both_ways_and_the_end_follows() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = TcpStream::connect(addr).await.unwrap();
-        let (server_side, _) = listener.accept().await.unwrap();
-        let (front_end, mut worker_end) = UnixStream::pair().unwrap();
-        let c = conn();
-        let relay = tokio::spawn(async move {
-            let c = c;
-            relay(Box::new(server_side), front_end, &c).await
-        });
+        let (mut client, mut worker_end, relay) = relayed().await;
         // A large message both ways, larger than CHUNK and than socket buffers.
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let send = big.clone();
@@ -262,16 +268,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_worker_ending_ends_the_relay_while_the_client_stays() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = TcpStream::connect(addr).await.unwrap();
-        let (server_side, _) = listener.accept().await.unwrap();
-        let (front_end, mut worker_end) = UnixStream::pair().unwrap();
-        let c = conn();
-        let relay = tokio::spawn(async move {
-            let c = c;
-            relay(Box::new(server_side), front_end, &c).await
-        });
+        let (mut client, mut worker_end, relay) = relayed().await;
         worker_end.write_all(b"* BYE\r\n").await.unwrap();
         drop(worker_end);
         tokio::time::timeout(std::time::Duration::from_secs(5), relay)

@@ -668,6 +668,26 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     out
 }
 
+/// Resident memory of a server in KiB: `pid` (the front) and its workers (after login a
+/// session's memory is its worker's).
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .map(|p| {
+            fs::read_to_string(format!("/proc/{p}/status"))
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|n| n.parse().ok())
+                })
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 /// chown -R (test directories only).
 pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
