@@ -218,7 +218,7 @@ impl Drop for DotLock {
                 let _ = fs::remove_file(&self.path);
             }
             false => {
-                tracing::warn!(lock = %self.path.display(), "our uidlist lock was broken by someone else while we held it");
+                tracing::warn!(lock = %shown(&self.path).display(), "our uidlist lock was broken by someone else while we held it");
             }
         }
         let mut h = held();
@@ -430,6 +430,23 @@ fn local_pid(content: &[u8]) -> Option<i32> {
     (pid > 0 && host == filename::host()).then_some(pid)
 }
 
+/// `path` as an operator knows it. The store works on directories it has
+/// opened (`beneath`), naming them `/proc/self/fd/N/...` so that the kernel
+/// resolves nothing again; a log line names the folder instead.
+fn shown(path: &Path) -> PathBuf {
+    let Ok(rest) = path.strip_prefix("/proc/self/fd") else {
+        return path.to_path_buf();
+    };
+    let mut parts = rest.components();
+    let Some(fd) = parts.next() else {
+        return path.to_path_buf();
+    };
+    match fs::read_link(Path::new("/proc/self/fd").join(fd)) {
+        Ok(dir) => dir.join(parts.as_path()),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
 /// Renames without replacing what is at `to` (`AlreadyExists` then), where
 /// the system supports it; else a plain rename. Putting back a lock judged
 /// stale must never destroy a lock someone took meanwhile.
@@ -504,14 +521,14 @@ fn break_lock(dir: &Path, seen: Ident, content: &[u8], (why, routine): Stale) ->
     if same {
         let _ = fs::remove_file(&aside);
         if routine {
-            tracing::info!(lock = %path.display(), reason = why, "breaking stale uidlist lock");
+            tracing::info!(lock = %shown(&path).display(), reason = why, "breaking stale uidlist lock");
         } else {
-            tracing::warn!(lock = %path.display(), reason = why, "breaking stale uidlist lock");
+            tracing::warn!(lock = %shown(&path).display(), reason = why, "breaking stale uidlist lock");
         }
     } else if let Err(e) = rename_noreplace(&aside, &path) {
         // A third writer took the lock too: the one we moved has lost it.
         // Its owner's release sees that and leaves the new lock alone.
-        tracing::warn!(lock = %path.display(), error = %e, "a uidlist lock taken while a stale one was broken could not be put back");
+        tracing::warn!(lock = %shown(&path).display(), error = %e, "a uidlist lock taken while a stale one was broken could not be put back");
         let _ = fs::remove_file(&aside);
     }
     cleanup_temps(dir);
@@ -592,7 +609,10 @@ pub fn lock(dir: &Path, stale_after: Duration) -> io::Result<DotLock> {
 fn timed_out(dir: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
-        format!("{} is held by another process", dir.join(LOCK).display()),
+        format!(
+            "{} is held by another process",
+            shown(&dir.join(LOCK)).display()
+        ),
     )
 }
 

@@ -358,3 +358,15 @@ fn a_lock_of_an_unreaped_process_is_broken_at_once() {
     drop(held);
     child.wait().unwrap();
 }
+
+#[test]
+fn log_lines_name_the_folder_not_the_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = std::fs::File::open(dir.path()).unwrap();
+    let via_fd = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&f).to_string())
+        .join(LOCK);
+    let real = std::fs::canonicalize(dir.path()).unwrap().join(LOCK);
+    assert_eq!(shown(&via_fd), real);
+    assert_eq!(shown(&real), real);
+}
