@@ -415,3 +415,57 @@ fn a_client_that_never_reads_is_not_read_from_either() {
     );
     assert!(after < before + 16 * 1024, "RSS {before} -> {after} KiB");
 }
+
+/// `limits.max_connections_per_user`: one more login than the cap gets `NO [LIMIT]`, a
+/// burst of such refusals is logged once, and a session that ends frees its place.
+#[test]
+fn a_users_connections_are_capped_at_login_and_logged_once() {
+    if Kind::from_env() == Kind::Dovecot {
+        return; // nestbox's limit.
+    }
+    let server = TestServer::start_with(common::Options {
+        max_connections_per_user: Some(2),
+        ..common::Options::default()
+    });
+    let a = common::ImapClient::login(&server, common::USER, common::PASSWORD);
+    let _b = common::ImapClient::login(&server, common::USER, common::PASSWORD);
+    for _ in 0..5 {
+        let mut s = server.connect();
+        let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).expect("greeting");
+        s.write_all(format!("l LOGIN {} {}\r\n", common::USER, common::PASSWORD).as_bytes())
+            .expect("send");
+        line.clear();
+        std::io::BufRead::read_line(&mut r, &mut line).expect("answer");
+        assert!(line.starts_with("l NO [LIMIT]"), "{line}");
+    }
+    // Another user is not affected.
+    let bob = common::ImapClient::login(&server, common::USER2, common::PASSWORD2);
+    let log = server.log();
+    assert_eq!(
+        log.matches("limits.max_connections_per_user = 2 reached")
+            .count(),
+        1,
+        "{log}"
+    );
+    a.logout();
+    // The place is free again once the session has ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = server.connect();
+        let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).expect("greeting");
+        s.write_all(format!("l LOGIN {} {}\r\n", common::USER, common::PASSWORD).as_bytes())
+            .expect("send");
+        line.clear();
+        std::io::BufRead::read_line(&mut r, &mut line).expect("answer");
+        if line.starts_with("l OK") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never freed: {line}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bob.logout();
+}

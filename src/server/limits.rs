@@ -53,6 +53,19 @@ struct Bite {
     unlogged: u64,
 }
 
+impl Bite {
+    /// Counts one refusal; `Some(refused since the last line)` when a line
+    /// is due now (`Some(0)` for the first), `None` when it is not.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            self.unlogged += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
 /// Bounds total connections, connections per remote address and
 /// connections not logged in yet.
 pub struct Limiter {
@@ -201,20 +214,16 @@ impl Limiter {
             return;
         };
         let bite = &mut bites[why.index()];
-        let now = Instant::now();
-        if bite.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            bite.unlogged += 1;
+        let first = bite.last.is_none();
+        let Some(earlier) = bite.due(Instant::now()) else {
             return;
-        }
+        };
         let value = match why {
             Refusal::Total => &self.max_total,
             Refusal::PerAddress => &self.max_per_ip,
             Refusal::Unauthenticated => &self.max_unauthenticated,
         }
         .load(Ordering::Acquire);
-        let earlier = std::mem::take(&mut bite.unlogged);
-        let first = bite.last.is_none();
-        bite.last = Some(now);
         if first {
             tracing::warn!(
                 rip = %ip,
@@ -227,6 +236,86 @@ impl Limiter {
                 "connection refused: {} = {value} reached; {earlier} more refused since the last report",
                 why.key(),
             );
+        }
+    }
+}
+
+/// Logged-in connections per user name (`limits.max_connections_per_user`),
+/// all their devices together; checked at login, when the name is known.
+/// Refusals are logged like the connection limits': once, then at most once
+/// a minute with a count.
+pub struct UserLimiter {
+    max: AtomicUsize,
+    counts: Mutex<HashMap<String, usize>>,
+    bite: Mutex<Bite>,
+}
+
+/// One logged-in connection's place in the [`UserLimiter`], given back on drop.
+pub struct UserSlot {
+    owner: Arc<UserLimiter>,
+    user: String,
+}
+
+impl UserLimiter {
+    pub fn new(max: usize) -> Self {
+        UserLimiter {
+            max: AtomicUsize::new(max),
+            counts: Mutex::new(HashMap::new()),
+            bite: Mutex::new(Bite::default()),
+        }
+    }
+
+    /// A new cap (SIGHUP); connections over it stay, new ones wait for room.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Release);
+    }
+
+    /// A place for one more connection of `user` (from `ip`, for the log),
+    /// or `None` at the cap.
+    pub fn admit(self: &Arc<Self>, user: &str, ip: IpAddr) -> Option<UserSlot> {
+        let max = self.max.load(Ordering::Acquire);
+        {
+            let mut m = self.counts.lock().ok()?;
+            let n = m.entry(user.to_string()).or_insert(0);
+            if *n < max {
+                *n += 1;
+                return Some(UserSlot {
+                    owner: self.clone(),
+                    user: user.to_string(),
+                });
+            }
+        }
+        let due = self
+            .bite
+            .lock()
+            .ok()
+            .and_then(|mut b| b.due(Instant::now()));
+        match due {
+            Some(0) => tracing::warn!(
+                user,
+                rip = %ip,
+                "login refused: limits.max_connections_per_user = {max} reached (logged at most once a minute)"
+            ),
+            Some(earlier) => tracing::warn!(
+                user,
+                rip = %ip,
+                "login refused: limits.max_connections_per_user = {max} reached; {earlier} more refused since the last report"
+            ),
+            None => {}
+        }
+        None
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.owner.counts.lock() {
+            if let Some(n) = m.get_mut(&self.user) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.user);
+                }
+            }
         }
     }
 }
@@ -353,5 +442,19 @@ mod tests {
         assert_eq!(limiter.admit(a).err(), Some(Refusal::PerAddress));
         drop(one);
         assert_eq!(limiter.in_use(), 1);
+    }
+
+    #[test]
+    fn a_users_connections_are_capped_and_freed() {
+        let users = Arc::new(UserLimiter::new(2));
+        let a = ip("192.0.2.1");
+        let one = users.admit("alice", a).unwrap();
+        let _two = users.admit("alice", a).unwrap();
+        assert!(users.admit("alice", a).is_none());
+        assert!(users.admit("bob", a).is_some(), "per user");
+        drop(one);
+        let _three = users.admit("alice", a).unwrap();
+        users.set_max(5);
+        assert!(users.admit("alice", a).is_some());
     }
 }

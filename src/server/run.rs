@@ -12,12 +12,10 @@
 //! connection costs one task and its buffers, never a thread. The front
 //! never opens a Maildir: it has no store at all.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -26,7 +24,7 @@ use tokio::sync::watch;
 
 use super::handoff::{Handoff, worker_config};
 use super::identity::Policy;
-use super::limits::{Limiter, canonical};
+use super::limits::{Limiter, UserLimiter, canonical};
 use super::pool::Pool;
 use super::tls::TlsState;
 use crate::auth::{Authenticator, FailureTracker};
@@ -51,7 +49,7 @@ struct Front {
     generation: RwLock<Arc<Generation>>,
     limiter: Arc<Limiter>,
     pool: Arc<Pool>,
-    users: UserCounts,
+    users: Arc<UserLimiter>,
     failures: Arc<FailureTracker>,
     shutdown: watch::Receiver<bool>,
     /// The config file, read again on SIGHUP (`None`: nothing to reload).
@@ -142,7 +140,7 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
             cfg.limits.max_unauthenticated,
         )),
         pool: Pool::new(worker_config(&cfg)),
-        users: UserCounts::new(cfg.limits.max_connections_per_user),
+        users: Arc::new(UserLimiter::new(cfg.limits.max_connections_per_user)),
         generation: RwLock::new(Arc::new(generation)),
         failures,
         shutdown: shutdown_rx,
@@ -413,12 +411,8 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
             return;
         }
     };
-    let Some(_user_slot) = front.users.admit(&user.name) else {
-        tracing::warn!(
-            user = %user.name,
-            rip = %conn.remote.ip(),
-            "login refused: too many connections for this user (limits.max_connections_per_user)"
-        );
+    // Refusals are logged by the limiter, once a minute at most.
+    let Some(_user_slot) = front.users.admit(&user.name, conn.remote.ip()) else {
         unavailable(io, &tag, "LIMIT", "Too many connections for this user.").await;
         return;
     };
@@ -472,56 +466,4 @@ async fn unavailable(mut io: Box<dyn Io>, tag: &str, code: &str, text: &str) {
         let _ = io.shutdown().await;
     })
     .await;
-}
-
-/// Logged-in connections per user name (`limits.max_connections_per_user`).
-struct UserCounts {
-    max: AtomicUsize,
-    counts: Mutex<HashMap<String, usize>>,
-}
-
-/// One connection's place in [`UserCounts`], given back on drop.
-struct UserSlot<'a> {
-    owner: &'a UserCounts,
-    user: String,
-}
-
-impl UserCounts {
-    fn new(max: usize) -> Self {
-        UserCounts {
-            max: AtomicUsize::new(max),
-            counts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A new cap (SIGHUP); connections over it stay, new ones wait for room.
-    fn set_max(&self, max: usize) {
-        self.max.store(max, Ordering::Relaxed);
-    }
-
-    fn admit(&self, user: &str) -> Option<UserSlot<'_>> {
-        let mut m = self.counts.lock().ok()?;
-        let n = m.entry(user.to_string()).or_insert(0);
-        if *n >= self.max.load(Ordering::Relaxed) {
-            return None;
-        }
-        *n += 1;
-        Some(UserSlot {
-            owner: self,
-            user: user.to_string(),
-        })
-    }
-}
-
-impl Drop for UserSlot<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.owner.counts.lock() {
-            if let Some(n) = m.get_mut(&self.user) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.user);
-                }
-            }
-        }
-    }
 }
