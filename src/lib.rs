@@ -6,9 +6,14 @@
 //! `nestbox.cache`) can be deleted and is rebuilt with the same UIDs.
 //!
 //! # Layout: a command's path from socket to disk
-//! - [`server`]: listeners, TLS (implicit and STARTTLS), connection limits,
-//!   signals; one task per connection runs a [`session::Session`].
-//!   `server::live` connects the change watcher to the store.
+//! - [`server`]: two kinds of process. The front (`server::run`): listeners,
+//!   TLS (implicit and STARTTLS), connection limits, signals; one task per
+//!   connection runs a [`session::Session`] until login, then hands the
+//!   connection to the worker process of the user's uid (`server::pool`,
+//!   `server::handoff` over `server::channel`) and relays its bytes
+//!   (`server::relay`). A worker (`server::worker`) runs the logged-in
+//!   sessions of one uid; `server::live` connects its change watcher to
+//!   its store.
 //! - [`proto`]: the IMAP grammar, pure: the framer cuts the byte stream into
 //!   commands under size caps, the parser turns one into a
 //!   [`proto::Command`], `encode` writes response pieces.

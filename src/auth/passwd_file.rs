@@ -21,8 +21,8 @@ use super::hash::StoredHash;
 pub struct Entry {
     pub user: String,
     pub password: StoredHash,
-    /// The uid/gid fields (`None` when empty). Parsed but not acted on yet: every session
-    /// runs as the daemon's own user (per-user worker processes are planned, issue 15).
+    /// The uid/gid fields (`None` when empty): the user's worker runs as them
+    /// (`server::identity`; without them, as `mail.user`).
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub home: Option<PathBuf>,

@@ -1,7 +1,16 @@
-//! The daemon side: listeners and accept loop (`run`), TLS (`tls`: the
-//! certificate, its reload on SIGHUP, the handshakes for implicit-TLS ports
-//! and STARTTLS), connection limits (`limits`), the glue from the change watcher to the store (`live`),
-//! and letting go of unused folders (`memory`).
+//! The daemon side, in two kinds of process (SPEC §4).
+//!
+//! The front: listeners, accept loop, login hand-over and SIGHUP reload
+//! (`run`), TLS (`tls`: the certificate, reloaded on SIGHUP and when its
+//! files change, the handshakes for implicit-TLS ports and STARTTLS),
+//! connection limits (`limits`), which uid serves a user (`identity`), the
+//! worker processes (`pool`), what it tells them (`handoff`, over
+//! `channel`), and relaying a logged-in connection's bytes (`relay`). It
+//! never opens a Maildir.
+//!
+//! A worker (`worker`): the logged-in sessions of one uid, with the glue
+//! from the change watcher to the store (`live`) and letting go of unused
+//! folders (`memory`). It never holds a TLS key or reads the users file.
 pub mod channel;
 pub mod handoff;
 pub mod identity;

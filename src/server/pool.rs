@@ -9,12 +9,12 @@
 //! set between fork and exec, `no_new_privs` set, an empty environment but
 //! for the log filter, `/` as its directory, and its control channel as
 //! standard input. The first message it gets is its configuration
-//! ([`handoff::worker_config`]: no TLS files, no users file).
+//! (`handoff::worker_config`: no TLS files, no users file).
 //!
 //! A worker that dies takes its own sessions with it (their relays see the
 //! socket close) and is logged; the next login of that identity starts a
 //! new one. Retiring is the front's decision alone: it drops the channel of
-//! a worker that has had no session for [`LINGER`], so it never hands a
+//! a worker that has had no session for `LINGER` (60 s), so it never hands a
 //! connection to a worker that is on its way out.
 //!
 //! Owns the processes and their channels. It never opens a Maildir and
@@ -181,7 +181,7 @@ impl Pool {
     /// one if needed; returns once the worker has confirmed it has the
     /// connection. `stream` is the worker's end of the connection's socket
     /// pair. A worker that turns out to be gone, or dies before it confirms,
-    /// or does not confirm within [`HANDOFF_TIMEOUT`] (then it is killed:
+    /// or does not confirm within `HANDOFF_TIMEOUT` (10 s) (then it is killed:
     /// it is stuck), is replaced once: nothing of the connection has been
     /// read or written yet, so the next worker starts it as if the first
     /// had never been asked.

@@ -14,7 +14,7 @@
 //! of the poll that does it, and only bytes the other side cannot take at
 //! once are kept, on the heap, until they are written; then that buffer is
 //! freed. So an idle connection costs the relay a few dozen bytes, and a
-//! busy one at most one chunk per direction ([`CHUNK`]).
+//! busy one at most one chunk per direction (`CHUNK`, 32 KiB).
 //!
 //! Owns the copying only: no IMAP, no limits (the connection's slot is held
 //! by the caller for as long as [`relay`] runs).

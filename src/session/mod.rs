@@ -7,10 +7,15 @@
 //! dispatching it to its handler under `session/cmd/`, and turns every
 //! outcome into exactly one tagged response.
 //!
+//! The same state machine runs in both kinds of process (SPEC §4): in the
+//! front, from the greeting until a successful login, which ends it with a
+//! [`Handover`] (the server then moves the connection to the user's worker);
+//! in a worker, from that login on ([`Session::resume`]). Which one it is
+//! is [`Shared::role`]; the session knows no processes or sockets beyond it.
+//!
 //! What it must never do: touch the filesystem other than through
 //! `store` (and only inside `spawn_blocking`), hold global state beyond the
-//! user's mail store and the process-wide folder registry (a later issue
-//! moves authenticated sessions into per-user processes), or panic on
+//! user's mail store and the process-wide folder registry, or panic on
 //! anything a client sends.
 //!
 //! Failure classes (STYLE §3) meet in one place, [`Status`]: client mistakes
@@ -177,9 +182,9 @@ impl ConnInfo {
 
 /// The authenticated part of a session: the user and their mail store.
 pub struct Authed {
-    /// Who logged in. Nothing reads it yet: kept for issue 15, whose
-    /// per-user worker takes the session over as this user (uid/gid), and
-    /// issue 19's per-user quota.
+    /// Who logged in (in a worker, the name and Maildir the front handed
+    /// over; the process already runs as their uid). Nothing reads it yet:
+    /// kept for issue 19's per-user quota.
     pub user: User,
     pub store: Arc<MailStore>,
 }

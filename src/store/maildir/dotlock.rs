@@ -13,7 +13,7 @@
 //! (`EEXIST`: someone holds it) and unlinked. So the lock file never
 //! exists without its owner inside: a kill, `ENOSPC` or `EIO` at any step
 //! leaves at most the temporary file, which is harmless and removed later
-//! (see [`cleanup_temps`]). No fsync: a lock does not need to survive a
+//! (see `cleanup_temps`). No fsync: a lock does not need to survive a
 //! crash of the machine, and after a reboot every owner is stale anyway.
 //!
 //! **Who owns it.** The content is exactly Dovecot's `<pid>:<host>`, so
@@ -26,7 +26,7 @@
 //! a lock made before it started. Rules, for a lock naming a PID of this
 //! host:
 //! - our own PID: ours if this process holds exactly that lock file (by
-//!   device, inode and mtime, recorded in [`held`]); otherwise left by an earlier
+//!   device, inode and mtime, recorded in `held`); otherwise left by an earlier
 //!   run that had our PID (a restarted container's PID 1) and stale at once;
 //! - a PID that is not running: stale at once;
 //! - a running PID whose process started more than [`REUSE_SLACK`] after

@@ -8,9 +8,9 @@
 //!
 //! Memory per connection is bounded whatever the message sizes and however
 //! slowly the client reads (issue 15): chunks stop rendering once their
-//! output not yet sent passes [`IN_FLIGHT_PER_CHUNK`] per chunk in flight,
+//! output not yet sent passes `IN_FLIGHT_PER_CHUNK` per chunk in flight,
 //! and a message bigger than
-//! [`BIG`] that must be read whole is rendered by itself, one at a time,
+//! `BIG` that must be read whole is rendered by itself, one at a time,
 //! with its whole or text bodies left as holes that `stream` fills
 //! from the file a piece at a time as the socket takes them. Sections that
 //! need the MIME structure (`BODY[1.2]`, `BINARY[1]`, a cold

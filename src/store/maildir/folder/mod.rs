@@ -1723,7 +1723,7 @@ pub const MAX_HEADER_READ: usize = 1 << 20;
 /// Offset just past the blank line ending a header block (`\n\n` or
 /// `\n\r\n`), if `b` contains it.
 /// An open message file (see [`Folder::open_message`]). Reads go through
-/// [`nowait::read_at`], so they may run on a runtime thread in a nowait scope.
+/// `nowait::read_at`, so they may run on a runtime thread in a nowait scope.
 pub struct MessageFile(File);
 
 impl MessageFile {
