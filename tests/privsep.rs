@@ -439,3 +439,30 @@ fn uid_less_users_need_mail_user_when_root() {
         "no worker as root"
     );
 }
+
+/// A login whose Maildir the worker cannot open is answered (`NO [UNAVAILABLE]`, then
+/// `* BYE`), not left waiting, and the reason is logged.
+#[test]
+fn a_maildir_that_cannot_be_opened_is_answered() {
+    let server = TestServer::start();
+    if server.kind != common::Kind::Nestbox {
+        return;
+    }
+    let md = server.maildir();
+    fs::remove_dir_all(&md).expect("rm Maildir");
+    fs::write(&md, "not a directory").expect("a file where the Maildir should be");
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = server.connect();
+    s.write_all(format!("a LOGIN {} {}\r\n", common::USER, common::PASSWORD).as_bytes())
+        .expect("send");
+    let mut all = String::new();
+    let mut line = String::new();
+    let mut r = BufReader::new(s);
+    while r.read_line(&mut line).unwrap_or(0) > 0 {
+        all.push_str(&line);
+        line.clear();
+    }
+    assert!(all.contains("a NO [UNAVAILABLE]"), "{all}");
+    assert!(all.contains("* BYE"), "{all}");
+    assert!(server.log().contains("cannot open mail store"), "{}", server.log());
+}

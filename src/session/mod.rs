@@ -544,7 +544,12 @@ impl Session {
                     &Status::no(Some("UNAVAILABLE"), "Mail store unavailable."),
                 );
                 self.line("* BYE Mail store unavailable, try again later.");
-                self.state = State::Logout;
+                // The serving loop ends at once in Logout: say it before.
+                let _ = self.flush().await;
+                if let Some(mut io) = self.io.take() {
+                    let _ = io.shutdown().await;
+                }
+                return;
             }
         }
         let _ = self.serve().await;
