@@ -464,5 +464,9 @@ fn a_maildir_that_cannot_be_opened_is_answered() {
     }
     assert!(all.contains("a NO [UNAVAILABLE]"), "{all}");
     assert!(all.contains("* BYE"), "{all}");
-    assert!(server.log().contains("cannot open mail store"), "{}", server.log());
+    assert!(
+        server.log().contains("cannot open mail store"),
+        "{}",
+        server.log()
+    );
 }
