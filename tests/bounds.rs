@@ -416,6 +416,19 @@ fn a_client_that_never_reads_is_not_read_from_either() {
     assert!(after < before + 16 * 1024, "RSS {before} -> {after} KiB");
 }
 
+/// The tagged answer to a LOGIN of the default user on a new connection.
+fn login_answer(server: &TestServer) -> String {
+    let mut s = server.connect();
+    let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).expect("greeting");
+    s.write_all(format!("l LOGIN {} {}\r\n", common::USER, common::PASSWORD).as_bytes())
+        .expect("send");
+    line.clear();
+    std::io::BufRead::read_line(&mut r, &mut line).expect("answer");
+    line
+}
+
 /// `limits.max_connections_per_user`: one more login than the cap gets `NO [LIMIT]`, a
 /// burst of such refusals is logged once, and a session that ends frees its place.
 #[test]
@@ -430,14 +443,7 @@ fn a_users_connections_are_capped_at_login_and_logged_once() {
     let a = common::ImapClient::login(&server, common::USER, common::PASSWORD);
     let _b = common::ImapClient::login(&server, common::USER, common::PASSWORD);
     for _ in 0..5 {
-        let mut s = server.connect();
-        let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut r, &mut line).expect("greeting");
-        s.write_all(format!("l LOGIN {} {}\r\n", common::USER, common::PASSWORD).as_bytes())
-            .expect("send");
-        line.clear();
-        std::io::BufRead::read_line(&mut r, &mut line).expect("answer");
+        let line = login_answer(&server);
         assert!(line.starts_with("l NO [LIMIT]"), "{line}");
     }
     // Another user is not affected.
@@ -453,14 +459,7 @@ fn a_users_connections_are_capped_at_login_and_logged_once() {
     // The place is free again once the session has ended.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut s = server.connect();
-        let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut r, &mut line).expect("greeting");
-        s.write_all(format!("l LOGIN {} {}\r\n", common::USER, common::PASSWORD).as_bytes())
-            .expect("send");
-        line.clear();
-        std::io::BufRead::read_line(&mut r, &mut line).expect("answer");
+        let line = login_answer(&server);
         if line.starts_with("l OK") {
             break;
         }
