@@ -28,22 +28,19 @@ mod common;
 use common::{PASSWORD, TestServer, USER, USER2};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// In every file of B's; must never appear in anything the server sends A.
 const BOB_MARK: &str = "BOB-PRIVATE-7f3a";
 /// In every root-only file.
 const ROOT_MARK: &str = "ROOT-ONLY-91c2";
 
-/// A small IMAP client that, unlike the shared one, survives the server closing the
+/// The shared client, with a record of everything the server sent (for the marker checks)
+/// and commands that answer `"CLOSED"` instead of panicking once the server has closed the
 /// connection (a session whose selected folder is replaced gets `* BYE`).
 struct Client {
-    s: TcpStream,
-    buf: Vec<u8>,
+    c: common::ImapClient,
     tag: u32,
     /// Everything the server sent, for the marker checks.
     seen: String,
@@ -52,79 +49,27 @@ struct Client {
 
 impl Client {
     fn login(server: &TestServer, user: &str, password: &str) -> Client {
-        let s = server.connect();
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let mut c = Client {
-            s,
-            buf: Vec::new(),
+        Client {
+            c: common::ImapClient::login(server, user, password),
             tag: 0,
             seen: String::new(),
             closed: false,
-        };
-        let greeting = c.line().expect("greeting");
-        assert!(greeting.starts_with("* OK"), "{greeting}");
-        let (_, st) = c.cmd(&format!("LOGIN {user} {password}"));
-        assert!(st.starts_with("OK"), "LOGIN: {st}");
-        c
-    }
-
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        match self.s.read(&mut chunk) {
-            Ok(0) | Err(_) => {
-                self.closed = true;
-                false
-            }
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
         }
     }
 
     /// One logical line (literals included), or `None` once the server has closed.
     fn line(&mut self) -> Option<String> {
-        let mut out = Vec::new();
-        loop {
-            let i = loop {
-                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                if !self.fill() {
-                    return None;
-                }
-            };
-            let line: Vec<u8> = self.buf.drain(..i + 2).take(i).collect();
-            out.extend_from_slice(&line);
-            let lit = std::str::from_utf8(&line)
-                .ok()
-                .and_then(|s| s.strip_suffix('}'))
-                .and_then(|s| s.rfind('{').map(|o| s[o + 1..].to_string()))
-                .and_then(|n| n.parse::<usize>().ok());
-            match lit {
-                Some(n) => {
-                    out.extend_from_slice(b"\r\n");
-                    while self.buf.len() < n {
-                        if !self.fill() {
-                            return None;
-                        }
-                    }
-                    out.extend(self.buf.drain(..n));
-                }
-                None => {
-                    let s = String::from_utf8_lossy(&out).into_owned();
-                    self.seen.push_str(&s);
-                    self.seen.push('\n');
-                    return Some(s);
-                }
-            }
-        }
+        let Some(s) = self.c.read_line() else {
+            self.closed = true;
+            return None;
+        };
+        self.seen.push_str(&s);
+        self.seen.push('\n');
+        Some(s)
     }
 
     fn send(&mut self, bytes: &[u8]) {
-        if self.s.write_all(bytes).is_err() {
-            self.closed = true;
-        }
+        self.c.send_raw(bytes);
     }
 
     /// (untagged lines, tagged status without the tag, or `"CLOSED"`).
