@@ -12,8 +12,8 @@
 //!   connection to the worker process of the user's uid (`server::pool`,
 //!   `server::handoff` over `server::channel`) and relays its bytes
 //!   (`server::relay`). A worker (`server::worker`) runs the logged-in
-//!   sessions of one uid; `server::live` connects its change watcher to
-//!   its store.
+//!   sessions of one uid, with one folder registry with live sync
+//!   ([`store::Registry::live`]).
 //! - [`proto`]: the IMAP grammar, pure: the framer cuts the byte stream into
 //!   commands under size caps, the parser turns one into a
 //!   [`proto::Command`], `encode` writes response pieces.
@@ -22,7 +22,11 @@
 //!   selected mailbox's per-session view (sequence numbers, pending
 //!   expunges) is `session::view`.
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
-//!   `spawn_blocking`): folders, UIDs, flags, sync with the disk, saving.
+//!   `spawn_blocking`, or a nowait scope): folders, UIDs, flags, sync with
+//!   the disk, saving; the registry of open folders, which owns their
+//!   lifetime and their live sync (`store::live`, fed by [`watch`]); a
+//!   session reads a folder's changes with one call that never blocks
+//!   ([`store::Folder::changes`]).
 //! - [`mime`]: message content for FETCH and SEARCH (ENVELOPE,
 //!   BODYSTRUCTURE, sections, BINARY, text search).
 //! - [`watch`]: the process's one inotify watcher (polling fallback).

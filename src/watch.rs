@@ -97,26 +97,27 @@
 //! only and never tries inotify; it exists for tests and for filesystems
 //! where inotify does not see other hosts' changes (NFS).
 //!
-//! # Store integration (`server/live.rs`)
-//! - `server::run` creates one `Arc<Watcher>` inside the runtime and installs
-//!   a hook on the store's `Registry` (`server::live::attach`).
+//! # Store integration (`store/live.rs`)
+//! - The store's `Registry::live` creates one `Arc<Watcher>` inside the
+//!   runtime for the process.
 //! - When the `Registry` opens a `Folder` for the first time (the entry that
-//!   all sessions of all users share), the hook calls
+//!   all sessions of all users share), it calls
 //!   [`Watcher::watch_folder`] with the folder directory (for INBOX the
 //!   Maildir root, otherwise `root/.Name`) *before* the folder's initial
 //!   sync, so nothing between the sync and the watch is missed, and spawns a
-//!   task that, on every [`FolderWatch::changed`], reads the folder's
+//!   feed task that, on every [`FolderWatch::changed`], reads the folder's
 //!   directory stamp (`Folder::dir_stamp`), on inotify waits for
 //!   [`Watcher::barrier`], takes the entry names collected since its last
 //!   round ([`FolderWatch::take_changes`]) and runs
 //!   `Folder::sync_for_watcher` off the runtime: with those names, or with
-//!   none (a rescan) when they are [`Changes::Unknown`]. A moment later it has the folder write what the
-//!   rounds left (`Folder::persist_due`). The sync bumps the folder's own
-//!   watch channel, which every session IDLEing on it awaits.
-//!   The task ends (dropping the guard, which removes the inotify watches once
-//!   no other guard holds them) when the folder's last holder drops it.
-//!   Because `changed()` collapses fires that happen while a sync runs into
-//!   one, at most one sync is queued behind the running one.
+//!   none (a rescan) when they are [`Changes::Unknown`]. A moment later it
+//!   has the folder write what the rounds left (`Folder::persist_due`). The
+//!   sync bumps the folder's own watch channel, which every session
+//!   IDLEing on it awaits. The task ends (dropping the guard, which removes
+//!   the inotify watches once no other guard holds them) when the registry
+//!   closes the folder or its last holder drops it. Because `changed()`
+//!   collapses fires that happen while a sync runs into one, at most one
+//!   sync is queued behind the running one.
 //! - Moving `new/` to `cur/` is the store's policy; the watcher neither knows
 //!   nor cares.
 //! - Self-echo: the store's own renames (new/ -> cur/, flag changes, the

@@ -3,7 +3,7 @@
 //!
 //! Owns the periodic sweep over the store's [`Registry`]. It never decides
 //! which folder goes (the registry does) and never runs the sweep on the
-//! runtime's threads: a folder's last drop writes its index.
+//! runtime's threads: closing a folder writes its index.
 //!
 //! Why by hand: glibc keeps freed memory in its arenas (one per runtime
 //! thread), and a folder of 100,000 messages after a full sync frees about

@@ -8,14 +8,13 @@
 //! `channel`), and relaying a logged-in connection's bytes (`relay`). It
 //! never opens a Maildir.
 //!
-//! A worker (`worker`): the logged-in sessions of one uid, with the glue
-//! from the change watcher to the store (`live`) and letting go of unused
-//! folders (`memory`). It never holds a TLS key or reads the users file.
+//! A worker (`worker`): the logged-in sessions of one uid, sharing one
+//! folder registry with live sync (the store's), and giving memory back
+//! from unused folders (`memory`). It never holds a TLS key or reads the users file.
 pub mod channel;
 pub mod handoff;
 pub mod identity;
 pub mod limits;
-pub mod live;
 pub mod memory;
 pub mod pool;
 pub mod relay;

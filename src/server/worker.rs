@@ -53,8 +53,7 @@ pub async fn run() -> io::Result<()> {
     };
     let cfg = Arc::new(cfg);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let registry = Registry::new();
-    let _watcher = super::live::attach(&registry, crate::watch::WatchOptions::default());
+    let registry = Registry::live(crate::watch::WatchOptions::default());
     tokio::spawn(super::memory::sweep_idle_folders(registry.clone()));
     let mut shared = Arc::new(Shared::worker(cfg, registry.clone(), shutdown_rx.clone()));
     let sessions = sessions::Counter::default();
@@ -99,6 +98,9 @@ pub async fn run() -> io::Result<()> {
     }
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, sessions.zero()).await;
+    // What the open folders hold that the disk does not (index, cache) is
+    // written now rather than rebuilt by the next start.
+    let _ = tokio::task::spawn_blocking(move || registry.close_all()).await;
     Ok(())
 }
 

@@ -906,7 +906,9 @@ impl Session {
             return Ok(());
         };
         let mut lines = Vec::new();
-        let valid = view.report_changes(expunge_ok, enabled, self.uid_commands, &mut lines);
+        let valid = view
+            .report_changes(expunge_ok, enabled, self.uid_commands, &mut lines)
+            .await?;
         self.out.extend_from_slice(&lines);
         if !valid {
             tracing::warn!(folder = %view.name, "selected folder deleted or replaced; disconnecting the session");

@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use crate::proto::SequenceSet;
-use crate::store::Folder;
+use crate::store::{ChangeQuery, Folder, StoreError, ViewStart};
 
 use super::{Enabled, Status};
 
@@ -52,22 +52,27 @@ pub struct SelectedView {
 }
 
 impl SelectedView {
-    /// A view of everything in the folder now; `recent` are the UIDs this
-    /// session claimed as `\Recent`.
-    pub fn new(folder: Arc<Folder>, name: String, read_only: bool, recent: Vec<u32>) -> Self {
-        let mut watch = folder.watch();
-        watch.borrow_and_update();
-        let modseq = folder.highest_modseq();
-        let uids = folder.uid_list();
+    /// A view of the folder as `start` saw it (read when the folder was
+    /// opened, off the runtime); `recent` are the UIDs this session claimed
+    /// as `\Recent`. Anything that changed since is reported by the first
+    /// [`SelectedView::report_changes`].
+    pub fn new(
+        folder: Arc<Folder>,
+        name: String,
+        read_only: bool,
+        recent: Vec<u32>,
+        start: ViewStart,
+    ) -> Self {
+        let watch = folder.watch();
         let rw = (!read_only).then(|| folder.hold_rw());
         SelectedView {
-            uidvalidity: folder.uidvalidity(),
+            uidvalidity: start.uidvalidity,
             folder,
             name,
             read_only,
-            uids,
+            uids: start.uid_list,
             recent: recent.into_iter().collect(),
-            modseq,
+            modseq: start.highest_modseq,
             pending_expunge: BTreeSet::new(),
             own_reported: FxHashMap::default(),
             saved: Vec::new(),
@@ -162,19 +167,31 @@ impl SelectedView {
     /// `with_uid`: unsolicited FETCH carries the UID (the client uses UID
     /// commands, or rev2). Returns false if the view is void (the folder
     /// was deleted or its UIDVALIDITY changed): the session must then end
-    /// the connection, as Dovecot does.
-    pub fn report_changes(
+    /// the connection, as Dovecot does. The folder's changes are read with
+    /// one call that never blocks this thread ([`Folder::changes`]).
+    pub async fn report_changes(
         &mut self,
         expunge_ok: bool,
         enabled: Enabled,
         with_uid: bool,
         out: &mut Vec<u8>,
-    ) -> bool {
+    ) -> Result<bool, StoreError> {
         use std::io::Write;
-        if self.folder.is_gone() || self.folder.uidvalidity() != self.uidvalidity {
-            return false;
+        if self.folder.is_gone() {
+            return Ok(false);
         }
-        let ch = self.folder.changes_since(self.modseq, &self.uids);
+        let query = ChangeQuery {
+            since_modseq: self.modseq,
+            // A list shared with the folder (or another session) counts
+            // more than once: one of our own may share the folder's again.
+            want_uid_list: Arc::strong_count(&self.uids) == 1,
+            known: self.uids.clone(),
+            claim_recent: !self.read_only,
+        };
+        let ch = self.folder.changes(query).await?;
+        if ch.uidvalidity != self.uidvalidity {
+            return Ok(false);
+        }
         for uid in &ch.expunged {
             if self.uids.binary_search(uid).is_ok() {
                 self.pending_expunge.insert(*uid);
@@ -199,11 +216,9 @@ impl SelectedView {
             }
         }
         if grew {
-            if !self.read_only {
-                for uid in self.folder.take_recent() {
-                    if uid > last && self.uids.binary_search(&uid).is_ok() {
-                        self.recent.insert(uid);
-                    }
+            for &uid in &ch.recent {
+                if uid > last && self.uids.binary_search(&uid).is_ok() {
+                    self.recent.insert(uid);
                 }
             }
             let _ = write!(out, "* {} EXISTS\r\n", self.uids.len());
@@ -216,9 +231,10 @@ impl SelectedView {
             // ever grow at the top, so equal length and equal last UID
             // mean equal lists (a change racing this report is reported
             // by the next one either way).
-            let shared = self.folder.uid_list();
-            if shared.len() == self.uids.len() && shared.last() == self.uids.last() {
-                self.uids = shared;
+            if let Some(shared) = ch.uid_list {
+                if shared.len() == self.uids.len() && shared.last() == self.uids.last() {
+                    self.uids = shared;
+                }
             }
         }
         for m in &ch.flags {
@@ -248,6 +264,6 @@ impl SelectedView {
             self.own_reported.clear();
         }
         self.modseq = self.modseq.max(ch.highest_modseq);
-        true
+        Ok(true)
     }
 }

@@ -6,10 +6,13 @@
 //! is always spelled `INBOX` (the session case-folds it).
 //!
 //! Owns the mapping from folder names to directories, the process-wide
-//! [`Registry`] of open folders, and folder-level operations (CREATE,
+//! [`Registry`] of open folders (their lifetime: open, linger, close; see
+//! `registry`), live sync (a change feed per open folder, driven by the
+//! process's change watcher: `live`) and folder-level operations (CREATE,
 //! DELETE, RENAME, subscriptions, STATUS). Message-level work lives in
-//! [`maildir::folder`]. It never speaks IMAP and never assumes it is the
-//! only program using the Maildir (see `shared/MAILDIR.md`).
+//! [`maildir::folder`]. It never speaks IMAP, knows no socket, and never
+//! assumes it is the only program using the Maildir (see
+//! `shared/MAILDIR.md`).
 //!
 //! Decisions worth knowing:
 //! - `INBOX` is the Maildir root; `INBOX/foo` is the ordinary folder
@@ -40,20 +43,24 @@
 //!   without that file has no quota. APPEND and COPY enforce it (MOVE
 //!   within a Maildir does not change the use); reading it out and setting
 //!   the limits wait for issue 19.
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 pub mod beneath;
+mod live;
 pub mod maildir;
 pub mod nowait;
+mod registry;
+
+pub use registry::{LINGER_FOR, Registry};
 
 use beneath::{Dir, FolderDirs};
 
 use crate::flags::Flags;
-pub use maildir::folder::{DirStamp, EntryEvent, Folder, MessageFile, RwHold};
+pub use maildir::folder::{
+    ChangeQuery, DirStamp, EntryEvent, Folder, MessageFile, RwHold, ViewStart,
+};
 use maildir::{names, subscriptions};
 
 /// Why a store operation failed; the session maps these to response codes
@@ -107,218 +114,6 @@ impl From<std::io::Error> for StoreError {
 
 /// The store's result type.
 pub type Result<T> = std::result::Result<T, StoreError>;
-
-/// Process-wide table of open folders, so every session of every user that
-/// opens the same folder shares one [`Folder`] (one in-memory state, one
-/// change notification channel).
-#[derive(Default)]
-pub struct Registry {
-    /// Canonical folder directory -> the open folder, while anyone holds it.
-    open: Mutex<HashMap<PathBuf, Weak<Folder>>>,
-    /// Called once for every folder when it is first opened (the change
-    /// watcher attaches here; the store itself never watches).
-    on_open: Mutex<Option<OpenHook>>,
-    /// Recently used folders, kept open a while after their last session
-    /// leaves: phones reconnect all the time, and a folder found open costs
-    /// one directory check instead of re-reading its index and uidlist.
-    /// Each with when it was last seen in use.
-    linger: Mutex<Vec<(Instant, PathBuf, Arc<Folder>)>>,
-    /// Folders the registry is letting go of right now. Their last drop
-    /// writes index and cache (140 ms at 100,000 messages); an open of the
-    /// same directory waits for it (`closed`), so that it neither reads a
-    /// half-written cache nor has its index overwritten by the old state
-    /// afterwards (which could claim clean modseqs the new one exceeded).
-    closing: Mutex<HashMap<PathBuf, usize>>,
-    closed: Condvar,
-}
-
-/// How many recently used folders stay open without a session.
-const LINGER_MAX: usize = 32;
-/// How long a folder stays open after it was last seen in use.
-pub const LINGER_FOR: Duration = Duration::from_secs(120);
-
-/// See [`Registry::set_on_open`].
-pub type OpenHook = Arc<dyn Fn(&Arc<Folder>) + Send + Sync>;
-
-impl Registry {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Registry::default())
-    }
-
-    /// Installs the hook run when a folder is opened and registered (not
-    /// when an already open one is shared). It runs outside the table lock,
-    /// on whatever thread opened the folder.
-    pub fn set_on_open(&self, hook: OpenHook) {
-        *self.on_open.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
-    }
-
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Weak<Folder>>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The open folder for `dir`, or a new one made by `make`. `make` runs
-    /// without the table locked (it may wait for a uidlist lock); if two
-    /// sessions race, the first one registered wins and the other copy is
-    /// dropped unused.
-    fn get_or_open(
-        &self,
-        dir: &Path,
-        make: impl FnOnce() -> Result<Folder>,
-    ) -> Result<Arc<Folder>> {
-        if let Some(f) = self.get(dir) {
-            self.keep_warm(dir, &f);
-            return Ok(f);
-        }
-        {
-            let mut c = self.closing.lock().unwrap_or_else(|p| p.into_inner());
-            while c.contains_key(dir) {
-                c = self.closed.wait(c).unwrap_or_else(|p| p.into_inner());
-            }
-        }
-        let made = Arc::new(make()?);
-        let mut t = self.table();
-        if let Some(f) = live(t.get(dir)) {
-            drop(t);
-            self.keep_warm(dir, &f);
-            return Ok(f);
-        }
-        t.retain(|_, w| w.strong_count() > 0);
-        t.insert(dir.to_path_buf(), Arc::downgrade(&made));
-        drop(t);
-        let hook = self
-            .on_open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(hook) = hook {
-            hook(&made);
-        }
-        self.keep_warm(dir, &made);
-        Ok(made)
-    }
-
-    /// Marks `dir` as used now and lets go of folders that are too old or
-    /// too many. Folders let go of are dropped here, outside the lock (a
-    /// last drop writes the index).
-    fn keep_warm(&self, dir: &Path, f: &Arc<Folder>) {
-        let now = Instant::now();
-        let released = {
-            let mut l = self.linger.lock().unwrap_or_else(|p| p.into_inner());
-            let mut replaced = Vec::new();
-            match l.iter_mut().find(|(_, d, _)| d == dir) {
-                Some(e) if Arc::ptr_eq(&e.2, f) => e.0 = now,
-                // A gone folder's successor at the same path takes its place.
-                Some(e) => replaced.push(std::mem::replace(e, (now, dir.to_path_buf(), f.clone()))),
-                None => l.push((now, dir.to_path_buf(), f.clone())),
-            }
-            let mut released = prune(&mut l, now);
-            released.append(&mut replaced);
-            released
-        };
-        self.let_go(released);
-    }
-
-    /// Drops folders taken out of the linger list, with their directories
-    /// marked as closing meanwhile (see `closing`).
-    fn let_go(&self, released: Vec<(Instant, PathBuf, Arc<Folder>)>) {
-        if released.is_empty() {
-            return;
-        }
-        let dirs: Vec<PathBuf> = released.iter().map(|(_, d, _)| d.clone()).collect();
-        {
-            let mut c = self.closing.lock().unwrap_or_else(|p| p.into_inner());
-            for d in &dirs {
-                *c.entry(d.clone()).or_default() += 1;
-            }
-        }
-        drop(released);
-        let mut c = self.closing.lock().unwrap_or_else(|p| p.into_inner());
-        for d in &dirs {
-            if let Some(n) = c.get_mut(d) {
-                *n -= 1;
-                if *n == 0 {
-                    c.remove(d);
-                }
-            }
-        }
-        drop(c);
-        self.closed.notify_all();
-    }
-
-    /// Lets go of the folders no session has used for [`LINGER_FOR`];
-    /// the server calls this now and then, so that an idle server does not
-    /// keep a big folder's messages and caches (about 150 MB for 100,000
-    /// messages after a full sync) for as long as nobody opens another.
-    /// Must run off the async runtime: a folder's last drop writes its
-    /// index. Returns how many folders were let go of.
-    pub fn release_idle(&self) -> usize {
-        self.release_idle_at(Instant::now())
-    }
-
-    fn release_idle_at(&self, now: Instant) -> usize {
-        let released = prune(
-            &mut self.linger.lock().unwrap_or_else(|p| p.into_inner()),
-            now,
-        );
-        let n = released.len();
-        self.let_go(released);
-        n
-    }
-
-    /// The folder for `dir` if some session has it open. A folder marked
-    /// gone (its directory vanished) is never handed out again, even if a
-    /// directory is back at its path: that is a new folder, read afresh,
-    /// and a session given the old one would be told at once that its
-    /// mailbox was deleted.
-    fn get(&self, dir: &Path) -> Option<Arc<Folder>> {
-        live(self.table().get(dir))
-    }
-
-    /// Forgets `dir` and every directory whose name starts with it plus `.`
-    /// (the folder's children), after a rename or delete.
-    fn forget_tree(&self, dir: &Path) {
-        let prefix = format!("{}.", dir.display());
-        let released: Vec<_> = {
-            let mut l = self.linger.lock().unwrap_or_else(|p| p.into_inner());
-            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *l)
-                .into_iter()
-                .partition(|(_, d, _)| d == dir || d.display().to_string().starts_with(&prefix));
-            *l = keep;
-            gone
-        };
-        self.let_go(released);
-        self.table()
-            .retain(|k, _| k != dir && !k.display().to_string().starts_with(&prefix));
-    }
-}
-
-/// The folder behind a table entry, if it is still held and not gone.
-fn live(entry: Option<&Weak<Folder>>) -> Option<Arc<Folder>> {
-    entry.and_then(Weak::upgrade).filter(|f| !f.is_gone())
-}
-
-/// Takes out of `linger` the entries to let go of at `now`: those unused
-/// for [`LINGER_FOR`], then the longest unused beyond [`LINGER_MAX`]. A
-/// folder some session (or a watcher round) still holds counts as used
-/// now, so its time runs from when the last session left, not from when
-/// it was opened: a phone that kept INBOX selected for an hour and
-/// reconnects a minute later still finds it open.
-fn prune(
-    linger: &mut Vec<(Instant, PathBuf, Arc<Folder>)>,
-    now: Instant,
-) -> Vec<(Instant, PathBuf, Arc<Folder>)> {
-    for e in linger.iter_mut() {
-        if Arc::strong_count(&e.2) > 1 {
-            e.0 = now;
-        }
-    }
-    linger.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut keep = linger.len().min(LINGER_MAX);
-    while keep > 0 && now.saturating_duration_since(linger[keep - 1].0) > LINGER_FOR {
-        keep -= 1;
-    }
-    linger.split_off(keep)
-}
 
 /// Options for opening a user's store.
 #[derive(Clone, Debug)]
@@ -715,6 +510,27 @@ impl MailStore {
     }
 }
 
+/// Tests only: a store that closes every folder of its registry when it
+/// goes, as a worker does when it ends, so that a test may drop a store
+/// and open the Maildir again as the next process would find it.
+#[cfg(test)]
+pub(crate) struct ClosingStore(pub MailStore);
+
+#[cfg(test)]
+impl std::ops::Deref for ClosingStore {
+    type Target = MailStore;
+    fn deref(&self) -> &MailStore {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for ClosingStore {
+    fn drop(&mut self) {
+        self.0.registry.close_all();
+    }
+}
+
 /// Quota limits and use (RFC 9208 `STORAGE` is `bytes / 1024`,
 /// `MESSAGE` is `count`). `None` limits mean unlimited.
 pub use maildir::quota::Quota;
@@ -835,6 +651,14 @@ pub struct Changes {
     /// UIDs the caller knows that are gone.
     pub expunged: Vec<u32>,
     pub highest_modseq: u64,
+    /// The folder's UIDVALIDITY (from [`Folder::changes`] only).
+    pub uidvalidity: u32,
+    /// \Recent claimed for the caller, ascending (from [`Folder::changes`]
+    /// with `claim_recent`, when there are new messages).
+    pub recent: Vec<u32>,
+    /// The folder's shared UID list (from [`Folder::changes`], when
+    /// anything changed or the caller asked).
+    pub uid_list: Option<Arc<Vec<u32>>>,
 }
 
 /// Per-message cached data computed by the session from the message body

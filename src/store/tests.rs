@@ -4,17 +4,22 @@
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::*;
 use crate::flags::{Flag, FlagOp, Flags};
 
-fn open(root: &Path) -> MailStore {
-    MailStore::open(
-        root.to_path_buf(),
-        Registry::new(),
-        StoreOptions { fsync: false },
+/// The store at `root`; dropping it closes its folders (see
+/// [`ClosingStore`]).
+fn open(root: &Path) -> ClosingStore {
+    ClosingStore(
+        MailStore::open(
+            root.to_path_buf(),
+            Registry::new(),
+            StoreOptions { fsync: false },
+        )
+        .unwrap(),
     )
-    .unwrap()
 }
 
 /// Delivers like an MTA: tmp/ then rename into new/.
@@ -830,8 +835,9 @@ fn crash_after_clean_open_does_not_reuse_modseqs() {
         let s = open(d.path());
         let f = s.open_folder("INBOX").unwrap();
         let (c, _) = f.store_flags(&[1], FlagOp::Add, &seen(), None).unwrap();
-        // Simulated kill -9: the folder is never dropped.
+        // Simulated kill -9: the folder is never closed.
         std::mem::forget(f);
+        std::mem::forget(s);
         c[0].modseq
     };
     let s = open(d.path());

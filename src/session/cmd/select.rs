@@ -19,7 +19,7 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     let store = authed.store.clone();
     let open_name = name.clone();
     let enabled = s.enabled;
-    let (folder, recent, list_line, keywords, first_unseen) =
+    let (folder, recent, list_line, keywords, first_unseen, start) =
         blocking(move || -> Result<_, crate::store::StoreError> {
             let folder = store.open_folder_with(&open_name, !read_only)?;
             let recent = if read_only {
@@ -40,11 +40,13 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
                 None
             };
             let (keywords, first_unseen) = flags_and_first_unseen(&folder);
-            Ok((folder, recent, list_line, keywords, first_unseen))
+            let start = folder.view_start();
+            Ok((folder, recent, list_line, keywords, first_unseen, start))
         })
         .await??;
 
-    let view = SelectedView::new(folder.clone(), name, read_only, recent);
+    let (uidvalidity, uidnext) = (start.uidvalidity, start.uidnext);
+    let view = SelectedView::new(folder, name, read_only, recent, start);
     let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
     s.line(format!(
         "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"
@@ -61,14 +63,8 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
             s.line(format!("* OK [UNSEEN {n}] First unseen."));
         }
     }
-    s.line(format!(
-        "* OK [UIDVALIDITY {}] UIDs valid.",
-        folder.uidvalidity()
-    ));
-    s.line(format!(
-        "* OK [UIDNEXT {}] Predicted next UID.",
-        folder.uidnext()
-    ));
+    s.line(format!("* OK [UIDVALIDITY {uidvalidity}] UIDs valid."));
+    s.line(format!("* OK [UIDNEXT {uidnext}] Predicted next UID."));
     if let Some(line) = list_line {
         // RFC 9051 §6.3.2: a LIST response for the selected mailbox.
         s.line(line);
@@ -88,12 +84,9 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
 pub fn leave_selected(s: &mut Session) {
     let state = std::mem::replace(&mut s.state, State::Logout);
     s.state = match state {
-        State::Selected(a, view) => {
-            // Dropping the last holder of a folder writes its index: do it
-            // off the runtime.
-            tokio::task::spawn_blocking(move || drop(view));
-            State::Authenticated(a)
-        }
+        // Letting go of a folder does no I/O (the store's registry closes
+        // it later, off the runtime).
+        State::Selected(a, _view) => State::Authenticated(a),
         other => other,
     };
 }

@@ -229,7 +229,7 @@ impl Folder {
     }
 
     /// The sync the change watcher runs on every burst of events
-    /// (`server::live`). It never moves `new/` to `cur/` (that would change
+    /// (`store::live`). It never moves `new/` to `cur/` (that would change
     /// `cur/` and make the next delivery re-read all of it); instead, while a
     /// session has the folder selected read-write, messages arriving in
     /// `new/` become claimable as \Recent right away, as if that session had
@@ -262,6 +262,11 @@ impl Folder {
         stamp: Option<DirStamp>,
     ) -> Result<()> {
         let mut st = self.lock_state();
+        if self.is_closed() {
+            // The registry let go of it: a round that raced the close
+            // changes nothing the close did not write.
+            return Ok(());
+        }
         let changed = match events {
             Some(ev) if st.synced_once => {
                 let mut changed = self.sync_preamble(&mut st)?;
@@ -301,7 +306,7 @@ impl Folder {
             // directory again (after a STORE 1:* the folder's own renames
             // leave `cur/` newer than its last scan). Trusting it needs
             // mtimes settled by then, as for any scan (`sync_locked`); the
-            // watcher's quiet round (`server::live`) supplies a stamp read
+            // watcher's quiet round (`store::live`) supplies a stamp read
             // well after a burst of changes.
             if s.read_at > st.scan_time {
                 st.new_mtime = s.new;
