@@ -45,6 +45,10 @@ pub struct SelectedView {
     own_reported: FxHashMap<u32, u64>,
     /// SEARCHRES saved result (`$`), as UIDs ascending.
     pub saved: Vec<u32>,
+    /// The keywords this session's last FLAGS response listed (compared
+    /// case-insensitively): a keyword outside them is announced with a new
+    /// FLAGS response before any FETCH that carries it.
+    keywords: Vec<String>,
     /// Wakes when the folder changes (IDLE).
     pub watch: tokio::sync::watch::Receiver<u64>,
     /// Counts this session as a read-write holder (see `Folder::hold_rw`).
@@ -62,6 +66,7 @@ impl SelectedView {
         read_only: bool,
         recent: Vec<u32>,
         start: ViewStart,
+        keywords: Vec<String>,
     ) -> Self {
         let watch = folder.watch();
         let rw = (!read_only).then(|| folder.hold_rw());
@@ -76,6 +81,7 @@ impl SelectedView {
             pending_expunge: BTreeSet::new(),
             own_reported: FxHashMap::default(),
             saved: Vec::new(),
+            keywords,
             watch,
             _rw: rw,
         }
@@ -154,6 +160,51 @@ impl SelectedView {
         }
         out.dedup();
         Ok(out)
+    }
+
+    /// The FLAGS and PERMANENTFLAGS responses for this view's keywords
+    /// (SELECT sends them, and so does a view that meets a new keyword).
+    pub fn flags_responses(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let kw: String = self.keywords.iter().map(|k| format!(" {k}")).collect();
+        let _ = write!(
+            out,
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n"
+        );
+        if self.read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+        } else {
+            let _ = write!(
+                out,
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted.\r\n"
+            );
+        }
+    }
+
+    /// Announces keywords of `flags` that this session's FLAGS did not list
+    /// yet: a new FLAGS (and PERMANENTFLAGS) response with them added, to
+    /// be sent before the FETCH responses that carry them. A client that
+    /// tracks FLAGS (RFC 9051 §7.3.5: it MUST record the update) may reject
+    /// a keyword it was never told of; Dovecot announces them the same way.
+    /// Keywords appear when this session's STORE sets one, another
+    /// session's does, or another program renames a file.
+    pub fn announce_keywords<'a>(
+        &mut self,
+        flags: impl IntoIterator<Item = &'a crate::flags::Flags>,
+        out: &mut Vec<u8>,
+    ) {
+        let mut grew = false;
+        for f in flags {
+            for k in f.keywords() {
+                if !self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    self.keywords.push(k.clone());
+                    grew = true;
+                }
+            }
+        }
+        if grew {
+            self.flags_responses(out);
+        }
     }
 
     /// Remembers a flag change this session reported itself.
@@ -237,6 +288,9 @@ impl SelectedView {
                 }
             }
         }
+        // New messages may carry keywords too: announced on arrival, before
+        // the client can FETCH them.
+        self.announce_keywords(ch.new.iter().chain(&ch.flags).map(|m| &m.flags), out);
         for m in &ch.flags {
             if self.own_reported.get(&m.uid) == Some(&m.modseq)
                 || self.pending_expunge.contains(&m.uid)

@@ -22,8 +22,10 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     let (folder, recent, list_line, keywords, first_unseen, start) =
         blocking(move || -> Result<_, crate::store::StoreError> {
             let folder = store.open_folder_with(&open_name, !read_only)?;
+            // EXAMINE shows \Recent as SELECT would, without claiming it
+            // (RFC 3501 §6.3.2).
             let recent = if read_only {
-                Vec::new()
+                folder.peek_recent()
             } else {
                 folder.take_recent()
             };
@@ -46,16 +48,8 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
         .await??;
 
     let (uidvalidity, uidnext) = (start.uidvalidity, start.uidnext);
-    let view = SelectedView::new(folder, name, read_only, recent, start);
-    let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
-    s.line(format!(
-        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"
-    ));
-    if read_only {
-        s.line("* OK [PERMANENTFLAGS ()] Read-only mailbox.");
-    } else {
-        s.line(format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted."));
-    }
+    let view = SelectedView::new(folder, name, read_only, recent, start, keywords);
+    view.flags_responses(&mut s.out);
     s.line(format!("* {} EXISTS", view.len()));
     if !s.enabled.rev2 {
         s.line(format!("* {} RECENT", view.recent_count()));

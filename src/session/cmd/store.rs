@@ -42,6 +42,9 @@ pub async fn store(
     for m in &changed {
         view.note_own_flags(m.uid, m.modseq);
     }
+    // A keyword new to the folder is announced even with .SILENT: FLAGS is
+    // the mailbox's state, not a reply to this command.
+    view.announce_keywords(changed.iter().map(|m| &m.flags), &mut s.out);
     if !silent {
         // Report the resulting flags of every message in the set, changed
         // or not (RFC 9051 §6.4.6).
@@ -63,6 +66,7 @@ pub async fn store(
             lines.push_str(")\r\n");
             view.note_own_flags(u, m.modseq);
         }
+        view.announce_keywords(metas.iter().flatten().map(|m| &m.flags), &mut s.out);
         s.out.extend_from_slice(lines.as_bytes());
     }
     if !failed.is_empty() {

@@ -83,6 +83,27 @@ impl Keywords {
             .and_then(|i| char::from_u32('a' as u32 + i as u32))
     }
 
+    /// `flags` with each keyword that has a letter spelt as this table
+    /// spells it (keywords compare case-insensitively; the folder's first
+    /// spelling is the one every session sees, as in Dovecot); `None` when
+    /// they already are, which is nearly always.
+    pub fn canonical(&self, flags: &crate::flags::Flags) -> Option<crate::flags::Flags> {
+        let spelt = |k: &str| self.letter(k).and_then(|c| self.name(c));
+        if flags
+            .keywords()
+            .iter()
+            .all(|k| spelt(k).is_none_or(|n| n == k))
+        {
+            return None;
+        }
+        let mut out = crate::flags::Flags::new();
+        out.system = flags.system;
+        for k in flags.keywords() {
+            out.insert_keyword(spelt(k).unwrap_or(k));
+        }
+        Some(out)
+    }
+
     /// How many letters have names. Only [`Keywords::assign`] changes the
     /// table in memory, and only by adding, so a changed count means "save".
     pub fn assigned(&self) -> usize {

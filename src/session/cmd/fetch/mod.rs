@@ -181,6 +181,7 @@ pub async fn fetch(
         };
         // Messages that must be read whole are small here: all rendered.
         if let Some(r) = inline.filter(|r| r.done == targets.len() && r.holes.is_empty()) {
+            announce(s, &r.keywords);
             s.out.extend_from_slice(&r.bytes);
             return Ok(fetch_status(r.gone));
         }
@@ -289,6 +290,7 @@ fn spawn_render(
 /// message files; writes to the socket whenever the output buffer is full.
 async fn emit(s: &mut Session, r: Rendered) -> Result<(), Status> {
     let lost = |_| Status::bad("Connection lost.");
+    announce(s, &r.keywords);
     if r.holes.is_empty() {
         s.out.extend_from_slice(&r.bytes);
     } else {
@@ -304,6 +306,18 @@ async fn emit(s: &mut Session, r: Rendered) -> Result<(), Status> {
             .extend_from_slice(r.bytes.get(at..).unwrap_or_default());
     }
     s.maybe_flush().await.map_err(lost)
+}
+
+/// Sends a new FLAGS response first if the flags about to be sent carry a
+/// keyword the client was not told of (see
+/// `SelectedView::announce_keywords`).
+fn announce(s: &mut Session, flags: &[crate::flags::Flags]) {
+    if flags.is_empty() {
+        return;
+    }
+    if let State::Selected(_, view) = &mut s.state {
+        view.announce_keywords(flags, &mut s.out);
+    }
 }
 
 /// How [`render_chunk`] renders.
@@ -356,6 +370,9 @@ struct Rendered {
     done: usize,
     /// The message at `done` is big: the caller renders it alone.
     big_next: bool,
+    /// The keywords among the FLAGS rendered (perhaps a few more): the
+    /// session announces any new to the client before sending the bytes.
+    keywords: Vec<crate::flags::Flags>,
 }
 
 /// Items whose rendering may read a message file whole.
@@ -396,6 +413,18 @@ fn render_chunk(
     // Just this chunk's metadata: the whole-folder snapshot may be rebuilt
     // whenever a size or date is learnt, which must not happen per chunk.
     let metas = folder.metas(&uids);
+    // Nearly every message has no keyword: usually nothing is kept.
+    let keywords: Vec<crate::flags::Flags> =
+        if items.contains(&FetchAttr::Flags) || chunk.iter().any(|t| t.add_flags) {
+            metas
+                .iter()
+                .flatten()
+                .filter(|m| !m.flags.keywords().is_empty())
+                .map(|m| m.flags.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
     // Cached items for the whole chunk under one lock of the folder.
     let want = |f: &dyn Fn(&FetchAttr) -> bool| items.iter().any(f);
     let lookup = |yes: bool, field: CacheField| {
@@ -494,6 +523,7 @@ fn render_chunk(
         gone,
         done,
         big_next,
+        keywords,
     }))
 }
 

@@ -1015,6 +1015,17 @@ impl Folder {
         r
     }
 
+    /// The UIDs that are \Recent and not yet claimed by any session (also
+    /// files still in `new/`, which become recent for whoever moves them),
+    /// ascending, without claiming them: what a read-only session (EXAMINE)
+    /// shows as \Recent (RFC 3501 §6.3.2: EXAMINE does not clear it).
+    pub fn peek_recent(&self) -> Vec<u32> {
+        let st = self.lock_state();
+        let mut r = unclaimed_recent(&st, 0);
+        r.sort_unstable();
+        r
+    }
+
     /// Number of \Recent messages nobody claimed yet, plus files still in
     /// `new/` (which become recent for whoever moves them).
     pub fn recent_count(&self) -> u32 {
@@ -1064,8 +1075,12 @@ impl Folder {
     fn changes_locked(&self, st: &mut State, q: &ChangeQuery) -> Changes {
         let mut c = changes_since_locked(st, q.since_modseq, &q.known);
         c.uidvalidity = st.uidvalidity;
-        if q.claim_recent && !c.new.is_empty() {
-            c.recent = std::mem::take(&mut st.recent);
+        if let Some(first_new) = c.new.first().map(|m| m.uid) {
+            c.recent = if q.claim_recent {
+                std::mem::take(&mut st.recent)
+            } else {
+                unclaimed_recent(st, first_new)
+            };
             c.recent.sort_unstable();
         }
         if q.want_uid_list || !c.new.is_empty() || !c.expunged.is_empty() {
@@ -1109,6 +1124,23 @@ pub struct ViewStart {
     pub uidvalidity: u32,
     pub uidnext: u32,
     pub highest_modseq: u64,
+}
+
+/// The UIDs from `from` up that are \Recent for whoever claims them: those
+/// handed out and not claimed yet, and files still in `new/` that no watcher
+/// sync handed out (see [`Folder::peek_recent`]).
+fn unclaimed_recent(st: &State, from: u32) -> Vec<u32> {
+    let start = st.msgs.partition_point(|m| m.uid < from);
+    let mut r: Vec<u32> = st.recent.iter().copied().filter(|&u| u >= from).collect();
+    r.extend(
+        st.msgs[start..]
+            .iter()
+            .filter(|m| m.loc.in_new && !st.recent_in_new.contains(&m.uid))
+            .map(|m| m.uid),
+    );
+    r.sort_unstable();
+    r.dedup();
+    r
 }
 
 /// Every UID, ascending, shared (see [`Folder::uid_list`]).

@@ -106,6 +106,9 @@ impl Folder {
             let before = st.keywords.assigned();
             let other: Box<str> = st.msgs[i].other().into();
             let (info, extra) = filename::render_info(&new_flags, &other, &mut st.keywords);
+            if let Some(c) = st.keywords.canonical(&new_flags) {
+                new_flags = c;
+            }
             self.save_keywords_if(st, before)?;
             let m = &st.msgs[i];
             let to = Loc {
@@ -308,6 +311,7 @@ impl Folder {
         let mut prepared = Vec::with_capacity(items.len());
         for (tmp, base, flags, other, mtime) in items {
             let (info, extra) = filename::render_info(&flags, &other, &mut st.keywords);
+            let flags = st.keywords.canonical(&flags).unwrap_or(flags);
             prepared.push((tmp, base, flags, info, extra, mtime));
         }
         self.save_keywords_if(&mut st, before)?;
@@ -528,6 +532,7 @@ impl Folder {
         let mut planned = Vec::new();
         for (uid, base, loc, flags, other, mtime) in sources {
             let (info, extra) = filename::render_info(&flags, &other, &mut dst.keywords);
+            let flags = dst.keywords.canonical(&flags).unwrap_or(flags);
             // A fresh base name: the old one may still be listed in the
             // destination's uidlist from an earlier visit, with an old UID.
             let fresh = filename::fresh_base_like(&base);
