@@ -197,7 +197,8 @@ pub struct ListReturn {
     pub status: Option<Vec<StatusItem>>,
 }
 
-/// STATUS data items (RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162 HIGHESTMODSEQ).
+/// STATUS data items (RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162
+/// HIGHESTMODSEQ, RFC 7889 APPENDLIMIT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusItem {
     Messages,
@@ -209,6 +210,8 @@ pub enum StatusItem {
     /// IMAP4rev1 only; still accepted from rev2 clients and answered.
     Recent,
     HighestModSeq,
+    /// The largest message APPEND accepts into the mailbox (RFC 7889 §3.1).
+    AppendLimit,
 }
 
 /// One message of an APPEND.

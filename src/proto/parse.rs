@@ -862,7 +862,7 @@ impl<'a> P<'a> {
         Ok(cmd)
     }
 
-    /// `status-att` (RFC 9051 §9, RFC 8438, RFC 7162).
+    /// `status-att` (RFC 9051 §9, RFC 8438, RFC 7162, RFC 7889 §4).
     fn status_item(&mut self) -> R<StatusItem> {
         let k = self.keyword()?;
         Ok(match k.as_str() {
@@ -874,6 +874,7 @@ impl<'a> P<'a> {
             "SIZE" => StatusItem::Size,
             "RECENT" => StatusItem::Recent,
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+            "APPENDLIMIT" => StatusItem::AppendLimit,
             _ => return bad(format!("Unknown STATUS item {k}")),
         })
     }

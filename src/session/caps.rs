@@ -54,14 +54,19 @@ pub fn capability_line(s: &Session) -> String {
         }
         _ => {
             caps.extend(AUTHED.iter().map(|c| c.to_string()));
-            let limit = s
-                .shared
-                .config
-                .limits
-                .max_literal_bytes
-                .min(u32::MAX as u64);
-            caps.push(format!("APPENDLIMIT={limit}"));
+            caps.push(format!("APPENDLIMIT={}", append_limit(s)));
         }
     }
     caps.join(" ")
+}
+
+/// The largest message APPEND accepts (RFC 7889): `limits.max_literal_bytes`,
+/// capped at what the capability's `number` can say (RFC 7889 §4: a
+/// 32-bit number).
+pub fn append_limit(s: &Session) -> u64 {
+    s.shared
+        .config
+        .limits
+        .max_literal_bytes
+        .min(u32::MAX as u64)
 }

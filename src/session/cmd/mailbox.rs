@@ -35,12 +35,15 @@ pub async fn delete(s: &mut Session, mailbox: String) -> CmdResult {
     if name == "INBOX" {
         return Err(Status::no(Some("CANNOT"), "INBOX cannot be deleted."));
     }
+    // Deleting the selected mailbox leaves the selected state, and the
+    // client is told so with CLOSED (RFC 9051 §7.1), rev1 clients too (they
+    // ignore codes they do not know, RFC 3501 §7.1). Dovecot instead ends
+    // the connection at the next command (BYE): a phone would then
+    // reconnect and log in again for nothing.
     if let State::Selected(_, view) = &s.state {
         if view.name == name {
             super::select::leave_selected(s);
-            if s.enabled.rev2 {
-                s.line("* OK [CLOSED] Mailbox deleted.");
-            }
+            s.line("* OK [CLOSED] Selected mailbox deleted.");
         }
     }
     let store = s.store()?;
@@ -109,6 +112,10 @@ pub fn status_line(name: &str, st: &FolderStatus, items: &[StatusItem], s: &Sess
             StatusItem::Size => format!("SIZE {}", st.size),
             StatusItem::Recent => format!("RECENT {}", st.recent),
             StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
+            // The same for every mailbox: the one APPENDLIMIT= advertises.
+            StatusItem::AppendLimit => {
+                format!("APPENDLIMIT {}", crate::session::caps::append_limit(s))
+            }
         })
         .collect();
     line.extend_from_slice(parts.join(" ").as_bytes());

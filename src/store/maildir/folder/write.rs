@@ -519,13 +519,13 @@ impl Folder {
     }
 
     /// Moves messages into `dest` by rename (atomic: never in both or
-    /// neither), then drops them here as expunged.
+    /// neither), then drops them here as expunged. `dest` may be this very
+    /// folder (RFC 6851 allows MOVE into the selected mailbox; Dovecot does
+    /// it): each message is renamed to a fresh base name and gets a new UID,
+    /// and its old UID is expunged under the same lock, so no session ever
+    /// sees both.
     pub fn move_to(&self, uids: &[u32], dest: &Folder) -> Result<Vec<(u32, u32)>> {
-        if std::ptr::eq(self, dest) {
-            return Err(StoreError::Cannot(
-                "source and destination are the same mailbox".into(),
-            ));
-        }
+        let same = std::ptr::eq(self, dest);
         let sources = self.sources(uids);
         let mut dst = dest.lock_state();
         let before = dst.keywords.assigned();
@@ -630,11 +630,14 @@ impl Folder {
             dest.dirs().cur.sync()?;
             self.dirs().cur.sync()?;
         }
+        if same {
+            self.record_expunges(&mut dst, &moved_src);
+        }
         if !pairs.is_empty() {
             dest.changed(&mut dst);
         }
         drop(dst);
-        if !moved_src.is_empty() {
+        if !same && !moved_src.is_empty() {
             let mut st = self.lock_state();
             self.record_expunges(&mut st, &moved_src);
             self.changed(&mut st);
