@@ -94,6 +94,60 @@ impl<'a> Found<'a> {
     }
 }
 
+/// The text SEARCH FROM, TO, CC and BCC look in (RFC 9051 §6.4.4: "the
+/// envelope structure's FROM field"): the addresses of one address field
+/// as the ENVELOPE sees them, each written `name <mailbox@host>` (or
+/// `mailbox@host` without a name; the name still RFC 2047 encoded, which
+/// the caller decodes as for any header), group names as `group:`, joined
+/// by `, `. Comments, routes and the header's own spelling (`<user (c)@
+/// (c) example.org>`) are not part of it, so `FROM user@example.org`
+/// matches however the address was written, as in Dovecot. Placeholders
+/// for missing parts (`MISSING_DOMAIN`) are left out: they are not text of
+/// the message.
+pub(crate) fn address_search_text(value: &[u8]) -> Vec<u8> {
+    let v = crlf_value(value);
+    let mut out = Vec::new();
+    for a in parse_addresses(&v) {
+        match a {
+            Addr::Mailbox {
+                name,
+                mailbox,
+                host,
+                ..
+            } => {
+                if !out.is_empty() {
+                    out.extend_from_slice(b", ");
+                }
+                let mailbox = (mailbox.as_ref() != MISSING_MAILBOX).then_some(mailbox);
+                let host = (host.as_ref() != MISSING_DOMAIN).then_some(host);
+                if let Some(n) = name.as_deref().filter(|n| !n.is_empty()) {
+                    out.extend_from_slice(n);
+                    out.extend_from_slice(b" <");
+                }
+                if let Some(m) = &mailbox {
+                    out.extend_from_slice(m);
+                }
+                if let Some(h) = &host {
+                    out.push(b'@');
+                    out.extend_from_slice(h);
+                }
+                if name.as_deref().is_some_and(|n| !n.is_empty()) {
+                    out.push(b'>');
+                }
+            }
+            Addr::GroupStart(g) => {
+                if !out.is_empty() {
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(&g);
+                out.push(b':');
+            }
+            Addr::GroupEnd => out.push(b';'),
+        }
+    }
+    out
+}
+
 /// One element of an ENVELOPE address list. The parts borrow from the
 /// header value where they are written in one piece (the usual case), so
 /// rendering an ENVELOPE allocates little.

@@ -218,6 +218,40 @@ pub(crate) fn header_matches(
     })
 }
 
+/// FROM, TO, CC and BCC keys (RFC 9051 §6.4.4): any field called `name`
+/// whose addresses, as the ENVELOPE shows them
+/// ([`super::envelope::address_search_text`], display names decoded),
+/// contain the needle.
+pub(crate) fn address_matches(
+    data: &[u8],
+    header: Range<usize>,
+    name: &str,
+    needle: &Needle,
+) -> bool {
+    with_scratch(|s| {
+        fields(data, header)
+            .filter(|f| f.is(name.as_bytes()))
+            .any(|f| {
+                if needle.is_empty() {
+                    return true;
+                }
+                let text = super::envelope::address_search_text(f.value);
+                if needle.ascii && text.is_ascii() && memmem::find(&text, b"=?").is_none() {
+                    s.folded.clear();
+                    s.folded.extend(text.iter().map(u8::to_ascii_lowercase));
+                    return needle.find_in(&s.folded);
+                }
+                // Encoded display names: decoded as a header value is.
+                let mut raw = b"X: ".to_vec();
+                raw.extend_from_slice(&text);
+                raw.extend_from_slice(b"\r\n");
+                let v = decoded_value(&raw);
+                unicode_fold_into(&v, &mut s.folded);
+                needle.find_in(&s.folded)
+            })
+    })
+}
+
 /// The whole header block: raw bytes first (cheap), then each field that
 /// decoding or unfolding could change.
 fn header_block_contains(

@@ -202,6 +202,13 @@ impl Ctx<'_, '_> {
             .is_some_and(|c| search_text::header_matches(&c.data, c.header.clone(), name, &needle))
     }
 
+    /// FROM/TO/CC/BCC: the field's addresses, not its raw text.
+    fn address(&mut self, name: &str, value: &str) -> bool {
+        let needle = Needle::cached(value);
+        self.content()
+            .is_some_and(|c| search_text::address_matches(&c.data, c.header.clone(), name, &needle))
+    }
+
     /// Evaluates children cheapest first; `all`: AND semantics, else OR.
     fn combine<'k>(
         &mut self,
@@ -255,10 +262,10 @@ impl Ctx<'_, '_> {
             K::SentSince(d) => self.sent().is_some_and(|x| x >= *d),
             K::Larger(n) => self.size().is_some_and(|s| s > *n),
             K::Smaller(n) => self.size().is_some_and(|s| s < *n),
-            K::Bcc(v) => self.header("bcc", v),
-            K::Cc(v) => self.header("cc", v),
-            K::From(v) => self.header("from", v),
-            K::To(v) => self.header("to", v),
+            K::Bcc(v) => self.address("bcc", v),
+            K::Cc(v) => self.address("cc", v),
+            K::From(v) => self.address("from", v),
+            K::To(v) => self.address("to", v),
             K::Subject(v) => self.header("subject", v),
             K::Header(name, v) => self.header(name, v),
             K::Body(v) => {
@@ -381,6 +388,47 @@ mod tests {
             Some(data.clone())
         };
         matches(key, &t, &env, &mut load)
+    }
+
+    /// FROM/TO/CC/BCC look at the addresses as the ENVELOPE parses them
+    /// (RFC 9051 §6.4.4), not at the header's spelling: comments inside an
+    /// address, routes and quoting do not get in the way, and comments are
+    /// not searched.
+    #[test]
+    fn address_keys_match_the_envelope_addresses() {
+        use crate::mime::search_text::{Needle, address_matches};
+        let msg = concat!(
+            "From: <user-from (comment)@ (comment) domain.org>\r\n",
+            "To: \"Doe, John\" <john (x) . doe @ example.com>, =?UTF-8?Q?J=C3=B6rg?= <j@x.de>\r\n",
+            "Cc: team: a@b.c, (note) d@e.f;\r\n",
+            "Bcc: <@route.example:hidden@example.net>\r\n",
+            "\r\n",
+            "body\r\n"
+        )
+        .as_bytes();
+        let header = 0..memchr::memmem::find(msg, b"\r\n\r\n").expect("header") + 4;
+        let m = |field: &str, what: &str| {
+            address_matches(msg, header.clone(), field, &Needle::new(what))
+        };
+        assert!(m("from", "user-from@domain.org"));
+        assert!(m("from", "USER-FROM@DOMAIN"));
+        assert!(!m("from", "comment"), "comments are not in the envelope");
+        assert!(m("to", "john.doe@example.com"));
+        assert!(m("to", "Doe, John"));
+        assert!(m("to", "jörg <j@x.de>"), "names are decoded");
+        assert!(!m("to", "(x)"));
+        assert!(m("cc", "team"));
+        assert!(m("cc", "d@e.f"));
+        // A comment beside an address is the name the ENVELOPE shows for
+        // it (as in Dovecot), so it is searched as a name.
+        assert!(m("cc", "note <d@e.f>"));
+        assert!(m("bcc", "hidden@example.net"));
+        assert!(!m("bcc", "route.example"), "routes are not searched");
+        assert!(
+            m("from", ""),
+            "an empty string matches the field's presence"
+        );
+        assert!(!m("reply-to", ""));
     }
 
     #[test]
