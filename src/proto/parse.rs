@@ -809,13 +809,16 @@ impl<'a> P<'a> {
             for opt in self.paren_list(true, Self::keyword)? {
                 match opt.as_str() {
                     "SUBSCRIBED" => (cmd.select.subscribed, base) = (true, true),
-                    "REMOTE" => (cmd.select.remote, base) = (true, true),
+                    // Not a base for RECURSIVEMATCH: it only widens the
+                    // set (RFC 5258 §3).
+                    "REMOTE" => cmd.select.remote = true,
                     "SPECIAL-USE" => (cmd.select.special_use, base) = (true, true),
                     "RECURSIVEMATCH" => cmd.select.recursive_match = true,
                     _ => return bad(format!("Unknown LIST selection option {opt}")),
                 }
             }
-            // RFC 5258 §3.1: RECURSIVEMATCH alone is a syntax error.
+            // RFC 5258 §3: RECURSIVEMATCH alone, or only with REMOTE, is a
+            // syntax error.
             if cmd.select.recursive_match && !base {
                 return bad("RECURSIVEMATCH needs another selection option");
             }
@@ -1938,6 +1941,11 @@ mod tests {
             ),
             (
                 b"a LIST (RECURSIVEMATCH) \"\" *\r\n",
+                Some("a"),
+                "RECURSIVEMATCH needs another selection option",
+            ),
+            (
+                b"a LIST (REMOTE RECURSIVEMATCH) \"\" *\r\n",
                 Some("a"),
                 "RECURSIVEMATCH needs another selection option",
             ),

@@ -91,15 +91,20 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         s.line("* LIST (\\Noselect) \"/\" \"\"");
         return Ok(Status::ok("LIST completed."));
     }
-    let mut pats = Vec::new();
-    for p in &patterns {
-        let p = crate::session::names::from_wire(p, enabled)?;
-        pats.push(combine(&reference, &p));
-    }
+    // A pattern that is not valid modified UTF-7 names no mailbox: it
+    // matches nothing (OK, no LIST), as Dovecot answers, rather than NO.
+    let pats: Vec<String> = patterns
+        .iter()
+        .filter_map(|p| crate::session::names::from_wire(p, enabled).ok())
+        .map(|p| combine(&reference, &p))
+        .collect();
     let store = s.store()?;
     let (folders, subs) = names_and_subscriptions(&store).await?;
     let map = build(&folders, &subs);
-    let mut status_for = Vec::new();
+    let need_size = ret
+        .status
+        .as_ref()
+        .is_some_and(|items| items.contains(&crate::proto::StatusItem::Size));
     for (name, e) in &map {
         if !pats.iter().any(|p| pattern_matches(p, name)) {
             continue;
@@ -108,17 +113,12 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
             continue;
         };
         s.line(line);
-        if e.exists && ret.status.is_some() {
-            status_for.push(name.clone());
-        }
-    }
-    if let Some(items) = ret.status {
-        let need_size = items.contains(&crate::proto::StatusItem::Size);
-        for name in status_for {
+        // LIST-STATUS: each STATUS right after its LIST (RFC 5819 §2: MUST).
+        if let (Some(items), true) = (&ret.status, e.exists) {
             let st = store.clone();
             let n = name.clone();
             if let Ok(Ok(fs)) = blocking(move || st.status_opts(&n, need_size)).await {
-                let line = super::mailbox::status_line(&name, &fs, &items, s);
+                let line = super::mailbox::status_line(name, &fs, items, s);
                 s.line(line);
             }
         }
@@ -198,32 +198,37 @@ pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdRes
         return Ok(Status::ok("LSUB completed."));
     }
     let reference = crate::session::names::from_wire(&reference, enabled).unwrap_or(reference);
-    let pattern = combine(
-        &reference,
-        &crate::session::names::from_wire(&pattern, enabled)?,
-    );
+    // As for LIST: a pattern that is not valid modified UTF-7 matches nothing.
+    let Ok(pattern) = crate::session::names::from_wire(&pattern, enabled) else {
+        return Ok(Status::ok("LSUB completed."));
+    };
+    let pattern = combine(&reference, &pattern);
     let store = s.store()?;
-    let (folders, subs) = names_and_subscriptions(&store).await?;
+    let (_, subs) = names_and_subscriptions(&store).await?;
     let subs: BTreeSet<String> = subs
         .iter()
         .map(|s| crate::session::names::canonical_inbox(s))
         .collect();
-    let mut out: BTreeMap<String, bool> = BTreeMap::new();
+    let mut out: BTreeSet<String> = BTreeSet::new();
     for name in &subs {
         if pattern_matches(&pattern, name) {
-            out.insert(name.clone(), folders.contains(name));
-        } else {
+            out.insert(name.clone());
+        } else if pattern.contains('%') {
             // `%` may stop at a parent of a subscribed name: report it
-            // as \Noselect (RFC 3501 §6.3.9).
+            // as \Noselect (RFC 3501 §6.3.9). Only `%` does: a pattern
+            // without it names the parent itself, which is not subscribed.
             for a in ancestors(name) {
                 if !a.is_empty() && pattern_matches(&pattern, a) && !subs.contains(a) {
-                    out.entry(a.to_string()).or_insert(false);
+                    out.insert(a.to_string());
                 }
             }
         }
     }
-    for (name, exists) in out {
-        let attrs = if exists || subs.contains(&name) {
+    // A parent reported only because `%` stopped at it is \Noselect in LSUB
+    // even when the folder exists: it is not subscribed (RFC 3501 §6.3.9;
+    // Dovecot answers the same).
+    for name in out {
+        let attrs = if subs.contains(&name) {
             ""
         } else {
             "\\Noselect"
