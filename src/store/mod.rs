@@ -49,12 +49,14 @@ use std::time::{Duration, Instant};
 pub mod beneath;
 pub mod maildir;
 pub mod nowait;
+mod spool;
 
 use beneath::{Dir, FolderDirs};
 
 use crate::flags::Flags;
 pub use maildir::folder::{DirStamp, EntryEvent, Folder, MessageFile, RwHold};
 use maildir::{names, subscriptions};
+pub use spool::{Part, Spool};
 
 /// Why a store operation failed; the session maps these to response codes
 /// (`[NONEXISTENT]`, `[ALREADYEXISTS]`, `[OVERQUOTA]`, `[SERVERBUG]`...).
