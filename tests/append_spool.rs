@@ -204,7 +204,7 @@ fn ten_big_appends_at_once_hold_a_bounded_amount_of_memory() {
     // Byte for byte, each once.
     let files = inbox_files(&server.maildir());
     assert_eq!(files.len(), N, "{files:?}");
-    let mut seen = vec![false; N];
+    let mut seen = [false; N];
     for f in files {
         let got = fs::read(&f).expect("read message");
         let i = (0..N)
@@ -394,4 +394,74 @@ fn small_append_latency() {
         "small APPEND (4000 bytes) x1000: median {:?}, p90 {:?}",
         times[500], times[900]
     );
+}
+
+/// A full disk (a 4 MB tmpfs as the Maildir): a big message that cannot fit is refused
+/// before its `+` (its space is asked for first), one that fits is saved without a second
+/// copy of it, and a MULTIAPPEND that runs out of space while saving answers NO; none of
+/// them leaves a file behind, and none is our fault (no SERVERBUG).
+#[test]
+#[cfg_attr(nestbox_not_root, ignore = "mounting a small tmpfs needs root")]
+fn a_full_disk_is_refused_early_and_leaves_nothing() {
+    if common::Kind::from_env() != common::Kind::Nestbox {
+        return;
+    }
+    let server = TestServer::start();
+    let md = server.maildir();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&md)
+        .status()
+        .expect("run mount");
+    assert!(ok.success(), "mount tmpfs on the Maildir");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _u = Unmount(md.clone());
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir(md.join(sub)).expect("mkdir");
+    }
+    // The worker runs as the mail user (as root: nobody), who must own the new file system.
+    common::give_to_mail_user(&md);
+    let mut c = ImapClient::login(&server, USER, PASSWORD);
+
+    let too_big = message(2, 6 << 20);
+    let st = announce(
+        &mut c,
+        &format!("f1 APPEND INBOX {{{}}}\r\n", too_big.len()),
+    );
+    assert!(st.starts_with("f1 NO [OVERQUOTA]"), "{st}");
+    assert_eq!(settle(&server), Vec::<String>::new());
+
+    // 2.5 MB of 4: fits only if the spool file itself becomes the message.
+    let fits = message(3, 5 << 19);
+    let cont = announce(&mut c, &format!("f2 APPEND INBOX {{{}}}\r\n", fits.len()));
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send_raw(&fits);
+    c.send_raw(b"\r\n");
+    let st = tagged(&mut c, "f2");
+    assert!(st.starts_with("OK"), "{st}");
+    assert_eq!(inbox_files(&md).len(), 1);
+
+    // Two of 600 KB: the spool (1.2 MB) fits beside the first, their copies do not both.
+    let part = message(4, 600 << 10);
+    c.send_raw(b"f3 APPEND INBOX");
+    for _ in 0..2 {
+        c.send_raw(format!(" {{{}+}}\r\n", part.len()).as_bytes());
+        c.send_raw(&part);
+    }
+    c.send_raw(b"\r\n");
+    let st = tagged(&mut c, "f3");
+    eprintln!("MULTIAPPEND on a full disk: {st}");
+    assert!(st.starts_with("NO") && !st.contains("SERVERBUG"), "{st}");
+    assert_eq!(settle(&server), Vec::<String>::new());
+    c.ok("NOOP");
+    c.logout();
+    drop(server);
 }

@@ -47,6 +47,7 @@
 //!   message to disk without holding it (session::literal);
 //! - [`Framer::refuse_literal`]: the command is dropped as if it broke a cap
 //!   (no `+`; a non-synchronizing literal is counted down unkept).
+//!
 //! A diverted literal that cannot be taken after all (disk full) is given up
 //! with [`Framer::abort_diverted`]: its remaining bytes and the rest of the
 //! command are discarded unkept. The framer itself still does no I/O: it

@@ -73,10 +73,21 @@ pub struct Spool {
 impl MailStore {
     /// A new, empty spool file in the Maildir root's `tmp/`.
     pub fn spool(&self) -> Result<Spool> {
+        self.spool_with(true)
+    }
+
+    /// [`MailStore::spool`], with or without trying `O_TMPFILE` first (the
+    /// tests take the other way too).
+    fn spool_with(&self, unnamed: bool) -> Result<Spool> {
         let root = self.root_dir();
         let tmp = root.dir("tmp")?;
         let mode = self.file_mode();
-        let (file, unnamed) = match tmp.create_unnamed(mode)? {
+        let made = if unnamed {
+            tmp.create_unnamed(mode)?
+        } else {
+            None
+        };
+        let (file, unnamed) = match made {
             Some(f) => (f, true),
             None => {
                 // No O_TMPFILE here: a named file, unlinked at once, is
@@ -295,6 +306,66 @@ mod tests {
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
         drop(sp);
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    /// Saves `parts` through a spool (made `unnamed` or not) into INBOX;
+    /// returns the spool's inode and the saved files' inodes and contents.
+    fn save(unnamed: bool, parts: &[&[u8]]) -> (u64, Vec<(u64, Vec<u8>)>) {
+        use std::os::unix::fs::MetadataExt;
+        let (d, s) = store();
+        let mut sp = s.spool_with(unnamed).unwrap();
+        for p in parts {
+            sp.begin(p.len() as u64).unwrap();
+            sp.write(p).unwrap();
+            sp.end().unwrap();
+        }
+        let tmp = d.path().join("Maildir/tmp");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "named");
+        let folder = s.open_folder_for_write("INBOX").unwrap();
+        for i in 0..parts.len() {
+            folder
+                .append_spooled(&sp, i, &crate::flags::Flags::default(), Some(1_000_000_000))
+                .unwrap();
+        }
+        let ino = sp.file.metadata().unwrap().ino();
+        drop(sp);
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "left in tmp/");
+        let mut saved: Vec<_> = std::fs::read_dir(d.path().join("Maildir/cur"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let m = std::fs::metadata(&p).unwrap();
+                assert_eq!(m.mtime(), 1_000_000_000, "INTERNALDATE");
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                let body = std::fs::read(&p).unwrap();
+                let crlf = crate::store::maildir::filename::crlf_size(&body);
+                assert!(
+                    name.contains(&format!(",S={},W={crlf}", body.len())),
+                    "{name}"
+                );
+                (m.ino(), body)
+            })
+            .collect();
+        saved.sort_by(|a, b| a.1.cmp(&b.1));
+        (ino, saved)
+    }
+
+    #[test]
+    fn a_spool_of_one_message_is_linked_into_place_and_others_are_copied() {
+        let (ino, saved) = save(true, &[b"one\nmessage\r\n"]);
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].1, b"one\nmessage\r\n");
+        assert_eq!(saved[0].0, ino, "linked, not copied");
+        let (ino, saved) = save(true, &[b"b: two\n", b"a: one\n\n"]);
+        assert_eq!(
+            saved.iter().map(|s| &s.1[..]).collect::<Vec<_>>(),
+            [&b"a: one\n\n"[..], b"b: two\n"]
+        );
+        assert!(saved.iter().all(|s| s.0 != ino), "copied");
+        // Without O_TMPFILE: a named file unlinked at once, then copied.
+        let (ino, saved) = save(false, &[b"only\n"]);
+        assert_eq!(saved[0].1, b"only\n");
+        assert_ne!(saved[0].0, ino);
     }
 
     #[test]

@@ -274,7 +274,13 @@ impl Folder {
                 // Cross-device (a folder on another file system) or a
                 // kernel without the means: copy instead.
                 if self.dirs().tmp.link_unnamed(file, base).is_ok() {
-                    let f = file.try_clone()?;
+                    let f = match file.try_clone() {
+                        Ok(f) => f,
+                        Err(e) => {
+                            let _ = self.dirs().tmp.unlink(base);
+                            return Err(e);
+                        }
+                    };
                     // The folder's mode, as create_tmp would give it: the
                     // spool was made with the root's.
                     let r = f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
