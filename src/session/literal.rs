@@ -63,8 +63,8 @@ pub(crate) const KEEP_IN_MEMORY: u64 = 256 * 1024;
 const SPOOL_CHUNK: usize = 256 * 1024;
 
 impl Session {
-    /// Answers [`Frame::BigLiteral`](crate::proto::frame::Frame::BigLiteral): keeps, diverts (and receives) or
-    /// refuses the literal. `Some(input)` if the connection ended (or timed
+    /// Answers [`Frame::BigLiteral`](crate::proto::frame::Frame::BigLiteral):
+    /// keeps, diverts (and receives) or refuses the literal. `Some(input)` if the connection ended (or timed
     /// out, or the server is shutting down) while it was being received.
     pub(super) async fn big_literal(
         &mut self,
@@ -76,7 +76,9 @@ impl Session {
         if !append {
             let tag = self.framer.refuse_literal();
             self.discard_spool();
-            tracing::info!(
+            // Not logged above debug: like the framer's other refusals, it
+            // is the client's to see, and a client could repeat it at will.
+            tracing::debug!(
                 remote = %self.conn.remote,
                 "refused a literal of {size} bytes outside APPEND (limits.max_command_bytes)"
             );
@@ -140,7 +142,7 @@ impl Session {
             filled += early.len();
             let remaining = self.framer.diverting().unwrap_or(0);
             if filled == cap || (remaining == 0 && filled > 0) {
-                chunk = self.write_spool(chunk, filled).await?;
+                chunk = self.write_spool(chunk, filled).await;
                 filled = 0;
                 if self.spool.is_none() {
                     // Failed and answered: the framer skips the rest.
@@ -148,7 +150,7 @@ impl Session {
                 }
             }
             if remaining == 0 {
-                self.end_spool_part().await;
+                self.end_spool_part();
                 return Ok(None);
             }
             // The `+` goes out before we wait for what it asks for.
@@ -193,9 +195,9 @@ impl Session {
     /// Writes `chunk[..filled]` to the spool on a blocking-pool thread and
     /// gives the buffer back. On failure the command is answered and given
     /// up (the spool is dropped, the framer skips the rest).
-    async fn write_spool(&mut self, chunk: Vec<u8>, filled: usize) -> std::io::Result<Vec<u8>> {
+    async fn write_spool(&mut self, chunk: Vec<u8>, filled: usize) -> Vec<u8> {
         let Some(mut spool) = self.spool.take() else {
-            return Ok(chunk);
+            return chunk;
         };
         let done = blocking(move || {
             let r = spool.write(&chunk[..filled]);
@@ -205,22 +207,23 @@ impl Session {
         match done {
             Ok((spool, chunk, Ok(()))) => {
                 self.spool = Some(spool);
-                Ok(chunk)
+                chunk
             }
             Ok((spool, chunk, Err(e))) => {
                 self.spool = Some(spool);
                 self.spool_failed(Status::from(StoreError::Io(e)));
-                Ok(chunk)
+                chunk
             }
             Err(status) => {
                 self.spool_failed(status);
-                Ok(Vec::new())
+                Vec::new()
             }
         }
     }
 
-    /// The diverted literal is complete: its part of the spool ends.
-    async fn end_spool_part(&mut self) {
+    /// The diverted literal is complete: its part of the spool ends (no
+    /// I/O: the spool only notes where the part is).
+    fn end_spool_part(&mut self) {
         let Some(mut spool) = self.spool.take() else {
             return;
         };
