@@ -465,3 +465,71 @@ fn a_full_disk_is_refused_early_and_leaves_nothing() {
     c.logout();
     drop(server);
 }
+
+/// A disk that fills while a big literal arrives (ext2 reserves no space ahead, so the spool
+/// learns it only when a write fails): the APPEND is answered NO at once, the rest of the
+/// literal is read and dropped, the session goes on, and nothing is left behind.
+#[test]
+#[cfg_attr(nestbox_not_root, ignore = "mounting a loop device needs root")]
+fn a_disk_that_fills_mid_literal_answers_no_and_leaves_nothing() {
+    if common::Kind::from_env() != common::Kind::Nestbox {
+        return;
+    }
+    let server = TestServer::start();
+    let md = server.maildir();
+    let image = server.dir.join("ext2.img");
+    let made = fs::File::create(&image).and_then(|f| f.set_len(8 << 20));
+    assert!(made.is_ok(), "make the image: {made:?}");
+    let mkfs = std::process::Command::new("mkfs.ext2")
+        .args(["-q", "-F"])
+        .arg(&image)
+        .status();
+    let mounted = std::process::Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&md)
+        .status();
+    if !matches!((&mkfs, &mounted), (Ok(a), Ok(b)) if a.success() && b.success()) {
+        // Containers without loop devices (or without mkfs.ext2).
+        eprintln!("SKIPPED: cannot loop-mount an ext2 image ({mkfs:?}, {mounted:?})");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _u = Unmount(md.clone());
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir(md.join(sub)).expect("mkdir");
+    }
+    let _ = fs::remove_dir(md.join("lost+found"));
+    common::give_to_mail_user(&md);
+    let mut c = ImapClient::login(&server, USER, PASSWORD);
+    // 10 MB into an 8 MB file system: asked for, it is not refused (ext2 cannot reserve).
+    let msg = message(5, 10 << 20);
+    let cont = announce(&mut c, &format!("d1 APPEND INBOX {{{}}}\r\n", msg.len()));
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send_raw(&msg);
+    c.send_raw(b"\r\n");
+    let st = tagged(&mut c, "d1");
+    assert!(st.starts_with("NO [OVERQUOTA]"), "{st}");
+    c.ok("NOOP");
+    assert_eq!(settle(&server), Vec::<String>::new());
+    assert_eq!(inbox_files(&md), Vec::<PathBuf>::new());
+    // The space is free again: a big message that fits is saved.
+    let fits = message(6, 3 << 20);
+    let cont = announce(&mut c, &format!("d2 APPEND INBOX {{{}}}\r\n", fits.len()));
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send_raw(&fits);
+    c.send_raw(b"\r\n");
+    let st = tagged(&mut c, "d2");
+    assert!(st.starts_with("OK"), "{st}");
+    assert_eq!(inbox_files(&md).len(), 1);
+    c.logout();
+    drop(server);
+}
