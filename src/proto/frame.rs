@@ -1022,6 +1022,8 @@ mod tests {
             b"d APPEND x ~{12+}\r\n",
             b"e APPEND x {99+}\r\n",
             b"f APPEND x {99}\r\n",
+            b"g APPEND x {4+}\r\n",
+            b"h APPEND x {10}\r\n",
             b"abc",
             b"\r\n",
             b"\n",
@@ -1058,6 +1060,76 @@ mod tests {
                 f.push(now);
                 got.extend(std::iter::from_fn(|| f.next_frame()));
                 prop_assert!(f.buffered() <= 64 + LIMITS.max_line + 1, "holds {}", f.buffered());
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    /// What a session sees from a framer that asks above 8 bytes: frames,
+    /// and the bytes of diverted literals (merged). It keeps, diverts or
+    /// refuses a big literal by its size, as a session decides by command.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Frame(Frame),
+        Diverted(Vec<u8>),
+    }
+
+    fn drain_asking(f: &mut Framer, seen: &mut Vec<Seen>) {
+        loop {
+            if f.diverting().is_some_and(|r| r > 0) {
+                let bytes = f.take_diverted(usize::MAX).to_vec();
+                if bytes.is_empty() {
+                    return;
+                }
+                match seen.last_mut() {
+                    Some(Seen::Diverted(d)) => d.extend_from_slice(&bytes),
+                    _ => seen.push(Seen::Diverted(bytes)),
+                }
+                continue;
+            }
+            let Some(fr) = f.next_frame() else { return };
+            if let Frame::BigLiteral { size, .. } = fr {
+                match size % 3 {
+                    0 => f.keep_literal(),
+                    1 => f.divert_literal(),
+                    _ => {
+                        f.refuse_literal();
+                    }
+                }
+            }
+            seen.push(Seen::Frame(fr));
+        }
+    }
+
+    proptest! {
+        /// With big literals put to the session, framing still does not
+        /// depend on how the stream is cut, and a diverted literal's bytes
+        /// are never buffered beyond one read.
+        #[test]
+        fn asking_does_not_depend_on_chunking(input in soup(), cuts in prop::collection::vec(1usize..20, 0..40)) {
+            let framer = || {
+                let mut f = Framer::new(FrameLimits { max_line: 40, max_literal: 100 });
+                f.set_max_command(64);
+                f.set_ask_above(8);
+                f
+            };
+            let mut whole = framer();
+            whole.push(&input);
+            let mut want = Vec::new();
+            drain_asking(&mut whole, &mut want);
+
+            let mut f = framer();
+            let mut got = Vec::new();
+            let mut rest = &input[..];
+            for n in cuts.iter().copied().chain(std::iter::repeat(7)) {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at(n.min(rest.len()));
+                rest = later;
+                f.push(now);
+                drain_asking(&mut f, &mut got);
+                prop_assert!(f.buffered() <= 64 + 40 + 1, "holds {}", f.buffered());
             }
             prop_assert_eq!(got, want);
         }
