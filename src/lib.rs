@@ -20,7 +20,8 @@
 //! - [`session`]: the state machine (not authenticated, authenticated,
 //!   selected, logout); `session/cmd/` has one file per command; the
 //!   selected mailbox's per-session view (sequence numbers, pending
-//!   expunges) is `session::view`.
+//!   expunges) is `session::view`; big APPEND literals go to disk as they
+//!   arrive (`session::literal`, into a `store::Spool`).
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
 //!   `spawn_blocking`, or a nowait scope): folders, UIDs, flags, sync with
 //!   the disk, saving; the registry of open folders, which owns their

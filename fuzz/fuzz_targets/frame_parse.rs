@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     for chunk in stream.chunks(cut) {
         f.push(chunk);
         while let Some(frame) = f.next_frame() {
-            if let Frame::Command(bytes) = &frame {
+            if let Frame::Command { bytes, .. } = &frame {
                 let _ = parse_command(bytes);
             }
             got.push(frame);

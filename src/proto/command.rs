@@ -220,9 +220,33 @@ pub struct AppendMessage {
     pub flags: Vec<Flag>,
     /// The internal date as given, with its zone.
     pub date: Option<chrono::DateTime<chrono::FixedOffset>>,
-    pub data: Vec<u8>,
+    pub data: AppendData,
     /// Sent as `~{n}` (literal8, RFC 3516): may contain NUL.
     pub binary: bool,
+}
+
+/// Where an APPEND message's bytes are.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AppendData {
+    /// In the command.
+    Bytes(Vec<u8>),
+    /// Diverted by the framer (a big message, which the session spooled):
+    /// the command's `index`-th diverted literal, `size` bytes.
+    Diverted { index: usize, size: u64 },
+}
+
+impl AppendData {
+    /// The message's size in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            AppendData::Bytes(b) => b.len() as u64,
+            AppendData::Diverted { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A number in a sequence set: a value or `*` (the largest in use).

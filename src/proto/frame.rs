@@ -30,9 +30,35 @@
 //!   announced a non-synchronizing literal, the command continues to be
 //!   discarded as above).
 //!
+//! # Literals the session takes out of band
+//! With [`Framer::set_ask_above`] (after login), a literal that would take
+//! the command's bytes in memory past that size is not copied into the
+//! command: the framer stops before its first byte and returns
+//! [`Frame::BigLiteral`], and the session decides, from the command so far
+//! ([`Framer::head`]), what becomes of it:
+//! - [`Framer::keep_literal`]: framed as usual, into the command (a small
+//!   APPEND message);
+//! - [`Framer::divert_literal`]: its bytes go to the session instead
+//!   ([`Framer::take_diverted`] for those already buffered, then the session
+//!   reads the rest from its stream itself and counts them with
+//!   [`Framer::diverted_read`]), and the command carries only its
+//!   announcement; [`Frame::Command`] lists where (`diverted`), so the parser
+//!   can tell the literal was taken out. This is how APPEND spools a big
+//!   message to disk without holding it (session::literal);
+//! - [`Framer::refuse_literal`]: the command is dropped as if it broke a cap
+//!   (no `+`; a non-synchronizing literal is counted down unkept).
+//!
+//! A diverted literal that cannot be taken after all (disk full) is given up
+//! with [`Framer::abort_diverted`]: its remaining bytes and the rest of the
+//! command are discarded unkept. The framer itself still does no I/O: it
+//! only says where the bytes are.
+//!
 //! Invariant: `buf[pos..]` never holds more than `max_line + 1` bytes of an
 //! unfinished line, and `cur` (the command being assembled) holds at most
-//! `max_command` bytes.
+//! `max_command` bytes; diverted literals count towards `max_command` too
+//! (the cap is on what the client sends for one command, wherever it goes),
+//! and while one is being diverted the framer buffers none of its bytes
+//! beyond what the session pushed before the decision.
 
 use std::mem;
 
@@ -57,8 +83,22 @@ pub enum Limit {
 #[derive(Debug, PartialEq)]
 pub enum Frame {
     /// A complete command: its lines with the literals inline, ready for
-    /// [`super::parse::parse_command`].
-    Command(Vec<u8>),
+    /// [`super::parse::parse_command`]; `diverted` lists, in order, the
+    /// offsets in `bytes` right after the announcement of each literal that
+    /// was diverted (its data is not in `bytes`; see
+    /// [`super::parse::parse_command_diverted`]).
+    Command {
+        bytes: Vec<u8>,
+        diverted: Vec<usize>,
+    },
+    /// A literal of `size` bytes, announced at the end of [`Framer::head`],
+    /// would take the command in memory past the size set with
+    /// [`Framer::set_ask_above`]. Nothing more is framed until the session
+    /// calls [`Framer::keep_literal`], [`Framer::divert_literal`] or
+    /// [`Framer::refuse_literal`] (until then this frame is returned again);
+    /// a `+` for a synchronizing literal is the session's to send once it
+    /// keeps or diverts it.
+    BigLiteral { size: u64, sync: bool },
     /// The client announced a synchronizing literal within the limit: send
     /// `+ ...` and keep feeding bytes.
     NeedContinuation { size: u64 },
@@ -89,6 +129,12 @@ enum Mode {
     SkipLiteral { remaining: u64 },
     /// Discarding the lines of a command that already broke a cap.
     DiscardCommand,
+    /// Waiting for the session to decide about a big literal
+    /// ([`Frame::BigLiteral`]).
+    Ask { size: u64, sync: bool },
+    /// `remaining` bytes of a diverted literal are still to come; the
+    /// session takes them ([`Framer::take_diverted`]).
+    Divert { remaining: u64 },
 }
 
 /// A literal announcement at the end of a line.
@@ -121,6 +167,13 @@ pub struct Framer {
     discarding: bool,
     /// Last bytes of a line being dropped, to find a literal announcement.
     tail: Vec<u8>,
+    /// Literals that would take `cur` past this are put to the session
+    /// ([`Frame::BigLiteral`]); `None`: all are kept.
+    ask_above: Option<u64>,
+    /// Offsets in `cur` of the literals of this command that were diverted.
+    diverted: Vec<usize>,
+    /// Their bytes, for `max_command`.
+    diverted_bytes: u64,
 }
 
 impl Framer {
@@ -135,7 +188,17 @@ impl Framer {
             mode: Mode::Line,
             discarding: false,
             tail: Vec::new(),
+            ask_above: None,
+            diverted: Vec::new(),
+            diverted_bytes: 0,
         }
+    }
+
+    /// From the next literal on, one that would take the command's bytes
+    /// in memory past `max` is put to the session ([`Frame::BigLiteral`])
+    /// instead of being kept.
+    pub fn set_ask_above(&mut self, max: u64) {
+        self.ask_above = Some(max);
     }
 
     /// Caps a whole command (all its lines and literals together, e.g. a
@@ -223,6 +286,11 @@ impl Framer {
                         return None;
                     }
                 }
+                // The session has not decided yet: ask again.
+                Mode::Ask { size, sync } => return Some(Frame::BigLiteral { size, sync }),
+                Mode::Divert { remaining: 0 } => self.mode = Mode::Line,
+                // The session takes these bytes itself.
+                Mode::Divert { .. } => return None,
                 Mode::DiscardCommand => {
                     let Some(lf) = memchr::memchr(b'\n', self.avail()) else {
                         // Keep only what could still be the tail of the line.
@@ -354,13 +422,32 @@ impl Framer {
         self.pos += lf + 1;
         match ann {
             Some(a) => {
+                if self
+                    .ask_above
+                    .is_some_and(|max| self.cur.len() as u64 + a.size > max)
+                {
+                    self.mode = Mode::Ask {
+                        size: a.size,
+                        sync: a.sync,
+                    };
+                    return Some(Some(Frame::BigLiteral {
+                        size: a.size,
+                        sync: a.sync,
+                    }));
+                }
                 self.mode = Mode::Literal { remaining: a.size };
                 if a.sync {
                     return Some(Some(Frame::NeedContinuation { size: a.size }));
                 }
                 None
             }
-            None => Some(Some(Frame::Command(mem::take(&mut self.cur)))),
+            None => {
+                self.diverted_bytes = 0;
+                Some(Some(Frame::Command {
+                    bytes: mem::take(&mut self.cur),
+                    diverted: mem::take(&mut self.diverted),
+                }))
+            }
         }
     }
 
@@ -368,12 +455,106 @@ impl Framer {
     /// it announces) to the command would break `max_command`.
     fn over_command_cap(&self, more: u64) -> bool {
         self.max_command
-            .is_some_and(|m| self.cur.len() as u64 + more > m)
+            .is_some_and(|m| self.cur.len() as u64 + self.diverted_bytes + more > m)
     }
 
     /// Forgets the command being assembled.
     fn abandon(&mut self) {
         self.cur = Vec::new();
+        self.diverted = Vec::new();
+        self.diverted_bytes = 0;
+    }
+
+    /// The command assembled so far; after [`Frame::BigLiteral`], up to
+    /// and including the line that announced the literal.
+    pub fn head(&self) -> &[u8] {
+        &self.cur
+    }
+
+    /// After [`Frame::BigLiteral`]: frame the literal into the command as
+    /// usual.
+    pub fn keep_literal(&mut self) {
+        if let Mode::Ask { size, .. } = self.mode {
+            self.mode = Mode::Literal { remaining: size };
+        }
+    }
+
+    /// After [`Frame::BigLiteral`]: the session takes the literal's bytes
+    /// ([`Framer::take_diverted`], [`Framer::diverted_read`]); the command
+    /// goes on after them.
+    pub fn divert_literal(&mut self) {
+        if let Mode::Ask { size, .. } = self.mode {
+            self.diverted.push(self.cur.len());
+            self.diverted_bytes += size;
+            self.mode = Mode::Divert { remaining: size };
+        }
+    }
+
+    /// After [`Frame::BigLiteral`]: drop the command (the session answers
+    /// it with the returned tag, if it had one). A non-synchronizing
+    /// literal's bytes are counted down unkept.
+    pub fn refuse_literal(&mut self) -> Option<String> {
+        let Mode::Ask { size, sync } = self.mode else {
+            return None;
+        };
+        let tag = tag_of(&self.cur);
+        self.abandon();
+        self.mode = if sync {
+            Mode::Line
+        } else {
+            Mode::SkipLiteral { remaining: size }
+        };
+        tag
+    }
+
+    /// Bytes of the diverted literal still to come, `None` when no literal
+    /// is being diverted.
+    pub fn diverting(&self) -> Option<u64> {
+        match self.mode {
+            Mode::Divert { remaining } => Some(remaining),
+            _ => None,
+        }
+    }
+
+    /// Up to `max` bytes of the diverted literal already received (never
+    /// past its end), taken out of the framer.
+    pub fn take_diverted(&mut self, max: usize) -> &[u8] {
+        let Mode::Divert { remaining } = self.mode else {
+            return &[];
+        };
+        let n = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(self.avail().len())
+            .min(max);
+        let start = self.pos;
+        self.pos += n;
+        self.mode = Mode::Divert {
+            remaining: remaining - n as u64,
+        };
+        &self.buf[start..start + n]
+    }
+
+    /// Counts `n` bytes of the diverted literal that the session read from
+    /// its stream itself (never more than [`Framer::diverting`] said).
+    pub fn diverted_read(&mut self, n: u64) {
+        if let Mode::Divert { remaining } = self.mode {
+            self.mode = Mode::Divert {
+                remaining: remaining.saturating_sub(n),
+            };
+        }
+    }
+
+    /// Gives up the literal being diverted and its command: what remains
+    /// of the literal, and the rest of the command, is discarded unkept.
+    /// Returns the command's tag.
+    pub fn abort_diverted(&mut self) -> Option<String> {
+        let Mode::Divert { remaining } = self.mode else {
+            return None;
+        };
+        let tag = tag_of(&self.cur);
+        self.abandon();
+        self.mode = Mode::SkipLiteral { remaining };
+        tag
     }
 
     /// The tag of the command being assembled (or of the line at `pos`).
@@ -482,7 +663,10 @@ mod tests {
     };
 
     fn cmd(s: &str) -> Frame {
-        Frame::Command(s.as_bytes().to_vec())
+        Frame::Command {
+            bytes: s.as_bytes().to_vec(),
+            diverted: Vec::new(),
+        }
     }
 
     fn big(tag: &str, text: &str) -> Frame {
@@ -717,6 +901,89 @@ mod tests {
     }
 
     #[test]
+    fn big_literals_are_put_to_the_session() {
+        let mut f = Framer::new(FrameLimits {
+            max_line: 40,
+            max_literal: 1000,
+        });
+        f.set_max_command(150);
+        f.set_ask_above(20);
+        let ask = |size, sync| Some(Frame::BigLiteral { size, sync });
+        // Small enough: kept without asking.
+        f.push(b"a X {3}\r\n");
+        assert_eq!(f.next_frame(), Some(Frame::NeedContinuation { size: 3 }));
+        f.push(b"abc\r\n");
+        assert_eq!(f.next_frame(), Some(cmd("a X {3}\r\nabc\r\n")));
+        // Kept after asking; asked again until answered.
+        f.push(b"a APPEND x {30}\r\n");
+        assert_eq!(f.next_frame(), ask(30, true));
+        assert_eq!(f.next_frame(), ask(30, true));
+        assert_eq!(f.head(), b"a APPEND x {30}\r\n");
+        f.keep_literal();
+        f.push(&[b'k'; 30]);
+        f.push(b"\r\n");
+        let kept = format!("a APPEND x {{30}}\r\n{}\r\n", "k".repeat(30));
+        assert_eq!(f.next_frame(), Some(cmd(&kept)));
+        // Diverted: the bytes that came with the line, then those the
+        // session reads itself; the command goes on after them.
+        f.push(b"b APPEND x {100+}\r\n0123456789");
+        assert_eq!(f.next_frame(), ask(100, false));
+        f.divert_literal();
+        assert_eq!(f.next_frame(), None);
+        assert_eq!(f.take_diverted(4), b"0123");
+        assert_eq!(f.take_diverted(100), b"456789");
+        assert_eq!(f.take_diverted(100), b"");
+        assert_eq!(f.diverting(), Some(90));
+        f.diverted_read(90);
+        assert_eq!(f.diverting(), Some(0));
+        f.push(b" {2}\r\nhi\r\n");
+        assert_eq!(f.next_frame(), ask(2, true));
+        f.keep_literal();
+        assert_eq!(
+            f.next_frame(),
+            Some(Frame::Command {
+                bytes: b"b APPEND x {100+}\r\n {2}\r\nhi\r\n".to_vec(),
+                diverted: vec![19],
+            })
+        );
+        assert_eq!(f.diverting(), None);
+        // Refused: a synchronizing literal is not sent, a
+        // non-synchronizing one is counted down unkept.
+        f.push(b"c SEARCH TEXT {50}\r\nd NOOP\r\n");
+        assert_eq!(f.next_frame(), ask(50, true));
+        assert_eq!(f.refuse_literal(), Some("c".into()));
+        assert_eq!(f.next_frame(), Some(cmd("d NOOP\r\n")));
+        f.push(b"e SEARCH TEXT {50+}\r\n");
+        assert_eq!(f.next_frame(), ask(50, false));
+        assert_eq!(f.refuse_literal(), Some("e".into()));
+        f.push(&[b'x'; 50]);
+        f.push(b"\r\nf NOOP\r\n");
+        assert_eq!(f.next_frame(), Some(cmd("f NOOP\r\n")));
+        // Given up part-way: the rest of the literal and of the command
+        // (further literals included) is discarded unkept.
+        f.push(b"g APPEND x {60+}\r\n0123456789");
+        assert_eq!(f.next_frame(), ask(60, false));
+        f.divert_literal();
+        assert_eq!(f.take_diverted(100).len(), 10);
+        assert_eq!(f.abort_diverted(), Some("g".into()));
+        f.push(&[b'x'; 50]);
+        assert_eq!(f.next_frame(), None);
+        assert_eq!(f.buffered(), 0);
+        f.push(b" {3+}\r\nabc\r\nh NOOP\r\n");
+        assert_eq!(f.next_frame(), Some(cmd("h NOOP\r\n")));
+        // Diverted bytes count towards the whole-command cap.
+        f.push(b"i APPEND x {100+}\r\n");
+        assert_eq!(f.next_frame(), ask(100, false));
+        f.divert_literal();
+        f.diverted_read(100);
+        f.push(b" {40+}\r\n");
+        assert_eq!(f.next_frame(), Some(big("i", "Command too large")));
+        f.push(&[b'x'; 40]);
+        f.push(b"\r\nj NOOP\r\n");
+        assert_eq!(f.next_frame(), Some(cmd("j NOOP\r\n")));
+    }
+
+    #[test]
     fn raw_lines_and_buffered() {
         let mut f = Framer::new(LIMITS);
         f.push(b"a IDLE\r\nDONE\r\nb NOOP\r\n");
@@ -755,6 +1022,8 @@ mod tests {
             b"d APPEND x ~{12+}\r\n",
             b"e APPEND x {99+}\r\n",
             b"f APPEND x {99}\r\n",
+            b"g APPEND x {4+}\r\n",
+            b"h APPEND x {10}\r\n",
             b"abc",
             b"\r\n",
             b"\n",
@@ -791,6 +1060,76 @@ mod tests {
                 f.push(now);
                 got.extend(std::iter::from_fn(|| f.next_frame()));
                 prop_assert!(f.buffered() <= 64 + LIMITS.max_line + 1, "holds {}", f.buffered());
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    /// What a session sees from a framer that asks above 8 bytes: frames,
+    /// and the bytes of diverted literals (merged). It keeps, diverts or
+    /// refuses a big literal by its size, as a session decides by command.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Frame(Frame),
+        Diverted(Vec<u8>),
+    }
+
+    fn drain_asking(f: &mut Framer, seen: &mut Vec<Seen>) {
+        loop {
+            if f.diverting().is_some_and(|r| r > 0) {
+                let bytes = f.take_diverted(usize::MAX).to_vec();
+                if bytes.is_empty() {
+                    return;
+                }
+                match seen.last_mut() {
+                    Some(Seen::Diverted(d)) => d.extend_from_slice(&bytes),
+                    _ => seen.push(Seen::Diverted(bytes)),
+                }
+                continue;
+            }
+            let Some(fr) = f.next_frame() else { return };
+            if let Frame::BigLiteral { size, .. } = fr {
+                match size % 3 {
+                    0 => f.keep_literal(),
+                    1 => f.divert_literal(),
+                    _ => {
+                        f.refuse_literal();
+                    }
+                }
+            }
+            seen.push(Seen::Frame(fr));
+        }
+    }
+
+    proptest! {
+        /// With big literals put to the session, framing still does not
+        /// depend on how the stream is cut, and a diverted literal's bytes
+        /// are never buffered beyond one read.
+        #[test]
+        fn asking_does_not_depend_on_chunking(input in soup(), cuts in prop::collection::vec(1usize..20, 0..40)) {
+            let framer = || {
+                let mut f = Framer::new(FrameLimits { max_line: 40, max_literal: 100 });
+                f.set_max_command(64);
+                f.set_ask_above(8);
+                f
+            };
+            let mut whole = framer();
+            whole.push(&input);
+            let mut want = Vec::new();
+            drain_asking(&mut whole, &mut want);
+
+            let mut f = framer();
+            let mut got = Vec::new();
+            let mut rest = &input[..];
+            for n in cuts.iter().copied().chain(std::iter::repeat(7)) {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at(n.min(rest.len()));
+                rest = later;
+                f.push(now);
+                drain_asking(&mut f, &mut got);
+                prop_assert!(f.buffered() <= 64 + 40 + 1, "holds {}", f.buffered());
             }
             prop_assert_eq!(got, want);
         }

@@ -42,6 +42,14 @@
 //! `agrees_with_imap_codec` checks that both readers give the same value
 //! wherever imap-codec accepts, so which one ran never changes the meaning.
 //!
+//! # Diverted literals
+//! A big APPEND message does not reach the parser: the framer diverted it
+//! (the session spools it to disk) and the command holds only its
+//! announcement. [`parse_command_diverted`] is told where such literals
+//! were; an APPEND message there becomes [`AppendData::Diverted`], and a
+//! diverted literal anywhere else (a mailbox name, say) is an error, as no
+//! other value could be made from bytes the parser never saw.
+//!
 //! # Errors
 //! Whenever the tag could be read, errors carry it
 //! ([`ParseError::Bad`]), so the session answers `tag BAD text` and goes on.
@@ -94,15 +102,32 @@ fn bad<T>(text: impl Into<String>) -> R<T> {
 /// covers are tried with it first; everything else, and whatever it
 /// rejects, is read by our own parser.
 pub fn parse_command(bytes: &[u8]) -> Result<Command, ParseError> {
+    parse_command_diverted(bytes, &[])
+}
+
+/// [`parse_command`] for a command some of whose literals were diverted
+/// ([`super::frame::Frame::Command`]): `diverted` holds the offsets in
+/// `bytes` right after each such literal's announcement, ascending.
+pub fn parse_command_diverted(bytes: &[u8], diverted: &[usize]) -> Result<Command, ParseError> {
     let mut p = P::new(bytes);
+    p.diverted = diverted;
     let tag = p.tag().map_err(|_| no_tag())?;
     let (name, uid_sub) = p.peek_names();
-    if codec::routed(&name, uid_sub.as_deref()) {
+    // imap-codec would read a diverted literal's absent bytes from what
+    // follows: only complete commands go to it.
+    if diverted.is_empty() && codec::routed(&name, uid_sub.as_deref()) {
         if let Some(cmd) = codec::decode(bytes) {
             return Ok(cmd);
         }
     }
     own(p, tag)
+}
+
+/// Whether `head`, the start of a command, is an APPEND (`tag SP "APPEND"
+/// SP`, any case): the one command whose literals the session may divert.
+pub fn is_append(head: &[u8]) -> bool {
+    let mut p = P::new(head);
+    p.tag().is_ok() && p.peek_names().0 == "APPEND" && head.get(p.i + 6) == Some(&b' ')
 }
 
 /// Our own parser alone (the differential tests compare it with imap-codec).
@@ -155,6 +180,8 @@ struct P<'a> {
     depth: usize,
     /// SEARCH `CHARSET`; `None` means UTF-8.
     charset: Option<&'static Encoding>,
+    /// Offsets where a diverted literal's data would have begun.
+    diverted: &'a [usize],
 }
 
 impl<'a> P<'a> {
@@ -164,6 +191,7 @@ impl<'a> P<'a> {
             i: 0,
             depth: 0,
             charset: None,
+            diverted: &[],
         }
     }
 
@@ -327,6 +355,14 @@ impl<'a> P<'a> {
     /// `literal` / `literal8`: `["~"] "{" number64 ["+"] "}" CRLF *OCTET`.
     /// Returns the data and whether it was a literal8.
     fn literal(&mut self, allow8: bool) -> R<(Vec<u8>, bool)> {
+        match self.literal_or_diverted(allow8)? {
+            (AppendData::Bytes(data), binary) => Ok((data, binary)),
+            (AppendData::Diverted { .. }, _) => bad("Literal too large here"),
+        }
+    }
+
+    /// A literal, or where one was diverted (see the module doc).
+    fn literal_or_diverted(&mut self, allow8: bool) -> R<(AppendData, bool)> {
         let binary = self.eat(b'~');
         if binary && !allow8 {
             return bad("Binary literal not allowed here");
@@ -340,12 +376,15 @@ impl<'a> P<'a> {
         if !self.eat(b'\n') {
             return bad("Expected CRLF after literal size");
         }
+        if let Ok(index) = self.diverted.binary_search(&self.i) {
+            return Ok((AppendData::Diverted { index, size: n }, binary));
+        }
         let data = usize::try_from(n)
             .ok()
             .and_then(|n| self.b.get(self.i..self.i.checked_add(n)?))
             .ok_or_else(|| Fail::Bad("Literal data incomplete".into()))?;
         self.i += data.len();
-        Ok((data.to_vec(), binary))
+        Ok((AppendData::Bytes(data.to_vec()), binary))
     }
 
     /// `string = quoted / literal`.
@@ -894,7 +933,7 @@ impl<'a> P<'a> {
             let mut msg = AppendMessage {
                 flags: Vec::new(),
                 date: None,
-                data: Vec::new(),
+                data: AppendData::Bytes(Vec::new()),
                 binary: false,
             };
             if self.peek() == Some(b'(') {
@@ -910,11 +949,11 @@ impl<'a> P<'a> {
                 self.i += 4;
                 self.sp()?;
                 self.expect(b'(')?;
-                msg.data = self.literal(true)?.0;
+                msg.data = self.literal_or_diverted(true)?.0;
                 self.expect(b')')?;
             } else {
                 match self.peek() {
-                    Some(b'{' | b'~') => (msg.data, msg.binary) = self.literal(true)?,
+                    Some(b'{' | b'~') => (msg.data, msg.binary) = self.literal_or_diverted(true)?,
                     _ => return Err(self.missing_or("Expected a message literal")),
                 }
             }
@@ -1404,8 +1443,60 @@ mod tests {
         AppendMessage {
             flags: vec![],
             date: None,
-            data: data.to_vec(),
+            data: AppendData::Bytes(data.to_vec()),
             binary: false,
+        }
+    }
+
+    #[test]
+    fn diverted_literals() {
+        use CommandBody as C;
+        let wire = b"b APPEND x {100+}\r\n (\\Seen) ~{7}\r\n {2}\r\nhi\r\n";
+        let got = parse_command_diverted(wire, &[19, 34]).unwrap().body;
+        assert_eq!(
+            got,
+            C::Append {
+                mailbox: "x".into(),
+                messages: vec![
+                    AppendMessage {
+                        data: AppendData::Diverted {
+                            index: 0,
+                            size: 100
+                        },
+                        ..msg(b"")
+                    },
+                    AppendMessage {
+                        flags: vec![Flag::Seen],
+                        data: AppendData::Diverted { index: 1, size: 7 },
+                        binary: true,
+                        ..msg(b"")
+                    },
+                    msg(b"hi"),
+                ],
+            }
+        );
+        // A diverted literal where no message goes is refused, not read.
+        for (wire, at) in [
+            (&b"a APPEND {5}\r\n {1}\r\nx\r\n"[..], 14),
+            (b"a SEARCH TEXT {5}\r\n\r\n", 19),
+        ] {
+            assert!(
+                matches!(
+                    parse_command_diverted(wire, &[at]),
+                    Err(ParseError::Bad { .. })
+                ),
+                "{wire:?}"
+            );
+        }
+        for (head, want) in [
+            (&b"a APPEND x {9}\r\n"[..], true),
+            (b"a append x (\\Seen) {9}\r\n", true),
+            (b"a APPENDX x {9}\r\n", false),
+            (b"a SEARCH {9}\r\n", false),
+            (b"APPEND x {9}\r\n", false),
+            (b"a UID APPEND {9}\r\n", false),
+        ] {
+            assert_eq!(is_append(head), want, "{head:?}");
         }
     }
 
@@ -1542,7 +1633,7 @@ mod tests {
                     messages: vec![AppendMessage {
                         flags: vec![Flag::Seen, Flag::Keyword("$Junk".into())],
                         date: Some(dt),
-                        data: b"\0\r\n".to_vec(),
+                        data: AppendData::Bytes(b"\0\r\n".to_vec()),
                         binary: true,
                     }],
                 },
@@ -2048,9 +2139,9 @@ mod tests {
             f.push(chunk);
             while let Some(frame) = f.next_frame() {
                 match frame {
-                    Frame::Command(bytes) => got.push(parse_command(&bytes).unwrap().body),
+                    Frame::Command { bytes, .. } => got.push(parse_command(&bytes).unwrap().body),
                     Frame::NeedContinuation { size } => assert_eq!(size, 3),
-                    Frame::TooLarge { .. } => panic!("too large"),
+                    Frame::TooLarge { .. } | Frame::BigLiteral { .. } => panic!("too large"),
                 }
             }
         }

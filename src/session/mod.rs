@@ -24,6 +24,7 @@
 
 pub mod caps;
 pub mod cmd;
+mod literal;
 pub mod names;
 pub mod search;
 pub mod view;
@@ -37,9 +38,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::auth::{Authenticator, User};
 use crate::config::Config;
 use crate::proto::frame::{Frame, FrameLimits, Framer, Limit};
-use crate::proto::parse::{ParseError, parse_command};
+use crate::proto::parse::{ParseError, parse_command_diverted};
 use crate::proto::{Command, CommandBody};
-use crate::store::{MailStore, Registry, StoreError, StoreOptions};
+use crate::store::{MailStore, Registry, Spool, StoreError, StoreOptions};
 
 pub use view::SelectedView;
 
@@ -436,6 +437,10 @@ pub struct Session {
     /// `limits.max_unauthenticated` place): dropped at login. Opaque here,
     /// so the session does not depend on the server's limiter.
     preauth: Option<Box<dyn std::any::Any + Send>>,
+    /// The spool file of the APPEND being received, holding its big
+    /// messages (`session::literal`); taken by APPEND, dropped with any
+    /// other end of the command.
+    pub(crate) spool: Option<Spool>,
 }
 
 /// Why reading a command stopped.
@@ -469,6 +474,7 @@ impl Session {
             logged_in_user: None,
             handover: None,
             preauth: None,
+            spool: None,
         }
     }
 
@@ -491,6 +497,9 @@ impl Session {
         // MULTIAPPEND may carry several literals; bound the whole command too.
         self.framer
             .set_max_command(l.max_literal_bytes.saturating_mul(2));
+        // Past a command line's worth, literals are held in memory only up
+        // to a bound, and only for APPEND (`session::literal`).
+        self.framer.set_ask_above(l.max_command_bytes as u64);
     }
 
     /// Serves a new connection from the greeting on, until LOGOUT, EOF,
@@ -592,7 +601,10 @@ impl Session {
                 Input::Frame(Frame::NeedContinuation { .. }) => {
                     self.line("+ OK");
                 }
+                // Answered where it is read (`read_frame`).
+                Input::Frame(Frame::BigLiteral { .. }) => {}
                 Input::Frame(Frame::TooLarge { tag, text, limit }) => {
+                    self.discard_spool();
                     let tag = tag.unwrap_or_else(|| "*".into());
                     if limit == Limit::Line {
                         self.line(format!("{tag} BAD {text}"));
@@ -600,7 +612,11 @@ impl Session {
                         self.line(format!("{tag} NO [TOOBIG] {text}"));
                     }
                 }
-                Input::Frame(Frame::Command(bytes)) => self.handle_bytes(&bytes).await,
+                Input::Frame(Frame::Command { bytes, diverted }) => {
+                    self.handle_bytes(&bytes, &diverted).await;
+                    // Whatever APPEND did not take.
+                    self.discard_spool();
+                }
             }
             // Responses to pipelined commands go out together: `read_frame`
             // flushes before it waits for input, so output waits here only
@@ -634,14 +650,15 @@ impl Session {
             }
         }
         self.close_selected();
+        self.discard_spool();
         if let Some(mut io) = self.io.take() {
             let _ = io.shutdown().await;
         }
         None
     }
 
-    async fn handle_bytes(&mut self, bytes: &[u8]) {
-        match parse_command(bytes) {
+    async fn handle_bytes(&mut self, bytes: &[u8], diverted: &[usize]) {
+        match parse_command_diverted(bytes, diverted) {
             Ok(cmd) => self.dispatch(cmd).await,
             Err(ParseError::Bad { tag, text }) => {
                 let tag = tag.unwrap_or_else(|| "*".into());
@@ -813,8 +830,15 @@ impl Session {
         loop {
             // Again for every read: before login it shrinks to the deadline.
             let timeout = self.read_timeout();
-            if let Some(f) = self.framer.next_frame() {
-                return Ok(Input::Frame(f));
+            match self.framer.next_frame() {
+                Some(Frame::BigLiteral { size, sync }) => {
+                    if let Some(end) = self.big_literal(size, sync).await? {
+                        return Ok(end);
+                    }
+                    continue;
+                }
+                Some(f) => return Ok(Input::Frame(f)),
+                None => {}
             }
             if *shutdown.borrow() {
                 return Ok(Input::Shutdown);

@@ -261,6 +261,50 @@ impl Dir {
         self.open_with(name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, mode)
     }
 
+    /// A new regular file in this directory with no name (`O_TMPFILE`), for
+    /// reading and writing: it vanishes when closed unless
+    /// [`Dir::link_unnamed`] gives it one, so a crash leaves nothing
+    /// behind. `Ok(None)` where the file system or kernel cannot make one
+    /// (`EOPNOTSUPP`, or `EISDIR`/`EINVAL` from kernels before 3.11).
+    pub fn create_unnamed(&self, mode: u32) -> io::Result<Option<File>> {
+        match rustix::fs::openat(
+            &self.fd,
+            c".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        ) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(
+                rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL,
+            ) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives a file made by [`Dir::create_unnamed`] the name `to` in this
+    /// directory (`AlreadyExists` if taken). By descriptor: `AT_EMPTY_PATH`
+    /// where the kernel allows it (it asks for `CAP_DAC_READ_SEARCH`), else
+    /// `/proc/self/fd/N`, the magic link to this process's own descriptor
+    /// (what `open(2)` documents for `O_TMPFILE`). The only name resolved is
+    /// `to`, one plain name beneath this directory.
+    pub fn link_unnamed(&self, file: &File, to: &str) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let to = plain(to)?;
+        match rustix::fs::linkat(file, c"", &self.fd, to, AtFlags::EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+        Ok(rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc.as_str(),
+            &self.fd,
+            to,
+            AtFlags::SYMLINK_FOLLOW,
+        )?)
+    }
+
     /// Opens `name` read-only only if every step is in the kernel's caches
     /// (`RESOLVE_CACHED`): `Ok(None)` when that would wait or the kernel
     /// cannot do it (see `nowait`).

@@ -52,6 +52,7 @@ mod live;
 pub mod maildir;
 pub mod nowait;
 mod registry;
+mod spool;
 
 pub use registry::{LINGER_FOR, Registry};
 
@@ -62,6 +63,7 @@ pub use maildir::folder::{
     ChangeQuery, DirStamp, EntryEvent, Folder, MessageFile, RwHold, ViewStart,
 };
 use maildir::{names, subscriptions};
+pub use spool::{Part, Spool};
 
 /// Why a store operation failed; the session maps these to response codes
 /// (`[NONEXISTENT]`, `[ALREADYEXISTS]`, `[OVERQUOTA]`, `[SERVERBUG]`...).

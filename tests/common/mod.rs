@@ -76,6 +76,9 @@ pub struct Options {
     pub tls_files: Option<(PathBuf, PathBuf)>,
     /// More `[limits]` lines, e.g. `"max_unauthenticated = 3\n"` (nestbox only).
     pub extra_limits: Option<&'static str>,
+    /// Where the server's temp dir (config, mail) is made instead of the default temp dir,
+    /// e.g. a tmpfs for tests that store hundreds of MB.
+    pub temp_parent: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -89,6 +92,7 @@ impl Default for Options {
             auth_and_mail: None,
             tls_files: None,
             extra_limits: None,
+            temp_parent: None,
         }
     }
 }
@@ -267,10 +271,13 @@ impl TestServer {
 
     /// Start a given implementation.
     pub fn start_kind(kind: Kind, options: Options) -> TestServer {
-        let tmp = tempfile::Builder::new()
-            .prefix("nestbox-test-")
-            .tempdir()
-            .expect("temp dir");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("nestbox-test-");
+        let tmp = match &options.temp_parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .expect("temp dir");
         let dir = tmp.path().to_path_buf();
         let (ca_file, mut cert_file, mut key_file) = make_certificates(&dir);
         if let Some((c, k)) = &options.tls_files {

@@ -144,6 +144,24 @@ class TLSSessionTests(unittest.TestCase):
         flags = re.search(r"FLAGS \(([^)]*)\)", line).group(1).split()
         self.assertEqual(sorted(f for f in flags if f != "\\Recent"), ["$Work", "\\Flagged"])
 
+    def test_append_of_several_megabytes(self):
+        # Big enough to go to the server's spool file rather than memory (issue 15: the
+        # server keeps 256 KiB of a command in memory), in imaplib's way: a synchronizing
+        # literal, then the message and its CRLF in separate writes.
+        body = b"".join(b"line %07d of a big message, with some text to fill it out\r\n" % i
+                        for i in range(100_000))
+        big = MESSAGE.replace(b"imaplib round trip", b"imaplib big append") + body
+        self.assertGreater(len(big), 5_000_000)
+        box = fresh_mailbox(self.c)
+        typ, data = self.c.append(box, r"(\Seen)", None, big)
+        self.assertEqual(typ, "OK", data)
+        self.assertEqual(self.c.select(box)[1], [b"1"])
+        typ, data = self.c.fetch("1", "(FLAGS RFC822.SIZE BODY.PEEK[])")
+        self.assertEqual(typ, "OK")
+        self.assertIn(f"RFC822.SIZE {len(big)}", data[0][0].decode())
+        self.assertIn("\\Seen", data[0][0].decode())
+        self.assertEqual(fetch_item(data, "BODY[]"), big)
+
     def test_fetch_items(self):
         box = fresh_mailbox(self.c)
         self.assertEqual(self.c.append(box, None, None, MESSAGE)[0], "OK")

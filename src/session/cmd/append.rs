@@ -2,9 +2,13 @@
 //! (RFC 4315). Every message is on disk and fsynced before the tagged OK
 //! (the store guarantees it); MULTIAPPEND is all-or-nothing as far as the
 //! client is told: a failure part-way reports NO.
+//!
+//! Big messages arrive already on disk, in the command's spool
+//! (`session::literal`), and are saved from there; the rest arrived with
+//! the command.
 
 use crate::flags::{Flag, Flags};
-use crate::proto::AppendMessage;
+use crate::proto::{AppendData, AppendMessage};
 use crate::session::names::from_wire;
 use crate::session::{CmdResult, Session, Status, blocking};
 use crate::store::StoreError;
@@ -12,6 +16,7 @@ use crate::store::StoreError;
 pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessage>) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
     let store = s.store()?;
+    let spool = s.spool.take();
     for m in &messages {
         if let Some(Flag::Extension(x)) = m.flags.iter().find(|f| matches!(f, Flag::Extension(_))) {
             return Err(Status::bad(format!("Invalid system flag \\{x}.")));
@@ -29,7 +34,16 @@ pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessag
         for m in &messages {
             let flags = Flags::from_flags(&m.flags);
             let date = m.date.map(|d| d.timestamp());
-            uids.push(folder.append(&m.data, &flags, date)?);
+            let uid = match (&m.data, &spool) {
+                (AppendData::Bytes(data), _) => folder.append(data, &flags, date)?,
+                (AppendData::Diverted { index, .. }, Some(spool)) => {
+                    folder.append_spooled(spool, *index, &flags, date)?
+                }
+                (AppendData::Diverted { .. }, None) => {
+                    return Err(StoreError::Cannot("spooled message missing".into()));
+                }
+            };
+            uids.push(uid);
         }
         Ok((folder.uidvalidity(), uids))
     })

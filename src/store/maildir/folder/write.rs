@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 
 use crate::flags::{FlagOp, Flags, sys};
-use crate::store::{MessageMeta, Result, StoreError};
+use crate::store::{MessageMeta, Result, Spool, StoreError};
 
 use super::super::dotlock;
 use super::super::filename;
@@ -250,16 +250,70 @@ impl Folder {
     /// fsync the directory, uidlist record) and returns its UID, all before
     /// returning. `internal_date` sets the mtime (INTERNALDATE).
     pub fn append(&self, data: &[u8], flags: &Flags, internal_date: Option<i64>) -> Result<u32> {
-        self.check_quota(data.len() as u64, 1)?;
-        let base = format!(
-            "{},S={},W={}",
-            filename::unique_base(),
-            data.len(),
-            filename::crlf_size(data)
-        );
-        let (tmp, mut f) = self.create_tmp(&base)?;
-        let written = (|| {
-            f.write_all(data)?;
+        let (len, crlf_len) = (data.len() as u64, filename::crlf_size(data));
+        self.save_new(len, crlf_len, flags, internal_date, |base| {
+            let (tmp, mut f) = self.create_tmp(base)?;
+            let r = f.write_all(data);
+            Ok((tmp, f, r))
+        })
+    }
+
+    /// [`Folder::append`] for part `part` of a spool (a big message the
+    /// session received straight to disk). A spool holding only this
+    /// message is given a name in this folder's `tmp/` (a hard link of the
+    /// unnamed file, no copy); otherwise the part is copied (in the kernel).
+    pub fn append_spooled(
+        &self,
+        spool: &Spool,
+        part: usize,
+        flags: &Flags,
+        internal_date: Option<i64>,
+    ) -> Result<u32> {
+        let p = spool
+            .part(part)
+            .ok_or_else(|| StoreError::Cannot("no such spooled message".into()))?;
+        self.save_new(p.len, p.crlf_len, flags, internal_date, |base| {
+            if let Some(file) = spool.whole_file(part) {
+                // Cross-device (a folder on another file system) or a
+                // kernel without the means: copy instead.
+                if self.dirs().tmp.link_unnamed(file, base).is_ok() {
+                    let f = match file.try_clone() {
+                        Ok(f) => f,
+                        Err(e) => {
+                            let _ = self.dirs().tmp.unlink(base);
+                            return Err(e);
+                        }
+                    };
+                    // The folder's mode, as create_tmp would give it: the
+                    // spool was made with the root's.
+                    let r = f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+                        self.file_mode,
+                    ));
+                    return Ok((base.to_string(), f, r));
+                }
+            }
+            let (tmp, f) = self.create_tmp(base)?;
+            let r = spool.copy_part(part, &f);
+            Ok((tmp, f, r))
+        })
+    }
+
+    /// The common part of saving one message of `len` bytes (`crlf_len`
+    /// with bare LFs as CRLF): `fill` puts its bytes in a file in `tmp/`
+    /// under the base name given, returning the name, the file and how
+    /// writing went (the name is removed again if anything fails).
+    fn save_new(
+        &self,
+        len: u64,
+        crlf_len: u64,
+        flags: &Flags,
+        internal_date: Option<i64>,
+        fill: impl FnOnce(&str) -> io::Result<(String, File, io::Result<()>)>,
+    ) -> Result<u32> {
+        self.check_quota(len, 1)?;
+        let base = format!("{},S={len},W={crlf_len}", filename::unique_base());
+        let (tmp, f, filled) = fill(&base)?;
+        let written = filled.and_then(|()| {
             if self.fsync {
                 f.sync_all()?;
             }
@@ -271,7 +325,7 @@ impl Folder {
                 )?;
             }
             f.metadata()
-        })();
+        });
         let meta = match written {
             Ok(m) => m,
             Err(e) => {
@@ -294,7 +348,7 @@ impl Folder {
             .into_iter()
             .next()
             .ok_or_else(|| StoreError::Cannot("append failed".into()))?;
-        self.record_quota(data.len() as i64, 1);
+        self.record_quota(len as i64, 1);
         Ok(uid)
     }
 
