@@ -111,7 +111,7 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, ParseError> {
 pub fn parse_command_diverted(bytes: &[u8], diverted: &[usize]) -> Result<Command, ParseError> {
     let mut p = P::new(bytes);
     p.diverted = diverted;
-    let tag = p.tag().map_err(|_| no_tag())?;
+    let tag = p.tag().map_err(|_| tag_error(bytes))?;
     let (name, uid_sub) = p.peek_names();
     // imap-codec would read a diverted literal's absent bytes from what
     // follows: only complete commands go to it.
@@ -134,8 +134,27 @@ pub fn is_append(head: &[u8]) -> bool {
 #[cfg(test)]
 fn parse_own(bytes: &[u8]) -> Result<Command, ParseError> {
     let mut p = P::new(bytes);
-    let tag = p.tag().map_err(|_| no_tag())?;
+    let tag = p.tag().map_err(|_| tag_error(bytes))?;
     own(p, tag)
+}
+
+/// The error for a command whose tag is not followed by a space: tagged
+/// when the tag itself is whole and the line simply ends after it (`a1`
+/// alone: RFC 9051 §7.1 answers BAD with the tag when it can be
+/// determined, and a client waits for its tag), untagged when no valid tag
+/// can be read at all.
+fn tag_error(bytes: &[u8]) -> ParseError {
+    let n = bytes
+        .iter()
+        .position(|&c| !super::frame::is_tag_char(c))
+        .unwrap_or(bytes.len());
+    match bytes.get(n) {
+        Some(b'\r' | b'\n') | None if n > 0 => ParseError::Bad {
+            tag: Some(String::from_utf8_lossy(&bytes[..n]).into_owned()),
+            text: "Missing command".into(),
+        },
+        _ => no_tag(),
+    }
 }
 
 fn no_tag() -> ParseError {
@@ -1944,7 +1963,9 @@ mod tests {
         let cases: &[(&[u8], Option<&str>, &str)] = &[
             (b"", None, "Missing or invalid tag"),
             (b"\r\n", None, "Missing or invalid tag"),
-            (b"NOOP\r\n", None, "Missing or invalid tag"),
+            (b"NOOP\r\n", Some("NOOP"), "Missing command"),
+            (b"a1\r\n", Some("a1"), "Missing command"),
+            (b"a1", Some("a1"), "Missing command"),
             (b"a+ NOOP\r\n", None, "Missing or invalid tag"),
             (b"a \r\n", Some("a"), "Missing command"),
             (b"a FOO\r\n", Some("a"), "Unknown command FOO"),
