@@ -32,6 +32,7 @@ const AUTHED: &[&str] = &[
     "STATUS=SIZE",
     "BINARY",
     "MULTIAPPEND",
+    "WITHIN",
 ];
 
 /// The capability atoms for this moment, space-separated.
