@@ -53,7 +53,7 @@ pub mod nowait;
 use beneath::{Dir, FolderDirs};
 
 use crate::flags::Flags;
-pub use maildir::folder::{DirStamp, EntryEvent, Folder, MessageFile, RwHold};
+pub use maildir::folder::{DirStamp, EntryEvent, Folder, HeaderBlock, MessageFile, RwHold};
 use maildir::{names, subscriptions};
 
 /// Why a store operation failed; the session maps these to response codes

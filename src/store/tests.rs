@@ -2307,3 +2307,35 @@ fn a_sync_cut_short_by_a_foreign_lock_is_run_again_with_the_same_uids() {
     assert_eq!(uids(&f), [1, 2]);
     assert_eq!(f.uidnext(), 3);
 }
+
+/// `read_header` reads at most `MAX_HEADER_READ` bytes: a header that goes on
+/// past it (here a file with no blank line at all) gives only the fields
+/// wholly inside, marked cut; a field folded across the bound is left out
+/// whole. A usual header is given up to its blank line, not cut.
+#[test]
+fn read_header_is_bounded_and_says_when_it_cut() {
+    use maildir::folder::MAX_HEADER_READ;
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let mut long = b"Subject: first\r\n".to_vec();
+    while long.len() < MAX_HEADER_READ - 40 {
+        long.extend_from_slice(b"X-Filler: 0123456789\r\n");
+    }
+    let kept = long.len();
+    // Folded across the bound: not kept, nor anything after it.
+    long.extend_from_slice(b"X-Folded: start\r\n");
+    while long.len() < MAX_HEADER_READ + 100 {
+        long.extend_from_slice(b" continued\r\n");
+    }
+    long.extend_from_slice(b"Subject: late\r\n");
+    deliver(s.root(), "1000.a.host", &long);
+    deliver(s.root(), "1001.b.host", b"Subject: b\r\n\r\nbody\r\n");
+    let f = s.open_folder("INBOX").unwrap();
+    let h = f.read_header(1).unwrap();
+    assert!(h.cut);
+    assert_eq!(h.bytes.len(), kept);
+    assert_eq!(h.bytes[..], long[..kept]);
+    let h = f.read_header(2).unwrap();
+    assert!(!h.cut);
+    assert_eq!(h.bytes, b"Subject: b\r\n\r\n");
+}
