@@ -92,15 +92,33 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
 /// Runs `f` on the blocking pool as [`blocking`] does, but inside
 /// [`MailStore::without_lock_waits`]: when `f` needs the uidlist lock of
 /// folder `name` and another program holds it, `f` gives up at once, the
-/// lock is waited for here on the runtime's timers
-/// ([`MailStore::wait_unlocked`]) and `f` runs again. So sessions waiting
-/// on one user's stalled folder hold no blocking-pool thread (issue 15: 70
-/// SELECTs waiting in place on a lock made another user's APPEND take
-/// seconds). `f` must be safe to run again after such a failure: it opens
-/// or syncs folder `name` before it does anything else (SELECT, EXAMINE,
-/// STATUS). Past the lock's wait limit it gives `TimedOut` (`NO
-/// [INUSE]`), as a wait in place does.
+/// lock is waited for here on the runtime's timers and `f` runs again
+/// ([`retry_unlocked`]). So sessions waiting on one user's stalled folder
+/// hold no blocking-pool thread (issue 15: 70 SELECTs waiting in place on
+/// a lock made another user's APPEND take seconds). `f` must be safe to
+/// run again after such a failure: it opens or syncs folder `name` before
+/// it does anything else (SELECT, EXAMINE, STATUS).
 pub(super) async fn blocking_unlocked<T, F>(
+    store: &Arc<MailStore>,
+    name: &str,
+    f: F,
+) -> Result<Result<T, StoreError>, Status>
+where
+    T: Send + 'static,
+    F: Fn() -> Result<T, StoreError> + Send + Sync + 'static,
+{
+    retry_unlocked(store, name, move || MailStore::without_lock_waits(&f)).await
+}
+
+/// Runs `f` on the blocking pool, and again each time it fails because
+/// another program holds folder `name`'s uidlist lock
+/// ([`StoreError::is_lock_busy`]: a store call `f` made inside
+/// [`MailStore::without_lock_waits`]), after waiting for the lock here
+/// without a thread ([`MailStore::wait_unlocked`]). `f` chooses which of
+/// its calls may give up so: only those before it has changed anything.
+/// Past the lock's wait limit it gives `TimedOut` (`NO [INUSE]`), as a
+/// wait in place does.
+pub(super) async fn retry_unlocked<T, F>(
     store: &Arc<MailStore>,
     name: &str,
     f: F,
@@ -116,7 +134,7 @@ where
     let mut again = false;
     loop {
         let g = f.clone();
-        match blocking(move || MailStore::without_lock_waits(|| g())).await? {
+        match blocking(move || g()).await? {
             Err(e) if e.is_lock_busy() => {}
             r => return Ok(r),
         }
