@@ -3,11 +3,11 @@
 //! (the store guarantees it); MULTIAPPEND is all-or-nothing as far as the
 //! client is told: a failure part-way reports NO.
 
+use std::sync::Arc;
+
 use crate::flags::{Flag, Flags};
 use crate::proto::AppendMessage;
 use crate::session::names::from_wire;
-use std::sync::Arc;
-
 use crate::session::{CmdResult, Session, Status};
 use crate::store::{MailStore, StoreError};
 

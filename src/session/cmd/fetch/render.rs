@@ -1,7 +1,8 @@
 //! One message's FETCH response: each item rendered from the store's
 //! cache, the header block, or the message file read once (`Lazy`); for a
-//! big message rendered alone, whole and text bodies left as holes for
-//! `stream` to fill from the file. Also the digest of common header fields
+//! big message rendered alone, whole and text bodies (and a header too
+//! long to read whole) left as holes for `stream` to fill from the file.
+//! Also the digest of common header fields
 //! kept in the cache, which SEARCH uses too.
 //!
 //! Owns the bytes of each item; never decides which messages go in which

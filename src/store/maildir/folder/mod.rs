@@ -1197,7 +1197,8 @@ impl Folder {
 
     /// The message's header block as stored, up to and including the blank
     /// line that ends it, reading only that much of the file: what ENVELOPE,
-    /// `BODY[HEADER.FIELDS ...]` and header SEARCH keys parse. A header
+    /// `BODY[HEADER.FIELDS ...]` (and `.NOT`) and header SEARCH keys parse,
+    /// and the header digest the cache keeps. A header
     /// longer than [`MAX_HEADER_READ`] (hostile or broken; or a file with no
     /// blank line at all, whose header is the whole file, of any size) is
     /// cut to the fields that lie wholly within its first
