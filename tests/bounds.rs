@@ -468,3 +468,133 @@ fn a_users_connections_are_capped_at_login_and_logged_once() {
     }
     bob.logout();
 }
+
+/// Growth of the worker's peak RSS allowed while a message of [`HEADER_ONLY_BYTES`] whose
+/// header never ends is asked for its ENVELOPE, a header field, searched by subject and
+/// sent as `BODY[HEADER]`: the store parses at most the header's first MiB
+/// (`MAX_HEADER_READ`), and the exact header is sent from the file a piece at a time, so
+/// a few MiB (the prefix, its parse, the output buffer, allocator slack) whatever the
+/// file's size. Before, the whole file was read for each of these, and held two or three
+/// times over for `BODY[HEADER]`.
+const HEADER_PEAK_BOUND_KIB: u64 = 12 * 1024;
+const HEADER_ONLY_BYTES: usize = 30 << 20;
+
+/// A message that is all header: no blank line anywhere, ~30 MB of long fields after the
+/// usual ones.
+fn header_only_message() -> Vec<u8> {
+    let mut m = format!(
+        "From: big@example.org\r\nTo: {USER}@example.org\r\nSubject: endless header\r\nMessage-ID: <endless@example.org>\r\n"
+    )
+    .into_bytes();
+    let mut n = 0u64;
+    while m.len() < HEADER_ONLY_BYTES {
+        m.extend_from_slice(
+            format!("X-Filler-{n:08}: {}\r\n", "abcdefghij".repeat(100)).as_bytes(),
+        );
+        n += 1;
+    }
+    m
+}
+
+/// Peak resident memory (`VmHWM`) summed over the server's processes, in KiB.
+fn tree_peak_kib(pid: u32) -> u64 {
+    common::process_tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Resets the peak RSS of the server's processes to their current RSS (`clear_refs` 5).
+fn reset_peaks(pid: u32) {
+    for p in common::process_tree(pid) {
+        std::fs::write(format!("/proc/{p}/clear_refs"), "5").expect("reset peak RSS");
+    }
+}
+
+/// A 30 MB message with no blank line: ENVELOPE, `BODY[HEADER.FIELDS (SUBJECT)]` and
+/// `SEARCH SUBJECT` answer from the header's start, `BODY[HEADER]` and `RFC822.HEADER` are
+/// exactly the file (it is all header), and the worker's peak RSS grows by at most
+/// [`HEADER_PEAK_BOUND_KIB`].
+#[test]
+fn a_header_without_end_is_never_held_whole() {
+    if Kind::from_env() == Kind::Dovecot {
+        return; // nestbox's bound.
+    }
+    let server = TestServer::start();
+    let msg = header_only_message();
+    std::fs::write(
+        server
+            .maildir()
+            .join("cur")
+            .join("1700000000.M1P1.endless:2,S"),
+        &msg,
+    )
+    .expect("write message");
+    let pid = server.pid().expect("pid");
+    let mut c = Conn::logged_in(&server);
+    let peak_growth = |what: &str, before: u64| {
+        let peak = tree_peak_kib(pid);
+        eprintln!(
+            "{what}: peak RSS {peak} KiB, +{} KiB",
+            peak.saturating_sub(before)
+        );
+        assert!(
+            peak < before + HEADER_PEAK_BOUND_KIB,
+            "{what}: peak RSS {before} KiB -> {peak} KiB for a {HEADER_ONLY_BYTES}-byte header"
+        );
+    };
+    reset_peaks(pid);
+    let before = rss_kib(pid);
+    c.send("e FETCH 1 (ENVELOPE)\r\n");
+    let mut envelope = String::new();
+    loop {
+        let l = c.line();
+        assert!(!l.is_empty(), "closed");
+        if l.starts_with("e ") {
+            assert!(l.starts_with("e OK"), "{l}");
+            break;
+        }
+        envelope.push_str(&l);
+    }
+    assert!(
+        envelope.contains("\"endless header\"") && envelope.contains("\"<endless@example.org>\""),
+        "{envelope}"
+    );
+    c.send("h FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
+    let got = c.fetched("h");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, b"Subject: endless header\r\n\r\n");
+    c.send("s SEARCH SUBJECT \"endless\"\r\n");
+    let l = c.line();
+    assert_eq!(l, "* SEARCH 1\r\n");
+    c.until_ok("s");
+    c.send("n SEARCH SUBJECT \"nothing like it\"\r\n");
+    assert_eq!(c.line(), "* SEARCH\r\n");
+    c.until_ok("n");
+    peak_growth("ENVELOPE, HEADER.FIELDS, SEARCH", before);
+    for (tag, item) in [("b", "BODY.PEEK[HEADER]"), ("r", "RFC822.HEADER")] {
+        reset_peaks(pid);
+        let before = rss_kib(pid);
+        c.send(&format!("{tag} FETCH 1 ({item})\r\n"));
+        let got = c.fetched(tag);
+        assert_eq!(got.len(), 1, "{item}");
+        assert!(
+            got[0].1 == msg,
+            "{item} is not the file's bytes ({} bytes)",
+            got[0].1.len()
+        );
+        peak_growth(item, before);
+    }
+    c.send("p FETCH 1 (BODY.PEEK[HEADER]<20000000.100>)\r\n");
+    let got = c.fetched("p");
+    assert_eq!(got[0].1, &msg[20_000_000..20_000_100]);
+}

@@ -465,6 +465,169 @@ fn a_stalled_folder_does_not_slow_another_users_append() {
     assert!(lock_files(&bob_maildir(&server)).is_empty());
 }
 
+/// Keeps a lock fresh as a live holder that holds it long does (Dovecot
+/// touches its locks): its mtime is set to now every second until dropped,
+/// so that it is never old enough to be broken whoever it names.
+struct Toucher(
+    Arc<std::sync::atomic::AtomicBool>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
+impl Toucher {
+    fn start(lock: PathBuf) -> Toucher {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let h = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = filetime::set_file_mtime(&lock, filetime::FileTime::now());
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+        });
+        Toucher(stop, Some(h))
+    }
+}
+
+impl Drop for Toucher {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// 70 of alice's sessions SELECT, EXAMINE and STATUS her INBOX while
+/// another program holds its lock (a live process, the lock kept fresh)
+/// and a delivery in `new/` needs a UID, so every one of them must wait
+/// for the lock: they wait without holding threads, so bob's APPEND and
+/// alice's own APPEND to another folder stay quick. When the lock goes,
+/// every one completes and sees the delivery. Before, each waited in place
+/// on a blocking-pool thread (the first on the lock, the others on the
+/// folder behind it), and bob's APPENDs waited for a free thread.
+#[test]
+fn sessions_opening_a_stalled_folder_do_not_slow_others() {
+    if !nestbox_only() {
+        return;
+    }
+    const WAITERS: usize = 70;
+    let server = TestServer::start_with(common::Options {
+        max_connections_per_user: Some(200),
+        ..common::Options::default()
+    });
+    let md = server.maildir();
+    {
+        let mut c = ImapClient::login(&server, USER, PASSWORD);
+        c.ok("CREATE Work");
+        c.logout();
+    }
+    // INBOX as another program left it, not opened by nestbox yet: one
+    // message numbered in the uidlist, one delivered and not numbered.
+    std::fs::write(
+        md.join("dovecot-uidlist"),
+        "3 V1700000000 N2 G0123456789abcdef0123456789abcdef\n1 :1700000000.M1P1.locks\n",
+    )
+    .unwrap();
+    std::fs::write(md.join("cur/1700000000.M1P1.locks:2,S"), message("old")).unwrap();
+    std::fs::write(md.join("new/1700000100.M2P1.locks"), message("delivered")).unwrap();
+    // A live process holds the lock, freshly, for as long as the test needs.
+    let mut holder = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    plant_lock(&md, &format!("{}:{}", holder.id(), host()), Duration::ZERO);
+    common::give_to_mail_user(&md);
+    let toucher = Toucher::start(md.join(LOCK));
+    let bob = ImapClient::login(&server, USER2, PASSWORD2);
+    let (idle, bob) = bob_append_latency(bob, "idle");
+    let idle = idle.unwrap();
+    let commands = [
+        "s SELECT INBOX\r\n",
+        "s EXAMINE INBOX\r\n",
+        "s STATUS INBOX (MESSAGES UIDNEXT)\r\n",
+    ];
+    let mut waiters = Vec::new();
+    for i in 0..WAITERS {
+        let mut s = BufReader::new(connect_from(&server, [127, 0, 0, 2 + (i % 2) as u8]));
+        tagged(&mut s, "*");
+        s.get_mut()
+            .write_all(format!("l LOGIN {USER} {PASSWORD}\r\n").as_bytes())
+            .unwrap();
+        assert!(tagged(&mut s, "l").starts_with("l OK"));
+        waiters.push(s);
+    }
+    for (i, s) in waiters.iter_mut().enumerate() {
+        s.get_mut()
+            .write_all(commands[i % commands.len()].as_bytes())
+            .unwrap();
+    }
+    // Let every command reach its wait.
+    std::thread::sleep(Duration::from_secs(1));
+    let (stalled, bob) = bob_append_latency(bob.unwrap(), "stalled");
+    let mut alice = ImapClient::login(&server, USER, PASSWORD);
+    let t = Instant::now();
+    for i in 0..5 {
+        assert!(append(&mut alice, "Work", &format!("work-{i}")).starts_with("OK"));
+    }
+    let work = t.elapsed();
+    eprintln!(
+        "bob's APPEND, slowest of 5: {idle:?} with alice idle, {} with {WAITERS} of alice's SELECT/EXAMINE/STATUS waiting on her INBOX's lock; 5 APPENDs to alice's Work meanwhile: {work:?}",
+        stalled.map_or(format!("over {BOB_PATIENCE:?}"), |d| format!("{d:?}"))
+    );
+    let stalled = stalled.expect("bob's APPENDs finish");
+    assert!(stalled < Duration::from_secs(1), "{stalled:?}");
+    assert!(work < Duration::from_secs(2), "{work:?}");
+    drop(bob);
+    // Nothing was answered yet, and the lock is the holder's still.
+    for (i, s) in waiters.iter_mut().enumerate() {
+        assert!(s.buffer().is_empty(), "waiter {i}");
+        s.get_mut().set_nonblocking(true).unwrap();
+        let mut b = [0u8; 64];
+        match s.get_mut().read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            r => panic!(
+                "waiter {i} was answered while the lock was held: {r:?} {:?}",
+                String::from_utf8_lossy(&b)
+            ),
+        }
+        s.get_mut().set_nonblocking(false).unwrap();
+    }
+    assert!(
+        std::fs::read_to_string(md.join(LOCK))
+            .unwrap()
+            .starts_with(&holder.id().to_string())
+    );
+    // The holder goes: every waiter completes, and sees both messages.
+    drop(toucher);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let t = Instant::now();
+    for (i, s) in waiters.iter_mut().enumerate() {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(s.read_line(&mut line).unwrap() > 0, "waiter {i} closed");
+            all.push_str(&line);
+            if line.starts_with("s ") {
+                break;
+            }
+        }
+        assert!(
+            all.contains("\r\ns OK") || all.starts_with("s OK"),
+            "waiter {i}: {all}"
+        );
+        match i % commands.len() {
+            2 => assert!(all.contains("(MESSAGES 2 UIDNEXT 3)"), "waiter {i}: {all}"),
+            _ => assert!(all.contains("* 2 EXISTS"), "waiter {i}: {all}"),
+        }
+    }
+    eprintln!(
+        "all {WAITERS} waiting commands done {:?} after the holder died",
+        t.elapsed()
+    );
+    assert!(subjects(&mut alice, "INBOX").contains(&"delivered".to_string()));
+    assert!(lock_files(&md).is_empty(), "{:?}", lock_files(&md));
+}
+
 /// A full disk: APPEND fails with NO (not SERVERBUG), leaves no lock
 /// behind, and once there is space again the next APPEND works at once.
 #[test]

@@ -60,7 +60,7 @@ use beneath::{Dir, FolderDirs};
 
 use crate::flags::Flags;
 pub use maildir::folder::{
-    ChangeQuery, DirStamp, EntryEvent, Folder, MessageFile, RwHold, ViewStart,
+    ChangeQuery, DirStamp, EntryEvent, Folder, HeaderBlock, MessageFile, RwHold, ViewStart,
 };
 use maildir::{names, subscriptions};
 pub use spool::{Part, Spool};
@@ -97,6 +97,14 @@ pub enum StoreError {
 /// What [`StoreError::Cannot`] says for a symlink met where the store
 /// wanted a file or directory of the Maildir.
 pub const NOT_SERVED: &str = "Mailbox not served: it contains a symbolic link";
+
+impl StoreError {
+    /// A folder's uidlist lock is held by another live process, and the
+    /// call ran in [`MailStore::without_lock_waits`], so it did not wait.
+    pub fn is_lock_busy(&self) -> bool {
+        matches!(self, StoreError::Io(e) if maildir::dotlock::is_busy(e))
+    }
+}
 
 impl From<std::io::Error> for StoreError {
     /// A symlink the store refused to follow ([`beneath`]) is `Cannot`, not
@@ -482,8 +490,10 @@ impl MailStore {
     /// Waits, without holding a thread, until no other process holds the
     /// uidlist lock of folder `name`, breaking a stale one; does not take
     /// it. A session awaits this before a command that saves into the
-    /// folder (APPEND, COPY, MOVE), so that waiting for another program's
-    /// lock never ties up a blocking-pool thread (see `maildir::dotlock`).
+    /// folder (APPEND, COPY, MOVE), and before it runs again a section that
+    /// [`MailStore::without_lock_waits`] cut short (SELECT, STATUS), so
+    /// that waiting for another program's lock never ties up a
+    /// blocking-pool thread (see `maildir::dotlock`).
     /// A missing folder or bad name is not an error here: the command
     /// itself reports it. Fails with `TimedOut` after the lock's wait limit.
     pub async fn wait_unlocked(&self, name: &str) -> Result<()> {
@@ -495,6 +505,20 @@ impl MailStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    /// Runs `f`, store calls that open or sync folders, so that none of
+    /// them waits in place for another process's uidlist lock: where one
+    /// would (a live owner's fresh lock, see `maildir::dotlock`), it fails
+    /// at once with an error for which [`StoreError::is_lock_busy`] holds,
+    /// having changed nothing a second run would not redo. The caller then
+    /// awaits [`MailStore::wait_unlocked`] and runs `f` again: so a session
+    /// waits for the lock without holding a blocking-pool thread, and only
+    /// when its sync needs the lock (to number new messages, or to create a
+    /// missing uidlist). Not for sections that commit messages under the
+    /// lock (see `dotlock`).
+    pub fn without_lock_waits<T>(f: impl FnOnce() -> T) -> T {
+        maildir::dotlock::without_waiting(f)
     }
 
     /// The folder (shared through the registry) for saving into it:

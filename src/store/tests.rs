@@ -2275,3 +2275,73 @@ fn a_fresh_folders_first_uids_are_written_with_a_true_header() {
         maildir::uidlist::Uidlist::parse(&fs::read(dir.join("dovecot-uidlist")).unwrap()).unwrap();
     assert_eq!(ul.next_uid(), 7);
 }
+
+/// A sync that finds another program's live lock inside
+/// `without_lock_waits` fails at once (busy), changing nothing that its
+/// next run does not redo: in particular the UIDs the uidlist already gives
+/// are kept (they were lost with the failed numbering, and the messages
+/// renumbered, before).
+#[test]
+fn a_sync_cut_short_by_a_foreign_lock_is_run_again_with_the_same_uids() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let root = s.root().to_path_buf();
+    fs::write(
+        root.join("dovecot-uidlist"),
+        "3 V1700000000 N2 G0123456789abcdef0123456789abcdef\n1 :1700000000.M1P1.host\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("cur/1700000000.M1P1.host:2,S"),
+        b"Subject: a\n\nbody\n",
+    )
+    .unwrap();
+    deliver(&root, "1700000100.M2P1.host", b"Subject: b\n\nbody\n");
+    // PID 1 is alive and started before the lock was written: a live owner.
+    let lock = root.join(maildir::dotlock::LOCK);
+    fs::write(&lock, format!("1:{}", maildir::filename::host())).unwrap();
+    for _ in 0..2 {
+        let t = std::time::Instant::now();
+        let e = MailStore::without_lock_waits(|| s.open_folder_with("INBOX", true).map(drop))
+            .unwrap_err();
+        assert!(e.is_lock_busy(), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
+    // Outside, a sync would wait; once the lock is gone it succeeds.
+    fs::remove_file(&lock).unwrap();
+    let f = s.open_folder_with("INBOX", true).unwrap();
+    assert_eq!(uids(&f), [1, 2]);
+    assert_eq!(f.uidnext(), 3);
+}
+
+/// `read_header` reads at most `MAX_HEADER_READ` bytes: a header that goes on
+/// past it (here a file with no blank line at all) gives only the fields
+/// wholly inside, marked cut; a field folded across the bound is left out
+/// whole. A usual header is given up to its blank line, not cut.
+#[test]
+fn read_header_is_bounded_and_says_when_it_cut() {
+    use maildir::folder::MAX_HEADER_READ;
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let mut long = b"Subject: first\r\n".to_vec();
+    while long.len() < MAX_HEADER_READ - 40 {
+        long.extend_from_slice(b"X-Filler: 0123456789\r\n");
+    }
+    let kept = long.len();
+    // Folded across the bound: not kept, nor anything after it.
+    long.extend_from_slice(b"X-Folded: start\r\n");
+    while long.len() < MAX_HEADER_READ + 100 {
+        long.extend_from_slice(b" continued\r\n");
+    }
+    long.extend_from_slice(b"Subject: late\r\n");
+    deliver(s.root(), "1000.a.host", &long);
+    deliver(s.root(), "1001.b.host", b"Subject: b\r\n\r\nbody\r\n");
+    let f = s.open_folder("INBOX").unwrap();
+    let h = f.read_header(1).unwrap();
+    assert!(h.cut);
+    assert_eq!(h.bytes.len(), kept);
+    assert_eq!(h.bytes[..], long[..kept]);
+    let h = f.read_header(2).unwrap();
+    assert!(!h.cut);
+    assert_eq!(h.bytes, b"Subject: b\r\n\r\n");
+}

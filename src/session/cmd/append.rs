@@ -7,11 +7,13 @@
 //! (`session::literal`), and are saved from there; the rest arrived with
 //! the command.
 
+use std::sync::Arc;
+
 use crate::flags::{Flag, Flags};
 use crate::proto::{AppendData, AppendMessage};
 use crate::session::names::from_wire;
-use crate::session::{CmdResult, Session, Status, blocking};
-use crate::store::StoreError;
+use crate::session::{CmdResult, Session, Status};
+use crate::store::{MailStore, StoreError};
 
 pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessage>) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
@@ -28,10 +30,17 @@ pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessag
     // Another program's lock on the folder is waited for here, not on a
     // blocking-pool thread (store::maildir::dotlock).
     store.wait_unlocked(&name).await?;
-    let result = blocking(move || -> Result<_, StoreError> {
-        let folder = store.open_folder_for_write(&name)?;
+    let messages = Arc::new(messages);
+    let st = store.clone();
+    let n = name.clone();
+    let result = super::select::retry_unlocked(&store, &name, move || -> Result<_, StoreError> {
+        // The first look at a folder may need the lock too (to number what
+        // others delivered). Should another program have taken it since
+        // the wait above, that look gives up, nothing being saved yet, and
+        // the wait is repeated without a thread.
+        let folder = MailStore::without_lock_waits(|| st.open_folder_for_write(&n))?;
         let mut uids = Vec::with_capacity(messages.len());
-        for m in &messages {
+        for m in messages.iter() {
             let flags = Flags::from_flags(&m.flags);
             let date = m.date.map(|d| d.timestamp());
             let uid = match (&m.data, &spool) {

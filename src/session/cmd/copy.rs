@@ -3,8 +3,8 @@
 
 use crate::proto::SequenceSet;
 use crate::session::names::from_wire;
-use crate::session::{CmdResult, Session, State, Status, blocking};
-use crate::store::StoreError;
+use crate::session::{CmdResult, Session, State, Status};
+use crate::store::{MailStore, StoreError};
 
 pub async fn copy(
     s: &mut Session,
@@ -31,8 +31,11 @@ pub async fn copy(
     // Another program's lock on the destination is waited for here, not
     // on a blocking-pool thread (store::maildir::dotlock).
     store.wait_unlocked(&dest_name).await?;
-    let result = blocking(move || -> Result<_, StoreError> {
-        let dest = store.open_folder_for_write(&dest_name)?;
+    let (st, name) = (store.clone(), dest_name.clone());
+    let uids = std::sync::Arc::new(uids);
+    let result = super::select::retry_unlocked(&store, &dest_name, move || {
+        // As in APPEND: the first look may give up, nothing copied yet.
+        let dest = MailStore::without_lock_waits(|| st.open_folder_for_write(&name))?;
         if uids.is_empty() {
             return Ok((dest.uidvalidity(), Vec::new()));
         }

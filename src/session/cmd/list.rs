@@ -117,7 +117,10 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         if let (Some(items), true) = (&ret.status, e.exists) {
             let st = store.clone();
             let n = name.clone();
-            if let Ok(Ok(fs)) = blocking(move || st.status_opts(&n, need_size)).await {
+            let status = super::select::blocking_unlocked(&store, name, move || {
+                st.status_opts(&n, need_size)
+            });
+            if let Ok(Ok(fs)) = status.await {
                 let line = super::mailbox::status_line(name, &fs, items, s);
                 s.line(line);
             }

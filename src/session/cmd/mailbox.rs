@@ -90,7 +90,10 @@ pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) ->
     let store = s.store()?;
     let n = name.clone();
     let need_size = items.contains(&StatusItem::Size);
-    let st = blocking(move || store.status_opts(&n, need_size)).await??;
+    let st = super::select::blocking_unlocked(&store.clone(), &name, move || {
+        store.status_opts(&n, need_size)
+    })
+    .await??;
     let line = status_line(&name, &st, &items, s);
     s.line(line);
     Ok(Status::ok("STATUS completed."))

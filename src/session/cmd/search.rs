@@ -79,7 +79,7 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
                                     .map(|d| Arc::new(d.to_vec())),
                             }
                         } else {
-                            folder.read_header(uid).ok().map(Arc::new)
+                            folder.read_header(uid).ok().map(|h| Arc::new(h.bytes))
                         }
                     };
                     if matches(&key, &t, &env, &mut load) {

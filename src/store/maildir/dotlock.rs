@@ -68,14 +68,25 @@
 //! - [`lock`] (blocking) takes it, and waits in place (a thread sleeping)
 //!   only in what is left: another process taking it in the instant
 //!   between [`wait_free`] and [`lock`], and callers that have no async
-//!   context (folder open, live sync). Both give up after [`WAIT_LIMIT`]
-//!   with `TimedOut`, which the session reports as `NO [INUSE]`.
+//!   context (live sync). Both give up after [`WAIT_LIMIT`] with
+//!   `TimedOut`, which the session reports as `NO [INUSE]`.
+//! - Inside [`without_waiting`], [`lock`] does not wait in place for
+//!   another process at all: it fails at once with an error [`is_busy`]
+//!   tells apart, and the caller awaits [`wait_free`] and runs its blocking
+//!   section again. That is for sections that open or sync a folder
+//!   (SELECT, EXAMINE, STATUS, the first look at a folder an APPEND saves
+//!   into): a sync may need the lock only to number new files, and
+//!   nothing it did before is lost by running it again, so they can try
+//!   first and wait only when they must, instead of waiting for every
+//!   foreign lock as [`wait_free`] before them would, and without the
+//!   thread that [`lock`] would hold.
 //!
-//! The alternative, the store answering "busy, retry later" and the
-//! session retrying the whole command, was rejected: commands such as a
-//! MULTIAPPEND take the lock once per message, and retrying after the
-//! first had been committed would store it twice.
+//! For what commits messages under the lock, "busy, retry later" was
+//! rejected: commands such as a MULTIAPPEND take the lock once per
+//! message, and retrying after the first had been committed would store it
+//! twice. They await [`wait_free`] before their blocking section instead.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{self, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
@@ -580,7 +591,7 @@ fn cleanup_temps(dir: &Path) {
 
 /// Takes the dotlock of the folder at `dir`, waiting in place for a live
 /// owner (see the module doc for who counts as one) for at most
-/// [`WAIT_LIMIT`]. `stale_after` is how old a lock without owner must be to
+/// [`WAIT_LIMIT`], or not at all inside [`without_waiting`]. `stale_after` is how old a lock without owner must be to
 /// be broken (10 s in production; tests pass less).
 pub fn lock(dir: &Path, stale_after: Duration) -> io::Result<DotLock> {
     let dir_id = DirId::of(&fs::metadata(dir)?);
@@ -591,12 +602,13 @@ pub fn lock(dir: &Path, stale_after: Duration) -> io::Result<DotLock> {
         match attempt(dir, dir_id, &mut temp)? {
             Attempt::Got(l) => return Ok(l),
             Attempt::OursElsewhere => {}
-            Attempt::Exists => {
-                if probe(dir, stale_after)? == Probe::Free {
-                    // Released, or broken just now: try again at once.
-                    continue;
-                }
-            }
+            Attempt::Exists => match probe(dir, stale_after)? {
+                // Released, or broken just now: try again at once.
+                Probe::Free => continue,
+                // Another process's, live: not waited for here.
+                Probe::Held if NO_WAIT.get() => return Err(busy(dir)),
+                _ => {}
+            },
         }
         if start.elapsed() >= WAIT_LIMIT {
             return Err(timed_out(dir));
@@ -604,6 +616,56 @@ pub fn lock(dir: &Path, stale_after: Duration) -> io::Result<DotLock> {
         std::thread::sleep(pause);
         pause = (pause * 2).min(PAUSE_MAX);
     }
+}
+
+thread_local! {
+    /// Set while this thread runs inside [`without_waiting`].
+    static NO_WAIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with [`lock`] never waiting in place for another process: where
+/// it would wait for a live owner's lock, it fails at once with an error
+/// for which [`is_busy`] is true (see the module doc). Locks that other
+/// threads of this process hold (for milliseconds) are still waited for.
+/// Scopes nest; the setting is this thread's only.
+pub fn without_waiting<T>(f: impl FnOnce() -> T) -> T {
+    /// Restores the setting before, even if `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_WAIT.set(self.0);
+        }
+    }
+    let _restore = Restore(NO_WAIT.replace(true));
+    f()
+}
+
+/// The error [`lock`] gives inside [`without_waiting`] (kind `WouldBlock`,
+/// with this inside, so that no other `EAGAIN` is taken for it).
+#[derive(Debug)]
+struct Busy(String);
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Busy {}
+
+/// Whether `e` is [`lock`] declining to wait inside [`without_waiting`].
+pub fn is_busy(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock && e.get_ref().is_some_and(|i| i.is::<Busy>())
+}
+
+fn busy(dir: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::WouldBlock,
+        Busy(format!(
+            "{} is held by another process",
+            shown(&dir.join(LOCK)).display()
+        )),
+    )
 }
 
 fn timed_out(dir: &Path) -> io::Error {

@@ -1,7 +1,8 @@
 //! One message's FETCH response: each item rendered from the store's
 //! cache, the header block, or the message file read once (`Lazy`); for a
-//! big message rendered alone, whole and text bodies left as holes for
-//! `stream` to fill from the file. Also the digest of common header fields
+//! big message rendered alone, whole and text bodies (and a header too
+//! long to read whole) left as holes for `stream` to fill from the file.
+//! Also the digest of common header fields
 //! kept in the cache, which SEARCH uses too.
 //!
 //! Owns the bytes of each item; never decides which messages go in which
@@ -16,7 +17,7 @@ use super::{Mode, Target, flags_string, sends_body};
 use crate::mime::{BinaryError, Message};
 use crate::proto::{FetchAttr, Section, SectionText, encode};
 use crate::session::Status;
-use crate::store::{CacheField, Folder, MessageFile, MessageMeta, StoreError};
+use crate::store::{CacheField, Folder, HeaderBlock, MessageFile, MessageMeta, StoreError};
 
 /// Where [`render_one`] renders to: the chunk's bytes, and the literals
 /// left to be sent from files.
@@ -96,8 +97,9 @@ pub(super) struct Lazy<'a> {
     whole: bool,
     /// The file as stored, and its RFC822.SIZE.
     raw: Option<(Arc<Vec<u8>>, u64)>,
-    /// The header block as stored (when the whole file was not read).
-    head: Option<Vec<u8>>,
+    /// The header block as stored (when the whole file was not read), or
+    /// only its start when the store cut it (see `Folder::read_header`).
+    head: Option<HeaderBlock>,
     /// The CRLF copy with its part tree, for body sections.
     msg: Option<Message>,
     /// Parsed from the header block alone (no body).
@@ -158,7 +160,15 @@ impl Lazy<'_> {
         if self.head.is_none() {
             self.head = Some(self.folder.read_header(self.uid)?);
         }
-        Ok(self.head.as_deref().unwrap_or_default())
+        Ok(self.head.as_ref().map_or(&[][..], |h| &h.bytes[..]))
+    }
+
+    /// Whether [`Lazy::head`] and [`Lazy::header`] hold only the start of
+    /// a header too long to read whole: then its exact bytes are sent from
+    /// the file ([`header_literal`]).
+    fn header_cut(&mut self) -> Result<bool, RenderError> {
+        self.head()?;
+        Ok(self.head.as_ref().is_some_and(|h| h.cut))
     }
 
     /// A message parsed from the header block only: everything about its
@@ -228,7 +238,7 @@ pub(crate) fn common_digest(folder: &Folder, uid: u32) -> Result<Arc<[u8]>, Stor
     if let Some(c) = folder.cached(uid, CacheField::CommonHeaders) {
         return Ok(c);
     }
-    let digest = digest_of(&folder.read_header(uid)?);
+    let digest = digest_of(&folder.read_header(uid)?.bytes);
     folder.put_cache(uid, CacheField::CommonHeaders, digest.clone());
     Ok(digest)
 }
@@ -267,6 +277,29 @@ pub(super) fn whole_message<'a>(
         return Ok(std::borrow::Cow::Borrowed(lazy.get()?.bytes()));
     }
     Ok(std::borrow::Cow::Owned(crate::mime::to_crlf(lazy.raw()?)))
+}
+
+/// The top-level header (`BODY[HEADER]`, `RFC822.HEADER`) of a message
+/// whose header the store cut (see `Folder::read_header`): its exact bytes
+/// are sent from the file as a hole, as a big body is, never held whole.
+/// False when the header was read whole (the caller renders it); `Big`
+/// when it must be but the message is not rendered alone.
+fn header_literal(
+    out: &mut Vec<u8>,
+    holes: &mut Vec<(usize, FileLiteral)>,
+    lazy: &mut Lazy<'_>,
+    mode: Mode,
+    partial: Option<(u32, u32)>,
+) -> Result<bool, RenderError> {
+    if !lazy.header_cut()? {
+        return Ok(false);
+    }
+    if !mode.alone {
+        return Err(RenderError::Big);
+    }
+    let (f, scan) = lazy.scanned()?;
+    file_literal(out, holes, window(&f, 0, scan.total - scan.text, partial));
+    Ok(true)
 }
 
 /// True if the section is the top-level header (or some of its fields).
@@ -486,6 +519,9 @@ pub(super) fn render_one(
             }
             FetchAttr::Rfc822Header => {
                 out.extend_from_slice(b"RFC822.HEADER ");
+                if header_literal(out, holes, &mut lazy, mode, None)? {
+                    continue;
+                }
                 let sec = Section {
                     part: vec![],
                     text: Some(SectionText::Header),
@@ -534,6 +570,12 @@ pub(super) fn render_one(
                     let mut fields = Vec::with_capacity(digest.len());
                     crate::mime::select_header_fields(&mut fields, &digest, names, true);
                     literal(out, partial_slice(&fields, *partial));
+                    continue;
+                }
+                if section.part.is_empty()
+                    && section.text == Some(SectionText::Header)
+                    && header_literal(out, holes, &mut lazy, mode, *partial)?
+                {
                     continue;
                 }
                 let msg = if header_only(section) {

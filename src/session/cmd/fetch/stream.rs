@@ -1,7 +1,8 @@
 //! Large message bodies sent from their file in pieces (issue 15, item 4):
 //! `BODY[]`, `BODY[TEXT]`, `RFC822`, `RFC822.TEXT` and `BINARY[]` of a
-//! message too big to hold (see `fetch::BIG`), with or without a partial
-//! range. FETCH renders `{n}\r\n` and leaves a hole in its output where the
+//! message too big to hold (see `fetch::BIG`), and `BODY[HEADER]` and
+//! `RFC822.HEADER` of a header too long to read whole (see
+//! `Folder::read_header`), with or without a partial range. FETCH renders `{n}\r\n` and leaves a hole in its output where the
 //! literal goes ([`FileLiteral`]); the session fills the hole a piece at a
 //! time, converting bare LFs to CRLF on the way, and writes each piece
 //! before reading the next, so a connection holds one piece and its output

@@ -110,6 +110,46 @@ fn a_live_foreign_lock_is_waited_for_not_broken() {
 }
 
 #[test]
+fn without_waiting_a_live_foreign_lock_is_busy_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    plant(d.path(), &format!("1:{}", host()), Duration::ZERO);
+    let t = Instant::now();
+    let e = without_waiting(|| lock(d.path(), Duration::from_millis(10))).unwrap_err();
+    assert!(is_busy(&e), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+    // Not broken, and nothing of ours left beside it.
+    assert_eq!(
+        fs::read_to_string(d.path().join(LOCK)).unwrap(),
+        format!("1:{}", host())
+    );
+    assert!(
+        side_files(d.path()).is_empty(),
+        "{:?}",
+        side_files(d.path())
+    );
+    // Outside the scope the thread waits again; other errors are not busy.
+    assert!(!NO_WAIT.get());
+    assert!(!is_busy(&io::Error::from(io::ErrorKind::WouldBlock)));
+    // A stale lock is still broken, and a free one taken, inside it.
+    plant(d.path(), "", Duration::from_secs(60));
+    drop(without_waiting(|| lock(d.path(), Duration::from_secs(5))).unwrap());
+    assert!(!d.path().join(LOCK).exists());
+    // Another thread of this process holding it is waited for (milliseconds).
+    let held = lock(d.path(), Duration::from_secs(5)).unwrap();
+    let path = d.path().to_path_buf();
+    let waiter = std::thread::spawn(move || {
+        without_waiting(|| lock(&path, Duration::from_secs(5)).map(drop))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    drop(held);
+    waiter.join().unwrap().unwrap();
+}
+
+#[test]
 fn breaks_lock_of_dead_pid_at_once() {
     let d = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new("true").spawn().unwrap();

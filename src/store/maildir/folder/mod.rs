@@ -1316,17 +1316,30 @@ impl Folder {
     }
 
     /// The message's header block as stored, up to and including the blank
-    /// line that ends it (the whole file if none ends it within
-    /// [`MAX_HEADER_READ`]). Reads only that much of the file: ENVELOPE,
-    /// `BODY[HEADER.FIELDS ...]` and header SEARCH keys need no more.
-    pub fn read_header(&self, uid: u32) -> Result<Vec<u8>> {
+    /// line that ends it, reading only that much of the file: what ENVELOPE,
+    /// `BODY[HEADER.FIELDS ...]` (and `.NOT`) and header SEARCH keys parse,
+    /// and the header digest the cache keeps. A header
+    /// longer than [`MAX_HEADER_READ`] (hostile or broken; or a file with no
+    /// blank line at all, whose header is the whole file, of any size) is
+    /// cut to the fields that lie wholly within its first
+    /// [`MAX_HEADER_READ`] bytes, and says so ([`HeaderBlock::cut`]):
+    /// fields further on are not seen, as if absent. A caller that must
+    /// give the header's exact bytes (`BODY[HEADER]`) sends a cut one from
+    /// the file instead. (Dovecot bounds this too: its header parser stops
+    /// keeping field values past 10 MiB of header,
+    /// `MESSAGE_HEADER_BLOCK_DEFAULT_MAX_SIZE`.)
+    pub fn read_header(&self, uid: u32) -> Result<HeaderBlock> {
         let f = self.open_msg(uid)?;
         let mut data = Vec::with_capacity(4096);
         let mut buf = [0u8; 4096];
         loop {
-            let n = nowait::read_at(&f, &mut buf, data.len() as u64)?;
+            let want = buf.len().min(MAX_HEADER_READ - data.len());
+            let n = nowait::read_at(&f, &mut buf[..want], data.len() as u64)?;
             if n == 0 {
-                break;
+                return Ok(HeaderBlock {
+                    bytes: data,
+                    cut: false,
+                });
             }
             // Look for the end from a little before the new bytes, in case
             // the blank line straddles two reads.
@@ -1334,18 +1347,25 @@ impl Folder {
             data.extend_from_slice(&buf[..n]);
             if let Some(end) = header_end(&data[from..]) {
                 data.truncate(from + end);
-                break;
+                return Ok(HeaderBlock {
+                    bytes: data,
+                    cut: false,
+                });
             }
             if data.len() >= MAX_HEADER_READ {
-                // No blank line early on: a broken or hostile header. Give
-                // the whole file, so callers never see a truncated header
-                // (of any size: not in place, then).
-                data.clear();
-                nowait::blocking(|| nowait::read_to_end(&f, &mut data))?;
-                break;
+                // The last field may go on past what was read: keep up to
+                // the start of the last line that starts a field.
+                let keep = memchr::memrchr_iter(b'\n', &data)
+                    .map(|i| i + 1)
+                    .find(|&i| data.get(i).is_some_and(|c| !matches!(c, b' ' | b'\t')))
+                    .unwrap_or(0);
+                data.truncate(keep);
+                return Ok(HeaderBlock {
+                    bytes: data,
+                    cut: true,
+                });
             }
         }
-        Ok(data)
     }
 
     /// RFC822.SIZE, computing (and remembering) it from the file if needed.
@@ -1850,9 +1870,20 @@ fn clean_tmp(tmp: &Dir) {
     }
 }
 
-/// How far [`Folder::read_header`] looks for the blank line before it gives
-/// up and reads the whole file.
+/// How much of a message file [`Folder::read_header`] reads at most: 1 MiB,
+/// far more than any real header (a few KiB; hundreds of `Received:`
+/// lines are still tens of KiB), small enough that FETCH and SEARCH
+/// threads parsing headers at once stay a few MiB each.
 pub const MAX_HEADER_READ: usize = 1 << 20;
+
+/// What [`Folder::read_header`] gives.
+pub struct HeaderBlock {
+    /// The header block as stored, or the fields of its start (`cut`).
+    pub bytes: Vec<u8>,
+    /// The header goes on past [`MAX_HEADER_READ`]: `bytes` holds only the
+    /// fields that lie wholly within it.
+    pub cut: bool,
+}
 
 /// Offset just past the blank line ending a header block (`\n\n` or
 /// `\n\r\n`), if `b` contains it.

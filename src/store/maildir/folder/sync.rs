@@ -937,13 +937,36 @@ impl Folder {
     /// numbered, new ones (appended under the lock) for the rest.
     /// `files` are messages without a UID (0); every one gets one.
     pub(super) fn number_files(&self, st: &mut State, files: &mut [Msg]) -> Result<()> {
+        let mut adopted = Vec::new();
+        let r = self.number_files_adopting(st, files, &mut adopted);
+        if r.is_err() {
+            // None of `files` is kept (the sync fails): the records they
+            // would have taken stay for the next sync, which would
+            // otherwise give those messages new UIDs. The usual failure:
+            // another program holds the lock, and the sync is run again
+            // once it is free (`MailStore::without_lock_waits`).
+            for rec in adopted {
+                st.ul_unknown.entry(rec.base.clone()).or_insert(rec);
+            }
+        }
+        r
+    }
+
+    /// [`Folder::number_files`], saying in `adopted` which records of
+    /// `ul_unknown` it took.
+    fn number_files_adopting(
+        &self,
+        st: &mut State,
+        files: &mut [Msg],
+        adopted: &mut Vec<Record>,
+    ) -> Result<()> {
         let max_uid = st.msgs.last().map_or(0, |m| m.uid);
         let mut taken: HashSet<u32> = HashSet::default();
         let mut adopt = |st: &mut State, f: &mut Msg| {
             if st.ul_unknown.is_empty() {
                 return;
             }
-            if let Some(r) = st.ul_unknown.get(f.base()) {
+            if let Some(r) = st.ul_unknown.remove(f.base()) {
                 // A UID below one we already know would appear out of order
                 // (and may be one we reported expunged, its file come back),
                 // and a UID listed twice can only be used once: renumber
@@ -952,7 +975,7 @@ impl Folder {
                     f.uid = r.uid;
                     f.set_size(f.size().or(r.vsize));
                 }
-                st.ul_unknown.remove(f.base());
+                adopted.push(r);
             }
         };
         for f in files.iter_mut() {
