@@ -694,3 +694,98 @@ fn a_full_disk_leaves_no_lock_behind() {
     c.logout();
     drop(server);
 }
+
+/// The same with the folder already open and followed by the change
+/// watcher: a delivery under the foreign lock makes the watcher's round
+/// need the lock. The round waits for it on timers, never holding a thread
+/// or the folder's state, so the 70 sessions opening the folder still do
+/// not slow bob, and all complete, seeing the delivery, when the lock goes.
+#[test]
+fn a_watched_folder_under_a_foreign_lock_holds_no_thread() {
+    if !nestbox_only() {
+        return;
+    }
+    const WAITERS: usize = 70;
+    let server = TestServer::start_with(common::Options {
+        max_connections_per_user: Some(200),
+        ..common::Options::default()
+    });
+    let md = server.maildir();
+    std::fs::write(md.join("new/1700000000.M1P1.locks"), message("old")).unwrap();
+    common::give_to_mail_user(&md);
+    // INBOX open (and followed) from here on.
+    let mut selected = ImapClient::login(&server, USER, PASSWORD);
+    selected.ok("SELECT INBOX");
+    let mut holder = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    plant_lock(&md, &format!("{}:{}", holder.id(), host()), Duration::ZERO);
+    common::give_to_mail_user(&md);
+    let toucher = Toucher::start(md.join(LOCK));
+    // A delivery: the watcher's round must number it, under the lock.
+    std::fs::write(md.join("tmp/1700000100.M2P1.locks"), message("delivered")).unwrap();
+    common::give_to_mail_user(&md);
+    std::fs::rename(
+        md.join("tmp/1700000100.M2P1.locks"),
+        md.join("new/1700000100.M2P1.locks"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let commands = [
+        "s SELECT INBOX\r\n",
+        "s EXAMINE INBOX\r\n",
+        "s STATUS INBOX (MESSAGES UIDNEXT)\r\n",
+    ];
+    let mut waiters = Vec::new();
+    for i in 0..WAITERS {
+        let mut s = BufReader::new(connect_from(&server, [127, 0, 0, 2 + (i % 2) as u8]));
+        tagged(&mut s, "*");
+        s.get_mut()
+            .write_all(format!("l LOGIN {USER} {PASSWORD}\r\n").as_bytes())
+            .unwrap();
+        assert!(tagged(&mut s, "l").starts_with("l OK"));
+        s.get_mut()
+            .write_all(commands[i % commands.len()].as_bytes())
+            .unwrap();
+        waiters.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let bob = ImapClient::login(&server, USER2, PASSWORD2);
+    let (stalled, bob) = bob_append_latency(bob, "stalled");
+    eprintln!(
+        "bob's APPEND, slowest of 5, with alice's watched INBOX stalled and {WAITERS} sessions opening it: {}",
+        stalled.map_or(format!("over {BOB_PATIENCE:?}"), |d| format!("{d:?}"))
+    );
+    let stalled = stalled.expect("bob's APPENDs finish");
+    assert!(stalled < Duration::from_secs(1), "{stalled:?}");
+    drop(bob);
+    drop(toucher);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let t = Instant::now();
+    for (i, s) in waiters.iter_mut().enumerate() {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(s.read_line(&mut line).unwrap() > 0, "waiter {i} closed");
+            all.push_str(&line);
+            if line.starts_with("s ") {
+                break;
+            }
+        }
+        assert!(all.contains("s OK"), "waiter {i}: {all}");
+        match i % commands.len() {
+            2 => assert!(all.contains("(MESSAGES 2 UIDNEXT 3)"), "waiter {i}: {all}"),
+            _ => assert!(all.contains("* 2 EXISTS"), "waiter {i}: {all}"),
+        }
+    }
+    eprintln!(
+        "all {WAITERS} commands done {:?} after the holder died",
+        t.elapsed()
+    );
+    // The session that had it selected all along is told too.
+    let noop = selected.ok("NOOP");
+    assert!(noop.iter().any(|l| l == "* 2 EXISTS"), "{noop:?}");
+    assert!(lock_files(&md).is_empty(), "{:?}", lock_files(&md));
+}

@@ -23,8 +23,10 @@
 //! - **Failure.** The names a failed round took are lost: the next round
 //!   rescans instead, with trust off meanwhile.
 //! - **Locks.** Before a round the feed waits for another program's
-//!   uidlist lock on tokio timers (`dotlock::wait_free`), so a stalled
-//!   folder never holds a blocking-pool thread for its feed.
+//!   uidlist lock on tokio timers (`dotlock::wait_free`), and the round's
+//!   sync never waits for it in place (it stops and is run again), so a
+//!   stalled folder never holds a blocking-pool thread, nor its own state
+//!   that SELECTs would queue behind.
 //! - **Gone.** A directory missing for one round may be in the middle of a
 //!   replacement (`mv Maildir aside; mv backup Maildir`); only one still
 //!   missing after [`GONE_GRACE`] is marked gone, which ends every session
@@ -69,6 +71,10 @@ const QUIET_ROUND_AFTER: Duration = Duration::from_millis(200);
 /// microseconds, a round that ran between the two finds nothing for a
 /// moment.
 const GONE_GRACE: Duration = Duration::from_millis(500);
+
+/// How long a round waits before trying again when another program took
+/// the uidlist lock between the wait for it and the sync.
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
 /// The process's change watcher, as the registry uses it.
 pub(super) struct Live {
@@ -195,14 +201,35 @@ impl Feed {
         result
     }
 
+    /// A round's sync. Another program's uidlist lock is waited for on
+    /// timers, never in the sync: that runs with lock waits off
+    /// (`dotlock::without_waiting`), so a lock taken again just after the
+    /// wait makes it stop at once (with the folder's state unchanged) instead
+    /// of holding a blocking-pool thread and the folder's state, which every
+    /// SELECT of the folder would then queue behind. It is then run again,
+    /// as a rescan (the names it took are spent), for at most
+    /// `dotlock::WAIT_LIMIT` in all.
     async fn sync(&mut self, f: Arc<Folder>) -> Result<()> {
-        // Another program's lock is waited for here, on timers: the sync
-        // below would otherwise wait for it on a blocking-pool thread.
-        match dotlock::wait_free(&self.dir, LOCK_STALE_AFTER).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
-            Err(e) => return Err(e.into()),
-            Ok(()) => {}
+        let start = tokio::time::Instant::now();
+        loop {
+            match dotlock::wait_free(&self.dir, LOCK_STALE_AFTER).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::NotFound);
+                }
+                Err(e) => return Err(e.into()),
+                Ok(()) => {}
+            }
+            match self.sync_once(f.clone()).await {
+                Err(e) if e.is_lock_busy() && start.elapsed() < dotlock::WAIT_LIMIT => {
+                    self.rescan = true;
+                    tokio::time::sleep(BUSY_PAUSE).await;
+                }
+                r => return r,
+            }
         }
+    }
+
+    async fn sync_once(&mut self, f: Arc<Folder>) -> Result<()> {
         let inotify = self.inotify();
         // The directories' stamp first, then a barrier through the watcher:
         // every change the stamp shows is then among the names taken next
@@ -216,7 +243,7 @@ impl Feed {
         let after_failure = self.rescan;
         off_runtime(move || {
             let stamp = vouched.then_some(stamp);
-            let r = match changes {
+            let r = dotlock::without_waiting(|| match changes {
                 // Names taken by a round that failed are lost: rescan once
                 // instead.
                 Changes::Entries(entries) if !after_failure => {
@@ -228,7 +255,7 @@ impl Feed {
                     f.set_events_live(false);
                     f.sync_for_watcher(None, stamp)
                 }
-            };
+            });
             f.set_events_live(vouched && r.is_ok());
             r
         })
