@@ -27,7 +27,15 @@
 //! message to CRLF, because body sections are served from it and every
 //! offset it reports must be the IMAP one.
 //!
-//! Layout: `crlf` (line-end counting and conversion), `tree` (part
+//! What "CRLF form" means for a message with binary parts is `kept`'s
+//! rule: every bare LF becomes CRLF except inside the body of a non-text
+//! part whose Content-Transfer-Encoding is `binary`, which is data and is
+//! served and counted as stored (RFC 2045 §2.9, RFC 3516 §4.3); see that
+//! module for why. Outside BINARY a literal never carries NUL (RFC 9051
+//! §4.3): FETCH sends it as 0x80 (`session::cmd::fetch::render::literal`).
+//!
+//! Layout: `crlf` (line-end counting and conversion), `kept` (which bytes
+//! are data, RFC822.SIZE, the served form), `tree` (part
 //! boundaries, header fields, parameters),
 //! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
 //! quoted-printable), `preview` (RFC 8970), `search_text` (the content
