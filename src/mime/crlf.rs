@@ -1,5 +1,6 @@
 //! Line ends: IMAP counts and serves messages with CRLF line ends, while
-//! Maildir files often hold bare LFs. This module converts (`to_crlf`) and,
+//! Maildir files often hold bare LFs. This module converts text (`to_crlf`;
+//! which bytes of a message are text is `kept`'s business) and,
 //! more often, only counts what the conversion would add, so that sizes in
 //! CRLF terms come from the stored bytes without a copy.
 //!
@@ -62,14 +63,17 @@ pub(crate) fn crlf_len(data: &[u8], range: Range<usize>) -> usize {
     len + line_ends(data, range).1
 }
 
-/// Size of `raw` once bare LFs become CRLF (RFC822.SIZE), without copying.
-pub fn crlf_size(raw: &[u8]) -> u64 {
+/// Size of `raw` once every bare LF becomes CRLF, without copying: the
+/// size of text. A whole message's size is `kept::crlf_size`, which leaves
+/// binary parts alone.
+pub(crate) fn crlf_size(raw: &[u8]) -> u64 {
     crlf_len(raw, 0..raw.len()) as u64
 }
 
 /// `raw` with every bare LF turned into CRLF (a lone CR is left alone: it is
-/// not a line end and Dovecot keeps it too).
-pub fn to_crlf(raw: &[u8]) -> Vec<u8> {
+/// not a line end and Dovecot keeps it too): text. A whole message is
+/// served by `kept::to_crlf`, which leaves binary parts alone.
+pub(crate) fn to_crlf(raw: &[u8]) -> Vec<u8> {
     let size = usize::try_from(crlf_size(raw)).unwrap_or(raw.len());
     let mut out = Vec::with_capacity(size);
     append_crlf(&mut out, raw);

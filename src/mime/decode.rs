@@ -37,9 +37,41 @@ pub(crate) fn base64(src: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Appends the quoted-printable decoding of `src` to `out`.
+/// Appends the quoted-printable decoding of `src` to `out`, a line at a
+/// time. RFC 2045 §6.7 rule 3: blanks at the end of an encoded line are
+/// not data (transports add and strip them) and are deleted when decoding;
+/// a blank that is data is written `=20` or `=09`. A line that ends in `=`
+/// (after those blanks) is a soft line break: the `=` and the line break go.
+/// A hard line break is kept as written (CRLF, or LF in stored form).
 pub(crate) fn quoted_printable(src: &[u8], out: &mut Vec<u8>) {
     out.reserve(src.len());
+    let mut rest = src;
+    while !rest.is_empty() {
+        let (line, eol, next) = match memchr::memchr(b'\n', rest) {
+            Some(n) if n > 0 && rest[n - 1] == b'\r' => (&rest[..n - 1], &rest[n - 1..=n], n + 1),
+            Some(n) => (&rest[..n], &rest[n..=n], n + 1),
+            None => (rest, &b""[..], rest.len()),
+        };
+        rest = &rest[next..];
+        let mut end = line.len();
+        while end > 0 && matches!(line[end - 1], b' ' | b'\t') {
+            end -= 1;
+        }
+        let line = &line[..end];
+        match line.strip_suffix(b"=") {
+            Some(soft) => qp_line(soft, out),
+            None => {
+                qp_line(line, out);
+                out.extend_from_slice(eol);
+            }
+        }
+    }
+}
+
+/// Decodes the `=XX` escapes of one line (without its line break); an `=`
+/// not followed by two hex digits is kept as it is.
+fn qp_line(src: &[u8], out: &mut Vec<u8>) {
+    let hex = |c: u8| (c as char).to_digit(16);
     let mut i = 0;
     while i < src.len() {
         let Some(eq) = memchr::memchr(b'=', &src[i..]) else {
@@ -48,26 +80,15 @@ pub(crate) fn quoted_printable(src: &[u8], out: &mut Vec<u8>) {
         };
         out.extend_from_slice(&src[i..i + eq]);
         i += eq + 1;
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (src.get(i), src.get(i + 1)) {
-            (Some(&a), Some(&b)) if hex(a).is_some() && hex(b).is_some() => {
-                let v = hex(a).unwrap_or(0) * 16 + hex(b).unwrap_or(0);
-                out.push(v as u8);
+        match (
+            src.get(i).copied().and_then(hex),
+            src.get(i + 1).copied().and_then(hex),
+        ) {
+            (Some(a), Some(b)) => {
+                out.push((a * 16 + b) as u8);
                 i += 2;
             }
-            // Soft line break, possibly after trailing blanks.
-            _ => {
-                let mut j = i;
-                while matches!(src.get(j), Some(b' ' | b'\t')) {
-                    j += 1;
-                }
-                match (src.get(j), src.get(j + 1)) {
-                    (Some(b'\n'), _) => i = j + 1,
-                    (Some(b'\r'), Some(b'\n')) => i = j + 2,
-                    (None, _) => i = j,
-                    _ => out.push(b'='),
-                }
-            }
+            _ => out.push(b'='),
         }
     }
 }
@@ -106,6 +127,13 @@ mod tests {
             (b"end=", b"end"),
             (b"lower=c3=a9", "loweré".as_bytes()),
             (b"a=\r\n", b"a"),
+            // Rule 3: trailing blanks are not data; encoded ones are.
+            (b"one  \r\ntwo\t\r\nthree ", b"one\r\ntwo\r\nthree"),
+            (b"sp=20 \r\ntab=09\t\nx", b"sp \r\ntab\t\nx"),
+            (b"soft= \t\r\n  next  \n", b"soft  next\n"),
+            (b"a=\rb", b"a=\rb"),
+            (b"=\r\n=\n=", b""),
+            (b"=4", b"=4"),
         ];
         for (src, want) in cases {
             let mut out = Vec::new();

@@ -27,7 +27,15 @@
 //! message to CRLF, because body sections are served from it and every
 //! offset it reports must be the IMAP one.
 //!
-//! Layout: `crlf` (line-end counting and conversion), `tree` (part
+//! What "CRLF form" means for a message with binary parts is `kept`'s
+//! rule: every bare LF becomes CRLF except inside the body of a non-text
+//! part whose Content-Transfer-Encoding is `binary`, which is data and is
+//! served and counted as stored (RFC 2045 §2.9, RFC 3516 §4.3); see that
+//! module for why. Outside BINARY a literal never carries NUL (RFC 9051
+//! §4.3): FETCH sends it as 0x80 (`session::cmd::fetch::render::literal`).
+//!
+//! Layout: `crlf` (line-end counting and conversion), `kept` (which bytes
+//! are data, RFC822.SIZE, the served form), `tree` (part
 //! boundaries, header fields, parameters),
 //! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
 //! quoted-printable), `preview` (RFC 8970), `search_text` (the content
@@ -40,6 +48,7 @@ use crate::proto::{Section, SectionText};
 mod crlf;
 mod decode;
 mod envelope;
+mod kept;
 mod preview;
 pub(crate) mod search_text;
 mod structure;
@@ -52,6 +61,8 @@ use tree::{Cte, Kind, Part};
 pub struct Message {
     data: Vec<u8>,
     root: Part,
+    /// The bodies of binary parts, served as stored (`kept`).
+    kept: kept::Kept,
 }
 
 /// Why `BINARY[part]` cannot be served.
@@ -59,16 +70,16 @@ pub struct Message {
 pub enum BinaryError {
     /// The part's Content-Transfer-Encoding is unknown: `NO [UNKNOWN-CTE]`.
     UnknownCte,
-    /// No such part.
-    NoSuchPart,
 }
 
-pub use crlf::{crlf_size, to_crlf};
+pub use kept::{crlf_size, may_have_binary, to_crlf};
 
 /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT of a CRLF header block,
 /// appended to `out`: the matching fields in their order, then the blank
-/// line. Works on the block as it is, so a cached header digest is answered
-/// without parsing a message around it.
+/// line if the block has one. Works on the block as it is, so a cached
+/// header digest (made by [`header_fields_of`], which keeps the blank line
+/// only when the message has one) is answered without parsing a message
+/// around it.
 pub fn select_header_fields<S: AsRef<str>>(
     out: &mut Vec<u8>,
     block: &[u8],
@@ -93,10 +104,24 @@ fn write_header_fields<S: AsRef<str>>(
     names: &[S],
     keep: bool,
 ) {
-    for f in tree::fields(data, header) {
+    for f in tree::fields(data, header.clone()) {
         select_field(out, &f, names, keep);
     }
-    out.extend_from_slice(b"\r\n");
+    end_header(out, data, header);
+}
+
+/// The blank line after selected header fields, when the header block
+/// `data[header]` ends with one. RFC 9051 §6.4.5: "the blank line is
+/// always included as part of the header data, except in the case of a
+/// message that has no body and no blank line" (a header block without a
+/// blank line ends the message, or its part before a multipart delimiter).
+/// Dovecot adds it to HEADER.FIELDS even then (not to HEADER.FIELDS.NOT).
+fn end_header(out: &mut Vec<u8>, data: &[u8], header: Range<usize>) {
+    let h = data.get(header).unwrap_or_default();
+    let blank = matches!(h, b"\n" | b"\r\n") || h.ends_with(b"\n\n") || h.ends_with(b"\n\r\n");
+    if blank {
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Appends field `f` (in CRLF form) if it is `listed` in `names` == `keep`.
@@ -124,11 +149,11 @@ pub fn envelope_and_fields_of<S: AsRef<str>>(
 ) {
     let (header, _) = tree::split_header(raw, 0..raw.len());
     let mut found = envelope::Found::default();
-    for f in tree::fields(raw, header) {
+    for f in tree::fields(raw, header.clone()) {
         found.offer(&f);
         select_field(selected, &f, names, true);
     }
-    selected.extend_from_slice(b"\r\n");
+    end_header(selected, raw, header);
     found.write(env, utf8);
 }
 
@@ -147,7 +172,8 @@ pub fn header_block(raw: &[u8]) -> &[u8] {
 /// Appends to `out`, where the response is being built.
 pub fn body_structure_of(out: &mut Vec<u8>, raw: &[u8], extensible: bool) {
     let root = tree::parse_message(raw);
-    structure::write(out, raw, &root, extensible);
+    let kept = kept::Kept::from_tree(&root);
+    structure::write(out, raw, &root, &kept, extensible);
 }
 
 /// The encoded ENVELOPE of a message, or of its header block alone, in its
@@ -205,10 +231,13 @@ impl Message {
     pub fn parse(raw: &[u8]) -> Message {
         let data = to_crlf(raw);
         let root = tree::parse_message(&data);
-        Message { data, root }
+        // The same parts as in `raw`, at their served offsets.
+        let kept = kept::Kept::from_tree(&root);
+        Message { data, root, kept }
     }
 
-    /// The whole message in CRLF form (`BODY[]`, `RFC822`).
+    /// The whole message in served form (`BODY[]`, `RFC822`): CRLF line
+    /// ends, binary parts as stored (`kept`).
     pub fn bytes(&self) -> &[u8] {
         &self.data
     }
@@ -227,7 +256,7 @@ impl Message {
     /// The encoded BODYSTRUCTURE (`extensible`) or BODY (`!extensible`).
     pub fn body_structure(&self, extensible: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        structure::write(&mut out, &self.data, &self.root, extensible);
+        structure::write(&mut out, &self.data, &self.root, &self.kept, extensible);
         out
     }
 
@@ -236,8 +265,10 @@ impl Message {
     }
 
     /// The bytes of `BODY[section]` before any partial. A part that does not
-    /// exist yields an empty vector (RFC 9051 §6.4.5 leaves this to the
-    /// server; empty is what Dovecot returns).
+    /// exist yields an empty vector: RFC 9051 §6.4.5 leaves this to the
+    /// server, empty is what Dovecot returns, and a NO would fail a whole
+    /// `FETCH 1:* BODY[2]` for one message without a second part. BINARY
+    /// answers the same ([`Message::binary`]).
     pub fn section(&self, section: &Section) -> Vec<u8> {
         // The message whose header/text the specifier addresses.
         let msg: &Part = if section.part.is_empty() {
@@ -276,30 +307,48 @@ impl Message {
         out
     }
 
-    /// The part BINARY addresses and its encoding; the empty path is the
-    /// whole message, sent as it is.
-    fn binary_part(&self, part: &[u32]) -> Result<(&[u8], Cte), BinaryError> {
+    /// The part BINARY addresses, its encoding, and whether it is text
+    /// (line-oriented: its decoded form gets CRLF line ends). The empty
+    /// path is the whole message, sent as it is; a part that does not exist
+    /// is empty, as for `BODY[9]` ([`Message::section`]).
+    fn binary_part(&self, part: &[u32]) -> (&[u8], Cte, bool) {
         if part.is_empty() {
-            return Ok((&self.data, Cte::Binary));
+            return (&self.data, Cte::Binary, false);
         }
-        let p = find(&self.root, part).ok_or(BinaryError::NoSuchPart)?;
+        let Some(p) = find(&self.root, part) else {
+            return (&[], Cte::Binary, false);
+        };
         let cte = match p.kind {
             // A multipart or message body is not itself encoded.
             Kind::Leaf => p.cte,
             _ => Cte::Binary,
         };
-        Ok((self.slice(p.body.clone()), cte))
+        (self.slice(p.body.clone()), cte, p.is_text())
     }
 
     /// `BINARY[part]`: the part's content with its transfer encoding undone.
+    ///
+    /// Identity encodings give the served bytes (a binary non-text part as
+    /// stored, `kept`). Decoded text/* content gets CRLF line ends (RFC
+    /// 3516 §4.3, RFC 9051 §7.5.2: textual sections MUST be sent with CRLF
+    /// "regardless of the underlying storage representation"; a base64
+    /// text written on Unix holds bare LFs), unless it holds a NUL: then it
+    /// is not line-oriented 8-bit text (UTF-16, say) and an added CR would
+    /// corrupt it. Dovecot sends decoded text as decoded.
     pub fn binary(&self, part: &[u32]) -> Result<Vec<u8>, BinaryError> {
-        let (body, cte) = self.binary_part(part)?;
+        let (body, cte, text) = self.binary_part(part);
         let mut out = Vec::new();
         match cte {
-            Cte::SevenBit | Cte::EightBit | Cte::Binary => out.extend_from_slice(body),
+            Cte::SevenBit | Cte::EightBit | Cte::Binary => {
+                out.extend_from_slice(body);
+                return Ok(out);
+            }
             Cte::Base64 => decode::base64(body, &mut out),
             Cte::QuotedPrintable => decode::quoted_printable(body, &mut out),
             Cte::Unknown => return Err(BinaryError::UnknownCte),
+        }
+        if text && memchr::memchr(0, &out).is_none() && crlf::line_ends(&out, 0..out.len()).1 > 0 {
+            out = crlf::to_crlf(&out);
         }
         Ok(out)
     }
@@ -316,7 +365,7 @@ impl Message {
 
     /// `BINARY.SIZE[part]`: the size of what [`Message::binary`] returns.
     pub fn binary_size(&self, part: &[u32]) -> Result<u64, BinaryError> {
-        let (body, cte) = self.binary_part(part)?;
+        let (body, cte, _) = self.binary_part(part);
         match cte {
             Cte::SevenBit | Cte::EightBit | Cte::Binary => Ok(body.len() as u64),
             Cte::Unknown => Err(BinaryError::UnknownCte),

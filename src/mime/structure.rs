@@ -10,16 +10,18 @@ use std::borrow::Cow;
 
 use super::crlf::{crlf_value, line_ends};
 use super::envelope;
+use super::kept::Kept;
 use super::tree::{Kind, Param, Part, is_token, media_type_params, params, trim, unfold};
 use crate::proto::encode::{nstring, string};
 
-/// Writes `body` for `part` (a message root or any part).
-pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
+/// Writes `body` for `part` (a message root or any part). `kept`: the
+/// message's binary bodies, counted as stored.
+pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, kept: &Kept, ext: bool) {
     out.push(b'(');
     match &part.kind {
         Kind::Multipart(children) => {
             for c in children {
-                write(out, data, c, ext);
+                write(out, data, c, kept, ext);
             }
             out.push(b' ');
             upper_string(out, part.subtype.as_bytes());
@@ -53,16 +55,22 @@ pub(crate) fn write(out: &mut Vec<u8>, data: &[u8], part: &Part, ext: bool) {
                 .unwrap_or_else(|| b"7BIT".to_vec());
             string(out, &enc, false);
             out.push(b' ');
-            // Size and lines in CRLF terms, counted on the bytes as given
-            // (stored LF or already CRLF) instead of on a converted copy.
+            // Size and lines in served terms (CRLF, binary bodies as
+            // stored), counted on the bytes as given (stored LF or already
+            // served) instead of on a converted copy.
             let (lines, bare) = line_ends(data, part.body.clone());
             let len = data.get(part.body.clone()).map_or(0, <[u8]>::len);
-            number(out, len + bare);
+            let kept_bare = if kept.is_empty() {
+                0
+            } else {
+                kept.bare_in(data, part.body.clone())
+            };
+            number(out, len + bare - kept_bare);
             if let Kind::Message(inner) = kind {
                 out.push(b' ');
                 envelope::write(out, data, inner.header.clone(), false);
                 out.push(b' ');
-                write(out, data, inner, ext);
+                write(out, data, inner, kept, ext);
                 out.push(b' ');
                 number(out, lines);
             } else if part.is_text() {

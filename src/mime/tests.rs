@@ -266,7 +266,9 @@ fn multipart_alternative() {
     assert_eq!(s(m.section(&sec(&[], None))), ALTERNATIVE);
     assert_eq!(m.binary(&[1]).unwrap(), "Caf\u{e9} at noon?".as_bytes());
     assert_eq!(m.binary_size(&[1]), Ok(14));
-    assert_eq!(m.binary(&[9]), Err(BinaryError::NoSuchPart));
+    // A part that does not exist is empty, as for BODY[9].
+    assert_eq!(m.binary(&[9]), Ok(Vec::new()));
+    assert_eq!(m.binary_size(&[9]), Ok(0));
     assert_eq!(m.binary(&[]).unwrap(), ALTERNATIVE.as_bytes());
 }
 
@@ -697,6 +699,10 @@ fn mimeish() -> impl Strategy<Value = Vec<u8>> {
         Just(b"Content-Type: text/plain; charset*0*=x; charset*1=y\r\n".to_vec()),
         Just(b"Content-Transfer-Encoding: base64\r\n".to_vec()),
         Just(b"Content-Transfer-Encoding: quoted-printable\r\n".to_vec()),
+        Just(b"Content-Transfer-Encoding: binary\r\n".to_vec()),
+        Just(b"Content-Type: application/octet-stream\r\n".to_vec()),
+        Just(b"a\nb\r\0\n".to_vec()),
+        Just(b"soft  \t=\r\nx=20 \r\n".to_vec()),
         Just(b"From: \"a\" <b@c>, g: d@e;\r\n".to_vec()),
         Just(b"\r\n".to_vec()),
         Just(b"\n".to_vec()),
@@ -750,6 +756,44 @@ proptest! {
         for part in [&[][..], &[1], &[2], &[1, 1]] {
             if let Ok(v) = m.binary(part) {
                 prop_assert_eq!(m.binary_size(part), Ok(v.len() as u64));
+            }
+        }
+    }
+
+    /// Every size agrees with what is served, binary parts included: the
+    /// served form is `to_crlf` (a fixed point: serving it again changes
+    /// nothing, so a message copied through a client keeps its sizes), its
+    /// length is RFC822.SIZE, the BODYSTRUCTURE rendered from the stored
+    /// bytes is the one of the served copy, every BODY[part] of a leaf is
+    /// as long as its BODYSTRUCTURE size says, and a partial BINARY is the
+    /// window of BINARY.SIZE it names.
+    #[test]
+    fn served_sizes_agree(raw in mimeish(), off in 0u32..64, len in 1u32..64) {
+        let m = Message::parse(&raw);
+        prop_assert_eq!(m.bytes(), &to_crlf(&raw)[..]);
+        prop_assert_eq!(m.bytes().len() as u64, crlf_size(&raw));
+        prop_assert_eq!(&to_crlf(m.bytes())[..], m.bytes());
+        prop_assert_eq!(crlf_size(m.bytes()), crlf_size(&raw));
+        prop_assert_eq!(bs_of(&raw, true), m.body_structure(true));
+        for part in [&[1][..], &[2], &[1, 1], &[2, 1], &[1, 2]] {
+            if let Some(p) = super::find(&m.root, part)
+                && matches!(p.kind, tree::Kind::Leaf)
+            {
+                let mut one = Vec::new();
+                super::structure::write(&mut one, m.bytes(), p, &m.kept, false);
+                let body = m.section(&sec(part, None));
+                let one = String::from_utf8_lossy(&one).into_owned();
+                let n = body.len();
+                prop_assert!(
+                    one.contains(&format!(" {n} ")) || one.ends_with(&format!(" {n})")),
+                    "{:?} has no size {}", one, n
+                );
+            }
+            if let (Ok(all), Ok(size)) = (m.binary(part), m.binary_size(part)) {
+                let (o, l) = (off as usize, len as usize);
+                let start = o.min(all.len());
+                let window = &all[start..(start + l).min(all.len())];
+                prop_assert_eq!(window.len() as u64, size.saturating_sub(u64::from(off)).min(u64::from(len)));
             }
         }
     }
@@ -997,4 +1041,77 @@ proptest! {
             .collect();
         prop_assert_eq!(got, old_params(&rest));
     }
+}
+
+/// Issue 16: a binary part's octets are data (served and counted as
+/// stored), decoded text gets CRLF line ends, quoted-printable drops the
+/// blanks that end encoded lines, a part that does not exist is empty for
+/// BINARY as for BODY, and a header without a blank line gets none added.
+#[test]
+fn binary_parts_text_lines_and_blank_lines() {
+    let raw: &[u8] = b"Subject: b\nContent-Type: multipart/mixed; boundary=x\n\n--x\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n1\n2\r3\x004\n--x\nContent-Type: text/plain\nContent-Transfer-Encoding: binary\n\nt\nu\n--x\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\nbGluZTEKbGluZTIK\n--x\nContent-Transfer-Encoding: quoted-printable\n\nend  \nsp=20 \nsoft=  \nx\n--x\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\nAGEACgBi\n--x--\n";
+    let m = Message::parse(raw);
+    assert_eq!(m.binary(&[1]).unwrap(), b"1\n2\r3\x004");
+    assert_eq!(m.section(&sec(&[1], None)), b"1\n2\r3\x004");
+    assert_eq!(m.binary_size(&[1]), Ok(7));
+    assert_eq!(m.binary(&[2]).unwrap(), b"t\r\nu");
+    assert_eq!(m.binary(&[3]).unwrap(), b"line1\r\nline2\r\n");
+    assert_eq!(m.binary_size(&[3]), Ok(14));
+    assert_eq!(m.binary(&[4]).unwrap(), b"end\r\nsp \r\nsoftx");
+    // UTF-16 text holds NULs: not line-oriented, so no CR is added.
+    assert_eq!(m.binary(&[5]).unwrap(), b"\0a\0\n\0b");
+    assert_eq!(m.binary(&[9]), Ok(Vec::new()));
+    assert_eq!(m.binary_size(&[9]), Ok(0));
+    let bs = String::from_utf8_lossy(&m.body_structure(false)).into_owned();
+    assert!(
+        bs.starts_with(r#"(("APPLICATION" "OCTET-STREAM" NIL NIL NIL "BINARY" 7)"#),
+        "{bs}"
+    );
+    assert_eq!(m.bytes().len() as u64, crlf_size(raw));
+    assert_eq!(bs_of(raw, false), m.body_structure(false));
+
+    let fields = |raw: &[u8], part: &[u32], keep: bool| {
+        let names = vec!["subject".to_string()];
+        let t = if keep {
+            SectionText::HeaderFields(names)
+        } else {
+            SectionText::HeaderFieldsNot(names)
+        };
+        String::from_utf8(Message::parse(raw).section(&sec(part, Some(t)))).unwrap()
+    };
+    let no_blank: &[u8] = b"From: a@b\nSubject: s\n";
+    assert_eq!(fields(no_blank, &[], true), "Subject: s\r\n");
+    assert_eq!(fields(no_blank, &[], false), "From: a@b\r\n");
+    assert_eq!(fields(b"Subject: s", &[], true), "Subject: s\r\n");
+    assert_eq!(fields(b"", &[], true), "");
+    assert_eq!(fields(b"From: a@b\n\n", &[], true), "\r\n");
+    assert_eq!(
+        fields(b"Subject: s\n\nbody", &[], true),
+        "Subject: s\r\n\r\n"
+    );
+    assert_eq!(fields(b"\n", &[], false), "\r\n");
+    // The same from the stored bytes and from a digest of them.
+    for raw in [no_blank, b"Subject: s", b"Subject: s\n\n", b"X: y\n"] {
+        for keep in [true, false] {
+            let mut got = Vec::new();
+            header_fields_of(&mut got, raw, &["subject"], keep);
+            assert_eq!(String::from_utf8(got).unwrap(), fields(raw, &[], keep));
+        }
+        let mut digest = Vec::new();
+        header_fields_of(&mut digest, raw, &["subject", "from", "x"], true);
+        let mut got = Vec::new();
+        select_header_fields(&mut got, &digest, &["subject"], true);
+        assert_eq!(String::from_utf8(got).unwrap(), fields(raw, &[], true));
+    }
+    // A message/rfc822 part whose message has no blank line: the line
+    // break before the delimiter belongs to the delimiter (RFC 2046 §5.1.1).
+    let nested: &[u8] = b"Content-Type: multipart/mixed; boundary=y\n\n--y\nContent-Type: message/rfc822\n\nFrom: c@d\nSubject: in\n--y--\n";
+    assert_eq!(fields(nested, &[1], true), "Subject: in\r\n");
+    assert_eq!(fields(nested, &[1], false), "From: c@d\r\n");
+    let m = Message::parse(nested);
+    assert_eq!(
+        m.section(&sec(&[1], Some(SectionText::Header))),
+        b"From: c@d\r\nSubject: in"
+    );
+    assert_eq!(m.section(&sec(&[1], Some(SectionText::Text))), b"");
 }

@@ -257,18 +257,11 @@ pub fn cur_name(base: &str, info: &str) -> String {
     s
 }
 
-/// RFC822.SIZE of message bytes: their length with every bare LF counted
-/// as CRLF (the form IMAP serves).
+/// RFC822.SIZE of message bytes (the `,W=` of a new file): their length in
+/// the form IMAP serves, which `mime` decides (bare LFs count as CRLF,
+/// except inside binary parts).
 pub fn crlf_size(data: &[u8]) -> u64 {
-    let mut extra = 0u64;
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            extra += 1;
-        }
-        prev = b;
-    }
-    data.len() as u64 + extra
+    crate::mime::crlf_size(data)
 }
 
 #[cfg(test)]

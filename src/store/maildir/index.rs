@@ -26,7 +26,7 @@
 //! messages that is 8 MB parsed on every open from disk.
 //!
 //! `nestbox.cache` holds the session's encoded ENVELOPE/BODYSTRUCTURE/BODY
-//! per UID. It is append-only (`NBCCH002` + UIDVALIDITY, then entries each
+//! per UID. It is append-only (`NBCCH003` + UIDVALIDITY, then entries each
 //! with its own checksum), so filling the cache never rewrites what is
 //! already there; a torn or corrupt tail is ignored. Message content never
 //! changes for a UID, so an entry is valid as long as the UIDVALIDITY is.
@@ -44,7 +44,10 @@ const MAGIC_004: &[u8; 8] = b"NBIDX004";
 /// Where the `clean` byte sits: after the magic, UIDVALIDITY, next UID,
 /// HIGHESTMODSEQ and last UIDVALIDITY.
 const CLEAN_AT: usize = 8 + 4 + 4 + 8 + 4;
-const CACHE_MAGIC: &[u8; 8] = b"NBCCH002";
+/// 003: BODYSTRUCTURE sizes count binary parts as stored and the header
+/// digest keeps the blank line only when the message has one (issue 16);
+/// an older cache is dropped and rebuilt as messages are fetched.
+const CACHE_MAGIC: &[u8; 8] = b"NBCCH003";
 
 /// One message as the index remembers it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -57,6 +57,7 @@ pub(super) fn window(
         start,
         skip,
         len,
+        string: true,
     }
 }
 
@@ -315,9 +316,33 @@ pub(super) fn header_only(section: &Section) -> bool {
         )
 }
 
+/// `data` as a `{n}` literal: every item but BINARY. A literal's CHAR8
+/// excludes NUL (RFC 9051 §4.3, §9), and outside BINARY binary data MUST
+/// be sent in a textual form; a stored part with NULs is not re-encoded
+/// (BODYSTRUCTURE and every size would then have to describe the encoded
+/// form), so each NUL is sent as 0x80, as Dovecot does: the string keeps
+/// its size and structure, and BINARY gives the exact bytes.
 pub(super) fn literal(out: &mut Vec<u8>, data: &[u8]) {
     use std::io::Write;
     let _ = write!(out, "{{{}}}\r\n", data.len());
+    let mark = out.len();
+    out.extend_from_slice(data);
+    if memchr::memchr(0, data).is_some() {
+        for b in &mut out[mark..] {
+            if *b == 0 {
+                *b = 0x80;
+            }
+        }
+    }
+}
+
+/// `BINARY` data: a `literal8` when it holds a NUL, else a `{n}` literal
+/// (RFC 3516 §4.3, RFC 9051 §7.5.2: data without NUL SHOULD be a string,
+/// so the client knows there is none without scanning).
+pub(super) fn binary_literal(out: &mut Vec<u8>, data: &[u8]) {
+    use std::io::Write;
+    let tilde = if data.contains(&0) { "~" } else { "" };
+    let _ = write!(out, "{tilde}{{{}}}\r\n", data.len());
     out.extend_from_slice(data);
 }
 
@@ -437,6 +462,12 @@ pub(super) fn render_one(
         stream,
         file: None,
     };
+    if lazy.stream && lazy.scanned()?.1.maybe_binary {
+        // A binary part is served as stored, which the piecewise
+        // conversion does not know: this message (one at a time, alone)
+        // is read whole, as sections that need its MIME structure are.
+        lazy.stream = false;
+    }
     let mut first = true;
     let mut wrote_flags = false;
     for (item, label) in items.iter().zip(labels) {
@@ -592,7 +623,8 @@ pub(super) fn render_one(
             }
             FetchAttr::Binary { part, partial, .. } if lazy.stream && part.is_empty() => {
                 let (f, scan) = lazy.scanned()?;
-                let lit = window(&f, 0, scan.total, *partial);
+                let mut lit = window(&f, 0, scan.total, *partial);
+                lit.string = false;
                 out.extend_from_slice(b"BINARY[]");
                 if let Some((off, _)) = partial {
                     let _ = write!(out, "<{off}>");
@@ -616,10 +648,7 @@ pub(super) fn render_one(
                     let _ = write!(out, "<{off}>");
                 }
                 out.push(b' ');
-                if data.contains(&0) {
-                    out.push(b'~');
-                }
-                literal(out, data);
+                binary_literal(out, data);
             }
             FetchAttr::BinarySize { part } if lazy.stream && part.is_empty() => {
                 let _ = write!(out, "BINARY.SIZE[] {}", lazy.scanned()?.1.total);
@@ -654,8 +683,5 @@ pub(super) fn binary_error(e: BinaryError) -> RenderError {
             Some("UNKNOWN-CTE"),
             "Unknown Content-Transfer-Encoding.",
         )),
-        BinaryError::NoSuchPart => {
-            RenderError::Status(Status::no(Some("NONEXISTENT"), "No such message part."))
-        }
     }
 }

@@ -37,6 +37,9 @@ pub(crate) struct FileLiteral {
     pub start: u64,
     pub skip: u64,
     pub len: u64,
+    /// A plain `{n}` literal, which cannot carry NUL: each NUL is sent as
+    /// 0x80, as `fetch::render::literal` does (`false` for a literal8).
+    pub string: bool,
 }
 
 /// What one pass over a message file tells (all in CRLF terms but `body_start`).
@@ -51,6 +54,10 @@ pub(crate) struct Scan {
     pub text: u64,
     /// Some byte is NUL (a `BINARY[]` of it is sent as `literal8`).
     pub has_nul: bool,
+    /// The word `binary` occurs: the message may have a binary part,
+    /// whose body is served as stored (`mime::kept`), which this piecewise
+    /// conversion does not know; such a message is rendered in memory.
+    pub maybe_binary: bool,
 }
 
 /// Fills `buf` from `off` until it is full or the file ends; the count read.
@@ -146,6 +153,9 @@ fn scan_in(file: &MessageFile, piece: usize) -> io::Result<Scan> {
     let mut header = HeaderEnd::new();
     let (mut head_bare, mut body_bare) = (0u64, 0u64);
     let mut has_nul = false;
+    let mut maybe_binary = false;
+    // The last bytes of the previous piece, for a word cut in two.
+    let mut carry: Vec<u8> = Vec::with_capacity(12);
     loop {
         let n = read_full(file, &mut buf, off)?;
         if n == 0 {
@@ -154,6 +164,19 @@ fn scan_in(file: &MessageFile, piece: usize) -> io::Result<Scan> {
         let c = &buf[..n];
         header.feed(c, off);
         has_nul |= memchr(0, c).is_some();
+        if !maybe_binary {
+            let mut joined = std::mem::take(&mut carry);
+            joined.extend_from_slice(&c[..n.min(5)]);
+            maybe_binary = crate::mime::may_have_binary(&joined) || crate::mime::may_have_binary(c);
+            // The last 5 bytes read, however small the pieces.
+            if n >= 5 {
+                joined.clear();
+                joined.extend_from_slice(&c[n - 5..]);
+            } else {
+                joined.drain(..joined.len().saturating_sub(5));
+            }
+            carry = joined;
+        }
         for i in memchr_iter(b'\n', c) {
             let bare = if i == 0 { !prev_cr } else { c[i - 1] != b'\r' };
             if bare {
@@ -173,6 +196,7 @@ fn scan_in(file: &MessageFile, piece: usize) -> io::Result<Scan> {
         total: off + head_bare + body_bare,
         text: off - body_start + body_bare,
         has_nul,
+        maybe_binary,
     })
 }
 
@@ -182,6 +206,8 @@ pub(crate) struct Converter {
     pub off: u64,
     prev_cr: bool,
     skip: u64,
+    /// NUL becomes 0x80 ([`FileLiteral::string`]).
+    string: bool,
     /// Bytes still to send.
     pub left: u64,
 }
@@ -193,6 +219,7 @@ impl Converter {
             prev_cr: false,
             skip: lit.skip,
             left: lit.len,
+            string: lit.string,
         }
     }
 
@@ -220,6 +247,13 @@ impl Converter {
             }
         }
         out.extend_from_slice(&rest[last_end..]);
+        if self.string {
+            for b in &mut out[mark..] {
+                if *b == 0 {
+                    *b = 0x80;
+                }
+            }
+        }
         self.prev_cr = last == b'\r';
         self.off += piece.len() as u64;
         let produced = (out.len() - mark) as u64;
@@ -320,6 +354,7 @@ mod tests {
             total: crate::mime::crlf_size(raw),
             text: crate::mime::crlf_size(&raw[body_start..]),
             has_nul: raw.contains(&0),
+            maybe_binary: crate::mime::may_have_binary(raw),
         }
     }
 
@@ -346,6 +381,8 @@ mod tests {
             b"no end\n\r",
             b"",
             b"\0\n\n\0",
+            b"X: bin\nary\n\nBINARY",
+            b"X: bi\n\nnary",
         ]
         .iter()
         .map(|m| m.to_vec())
