@@ -4,16 +4,22 @@
 //! - [`frame`]: splits the byte stream into command lines with their
 //!   literals under hard size caps, and tells the session when a
 //!   synchronizing literal needs a `+` continuation.
-//! - [`parse`]: one framed command -> [`command::Command`], with
-//!   imap-codec for the commands it covers and our own parser for the
-//!   extensions it lacks (its module doc lists which is which).
+//! - [`parse`]: one framed command -> [`command::Command`]: one grammar,
+//!   our own parser, checked against imap-codec as an oracle (its module
+//!   doc says why).
+//! - `fuzzing`: the fuzz targets' bodies, also run by `cargo test`.
+//! - [`response`]: status responses and response codes as types, and
+//!   their one encoder.
 //! - [`encode`]: the small helpers responses are written with (strings,
 //!   literals, flag lists, sequence sets, dates).
 //! - [`sequence`]: sequence-set arithmetic.
 pub mod command;
 pub mod encode;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod parse;
+pub mod response;
 pub mod sequence;
 
 pub use command::*;

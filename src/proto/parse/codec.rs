@@ -1,13 +1,13 @@
-//! The imap-codec side of [`super::parse_command`]: decodes a framed
+//! imap-codec as the oracle for [`super::parse_command`] (never run on a
+//! client's bytes; the parent module's doc says why): decodes a framed
 //! command with `imap_codec::CommandCodec` and converts the `imap_types`
-//! value into our AST.
+//! value into our AST, so that tests and the `parse_oracle` fuzz target can
+//! compare the two readers.
 //!
-//! Only the commands listed in [`routed`] come here (see the parent
-//! module's doc for why the others do not). Anything imap-codec rejects, or
-//! accepts but our AST cannot express (FETCH `VANISHED`, which needs
-//! QRESYNC), yields `None`, and the caller hands the command to our own
-//! parser, which then either accepts it (the extensions and leniencies
-//! imap-codec lacks, e.g. `$`) or produces the human-readable BAD text.
+//! Only the commands listed in [`routed`] are compared (for the others
+//! imap-codec's value loses what our AST keeps, e.g. a mailbox's
+//! spelling). Anything imap-codec rejects, or accepts but our AST cannot
+//! express (FETCH `VANISHED`, which needs QRESYNC), yields `None`.
 
 use std::num::NonZeroU32;
 
@@ -25,8 +25,8 @@ use super::super::command::*;
 use crate::flags::{Flag, FlagOp};
 
 /// Whether a command (upper-cased name; `uid_sub` is the word after `UID`)
-/// is decoded with imap-codec first.
-pub(super) fn routed(name: &str, uid_sub: Option<&str>) -> bool {
+/// is one imap-codec reads fully enough to compare.
+pub fn routed(name: &str, uid_sub: Option<&str>) -> bool {
     match name {
         "CAPABILITY" | "NOOP" | "LOGOUT" | "STARTTLS" | "ID" | "LOGIN" | "AUTHENTICATE"
         | "ENABLE" | "NAMESPACE" | "IDLE" | "CHECK" | "CLOSE" | "UNSELECT" | "EXPUNGE"
@@ -38,7 +38,7 @@ pub(super) fn routed(name: &str, uid_sub: Option<&str>) -> bool {
 
 /// Decodes `bytes` with imap-codec; `None` if it rejects them, leaves
 /// bytes over, or yields something our AST has no room for.
-pub(super) fn decode(bytes: &[u8]) -> Option<Command> {
+pub fn decode(bytes: &[u8]) -> Option<Command> {
     let (rest, cmd) = CommandCodec::default().decode(bytes).ok()?;
     if !rest.is_empty() {
         return None;
@@ -275,4 +275,45 @@ fn fetch_attr(n: MessageDataItemName<'_>) -> Option<FetchAttr> {
         N::BinarySize { section } => FetchAttr::BinarySize { part: nz(&section) },
         N::ModSeq => FetchAttr::ModSeq,
     })
+}
+
+/// `c` with what the two readers may say differently but equivalently made
+/// the same: sequence sets as sets (imap-codec normalises them), ENABLE's
+/// capability names upper-cased.
+pub fn normalise(mut c: Command) -> Command {
+    let norm = |s: &mut SequenceSet| {
+        if let SequenceSet::Ranges(_) = s {
+            let rs = s.ranges(u32::MAX);
+            *s = SequenceSet::Ranges(
+                rs.into_iter()
+                    .map(|(a, b)| (SeqNum::Value(a), SeqNum::Value(b)))
+                    .collect(),
+            );
+        }
+    };
+    match &mut c.body {
+        CommandBody::Fetch { set, .. } | CommandBody::Store { set, .. } => norm(set),
+        CommandBody::Expunge { uids: Some(set) } => norm(set),
+        CommandBody::Enable(caps) => caps.iter_mut().for_each(|c| c.make_ascii_uppercase()),
+        _ => {}
+    }
+    c
+}
+
+/// The name of a command as [`routed`] takes it: its upper-cased word
+/// after the tag, and for `UID` the word after that.
+pub fn names(bytes: &[u8]) -> Option<(String, Option<String>)> {
+    let mut words = bytes
+        .split(|&c| c == b' ' || c == b'\r' || c == b'\n')
+        .filter(|w| !w.is_empty());
+    let _tag = words.next()?;
+    let name = String::from_utf8_lossy(words.next()?).to_ascii_uppercase();
+    let sub = (name == "UID")
+        .then(|| {
+            words
+                .next()
+                .map(|w| String::from_utf8_lossy(w).to_ascii_uppercase())
+        })
+        .flatten();
+    Some((name, sub))
 }
