@@ -12,12 +12,13 @@
 
 use std::io::Write;
 
-/// OK, NO or BAD (RFC 9051 §7.1.1-3).
+/// OK, NO, BAD (RFC 9051 §7.1.1-3) or, untagged only, BYE (§7.1.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusKind {
     Ok,
     No,
     Bad,
+    Bye,
 }
 
 impl StatusKind {
@@ -26,6 +27,7 @@ impl StatusKind {
             StatusKind::Ok => "OK",
             StatusKind::No => "NO",
             StatusKind::Bad => "BAD",
+            StatusKind::Bye => "BYE",
         }
     }
 }
@@ -56,6 +58,8 @@ pub enum Code {
     },
     ExpungeIssued,
     InUse,
+    /// RFC 5530: a limit of the server was reached (not of this message).
+    Limit,
     /// RFC 7162 §3.1.3: the numbers STORE UNCHANGEDSINCE left alone.
     Modified(Vec<u32>),
     Nonexistent,
@@ -78,6 +82,8 @@ pub enum Code {
     Unavailable,
     UnknownCte,
     Unseen(u32),
+    /// RFC 6154: a special-use attribute the server does not support.
+    UseAttr,
 }
 
 /// The system flags every mailbox has, as FLAGS and PERMANENTFLAGS list
@@ -95,6 +101,7 @@ impl Code {
             Code::Closed => "CLOSED",
             Code::ExpungeIssued => "EXPUNGEISSUED",
             Code::InUse => "INUSE",
+            Code::Limit => "LIMIT",
             Code::Nonexistent => "NONEXISTENT",
             Code::NoPerm => "NOPERM",
             Code::OverQuota => "OVERQUOTA",
@@ -106,6 +113,7 @@ impl Code {
             Code::TryCreate => "TRYCREATE",
             Code::Unavailable => "UNAVAILABLE",
             Code::UnknownCte => "UNKNOWN-CTE",
+            Code::UseAttr => "USEATTR",
             Code::AppendUid { uidvalidity, uids } => {
                 let _ = write!(out, "APPENDUID {uidvalidity} ");
                 super::encode::sequence_set(out, uids);

@@ -12,6 +12,7 @@
 //! connection costs one task and its buffers, never a thread. The front
 //! never opens a Maildir: it has no store at all.
 
+use crate::proto::response::{self, Code, StatusKind};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -407,13 +408,13 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
         Ok(id) => id,
         Err(why) => {
             tracing::error!(user = %user.name, "{why}");
-            unavailable(io, &tag, "UNAVAILABLE", "Mail service unavailable.").await;
+            unavailable(io, &tag, Code::Unavailable, "Mail service unavailable.").await;
             return;
         }
     };
     // Refusals are logged by the limiter, once a minute at most.
     let Some(_user_slot) = front.users.admit(&user.name, conn.remote.ip()) else {
-        unavailable(io, &tag, "LIMIT", "Too many connections for this user.").await;
+        unavailable(io, &tag, Code::Limit, "Too many connections for this user.").await;
         return;
     };
     let pair = std::os::unix::net::UnixStream::pair().and_then(|(a, b)| {
@@ -427,7 +428,7 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("cannot make a socket pair for a worker: {e}");
-            unavailable(io, &tag, "UNAVAILABLE", "Mail service unavailable.").await;
+            unavailable(io, &tag, Code::Unavailable, "Mail service unavailable.").await;
             return;
         }
     };
@@ -444,7 +445,7 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(user = %user.name, uid = identity.uid, "no worker for the session: {e}");
-            unavailable(io, &tag, "UNAVAILABLE", "Mail service unavailable.").await;
+            unavailable(io, &tag, Code::Unavailable, "Mail service unavailable.").await;
             return;
         }
     };
@@ -459,10 +460,12 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
 /// Answers the login command with `NO [code]` and closes: the session has
 /// left the front's state machine, and a client retrying the same login
 /// would meet the same cause.
-async fn unavailable(mut io: Box<dyn Io>, tag: &str, code: &str, text: &str) {
-    let msg = format!("{tag} NO [{code}] {text}\r\n* BYE Closing.\r\n");
+async fn unavailable(mut io: Box<dyn Io>, tag: &str, code: Code, text: &str) {
+    let mut msg = Vec::new();
+    response::status_line(&mut msg, Some(tag), StatusKind::No, Some(&code), text);
+    response::status_line(&mut msg, None, StatusKind::Bye, None, "Closing.");
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = io.write_all(msg.as_bytes()).await;
+        let _ = io.write_all(&msg).await;
         let _ = io.shutdown().await;
     })
     .await;

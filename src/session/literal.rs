@@ -45,6 +45,7 @@
 //! literal refused before its `+`. Quota and free space are asked for
 //! before the `+` ([`crate::store::Spool::begin`]), so that is rare.
 
+use crate::proto::response::Code;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -84,7 +85,7 @@ impl Session {
             );
             self.tagged(
                 tag.as_deref().unwrap_or("*"),
-                &Status::no(Some("TOOBIG"), "Command too large."),
+                &Status::no(Some(Code::TooBig), "Command too large."),
             );
             return Ok(None);
         }

@@ -39,6 +39,7 @@ use crate::auth::{Authenticator, User};
 use crate::config::Config;
 use crate::proto::frame::{Frame, FrameLimits, Framer, Limit};
 use crate::proto::parse::{ParseError, parse_command_diverted};
+use crate::proto::response::{self, Code, StatusKind};
 use crate::proto::{Command, CommandBody};
 use crate::store::{MailStore, Registry, Spool, StoreError, StoreOptions};
 
@@ -215,19 +216,13 @@ pub struct Enabled {
     pub utf8: bool,
 }
 
-/// Outcome of one command: the tagged status line.
+/// Outcome of one command: the tagged status line (encoded by
+/// `proto::response`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     pub kind: StatusKind,
-    pub code: Option<String>,
+    pub code: Option<Code>,
     pub text: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatusKind {
-    Ok,
-    No,
-    Bad,
 }
 
 impl Status {
@@ -238,17 +233,17 @@ impl Status {
             text: text.into(),
         }
     }
-    pub fn ok_code(code: impl Into<String>, text: impl Into<String>) -> Self {
+    pub fn ok_code(code: Code, text: impl Into<String>) -> Self {
         Status {
             kind: StatusKind::Ok,
-            code: Some(code.into()),
+            code: Some(code),
             text: text.into(),
         }
     }
-    pub fn no(code: Option<&str>, text: impl Into<String>) -> Self {
+    pub fn no(code: Option<Code>, text: impl Into<String>) -> Self {
         Status {
             kind: StatusKind::No,
-            code: code.map(str::to_string),
+            code,
             text: text.into(),
         }
     }
@@ -263,7 +258,7 @@ impl Status {
     pub fn server_bug(context: &str, err: &dyn std::fmt::Display) -> Self {
         tracing::error!("{context}: {err}");
         Status::no(
-            Some("SERVERBUG"),
+            Some(Code::ServerBug),
             "Internal error occurred. Refer to server log for more information.",
         )
     }
@@ -277,31 +272,31 @@ impl From<StoreError> for Status {
     /// The single mapping of store errors to IMAP response codes (STYLE §4).
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => Status::no(Some("NONEXISTENT"), "Mailbox doesn't exist."),
+            StoreError::NotFound => Status::no(Some(Code::Nonexistent), "Mailbox doesn't exist."),
             StoreError::AlreadyExists => {
-                Status::no(Some("ALREADYEXISTS"), "Mailbox already exists.")
+                Status::no(Some(Code::AlreadyExists), "Mailbox already exists.")
             }
             StoreError::InvalidName(why) => {
-                Status::no(Some("CANNOT"), format!("Invalid mailbox name: {why}"))
+                Status::no(Some(Code::Cannot), format!("Invalid mailbox name: {why}"))
             }
-            StoreError::Cannot(why) => Status::no(Some("CANNOT"), why),
+            StoreError::Cannot(why) => Status::no(Some(Code::Cannot), why),
             // RFC 5530: CANNOT, "can never succeed", rather than LIMIT: no
             // folder of that name can ever exist, whatever else changes
             // (Dovecot answers the same). ENAMETOOLONG is the backstop for a
             // path the name checks did not foresee; not our fault either.
-            StoreError::NameTooLong => Status::no(Some("CANNOT"), "Mailbox name too long."),
+            StoreError::NameTooLong => Status::no(Some(Code::Cannot), "Mailbox name too long."),
             StoreError::Io(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
                 tracing::info!("name too long for the file system: {e}");
-                Status::no(Some("CANNOT"), "Mailbox name too long.")
+                Status::no(Some(Code::Cannot), "Mailbox name too long.")
             }
-            StoreError::OverQuota => Status::no(Some("OVERQUOTA"), "Quota exceeded."),
+            StoreError::OverQuota => Status::no(Some(Code::OverQuota), "Quota exceeded."),
             StoreError::Expunged => Status::no(
-                Some("EXPUNGEISSUED"),
+                Some(Code::ExpungeIssued),
                 "Some of the requested messages no longer exist.",
             ),
             StoreError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
                 tracing::error!("disk full: {e}");
-                Status::no(Some("OVERQUOTA"), "Not enough disk space.")
+                Status::no(Some(Code::OverQuota), "Not enough disk space.")
             }
             // A file or folder the user's own uid may not touch (e.g. made by root
             // inside their Maildir): theirs to fix, not a server fault. Logged for the
@@ -309,7 +304,7 @@ impl From<StoreError> for Status {
             StoreError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 tracing::warn!("permission denied in a Maildir: {e}");
                 Status::no(
-                    Some("NOPERM"),
+                    Some(Code::NoPerm),
                     "Permission denied on the server's file system.",
                 )
             }
@@ -318,7 +313,7 @@ impl From<StoreError> for Status {
             StoreError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 tracing::warn!("{e}");
                 Status::no(
-                    Some("INUSE"),
+                    Some(Code::InUse),
                     "Mailbox is locked by another program, try again later.",
                 )
             }
@@ -507,11 +502,8 @@ impl Session {
     /// the connection is returned for a worker to continue.
     pub async fn run(mut self) -> Option<Handover> {
         let caps = caps::capability_line(&self);
-        let greeting = format!(
-            "* OK [CAPABILITY {caps}] {} nestbox ready.",
-            self.shared.config.hostname
-        );
-        self.line(greeting);
+        let text = format!("{} nestbox ready.", self.shared.config.hostname);
+        self.untagged(StatusKind::Ok, Some(Code::Capability(caps)), &text);
         if self.flush().await.is_err() {
             return None;
         }
@@ -541,18 +533,19 @@ impl Session {
                     store: Arc::new(store),
                 });
                 let caps = caps::capability_line(&self);
-                self.tagged(
-                    tag,
-                    &Status::ok_code(format!("CAPABILITY {caps}"), "Logged in."),
-                );
+                self.tagged(tag, &Status::ok_code(Code::Capability(caps), "Logged in."));
             }
             Err(e) => {
                 tracing::error!(user = %user.name, "cannot open mail store {}: {e}", user.maildir.display());
                 self.tagged(
                     tag,
-                    &Status::no(Some("UNAVAILABLE"), "Mail store unavailable."),
+                    &Status::no(Some(Code::Unavailable), "Mail store unavailable."),
                 );
-                self.line("* BYE Mail store unavailable, try again later.");
+                self.untagged(
+                    StatusKind::Bye,
+                    None,
+                    "Mail store unavailable, try again later.",
+                );
                 // The serving loop ends at once in Logout: say it before.
                 let _ = self.flush().await;
                 if let Some(mut io) = self.io.take() {
@@ -584,17 +577,17 @@ impl Session {
                         "no login within limits.login_timeout ({:?}); disconnecting",
                         self.shared.config.limits.login_timeout
                     );
-                    self.line("* BYE Login took too long.");
+                    self.untagged(StatusKind::Bye, None, "Login took too long.");
                     let _ = self.flush().await;
                     break;
                 }
                 Input::Timeout => {
-                    self.line("* BYE Disconnected for inactivity.");
+                    self.untagged(StatusKind::Bye, None, "Disconnected for inactivity.");
                     let _ = self.flush().await;
                     break;
                 }
                 Input::Shutdown => {
-                    self.line("* BYE Server shutting down.");
+                    self.untagged(StatusKind::Bye, None, "Server shutting down.");
                     let _ = self.flush().await;
                     break;
                 }
@@ -605,12 +598,20 @@ impl Session {
                 Input::Frame(Frame::BigLiteral { .. }) => {}
                 Input::Frame(Frame::TooLarge { tag, text, limit }) => {
                     self.discard_spool();
-                    let tag = tag.unwrap_or_else(|| "*".into());
-                    if limit == Limit::Line {
-                        self.line(format!("{tag} BAD {text}"));
+                    // A too-long line is malformed input (BAD); a too-large
+                    // literal or command a refusal (NO [TOOBIG], RFC 7889).
+                    let (kind, code) = if limit == Limit::Line {
+                        (StatusKind::Bad, None)
                     } else {
-                        self.line(format!("{tag} NO [TOOBIG] {text}"));
-                    }
+                        (StatusKind::No, Some(Code::TooBig))
+                    };
+                    response::status_line(
+                        &mut self.out,
+                        tag.as_deref(),
+                        kind,
+                        code.as_ref(),
+                        &text,
+                    );
                 }
                 Input::Frame(Frame::Command { bytes, diverted }) => {
                     self.handle_bytes(&bytes, &diverted).await;
@@ -661,13 +662,12 @@ impl Session {
         match parse_command_diverted(bytes, diverted) {
             Ok(cmd) => self.dispatch(cmd).await,
             Err(ParseError::Bad { tag, text }) => {
-                let tag = tag.unwrap_or_else(|| "*".into());
-                self.line(format!("{tag} BAD {text}"));
+                response::status_line(&mut self.out, tag.as_deref(), StatusKind::Bad, None, &text);
             }
             Err(ParseError::BadCharset { tag }) => {
-                self.line(format!(
-                    "{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset."
-                ));
+                let code = Code::BadCharset(vec!["UTF-8", "US-ASCII"]);
+                let st = Status::no(Some(code), "Unsupported charset.");
+                self.tagged(&tag, &st);
             }
         }
     }
@@ -776,16 +776,18 @@ impl Session {
     }
 
     pub(crate) fn tagged(&mut self, tag: &str, st: &Status) {
-        let kind = match st.kind {
-            StatusKind::Ok => "OK",
-            StatusKind::No => "NO",
-            StatusKind::Bad => "BAD",
-        };
-        let line = match &st.code {
-            Some(code) => format!("{tag} {kind} [{code}] {}", st.text),
-            None => format!("{tag} {kind} {}", st.text),
-        };
-        self.line(line);
+        response::status_line(
+            &mut self.out,
+            Some(tag),
+            st.kind,
+            st.code.as_ref(),
+            &st.text,
+        );
+    }
+
+    /// An untagged status response (`* OK [code] text`, `* BYE text`).
+    pub(crate) fn untagged(&mut self, kind: StatusKind, code: Option<Code>, text: &str) {
+        response::status_line(&mut self.out, None, kind, code.as_ref(), text);
     }
 
     /// Writes out what is queued.
@@ -936,7 +938,11 @@ impl Session {
         self.out.extend_from_slice(&lines);
         if !valid {
             tracing::warn!(folder = %view.name, "selected folder deleted or replaced; disconnecting the session");
-            self.line("* BYE Selected mailbox was deleted or replaced (UIDVALIDITY changed), please reconnect.");
+            self.untagged(
+                StatusKind::Bye,
+                None,
+                "Selected mailbox was deleted or replaced (UIDVALIDITY changed), please reconnect.",
+            );
             cmd::select::leave_selected(self);
             self.state = State::Logout;
         }
@@ -978,10 +984,10 @@ mod tests {
         let enametoolong = std::io::Error::from_raw_os_error(libc::ENAMETOOLONG);
         for e in [StoreError::NameTooLong, StoreError::Io(enametoolong)] {
             let st = Status::from(e);
-            assert_eq!(st.code.as_deref(), Some("CANNOT"));
+            assert_eq!(st.code, Some(Code::Cannot));
             assert_eq!(st.text, "Mailbox name too long.");
         }
         let other = Status::from(StoreError::Io(std::io::Error::from_raw_os_error(libc::EIO)));
-        assert_eq!(other.code.as_deref(), Some("SERVERBUG"));
+        assert_eq!(other.code, Some(Code::ServerBug));
     }
 }

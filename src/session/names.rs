@@ -7,6 +7,7 @@
 //! longer name.
 
 use crate::mutf7;
+use crate::proto::response::Code;
 
 use super::{Enabled, Status};
 
@@ -23,8 +24,12 @@ pub fn from_wire(name: &str, enabled: Enabled) -> Result<String, Status> {
                 "Mailbox name must be modified UTF-7 (RFC 3501 §5.1.3).",
             ));
         }
-        mutf7::decode(name)
-            .map_err(|_| Status::no(Some("CANNOT"), "Invalid modified UTF-7 in mailbox name."))?
+        mutf7::decode(name).map_err(|_| {
+            Status::no(
+                Some(Code::Cannot),
+                "Invalid modified UTF-7 in mailbox name.",
+            )
+        })?
     };
     Ok(canonical_inbox(&decoded))
 }

@@ -165,20 +165,24 @@ impl SelectedView {
     /// The FLAGS and PERMANENTFLAGS responses for this view's keywords
     /// (SELECT sends them, and so does a view that meets a new keyword).
     pub fn flags_responses(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
-        let kw: String = self.keywords.iter().map(|k| format!(" {k}")).collect();
-        let _ = write!(
-            out,
-            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n"
-        );
-        if self.read_only {
-            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
-        } else {
-            let _ = write!(
-                out,
-                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted.\r\n"
-            );
+        use crate::proto::response::{Code, SYSTEM_FLAGS, StatusKind, status_line};
+        out.extend_from_slice(b"* FLAGS (");
+        out.extend_from_slice(SYSTEM_FLAGS.as_bytes());
+        for k in &self.keywords {
+            out.push(b' ');
+            out.extend_from_slice(k.as_bytes());
         }
+        out.extend_from_slice(b")\r\n");
+        let code = Code::PermanentFlags {
+            keywords: self.keywords.clone(),
+            read_only: self.read_only,
+        };
+        let text = if self.read_only {
+            "Read-only mailbox."
+        } else {
+            "Flags permitted."
+        };
+        status_line(out, None, StatusKind::Ok, Some(&code), text);
     }
 
     /// Announces keywords of `flags` that this session's FLAGS did not list

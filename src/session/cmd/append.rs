@@ -7,6 +7,7 @@
 //! (`session::literal`), and are saved from there; the rest arrived with
 //! the command.
 
+use crate::proto::response::Code;
 use std::sync::Arc;
 
 use crate::flags::{Flag, Flags};
@@ -60,14 +61,13 @@ pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessag
     let (validity, uids) = match result {
         Ok(r) => r,
         Err(StoreError::NotFound) => {
-            return Err(Status::no(Some("TRYCREATE"), "Mailbox doesn't exist."));
+            return Err(Status::no(Some(Code::TryCreate), "Mailbox doesn't exist."));
         }
         Err(e) => return Err(e.into()),
     };
-    let mut code = format!("APPENDUID {validity} ").into_bytes();
-    crate::proto::encode::sequence_set(&mut code, &uids);
-    Ok(Status::ok_code(
-        String::from_utf8_lossy(&code),
-        "APPEND completed.",
-    ))
+    let code = Code::AppendUid {
+        uidvalidity: validity,
+        uids,
+    };
+    Ok(Status::ok_code(code, "APPEND completed."))
 }

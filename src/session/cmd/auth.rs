@@ -8,6 +8,7 @@
 //! a malformed message is `BAD`, a foreign authorization identity
 //! `NO [AUTHORIZATIONFAILED]`.
 
+use crate::proto::response::Code;
 use std::time::Duration;
 
 use crate::auth::AuthError;
@@ -35,7 +36,7 @@ pub fn starttls(s: &mut Session) -> CmdResult {
 
 fn plaintext_refused() -> Status {
     Status::no(
-        Some("PRIVACYREQUIRED"),
+        Some(Code::PrivacyRequired),
         "Plaintext authentication disallowed on non-secure connections.",
     )
 }
@@ -71,7 +72,7 @@ pub async fn authenticate(
         };
         let (user, pass) = sasl::plain_credentials(&data).map_err(|e| match e {
             SaslError::AuthzidMismatch => Status::no(
-                Some("AUTHORIZATIONFAILED"),
+                Some(Code::AuthorizationFailed),
                 "Authorization identity differs from authentication identity.",
             ),
             _ => Status::bad("Invalid PLAIN authentication data."),
@@ -133,14 +134,14 @@ async fn authenticate_user(s: &mut Session, user: &str, pass: &str, mech: &str) 
             crate::auth::log_failure(user, rip, mech);
             failures.record_failure(rip);
             return Err(Status::no(
-                Some("AUTHENTICATIONFAILED"),
+                Some(Code::AuthenticationFailed),
                 "Authentication failed.",
             ));
         }
         Err(AuthError::Unavailable(why)) => {
             tracing::error!("authentication backend unavailable: {why}");
             return Err(Status::no(
-                Some("UNAVAILABLE"),
+                Some(Code::Unavailable),
                 "Authentication service unavailable, try again later.",
             ));
         }

@@ -2,6 +2,7 @@
 //! COPYUID from RFC 4315).
 
 use crate::proto::SequenceSet;
+use crate::proto::response::{Code, StatusKind};
 use crate::session::names::from_wire;
 use crate::session::{CmdResult, Session, State, Status};
 use crate::store::{MailStore, StoreError};
@@ -19,7 +20,7 @@ pub async fn copy(
     };
     let pairs = view.resolve(&set, uid)?;
     if is_move && view.read_only {
-        return Err(Status::no(Some("CANNOT"), "Mailbox is read-only."));
+        return Err(Status::no(Some(Code::Cannot), "Mailbox is read-only."));
     }
     let uids: Vec<u32> = pairs
         .iter()
@@ -51,7 +52,7 @@ pub async fn copy(
         Ok(r) => r,
         Err(StoreError::NotFound) => {
             return Err(Status::no(
-                Some("TRYCREATE"),
+                Some(Code::TryCreate),
                 "Destination mailbox doesn't exist.",
             ));
         }
@@ -61,52 +62,17 @@ pub async fn copy(
     if moved.is_empty() {
         return Ok(Status::ok(format!("{verb} completed, no messages.")));
     }
-    let mut code = format!("COPYUID {validity} ").into_bytes();
-    let src_uids: Vec<u32> = moved.iter().map(|p| p.0).collect();
-    let dst_uids: Vec<u32> = moved.iter().map(|p| p.1).collect();
-    set_in_order(&mut code, &src_uids);
-    code.push(b' ');
-    set_in_order(&mut code, &dst_uids);
-    let code = String::from_utf8_lossy(&code).into_owned();
+    let code = Code::CopyUid {
+        uidvalidity: validity,
+        from: moved.iter().map(|p| p.0).collect(),
+        to: moved.iter().map(|p| p.1).collect(),
+    };
     if is_move {
         // RFC 6851 §4.3: COPYUID goes in an untagged OK before the
         // EXPUNGEs, which the dispatcher sends after this handler.
-        s.line(format!("* OK [{code}] Moved UIDs."));
+        s.untagged(StatusKind::Ok, Some(code), "Moved UIDs.");
         Ok(Status::ok("MOVE completed."))
     } else {
         Ok(Status::ok_code(code, "COPY completed."))
-    }
-}
-
-/// COPYUID's two sets must correspond element by element, so they are
-/// written in source order with only adjacent runs compressed.
-fn set_in_order(out: &mut Vec<u8>, nums: &[u32]) {
-    let mut i = 0;
-    let mut first = true;
-    while i < nums.len() {
-        let mut j = i;
-        while j + 1 < nums.len() && nums[j + 1] == nums[j].wrapping_add(1) {
-            j += 1;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        if j > i {
-            out.extend_from_slice(format!("{}:{}", nums[i], nums[j]).as_bytes());
-        } else {
-            out.extend_from_slice(nums[i].to_string().as_bytes());
-        }
-        i = j + 1;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn copyuid_sets_keep_order() {
-        let mut v = Vec::new();
-        super::set_in_order(&mut v, &[3, 4, 5, 9, 7]);
-        assert_eq!(v, b"3:5,9,7");
     }
 }

@@ -3,6 +3,7 @@
 //! same path that reports other sessions' expunges.
 
 use crate::proto::SequenceSet;
+use crate::proto::response::Code;
 use crate::session::{CmdResult, Session, State, Status, blocking};
 
 pub async fn expunge(s: &mut Session, uids: Option<SequenceSet>) -> CmdResult {
@@ -10,7 +11,7 @@ pub async fn expunge(s: &mut Session, uids: Option<SequenceSet>) -> CmdResult {
         return Err(Status::bad("No mailbox selected."));
     };
     if view.read_only {
-        return Err(Status::no(Some("CANNOT"), "Mailbox is read-only."));
+        return Err(Status::no(Some(Code::Cannot), "Mailbox is read-only."));
     }
     let only: Option<Vec<u32>> = match &uids {
         None => None,

@@ -6,6 +6,7 @@
 //! changes the folder) and a keepalive timer. Reading is cancel-safe: bytes
 //! are only taken from the socket into the framer, never half-consumed.
 
+use crate::proto::response::StatusKind;
 use std::time::Duration;
 
 use crate::session::{CmdResult, Session, State, Status};
@@ -55,16 +56,16 @@ pub async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
                 s.flush().await.map_err(|_| Status::bad("Connection lost."))?;
             }
             _ = keepalive.tick() => {
-                s.line("* OK Still here");
+                s.untagged(StatusKind::Ok, None, "Still here");
                 s.flush().await.map_err(|_| Status::bad("Connection lost."))?;
             }
             _ = tokio::time::sleep_until(deadline) => {
-                s.line("* BYE IDLE timed out.");
+                s.untagged(StatusKind::Bye, None, "IDLE timed out.");
                 s.state = State::Logout;
                 return Err(Status::bad("IDLE timed out."));
             }
             _ = shutdown.changed() => {
-                s.line("* BYE Server shutting down.");
+                s.untagged(StatusKind::Bye, None, "Server shutting down.");
                 s.state = State::Logout;
                 return Err(Status::bad("Server shutting down."));
             }

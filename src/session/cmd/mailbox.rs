@@ -1,6 +1,7 @@
 //! CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS (RFC 9051 §6.3).
 
 use crate::proto::StatusItem;
+use crate::proto::response::{Code, StatusKind};
 use crate::session::names::{SEP, from_wire, to_wire};
 use crate::session::{CmdResult, Session, State, Status, blocking};
 use crate::store::FolderStatus;
@@ -10,7 +11,7 @@ pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) 
         // Special-use attributes follow folder names (SPEC §6); we do not
         // store them separately, so we do not advertise CREATE-SPECIAL-USE.
         return Err(Status::no(
-            Some("USEATTR"),
+            Some(Code::UseAttr),
             "Special-use attributes are derived from folder names.",
         ));
     }
@@ -20,10 +21,13 @@ pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) 
         name.pop();
     }
     if name.is_empty() {
-        return Err(Status::no(Some("CANNOT"), "Empty mailbox name."));
+        return Err(Status::no(Some(Code::Cannot), "Empty mailbox name."));
     }
     if name == "INBOX" {
-        return Err(Status::no(Some("ALREADYEXISTS"), "INBOX always exists."));
+        return Err(Status::no(
+            Some(Code::AlreadyExists),
+            "INBOX always exists.",
+        ));
     }
     let store = s.store()?;
     blocking(move || store.create_folder(&name)).await??;
@@ -33,7 +37,7 @@ pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) 
 pub async fn delete(s: &mut Session, mailbox: String) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
     if name == "INBOX" {
-        return Err(Status::no(Some("CANNOT"), "INBOX cannot be deleted."));
+        return Err(Status::no(Some(Code::Cannot), "INBOX cannot be deleted."));
     }
     // Deleting the selected mailbox leaves the selected state, and the
     // client is told so with CLOSED (RFC 9051 §7.1), rev1 clients too (they
@@ -43,7 +47,11 @@ pub async fn delete(s: &mut Session, mailbox: String) -> CmdResult {
     if let State::Selected(_, view) = &s.state {
         if view.name == name {
             super::select::leave_selected(s);
-            s.line("* OK [CLOSED] Selected mailbox deleted.");
+            s.untagged(
+                StatusKind::Ok,
+                Some(Code::Closed),
+                "Selected mailbox deleted.",
+            );
         }
     }
     let store = s.store()?;
@@ -58,14 +66,17 @@ pub async fn rename(s: &mut Session, from: String, to: String) -> CmdResult {
         to.pop();
     }
     if to == "INBOX" {
-        return Err(Status::no(Some("ALREADYEXISTS"), "INBOX always exists."));
+        return Err(Status::no(
+            Some(Code::AlreadyExists),
+            "INBOX always exists.",
+        ));
     }
     if to.is_empty() {
-        return Err(Status::no(Some("CANNOT"), "Empty mailbox name."));
+        return Err(Status::no(Some(Code::Cannot), "Empty mailbox name."));
     }
     if to.starts_with(&format!("{from}{SEP}")) {
         return Err(Status::no(
-            Some("CANNOT"),
+            Some(Code::Cannot),
             "Cannot rename a mailbox into its own child.",
         ));
     }

@@ -1,5 +1,6 @@
 //! CAPABILITY, NOOP, LOGOUT, ID, ENABLE, NAMESPACE, CHECK.
 
+use crate::proto::response::StatusKind;
 use crate::session::caps::capability_line;
 use crate::session::{CmdResult, Session, State, Status};
 
@@ -16,7 +17,7 @@ pub fn noop(_s: &mut Session) -> CmdResult {
 }
 
 pub fn logout(s: &mut Session) -> CmdResult {
-    s.line("* BYE Logging out.");
+    s.untagged(StatusKind::Bye, None, "Logging out.");
     s.state = State::Logout;
     Ok(Status::ok("Logout completed."))
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::flags::sys;
+use crate::proto::response::{Code, StatusKind};
 use crate::session::names::from_wire;
 use crate::session::{CmdResult, SelectedView, Session, State, Status, blocking};
 use crate::store::{MailStore, StoreError};
@@ -15,7 +16,11 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     let was_selected = matches!(s.state, State::Selected(..));
     leave_selected(s);
     if was_selected && s.enabled.rev2 {
-        s.line("* OK [CLOSED] Previous mailbox closed.");
+        s.untagged(
+            StatusKind::Ok,
+            Some(Code::Closed),
+            "Previous mailbox closed.",
+        );
     }
     let Some(authed) = s.state.authed() else {
         return Err(Status::bad("Not authenticated."));
@@ -59,11 +64,23 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     if !s.enabled.rev2 {
         s.line(format!("* {} RECENT", view.recent_count()));
         if let Some(n) = first_unseen {
-            s.line(format!("* OK [UNSEEN {n}] First unseen."));
+            s.untagged(
+                StatusKind::Ok,
+                Some(Code::Unseen(n as u32)),
+                "First unseen.",
+            );
         }
     }
-    s.line(format!("* OK [UIDVALIDITY {uidvalidity}] UIDs valid."));
-    s.line(format!("* OK [UIDNEXT {uidnext}] Predicted next UID."));
+    s.untagged(
+        StatusKind::Ok,
+        Some(Code::UidValidity(uidvalidity)),
+        "UIDs valid.",
+    );
+    s.untagged(
+        StatusKind::Ok,
+        Some(Code::UidNext(uidnext)),
+        "Predicted next UID.",
+    );
     if let Some(line) = list_line {
         // RFC 9051 §6.3.2: a LIST response for the selected mailbox.
         s.line(line);
@@ -73,9 +90,9 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     };
     s.state = State::Selected(authed, Box::new(view));
     if read_only {
-        Ok(Status::ok_code("READ-ONLY", "EXAMINE completed."))
+        Ok(Status::ok_code(Code::ReadOnly, "EXAMINE completed."))
     } else {
-        Ok(Status::ok_code("READ-WRITE", "SELECT completed."))
+        Ok(Status::ok_code(Code::ReadWrite, "SELECT completed."))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::flags::{Flag, FlagOp, Flags};
 use crate::proto::SequenceSet;
+use crate::proto::response::Code;
 use crate::session::cmd::fetch::flags_string;
 use crate::session::{CmdResult, Session, State, Status, blocking};
 
@@ -25,7 +26,7 @@ pub async fn store(
     }
     let pairs = view.resolve(&set, uid)?;
     if view.read_only {
-        return Err(Status::no(Some("CANNOT"), "Mailbox is read-only."));
+        return Err(Status::no(Some(Code::Cannot), "Mailbox is read-only."));
     }
     let uids: Vec<u32> = pairs
         .iter()
@@ -70,7 +71,6 @@ pub async fn store(
         s.out.extend_from_slice(lines.as_bytes());
     }
     if !failed.is_empty() {
-        let mut code = b"MODIFIED ".to_vec();
         let nums: Vec<u32> = if uid {
             failed
         } else {
@@ -79,9 +79,8 @@ pub async fn store(
             };
             failed.iter().filter_map(|u| view.seq_of(*u)).collect()
         };
-        crate::proto::encode::sequence_set(&mut code, &nums);
         return Ok(Status::ok_code(
-            String::from_utf8_lossy(&code),
+            Code::Modified(nums),
             "Conditional STORE failed.",
         ));
     }

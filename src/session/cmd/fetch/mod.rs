@@ -259,7 +259,7 @@ fn fetch_status(gone: usize) -> Status {
         // so OK, with a hint to NOOP for the EXPUNGEs (a NO makes some
         // clients treat the whole FETCH as failed).
         return Status::ok_code(
-            "EXPUNGEISSUED",
+            crate::proto::response::Code::ExpungeIssued,
             "Some of the requested messages no longer exist.",
         );
     }

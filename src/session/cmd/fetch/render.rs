@@ -8,6 +8,7 @@
 //! Owns the bytes of each item; never decides which messages go in which
 //! chunk or how much is rendered ahead (the parent module does).
 
+use crate::proto::response::Code;
 use std::sync::Arc;
 
 use chrono::TimeZone;
@@ -680,7 +681,7 @@ pub(super) fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderEr
 pub(super) fn binary_error(e: BinaryError) -> RenderError {
     match e {
         BinaryError::UnknownCte => RenderError::Status(Status::no(
-            Some("UNKNOWN-CTE"),
+            Some(Code::UnknownCte),
             "Unknown Content-Transfer-Encoding.",
         )),
     }
