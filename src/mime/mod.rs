@@ -31,18 +31,22 @@
 //! boundaries, header fields, parameters),
 //! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
 //! quoted-printable), `preview` (RFC 8970), `search_text` (the content
-//! side of SEARCH, used by `session::search`). Strings are encoded with
+//! side of SEARCH, used by `session::search`), `subject` (RFC 5256 base
+//! subject) and `collate` (i;unicode-casemap), which SORT and THREAD
+//! compare with. Strings are encoded with
 //! `proto::encode`.
 use std::ops::Range;
 
 use crate::proto::{Section, SectionText};
 
+pub(crate) mod collate;
 mod crlf;
 mod decode;
 mod envelope;
 mod preview;
 pub(crate) mod search_text;
 mod structure;
+pub(crate) mod subject;
 pub(crate) mod tree;
 
 use tree::{Cte, Kind, Part};
@@ -64,6 +68,7 @@ pub enum BinaryError {
 }
 
 pub use crlf::{crlf_size, to_crlf};
+pub(crate) use envelope::first_address;
 
 /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT of a CRLF header block,
 /// appended to `out`: the matching fields in their order, then the blank

@@ -34,7 +34,8 @@
 //!   MULTIAPPEND, BINARY, LITERAL+, UNSELECT, MOVE, UIDPLUS, ENABLE, ID,
 //!   WITHIN, UTF8 APPEND) reads SELECT/EXAMINE, CREATE, DELETE, RENAME,
 //!   SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND, SEARCH, COPY, MOVE
-//!   and their UID forms. Converting imap-codec's value for these and then
+//!   and their UID forms, and SORT and THREAD (RFC 5256, in the `sort`
+//!   submodule), which imap-codec does not have at all. Converting imap-codec's value for these and then
 //!   re-parsing everything it rejects would have been two grammars for one
 //!   command.
 //!
@@ -70,6 +71,7 @@ use super::command::*;
 use crate::flags::{Flag, FlagOp};
 
 mod codec;
+mod sort;
 
 /// Why a command could not be parsed.
 #[derive(Debug, PartialEq)]
@@ -712,6 +714,8 @@ impl<'a> P<'a> {
             }
             "APPEND" => self.append()?,
             "SEARCH" => CommandBody::Search(self.search(false)?),
+            "SORT" => CommandBody::Sort(self.sort(false)?),
+            "THREAD" => CommandBody::Thread(self.thread(false)?),
             "FETCH" => self.fetch(false)?,
             "STORE" => self.store(false)?,
             "COPY" | "MOVE" => self.copy_move(false, name == "MOVE")?,
@@ -720,6 +724,8 @@ impl<'a> P<'a> {
                 let sub = self.keyword()?;
                 match sub.as_str() {
                     "SEARCH" => CommandBody::Search(self.search(true)?),
+                    "SORT" => CommandBody::Sort(self.sort(true)?),
+                    "THREAD" => CommandBody::Thread(self.thread(true)?),
                     "FETCH" => self.fetch(true)?,
                     "STORE" => self.store(true)?,
                     "COPY" | "MOVE" => self.copy_move(true, sub == "MOVE")?,

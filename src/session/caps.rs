@@ -32,6 +32,10 @@ const AUTHED: &[&str] = &[
     "STATUS=SIZE",
     "BINARY",
     "MULTIAPPEND",
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
 ];
 
 /// The capability atoms for this moment, space-separated.
