@@ -42,6 +42,26 @@ impl Candidates {
     }
 }
 
+#[cfg(test)]
+impl Candidates {
+    /// Every message of `folder`, in UID order, none \Recent.
+    pub(crate) fn all(folder: Arc<Folder>) -> Candidates {
+        let targets: Vec<(u32, u32, bool)> = folder
+            .messages()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as u32 + 1, m.uid, false))
+            .collect();
+        Candidates {
+            max_seq: targets.len() as u32,
+            max_uid: targets.last().map_or(0, |t| t.1),
+            targets,
+            folder,
+            saved: Vec::new(),
+        }
+    }
+}
+
 /// Evaluates `key` over the candidates: the (sequence number, UID) of
 /// every match, ascending. Blocking (it may read every message): call it
 /// off the runtime. SORT and THREAD filter with it too.

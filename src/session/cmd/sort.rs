@@ -206,3 +206,82 @@ pub async fn thread(s: &mut Session, cmd: ThreadCommand) -> CmdResult {
     s.line(line);
     Ok(Status::ok("THREAD completed."))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::Flags;
+    use crate::proto::{SearchKey, SortCriterion};
+    use crate::store::{ClosingStore, MailStore, Registry, StoreOptions};
+
+    /// The sort and thread values come from the cached header digest: once
+    /// a SORT has read the headers, the next one reads no message file
+    /// (here they are gone from the disk, unknown to the open folder) and
+    /// gets the same values.
+    #[test]
+    fn second_sort_reads_no_message_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = ClosingStore(
+            MailStore::open(
+                d.path().to_path_buf(),
+                Registry::new(),
+                StoreOptions { fsync: false },
+            )
+            .expect("store"),
+        );
+        let f = store.open_folder("INBOX").expect("folder");
+        let msgs = [
+            "From: \"Zed\" <z@x>\nTo: b@x\nSubject: Re: beta\nDate: 2 Jan 2022 10:00 +0000\nMessage-ID: <2@x>\nReferences: <1@x>\n\nb\n",
+            "From: a@x\nTo: \"Al\" <c@x>\nSubject: alpha\nDate: 1 Jan 2022 10:00 +0000\nMessage-ID: <1@x>\n\na\n",
+            "From: m@x\nSubject: gamma\n\nno date\n",
+        ];
+        for (k, m) in msgs.iter().enumerate() {
+            f.append(m.as_bytes(), &Flags::new(), Some(1_600_000_000 + k as i64))
+                .expect("append");
+        }
+        let c = Candidates::all(f.clone());
+        let found = evaluate(&c, &SearchKey::All).expect("search");
+        assert_eq!(found.len(), 3);
+        let criteria: Vec<SortCriterion> = [
+            SortKey::Subject,
+            SortKey::From,
+            SortKey::Date,
+            SortKey::DisplayTo,
+            SortKey::Size,
+            SortKey::Arrival,
+        ]
+        .into_iter()
+        .map(|key| SortCriterion {
+            reverse: false,
+            key,
+        })
+        .collect();
+        let needs = Needs {
+            dates: true,
+            sizes: true,
+            headers: true,
+        };
+        let run = || {
+            gather(&c, &found, needs, |seq, facts| {
+                let ids = facts
+                    .headers
+                    .references
+                    .as_ref()
+                    .map(|r| message_ids(r.value));
+                (seq, sort::values(&criteria, facts), ids)
+            })
+            .expect("gather")
+        };
+        let first = run();
+        assert_eq!(first[0].1[0], Value::Text("BETA".into()));
+        assert_eq!(first[1].1[3], Value::Text("AL".into()));
+        assert_eq!(first[2].1[2], Value::Num(1_600_000_002));
+        assert_eq!(first[0].2, Some(vec!["1@x".to_string()]));
+        for sub in ["cur", "new"] {
+            for e in std::fs::read_dir(store.root().join(sub)).expect("dir") {
+                std::fs::remove_file(e.expect("entry").path()).expect("remove");
+            }
+        }
+        assert_eq!(run(), first);
+    }
+}
