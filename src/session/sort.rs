@@ -76,11 +76,15 @@ impl<'a> Headers<'a> {
     /// The base subject's collation key, and whether the subject marked a
     /// reply or forward.
     pub fn base_subject(&self) -> (String, bool) {
-        let decoded = self
-            .subject
-            .as_ref()
-            .map(|f| crate::mime::search_text::decoded_value(f.raw))
-            .unwrap_or_default();
+        let decoded = match &self.subject {
+            // Nothing to decode: step 1 of the extraction turns the line
+            // breaks of a folded value into spaces itself.
+            Some(f) if f.value.is_ascii() && memchr::memmem::find(f.value, b"=?").is_none() => {
+                String::from_utf8_lossy(f.value).into_owned()
+            }
+            Some(f) => crate::mime::search_text::decoded_value(f.raw),
+            None => String::new(),
+        };
         let (base, reply) = base_subject(&decoded);
         (casemap_key(&base), reply)
     }
