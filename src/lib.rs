@@ -21,15 +21,18 @@
 //!   selected, logout); `session/cmd/` has one file per command; the
 //!   selected mailbox's per-session view (sequence numbers, pending
 //!   expunges) is `session::view`; big APPEND literals go to disk as they
-//!   arrive (`session::literal`, into a `store::Spool`).
+//!   arrive (`session::literal`, into a `store::Spool`); what SEARCH, SORT
+//!   and THREAD mean is `session::search`, `session::sort` and
+//!   `session::thread`, pure.
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
 //!   `spawn_blocking`, or a nowait scope): folders, UIDs, flags, sync with
 //!   the disk, saving; the registry of open folders, which owns their
 //!   lifetime and their live sync (`store::live`, fed by [`watch`]); a
 //!   session reads a folder's changes with one call that never blocks
 //!   ([`store::Folder::changes`]).
-//! - [`mime`]: message content for FETCH and SEARCH (ENVELOPE,
-//!   BODYSTRUCTURE, sections, BINARY, text search).
+//! - [`mime`]: message content for FETCH, SEARCH and SORT (ENVELOPE,
+//!   BODYSTRUCTURE, sections, BINARY, text search, base subjects, the
+//!   i;unicode-casemap collation).
 //! - [`watch`]: the process's one inotify watcher (polling fallback).
 //! - [`auth`]: passwd-file and PAM users, SASL, failure throttling.
 //! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`].

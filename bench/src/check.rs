@@ -315,6 +315,9 @@ pub struct Answers {
     pub internaldate: BTreeMap<String, i64>,
     /// Search name -> sorted Message-IDs of the hits.
     pub search: BTreeMap<String, Vec<String>>,
+    /// SORT / THREAD workload -> its response with Message-IDs for UIDs (order and structure
+    /// are the answer).
+    pub ordered: BTreeMap<String, String>,
 }
 
 /// Compare two servers' answers; returns human-readable differences (empty when they agree),
@@ -382,6 +385,33 @@ pub fn compare(a_name: &str, a: &Answers, b_name: &str, b: &Answers, limit: usiz
         .map(|(k, v)| (k.clone(), v.join(" ")))
         .collect();
     cat("SEARCH", &qa, &qb);
+    // A SORT or THREAD answer is one long line: say where the two first part, not all of it.
+    for (k, va) in &a.ordered {
+        let vb = b.ordered.get(k).map_or("<missing>", String::as_str);
+        if va != vb {
+            let at = va
+                .char_indices()
+                .zip(vb.chars())
+                .find(|((_, x), y)| x != y)
+                .map_or(va.len().min(vb.len()), |((i, _), _)| i);
+            let mut from = at.saturating_sub(80);
+            while !va.is_char_boundary(from) {
+                from -= 1;
+            }
+            let show = |v: &str| {
+                v.get(from..)
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            };
+            out.push(format!(
+                "{k} differs from character {at}:\n    {a_name}: ...{}\n    {b_name}: ...{}",
+                show(va),
+                show(vb)
+            ));
+        }
+    }
     out
 }
 
@@ -519,5 +549,23 @@ mod tests {
         b.search.insert("SUBJECT t".into(), vec![]);
         let d = compare("x", &a, "y", &b, 5);
         assert_eq!(d.len(), 2, "{d:?}");
+    }
+
+    #[test]
+    fn sort_and_thread_answers_are_compared() {
+        let mut a = Answers::default();
+        let mut b = Answers::default();
+        a.ordered
+            .insert("thread_references".into(), "(<1@x> (<2@x>)(<3@x>))".into());
+        b.ordered
+            .insert("thread_references".into(), "(<1@x> (<3@x>)(<2@x>))".into());
+        let d = compare("a", &a, "b", &b, 5);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].contains("thread_references differs from character 9"),
+            "{d:?}"
+        );
+        b.ordered = a.ordered.clone();
+        assert!(compare("a", &a, "b", &b, 5).is_empty());
     }
 }

@@ -389,7 +389,7 @@ fn run(a: RunArgs) -> ExitCode {
     if !compared.is_empty() {
         if diffs.is_empty() {
             println!(
-                "cross-check: {} agree on ENVELOPE, BODYSTRUCTURE, RFC822.SIZE, FLAGS, INTERNALDATE and SEARCH",
+                "cross-check: {} agree on ENVELOPE, BODYSTRUCTURE, RFC822.SIZE, FLAGS, INTERNALDATE, SEARCH, SORT and THREAD",
                 compared.join(", ")
             );
         } else {

@@ -226,6 +226,53 @@ async fn timed(c: &mut Conn, out: &mut Outcome, name: &str, cmd: &str) -> Res<(f
     Ok((wall, n))
 }
 
+/// The SORT and THREAD workloads: name, capability, command. UIDs, so that the answers map to
+/// Message-IDs for the cross-check.
+const ORDERED: [(&str, &str, &str); 4] = [
+    ("sort_date", "SORT", "UID SORT (DATE) UTF-8 ALL"),
+    (
+        "sort_subject_from",
+        "SORT",
+        "UID SORT (SUBJECT REVERSE FROM) UTF-8 ALL",
+    ),
+    (
+        "thread_references",
+        "THREAD=REFERENCES",
+        "UID THREAD REFERENCES UTF-8 ALL",
+    ),
+    (
+        "thread_orderedsubject",
+        "THREAD=ORDEREDSUBJECT",
+        "UID THREAD ORDEREDSUBJECT UTF-8 ALL",
+    ),
+];
+
+/// A SORT or THREAD response with every UID replaced by its message's Message-ID (the
+/// structure, parentheses and order kept), so two servers' answers compare.
+fn uids_to_ids(text: &str, uid_to_id: &HashMap<u64, String>) -> String {
+    let mut out = String::with_capacity(text.len() * 4);
+    let mut num = String::new();
+    let flush = |num: &mut String, out: &mut String| {
+        if !num.is_empty() {
+            match num.parse::<u64>().ok().and_then(|u| uid_to_id.get(&u)) {
+                Some(id) => out.push_str(id),
+                None => out.push_str(&format!("<unknown uid {num}>")),
+            }
+            num.clear();
+        }
+    };
+    for ch in text.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+        } else {
+            flush(&mut num, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut num, &mut out);
+    out
+}
+
 /// Run every workload against `srv`. `exp` is what the generator wrote.
 pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     let mut out = Outcome::default();
@@ -381,6 +428,56 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     if out.wedged() {
         return out;
     }
+    // SORT and THREAD (RFC 5256), timed, the first run and again; the answers, turned into
+    // Message-IDs after the cross-check pass, are compared between the servers.
+    let mut ordered: Vec<(String, String)> = Vec::new();
+    for (name, cap, cmd) in ORDERED {
+        if !c.has_cap(cap) {
+            out.notes.push(format!("{name}: {cap} not offered"));
+            continue;
+        }
+        let mut samples = Vec::new();
+        let mut answer = None;
+        for _ in 0..plan.iters.max(1) {
+            let t = Instant::now();
+            let mut got = None;
+            match c
+                .run_ok(cmd, |r| {
+                    if r.starts_with(b"* SORT") || r.starts_with(b"* THREAD") {
+                        got = Some(r.to_vec());
+                    }
+                })
+                .await
+            {
+                Ok(()) => {
+                    samples.push(t.elapsed().as_secs_f64());
+                    answer = got;
+                }
+                Err(e) => {
+                    out.errors.push(format!("{name}: {e}"));
+                    break;
+                }
+            }
+        }
+        out.push_first_and_again(name, samples);
+        if let Some(a) = answer {
+            let text = String::from_utf8_lossy(&a).trim_end().to_string();
+            let numbers = text
+                .split(|ch: char| !ch.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .count() as u64;
+            if numbers != inbox {
+                out.mismatches.push(format!(
+                    "{name}: {numbers} messages in the answer for {inbox}"
+                ));
+            }
+            ordered.push((name.to_string(), text));
+        }
+    }
+
+    if out.wedged() {
+        return out;
+    }
     // Cross-check pass (untimed): everything parsed, keyed by Message-ID.
     let uid_to_id = match cross_check_pass(&mut c, &mut out, exp, srv.kind).await {
         Ok(m) => m,
@@ -438,6 +535,11 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
             .collect();
         ids.sort();
         out.answers.search.insert(name.clone(), ids);
+    }
+    for (name, text) in &ordered {
+        out.answers
+            .ordered
+            .insert(name.clone(), uids_to_ids(text, &uid_to_id));
     }
     for (name, want) in [
         (format!("SUBJECT {SUBJECT_TERM}"), &exp.subject_hits),
@@ -1306,5 +1408,21 @@ mod tests {
         let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&hundred, 99.0), 99.0);
         assert_eq!(median(&hundred), 50.0);
+    }
+
+    #[test]
+    fn sort_and_thread_answers_in_message_ids() {
+        let ids: HashMap<u64, String> = [(1, "<a@x>"), (12, "<b@x>"), (3, "<c@x>")]
+            .into_iter()
+            .map(|(u, id)| (u, id.to_string()))
+            .collect();
+        assert_eq!(
+            uids_to_ids("* THREAD ((12)(3))(1 12)", &ids),
+            "* THREAD ((<b@x>)(<c@x>))(<a@x> <b@x>)"
+        );
+        assert_eq!(
+            uids_to_ids("* SORT 3 1 7", &ids),
+            "* SORT <c@x> <a@x> <unknown uid 7>"
+        );
     }
 }

@@ -148,6 +148,43 @@ pub(crate) fn address_search_text(value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The first element of an address list as the ENVELOPE shows it (RFC
+/// 5256 §3 and RFC 5957 §3 sort on it): its addr-name (still RFC 2047
+/// encoded), addr-mailbox and addr-host. A group's start is an element
+/// too, with the group's name as its mailbox and no host, as in the
+/// ENVELOPE. Dovecot's placeholders for missing parts are `None`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct FirstAddress {
+    pub name: Option<Vec<u8>>,
+    pub mailbox: Option<Vec<u8>>,
+    pub host: Option<Vec<u8>>,
+}
+
+/// The first address of an address-list header value; `None` if it has
+/// none.
+pub(crate) fn first_address(value: &[u8]) -> Option<FirstAddress> {
+    let v = crlf_value(value);
+    let list = parse_addresses(&v);
+    match list.into_iter().next()? {
+        Addr::Mailbox {
+            name,
+            mailbox,
+            host,
+            ..
+        } => Some(FirstAddress {
+            name: name.map(Cow::into_owned),
+            mailbox: (mailbox.as_ref() != MISSING_MAILBOX).then(|| mailbox.into_owned()),
+            host: (host.as_ref() != MISSING_DOMAIN).then(|| host.into_owned()),
+        }),
+        Addr::GroupStart(g) => Some(FirstAddress {
+            name: None,
+            mailbox: Some(g.into_owned()),
+            host: None,
+        }),
+        Addr::GroupEnd => None,
+    }
+}
+
 /// One element of an ENVELOPE address list. The parts borrow from the
 /// header value where they are written in one piece (the usual case), so
 /// rendering an ENVELOPE allocates little.

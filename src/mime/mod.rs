@@ -39,12 +39,15 @@
 //! boundaries, header fields, parameters),
 //! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
 //! quoted-printable), `preview` (RFC 8970), `search_text` (the content
-//! side of SEARCH, used by `session::search`). Strings are encoded with
+//! side of SEARCH, used by `session::search`), `subject` (RFC 5256 base
+//! subject) and `collate` (i;unicode-casemap), which SORT and THREAD
+//! compare with. Strings are encoded with
 //! `proto::encode`.
 use std::ops::Range;
 
 use crate::proto::{Section, SectionText};
 
+pub(crate) mod collate;
 mod crlf;
 mod decode;
 mod envelope;
@@ -52,6 +55,7 @@ mod kept;
 mod preview;
 pub(crate) mod search_text;
 mod structure;
+pub(crate) mod subject;
 pub(crate) mod tree;
 
 use tree::{Cte, Kind, Part};
@@ -72,6 +76,7 @@ pub enum BinaryError {
     UnknownCte,
 }
 
+pub(crate) use envelope::first_address;
 pub use kept::{crlf_size, may_have_binary, to_crlf};
 
 /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT of a CRLF header block,

@@ -178,7 +178,7 @@ fn text_contains(
 
 /// A header field's value as SEARCH sees it: unfolded, RFC 2047 decoded
 /// (mailparse), 8-bit taken as UTF-8 or else Latin-1.
-fn decoded_value(raw_field: &[u8]) -> String {
+pub(crate) fn decoded_value(raw_field: &[u8]) -> String {
     match mailparse::parse_header(raw_field) {
         Ok((h, _)) => h.get_value(),
         Err(_) => String::from_utf8_lossy(raw_field).into_owned(),

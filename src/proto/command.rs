@@ -95,6 +95,10 @@ pub enum CommandBody {
         uids: Option<SequenceSet>,
     },
     Search(SearchCommand),
+    /// SORT / UID SORT (RFC 5256 §3, RFC 5957).
+    Sort(SortCommand),
+    /// THREAD / UID THREAD (RFC 5256 §3).
+    Thread(ThreadCommand),
     Fetch {
         uid: bool,
         set: SequenceSet,
@@ -157,6 +161,8 @@ impl CommandBody {
             CommandBody::Unselect => "UNSELECT",
             CommandBody::Expunge { .. } => "EXPUNGE",
             CommandBody::Search(_) => "SEARCH",
+            CommandBody::Sort(_) => "SORT",
+            CommandBody::Thread(_) => "THREAD",
             CommandBody::Fetch { .. } => "FETCH",
             CommandBody::Store { .. } => "STORE",
             CommandBody::Copy { .. } => "COPY",
@@ -279,6 +285,58 @@ pub struct SearchCommand {
     pub charset: Option<String>,
     /// The criteria; several top-level keys are ANDed into `SearchKey::And`.
     pub criteria: SearchKey,
+}
+
+/// `sort = ["UID" SP] "SORT" SP sort-criteria SP search-criteria`
+/// (RFC 5256 §5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SortCommand {
+    pub uid: bool,
+    /// At least one, in order of precedence.
+    pub criteria: Vec<SortCriterion>,
+    /// The (mandatory) charset, upper-cased; the search strings are
+    /// already decoded with it.
+    pub charset: String,
+    /// Several top-level keys are ANDed into `SearchKey::And`.
+    pub search: SearchKey,
+}
+
+/// `sort-criterion = ["REVERSE" SP] sort-key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
+/// `sort-key` (RFC 5256 §5, RFC 5957 §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    DisplayFrom,
+    DisplayTo,
+}
+
+/// `thread = ["UID" SP] "THREAD" SP thread-alg SP search-criteria`
+/// (RFC 5256 §5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadCommand {
+    pub uid: bool,
+    pub algorithm: ThreadAlgorithm,
+    /// As in [`SortCommand::charset`].
+    pub charset: String,
+    pub search: SearchKey,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Small helpers the session writes responses with: strings (quoted or
-//! literal), astrings, flag lists, sequence sets and `date-time`.
+//! literal), astrings, flag lists, sequence sets, `date-time` and THREAD's
+//! thread lists.
 //!
 //! Owns the choice between the wire forms of a value (RFC 9051 §4.3, §9).
 //! Appends to a caller's buffer and never fails; it must never decide
@@ -140,6 +141,78 @@ pub fn date_time(out: &mut Vec<u8>, dt: &chrono::DateTime<chrono::FixedOffset>) 
     );
 }
 
+/// One node of a THREAD response: a message number, or `None` for a dummy
+/// parent (RFC 5256 §2.2: only at the top level, with two or more
+/// children), and its children as indices into the same list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadNode {
+    pub number: Option<u32>,
+    pub children: Vec<usize>,
+}
+
+/// The `thread-list`s of a THREAD response (RFC 5256 §5), one per root:
+///
+/// ```text
+/// thread-list    = "(" (thread-members / thread-nested) ")"
+/// thread-members = nz-number *(SP nz-number) [SP thread-nested]
+/// thread-nested  = 2*thread-list
+/// ```
+///
+/// A message with one child continues its list (`1 2`); with several,
+/// each child opens a list of its own (`1 (2)(3)`). Iterative: a reply
+/// chain may be as deep as the mailbox is long.
+pub fn thread_lists(out: &mut Vec<u8>, nodes: &[ThreadNode], roots: &[usize]) {
+    enum Step {
+        Byte(u8),
+        Members(usize),
+    }
+    let mut stack: Vec<Step> = Vec::new();
+    for &r in roots.iter().rev() {
+        stack.push(Step::Byte(b')'));
+        stack.push(Step::Members(r));
+        stack.push(Step::Byte(b'('));
+    }
+    // Children as nested lists, pushed so that they pop in order.
+    let nested = |stack: &mut Vec<Step>, children: &[usize]| {
+        for &c in children.iter().rev() {
+            stack.push(Step::Byte(b')'));
+            stack.push(Step::Members(c));
+            stack.push(Step::Byte(b'('));
+        }
+    };
+    while let Some(step) = stack.pop() {
+        let n = match step {
+            Step::Byte(b) => {
+                out.push(b);
+                continue;
+            }
+            Step::Members(n) => n,
+        };
+        let Some(node) = nodes.get(n) else { continue };
+        let children = &node.children;
+        match node.number {
+            Some(num) => {
+                out.extend_from_slice(num.to_string().as_bytes());
+                match children.len() {
+                    0 => {}
+                    1 => {
+                        out.push(b' ');
+                        stack.push(Step::Members(children[0]));
+                    }
+                    _ => {
+                        out.push(b' ');
+                        nested(&mut stack, children);
+                    }
+                }
+            }
+            // A dummy with one child would be `((...))`, which the grammar
+            // has no room for: its child stands in its place.
+            None if children.len() == 1 => stack.push(Step::Members(children[0])),
+            None => nested(&mut stack, children),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +322,42 @@ mod tests {
             let want = format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""));
             proptest::prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn thread_lists_forms() {
+        let n = |number: Option<u32>, children: &[usize]| ThreadNode {
+            number,
+            children: children.to_vec(),
+        };
+        // 0: 1 -> 2 -> {3, 4 -> 5}; 6: dummy {7, 8}; 9 alone; 10: dummy {11}.
+        let nodes = vec![
+            n(Some(1), &[1]),
+            n(Some(2), &[2, 3]),
+            n(Some(3), &[]),
+            n(Some(4), &[4]),
+            n(Some(5), &[]),
+            n(None, &[7, 8]),
+            n(Some(9), &[]),
+            n(Some(7), &[]),
+            n(Some(8), &[]),
+            n(None, &[10]),
+            n(Some(11), &[]),
+        ];
+        assert_eq!(
+            s(|o| thread_lists(o, &nodes, &[0, 5, 6, 9])),
+            "(1 2 (3)(4 5))((7)(8))(9)(11)"
+        );
+        assert_eq!(s(|o| thread_lists(o, &nodes, &[])), "");
+        // A chain as deep as a big mailbox does not exhaust the stack.
+        const N: usize = 200_000;
+        let deep: Vec<ThreadNode> = (0..N)
+            .map(|i| ThreadNode {
+                number: Some(i as u32 + 1),
+                children: if i + 1 < N { vec![i + 1] } else { vec![] },
+            })
+            .collect();
+        let out = s(|o| thread_lists(o, &deep, &[0]));
+        assert!(out.starts_with("(1 2 3 ") && out.ends_with(" 200000)"));
     }
 }

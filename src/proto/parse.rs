@@ -29,7 +29,8 @@
 //! AST, and `agrees_with_imap_codec`, two property tests and the
 //! `parse_oracle` fuzz target (`proto::fuzzing`, also run in `cargo test`'s
 //! smoke mode) check that wherever imap-codec accepts one of the commands
-//! it covers, this parser reads the same value.
+//! it covers, this parser reads the same value. SORT and THREAD (RFC 5256),
+//! which imap-codec does not have at all, are read in the `sort` submodule.
 //!
 //! # Diverted literals
 //! A big APPEND message does not reach the parser: the framer diverted it
@@ -61,6 +62,7 @@ use crate::flags::{Flag, FlagOp};
 #[cfg(any(test, feature = "oracle"))]
 #[doc(hidden)]
 pub mod codec;
+mod sort;
 
 /// Why a command could not be parsed.
 #[derive(Debug, PartialEq)]
@@ -704,6 +706,8 @@ impl<'a> P<'a> {
             }
             "APPEND" => self.append()?,
             "SEARCH" => CommandBody::Search(self.search(false)?),
+            "SORT" => CommandBody::Sort(self.sort(false)?),
+            "THREAD" => CommandBody::Thread(self.thread(false)?),
             "FETCH" => self.fetch(false)?,
             "STORE" => self.store(false)?,
             "COPY" | "MOVE" => self.copy_move(false, name == "MOVE")?,
@@ -712,6 +716,8 @@ impl<'a> P<'a> {
                 let sub = self.keyword()?;
                 match sub.as_str() {
                     "SEARCH" => CommandBody::Search(self.search(true)?),
+                    "SORT" => CommandBody::Sort(self.sort(true)?),
+                    "THREAD" => CommandBody::Thread(self.thread(true)?),
                     "FETCH" => self.fetch(true)?,
                     "STORE" => self.store(true)?,
                     "COPY" | "MOVE" => self.copy_move(true, sub == "MOVE")?,

@@ -33,6 +33,10 @@ const AUTHED: &[&str] = &[
     "BINARY",
     "MULTIAPPEND",
     "WITHIN",
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
 ];
 
 /// The capability atoms for this moment, space-separated.

@@ -27,6 +27,8 @@ pub mod cmd;
 mod literal;
 pub mod names;
 pub mod search;
+pub(crate) mod sort;
+pub(crate) mod thread;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -686,6 +688,8 @@ impl Session {
         let expunge_ok = match &body {
             CommandBody::Fetch { uid, .. } | CommandBody::Store { uid, .. } => *uid,
             CommandBody::Search(s) => s.uid,
+            CommandBody::Sort(s) => s.uid,
+            CommandBody::Thread(t) => t.uid,
             CommandBody::Copy { uid, .. } => *uid,
             _ => true,
         };
@@ -695,6 +699,8 @@ impl Session {
             | CommandBody::Copy { uid, .. }
             | CommandBody::Move { uid, .. } => *uid,
             CommandBody::Search(s) => s.uid,
+            CommandBody::Sort(s) => s.uid,
+            CommandBody::Thread(t) => t.uid,
             CommandBody::Expunge { uids } => uids.is_some(),
             _ => false,
         };
@@ -741,6 +747,8 @@ impl Session {
             | C::Unselect
             | C::Expunge { .. }
             | C::Search(_)
+            | C::Sort(_)
+            | C::Thread(_)
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }

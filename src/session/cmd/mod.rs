@@ -13,6 +13,7 @@ pub mod mailbox;
 pub mod misc;
 pub mod search;
 pub mod select;
+pub mod sort;
 pub mod store;
 
 use crate::proto::CommandBody;
@@ -57,6 +58,8 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         C::Idle => idle::idle(s, tag).await,
         C::Expunge { uids } => expunge::expunge(s, uids).await,
         C::Search(cmd) => search::search(s, tag, cmd).await,
+        C::Sort(cmd) => sort::sort(s, cmd).await,
+        C::Thread(cmd) => sort::thread(s, cmd).await,
         C::Fetch {
             uid,
             set,

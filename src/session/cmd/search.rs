@@ -6,109 +6,156 @@
 
 use std::sync::Arc;
 
-use crate::proto::{SearchCommand, SearchReturn, encode};
+use crate::proto::{SearchCommand, SearchKey, SearchReturn, encode};
 use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
+use crate::session::view::SelectedView;
 use crate::session::{CmdResult, Session, State, Status, blocking};
-use crate::store::CacheField;
+use crate::store::{CacheField, Folder};
+
+/// The messages a search runs over, taken from the view at the start of
+/// a command (so the evaluation can run off the runtime without it).
+pub(crate) struct Candidates {
+    pub folder: Arc<Folder>,
+    /// (sequence number, UID, \Recent) of every message not expunged.
+    targets: Vec<(u32, u32, bool)>,
+    max_seq: u32,
+    max_uid: u32,
+    saved: Vec<u32>,
+}
+
+impl Candidates {
+    pub(crate) fn of(view: &SelectedView) -> Candidates {
+        let targets: Vec<(u32, u32, bool)> = view
+            .uids()
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !view.is_expunged(**u))
+            .map(|(i, &u)| (i as u32 + 1, u, view.is_recent(u)))
+            .collect();
+        Candidates {
+            folder: view.folder.clone(),
+            targets,
+            max_seq: view.len(),
+            max_uid: view.uids().last().copied().unwrap_or(0),
+            saved: view.saved.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Candidates {
+    /// Every message of `folder`, in UID order, none \Recent.
+    pub(crate) fn all(folder: Arc<Folder>) -> Candidates {
+        let targets: Vec<(u32, u32, bool)> = folder
+            .messages()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as u32 + 1, m.uid, false))
+            .collect();
+        Candidates {
+            max_seq: targets.len() as u32,
+            max_uid: targets.last().map_or(0, |t| t.1),
+            targets,
+            folder,
+            saved: Vec::new(),
+        }
+    }
+}
+
+/// Evaluates `key` over the candidates: the (sequence number, UID) of
+/// every match, ascending. Blocking (it may read every message): call it
+/// off the runtime. SORT and THREAD filter with it too.
+pub(crate) fn evaluate(c: &Candidates, key: &SearchKey) -> Result<Vec<(u32, u32)>, Status> {
+    let folder = &c.folder;
+    let targets = &c.targets;
+    if uses_internal_date(key) {
+        let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+        folder.resolve_dates(&uids)?;
+    }
+    let metas = folder.messages();
+    let now = chrono::Utc::now().timestamp();
+    let zone = *chrono::Local::now().offset();
+    let whole = needs_whole_message(key);
+    let common = !whole && only_common_headers(key);
+    let env = SearchEnv {
+        max_seq: c.max_seq,
+        max_uid: c.max_uid,
+        saved: &c.saved,
+        now,
+        zone,
+    };
+    let threads = crate::session::cpus().min(8);
+    let per = targets.len().div_ceil(threads.max(1)).max(256);
+    let run = |part: &[(u32, u32, bool)]| -> Vec<(u32, u32)> {
+        let mut hits = Vec::new();
+        // Cached header digests are looked up a block at a time: one
+        // lock of the folder per block, not one per message (the
+        // threads of one SEARCH would otherwise queue on it).
+        for block in part.chunks(1024) {
+            let digests = if common {
+                let uids: Vec<u32> = block.iter().map(|t| t.1).collect();
+                folder.cached_many(&uids, CacheField::CommonHeaders)
+            } else {
+                Vec::new()
+            };
+            for (k, &(seq, uid, recent)) in block.iter().enumerate() {
+                let Ok(i) = metas.binary_search_by_key(&uid, |m| m.uid) else {
+                    continue;
+                };
+                let t = SearchTarget {
+                    seq,
+                    meta: &metas[i],
+                    recent,
+                };
+                let mut load = || {
+                    if whole {
+                        folder.read_message(uid).ok()
+                    } else if common {
+                        match digests.get(k).cloned().flatten() {
+                            Some(d) => Some(Arc::new(d.to_vec())),
+                            None => super::fetch::common_digest(folder, uid)
+                                .ok()
+                                .map(|d| Arc::new(d.to_vec())),
+                        }
+                    } else {
+                        folder.read_header(uid).ok().map(|h| Arc::new(h.bytes))
+                    }
+                };
+                if matches(key, &t, &env, &mut load) {
+                    hits.push((seq, uid));
+                }
+            }
+        }
+        hits
+    };
+    if targets.len() <= per {
+        return Ok(run(targets));
+    }
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = targets
+            .chunks(per)
+            .map(|c| sc.spawn(move || run(c)))
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            // A panicking evaluator thread is a bug; its hits are lost
+            // but the command still answers.
+            if let Ok(mut v) = h.join() {
+                all.append(&mut v);
+            }
+        }
+        Ok(all)
+    })
+}
 
 pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult {
     let rev2 = s.enabled.rev2;
     let State::Selected(_, view) = &mut s.state else {
         return Err(Status::bad("No mailbox selected."));
     };
-    let folder = view.folder.clone();
-    let targets: Vec<(u32, u32, bool)> = view
-        .uids()
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| !view.is_expunged(**u))
-        .map(|(i, &u)| (i as u32 + 1, u, view.is_recent(u)))
-        .collect();
-    let max_seq = view.len();
-    let max_uid = view.uids().last().copied().unwrap_or(0);
-    let saved = view.saved.clone();
-    let key = Arc::new(cmd.criteria.clone());
-    let found: Vec<(u32, u32)> = blocking(move || -> Result<Vec<(u32, u32)>, Status> {
-        if uses_internal_date(&key) {
-            let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
-            folder.resolve_dates(&uids)?;
-        }
-        let metas = folder.messages();
-        let now = chrono::Utc::now().timestamp();
-        let zone = *chrono::Local::now().offset();
-        let whole = needs_whole_message(&key);
-        let common = !whole && only_common_headers(&key);
-        let env = SearchEnv {
-            max_seq,
-            max_uid,
-            saved: &saved,
-            now,
-            zone,
-        };
-        let threads = crate::session::cpus().min(8);
-        let per = targets.len().div_ceil(threads.max(1)).max(256);
-        let run = |part: &[(u32, u32, bool)]| -> Vec<(u32, u32)> {
-            let mut hits = Vec::new();
-            // Cached header digests are looked up a block at a time: one
-            // lock of the folder per block, not one per message (the
-            // threads of one SEARCH would otherwise queue on it).
-            for block in part.chunks(1024) {
-                let digests = if common {
-                    let uids: Vec<u32> = block.iter().map(|t| t.1).collect();
-                    folder.cached_many(&uids, CacheField::CommonHeaders)
-                } else {
-                    Vec::new()
-                };
-                for (k, &(seq, uid, recent)) in block.iter().enumerate() {
-                    let Ok(i) = metas.binary_search_by_key(&uid, |m| m.uid) else {
-                        continue;
-                    };
-                    let t = SearchTarget {
-                        seq,
-                        meta: &metas[i],
-                        recent,
-                    };
-                    let mut load = || {
-                        if whole {
-                            folder.read_message(uid).ok()
-                        } else if common {
-                            match digests.get(k).cloned().flatten() {
-                                Some(d) => Some(Arc::new(d.to_vec())),
-                                None => super::fetch::common_digest(&folder, uid)
-                                    .ok()
-                                    .map(|d| Arc::new(d.to_vec())),
-                            }
-                        } else {
-                            folder.read_header(uid).ok().map(|h| Arc::new(h.bytes))
-                        }
-                    };
-                    if matches(&key, &t, &env, &mut load) {
-                        hits.push((seq, uid));
-                    }
-                }
-            }
-            hits
-        };
-        if targets.len() <= per {
-            return Ok(run(&targets));
-        }
-        std::thread::scope(|sc| {
-            let handles: Vec<_> = targets
-                .chunks(per)
-                .map(|c| sc.spawn(move || run(c)))
-                .collect();
-            let mut all = Vec::new();
-            for h in handles {
-                // A panicking evaluator thread is a bug; its hits are lost
-                // but the command still answers.
-                if let Ok(mut v) = h.join() {
-                    all.append(&mut v);
-                }
-            }
-            Ok(all)
-        })
-    })
-    .await??;
+    let candidates = Candidates::of(view);
+    let key = cmd.criteria.clone();
+    let found: Vec<(u32, u32)> = blocking(move || evaluate(&candidates, &key)).await??;
 
     let nums: Vec<u32> = found
         .iter()
