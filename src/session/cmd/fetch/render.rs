@@ -14,9 +14,10 @@ use std::sync::Arc;
 use chrono::TimeZone;
 
 use super::stream::{self, FileLiteral, Scan};
-use super::{Mode, Target, flags_string, sends_body};
+use super::{Mode, Target, sends_body};
 use crate::mime::{BinaryError, Message};
-use crate::proto::{FetchAttr, Section, SectionText, encode};
+use crate::proto::data::{self, FetchItem};
+use crate::proto::{FetchAttr, Section, SectionText};
 use crate::session::Status;
 use crate::store::{CacheField, Folder, HeaderBlock, MessageFile, MessageMeta, StoreError};
 
@@ -443,7 +444,7 @@ pub(super) fn render_one(
     if stream && !mode.alone {
         return Err(RenderError::Big);
     }
-    let _ = write!(out, "* {} FETCH (", t.seq);
+    data::fetch_open(out, t.seq);
     // Whether some item reads the whole file anyway: then header items
     // take their header from it rather than reading the file twice.
     let whole = items.iter().any(|i| match i {
@@ -477,21 +478,18 @@ pub(super) fn render_one(
         }
         first = false;
         match item {
-            FetchAttr::Uid => {
-                let _ = write!(out, "UID {}", t.uid);
-            }
+            FetchAttr::Uid => data::fetch_item(out, &FetchItem::Uid(t.uid)),
             FetchAttr::Flags => {
-                out.extend_from_slice(flags_string(&meta.flags, t.recent).as_bytes());
+                data::fetch_item(out, &flags_item(meta, t));
                 wrote_flags = true;
             }
             FetchAttr::InternalDate => {
-                out.extend_from_slice(b"INTERNALDATE ");
                 let dt = chrono::Local
                     .timestamp_opt(meta.internal_date, 0)
                     .single()
                     .map(|d| d.fixed_offset())
                     .unwrap_or_else(|| chrono::DateTime::UNIX_EPOCH.fixed_offset());
-                encode::date_time(out, &dt);
+                data::fetch_item(out, &FetchItem::InternalDate(dt));
             }
             FetchAttr::Rfc822Size => {
                 let size = match meta.size {
@@ -499,7 +497,7 @@ pub(super) fn render_one(
                     None if lazy.stream => lazy.scanned()?.1.total,
                     None => lazy.size()?,
                 };
-                let _ = write!(out, "RFC822.SIZE {size}");
+                data::fetch_item(out, &FetchItem::Rfc822Size(size));
             }
             FetchAttr::Envelope => {
                 out.extend_from_slice(b"ENVELOPE ");
@@ -652,25 +650,30 @@ pub(super) fn render_one(
                 binary_literal(out, data);
             }
             FetchAttr::BinarySize { part } if lazy.stream && part.is_empty() => {
-                let _ = write!(out, "BINARY.SIZE[] {}", lazy.scanned()?.1.total);
+                let size = lazy.scanned()?.1.total;
+                data::fetch_item(out, &FetchItem::BinarySize { part: &[], size });
             }
             FetchAttr::BinarySize { part } => {
-                let spec: Vec<String> = part.iter().map(|p| p.to_string()).collect();
                 // Counted without a decoded copy where the encoding is the identity.
                 let size = lazy.get()?.binary_size(part).map_err(binary_error)?;
-                let _ = write!(out, "BINARY.SIZE[{}] {size}", spec.join("."));
+                data::fetch_item(out, &FetchItem::BinarySize { part, size });
             }
-            FetchAttr::ModSeq => {
-                let _ = write!(out, "MODSEQ ({})", meta.modseq);
-            }
+            FetchAttr::ModSeq => data::fetch_item(out, &FetchItem::ModSeq(meta.modseq)),
         }
     }
     if t.add_flags && !wrote_flags {
         out.push(b' ');
-        out.extend_from_slice(flags_string(&meta.flags, t.recent).as_bytes());
+        data::fetch_item(out, &flags_item(meta, t));
     }
-    out.extend_from_slice(b")\r\n");
+    data::fetch_close(out);
     Ok(())
+}
+
+fn flags_item<'a>(meta: &'a MessageMeta, t: &Target) -> FetchItem<'a> {
+    FetchItem::Flags {
+        flags: &meta.flags,
+        recent: t.recent,
+    }
 }
 
 pub(super) fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderError> {
