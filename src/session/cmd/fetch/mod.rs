@@ -678,7 +678,7 @@ mod tests {
                         }
                         _ => {
                             want.extend_from_slice(b"BODY[HEADER] ");
-                            literal(&mut want, &m.section(&header));
+                            crate::proto::encode::text_literal(&mut want, &m.section(&header));
                         }
                     }
                 }

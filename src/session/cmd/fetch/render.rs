@@ -17,7 +17,7 @@ use super::stream::{self, FileLiteral, Scan};
 use super::{Mode, Target, sends_body};
 use crate::mime::{BinaryError, Message};
 use crate::proto::data::{self, FetchItem};
-use crate::proto::{FetchAttr, Section, SectionText};
+use crate::proto::{FetchAttr, Section, SectionText, encode};
 use crate::session::Status;
 use crate::store::{CacheField, Folder, HeaderBlock, MessageFile, MessageMeta, StoreError};
 
@@ -34,8 +34,7 @@ pub(super) fn file_literal(
     holes: &mut Vec<(usize, FileLiteral)>,
     lit: FileLiteral,
 ) {
-    use std::io::Write;
-    let _ = write!(out, "{{{}}}\r\n", lit.len);
+    encode::literal_prefix(out, lit.len, false);
     holes.push((out.len(), lit));
 }
 
@@ -318,36 +317,6 @@ pub(super) fn header_only(section: &Section) -> bool {
         )
 }
 
-/// `data` as a `{n}` literal: every item but BINARY. A literal's CHAR8
-/// excludes NUL (RFC 9051 §4.3, §9), and outside BINARY binary data MUST
-/// be sent in a textual form; a stored part with NULs is not re-encoded
-/// (BODYSTRUCTURE and every size would then have to describe the encoded
-/// form), so each NUL is sent as 0x80, as Dovecot does: the string keeps
-/// its size and structure, and BINARY gives the exact bytes.
-pub(super) fn literal(out: &mut Vec<u8>, data: &[u8]) {
-    use std::io::Write;
-    let _ = write!(out, "{{{}}}\r\n", data.len());
-    let mark = out.len();
-    out.extend_from_slice(data);
-    if memchr::memchr(0, data).is_some() {
-        for b in &mut out[mark..] {
-            if *b == 0 {
-                *b = 0x80;
-            }
-        }
-    }
-}
-
-/// `BINARY` data: a `literal8` when it holds a NUL, else a `{n}` literal
-/// (RFC 3516 §4.3, RFC 9051 §7.5.2: data without NUL SHOULD be a string,
-/// so the client knows there is none without scanning).
-pub(super) fn binary_literal(out: &mut Vec<u8>, data: &[u8]) {
-    use std::io::Write;
-    let tilde = if data.contains(&0) { "~" } else { "" };
-    let _ = write!(out, "{tilde}{{{}}}\r\n", data.len());
-    out.extend_from_slice(data);
-}
-
 pub(super) fn partial_slice(data: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
     match partial {
         None => data,
@@ -544,7 +513,7 @@ pub(super) fn render_one(
                     let (f, scan) = lazy.scanned()?;
                     file_literal(out, holes, window(&f, 0, scan.total, None));
                 } else {
-                    literal(out, &whole_message(&mut lazy)?);
+                    encode::text_literal(out, &whole_message(&mut lazy)?);
                 }
             }
             FetchAttr::Rfc822Header => {
@@ -556,7 +525,7 @@ pub(super) fn render_one(
                     part: vec![],
                     text: Some(SectionText::Header),
                 };
-                literal(out, &lazy.header()?.section(&sec));
+                encode::text_literal(out, &lazy.header()?.section(&sec));
             }
             FetchAttr::Rfc822Text if lazy.stream => {
                 out.extend_from_slice(b"RFC822.TEXT ");
@@ -569,7 +538,7 @@ pub(super) fn render_one(
                     part: vec![],
                     text: Some(SectionText::Text),
                 };
-                literal(out, &lazy.get()?.section(&sec));
+                encode::text_literal(out, &lazy.get()?.section(&sec));
             }
             FetchAttr::BodySection {
                 section, partial, ..
@@ -590,7 +559,7 @@ pub(super) fn render_one(
                 if section.part.is_empty() && section.text.is_none() && lazy.msg.is_none() {
                     // The whole message needs no MIME parse, only CRLF.
                     let data = whole_message(&mut lazy)?;
-                    literal(out, partial_slice(&data, *partial));
+                    encode::text_literal(out, partial_slice(&data, *partial));
                     continue;
                 }
                 if let (true, None, Some(SectionText::HeaderFields(names))) =
@@ -599,7 +568,7 @@ pub(super) fn render_one(
                     let digest = common_headers(&mut lazy, pre.common.clone())?;
                     let mut fields = Vec::with_capacity(digest.len());
                     crate::mime::select_header_fields(&mut fields, &digest, names, true);
-                    literal(out, partial_slice(&fields, *partial));
+                    encode::text_literal(out, partial_slice(&fields, *partial));
                     continue;
                 }
                 if section.part.is_empty()
@@ -614,10 +583,10 @@ pub(super) fn render_one(
                     lazy.get()?
                 };
                 if section.part.is_empty() && section.text.is_none() {
-                    literal(out, partial_slice(msg.bytes(), *partial));
+                    encode::text_literal(out, partial_slice(msg.bytes(), *partial));
                 } else {
                     let data = msg.section(section);
-                    literal(out, partial_slice(&data, *partial));
+                    encode::text_literal(out, partial_slice(&data, *partial));
                 }
             }
             FetchAttr::Binary { part, partial, .. } if lazy.stream && part.is_empty() => {
@@ -647,7 +616,7 @@ pub(super) fn render_one(
                     let _ = write!(out, "<{off}>");
                 }
                 out.push(b' ');
-                binary_literal(out, data);
+                encode::binary_literal(out, data);
             }
             FetchAttr::BinarySize { part } if lazy.stream && part.is_empty() => {
                 let size = lazy.scanned()?.1.total;
