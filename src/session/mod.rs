@@ -768,6 +768,33 @@ impl Session {
         })
     }
 
+    /// Lends the selected mailbox's view to a Selected-state command, which
+    /// gets it as a parameter instead of digging it out of the state (so
+    /// it cannot be written against the wrong state). The session stays
+    /// authenticated meanwhile; [`Session::restore_view`] puts it back.
+    pub(crate) fn take_view(&mut self) -> Option<Box<SelectedView>> {
+        match std::mem::replace(&mut self.state, State::Logout) {
+            State::Selected(a, v) => {
+                self.state = State::Authenticated(a);
+                Some(v)
+            }
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Returns the view [`Session::take_view`] lent out.
+    pub(crate) fn restore_view(&mut self, view: Box<SelectedView>) {
+        match std::mem::replace(&mut self.state, State::Logout) {
+            State::Authenticated(a) => self.state = State::Selected(a, view),
+            // No Selected-state command leaves the authenticated state;
+            // if one ever did, its state stands and the view is dropped.
+            other => self.state = other,
+        }
+    }
+
     /// The user's mail store (commands that need it run only once
     /// authenticated; `check_state` has made sure of that).
     pub(crate) fn store(&self) -> Result<Arc<MailStore>, Status> {

@@ -4,20 +4,20 @@
 use crate::proto::SequenceSet;
 use crate::proto::response::{Code, StatusKind};
 use crate::session::names::from_wire;
-use crate::session::{CmdResult, Session, State, Status};
+use crate::session::view::SelectedView;
+use crate::session::{CmdResult, Session, Status};
 use crate::store::{MailStore, StoreError};
 
 pub async fn copy(
     s: &mut Session,
+    view: &mut SelectedView,
     uid: bool,
     set: SequenceSet,
     mailbox: String,
     is_move: bool,
 ) -> CmdResult {
     let dest_name = from_wire(&mailbox, s.enabled)?;
-    let State::Selected(authed, view) = &mut s.state else {
-        return Err(Status::bad("No mailbox selected."));
-    };
+    let store = s.store()?;
     let pairs = view.resolve(&set, uid)?;
     if is_move && view.read_only {
         return Err(Status::no(Some(Code::Cannot), "Mailbox is read-only."));
@@ -27,7 +27,6 @@ pub async fn copy(
         .map(|&(_, u)| u)
         .filter(|u| !view.is_expunged(*u))
         .collect();
-    let store = authed.store.clone();
     let src = view.folder.clone();
     // Another program's lock on the destination is waited for here, not
     // on a blocking-pool thread (store::maildir::dotlock).

@@ -4,12 +4,10 @@
 
 use crate::proto::SequenceSet;
 use crate::proto::response::Code;
-use crate::session::{CmdResult, Session, State, Status, blocking};
+use crate::session::view::SelectedView;
+use crate::session::{CmdResult, Status, blocking};
 
-pub async fn expunge(s: &mut Session, uids: Option<SequenceSet>) -> CmdResult {
-    let State::Selected(_, view) = &mut s.state else {
-        return Err(Status::bad("No mailbox selected."));
-    };
+pub async fn expunge(view: &mut SelectedView, uids: Option<SequenceSet>) -> CmdResult {
     if view.read_only {
         return Err(Status::no(Some(Code::Cannot), "Mailbox is read-only."));
     }

@@ -1,6 +1,8 @@
 //! One file per command (or per small family of commands), one handler
 //! each. [`run`] is the only entry: the session has already checked that the
-//! command is legal in the current state.
+//! command is legal in the current state. The commands of the Selected
+//! state get the view they act on as a parameter ([`run_selected`]), so
+//! none looks the state up again.
 
 pub mod append;
 pub mod auth;
@@ -18,7 +20,8 @@ pub mod store;
 
 use crate::proto::CommandBody;
 
-use super::{CmdResult, Session};
+use super::view::SelectedView;
+use super::{CmdResult, Session, Status};
 
 pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
     use CommandBody as C;
@@ -56,16 +59,49 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         C::Lsub { reference, pattern } => list::lsub(s, reference, pattern).await,
         C::Append { mailbox, messages } => append::append(s, mailbox, messages).await,
         C::Idle => idle::idle(s, tag).await,
-        C::Expunge { uids } => expunge::expunge(s, uids).await,
-        C::Search(cmd) => search::search(s, tag, cmd).await,
-        C::Sort(cmd) => sort::sort(s, cmd).await,
-        C::Thread(cmd) => sort::thread(s, cmd).await,
+        C::Expunge { .. }
+        | C::Search(_)
+        | C::Sort(_)
+        | C::Thread(_)
+        | C::Fetch { .. }
+        | C::Store { .. }
+        | C::Copy { .. }
+        | C::Move { .. } => run_selected(s, tag, body).await,
+    }
+}
+
+/// Runs a command that acts on the selected mailbox with its view lent
+/// out of the session state for the command's length.
+async fn run_selected(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
+    let Some(mut view) = s.take_view() else {
+        return Err(Status::bad(format!(
+            "{} requires a selected mailbox.",
+            body.name()
+        )));
+    };
+    let result = on_view(s, &mut view, tag, body).await;
+    s.restore_view(view);
+    result
+}
+
+async fn on_view(
+    s: &mut Session,
+    view: &mut SelectedView,
+    tag: &str,
+    body: CommandBody,
+) -> CmdResult {
+    use CommandBody as C;
+    match body {
+        C::Expunge { uids } => expunge::expunge(view, uids).await,
+        C::Search(cmd) => search::search(s, view, tag, cmd).await,
+        C::Sort(cmd) => sort::sort(s, view, cmd).await,
+        C::Thread(cmd) => sort::thread(s, view, cmd).await,
         C::Fetch {
             uid,
             set,
             items,
             changed_since: _,
-        } => fetch::fetch(s, uid, set, items).await,
+        } => fetch::fetch(s, view, uid, set, items).await,
         C::Store {
             uid,
             set,
@@ -73,8 +109,12 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
             silent,
             flags,
             unchanged_since,
-        } => store::store(s, uid, set, op, silent, flags, unchanged_since).await,
-        C::Copy { uid, set, mailbox } => copy::copy(s, uid, set, mailbox, false).await,
-        C::Move { uid, set, mailbox } => copy::copy(s, uid, set, mailbox, true).await,
+        } => store::store(s, view, uid, set, op, silent, flags, unchanged_since).await,
+        C::Copy { uid, set, mailbox } => copy::copy(s, view, uid, set, mailbox, false).await,
+        C::Move { uid, set, mailbox } => copy::copy(s, view, uid, set, mailbox, true).await,
+        other => Err(Status::bad(format!(
+            "{} does not act on a selected mailbox.",
+            other.name()
+        ))),
     }
 }

@@ -10,7 +10,7 @@ use crate::proto::data::{Data, Esearch};
 use crate::proto::{SearchCommand, SearchKey, SearchReturn};
 use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
 use crate::session::view::SelectedView;
-use crate::session::{CmdResult, Session, State, Status, blocking};
+use crate::session::{CmdResult, Session, Status, blocking};
 use crate::store::{CacheField, Folder};
 
 /// The messages a search runs over, taken from the view at the start of
@@ -149,11 +149,13 @@ pub(crate) fn evaluate(c: &Candidates, key: &SearchKey) -> Result<Vec<(u32, u32)
     })
 }
 
-pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult {
+pub async fn search(
+    s: &mut Session,
+    view: &mut SelectedView,
+    tag: &str,
+    cmd: SearchCommand,
+) -> CmdResult {
     let rev2 = s.enabled.rev2;
-    let State::Selected(_, view) = &mut s.state else {
-        return Err(Status::bad("No mailbox selected."));
-    };
     let candidates = Candidates::of(view);
     let key = cmd.criteria.clone();
     let found: Vec<(u32, u32)> = blocking(move || evaluate(&candidates, &key)).await??;
@@ -173,9 +175,6 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
     };
     let want = |r: SearchReturn| ret.contains(&r);
     if want(SearchReturn::Save) {
-        let State::Selected(_, view) = &mut s.state else {
-            return Err(Status::bad("No mailbox selected."));
-        };
         let only_minmax = !want(SearchReturn::All)
             && !want(SearchReturn::Count)
             && (want(SearchReturn::Min) || want(SearchReturn::Max));

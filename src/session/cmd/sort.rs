@@ -14,7 +14,8 @@ use crate::proto::encode::ThreadNode;
 use crate::proto::{SortCommand, SortKey, ThreadAlgorithm, ThreadCommand};
 use crate::session::sort::{self, Facts, Headers, Value};
 use crate::session::thread::{self, Item, message_ids};
-use crate::session::{CmdResult, Session, State, Status, blocking};
+use crate::session::view::SelectedView;
+use crate::session::{CmdResult, Session, Status, blocking};
 use crate::store::CacheField;
 
 use super::search::{Candidates, evaluate};
@@ -103,10 +104,7 @@ fn gather<T: Send>(
     })
 }
 
-pub async fn sort(s: &mut Session, cmd: SortCommand) -> CmdResult {
-    let State::Selected(_, view) = &mut s.state else {
-        return Err(Status::bad("No mailbox selected."));
-    };
+pub async fn sort(s: &mut Session, view: &mut SelectedView, cmd: SortCommand) -> CmdResult {
     let candidates = Candidates::of(view);
     let criteria = cmd.criteria.clone();
     let search = cmd.search.clone();
@@ -145,10 +143,7 @@ pub async fn sort(s: &mut Session, cmd: SortCommand) -> CmdResult {
     Ok(Status::ok("SORT completed."))
 }
 
-pub async fn thread(s: &mut Session, cmd: ThreadCommand) -> CmdResult {
-    let State::Selected(_, view) = &mut s.state else {
-        return Err(Status::bad("No mailbox selected."));
-    };
+pub async fn thread(s: &mut Session, view: &mut SelectedView, cmd: ThreadCommand) -> CmdResult {
     let candidates = Candidates::of(view);
     let search = cmd.search.clone();
     let algorithm = cmd.algorithm;

@@ -5,11 +5,13 @@ use crate::flags::{Flag, FlagOp, Flags};
 use crate::proto::SequenceSet;
 use crate::proto::data::{self, Data, FetchItem};
 use crate::proto::response::Code;
-use crate::session::{CmdResult, Session, State, Status, blocking};
+use crate::session::view::SelectedView;
+use crate::session::{CmdResult, Session, Status, blocking};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn store(
     s: &mut Session,
+    view: &mut SelectedView,
     uid: bool,
     set: SequenceSet,
     op: FlagOp,
@@ -18,9 +20,6 @@ pub async fn store(
     unchanged_since: Option<u64>,
 ) -> CmdResult {
     let rev2 = s.enabled.rev2;
-    let State::Selected(_, view) = &mut s.state else {
-        return Err(Status::bad("No mailbox selected."));
-    };
     if let Some(Flag::Extension(x)) = flags.iter().find(|f| matches!(f, Flag::Extension(_))) {
         return Err(Status::bad(format!("Invalid system flag \\{x}.")));
     }
@@ -77,9 +76,6 @@ pub async fn store(
         let nums: Vec<u32> = if uid {
             failed
         } else {
-            let State::Selected(_, view) = &s.state else {
-                return Err(Status::bad("No mailbox selected."));
-            };
             failed.iter().filter_map(|u| view.seq_of(*u)).collect()
         };
         return Ok(Status::ok_code(

@@ -28,7 +28,8 @@ use render::*;
 use crate::flags::{Flag, FlagOp, Flags, sys};
 use crate::proto::data::{self, Data, FetchItem};
 use crate::proto::{FetchAttr, SequenceSet};
-use crate::session::{CmdResult, Session, State, Status, blocking};
+use crate::session::view::SelectedView;
+use crate::session::{CmdResult, Session, Status, blocking};
 use crate::store::{CacheField, Folder, MessageMeta};
 pub(crate) use render::{common_digest, is_common_header};
 use stream::FileLiteral;
@@ -97,14 +98,12 @@ struct Target {
 
 pub async fn fetch(
     s: &mut Session,
+    view: &mut SelectedView,
     uid: bool,
     set: SequenceSet,
     mut items: Vec<FetchAttr>,
 ) -> CmdResult {
     let rev2 = s.enabled.rev2;
-    let State::Selected(_, view) = &mut s.state else {
-        return Err(Status::bad("No mailbox selected."));
-    };
     let pairs = view.resolve(&set, uid)?;
     if uid && !items.contains(&FetchAttr::Uid) {
         items.insert(0, FetchAttr::Uid);
@@ -171,7 +170,7 @@ pub async fn fetch(
         };
         // Messages that must be read whole are small here: all rendered.
         if let Some(r) = inline.filter(|r| r.done == targets.len() && r.holes.is_empty()) {
-            announce(s, &r.keywords);
+            announce(s, view, &r.keywords);
             s.out.extend_from_slice(&r.bytes);
             return Ok(fetch_status(r.gone));
         }
@@ -213,7 +212,7 @@ pub async fn fetch(
         gone += r.gone;
         let (done, big_next) = (r.done, r.big_next);
         let len = r.bytes.len();
-        emit(s, r).await?;
+        emit(s, view, r).await?;
         held.fetch_sub(len, Ordering::Relaxed);
         let mut rest = chunk.get(done..).unwrap_or_default().to_vec();
         if big_next && !rest.is_empty() {
@@ -230,7 +229,7 @@ pub async fn fetch(
                 ));
             }
             gone += r.gone;
-            emit(s, r).await?;
+            emit(s, view, r).await?;
         }
         if !rest.is_empty() {
             // The rest of a chunk that stopped early comes before the
@@ -278,9 +277,9 @@ fn spawn_render(
 
 /// Queues a rendered chunk for the client, filling its holes from the
 /// message files; writes to the socket whenever the output buffer is full.
-async fn emit(s: &mut Session, r: Rendered) -> Result<(), Status> {
+async fn emit(s: &mut Session, view: &mut SelectedView, r: Rendered) -> Result<(), Status> {
     let lost = |_| Status::bad("Connection lost.");
-    announce(s, &r.keywords);
+    announce(s, view, &r.keywords);
     if r.holes.is_empty() {
         s.out.extend_from_slice(&r.bytes);
     } else {
@@ -301,13 +300,11 @@ async fn emit(s: &mut Session, r: Rendered) -> Result<(), Status> {
 /// Sends a new FLAGS response first if the flags about to be sent carry a
 /// keyword the client was not told of (see
 /// `SelectedView::announce_keywords`).
-fn announce(s: &mut Session, flags: &[crate::flags::Flags]) {
+fn announce(s: &mut Session, view: &mut SelectedView, flags: &[crate::flags::Flags]) {
     if flags.is_empty() {
         return;
     }
-    if let State::Selected(_, view) = &mut s.state {
-        view.announce_keywords(flags, &mut s.out);
-    }
+    view.announce_keywords(flags, &mut s.out);
 }
 
 /// How [`render_chunk`] renders.
