@@ -56,6 +56,7 @@ use base64::Engine as _;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use encoding_rs::Encoding;
 
+use super::chars::{is_astring_char, is_atom_char, is_list_char, is_tag_char};
 use super::command::*;
 use crate::flags::{Flag, FlagOp};
 
@@ -121,7 +122,7 @@ pub fn is_append(head: &[u8]) -> bool {
 fn tag_error(bytes: &[u8]) -> ParseError {
     let n = bytes
         .iter()
-        .position(|&c| !super::frame::is_tag_char(c))
+        .position(|&c| !is_tag_char(c))
         .unwrap_or(bytes.len());
     match bytes.get(n) {
         Some(b'\r' | b'\n') | None if n > 0 => ParseError::Bad {
@@ -149,22 +150,6 @@ fn own(mut p: P<'_>, tag: String) -> Result<Command, ParseError> {
         }),
         Err(Fail::Charset) => Err(ParseError::BadCharset { tag }),
     }
-}
-
-/// `ATOM-CHAR` (RFC 9051 §9): any CHAR except atom-specials
-/// `( ) { SP CTL % * " \ ]`.
-pub(crate) fn is_atom_char(b: u8) -> bool {
-    matches!(b, 0x21..=0x7e) && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
-}
-
-/// `ASTRING-CHAR` (ATOM-CHAR / `]`), plus 8-bit bytes (UTF-8 names).
-fn is_astring_char(b: u8) -> bool {
-    is_atom_char(b) || b == b']' || b >= 0x80
-}
-
-/// `list-char` (ATOM-CHAR / list-wildcards / resp-specials), plus 8-bit.
-fn is_list_char(b: u8) -> bool {
-    is_astring_char(b) || b == b'%' || b == b'*'
 }
 
 /// The cursor over one command.
@@ -257,7 +242,7 @@ impl<'a> P<'a> {
 
     /// `tag SP`.
     fn tag(&mut self) -> R<String> {
-        let t = self.take_while(super::frame::is_tag_char);
+        let t = self.take_while(is_tag_char);
         if t.is_empty() || !self.eat(b' ') {
             return bad("Missing or invalid tag");
         }
