@@ -15,8 +15,11 @@
 //!   sessions of one uid, with one folder registry with live sync
 //!   ([`store::Registry::live`]).
 //! - [`proto`]: the IMAP grammar, pure: the framer cuts the byte stream into
-//!   commands under size caps, the parser turns one into a
-//!   [`proto::Command`], `encode` writes response pieces.
+//!   commands under size caps, the parser (`proto::parse`, one file per
+//!   part of the grammar: tokens, values, mailbox commands, APPEND, SEARCH,
+//!   SORT, FETCH, STORE) turns one into a [`proto::Command`], `encode`
+//!   writes response pieces; `proto::chars` holds the character classes
+//!   the framer and the parser share.
 //! - [`session`]: the state machine (not authenticated, authenticated,
 //!   selected, logout); `session/cmd/` has one file per command; the
 //!   selected mailbox's per-session view (sequence numbers, pending
