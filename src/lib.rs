@@ -33,9 +33,14 @@
 //!   lifetime and their live sync (`store::live`, fed by [`watch`]); a
 //!   session reads a folder's changes with one call that never blocks
 //!   ([`store::Folder::changes`]).
+//! - [`message`]: one stored message as bytes, the leaf under both the
+//!   store and `mime`: its MIME part tree, which bytes are served as
+//!   stored (binary parts), the CRLF form IMAP serves and its size
+//!   ([`message::crlf_size`], RFC822.SIZE: the store's `,W=` and FETCH's
+//!   number are this one function).
 //! - [`mime`]: message content for FETCH, SEARCH and SORT (ENVELOPE,
 //!   BODYSTRUCTURE, sections, BINARY, text search, base subjects, the
-//!   i;unicode-casemap collation).
+//!   i;unicode-casemap collation), rendered from `message`.
 //! - [`watch`]: the process's one inotify watcher (polling fallback).
 //! - [`auth`]: passwd-file and PAM users, SASL, failure throttling.
 //! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`].
@@ -47,6 +52,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod flags;
+pub mod message;
 pub mod mime;
 pub mod mutf7;
 pub mod proto;

@@ -172,7 +172,7 @@ pub async fn thread(s: &mut Session, cmd: ThreadCommand) -> CmdResult {
                 ..Item::default()
             };
             if references {
-                let ids = |f: &Option<crate::mime::tree::Field<'_>>| {
+                let ids = |f: &Option<crate::message::tree::Field<'_>>| {
                     f.as_ref().map(|f| message_ids(f.value)).unwrap_or_default()
                 };
                 it.message_id = ids(&h.message_id).into_iter().next();

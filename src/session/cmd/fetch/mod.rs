@@ -923,7 +923,7 @@ mod tests {
                     .unwrap();
                 assert_eq!(got.done, 1);
                 assert!(!m.is_empty() || got.holes.is_empty());
-                if crate::mime::may_have_binary(m) {
+                if crate::message::may_have_binary(m) {
                     assert!(got.holes.is_empty(), "in memory: {items:?}");
                 } else if !m.is_empty() && items.iter().any(sends_body) {
                     assert!(!got.holes.is_empty(), "streamed: {items:?}");

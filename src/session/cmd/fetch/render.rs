@@ -278,7 +278,9 @@ pub(super) fn whole_message<'a>(
     if lazy.msg.is_some() {
         return Ok(std::borrow::Cow::Borrowed(lazy.get()?.bytes()));
     }
-    Ok(std::borrow::Cow::Owned(crate::mime::to_crlf(lazy.raw()?)))
+    Ok(std::borrow::Cow::Owned(crate::message::to_crlf(
+        lazy.raw()?,
+    )))
 }
 
 /// The top-level header (`BODY[HEADER]`, `RFC822.HEADER`) of a message
