@@ -26,7 +26,11 @@
 //!   expunges) is `session::view`; big APPEND literals go to disk as they
 //!   arrive (`session::literal`, into a `store::Spool`); what SEARCH, SORT
 //!   and THREAD mean is `session::search`, `session::sort` and
-//!   `session::thread`, pure.
+//!   `session::thread`, pure. What several commands share lives beside
+//!   them, never in one of them: `session::mailboxes` (the LIST name space,
+//!   LIST and STATUS lines), `session::unlocked` (store calls that wait
+//!   for another program's folder lock without a thread), `session::names`
+//!   (mailbox names on the wire). No command file imports another.
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
 //!   `spawn_blocking`, or a nowait scope): folders, UIDs, flags, sync with
 //!   the disk, saving; the registry of open folders, which owns their

@@ -2,9 +2,10 @@
 
 use crate::proto::StatusItem;
 use crate::proto::response::{Code, StatusKind};
-use crate::session::names::{SEP, from_wire, to_wire};
+use crate::session::mailboxes::status_line;
+use crate::session::names::{SEP, from_wire};
+use crate::session::unlocked::blocking_unlocked;
 use crate::session::{CmdResult, Session, State, Status, blocking};
-use crate::store::FolderStatus;
 
 pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) -> CmdResult {
     if !special_use.is_empty() {
@@ -46,7 +47,7 @@ pub async fn delete(s: &mut Session, mailbox: String) -> CmdResult {
     // reconnect and log in again for nothing.
     if let State::Selected(_, view) = &s.state {
         if view.name == name {
-            super::select::leave_selected(s);
+            s.state.leave_selected();
             s.untagged(
                 StatusKind::Ok,
                 Some(Code::Closed),
@@ -101,38 +102,11 @@ pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) ->
     let store = s.store()?;
     let n = name.clone();
     let need_size = items.contains(&StatusItem::Size);
-    let st = super::select::blocking_unlocked(&store.clone(), &name, move || {
+    let st = blocking_unlocked(&store.clone(), &name, move || {
         store.status_opts(&n, need_size)
     })
     .await??;
     let line = status_line(&name, &st, &items, s);
     s.line(line);
     Ok(Status::ok("STATUS completed."))
-}
-
-/// `* STATUS name (ITEM n ...)`, also used by LIST-STATUS.
-pub fn status_line(name: &str, st: &FolderStatus, items: &[StatusItem], s: &Session) -> Vec<u8> {
-    let mut line = b"* STATUS ".to_vec();
-    crate::proto::encode::astring(&mut line, to_wire(name, s.enabled).as_bytes(), true);
-    line.extend_from_slice(b" (");
-    let parts: Vec<String> = items
-        .iter()
-        .map(|i| match i {
-            StatusItem::Messages => format!("MESSAGES {}", st.messages),
-            StatusItem::UidNext => format!("UIDNEXT {}", st.uidnext),
-            StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uidvalidity),
-            StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
-            StatusItem::Deleted => format!("DELETED {}", st.deleted),
-            StatusItem::Size => format!("SIZE {}", st.size),
-            StatusItem::Recent => format!("RECENT {}", st.recent),
-            StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
-            // The same for every mailbox: the one APPENDLIMIT= advertises.
-            StatusItem::AppendLimit => {
-                format!("APPENDLIMIT {}", crate::session::caps::append_limit(s))
-            }
-        })
-        .collect();
-    line.extend_from_slice(parts.join(" ").as_bytes());
-    line.push(b')');
-    line
 }
