@@ -30,7 +30,11 @@
 //!   them, never in one of them: `session::mailboxes` (the LIST name space,
 //!   LIST and STATUS lines), `session::unlocked` (store calls that wait
 //!   for another program's folder lock without a thread), `session::names`
-//!   (mailbox names on the wire). No command file imports another.
+//!   (mailbox names on the wire), `session::evaluate` (a search program
+//!   run over a folder: SEARCH, SORT, THREAD), `session::digest` (the
+//!   cached digest of common header fields, from the cache or made and
+//!   cached: FETCH, SEARCH, SORT, THREAD). No command file imports
+//!   another; the FLAGS item all of them send is `proto::encode`'s.
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
 //!   `spawn_blocking`, or a nowait scope): folders, UIDs, flags, sync with
 //!   the disk, saving; the registry of open folders, which owns their

@@ -1,12 +1,12 @@
 //! Small helpers the session writes responses with: strings (quoted or
-//! literal), astrings, flag lists, sequence sets, `date-time` and THREAD's
-//! thread lists.
+//! literal), astrings, flag lists and the `FLAGS` item, sequence sets,
+//! `date-time` and THREAD's thread lists.
 //!
 //! Owns the choice between the wire forms of a value (RFC 9051 §4.3, §9).
-//! Appends to a caller's buffer and never fails; it must never decide
+//! Appends to a caller's buffer (or returns the string) and never fails; it must never decide
 //! *what* to say (that is the session's) nor do any I/O.
 
-use crate::flags::Flag;
+use crate::flags::{Flag, Flags};
 
 /// Strings longer than this go out as literals: some clients cap quoted
 /// strings, and a literal needs no escaping pass on their side.
@@ -81,6 +81,18 @@ pub fn flag_list(out: &mut Vec<u8>, flags: impl IntoIterator<Item = Flag>) {
         out.extend_from_slice(f.as_imap().as_bytes());
     }
     out.push(b')');
+}
+
+/// The FETCH item `FLAGS (...)`, with `\Recent` when the session holds
+/// it (FETCH, STORE and unsolicited flag updates send it alike).
+pub fn flags_string(flags: &Flags, recent: bool) -> String {
+    let mut v: Vec<u8> = b"FLAGS ".to_vec();
+    let mut all: Vec<Flag> = flags.iter().collect();
+    if recent {
+        all.push(Flag::Extension("Recent".into()));
+    }
+    flag_list(&mut v, all);
+    String::from_utf8_lossy(&v).into_owned()
 }
 
 /// Sorted numbers compressed to `1:3,7,9:10`. Input need not be sorted;

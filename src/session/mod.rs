@@ -24,6 +24,8 @@
 
 pub mod caps;
 pub mod cmd;
+pub(crate) mod digest;
+pub(crate) mod evaluate;
 mod literal;
 pub(crate) mod mailboxes;
 pub mod names;

@@ -308,7 +308,7 @@ impl SelectedView {
             if with_uid || enabled.rev2 {
                 line.push_str(&format!("UID {} ", m.uid));
             }
-            line.push_str(&super::cmd::fetch::flags_string(
+            line.push_str(&crate::proto::encode::flags_string(
                 &m.flags,
                 !enabled.rev2 && self.recent.contains(&m.uid),
             ));

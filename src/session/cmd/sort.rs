@@ -1,7 +1,7 @@
 //! SORT and THREAD (RFC 5256 §3, RFC 5957) and their UID forms.
 //!
 //! The search criteria are evaluated exactly as SEARCH evaluates them
-//! ([`super::search::evaluate`]); then each found message's sort or
+//! (`session::evaluate`); then each found message's sort or
 //! thread values are read from the store's cached digest of common header
 //! fields (`CacheField::CommonHeaders`, which holds Date, Subject, From,
 //! To, Cc, Message-ID, In-Reply-To and References), made from the header
@@ -11,12 +11,12 @@
 //! Everything runs off the runtime, split across the machine's cores.
 use crate::proto::encode::{ThreadNode, thread_lists};
 use crate::proto::{SortCommand, SortKey, ThreadAlgorithm, ThreadCommand};
+use crate::session::digest::common_digest;
+use crate::session::evaluate::{Candidates, evaluate};
 use crate::session::sort::{self, Facts, Headers, Value};
 use crate::session::thread::{self, Item, message_ids};
 use crate::session::{CmdResult, Session, State, Status, blocking};
 use crate::store::CacheField;
-
-use super::search::{Candidates, evaluate};
 
 /// What a command needs besides the header digest.
 #[derive(Clone, Copy)]
@@ -60,7 +60,7 @@ fn gather<T: Send>(
                         .get(k)
                         .cloned()
                         .flatten()
-                        .or_else(|| super::fetch::common_digest(folder, uid).ok())
+                        .or_else(|| common_digest(folder, uid).ok())
                 } else {
                     None
                 };

@@ -3,8 +3,8 @@
 
 use crate::flags::{Flag, FlagOp, Flags};
 use crate::proto::SequenceSet;
+use crate::proto::encode::flags_string;
 use crate::proto::response::Code;
-use crate::session::cmd::fetch::flags_string;
 use crate::session::{CmdResult, Session, State, Status, blocking};
 
 #[allow(clippy::too_many_arguments)]
