@@ -1,12 +1,12 @@
 //! Small helpers the session writes responses with: strings (quoted or
-//! literal), astrings, flag lists and the `FLAGS` item, sequence sets,
-//! `date-time` and THREAD's thread lists.
+//! literal), astrings, flag lists, sequence sets, `date-time` and THREAD's
+//! thread lists.
 //!
 //! Owns the choice between the wire forms of a value (RFC 9051 §4.3, §9).
-//! Appends to a caller's buffer (or returns the string) and never fails; it must never decide
+//! Appends to a caller's buffer and never fails; it must never decide
 //! *what* to say (that is the session's) nor do any I/O.
 
-use crate::flags::{Flag, Flags};
+use crate::flags::Flag;
 
 /// Strings longer than this go out as literals: some clients cap quoted
 /// strings, and a literal needs no escaping pass on their side.
@@ -26,7 +26,7 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
     if needs_literal {
         // NUL cannot appear even in a literal (`CHAR8` excludes it): drop it.
         let nuls = s.iter().filter(|&&c| c == 0).count();
-        out.extend_from_slice(format!("{{{}}}\r\n", s.len() - nuls).as_bytes());
+        literal_prefix(out, (s.len() - nuls) as u64, false);
         if nuls == 0 {
             out.extend_from_slice(s);
         } else {
@@ -46,6 +46,44 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
     }
     out.extend_from_slice(rest);
     out.push(b'"');
+}
+
+/// `{n}\r\n`, or `~{n}\r\n` for a `literal8` (RFC 3516 §4.3): the
+/// prefix of a literal whose `n` bytes the caller sends next (from memory
+/// or from a file).
+pub fn literal_prefix(out: &mut Vec<u8>, len: u64, literal8: bool) {
+    use std::io::Write;
+    if literal8 {
+        out.push(b'~');
+    }
+    let _ = write!(out, "{{{len}}}\r\n");
+}
+
+/// `data` as a `{n}` literal: every item but BINARY. A literal's CHAR8
+/// excludes NUL (RFC 9051 §4.3, §9), and outside BINARY binary data MUST
+/// be sent in a textual form; a stored part with NULs is not re-encoded
+/// (BODYSTRUCTURE and every size would then have to describe the encoded
+/// form), so each NUL is sent as 0x80, as Dovecot does: the string keeps
+/// its size and structure, and BINARY gives the exact bytes.
+pub fn text_literal(out: &mut Vec<u8>, data: &[u8]) {
+    literal_prefix(out, data.len() as u64, false);
+    let mark = out.len();
+    out.extend_from_slice(data);
+    if memchr::memchr(0, data).is_some() {
+        for b in &mut out[mark..] {
+            if *b == 0 {
+                *b = 0x80;
+            }
+        }
+    }
+}
+
+/// `BINARY` data: a `literal8` when it holds a NUL, else a `{n}` literal
+/// (RFC 3516 §4.3, RFC 9051 §7.5.2: data without NUL SHOULD be a string,
+/// so the client knows there is none without scanning).
+pub fn binary_literal(out: &mut Vec<u8>, data: &[u8]) {
+    literal_prefix(out, data.len() as u64, data.contains(&0));
+    out.extend_from_slice(data);
 }
 
 /// `NIL` or [`string`].
@@ -81,18 +119,6 @@ pub fn flag_list(out: &mut Vec<u8>, flags: impl IntoIterator<Item = Flag>) {
         out.extend_from_slice(f.as_imap().as_bytes());
     }
     out.push(b')');
-}
-
-/// The FETCH item `FLAGS (...)`, with `\Recent` when the session holds
-/// it (FETCH, STORE and unsolicited flag updates send it alike).
-pub fn flags_string(flags: &Flags, recent: bool) -> String {
-    let mut v: Vec<u8> = b"FLAGS ".to_vec();
-    let mut all: Vec<Flag> = flags.iter().collect();
-    if recent {
-        all.push(Flag::Extension("Recent".into()));
-    }
-    flag_list(&mut v, all);
-    String::from_utf8_lossy(&v).into_owned()
 }
 
 /// Sorted numbers compressed to `1:3,7,9:10`. Input need not be sorted;

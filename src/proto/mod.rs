@@ -18,6 +18,7 @@
 //! - [`sequence`]: sequence-set arithmetic.
 pub(crate) mod chars;
 pub mod command;
+pub mod data;
 pub mod encode;
 pub mod frame;
 #[doc(hidden)]

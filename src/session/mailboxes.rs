@@ -1,6 +1,6 @@
 //! How mailboxes are described to a client, shared by the commands that
 //! describe them: the name space LIST shows, the `* LIST` line of one of
-//! its entries, and the `* STATUS` line. LIST and LSUB (`cmd::list`),
+//! its entries, and the `* STATUS` response. LIST and LSUB (`cmd::list`),
 //! SELECT (the LIST line RFC 9051 §6.3.2 puts in a rev2 SELECT response,
 //! `cmd::select`) and STATUS (`cmd::mailbox`, and LIST-STATUS, RFC 5819)
 //! all use them, so none of those commands imports another.
@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::proto::data::{Data, ListAttr, StatusValue};
 use crate::proto::{ListReturn, ListSelect, StatusItem};
 use crate::session::names::{SEP, special_use, to_wire};
 use crate::session::{Session, Status, blocking};
@@ -108,32 +109,36 @@ pub(crate) fn list_line(
     if !e.exists && !e.has_children && !select.subscribed {
         return None;
     }
-    let mut attrs: Vec<&str> = Vec::new();
+    let mut attrs: Vec<ListAttr> = Vec::new();
     if !e.exists {
         if extended || enabled.rev2 {
-            attrs.push("\\NonExistent");
+            attrs.push(ListAttr::NonExistent);
         } else {
-            attrs.push("\\Noselect");
+            attrs.push(ListAttr::Noselect);
         }
     }
     attrs.push(if e.has_children {
-        "\\HasChildren"
+        ListAttr::HasChildren
     } else {
-        "\\HasNoChildren"
+        ListAttr::HasNoChildren
     });
     if e.subscribed && (select.subscribed || ret.subscribed) {
-        attrs.push("\\Subscribed");
+        attrs.push(ListAttr::Subscribed);
     }
     if let Some(u) = use_attr {
         if e.exists {
-            attrs.push(u);
+            attrs.push(ListAttr::Use(u));
         }
     }
-    let mut line = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
-    crate::proto::encode::astring(&mut line, to_wire(name, enabled).as_bytes(), true);
-    if childinfo {
-        line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
-    }
+    let mut line = Vec::new();
+    crate::proto::data::write(
+        &mut line,
+        &Data::List {
+            attrs: &attrs,
+            name: to_wire(name, enabled).as_bytes(),
+            childinfo_subscribed: childinfo,
+        },
+    );
     Some(line)
 }
 
@@ -154,34 +159,33 @@ pub(crate) fn select_list_line(
     list_line(name, e, &ListSelect::default(), &ret, true, enabled)
 }
 
-/// `* STATUS name (ITEM n ...)`, also used by LIST-STATUS.
-pub(crate) fn status_line(
+/// Queues `* STATUS name (ITEM n ...)`, also used by LIST-STATUS.
+pub(crate) fn status_response(
     name: &str,
     st: &FolderStatus,
     items: &[StatusItem],
-    s: &Session,
-) -> Vec<u8> {
-    let mut line = b"* STATUS ".to_vec();
-    crate::proto::encode::astring(&mut line, to_wire(name, s.enabled).as_bytes(), true);
-    line.extend_from_slice(b" (");
-    let parts: Vec<String> = items
+    s: &mut Session,
+) {
+    let values: Vec<StatusValue> = items
         .iter()
         .map(|i| match i {
-            StatusItem::Messages => format!("MESSAGES {}", st.messages),
-            StatusItem::UidNext => format!("UIDNEXT {}", st.uidnext),
-            StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uidvalidity),
-            StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
-            StatusItem::Deleted => format!("DELETED {}", st.deleted),
-            StatusItem::Size => format!("SIZE {}", st.size),
-            StatusItem::Recent => format!("RECENT {}", st.recent),
-            StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
+            StatusItem::Messages => StatusValue::Messages(st.messages as u64),
+            StatusItem::UidNext => StatusValue::UidNext(st.uidnext as u64),
+            StatusItem::UidValidity => StatusValue::UidValidity(st.uidvalidity as u64),
+            StatusItem::Unseen => StatusValue::Unseen(st.unseen as u64),
+            StatusItem::Deleted => StatusValue::Deleted(st.deleted as u64),
+            StatusItem::Size => StatusValue::Size(st.size),
+            StatusItem::Recent => StatusValue::Recent(st.recent as u64),
+            StatusItem::HighestModSeq => StatusValue::HighestModSeq(st.highest_modseq),
             // The same for every mailbox: the one APPENDLIMIT= advertises.
             StatusItem::AppendLimit => {
-                format!("APPENDLIMIT {}", crate::session::caps::append_limit(s))
+                StatusValue::AppendLimit(crate::session::caps::append_limit(s))
             }
         })
         .collect();
-    line.extend_from_slice(parts.join(" ").as_bytes());
-    line.push(b')');
-    line
+    let name = to_wire(name, s.enabled);
+    s.data(&Data::Status {
+        name: name.as_bytes(),
+        values: &values,
+    });
 }

@@ -7,8 +7,9 @@
 use std::collections::BTreeSet;
 
 use crate::proto::ListCommand;
+use crate::proto::data::{Data, ListAttr};
 use crate::session::mailboxes::{
-    ancestors, build, list_line, names_and_subscriptions, status_line,
+    ancestors, build, list_line, names_and_subscriptions, status_response,
 };
 use crate::session::names::{combine, pattern_matches, to_wire};
 use crate::session::unlocked::blocking_unlocked;
@@ -26,7 +27,11 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
     let reference = crate::session::names::from_wire(&reference, enabled).unwrap_or(reference);
     // `LIST "" ""`: the hierarchy delimiter and root (RFC 9051 §6.3.9).
     if patterns.len() == 1 && patterns[0].is_empty() {
-        s.line("* LIST (\\Noselect) \"/\" \"\"");
+        s.data(&Data::List {
+            attrs: &[ListAttr::Noselect],
+            name: b"",
+            childinfo_subscribed: false,
+        });
         return Ok(Status::ok("LIST completed."));
     }
     // A pattern that is not valid modified UTF-7 names no mailbox: it
@@ -50,15 +55,14 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         let Some(line) = list_line(name, e, &select, &ret, extended, enabled) else {
             continue;
         };
-        s.line(line);
+        s.out.extend_from_slice(&line);
         // LIST-STATUS: each STATUS right after its LIST (RFC 5819 §2: MUST).
         if let (Some(items), true) = (&ret.status, e.exists) {
             let st = store.clone();
             let n = name.clone();
             let status = blocking_unlocked(&store, name, move || st.status_opts(&n, need_size));
             if let Ok(Ok(fs)) = status.await {
-                let line = status_line(name, &fs, items, s);
-                s.line(line);
+                status_response(name, &fs, items, s);
             }
         }
     }
@@ -68,7 +72,10 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
 pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdResult {
     let enabled = s.enabled;
     if pattern.is_empty() {
-        s.line("* LSUB (\\Noselect) \"/\" \"\"");
+        s.data(&Data::Lsub {
+            attrs: &[ListAttr::Noselect],
+            name: b"",
+        });
         return Ok(Status::ok("LSUB completed."));
     }
     let reference = crate::session::names::from_wire(&reference, enabled).unwrap_or(reference);
@@ -102,14 +109,15 @@ pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdRes
     // even when the folder exists: it is not subscribed (RFC 3501 §6.3.9;
     // Dovecot answers the same).
     for name in out {
-        let attrs = if subs.contains(&name) {
-            ""
+        let attrs: &[ListAttr] = if subs.contains(&name) {
+            &[]
         } else {
-            "\\Noselect"
+            &[ListAttr::Noselect]
         };
-        let mut line = format!("* LSUB ({attrs}) \"/\" ").into_bytes();
-        crate::proto::encode::astring(&mut line, to_wire(&name, enabled).as_bytes(), true);
-        s.line(line);
+        s.data(&Data::Lsub {
+            attrs,
+            name: to_wire(&name, enabled).as_bytes(),
+        });
     }
     Ok(Status::ok("LSUB completed."))
 }

@@ -2,7 +2,7 @@
 
 use crate::proto::StatusItem;
 use crate::proto::response::{Code, StatusKind};
-use crate::session::mailboxes::status_line;
+use crate::session::mailboxes::status_response;
 use crate::session::names::{SEP, from_wire};
 use crate::session::unlocked::blocking_unlocked;
 use crate::session::{CmdResult, Session, State, Status, blocking};
@@ -106,7 +106,6 @@ pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) ->
         store.status_opts(&n, need_size)
     })
     .await??;
-    let line = status_line(&name, &st, &items, s);
-    s.line(line);
+    status_response(&name, &st, &items, s);
     Ok(Status::ok("STATUS completed."))
 }

@@ -26,6 +26,7 @@ mod stream;
 use render::*;
 
 use crate::flags::{Flag, FlagOp, Flags, sys};
+use crate::proto::data::{self, Data, FetchItem};
 use crate::proto::{FetchAttr, SequenceSet};
 use crate::session::digest::from_common_headers;
 use crate::session::{CmdResult, Session, State, Status, blocking};
@@ -477,7 +478,14 @@ fn render_chunk(
         };
         let Some(meta) = meta else {
             if uid_only {
-                out.extend_from_slice(format!("* {} FETCH (UID {})\r\n", t.seq, t.uid).as_bytes());
+                let items = [FetchItem::Uid(t.uid)];
+                data::write(
+                    &mut out,
+                    &Data::Fetch {
+                        seq: t.seq,
+                        items: &items,
+                    },
+                );
             } else {
                 gone += 1;
             }

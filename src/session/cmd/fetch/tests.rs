@@ -154,7 +154,7 @@ fn cold_items_match_the_parsed_message() {
                     }
                     _ => {
                         want.extend_from_slice(b"BODY[HEADER] ");
-                        literal(&mut want, &m.section(&header));
+                        crate::proto::encode::text_literal(&mut want, &m.section(&header));
                     }
                 }
             }
