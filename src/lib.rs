@@ -34,7 +34,7 @@
 //!   run over a folder: SEARCH, SORT, THREAD), `session::digest` (the
 //!   cached digest of common header fields, from the cache or made and
 //!   cached: FETCH, SEARCH, SORT, THREAD). No command file imports
-//!   another; the FLAGS item all of them send is `proto::encode`'s.
+//!   another; the responses they send are typed in `proto::data`.
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
 //!   `spawn_blocking`, or a nowait scope): folders, UIDs, flags, sync with
 //!   the disk, saving; the registry of open folders, which owns their
