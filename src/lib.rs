@@ -15,24 +15,40 @@
 //!   sessions of one uid, with one folder registry with live sync
 //!   ([`store::Registry::live`]).
 //! - [`proto`]: the IMAP grammar, pure: the framer cuts the byte stream into
-//!   commands under size caps, the parser turns one into a
-//!   [`proto::Command`], `encode` writes response pieces.
+//!   commands under size caps, the parser (`proto::parse`, one file per
+//!   part of the grammar: tokens, values, mailbox commands, APPEND, SEARCH,
+//!   SORT, FETCH, STORE) turns one into a [`proto::Command`], `encode`
+//!   writes response pieces; `proto::chars` holds the character classes
+//!   the framer and the parser share.
 //! - [`session`]: the state machine (not authenticated, authenticated,
 //!   selected, logout); `session/cmd/` has one file per command; the
 //!   selected mailbox's per-session view (sequence numbers, pending
 //!   expunges) is `session::view`; big APPEND literals go to disk as they
 //!   arrive (`session::literal`, into a `store::Spool`); what SEARCH, SORT
 //!   and THREAD mean is `session::search`, `session::sort` and
-//!   `session::thread`, pure.
+//!   `session::thread`, pure. What several commands share lives beside
+//!   them, never in one of them: `session::mailboxes` (the LIST name space,
+//!   LIST and STATUS lines), `session::unlocked` (store calls that wait
+//!   for another program's folder lock without a thread), `session::names`
+//!   (mailbox names on the wire), `session::evaluate` (a search program
+//!   run over a folder: SEARCH, SORT, THREAD), `session::digest` (the
+//!   cached digest of common header fields, from the cache or made and
+//!   cached: FETCH, SEARCH, SORT, THREAD). No command file imports
+//!   another; the responses they send are typed in `proto::data`.
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
 //!   `spawn_blocking`, or a nowait scope): folders, UIDs, flags, sync with
 //!   the disk, saving; the registry of open folders, which owns their
 //!   lifetime and their live sync (`store::live`, fed by [`watch`]); a
 //!   session reads a folder's changes with one call that never blocks
 //!   ([`store::Folder::changes`]).
+//! - [`message`]: one stored message as bytes, the leaf under both the
+//!   store and `mime`: its MIME part tree, which bytes are served as
+//!   stored (binary parts), the CRLF form IMAP serves and its size
+//!   ([`message::crlf_size`], RFC822.SIZE: the store's `,W=` and FETCH's
+//!   number are this one function).
 //! - [`mime`]: message content for FETCH, SEARCH and SORT (ENVELOPE,
 //!   BODYSTRUCTURE, sections, BINARY, text search, base subjects, the
-//!   i;unicode-casemap collation).
+//!   i;unicode-casemap collation), rendered from `message`.
 //! - [`watch`]: the process's one inotify watcher (polling fallback).
 //! - [`auth`]: passwd-file and PAM users, SASL, failure throttling.
 //! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`].
@@ -44,6 +60,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod flags;
+pub mod message;
 pub mod mime;
 pub mod mutf7;
 pub mod proto;

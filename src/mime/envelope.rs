@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::crlf::crlf_value;
-use super::tree::{Field, fields, unfold};
+use crate::message::crlf::crlf_value;
+use crate::message::tree::{Field, fields, unfold};
 use crate::proto::encode::{nstring, string};
 
 /// Writes the ENVELOPE list of the message whose header is `data[header]`.

@@ -2,7 +2,7 @@
 //! render ENVELOPE, BODYSTRUCTURE, body sections and BINARY parts, all in
 //! the CRLF form IMAP counts in. Pure: bytes in, bytes out; no I/O, no
 //! clocks, and it must never panic or loop on hostile input (every range is
-//! bounds-checked, nesting is capped at `tree::MAX_DEPTH`).
+//! bounds-checked, nesting is capped at `message::tree::MAX_DEPTH`).
 //!
 //! # What is ours and what is mailparse's
 //!
@@ -10,8 +10,8 @@
 //! and body, and BODYSTRUCTURE needs parameters in their written order with
 //! their encodings intact. `mailparse::parse_mail` gives neither (it exposes
 //! decoded values, sorted parameter maps, and no offsets of the header
-//! block), so the part tree (`tree`), header-field splitting, parameter
-//! lists and the ENVELOPE address parser (`envelope`) are ours.
+//! block), so the part tree (`message::tree`), header-field splitting,
+//! parameter lists and the ENVELOPE address parser (`envelope`) are ours.
 //! mailparse is used where its decoded view is what is wanted: RFC 2047
 //! decoding and unfolding of header values for SEARCH (`MailHeader::
 //! get_value`). Transfer decoding (`decode`) is ours so that it is
@@ -21,23 +21,23 @@
 //! stored bytes in place (no per-message copy), and so do the renderers a
 //! cold `FETCH 1:* (ENVELOPE BODYSTRUCTURE)` runs per message
 //! ([`envelope_of`], [`body_structure_of`], [`header_fields_of`]): they
-//! count sizes in CRLF terms (`crlf`) and read the few values whose parsing
-//! treats CR and LF differently in their CRLF form, so they give exactly
-//! what [`Message::parse`] gives. That one first normalises the whole
+//! count sizes in CRLF terms (`message::crlf`) and read the few values
+//! whose parsing treats CR and LF differently in their CRLF form, so they
+//! give exactly what [`Message::parse`] gives. That one first normalises the whole
 //! message to CRLF, because body sections are served from it and every
 //! offset it reports must be the IMAP one.
 //!
-//! What "CRLF form" means for a message with binary parts is `kept`'s
-//! rule: every bare LF becomes CRLF except inside the body of a non-text
-//! part whose Content-Transfer-Encoding is `binary`, which is data and is
-//! served and counted as stored (RFC 2045 §2.9, RFC 3516 §4.3); see that
-//! module for why. Outside BINARY a literal never carries NUL (RFC 9051
+//! What "CRLF form" means for a message with binary parts is the rule of
+//! `message::kept`: every bare LF becomes CRLF except inside the body of a
+//! non-text part whose Content-Transfer-Encoding is `binary`, which is data
+//! and is served and counted as stored (RFC 2045 §2.9, RFC 3516 §4.3); see
+//! that module for why. Outside BINARY a literal never carries NUL (RFC 9051
 //! §4.3): FETCH sends it as 0x80 (`session::cmd::fetch::render::literal`).
 //!
-//! Layout: `crlf` (line-end counting and conversion), `kept` (which bytes
-//! are data, RFC822.SIZE, the served form), `tree` (part
-//! boundaries, header fields, parameters),
-//! `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
+//! Layout: the part tree, the served (CRLF) form and RFC822.SIZE are
+//! [`crate::message`]'s (`crlf`, `kept`, `tree`), a leaf the store uses
+//! too (its doc says why they are not here); this module renders from
+//! them: `envelope`, `structure` (BODY/BODYSTRUCTURE), `decode` (base64,
 //! quoted-printable), `preview` (RFC 8970), `search_text` (the content
 //! side of SEARCH, used by `session::search`), `subject` (RFC 5256 base
 //! subject) and `collate` (i;unicode-casemap), which SORT and THREAD
@@ -48,17 +48,15 @@ use std::ops::Range;
 use crate::proto::{Section, SectionText};
 
 pub(crate) mod collate;
-mod crlf;
 mod decode;
 mod envelope;
-mod kept;
 mod preview;
 pub(crate) mod search_text;
 mod structure;
 pub(crate) mod subject;
-pub(crate) mod tree;
 
-use tree::{Cte, Kind, Part};
+use crate::message::tree::{Cte, Kind, Part};
+use crate::message::{crlf, kept, tree};
 
 /// A parsed message. Holds the CRLF-normalised bytes and the MIME part tree
 /// (offsets into those bytes).
@@ -77,7 +75,6 @@ pub enum BinaryError {
 }
 
 pub(crate) use envelope::first_address;
-pub use kept::{crlf_size, may_have_binary, to_crlf};
 
 /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT of a CRLF header block,
 /// appended to `out`: the matching fields in their order, then the blank
@@ -234,7 +231,7 @@ fn find<'a>(root: &'a Part, path: &[u32]) -> Option<&'a Part> {
 impl Message {
     /// Never fails: broken MIME degrades to a single text/plain part.
     pub fn parse(raw: &[u8]) -> Message {
-        let data = to_crlf(raw);
+        let data = kept::to_crlf(raw);
         let root = tree::parse_message(&data);
         // The same parts as in `raw`, at their served offsets.
         let kept = kept::Kept::from_tree(&root);

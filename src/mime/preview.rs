@@ -10,7 +10,7 @@
 //! the index) on top of it; tested here and in `mime::tests` meanwhile.
 use super::decode;
 use super::search_text::part_charset;
-use super::tree::{Cte, Kind, Part, fields};
+use crate::message::tree::{Cte, Kind, Part, fields};
 
 /// Length the preview is cut to (RFC 8970 §3 suggests 200 characters).
 pub(crate) const MAX_CHARS: usize = 200;
@@ -46,7 +46,7 @@ fn is_attachment(data: &[u8], p: &Part) -> bool {
     fields(data, p.header.clone())
         .find(|f| f.is(b"content-disposition"))
         .is_some_and(|f| {
-            let v = super::tree::trim(f.value);
+            let v = crate::message::tree::trim(f.value);
             v.len() >= 10 && v[..10].eq_ignore_ascii_case(b"attachment")
         })
 }
@@ -134,7 +134,7 @@ fn collapse(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mime::tree::parse_message;
+    use crate::message::tree::parse_message;
 
     fn pv(raw: &str) -> String {
         preview(raw.as_bytes(), &parse_message(raw.as_bytes()))

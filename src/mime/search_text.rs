@@ -24,7 +24,7 @@ use encoding_rs::Encoding;
 use memchr::memmem;
 
 use super::decode;
-use super::tree::{Cte, Field, Kind, Part, fields, media_type, param};
+use crate::message::tree::{Cte, Field, Kind, Part, fields, media_type, param};
 
 /// A lower-cased search string with its prepared searcher.
 pub(crate) struct Needle {
@@ -340,7 +340,7 @@ pub(crate) fn first_value<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mime::tree::parse_message;
+    use crate::message::tree::parse_message;
 
     fn body(raw: &[u8], needle: &str) -> bool {
         body_matches(raw, &parse_message(raw), &Needle::new(needle))

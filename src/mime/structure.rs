@@ -8,10 +8,10 @@
 //! does: decoding is the client's job and keeps 8-bit out of the strings.
 use std::borrow::Cow;
 
-use super::crlf::{crlf_value, line_ends};
 use super::envelope;
-use super::kept::Kept;
-use super::tree::{Kind, Param, Part, is_token, media_type_params, params, trim, unfold};
+use crate::message::crlf::{crlf_value, line_ends};
+use crate::message::kept::Kept;
+use crate::message::tree::{Kind, Param, Part, is_token, media_type_params, params, trim, unfold};
 use crate::proto::encode::{nstring, string};
 
 /// Writes `body` for `part` (a message root or any part). `kept`: the

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::message::{crlf_size, to_crlf};
 
 fn sec(part: &[u32], text: Option<SectionText>) -> Section {
     Section {
@@ -658,7 +659,7 @@ fn part_count_is_capped() {
 
 #[test]
 fn parameter_lists() {
-    use super::tree::params;
+    use crate::message::tree::params;
     let cases: &[(&str, &[(&str, &str)])] = &[
         (
             "; charset=utf-8; format=flowed",

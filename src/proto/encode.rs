@@ -100,7 +100,7 @@ pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>, utf8: bool) {
 pub fn astring(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
     let atom = !s.is_empty()
         && s.iter()
-            .all(|&b| super::parse::is_atom_char(b) || b == b']')
+            .all(|&b| super::chars::is_atom_char(b) || b == b']')
         && !s.eq_ignore_ascii_case(b"NIL");
     if atom {
         out.extend_from_slice(s);

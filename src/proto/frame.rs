@@ -62,6 +62,8 @@
 
 use std::mem;
 
+use super::chars::is_tag_char;
+
 /// Hard limits applied before parsing (SPEC §3 `[limits]`).
 #[derive(Clone, Copy, Debug)]
 pub struct FrameLimits {
@@ -83,10 +85,10 @@ pub enum Limit {
 #[derive(Debug, PartialEq)]
 pub enum Frame {
     /// A complete command: its lines with the literals inline, ready for
-    /// [`super::parse::parse_command`]; `diverted` lists, in order, the
+    /// the parser (`proto::parse`); `diverted` lists, in order, the
     /// offsets in `bytes` right after the announcement of each literal that
     /// was diverted (its data is not in `bytes`; see
-    /// [`super::parse::parse_command_diverted`]).
+    /// `parse_command_diverted`).
     Command {
         bytes: Vec<u8>,
         diverted: Vec<usize>,
@@ -622,11 +624,6 @@ pub(crate) fn tag_of(line: &[u8]) -> Option<String> {
     }
     // All tag chars are ASCII.
     Some(String::from_utf8_lossy(tag).into_owned())
-}
-
-/// `ASTRING-CHAR` except `+` (RFC 9051 §9).
-pub(crate) fn is_tag_char(b: u8) -> bool {
-    b != b'+' && (super::parse::is_atom_char(b) || b == b']')
 }
 
 /// A literal announcement ending `line` (without its CRLF):

@@ -1,6 +1,9 @@
 //! The IMAP grammar: bytes in, typed values out, and back. No tokio, no
 //! filesystem, no clocks.
 //!
+//! - `chars`: the character classes of RFC 9051 §9 (atom, astring, tag,
+//!   list chars), a leaf that the framer, the parser and the encoder
+//!   share, so that neither of the first two imports the other.
 //! - [`frame`]: splits the byte stream into command lines with their
 //!   literals under hard size caps, and tells the session when a
 //!   synchronizing literal needs a `+` continuation.
@@ -13,6 +16,7 @@
 //! - [`encode`]: the small helpers responses are written with (strings,
 //!   literals, flag lists, sequence sets, dates).
 //! - [`sequence`]: sequence-set arithmetic.
+pub(crate) mod chars;
 pub mod command;
 pub mod data;
 pub mod encode;

@@ -24,11 +24,15 @@
 
 pub mod caps;
 pub mod cmd;
+pub(crate) mod digest;
+pub(crate) mod evaluate;
 mod literal;
+pub(crate) mod mailboxes;
 pub mod names;
 pub mod search;
 pub(crate) mod sort;
 pub(crate) mod thread;
+pub(crate) mod unlocked;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -208,6 +212,17 @@ impl State {
             State::Authenticated(a) | State::Selected(a, _) => Some(a),
             _ => None,
         }
+    }
+
+    /// Moves `Selected` back to `Authenticated`, dropping the view; any
+    /// other state stays as it is. Letting go of a folder does no I/O (the
+    /// store's registry closes it later, off the runtime).
+    pub fn leave_selected(&mut self) {
+        let state = std::mem::replace(self, State::Logout);
+        *self = match state {
+            State::Selected(a, _view) => State::Authenticated(a),
+            other => other,
+        };
     }
 }
 
@@ -961,7 +976,7 @@ impl Session {
 
     /// Leaves the selected state without expunging (connection end).
     fn close_selected(&mut self) {
-        cmd::select::leave_selected(self);
+        self.state.leave_selected();
     }
 
     /// Sends the untagged updates for changes made by anyone (this session
@@ -983,7 +998,7 @@ impl Session {
                 None,
                 "Selected mailbox was deleted or replaced (UIDVALIDITY changed), please reconnect.",
             );
-            cmd::select::leave_selected(self);
+            self.state.leave_selected();
             self.state = State::Logout;
         }
         Ok(())

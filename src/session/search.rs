@@ -14,8 +14,8 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate};
 
 use crate::flags::sys;
+use crate::message::tree::{self, Part};
 use crate::mime::search_text::{self, Needle};
-use crate::mime::tree::{self, Part};
 use crate::proto::{SearchKey, SeqNum, SequenceSet};
 use crate::store::MessageMeta;
 
@@ -193,7 +193,7 @@ impl Ctx<'_, '_> {
         if let Some(s) = self.t.meta.size {
             return Some(s);
         }
-        self.content().map(|c| crate::mime::crlf_size(&c.data))
+        self.content().map(|c| crate::message::crlf_size(&c.data))
     }
 
     fn header(&mut self, name: &str, value: &str) -> bool {

@@ -24,7 +24,7 @@
 //! to).
 use std::cmp::Ordering;
 
-use crate::mime::tree::{Field, fields};
+use crate::message::tree::{Field, fields};
 use crate::mime::{collate::casemap_key, subject::base_subject};
 use crate::proto::{SortCriterion, SortKey};
 

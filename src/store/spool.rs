@@ -338,7 +338,7 @@ mod tests {
                 assert_eq!(m.mtime(), 1_000_000_000, "INTERNALDATE");
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
                 let body = std::fs::read(&p).unwrap();
-                let crlf = crate::store::maildir::filename::crlf_size(&body);
+                let crlf = crate::message::crlf_size(&body);
                 assert!(
                     name.contains(&format!(",S={},W={crlf}", body.len())),
                     "{name}"

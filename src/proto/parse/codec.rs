@@ -317,3 +317,180 @@ pub fn names(bytes: &[u8]) -> Option<(String, Option<String>)> {
         .flatten();
     Some((name, sub))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_command;
+    use super::{decode, normalise};
+    use proptest::prelude::*;
+
+    /// Wherever imap-codec decodes a command it covers, our parser reads it
+    /// the same way (imap-codec is the oracle, see the module doc).
+    #[test]
+    fn agrees_with_imap_codec() {
+        let wires: &[&[u8]] = &[
+            b"a CAPABILITY\r\n",
+            b"a noop\r\n",
+            b"a LOGOUT\r\n",
+            b"a STARTTLS\r\n",
+            b"a NAMESPACE\r\n",
+            b"a IDLE\r\n",
+            b"a CHECK\r\n",
+            b"a CLOSE\r\n",
+            b"a UNSELECT\r\n",
+            b"a EXPUNGE\r\n",
+            b"a UID EXPUNGE 3:1,7,*\r\n",
+            b"a ID NIL\r\n",
+            b"a ID ()\r\n",
+            b"a ID (\"name\" \"x\" \"os\" NIL)\r\n",
+            b"a LOGIN bob secret\r\n",
+            b"a LOGIN \"bob\" {3}\r\np\"w\r\n",
+            b"a LOGIN \"j\xc3\xb6rg\" \"p w\"\r\n",
+            b"a AUTHENTICATE plain\r\n",
+            b"a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ=\r\n",
+            b"a AUTHENTICATE EXTERNAL =\r\n",
+            b"a ENABLE CONDSTORE utf8=accept X-FOO\r\n",
+            b"a FETCH 1:* ALL\r\n",
+            b"a FETCH 1 FAST\r\n",
+            b"a FETCH 1 FULL\r\n",
+            b"a FETCH 1,3:5 (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE MODSEQ)\r\n",
+            b"a FETCH 1 (RFC822 RFC822.HEADER RFC822.TEXT)\r\n",
+            b"a UID FETCH 5:3 (BODY[] BODY.PEEK[HEADER] BODY[1.2.MIME] BODY[TEXT] BODY[2] BODY[3.HEADER] BODY[1.TEXT])\r\n",
+            b"a FETCH 2 (BODY.PEEK[HEADER.FIELDS (From \"Subject\")] BODY[1.HEADER.FIELDS.NOT (Received)]<0.1024>)\r\n",
+            b"a FETCH 1 (BINARY[1.2]<5.10> BINARY.PEEK[] BINARY.SIZE[3])\r\n",
+            b"a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)\r\n",
+            b"a STORE 1 +FLAGS (\\Seen)\r\n",
+            b"a UID STORE 1:2 -FLAGS.SILENT \\Deleted $Junk\r\n",
+            b"a STORE 1 (UNCHANGEDSINCE 9) FLAGS.SILENT ()\r\n",
+            b"a STORE 1 FLAGS (\\Answered \\Flagged \\Draft \\Foo kw)\r\n",
+        ];
+        for wire in wires {
+            let name = String::from_utf8_lossy(wire);
+            let codec = decode(wire).unwrap_or_else(|| panic!("imap-codec rejects {name}"));
+            let ours = parse_command(wire).unwrap_or_else(|e| panic!("we reject {name}: {e:?}"));
+            assert_eq!(normalise(codec), normalise(ours), "{name}");
+        }
+        // What imap-codec rejects and ours must read.
+        let fallbacks: &[&[u8]] = &[
+            b"a FETCH $ UID\r\n",
+            b"a UID STORE $ +FLAGS x\r\n",
+            b"a LOGIN b\xc3\xb6b x\r\n",
+        ];
+        for wire in fallbacks {
+            let name = String::from_utf8_lossy(wire);
+            assert!(decode(wire).is_none(), "{name}");
+            assert!(parse_command(wire).is_ok(), "{name}");
+        }
+    }
+
+    /// Token soup for the differential property test: pieces of routed
+    /// commands that combine into valid and invalid forms.
+    const PIECES: &[&str] = &[
+        "1",
+        "1:*",
+        "3:2,5",
+        "$",
+        "*",
+        "(",
+        ")",
+        "()",
+        "BODY[",
+        "BODY.PEEK[",
+        "]",
+        "1.2",
+        "1.",
+        "HEADER",
+        "HEADER.FIELDS",
+        "HEADER.FIELDS.NOT",
+        "(From \"To\")",
+        "TEXT",
+        "MIME",
+        "<0.5>",
+        "<1.0>",
+        "FLAGS",
+        "+FLAGS",
+        "-FLAGS.SILENT",
+        "FLAGS.SILENT",
+        "\\Seen",
+        "\\Recent",
+        "kw",
+        "\"q\"",
+        "{2}\r\nab",
+        "NIL",
+        "(UNCHANGEDSINCE 5)",
+        "(CHANGEDSINCE 3)",
+        "(CHANGEDSINCE 0)",
+        "BINARY[1]",
+        "BINARY.SIZE[]",
+        "ALL",
+        "FAST",
+        "UID",
+        "ENVELOPE",
+        "RFC822.SIZE",
+        "MODSEQ",
+        "=",
+        "AGJvYgBzZWNyZXQ=",
+        "PLAIN",
+        "CONDSTORE",
+        "b\u{f6}b",
+    ];
+
+    proptest! {
+        /// Whenever imap-codec accepts a routed command, our parser reads
+        /// the same value (so the fallback is never a change of meaning).
+        #[test]
+        fn codec_and_own_agree(
+            cmd in prop::sample::select(vec![
+                "FETCH", "UID FETCH", "STORE", "UID STORE", "UID EXPUNGE", "LOGIN", "ID",
+                "ENABLE", "AUTHENTICATE",
+            ]),
+            parts in prop::collection::vec((prop::sample::select(PIECES), prop::bool::ANY), 1..7),
+        ) {
+            let mut wire = format!("a {cmd} ");
+            for (piece, space) in parts {
+                wire.push_str(piece);
+                if space {
+                    wire.push(' ');
+                }
+            }
+            let wire = format!("{}\r\n", wire.trim_end());
+            if let Some(codec) = decode(wire.as_bytes()) {
+                let ours = parse_command(wire.as_bytes());
+                prop_assert!(ours.is_ok(), "{wire:?}: codec {codec:?}, ours {ours:?}");
+                prop_assert_eq!(normalise(codec), normalise(ours.unwrap()), "{:?}", wire);
+            }
+        }
+
+        /// The same for FETCH and STORE built from mostly valid parts.
+        #[test]
+        fn codec_and_own_agree_on_fetch_store(
+            uid in prop::bool::ANY,
+            set in prop::sample::select(vec!["1", "1:*", "*:4,7", "4294967295", "0", "$"]),
+            atts in prop::collection::vec(prop::sample::select(vec![
+                "UID", "FLAGS", "BODY[]", "BODY.PEEK[1.2.HEADER]", "BODY[HEADER.FIELDS (A b)]<3.4>",
+                "BINARY[1]<0.1>", "BINARY.SIZE[2.3]", "BODY[1.MIME]", "RFC822", "RFC822.TEXT",
+                "MODSEQ", "BODY[0]", "BODY[1.0]", "BODY[]<0.0>", "BINARY[]", "BODY[HEADER.FIELDS ()]",
+                "BODY[TEXT]<4294967295.1>", "BODY[1.TEXT]", "BODY[MIME]", "body.peek[header]",
+                "BODY[HEADER.FIELDS.NOT ({3}\r\nX-y \"Z\")]", "ENVELOPE", "BODYSTRUCTURE", "BODY",
+            ]), 1..5),
+            modifier in prop::sample::select(vec!["", " (CHANGEDSINCE 7)", " (CHANGEDSINCE 0)", " (VANISHED)"]),
+            store in prop::sample::select(vec![
+                "FLAGS ()", "+FLAGS (\\Seen kw)", "-FLAGS.SILENT \\Deleted", "(UNCHANGEDSINCE 0) FLAGS x",
+                "FLAGS (\\Recent \\X $y)", "+FLAGS", "FLAGS.SILENT (\\Seen) extra",
+            ]),
+        ) {
+            let uid = if uid { "UID " } else { "" };
+            let fetch = format!("a {uid}FETCH {set} ({}){modifier}\r\n", atts.join(" "));
+            let single = format!("a {uid}FETCH {set} {}{modifier}\r\n", atts[0]);
+            let store = format!("a {uid}STORE {set} {store}\r\n");
+            for wire in [fetch, single, store] {
+                if let Some(codec) = decode(wire.as_bytes()) {
+                    let ours = parse_command(wire.as_bytes());
+                    prop_assert!(ours.is_ok(), "{wire:?}: codec {codec:?}, ours {ours:?}");
+                    prop_assert_eq!(normalise(codec), normalise(ours.unwrap()), "{:?}", wire);
+                }
+            }
+        }
+
+    }
+}

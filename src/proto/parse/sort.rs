@@ -1,7 +1,6 @@
 //! SORT and THREAD (RFC 5256 §5, RFC 5957 §5): the command grammar after
 //! the command name. The search criteria are read by the SEARCH key
-//! reader of the parent module, with the strings decoded in the command's
-//! charset.
+//! reader (`search`), with the strings decoded in the command's charset.
 //!
 //! ```text
 //! sort            = ["UID" SP] "SORT" SP sort-criteria SP search-criteria

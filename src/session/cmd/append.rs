@@ -34,29 +34,33 @@ pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessag
     let messages = Arc::new(messages);
     let st = store.clone();
     let n = name.clone();
-    let result = super::select::retry_unlocked(&store, &name, move || -> Result<_, StoreError> {
-        // The first look at a folder may need the lock too (to number what
-        // others delivered). Should another program have taken it since
-        // the wait above, that look gives up, nothing being saved yet, and
-        // the wait is repeated without a thread.
-        let folder = MailStore::without_lock_waits(|| st.open_folder_for_write(&n))?;
-        let mut uids = Vec::with_capacity(messages.len());
-        for m in messages.iter() {
-            let flags = Flags::from_flags(&m.flags);
-            let date = m.date.map(|d| d.timestamp());
-            let uid = match (&m.data, &spool) {
-                (AppendData::Bytes(data), _) => folder.append(data, &flags, date)?,
-                (AppendData::Diverted { index, .. }, Some(spool)) => {
-                    folder.append_spooled(spool, *index, &flags, date)?
-                }
-                (AppendData::Diverted { .. }, None) => {
-                    return Err(StoreError::Cannot("spooled message missing".into()));
-                }
-            };
-            uids.push(uid);
-        }
-        Ok((folder.uidvalidity(), uids))
-    })
+    let result = crate::session::unlocked::retry_unlocked(
+        &store,
+        &name,
+        move || -> Result<_, StoreError> {
+            // The first look at a folder may need the lock too (to number what
+            // others delivered). Should another program have taken it since
+            // the wait above, that look gives up, nothing being saved yet, and
+            // the wait is repeated without a thread.
+            let folder = MailStore::without_lock_waits(|| st.open_folder_for_write(&n))?;
+            let mut uids = Vec::with_capacity(messages.len());
+            for m in messages.iter() {
+                let flags = Flags::from_flags(&m.flags);
+                let date = m.date.map(|d| d.timestamp());
+                let uid = match (&m.data, &spool) {
+                    (AppendData::Bytes(data), _) => folder.append(data, &flags, date)?,
+                    (AppendData::Diverted { index, .. }, Some(spool)) => {
+                        folder.append_spooled(spool, *index, &flags, date)?
+                    }
+                    (AppendData::Diverted { .. }, None) => {
+                        return Err(StoreError::Cannot("spooled message missing".into()));
+                    }
+                };
+                uids.push(uid);
+            }
+            Ok((folder.uidvalidity(), uids))
+        },
+    )
     .await?;
     let (validity, uids) = match result {
         Ok(r) => r,

@@ -33,7 +33,7 @@ pub async fn copy(
     store.wait_unlocked(&dest_name).await?;
     let (st, name) = (store.clone(), dest_name.clone());
     let uids = std::sync::Arc::new(uids);
-    let result = super::select::retry_unlocked(&store, &dest_name, move || {
+    let result = crate::session::unlocked::retry_unlocked(&store, &dest_name, move || {
         // As in APPEND: the first look may give up, nothing copied yet.
         let dest = MailStore::without_lock_waits(|| st.open_folder_for_write(&name))?;
         if uids.is_empty() {

@@ -1,81 +1,19 @@
 //! LIST with LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and
 //! SPECIAL-USE (RFC 6154) options, and LSUB (RFC 3501 §6.3.9).
 //!
-//! The name space is built once per command from one directory listing and
-//! the subscriptions file: existing folders plus their missing ancestors
-//! (which are `\NonExistent`/`\Noselect` placeholders, as Maildir++ allows
-//! `.A.B` without `.A`).
+//! The name space and the lines that describe its entries are
+//! `session::mailboxes`, shared with SELECT and STATUS.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use crate::proto::ListCommand;
 use crate::proto::data::{Data, ListAttr};
-use crate::proto::{ListCommand, ListReturn, ListSelect};
-use crate::session::names::{SEP, combine, pattern_matches, special_use, to_wire};
-use crate::session::{CmdResult, Session, Status, blocking};
-use crate::store::MailStore;
-use std::sync::Arc;
-
-struct Entry {
-    exists: bool,
-    subscribed: bool,
-    has_children: bool,
-    /// Some descendant is subscribed (RECURSIVEMATCH's CHILDINFO).
-    subscribed_child: bool,
-}
-
-/// Every folder name and the subscriptions, read off the runtime.
-async fn names_and_subscriptions(
-    store: &Arc<MailStore>,
-) -> Result<(Vec<String>, Vec<String>), Status> {
-    let st = store.clone();
-    let r = blocking(move || -> Result<_, crate::store::StoreError> {
-        let f: Vec<String> = st.list_folders()?.into_iter().map(|e| e.name).collect();
-        Ok((f, st.subscriptions()?))
-    })
-    .await??;
-    Ok(r)
-}
-
-fn ancestors(name: &str) -> impl Iterator<Item = &str> {
-    name.char_indices()
-        .filter(|(_, c)| *c == SEP)
-        .map(move |(i, _)| &name[..i])
-}
-
-fn build(folders: &[String], subs: &[String]) -> BTreeMap<String, Entry> {
-    let mut map: BTreeMap<String, Entry> = BTreeMap::new();
-    let blank = || Entry {
-        exists: false,
-        subscribed: false,
-        has_children: false,
-        subscribed_child: false,
-    };
-    for f in folders {
-        map.entry(f.clone()).or_insert_with(blank).exists = true;
-        for a in ancestors(f) {
-            if !a.is_empty() {
-                map.entry(a.to_string()).or_insert_with(blank).has_children = true;
-            }
-        }
-    }
-    let subs: BTreeSet<String> = subs
-        .iter()
-        .map(|s| crate::session::names::canonical_inbox(s))
-        .collect();
-    for s in &subs {
-        map.entry(s.clone()).or_insert_with(blank).subscribed = true;
-        for a in ancestors(s) {
-            if let Some(e) = map.get_mut(a) {
-                e.subscribed_child = true;
-            } else if !a.is_empty() {
-                let mut e = blank();
-                e.subscribed_child = true;
-                map.insert(a.to_string(), e);
-            }
-        }
-    }
-    map
-}
+use crate::session::mailboxes::{
+    ancestors, build, list_line, names_and_subscriptions, status_response,
+};
+use crate::session::names::{combine, pattern_matches, to_wire};
+use crate::session::unlocked::blocking_unlocked;
+use crate::session::{CmdResult, Session, Status};
 
 pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
     let ListCommand {
@@ -122,84 +60,13 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         if let (Some(items), true) = (&ret.status, e.exists) {
             let st = store.clone();
             let n = name.clone();
-            let status = super::select::blocking_unlocked(&store, name, move || {
-                st.status_opts(&n, need_size)
-            });
+            let status = blocking_unlocked(&store, name, move || st.status_opts(&n, need_size));
             if let Ok(Ok(fs)) = status.await {
-                super::mailbox::status_response(name, &fs, items, s);
+                status_response(name, &fs, items, s);
             }
         }
     }
     Ok(Status::ok("LIST completed."))
-}
-
-fn list_line(
-    name: &str,
-    e: &Entry,
-    select: &ListSelect,
-    ret: &ListReturn,
-    extended: bool,
-    enabled: crate::session::Enabled,
-) -> Option<Vec<u8>> {
-    let use_attr = special_use(name);
-    if select.special_use && use_attr.is_none() {
-        return None;
-    }
-    let childinfo = select.subscribed && select.recursive_match && e.subscribed_child;
-    if select.subscribed && !e.subscribed && !childinfo {
-        return None;
-    }
-    if !e.exists && !e.has_children && !select.subscribed {
-        return None;
-    }
-    let mut attrs: Vec<ListAttr> = Vec::new();
-    if !e.exists {
-        if extended || enabled.rev2 {
-            attrs.push(ListAttr::NonExistent);
-        } else {
-            attrs.push(ListAttr::Noselect);
-        }
-    }
-    attrs.push(if e.has_children {
-        ListAttr::HasChildren
-    } else {
-        ListAttr::HasNoChildren
-    });
-    if e.subscribed && (select.subscribed || ret.subscribed) {
-        attrs.push(ListAttr::Subscribed);
-    }
-    if let Some(u) = use_attr {
-        if e.exists {
-            attrs.push(ListAttr::Use(u));
-        }
-    }
-    let mut line = Vec::new();
-    crate::proto::data::write(
-        &mut line,
-        &Data::List {
-            attrs: &attrs,
-            name: to_wire(name, enabled).as_bytes(),
-            childinfo_subscribed: childinfo,
-        },
-    );
-    Some(line)
-}
-
-/// The `LIST` line RFC 9051 §6.3.2 requires in a rev2 SELECT response,
-/// with accurate attributes.
-pub fn select_list_line(
-    name: &str,
-    folders: &[String],
-    subs: &[String],
-    enabled: crate::session::Enabled,
-) -> Option<Vec<u8>> {
-    let map = build(folders, subs);
-    let e = map.get(name)?;
-    let ret = ListReturn {
-        subscribed: true,
-        ..ListReturn::default()
-    };
-    list_line(name, e, &ListSelect::default(), &ret, true, enabled)
 }
 
 pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdResult {

@@ -2,9 +2,10 @@
 
 use crate::proto::StatusItem;
 use crate::proto::response::{Code, StatusKind};
-use crate::session::names::{SEP, from_wire, to_wire};
+use crate::session::mailboxes::status_response;
+use crate::session::names::{SEP, from_wire};
+use crate::session::unlocked::blocking_unlocked;
 use crate::session::{CmdResult, Session, State, Status, blocking};
-use crate::store::FolderStatus;
 
 pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) -> CmdResult {
     if !special_use.is_empty() {
@@ -46,7 +47,7 @@ pub async fn delete(s: &mut Session, mailbox: String) -> CmdResult {
     // reconnect and log in again for nothing.
     if let State::Selected(_, view) = &s.state {
         if view.name == name {
-            super::select::leave_selected(s);
+            s.state.leave_selected();
             s.untagged(
                 StatusKind::Ok,
                 Some(Code::Closed),
@@ -101,37 +102,10 @@ pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) ->
     let store = s.store()?;
     let n = name.clone();
     let need_size = items.contains(&StatusItem::Size);
-    let st = super::select::blocking_unlocked(&store.clone(), &name, move || {
+    let st = blocking_unlocked(&store.clone(), &name, move || {
         store.status_opts(&n, need_size)
     })
     .await??;
     status_response(&name, &st, &items, s);
     Ok(Status::ok("STATUS completed."))
-}
-
-/// Queues `* STATUS name (ITEM n ...)`, also used by LIST-STATUS.
-pub fn status_response(name: &str, st: &FolderStatus, items: &[StatusItem], s: &mut Session) {
-    use crate::proto::data::{Data, StatusValue};
-    let values: Vec<StatusValue> = items
-        .iter()
-        .map(|i| match i {
-            StatusItem::Messages => StatusValue::Messages(st.messages as u64),
-            StatusItem::UidNext => StatusValue::UidNext(st.uidnext as u64),
-            StatusItem::UidValidity => StatusValue::UidValidity(st.uidvalidity as u64),
-            StatusItem::Unseen => StatusValue::Unseen(st.unseen as u64),
-            StatusItem::Deleted => StatusValue::Deleted(st.deleted as u64),
-            StatusItem::Size => StatusValue::Size(st.size),
-            StatusItem::Recent => StatusValue::Recent(st.recent as u64),
-            StatusItem::HighestModSeq => StatusValue::HighestModSeq(st.highest_modseq),
-            // The same for every mailbox: the one APPENDLIMIT= advertises.
-            StatusItem::AppendLimit => {
-                StatusValue::AppendLimit(crate::session::caps::append_limit(s))
-            }
-        })
-        .collect();
-    let name = to_wire(name, s.enabled);
-    s.data(&Data::Status {
-        name: name.as_bytes(),
-        values: &values,
-    });
 }

@@ -1,21 +1,20 @@
 //! SELECT, EXAMINE (RFC 9051 §6.3.2–3), CLOSE and UNSELECT (§6.4.1–2).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use crate::flags::sys;
 use crate::proto::data::Data;
 use crate::proto::response::{Code, StatusKind};
+use crate::session::mailboxes::select_list_line;
 use crate::session::names::from_wire;
+use crate::session::unlocked::blocking_unlocked;
 use crate::session::{CmdResult, SelectedView, Session, State, Status, blocking};
-use crate::store::{MailStore, StoreError};
+use crate::store::StoreError;
 
 pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
     // Selecting always leaves the previous mailbox first, even if the new
     // one fails (RFC 9051 §6.3.2); rev2 clients are told with [CLOSED].
     let was_selected = matches!(s.state, State::Selected(..));
-    leave_selected(s);
+    s.state.leave_selected();
     if was_selected && s.enabled.rev2 {
         s.untagged(
             StatusKind::Ok,
@@ -43,12 +42,7 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
             let list_line = if enabled.rev2 {
                 let folders: Vec<String> =
                     store.list_folders()?.into_iter().map(|e| e.name).collect();
-                super::list::select_list_line(
-                    &open_name,
-                    &folders,
-                    &store.subscriptions()?,
-                    enabled,
-                )
+                select_list_line(&open_name, &folders, &store.subscriptions()?, enabled)
             } else {
                 None
             };
@@ -97,92 +91,6 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     }
 }
 
-/// Runs `f` on the blocking pool as [`blocking`] does, but inside
-/// [`MailStore::without_lock_waits`]: when `f` needs the uidlist lock of
-/// folder `name` and another program holds it, `f` gives up at once, the
-/// lock is waited for here on the runtime's timers and `f` runs again
-/// ([`retry_unlocked`]). So sessions waiting on one user's stalled folder
-/// hold no blocking-pool thread (issue 15: 70 SELECTs waiting in place on
-/// a lock made another user's APPEND take seconds). `f` must be safe to
-/// run again after such a failure: it opens or syncs folder `name` before
-/// it does anything else (SELECT, EXAMINE, STATUS).
-pub(super) async fn blocking_unlocked<T, F>(
-    store: &Arc<MailStore>,
-    name: &str,
-    f: F,
-) -> Result<Result<T, StoreError>, Status>
-where
-    T: Send + 'static,
-    F: Fn() -> Result<T, StoreError> + Send + Sync + 'static,
-{
-    retry_unlocked(store, name, move || MailStore::without_lock_waits(&f)).await
-}
-
-/// Runs `f` on the blocking pool, and again each time it fails because
-/// another program holds folder `name`'s uidlist lock
-/// ([`StoreError::is_lock_busy`]: a store call `f` made inside
-/// [`MailStore::without_lock_waits`]), after waiting for the lock here
-/// without a thread ([`MailStore::wait_unlocked`]). `f` chooses which of
-/// its calls may give up so: only those before it has changed anything.
-/// Past the lock's wait limit it gives `TimedOut` (`NO [INUSE]`), as a
-/// wait in place does.
-pub(super) async fn retry_unlocked<T, F>(
-    store: &Arc<MailStore>,
-    name: &str,
-    f: F,
-) -> Result<Result<T, StoreError>, Status>
-where
-    T: Send + 'static,
-    F: Fn() -> Result<T, StoreError> + Send + Sync + 'static,
-{
-    use crate::store::maildir::dotlock::WAIT_LIMIT;
-    let f = Arc::new(f);
-    let deadline = Instant::now() + WAIT_LIMIT;
-    let mut pause = Duration::from_millis(5);
-    let mut again = false;
-    loop {
-        let g = f.clone();
-        match blocking(move || g()).await? {
-            Err(e) if e.is_lock_busy() => {}
-            r => return Ok(r),
-        }
-        // Free when last looked at, yet busy again: someone takes it over
-        // and over. Not straight back, then.
-        let backoff = again.then_some(pause);
-        if again {
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-        again = true;
-        let wait = async {
-            if let Some(p) = backoff {
-                tokio::time::sleep(p).await;
-            }
-            store.wait_unlocked(name).await
-        };
-        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), wait).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Ok(Err(e)),
-            Err(_) => {
-                return Ok(Err(StoreError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("the uidlist lock of {name:?} is held by another process"),
-                ))));
-            }
-        }
-    }
-}
-
-/// Moves `Selected` back to `Authenticated`, dropping the view.
-pub fn leave_selected(s: &mut Session) {
-    let state = std::mem::replace(&mut s.state, State::Logout);
-    s.state = match state {
-        // Letting go of a folder does no I/O (the store's registry closes
-        // it later, off the runtime).
-        State::Selected(a, _view) => State::Authenticated(a),
-        other => other,
-    };
-}
-
 fn take_authed(s: &mut Session) -> Option<crate::session::Authed> {
     match std::mem::replace(&mut s.state, State::Logout) {
         State::Authenticated(a) | State::Selected(a, _) => Some(a),
@@ -201,12 +109,12 @@ pub async fn close(s: &mut Session) -> CmdResult {
             blocking(move || folder.expunge(None)).await??;
         }
     }
-    leave_selected(s);
+    s.state.leave_selected();
     Ok(Status::ok("CLOSE completed."))
 }
 
 pub fn unselect(s: &mut Session) -> CmdResult {
-    leave_selected(s);
+    s.state.leave_selected();
     Ok(Status::ok("UNSELECT completed."))
 }
 

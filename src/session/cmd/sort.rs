@@ -1,7 +1,7 @@
 //! SORT and THREAD (RFC 5256 §3, RFC 5957) and their UID forms.
 //!
 //! The search criteria are evaluated exactly as SEARCH evaluates them
-//! ([`super::search::evaluate`]); then each found message's sort or
+//! (`session::evaluate`); then each found message's sort or
 //! thread values are read from the store's cached digest of common header
 //! fields (`CacheField::CommonHeaders`, which holds Date, Subject, From,
 //! To, Cc, Message-ID, In-Reply-To and References), made from the header
@@ -12,13 +12,13 @@
 use crate::proto::data::Data;
 use crate::proto::encode::ThreadNode;
 use crate::proto::{SortCommand, SortKey, ThreadAlgorithm, ThreadCommand};
+use crate::session::digest::common_digest;
+use crate::session::evaluate::{Candidates, evaluate};
 use crate::session::sort::{self, Facts, Headers, Value};
 use crate::session::thread::{self, Item, message_ids};
 use crate::session::view::SelectedView;
 use crate::session::{CmdResult, Session, Status, blocking};
 use crate::store::CacheField;
-
-use super::search::{Candidates, evaluate};
 
 /// What a command needs besides the header digest.
 #[derive(Clone, Copy)]
@@ -62,7 +62,7 @@ fn gather<T: Send>(
                         .get(k)
                         .cloned()
                         .flatten()
-                        .or_else(|| super::fetch::common_digest(folder, uid).ok())
+                        .or_else(|| common_digest(folder, uid).ok())
                 } else {
                     None
                 };
@@ -167,7 +167,7 @@ pub async fn thread(s: &mut Session, view: &mut SelectedView, cmd: ThreadCommand
                 ..Item::default()
             };
             if references {
-                let ids = |f: &Option<crate::mime::tree::Field<'_>>| {
+                let ids = |f: &Option<crate::message::tree::Field<'_>>| {
                     f.as_ref().map(|f| message_ids(f.value)).unwrap_or_default()
                 };
                 it.message_id = ids(&h.message_id).into_iter().next();

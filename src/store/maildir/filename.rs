@@ -257,13 +257,6 @@ pub fn cur_name(base: &str, info: &str) -> String {
     s
 }
 
-/// RFC822.SIZE of message bytes (the `,W=` of a new file): their length in
-/// the form IMAP serves, which `mime` decides (bare LFs count as CRLF,
-/// except inside binary parts).
-pub fn crlf_size(data: &[u8]) -> u64 {
-    crate::mime::crlf_size(data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,19 +368,6 @@ mod tests {
         assert_ne!(a, b);
         assert!(!a.contains(':') && !a.contains('/'));
         assert_eq!(safe_host("a/b:c"), "a\\057b\\072c");
-    }
-
-    #[test]
-    fn crlf_size_table() {
-        for (data, n) in [
-            (&b""[..], 0),
-            (b"a\n", 3),
-            (b"a\r\n", 3),
-            (b"\n\n", 4),
-            (b"a\r\nb\nc", 7),
-        ] {
-            assert_eq!(crlf_size(data), n, "{data:?}");
-        }
     }
 
     proptest! {

@@ -2,8 +2,8 @@
 //! cache, the header block, or the message file read once (`Lazy`); for a
 //! big message rendered alone, whole and text bodies (and a header too
 //! long to read whole) left as holes for `stream` to fill from the file.
-//! Also the digest of common header fields
-//! kept in the cache, which SEARCH uses too.
+//! The digest of common header fields kept in the cache is
+//! `session::digest`'s.
 //!
 //! Owns the bytes of each item; never decides which messages go in which
 //! chunk or how much is rendered ahead (the parent module does).
@@ -19,6 +19,7 @@ use crate::mime::{BinaryError, Message};
 use crate::proto::data::{self, FetchItem};
 use crate::proto::{FetchAttr, Section, SectionText, encode};
 use crate::session::Status;
+use crate::session::digest::{COMMON_HEADERS, common_digest, digest_of, from_common_headers};
 use crate::store::{CacheField, Folder, HeaderBlock, MessageFile, MessageMeta, StoreError};
 
 /// Where [`render_one`] renders to: the chunk's bytes, and the literals
@@ -187,71 +188,6 @@ impl Lazy<'_> {
     }
 }
 
-/// Header fields kept in the store's cache (`CacheField::CommonHeaders`):
-/// what Thunderbird, K-9/FairEmail, iOS/macOS Mail, mutt and the benchmark
-/// ask for when they list a mailbox. Lower case.
-pub(super) const COMMON_HEADERS: &[&str] = &[
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "date",
-    "message-id",
-    "in-reply-to",
-    "references",
-    "reply-to",
-    "sender",
-    "content-type",
-    "priority",
-    "x-priority",
-    "importance",
-    "newsgroups",
-    "list-id",
-    "list-unsubscribe",
-    "list-post",
-    "x-mailer",
-    "user-agent",
-    "x-k9mail-identity",
-    "chat-version",
-    "x-uniform-type-identifier",
-    "x-universally-unique-identifier",
-    "bimi-indicator",
-    "bimi-location",
-    "x-bimi-indicator-hash",
-];
-
-/// `BODY[HEADER.FIELDS (...)]` naming only common fields: answerable from
-/// the cached digest of those fields, since selecting fields from the
-/// digest gives the same lines, in the same order, as from the header.
-pub(super) fn from_common_headers(section: &Section) -> bool {
-    section.part.is_empty()
-        && matches!(&section.text, Some(SectionText::HeaderFields(f)) if f.iter().all(|n| is_common_header(n)))
-}
-
-/// Whether `name` is one of [`COMMON_HEADERS`].
-pub(crate) fn is_common_header(name: &str) -> bool {
-    COMMON_HEADERS.iter().any(|c| c.eq_ignore_ascii_case(name))
-}
-
-/// The digest of common header fields of one message, from the cache or
-/// made from its header block (and cached). SEARCH uses it too.
-pub(crate) fn common_digest(folder: &Folder, uid: u32) -> Result<Arc<[u8]>, StoreError> {
-    if let Some(c) = folder.cached(uid, CacheField::CommonHeaders) {
-        return Ok(c);
-    }
-    let digest = digest_of(&folder.read_header(uid)?.bytes);
-    folder.put_cache(uid, CacheField::CommonHeaders, digest.clone());
-    Ok(digest)
-}
-
-/// The digest of a message (or its header block), stored or CRLF form.
-pub(super) fn digest_of(raw: &[u8]) -> Arc<[u8]> {
-    let mut out = Vec::with_capacity(512);
-    crate::mime::header_fields_of(&mut out, raw, COMMON_HEADERS, true);
-    out.into()
-}
-
 /// The digest of common header fields: as looked up for the chunk, else
 /// from the header already parsed for another item, else from the store.
 pub(super) fn common_headers(
@@ -278,7 +214,9 @@ pub(super) fn whole_message<'a>(
     if lazy.msg.is_some() {
         return Ok(std::borrow::Cow::Borrowed(lazy.get()?.bytes()));
     }
-    Ok(std::borrow::Cow::Owned(crate::mime::to_crlf(lazy.raw()?)))
+    Ok(std::borrow::Cow::Owned(crate::message::to_crlf(
+        lazy.raw()?,
+    )))
 }
 
 /// The top-level header (`BODY[HEADER]`, `RFC822.HEADER`) of a message

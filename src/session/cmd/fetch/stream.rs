@@ -55,7 +55,7 @@ pub(crate) struct Scan {
     /// Some byte is NUL (a `BINARY[]` of it is sent as `literal8`).
     pub has_nul: bool,
     /// The word `binary` occurs: the message may have a binary part,
-    /// whose body is served as stored (`mime::kept`), which this piecewise
+    /// whose body is served as stored (`message::kept`), which this piecewise
     /// conversion does not know; such a message is rendered in memory.
     pub maybe_binary: bool,
 }
@@ -75,7 +75,7 @@ pub(crate) fn read_full(file: &MessageFile, buf: &mut [u8], off: u64) -> io::Res
 }
 
 /// Where the header ends, found piece by piece: the same place
-/// `mime::tree::split_header` finds in the whole message (an LF followed
+/// `message::tree::split_header` finds in the whole message (an LF followed
 /// by LF or CR LF, or a blank first line: the start of the file counts as
 /// just after an LF).
 struct HeaderEnd {
@@ -167,7 +167,8 @@ fn scan_in(file: &MessageFile, piece: usize) -> io::Result<Scan> {
         if !maybe_binary {
             let mut joined = std::mem::take(&mut carry);
             joined.extend_from_slice(&c[..n.min(5)]);
-            maybe_binary = crate::mime::may_have_binary(&joined) || crate::mime::may_have_binary(c);
+            maybe_binary =
+                crate::message::may_have_binary(&joined) || crate::message::may_have_binary(c);
             // The last 5 bytes read, however small the pieces.
             if n >= 5 {
                 joined.clear();
@@ -351,10 +352,10 @@ mod tests {
         let body_start = crate::mime::header_block(raw).len();
         Scan {
             body_start: body_start as u64,
-            total: crate::mime::crlf_size(raw),
-            text: crate::mime::crlf_size(&raw[body_start..]),
+            total: crate::message::crlf_size(raw),
+            text: crate::message::crlf_size(&raw[body_start..]),
             has_nul: raw.contains(&0),
-            maybe_binary: crate::mime::may_have_binary(raw),
+            maybe_binary: crate::message::may_have_binary(raw),
         }
     }
 

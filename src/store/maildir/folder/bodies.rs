@@ -75,7 +75,7 @@ impl Folder {
                 // The vectorised count: this runs once per message of a cold
                 // FETCH RFC822.SIZE (or BODYSTRUCTURE) of a mailbox whose
                 // file names carry no `,W=`.
-                let s = crate::mime::crlf_size(&data);
+                let s = crate::message::crlf_size(&data);
                 if let Some(i) = st.find(uid) {
                     st.msgs[i].set_size(Some(s));
                     st.snapshot = None;

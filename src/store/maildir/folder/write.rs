@@ -250,7 +250,7 @@ impl Folder {
     /// fsync the directory, uidlist record) and returns its UID, all before
     /// returning. `internal_date` sets the mtime (INTERNALDATE).
     pub fn append(&self, data: &[u8], flags: &Flags, internal_date: Option<i64>) -> Result<u32> {
-        let (len, crlf_len) = (data.len() as u64, filename::crlf_size(data));
+        let (len, crlf_len) = (data.len() as u64, crate::message::crlf_size(data));
         self.save_new(len, crlf_len, flags, internal_date, |base| {
             let (tmp, mut f) = self.create_tmp(base)?;
             let r = f.write_all(data);

@@ -161,6 +161,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn crlf_size_table() {
+        for (data, n) in [
+            (&b""[..], 0),
+            (b"a\n", 3),
+            (b"a\r\n", 3),
+            (b"\n\n", 4),
+            (b"a\r\nb\nc", 7),
+        ] {
+            assert_eq!(crlf_size(data), n, "{data:?}");
+        }
+    }
+
+    #[test]
     fn binary_bodies_are_kept_and_counted_as_stored() {
         let raw: &[u8] = b"Subject: b\nContent-Type: multipart/mixed; boundary=x\n\n--x\nContent-Transfer-Encoding: binary\n\nt\nu\n--x\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: BINARY\n\na\nb\r\n\nc\n--x--\n";
         let served = to_crlf(raw);
