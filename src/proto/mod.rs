@@ -13,8 +13,11 @@
 //! - [`encode`]: the small helpers responses are written with (strings,
 //!   literals, flag lists, sequence sets, dates).
 //! - [`sequence`]: sequence-set arithmetic.
+//! - [`esearch`]: ESEARCH responses (ESEARCH, ESORT, CONTEXT) and their
+//!   encoder.
 pub mod command;
 pub mod encode;
+pub mod esearch;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -62,6 +62,7 @@ use crate::flags::{Flag, FlagOp};
 #[cfg(any(test, feature = "oracle"))]
 #[doc(hidden)]
 pub mod codec;
+mod context;
 mod sort;
 
 /// Why a command could not be parsed.
@@ -708,6 +709,7 @@ impl<'a> P<'a> {
             "SEARCH" => CommandBody::Search(self.search(false)?),
             "SORT" => CommandBody::Sort(self.sort(false)?),
             "THREAD" => CommandBody::Thread(self.thread(false)?),
+            "CANCELUPDATE" => self.cancel_update()?,
             "FETCH" => self.fetch(false)?,
             "STORE" => self.store(false)?,
             "COPY" | "MOVE" => self.copy_move(false, name == "MOVE")?,
@@ -1207,23 +1209,8 @@ impl<'a> P<'a> {
     /// (RFC 9051 §9, RFC 4731, RFC 5182).
     fn search(&mut self, uid: bool) -> R<SearchCommand> {
         self.sp()?;
-        let mut ret = None;
-        if self.peek_kw("RETURN") {
-            self.i += 6;
-            self.sp()?;
-            ret = Some(self.paren_list(true, |p| {
-                let k = p.keyword()?;
-                Ok(match k.as_str() {
-                    "MIN" => SearchReturn::Min,
-                    "MAX" => SearchReturn::Max,
-                    "ALL" => SearchReturn::All,
-                    "COUNT" => SearchReturn::Count,
-                    "SAVE" => SearchReturn::Save,
-                    _ => return bad(format!("Unknown SEARCH return option {k}")),
-                })
-            })?);
-            self.sp()?;
-        }
+        // RETURN (...): the `context` submodule.
+        let ret = self.return_opts()?;
         let mut charset = None;
         if self.peek_kw("CHARSET") {
             self.i += 7;
@@ -1998,7 +1985,7 @@ mod tests {
             (
                 b"a SEARCH RETURN (FOO) ALL\r\n",
                 Some("a"),
-                "Unknown SEARCH return option FOO",
+                "Unknown return option FOO",
             ),
             (
                 b"a SEARCH CHARSET UTF-8 FROM \"\xff\"\r\n",

@@ -24,6 +24,8 @@
 
 pub mod caps;
 pub mod cmd;
+pub mod context;
+pub(crate) mod esearch;
 mod literal;
 pub mod names;
 pub mod search;
@@ -749,6 +751,7 @@ impl Session {
             | C::Search(_)
             | C::Sort(_)
             | C::Thread(_)
+            | C::CancelUpdate(_)
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }
@@ -943,6 +946,14 @@ impl Session {
         let valid = view
             .report_changes(expunge_ok, enabled, self.uid_commands, &mut lines)
             .await?;
+        // The update contexts' ADDTO/REMOVEFROM, after the EXISTS and
+        // FETCH responses they follow from (RFC 5267 §4.3.3). What the
+        // view wrote goes out even if this fails.
+        let updated = if valid {
+            context::update(view, &mut lines).await
+        } else {
+            Ok(())
+        };
         self.out.extend_from_slice(&lines);
         if !valid {
             tracing::warn!(folder = %view.name, "selected folder deleted or replaced; disconnecting the session");
@@ -954,7 +965,7 @@ impl Session {
             cmd::select::leave_selected(self);
             self.state = State::Logout;
         }
-        Ok(())
+        updated
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod append;
 pub mod auth;
+pub mod cancelupdate;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
@@ -58,7 +59,8 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         C::Idle => idle::idle(s, tag).await,
         C::Expunge { uids } => expunge::expunge(s, uids).await,
         C::Search(cmd) => search::search(s, tag, cmd).await,
-        C::Sort(cmd) => sort::sort(s, cmd).await,
+        C::Sort(cmd) => sort::sort(s, tag, cmd).await,
+        C::CancelUpdate(tags) => cancelupdate::cancel_update(s, tags),
         C::Thread(cmd) => sort::thread(s, cmd).await,
         C::Fetch {
             uid,

@@ -1,12 +1,13 @@
 //! SEARCH and UID SEARCH (RFC 9051 §6.4.4) with ESEARCH results (RFC 4731,
-//! the only form a rev2 client gets) and SEARCHRES (RFC 5182).
+//! the only form a rev2 client gets), SEARCHRES (RFC 5182) and CONTEXT
+//! (RFC 5267): how the result is answered is `session::esearch`'s.
 //!
 //! Evaluation runs off the runtime, split across the machine's cores, since
 //! BODY/TEXT keys read every candidate message.
 
 use std::sync::Arc;
 
-use crate::proto::{SearchCommand, SearchKey, SearchReturn, encode};
+use crate::proto::{SearchCommand, SearchKey, SearchReturn};
 use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
 use crate::session::view::SelectedView;
 use crate::session::{CmdResult, Session, State, Status, blocking};
@@ -153,79 +154,36 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
     let State::Selected(_, view) = &mut s.state else {
         return Err(Status::bad("No mailbox selected."));
     };
+    crate::session::context::check_tag(view, tag, cmd.ret.as_deref())?;
     let candidates = Candidates::of(view);
     let key = cmd.criteria.clone();
     let found: Vec<(u32, u32)> = blocking(move || evaluate(&candidates, &key)).await??;
 
-    let nums: Vec<u32> = found
-        .iter()
-        .map(|&(seq, uid)| if cmd.uid { uid } else { seq })
-        .collect();
     let ret = match &cmd.ret {
         None if !rev2 => {
             let mut line = String::from("* SEARCH");
-            for n in &nums {
+            for &(seq, uid) in &found {
                 line.push(' ');
-                line.push_str(&n.to_string());
+                line.push_str(&(if cmd.uid { uid } else { seq }).to_string());
             }
             s.line(line);
             return Ok(Status::ok("SEARCH completed."));
         }
-        None => vec![SearchReturn::All],
-        Some(r) if r.is_empty() => vec![SearchReturn::All],
-        Some(r) => r.clone(),
+        // A rev2 client always gets ESEARCH (RFC 9051 §6.4.4).
+        None => &[][..],
+        Some(r) => &r[..],
     };
-    let want = |r: SearchReturn| ret.contains(&r);
-    if want(SearchReturn::Save) {
-        let State::Selected(_, view) = &mut s.state else {
-            return Err(Status::bad("No mailbox selected."));
-        };
-        let only_minmax = !want(SearchReturn::All)
-            && !want(SearchReturn::Count)
-            && (want(SearchReturn::Min) || want(SearchReturn::Max));
-        view.saved = if only_minmax {
-            let mut v = Vec::new();
-            if want(SearchReturn::Min) {
-                v.extend(found.first().map(|&(_, u)| u));
-            }
-            if want(SearchReturn::Max) {
-                v.extend(found.last().map(|&(_, u)| u));
-            }
-            v.sort_unstable();
-            v.dedup();
-            v
-        } else {
-            found.iter().map(|&(_, u)| u).collect()
-        };
-        if ret.iter().all(|r| *r == SearchReturn::Save) {
-            // SAVE alone: no ESEARCH response (RFC 5182 §2.1).
-            return Ok(Status::ok("SEARCH completed, result saved."));
-        }
+    let asked = crate::session::esearch::Asked {
+        tag,
+        uid: cmd.uid,
+        ret,
+        key: &cmd.criteria,
+        sort: None,
+    };
+    crate::session::esearch::answer(s, asked, &found)?;
+    if ret == [SearchReturn::Save] {
+        return Ok(Status::ok("SEARCH completed, result saved."));
     }
-    let mut line = b"* ESEARCH (TAG ".to_vec();
-    encode::string(&mut line, tag.as_bytes(), false);
-    line.push(b')');
-    if cmd.uid {
-        line.extend_from_slice(b" UID");
-    }
-    if want(SearchReturn::Min) {
-        if let Some(n) = nums.first() {
-            line.extend_from_slice(format!(" MIN {n}").as_bytes());
-        }
-    }
-    if want(SearchReturn::Max) {
-        if let Some(n) = nums.last() {
-            line.extend_from_slice(format!(" MAX {n}").as_bytes());
-        }
-    }
-    if want(SearchReturn::All) && !nums.is_empty() {
-        line.extend_from_slice(b" ALL ");
-        encode::sequence_set(&mut line, &nums);
-    }
-    if want(SearchReturn::Count) {
-        line.extend_from_slice(format!(" COUNT {}", nums.len()).as_bytes());
-    }
-    s.line(line);
     Ok(Status::ok("SEARCH completed."))
 }
 
@@ -245,7 +203,7 @@ fn only_common_headers(key: &crate::proto::SearchKey) -> bool {
 
 /// True if the key compares INTERNALDATE (SENT* fall back to it when a
 /// message has no usable Date: header).
-fn uses_internal_date(key: &crate::proto::SearchKey) -> bool {
+pub(crate) fn uses_internal_date(key: &crate::proto::SearchKey) -> bool {
     use crate::proto::SearchKey::*;
     match key {
         And(v) => v.iter().any(uses_internal_date),

@@ -10,11 +10,12 @@
 //! threading `session::thread`'s; this file only gathers and answers.
 //! Everything runs off the runtime, split across the machine's cores.
 use crate::proto::encode::{ThreadNode, thread_lists};
-use crate::proto::{SortCommand, SortKey, ThreadAlgorithm, ThreadCommand};
+use crate::proto::{SortCommand, SortCriterion, SortKey, ThreadAlgorithm, ThreadCommand};
 use crate::session::sort::{self, Facts, Headers, Value};
 use crate::session::thread::{self, Item, message_ids};
 use crate::session::{CmdResult, Session, State, Status, blocking};
-use crate::store::CacheField;
+use crate::store::{CacheField, Folder};
+use std::sync::Arc;
 
 use super::search::{Candidates, evaluate};
 
@@ -32,12 +33,11 @@ struct Needs {
 /// Runs `f` over every found message's facts, in parallel blocks, and
 /// returns the results in the order of `found`. Blocking.
 fn gather<T: Send>(
-    c: &Candidates,
+    folder: &Arc<Folder>,
     found: &[(u32, u32)],
     needs: Needs,
     f: impl Fn(u32, &Facts<'_>) -> T + Sync,
 ) -> Result<Vec<T>, Status> {
-    let folder = &c.folder;
     if needs.dates {
         let uids: Vec<u32> = found.iter().map(|m| m.1).collect();
         folder.resolve_dates(&uids)?;
@@ -102,46 +102,89 @@ fn gather<T: Send>(
     })
 }
 
-pub async fn sort(s: &mut Session, cmd: SortCommand) -> CmdResult {
-    let State::Selected(_, view) = &mut s.state else {
-        return Err(Status::bad("No mailbox selected."));
-    };
-    let candidates = Candidates::of(view);
-    let criteria = cmd.criteria.clone();
-    let search = cmd.search.clone();
-    let order: Vec<(u32, u32)> = blocking(move || -> Result<Vec<(u32, u32)>, Status> {
-        let found = evaluate(&candidates, &search)?;
+impl Needs {
+    fn of(criteria: &[SortCriterion]) -> Needs {
         let has = |k: &[SortKey]| criteria.iter().any(|c| k.contains(&c.key));
-        let needs = Needs {
+        Needs {
             dates: has(&[SortKey::Arrival, SortKey::Date]),
             sizes: has(&[SortKey::Size]),
             headers: !criteria
                 .iter()
                 .all(|c| matches!(c.key, SortKey::Arrival | SortKey::Size)),
-        };
-        let mut items: Vec<(u32, Vec<Value>)> =
-            gather(&candidates, &found, needs, |seq, facts| {
-                (seq, sort::values(&criteria, facts))
-            })?;
-        sort::sort(&criteria, &mut items);
-        // Sequence number -> UID through the found list (ascending).
-        Ok(items
-            .into_iter()
-            .map(|(seq, _)| {
-                let uid = found
-                    .binary_search_by_key(&seq, |m| m.0)
-                    .map_or(0, |i| found[i].1);
-                (seq, uid)
-            })
-            .collect())
+        }
+    }
+}
+
+/// `found` ((sequence number, UID), ascending) in the order `criteria`
+/// sort them, ties in mailbox order (RFC 5256 §3). Blocking.
+fn sorted(
+    folder: &Arc<Folder>,
+    criteria: &[SortCriterion],
+    found: &[(u32, u32)],
+) -> Result<Vec<(u32, u32)>, Status> {
+    let mut items: Vec<(u32, Vec<Value>)> =
+        gather(folder, found, Needs::of(criteria), |seq, facts| {
+            (seq, sort::values(criteria, facts))
+        })?;
+    sort::sort(criteria, &mut items);
+    // Sequence number -> UID through the found list (ascending).
+    Ok(items
+        .into_iter()
+        .map(|(seq, _)| {
+            let uid = found
+                .binary_search_by_key(&seq, |m| m.0)
+                .map_or(0, |i| found[i].1);
+            (seq, uid)
+        })
+        .collect())
+}
+
+/// `uids` (ascending) in sort order: what a SORT update context
+/// (`session::context`) places new results by. UIDs order ties as
+/// sequence numbers do. Blocking.
+pub(crate) fn sort_uids(
+    folder: &Arc<Folder>,
+    criteria: &[SortCriterion],
+    uids: &[u32],
+) -> Result<Vec<u32>, Status> {
+    let found: Vec<(u32, u32)> = uids.iter().map(|&u| (u, u)).collect();
+    Ok(sorted(folder, criteria, &found)?
+        .into_iter()
+        .map(|(_, u)| u)
+        .collect())
+}
+
+pub async fn sort(s: &mut Session, tag: &str, cmd: SortCommand) -> CmdResult {
+    let State::Selected(_, view) = &mut s.state else {
+        return Err(Status::bad("No mailbox selected."));
+    };
+    crate::session::context::check_tag(view, tag, cmd.ret.as_deref())?;
+    let candidates = Candidates::of(view);
+    let criteria = cmd.criteria.clone();
+    let search = cmd.search.clone();
+    let order: Vec<(u32, u32)> = blocking(move || -> Result<Vec<(u32, u32)>, Status> {
+        let found = evaluate(&candidates, &search)?;
+        sorted(&candidates.folder, &criteria, &found)
     })
     .await??;
-    let mut line = String::from("* SORT");
-    for (seq, uid) in order {
-        line.push(' ');
-        line.push_str(&(if cmd.uid { uid } else { seq }).to_string());
-    }
-    s.line(line);
+    let Some(ret) = &cmd.ret else {
+        let mut line = String::from("* SORT");
+        for (seq, uid) in order {
+            line.push(' ');
+            line.push_str(&(if cmd.uid { uid } else { seq }).to_string());
+        }
+        s.line(line);
+        return Ok(Status::ok("SORT completed."));
+    };
+    // The extended SORT (ESORT, RFC 5267 §3).
+    let asked = crate::session::esearch::Asked {
+        tag,
+        uid: cmd.uid,
+        ret,
+        key: &cmd.search,
+        sort: Some(&cmd.criteria),
+    };
+    crate::session::esearch::answer(s, asked, &order)?;
     Ok(Status::ok("SORT completed."))
 }
 
@@ -161,7 +204,7 @@ pub async fn thread(s: &mut Session, cmd: ThreadCommand) -> CmdResult {
             headers: true,
         };
         let references = algorithm == ThreadAlgorithm::References;
-        let items: Vec<Item> = gather(&candidates, &found, needs, |seq, facts| {
+        let items: Vec<Item> = gather(&candidates.folder, &found, needs, |seq, facts| {
             let h = &facts.headers;
             let (subject, reply) = h.base_subject();
             let mut it = Item {
@@ -262,7 +305,7 @@ mod tests {
             headers: true,
         };
         let run = || {
-            gather(&c, &found, needs, |seq, facts| {
+            gather(&c.folder, &found, needs, |seq, facts| {
                 let ids = facts
                     .headers
                     .references
