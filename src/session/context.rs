@@ -134,6 +134,21 @@ impl Contexts {
         Ok(())
     }
 
+    /// The tags of the contexts to drop, newest first, until the rest
+    /// hold at most [`HARD_ENTRIES`] results.
+    fn over_budget(&self) -> Vec<String> {
+        let mut total = self.entries();
+        let mut out = Vec::new();
+        for l in self.live.iter().rev() {
+            if total <= HARD_ENTRIES {
+                break;
+            }
+            total -= l.entries();
+            out.push(l.tag.clone());
+        }
+        out
+    }
+
     /// CANCELUPDATE: ends the contexts of all `tags`, or of none if one
     /// of them is unknown (returned).
     pub fn cancel(&mut self, tags: &[String]) -> Result<(), String> {
@@ -421,7 +436,6 @@ pub async fn update(view: &mut SelectedView, out: &mut Vec<u8>) -> Result<(), St
     // One response per context, sent in the contexts' creation order.
     let mut each: Vec<Vec<u8>> = vec![Vec::new(); view.contexts.live.len()];
     let mut sorts = Vec::new();
-    let mut dropped = Vec::new();
     for (i, l) in view.contexts.live.iter_mut().enumerate() {
         let mut gone = Vec::new();
         let mut joined = Vec::new();
@@ -489,15 +503,7 @@ pub async fn update(view: &mut SelectedView, out: &mut Vec<u8>) -> Result<(), St
         write_update(&mut each[i], l, removed, added, &seq_of);
     }
     let mut lines = each.concat();
-    let mut total = view.contexts.entries();
-    for l in view.contexts.live.iter().rev() {
-        if total <= HARD_ENTRIES {
-            break;
-        }
-        total -= l.entries();
-        dropped.push(l.tag.clone());
-    }
-    for tag in dropped {
+    for tag in view.contexts.over_budget() {
         view.contexts.live.retain(|l| l.tag != tag);
         let code = Code::NoUpdate(tag);
         status_line(
@@ -689,6 +695,260 @@ mod tests {
             let mut client = old.clone();
             apply(&mut client, &rm, &add);
             proptest::prop_assert_eq!(client, new);
+        }
+    }
+
+    fn live(tag: &str, uid: bool, members: Vec<u32>, order: Option<Vec<u32>>) -> Live {
+        Live {
+            tag: tag.into(),
+            uid,
+            key: SearchKey::All,
+            key_entries: 0,
+            members,
+            sort: order.map(|o| (Vec::new(), o)),
+        }
+    }
+
+    #[test]
+    fn bounds_and_cancel() {
+        let mut c = Contexts::default();
+        for i in 0..MAX_CONTEXTS {
+            assert!(c.add(live(&format!("t{i}"), true, vec![1], None)).is_ok());
+        }
+        assert_eq!(
+            c.add(live("x", true, vec![], None)),
+            Err("Too many update contexts.")
+        );
+        // All or nothing: one unknown tag cancels none.
+        assert_eq!(
+            c.cancel(&["t1".into(), "nope".into()]),
+            Err("nope".to_string())
+        );
+        assert!(c.in_use("t1"));
+        assert_eq!(c.cancel(&["t1".into(), "t2".into()]), Ok(()));
+        assert!(!c.in_use("t1") && !c.in_use("t2") && c.in_use("t3"));
+        // The result budget at creation: a SORT result counts twice.
+        let mut c = Contexts::default();
+        let big: Vec<u32> = (1..=MAX_ENTRIES as u32 / 2).collect();
+        assert!(
+            c.add(live("s", true, big.clone(), Some(big.clone())))
+                .is_ok()
+        );
+        assert_eq!(
+            c.add(live("q", true, vec![7], None)),
+            Err("Result too large to keep updated.")
+        );
+        assert!(c.over_budget().is_empty());
+        // Grown past the hard bound: the newest contexts go first.
+        let mut c = Contexts::default();
+        let half: Vec<u32> = (1..=HARD_ENTRIES as u32 / 2).collect();
+        c.live.push(live("a", true, half.clone(), None));
+        c.live.push(live("b", true, half.clone(), None));
+        c.live.push(live("c", true, vec![1, 2], None));
+        assert_eq!(c.over_budget(), vec!["c".to_string()]);
+        c.live.push(live("d", true, half, None));
+        assert_eq!(c.over_budget(), vec!["d".to_string(), "c".to_string()]);
+    }
+
+    #[test]
+    fn expunges_are_removed_where_they_are() {
+        let mut c = Contexts::default();
+        c.live.push(live("q", false, vec![2, 5, 9], None));
+        c.live
+            .push(live("s", true, vec![2, 5, 9], Some(vec![9, 2, 5])));
+        c.live.push(live("n", true, vec![3], None));
+        // Nothing is kept for messages touched while no context lives.
+        let mut none = Contexts::default();
+        none.touch([1, 2]);
+        assert!(none.touched.is_empty());
+        let numbering = [2u32, 3, 5, 9];
+        let seq_of = |u: u32| numbering.iter().position(|&x| x == u).map(|i| i as u32 + 1);
+        let mut out = Vec::new();
+        c.expunged(&[9, 2], &seq_of, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "* ESEARCH (TAG \"q\") REMOVEFROM (0 1,4)\r\n\
+             * ESEARCH (TAG \"s\") UID REMOVEFROM (1 9,2)\r\n"
+        );
+        assert_eq!(c.live[1].sort.as_ref().map(|s| s.1.clone()), Some(vec![5]));
+        assert_eq!(c.live[0].members, vec![5]);
+    }
+
+    /// A message delivered by another program (a file dropped into
+    /// `new/`) and one deleted by it reach a SORT and a SEARCH context
+    /// through the same report a session makes after each command and
+    /// during IDLE: ADDTO at the new message's place in DATE order after
+    /// the EXISTS, REMOVEFROM before the EXPUNGE.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn outside_changes_reach_contexts() {
+        use crate::flags::Flags;
+        use crate::proto::{SortCriterion, SortKey};
+        use crate::session::Enabled;
+        use crate::store::{ClosingStore, MailStore, Registry, StoreOptions};
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = ClosingStore(
+            MailStore::open(
+                d.path().to_path_buf(),
+                Registry::new(),
+                StoreOptions { fsync: false },
+            )
+            .expect("store"),
+        );
+        let f = store.open_folder("INBOX").expect("folder");
+        for (subject, day) in [("A", 3), ("B", 1), ("C", 5)] {
+            let m = format!("Subject: {subject}\nDate: {day} Jan 2024 10:00 +0000\n\nx\n");
+            f.append(m.as_bytes(), &Flags::new(), None).expect("append");
+        }
+        let mut view = SelectedView::new(
+            f.clone(),
+            "INBOX".into(),
+            false,
+            vec![],
+            f.view_start(),
+            vec![],
+        );
+        let date = [SortCriterion {
+            reverse: false,
+            key: SortKey::Date,
+        }];
+        let mut out = Vec::new();
+        let sort_ctx = NewContext {
+            tag: "S1",
+            uid: true,
+            key: &SearchKey::All,
+            sort: Some(&date),
+            result: vec![2, 1, 3],
+        };
+        open(&mut view, sort_ctx, &mut out);
+        let search_ctx = NewContext {
+            tag: "Q1",
+            uid: false,
+            key: &SearchKey::Unseen,
+            sort: None,
+            result: vec![1, 2, 3],
+        };
+        open(&mut view, search_ctx, &mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+
+        async fn report(view: &mut SelectedView) -> String {
+            let mut out = Vec::new();
+            let valid = view
+                .report_changes(true, Enabled::default(), true, &mut out)
+                .await
+                .expect("report");
+            assert!(valid);
+            update(view, &mut out).await.expect("update");
+            String::from_utf8(out).expect("ascii")
+        }
+        std::fs::write(
+            store.root().join("new/1700000000.M1P1.outside"),
+            "Subject: D\nDate: 2 Jan 2024 10:00 +0000\n\nx\n",
+        )
+        .expect("deliver");
+        f.sync(false).expect("sync");
+        let got = report(&mut view).await;
+        assert!(
+            got.ends_with(
+                "* 4 EXISTS\r\n* 1 RECENT\r\n\
+                 * ESEARCH (TAG \"S1\") UID ADDTO (2 4)\r\n\
+                 * ESEARCH (TAG \"Q1\") ADDTO (0 4)\r\n"
+            ) || got.ends_with(
+                "* 4 EXISTS\r\n* 0 RECENT\r\n\
+                 * ESEARCH (TAG \"S1\") UID ADDTO (2 4)\r\n\
+                 * ESEARCH (TAG \"Q1\") ADDTO (0 4)\r\n"
+            ),
+            "{got}"
+        );
+        // Now in DATE order: B(2) D(4) A(1) C(3). Another program deletes A.
+        for sub in ["cur", "new"] {
+            for e in std::fs::read_dir(store.root().join(sub)).expect("dir") {
+                let p = e.expect("entry").path();
+                if std::fs::read(&p).expect("read").starts_with(b"Subject: A") {
+                    std::fs::remove_file(&p).expect("remove");
+                }
+            }
+        }
+        f.sync(false).expect("sync");
+        let got = report(&mut view).await;
+        assert_eq!(
+            got,
+            "* ESEARCH (TAG \"S1\") UID REMOVEFROM (3 1)\r\n\
+             * ESEARCH (TAG \"Q1\") REMOVEFROM (0 1)\r\n\
+             * 1 EXPUNGE\r\n"
+        );
+    }
+
+    #[test]
+    fn frozen_keys() {
+        use crate::flags::Flags;
+        use crate::store::{ClosingStore, MailStore, Registry, StoreOptions};
+        use SeqNum::{Asterisk, Value};
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = ClosingStore(
+            MailStore::open(
+                d.path().to_path_buf(),
+                Registry::new(),
+                StoreOptions { fsync: false },
+            )
+            .expect("store"),
+        );
+        let f = store.open_folder("INBOX").expect("folder");
+        for _ in 0..6 {
+            f.append(b"Subject: x\n\nx\n", &Flags::new(), None)
+                .expect("append");
+        }
+        // UIDs 1..6; expunge 2 and 4: the view numbers 1 3 5 6 as 1..4.
+        let deleted = Flags::from_flags(&[crate::flags::Flag::Deleted]);
+        f.store_flags(&[2, 4], crate::flags::FlagOp::Add, &deleted, None)
+            .expect("flag");
+        f.expunge(None).expect("expunge");
+        let mut view = SelectedView::new(
+            f.clone(),
+            "INBOX".into(),
+            false,
+            vec![],
+            f.view_start(),
+            vec![],
+        );
+        assert_eq!(view.uids(), &[1, 3, 5, 6]);
+        view.saved = vec![3, 5, 6];
+        let set = |r: &[(SeqNum, SeqNum)]| SequenceSet::Ranges(r.to_vec());
+        let uid = |r: &[(u32, u32)]| {
+            SearchKey::Uid(set(&r
+                .iter()
+                .map(|&(a, b)| (Value(a), Value(b)))
+                .collect::<Vec<_>>()))
+        };
+        let cases = vec![
+            // Sequence numbers 2:3 were UIDs 3 and 5: the run 3:5.
+            (
+                SearchKey::SequenceSet(set(&[(Value(2), Value(3))])),
+                uid(&[(3, 5)]),
+                1,
+            ),
+            // `*` is the last message now; numbers past the end mean none.
+            (
+                SearchKey::SequenceSet(set(&[(Value(4), Asterisk), (Value(9), Value(9))])),
+                uid(&[(6, 6)]),
+                1,
+            ),
+            (
+                SearchKey::Not(Box::new(SearchKey::Uid(set(&[(Value(4), Asterisk)])))),
+                SearchKey::Not(Box::new(uid(&[(4, 6)]))),
+                1,
+            ),
+            (
+                SearchKey::And(vec![
+                    SearchKey::Seen,
+                    SearchKey::SequenceSet(SequenceSet::Saved),
+                ]),
+                SearchKey::And(vec![SearchKey::Seen, uid(&[(3, 3), (5, 6)])]),
+                2,
+            ),
+            (SearchKey::Flagged, SearchKey::Flagged, 0),
+        ];
+        for (key, want, n) in cases {
+            assert_eq!(freeze(&key, &view), (want, n), "{key:?}");
         }
     }
 
