@@ -27,6 +27,11 @@
 //! - Sort keys (header fields, INTERNALDATE, size) never change, so a
 //!   message that stays in a sorted result never moves: only insertions
 //!   and removals are ever reported.
+//!   Where messages join a SORT context, its result is sorted again whole
+//!   (values from the cached header digests, as SORT itself reads them)
+//!   to place them; if the old results came out in another order (a
+//!   message file vanished under us) the result is resent whole rather
+//!   than left wrong at the client.
 //!
 //! # Positions
 //! SEARCH contexts report at position 0 with the numbers as a set in
