@@ -2,8 +2,8 @@
 //! (MIN MAX ALL COUNT), RFC 5267 §3 and §5 (ALL in sort order, PARTIAL,
 //! ADDTO, REMOVEFROM), RFC 9394 §4 (negative PARTIAL ranges).
 //!
-//! The session decides what an ESEARCH says; this module owns how it is
-//! spelt. Sets whose order means something (an extended SORT's results,
+//! The session decides what an ESEARCH says; this module owns how its
+//! items are spelt (the response itself is one of `data::Data`'s). Sets whose order means something (an extended SORT's results,
 //! ADDTO/REMOVEFROM at a non-zero position) are written in the order
 //! given with only ascending runs compressed (RFC 5267 §3.2); the others
 //! as plain sets. No I/O, never fails: it appends to the caller's buffer.
@@ -54,9 +54,11 @@ pub struct Run {
     pub nums: Vec<u32>,
 }
 
-/// Appends the response and its CRLF to `out`.
-pub fn write(out: &mut Vec<u8>, e: &Esearch<'_>) {
-    out.extend_from_slice(b"* ESEARCH (TAG ");
+/// Appends the response from `ESEARCH` on, without `* ` and CRLF: the
+/// rest of the line is [`super::data::write`]'s, through which every
+/// ESEARCH is sent (`Data::Esearch`).
+pub(super) fn body(out: &mut Vec<u8>, e: &Esearch<'_>) {
+    out.extend_from_slice(b"ESEARCH (TAG ");
     encode::string(out, e.tag.as_bytes(), false);
     out.push(b')');
     if e.uid {
@@ -99,7 +101,6 @@ pub fn write(out: &mut Vec<u8>, e: &Esearch<'_>) {
             Item::RemoveFrom(runs) => runs_item(out, "REMOVEFROM", runs),
         }
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 fn set(out: &mut Vec<u8>, nums: &[u32], ordered: bool) {
@@ -128,7 +129,7 @@ mod tests {
 
     fn wire(e: &Esearch<'_>) -> String {
         let mut v = Vec::new();
-        write(&mut v, e);
+        crate::proto::data::write(&mut v, &crate::proto::data::Data::Esearch(e.clone()));
         String::from_utf8(v).expect("ascii")
     }
 

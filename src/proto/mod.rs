@@ -16,6 +16,7 @@
 //! - [`esearch`]: ESEARCH responses (ESEARCH, ESORT, CONTEXT) and their
 //!   encoder.
 pub mod command;
+pub mod data;
 pub mod encode;
 pub mod esearch;
 pub mod frame;

@@ -66,7 +66,8 @@
 
 use std::sync::Arc;
 
-use crate::proto::esearch::{self, Esearch, Item, Run};
+use crate::proto::data::{self, Data};
+use crate::proto::esearch::{Esearch, Item, Run};
 use crate::proto::response::{Code, StatusKind, status_line};
 use crate::proto::{SearchKey, SearchReturn, SeqNum, SequenceSet, SortCriterion};
 use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
@@ -291,13 +292,13 @@ fn write_update(
     if !added.is_empty() {
         items.push(Item::AddTo(numbered(added)));
     }
-    esearch::write(
+    data::write(
         out,
-        &Esearch {
+        &Data::Esearch(Esearch {
             tag: &l.tag,
             uid: l.uid,
             items,
-        },
+        }),
     );
 }
 

@@ -15,7 +15,8 @@
 //! Owns no state: it reads and sets the view's `$` and contexts, and
 //! writes the responses.
 
-use crate::proto::esearch::{self, Esearch, Item};
+use crate::proto::data::{self, Data};
+use crate::proto::esearch::{Esearch, Item};
 use crate::proto::{SearchKey, SearchReturn, SortCriterion};
 use crate::session::{Session, State, Status, context};
 
@@ -93,13 +94,13 @@ pub(crate) fn answer(s: &mut Session, a: Asked<'_>, found: &[(u32, u32)]) -> Res
         if want(SearchReturn::Count) {
             items.push(Item::Count(nums.len()));
         }
-        esearch::write(
+        data::write(
             &mut out,
-            &Esearch {
+            &Data::Esearch(Esearch {
                 tag: a.tag,
                 uid: a.uid,
                 items,
-            },
+            }),
         );
     }
     if want(SearchReturn::Update) {

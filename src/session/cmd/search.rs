@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::proto::data::Data;
 use crate::proto::{SearchCommand, SearchKey, SearchReturn};
 use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
 use crate::session::view::SelectedView;
@@ -161,12 +162,11 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
 
     let ret = match &cmd.ret {
         None if !rev2 => {
-            let mut line = String::from("* SEARCH");
-            for &(seq, uid) in &found {
-                line.push(' ');
-                line.push_str(&(if cmd.uid { uid } else { seq }).to_string());
-            }
-            s.line(line);
+            let nums: Vec<u32> = found
+                .iter()
+                .map(|&(seq, uid)| if cmd.uid { uid } else { seq })
+                .collect();
+            s.data(&Data::Search(&nums));
             return Ok(Status::ok("SEARCH completed."));
         }
         // A rev2 client always gets ESEARCH (RFC 9051 §6.4.4).
