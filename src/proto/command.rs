@@ -99,6 +99,9 @@ pub enum CommandBody {
     Sort(SortCommand),
     /// THREAD / UID THREAD (RFC 5256 §3).
     Thread(ThreadCommand),
+    /// CANCELUPDATE (RFC 5267 §4.3.5): the tags of the searching commands
+    /// whose UPDATE contexts end, at least one.
+    CancelUpdate(Vec<String>),
     Fetch {
         uid: bool,
         set: SequenceSet,
@@ -163,6 +166,7 @@ impl CommandBody {
             CommandBody::Search(_) => "SEARCH",
             CommandBody::Sort(_) => "SORT",
             CommandBody::Thread(_) => "THREAD",
+            CommandBody::CancelUpdate(_) => "CANCELUPDATE",
             CommandBody::Fetch { .. } => "FETCH",
             CommandBody::Store { .. } => "STORE",
             CommandBody::Copy { .. } => "COPY",
@@ -288,10 +292,14 @@ pub struct SearchCommand {
 }
 
 /// `sort = ["UID" SP] "SORT" SP sort-criteria SP search-criteria`
-/// (RFC 5256 §5).
+/// (RFC 5256 §5), or the extended form with `RETURN (...)` after `SORT`
+/// (ESORT, RFC 5267 §3).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SortCommand {
     pub uid: bool,
+    /// `None` for a plain SORT (answered `* SORT`); `Some` for the
+    /// extended SORT (answered `* ESEARCH`), `Some(vec![])` meaning ALL.
+    pub ret: Option<Vec<SearchReturn>>,
     /// At least one, in order of precedence.
     pub criteria: Vec<SortCriterion>,
     /// The (mandatory) charset, upper-cased; the search strings are
@@ -339,6 +347,8 @@ pub enum ThreadAlgorithm {
     References,
 }
 
+/// A SEARCH or extended SORT return option: RFC 4731 (MIN MAX ALL
+/// COUNT), RFC 5182 (SAVE), RFC 5267 §4 (CONTEXT UPDATE PARTIAL).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SearchReturn {
     Min,
@@ -346,6 +356,39 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// A hint that the criteria will be used again (RFC 5267 §4.2).
+    Context,
+    /// Keep the result current with ADDTO/REMOVEFROM (RFC 5267 §4.3).
+    Update,
+    /// Only these positions of the result (RFC 5267 §4.4, RFC 9394 §3.1).
+    Partial(PartialRange),
+}
+
+/// `partial-range` (RFC 5267 §5, with RFC 9394's `-a:-b` form): result
+/// positions, 1 the first result (or, `from_end`, the last), both
+/// non-zero, kept as the client wrote them since the response echoes
+/// them (`500:400` means `400:500`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialRange {
+    pub from_end: bool,
+    pub first: u32,
+    pub second: u32,
+}
+
+impl PartialRange {
+    /// The 0-based positions of a result of `n` entries this range
+    /// selects (empty when it lies beyond the result).
+    pub fn slice(&self, n: usize) -> std::ops::Range<usize> {
+        let lo = self.first.min(self.second) as usize;
+        let hi = self.first.max(self.second) as usize;
+        let (start, end) = if self.from_end {
+            // -1 is the last result: -k is the (n-k+1)-th.
+            (n.saturating_sub(hi), n.saturating_sub(lo.saturating_sub(1)))
+        } else {
+            (lo.saturating_sub(1), hi.min(n))
+        };
+        if start >= end { 0..0 } else { start..end }
+    }
 }
 
 /// A search key (RFC 9051 §6.4.4, plus MODSEQ from RFC 7162, OLDER/YOUNGER

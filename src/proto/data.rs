@@ -15,6 +15,7 @@
 //! session's, quoting it is ours.
 
 use super::encode;
+use super::esearch::{self, Esearch};
 use super::response::SYSTEM_FLAGS;
 use crate::flags::{Flag, Flags};
 use std::io::Write;
@@ -60,20 +61,6 @@ pub enum StatusValue {
     AppendLimit(u64),
 }
 
-/// What an ESEARCH response reports (RFC 4731 §3.1).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Esearch<'a> {
-    /// The tag of the command it answers.
-    pub tag: &'a str,
-    /// Numbers are UIDs.
-    pub uid: bool,
-    pub min: Option<u32>,
-    pub max: Option<u32>,
-    /// ALL, as a sequence set; empty means no ALL item.
-    pub all: &'a [u32],
-    pub count: Option<usize>,
-}
-
 /// An untagged data response. Borrowed: built from the session's state
 /// just before it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +100,8 @@ pub enum Data<'a> {
     },
     /// `* SEARCH n...` (IMAP4rev1).
     Search(&'a [u32]),
+    /// `* ESEARCH ...` (RFC 4731, RFC 5267): its items are
+    /// [`super::esearch`]'s.
     Esearch(Esearch<'a>),
     /// `* SORT n...` (RFC 5256), in sort order.
     Sort(&'a [u32]),
@@ -236,27 +225,7 @@ pub fn write(out: &mut Vec<u8>, d: &Data<'_>) {
             out.extend_from_slice(b"SORT");
             numbers(out, nums);
         }
-        Data::Esearch(e) => {
-            out.extend_from_slice(b"ESEARCH (TAG ");
-            encode::string(out, e.tag.as_bytes(), false);
-            out.push(b')');
-            if e.uid {
-                out.extend_from_slice(b" UID");
-            }
-            if let Some(n) = e.min {
-                let _ = write!(out, " MIN {n}");
-            }
-            if let Some(n) = e.max {
-                let _ = write!(out, " MAX {n}");
-            }
-            if !e.all.is_empty() {
-                out.extend_from_slice(b" ALL ");
-                encode::sequence_set(out, e.all);
-            }
-            if let Some(n) = e.count {
-                let _ = write!(out, " COUNT {n}");
-            }
-        }
+        Data::Esearch(e) => esearch::body(out, e),
         Data::Thread { nodes, roots } => {
             // An empty result is `* THREAD` alone (RFC 5256 §5:
             // `thread-data = "THREAD" [SP 1*thread-list]`).
@@ -347,6 +316,7 @@ pub fn fetch_item(out: &mut Vec<u8>, it: &FetchItem<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::esearch::Item;
 
     fn w(d: Data<'_>) -> String {
         let mut out = Vec::new();
@@ -450,18 +420,23 @@ mod tests {
                 Data::Esearch(Esearch {
                     tag: "a1",
                     uid: true,
-                    min: Some(2),
-                    max: Some(9),
-                    all: &[2, 3, 4, 9],
-                    count: Some(4),
+                    items: vec![
+                        Item::Min(2),
+                        Item::Max(9),
+                        Item::All {
+                            nums: vec![2, 3, 4, 9],
+                            ordered: false,
+                        },
+                        Item::Count(4),
+                    ],
                 }),
                 "* ESEARCH (TAG \"a1\") UID MIN 2 MAX 9 ALL 2:4,9 COUNT 4\r\n",
             ),
             (
                 Data::Esearch(Esearch {
                     tag: "t",
-                    count: Some(0),
-                    ..Esearch::default()
+                    uid: false,
+                    items: vec![Item::Count(0)],
                 }),
                 "* ESEARCH (TAG \"t\") COUNT 0\r\n",
             ),

@@ -150,6 +150,33 @@ pub fn sequence_set(out: &mut Vec<u8>, nums: &[u32]) {
     }
 }
 
+/// `nums` as a sequence set that keeps their order: only runs ascending
+/// by one are written as ranges (`3:5,9,7`). For sets whose order means
+/// something: COPYUID's two sets correspond element by element (RFC 4315
+/// §3), and an extended SORT's results are in sort order, with ranges
+/// only in increasing order (RFC 5267 §3.2).
+pub fn sequence_in_order(out: &mut Vec<u8>, nums: &[u32]) {
+    use std::io::Write;
+    let mut i = 0;
+    let mut first = true;
+    while i < nums.len() {
+        let mut j = i;
+        while j + 1 < nums.len() && nums[j].checked_add(1) == Some(nums[j + 1]) {
+            j += 1;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        if j > i {
+            let _ = write!(out, "{}:{}", nums[i], nums[j]);
+        } else {
+            let _ = write!(out, "{}", nums[i]);
+        }
+        i = j + 1;
+    }
+}
+
 /// `"17-Jul-1996 02:44:25 -0700"` (quoted, day padded with a space;
 /// RFC 9051 §9 `date-time` with `date-day-fixed`).
 pub fn date_time(out: &mut Vec<u8>, dt: &chrono::DateTime<chrono::FixedOffset>) {
@@ -327,6 +354,21 @@ mod tests {
         ];
         for &(nums, want) in cases {
             assert_eq!(s(|o| sequence_set(o, nums)), want);
+        }
+    }
+
+    #[test]
+    fn sequences_in_order() {
+        let cases: &[(&[u32], &str)] = &[
+            (&[], ""),
+            (&[5], "5"),
+            (&[3, 4, 5, 9, 7], "3:5,9,7"),
+            (&[12, 11, 10], "12,11,10"),
+            (&[10, 11, 12, 1, 2], "10:12,1:2"),
+            (&[u32::MAX - 1, u32::MAX, 1], "4294967294:4294967295,1"),
+        ];
+        for &(nums, want) in cases {
+            assert_eq!(s(|o| sequence_in_order(o, nums)), want);
         }
     }
 

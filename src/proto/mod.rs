@@ -16,10 +16,13 @@
 //! - [`encode`]: the small helpers responses are written with (strings,
 //!   literals, flag lists, sequence sets, dates).
 //! - [`sequence`]: sequence-set arithmetic.
+//! - [`esearch`]: ESEARCH responses (ESEARCH, ESORT, CONTEXT) and their
+//!   encoder.
 pub(crate) mod chars;
 pub mod command;
 pub mod data;
 pub mod encode;
+pub mod esearch;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

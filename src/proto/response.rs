@@ -64,6 +64,9 @@ pub enum Code {
     Modified(Vec<u32>),
     Nonexistent,
     NoPerm,
+    /// RFC 5267 §4.3.1: the server will not keep the result of the
+    /// searching command with this tag current.
+    NoUpdate(String),
     OverQuota,
     /// The flags a client may set: the system flags, the keywords given,
     /// and `\*` unless `read_only` (then the list is empty).
@@ -133,9 +136,15 @@ impl Code {
                 to,
             } => {
                 let _ = write!(out, "COPYUID {uidvalidity} ");
-                set_in_order(out, from);
+                // The two sets correspond element by element.
+                super::encode::sequence_in_order(out, from);
                 out.push(b' ');
-                set_in_order(out, to);
+                super::encode::sequence_in_order(out, to);
+                return;
+            }
+            Code::NoUpdate(tag) => {
+                out.extend_from_slice(b"NOUPDATE ");
+                super::encode::string(out, tag.as_bytes(), false);
                 return;
             }
             Code::Modified(nums) => {
@@ -209,29 +218,6 @@ pub fn status_line(
     out.extend_from_slice(b"\r\n");
 }
 
-/// COPYUID's two sets must correspond element by element, so they are
-/// written in source order with only adjacent ascending runs compressed.
-fn set_in_order(out: &mut Vec<u8>, nums: &[u32]) {
-    let mut i = 0;
-    let mut first = true;
-    while i < nums.len() {
-        let mut j = i;
-        while j + 1 < nums.len() && nums[j + 1] == nums[j].wrapping_add(1) {
-            j += 1;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        if j > i {
-            let _ = write!(out, "{}:{}", nums[i], nums[j]);
-        } else {
-            let _ = write!(out, "{}", nums[i]);
-        }
-        i = j + 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +263,7 @@ mod tests {
                 "PERMANENTFLAGS ()",
             ),
             (Code::UidNext(12), "UIDNEXT 12"),
+            (Code::NoUpdate("B\"02".into()), "NOUPDATE \"B\\\"02\""),
         ];
         for (code, want) in cases {
             assert_eq!(code.to_wire(), want);

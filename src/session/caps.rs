@@ -37,6 +37,9 @@ const AUTHED: &[&str] = &[
     "SORT=DISPLAY",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
+    "ESORT",
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
 ];
 
 /// The capability atoms for this moment, space-separated.

@@ -170,7 +170,7 @@ fn only_common_headers(key: &crate::proto::SearchKey) -> bool {
 
 /// True if the key compares INTERNALDATE (SENT* fall back to it when a
 /// message has no usable Date: header).
-fn uses_internal_date(key: &crate::proto::SearchKey) -> bool {
+pub(crate) fn uses_internal_date(key: &crate::proto::SearchKey) -> bool {
     use crate::proto::SearchKey::*;
     match key {
         And(v) => v.iter().any(uses_internal_date),

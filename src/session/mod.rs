@@ -24,13 +24,16 @@
 
 pub mod caps;
 pub mod cmd;
+pub mod context;
 pub(crate) mod digest;
+pub(crate) mod esearch;
 pub(crate) mod evaluate;
 mod literal;
 pub(crate) mod mailboxes;
 pub mod names;
 pub mod search;
 pub(crate) mod sort;
+pub(crate) mod sorted;
 pub(crate) mod thread;
 pub(crate) mod unlocked;
 pub mod view;
@@ -764,6 +767,7 @@ impl Session {
             | C::Search(_)
             | C::Sort(_)
             | C::Thread(_)
+            | C::CancelUpdate(_)
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }
@@ -990,6 +994,14 @@ impl Session {
         let valid = view
             .report_changes(expunge_ok, enabled, self.uid_commands, &mut lines)
             .await?;
+        // The update contexts' ADDTO/REMOVEFROM, after the EXISTS and
+        // FETCH responses they follow from (RFC 5267 §4.3.3). What the
+        // view wrote goes out even if this fails.
+        let updated = if valid {
+            context::update(view, &mut lines).await
+        } else {
+            Ok(())
+        };
         self.out.extend_from_slice(&lines);
         if !valid {
             tracing::warn!(folder = %view.name, "selected folder deleted or replaced; disconnecting the session");
@@ -1001,7 +1013,7 @@ impl Session {
             self.state.leave_selected();
             self.state = State::Logout;
         }
-        Ok(())
+        updated
     }
 }
 

@@ -51,6 +51,9 @@ pub struct SelectedView {
     keywords: Vec<String>,
     /// Wakes when the folder changes (IDLE).
     pub watch: tokio::sync::watch::Receiver<u64>,
+    /// Live results of SEARCH/SORT with UPDATE (RFC 5267 §4.3): they end
+    /// with the selection.
+    pub contexts: super::context::Contexts,
     /// Counts this session as a read-write holder (see `Folder::hold_rw`).
     _rw: Option<crate::store::RwHold>,
 }
@@ -83,6 +86,7 @@ impl SelectedView {
             saved: Vec::new(),
             keywords,
             watch,
+            contexts: Default::default(),
             _rw: rw,
         }
     }
@@ -100,6 +104,12 @@ impl SelectedView {
 
     pub fn uids(&self) -> &[u32] {
         &self.uids
+    }
+
+    /// The UID list itself (a shared handle), for reading the numbering
+    /// while other parts of the view change.
+    pub fn uid_list(&self) -> Arc<Vec<u32>> {
+        self.uids.clone()
     }
 
     pub fn recent_count(&self) -> u32 {
@@ -248,6 +258,12 @@ impl SelectedView {
                 self.pending_expunge.insert(*uid);
             }
         }
+        // Update contexts lose expunged messages at once: their REMOVEFROM
+        // goes before any EXPUNGE, numbered as the client still numbers
+        // (RFC 5267 §4.3.4).
+        let uids = &self.uids;
+        let seq_of = |u: u32| uids.binary_search(&u).ok().map(|i| i as u32 + 1);
+        self.contexts.expunged(&ch.expunged, &seq_of, out);
         if expunge_ok && !self.pending_expunge.is_empty() {
             for uid in std::mem::take(&mut self.pending_expunge) {
                 if let Ok(i) = self.uids.binary_search(&uid) {
@@ -312,6 +328,10 @@ impl SelectedView {
             };
             data::write(out, &Data::Fetch { seq, items });
         }
+        // New messages and flag changes (this session's too) may join or
+        // leave update contexts' results: decided by `context::update`.
+        self.contexts
+            .touch(ch.new.iter().chain(&ch.flags).map(|m| m.uid));
         if self.own_reported.capacity() > 1024 {
             // An idle session keeps no table sized for its last big STORE.
             self.own_reported = FxHashMap::default();

@@ -80,6 +80,7 @@ mod append;
 #[doc(hidden)]
 pub mod codec;
 mod connection;
+mod context;
 mod fetch;
 mod lexer;
 mod mailbox;
@@ -210,6 +211,7 @@ impl P<'_> {
             "SEARCH" => CommandBody::Search(self.search(false)?),
             "SORT" => CommandBody::Sort(self.sort(false)?),
             "THREAD" => CommandBody::Thread(self.thread(false)?),
+            "CANCELUPDATE" => self.cancel_update()?,
             "FETCH" => self.fetch(false)?,
             "STORE" => self.store(false)?,
             "COPY" | "MOVE" => self.copy_move(false, name == "MOVE")?,

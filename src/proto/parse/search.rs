@@ -20,23 +20,8 @@ impl P<'_> {
     /// (RFC 9051 §9, RFC 4731, RFC 5182).
     pub(super) fn search(&mut self, uid: bool) -> R<SearchCommand> {
         self.sp()?;
-        let mut ret = None;
-        if self.peek_kw("RETURN") {
-            self.i += 6;
-            self.sp()?;
-            ret = Some(self.paren_list(true, |p| {
-                let k = p.keyword()?;
-                Ok(match k.as_str() {
-                    "MIN" => SearchReturn::Min,
-                    "MAX" => SearchReturn::Max,
-                    "ALL" => SearchReturn::All,
-                    "COUNT" => SearchReturn::Count,
-                    "SAVE" => SearchReturn::Save,
-                    _ => return bad(format!("Unknown SEARCH return option {k}")),
-                })
-            })?);
-            self.sp()?;
-        }
+        // RETURN (...): the `context` submodule.
+        let ret = self.return_opts()?;
         let mut charset = None;
         if self.peek_kw("CHARSET") {
             self.i += 7;
@@ -302,7 +287,7 @@ mod tests {
             (
                 b"a SEARCH RETURN (FOO) ALL\r\n",
                 Some("a"),
-                "Unknown SEARCH return option FOO",
+                "Unknown return option FOO",
             ),
             (
                 b"a SEARCH CHARSET UTF-8 FROM \"\xff\"\r\n",

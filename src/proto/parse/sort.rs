@@ -3,7 +3,8 @@
 //! reader (`search`), with the strings decoded in the command's charset.
 //!
 //! ```text
-//! sort            = ["UID" SP] "SORT" SP sort-criteria SP search-criteria
+//! sort            = ["UID" SP] "SORT" [search-return-opts]
+//!                   SP sort-criteria SP search-criteria    ; RFC 5267 §5
 //! sort-criteria   = "(" sort-criterion *(SP sort-criterion) ")"
 //! sort-criterion  = ["REVERSE" SP] sort-key
 //! sort-key        = "ARRIVAL" / "CC" / "DATE" / "FROM" / "SIZE" /
@@ -29,6 +30,9 @@ impl P<'_> {
     /// After `SORT`.
     pub(super) fn sort(&mut self, uid: bool) -> R<SortCommand> {
         self.sp()?;
+        // The extended SORT's RETURN (...) (ESORT, RFC 5267 §3): the
+        // `context` submodule.
+        let ret = self.return_opts()?;
         let criteria = self.paren_list(false, |p| {
             let mut k = p.keyword()?;
             let reverse = k == "REVERSE";
@@ -54,6 +58,7 @@ impl P<'_> {
         let (charset, search) = self.search_criteria()?;
         Ok(SortCommand {
             uid,
+            ret,
             criteria,
             charset,
             search,
@@ -139,6 +144,7 @@ mod tests {
                 "a SORT (SUBJECT) UTF-8 ALL\r\n",
                 SortCommand {
                     uid: false,
+                    ret: None,
                     criteria: vec![crit(false, Subject)],
                     charset: "UTF-8".into(),
                     search: SearchKey::All,
@@ -148,6 +154,7 @@ mod tests {
                 "a uid sort (reverse arrival cc DATE from SIZE to displayfrom REVERSE DISPLAYTO) \"us-ascii\" UNDELETED SUBJECT x\r\n",
                 SortCommand {
                     uid: true,
+                    ret: None,
                     criteria: vec![
                         crit(true, Arrival),
                         crit(false, Cc),
@@ -183,6 +190,7 @@ mod tests {
             got,
             Ok(CommandBody::Sort(SortCommand {
                 uid: false,
+                ret: None,
                 criteria: vec![crit(false, SortKey::Date)],
                 charset: "ISO-8859-1".into(),
                 search: SearchKey::Subject("é".into()),

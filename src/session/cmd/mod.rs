@@ -6,6 +6,7 @@
 
 pub mod append;
 pub mod auth;
+pub mod cancelupdate;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
@@ -66,7 +67,8 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         | C::Fetch { .. }
         | C::Store { .. }
         | C::Copy { .. }
-        | C::Move { .. } => run_selected(s, tag, body).await,
+        | C::Move { .. }
+        | C::CancelUpdate(_) => run_selected(s, tag, body).await,
     }
 }
 
@@ -94,7 +96,8 @@ async fn on_view(
     match body {
         C::Expunge { uids } => expunge::expunge(view, uids).await,
         C::Search(cmd) => search::search(s, view, tag, cmd).await,
-        C::Sort(cmd) => sort::sort(s, view, cmd).await,
+        C::Sort(cmd) => sort::sort(s, view, tag, cmd).await,
+        C::CancelUpdate(tags) => cancelupdate::cancel_update(view, tags),
         C::Thread(cmd) => sort::thread(s, view, cmd).await,
         C::Fetch {
             uid,

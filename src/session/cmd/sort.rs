@@ -11,135 +11,45 @@
 //! Everything runs off the runtime, split across the machine's cores.
 use crate::proto::data::Data;
 use crate::proto::encode::ThreadNode;
-use crate::proto::{SortCommand, SortKey, ThreadAlgorithm, ThreadCommand};
-use crate::session::digest::common_digest;
+use crate::proto::{SortCommand, ThreadAlgorithm, ThreadCommand};
 use crate::session::evaluate::{Candidates, evaluate};
-use crate::session::sort::{self, Facts, Headers, Value};
+use crate::session::sorted::{Needs, gather, sorted};
 use crate::session::thread::{self, Item, message_ids};
 use crate::session::view::SelectedView;
 use crate::session::{CmdResult, Session, Status, blocking};
-use crate::store::CacheField;
 
-/// What a command needs besides the header digest.
-#[derive(Clone, Copy)]
-struct Needs {
-    /// INTERNALDATE (ARRIVAL, and the sent date's fallback).
-    dates: bool,
-    /// RFC822.SIZE.
-    sizes: bool,
-    /// The header digest.
-    headers: bool,
-}
-
-/// Runs `f` over every found message's facts, in parallel blocks, and
-/// returns the results in the order of `found`. Blocking.
-fn gather<T: Send>(
-    c: &Candidates,
-    found: &[(u32, u32)],
-    needs: Needs,
-    f: impl Fn(u32, &Facts<'_>) -> T + Sync,
-) -> Result<Vec<T>, Status> {
-    let folder = &c.folder;
-    if needs.dates {
-        let uids: Vec<u32> = found.iter().map(|m| m.1).collect();
-        folder.resolve_dates(&uids)?;
-    }
-    let run = |part: &[(u32, u32)]| -> Vec<T> {
-        let mut out = Vec::with_capacity(part.len());
-        // One folder lock per block for the metadata and the digests.
-        for block in part.chunks(1024) {
-            let uids: Vec<u32> = block.iter().map(|m| m.1).collect();
-            let metas = folder.metas(&uids);
-            let digests = if needs.headers {
-                folder.cached_many(&uids, CacheField::CommonHeaders)
-            } else {
-                Vec::new()
-            };
-            for (k, &(seq, uid)) in block.iter().enumerate() {
-                let meta = metas.get(k).cloned().flatten();
-                let digest = if needs.headers {
-                    digests
-                        .get(k)
-                        .cloned()
-                        .flatten()
-                        .or_else(|| common_digest(folder, uid).ok())
-                } else {
-                    None
-                };
-                let size = match (&meta, needs.sizes) {
-                    (Some(m), true) => m.size.or_else(|| folder.rfc822_size(uid).ok()).unwrap_or(0),
-                    _ => 0,
-                };
-                // A message gone from the store since the view was taken
-                // (still in the view until its expunge is reported) sorts
-                // with empty values rather than failing the command.
-                let facts = Facts {
-                    headers: Headers::of(digest.as_deref().unwrap_or_default()),
-                    internal_date: meta.map_or(0, |m| m.internal_date),
-                    size,
-                };
-                out.push(f(seq, &facts));
-            }
-        }
-        out
-    };
-    let threads = crate::session::cpus().min(8);
-    let per = found.len().div_ceil(threads.max(1)).max(1024);
-    if found.len() <= per {
-        return Ok(run(found));
-    }
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = found
-            .chunks(per)
-            .map(|part| sc.spawn(|| run(part)))
-            .collect();
-        let mut all = Vec::with_capacity(found.len());
-        for h in handles {
-            match h.join() {
-                Ok(mut v) => all.append(&mut v),
-                Err(_) => return Err(Status::server_bug("sort", &"a sort thread panicked")),
-            }
-        }
-        Ok(all)
-    })
-}
-
-pub async fn sort(s: &mut Session, view: &mut SelectedView, cmd: SortCommand) -> CmdResult {
+pub async fn sort(
+    s: &mut Session,
+    view: &mut SelectedView,
+    tag: &str,
+    cmd: SortCommand,
+) -> CmdResult {
+    crate::session::context::check_tag(view, tag, cmd.ret.as_deref())?;
     let candidates = Candidates::of(view);
     let criteria = cmd.criteria.clone();
     let search = cmd.search.clone();
     let order: Vec<(u32, u32)> = blocking(move || -> Result<Vec<(u32, u32)>, Status> {
         let found = evaluate(&candidates, &search)?;
-        let has = |k: &[SortKey]| criteria.iter().any(|c| k.contains(&c.key));
-        let needs = Needs {
-            dates: has(&[SortKey::Arrival, SortKey::Date]),
-            sizes: has(&[SortKey::Size]),
-            headers: !criteria
-                .iter()
-                .all(|c| matches!(c.key, SortKey::Arrival | SortKey::Size)),
-        };
-        let mut items: Vec<(u32, Vec<Value>)> =
-            gather(&candidates, &found, needs, |seq, facts| {
-                (seq, sort::values(&criteria, facts))
-            })?;
-        sort::sort(&criteria, &mut items);
-        // Sequence number -> UID through the found list (ascending).
-        Ok(items
-            .into_iter()
-            .map(|(seq, _)| {
-                let uid = found
-                    .binary_search_by_key(&seq, |m| m.0)
-                    .map_or(0, |i| found[i].1);
-                (seq, uid)
-            })
-            .collect())
+        sorted(&candidates.folder, &criteria, &found)
     })
     .await??;
-    let nums: Vec<u32> = order
-        .into_iter()
-        .map(|(seq, uid)| if cmd.uid { uid } else { seq })
-        .collect();
-    s.data(&Data::Sort(&nums));
+    let Some(ret) = &cmd.ret else {
+        let nums: Vec<u32> = order
+            .into_iter()
+            .map(|(seq, uid)| if cmd.uid { uid } else { seq })
+            .collect();
+        s.data(&Data::Sort(&nums));
+        return Ok(Status::ok("SORT completed."));
+    };
+    // The extended SORT (ESORT, RFC 5267 §3).
+    let asked = crate::session::esearch::Asked {
+        tag,
+        uid: cmd.uid,
+        ret,
+        key: &cmd.search,
+        sort: Some(&cmd.criteria),
+    };
+    crate::session::esearch::answer(s, view, asked, &order)?;
     Ok(Status::ok("SORT completed."))
 }
 
@@ -156,7 +66,7 @@ pub async fn thread(s: &mut Session, view: &mut SelectedView, cmd: ThreadCommand
             headers: true,
         };
         let references = algorithm == ThreadAlgorithm::References;
-        let items: Vec<Item> = gather(&candidates, &found, needs, |seq, facts| {
+        let items: Vec<Item> = gather(&candidates.folder, &found, needs, |seq, facts| {
             let h = &facts.headers;
             let (subject, reply) = h.base_subject();
             let mut it = Item {
@@ -209,7 +119,8 @@ pub async fn thread(s: &mut Session, view: &mut SelectedView, cmd: ThreadCommand
 mod tests {
     use super::*;
     use crate::flags::Flags;
-    use crate::proto::{SearchKey, SortCriterion};
+    use crate::proto::{SearchKey, SortCriterion, SortKey};
+    use crate::session::sort::{self, Value};
     use crate::store::{ClosingStore, MailStore, Registry, StoreOptions};
 
     /// The sort and thread values come from the cached header digest: once
@@ -260,7 +171,7 @@ mod tests {
             headers: true,
         };
         let run = || {
-            gather(&c, &found, needs, |seq, facts| {
+            gather(&c.folder, &found, needs, |seq, facts| {
                 let ids = facts
                     .headers
                     .references
