@@ -59,6 +59,7 @@ use encoding_rs::Encoding;
 use super::command::*;
 use crate::flags::{Flag, FlagOp};
 
+mod catenate;
 #[cfg(any(test, feature = "oracle"))]
 #[doc(hidden)]
 pub mod codec;
@@ -104,6 +105,19 @@ pub fn parse_command_diverted(bytes: &[u8], diverted: &[usize]) -> Result<Comman
     p.diverted = diverted;
     let tag = p.tag().map_err(|_| tag_error(bytes))?;
     own(p, tag)
+}
+
+/// A `section-spec` (RFC 9051 §9) on its own, as an IMAP URL carries it
+/// (RFC 5092 `enc-section`, already %-decoded): the same reader as
+/// FETCH's, so a URL names exactly the sections FETCH does.
+pub fn parse_section_spec(spec: &[u8]) -> Option<Section> {
+    let mut b = Vec::with_capacity(spec.len() + 2);
+    b.push(b'[');
+    b.extend_from_slice(spec);
+    b.push(b']');
+    let mut p = P::new(&b);
+    let s = p.section().ok()?;
+    (p.i == b.len()).then_some(s)
 }
 
 /// Whether `head`, the start of a command, is an APPEND (`tag SP "APPEND"
@@ -351,7 +365,9 @@ impl<'a> P<'a> {
     fn literal(&mut self, allow8: bool) -> R<(Vec<u8>, bool)> {
         match self.literal_or_diverted(allow8)? {
             (AppendData::Bytes(data), binary) => Ok((data, binary)),
-            (AppendData::Diverted { .. }, _) => bad("Literal too large here"),
+            (AppendData::Diverted { .. } | AppendData::Catenate(_), _) => {
+                bad("Literal too large here")
+            }
         }
     }
 
@@ -942,7 +958,10 @@ impl<'a> P<'a> {
                 msg.date = Some(self.date_time()?);
                 self.sp()?;
             }
-            if self.peek_kw("UTF8") {
+            if self.peek_kw("CATENATE") {
+                // RFC 4469: the message is built from TEXT and URL parts.
+                msg.data = self.catenate()?;
+            } else if self.peek_kw("UTF8") {
                 // RFC 6855 §4: the message is UTF-8, carried as literal8.
                 self.i += 4;
                 self.sp()?;

@@ -4,6 +4,7 @@
 
 pub mod append;
 pub mod auth;
+mod catenate;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
