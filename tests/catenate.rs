@@ -184,3 +184,31 @@ fn big_parts_are_catenated_byte_exactly() {
     let flags = c.ok(&format!("UID FETCH {uid} FLAGS"));
     assert!(!flags[0].contains("\\Seen"), "{flags:?}");
 }
+
+/// A TEXT literal too big to keep in memory goes to the spool; a NUL in it is still the
+/// client's error unless it came as a literal8 (RFC 3516), as for one kept in the command.
+#[test]
+fn a_spooled_text_part_with_nul_needs_literal8() {
+    let server = TestServer::start();
+    let mut c = ImapClient::login(&server, USER, PASSWORD);
+    let mut text = b"Subject: nul\r\n\r\n".to_vec();
+    text.resize(300 * 1024, b'x');
+    text[200 * 1024] = 0;
+    for (tag, tilde, want) in [("t1", "", "BAD"), ("t2", "~", "OK [APPENDUID ")] {
+        let line = format!(
+            "{tag} APPEND INBOX CATENATE (TEXT {tilde}{{{}}}\r\n",
+            text.len()
+        );
+        send_with_literals(&mut c, &[line.as_bytes(), &text, b")\r\n"]);
+        let st = tagged(&mut c, tag);
+        assert!(st.starts_with(want), "{tag}: {st}");
+    }
+    let status = c.ok("STATUS INBOX (MESSAGES)");
+    assert!(status[0].ends_with("(MESSAGES 1)"), "{status:?}");
+    c.ok("SELECT INBOX");
+    let lines = c.ok("FETCH 1 BINARY.PEEK[]");
+    assert!(
+        lines[0].contains(&format!("~{{{}}}", text.len())),
+        "a literal8 of the bytes"
+    );
+}

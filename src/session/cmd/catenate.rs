@@ -22,15 +22,20 @@
 //!   that came in the command.
 //!
 //! Memory: the message is assembled in the spool file (an unnamed file in
-//! the Maildir's `tmp/`, `store::Spool`), so what is held is one piece at a
-//! time for a whole message or its TEXT when the source is bigger than
-//! [`KEEP_IN_MEMORY`]: those are copied from the file a piece at a time,
-//! converted to CRLF on the way (`fetch::stream`, the converter FETCH
-//! sends big bodies with). A section that needs the MIME structure (a part
-//! number, HEADER.FIELDS, MIME) or a smaller source is cut from the
-//! message read whole, as FETCH does for the same section: that message
-//! is one the store holds, already within `max_literal_bytes`.
-//!
+//! the Maildir's `tmp/`, `store::Spool`). A whole message or its TEXT,
+//! when the source is bigger than [`KEEP_IN_MEMORY`], is copied from the
+//! file a piece at a time, converted to CRLF on the way (`fetch::stream`,
+//! the converter FETCH sends big bodies with). A section that needs the
+//! MIME structure (a part number, HEADER, HEADER.FIELDS, MIME) or a
+//! smaller source is cut from the message read whole, as FETCH does for
+//! the same section: that message is one the store holds, already within
+//! `max_literal_bytes`, and one such message is held at a time. URLs are
+//! resolved first (to find every BADURL and the size before writing) but
+//! their bytes are not kept: a section is cut again when it is written,
+//! and a message whose parts pass APPENDLIMIT is refused at that part.
+//! So a command with many URLs holds one message at most, however many
+//! it names.
+
 //! Must never: open a folder by anything but its name through the store
 //! (the URL's mailbox is a name, never a path), or save a message (APPEND
 //! does, from what this leaves in the spool).
@@ -39,32 +44,48 @@ use std::sync::Arc;
 
 use super::fetch::stream::{self, Converter, FileLiteral, PIECE};
 use crate::mime::Message;
+use crate::proto::Section;
 use crate::proto::imapurl::{self, Base, MessageRef};
 use crate::proto::response::Code;
 use crate::proto::{AppendData, AppendMessage, CatPart};
 use crate::session::literal::KEEP_IN_MEMORY;
 use crate::session::names::canonical_inbox;
 use crate::session::{Session, State, Status, blocking};
-use crate::store::{MailStore, MessageFile, Spool, StoreError};
+use crate::store::{Folder, MailStore, MessageFile, Spool, StoreError};
 
-/// Where one part's bytes come from.
+/// Where one part's bytes come from. URL parts keep where to read them,
+/// not their bytes: they are read while the message is written, one part
+/// at a time, so what a command holds does not grow with its URLs.
 enum Source {
     /// A TEXT literal that came in the command.
     Text(Vec<u8>),
     /// A TEXT literal the session spooled: part `i` of the command's spool.
     Spooled(usize),
+    /// A URL's whole message or text, converted from the file piecewise:
+    /// `len` bytes of it from raw offset `start`, after `skip`.
+    File {
+        folder: Arc<Folder>,
+        uid: u32,
+        start: u64,
+        skip: u64,
+        len: u64,
+    },
     /// A URL's section, cut from the message read whole.
-    Memory(Vec<u8>),
-    /// A URL's whole message or text, converted from the file piecewise.
-    File(FileLiteral),
+    Section {
+        folder: Arc<Folder>,
+        uid: u32,
+        section: Option<Section>,
+        partial: Option<(u32, Option<u32>)>,
+        len: u64,
+    },
 }
 
 impl Source {
     fn len(&self, spool: Option<&Spool>) -> u64 {
         match self {
-            Source::Text(b) | Source::Memory(b) => b.len() as u64,
+            Source::Text(b) => b.len() as u64,
             Source::Spooled(i) => spool.and_then(|s| s.part(*i)).map_or(0, |p| p.len),
-            Source::File(lit) => lit.len,
+            Source::File { len, .. } | Source::Section { len, .. } => *len,
         }
     }
 }
@@ -193,16 +214,21 @@ fn build_all(
                 }
                 CatPart::Url(url) => url_source(store, base, &url)?,
             });
+            // Stop at the first part past the limit, before reading more.
+            let total = sources
+                .iter()
+                .map(|s| s.len(spool.as_ref()))
+                .fold(0u64, u64::saturating_add);
+            if total > limit {
+                return Err(too_big(total, limit));
+            }
         }
         let total = sources
             .iter()
             .map(|s| s.len(spool.as_ref()))
             .fold(0u64, u64::saturating_add);
         if total > limit {
-            return Err(Failure::Status(Status::no(
-                Some(Code::TooBig),
-                format!("Message of {total} bytes is larger than APPENDLIMIT {limit}."),
-            )));
+            return Err(too_big(total, limit));
         }
         if total == 0 {
             return Err(Failure::Status(Status::no(
@@ -220,7 +246,7 @@ fn build_all(
     for (i, sources, total) in planned {
         spool.begin(total)?;
         for src in sources {
-            write_source(&mut spool, src).map_err(StoreError::Io)?;
+            write_source(&mut spool, src)?;
         }
         let part = spool.end().map_err(StoreError::Io)?;
         built.push((i, part, total));
@@ -228,7 +254,16 @@ fn build_all(
     Ok((spool, built))
 }
 
-/// The bytes a URL part stands for (see the module doc).
+/// `NO [TOOBIG]` for a message of at least `total` bytes.
+fn too_big(total: u64, limit: u64) -> Failure {
+    Failure::Status(Status::no(
+        Some(Code::TooBig),
+        format!("Message of {total} bytes or more is larger than APPENDLIMIT {limit}."),
+    ))
+}
+
+/// Where the bytes a URL part stands for are, and how many (see the
+/// module doc); the URL must name something that exists.
 fn url_source(store: &MailStore, base: &Base<'_>, url: &[u8]) -> Result<Source, Failure> {
     let bad = |why| Failure::BadUrl(url.to_vec(), why);
     let r: MessageRef = imapurl::resolve(url, base).map_err(bad)?;
@@ -251,39 +286,60 @@ fn url_source(store: &MailStore, base: &Base<'_>, url: &[u8]) -> Result<Source, 
     let whole_or_text = r.section.as_ref().is_none_or(|s| {
         s.part.is_empty() && matches!(s.text, Some(crate::proto::SectionText::Text))
     });
-    let file = Arc::new(folder.open_message(r.uid).map_err(gone)?);
+    let file = folder.open_message(r.uid).map_err(gone)?;
     let stored = file.size().map_err(StoreError::Io)?;
     if whole_or_text && stored > KEEP_IN_MEMORY {
         let scan = stream::scan(&file).map_err(StoreError::Io)?;
         // A binary part is served as stored, which the piecewise
-        // conversion does not know (as for FETCH): read whole below.
+        // conversion does not know (as for FETCH): cut from memory then.
         if !scan.maybe_binary {
             let (start, size) = match r.section {
                 None => (0, scan.total),
                 Some(_) => (scan.body_start, scan.text),
             };
             let (skip, len) = window(size, r.partial);
-            return Ok(Source::File(FileLiteral {
-                file,
+            return Ok(Source::File {
+                folder,
+                uid: r.uid,
                 start,
                 skip,
                 len,
-                string: false,
-            }));
+            });
         }
     }
     drop(file);
-    let raw = folder.read_message(r.uid).map_err(gone)?;
+    let data = section_bytes(&folder, r.uid, r.section.as_ref(), r.partial)
+        .map_err(gone)?
+        .ok_or_else(|| bad("no such body part"))?;
+    Ok(Source::Section {
+        folder,
+        uid: r.uid,
+        section: r.section,
+        partial: r.partial,
+        len: data.len() as u64,
+    })
+}
+
+/// `BODY[section]<partial>` of the message as FETCH cuts it, or `None` if
+/// the message has no such section.
+fn section_bytes(
+    folder: &Folder,
+    uid: u32,
+    section: Option<&Section>,
+    partial: Option<(u32, Option<u32>)>,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let raw = folder.read_message(uid)?;
     let msg = Message::parse(&raw);
     drop(raw);
-    let data = match &r.section {
+    let mut data = match section {
         None => msg.bytes().to_vec(),
         Some(sec) if msg.has_section(sec) => msg.section(sec),
-        Some(_) => return Err(bad("no such body part")),
+        Some(_) => return Ok(None),
     };
-    let (skip, len) = window(data.len() as u64, r.partial);
-    let (skip, len) = (skip as usize, len as usize);
-    Ok(Source::Memory(data[skip..skip + len].to_vec()))
+    let (skip, len) = window(data.len() as u64, partial);
+    data.truncate((skip + len) as usize);
+    data.drain(..skip as usize);
+    Ok(Some(data))
 }
 
 /// `;PARTIAL=offset[.length]` of `size` bytes as (skip, length), clamped
@@ -299,13 +355,43 @@ fn window(size: u64, partial: Option<(u32, Option<u32>)>) -> (u64, u64) {
     }
 }
 
-/// Copies one part's bytes into the spool part begun.
-fn write_source(spool: &mut Spool, src: Source) -> std::io::Result<()> {
+/// Copies one part's bytes into the spool part begun. The message a URL
+/// names may have gone since it was looked at (expunged by another
+/// session): then the command fails, nothing having been saved yet.
+fn write_source(spool: &mut Spool, src: Source) -> Result<(), StoreError> {
     match src {
-        Source::Text(b) | Source::Memory(b) => spool.write(&b),
-        Source::Spooled(i) => spool.write_part(i),
-        Source::File(lit) => copy_converted(spool, &lit),
+        Source::Text(b) => spool.write(&b)?,
+        Source::Spooled(i) => spool.write_part(i)?,
+        Source::File {
+            folder,
+            uid,
+            start,
+            skip,
+            len,
+        } => {
+            let lit = FileLiteral {
+                file: Arc::new(folder.open_message(uid)?),
+                start,
+                skip,
+                len,
+                string: false,
+            };
+            copy_converted(spool, &lit)?;
+        }
+        Source::Section {
+            folder,
+            uid,
+            section,
+            partial,
+            len,
+        } => {
+            let data = section_bytes(&folder, uid, section.as_ref(), partial)?
+                .filter(|d| d.len() as u64 == len)
+                .ok_or_else(|| StoreError::Cannot("message changed while read".into()))?;
+            spool.write(&data)?;
+        }
     }
+    Ok(())
 }
 
 /// A big message's bytes from its file, a piece at a time, in CRLF form.
