@@ -149,7 +149,8 @@ fn server_path<'a>(s: &'a str, base: &Base<'_>) -> Result<&'a str, UrlError> {
         return Err("another user");
     }
     let host = match hostport.rsplit_once(':') {
-        Some((h, port)) if !h.ends_with(']') || h.starts_with('[') => {
+        // `[v6]:port` or `host:port`; the `:`s inside `[v6]` are no port.
+        Some((h, port)) if !h.starts_with('[') || h.ends_with(']') => {
             if !port.bytes().all(|b| b.is_ascii_digit()) {
                 return Err("bad port");
             }
@@ -649,6 +650,39 @@ mod tests {
             assert!(got.is_err(), "{url:?} resolved to {got:?}");
         }
         assert!(resolve(b"/INBOX/;UID=1\xff", &AUTHED).is_err());
+    }
+
+    #[test]
+    fn ip_literal_hosts() {
+        let base = Base {
+            host: "[::1]",
+            ..AUTHED
+        };
+        for url in [
+            "imap://alice@[::1]/INBOX/;UID=3",
+            "imap://alice@[::1]:143/INBOX/;UID=3",
+        ] {
+            assert_eq!(
+                resolve(url.as_bytes(), &base),
+                Ok(r("INBOX", None, 3)),
+                "{url}"
+            );
+        }
+        assert!(resolve(b"imap://alice@[::2]/INBOX/;UID=3", &base).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any bytes, and URL-like strings: an answer, never a panic.
+        #[test]
+        fn never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            s in "(imap:|//|/|;)?[a-zA-Z0-9%@:;=/._&\\[\\]-]{0,60}",
+        ) {
+            let _ = resolve(&bytes, &SELECTED);
+            let _ = resolve(s.as_bytes(), &SELECTED);
+            let _ = resolve(s.as_bytes(), &AUTHED);
+            let _ = resp_text(&bytes);
+        }
     }
 
     #[test]
