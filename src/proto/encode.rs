@@ -26,7 +26,7 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
     if needs_literal {
         // NUL cannot appear even in a literal (`CHAR8` excludes it): drop it.
         let nuls = s.iter().filter(|&&c| c == 0).count();
-        out.extend_from_slice(format!("{{{}}}\r\n", s.len() - nuls).as_bytes());
+        literal_prefix(out, (s.len() - nuls) as u64, false);
         if nuls == 0 {
             out.extend_from_slice(s);
         } else {
@@ -46,6 +46,44 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
     }
     out.extend_from_slice(rest);
     out.push(b'"');
+}
+
+/// `{n}\r\n`, or `~{n}\r\n` for a `literal8` (RFC 3516 §4.3): the
+/// prefix of a literal whose `n` bytes the caller sends next (from memory
+/// or from a file).
+pub fn literal_prefix(out: &mut Vec<u8>, len: u64, literal8: bool) {
+    use std::io::Write;
+    if literal8 {
+        out.push(b'~');
+    }
+    let _ = write!(out, "{{{len}}}\r\n");
+}
+
+/// `data` as a `{n}` literal: every item but BINARY. A literal's CHAR8
+/// excludes NUL (RFC 9051 §4.3, §9), and outside BINARY binary data MUST
+/// be sent in a textual form; a stored part with NULs is not re-encoded
+/// (BODYSTRUCTURE and every size would then have to describe the encoded
+/// form), so each NUL is sent as 0x80, as Dovecot does: the string keeps
+/// its size and structure, and BINARY gives the exact bytes.
+pub fn text_literal(out: &mut Vec<u8>, data: &[u8]) {
+    literal_prefix(out, data.len() as u64, false);
+    let mark = out.len();
+    out.extend_from_slice(data);
+    if memchr::memchr(0, data).is_some() {
+        for b in &mut out[mark..] {
+            if *b == 0 {
+                *b = 0x80;
+            }
+        }
+    }
+}
+
+/// `BINARY` data: a `literal8` when it holds a NUL, else a `{n}` literal
+/// (RFC 3516 §4.3, RFC 9051 §7.5.2: data without NUL SHOULD be a string,
+/// so the client knows there is none without scanning).
+pub fn binary_literal(out: &mut Vec<u8>, data: &[u8]) {
+    literal_prefix(out, data.len() as u64, data.contains(&0));
+    out.extend_from_slice(data);
 }
 
 /// `NIL` or [`string`].

@@ -16,6 +16,7 @@
 //!   literals, flag lists, sequence sets, dates).
 //! - [`sequence`]: sequence-set arithmetic.
 pub mod command;
+pub mod data;
 pub mod encode;
 pub mod frame;
 #[doc(hidden)]

@@ -783,6 +783,11 @@ impl Session {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// Queues one untagged data response.
+    pub(crate) fn data(&mut self, d: &crate::proto::data::Data<'_>) {
+        crate::proto::data::write(&mut self.out, d);
+    }
+
     pub(crate) fn tagged(&mut self, tag: &str, st: &Status) {
         response::status_line(
             &mut self.out,

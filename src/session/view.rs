@@ -165,14 +165,9 @@ impl SelectedView {
     /// The FLAGS and PERMANENTFLAGS responses for this view's keywords
     /// (SELECT sends them, and so does a view that meets a new keyword).
     pub fn flags_responses(&self, out: &mut Vec<u8>) {
-        use crate::proto::response::{Code, SYSTEM_FLAGS, StatusKind, status_line};
-        out.extend_from_slice(b"* FLAGS (");
-        out.extend_from_slice(SYSTEM_FLAGS.as_bytes());
-        for k in &self.keywords {
-            out.push(b' ');
-            out.extend_from_slice(k.as_bytes());
-        }
-        out.extend_from_slice(b")\r\n");
+        use crate::proto::data::{self, Data};
+        use crate::proto::response::{Code, StatusKind, status_line};
+        data::write(out, &Data::Flags(&self.keywords));
         let code = Code::PermanentFlags {
             keywords: self.keywords.clone(),
             read_only: self.read_only,
@@ -231,7 +226,8 @@ impl SelectedView {
         with_uid: bool,
         out: &mut Vec<u8>,
     ) -> Result<bool, StoreError> {
-        use std::io::Write;
+        use crate::proto::data::{self, Data, FetchItem};
+        let with_uid_wanted = with_uid || enabled.rev2;
         if self.folder.is_gone() {
             return Ok(false);
         }
@@ -255,7 +251,7 @@ impl SelectedView {
         if expunge_ok && !self.pending_expunge.is_empty() {
             for uid in std::mem::take(&mut self.pending_expunge) {
                 if let Ok(i) = self.uids.binary_search(&uid) {
-                    let _ = write!(out, "* {} EXPUNGE\r\n", i + 1);
+                    data::write(out, &Data::Expunge(i as u32 + 1));
                     Arc::make_mut(&mut self.uids).remove(i);
                     self.recent.remove(&uid);
                     self.saved.retain(|&u| u != uid);
@@ -276,9 +272,9 @@ impl SelectedView {
                     self.recent.insert(uid);
                 }
             }
-            let _ = write!(out, "* {} EXISTS\r\n", self.uids.len());
+            data::write(out, &Data::Exists(self.uids.len() as u32));
             if !enabled.rev2 {
-                let _ = write!(out, "* {} RECENT\r\n", self.recent.len());
+                data::write(out, &Data::Recent(self.recent.len() as u32));
             }
         }
         if self.pending_expunge.is_empty() && Arc::strong_count(&self.uids) == 1 {
@@ -304,16 +300,17 @@ impl SelectedView {
             let Some(seq) = self.seq_of(m.uid) else {
                 continue;
             };
-            let mut line = format!("* {seq} FETCH (");
-            if with_uid || enabled.rev2 {
-                line.push_str(&format!("UID {} ", m.uid));
-            }
-            line.push_str(&super::cmd::fetch::flags_string(
-                &m.flags,
-                !enabled.rev2 && self.recent.contains(&m.uid),
-            ));
-            line.push_str(")\r\n");
-            out.extend_from_slice(line.as_bytes());
+            let flags = FetchItem::Flags {
+                flags: &m.flags,
+                recent: !enabled.rev2 && self.recent.contains(&m.uid),
+            };
+            let with_uid = [FetchItem::Uid(m.uid), flags.clone()];
+            let items = if with_uid_wanted {
+                &with_uid[..]
+            } else {
+                &with_uid[1..]
+            };
+            data::write(out, &Data::Fetch { seq, items });
         }
         if self.own_reported.capacity() > 1024 {
             // An idle session keeps no table sized for its last big STORE.

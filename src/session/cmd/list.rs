@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::proto::data::{Data, ListAttr};
 use crate::proto::{ListCommand, ListReturn, ListSelect};
 use crate::session::names::{SEP, combine, pattern_matches, special_use, to_wire};
 use crate::session::{CmdResult, Session, Status, blocking};
@@ -88,7 +89,11 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
     let reference = crate::session::names::from_wire(&reference, enabled).unwrap_or(reference);
     // `LIST "" ""`: the hierarchy delimiter and root (RFC 9051 §6.3.9).
     if patterns.len() == 1 && patterns[0].is_empty() {
-        s.line("* LIST (\\Noselect) \"/\" \"\"");
+        s.data(&Data::List {
+            attrs: &[ListAttr::Noselect],
+            name: b"",
+            childinfo_subscribed: false,
+        });
         return Ok(Status::ok("LIST completed."));
     }
     // A pattern that is not valid modified UTF-7 names no mailbox: it
@@ -112,7 +117,7 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         let Some(line) = list_line(name, e, &select, &ret, extended, enabled) else {
             continue;
         };
-        s.line(line);
+        s.out.extend_from_slice(&line);
         // LIST-STATUS: each STATUS right after its LIST (RFC 5819 §2: MUST).
         if let (Some(items), true) = (&ret.status, e.exists) {
             let st = store.clone();
@@ -121,8 +126,7 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
                 st.status_opts(&n, need_size)
             });
             if let Ok(Ok(fs)) = status.await {
-                let line = super::mailbox::status_line(name, &fs, items, s);
-                s.line(line);
+                super::mailbox::status_response(name, &fs, items, s);
             }
         }
     }
@@ -148,32 +152,36 @@ fn list_line(
     if !e.exists && !e.has_children && !select.subscribed {
         return None;
     }
-    let mut attrs: Vec<&str> = Vec::new();
+    let mut attrs: Vec<ListAttr> = Vec::new();
     if !e.exists {
         if extended || enabled.rev2 {
-            attrs.push("\\NonExistent");
+            attrs.push(ListAttr::NonExistent);
         } else {
-            attrs.push("\\Noselect");
+            attrs.push(ListAttr::Noselect);
         }
     }
     attrs.push(if e.has_children {
-        "\\HasChildren"
+        ListAttr::HasChildren
     } else {
-        "\\HasNoChildren"
+        ListAttr::HasNoChildren
     });
     if e.subscribed && (select.subscribed || ret.subscribed) {
-        attrs.push("\\Subscribed");
+        attrs.push(ListAttr::Subscribed);
     }
     if let Some(u) = use_attr {
         if e.exists {
-            attrs.push(u);
+            attrs.push(ListAttr::Use(u));
         }
     }
-    let mut line = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
-    crate::proto::encode::astring(&mut line, to_wire(name, enabled).as_bytes(), true);
-    if childinfo {
-        line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
-    }
+    let mut line = Vec::new();
+    crate::proto::data::write(
+        &mut line,
+        &Data::List {
+            attrs: &attrs,
+            name: to_wire(name, enabled).as_bytes(),
+            childinfo_subscribed: childinfo,
+        },
+    );
     Some(line)
 }
 
@@ -197,7 +205,10 @@ pub fn select_list_line(
 pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdResult {
     let enabled = s.enabled;
     if pattern.is_empty() {
-        s.line("* LSUB (\\Noselect) \"/\" \"\"");
+        s.data(&Data::Lsub {
+            attrs: &[ListAttr::Noselect],
+            name: b"",
+        });
         return Ok(Status::ok("LSUB completed."));
     }
     let reference = crate::session::names::from_wire(&reference, enabled).unwrap_or(reference);
@@ -231,14 +242,15 @@ pub async fn lsub(s: &mut Session, reference: String, pattern: String) -> CmdRes
     // even when the folder exists: it is not subscribed (RFC 3501 §6.3.9;
     // Dovecot answers the same).
     for name in out {
-        let attrs = if subs.contains(&name) {
-            ""
+        let attrs: &[ListAttr] = if subs.contains(&name) {
+            &[]
         } else {
-            "\\Noselect"
+            &[ListAttr::Noselect]
         };
-        let mut line = format!("* LSUB ({attrs}) \"/\" ").into_bytes();
-        crate::proto::encode::astring(&mut line, to_wire(&name, enabled).as_bytes(), true);
-        s.line(line);
+        s.data(&Data::Lsub {
+            attrs,
+            name: to_wire(&name, enabled).as_bytes(),
+        });
     }
     Ok(Status::ok("LSUB completed."))
 }

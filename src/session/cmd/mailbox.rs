@@ -105,34 +105,33 @@ pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) ->
         store.status_opts(&n, need_size)
     })
     .await??;
-    let line = status_line(&name, &st, &items, s);
-    s.line(line);
+    status_response(&name, &st, &items, s);
     Ok(Status::ok("STATUS completed."))
 }
 
-/// `* STATUS name (ITEM n ...)`, also used by LIST-STATUS.
-pub fn status_line(name: &str, st: &FolderStatus, items: &[StatusItem], s: &Session) -> Vec<u8> {
-    let mut line = b"* STATUS ".to_vec();
-    crate::proto::encode::astring(&mut line, to_wire(name, s.enabled).as_bytes(), true);
-    line.extend_from_slice(b" (");
-    let parts: Vec<String> = items
+/// Queues `* STATUS name (ITEM n ...)`, also used by LIST-STATUS.
+pub fn status_response(name: &str, st: &FolderStatus, items: &[StatusItem], s: &mut Session) {
+    use crate::proto::data::{Data, StatusValue};
+    let values: Vec<StatusValue> = items
         .iter()
         .map(|i| match i {
-            StatusItem::Messages => format!("MESSAGES {}", st.messages),
-            StatusItem::UidNext => format!("UIDNEXT {}", st.uidnext),
-            StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uidvalidity),
-            StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
-            StatusItem::Deleted => format!("DELETED {}", st.deleted),
-            StatusItem::Size => format!("SIZE {}", st.size),
-            StatusItem::Recent => format!("RECENT {}", st.recent),
-            StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
+            StatusItem::Messages => StatusValue::Messages(st.messages as u64),
+            StatusItem::UidNext => StatusValue::UidNext(st.uidnext as u64),
+            StatusItem::UidValidity => StatusValue::UidValidity(st.uidvalidity as u64),
+            StatusItem::Unseen => StatusValue::Unseen(st.unseen as u64),
+            StatusItem::Deleted => StatusValue::Deleted(st.deleted as u64),
+            StatusItem::Size => StatusValue::Size(st.size),
+            StatusItem::Recent => StatusValue::Recent(st.recent as u64),
+            StatusItem::HighestModSeq => StatusValue::HighestModSeq(st.highest_modseq),
             // The same for every mailbox: the one APPENDLIMIT= advertises.
             StatusItem::AppendLimit => {
-                format!("APPENDLIMIT {}", crate::session::caps::append_limit(s))
+                StatusValue::AppendLimit(crate::session::caps::append_limit(s))
             }
         })
         .collect();
-    line.extend_from_slice(parts.join(" ").as_bytes());
-    line.push(b')');
-    line
+    let name = to_wire(name, s.enabled);
+    s.data(&Data::Status {
+        name: name.as_bytes(),
+        values: &values,
+    });
 }

@@ -1,12 +1,13 @@
 //! CAPABILITY, NOOP, LOGOUT, ID, ENABLE, NAMESPACE, CHECK.
 
+use crate::proto::data::Data;
 use crate::proto::response::StatusKind;
 use crate::session::caps::capability_line;
 use crate::session::{CmdResult, Session, State, Status};
 
 pub fn capability(s: &mut Session) -> CmdResult {
-    let line = format!("* CAPABILITY {}", capability_line(s));
-    s.line(line);
+    let atoms = capability_line(s);
+    s.data(&Data::Capability(&atoms));
     Ok(Status::ok("Capability completed."))
 }
 
@@ -42,10 +43,10 @@ pub fn id(s: &mut Session, params: Option<Vec<(String, Option<String>)>>) -> Cmd
             .collect();
         tracing::info!(remote = %s.conn.remote, "client id: {}", summary.join(", "));
     }
-    s.line(format!(
-        "* ID (\"name\" \"nestbox\" \"version\" \"{}\")",
-        env!("CARGO_PKG_VERSION")
-    ));
+    s.data(&Data::Id {
+        name: "nestbox",
+        version: env!("CARGO_PKG_VERSION"),
+    });
     Ok(Status::ok("ID completed."))
 }
 
@@ -64,17 +65,13 @@ pub fn enable(s: &mut Session, caps: Vec<String>) -> CmdResult {
         }
         // Unknown capabilities are ignored (RFC 5161 §3.1).
     }
-    if newly.is_empty() {
-        s.line("* ENABLED");
-    } else {
-        s.line(format!("* ENABLED {}", newly.join(" ")));
-    }
+    s.data(&Data::Enabled(&newly));
     Ok(Status::ok("ENABLE completed."))
 }
 
 /// One personal namespace, no others (RFC 2342).
 pub fn namespace(s: &mut Session) -> CmdResult {
-    s.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+    s.data(&Data::Namespace);
     Ok(Status::ok("NAMESPACE completed."))
 }
 

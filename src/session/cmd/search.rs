@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::proto::{SearchCommand, SearchKey, SearchReturn, encode};
+use crate::proto::data::{Data, Esearch};
+use crate::proto::{SearchCommand, SearchKey, SearchReturn};
 use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
 use crate::session::view::SelectedView;
 use crate::session::{CmdResult, Session, State, Status, blocking};
@@ -163,12 +164,7 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
         .collect();
     let ret = match &cmd.ret {
         None if !rev2 => {
-            let mut line = String::from("* SEARCH");
-            for n in &nums {
-                line.push(' ');
-                line.push_str(&n.to_string());
-            }
-            s.line(line);
+            s.data(&Data::Search(&nums));
             return Ok(Status::ok("SEARCH completed."));
         }
         None => vec![SearchReturn::All],
@@ -202,30 +198,14 @@ pub async fn search(s: &mut Session, tag: &str, cmd: SearchCommand) -> CmdResult
             return Ok(Status::ok("SEARCH completed, result saved."));
         }
     }
-    let mut line = b"* ESEARCH (TAG ".to_vec();
-    encode::string(&mut line, tag.as_bytes(), false);
-    line.push(b')');
-    if cmd.uid {
-        line.extend_from_slice(b" UID");
-    }
-    if want(SearchReturn::Min) {
-        if let Some(n) = nums.first() {
-            line.extend_from_slice(format!(" MIN {n}").as_bytes());
-        }
-    }
-    if want(SearchReturn::Max) {
-        if let Some(n) = nums.last() {
-            line.extend_from_slice(format!(" MAX {n}").as_bytes());
-        }
-    }
-    if want(SearchReturn::All) && !nums.is_empty() {
-        line.extend_from_slice(b" ALL ");
-        encode::sequence_set(&mut line, &nums);
-    }
-    if want(SearchReturn::Count) {
-        line.extend_from_slice(format!(" COUNT {}", nums.len()).as_bytes());
-    }
-    s.line(line);
+    s.data(&Data::Esearch(Esearch {
+        tag,
+        uid: cmd.uid,
+        min: nums.first().copied().filter(|_| want(SearchReturn::Min)),
+        max: nums.last().copied().filter(|_| want(SearchReturn::Max)),
+        all: if want(SearchReturn::All) { &nums } else { &[] },
+        count: want(SearchReturn::Count).then_some(nums.len()),
+    }));
     Ok(Status::ok("SEARCH completed."))
 }
 

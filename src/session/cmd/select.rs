@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::flags::sys;
+use crate::proto::data::Data;
 use crate::proto::response::{Code, StatusKind};
 use crate::session::names::from_wire;
 use crate::session::{CmdResult, SelectedView, Session, State, Status, blocking};
@@ -60,9 +61,9 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     let (uidvalidity, uidnext) = (start.uidvalidity, start.uidnext);
     let view = SelectedView::new(folder, name, read_only, recent, start, keywords);
     view.flags_responses(&mut s.out);
-    s.line(format!("* {} EXISTS", view.len()));
+    s.data(&Data::Exists(view.len()));
     if !s.enabled.rev2 {
-        s.line(format!("* {} RECENT", view.recent_count()));
+        s.data(&Data::Recent(view.recent_count()));
         if let Some(n) = first_unseen {
             s.untagged(
                 StatusKind::Ok,
@@ -83,7 +84,7 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
     );
     if let Some(line) = list_line {
         // RFC 9051 §6.3.2: a LIST response for the selected mailbox.
-        s.line(line);
+        s.out.extend_from_slice(&line);
     }
     let Some(authed) = take_authed(s) else {
         return Err(Status::bad("Not authenticated."));

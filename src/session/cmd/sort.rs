@@ -9,7 +9,8 @@
 //! reads no message file. What the values mean is `session::sort`'s, the
 //! threading `session::thread`'s; this file only gathers and answers.
 //! Everything runs off the runtime, split across the machine's cores.
-use crate::proto::encode::{ThreadNode, thread_lists};
+use crate::proto::data::Data;
+use crate::proto::encode::ThreadNode;
 use crate::proto::{SortCommand, SortKey, ThreadAlgorithm, ThreadCommand};
 use crate::session::sort::{self, Facts, Headers, Value};
 use crate::session::thread::{self, Item, message_ids};
@@ -136,12 +137,11 @@ pub async fn sort(s: &mut Session, cmd: SortCommand) -> CmdResult {
             .collect())
     })
     .await??;
-    let mut line = String::from("* SORT");
-    for (seq, uid) in order {
-        line.push(' ');
-        line.push_str(&(if cmd.uid { uid } else { seq }).to_string());
-    }
-    s.line(line);
+    let nums: Vec<u32> = order
+        .into_iter()
+        .map(|(seq, uid)| if cmd.uid { uid } else { seq })
+        .collect();
+    s.data(&Data::Sort(&nums));
     Ok(Status::ok("SORT completed."))
 }
 
@@ -195,15 +195,18 @@ pub async fn thread(s: &mut Session, cmd: ThreadCommand) -> CmdResult {
                 children: n.children,
             })
             .collect();
-        let mut line = b"* THREAD".to_vec();
-        if !forest.roots.is_empty() {
-            line.push(b' ');
-            thread_lists(&mut line, &nodes, &forest.roots);
-        }
+        let mut line = Vec::new();
+        crate::proto::data::write(
+            &mut line,
+            &Data::Thread {
+                nodes: &nodes,
+                roots: &forest.roots,
+            },
+        );
         Ok(line)
     })
     .await??;
-    s.line(line);
+    s.out.extend_from_slice(&line);
     Ok(Status::ok("THREAD completed."))
 }
 

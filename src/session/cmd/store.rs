@@ -3,8 +3,8 @@
 
 use crate::flags::{Flag, FlagOp, Flags};
 use crate::proto::SequenceSet;
+use crate::proto::data::{self, Data, FetchItem};
 use crate::proto::response::Code;
-use crate::session::cmd::fetch::flags_string;
 use crate::session::{CmdResult, Session, State, Status, blocking};
 
 #[allow(clippy::too_many_arguments)]
@@ -51,7 +51,7 @@ pub async fn store(
         // or not (RFC 9051 §6.4.6).
         let want: Vec<u32> = pairs.iter().map(|&(_, u)| u).collect();
         let metas = crate::session::metas_of(&view.folder, want).await?;
-        let mut lines = String::new();
+        let mut lines = Vec::new();
         for (&(seq, u), m) in pairs.iter().zip(&metas) {
             if failed.contains(&u) || view.is_expunged(u) {
                 continue;
@@ -59,16 +59,19 @@ pub async fn store(
             let Some(m) = m else {
                 continue;
             };
-            lines.push_str(&format!("* {seq} FETCH ("));
-            if uid || rev2 {
-                lines.push_str(&format!("UID {u} "));
-            }
-            lines.push_str(&flags_string(&m.flags, !rev2 && view.is_recent(u)));
-            lines.push_str(")\r\n");
+            let items = [
+                FetchItem::Uid(u),
+                FetchItem::Flags {
+                    flags: &m.flags,
+                    recent: !rev2 && view.is_recent(u),
+                },
+            ];
+            let items = if uid || rev2 { &items[..] } else { &items[1..] };
+            data::write(&mut lines, &Data::Fetch { seq, items });
             view.note_own_flags(u, m.modseq);
         }
         view.announce_keywords(metas.iter().flatten().map(|m| &m.flags), &mut s.out);
-        s.out.extend_from_slice(lines.as_bytes());
+        s.out.extend_from_slice(&lines);
     }
     if !failed.is_empty() {
         let nums: Vec<u32> = if uid {

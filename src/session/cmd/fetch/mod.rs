@@ -26,7 +26,8 @@ pub(super) mod stream;
 use render::*;
 
 use crate::flags::{Flag, FlagOp, Flags, sys};
-use crate::proto::{FetchAttr, SequenceSet, encode};
+use crate::proto::data::{self, Data, FetchItem};
+use crate::proto::{FetchAttr, SequenceSet};
 use crate::session::{CmdResult, Session, State, Status, blocking};
 use crate::store::{CacheField, Folder, MessageMeta};
 pub(crate) use render::{common_digest, is_common_header};
@@ -82,17 +83,6 @@ fn sends_body(item: &FetchAttr) -> bool {
         FetchAttr::BodySection { section, .. } => !header_only(section),
         _ => false,
     }
-}
-
-/// `FLAGS (...)` with `\Recent` when this session holds it.
-pub fn flags_string(flags: &Flags, recent: bool) -> String {
-    let mut v: Vec<u8> = b"FLAGS ".to_vec();
-    let mut all: Vec<Flag> = flags.iter().collect();
-    if recent {
-        all.push(Flag::Extension("Recent".into()));
-    }
-    encode::flag_list(&mut v, all);
-    String::from_utf8_lossy(&v).into_owned()
 }
 
 /// One message to render.
@@ -488,7 +478,14 @@ fn render_chunk(
         };
         let Some(meta) = meta else {
             if uid_only {
-                out.extend_from_slice(format!("* {} FETCH (UID {})\r\n", t.seq, t.uid).as_bytes());
+                let items = [FetchItem::Uid(t.uid)];
+                data::write(
+                    &mut out,
+                    &Data::Fetch {
+                        seq: t.seq,
+                        items: &items,
+                    },
+                );
             } else {
                 gone += 1;
             }
@@ -681,7 +678,7 @@ mod tests {
                         }
                         _ => {
                             want.extend_from_slice(b"BODY[HEADER] ");
-                            literal(&mut want, &m.section(&header));
+                            crate::proto::encode::text_literal(&mut want, &m.section(&header));
                         }
                     }
                 }

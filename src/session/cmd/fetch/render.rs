@@ -14,8 +14,9 @@ use std::sync::Arc;
 use chrono::TimeZone;
 
 use super::stream::{self, FileLiteral, Scan};
-use super::{Mode, Target, flags_string, sends_body};
+use super::{Mode, Target, sends_body};
 use crate::mime::{BinaryError, Message};
+use crate::proto::data::{self, FetchItem};
 use crate::proto::{FetchAttr, Section, SectionText, encode};
 use crate::session::Status;
 use crate::store::{CacheField, Folder, HeaderBlock, MessageFile, MessageMeta, StoreError};
@@ -33,8 +34,7 @@ pub(super) fn file_literal(
     holes: &mut Vec<(usize, FileLiteral)>,
     lit: FileLiteral,
 ) {
-    use std::io::Write;
-    let _ = write!(out, "{{{}}}\r\n", lit.len);
+    encode::literal_prefix(out, lit.len, false);
     holes.push((out.len(), lit));
 }
 
@@ -317,36 +317,6 @@ pub(super) fn header_only(section: &Section) -> bool {
         )
 }
 
-/// `data` as a `{n}` literal: every item but BINARY. A literal's CHAR8
-/// excludes NUL (RFC 9051 §4.3, §9), and outside BINARY binary data MUST
-/// be sent in a textual form; a stored part with NULs is not re-encoded
-/// (BODYSTRUCTURE and every size would then have to describe the encoded
-/// form), so each NUL is sent as 0x80, as Dovecot does: the string keeps
-/// its size and structure, and BINARY gives the exact bytes.
-pub(super) fn literal(out: &mut Vec<u8>, data: &[u8]) {
-    use std::io::Write;
-    let _ = write!(out, "{{{}}}\r\n", data.len());
-    let mark = out.len();
-    out.extend_from_slice(data);
-    if memchr::memchr(0, data).is_some() {
-        for b in &mut out[mark..] {
-            if *b == 0 {
-                *b = 0x80;
-            }
-        }
-    }
-}
-
-/// `BINARY` data: a `literal8` when it holds a NUL, else a `{n}` literal
-/// (RFC 3516 §4.3, RFC 9051 §7.5.2: data without NUL SHOULD be a string,
-/// so the client knows there is none without scanning).
-pub(super) fn binary_literal(out: &mut Vec<u8>, data: &[u8]) {
-    use std::io::Write;
-    let tilde = if data.contains(&0) { "~" } else { "" };
-    let _ = write!(out, "{tilde}{{{}}}\r\n", data.len());
-    out.extend_from_slice(data);
-}
-
 pub(super) fn partial_slice(data: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
     match partial {
         None => data,
@@ -443,7 +413,7 @@ pub(super) fn render_one(
     if stream && !mode.alone {
         return Err(RenderError::Big);
     }
-    let _ = write!(out, "* {} FETCH (", t.seq);
+    data::fetch_open(out, t.seq);
     // Whether some item reads the whole file anyway: then header items
     // take their header from it rather than reading the file twice.
     let whole = items.iter().any(|i| match i {
@@ -477,21 +447,18 @@ pub(super) fn render_one(
         }
         first = false;
         match item {
-            FetchAttr::Uid => {
-                let _ = write!(out, "UID {}", t.uid);
-            }
+            FetchAttr::Uid => data::fetch_item(out, &FetchItem::Uid(t.uid)),
             FetchAttr::Flags => {
-                out.extend_from_slice(flags_string(&meta.flags, t.recent).as_bytes());
+                data::fetch_item(out, &flags_item(meta, t));
                 wrote_flags = true;
             }
             FetchAttr::InternalDate => {
-                out.extend_from_slice(b"INTERNALDATE ");
                 let dt = chrono::Local
                     .timestamp_opt(meta.internal_date, 0)
                     .single()
                     .map(|d| d.fixed_offset())
                     .unwrap_or_else(|| chrono::DateTime::UNIX_EPOCH.fixed_offset());
-                encode::date_time(out, &dt);
+                data::fetch_item(out, &FetchItem::InternalDate(dt));
             }
             FetchAttr::Rfc822Size => {
                 let size = match meta.size {
@@ -499,7 +466,7 @@ pub(super) fn render_one(
                     None if lazy.stream => lazy.scanned()?.1.total,
                     None => lazy.size()?,
                 };
-                let _ = write!(out, "RFC822.SIZE {size}");
+                data::fetch_item(out, &FetchItem::Rfc822Size(size));
             }
             FetchAttr::Envelope => {
                 out.extend_from_slice(b"ENVELOPE ");
@@ -546,7 +513,7 @@ pub(super) fn render_one(
                     let (f, scan) = lazy.scanned()?;
                     file_literal(out, holes, window(&f, 0, scan.total, None));
                 } else {
-                    literal(out, &whole_message(&mut lazy)?);
+                    encode::text_literal(out, &whole_message(&mut lazy)?);
                 }
             }
             FetchAttr::Rfc822Header => {
@@ -558,7 +525,7 @@ pub(super) fn render_one(
                     part: vec![],
                     text: Some(SectionText::Header),
                 };
-                literal(out, &lazy.header()?.section(&sec));
+                encode::text_literal(out, &lazy.header()?.section(&sec));
             }
             FetchAttr::Rfc822Text if lazy.stream => {
                 out.extend_from_slice(b"RFC822.TEXT ");
@@ -571,7 +538,7 @@ pub(super) fn render_one(
                     part: vec![],
                     text: Some(SectionText::Text),
                 };
-                literal(out, &lazy.get()?.section(&sec));
+                encode::text_literal(out, &lazy.get()?.section(&sec));
             }
             FetchAttr::BodySection {
                 section, partial, ..
@@ -592,7 +559,7 @@ pub(super) fn render_one(
                 if section.part.is_empty() && section.text.is_none() && lazy.msg.is_none() {
                     // The whole message needs no MIME parse, only CRLF.
                     let data = whole_message(&mut lazy)?;
-                    literal(out, partial_slice(&data, *partial));
+                    encode::text_literal(out, partial_slice(&data, *partial));
                     continue;
                 }
                 if let (true, None, Some(SectionText::HeaderFields(names))) =
@@ -601,7 +568,7 @@ pub(super) fn render_one(
                     let digest = common_headers(&mut lazy, pre.common.clone())?;
                     let mut fields = Vec::with_capacity(digest.len());
                     crate::mime::select_header_fields(&mut fields, &digest, names, true);
-                    literal(out, partial_slice(&fields, *partial));
+                    encode::text_literal(out, partial_slice(&fields, *partial));
                     continue;
                 }
                 if section.part.is_empty()
@@ -616,10 +583,10 @@ pub(super) fn render_one(
                     lazy.get()?
                 };
                 if section.part.is_empty() && section.text.is_none() {
-                    literal(out, partial_slice(msg.bytes(), *partial));
+                    encode::text_literal(out, partial_slice(msg.bytes(), *partial));
                 } else {
                     let data = msg.section(section);
-                    literal(out, partial_slice(&data, *partial));
+                    encode::text_literal(out, partial_slice(&data, *partial));
                 }
             }
             FetchAttr::Binary { part, partial, .. } if lazy.stream && part.is_empty() => {
@@ -649,28 +616,33 @@ pub(super) fn render_one(
                     let _ = write!(out, "<{off}>");
                 }
                 out.push(b' ');
-                binary_literal(out, data);
+                encode::binary_literal(out, data);
             }
             FetchAttr::BinarySize { part } if lazy.stream && part.is_empty() => {
-                let _ = write!(out, "BINARY.SIZE[] {}", lazy.scanned()?.1.total);
+                let size = lazy.scanned()?.1.total;
+                data::fetch_item(out, &FetchItem::BinarySize { part: &[], size });
             }
             FetchAttr::BinarySize { part } => {
-                let spec: Vec<String> = part.iter().map(|p| p.to_string()).collect();
                 // Counted without a decoded copy where the encoding is the identity.
                 let size = lazy.get()?.binary_size(part).map_err(binary_error)?;
-                let _ = write!(out, "BINARY.SIZE[{}] {size}", spec.join("."));
+                data::fetch_item(out, &FetchItem::BinarySize { part, size });
             }
-            FetchAttr::ModSeq => {
-                let _ = write!(out, "MODSEQ ({})", meta.modseq);
-            }
+            FetchAttr::ModSeq => data::fetch_item(out, &FetchItem::ModSeq(meta.modseq)),
         }
     }
     if t.add_flags && !wrote_flags {
         out.push(b' ');
-        out.extend_from_slice(flags_string(&meta.flags, t.recent).as_bytes());
+        data::fetch_item(out, &flags_item(meta, t));
     }
-    out.extend_from_slice(b")\r\n");
+    data::fetch_close(out);
     Ok(())
+}
+
+fn flags_item<'a>(meta: &'a MessageMeta, t: &Target) -> FetchItem<'a> {
+    FetchItem::Flags {
+        flags: &meta.flags,
+        recent: t.recent,
+    }
 }
 
 pub(super) fn binary_of(msg: &Message, part: &[u32]) -> Result<Vec<u8>, RenderError> {

@@ -884,11 +884,22 @@ impl Folder {
             return Ok(None);
         }
         let mut seen = raw.one;
-        for m in st.msgs.iter().filter(|m| m.loc.in_new) {
+        // Every scan refreshes the inode a UID is known by, this one too: a
+        // file replaced under the same name in new/ is the message now, and
+        // a later duplicate must be told apart from *it*.
+        let mut replaced: Vec<(usize, u64)> = Vec::new();
+        for (i, m) in st.msgs.iter().enumerate().filter(|(_, m)| m.loc.in_new) {
             match seen.remove(m.base()) {
-                Some(f) if f.loc == m.loc => {}
+                Some(f) if f.loc == m.loc => {
+                    if f.ino != m.ino {
+                        replaced.push((i, f.ino));
+                    }
+                }
                 _ => return Ok(None),
             }
+        }
+        for (i, ino) in replaced {
+            set_ino(st, i, ino);
         }
         if seen.is_empty() {
             return Ok(Some(false));
