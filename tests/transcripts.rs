@@ -7,7 +7,8 @@
 //! letter picks a connection (`C2:`, `S2:`...; default 1); connections open on first use.
 //!
 //! - `#! fixture NAME`: copy `tests/fixtures/maildirs/NAME/` into alice's Maildir before start.
-//! - `#! option plaintext_on_loopback=false`: server option.
+//! - `#! option plaintext_on_loopback=false`, `#! option max_literal_bytes=N` (nestbox only:
+//!   also its APPENDLIMIT): server options.
 //! - `#! skip dovecot`: this file tests nestbox-only behaviour (e.g. IMAP4rev2), so it is not
 //!   replayed when validating against Dovecot (`NESTBOX_TEST_SERVER=dovecot`).
 //! - `LOGIN`: read the greeting, log in as alice with tag `L0`, expect `L0 OK` (an untagged
@@ -256,6 +257,12 @@ fn parse_transcript(path: &Path) -> Result<Transcript, String> {
                 ["fixture", name] => t.fixture = Some(name.to_string()),
                 ["option", "plaintext_on_loopback=false"] => {
                     t.options.plaintext_on_loopback = false
+                }
+                ["option", o] if o.starts_with("max_literal_bytes=") => {
+                    let n = o["max_literal_bytes=".len()..]
+                        .parse()
+                        .map_err(|_| err("bad max_literal_bytes"))?;
+                    t.options.max_literal_bytes = Some(n);
                 }
                 ["skip", "dovecot"] => t.skip_dovecot = true,
                 _ => return Err(err("unknown directive")),

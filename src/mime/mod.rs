@@ -301,6 +301,22 @@ impl Message {
         }
     }
 
+    /// Whether `section` names something in this message: FETCH answers a
+    /// missing part with an empty string ([`Message::section`]), but an
+    /// IMAP URL naming one is invalid (RFC 4469 §4.1 "invalid body part").
+    /// HEADER, TEXT and their fields exist for the message itself and for
+    /// a part that is a message/rfc822; MIME and the body for any part.
+    pub fn has_section(&self, section: &Section) -> bool {
+        if section.part.is_empty() {
+            return !matches!(section.text, Some(SectionText::Mime));
+        }
+        match (find(&self.root, &section.part), &section.text) {
+            (None, _) => false,
+            (Some(_), None | Some(SectionText::Mime)) => true,
+            (Some(p), Some(_)) => matches!(p.kind, Kind::Message(_)),
+        }
+    }
+
     /// HEADER.FIELDS (`keep`) or HEADER.FIELDS.NOT: the matching fields in
     /// message order, then the blank line (RFC 9051 §6.4.5).
     fn header_fields(&self, msg: &Part, names: &[String], keep: bool) -> Vec<u8> {

@@ -1116,3 +1116,38 @@ fn binary_parts_text_lines_and_blank_lines() {
     );
     assert_eq!(m.section(&sec(&[1], Some(SectionText::Text))), b"");
 }
+
+/// Which sections an IMAP URL may name (CATENATE, RFC 4469 §4.1): those
+/// the message has, where FETCH would answer a missing one with "".
+#[test]
+fn has_section_table() {
+    let raw = concat!(
+        "Subject: outer\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+        "--b\r\nContent-Type: text/plain\r\n\r\none\r\n",
+        "--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ntwo\r\n",
+        "--b--\r\n"
+    );
+    let m = Message::parse(raw.as_bytes());
+    let h = || Some(SectionText::Header);
+    let cases = [
+        (sec(&[], None), true),
+        (sec(&[], h()), true),
+        (sec(&[], Some(SectionText::Text)), true),
+        (
+            sec(&[], Some(SectionText::HeaderFields(vec!["Subject".into()]))),
+            true,
+        ),
+        (sec(&[], Some(SectionText::Mime)), false),
+        (sec(&[1], None), true),
+        (sec(&[1], Some(SectionText::Mime)), true),
+        (sec(&[1], h()), false),
+        (sec(&[2], h()), true),
+        (sec(&[2], Some(SectionText::Text)), true),
+        (sec(&[2, 1], None), true),
+        (sec(&[3], None), false),
+        (sec(&[1, 1], None), false),
+    ];
+    for (section, want) in cases {
+        assert_eq!(m.has_section(&section), want, "{section:?}");
+    }
+}

@@ -243,19 +243,43 @@ pub enum AppendData {
     /// Diverted by the framer (a big message, which the session spooled):
     /// the command's `index`-th diverted literal, `size` bytes.
     Diverted { index: usize, size: u64 },
+    /// CATENATE (RFC 4469): the message is its parts, in order. Each
+    /// [`CatPart::Text`] holds `Bytes` or `Diverted`, never `Catenate`.
+    Catenate(Vec<CatPart>),
+}
+
+/// One part of a CATENATE message (RFC 4469 §5 `cat-part`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CatPart {
+    /// `TEXT literal` (or `TEXT literal8`, `binary`): these octets.
+    Text { data: AppendData, binary: bool },
+    /// `URL astring`: the octets of the message or part the IMAP URL
+    /// (RFC 5092) names; the astring's bytes as sent (any bytes: a URL that
+    /// is not one is the session's `NO [BADURL]`, not a syntax error).
+    Url(Vec<u8>),
 }
 
 impl AppendData {
-    /// The message's size in bytes.
+    /// The message's size in bytes; for CATENATE, of its TEXT parts only
+    /// (what the URLs add is known once they are resolved).
     pub fn len(&self) -> u64 {
         match self {
             AppendData::Bytes(b) => b.len() as u64,
             AppendData::Diverted { size, .. } => *size,
+            AppendData::Catenate(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    CatPart::Text { data, .. } => data.len(),
+                    CatPart::Url(_) => 0,
+                })
+                .fold(0u64, u64::saturating_add),
         }
     }
 
+    /// No bytes at all. A CATENATE message is never empty here: its URLs
+    /// may add bytes (the session checks the assembled message).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        !matches!(self, AppendData::Catenate(_)) && self.len() == 0
     }
 }
 

@@ -858,6 +858,42 @@ mod tests {
         }
     }
 
+    /// CATENATE (RFC 4469) puts several literals in one APPEND message,
+    /// inside a list: each synchronizing one gets its own `+`, a LITERAL+
+    /// one none, and one over the limit is refused before its bytes (no
+    /// `+`), also after good ones; every prefix frames the same.
+    #[test]
+    fn catenate_literals() {
+        let cont = |size| Frame::NeedContinuation { size };
+        let cases: Vec<(&[u8], Vec<Frame>)> = vec![
+            (
+                b"a APPEND x CATENATE (TEXT {3}\r\nabc URL /a/;UID=1 TEXT {2+}\r\nhi TEXT {4}\r\nabcd)\r\nb NOOP\r\n",
+                vec![
+                    cont(3),
+                    cont(4),
+                    cmd("a APPEND x CATENATE (TEXT {3}\r\nabc URL /a/;UID=1 TEXT {2+}\r\nhi TEXT {4}\r\nabcd)\r\n"),
+                    cmd("b NOOP\r\n"),
+                ],
+            ),
+            (
+                b"a APPEND x CATENATE (TEXT {3}\r\nabc TEXT {11}\r\nb NOOP\r\n",
+                vec![cont(3), lit_big("a", 11), cmd("b NOOP\r\n")],
+            ),
+            (
+                b"a APPEND x CATENATE (TEXT {1+}\r\nx TEXT {11+}\r\n0123456789A TEXT {2}\r\nb NOOP\r\n",
+                vec![lit_big("a", 11), cmd("b NOOP\r\n")],
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(frames(input), want, "{}", String::from_utf8_lossy(input));
+            assert_eq!(frames_bytewise(input), want, "bytewise");
+            for cut in 0..input.len() {
+                let part = frames(&input[..cut]);
+                assert_eq!(part[..], want[..part.len()], "cut {cut}");
+            }
+        }
+    }
+
     #[test]
     fn skipped_literal_is_not_buffered() {
         let mut f = Framer::new(LIMITS);

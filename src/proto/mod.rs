@@ -11,6 +11,8 @@
 //!   our own parser, checked against imap-codec as an oracle (its module
 //!   doc says why).
 //! - `fuzzing`: the fuzz targets' bodies, also run by `cargo test`.
+//! - [`imapurl`]: IMAP URLs (RFC 5092) naming a message or part, for
+//!   CATENATE.
 //! - [`response`]: status responses and response codes as types, and
 //!   their one encoder.
 //! - [`encode`]: the small helpers responses are written with (strings,
@@ -26,6 +28,7 @@ pub mod esearch;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod imapurl;
 pub mod parse;
 pub mod response;
 pub mod sequence;

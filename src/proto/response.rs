@@ -46,6 +46,9 @@ pub enum Code {
     AuthorizationFailed,
     /// The charsets SEARCH understands.
     BadCharset(Vec<&'static str>),
+    /// RFC 4469 §4.1: the CATENATE URL that failed, as `url-resp-text`
+    /// (bare, not a string: erratum 4046; see `proto::imapurl::resp_text`).
+    BadUrl(String),
     Cannot,
     /// The capability list (space-separated atoms) at login.
     Capability(String),
@@ -120,6 +123,10 @@ impl Code {
             Code::AppendUid { uidvalidity, uids } => {
                 let _ = write!(out, "APPENDUID {uidvalidity} ");
                 super::encode::sequence_set(out, uids);
+                return;
+            }
+            Code::BadUrl(url) => {
+                let _ = write!(out, "BADURL {url}");
                 return;
             }
             Code::BadCharset(list) => {
@@ -244,6 +251,10 @@ mod tests {
                 "COPYUID 7 3:5,9,7 10:14",
             ),
             (Code::Modified(vec![1, 2, 3, 7]), "MODIFIED 1:3,7"),
+            (
+                Code::BadUrl("/INBOX;UIDVALIDITY=9/;UID=3".into()),
+                "BADURL /INBOX;UIDVALIDITY=9/;UID=3",
+            ),
             (
                 Code::BadCharset(vec!["UTF-8", "US-ASCII"]),
                 "BADCHARSET (UTF-8 US-ASCII)",

@@ -32,6 +32,7 @@ const AUTHED: &[&str] = &[
     "STATUS=SIZE",
     "BINARY",
     "MULTIAPPEND",
+    "CATENATE",
     "WITHIN",
     "SORT",
     "SORT=DISPLAY",

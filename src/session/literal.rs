@@ -8,7 +8,8 @@
 //! - an APPEND whose command, this literal included, fits in
 //!   [`KEEP_IN_MEMORY`] keeps it in memory, as every literal used to be:
 //!   no file, no extra system call, so small messages cost what they did;
-//! - a bigger APPEND message is diverted: the session reads its bytes from
+//! - a bigger APPEND message (or CATENATE `TEXT` part, RFC 4469) is
+//!   diverted: the session reads its bytes from
 //!   the stream itself, at most [`SPOOL_CHUNK`] at a time, and writes them
 //!   (on a blocking-pool thread) to the command's spool file, an unnamed
 //!   file in the Maildir's `tmp/` ([`crate::store::Spool`]); the parser

@@ -41,6 +41,8 @@ pub struct Part {
     pub len: u64,
     /// Its size with every bare LF as CRLF (the `W=` of its file name).
     pub crlf_len: u64,
+    /// Some byte is NUL (a CATENATE `TEXT {n}` may not hold one).
+    pub has_nul: bool,
 }
 
 /// The part being written.
@@ -54,6 +56,7 @@ struct Open {
     /// The last byte written (a CR before an LF that comes in the next
     /// write).
     last: u8,
+    nul: bool,
 }
 
 /// The spool file of one command (see the module doc).
@@ -142,6 +145,7 @@ impl Spool {
             size,
             bare_lf: 0,
             last: 0,
+            nul: false,
         });
         Ok(())
     }
@@ -165,6 +169,7 @@ impl Spool {
         if let Some(&b) = data.last() {
             open.last = b;
         }
+        open.nul |= memchr::memchr(0, data).is_some();
         self.len += data.len() as u64;
         Ok(())
     }
@@ -183,8 +188,32 @@ impl Spool {
             offset: open.offset,
             len,
             crlf_len: len + open.bare_lf,
+            has_nul: open.nul,
         });
         Ok(self.parts.len() - 1)
+    }
+
+    /// Appends the bytes of part `i` of this same spool to the part begun:
+    /// CATENATE builds its message here from parts that include a big TEXT
+    /// literal spooled before (one buffer of 64 KiB, never the part).
+    pub fn write_part(&mut self, i: usize) -> io::Result<()> {
+        let p = self
+            .part(i)
+            .ok_or_else(|| io::Error::other("spool: no such part"))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let (mut off, end) = (p.offset, p.offset + p.len);
+        while off < end {
+            let want = usize::try_from(end - off)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = self.file.read_at(&mut buf[..want], off)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.write(&buf[..n])?;
+            off += n as u64;
+        }
+        Ok(())
     }
 
     /// Part `i`, if it was ended.
@@ -281,7 +310,8 @@ mod tests {
             Some(Part {
                 offset: 0,
                 len: 7,
-                crlf_len: 9
+                crlf_len: 9,
+                has_nul: false
             })
         );
         assert_eq!(
@@ -289,7 +319,8 @@ mod tests {
             Some(Part {
                 offset: 7,
                 len: 2,
-                crlf_len: 4
+                crlf_len: 4,
+                has_nul: false
             })
         );
         assert!(sp.whole_file(0).is_none(), "two parts: copied, not linked");

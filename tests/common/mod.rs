@@ -341,6 +341,11 @@ impl TestServer {
         (self.kind == Kind::Nestbox).then(|| unique_hostname(&self.dir))
     }
 
+    /// nestbox's `hostname` (config), which absolute IMAP URLs must name (CATENATE).
+    pub fn hostname(&self) -> String {
+        unique_hostname(&self.dir)
+    }
+
     /// The default user's Maildir root (INBOX).
     pub fn maildir(&self) -> PathBuf {
         self.dir.join("mail").join(USER).join("Maildir")

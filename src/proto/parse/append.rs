@@ -30,7 +30,10 @@ impl P<'_> {
                 msg.date = Some(self.date_time()?);
                 self.sp()?;
             }
-            if self.peek_kw("UTF8") {
+            if self.peek_kw("CATENATE") {
+                // RFC 4469: the message is built from TEXT and URL parts.
+                msg.data = self.catenate()?;
+            } else if self.peek_kw("UTF8") {
                 // RFC 6855 §4: the message is UTF-8, carried as literal8.
                 self.i += 4;
                 self.sp()?;

@@ -224,7 +224,9 @@ impl<'a> P<'a> {
     pub(super) fn literal(&mut self, allow8: bool) -> R<(Vec<u8>, bool)> {
         match self.literal_or_diverted(allow8)? {
             (AppendData::Bytes(data), binary) => Ok((data, binary)),
-            (AppendData::Diverted { .. }, _) => bad("Literal too large here"),
+            (AppendData::Diverted { .. } | AppendData::Catenate(_), _) => {
+                bad("Literal too large here")
+            }
         }
     }
 

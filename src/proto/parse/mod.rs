@@ -76,6 +76,7 @@ use super::command::*;
 use lexer::{Fail, P, R, bad};
 
 mod append;
+mod catenate;
 #[cfg(any(test, feature = "oracle"))]
 #[doc(hidden)]
 pub mod codec;
@@ -117,6 +118,19 @@ pub fn parse_command_diverted(bytes: &[u8], diverted: &[usize]) -> Result<Comman
     p.diverted = diverted;
     let tag = p.tag().map_err(|_| tag_error(bytes))?;
     own(p, tag)
+}
+
+/// A `section-spec` (RFC 9051 §9) on its own, as an IMAP URL carries it
+/// (RFC 5092 `enc-section`, already %-decoded): the same reader as
+/// FETCH's, so a URL names exactly the sections FETCH does.
+pub fn parse_section_spec(spec: &[u8]) -> Option<Section> {
+    let mut b = Vec::with_capacity(spec.len() + 2);
+    b.push(b'[');
+    b.extend_from_slice(spec);
+    b.push(b']');
+    let mut p = P::new(&b);
+    let s = p.section().ok()?;
+    (p.i == b.len()).then_some(s)
 }
 
 /// Whether `head`, the start of a command, is an APPEND (`tag SP "APPEND"

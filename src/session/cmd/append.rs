@@ -3,6 +3,9 @@
 //! (the store guarantees it); MULTIAPPEND is all-or-nothing as far as the
 //! client is told: a failure part-way reports NO.
 //!
+//! CATENATE messages (RFC 4469) are built first (`cmd::catenate`), into
+//! the spool, and then saved as big messages are.
+//!
 //! Big messages arrive already on disk, in the command's spool
 //! (`session::literal`), and are saved from there; the rest arrived with
 //! the command.
@@ -16,7 +19,11 @@ use crate::session::names::from_wire;
 use crate::session::{CmdResult, Session, Status};
 use crate::store::{MailStore, StoreError};
 
-pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessage>) -> CmdResult {
+pub async fn append(
+    s: &mut Session,
+    mailbox: String,
+    mut messages: Vec<AppendMessage>,
+) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
     let store = s.store()?;
     let spool = s.spool.take();
@@ -24,6 +31,12 @@ pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessag
         if let Some(Flag::Extension(x)) = m.flags.iter().find(|f| matches!(f, Flag::Extension(_))) {
             return Err(Status::bad(format!("Invalid system flag \\{x}.")));
         }
+    }
+    // CATENATE messages are built into the spool first (session::cmd::
+    // catenate): a URL that names nothing fails the command before any
+    // message is saved.
+    let spool = super::catenate::assemble(s, &mut messages, spool).await?;
+    for m in &messages {
         if m.data.is_empty() {
             return Err(Status::no(None, "Can't save a zero byte message."));
         }
@@ -52,7 +65,7 @@ pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessag
                     (AppendData::Diverted { index, .. }, Some(spool)) => {
                         folder.append_spooled(spool, *index, &flags, date)?
                     }
-                    (AppendData::Diverted { .. }, None) => {
+                    (AppendData::Diverted { .. }, None) | (AppendData::Catenate(_), _) => {
                         return Err(StoreError::Cannot("spooled message missing".into()));
                     }
                 };

@@ -7,6 +7,7 @@
 pub mod append;
 pub mod auth;
 pub mod cancelupdate;
+mod catenate;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;

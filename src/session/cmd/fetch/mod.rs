@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod render;
-mod stream;
+pub(super) mod stream;
 
 use render::*;
 
