@@ -39,8 +39,13 @@ use super::{MailStore, Result, StoreError};
 pub struct Part {
     pub offset: u64,
     pub len: u64,
-    /// Its size with every bare LF as CRLF (the `W=` of its file name).
-    pub crlf_len: u64,
+    /// Its size as served (`RFC822.SIZE`, the `W=` of its file name): every
+    /// bare LF as CRLF. `None` when that needs the MIME structure: the
+    /// message has bare LFs and may have a binary part, whose body is
+    /// served as stored (`message::kept`); the name then carries no `W=`
+    /// and the size is computed from the saved file when first asked, as
+    /// for any delivered message without one.
+    pub crlf_len: Option<u64>,
     /// Some byte is NUL (a CATENATE `TEXT {n}` may not hold one).
     pub has_nul: bool,
 }
@@ -57,6 +62,11 @@ struct Open {
     /// write).
     last: u8,
     nul: bool,
+    /// The word "binary" (any case) was seen: a part may be
+    /// `Content-Transfer-Encoding: binary` (`message::may_have_binary`).
+    binary: bool,
+    /// The last bytes written, for a word cut between two writes.
+    tail: Vec<u8>,
 }
 
 /// The spool file of one command (see the module doc).
@@ -146,6 +156,8 @@ impl Spool {
             bare_lf: 0,
             last: 0,
             nul: false,
+            binary: false,
+            tail: Vec::new(),
         });
         Ok(())
     }
@@ -170,6 +182,19 @@ impl Spool {
             open.last = b;
         }
         open.nul |= memchr::memchr(0, data).is_some();
+        if !open.binary {
+            // "binary" is 6 bytes: the last 5 of the previous write and the
+            // start of this one cover a word cut in two.
+            let head = &data[..data.len().min(5)];
+            let mut seam = std::mem::take(&mut open.tail);
+            seam.extend_from_slice(head);
+            open.binary =
+                crate::message::may_have_binary(&seam) || crate::message::may_have_binary(data);
+            let mut tail = seam;
+            tail.extend_from_slice(&data[head.len()..]);
+            let keep = tail.len().saturating_sub(5);
+            open.tail = tail.split_off(keep);
+        }
         self.len += data.len() as u64;
         Ok(())
     }
@@ -187,7 +212,7 @@ impl Spool {
         self.parts.push(Part {
             offset: open.offset,
             len,
-            crlf_len: len + open.bare_lf,
+            crlf_len: (open.bare_lf == 0 || !open.binary).then_some(len + open.bare_lf),
             has_nul: open.nul,
         });
         Ok(self.parts.len() - 1)
@@ -290,6 +315,48 @@ mod tests {
         (d, s)
     }
 
+    /// A big APPEND of a message with bare LFs and a binary part: its
+    /// served size needs the MIME structure (the binary body is served as
+    /// stored), so the name gets no `W=` and RFC822.SIZE is computed from
+    /// the saved file, equal to what `BODY[]` serves. The word "binary" is
+    /// found even cut between two writes.
+    #[test]
+    fn a_spooled_binary_part_gets_its_served_size() {
+        let msg: &[u8] = b"Content-Type: multipart/mixed; boundary=z\n\n--z\n\
+            Content-Transfer-Encoding: binary\nContent-Type: application/x\n\n\
+            a\nb\nc\n--z--\n";
+        let cut = memchr::memmem::find(msg, b"binary").unwrap() + 3;
+        for (i, plain) in [(0usize, false), (1, true)] {
+            let (_d, s) = store();
+            let mut sp = s.spool().unwrap();
+            let body: Vec<u8> = if plain {
+                msg.to_vec()
+                    .iter()
+                    .map(|&b| if b == b'y' { b'q' } else { b })
+                    .collect()
+            } else {
+                msg.to_vec()
+            };
+            sp.begin(body.len() as u64).unwrap();
+            sp.write(&body[..cut]).unwrap();
+            sp.write(&body[cut..]).unwrap();
+            assert_eq!(sp.end().unwrap(), 0);
+            let bare = body.iter().filter(|&&b| b == b'\n').count() as u64;
+            let want = (plain).then_some(body.len() as u64 + bare);
+            assert_eq!(sp.part(0).unwrap().crlf_len, want, "case {i}");
+            let folder = s.open_folder_for_write("INBOX").unwrap();
+            let uid = folder
+                .append_spooled(&sp, 0, &crate::flags::Flags::default(), None)
+                .unwrap();
+            let served = crate::message::to_crlf(&folder.read_message(uid).unwrap());
+            assert_eq!(
+                folder.rfc822_size(uid).unwrap(),
+                served.len() as u64,
+                "case {i}"
+            );
+        }
+    }
+
     #[test]
     fn parts_count_their_bare_lfs_across_writes_and_leave_no_file() {
         let (d, s) = store();
@@ -310,7 +377,7 @@ mod tests {
             Some(Part {
                 offset: 0,
                 len: 7,
-                crlf_len: 9,
+                crlf_len: Some(9),
                 has_nul: false
             })
         );
@@ -319,7 +386,7 @@ mod tests {
             Some(Part {
                 offset: 7,
                 len: 2,
-                crlf_len: 4,
+                crlf_len: Some(4),
                 has_nul: false
             })
         );
@@ -371,7 +438,10 @@ mod tests {
                 let body = std::fs::read(&p).unwrap();
                 let crlf = crate::message::crlf_size(&body);
                 assert!(
-                    name.contains(&format!(",S={},W={crlf}", body.len())),
+                    name.contains(&format!(",S={},W={crlf}", body.len()))
+                        || (crate::message::may_have_binary(&body)
+                            && !name.contains(",W=")
+                            && name.contains(&format!(",S={}", body.len()))),
                     "{name}"
                 );
                 (m.ino(), body)

@@ -251,7 +251,7 @@ impl Folder {
     /// returning. `internal_date` sets the mtime (INTERNALDATE).
     pub fn append(&self, data: &[u8], flags: &Flags, internal_date: Option<i64>) -> Result<u32> {
         let (len, crlf_len) = (data.len() as u64, crate::message::crlf_size(data));
-        self.save_new(len, crlf_len, flags, internal_date, |base| {
+        self.save_new(len, Some(crlf_len), flags, internal_date, |base| {
             let (tmp, mut f) = self.create_tmp(base)?;
             let r = f.write_all(data);
             Ok((tmp, f, r))
@@ -299,19 +299,22 @@ impl Folder {
     }
 
     /// The common part of saving one message of `len` bytes (`crlf_len`
-    /// with bare LFs as CRLF): `fill` puts its bytes in a file in `tmp/`
+    /// its served size, when known: the `W=` of its name): `fill` puts its bytes in a file in `tmp/`
     /// under the base name given, returning the name, the file and how
     /// writing went (the name is removed again if anything fails).
     fn save_new(
         &self,
         len: u64,
-        crlf_len: u64,
+        crlf_len: Option<u64>,
         flags: &Flags,
         internal_date: Option<i64>,
         fill: impl FnOnce(&str) -> io::Result<(String, File, io::Result<()>)>,
     ) -> Result<u32> {
         self.check_quota(len, 1)?;
-        let base = format!("{},S={len},W={crlf_len}", filename::unique_base());
+        let base = match crlf_len {
+            Some(w) => format!("{},S={len},W={w}", filename::unique_base()),
+            None => format!("{},S={len}", filename::unique_base()),
+        };
         let (tmp, f, filled) = fill(&base)?;
         let written = filled.and_then(|()| {
             if self.fsync {
