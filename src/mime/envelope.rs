@@ -6,6 +6,13 @@
 //! `str`s and rejects a whole list when one mailbox lacks an `@`, whereas an
 //! ENVELOPE must render whatever the header holds. Malformed input gives
 //! Dovecot's placeholders (`MISSING_DOMAIN`) rather than an error.
+//!
+//! Written straight to wire bytes with `proto::encode`'s string helpers
+//! rather than built as a typed value for `proto` to encode: an ENVELOPE is
+//! computed once per message and cached as those bytes
+//! (`CacheField::Envelope`), so a typed intermediate would only add an
+//! allocation per message on every cold FETCH. The same holds for
+//! BODYSTRUCTURE (`structure.rs`).
 use std::borrow::Cow;
 use std::ops::Range;
 

@@ -347,11 +347,15 @@ async fn accept_loop(listener: TcpListener, implicit_tls: bool, front: Arc<Front
 }
 
 async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        stream.write_all(b"* BYE Too many connections, try again later.\r\n"),
-    )
-    .await;
+    let mut bye = Vec::new();
+    crate::proto::response::status_line(
+        &mut bye,
+        None,
+        crate::proto::response::StatusKind::Bye,
+        None,
+        "Too many connections, try again later.",
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&bye)).await;
 }
 
 async fn serve_connection(
