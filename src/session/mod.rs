@@ -24,6 +24,7 @@
 
 pub mod caps;
 pub mod cmd;
+mod conn;
 pub mod context;
 pub(crate) mod digest;
 pub(crate) mod esearch;
@@ -31,371 +32,35 @@ pub(crate) mod evaluate;
 mod literal;
 pub(crate) mod mailboxes;
 pub mod names;
+mod offload;
 pub mod search;
 pub(crate) mod sort;
 pub(crate) mod sorted;
+mod state;
+mod status;
 pub(crate) mod thread;
 pub(crate) mod unlocked;
 pub mod view;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::auth::{Authenticator, User};
-use crate::config::Config;
+use crate::auth::User;
 use crate::proto::frame::{Frame, FrameLimits, Framer, Limit};
 use crate::proto::parse::{ParseError, parse_command_diverted};
 use crate::proto::response::{self, Code, StatusKind};
 use crate::proto::{Command, CommandBody};
-use crate::store::{MailStore, Registry, Spool, StoreError, StoreOptions};
+use crate::store::{MailStore, Spool, StoreOptions};
 
 pub use view::SelectedView;
 
-/// Any byte stream a session can run over (TCP, TLS over TCP, a Unix
-/// socket from the front).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// For the server, which needs the concrete stream back at STARTTLS and
-    /// when it hands a logged-in connection to a worker.
-    fn as_any(&self) -> &dyn std::any::Any;
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
-}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
-    }
-}
-
-/// Process-wide things a session needs besides its stream.
-pub struct Shared {
-    pub config: Arc<Config>,
-    /// `None` when no certificate is configured: STARTTLS is not offered.
-    pub tls: Option<Arc<dyn TlsUpgrade>>,
-    /// Flips to `true` on SIGTERM: sessions say `* BYE` and end.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-    pub role: Role,
-}
-
-/// Which process a session runs in (SPEC §4): the front checks logins and
-/// hands logged-in connections over; a worker serves them from the store.
-pub enum Role {
-    Front {
-        auth: Arc<Authenticator>,
-        failures: Arc<crate::auth::FailureTracker>,
-    },
-    Worker {
-        registry: Arc<Registry>,
-    },
-}
-
-impl Shared {
-    /// The front's: sessions end at login with a [`Handover`].
-    pub fn front(
-        config: Arc<Config>,
-        auth: Arc<Authenticator>,
-        tls: Option<Arc<dyn TlsUpgrade>>,
-        failures: Arc<crate::auth::FailureTracker>,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
-        Shared {
-            config,
-            tls,
-            shutdown,
-            role: Role::Front { auth, failures },
-        }
-    }
-
-    /// A worker's: sessions start logged in ([`Session::resume`]).
-    pub fn worker(
-        config: Arc<Config>,
-        registry: Arc<Registry>,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
-        Shared {
-            config,
-            tls: None,
-            shutdown,
-            role: Role::Worker { registry },
-        }
-    }
-}
-
-/// A connection whose client has just logged in, as the front's session
-/// gives it up: the worker of that user's uid takes it from here.
-pub struct Handover {
-    pub io: Box<dyn Io>,
-    pub conn: ConnInfo,
-    /// The tag of the login command; the worker answers it.
-    pub tag: String,
-    pub user: User,
-    /// What the client sent after the login command.
-    pub pipelined: Vec<u8>,
-}
-
-/// Upgrades a plaintext stream to TLS (STARTTLS). A trait so the session
-/// does not depend on how the server loads and reloads certificates.
-pub trait TlsUpgrade: Send + Sync {
-    fn upgrade(&self, io: Box<dyn Io>) -> UpgradeFuture;
-}
-
-/// The handshake in progress; resolves to the encrypted stream.
-pub type UpgradeFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Box<dyn Io>>> + Send>>;
-
-/// Facts about the connection fixed at accept time.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    /// TLS is active (implicit TLS, or after STARTTLS).
-    pub tls: bool,
-    /// The TCP socket under the stream (also under TLS), for socket options
-    /// that must be set again while the connection runs ([`ConnInfo::quickack`]).
-    /// The session owns the stream, so the descriptor stays open as long as
-    /// the session; `None` for streams that are not TCP sockets.
-    pub tcp: Option<std::os::fd::RawFd>,
-}
-
-impl ConnInfo {
-    /// Asks the kernel to acknowledge what arrives next at once instead of
-    /// delaying the ACK (Linux `TCP_QUICKACK`; the kernel drops back to
-    /// delayed ACKs on its own, so this is set again before every read).
-    /// A client that sends a literal and then its closing CRLF in a second
-    /// small write with Nagle's algorithm on (Python's `imaplib`) holds the
-    /// CRLF until the literal is acknowledged, and Linux delays that ACK up
-    /// to 40 ms on a connection that has answered before: every APPEND took
-    /// 40 ms more. The same holds for any small write a client makes while
-    /// an earlier one is unacknowledged (pipelined commands of a client
-    /// without `TCP_NODELAY`). Dovecot sets the option after every flush.
-    /// One system call per read; a failure only costs that latency, so it
-    /// is ignored.
-    pub fn quickack(&self) {
-        if let Some(fd) = self.tcp {
-            // SAFETY: `fd` is the socket of the stream this session owns (see
-            // `tcp`), open for as long as the session that calls this.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            let _ = rustix::net::sockopt::set_tcp_quickack(fd, true);
-        }
-    }
-
-    /// Plaintext passwords are acceptable on this connection; the rule is
-    /// [`AuthConfig::plaintext_allowed`](crate::config::AuthConfig::plaintext_allowed)
-    /// (SPEC §3 `auth.plaintext_on_loopback`), which also knows 127.0.0.1 as
-    /// it arrives on a dual-stack `[::]` listener (`::ffff:127.0.0.1`).
-    pub fn plaintext_ok(&self, cfg: &Config) -> bool {
-        cfg.auth.plaintext_allowed(self.remote.ip(), self.tls)
-    }
-}
-
-/// The authenticated part of a session: the user and their mail store.
-pub struct Authed {
-    /// Who logged in (in a worker, the name and Maildir the front handed
-    /// over; the process already runs as their uid). Nothing reads it yet:
-    /// kept for issue 19's per-user quota.
-    pub user: User,
-    pub store: Arc<MailStore>,
-}
-
-/// RFC 9051 §3 connection states; each carries the data it needs so a
-/// handler cannot be written against the wrong state.
-pub enum State {
-    NotAuthenticated,
-    Authenticated(Authed),
-    Selected(Authed, Box<SelectedView>),
-    Logout,
-}
-
-impl State {
-    pub fn authed(&self) -> Option<&Authed> {
-        match self {
-            State::Authenticated(a) | State::Selected(a, _) => Some(a),
-            _ => None,
-        }
-    }
-
-    /// Moves `Selected` back to `Authenticated`, dropping the view; any
-    /// other state stays as it is. Letting go of a folder does no I/O (the
-    /// store's registry closes it later, off the runtime).
-    pub fn leave_selected(&mut self) {
-        let state = std::mem::replace(self, State::Logout);
-        *self = match state {
-            State::Selected(a, _view) => State::Authenticated(a),
-            other => other,
-        };
-    }
-}
-
-/// What the client has turned on with ENABLE (RFC 5161).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Enabled {
-    pub rev2: bool,
-    pub utf8: bool,
-}
-
-/// Outcome of one command: the tagged status line (encoded by
-/// `proto::response`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Status {
-    pub kind: StatusKind,
-    pub code: Option<Code>,
-    pub text: String,
-}
-
-impl Status {
-    pub fn ok(text: impl Into<String>) -> Self {
-        Status {
-            kind: StatusKind::Ok,
-            code: None,
-            text: text.into(),
-        }
-    }
-    pub fn ok_code(code: Code, text: impl Into<String>) -> Self {
-        Status {
-            kind: StatusKind::Ok,
-            code: Some(code),
-            text: text.into(),
-        }
-    }
-    pub fn no(code: Option<Code>, text: impl Into<String>) -> Self {
-        Status {
-            kind: StatusKind::No,
-            code,
-            text: text.into(),
-        }
-    }
-    pub fn bad(text: impl Into<String>) -> Self {
-        Status {
-            kind: StatusKind::Bad,
-            code: None,
-            text: text.into(),
-        }
-    }
-    /// Our own fault: logged with context, reported without details.
-    pub fn server_bug(context: &str, err: &dyn std::fmt::Display) -> Self {
-        tracing::error!("{context}: {err}");
-        Status::no(
-            Some(Code::ServerBug),
-            "Internal error occurred. Refer to server log for more information.",
-        )
-    }
-}
-
-/// Handlers return `Ok(status)` for OK and `Err(status)` for NO/BAD, so
-/// store errors convert with `?`.
-pub type CmdResult = Result<Status, Status>;
-
-impl From<StoreError> for Status {
-    /// The single mapping of store errors to IMAP response codes (STYLE §4).
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => Status::no(Some(Code::Nonexistent), "Mailbox doesn't exist."),
-            StoreError::AlreadyExists => {
-                Status::no(Some(Code::AlreadyExists), "Mailbox already exists.")
-            }
-            StoreError::InvalidName(why) => {
-                Status::no(Some(Code::Cannot), format!("Invalid mailbox name: {why}"))
-            }
-            StoreError::Cannot(why) => Status::no(Some(Code::Cannot), why),
-            // RFC 5530: CANNOT, "can never succeed", rather than LIMIT: no
-            // folder of that name can ever exist, whatever else changes
-            // (Dovecot answers the same). ENAMETOOLONG is the backstop for a
-            // path the name checks did not foresee; not our fault either.
-            StoreError::NameTooLong => Status::no(Some(Code::Cannot), "Mailbox name too long."),
-            StoreError::Io(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
-                tracing::info!("name too long for the file system: {e}");
-                Status::no(Some(Code::Cannot), "Mailbox name too long.")
-            }
-            StoreError::OverQuota => Status::no(Some(Code::OverQuota), "Quota exceeded."),
-            StoreError::Expunged => Status::no(
-                Some(Code::ExpungeIssued),
-                "Some of the requested messages no longer exist.",
-            ),
-            StoreError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
-                tracing::error!("disk full: {e}");
-                Status::no(Some(Code::OverQuota), "Not enough disk space.")
-            }
-            // A file or folder the user's own uid may not touch (e.g. made by root
-            // inside their Maildir): theirs to fix, not a server fault. Logged for the
-            // operator, who may have to chown it.
-            StoreError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                tracing::warn!("permission denied in a Maildir: {e}");
-                Status::no(
-                    Some(Code::NoPerm),
-                    "Permission denied on the server's file system.",
-                )
-            }
-            // A folder lock another program held past the store's wait
-            // limit (store::maildir::dotlock): a refusal, not our fault.
-            StoreError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                tracing::warn!("{e}");
-                Status::no(
-                    Some(Code::InUse),
-                    "Mailbox is locked by another program, try again later.",
-                )
-            }
-            e @ (StoreError::Io(_) | StoreError::Corrupt { .. }) => Status::server_bug("store", &e),
-        }
-    }
-}
-
-/// CPUs this process may use, asked once: `available_parallelism` reads
-/// cgroup files on every call, which cost more than a small FETCH.
-pub(crate) fn cpus() -> usize {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// A nowait scope for running small store reads on this runtime thread
-/// (see `store::nowait`): they run in place while the kernel's caches and
-/// the folder lock let them, and whatever would wait is run through
-/// `block_in_place`, which first hands this thread's other tasks to another
-/// thread. Saves the two thread wake-ups of `spawn_blocking` (20-30 us on a
-/// virtual machine), which are most of a one-message FETCH.
-///
-/// `None` on a current-thread runtime, where nothing may block in place:
-/// the caller then uses [`blocking`].
-pub(crate) fn nowait_scope() -> Option<crate::store::nowait::Scope> {
-    fn block_here(f: &mut dyn FnMut()) {
-        tokio::task::block_in_place(f)
-    }
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    multi.then(|| crate::store::nowait::Scope::enter(block_here))
-}
-
-/// Sets of at most this many messages are looked up in place (in a
-/// nowait scope) by [`metas_of`].
-const METAS_IN_PLACE: usize = 64;
-
-/// The metadata of `uids` (`None` for those gone), in the order given: in
-/// place for a few messages, else off the runtime. Cheaper than the
-/// folder's whole snapshot, which every flag change invalidates and which
-/// costs milliseconds to rebuild at 100,000 messages.
-pub(crate) async fn metas_of(
-    folder: &Arc<crate::store::Folder>,
-    uids: Vec<u32>,
-) -> Result<Vec<Option<crate::store::MessageMeta>>, Status> {
-    if uids.len() <= METAS_IN_PLACE
-        && let Some(_scope) = nowait_scope()
-    {
-        return Ok(folder.metas(&uids));
-    }
-    let f = folder.clone();
-    blocking(move || f.metas(&uids)).await
-}
-
-/// Runs a blocking store operation off the async runtime (STYLE §11).
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::server_bug("blocking task failed", &e))
-}
+pub use conn::{ConnInfo, Handover, Io, Role, Shared, TlsUpgrade, UpgradeFuture};
+pub use offload::blocking;
+pub(crate) use offload::{cpus, metas_of, nowait_scope};
+pub use state::{Authed, Enabled, State};
+pub use status::{CmdResult, Status};
 
 /// Outgoing bytes are collected here and flushed at command boundaries (or
 /// when large), so a command's responses cost one write in the common case.
@@ -1020,6 +685,8 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::store::StoreError;
 
     #[test]
     fn plaintext_ok_knows_loopback_in_every_spelling() {
