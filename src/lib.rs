@@ -33,8 +33,14 @@
 //!   (mailbox names on the wire), `session::evaluate` (a search program
 //!   run over a folder: SEARCH, SORT, THREAD), `session::digest` (the
 //!   cached digest of common header fields, from the cache or made and
-//!   cached: FETCH, SEARCH, SORT, THREAD). No command file imports
-//!   another; the responses they send are typed in `proto::data`.
+//!   cached: FETCH, SEARCH, SORT, THREAD), `session::sorted` (the values
+//!   SORT and THREAD order by), `session::esearch` and `session::context`
+//!   (ESEARCH answers and live UPDATE contexts). No command file imports
+//!   another; the responses they send are typed in `proto::data` and
+//!   `proto::response`. The session's own parts: `session::conn` (stream,
+//!   process-wide parts, handover), `session::state` (states carrying
+//!   their data), `session::status` (the one error model),
+//!   `session::offload` (blocking work off the runtime).
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use
 //!   `spawn_blocking`, or a nowait scope): folders, UIDs, flags, sync with
 //!   the disk, saving; the registry of open folders, which owns their
