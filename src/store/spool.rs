@@ -225,20 +225,10 @@ impl Spool {
         let p = self
             .part(i)
             .ok_or_else(|| io::Error::other("spool: no such part"))?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let (mut off, end) = (p.offset, p.offset + p.len);
-        while off < end {
-            let want = usize::try_from(end - off)
-                .unwrap_or(usize::MAX)
-                .min(buf.len());
-            let n = self.file.read_at(&mut buf[..want], off)?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            self.write(&buf[..n])?;
-            off += n as u64;
-        }
-        Ok(())
+        // A second handle on the same file: the bytes are read from it
+        // while `write` appends through `self`.
+        let file = self.file.try_clone()?;
+        read_chunks(&file, p.offset, p.offset + p.len, |chunk| self.write(chunk))
     }
 
     /// Part `i`, if it was ended.
@@ -281,22 +271,33 @@ impl Spool {
         Ok(())
     }
 
-    fn copy_by_hand(&self, mut off: u64, end: u64, mut out: &File) -> io::Result<()> {
+    fn copy_by_hand(&self, off: u64, end: u64, mut out: &File) -> io::Result<()> {
         use std::io::Write;
-        let mut buf = vec![0u8; 64 * 1024];
-        while off < end {
-            let want = usize::try_from(end - off)
-                .unwrap_or(usize::MAX)
-                .min(buf.len());
-            let n = self.file.read_at(&mut buf[..want], off)?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            out.write_all(&buf[..n])?;
-            off += n as u64;
-        }
-        Ok(())
+        read_chunks(&self.file, off, end, |chunk| out.write_all(chunk))
     }
+}
+
+/// Hands `f` the bytes `off..end` of `file`, 64 KiB at a time (one buffer,
+/// never the range).
+fn read_chunks(
+    file: &File,
+    mut off: u64,
+    end: u64,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    while off < end {
+        let want = usize::try_from(end - off)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = file.read_at(&mut buf[..want], off)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        f(&buf[..n])?;
+        off += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
