@@ -5,6 +5,10 @@
 //! opens certificates, password files or Maildirs (callers do, and report their own errors),
 //! so `parse_str` stays a pure function that tests can drive with tables.
 //!
+//! The `[imap]` and `[pop3]` sections, with what each protocol lets a user do (who may use
+//! it, what POP3's DELE and RETR do), are `config::protocols`'s; sizes and durations
+//! (parsing, printing, serde glue) are `config::units`'.
+//!
 //! Relative paths for `tls.cert`, `tls.key` and `auth.passwd_file` are resolved against the
 //! directory of the config file by [`load`], so a config can travel with its files.
 use std::fmt;
@@ -12,7 +16,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+mod protocols;
+mod units;
+pub use protocols::{DeleMode, ImapConfig, Pop3Config, Pop3UserConfig, check_dele_folder};
+use units::{de_duration, de_size, de_size_usize, ser_duration, ser_size, ser_size_usize};
+pub use units::{fmt_duration, fmt_size, parse_duration, parse_size};
 
 /// The whole effective configuration, defaults filled in.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -20,71 +30,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Config {
     /// Name shown in the greeting and logs; defaults to the machine's host name.
     pub hostname: String,
-    #[serde(deserialize_with = "de_imap")]
-    pub imap: ListenConfig,
-    #[serde(deserialize_with = "de_pop3")]
-    pub pop3: ListenConfig,
+    pub imap: ImapConfig,
+    pub pop3: Pop3Config,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub mail: MailConfig,
     pub limits: Limits,
-}
-
-/// Listening sockets of one protocol: `listen` is cleartext with STARTTLS/STLS,
-/// `listen_tls` is implicit TLS. An empty list disables that kind. POP3 is planned
-/// (issue 17): `[pop3]` is parsed and validated but nothing listens on it yet, and
-/// [`Config::warnings`] says so while it lists an address.
-#[derive(Clone, Debug, Serialize)]
-pub struct ListenConfig {
-    pub listen: Vec<SocketAddr>,
-    pub listen_tls: Vec<SocketAddr>,
-}
-
-impl ListenConfig {
-    fn imap_default() -> Self {
-        ListenConfig {
-            listen: addrs(&["[::]:143"]),
-            listen_tls: addrs(&["[::]:993"]),
-        }
-    }
-    /// None while POP3 is not served: a default listener that is ignored would only
-    /// make every config without a `[pop3]` section warn, and fail validation without
-    /// `[tls]`. SPEC §3's `[::]:110` and `[::]:995` become the defaults with POP3
-    /// (issue 17).
-    fn pop3_default() -> Self {
-        ListenConfig {
-            listen: Vec::new(),
-            listen_tls: Vec::new(),
-        }
-    }
-}
-
-/// `[imap]`/`[pop3]` as written: a key left out keeps that protocol's default, which a
-/// plain `#[serde(default)]` could not do (the defaults differ per protocol).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawListen {
-    listen: Option<Vec<SocketAddr>>,
-    listen_tls: Option<Vec<SocketAddr>>,
-}
-
-fn de_listen<'de, D: Deserializer<'de>>(
-    d: D,
-    dflt: ListenConfig,
-) -> Result<ListenConfig, D::Error> {
-    let raw = RawListen::deserialize(d)?;
-    Ok(ListenConfig {
-        listen: raw.listen.unwrap_or(dflt.listen),
-        listen_tls: raw.listen_tls.unwrap_or(dflt.listen_tls),
-    })
-}
-
-fn de_imap<'de, D: Deserializer<'de>>(d: D) -> Result<ListenConfig, D::Error> {
-    de_listen(d, ListenConfig::imap_default())
-}
-
-fn de_pop3<'de, D: Deserializer<'de>>(d: D) -> Result<ListenConfig, D::Error> {
-    de_listen(d, ListenConfig::pop3_default())
 }
 
 /// PEM certificate chain and private key (SPEC §6).
@@ -172,8 +123,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             hostname: default_hostname(),
-            imap: ListenConfig::imap_default(),
-            pop3: ListenConfig::pop3_default(),
+            imap: ImapConfig::default(),
+            pop3: Pop3Config::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             mail: MailConfig::default(),
@@ -421,8 +372,11 @@ impl Config {
             _ => {}
         }
         let have_tls = self.tls.cert.is_some();
-        for (section, l) in [("imap", &self.imap), ("pop3", &self.pop3)] {
-            if !have_tls && !l.listen_tls.is_empty() {
+        for (section, listen, listen_tls) in [
+            ("imap", &self.imap.listen, &self.imap.listen_tls),
+            ("pop3", &self.pop3.listen, &self.pop3.listen_tls),
+        ] {
+            if !have_tls && !listen_tls.is_empty() {
                 return Err(err(
                     section,
                     "listen_tls",
@@ -434,7 +388,7 @@ impl Config {
             // Without a certificate there is no STARTTLS, and plaintext login is refused
             // from anywhere but loopback: a public cleartext listener would let nobody in.
             if !have_tls {
-                if let Some(a) = l.listen.iter().find(|a| !a.ip().is_loopback()) {
+                if let Some(a) = listen.iter().find(|a| !a.ip().is_loopback()) {
                     return Err(err(
                         section,
                         "listen",
@@ -465,13 +419,27 @@ impl Config {
                 }
             }
         }
-        // Only IMAP is served today: POP3 listeners alone would serve nothing.
-        if self.imap.listen.is_empty() && self.imap.listen_tls.is_empty() {
+        if [
+            &self.imap.listen,
+            &self.imap.listen_tls,
+            &self.pop3.listen,
+            &self.pop3.listen_tls,
+        ]
+        .iter()
+        .all(|l| l.is_empty())
+        {
             return Err(err(
                 "imap",
                 "listen",
-                "no IMAP listener is configured".into(),
+                "no listener is configured (imap.listen, imap.listen_tls, pop3.listen, pop3.listen_tls are all empty)".into(),
             ));
+        }
+        if let Err(p) = protocols::validate(&self.imap, &self.pop3) {
+            return Err(ConfigError::Invalid {
+                path: None,
+                line: p.line(text),
+                message: p.message,
+            });
         }
 
         match self.auth.backend.as_str() {
@@ -638,12 +606,6 @@ impl Config {
         }
         // Accepted so that configs written for the finished product (SPEC §3) load, but not
         // acted on yet: say so rather than let the printed config suggest otherwise.
-        if !self.pop3.listen.is_empty() || !self.pop3.listen_tls.is_empty() {
-            w.push(
-                "POP3 is planned but not served yet: the [pop3] listeners are ignored (set pop3.listen = [] and pop3.listen_tls = [] to silence this)"
-                    .into(),
-            );
-        }
         if self.mail.quota != 0 {
             w.push(format!(
                 "mail.quota = {} is accepted but not enforced yet (planned); only a Maildir's own maildirsize file limits it",
@@ -748,156 +710,6 @@ impl fmt::Display for Config {
     }
 }
 
-// ---- sizes and durations ----------------------------------------------------------------
-
-/// Parses `"0"`, `"4096"`, `"64K"`, `"50M"`, `"2G"`, `"1T"` (binary multiples; a trailing
-/// `B` or `iB` is accepted: `"64KB"`, `"64KiB"`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    if num.is_empty() {
-        return Err(format!(
-            "invalid size {s:?}: expected a number like \"64K\" or \"50M\""
-        ));
-    }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: number too large"))?;
-    let unit = unit.trim();
-    let unit = unit
-        .strip_suffix("iB")
-        .or_else(|| unit.strip_suffix('B').filter(|u| !u.is_empty()))
-        .unwrap_or(unit);
-    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => return Err(format!("invalid size {s:?}: unit must be K, M, G or T")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("invalid size {s:?}: too large"))
-}
-
-/// Formats a size with the largest exact binary unit, so `parse_size(fmt_size(x)) == x`.
-pub fn fmt_size(n: u64) -> String {
-    if n == 0 {
-        return "0".into();
-    }
-    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
-        if n % (1u64 << shift) == 0 {
-            return format!("{}{unit}", n >> shift);
-        }
-    }
-    n.to_string()
-}
-
-/// Parses `"90s"`, `"30m"`, `"1h"`, `"2d"`, combinations like `"1h30m"`, and plain seconds `"45"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("invalid duration \"\": expected e.g. \"30m\" or \"90s\"".into());
-    }
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total: u64 = 0;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if end == 0 {
-            return Err(format!(
-                "invalid duration {s:?}: expected e.g. \"30m\" or \"90s\""
-            ));
-        }
-        let n: u64 = rest[..end]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
-        rest = &rest[end..];
-        let uend = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let mult = match rest[..uend].trim() {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            u => {
-                return Err(format!(
-                    "invalid duration {s:?}: unknown unit {u:?} (use s, m, h or d)"
-                ));
-            }
-        };
-        rest = &rest[uend..];
-        total = n
-            .checked_mul(mult)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
-    }
-    Ok(Duration::from_secs(total))
-}
-
-/// Formats whole seconds with the largest exact unit, so `parse_duration` reads it back.
-pub fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s == 0 {
-        return "0s".into();
-    }
-    for (unit_secs, unit) in [(86_400, 'd'), (3600, 'h'), (60, 'm')] {
-        if s % unit_secs == 0 {
-            return format!("{}{unit}", s / unit_secs);
-        }
-    }
-    format!("{s}s")
-}
-
-/// A size or duration may be written as a string (`"64K"`) or a bare integer.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StrOrInt {
-    Int(i64),
-    Str(String),
-}
-
-fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match StrOrInt::deserialize(d)? {
-        StrOrInt::Int(i) => {
-            u64::try_from(i).map_err(|_| serde::de::Error::custom("size must not be negative"))
-        }
-        StrOrInt::Str(s) => parse_size(&s).map_err(serde::de::Error::custom),
-    }
-}
-
-fn de_size_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let v = de_size(d)?;
-    usize::try_from(v).map_err(|_| serde::de::Error::custom("size too large"))
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    match StrOrInt::deserialize(d)? {
-        StrOrInt::Int(i) => u64::try_from(i)
-            .map(Duration::from_secs)
-            .map_err(|_| serde::de::Error::custom("duration must not be negative")),
-        StrOrInt::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
-    }
-}
-
-fn ser_size<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&fmt_size(*v))
-}
-
-fn ser_size_usize<S: Serializer>(v: &usize, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&fmt_size(*v as u64))
-}
-
-fn ser_duration<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&fmt_duration(*v))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -915,9 +727,14 @@ mod tests {
             c.imap.listen_tls,
             vec!["[::]:993".parse::<SocketAddr>().unwrap()]
         );
-        // Not SPEC §3's [::]:110 and [::]:995 until POP3 is served (issue 17).
-        assert!(c.pop3.listen.is_empty());
-        assert!(c.pop3.listen_tls.is_empty());
+        assert_eq!(
+            c.pop3.listen,
+            vec!["[::]:110".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.pop3.listen_tls,
+            vec!["[::]:995".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(c.auth.backend, "pam");
         assert_eq!(c.auth.pam_service, "nestbox");
         assert!(c.auth.plaintext_on_loopback);
@@ -1148,77 +965,16 @@ auth_failures_before_delay = 7
                 "mail.quota = 100M is accepted but not enforced yet (planned); only a Maildir's own maildirsize file limits it"
             ]
         );
+        // POP3 listeners are served: no warning about them.
         let c = parse_str(&format!(
             "{TLS}[pop3]\nlisten = []\nlisten_tls = [\"[::]:995\"]\n"
         ))
         .unwrap();
-        let w = c.warnings();
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("[pop3] listeners are ignored"), "{w:?}");
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 
     #[test]
-    fn sizes() {
-        let ok: &[(&str, u64)] = &[
-            ("0", 0),
-            ("4096", 4096),
-            ("64K", 65_536),
-            ("64k", 65_536),
-            ("64KB", 65_536),
-            ("64KiB", 65_536),
-            ("50M", 50 << 20),
-            ("2G", 2 << 30),
-            ("1T", 1 << 40),
-            (" 7 M ", 7 << 20),
-        ];
-        for (s, v) in ok {
-            assert_eq!(parse_size(s), Ok(*v), "{s}");
-            assert_eq!(parse_size(&fmt_size(*v)), Ok(*v));
-        }
-        for bad in [
-            "",
-            "K",
-            "-1",
-            "1.5M",
-            "12Q",
-            "99999999999999999999",
-            "16777216T",
-            "1 M B",
-        ] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-        assert_eq!(fmt_size(1025), "1025");
-    }
-
-    #[test]
-    fn durations() {
-        let ok: &[(&str, u64)] = &[
-            ("0", 0),
-            ("45", 45),
-            ("90s", 90),
-            ("30m", 1800),
-            ("1h", 3600),
-            ("1h30m", 5400),
-            ("2d", 172_800),
-        ];
-        for (s, v) in ok {
-            assert_eq!(parse_duration(s), Ok(Duration::from_secs(*v)), "{s}");
-            assert_eq!(
-                parse_duration(&fmt_duration(Duration::from_secs(*v))),
-                Ok(Duration::from_secs(*v))
-            );
-        }
-        for bad in [
-            "",
-            "m",
-            "30x",
-            "1.5h",
-            "-3s",
-            "30 minutes",
-            "99999999999999999999d",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
+    fn durations_as_integers() {
         // Integer in TOML means seconds.
         let c = parse_str(&format!("{TLS}[limits]\nidle_timeout = 3600\n")).unwrap();
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(3600));

@@ -7,6 +7,15 @@
 //! auth failed: user=<name> rip=<address> mech=<mechanism>
 //! ```
 //!
+//! A login whose password was right but whose protocol the user may not use is logged as
+//!
+//! ```text
+//! protocol refused: user=<name> rip=<address> proto=<imap|pop3> reason=<why>
+//! ```
+//!
+//! which the filter deliberately does not match: whoever gets that far knows the password,
+//! and banning them would only lock a user out of the protocols they may use.
+//!
 //! The user name is client-controlled, so it is escaped: no spaces, control characters or
 //! `=`-lookalikes that could forge a second `rip=` for fail2ban, and it is cut to 64 bytes.
 //!
@@ -19,13 +28,33 @@ use std::time::{Duration, Instant};
 
 /// Logs a failed login: `auth failed: user=<x> rip=<ip> mech=<m>` at WARN.
 pub fn log_failure(user: &str, rip: IpAddr, mech: &str) {
-    tracing::warn!(
-        target: "nestbox::auth",
+    tracing::warn!(target: "nestbox::auth", "{}", failure_line(user, rip, mech));
+}
+
+fn failure_line(user: &str, rip: IpAddr, mech: &str) -> String {
+    format!(
         "auth failed: user={} rip={} mech={}",
         sanitize(user),
         rip,
         sanitize(mech)
-    );
+    )
+}
+
+/// Logs a login refused for its protocol after a right password:
+/// `protocol refused: user=<x> rip=<ip> proto=<p> reason=<why>` at WARN.
+pub fn log_refused(user: &str, rip: IpAddr, proto: super::Protocol, reason: &str) {
+    tracing::warn!(target: "nestbox::auth", "{}", refused_line(user, rip, proto, reason));
+}
+
+fn refused_line(user: &str, rip: IpAddr, proto: super::Protocol, reason: &str) -> String {
+    // `reason` is ours (names from the config and the users file), last on the line.
+    format!(
+        "protocol refused: user={} rip={} proto={} reason={}",
+        sanitize(user),
+        rip,
+        proto.as_str(),
+        reason.replace(|c: char| c.is_control(), "?")
+    )
 }
 
 /// Logs a successful login: `auth ok: user=<x> rip=<ip> mech=<m>` at INFO.
@@ -246,6 +275,56 @@ mod tests {
             0x0a00_0000 + FailureTracker::MAX_ENTRIES as u32 + 999,
         ));
         assert!(t.lock().contains_key(&newest));
+    }
+
+    /// The shipped fail2ban filter, run as fail2ban would (its `<ADDR>` stands for an
+    /// address), bans the address of a failed login and nothing else: not a refused
+    /// protocol, not a success, not an address forged inside the user name.
+    #[test]
+    fn fail2ban_filter_matches_failures_only() {
+        let conf = include_str!("../../contrib/fail2ban/filter.d/nestbox.conf");
+        let failregex = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("failregex = "))
+            .expect("failregex");
+        let re =
+            regex::Regex::new(&failregex.replace("<ADDR>", r"(?P<addr>[0-9A-Fa-f.:]+)")).unwrap();
+        let prefix = "2026-12-03T17:00:00.000000Z  WARN nestbox::auth: ";
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let addr = |line: String| {
+            re.captures(&format!("{prefix}{line}"))
+                .map(|c| c["addr"].to_string())
+        };
+        assert_eq!(
+            addr(failure_line("ann", v4, "LOGIN")),
+            Some("192.0.2.7".into())
+        );
+        assert_eq!(
+            addr(failure_line("", v6, "PLAIN")),
+            Some("2001:db8::7".into())
+        );
+        assert_eq!(
+            addr(failure_line("x rip=203.0.113.9 mech=LOGIN", v4, "LOGIN")),
+            Some("192.0.2.7".into())
+        );
+        for proto in [super::super::Protocol::Imap, super::super::Protocol::Pop3] {
+            let line = refused_line("ann", v4, proto, "not in pop3.users_group popusers");
+            assert!(
+                line.starts_with("protocol refused: user=ann rip=192.0.2.7 proto="),
+                "{line}"
+            );
+            assert_eq!(addr(line), None);
+            // Not even with a user name made to look like a failure.
+            let line = refused_line(
+                "auth failed: user=x rip=203.0.113.9 mech=LOGIN",
+                v4,
+                proto,
+                "r",
+            );
+            assert_eq!(addr(line), None);
+        }
+        assert_eq!(addr(format!("auth ok: user=ann rip={v4} mech=LOGIN")), None);
     }
 
     #[test]

@@ -129,6 +129,33 @@ impl StoredHash {
     }
 }
 
+impl StoredHash {
+    /// APOP (RFC 1939 §7): whether `digest_hex` is the MD5 digest of `timestamp` followed
+    /// by the shared secret, in hexadecimal (either case). Only a `{PLAIN}` secret can
+    /// answer; for any other scheme a digest is still made (of the stored hash, which no
+    /// client knows) so the time taken does not say which kind of secret a user has.
+    pub fn apop_matches(&self, timestamp: &str, digest_hex: &str) -> bool {
+        let made = apop_digest(timestamp, &self.value);
+        ct_eq(made.as_bytes(), digest_hex.to_ascii_lowercase().as_bytes())
+            && self.scheme == Scheme::Plain
+    }
+}
+
+/// `MD5(timestamp secret)` in lower-case hexadecimal, as RFC 1939 §7 has the client send it.
+pub fn apop_digest(timestamp: &str, secret: &str) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    h.update(timestamp.as_bytes());
+    h.update(secret.as_bytes());
+    h.finalize()
+        .iter()
+        .fold(String::with_capacity(32), |mut out, b| {
+            use std::fmt::Write;
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 /// Compares two byte strings in time that depends only on their lengths, not on where they
 /// differ.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -177,6 +204,37 @@ pub fn hash_password(password: &str, scheme: Scheme) -> Result<String, HashError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 1939 §7's example, and what must not pass.
+    #[test]
+    fn apop_rfc1939_example() {
+        let ts = "<1896.697170952@dbc.mtview.ca.us>";
+        assert_eq!(
+            apop_digest(ts, "tanstaaf"),
+            "c4c9334bac560ecc979e58001b3e22fb"
+        );
+        let plain = StoredHash::parse("{PLAIN}tanstaaf").unwrap();
+        assert!(plain.apop_matches(ts, "c4c9334bac560ecc979e58001b3e22fb"));
+        assert!(plain.apop_matches(ts, "C4C9334BAC560ECC979E58001B3E22FB"));
+        for bad in [
+            "c4c9334bac560ecc979e58001b3e22fc",
+            "c4c9334bac560ecc979e58001b3e22f",
+            "",
+            "c4c9334bac560ecc979e58001b3e22fbb",
+        ] {
+            assert!(!plain.apop_matches(ts, bad), "{bad:?}");
+        }
+        // Another timestamp (a replay against a new greeting) fails.
+        assert!(!plain.apop_matches(
+            "<1897.697170952@dbc.mtview.ca.us>",
+            "c4c9334bac560ecc979e58001b3e22fb"
+        ));
+        // A hashed secret never matches, not even the digest of its own stored form.
+        let hashed = "$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA";
+        let h = StoredHash::parse(&format!("{{SHA256-CRYPT}}{hashed}")).unwrap();
+        assert!(!h.apop_matches(ts, &apop_digest(ts, hashed)));
+        assert!(!h.apop_matches(ts, &apop_digest(ts, "secret")));
+    }
 
     /// (stored field, password that matches). Vectors from `doveadm pw` (Dovecot 2.3) and
     /// Python's `crypt` (glibc), plus the classic OpenBSD bcrypt vector.

@@ -7,21 +7,27 @@
 //! runtime. An unknown user costs about as much time as a wrong password (a hash of the
 //! same kind is verified anyway), so timing does not reveal which user names exist.
 //!
-//! Submodules: `hash` (schemes), `passwd_file` (the file and its reloading), `sasl` (PLAIN
-//! and LOGIN wire helpers), and the failure log/tracker re-exported here. This module never
-//! logs a password or hash, and never decides protocol responses (the session maps
-//! [`AuthError`] to `NO [AUTHENTICATIONFAILED]` / `NO [UNAVAILABLE]`).
+//! Submodules: `hash` (schemes, APOP's digest), `passwd_file` (the file and its
+//! reloading), `sasl` (PLAIN and LOGIN wire helpers), `access` (which protocols a user may
+//! use, what POP3 does for them), `login` (the sequence IMAP and POP3 logins both run:
+//! delay, check, protocol rules, log, failure count), and the failure log/tracker
+//! re-exported here. This module never logs a password or hash, and never decides protocol
+//! responses (the sessions map [`LoginError`] to theirs).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+pub mod access;
 mod failures;
 pub mod hash;
+mod login;
 mod pam;
 pub mod passwd_file;
 pub mod sasl;
 pub(crate) mod sysdb;
 
-pub use failures::{FailureTracker, log_failure, log_success, sanitize};
+pub use access::{DeleAction, Pop3Policy, Protocol, Rules, UserSettings};
+pub use failures::{FailureTracker, log_failure, log_refused, log_success, sanitize};
+pub use login::{Attempt, Credential, Login, LoginError, login};
 
 use hash::StoredHash;
 use passwd_file::PasswdFile;
@@ -65,6 +71,12 @@ pub struct Authenticator {
     /// CPUs (more would not finish sooner), instead of filling the blocking
     /// pool's 64 threads with 1.2 GB of hashing.
     checks: tokio::sync::Semaphore,
+    /// The protocol rules and POP3 settings of the same configuration.
+    rules: Rules,
+    /// `pop3.apop`.
+    apop: bool,
+    failure_time: login::FailureTime,
+    last_pop3_logins: login::LastLogins,
 }
 
 enum Backend {
@@ -73,8 +85,9 @@ enum Backend {
 }
 
 impl Authenticator {
-    /// Opens the backend named by `auth.backend`. Errors here are startup errors: the
-    /// passwd-file is missing or unreadable, or PAM is unavailable.
+    /// Opens the backend named by `auth.backend` and resolves the protocol rules' group
+    /// names (blocking). Errors here are startup errors: the passwd-file is missing or
+    /// unreadable, PAM is unavailable, or a configured group does not exist.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, AuthError> {
         let backend = match cfg.auth.backend.as_str() {
             "passwd-file" => {
@@ -98,17 +111,57 @@ impl Authenticator {
             backend,
             maildir_template: cfg.mail.maildir.clone(),
             checks: tokio::sync::Semaphore::new(cpus),
+            rules: Rules::from_config(cfg)?,
+            apop: cfg.pop3.apop,
+            failure_time: login::FailureTime::default(),
+            last_pop3_logins: login::LastLogins::default(),
         })
     }
 
-    /// Checks a password. Slow hashes run off the async runtime.
+    /// Checks a password (no protocol rules, no logging: [`login`] adds those). Slow
+    /// hashes run off the async runtime.
     pub async fn verify(&self, user: &str, password: &str) -> Result<User, AuthError> {
-        if user.is_empty()
-            || user.len() > MAX_CREDENTIAL_LEN
-            || password.len() > MAX_CREDENTIAL_LEN
-            || user.chars().any(|c| c.is_control() || c == ':')
-            || password.contains('\0')
-        {
+        self.check_password(user, password).await.map(|(u, _, _)| u)
+    }
+
+    /// Checks an APOP digest (RFC 1939 §7) against the user's `{PLAIN}` secret in the
+    /// passwd-file. An unknown user, a hashed secret, PAM, or `pop3.apop = false`: `Failed`,
+    /// after about the same work (one lookup, one MD5).
+    pub async fn verify_apop(
+        &self,
+        user: &str,
+        timestamp: &str,
+        digest_hex: &str,
+    ) -> Result<User, AuthError> {
+        self.check_apop(user, timestamp, digest_hex)
+            .await
+            .map(|(u, _, _)| u)
+    }
+
+    /// Whether APOP can work at all, so the POP3 greeting offers it (RFC 1939 §7: a
+    /// timestamp in the banner): `pop3.apop` is on, the backend is a passwd-file, and the
+    /// file, as last read, holds at least one `{PLAIN}` secret. Does not block.
+    pub fn apop_available(&self) -> bool {
+        self.apop
+            && match &self.backend {
+                Backend::PasswdFile(pf) => pf.has_plaintext(),
+                Backend::Pam(_) => false,
+            }
+    }
+
+    /// The protocol rules and POP3 settings this authenticator applies.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The password check: the user, their line's settings, and how long the backend
+    /// took (the time of failures is learnt here, for [`login::FailureTime`]).
+    async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<(User, UserSettings, std::time::Duration), AuthError> {
+        if !plausible_user(user) || password.len() > MAX_CREDENTIAL_LEN || password.contains('\0') {
             // Not a name any backend can hold, or a password that some hashes would cut or
             // repeat at the NUL (the protocols refuse it before: `sasl::text_field`); failing
             // fast reveals nothing about who exists.
@@ -122,22 +175,79 @@ impl Authenticator {
         let user = user.to_string();
         let password = password.to_string();
         let template = self.maildir_template.clone();
-        match &self.backend {
+        let started = std::time::Instant::now();
+        let result = match &self.backend {
             Backend::PasswdFile(pf) => {
                 let pf = pf.clone();
                 blocking(move || verify_passwd_file(&pf, &user, &password, &template)).await
             }
             Backend::Pam(p) => {
                 let p = p.clone();
-                blocking(move || p.verify(&user, &password, &template)).await
+                blocking(move || {
+                    p.verify(&user, &password, &template)
+                        .map(|u| (u, UserSettings::default()))
+                })
+                .await
             }
+        };
+        let took = started.elapsed();
+        if matches!(result, Err(AuthError::Failed)) {
+            self.failure_time.observe(took);
         }
+        result.map(|(u, s)| (u, s, took))
+    }
+
+    /// The APOP check ([`Authenticator::verify_apop`]), with the line's settings.
+    async fn check_apop(
+        &self,
+        user: &str,
+        timestamp: &str,
+        digest_hex: &str,
+    ) -> Result<(User, UserSettings, std::time::Duration), AuthError> {
+        let Backend::PasswdFile(pf) = &self.backend else {
+            return Err(AuthError::Failed);
+        };
+        if !self.apop
+            || !plausible_user(user)
+            || timestamp.len() > MAX_CREDENTIAL_LEN
+            || digest_hex.len() != 32
+        {
+            return Err(AuthError::Failed);
+        }
+        let (pf, template) = (pf.clone(), self.maildir_template.clone());
+        let (user, timestamp, digest) = (
+            user.to_string(),
+            timestamp.to_string(),
+            digest_hex.to_string(),
+        );
+        let started = std::time::Instant::now();
+        let result = blocking(move || {
+            let Some(entry) = lookup(&pf, &user) else {
+                std::hint::black_box(hash::apop_digest(&timestamp, "no such user"));
+                return Err(AuthError::Failed);
+            };
+            if !entry.password.apop_matches(&timestamp, &digest) {
+                return Err(AuthError::Failed);
+            }
+            Ok((user_of(&entry, &template)?, entry.settings.clone()))
+        })
+        .await;
+        result.map(|(u, s)| (u, s, started.elapsed()))
     }
 }
 
-async fn blocking<F>(f: F) -> Result<User, AuthError>
+/// A user name some backend could hold: not empty, not too long, no control characters
+/// or `:` (the passwd-file's separator).
+fn plausible_user(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= MAX_CREDENTIAL_LEN
+        && !user.chars().any(|c| c.is_control() || c == ':')
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, AuthError>
 where
-    F: FnOnce() -> Result<User, AuthError> + Send + 'static,
+    F: FnOnce() -> Result<T, AuthError> + Send + 'static,
+    T: Send + 'static,
 {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(AuthError::Unavailable(format!(
@@ -146,19 +256,33 @@ where
     })
 }
 
+/// A user's line. Dovecot's default `auth_username_format = %Lu` lowercases; the exact
+/// name is tried first so a file with mixed-case names keeps working.
+fn lookup(pf: &PasswdFile, user: &str) -> Option<Arc<passwd_file::Entry>> {
+    pf.lookup(user).or_else(|| {
+        let lower = user.to_lowercase();
+        (lower != user).then(|| pf.lookup(&lower)).flatten()
+    })
+}
+
+/// The [`User`] of a passwd-file line.
+fn user_of(entry: &passwd_file::Entry, template: &str) -> Result<User, AuthError> {
+    Ok(User {
+        maildir: resolve_maildir(template, &entry.user, entry.home.as_deref())?,
+        name: entry.user.clone(),
+        uid: entry.uid,
+        gid: entry.gid,
+        groups: Vec::new(),
+    })
+}
+
 fn verify_passwd_file(
     pf: &PasswdFile,
     user: &str,
     password: &str,
     template: &str,
-) -> Result<User, AuthError> {
-    // Dovecot's default `auth_username_format = %Lu` lowercases; try the exact name first
-    // so a file with mixed-case names keeps working.
-    let entry = pf.lookup(user).or_else(|| {
-        let lower = user.to_lowercase();
-        (lower != user).then(|| pf.lookup(&lower)).flatten()
-    });
-    let Some(entry) = entry else {
+) -> Result<(User, UserSettings), AuthError> {
+    let Some(entry) = lookup(pf, user) else {
         // Spend the time a real check would take, against a hash of the same kind.
         if let Some(dummy) = pf.representative().or_else(|| fallback_dummy().cloned()) {
             std::hint::black_box(dummy.verify(password));
@@ -168,14 +292,7 @@ fn verify_passwd_file(
     if !entry.password.verify(password) {
         return Err(AuthError::Failed);
     }
-    let home = entry.home.as_deref();
-    Ok(User {
-        maildir: resolve_maildir(template, &entry.user, home)?,
-        name: entry.user.clone(),
-        uid: entry.uid,
-        gid: entry.gid,
-        groups: Vec::new(),
-    })
+    Ok((user_of(&entry, template)?, entry.settings.clone()))
 }
 
 /// Expands the Maildir template; `~` needs a home directory.
@@ -217,14 +334,158 @@ mod tests {
     use crate::config::parse_str;
 
     fn authenticator(dir: &Path, users: &str) -> Authenticator {
+        authenticator_with(dir, users, "")
+    }
+
+    /// `pop3`: more lines for `[pop3]`.
+    fn authenticator_with(dir: &Path, users: &str, pop3: &str) -> Authenticator {
         let p = dir.join("users");
         std::fs::write(&p, users).unwrap();
         let cfg = parse_str(&format!(
-            "[imap]\nlisten=[\"127.0.0.1:1\"]\nlisten_tls=[]\n[pop3]\nlisten=[]\nlisten_tls=[]\n\
+            "[imap]\nlisten=[\"127.0.0.1:1\"]\nlisten_tls=[]\n[pop3]\nlisten=[]\nlisten_tls=[]\n{pop3}\n\
              [auth]\nbackend=\"passwd-file\"\npasswd_file={p:?}\n[mail]\nmaildir=\"~/Mail/%d/%n\"\n"
         ))
         .unwrap();
         Authenticator::from_config(&cfg).unwrap()
+    }
+
+    fn attempt<'a>(user: &'a str, credential: Credential<'a>, proto: Protocol) -> Attempt<'a> {
+        Attempt {
+            rip: "192.0.2.1".parse().unwrap(),
+            user,
+            credential,
+            mech: "TEST",
+            proto,
+        }
+    }
+
+    /// The login sequence: a refused protocol fails like a wrong password and counts
+    /// like one; the allowed protocol logs in with the line's POP3 settings.
+    #[tokio::test]
+    async fn login_refuses_protocols_like_wrong_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = authenticator_with(
+            dir.path(),
+            "ann:{PLAIN}pw::::/h::nestbox_protocols=pop3 nestbox_pop3_dele=flag\n\
+             bob:{PLAIN}pw::::/h\n",
+            "dele = \"move\"\n",
+        );
+        let failures = FailureTracker::new(2);
+        let rip = "192.0.2.1".parse().unwrap();
+        let pw = Credential::Password("pw");
+        let r = login(&a, &failures, attempt("ann", pw, Protocol::Imap)).await;
+        assert!(matches!(r, Err(LoginError::Failed)), "{r:?}");
+        assert_eq!(failures.delay(rip), std::time::Duration::ZERO);
+        let r = login(
+            &a,
+            &failures,
+            attempt("ann", Credential::Password("x"), Protocol::Imap),
+        )
+        .await;
+        assert!(matches!(r, Err(LoginError::Failed)), "{r:?}");
+        // Two failures: the refusal counted like the wrong password.
+        assert!(failures.delay(rip) > std::time::Duration::ZERO);
+        let ok = login(&a, &failures, attempt("ann", pw, Protocol::Pop3))
+            .await
+            .unwrap();
+        assert_eq!(ok.user.name, "ann");
+        assert_eq!(ok.pop3.dele, DeleAction::Flag);
+        assert_eq!(failures.delay(rip), std::time::Duration::ZERO);
+        let bob = login(&a, &failures, attempt("bob", pw, Protocol::Imap))
+            .await
+            .unwrap();
+        assert_eq!(bob.pop3.dele, DeleAction::Move("Trash".into()));
+    }
+
+    #[tokio::test]
+    async fn login_delay_between_pop3_logins() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = authenticator_with(
+            dir.path(),
+            "ann:{PLAIN}pw::::/h\n",
+            "login_delay = \"1h\"\n",
+        );
+        let failures = FailureTracker::new(3);
+        let pw = Credential::Password("pw");
+        let first = login(&a, &failures, attempt("ann", pw, Protocol::Pop3))
+            .await
+            .unwrap();
+        assert_eq!(first.pop3.login_delay_secs, 3600);
+        let r = login(&a, &failures, attempt("ann", pw, Protocol::Pop3)).await;
+        assert!(
+            matches!(r, Err(LoginError::TooSoon { wait }) if wait > std::time::Duration::from_secs(3500)),
+            "{r:?}"
+        );
+        // A wrong password is a failure, not "too soon": that would tell a guesser.
+        let r = login(
+            &a,
+            &failures,
+            attempt("ann", Credential::Password("x"), Protocol::Pop3),
+        )
+        .await;
+        assert!(matches!(r, Err(LoginError::Failed)), "{r:?}");
+        // IMAP is not limited.
+        login(&a, &failures, attempt("ann", pw, Protocol::Imap))
+            .await
+            .unwrap();
+    }
+
+    /// RFC 1939 §7's example, through the authenticator and the login sequence.
+    #[tokio::test]
+    async fn apop() {
+        const TS: &str = "<1896.697170952@dbc.mtview.ca.us>";
+        const DIGEST: &str = "c4c9334bac560ecc979e58001b3e22fb";
+        let dir = tempfile::tempdir().unwrap();
+        let users = "mrose:{PLAIN}tanstaaf::::/h\n\
+             hashed:{SHA256-CRYPT}$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA::::/h\n\
+             popless:{PLAIN}tanstaaf::::/h::nestbox_protocols=imap\n";
+        let a = authenticator_with(dir.path(), users, "");
+        assert!(a.apop_available());
+        assert_eq!(
+            a.verify_apop("mrose", TS, DIGEST).await.unwrap().name,
+            "mrose"
+        );
+        assert_eq!(
+            a.verify_apop("MRose", TS, DIGEST).await.unwrap().name,
+            "mrose"
+        );
+        for (user, ts, digest) in [
+            ("mrose", TS, "c4c9334bac560ecc979e58001b3e22fc"),
+            ("mrose", "<1.2@x>", DIGEST),
+            ("mrose", TS, "short"),
+            ("nobody", TS, DIGEST),
+            ("hashed", TS, DIGEST),
+            ("", TS, DIGEST),
+        ] {
+            assert!(
+                matches!(
+                    a.verify_apop(user, ts, digest).await,
+                    Err(AuthError::Failed)
+                ),
+                "{user} {ts} {digest}"
+            );
+        }
+        let failures = FailureTracker::new(3);
+        let apop = Credential::Apop {
+            timestamp: TS,
+            digest: DIGEST,
+        };
+        login(&a, &failures, attempt("mrose", apop, Protocol::Pop3))
+            .await
+            .unwrap();
+        let r = login(&a, &failures, attempt("popless", apop, Protocol::Pop3)).await;
+        assert!(matches!(r, Err(LoginError::Failed)), "{r:?}");
+
+        // Not offered, and not working, when switched off or without a plaintext secret.
+        let off = authenticator_with(dir.path(), users, "apop = false\n");
+        assert!(!off.apop_available());
+        assert!(off.verify_apop("mrose", TS, DIGEST).await.is_err());
+        let hashed_only = authenticator_with(
+            dir.path(),
+            "hashed:{SHA256-CRYPT}$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA::::/h\n",
+            "",
+        );
+        assert!(!hashed_only.apop_available());
     }
 
     #[tokio::test]

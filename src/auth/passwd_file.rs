@@ -7,6 +7,10 @@
 //! keeps the last good copy in memory (and says so in the log) rather than locking everyone
 //! out. Bad lines are skipped with a line-numbered warning; they never stop the others.
 //!
+//! The extra fields nestbox reads itself (`nestbox_protocols`, `nestbox_pop3_dele`,
+//! `nestbox_pop3_retr_seen`, also with Dovecot's `userdb_` prefix) are parsed at load
+//! (`access::UserSettings`); a line with a bad one is skipped like any bad line.
+//!
 //! This module never verifies passwords itself (see `hash.rs`) and never logs hashes.
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::access::UserSettings;
 use super::hash::StoredHash;
 
 /// One user line.
@@ -26,10 +31,13 @@ pub struct Entry {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub home: Option<PathBuf>,
-    /// The trailing `extra_fields` (space-separated `key=value`), kept verbatim.
-    /// Nothing reads them yet: kept for issue 19, whose per-user quota comes
-    /// from Dovecot's `userdb_quota_rule=*:storage=100M` field here.
+    /// The trailing `extra_fields` (space-separated `key=value`), kept verbatim
+    /// (issue 19's per-user quota will come from Dovecot's
+    /// `userdb_quota_rule=*:storage=100M` field here).
     pub extra: String,
+    /// The `nestbox_` fields of `extra`: protocols, POP3's DELE and RETR
+    /// (`access::UserSettings`). A line whose fields are wrong is skipped.
+    pub settings: UserSettings,
 }
 
 /// A problem on one line; the line is skipped.
@@ -96,6 +104,8 @@ fn parse_line(line: &str) -> Result<Entry, String> {
     let home = f.next().filter(|h| !h.is_empty()).map(PathBuf::from);
     let _shell = f.next();
     let extra = f.next().unwrap_or("").to_string();
+    let settings =
+        UserSettings::from_extra_fields(&extra).map_err(|e| format!("user {user:?}: {e}"))?;
     Ok(Entry {
         user: user.to_string(),
         password,
@@ -103,6 +113,7 @@ fn parse_line(line: &str) -> Result<Entry, String> {
         gid,
         home,
         extra,
+        settings,
     })
 }
 
@@ -120,6 +131,8 @@ struct Loaded {
     /// A hash of the most common scheme in the file, verified for unknown users so that
     /// they cost as much time as known ones.
     representative: Option<StoredHash>,
+    /// Whether some user has a `{PLAIN}` secret (APOP can work).
+    plaintext: bool,
 }
 
 /// The passwd-file, re-read when it changes.
@@ -137,6 +150,7 @@ impl PasswdFile {
                 stamp: None,
                 users: Arc::new(HashMap::new()),
                 representative: None,
+                plaintext: false,
             }),
         };
         pf.refresh()?;
@@ -179,6 +193,7 @@ impl PasswdFile {
             stamp: Some(stamp),
             users: Arc::new(users),
             representative,
+            plaintext: plain > 0,
         };
         Ok(())
     }
@@ -202,6 +217,14 @@ impl PasswdFile {
             .unwrap_or_else(|p| p.into_inner())
             .representative
             .clone()
+    }
+
+    /// Whether the file, as last read, has a user with a `{PLAIN}` secret. Does not block.
+    pub fn has_plaintext(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .plaintext
     }
 
     /// All users as last loaded.
@@ -234,7 +257,7 @@ mod tests {
 
     const FILE: &str = "\
 # nestbox users
-ann:{PLAIN}pw1:1000:1000:Ann Example:/home/ann:/bin/false:userdb_mail=maildir:/x
+ann:{PLAIN}pw1:1000:1000:Ann Example:/home/ann:/bin/false:userdb_mail=maildir:/x nestbox_protocols=pop3
 
 bob@example.org:{SHA256-CRYPT}$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA
   # indented comment
@@ -245,6 +268,8 @@ ann:{PLAIN}second
 :{PLAIN}nouser
 frank
 gina:{PLAIN}pw\r
+hank:{PLAIN}pw::::::nestbox_protocols=imap,pop4
+ida:{PLAIN}pw::::::userdb_nestbox_pop3_dele=move:Old nestbox_pop3_retr_seen=no
 ";
 
     #[test]
@@ -252,11 +277,19 @@ gina:{PLAIN}pw\r
         let (users, errors) = parse(FILE);
         let mut names: Vec<_> = users.keys().cloned().collect();
         names.sort();
-        assert_eq!(names, ["ann", "bob@example.org", "carl", "gina"]);
+        assert_eq!(names, ["ann", "bob@example.org", "carl", "gina", "ida"]);
         let ann = &users["ann"];
         assert_eq!((ann.uid, ann.gid), (Some(1000), Some(1000)));
         assert_eq!(ann.home.as_deref(), Some(Path::new("/home/ann")));
-        assert_eq!(ann.extra, "userdb_mail=maildir:/x");
+        assert_eq!(ann.extra, "userdb_mail=maildir:/x nestbox_protocols=pop3");
+        assert_eq!(
+            ann.settings.protocols,
+            Some(vec![super::super::Protocol::Pop3])
+        );
+        assert_eq!(users["carl"].settings, UserSettings::default());
+        let ida = &users["ida"].settings;
+        assert_eq!(ida.pop3_dele_folder.as_deref(), Some("Old"));
+        assert_eq!(ida.pop3_retr_seen, Some(false));
         assert!(ann.password.verify("pw1"));
         let bob = &users["bob@example.org"];
         assert_eq!((bob.uid, bob.gid, bob.home.clone()), (None, None, None));
@@ -264,10 +297,29 @@ gina:{PLAIN}pw\r
         assert_eq!(users["carl"].uid, None);
         assert!(users["gina"].password.verify("pw"));
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [7, 8, 9, 10, 11], "{errors:?}");
+        assert_eq!(lines, [7, 8, 9, 10, 11, 13], "{errors:?}");
         assert!(errors[0].message.contains("MD5"));
         assert!(errors[1].message.contains("uid"));
         assert!(errors[2].message.contains("duplicate"));
+        // A bad nestbox_ field skips the line: the user cannot log in at all rather than
+        // with every protocol.
+        assert!(errors[5].message.contains("hank") && errors[5].message.contains("pop4"));
+    }
+
+    #[test]
+    fn knows_whether_apop_can_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("users");
+        std::fs::write(
+            &p,
+            "a:{SHA256-CRYPT}$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA\n",
+        )
+        .unwrap();
+        let pf = PasswdFile::open(&p).unwrap();
+        assert!(!pf.has_plaintext());
+        std::fs::write(&p, "a:{PLAIN}x\nb:{CLEAR}y\n").unwrap();
+        pf.refresh().unwrap();
+        assert!(pf.has_plaintext());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! STARTTLS, LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR).
 //!
 //! Plaintext passwords are refused unless the connection is TLS or, when
-//! the operator allows it, loopback (SPEC §3); failures are logged in the
-//! fail2ban format by `auth` and slowed down per remote address. Decoding
+//! the operator allows it, loopback (SPEC §3). The login itself (delay,
+//! check, protocol rules, logging, failure count) is `auth::login`, the
+//! sequence POP3 runs too; a user refused IMAP gets the answer of a wrong
+//! password. Decoding
 //! the SASL messages and the rule for credential text (UTF-8, no NUL) are
 //! `auth::sasl`'s; this file only runs the exchange and maps its errors:
 //! a malformed message is `BAD`, a foreign authorization identity
@@ -11,8 +13,8 @@
 use crate::proto::response::Code;
 use std::time::Duration;
 
-use crate::auth::AuthError;
 use crate::auth::sasl::{self, SaslError};
+use crate::auth::{Attempt, Credential, LoginError, Protocol};
 use crate::session::{CmdResult, Role, Session, Status};
 
 /// How long a client may take to answer an AUTHENTICATE challenge.
@@ -123,33 +125,28 @@ async fn authenticate_user(s: &mut Session, user: &str, pass: &str, mech: &str) 
         return Err(Status::bad("Already authenticated."));
     };
     let (auth, failures) = (auth.clone(), failures.clone());
-    let rip = s.conn.remote.ip();
-    let delay = failures.delay(rip);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let user = match auth.verify(user, pass).await {
-        Ok(u) => u,
-        Err(AuthError::Failed) => {
-            crate::auth::log_failure(user, rip, mech);
-            failures.record_failure(rip);
-            return Err(Status::no(
-                Some(Code::AuthenticationFailed),
-                "Authentication failed.",
-            ));
-        }
-        Err(AuthError::Unavailable(why)) => {
-            tracing::error!("authentication backend unavailable: {why}");
-            return Err(Status::no(
-                Some(Code::Unavailable),
-                "Authentication service unavailable, try again later.",
-            ));
-        }
+    let attempt = Attempt {
+        rip: s.conn.remote.ip(),
+        user,
+        credential: Credential::Password(pass),
+        mech,
+        proto: Protocol::Imap,
     };
-    crate::auth::log_success(&user.name, rip, mech);
-    failures.record_success(rip);
-    // The session continues in the worker of the user's uid, which opens
-    // the store and answers this command (`Session::resume`).
-    s.logged_in_user = Some(user);
-    Ok(Status::ok("Logged in."))
+    match crate::auth::login(&auth, &failures, attempt).await {
+        Ok(login) => {
+            // The session continues in the worker of the user's uid, which opens
+            // the store and answers this command (`Session::resume`).
+            s.logged_in_user = Some(login.user);
+            Ok(Status::ok("Logged in."))
+        }
+        Err(LoginError::Failed) => Err(Status::no(
+            Some(Code::AuthenticationFailed),
+            "Authentication failed.",
+        )),
+        // TooSoon is POP3's (pop3.login_delay) and never comes back for IMAP.
+        Err(LoginError::Unavailable(_) | LoginError::TooSoon { .. }) => Err(Status::no(
+            Some(Code::Unavailable),
+            "Authentication service unavailable, try again later.",
+        )),
+    }
 }
