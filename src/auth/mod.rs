@@ -397,6 +397,51 @@ mod tests {
         assert_eq!(bob.pop3.dele, DeleAction::Move("Trash".into()));
     }
 
+    /// The password is checked in full before the protocol rules: a refusal takes the
+    /// time of a wrong password. Where the check itself is fast (here `{PLAIN}`; with PAM,
+    /// a right password is fast and a wrong one sleeps), the refusal waits out the time
+    /// failures took.
+    #[tokio::test]
+    async fn refusal_takes_as_long_as_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = sha_crypt::Sha512Params::new(100_000).unwrap();
+        let hash = sha_crypt::sha512_simple("pw", &params).unwrap();
+        let users = format!(
+            "ann:{{SHA512-CRYPT}}{hash}::::/h::nestbox_protocols=pop3\n\
+             bob:{{PLAIN}}pw::::/h::nestbox_protocols=pop3\n"
+        );
+        let a = authenticator(dir.path(), &users);
+        let failures = FailureTracker::new(100);
+        async fn time(
+            a: &Authenticator,
+            f: &FailureTracker,
+            user: &str,
+            pass: &str,
+        ) -> std::time::Duration {
+            let t = std::time::Instant::now();
+            let r = login(
+                a,
+                f,
+                attempt(user, Credential::Password(pass), Protocol::Imap),
+            )
+            .await;
+            assert!(matches!(r, Err(LoginError::Failed)), "{r:?}");
+            t.elapsed()
+        }
+        // Before any failure nothing is known: a {PLAIN} refusal is quick.
+        let quick = time(&a, &failures, "bob", "pw").await;
+        let wrong = time(&a, &failures, "ann", "wrong").await;
+        let refused = time(&a, &failures, "ann", "pw").await;
+        assert!(wrong > quick * 10, "wrong {wrong:?} vs quick {quick:?}");
+        assert!(
+            refused * 3 > wrong,
+            "refused {refused:?} vs wrong {wrong:?}"
+        );
+        // Now failures are known to take `wrong`: the quick refusal is held back as long.
+        let padded = time(&a, &failures, "bob", "pw").await;
+        assert!(padded * 2 > wrong, "padded {padded:?} vs wrong {wrong:?}");
+    }
+
     #[tokio::test]
     async fn login_delay_between_pop3_logins() {
         let dir = tempfile::tempdir().unwrap();
