@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::access::{Pop3Policy, Protocol};
+use super::access::Protocol;
 use super::{AuthError, Authenticator, FailureTracker, User};
 
 /// What the client proved who it is with.
@@ -43,14 +43,6 @@ pub struct Attempt<'a> {
     pub proto: Protocol,
 }
 
-/// A successful login.
-#[derive(Clone, Debug)]
-pub struct Login {
-    pub user: User,
-    /// What POP3 does for this user (resolved for IMAP logins too; they ignore it).
-    pub pop3: Pop3Policy,
-}
-
 /// Why a login did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -68,11 +60,12 @@ pub enum LoginError {
 }
 
 /// Runs one login attempt through the whole sequence (module doc) and logs its outcome.
+/// What POP3 then does for the user is [`Authenticator::pop3_policy`].
 pub async fn login(
     auth: &Authenticator,
     failures: &FailureTracker,
     a: Attempt<'_>,
-) -> Result<Login, LoginError> {
+) -> Result<User, LoginError> {
     let delay = failures.delay(a.rip);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -119,8 +112,7 @@ pub async fn login(
     }
     super::log_success(&user.name, a.rip, a.mech);
     failures.record_success(a.rip);
-    let pop3 = auth.rules().pop3_policy(&user, &settings);
-    Ok(Login { user, pop3 })
+    Ok(user)
 }
 
 /// How long a failed password check usually takes, so that a refusal after a right

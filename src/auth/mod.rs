@@ -27,7 +27,7 @@ pub(crate) mod sysdb;
 
 pub use access::{DeleAction, Pop3Policy, Protocol, Rules, UserSettings};
 pub use failures::{FailureTracker, log_failure, log_refused, log_success, sanitize};
-pub use login::{Attempt, Credential, Login, LoginError, login};
+pub use login::{Attempt, Credential, LoginError, login};
 
 use hash::StoredHash;
 use passwd_file::PasswdFile;
@@ -152,6 +152,20 @@ impl Authenticator {
     /// The protocol rules and POP3 settings this authenticator applies.
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// What POP3 does for `user`, who just logged in ([`Rules::pop3_policy`]): their
+    /// passwd-file line as the login read it, `[pop3.user.NAME]`, `[pop3]`. Does not block.
+    pub fn pop3_policy(&self, user: &User) -> Pop3Policy {
+        let settings = match &self.backend {
+            Backend::PasswdFile(pf) => pf
+                .snapshot()
+                .get(&user.name)
+                .map(|e| e.settings.clone())
+                .unwrap_or_default(),
+            Backend::Pam(_) => UserSettings::default(),
+        };
+        self.rules.pop3_policy(user, &settings)
     }
 
     /// The password check: the user, their line's settings, and how long the backend
@@ -388,13 +402,13 @@ mod tests {
         let ok = login(&a, &failures, attempt("ann", pw, Protocol::Pop3))
             .await
             .unwrap();
-        assert_eq!(ok.user.name, "ann");
-        assert_eq!(ok.pop3.dele, DeleAction::Flag);
+        assert_eq!(ok.name, "ann");
+        assert_eq!(a.pop3_policy(&ok).dele, DeleAction::Flag);
         assert_eq!(failures.delay(rip), std::time::Duration::ZERO);
         let bob = login(&a, &failures, attempt("bob", pw, Protocol::Imap))
             .await
             .unwrap();
-        assert_eq!(bob.pop3.dele, DeleAction::Move("Trash".into()));
+        assert_eq!(a.pop3_policy(&bob).dele, DeleAction::Move("Trash".into()));
     }
 
     /// The password is checked in full before the protocol rules: a refusal takes the
@@ -455,7 +469,7 @@ mod tests {
         let first = login(&a, &failures, attempt("ann", pw, Protocol::Pop3))
             .await
             .unwrap();
-        assert_eq!(first.pop3.login_delay_secs, 3600);
+        assert_eq!(a.pop3_policy(&first).login_delay_secs, 3600);
         let r = login(&a, &failures, attempt("ann", pw, Protocol::Pop3)).await;
         assert!(
             matches!(r, Err(LoginError::TooSoon { wait }) if wait > std::time::Duration::from_secs(3500)),

@@ -133,10 +133,10 @@ async fn authenticate_user(s: &mut Session, user: &str, pass: &str, mech: &str) 
         proto: Protocol::Imap,
     };
     match crate::auth::login(&auth, &failures, attempt).await {
-        Ok(login) => {
+        Ok(user) => {
             // The session continues in the worker of the user's uid, which opens
             // the store and answers this command (`Session::resume`).
-            s.logged_in_user = Some(login.user);
+            s.logged_in_user = Some(user);
             Ok(Status::ok("Logged in."))
         }
         Err(LoginError::Failed) => Err(Status::no(
