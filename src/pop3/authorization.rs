@@ -17,8 +17,8 @@ use super::command::{self, Command, ParseError};
 use super::lines::Line;
 use super::reply::RespCode;
 use super::session::{Input, Pop3};
-use crate::auth::User;
 use crate::auth::sasl::{self, SaslError};
+use crate::auth::{Attempt, Credential, LoginError, Protocol, User};
 use crate::session::Role;
 
 /// How long a client may take to answer an AUTH challenge.
@@ -108,7 +108,7 @@ impl Pop3 {
 
     fn apop_offered(&self) -> bool {
         match &self.shared.role {
-            Role::Front { auth, .. } => crate::pop3::apop_available(&self.shared.config, auth),
+            Role::Front { auth, .. } => auth.apop_available(),
             Role::Worker { .. } => false,
         }
     }
@@ -172,8 +172,15 @@ impl Pop3 {
             }
             Command::Apop { name, digest } => match self.apop_timestamp.clone() {
                 Some(ts) => {
-                    self.login(&name, Credential::Apop(&ts, &digest), "APOP")
-                        .await
+                    self.login(
+                        &name,
+                        Credential::Apop {
+                            timestamp: &ts,
+                            digest: &digest,
+                        },
+                        "APOP",
+                    )
+                    .await
                 }
                 None => {
                     self.err(None, "APOP is not offered.");
@@ -328,63 +335,43 @@ impl Pop3 {
         })
     }
 
-    /// The one login sequence (`auth`), then LOGIN-DELAY.
-    async fn login(&mut self, name: &str, cred: Credential<'_>, mech: &str) -> Next {
+    /// The one login sequence (`auth::login`: delay, check, protocol rules,
+    /// LOGIN-DELAY, logging).
+    async fn login(&mut self, name: &str, credential: Credential<'_>, mech: &str) -> Next {
         let Role::Front { auth, failures } = &self.shared.role else {
             self.err(None, "Already logged in.");
             return Next::Stay;
         };
         let (auth, failures) = (auth.clone(), failures.clone());
-        let cfg = self.shared.config.clone();
-        let rip = self.conn.remote.ip();
-        let result = match cred {
-            Credential::Password(pass) => {
-                crate::pop3::login(
-                    &auth,
-                    &failures,
-                    &cfg,
-                    rip,
-                    name,
-                    pass,
-                    mech,
-                    crate::pop3::Protocol::Pop3,
-                )
-                .await
-            }
-            Credential::Apop(ts, digest) => {
-                crate::pop3::login_apop(&auth, &failures, &cfg, rip, name, ts, digest).await
-            }
+        let attempt = Attempt {
+            rip: self.conn.remote.ip(),
+            user: name,
+            credential,
+            mech,
+            proto: Protocol::Pop3,
         };
-        match result {
+        match crate::auth::login(&auth, &failures, attempt).await {
             Ok(user) => {
-                let policy = crate::pop3::pop3_policy(&cfg, &user);
-                if let Some(wait) = crate::pop3::delay::check(&user.name, policy.login_delay_secs) {
-                    tracing::info!(
-                        user = %crate::auth::sanitize(&user.name),
-                        rip = %rip,
-                        "pop3 login refused: LOGIN-DELAY ({} s left)",
-                        wait.as_secs()
-                    );
-                    self.err(
-                        Some(RespCode::LoginDelay),
-                        &format!(
-                            "Logins are allowed every {} seconds; try again in {} seconds.",
-                            policy.login_delay_secs,
-                            wait.as_secs().max(1)
-                        ),
-                    );
-                    return Next::Stay;
-                }
                 // No longer one of `limits.max_unauthenticated`.
                 self.preauth = None;
                 Next::LoggedIn(user)
             }
-            Err(crate::pop3::LoginError::Failed) => {
+            Err(LoginError::Failed) => {
                 self.err(Some(RespCode::Auth), "Authentication failed.");
                 Next::Stay
             }
-            Err(crate::pop3::LoginError::Unavailable(why)) => {
-                tracing::error!("authentication backend unavailable: {why}");
+            Err(LoginError::TooSoon { wait }) => {
+                let every = auth.rules().pop3().login_delay.as_secs();
+                self.err(
+                    Some(RespCode::LoginDelay),
+                    &format!(
+                        "Logins are allowed every {every} seconds; try again in {} seconds.",
+                        wait.as_secs().max(1)
+                    ),
+                );
+                Next::Stay
+            }
+            Err(LoginError::Unavailable(_)) => {
                 self.err(
                     Some(RespCode::SysTemp),
                     "Authentication service unavailable, try again later.",
@@ -393,11 +380,4 @@ impl Pop3 {
             }
         }
     }
-}
-
-/// What a client proved its identity with.
-enum Credential<'a> {
-    Password(&'a str),
-    /// The greeting's timestamp and the client's digest.
-    Apop(&'a str, &'a str),
 }

@@ -481,7 +481,9 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
         &pipelined,
     );
     if protocol == Protocol::Pop3 {
-        handoff = handoff.pop3(crate::pop3::pop3_policy(&generation.config, &user));
+        if let crate::session::Role::Front { auth, .. } = &generation.shared.role {
+            handoff = handoff.pop3(auth.pop3_policy(&user));
+        }
     }
     let lease = match front.pool.hand_over(&identity, &handoff, &theirs).await {
         Ok(l) => l,
