@@ -533,7 +533,10 @@ fn imap_expunge_while_pop3_lists_the_message() {
     imap.logout();
 
     match pop.retr(2) {
-        Err(status) => assert!(status.starts_with("-ERR"), "{status}"),
+        Err(status) => {
+            eprintln!("RETR of the message IMAP expunged: {status}");
+            assert!(status.starts_with("-ERR"), "{status}")
+        }
         Ok(body) => panic!(
             "RETR of an expunged message answered +OK with:\n{}",
             String::from_utf8_lossy(&body)
@@ -690,4 +693,37 @@ fn uidl_stat_and_list_equal_dovecots() {
         assert_eq!(n.list, d.list, "{name}: LIST (nestbox, Dovecot)");
         assert_eq!(n.uidl, d.uidl, "{name}: UIDL (nestbox, Dovecot)");
     }
+}
+
+// ---- a maildrop that cannot be opened ----
+
+/// A mode of 000 stops every user but root, and neither server reads mail as root.
+#[test]
+fn unreadable_maildrop_fails_pass_with_sys_temp() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start_with(with_fixture("pop3"));
+    let cur = server.maildir().join("cur");
+    fs::set_permissions(&cur, fs::Permissions::from_mode(0o000)).expect("chmod cur");
+    let mut pop = Pop3Client::connect(&server);
+    pop.ok(&format!("USER {USER}"));
+    let status = pop.command(&format!("PASS {PASSWORD}"));
+    let later = if status.starts_with("+OK") {
+        pop.command("STAT")
+    } else {
+        String::new()
+    };
+    fs::set_permissions(&cur, fs::Permissions::from_mode(0o700)).expect("chmod cur back");
+    eprintln!("PASS with an unreadable cur/: {status}; then STAT: {later}");
+    // RFC 3206 §4: a problem that is not the user's credentials and should go away is
+    // [SYS/TEMP]. RFC 1939 §7 opens the maildrop at PASS ("-ERR unable to lock maildrop"),
+    // which is where nestbox refuses; Dovecot says "+OK Logged in." and refuses the first
+    // command that reads the maildrop.
+    match server.kind {
+        Kind::Nestbox => assert!(status.starts_with("-ERR [SYS/TEMP]"), "PASS: {status}"),
+        Kind::Dovecot => assert!(later.starts_with("-ERR [SYS/TEMP]"), "STAT: {later}"),
+    }
+    // Readable again: the next session works.
+    let mut pop = Pop3Client::login(&server, USER, PASSWORD);
+    assert_eq!(pop.stat(), (5, 1046));
+    pop.quit();
 }
