@@ -727,3 +727,62 @@ fn unreadable_maildrop_fails_pass_with_sys_temp() {
     assert_eq!(pop.stat(), (5, 1046));
     pop.quit();
 }
+
+// ---- per-user protocols (nestbox config) ----
+
+/// A user may be limited to some protocols (issue 17: a passwd-file extra field); a refused
+/// protocol answers as a wrong password does, so it tells a guesser nothing.
+#[test]
+fn passwd_file_protocols_field_limits_each_user() {
+    if !nestbox_only("the nestbox_protocols passwd-file field") {
+        return;
+    }
+    let server = TestServer::start_with(Options {
+        passwd_extra: vec![
+            (USER, "nestbox_protocols=pop3"),
+            (common::USER2, "nestbox_protocols=imap"),
+        ],
+        ..Options::default()
+    });
+    // alice: POP3 only.
+    let mut pop = Pop3Client::login(&server, USER, PASSWORD);
+    assert_eq!(pop.stat(), (0, 0));
+    pop.quit();
+    let mut s = server.connect();
+    let mut imap = Vec::new();
+    {
+        use std::io::{BufRead, BufReader, Write};
+        s.write_all(format!("a LOGIN {USER} {PASSWORD}\r\nb LOGIN {USER} wrong\r\n").as_bytes())
+            .expect("send");
+        let mut r = BufReader::new(&mut s);
+        while imap.len() < 3 {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            imap.push(line.trim_end().to_string());
+        }
+    }
+    // The greeting, then two answers that differ only in their tag.
+    assert_eq!(imap.len(), 3, "{imap:?}");
+    assert!(imap[1].starts_with("a NO "), "{imap:?}");
+    assert_eq!(
+        imap[1][2..],
+        imap[2][2..],
+        "a refused protocol must look like a bad password"
+    );
+
+    // bob: IMAP only.
+    ImapClient::login(&server, common::USER2, common::PASSWORD2).logout();
+    let mut pop = Pop3Client::connect(&server);
+    pop.ok(&format!("USER {}", common::USER2));
+    let refused = pop.command(&format!("PASS {}", common::PASSWORD2));
+    pop.ok(&format!("USER {}", common::USER2));
+    let wrong = pop.command("PASS wrong");
+    assert!(refused.starts_with("-ERR [AUTH]"), "{refused}");
+    assert_eq!(
+        refused, wrong,
+        "a refused protocol must look like a bad password"
+    );
+    pop.quit();
+}

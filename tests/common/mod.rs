@@ -87,6 +87,9 @@ pub struct Options {
     pub temp_parent: Option<PathBuf>,
     /// More `[pop3]` lines, e.g. `"dele = \"flag\"\n"` (nestbox only).
     pub pop3_extra: Option<String>,
+    /// passwd-file extra fields per user (the line's 8th field), e.g.
+    /// `("bob", "nestbox_protocols=imap")`.
+    pub passwd_extra: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -102,6 +105,7 @@ impl Default for Options {
             extra_limits: None,
             temp_parent: None,
             pop3_extra: None,
+            passwd_extra: Vec::new(),
         }
     }
 }
@@ -296,9 +300,22 @@ impl TestServer {
         if let Some((c, k)) = &options.tls_files {
             (cert_file, key_file) = (c.clone(), k.clone());
         }
+        let extra = |user: &str| {
+            let fields: Vec<&str> = options
+                .passwd_extra
+                .iter()
+                .filter(|(u, _)| *u == user)
+                .map(|(_, e)| *e)
+                .collect();
+            fields.join(" ")
+        };
         fs::write(
             dir.join("users"),
-            format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n{USER2}:{{PLAIN}}{PASSWORD2}::::::\n"),
+            format!(
+                "{USER}:{{PLAIN}}{PASSWORD}::::::{}\n{USER2}:{{PLAIN}}{PASSWORD2}::::::{}\n",
+                extra(USER),
+                extra(USER2)
+            ),
         )
         .expect("write users");
         for user in [USER, USER2] {
