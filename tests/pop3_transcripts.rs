@@ -14,7 +14,8 @@
 //!   which), not replayed against Dovecot.
 //! - `#! pop3 KEY = VALUE`: a `[pop3]` line for nestbox's config (e.g. `dele = "flag"`).
 //! - `#! option plaintext_on_loopback=false`: a server option.
-//! - `LOGIN`: read the `+OK` greeting, then `USER alice` and `PASS secret`, each `+OK`.
+//! - `LOGIN`: on a new connection, read the `+OK` greeting, then `USER alice` and
+//!   `PASS secret`, each `+OK`.
 //! - `TLS`: the TLS handshake (trusting the test CA), after a `C: STLS` and its `+OK` line.
 //!   Any byte the server sent before the handshake fails the step (RFC 2595 §3.2).
 //! - `C: text`: send `text` CRLF in one write. `{crlf}` inside sends a CRLF there (pipelined
