@@ -2474,13 +2474,45 @@ fn uidlist_extension_fields_survive_rewrites_and_reopens() {
             vec![(5, "000003e95f3f8b80".into()), (9, "changed".into())];
         assert_eq!(f.pop3_uidls(), want_uidls);
         assert_eq!(f.pop3_orders(), [(9, 1)]);
+        // A later line for the same record (same UID and name) gives its
+        // fields, as Dovecot's reader takes the later line.
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("dovecot-uidlist"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"9 Pagain :1004.e.host\n").unwrap();
+        drop(file);
+        f.sync(false).unwrap();
+        assert_eq!(f.pop3_uidls().last(), Some(&(9, "again".into())));
     }
+    // Changed while the folder was closed: the index's seal no longer
+    // holds, the uidlist is read, and its fields replace the index's.
+    let text = fs::read_to_string(root.join("dovecot-uidlist")).unwrap();
+    fs::write(
+        root.join("dovecot-uidlist"),
+        text.replace("P000003e95f3f8b80", "Preplaced"),
+    )
+    .unwrap();
+    {
+        let before = whole_uidlist_reads();
+        let s = open(&root);
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(whole_uidlist_reads(), before + 1, "read: the seal broke");
+        let want_uidls: Vec<(u32, Box<str>)> =
+            vec![(5, "replaced".into()), (9, "again".into())];
+        assert_eq!(f.pop3_uidls(), want_uidls);
+        // The index written at close holds the new ones.
+    }
+    let fields = crate::store::maildir::index::load(&root).unwrap().fields;
+    assert_eq!(
+        String::from_utf8(fields).unwrap(),
+        "5 Preplaced :1000.a.host\n9 Pagain :1004.e.host\n"
+    );
     // The index lost: the uidlist gives them again.
     fs::remove_file(root.join("nestbox.index")).unwrap();
     let s = open(&root);
     let f = s.open_folder("INBOX").unwrap();
-    let want_uidls: Vec<(u32, Box<str>)> =
-        vec![(5, "000003e95f3f8b80".into()), (9, "changed".into())];
+    let want_uidls: Vec<(u32, Box<str>)> = vec![(5, "replaced".into()), (9, "again".into())];
     assert_eq!(f.pop3_uidls(), want_uidls);
 }
 
