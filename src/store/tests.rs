@@ -2498,8 +2498,7 @@ fn uidlist_extension_fields_survive_rewrites_and_reopens() {
         let s = open(&root);
         let f = s.open_folder("INBOX").unwrap();
         assert_eq!(whole_uidlist_reads(), before + 1, "read: the seal broke");
-        let want_uidls: Vec<(u32, Box<str>)> =
-            vec![(5, "replaced".into()), (9, "again".into())];
+        let want_uidls: Vec<(u32, Box<str>)> = vec![(5, "replaced".into()), (9, "again".into())];
         assert_eq!(f.pop3_uidls(), want_uidls);
         // The index written at close holds the new ones.
     }

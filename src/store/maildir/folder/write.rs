@@ -1,7 +1,7 @@
 //! Changes to message files: STORE (renames), EXPUNGE and POP3's removal
-//! at QUIT (unlinks), APPEND, COPY and MOVE (tmp/ -> fsync -> rename -> fsync dir -> uidlist record,
-//! before returning), and the Maildir++ quota bookkeeping that goes with
-//! them.
+//! at QUIT (unlinks), APPEND, COPY and MOVE (tmp/ -> fsync -> rename ->
+//! fsync dir -> uidlist record, before returning), and the Maildir++ quota
+//! bookkeeping that goes with them.
 //!
 //! It must never replace or unlink a file it did not mean to (renames use
 //! `RENAME_NOREPLACE`), and never return before a saved message is durable
@@ -168,7 +168,9 @@ impl Folder {
     /// renamed meanwhile is found again, `maildirsize` is kept current, and
     /// sessions that have the folder selected (IDLE included) see the
     /// expunges at once. A UID that is gone already is skipped. Returns
-    /// the UIDs removed, ascending.
+    /// the UIDs removed, ascending. On an error (not `ENOENT`), what was
+    /// removed before it stays removed and is reported to sessions as
+    /// expunged, as with [`Folder::expunge`].
     pub fn remove(&self, uids: &[u32]) -> Result<Vec<u32>> {
         self.unlink_msgs(Some(uids), Unlink::Any)
     }
