@@ -2,7 +2,7 @@
 //! user can point a mail client at nestbox within a minute.
 //!
 //! [`prepare`] creates, in DIR: `nestbox.toml` (IMAP on loopback, ports 1143 and 1993; POP3
-//! is planned, not served, so its section lists no listeners),
+//! on loopback, ports 1110 and 1995),
 //! a self-signed certificate for `localhost`/`127.0.0.1` (`cert.pem`, `key.pem`), a
 //! passwd-file `users` with `demo`/`demo`, and a Maildir++ under `mail/demo/Maildir` with
 //! sample messages in INBOX, Sent, Drafts, Trash, Junk and Archive.
@@ -164,10 +164,9 @@ fn config_text(
          listen = [\"127.0.0.1:1143\"]       # cleartext + STARTTLS\n\
          listen_tls = [\"127.0.0.1:1993\"]   # implicit TLS\n\
          \n\
-         # POP3 is planned, not served yet: no listeners (an address here would be ignored).\n\
          [pop3]\n\
-         listen = []\n\
-         listen_tls = []\n\
+         listen = [\"127.0.0.1:1110\"]       # cleartext + STLS\n\
+         listen_tls = [\"127.0.0.1:1995\"]   # implicit TLS\n\
          \n\
          [tls]\n\
          cert = {cert}\n\
@@ -637,8 +636,13 @@ pub fn client_settings(cfg: &Config) -> String {
         &cfg.imap.listen,
         "STARTTLS",
     );
-    // No POP3 line: POP3 is not served yet, and a demo config written by an older
-    // version that still names POP3 ports gets a warning from `Config::warnings`.
+    line(
+        &mut s,
+        "POP3",
+        &cfg.pop3.listen_tls,
+        &cfg.pop3.listen,
+        "STLS",
+    );
     s.push_str("  Auth:      normal password (PLAIN/LOGIN)\n");
     s.push_str("  SMTP:      not part of nestbox; sending needs your own MTA\n");
     if let Some(cert) = &cfg.tls.cert {
@@ -678,14 +682,19 @@ mod tests {
         assert_eq!(cfg.auth.backend, "passwd-file");
         assert_eq!(cfg.imap.listen[0].to_string(), "127.0.0.1:1143");
         assert_eq!(cfg.imap.listen_tls[0].to_string(), "127.0.0.1:1993");
-        // POP3 is not served yet: the demo writes no listener that would only be ignored,
-        // and so its config loads without a warning.
-        assert!(cfg.pop3.listen.is_empty() && cfg.pop3.listen_tls.is_empty());
-        assert_eq!(cfg.warnings(), Vec::<String>::new());
+        assert_eq!(cfg.pop3.listen[0].to_string(), "127.0.0.1:1110");
+        assert_eq!(cfg.pop3.listen_tls[0].to_string(), "127.0.0.1:1995");
         let settings = client_settings(&cfg);
         assert!(settings.contains("port 1993, SSL/TLS"), "{settings}");
         assert!(settings.contains("port 1143, STARTTLS"), "{settings}");
-        assert!(!settings.contains("POP3"), "{settings}");
+        assert!(
+            settings.contains("POP3:      port 1995, SSL/TLS"),
+            "{settings}"
+        );
+        assert!(
+            settings.contains("POP3:      port 1110, STLS"),
+            "{settings}"
+        );
         crate::server::tls::load_server_config(
             cfg.tls.cert.as_ref().unwrap(),
             cfg.tls.key.as_ref().unwrap(),

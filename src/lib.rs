@@ -69,6 +69,7 @@ pub mod flags;
 pub mod message;
 pub mod mime;
 pub mod mutf7;
+pub mod pop3;
 pub mod proto;
 pub mod server;
 pub mod session;

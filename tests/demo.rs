@@ -198,7 +198,8 @@ fn ready_means_every_listener_is_bound() {
     s.read_exact(&mut greeting).expect("greeting");
     assert_eq!(&greeting, b"* OK");
 
-    // The settings that follow name IMAP's ports and nothing for POP3, which is not served.
+    // The settings that follow name IMAP's ports and nothing for POP3, which this config
+    // does not listen for.
     let mut rest = String::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
         let done = line.starts_with("Config:");

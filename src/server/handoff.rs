@@ -20,6 +20,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use base64::Engine;
+
+use crate::pop3::{Pop3Policy, Protocol};
 use serde::{Deserialize, Serialize};
 
 /// A message from the front to a worker.
@@ -83,6 +85,17 @@ pub struct Handoff {
     pub tls: bool,
     /// Bytes after the login command, base64 (see [`Handoff::pipelined`]).
     pub pipelined: String,
+    /// The protocol the connection speaks (IMAP when absent).
+    #[serde(default = "imap")]
+    pub protocol: Protocol,
+    /// For POP3: what DELE and RETR do for this user, resolved in the
+    /// front (it knows the users file; the worker does not).
+    #[serde(default)]
+    pub pop3: Option<Pop3Policy>,
+}
+
+fn imap() -> Protocol {
+    Protocol::Imap
 }
 
 impl Handoff {
@@ -103,7 +116,16 @@ impl Handoff {
             remote,
             tls,
             pipelined: base64::engine::general_purpose::STANDARD.encode(pipelined),
+            protocol: Protocol::Imap,
+            pop3: None,
         }
+    }
+
+    /// A POP3 connection with the user's POP3 policy.
+    pub fn pop3(mut self, policy: Pop3Policy) -> Self {
+        self.protocol = Protocol::Pop3;
+        self.pop3 = Some(policy);
+        self
     }
 
     /// The bytes the client sent after its login command, before the hand-off.
@@ -152,6 +174,12 @@ mod tests {
         let m = ToWorker::Session(h.clone());
         let back = ToWorker::decode(&m.encode().unwrap()).unwrap();
         assert_eq!(back, m);
+        let p = ToWorker::Session(h.clone().pop3(crate::pop3::Pop3Policy {
+            dele: crate::pop3::DeleAction::Move("Trash/Old".into()),
+            retr_seen: false,
+            login_delay_secs: 60,
+        }));
+        assert_eq!(ToWorker::decode(&p.encode().unwrap()).unwrap(), p);
         assert_eq!(
             h.pipelined().unwrap(),
             b"a2 SELECT INBOX\r\na3 NOOP\r\n\x00\xff"

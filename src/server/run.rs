@@ -30,6 +30,7 @@ use super::pool::Pool;
 use super::tls::TlsState;
 use crate::auth::{Authenticator, FailureTracker};
 use crate::config::Config;
+use crate::pop3::Protocol;
 use crate::session::{ConnInfo, Handover, Io, Session, Shared, TlsUpgrade};
 
 /// How long shutdown waits for sessions to say goodbye.
@@ -95,6 +96,11 @@ impl Generation {
                 "imap.listen_tls needs tls.cert and tls.key",
             ));
         }
+        if tls.is_none() && !cfg.pop3.listen_tls.is_empty() {
+            return Err(io::Error::other(
+                "pop3.listen_tls needs tls.cert and tls.key",
+            ));
+        }
         let (auth, policy) = {
             let cfg = cfg.clone();
             tokio::task::spawn_blocking(move || {
@@ -149,15 +155,18 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
     });
 
     let mut listeners = Vec::new();
-    for addr in &cfg.imap.listen {
-        listeners.push((bind(*addr).await?, false));
+    for (addrs, protocol, implicit_tls) in [
+        (&cfg.imap.listen, Protocol::Imap, false),
+        (&cfg.imap.listen_tls, Protocol::Imap, true),
+        (&cfg.pop3.listen, Protocol::Pop3, false),
+        (&cfg.pop3.listen_tls, Protocol::Pop3, true),
+    ] {
+        for addr in addrs {
+            listeners.push((bind(*addr).await?, protocol, implicit_tls));
+        }
     }
-    for addr in &cfg.imap.listen_tls {
-        listeners.push((bind(*addr).await?, true));
-    }
-    // POP3 is not served yet: `Config::warnings` tells about any [pop3] listeners.
-    for (listener, implicit_tls) in listeners {
-        tokio::spawn(accept_loop(listener, implicit_tls, front.clone()));
+    for (listener, protocol, implicit_tls) in listeners {
+        tokio::spawn(accept_loop(listener, protocol, implicit_tls, front.clone()));
     }
     let signals = install_signals();
     on_ready();
@@ -316,7 +325,12 @@ async fn wait_for_signals(signals: Option<Signals>, front: &Front) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, implicit_tls: bool, front: Arc<Front>) {
+async fn accept_loop(
+    listener: TcpListener,
+    protocol: Protocol,
+    implicit_tls: bool,
+    front: Arc<Front>,
+) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -334,38 +348,46 @@ async fn accept_loop(listener: TcpListener, implicit_tls: bool, front: Arc<Front
         let remote = canonical(remote);
         // Refusals are logged by the limiter, once a minute at most.
         let Ok(mut slot) = front.limiter.admit(remote.ip()) else {
-            tokio::spawn(refuse(stream));
+            tokio::spawn(refuse(stream, protocol));
             continue;
         };
         let front = front.clone();
         tokio::spawn(async move {
             let preauth = slot.unauthenticated();
-            serve_connection(stream, remote, implicit_tls, front, preauth).await;
+            serve_connection(stream, remote, protocol, implicit_tls, front, preauth).await;
             drop(slot);
         });
     }
 }
 
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: TcpStream, protocol: Protocol) {
     let mut bye = Vec::new();
-    crate::proto::response::status_line(
-        &mut bye,
-        None,
-        crate::proto::response::StatusKind::Bye,
-        None,
-        "Too many connections, try again later.",
-    );
+    let text = "Too many connections, try again later.";
+    match protocol {
+        Protocol::Imap => crate::proto::response::status_line(
+            &mut bye,
+            None,
+            crate::proto::response::StatusKind::Bye,
+            None,
+            text,
+        ),
+        Protocol::Pop3 => {
+            crate::pop3::reply::err(&mut bye, Some(crate::pop3::reply::RespCode::SysTemp), text)
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&bye)).await;
 }
 
 async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
+    protocol: Protocol,
     implicit_tls: bool,
     front: Arc<Front>,
     preauth: Option<super::limits::Unauthenticated>,
 ) {
-    tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "imap connect");
+    let proto = protocol.as_str();
+    tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "{proto} connect");
     let generation = front.current();
     let tcp = Some(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let io: Box<dyn Io> = if implicit_tls {
@@ -380,45 +402,58 @@ async fn serve_connection(
     } else {
         Box::new(stream)
     };
-    let mut session = Session::new(
-        io,
-        generation.shared.clone(),
-        ConnInfo {
-            remote,
-            tls: implicit_tls,
-            tcp,
-        },
-    );
-    if let Some(p) = preauth {
-        session.hold_until_login(Box::new(p));
+    let conn = ConnInfo {
+        remote,
+        tls: implicit_tls,
+        tcp,
+    };
+    let shared = generation.shared.clone();
+    let handover = match protocol {
+        Protocol::Imap => {
+            let mut session = Session::new(io, shared, conn);
+            if let Some(p) = preauth {
+                session.hold_until_login(Box::new(p));
+            }
+            session.run().await
+        }
+        Protocol::Pop3 => {
+            let mut session = crate::pop3::Pop3::new(io, shared, conn);
+            if let Some(p) = preauth {
+                session.hold_until_login(Box::new(p));
+            }
+            session.run().await
+        }
+    };
+    if let Some(handover) = handover {
+        continue_in_worker(handover, &front, &generation).await;
     }
-    if let Some(handover) = session.run().await {
-        continue_in_worker(handover, &front, &generation.policy).await;
-    }
-    tracing::info!(rip = %remote.ip(), rport = remote.port(), "imap disconnect");
+    tracing::info!(rip = %remote.ip(), rport = remote.port(), "{proto} disconnect");
 }
 
 /// After a login: hands the connection to the worker of the user's uid and
 /// relays its bytes until the session ends.
-async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
+async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation) {
+    let policy = &generation.policy;
     let Handover {
         io,
         conn,
         tag,
         user,
         pipelined,
+        protocol,
     } = h;
+    let unavailable = |io, code, text| unavailable(io, protocol, tag.clone(), code, text);
     let identity = match policy.identity_for(&user) {
         Ok(id) => id,
         Err(why) => {
             tracing::error!(user = %user.name, "{why}");
-            unavailable(io, &tag, Code::Unavailable, "Mail service unavailable.").await;
+            unavailable(io, Code::Unavailable, "Mail service unavailable.").await;
             return;
         }
     };
     // Refusals are logged by the limiter, once a minute at most.
     let Some(_user_slot) = front.users.admit(&user.name, conn.remote.ip()) else {
-        unavailable(io, &tag, Code::Limit, "Too many connections for this user.").await;
+        unavailable(io, Code::Limit, "Too many connections for this user.").await;
         return;
     };
     let pair = std::os::unix::net::UnixStream::pair().and_then(|(a, b)| {
@@ -432,11 +467,11 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("cannot make a socket pair for a worker: {e}");
-            unavailable(io, &tag, Code::Unavailable, "Mail service unavailable.").await;
+            unavailable(io, Code::Unavailable, "Mail service unavailable.").await;
             return;
         }
     };
-    let handoff = Handoff::new(
+    let mut handoff = Handoff::new(
         front.pool.handoff_id(),
         tag.clone(),
         user.name.clone(),
@@ -445,11 +480,14 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
         conn.tls,
         &pipelined,
     );
+    if protocol == Protocol::Pop3 {
+        handoff = handoff.pop3(crate::pop3::pop3_policy(&generation.config, &user));
+    }
     let lease = match front.pool.hand_over(&identity, &handoff, &theirs).await {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(user = %user.name, uid = identity.uid, "no worker for the session: {e}");
-            unavailable(io, &tag, Code::Unavailable, "Mail service unavailable.").await;
+            unavailable(io, Code::Unavailable, "Mail service unavailable.").await;
             return;
         }
     };
@@ -461,13 +499,27 @@ async fn continue_in_worker(h: Handover, front: &Front, policy: &Policy) {
     drop(lease);
 }
 
-/// Answers the login command with `NO [code]` and closes: the session has
-/// left the front's state machine, and a client retrying the same login
-/// would meet the same cause.
-async fn unavailable(mut io: Box<dyn Io>, tag: &str, code: Code, text: &str) {
+/// Answers the login command with `NO [code]` (POP3: `-ERR [SYS/TEMP]`)
+/// and closes: the session has left the front's state machine, and a
+/// client retrying the same login would meet the same cause.
+async fn unavailable(
+    mut io: Box<dyn Io>,
+    protocol: Protocol,
+    tag: String,
+    code: Code,
+    text: &'static str,
+) {
     let mut msg = Vec::new();
-    response::status_line(&mut msg, Some(tag), StatusKind::No, Some(&code), text);
-    response::status_line(&mut msg, None, StatusKind::Bye, None, "Closing.");
+    match protocol {
+        Protocol::Imap => {
+            response::status_line(&mut msg, Some(&tag), StatusKind::No, Some(&code), text);
+            response::status_line(&mut msg, None, StatusKind::Bye, None, "Closing.");
+        }
+        Protocol::Pop3 => {
+            let rc = crate::pop3::reply::RespCode::SysTemp;
+            crate::pop3::reply::err(&mut msg, Some(rc), text);
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = io.write_all(&msg).await;
         let _ = io.shutdown().await;

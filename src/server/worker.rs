@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::channel::Channel;
 use super::handoff::{FromWorker, Handoff, ToWorker};
+use crate::pop3::Protocol;
 use crate::session::{ConnInfo, Session, Shared};
 use crate::store::Registry;
 
@@ -156,8 +157,21 @@ async fn serve(stream: tokio::net::UnixStream, h: Handoff, shared: Arc<Shared>) 
         gid: Some(rustix::process::getgid().as_raw()),
         groups: Vec::new(),
     };
-    let session = Session::new(Box::new(stream), shared, conn);
-    session.resume(user, &h.tag, &pipelined).await;
+    match (h.protocol, h.pop3) {
+        (Protocol::Pop3, Some(policy)) => {
+            crate::pop3::Pop3::new(Box::new(stream), shared, conn)
+                .resume(user, policy, &pipelined)
+                .await
+        }
+        (Protocol::Pop3, None) => {
+            tracing::error!("control channel: a POP3 hand-off without its policy")
+        }
+        (Protocol::Imap, _) => {
+            Session::new(Box::new(stream), shared, conn)
+                .resume(user, &h.tag, &pipelined)
+                .await
+        }
+    }
 }
 
 /// A count of live sessions that can be awaited down to zero.

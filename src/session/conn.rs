@@ -94,6 +94,8 @@ pub struct Handover {
     pub user: User,
     /// What the client sent after the login command.
     pub pipelined: Vec<u8>,
+    /// Which protocol the connection speaks.
+    pub protocol: crate::pop3::Protocol,
 }
 
 /// Upgrades a plaintext stream to TLS (STARTTLS). A trait so the session

@@ -332,6 +332,7 @@ impl Session {
                     tag,
                     user,
                     pipelined: self.framer.take_unread(),
+                    protocol: crate::pop3::Protocol::Imap,
                 });
             }
         }
