@@ -2607,3 +2607,117 @@ fn resolve_sizes_fills_sizes_and_the_index_keeps_them() {
     f.resolve_sizes(&[1, 2]).unwrap();
     assert_eq!(f.rfc822_size(1).unwrap(), 6, "from the index, not the file");
 }
+
+/// Dovecot 2.3's own POP3 server, run on a Maildir whose uidlist nestbox
+/// rewrote (the `P`, `O` and `G` fields of a migrated maildrop in it),
+/// serves the UIDLs `pop3_uidls` gives, byte for byte, and the default
+/// `%08Xu%08Xv` (in lower case) for the others: our rewrite is the file
+/// Dovecot would read. Dovecot is run preauthenticated
+/// (`/usr/lib/dovecot/pop3` on stdin and stdout, as its own tests do),
+/// as the `dovecot` user when we are root (it never runs as uid 0).
+#[test]
+fn dovecot_pop3_serves_the_uidls_of_our_rewritten_uidlist() {
+    let pop3 = Path::new("/usr/lib/dovecot/pop3");
+    if !pop3.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Dovecot's pop3 is required under CI"
+        );
+        eprintln!("SKIPPED: {} not found", pop3.display());
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("Maildir");
+    fs::create_dir_all(&root).unwrap();
+    let (uidv, uidls) = {
+        let s = open(&root);
+        for name in ["1000.a.host:2,S", "1001.b.host:2,", "1002.c.host:2,"] {
+            fs::write(root.join("cur").join(name), b"Subject: x\n\nbody\n").unwrap();
+        }
+        fs::write(
+            root.join("dovecot-uidlist"),
+            "3 V1600000000 N9 G3085f01b7f11094c501100008c4a11c1\n\
+             5 P000003e95f3f8b80 W17 :1000.a.host\n\
+             6 P O2 GABCDEF :1001.b.host\n\
+             7 :1002.c.host\n",
+        )
+        .unwrap();
+        let f = s.open_folder("INBOX").unwrap();
+        f.append(b"Subject: new\n\nbody\n", &Flags::new(), None)
+            .unwrap();
+        f.store_flags(&[5, 6], FlagOp::Add, &seen(), None).unwrap();
+        force_uidlist_rewrite(&root, &f);
+        (f.uidvalidity(), f.pop3_uidls())
+    };
+    let mut want: Vec<String> = uidls.iter().map(|(_, u)| u.to_string()).collect();
+    for uid in [7u32, 9] {
+        want.push(format!("{uid:08x}{uidv:08x}"));
+    }
+    want.sort();
+    assert_eq!(
+        want,
+        ["000000075f5e1000", "000000095f5e1000", "000003e95f3f8b80", "1001.b.host"]
+    );
+
+    let conf = d.path().join("dovecot.conf");
+    fs::write(
+        &conf,
+        format!(
+            "mail_location = maildir:{}\nbase_dir = {}/run\nssl = no\n",
+            root.display(),
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    fs::create_dir_all(d.path().join("run")).unwrap();
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg("20");
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "dovecot:dovecot"])
+            .arg(d.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        cmd.args(["setpriv", "--reuid=dovecot", "--regid=dovecot", "--clear-groups"]);
+    }
+    let out = cmd
+        .arg(pop3)
+        .arg("-c")
+        .arg(&conf)
+        .env_clear()
+        .env("USER", "nestbox-test")
+        .env("HOME", d.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"UIDL\r\nQUIT\r\n")?;
+            drop(stdin);
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut got: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let (n, uidl) = l.trim_end().split_once(' ')?;
+            n.parse::<u32>().ok()?;
+            Some(uidl.to_string())
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        want,
+        "Dovecot said:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What Dovecot left behind still reads the same here.
+    let s = open(&root);
+    assert_eq!(s.open_folder("INBOX").unwrap().pop3_uidls(), uidls);
+}
