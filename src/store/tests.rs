@@ -2656,7 +2656,12 @@ fn dovecot_pop3_serves_the_uidls_of_our_rewritten_uidlist() {
     want.sort();
     assert_eq!(
         want,
-        ["000000075f5e1000", "000000095f5e1000", "000003e95f3f8b80", "1001.b.host"]
+        [
+            "000000075f5e1000",
+            "000000095f5e1000",
+            "000003e95f3f8b80",
+            "1001.b.host"
+        ]
     );
 
     let conf = d.path().join("dovecot.conf");
@@ -2680,7 +2685,12 @@ fn dovecot_pop3_serves_the_uidls_of_our_rewritten_uidlist() {
             .status()
             .unwrap();
         assert!(chown.success());
-        cmd.args(["setpriv", "--reuid=dovecot", "--regid=dovecot", "--clear-groups"]);
+        cmd.args([
+            "setpriv",
+            "--reuid=dovecot",
+            "--regid=dovecot",
+            "--clear-groups",
+        ]);
     }
     let out = cmd
         .arg(pop3)
