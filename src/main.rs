@@ -16,7 +16,7 @@ use nestbox::config::{self, Config};
 /// Where `serve` and `check-config` look without `-c`.
 const DEFAULT_CONFIG: &str = "/etc/nestbox/nestbox.toml";
 
-/// Maildir-backed IMAP4rev2/IMAP4rev1 server for self-hosters (POP3 is planned).
+/// Maildir-backed IMAP4rev2/IMAP4rev1 and POP3 server for self-hosters.
 #[derive(Parser, Debug)]
 #[command(name = "nestbox", version, about, long_about = None, disable_help_subcommand = true)]
 struct Cli {

@@ -144,7 +144,7 @@ impl Pop3 {
     }
 }
 
-/// STAT, UIDL and RETR of every message. A server without a POP3 listener is noted, not failed.
+/// STAT, UIDL and RETR of every message, then a fetchmail-style download. A server without a POP3 listener is noted, not failed.
 pub async fn run(
     addr: Option<SocketAddr>,
     plan: &Plan,
@@ -231,6 +231,102 @@ pub async fn run(
         ));
     }
     let _ = p.cmd("QUIT").await;
+    fetchmail_style(addr, plan, n, want_octets, out).await
+}
+
+/// A whole download the way fetchmail makes it in keep mode: a new
+/// session, STAT, UIDL, LIST, then each message with `RETR n`, one command
+/// at a time (fetchmail does not pipeline), then QUIT.
+async fn fetchmail_style(
+    addr: SocketAddr,
+    plan: &Plan,
+    n: u64,
+    want_octets: u64,
+    out: &mut Outcome,
+) -> Res<()> {
+    let t = Instant::now();
+    let mut p = Pop3::login(addr, plan.timeout).await?;
+    p.cmd("STAT").await?;
+    p.s.write_all(b"UIDL\r\n").await?;
+    let (uidls, _) = p.multi().await?;
+    p.s.write_all(b"LIST\r\n").await?;
+    let (lists, _) = p.multi().await?;
+    let mut bytes = 0usize;
+    for k in 1..=n {
+        p.s.write_all(format!("RETR {k}\r\n").as_bytes()).await?;
+        bytes += p.multi_bytes().await?;
+    }
+    let _ = p.cmd("QUIT").await;
+    out.push(
+        "pop3_fetchmail",
+        Unit::Secs,
+        vec![t.elapsed().as_secs_f64()],
+        "login, STAT, UIDL, LIST, RETR each one at a time, QUIT".into(),
+    );
+    if uidls as u64 != n || lists as u64 != n || (bytes as u64) < want_octets {
+        out.mismatches.push(format!(
+            "POP3 fetchmail-style: {uidls} UIDL and {lists} LIST lines, {bytes} bytes for {n} messages of {want_octets} octets"
+        ));
+    }
+    Ok(())
+}
+
+/// RSS per logged-in POP3 connection that sits idle after STAT (a mail
+/// client between its download and QUIT, or one that keeps its session
+/// open): one session first (what is kept once per maildrop is then in
+/// both readings), then `plan.idle_conns / 4` more, the difference divided
+/// among them.
+pub async fn idle_memory(srv: &crate::servers::Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
+    let Some(addr) = srv.pop3_addr else {
+        return Ok(());
+    };
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        return Ok(());
+    }
+    let mut first = Pop3::login(addr, plan.timeout).await?;
+    first.cmd("STAT").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss0, _, procs0) = srv.memory_kib();
+    let n = (plan.idle_conns / 4).max(10);
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(20));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (timeout, sem) = (plan.timeout, sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.map_err(|e| err!("{e}"))?;
+            let mut p = Pop3::login(addr, timeout).await?;
+            p.cmd("STAT").await?;
+            Ok::<_, crate::imap::Error>(p)
+        });
+    }
+    let mut conns = Vec::with_capacity(n);
+    let mut errs = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(c)) => conns.push(c),
+            Ok(Err(e)) => errs.push(e.to_string()),
+            Err(e) => errs.push(format!("task: {e}")),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss1, _, procs1) = srv.memory_kib();
+    let got = conns.len().max(1) as f64;
+    for mut c in conns {
+        let _ = c.cmd("QUIT").await;
+    }
+    let _ = first.cmd("QUIT").await;
+    if let Some(e) = errs.first() {
+        return Err(err!(
+            "{} of {n} idle POP3 connections failed, e.g. {e}",
+            errs.len()
+        ));
+    }
+    out.push(
+        "pop3_rss_per_idle_conn",
+        Unit::KiB,
+        vec![rss1.saturating_sub(rss0) as f64 / got],
+        format!("{n} sessions after STAT, after a first one; {procs0} -> {procs1} processes; RSS {rss0} -> {rss1} KiB"),
+    );
     Ok(())
 }
 

@@ -619,6 +619,13 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         Ok(Err(e)) => out.errors.push(format!("pop3: {e}")),
         Err(_) => out.errors.push(format!("pop3: timed out after {bound:?}")),
     }
+    match tokio::time::timeout(bound, crate::pop3::idle_memory(srv, plan, &mut out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("pop3 idle memory: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("pop3 idle memory: timed out after {bound:?}")),
+    }
     if out.wedged() {
         return out;
     }
