@@ -42,7 +42,6 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::shim::FolderExt as _;
 use super::{DeleAction, Pop3Policy};
 use crate::flags::{Flag, FlagOp, Flags};
 use crate::store::{Folder, MailStore, StoreError};
