@@ -1,15 +1,13 @@
 //! TEMPORARY: stand-ins for what the config/auth and store branches of
-//! issue 17 add (`crate::auth::{Protocol, Pop3Policy, DeleAction, login}`,
-//! `Folder::{pop3_uidls, remove}`), so the POP3 session builds before they
-//! are merged. Removed at the merge.
+//! issue 17 add (`crate::auth::{Protocol, Pop3Policy, DeleAction, login}`;
+//! the store's `Folder::{pop3_uidls, remove}` are merged), so the POP3
+//! session builds before they are merged. Removed at the merge.
 #![allow(dead_code)]
 
 use std::net::IpAddr;
 
 use crate::auth::{AuthError, Authenticator, FailureTracker, User};
 use crate::config::Config;
-use crate::flags::{Flag, FlagOp, Flags};
-use crate::store::{Folder, StoreError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,21 +86,5 @@ pub async fn login(
             Err(LoginError::Failed)
         }
         Err(AuthError::Unavailable(w)) => Err(LoginError::Unavailable(w)),
-    }
-}
-
-pub trait FolderExt {
-    fn pop3_uidls(&self) -> Vec<(u32, Box<str>)>;
-    fn remove(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError>;
-}
-
-impl FolderExt for Folder {
-    fn pop3_uidls(&self) -> Vec<(u32, Box<str>)> {
-        Vec::new()
-    }
-    fn remove(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
-        let flags = Flags::from_flags(&[Flag::Deleted]);
-        self.store_flags(uids, FlagOp::Add, &flags, None)?;
-        self.expunge(Some(uids))
     }
 }
