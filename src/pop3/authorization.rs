@@ -51,7 +51,15 @@ impl Pop3 {
                 };
                 match next {
                     Next::Stay => {}
-                    Next::LoggedIn(u) => return Some(u),
+                    Next::LoggedIn(u) => {
+                        // Replies to commands pipelined before the login
+                        // (USER's +OK) go out now: the worker answers the
+                        // login itself, after them.
+                        if self.flush().await.is_err() {
+                            return None;
+                        }
+                        return Some(u);
+                    }
                     Next::Close => return None,
                     Next::StartTls => {
                         if self.flush().await.is_err() || !self.start_tls().await {

@@ -42,7 +42,6 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::shim::FolderExt as _;
 use super::{DeleAction, Pop3Policy};
 use crate::flags::{Flag, FlagOp, Flags};
 use crate::store::{Folder, MailStore, StoreError};
@@ -82,20 +81,16 @@ impl Maildrop {
     pub fn open(store: &MailStore, policy: Pop3Policy) -> Result<Maildrop, StoreError> {
         let folder = store.open_folder("INBOX")?;
         let uids = folder.uid_list();
+        // Unknown sizes are counted from the files once (then the index
+        // keeps them).
+        folder.resolve_sizes(&uids)?;
         let metas = folder.metas(&uids);
         let mut sizes = Vec::with_capacity(uids.len());
         let mut octets = 0u64;
-        for (uid, meta) in uids.iter().zip(&metas) {
-            let size = match meta.as_ref().and_then(|m| m.size) {
-                Some(s) => s,
-                // Unknown: counted from the file (and remembered). Gone
-                // already: listed with size 0; RETR will say it is gone.
-                None => match folder.rfc822_size(*uid) {
-                    Ok(s) => s,
-                    Err(StoreError::Expunged) => 0,
-                    Err(e) => return Err(e),
-                },
-            };
+        for meta in &metas {
+            // Gone already (or unreadable): listed with size 0; RETR will
+            // say it is gone.
+            let size = meta.as_ref().and_then(|m| m.size).unwrap_or(0);
             octets += size;
             sizes.push(u32::try_from(size).unwrap_or(BIG));
         }

@@ -22,7 +22,6 @@ pub mod lines;
 pub mod maildrop;
 pub mod reply;
 pub mod session;
-mod shim;
 pub mod transaction;
 
 pub use crate::auth::{DeleAction, Pop3Policy, Protocol};

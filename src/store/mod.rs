@@ -659,7 +659,8 @@ pub struct MessageMeta {
     /// [`Folder::resolve_dates`] fills it in (and the index keeps it).
     pub internal_date: i64,
     /// RFC822.SIZE (the CRLF form), when known from `W=`, the uidlist or
-    /// the index; see [`Folder::rfc822_size`].
+    /// the index; see [`Folder::rfc822_size`], and
+    /// [`Folder::resolve_sizes`] for many at once.
     pub size: Option<u64>,
     pub modseq: u64,
 }

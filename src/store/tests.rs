@@ -2355,3 +2355,379 @@ fn read_header_is_bounded_and_says_when_it_cut() {
     assert!(!h.cut);
     assert_eq!(h.bytes, b"Subject: b\r\n\r\n");
 }
+
+/// The record lines of the uidlist, header left out.
+fn uidlist_records(root: &Path) -> Vec<String> {
+    let text = fs::read_to_string(root.join("dovecot-uidlist")).unwrap();
+    text.lines().skip(1).map(str::to_string).collect()
+}
+
+/// Makes the folder rewrite its whole uidlist from its state: the file is
+/// lost under it, and the next sync writes it back (`restore_uidlist`).
+fn force_uidlist_rewrite(root: &Path, f: &Folder) {
+    fs::remove_file(root.join("dovecot-uidlist")).unwrap();
+    f.sync(false).unwrap();
+    assert!(root.join("dovecot-uidlist").exists(), "rewritten");
+}
+
+/// Dovecot's uidlist extension fields (`P` POP3 UIDL, `O` POP3 order, `G`
+/// GUID) of known messages survive every full rewrite of the uidlist, a
+/// close and a reopen from the index (sealed: the uidlist not read), flag
+/// changes and the removal of other messages; records another writer
+/// appends or rewrites later bring theirs. `pop3_uidls` serves `P`, an
+/// empty one as the base name (as Dovecot does).
+#[test]
+fn uidlist_extension_fields_survive_rewrites_and_reopens() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    {
+        let s = open(&root);
+        for name in ["1000.a.host:2,S", "1001.b.host:2,", "1002.c.host:2,"] {
+            fs::write(root.join("cur").join(name), b"Subject: x\n\nbody\n").unwrap();
+        }
+        fs::write(
+            root.join("dovecot-uidlist"),
+            "3 V1275660208 N9 G3085f01b7f11094c501100008c4a11c1\n\
+             5 P000003e95f3f8b80 W1234 :1000.a.host\n\
+             6 P O2 GABCDEF :1001.b.host\n\
+             7 W17 :1002.c.host\n\
+             8 Pgone :1003.d.host\n",
+        )
+        .unwrap();
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(uids(&f), [5, 6, 7]);
+        let want_uidls: Vec<(u32, Box<str>)> =
+            vec![(5, "000003e95f3f8b80".into()), (6, "1001.b.host".into())];
+        assert_eq!(f.pop3_uidls(), want_uidls);
+        assert_eq!(f.pop3_orders(), [(6, 2)]);
+        assert_eq!(f.messages()[0].size, Some(1234));
+
+        force_uidlist_rewrite(&root, &f);
+        let want_lines = [
+            "5 W1234 P000003e95f3f8b80 :1000.a.host",
+            "6 P O2 GABCDEF :1001.b.host",
+            "7 W17 :1002.c.host",
+            // The record of a file we never saw keeps its fields too.
+            "8 Pgone :1003.d.host",
+        ];
+        assert_eq!(uidlist_records(&root), want_lines);
+
+        // A flag change renames the file; removing another message.
+        f.store_flags(&[5, 6], FlagOp::Add, &seen(), None).unwrap();
+        assert_eq!(f.remove(&[7]).unwrap(), [7]);
+        force_uidlist_rewrite(&root, &f);
+        let want_lines = [
+            "5 W1234 P000003e95f3f8b80 :1000.a.host",
+            "6 P O2 GABCDEF :1001.b.host",
+            "8 Pgone :1003.d.host",
+        ];
+        assert_eq!(uidlist_records(&root), want_lines);
+        assert_eq!(f.pop3_uidls(), want_uidls);
+    }
+    // Reopened from the index alone (the uidlist it sealed is not read).
+    let fields = crate::store::maildir::index::load(&root)
+        .expect("an index")
+        .fields;
+    assert_eq!(
+        String::from_utf8(fields).unwrap(),
+        "5 P000003e95f3f8b80 :1000.a.host\n6 P O2 GABCDEF :1001.b.host\n"
+    );
+    {
+        let before = whole_uidlist_reads();
+        let s = open(&root);
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(whole_uidlist_reads(), before, "sealed: not read");
+        let want_uidls: Vec<(u32, Box<str>)> =
+            vec![(5, "000003e95f3f8b80".into()), (6, "1001.b.host".into())];
+        assert_eq!(f.pop3_uidls(), want_uidls);
+        force_uidlist_rewrite(&root, &f);
+        assert_eq!(
+            uidlist_records(&root)[..2],
+            [
+                "5 W1234 P000003e95f3f8b80 :1000.a.host",
+                "6 P O2 GABCDEF :1001.b.host"
+            ]
+        );
+
+        // Another writer numbers a new file, with a UIDL, after we opened.
+        fs::write(root.join("cur/1004.e.host:2,"), b"e\n").unwrap();
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("dovecot-uidlist"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"9 Pfrom-lda :1004.e.host\n").unwrap();
+        drop(file);
+        f.sync(false).unwrap();
+        assert_eq!(uids(&f), [5, 6, 9]);
+        assert_eq!(f.pop3_uidls().last(), Some(&(9, "from-lda".into())));
+
+        // Another writer rewrites the uidlist (new inode), changing fields
+        // of known messages: the file is the authority.
+        let text = fs::read_to_string(root.join("dovecot-uidlist")).unwrap();
+        let text = text
+            .replace("9 Pfrom-lda :", "9 Pchanged O1 :")
+            .replace("6 P O2 GABCDEF :", "6 :");
+        fs::write(root.join("uidlist.new"), text).unwrap();
+        fs::rename(root.join("uidlist.new"), root.join("dovecot-uidlist")).unwrap();
+        f.sync(false).unwrap();
+        let want_uidls: Vec<(u32, Box<str>)> =
+            vec![(5, "000003e95f3f8b80".into()), (9, "changed".into())];
+        assert_eq!(f.pop3_uidls(), want_uidls);
+        assert_eq!(f.pop3_orders(), [(9, 1)]);
+        // A later line for the same record (same UID and name) gives its
+        // fields, as Dovecot's reader takes the later line.
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("dovecot-uidlist"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"9 Pagain :1004.e.host\n").unwrap();
+        drop(file);
+        f.sync(false).unwrap();
+        assert_eq!(f.pop3_uidls().last(), Some(&(9, "again".into())));
+    }
+    // Changed while the folder was closed: the index's seal no longer
+    // holds, the uidlist is read, and its fields replace the index's.
+    let text = fs::read_to_string(root.join("dovecot-uidlist")).unwrap();
+    fs::write(
+        root.join("dovecot-uidlist"),
+        text.replace("P000003e95f3f8b80", "Preplaced"),
+    )
+    .unwrap();
+    {
+        let before = whole_uidlist_reads();
+        let s = open(&root);
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(whole_uidlist_reads(), before + 1, "read: the seal broke");
+        let want_uidls: Vec<(u32, Box<str>)> = vec![(5, "replaced".into()), (9, "again".into())];
+        assert_eq!(f.pop3_uidls(), want_uidls);
+        // The index written at close holds the new ones.
+    }
+    let fields = crate::store::maildir::index::load(&root).unwrap().fields;
+    assert_eq!(
+        String::from_utf8(fields).unwrap(),
+        "5 Preplaced :1000.a.host\n9 Pagain :1004.e.host\n"
+    );
+    // The index lost: the uidlist gives them again.
+    fs::remove_file(root.join("nestbox.index")).unwrap();
+    let s = open(&root);
+    let f = s.open_folder("INBOX").unwrap();
+    let want_uidls: Vec<(u32, Box<str>)> = vec![(5, "replaced".into()), (9, "again".into())];
+    assert_eq!(f.pop3_uidls(), want_uidls);
+}
+
+/// `remove` (POP3's QUIT) unlinks messages whatever their flags, follows
+/// a file renamed meanwhile, skips UIDs already gone without an error,
+/// keeps `maildirsize` current, and another view of the folder (a session
+/// with it selected, IDLE included) learns of the expunges at once.
+#[test]
+fn remove_takes_unflagged_messages_and_skips_gone_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    for body in ["a\n", "bb\n", "ccc\n", "dddd\n", "eeeee\n"] {
+        f.append(body.as_bytes(), &Flags::new(), None).unwrap();
+    }
+    s.set_quota_limits(Some(1000), Some(100)).unwrap();
+    let q = s.quota().unwrap().unwrap();
+    assert_eq!((q.bytes, q.count), (20, 5));
+    let known = f.uid_list();
+    let since = f.highest_modseq();
+    let mut idle = f.watch();
+    idle.mark_unchanged();
+
+    // Message 2 is flagged \Deleted, the others are not: both kinds go.
+    f.store_flags(
+        &[2],
+        FlagOp::Add,
+        &Flags::from_flags(&[Flag::Deleted]),
+        None,
+    )
+    .unwrap();
+    // Another program renames message 3's file (a flag change) first.
+    let three = cur_by_uid(s.root())[2].clone();
+    let renamed = format!("{}S", three);
+    fs::rename(
+        s.root().join("cur").join(&three),
+        s.root().join("cur").join(&renamed),
+    )
+    .unwrap();
+    // Message 5's file is already gone (another client expunged it).
+    let five = cur_by_uid(s.root())[4].clone();
+    fs::remove_file(s.root().join("cur").join(five)).unwrap();
+
+    assert_eq!(f.remove(&[3, 1, 2, 5, 99, 1]).unwrap(), [1, 2, 3]);
+    assert_eq!(uids(&f), [4, 5]);
+    assert_eq!(files(s.root(), "cur").len(), 1);
+    let q = s.quota().unwrap().unwrap();
+    assert_eq!((q.bytes, q.count), (11, 2));
+    assert!(idle.has_changed().unwrap(), "an IDLE is woken");
+    let c = f.changes_since(since, &known);
+    assert_eq!(c.expunged, [1, 2, 3]);
+    // Removing them again does nothing.
+    assert_eq!(f.remove(&[1, 2, 3]).unwrap(), Vec::<u32>::new());
+    // Only a sync turns the vanished file into an expunge.
+    f.sync(false).unwrap();
+    assert_eq!(uids(&f), [4]);
+    // `expunge` still takes only \Deleted messages.
+    assert_eq!(f.expunge(None).unwrap(), Vec::<u32>::new());
+    assert_eq!(uids(&f), [4]);
+}
+
+/// `resolve_sizes` computes the RFC822.SIZE of messages whose names do
+/// not carry `,W=`, reading their files; `messages` shows them, and the
+/// index keeps them: a reopen has them without reading any file (here the
+/// files are changed behind the store's back, which a read would show).
+#[test]
+fn resolve_sizes_fills_sizes_and_the_index_keeps_them() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    let bodies: [&[u8]; 3] = [b"a\nb\n", b"Subject: x\r\n\r\nbody", b"c\n"];
+    {
+        let s = open(&root);
+        for (i, b) in bodies.iter().enumerate() {
+            deliver(&root, &format!("100{i}.m{i}.host"), b);
+        }
+        let f = s.open_folder("INBOX").unwrap();
+        let sizes = |f: &Folder| f.messages().iter().map(|m| m.size).collect::<Vec<_>>();
+        assert_eq!(sizes(&f), [None, None, None]);
+        // The third file vanishes before its size is looked up.
+        fs::remove_file(root.join("new/1002.m2.host")).unwrap();
+        f.resolve_sizes(&[1, 2, 3, 99]).unwrap();
+        assert_eq!(sizes(&f), [Some(6), Some(18), None]);
+        assert_eq!(f.rfc822_size(2).unwrap(), 18);
+    }
+    // Behind the store's back: the files' bytes change, their names and
+    // directories do not.
+    fs::write(root.join("new/1000.m0.host"), b"longer than before\n").unwrap();
+    fs::write(root.join("new/1001.m1.host"), b"x").unwrap();
+    let s = open(&root);
+    let f = s.open_folder("INBOX").unwrap();
+    let sizes: Vec<Option<u64>> = f.messages().iter().map(|m| m.size).collect();
+    assert_eq!(sizes, [Some(6), Some(18)]);
+    f.resolve_sizes(&[1, 2]).unwrap();
+    assert_eq!(f.rfc822_size(1).unwrap(), 6, "from the index, not the file");
+}
+
+/// Dovecot 2.3's own POP3 server, run on a Maildir whose uidlist nestbox
+/// rewrote (the `P`, `O` and `G` fields of a migrated maildrop in it),
+/// serves the UIDLs `pop3_uidls` gives, byte for byte, and the default
+/// `%08Xu%08Xv` (in lower case) for the others: our rewrite is the file
+/// Dovecot would read. Dovecot is run preauthenticated
+/// (`/usr/lib/dovecot/pop3` on stdin and stdout, as its own tests do),
+/// as the `dovecot` user when we are root (it never runs as uid 0).
+#[test]
+fn dovecot_pop3_serves_the_uidls_of_our_rewritten_uidlist() {
+    let pop3 = Path::new("/usr/lib/dovecot/pop3");
+    if !pop3.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Dovecot's pop3 is required under CI"
+        );
+        eprintln!("SKIPPED: {} not found", pop3.display());
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("Maildir");
+    fs::create_dir_all(&root).unwrap();
+    let (uidv, uidls) = {
+        let s = open(&root);
+        for name in ["1000.a.host:2,S", "1001.b.host:2,", "1002.c.host:2,"] {
+            fs::write(root.join("cur").join(name), b"Subject: x\n\nbody\n").unwrap();
+        }
+        fs::write(
+            root.join("dovecot-uidlist"),
+            "3 V1600000000 N9 G3085f01b7f11094c501100008c4a11c1\n\
+             5 P000003e95f3f8b80 W17 :1000.a.host\n\
+             6 P O2 GABCDEF :1001.b.host\n\
+             7 :1002.c.host\n",
+        )
+        .unwrap();
+        let f = s.open_folder("INBOX").unwrap();
+        f.append(b"Subject: new\n\nbody\n", &Flags::new(), None)
+            .unwrap();
+        f.store_flags(&[5, 6], FlagOp::Add, &seen(), None).unwrap();
+        force_uidlist_rewrite(&root, &f);
+        (f.uidvalidity(), f.pop3_uidls())
+    };
+    let mut want: Vec<String> = uidls.iter().map(|(_, u)| u.to_string()).collect();
+    for uid in [7u32, 9] {
+        want.push(format!("{uid:08x}{uidv:08x}"));
+    }
+    want.sort();
+    assert_eq!(
+        want,
+        [
+            "000000075f5e1000",
+            "000000095f5e1000",
+            "000003e95f3f8b80",
+            "1001.b.host"
+        ]
+    );
+
+    let conf = d.path().join("dovecot.conf");
+    fs::write(
+        &conf,
+        format!(
+            "mail_location = maildir:{}\nbase_dir = {}/run\nssl = no\n",
+            root.display(),
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    fs::create_dir_all(d.path().join("run")).unwrap();
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg("20");
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "dovecot:dovecot"])
+            .arg(d.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        cmd.args([
+            "setpriv",
+            "--reuid=dovecot",
+            "--regid=dovecot",
+            "--clear-groups",
+        ]);
+    }
+    let out = cmd
+        .arg(pop3)
+        .arg("-c")
+        .arg(&conf)
+        .env_clear()
+        .env("USER", "nestbox-test")
+        .env("HOME", d.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"UIDL\r\nQUIT\r\n")?;
+            drop(stdin);
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut got: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let (n, uidl) = l.trim_end().split_once(' ')?;
+            n.parse::<u32>().ok()?;
+            Some(uidl.to_string())
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        want,
+        "Dovecot said:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What Dovecot left behind still reads the same here.
+    let s = open(&root);
+    assert_eq!(s.open_folder("INBOX").unwrap().pop3_uidls(), uidls);
+}

@@ -1,9 +1,11 @@
-//! The one way integration tests start an IMAP server: [`TestServer`].
+//! The one way integration tests start an IMAP and POP3 server: [`TestServer`].
 //!
 //! Owns: a throwaway directory per server (config, test CA and server certificate made with
 //! `rcgen`, Dovecot-format passwd-file, the users' Maildirs), starting the server process on
-//! free 127.0.0.1 ports, waiting for its `* OK` greeting, and stopping it by PID (SIGTERM, then
-//! SIGKILL after a bounded wait) on drop.
+//! free 127.0.0.1 ports (IMAP and POP3, each cleartext and implicit TLS), waiting for its
+//! `* OK` IMAP greeting, and stopping it by PID (SIGTERM, then SIGKILL after a bounded wait) on
+//! drop; and the small blocking clients tests check a server with ([`ImapClient`],
+//! [`Pop3Client`]).
 //!
 //! The server is the built `nestbox` binary. Setting `NESTBOX_TEST_SERVER=dovecot` starts
 //! Debian's Dovecot on the same directory layout instead, which is how the suites themselves are
@@ -13,6 +15,10 @@
 //! Never: leave a server running after the test (Drop stops it), kill anything it did not start,
 //! or read anything outside its own temp dir except `tests/fixtures/`.
 #![allow(dead_code)] // each test binary uses a different part of this module
+
+mod pop3;
+#[allow(unused_imports)] // not every test binary uses every helper
+pub use pop3::{Pop3Client, crlf, retr_form};
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -79,6 +85,11 @@ pub struct Options {
     /// Where the server's temp dir (config, mail) is made instead of the default temp dir,
     /// e.g. a tmpfs for tests that store hundreds of MB.
     pub temp_parent: Option<PathBuf>,
+    /// More `[pop3]` lines, e.g. `"dele = \"flag\"\n"` (nestbox only).
+    pub pop3_extra: Option<String>,
+    /// passwd-file extra fields per user (the line's 8th field), e.g.
+    /// `("bob", "nestbox_protocols=imap")`.
+    pub passwd_extra: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -93,6 +104,8 @@ impl Default for Options {
             tls_files: None,
             extra_limits: None,
             temp_parent: None,
+            pop3_extra: None,
+            passwd_extra: Vec::new(),
         }
     }
 }
@@ -107,6 +120,10 @@ pub struct TestServer {
     pub imap_port: u16,
     /// Implicit-TLS IMAP port on 127.0.0.1.
     pub imaps_port: u16,
+    /// Cleartext (STLS) POP3 port on 127.0.0.1.
+    pub pop3_port: u16,
+    /// Implicit-TLS POP3 port on 127.0.0.1.
+    pub pop3s_port: u16,
     /// PEM file of the CA that signed the server certificate (SANs: localhost, 127.0.0.1).
     pub ca_file: PathBuf,
     /// The config file the server was started with.
@@ -283,9 +300,22 @@ impl TestServer {
         if let Some((c, k)) = &options.tls_files {
             (cert_file, key_file) = (c.clone(), k.clone());
         }
+        let extra = |user: &str| {
+            let fields: Vec<&str> = options
+                .passwd_extra
+                .iter()
+                .filter(|(u, _)| *u == user)
+                .map(|(_, e)| *e)
+                .collect();
+            fields.join(" ")
+        };
         fs::write(
             dir.join("users"),
-            format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n{USER2}:{{PLAIN}}{PASSWORD2}::::::\n"),
+            format!(
+                "{USER}:{{PLAIN}}{PASSWORD}::::::{}\n{USER2}:{{PLAIN}}{PASSWORD2}::::::{}\n",
+                extra(USER),
+                extra(USER2)
+            ),
         )
         .expect("write users");
         for user in [USER, USER2] {
@@ -310,6 +340,8 @@ impl TestServer {
             dir,
             imap_port: 0,
             imaps_port: 0,
+            pop3_port: 0,
+            pop3s_port: 0,
             ca_file,
             options,
             cert_file,
@@ -324,13 +356,19 @@ impl TestServer {
 
     /// Picks free ports and writes the config for them.
     fn new_ports(&mut self) {
-        let [imap_port, imaps_port] = free_ports::<2>();
-        self.imap_port = imap_port;
-        self.imaps_port = imaps_port;
+        let [imap, imaps, pop3, pop3s] = free_ports::<4>();
+        (self.imap_port, self.imaps_port) = (imap, imaps);
+        (self.pop3_port, self.pop3s_port) = (pop3, pop3s);
+        let ports = Ports {
+            imap,
+            imaps,
+            pop3,
+            pop3s,
+        };
         let (dir, cert, key, o) = (&self.dir, &self.cert_file, &self.key_file, &self.options);
         self.config_file = match self.kind {
-            Kind::Nestbox => write_nestbox_config(dir, imap_port, imaps_port, cert, key, o),
-            Kind::Dovecot => write_dovecot_config(dir, imap_port, imaps_port, cert, key, o),
+            Kind::Nestbox => write_nestbox_config(dir, &ports, cert, key, o),
+            Kind::Dovecot => write_dovecot_config(dir, &ports, cert, key, o),
         };
     }
 
@@ -489,12 +527,39 @@ impl TestServer {
         s
     }
 
+    /// A cleartext connection to the POP3 port, greeting not yet read.
+    pub fn connect_pop3(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.pop3_port)).expect("connect POP3");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        s.set_write_timeout(Some(Duration::from_secs(10))).ok();
+        s
+    }
+
+    /// A rustls client config that trusts only this server's test CA.
+    pub fn tls_client_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(&self.ca_file).expect("ca.pem")
+        {
+            roots.add(cert.expect("CA certificate")).expect("add root");
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        std::sync::Arc::new(config)
+    }
+
     /// The environment a client subprocess (Python, mbsync scripts) needs to reach this server.
     pub fn client_env(&self) -> Vec<(String, String)> {
         vec![
             ("IMAP_HOST".into(), "127.0.0.1".into()),
             ("IMAP_PORT".into(), self.imap_port.to_string()),
             ("IMAPS_PORT".into(), self.imaps_port.to_string()),
+            ("POP3_PORT".into(), self.pop3_port.to_string()),
+            ("POP3S_PORT".into(), self.pop3s_port.to_string()),
             ("IMAP_USER".into(), USER.into()),
             ("IMAP_PASSWORD".into(), PASSWORD.into()),
             ("IMAP_USER2".into(), USER2.into()),
@@ -532,10 +597,17 @@ fn unique_hostname(dir: &Path) -> String {
     format!("{name}.test.local")
 }
 
+/// The four listening ports of a server on 127.0.0.1.
+struct Ports {
+    imap: u16,
+    imaps: u16,
+    pop3: u16,
+    pop3s: u16,
+}
+
 fn write_nestbox_config(
     dir: &Path,
-    imap_port: u16,
-    imaps_port: u16,
+    ports: &Ports,
     cert: &Path,
     key: &Path,
     o: &Options,
@@ -543,12 +615,12 @@ fn write_nestbox_config(
     let mut cfg = format!(
         r#"hostname = "{host}"
 [imap]
-listen = ["127.0.0.1:{imap_port}"]
-listen_tls = ["127.0.0.1:{imaps_port}"]
+listen = ["127.0.0.1:{imap}"]
+listen_tls = ["127.0.0.1:{imaps}"]
 [pop3]
-listen = []
-listen_tls = []
-[tls]
+listen = ["127.0.0.1:{pop3}"]
+listen_tls = ["127.0.0.1:{pop3s}"]
+{pop3_extra}[tls]
 cert = "{cert}"
 key = "{key}"
 [auth]
@@ -559,6 +631,11 @@ plaintext_on_loopback = {plain}
 maildir = "{dir}/mail/%u/Maildir"
 {mail_user}"#,
         host = unique_hostname(dir),
+        imap = ports.imap,
+        imaps = ports.imaps,
+        pop3 = ports.pop3,
+        pop3s = ports.pop3s,
+        pop3_extra = o.pop3_extra.as_deref().unwrap_or(""),
         cert = cert.display(),
         key = key.display(),
         dir = dir.display(),
@@ -710,10 +787,17 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     }
 }
 
+/// Debian's `dovecot-pop3d` installs this; without it Dovecot serves IMAP only.
+const DOVECOT_POP3: &str = "/usr/lib/dovecot/pop3";
+
+/// Whether Dovecot's POP3 server is installed (`dovecot-pop3d`).
+pub fn dovecot_has_pop3() -> bool {
+    Path::new(DOVECOT_POP3).is_file()
+}
+
 fn write_dovecot_config(
     dir: &Path,
-    imap_port: u16,
-    imaps_port: u16,
+    ports: &Ports,
     cert: &Path,
     key: &Path,
     o: &Options,
@@ -757,7 +841,7 @@ fn write_dovecot_config(
         r#"base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-protocols = imap
+protocols = imap{pop3_protocol}
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <{cert}
@@ -804,11 +888,24 @@ namespace inbox {{
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
-    port = {imap_port}
+    port = {imap}
   }}
   inet_listener imaps {{
     address = 127.0.0.1
-    port = {imaps_port}
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+# pop3_uidl_format stays Dovecot's default (%08Xu%08Xv in 2.3): nestbox must serve the
+# UIDLs a user's POP3 client already has from a default Dovecot.
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    address = 127.0.0.1
+    port = {pop3s}
     ssl = yes
   }}
 }}
@@ -823,6 +920,11 @@ service stats {{
 "#,
         cert = cert.display(),
         key = key.display(),
+        imap = ports.imap,
+        imaps = ports.imaps,
+        pop3 = ports.pop3,
+        pop3s = ports.pop3s,
+        pop3_protocol = if dovecot_has_pop3() { " pop3" } else { "" },
         dpa = if o.plaintext_on_loopback { "no" } else { "yes" },
     );
     let path = dir.join("dovecot.conf");

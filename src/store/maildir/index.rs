@@ -6,12 +6,14 @@
 //! before. Owns their binary formats; it never decides what the state is.
 //!
 //! `nestbox.index` is rewritten whole and atomically:
-//! magic `NBIDX005`, header fields, the uidlist seal (below), one record
-//! per message (UID, file name, modseq, mtime, size, keywords that have no
+//! magic `NBIDX006`, header fields, the uidlist seal (below), the uidlist
+//! extension fields of the messages that have any (below), one record per
+//! message (UID, file name, modseq, mtime, size, keywords that have no
 //! letter), then a CRC-32 of everything before it (in a 64-bit field)
-//! except the header's `clean` byte. Any mismatch means "no index". An
-//! `NBIDX004` image (the format before the seal) still reads, without a
-//! seal. The one write in place is
+//! except the header's `clean` byte. Any mismatch means "no index". Older
+//! images still read: `NBIDX005` (no extension fields) without its seal,
+//! so the folder reads the uidlist once and takes the fields from there;
+//! `NBIDX004` (the format before the seal) as it is. The one write in place is
 //! [`mark_unclean`]: a single byte, `clean` 1 -> 0, so that the first change
 //! after opening a folder does not have to rewrite the whole file (11 MB at
 //! 100,000 messages) with the folder locked. A torn write cannot happen to
@@ -24,6 +26,14 @@
 //! the same (the uidlist's mtime and size in its index header) so that
 //! opening a folder need not read a uidlist nobody changed: at 100,000
 //! messages that is 8 MB parsed on every open from disk.
+//!
+//! The extension fields ([`IndexData::fields`]) are what the uidlist says
+//! about a message beyond its UID and sizes: Dovecot's `P` (a POP3 UIDL
+//! kept from a migration), `O`, `G`. A folder opened under the seal does
+//! not read the uidlist, so the index must hold them; kept as uidlist
+//! record lines of just the messages that have any (opaque bytes here,
+//! like the seal's `unseen`), they cost nothing in a folder without them,
+//! where a field in every message record would cost 4 bytes a message.
 //!
 //! `nestbox.cache` holds the session's encoded ENVELOPE/BODYSTRUCTURE/BODY
 //! per UID. It is append-only (`NBCCH003` + UIDVALIDITY, then entries each
@@ -38,7 +48,10 @@ use std::sync::Arc;
 
 pub const FILE: &str = "nestbox.index";
 pub const CACHE_FILE: &str = "nestbox.cache";
-const MAGIC: &[u8; 8] = b"NBIDX005";
+const MAGIC: &[u8; 8] = b"NBIDX006";
+/// The format before the extension fields: read (without its seal, see
+/// the module doc), never written.
+const MAGIC_005: &[u8; 8] = b"NBIDX005";
 /// The format before the uidlist seal: read, never written.
 const MAGIC_004: &[u8; 8] = b"NBIDX004";
 /// Where the `clean` byte sits: after the magic, UIDVALIDITY, next UID,
@@ -83,6 +96,10 @@ pub struct IndexData {
     /// The uidlist this index agrees with (`None`: check it against the
     /// uidlist on disk, as before the seal).
     pub uidlist: Option<UidlistSeal>,
+    /// The uidlist extension fields of the messages that have any, in the
+    /// uidlist's own line format (see the module doc; the folder writes
+    /// and parses them, opaque here).
+    pub fields: Vec<u8>,
     pub msgs: Vec<IndexMsg>,
 }
 
@@ -238,6 +255,7 @@ pub fn encode_parts<'a>(
             w.bytes(&s.unseen);
         }
     }
+    w.bytes(&d.fields);
     w.u32(msgs.len() as u32);
     for m in msgs {
         w.u32(m.uid);
@@ -446,9 +464,11 @@ impl<F: io::Read> Src for Chunked<F> {
 /// `r`; `None` if it is malformed. The caller checks that `r` is used up
 /// and that the checksum matches.
 fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
-    let sealed = match r.take(8)? {
-        m if m == MAGIC => true,
-        m if m == MAGIC_004 => false,
+    let magic = r.take(8)?;
+    let (sealed, fields) = match magic {
+        m if m == MAGIC => (true, true),
+        m if m == MAGIC_005 => (true, false),
+        m if m == MAGIC_004 => (false, false),
         _ => return None,
     };
     let mut d = IndexData {
@@ -466,6 +486,7 @@ fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Optio
         cur_mtime: r.i128()?,
         scan_time: r.i128()?,
         uidlist: None,
+        fields: Vec::new(),
         msgs: Vec::new(),
     };
     if sealed {
@@ -482,6 +503,13 @@ fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Optio
             }),
             _ => return None,
         };
+    }
+    if fields {
+        d.fields = r.bytes()?.to_vec();
+    } else {
+        // Without the fields, the seal would let the folder open without
+        // reading the uidlist, and so without them (see the module doc).
+        d.uidlist = None;
     }
     let n = r.u32()? as usize;
     // Each record takes at least 45 bytes: a bad count cannot make us
@@ -712,6 +740,7 @@ mod tests {
                 guid: "0123abcd".into(),
                 unseen: b"9 :1002.c.host\n".to_vec(),
             }),
+            fields: b"1 P000003e95f3f8b80 O1 :a\n".to_vec(),
             msgs: vec![
                 IndexMsg {
                     uid: 1,
@@ -836,14 +865,16 @@ mod tests {
     fn an_index_without_the_seal_still_reads() {
         let d = IndexData {
             uidlist: None,
+            fields: Vec::new(),
             ..sample()
         };
         let new = encode(&d);
-        // `NBIDX004` had everything but the seal's presence byte.
+        // `NBIDX004` had everything but the seal's presence byte and the
+        // fields (here empty: their length, 4 bytes of 0).
         let seal_at = CLEAN_AT + 1 + 16 * 3;
-        assert_eq!(new[seal_at], 0);
+        assert_eq!(new[seal_at..seal_at + 5], [0; 5]);
         let mut old = new[..new.len() - 8].to_vec();
-        old.remove(seal_at);
+        old.drain(seal_at..seal_at + 5);
         old[..8].copy_from_slice(MAGIC_004);
         let sum = index_checksum(&old);
         let mut old_file = old.clone();
@@ -854,6 +885,39 @@ mod tests {
         let sum = index_checksum(&wrong);
         wrong.extend_from_slice(&u64::from(sum).to_le_bytes());
         assert_ne!(decode(&wrong), Some(d));
+    }
+
+    /// An `NBIDX005` image (a seal, no extension fields) reads with its
+    /// messages but without its seal: the folder must read the uidlist,
+    /// where the fields are, once.
+    #[test]
+    fn an_index_without_the_fields_reads_unsealed() {
+        let d = IndexData {
+            fields: Vec::new(),
+            ..sample()
+        };
+        let new = encode(&d);
+        let unseen = b"9 :1002.c.host\n";
+        let fields_at = new
+            .windows(unseen.len())
+            .position(|w| w == unseen)
+            .expect("the seal is in the image")
+            + unseen.len();
+        assert_eq!(new[fields_at..fields_at + 4], [0; 4]);
+        let mut old = new[..new.len() - 8].to_vec();
+        old.drain(fields_at..fields_at + 4);
+        old[..8].copy_from_slice(MAGIC_005);
+        let sum = index_checksum(&old);
+        old.extend_from_slice(&u64::from(sum).to_le_bytes());
+        assert_eq!(
+            decode(&old),
+            Some(IndexData {
+                uidlist: None,
+                ..d.clone()
+            })
+        );
+        let read = read_with(&old[..], old.len() as u64, 64, |_, _| {});
+        assert_eq!(read.map(|r| r.uidlist), Some(None));
     }
 
     #[test]

@@ -36,8 +36,11 @@ pub struct Record {
     pub size: Option<u64>,
     /// `W<vsize>`: the CRLF size.
     pub vsize: Option<u64>,
-    /// Other `<key><value>` fields of other writers, kept verbatim.
-    pub extra: Vec<String>,
+    /// The other extension fields (Dovecot's `P` POP3 UIDL, `O` POP3
+    /// order, `G` GUID, and any other `<key><value>` with an upper-case
+    /// key), verbatim and in file order, separated by one space (see
+    /// [`Parsed::fields`]); empty for nearly every record.
+    pub extra: String,
 }
 
 impl Record {
@@ -62,7 +65,8 @@ pub struct Line<'a> {
     pub base: &'a str,
     pub size: Option<u64>,
     pub vsize: Option<u64>,
-    pub extra: &'a [String],
+    /// [`Record::extra`]: written as it is after `S` and `W`.
+    pub extra: &'a str,
 }
 
 impl Line<'_> {
@@ -79,9 +83,9 @@ impl Line<'_> {
             out.push_str(" W");
             push_num(out, w);
         }
-        for e in self.extra {
+        if !self.extra.is_empty() {
             out.push(' ');
-            out.push_str(e);
+            out.push_str(self.extra);
         }
         out.push_str(" :");
         out.push_str(self.base);
@@ -447,21 +451,53 @@ pub struct Parsed<'a> {
     exts: &'a str,
 }
 
-impl Parsed<'_> {
+impl<'a> Parsed<'a> {
     pub fn to_record(&self) -> Record {
         Record {
             uid: self.uid,
             base: self.base.to_string(),
             size: self.size,
             vsize: self.vsize,
-            extra: self
-                .exts
-                .split(' ')
-                .filter(|e| !e.is_empty() && !e.starts_with(['S', 'W']))
-                .map(str::to_string)
-                .collect(),
+            extra: self.fields_text(),
         }
     }
+
+    /// The extension fields other than `S` and `W` (which the folder owns:
+    /// it writes the sizes it knows), each `<key><value>` as written.
+    ///
+    /// As Dovecot reads them (`maildir_uidlist_read_extended`): a field
+    /// runs to the next space, so a value never holds one and is never
+    /// escaped (a `P` value is written as the POP3 server gave it; an
+    /// empty one, `P` alone, means "the base file name"); the key is one
+    /// upper-case letter, and a field with any other first byte is
+    /// dropped (Dovecot drops it too, as corrupt, and rewrites the file).
+    pub fn fields(&self) -> impl Iterator<Item = &'a str> + Clone + use<'a> {
+        self.exts
+            .split(' ')
+            .filter(|e| e.starts_with(|c: char| c.is_ascii_uppercase() && c != 'S' && c != 'W'))
+    }
+
+    /// [`Parsed::fields`] as [`Record::extra`] holds them (no allocation
+    /// when there are none, as for nearly every record).
+    pub fn fields_text(&self) -> String {
+        let mut it = self.fields();
+        let Some(first) = it.next() else {
+            return String::new();
+        };
+        let mut out = first.to_string();
+        for f in it {
+            out.push(' ');
+            out.push_str(f);
+        }
+        out
+    }
+}
+
+/// Whether the fields of a record (as [`Parsed::fields`] gives them) are
+/// the ones `text` holds (as [`Record::extra`] keeps them), compared
+/// without allocating.
+pub fn same_fields<'a>(fields: impl Iterator<Item = &'a str>, text: &str) -> bool {
+    fields.eq(text.split(' ').filter(|f| !f.is_empty()))
 }
 
 /// Parses record lines; lines that do not parse (and a torn last line
@@ -658,7 +694,7 @@ pub fn parse_courier(data: &[u8]) -> io::Result<Uidlist> {
             base: base.to_string(),
             size: None,
             vsize: None,
-            extra: Vec::new(),
+            extra: String::new(),
         });
     }
     ul.records.sort_by_key(|r| r.uid);
@@ -693,11 +729,56 @@ mod tests {
         assert_eq!(ul.records[1].vsize, Some(2481));
         assert_eq!(ul.records[1].base, "1276533073.M242911P3632.kurkku");
         assert_eq!(ul.records[2].size, Some(3000));
-        assert_eq!(ul.records[2].extra, vec!["M1".to_string()]);
+        assert_eq!(ul.records[2].extra, "M1");
         assert_eq!(ul.next_uid(), 25022);
         // Round trip (the info suffixes are dropped: we store base names).
         let again = Uidlist::parse(ul.render().as_bytes()).unwrap();
         assert_eq!(again, ul);
+    }
+
+    /// Extension fields as Dovecot reads them (`maildir_uidlist_read_extended`):
+    /// each runs to the next space, unescaped, its key one upper-case
+    /// letter (others are dropped, as Dovecot drops them); `S` and `W` are
+    /// the sizes. The rest is kept byte for byte, in file order, and
+    /// written back after the sizes.
+    #[test]
+    fn extension_fields_are_kept_verbatim() {
+        let table: &[(&str, &str, Option<u64>, &str)] = &[
+            // A record as Dovecot writes it with a POP3 UIDL from a migration.
+            (
+                "5 P000003e95f3f8b80 W1234 :1.a.host",
+                "P000003e95f3f8b80",
+                Some(1234),
+                "5 W1234 P000003e95f3f8b80 :1.a.host\n",
+            ),
+            // `P` alone (the base name is the UIDL), order, GUID.
+            (
+                "5 S10 P O3 Gabc:def W7 :b",
+                "P O3 Gabc:def",
+                Some(7),
+                "5 S10 W7 P O3 Gabc:def :b\n",
+            ),
+            // Bytes a UIDL may hold (RFC 1939: 0x21 to 0x7E), a colon too.
+            ("5 P!x:/=~ :b", "P!x:/=~", None, "5 P!x:/=~ :b\n"),
+            // Extra spaces, and keys Dovecot refuses.
+            ("5  P1   pfoo 9x :b", "P1", None, "5 P1 :b\n"),
+            ("5 :b", "", None, "5 :b\n"),
+        ];
+        for &(line, extra, vsize, rendered) in table {
+            let p = parse_line(line, 3).unwrap_or_else(|| panic!("{line}"));
+            let r = p.to_record();
+            assert_eq!((r.extra.as_str(), r.vsize), (extra, vsize), "{line}");
+            assert!(same_fields(p.fields(), extra), "{line}");
+            let mut out = String::new();
+            r.line().render(&mut out);
+            assert_eq!(out, rendered, "{line}");
+            // What we write reads back the same.
+            let again = parse_line(out.trim_end(), 3).unwrap().to_record();
+            assert_eq!(again, r, "{line}");
+        }
+        assert!(!same_fields(["P1"].into_iter(), "P2"));
+        assert!(!same_fields(["P1", "O1"].into_iter(), "P1"));
+        assert!(same_fields(std::iter::empty(), ""));
     }
 
     proptest::proptest! {
@@ -716,7 +797,7 @@ mod tests {
                 base: names[usize::from(n)],
                 size: Some(side as u64),
                 vsize: None,
-                extra: &[],
+                extra: "",
             };
             let la: Vec<Line> = a.iter().map(|&x| line(0, x)).collect();
             let lb: Vec<Line> = b.iter().map(|&x| line(1, x)).collect();
@@ -734,7 +815,7 @@ mod tests {
         ) {
             let mut ul = Uidlist::new(uidv, 1);
             for (uid, (base, size, vsize)) in recs {
-                ul.records.push(Record { uid, base, size, vsize, extra: vec![] });
+                ul.records.push(Record { uid, base, size, vsize, extra: String::new() });
             }
             ul.header_next = ul.next_uid();
             let back = Uidlist::parse(ul.render().as_bytes()).unwrap();
@@ -752,7 +833,7 @@ mod tests {
             base: format!("{i}.M1P1.host"),
             size: None,
             vsize: Some(u64::from(i) * 7),
-            extra: vec![],
+            extra: String::new(),
         };
         let mut ul = Uidlist::new(5, 1);
         ul.records.extend((1..=4000).map(rec));
@@ -788,7 +869,7 @@ mod tests {
             base: "a".into(),
             size: None,
             vsize: None,
-            extra: vec![],
+            extra: String::new(),
         });
         let tmp = d.path().join(format!(
             "{FILE}.{}.{}.tmp",
@@ -822,7 +903,7 @@ mod tests {
             base: "b".into(),
             size: Some(0),
             vsize: Some(u64::MAX),
-            extra: vec![],
+            extra: String::new(),
         }
         .line()
         .render(&mut out);
@@ -851,7 +932,7 @@ mod tests {
             base: "a".into(),
             size: None,
             vsize: Some(5),
-            extra: vec![],
+            extra: String::new(),
         });
         ul.header_next = 2;
         let dir = Dir::open_root(d.path()).unwrap();
@@ -864,7 +945,7 @@ mod tests {
             base: "b".into(),
             size: Some(1),
             vsize: None,
-            extra: vec![],
+            extra: String::new(),
         };
         append(&dir, std::iter::once(rec.line()), false).unwrap();
         let (recs, s2) = read_appended(&dir, stamp, 3).unwrap();

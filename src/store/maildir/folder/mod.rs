@@ -11,8 +11,11 @@
 //! look); `bodies` message files and the per-message cache; `persist` the
 //! index and cache files and closing; `sync` reconciles with the disk (its
 //! module doc lists the races and how each is handled); `write` changes
-//! message files (STORE, EXPUNGE, APPEND, COPY, MOVE); `by_base` holds the
-//! tables keyed by base names, which keep no copy of the names.
+//! message files (STORE, EXPUNGE, APPEND, COPY, MOVE, POP3's removal);
+//! `by_base` holds the tables keyed by base names, which keep no copy of
+//! the names; `fields` the uidlist extension fields of messages (Dovecot's
+//! POP3 UIDLs); `resolve` what is looked up only when first needed
+//! (INTERNALDATE, RFC822.SIZE).
 //!
 //! Modseqs: every flag change, new message and expunge takes the next
 //! modseq. They are kept in `nestbox.index`; if that is lost, or the process
@@ -40,7 +43,9 @@ use crate::store::{CacheField, Changes, MessageMeta, Result, StoreError, StoreOp
 mod bodies;
 mod by_base;
 mod changes;
+mod fields;
 mod persist;
+mod resolve;
 mod sync;
 pub use bodies::{HeaderBlock, MAX_HEADER_READ, MessageFile};
 pub use changes::{ChangeQuery, ViewStart};
@@ -109,6 +114,9 @@ struct Rare {
     other: Box<str>,
     /// Keywords without a letter (beyond the 26 of `dovecot-keywords`).
     extra_kw: Box<[String]>,
+    /// The uidlist record's extension fields other than `S` and `W`, as
+    /// [`uidlist::Record::extra`] keeps them (see `fields`).
+    ul_fields: Box<str>,
 }
 
 /// [`Msg::size_raw`] of a message whose size is not known (no file is
@@ -129,6 +137,7 @@ where
     Some(Box::new(Rare {
         other: other.into(),
         extra_kw: extra_kw.into(),
+        ul_fields: Box::default(),
     }))
 }
 
@@ -150,13 +159,27 @@ impl Msg {
     }
 
     fn set_other(&mut self, other: impl Into<Box<str>> + AsRef<str>) {
-        let extra: Box<[String]> = self.rare.take().map(|r| r.extra_kw).unwrap_or_default();
-        self.rare = rare(other, extra);
+        self.edit_rare(other.as_ref().is_empty(), |r| r.other = other.into());
     }
 
     fn set_extra_kw(&mut self, extra_kw: impl Into<Box<[String]>> + AsRef<[String]>) {
-        let other: Box<str> = self.rare.take().map(|r| r.other).unwrap_or_default();
-        self.rare = rare(other, extra_kw);
+        self.edit_rare(extra_kw.as_ref().is_empty(), |r| {
+            r.extra_kw = extra_kw.into()
+        });
+    }
+
+    /// Sets one rare part (`empty`: to nothing, which for a message
+    /// without any is nothing to do: every rename sets `other`), keeping
+    /// the others; no box is kept once all are empty.
+    fn edit_rare(&mut self, empty: bool, set: impl FnOnce(&mut Rare)) {
+        if empty && self.rare.is_none() {
+            return;
+        }
+        let r = self.rare.get_or_insert_with(Box::default);
+        set(r);
+        if r.other.is_empty() && r.extra_kw.is_empty() && r.ul_fields.is_empty() {
+            self.rare = None;
+        }
     }
 
     fn size(&self) -> Option<u64> {
@@ -508,6 +531,7 @@ impl Folder {
             }
             st.msgs = indexed;
             st.reset_by_base();
+            st.take_indexed_fields(&i.fields);
             if let (None, Some(seal)) = (&ul, &i.uidlist) {
                 // The records of files not seen when the index was written
                 // (none of them a message's: a record is dropped from there
@@ -568,63 +592,6 @@ impl Folder {
         self.rw_holders
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         RwHold(self.clone())
-    }
-
-    /// Looks up INTERNALDATE (the file's mtime) for those of `uids` whose
-    /// date is still [`crate::store::UNKNOWN_DATE`], and remembers it. A
-    /// file renamed under us is found again; one that is gone keeps the
-    /// unknown date (the next sync expunges it).
-    pub fn resolve_dates(&self, uids: &[u32]) -> Result<()> {
-        // The stats run without the folder locked: FETCH calls this for
-        // chunks of a thousand messages from several threads at once.
-        let unknown: Vec<(u32, Loc)> = {
-            let st = self.lock_state();
-            uids.iter()
-                .filter_map(|&uid| {
-                    let m = &st.msgs[st.find(uid)?];
-                    (m.mtime == crate::store::UNKNOWN_DATE).then(|| (uid, m.loc.clone()))
-                })
-                .collect()
-        };
-        if unknown.is_empty() {
-            return Ok(());
-        }
-        nowait::blocking(|| self.resolve_unknown_dates(unknown))
-    }
-
-    /// The stat part of [`Folder::resolve_dates`].
-    fn resolve_unknown_dates(&self, unknown: Vec<(u32, Loc)>) -> Result<()> {
-        let stats: Vec<(u32, Loc, io::Result<Meta>)> = unknown
-            .into_iter()
-            .map(|(uid, loc)| {
-                let md = self.stat_loc(&loc);
-                (uid, loc, md)
-            })
-            .collect();
-        let mut st = self.lock_state();
-        let mut rescanned = false;
-        let mut any = false;
-        for (uid, loc, md) in stats {
-            let Some(i) = st.find(uid) else { continue };
-            // Renamed meanwhile (a flag change): look again where it is now.
-            let mut found = if st.msgs[i].loc == loc {
-                md
-            } else {
-                self.stat_loc(&st.msgs[i].loc)
-            };
-            if found.as_ref().is_err_and(is_enoent) && self.relocate(&mut st, i, &mut rescanned)? {
-                found = self.stat_loc(&st.msgs[i].loc);
-            }
-            if let Ok(md) = found {
-                st.msgs[i].mtime = md.mtime();
-                any = true;
-            }
-        }
-        if any {
-            st.snapshot = None;
-            st.dirty = true;
-        }
-        Ok(())
     }
 
     /// The keywords defined for this folder (its `dovecot-keywords`), which
@@ -766,20 +733,7 @@ impl Folder {
     /// With `need_size`, unknown sizes are computed from the files.
     pub(crate) fn status(&self, need_size: bool) -> Result<crate::store::FolderStatus> {
         if need_size {
-            let unknown: Vec<u32> = {
-                let st = self.lock_state();
-                st.msgs
-                    .iter()
-                    .filter(|m| m.size().is_none())
-                    .map(|m| m.uid)
-                    .collect()
-            };
-            for uid in unknown {
-                match self.rfc822_size(uid) {
-                    Ok(_) | Err(StoreError::Expunged) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            self.resolve_sizes(&self.all_uids())?;
         }
         let recent = self.recent_count();
         let st = self.lock_state();
@@ -859,7 +813,7 @@ impl State {
             base: base.to_string(),
             size: None,
             vsize: size,
-            extra: Vec::new(),
+            extra: String::new(),
         };
         let modseq = self.highest_modseq;
         self.put(Msg {
@@ -929,10 +883,11 @@ impl State {
             while self.msgs.get(i).is_some_and(|m| m.uid < p.uid) {
                 i += 1;
             }
-            if let Some(m) = self.msgs.get(i)
+            if let Some(m) = self.msgs.get_mut(i)
                 && m.uid == p.uid
                 && m.base() == p.base
             {
+                self.dirty |= m.take_fields(p.fields());
                 self.next_uid = self.next_uid.max(p.uid.saturating_add(1));
                 continue;
             }
@@ -947,7 +902,11 @@ impl State {
     fn note_record(&mut self, p: &uidlist::Parsed) -> bool {
         self.next_uid = self.next_uid.max(p.uid.saturating_add(1));
         match self.uid_of_base(p.base) {
-            Some(u) => u == p.uid,
+            Some(u) if u == p.uid => {
+                self.take_record_fields(u, p.fields());
+                true
+            }
+            Some(_) => false,
             None => {
                 self.ul_unknown.insert(p.base.to_string(), p.to_record());
                 true

@@ -111,6 +111,7 @@ impl Folder {
             cur_mtime: st.cur_mtime,
             scan_time: st.scan_time,
             uidlist: self.uidlist_seal(st),
+            fields: st.fields_image(),
             msgs: Vec::new(),
         };
         let image = index::encode_parts(

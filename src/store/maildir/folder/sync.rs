@@ -624,11 +624,20 @@ impl Folder {
         self.write_full_uidlist(st, std::iter::empty())
     }
 
+    /// Takes in records another writer appended. One for a message we
+    /// know under the same UID gives its extension fields, as a later
+    /// line for the same record does in Dovecot's reader.
     pub(super) fn note_records(&self, st: &mut State, recs: Vec<Record>) {
         for r in recs {
             st.next_uid = st.next_uid.max(r.uid.saturating_add(1));
-            if st.uid_of_base(&r.base).is_none() {
-                st.ul_unknown.insert(r.base.clone(), r);
+            match st.uid_of_base(&r.base) {
+                None => {
+                    st.ul_unknown.insert(r.base.clone(), r);
+                }
+                Some(u) if u == r.uid => {
+                    st.take_record_fields(u, r.extra.split(' ').filter(|x| !x.is_empty()));
+                }
+                Some(_) => {}
             }
         }
     }
@@ -986,6 +995,9 @@ impl Folder {
                     f.uid = r.uid;
                     f.set_size(f.size().or(r.vsize));
                 }
+                // Renumbered or not, the fields are the file's: a POP3
+                // UIDL stays with the message it named.
+                f.take_fields(r.extra.split(' ').filter(|x| !x.is_empty()));
                 adopted.push(r);
             }
         };
@@ -1021,7 +1033,7 @@ impl Folder {
             base: f.base(),
             size: None,
             vsize: f.size(),
-            extra: &[],
+            extra: f.ul_fields(),
         });
         self.write_records(st, recs)
     }
@@ -1101,12 +1113,14 @@ impl Folder {
         .flatten()
         .max()
         .unwrap_or(0);
+        // Every message's extension fields go back as read (see `fields`):
+        // a POP3 UIDL lost here is a POP3 client downloading it all again.
         let ours = st.msgs.iter().map(|m| Line {
             uid: m.uid,
             base: m.base(),
             size: None,
             vsize: m.size(),
-            extra: &[],
+            extra: m.ul_fields(),
         });
         // `sorted` is empty unless `recs` needed sorting.
         let recs = recs

@@ -59,6 +59,16 @@ mod rare_tests {
         assert_eq!((m.other(), m.extra_kw()), ("", &["k27".to_string()][..]));
         m.set_extra_kw(Vec::new());
         assert!(m.rare.is_none());
+        // Uidlist fields are kept through renames (which set `other`).
+        assert!(m.take_fields(["P1", "O2"].into_iter()));
+        assert!(!m.take_fields(["P1", "O2"].into_iter()), "unchanged");
+        m.set_other("Z");
+        m.set_extra_kw(vec!["k27".to_string()]);
+        m.set_other("");
+        m.set_extra_kw(Vec::new());
+        assert_eq!(m.ul_fields(), "P1 O2");
+        assert!(m.take_fields(std::iter::empty()));
+        assert!(m.rare.is_none());
         assert_eq!(m.size(), None);
         for s in [Some(0), Some(12_345), None] {
             m.set_size(s);

@@ -1,7 +1,7 @@
-//! Changes to message files: STORE (renames), EXPUNGE (unlinks), APPEND,
-//! COPY and MOVE (tmp/ -> fsync -> rename -> fsync dir -> uidlist record,
-//! before returning), and the Maildir++ quota bookkeeping that goes with
-//! them.
+//! Changes to message files: STORE (renames), EXPUNGE and POP3's removal
+//! at QUIT (unlinks), APPEND, COPY and MOVE (tmp/ -> fsync -> rename ->
+//! fsync dir -> uidlist record, before returning), and the Maildir++ quota
+//! bookkeeping that goes with them.
 //!
 //! It must never replace or unlink a file it did not mean to (renames use
 //! `RENAME_NOREPLACE`), and never return before a saved message is durable
@@ -157,16 +157,38 @@ impl Folder {
     }
 
     /// Removes messages flagged `\Deleted` (only those in `uids` if given).
+    /// Returns the UIDs removed, ascending.
     pub fn expunge(&self, uids: Option<&[u32]>) -> Result<Vec<u32>> {
+        self.unlink_msgs(uids, Unlink::FlaggedDeleted)
+    }
+
+    /// Removes the messages `uids` names whatever their flags (POP3's
+    /// QUIT removes the messages DELE marked, RFC 1939 §6, which need not
+    /// carry `\Deleted`), with everything [`Folder::expunge`] does: a file
+    /// renamed meanwhile is found again, `maildirsize` is kept current, and
+    /// sessions that have the folder selected (IDLE included) see the
+    /// expunges at once. A UID that is gone already is skipped. Returns
+    /// the UIDs removed, ascending. On an error (not `ENOENT`), what was
+    /// removed before it stays removed and is reported to sessions as
+    /// expunged, as with [`Folder::expunge`].
+    pub fn remove(&self, uids: &[u32]) -> Result<Vec<u32>> {
+        self.unlink_msgs(Some(uids), Unlink::Any)
+    }
+
+    /// Unlinks the messages `which` allows (only those in `uids` if given):
+    /// [`Folder::expunge`] and [`Folder::remove`].
+    fn unlink_msgs(&self, uids: Option<&[u32]>, which: Unlink) -> Result<Vec<u32>> {
         let mut st = self.lock_state();
         let wanted: Option<HashSet<u32>> = uids.map(|u| u.iter().copied().collect());
-        let candidates: Vec<u32> = st
-            .msgs
-            .iter()
-            .filter(|m| {
-                m.flags.has(sys::DELETED) && wanted.as_ref().is_none_or(|w| w.contains(&m.uid))
+        let allowed = |st: &State, i: usize| match which {
+            Unlink::FlaggedDeleted => st.msgs[i].flags.has(sys::DELETED),
+            Unlink::Any => true,
+        };
+        let candidates: Vec<u32> = (0..st.msgs.len())
+            .filter(|&i| {
+                allowed(&st, i) && wanted.as_ref().is_none_or(|w| w.contains(&st.msgs[i].uid))
             })
-            .map(|m| m.uid)
+            .map(|i| st.msgs[i].uid)
             .collect();
         let mut gone = Vec::new();
         let mut freed: u64 = 0;
@@ -193,7 +215,7 @@ impl Folder {
                             break;
                         }
                         // Someone un-deleted it meanwhile: keep it.
-                        if !st.msgs[i].flags.has(sys::DELETED) {
+                        if !allowed(&st, i) {
                             break;
                         }
                     }
@@ -705,4 +727,14 @@ impl Folder {
             None => Ok(pairs),
         }
     }
+}
+
+/// Which messages [`Folder::unlink_msgs`] may remove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unlink {
+    /// Only those flagged `\Deleted`, checked again after a rename by
+    /// someone else (IMAP's EXPUNGE).
+    FlaggedDeleted,
+    /// Whatever their flags (POP3's QUIT).
+    Any,
 }
