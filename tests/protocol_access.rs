@@ -98,3 +98,67 @@ fn refused_protocol_answers_like_a_wrong_password() {
         "NO [AUTHENTICATIONFAILED] Authentication failed."
     );
 }
+
+/// One POP3 exchange on a new connection: the greeting, then each command's first reply
+/// line. A multi-line reply is not read whole: only single-line commands are sent.
+fn pop3(server: &TestServer, commands: &[String]) -> (String, Vec<String>) {
+    let s = server.connect_pop3();
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).expect("greeting");
+    let mut replies = Vec::new();
+    for c in commands {
+        (&s).write_all(format!("{c}\r\n").as_bytes()).expect("send");
+        let mut line = String::new();
+        r.read_line(&mut line).expect("reply");
+        replies.push(line.trim_end().to_string());
+    }
+    let _ = (&s).write_all(b"QUIT\r\n");
+    (greeting.trim_end().to_string(), replies)
+}
+
+/// The same for POP3: a user whose line says `nestbox_protocols=imap` gets, for the right
+/// password, the reply to a wrong one; APOP, offered because the file has `{PLAIN}`
+/// secrets, works for a user POP3 is open to.
+#[test]
+fn pop3_refused_like_a_wrong_password_and_apop() {
+    if Kind::from_env() != Kind::Nestbox {
+        return;
+    }
+    let server = TestServer::start_with(Options::default());
+    write_users(&server, "nestbox_protocols=imap");
+    let login = |user: &str, pass: &str| {
+        let (_, r) = pop3(&server, &[format!("USER {user}"), format!("PASS {pass}")]);
+        r[1].clone()
+    };
+    let refused = login(USER, PASSWORD);
+    let wrong = login(USER, "not-the-password");
+    assert_eq!(refused, "-ERR [AUTH] Authentication failed.");
+    assert_eq!(wrong, refused, "the same reply, byte for byte");
+    let log = wait_for_log(&server, "mech=USER");
+    assert!(
+        log.contains(&format!(
+            "protocol refused: user={USER} rip=127.0.0.1 proto=pop3 reason=nestbox_protocols=imap"
+        )),
+        "{log}"
+    );
+    assert_eq!(log.matches("auth failed:").count(), 1, "{log}");
+
+    // APOP (RFC 1939 §7): the greeting's timestamp, MD5 of it and the secret.
+    let (greeting, _) = pop3(&server, &[]);
+    let ts =
+        &greeting[greeting.find('<').expect("APOP timestamp")..=greeting.find('>').expect(">")];
+    let s = server.connect_pop3();
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).expect("greeting");
+    let ts2 = &greeting[greeting.find('<').expect("<")..=greeting.find('>').expect(">")];
+    assert_ne!(ts, ts2, "a new timestamp for every connection");
+    let digest = nestbox::auth::hash::apop_digest(ts2, PASSWORD2);
+    (&s).write_all(format!("APOP {USER2} {digest}\r\n").as_bytes())
+        .expect("send");
+    let mut line = String::new();
+    r.read_line(&mut line).expect("APOP reply");
+    assert!(line.starts_with("+OK"), "{line}");
+    let _ = (&s).write_all(b"QUIT\r\n");
+}
