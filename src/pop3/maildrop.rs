@@ -94,7 +94,14 @@ impl Maildrop {
             octets += size;
             sizes.push(u32::try_from(size).unwrap_or(BIG));
         }
-        let kept_uidls = folder.pop3_uidls().into_iter().collect();
+        // Only values RFC 1939 §7 allows (1 to 70 characters 0x21-0x7E):
+        // anything else in the file (planted, or broken) would break the
+        // reply's framing; such a message gets the default form.
+        let kept_uidls = folder
+            .pop3_uidls()
+            .into_iter()
+            .filter(|(_, u)| valid_uidl(u))
+            .collect();
         Ok(Maildrop {
             uidvalidity: folder.uidvalidity(),
             count: uids.len(),
@@ -229,6 +236,11 @@ impl Maildrop {
     }
 }
 
+/// A unique-id as RFC 1939 §7 defines it.
+fn valid_uidl(u: &str) -> bool {
+    (1..=70).contains(&u.len()) && u.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
 /// Appends `n` as 8 lower-case hex digits.
 fn push_hex8(out: &mut Vec<u8>, n: u32) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -284,6 +296,18 @@ mod tests {
         let mut out = Vec::new();
         push_hex8(&mut out, u32::MAX);
         assert_eq!(out, b"ffffffff");
+    }
+
+    #[test]
+    fn kept_uidls_must_be_rfc_1939_unique_ids() {
+        assert!(valid_uidl("0000000100000001"));
+        assert!(valid_uidl("1600000003.M3P400.oldhost"));
+        assert!(valid_uidl(&"x".repeat(70)));
+        assert!(!valid_uidl(&"x".repeat(71)));
+        assert!(!valid_uidl(""));
+        assert!(!valid_uidl("a\rb"));
+        assert!(!valid_uidl("a b"));
+        assert!(!valid_uidl("ä"));
     }
 
     #[test]
