@@ -1,4 +1,5 @@
-//! nestbox: a Maildir-backed IMAP4rev2/IMAP4rev1 server for self-hosters.
+//! nestbox: a Maildir-backed IMAP4rev2/IMAP4rev1 and POP3 server for
+//! self-hosters.
 //!
 //! The Maildir is the only truth: folders are Maildir++ `.A.B` directories,
 //! flags are the file names' `:2,` suffix, UIDs live in Dovecot's
@@ -8,7 +9,8 @@
 //! # Layout: a command's path from socket to disk
 //! - [`server`]: two kinds of process. The front (`server::run`): listeners,
 //!   TLS (implicit and STARTTLS), connection limits, signals; one task per
-//!   connection runs a [`session::Session`] until login, then hands the
+//!   connection runs a [`session::Session`] (POP3: a [`pop3::Pop3`]) until
+//!   login, then hands the
 //!   connection to the worker process of the user's uid (`server::pool`,
 //!   `server::handoff` over `server::channel`) and relays its bytes
 //!   (`server::relay`). A worker (`server::worker`) runs the logged-in
@@ -56,7 +58,14 @@
 //!   BODYSTRUCTURE, sections, BINARY, text search, base subjects, the
 //!   i;unicode-casemap collation), rendered from `message`.
 //! - [`watch`]: the process's one inotify watcher (polling fallback).
-//! - [`auth`]: passwd-file and PAM users, SASL, failure throttling.
+//! - [`pop3`]: POP3 beside IMAP, in the same two processes: its grammar
+//!   and replies (pure), the AUTHORIZATION state run in the front until
+//!   login, then TRANSACTION and UPDATE in the user's worker over a
+//!   maildrop (`pop3::maildrop`: INBOX fixed at login) that works through
+//!   the same folder registry as the user's IMAP sessions.
+//! - [`auth`]: passwd-file and PAM users, SASL, failure throttling, and
+//!   the one login sequence both protocols go through (`auth::login`:
+//!   delay, check, per-user protocol rules, LOGIN-DELAY, logging).
 //! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`].
 //!
 //! Outside tests, nothing here calls `unwrap` or `expect`: a client's bytes
