@@ -10,10 +10,9 @@
 //! - [`server`]: two kinds of process. The front (`server::run`): listeners,
 //!   TLS (implicit and STARTTLS), connection limits, signals; one task per
 //!   connection runs a [`session::Session`] (POP3: a [`pop3::Pop3`]) until
-//!   login, then hands the
-//!   connection to the worker process of the user's uid (`server::pool`,
-//!   `server::handoff` over `server::channel`) and relays its bytes
-//!   (`server::relay`). A worker (`server::worker`) runs the logged-in
+//!   login, then hands the connection to the worker process of the user's
+//!   uid (`server::pool`, `server::handoff` over `server::channel`) and
+//!   relays its bytes (`server::relay`). A worker (`server::worker`) runs the logged-in
 //!   sessions of one uid, with one folder registry with live sync
 //!   ([`store::Registry::live`]).
 //! - [`proto`]: the IMAP grammar, pure: the framer cuts the byte stream into
