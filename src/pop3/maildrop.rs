@@ -80,17 +80,16 @@ impl Maildrop {
     /// of messages whose size is not known yet).
     pub fn open(store: &MailStore, policy: Pop3Policy) -> Result<Maildrop, StoreError> {
         let folder = store.open_folder("INBOX")?;
-        let uids = folder.uid_list();
         // Unknown sizes are counted from the files once (then the index
         // keeps them).
-        folder.resolve_sizes(&uids)?;
-        let metas = folder.metas(&uids);
+        folder.resolve_sizes(&folder.uid_list())?;
+        let (uids, known) = folder.uids_and_sizes();
         let mut sizes = Vec::with_capacity(uids.len());
         let mut octets = 0u64;
-        for meta in &metas {
-            // Gone already (or unreadable): listed with size 0; RETR will
-            // say it is gone.
-            let size = meta.as_ref().and_then(|m| m.size).unwrap_or(0);
+        for size in known {
+            // Unknown only if the file could not be read: listed with size
+            // 0; RETR will say what is wrong.
+            let size = size.unwrap_or(0);
             octets += size;
             sizes.push(u32::try_from(size).unwrap_or(BIG));
         }
