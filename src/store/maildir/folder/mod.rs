@@ -44,6 +44,7 @@ mod bodies;
 mod by_base;
 mod changes;
 mod fields;
+mod numbering;
 mod persist;
 mod resolve;
 mod sync;
