@@ -237,15 +237,9 @@ impl Pop3 {
 
     /// Replaces the stream with TLS over it; false if the handshake failed.
     async fn start_tls(&mut self) -> bool {
-        let (Some(tls), Some(io)) = (self.shared.tls.clone(), self.io.take()) else {
-            return false;
-        };
-        match tls.upgrade(io).await {
-            Ok(io) => {
-                self.io = Some(io);
-                self.conn.tls = true;
-                true
-            }
+        let tls = self.shared.tls.clone();
+        match crate::session::upgrade_in_place(tls, &mut self.io, &mut self.conn).await {
+            Ok(()) => true,
             Err(e) => {
                 tracing::info!(rip = %self.conn.remote.ip(), "STLS handshake failed: {e}");
                 false

@@ -46,15 +46,18 @@ use super::{DeleAction, Pop3Policy};
 use crate::flags::{Flag, FlagOp, Flags};
 use crate::store::{Folder, MailStore, StoreError};
 
-/// A size that does not fit `u32` is kept here and looked up again.
+/// In `sizes`: the size does not fit `u32` and is in `big_sizes`.
 const BIG: u32 = u32::MAX;
 
 /// INBOX as one POP3 session sees it.
 pub struct Maildrop {
     pub folder: Arc<Folder>,
     uids: Arc<Vec<u32>>,
-    /// RFC822.SIZE by message number - 1 ([`BIG`]: look it up).
+    /// RFC822.SIZE by message number - 1 ([`BIG`]: in `big_sizes`). Four
+    /// bytes a message: the sizes are what a session keeps per message.
     sizes: Vec<u32>,
+    /// Sizes of 4 GiB and more, by message index (practically never any).
+    big_sizes: HashMap<usize, u64>,
     uidvalidity: u32,
     /// POP3 UIDLs kept from a migration (`P` fields), by UID; usually empty.
     kept_uidls: HashMap<u32, Box<str>>,
@@ -85,13 +88,18 @@ impl Maildrop {
         folder.resolve_sizes(&folder.uid_list())?;
         let (uids, known) = folder.uids_and_sizes();
         let mut sizes = Vec::with_capacity(uids.len());
+        let mut big_sizes = HashMap::default();
         let mut octets = 0u64;
-        for size in known {
+        for (i, size) in known.into_iter().enumerate() {
             // Unknown only if the file could not be read: listed with size
             // 0; RETR will say what is wrong.
             let size = size.unwrap_or(0);
             octets += size;
-            sizes.push(u32::try_from(size).unwrap_or(BIG));
+            let small = u32::try_from(size).ok().filter(|&s| s != BIG);
+            if small.is_none() {
+                big_sizes.insert(i, size);
+            }
+            sizes.push(small.unwrap_or(BIG));
         }
         // Only values RFC 1939 §7 allows (1 to 70 characters 0x21-0x7E):
         // anything else in the file (planted, or broken) would break the
@@ -109,6 +117,7 @@ impl Maildrop {
             folder,
             uids,
             sizes,
+            big_sizes,
             kept_uidls,
             octets,
             policy,
@@ -138,12 +147,11 @@ impl Maildrop {
     }
 
     /// The size announced for message `n` (checked with [`Maildrop::uid`]).
+    /// Never touches the disk (LIST and DELE run on the async runtime).
     pub fn size(&self, n: usize) -> u64 {
-        match self.sizes.get(n - 1) {
-            Some(&BIG) => self
-                .folder
-                .rfc822_size(self.uids[n - 1])
-                .unwrap_or(u64::from(BIG)),
+        let i = n.wrapping_sub(1);
+        match self.sizes.get(i) {
+            Some(&BIG) => self.big_sizes.get(&i).copied().unwrap_or(u64::from(BIG)),
             Some(&s) => u64::from(s),
             None => 0,
         }

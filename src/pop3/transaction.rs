@@ -388,7 +388,7 @@ impl Pop3 {
             let f = file.clone();
             let piece = blocking(move || {
                 let mut buf = vec![0u8; PIECE];
-                let n = read_full(&f, &mut buf, off)?;
+                let n = f.read_full(&mut buf, off)?;
                 buf.truncate(n);
                 Ok::<_, std::io::Error>(buf)
             })
@@ -427,7 +427,7 @@ fn file_may_have_binary(f: &MessageFile) -> std::io::Result<bool> {
     let mut off = 0u64;
     let mut carry = 0usize;
     loop {
-        let n = read_full(f, &mut buf[carry..], off)?;
+        let n = f.read_full(&mut buf[carry..], off)?;
         if n == 0 {
             return Ok(false);
         }
@@ -444,21 +444,7 @@ fn file_may_have_binary(f: &MessageFile) -> std::io::Result<bool> {
 fn read_all(f: &MessageFile) -> std::io::Result<Vec<u8>> {
     let len = f.size()?;
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    let n = read_full(f, &mut buf, 0)?;
+    let n = f.read_full(&mut buf, 0)?;
     buf.truncate(n);
     Ok(buf)
-}
-
-/// Fills `buf` from `off` until it is full or the file ends; the count read.
-fn read_full(file: &MessageFile, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], off + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

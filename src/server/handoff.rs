@@ -1,9 +1,10 @@
 //! What the front tells a worker over their [`Channel`](super::channel::Channel):
 //! first the configuration, then one message per connection it hands over.
 //!
-//! A hand-off carries everything the worker needs to continue the IMAP
-//! session where the front left it, right after a successful LOGIN or
-//! AUTHENTICATE: the tag to answer, who logged in and where their mail is,
+//! A hand-off carries everything the worker needs to continue the session
+//! where the front left it, right after a successful login (IMAP LOGIN or
+//! AUTHENTICATE; POP3 PASS, APOP or AUTH): the protocol, the IMAP tag to
+//! answer, the user's POP3 settings, who logged in and where their mail is,
 //! the facts about the connection (remote address, TLS), and the bytes the
 //! client had already pipelined after its login command (the front read
 //! them; the worker must see them first). The connection's stream itself

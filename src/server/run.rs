@@ -7,7 +7,8 @@
 //! ([`TlsState`]).
 //!
 //! Shaped like mini-redis: a semaphore bounds connections, each connection
-//! is one task running a [`Session`] until login and a relay after it, and
+//! is one task running a [`Session`] (or, on a POP3 listener, a
+//! [`crate::pop3::Pop3`]) until login and a relay after it, and
 //! a watch channel tells every session to say `* BYE` on shutdown. An idle
 //! connection costs one task and its buffers, never a thread. The front
 //! never opens a Maildir: it has no store at all.

@@ -108,6 +108,22 @@ pub trait TlsUpgrade: Send + Sync {
 pub type UpgradeFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Box<dyn Io>>> + Send>>;
 
+/// STARTTLS (IMAP) and STLS (POP3) once their OK went out: replaces `io`
+/// with TLS over it and marks `conn` as TLS. An error (no certificate, no
+/// stream, a failed handshake) means the connection must close.
+pub(crate) async fn upgrade_in_place(
+    tls: Option<Arc<dyn TlsUpgrade>>,
+    io: &mut Option<Box<dyn Io>>,
+    conn: &mut ConnInfo,
+) -> std::io::Result<()> {
+    let (Some(tls), Some(plain)) = (tls, io.take()) else {
+        return Err(std::io::Error::other("no TLS or no stream"));
+    };
+    *io = Some(tls.upgrade(plain).await?);
+    conn.tls = true;
+    Ok(())
+}
+
 /// Facts about the connection fixed at accept time.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {

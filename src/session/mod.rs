@@ -56,6 +56,7 @@ use crate::store::{MailStore, Spool, StoreOptions};
 
 pub use view::SelectedView;
 
+pub(crate) use conn::upgrade_in_place;
 pub use conn::{ConnInfo, Handover, Io, Role, Shared, TlsUpgrade, UpgradeFuture};
 pub use offload::blocking;
 pub(crate) use offload::{cpus, metas_of, nowait_scope};
@@ -625,18 +626,9 @@ impl Session {
     /// STARTTLS after the tagged OK went out. Returns false if the
     /// connection must close.
     async fn start_tls(&mut self) -> bool {
-        let Some(tls) = self.shared.tls.clone() else {
-            return false;
-        };
-        let Some(io) = self.io.take() else {
-            return false;
-        };
-        match tls.upgrade(io).await {
-            Ok(io) => {
-                self.io = Some(io);
-                self.conn.tls = true;
-                true
-            }
+        let tls = self.shared.tls.clone();
+        match conn::upgrade_in_place(tls, &mut self.io, &mut self.conn).await {
+            Ok(()) => true,
             Err(e) => {
                 tracing::info!(remote = %self.conn.remote, "STARTTLS handshake failed: {e}");
                 false

@@ -401,7 +401,7 @@ fn copy_converted(spool: &mut Spool, lit: &FileLiteral) -> std::io::Result<()> {
     let mut buf = vec![0u8; PIECE];
     let mut out = Vec::with_capacity(2 * PIECE);
     while conv.left > 0 {
-        let n = stream::read_full(file, &mut buf, conv.off)?;
+        let n = file.read_full(&mut buf, conv.off)?;
         if n == 0 {
             // Shorter than scanned: changed under us (a message file never
             // is, but another program could write one in place).

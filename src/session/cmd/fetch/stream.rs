@@ -60,20 +60,6 @@ pub(crate) struct Scan {
     pub maybe_binary: bool,
 }
 
-/// Fills `buf` from `off` until it is full or the file ends; the count read.
-pub(crate) fn read_full(file: &MessageFile, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], off + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 /// Where the header ends, found piece by piece: the same place
 /// `message::tree::split_header` finds in the whole message (an LF followed
 /// by LF or CR LF, or a blank first line: the start of the file counts as
@@ -157,7 +143,7 @@ fn scan_in(file: &MessageFile, piece: usize) -> io::Result<Scan> {
     // The last bytes of the previous piece, for a word cut in two.
     let mut carry: Vec<u8> = Vec::with_capacity(12);
     loop {
-        let n = read_full(file, &mut buf, off)?;
+        let n = file.read_full(&mut buf, off)?;
         if n == 0 {
             break;
         }
@@ -278,7 +264,7 @@ pub(crate) fn window_has_nul(lit: &FileLiteral) -> io::Result<bool> {
     let mut buf = vec![0u8; PIECE];
     let mut out = Vec::with_capacity(2 * PIECE);
     while conv.left > 0 {
-        let n = read_full(&lit.file, &mut buf, conv.off)?;
+        let n = lit.file.read_full(&mut buf, conv.off)?;
         if n == 0 {
             break;
         }
@@ -295,7 +281,7 @@ pub(crate) fn window_has_nul(lit: &FileLiteral) -> io::Result<bool> {
 /// has it), or `None` where no scope can be had (a current-thread runtime).
 fn read_here(file: &MessageFile, buf: &mut [u8], off: u64) -> Option<io::Result<usize>> {
     let _scope = crate::session::nowait_scope()?;
-    Some(read_full(file, buf, off))
+    Some(file.read_full(buf, off))
 }
 
 /// Sends a literal's bytes through the session's output buffer, a piece at
@@ -311,7 +297,7 @@ pub(crate) async fn send(s: &mut Session, lit: FileLiteral) -> io::Result<()> {
                 let file = lit.file.clone();
                 let off = conv.off;
                 let (b, r) = tokio::task::spawn_blocking(move || {
-                    let r = read_full(&file, &mut buf, off);
+                    let r = file.read_full(&mut buf, off);
                     (buf, r)
                 })
                 .await

@@ -271,7 +271,7 @@ fn filled(r: Rendered, piece: usize) -> Vec<u8> {
         let mut conv = stream::Converter::new(&lit);
         let mut buf = vec![0u8; piece];
         while conv.left > 0 {
-            let n = stream::read_full(&lit.file, &mut buf, conv.off).unwrap();
+            let n = lit.file.read_full(&mut buf, conv.off).unwrap();
             assert!(n > 0, "the file ended inside its literal");
             conv.feed(&buf[..n], &mut out);
         }

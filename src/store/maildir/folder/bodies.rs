@@ -233,6 +233,21 @@ impl MessageFile {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
         nowait::read_at(&self.0, buf, offset)
     }
+
+    /// Fills `buf` from `offset` until it is full or the file ends; the
+    /// count read (FETCH's and POP3's pieces of a big message).
+    pub fn read_full(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
 }
 
 /// Offset just past the blank line ending a header block (`\n\n` or
