@@ -55,6 +55,11 @@ enum Cmd {
     Run(Box<RunArgs>),
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum Only {
+    Pop3,
+}
+
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// Messages in INBOX (default 10,000; 300 with --quick).
@@ -121,6 +126,10 @@ struct RunArgs {
     /// Parallel clients (default 50; 10 with --quick).
     #[arg(long)]
     parallel: Option<usize>,
+    /// Run only this group of workloads (`pop3`), for quick turns; published figures
+    /// come from whole runs.
+    #[arg(long)]
+    only: Option<Only>,
     /// Per-read timeout in seconds (default 300; 30 with --quick). A timeout ends that
     /// server's run: a server that stops answering is not waited out workload after workload.
     #[arg(long)]
@@ -217,6 +226,7 @@ fn run(a: RunArgs) -> ExitCode {
             .collect(),
         parallel: a.parallel.unwrap_or(if q { 10 } else { 50 }),
         timeout: Duration::from_secs(a.timeout.unwrap_or(if q { 30 } else { 300 })),
+        pop3_only: a.only == Some(Only::Pop3),
     };
     let nofile = servers::raise_nofile();
     let most = plan

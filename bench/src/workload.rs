@@ -47,6 +47,9 @@ pub struct Plan {
     pub parallel: usize,
     /// Per-read timeout.
     pub timeout: Duration,
+    /// Only the POP3 workloads (`--only pop3`: quick turns while working on
+    /// them; the published figures come from whole runs).
+    pub pop3_only: bool,
 }
 
 /// Unit of a measurement.
@@ -274,8 +277,29 @@ fn uids_to_ids(text: &str, uid_to_id: &HashMap<u64, String>) -> String {
 }
 
 /// Run every workload against `srv`. `exp` is what the generator wrote.
+/// STAT, UIDL, RETR, a fetchmail-style download and idle memory over POP3.
+async fn pop3_workloads(srv: &Server, plan: &Plan, exp: &Expected, out: &mut Outcome) {
+    let bound = plan.timeout * 2;
+    match tokio::time::timeout(bound, crate::pop3::run(srv.pop3_addr, plan, exp, out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("pop3: {e}")),
+        Err(_) => out.errors.push(format!("pop3: timed out after {bound:?}")),
+    }
+    match tokio::time::timeout(bound, crate::pop3::idle_memory(srv, plan, out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("pop3 idle memory: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("pop3 idle memory: timed out after {bound:?}")),
+    }
+}
+
 pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     let mut out = Outcome::default();
+    if plan.pop3_only {
+        pop3_workloads(srv, plan, exp, &mut out).await;
+        return out;
+    }
     let inbox = exp.inbox as u64;
 
     // LOGIN + SELECT, first on the fresh copy (no index: cold), then again (warm).
@@ -614,18 +638,7 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     if out.wedged() {
         return out;
     }
-    match tokio::time::timeout(bound, crate::pop3::run(srv.pop3_addr, plan, exp, &mut out)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => out.errors.push(format!("pop3: {e}")),
-        Err(_) => out.errors.push(format!("pop3: timed out after {bound:?}")),
-    }
-    match tokio::time::timeout(bound, crate::pop3::idle_memory(srv, plan, &mut out)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => out.errors.push(format!("pop3 idle memory: {e}")),
-        Err(_) => out
-            .errors
-            .push(format!("pop3 idle memory: timed out after {bound:?}")),
-    }
+    pop3_workloads(srv, plan, exp, &mut out).await;
     if out.wedged() {
         return out;
     }

@@ -8,7 +8,10 @@
 //! the facts about the connection (remote address, TLS), and the bytes the
 //! client had already pipelined after its login command (the front read
 //! them; the worker must see them first). The connection's stream itself
-//! travels as the attached descriptor.
+//! travels as the attached descriptor: the client's own TCP socket for a
+//! connection without TLS ([`Handoff::direct`]; the worker then says when
+//! the session has ended, [`FromWorker::Ended`]), else the worker's end of
+//! a socket pair the front relays (`relay`).
 //!
 //! Encoded as TOML with serde (SPEC §7's serialisation crates; the messages
 //! are a few hundred bytes, once per login), pipelined bytes as base64. Both
@@ -47,6 +50,9 @@ pub enum FromWorker {
     /// The hand-off `id` arrived with its connection: the front may relay
     /// (until then it can still give the connection to another worker).
     Taken { id: u64 },
+    /// The session of the direct hand-off `id` has ended and its socket is
+    /// closed in the worker: the front lets go of the connection's slots.
+    Ended { id: u64 },
 }
 
 impl FromWorker {
@@ -93,6 +99,11 @@ pub struct Handoff {
     /// front (it knows the users file; the worker does not).
     #[serde(default)]
     pub pop3: Option<Pop3Policy>,
+    /// The attached descriptor is the client's TCP socket itself (no TLS
+    /// on the connection), not a relayed socket pair: the worker talks to
+    /// the client directly and reports [`FromWorker::Ended`].
+    #[serde(default)]
+    pub direct: bool,
 }
 
 fn imap() -> Protocol {
@@ -119,6 +130,7 @@ impl Handoff {
             pipelined: base64::engine::general_purpose::STANDARD.encode(pipelined),
             protocol: Protocol::Imap,
             pop3: None,
+            direct: false,
         }
     }
 
@@ -172,6 +184,12 @@ mod tests {
             true,
             b"a2 SELECT INBOX\r\na3 NOOP\r\n\x00\xff",
         );
+        let mut d = h.clone();
+        d.direct = true;
+        assert_eq!(
+            ToWorker::decode(&ToWorker::Session(d.clone()).encode().unwrap()).unwrap(),
+            ToWorker::Session(d)
+        );
         let m = ToWorker::Session(h.clone());
         let back = ToWorker::decode(&m.encode().unwrap()).unwrap();
         assert_eq!(back, m);
@@ -190,8 +208,12 @@ mod tests {
     #[test]
     fn an_acknowledgement_survives_the_round_trip() {
         // TOML integers are i64: ids stay below 2^63 (a counter from 1).
-        let m = FromWorker::Taken { id: 1 << 62 };
-        assert_eq!(FromWorker::decode(&m.encode().unwrap()).unwrap(), m);
+        for m in [
+            FromWorker::Taken { id: 1 << 62 },
+            FromWorker::Ended { id: 3 },
+        ] {
+            assert_eq!(FromWorker::decode(&m.encode().unwrap()).unwrap(), m);
+        }
     }
 
     #[test]

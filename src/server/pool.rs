@@ -12,7 +12,8 @@
 //! (`handoff::worker_config`: no TLS files, no users file).
 //!
 //! A worker that dies takes its own sessions with it (their relays see the
-//! socket close) and is logged; the next login of that identity starts a
+//! socket close; a direct session's wait for `Ended` ends with the channel)
+//! and is logged; the next login of that identity starts a
 //! new one. Retiring is the front's decision alone: it drops the channel of
 //! a worker that has had no session for `LINGER` (60 s), so it never hands a
 //! connection to a worker that is on its way out.
@@ -22,7 +23,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -50,7 +50,8 @@ const KEPT_ENV: &[&str] = &[
     crate::watch::FORCE_POLL_ENV,
 ];
 
-/// Hand-offs sent to a worker and not yet acknowledged, by id.
+/// Hand-offs sent to a worker and not yet acknowledged (or, for direct
+/// ones, not yet ended), by id.
 type Waiting = std::sync::Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>;
 
 /// One running worker process.
@@ -60,6 +61,8 @@ pub struct Worker {
     /// Shared with the task that reads the worker's acknowledgements.
     chan: Arc<Channel>,
     waiting: Arc<Waiting>,
+    /// Direct hand-offs ([`Handoff::direct`]) whose session has not ended.
+    ending: Arc<Waiting>,
     sessions: AtomicUsize,
     /// Set when the front ends the worker on purpose (retired, shutdown):
     /// any other end is a failure, logged as one.
@@ -104,25 +107,29 @@ fn exited(id: &Identity, pid: u32, status: io::Result<std::process::ExitStatus>,
     }
 }
 
-/// Reads what a worker sends back: acknowledgements of hand-offs. When the
-/// channel ends (the worker exited or was killed), the worker leaves the
-/// table at once, before its exit is even reaped, and every hand-off still
-/// waiting learns it was not taken.
+/// Reads what a worker sends back: acknowledgements of hand-offs and ends
+/// of direct sessions. When the channel ends (the worker exited or was
+/// killed), the worker leaves the table at once, before its exit is even
+/// reaped, every hand-off still waiting learns it was not taken, and every
+/// direct session counts as ended (its socket closed with the process).
 async fn read_acknowledgements(
     chan: Arc<Channel>,
     waiting: Arc<Waiting>,
+    ending: Arc<Waiting>,
     pool: Weak<Pool>,
     identity: Identity,
     pid: u32,
 ) {
+    let tell = |table: &Waiting, id: u64| {
+        let tx = table.lock().ok().and_then(|mut w| w.remove(&id));
+        if let Some(tx) = tx {
+            let _ = tx.send(());
+        }
+    };
     while let Ok(Some((bytes, _))) = chan.recv().await {
         match FromWorker::decode(&bytes) {
-            Ok(FromWorker::Taken { id }) => {
-                let tx = waiting.lock().ok().and_then(|mut w| w.remove(&id));
-                if let Some(tx) = tx {
-                    let _ = tx.send(());
-                }
-            }
+            Ok(FromWorker::Taken { id }) => tell(&waiting, id),
+            Ok(FromWorker::Ended { id }) => tell(&ending, id),
             Err(e) => tracing::error!(uid = identity.uid, pid, "from a worker: {e}"),
         }
     }
@@ -130,8 +137,10 @@ async fn read_acknowledgements(
         pool.forget_pid(&identity, pid).await;
     }
     // Dropping the senders tells their waiters.
-    if let Ok(mut w) = waiting.lock() {
-        w.clear();
+    for table in [&waiting, &ending] {
+        if let Ok(mut w) = table.lock() {
+            w.clear();
+        }
     }
 }
 
@@ -150,6 +159,20 @@ pub struct Pool {
 pub struct Lease {
     worker: Arc<Worker>,
     pool: Weak<Pool>,
+    /// For a direct hand-off: resolves when the worker reports the session
+    /// ended, or its channel ends.
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Lease {
+    /// Waits until the worker has ended the direct session this lease was
+    /// given for (or the worker is gone). Returns at once for a relayed
+    /// session: its relay sees the end itself.
+    pub async fn session_ended(&mut self) {
+        if let Some(rx) = self.ended.take() {
+            let _ = rx.await;
+        }
+    }
 }
 
 impl Drop for Lease {
@@ -180,7 +203,7 @@ impl Pool {
     /// Hands a logged-in connection to the worker of `identity`, starting
     /// one if needed; returns once the worker has confirmed it has the
     /// connection. `stream` is the worker's end of the connection's socket
-    /// pair. A worker that turns out to be gone, or dies before it confirms,
+    /// pair, or, for a [`Handoff::direct`] one, the client's socket. A worker that turns out to be gone, or dies before it confirms,
     /// or does not confirm within `HANDOFF_TIMEOUT` (10 s) (then it is killed:
     /// it is stuck), is replaced once: nothing of the connection has been
     /// read or written yet, so the next worker starts it as if the first
@@ -189,7 +212,7 @@ impl Pool {
         &self,
         identity: &Identity,
         handoff: &Handoff,
-        stream: &OwnedFd,
+        stream: std::os::fd::BorrowedFd<'_>,
     ) -> io::Result<Lease> {
         let msg = ToWorker::Session(handoff.clone())
             .encode()
@@ -199,16 +222,25 @@ impl Pool {
             let worker = self.get(identity).await?;
             // Counted before sending: the linger timer must not retire it meanwhile.
             worker.sessions.fetch_add(1, Ordering::AcqRel);
-            let lease = Lease {
+            let mut lease = Lease {
                 worker: worker.clone(),
                 pool: self.me.clone(),
+                ended: None,
             };
             let (tx, rx) = tokio::sync::oneshot::channel();
             if let Ok(mut w) = worker.waiting.lock() {
                 w.insert(handoff.id, tx);
             }
+            if handoff.direct {
+                // Before sending: the session may end before `Taken` is read.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if let Ok(mut w) = worker.ending.lock() {
+                    w.insert(handoff.id, tx);
+                }
+                lease.ended = Some(rx);
+            }
             let taken = tokio::time::timeout(HANDOFF_TIMEOUT, async {
-                worker.chan.send(&msg, Some(stream.as_fd())).await?;
+                worker.chan.send(&msg, Some(stream)).await?;
                 rx.await.map_err(|_| {
                     io::Error::new(
                         io::ErrorKind::BrokenPipe,
@@ -230,6 +262,9 @@ impl Pool {
             match taken {
                 Ok(()) => return Ok(lease),
                 Err(e) => {
+                    if let Ok(mut w) = worker.ending.lock() {
+                        w.remove(&handoff.id);
+                    }
                     tracing::warn!(
                         uid = identity.uid,
                         pid = worker.pid,
@@ -316,12 +351,14 @@ impl Pool {
             pid,
             chan: Arc::new(Channel::new(front_end)?),
             waiting: Arc::default(),
+            ending: Arc::default(),
             sessions: AtomicUsize::new(0),
             ended_by_front: Arc::default(),
         });
         tokio::spawn(read_acknowledgements(
             worker.chan.clone(),
             worker.waiting.clone(),
+            worker.ending.clone(),
             self.me.clone(),
             identity.clone(),
             pid,

@@ -1,4 +1,5 @@
-//! Carries a logged-in connection's bytes between the client and its worker.
+//! Carries a logged-in TLS connection's bytes between the client and its
+//! worker (a connection without TLS goes to the worker itself: `run::Way`).
 //!
 //! After login the front keeps the client's socket and its TLS state (a
 //! worker never holds a TLS key) and relays the decrypted stream to the
@@ -28,7 +29,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::session::{ConnInfo, Io};
+use crate::session::{ConnInfo, Io, downcast};
 
 /// Bytes moved per read. TLS records carry at most 16 KiB; 32 KiB lets a
 /// large FETCH go out two records per wake-up.
@@ -39,25 +40,12 @@ const CHUNK: usize = 32 * 1024;
 /// for `TCP_QUICKACK` before each wait for the client (see
 /// [`ConnInfo::quickack`]).
 pub async fn relay(client: Box<dyn Io>, worker: UnixStream, conn: &ConnInfo) -> io::Result<()> {
-    if client.as_any().is::<TcpStream>() {
-        if let Ok(tcp) = client.into_any().downcast::<TcpStream>() {
-            return Relay::new(*tcp, worker, conn).await;
-        }
-        return Err(io::Error::other("stream changed type"));
-    }
-    if client
-        .as_any()
-        .is::<tokio_rustls::server::TlsStream<TcpStream>>()
-    {
-        if let Ok(tls) = client
-            .into_any()
-            .downcast::<tokio_rustls::server::TlsStream<TcpStream>>()
-        {
-            return Relay::new(*tls, worker, conn).await;
-        }
-        return Err(io::Error::other("stream changed type"));
-    }
-    // Any other stream (none today): the same relay, boxed.
+    let client = match downcast::<tokio_rustls::server::TlsStream<TcpStream>>(client) {
+        Ok(tls) => return Relay::new(*tls, worker, conn).await,
+        Err(c) => c,
+    };
+    // Any other stream (none today: a connection without TLS goes to the
+    // worker itself): the same relay, boxed.
     Relay::new(client, worker, conn).await
 }
 

@@ -1,14 +1,15 @@
 //! The front process: listeners, the accept loop, connection limits,
 //! signals (SIGTERM drains, SIGHUP reloads the TLS certificate), systemd
 //! readiness, and what happens at login: the connection moves to the
-//! worker process of the user's uid (`pool`), and the front relays its
-//! bytes from then on (`relay`). The TLS handshakes, for implicit-TLS
+//! worker process of the user's uid (`pool`): without TLS its socket
+//! itself, with TLS a socket pair whose bytes the front relays from then
+//! on (`relay`; see [`Way`]). The TLS handshakes, for implicit-TLS
 //! ports and STARTTLS, and the certificate itself are `tls`'s
 //! ([`TlsState`]).
 //!
 //! Shaped like mini-redis: a semaphore bounds connections, each connection
 //! is one task running a [`Session`] (or, on a POP3 listener, a
-//! [`crate::pop3::Pop3`]) until login and a relay after it, and
+//! [`crate::pop3::Pop3`]) until login and a relay or a wait after it, and
 //! a watch channel tells every session to say `* BYE` on shutdown. An idle
 //! connection costs one task and its buffers, never a thread. The front
 //! never opens a Maildir: it has no store at all.
@@ -432,7 +433,7 @@ async fn serve_connection(
 }
 
 /// After a login: hands the connection to the worker of the user's uid and
-/// relays its bytes until the session ends.
+/// relays its bytes (TLS) or waits (no TLS) until the session ends.
 async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation) {
     let policy = &generation.policy;
     let Handover {
@@ -457,21 +458,6 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
         unavailable(io, Code::Limit, "Too many connections for this user.").await;
         return;
     };
-    let pair = std::os::unix::net::UnixStream::pair().and_then(|(a, b)| {
-        a.set_nonblocking(true)?;
-        Ok((
-            tokio::net::UnixStream::from_std(a)?,
-            std::os::fd::OwnedFd::from(b),
-        ))
-    });
-    let (ours, theirs) = match pair {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("cannot make a socket pair for a worker: {e}");
-            unavailable(io, Code::Unavailable, "Mail service unavailable.").await;
-            return;
-        }
-    };
     let mut handoff = Handoff::new(
         front.pool.handoff_id(),
         tag.clone(),
@@ -486,20 +472,111 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
             handoff = handoff.pop3(auth.pop3_policy(&user));
         }
     }
-    let lease = match front.pool.hand_over(&identity, &handoff, &theirs).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(user = %user.name, uid = identity.uid, "no worker for the session: {e}");
+    let way = match Way::for_connection(io) {
+        Ok(w) => w,
+        Err((io, e)) => {
+            tracing::error!("cannot make a socket pair for a worker: {e}");
             unavailable(io, Code::Unavailable, "Mail service unavailable.").await;
             return;
         }
     };
-    // The worker has its own copy of the descriptor now.
-    drop(theirs);
-    if let Err(e) = super::relay::relay(io, ours, &conn).await {
-        tracing::debug!(rip = %conn.remote.ip(), "relay ended: {e}");
+    handoff.direct = matches!(way, Way::Direct(_));
+    let mut lease = match front
+        .pool
+        .hand_over(&identity, &handoff, way.worker_end())
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(user = %user.name, uid = identity.uid, "no worker for the session: {e}");
+            unavailable(
+                way.into_io(),
+                Code::Unavailable,
+                "Mail service unavailable.",
+            )
+            .await;
+            return;
+        }
+    };
+    match way {
+        Way::Direct(tcp) => {
+            // The worker has its own descriptor of the socket; closing ours
+            // (without a shutdown) leaves the connection to it.
+            drop(tcp);
+            lease.session_ended().await;
+        }
+        Way::Relay {
+            client,
+            ours,
+            theirs,
+        } => {
+            drop(theirs);
+            if let Err(e) = super::relay::relay(client, ours, &conn).await {
+                tracing::debug!(rip = %conn.remote.ip(), "relay ended: {e}");
+            }
+        }
     }
     drop(lease);
+}
+
+/// How a logged-in connection reaches its worker.
+///
+/// Without TLS, the client's TCP socket itself is handed over and the
+/// worker reads and writes it: no copy and no extra hop per round trip
+/// (measured on a release build: a POP3 NOOP took 42 us before login and
+/// 73 us after it through the relay). With TLS the front keeps the
+/// connection, since a worker never holds the TLS key, and relays the
+/// plaintext over a socket pair (`relay`'s doc says why not kernel TLS).
+/// Either way the front holds the connection's slots (total, per address,
+/// per user) until the session ends.
+enum Way {
+    Direct(TcpStream),
+    Relay {
+        client: Box<dyn Io>,
+        ours: tokio::net::UnixStream,
+        theirs: std::os::fd::OwnedFd,
+    },
+}
+
+impl Way {
+    fn for_connection(io: Box<dyn Io>) -> Result<Way, (Box<dyn Io>, io::Error)> {
+        let io = match crate::session::downcast::<TcpStream>(io) {
+            Ok(tcp) => return Ok(Way::Direct(*tcp)),
+            Err(io) => io,
+        };
+        let pair = std::os::unix::net::UnixStream::pair().and_then(|(a, b)| {
+            a.set_nonblocking(true)?;
+            Ok((
+                tokio::net::UnixStream::from_std(a)?,
+                std::os::fd::OwnedFd::from(b),
+            ))
+        });
+        match pair {
+            Ok((ours, theirs)) => Ok(Way::Relay {
+                client: io,
+                ours,
+                theirs,
+            }),
+            Err(e) => Err((io, e)),
+        }
+    }
+
+    /// The descriptor that goes to the worker.
+    fn worker_end(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            Way::Direct(tcp) => tcp.as_fd(),
+            Way::Relay { theirs, .. } => theirs.as_fd(),
+        }
+    }
+
+    /// The client's stream back, to answer it from the front.
+    fn into_io(self) -> Box<dyn Io> {
+        match self {
+            Way::Direct(tcp) => Box::new(tcp),
+            Way::Relay { client, .. } => client,
+        }
+    }
 }
 
 /// Answers the login command with `NO [code]` (POP3: `-ERR [SYS/TEMP]`)

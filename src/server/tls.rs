@@ -354,15 +354,15 @@ impl TlsUpgrade for TlsState {
             let timed_out = |_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
             // TLS straight over the TCP stream (not over the box), so that the relay
             // to a worker after login sees the concrete type (server::relay).
-            if io.as_any().is::<tokio::net::TcpStream>() {
-                if let Ok(tcp) = io.into_any().downcast::<tokio::net::TcpStream>() {
+            let io = match crate::session::downcast::<tokio::net::TcpStream>(io) {
+                Ok(tcp) => {
                     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(*tcp))
                         .await
                         .map_err(timed_out)??;
                     return Ok(Box::new(tls) as Box<dyn Io>);
                 }
-                return Err(io::Error::other("stream changed type"));
-            }
+                Err(io) => io,
+            };
             let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io))
                 .await
                 .map_err(timed_out)??;

@@ -2,9 +2,12 @@
 //! every logged-in connection of one uid, with that uid's rights.
 //!
 //! It reads its configuration, then hand-offs, from the control channel on
-//! standard input; each hand-off brings a connection (a Unix stream whose
-//! other end the front relays to the client) and the session's state at
-//! login, and becomes a [`Session`] here. All sessions of the process share
+//! standard input; each hand-off brings a connection (the client's TCP
+//! socket itself when it has no TLS, else a Unix stream whose other end the
+//! front relays to the client) and the session's state at login, and
+//! becomes a [`Session`] here. The end of a session on a client's own
+//! socket is reported back (`FromWorker::Ended`): the front holds that
+//! connection's slots until then. All sessions of the process share
 //! one folder registry and one change watcher, so the
 //! one-watcher-per-process and kilobytes-per-connection design holds for
 //! each user.
@@ -16,7 +19,7 @@
 //! socket, and never runs as root (the front refuses to start one so).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +28,7 @@ use tokio::sync::watch;
 use super::channel::Channel;
 use super::handoff::{FromWorker, Handoff, ToWorker};
 use crate::pop3::Protocol;
-use crate::session::{ConnInfo, Session, Shared};
+use crate::session::{ConnInfo, Io, Session, Shared};
 use crate::store::Registry;
 
 /// How long ending waits for sessions to say goodbye.
@@ -40,7 +43,7 @@ pub async fn run() -> io::Result<()> {
     }
     super::run::raise_descriptor_limit();
     let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
-    let chan = Channel::new(stdin)?;
+    let chan = Arc::new(Channel::new(stdin)?);
     let cfg = match chan.recv().await? {
         Some((bytes, _)) => match ToWorker::decode(&bytes).map_err(io::Error::other)? {
             ToWorker::Init { config } => {
@@ -75,7 +78,7 @@ pub async fn run() -> io::Result<()> {
                             tracing::error!("cannot confirm a hand-off: {e}");
                             break;
                         }
-                        accept(h, fd, &shared, &sessions)
+                        accept(h, fd, &shared, &sessions, &chan)
                     }
                     Ok(ToWorker::Config { config }) => match crate::config::parse_from_front(&config) {
                         // New sessions get it; running ones keep theirs.
@@ -111,15 +114,32 @@ fn accept(
     fd: Option<OwnedFd>,
     shared: &Arc<Shared>,
     sessions: &sessions::Counter,
+    chan: &Arc<Channel>,
 ) {
-    let Some(fd) = fd else {
-        tracing::error!("control channel: a hand-off without its connection");
-        return;
+    let (id, direct) = (handoff.id, handoff.direct);
+    let ended = {
+        let chan = chan.clone();
+        async move {
+            if direct {
+                let msg = FromWorker::Ended { id }
+                    .encode()
+                    .map_err(io::Error::other)?;
+                chan.send(&msg, None).await?;
+            }
+            Ok::<_, io::Error>(())
+        }
     };
-    let stream = match connection(fd) {
+    let connection = match fd {
+        Some(fd) => connection(fd, direct),
+        None => Err(io::Error::other(
+            "control channel: a hand-off without its connection",
+        )),
+    };
+    let (stream, tcp) = match connection {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("hand-off for {}: {e}", handoff.user);
+            tokio::spawn(ended);
             return;
         }
     };
@@ -127,17 +147,31 @@ fn accept(
     let guard = sessions.enter();
     tokio::spawn(async move {
         let _guard = guard;
-        serve(stream, handoff, shared).await;
+        serve(stream, tcp, handoff, shared).await;
+        // The stream is closed by now; the channel is gone only when the
+        // front is (then nobody waits for this).
+        if let Err(e) = ended.await {
+            tracing::debug!("cannot report a session's end: {e}");
+        }
     });
 }
 
-fn connection(fd: OwnedFd) -> io::Result<tokio::net::UnixStream> {
+/// The session's stream from the hand-off's descriptor, and the TCP socket
+/// under it when it is the client's own (for [`ConnInfo::tcp`]).
+fn connection(fd: OwnedFd, direct: bool) -> io::Result<(Box<dyn Io>, Option<RawFd>)> {
+    if direct {
+        let std = std::net::TcpStream::from(fd);
+        std.set_nonblocking(true)?;
+        let tcp = tokio::net::TcpStream::from_std(std)?;
+        let raw = tcp.as_raw_fd();
+        return Ok((Box::new(tcp), Some(raw)));
+    }
     let std = std::os::unix::net::UnixStream::from(fd);
     std.set_nonblocking(true)?;
-    tokio::net::UnixStream::from_std(std)
+    Ok((Box::new(tokio::net::UnixStream::from_std(std)?), None))
 }
 
-async fn serve(stream: tokio::net::UnixStream, h: Handoff, shared: Arc<Shared>) {
+async fn serve(stream: Box<dyn Io>, tcp: Option<RawFd>, h: Handoff, shared: Arc<Shared>) {
     let pipelined = match h.pipelined() {
         Ok(p) => p,
         Err(e) => {
@@ -148,7 +182,7 @@ async fn serve(stream: tokio::net::UnixStream, h: Handoff, shared: Arc<Shared>) 
     let conn = ConnInfo {
         remote: h.remote,
         tls: h.tls,
-        tcp: None,
+        tcp,
     };
     let user = crate::auth::User {
         name: h.user.clone(),
@@ -159,7 +193,7 @@ async fn serve(stream: tokio::net::UnixStream, h: Handoff, shared: Arc<Shared>) 
     };
     match (h.protocol, h.pop3) {
         (Protocol::Pop3, Some(policy)) => {
-            crate::pop3::Pop3::new(Box::new(stream), shared, conn)
+            crate::pop3::Pop3::new(stream, shared, conn)
                 .resume(user, policy, &pipelined)
                 .await
         }
@@ -167,7 +201,7 @@ async fn serve(stream: tokio::net::UnixStream, h: Handoff, shared: Arc<Shared>) 
             tracing::error!("control channel: a POP3 hand-off without its policy")
         }
         (Protocol::Imap, _) => {
-            Session::new(Box::new(stream), shared, conn)
+            Session::new(stream, shared, conn)
                 .resume(user, &h.tag, &pipelined)
                 .await
         }

@@ -16,18 +16,30 @@ use crate::store::Registry;
 /// Any byte stream a session can run over (TCP, TLS over TCP, a Unix
 /// socket from the front).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// For the server, which needs the concrete stream back at STARTTLS and
-    /// when it hands a logged-in connection to a worker.
+    /// For [`downcast`]: the server needs the concrete stream back at
+    /// STARTTLS and when it hands a logged-in connection to a worker.
     fn as_any(&self) -> &dyn std::any::Any;
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
+}
+
+/// The concrete stream in `io` if it is a `T`, else `io` back.
+///
+/// The check calls through `&*io` on purpose: `io.as_any()` on a
+/// `Box<dyn Io>` resolves to the box's own `Io` impl (a box of a stream is a
+/// stream too) and never matches; that mistake once sent every relayed
+/// connection and STARTTLS handshake through a second dynamic layer.
+pub fn downcast<T: Io>(io: Box<dyn Io>) -> Result<Box<T>, Box<dyn Io>> {
+    if !(*io).as_any().is::<T>() {
+        return Err(io);
     }
+    // SAFETY: the value in the box is a `T` (checked just above), so the
+    // thin pointer to it is a valid `*mut T` from `Box`'s allocation; the
+    // same cast `Box<dyn Any>::downcast` makes.
+    Ok(unsafe { Box::from_raw(Box::into_raw(io).cast::<T>()) })
 }
 
 /// Process-wide things a session needs besides its stream.
@@ -165,5 +177,25 @@ impl ConnInfo {
     /// it arrives on a dual-stack `[::]` listener (`::ffff:127.0.0.1`).
     pub fn plaintext_ok(&self, cfg: &Config) -> bool {
         cfg.auth.plaintext_allowed(self.remote.ip(), self.tls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_boxed_stream_downcasts_to_what_it_holds_and_only_to_that() {
+        let (a, _b) = tokio::io::duplex(64);
+        let io: Box<dyn Io> = Box::new(a);
+        let io = match downcast::<tokio::net::TcpStream>(io) {
+            Ok(_) => panic!("a duplex stream is not TCP"),
+            Err(io) => io,
+        };
+        let io = match downcast::<Box<dyn Io>>(io) {
+            Ok(_) => panic!("the box is not a box of a box"),
+            Err(io) => io,
+        };
+        assert!(downcast::<tokio::io::DuplexStream>(io).is_ok());
     }
 }

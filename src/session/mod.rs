@@ -57,7 +57,7 @@ use crate::store::{MailStore, Spool, StoreOptions};
 pub use view::SelectedView;
 
 pub(crate) use conn::upgrade_in_place;
-pub use conn::{ConnInfo, Handover, Io, Role, Shared, TlsUpgrade, UpgradeFuture};
+pub use conn::{ConnInfo, Handover, Io, Role, Shared, TlsUpgrade, UpgradeFuture, downcast};
 pub use offload::blocking;
 pub(crate) use offload::{cpus, metas_of, nowait_scope};
 pub use state::{Authed, Enabled, State};

@@ -144,6 +144,14 @@ impl Pop3Client {
         self.greeting = g;
     }
 
+    /// The client's own port of the connection (to find the server's end of it).
+    pub fn local_port(&self) -> u16 {
+        self.stream
+            .tcp()
+            .and_then(|t| t.local_addr().ok())
+            .map_or(0, |a| a.port())
+    }
+
     /// Whether the connection is TLS now.
     pub fn is_tls(&self) -> bool {
         matches!(self.stream, Pop3Stream::Tls(_))
