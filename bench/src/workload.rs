@@ -280,7 +280,7 @@ fn uids_to_ids(text: &str, uid_to_id: &HashMap<u64, String>) -> String {
 /// STAT, UIDL, RETR, a fetchmail-style download and idle memory over POP3.
 async fn pop3_workloads(srv: &Server, plan: &Plan, exp: &Expected, out: &mut Outcome) {
     let bound = plan.timeout * 2;
-    match tokio::time::timeout(bound, crate::pop3::run(srv.pop3_addr, plan, exp, out)).await {
+    match tokio::time::timeout(bound, crate::pop3::run(srv, plan, exp, out)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => out.errors.push(format!("pop3: {e}")),
         Err(_) => out.errors.push(format!("pop3: timed out after {bound:?}")),

@@ -20,7 +20,7 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 
 use super::beneath::Dir;
@@ -139,29 +139,30 @@ pub(crate) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize
     }
 }
 
-/// Appends the whole of `f` to `data`; `f`'s position must be at its start
-/// (callers open it fresh and otherwise read only with [`read_at`], which
-/// leaves the position alone: a seek per message is not free on a cold
-/// `FETCH 1:*`). Outside a scope, std's `read_to_end` (sized by the file,
-/// no zeroing); inside one, reads at offsets into a buffer sized by the
-/// file's length (an `fstat`, which never waits: the inode is in memory
-/// once the file is open).
-pub(crate) fn read_to_end(f: &File, data: &mut Vec<u8>) -> io::Result<()> {
-    if !active() {
-        let mut f = f;
-        return f.read_to_end(data).map(|_| ());
-    }
+/// Appends the first `len` bytes of `f` to `data`: the whole file, with
+/// `len` from the `fstat` the caller made anyway (a Maildir message file
+/// never changes once delivered, so its length is its length; a file that
+/// turns out shorter ends the read at its end). Reads at offsets and leaves
+/// the position alone (a seek per message is not free on a cold `FETCH
+/// 1:*`); in a scope each read goes through [`read_at`]. No `fstat` and no
+/// read past the end to see it: for a small message that is half the
+/// system calls of reading it.
+pub(crate) fn read_len(f: &File, data: &mut Vec<u8>, len: u64) -> io::Result<()> {
     let base = data.len();
-    let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-    // One byte more than the length, so that the usual file needs no
-    // second buffer growth to see its end.
-    data.resize(base + len + 1, 0);
+    let len = usize::try_from(len).map_err(|_| io::Error::other("file too big"))?;
+    data.resize(base + len, 0);
     let mut filled = base;
     let result = loop {
         if filled == data.len() {
-            data.resize(filled + 8192, 0);
+            break Ok(());
         }
-        match read_at(f, &mut data[filled..], (filled - base) as u64) {
+        let at = (filled - base) as u64;
+        let r = if active() {
+            read_at(f, &mut data[filled..], at)
+        } else {
+            f.read_at(&mut data[filled..], at)
+        };
+        match r {
             Ok(0) => break Ok(()),
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -216,7 +217,8 @@ mod tests {
         std::fs::write(&path, &content).unwrap();
         let plain = {
             let mut d = Vec::new();
-            read_to_end(&open("m").unwrap(), &mut d).unwrap();
+            let f = open("m").unwrap();
+            read_len(&f, &mut d, f.metadata().unwrap().len()).unwrap();
             d
         };
         let _s = Scope::enter(counting);
@@ -224,9 +226,16 @@ mod tests {
         let mut first = [0u8; 6];
         assert_eq!(read_at(&f, &mut first, 0).unwrap(), 6);
         let mut d = b"prefix".to_vec();
-        read_to_end(&f, &mut d).unwrap();
+        read_len(&f, &mut d, content.len() as u64).unwrap();
         assert_eq!(&d[..6], b"prefix");
         assert_eq!(&d[6..], &content[..]);
+        // A length past the end stops at the end; a shorter one is a prefix.
+        let mut d = Vec::new();
+        read_len(&f, &mut d, content.len() as u64 + 100).unwrap();
+        assert_eq!(d, content);
+        let mut d = Vec::new();
+        read_len(&f, &mut d, 10).unwrap();
+        assert_eq!(d, &content[..10]);
         assert_eq!(plain, content);
         // Errors are errors, not "would block".
         assert_eq!(open("missing").unwrap_err().kind(), io::ErrorKind::NotFound);

@@ -62,11 +62,12 @@ impl Folder {
     /// pieces (see [`Folder::open_message`]) instead of holding it whole.
     pub fn read_message_within(&self, uid: u32, cap: u64) -> Result<Option<(Arc<Vec<u8>>, u64)>> {
         let f = self.open_msg(uid)?;
-        if cap < u64::MAX && f.metadata()?.len() > cap {
+        let len = f.metadata()?.len();
+        if len > cap {
             return Ok(None);
         }
         let mut data = Vec::new();
-        nowait::read_to_end(&f, &mut data)?;
+        nowait::read_len(&f, &mut data, len)?;
         let mut st = self.lock_state();
         let known = st.find(uid).and_then(|i| st.msgs[i].size());
         let size = match known {
