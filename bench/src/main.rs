@@ -458,6 +458,7 @@ fn fmt_val(v: f64, unit: workload::Unit) -> String {
         workload::Unit::Secs if v < 1.0 => format!("{:.1} ms", v * 1000.0),
         workload::Unit::Secs => format!("{v:.3} s"),
         workload::Unit::Millis => format!("{v:.1} ms"),
+        workload::Unit::Micros => format!("{v:.1} us"),
         workload::Unit::KiB => format!("{v:.0} KiB"),
     }
 }

@@ -184,6 +184,21 @@ pub async fn run(
         ));
     }
 
+    // The round trip of a command with no work behind it, one at a time:
+    // the floor under every one-at-a-time workload (client, kernel and the
+    // server's wake-up), against which `pop3_fetchmail` is read.
+    const NOOPS: u32 = 2000;
+    let t = Instant::now();
+    for _ in 0..NOOPS {
+        p.cmd("NOOP").await?;
+    }
+    out.push(
+        "pop3_noop_rtt",
+        Unit::Micros,
+        vec![t.elapsed().as_secs_f64() * 1e6 / f64::from(NOOPS)],
+        format!("mean of {NOOPS} NOOPs, one at a time, after STAT"),
+    );
+
     let t = Instant::now();
     p.s.write_all(b"UIDL\r\n").await?;
     let (lines, _) = p.multi().await?;

@@ -59,6 +59,8 @@ pub enum Unit {
     Secs,
     /// Milliseconds (latencies).
     Millis,
+    /// Microseconds (round trips).
+    Micros,
     /// KiB (memory).
     KiB,
 }
@@ -69,6 +71,7 @@ impl Unit {
         match self {
             Unit::Secs => "s",
             Unit::Millis => "ms",
+            Unit::Micros => "us",
             Unit::KiB => "KiB",
         }
     }
