@@ -98,8 +98,9 @@ pub enum Data<'a> {
         name: &'a [u8],
         values: &'a [StatusValue],
     },
-    /// `* SEARCH n...` (IMAP4rev1).
-    Search(&'a [u32]),
+    /// `* SEARCH n...` (IMAP4rev1), with `(MODSEQ n)` after the numbers
+    /// when the search used MODSEQ and found something (RFC 7162 §3.1.5).
+    Search(&'a [u32], Option<u64>),
     /// `* ESEARCH ...` (RFC 4731, RFC 5267): its items are
     /// [`super::esearch`]'s.
     Esearch(Esearch<'a>),
@@ -217,9 +218,12 @@ pub fn write(out: &mut Vec<u8>, d: &Data<'_>) {
             }
             out.push(b')');
         }
-        Data::Search(nums) => {
+        Data::Search(nums, modseq) => {
             out.extend_from_slice(b"SEARCH");
             numbers(out, nums);
+            if let Some(m) = modseq {
+                let _ = write!(out, " (MODSEQ {m})");
+            }
         }
         Data::Sort(nums) => {
             out.extend_from_slice(b"SORT");
@@ -413,8 +417,12 @@ mod tests {
                 },
                 "* STATUS \"a b\" ()\r\n",
             ),
-            (Data::Search(&[]), "* SEARCH\r\n"),
-            (Data::Search(&[2, 5]), "* SEARCH 2 5\r\n"),
+            (Data::Search(&[], None), "* SEARCH\r\n"),
+            (Data::Search(&[2, 5], None), "* SEARCH 2 5\r\n"),
+            (
+                Data::Search(&[2, 5], Some(917)),
+                "* SEARCH 2 5 (MODSEQ 917)\r\n",
+            ),
             (Data::Sort(&[5, 2]), "* SORT 5 2\r\n"),
             (
                 Data::Esearch(Esearch {

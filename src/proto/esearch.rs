@@ -43,6 +43,9 @@ pub enum Item {
     },
     AddTo(Vec<Run>),
     RemoveFrom(Vec<Run>),
+    /// RFC 7162 §3.1.5: the highest modseq of the messages found, when the
+    /// search used MODSEQ.
+    ModSeq(u64),
 }
 
 /// A context position and the results inserted or removed there (RFC 5267
@@ -96,6 +99,9 @@ pub(super) fn body(out: &mut Vec<u8>, e: &Esearch<'_>) {
                     set(out, nums, *ordered);
                 }
                 out.push(b')');
+            }
+            Item::ModSeq(n) => {
+                let _ = write!(out, " MODSEQ {n}");
             }
             Item::AddTo(runs) => runs_item(out, "ADDTO", runs),
             Item::RemoveFrom(runs) => runs_item(out, "REMOVEFROM", runs),

@@ -60,6 +60,8 @@ pub enum Code {
         to: Vec<u32>,
     },
     ExpungeIssued,
+    /// RFC 7162 §3.1.2.1: the mailbox's highest mod-sequence.
+    HighestModSeq(u64),
     InUse,
     /// RFC 5530: a limit of the server was reached (not of this message).
     Limit,
@@ -178,6 +180,10 @@ impl Code {
                 let _ = write!(out, "UIDNEXT {n}");
                 return;
             }
+            Code::HighestModSeq(n) => {
+                let _ = write!(out, "HIGHESTMODSEQ {n}");
+                return;
+            }
             Code::UidValidity(n) => {
                 let _ = write!(out, "UIDVALIDITY {n}");
                 return;
@@ -274,6 +280,10 @@ mod tests {
                 "PERMANENTFLAGS ()",
             ),
             (Code::UidNext(12), "UIDNEXT 12"),
+            (
+                Code::HighestModSeq(1 << 60),
+                "HIGHESTMODSEQ 1152921504606846976",
+            ),
             (Code::NoUpdate("B\"02".into()), "NOUPDATE \"B\\\"02\""),
         ];
         for (code, want) in cases {

@@ -41,6 +41,7 @@ const AUTHED: &[&str] = &[
     "ESORT",
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",
+    "CONDSTORE",
 ];
 
 /// The capability atoms for this moment, space-separated.

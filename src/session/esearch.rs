@@ -30,6 +30,9 @@ pub(crate) struct Asked<'a> {
     pub key: &'a SearchKey,
     /// SORT: its criteria (the result is in their order).
     pub sort: Option<&'a [SortCriterion]>,
+    /// When the search used MODSEQ: each found message's modseq, in the
+    /// order of `found` (RFC 7162 §3.1.5: the answer carries the highest).
+    pub modseqs: Option<&'a [u64]>,
 }
 
 /// Answers `found` ((sequence number, UID), in the requested order).
@@ -90,12 +93,36 @@ pub(crate) fn answer(
         if let Some(range) = partial {
             items.push(Item::Partial {
                 range,
-                nums: nums[window].to_vec(),
+                nums: nums[window.clone()].to_vec(),
                 ordered,
             });
         }
         if want(SearchReturn::Count) {
             items.push(Item::Count(nums.len()));
+        }
+        // The highest modseq of the messages the answer names (RFC 7162
+        // §3.1.5, RFC 4731 §3.2): all of them for ALL or COUNT, else those
+        // MIN, MAX and PARTIAL return. None when nothing was found.
+        if let Some(ms) = a.modseqs.filter(|_| !nums.is_empty()) {
+            let everything = want(SearchReturn::All) || want(SearchReturn::Count);
+            let mut returned: Vec<usize> = Vec::new();
+            if !everything {
+                if want(SearchReturn::Min) {
+                    returned.push(0);
+                }
+                if want(SearchReturn::Max) {
+                    returned.push(nums.len() - 1);
+                }
+                returned.extend(window.clone());
+            }
+            let highest = if everything {
+                ms.iter().copied().max()
+            } else {
+                returned.iter().filter_map(|&i| ms.get(i).copied()).max()
+            };
+            if let Some(m) = highest {
+                items.push(Item::ModSeq(m));
+            }
         }
         data::write(
             &mut out,

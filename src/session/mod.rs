@@ -24,6 +24,7 @@
 
 pub mod caps;
 pub mod cmd;
+pub(crate) mod condstore;
 mod conn;
 pub mod context;
 pub(crate) mod digest;

@@ -140,11 +140,11 @@ mod tests {
         let modes = [
             Enabled {
                 rev2: false,
-                utf8: false,
+                ..Enabled::default()
             },
             Enabled {
                 rev2: true,
-                utf8: false,
+                ..Enabled::default()
             },
         ];
         let wires = [

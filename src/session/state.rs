@@ -51,4 +51,10 @@ impl State {
 pub struct Enabled {
     pub rev2: bool,
     pub utf8: bool,
+    /// CONDSTORE (RFC 7162 §3.1): turned on by `ENABLE CONDSTORE` or by the
+    /// first command that uses it (`SELECT ... (CONDSTORE)`, `STATUS
+    /// (HIGHESTMODSEQ)`, `FETCH MODSEQ`, `CHANGEDSINCE`, `SEARCH MODSEQ`,
+    /// `UNCHANGEDSINCE`); from then on every untagged FETCH of flags carries
+    /// UID and MODSEQ.
+    pub condstore: bool,
 }

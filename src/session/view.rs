@@ -217,6 +217,12 @@ impl SelectedView {
     }
 
     /// Remembers a flag change this session reported itself.
+    /// The highest modseq this session has reported changes up to: what it
+    /// may tell the client as HIGHESTMODSEQ.
+    pub fn highest_modseq(&self) -> u64 {
+        self.modseq
+    }
+
     pub fn note_own_flags(&mut self, uid: u32, modseq: u64) {
         self.own_reported.insert(uid, modseq);
     }
@@ -320,11 +326,17 @@ impl SelectedView {
                 flags: &m.flags,
                 recent: !enabled.rev2 && self.recent.contains(&m.uid),
             };
-            let with_uid = [FetchItem::Uid(m.uid), flags.clone()];
-            let items = if with_uid_wanted {
-                &with_uid[..]
-            } else {
-                &with_uid[1..]
+            let all = [
+                FetchItem::Uid(m.uid),
+                flags.clone(),
+                FetchItem::ModSeq(m.modseq),
+            ];
+            // CONDSTORE on: UID and MODSEQ with every flag change (RFC
+            // 7162 §3.1), so the client's highest modseq can follow.
+            let items = match (with_uid_wanted || enabled.condstore, enabled.condstore) {
+                (_, true) => &all[..],
+                (true, false) => &all[..2],
+                (false, false) => &all[1..2],
             };
             data::write(out, &Data::Fetch { seq, items });
         }

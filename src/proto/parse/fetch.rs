@@ -42,7 +42,7 @@ impl P<'_> {
         let mut changed_since = None;
         if !self.at_end() {
             self.sp()?;
-            // `fetch-modifier = "CHANGEDSINCE" SP mod-sequence-valzer`
+            // `chgsince-fetch-mod = "CHANGEDSINCE" SP mod-sequence-value`
             // (RFC 7162 §3.1.4); VANISHED needs QRESYNC, which is not offered.
             for v in self.paren_list(false, |p| {
                 let k = p.keyword()?;

@@ -63,6 +63,11 @@ pub fn enable(s: &mut Session, caps: Vec<String>) -> CmdResult {
             s.enabled.rev2 = true;
             newly.push("IMAP4rev2");
         }
+        // No mailbox is selected here, so there is no HIGHESTMODSEQ to tell.
+        if c.eq_ignore_ascii_case("CONDSTORE") && !s.enabled.condstore {
+            s.enabled.condstore = true;
+            newly.push("CONDSTORE");
+        }
         // Unknown capabilities are ignored (RFC 5161 §3.1).
     }
     s.data(&Data::Enabled(&newly));

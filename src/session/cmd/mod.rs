@@ -27,6 +27,9 @@ use super::{CmdResult, Session, Status};
 
 pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
     use CommandBody as C;
+    if matches!(body, C::Status { .. }) && super::condstore::enables(&body) {
+        s.enable_condstore(None);
+    }
     match body {
         C::Capability => misc::capability(s),
         C::Noop => misc::noop(s),
@@ -44,8 +47,8 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         C::Select {
             mailbox,
             read_only,
-            condstore: _,
-        } => select::select(s, mailbox, read_only).await,
+            condstore,
+        } => select::select(s, mailbox, read_only, condstore).await,
         C::Close => select::close(s).await,
         C::Unselect => select::unselect(s),
         C::Create {
@@ -82,6 +85,9 @@ async fn run_selected(s: &mut Session, tag: &str, body: CommandBody) -> CmdResul
             body.name()
         )));
     };
+    if super::condstore::enables(&body) {
+        s.enable_condstore(Some(&view));
+    }
     let result = on_view(s, &mut view, tag, body).await;
     s.restore_view(view);
     result
@@ -104,8 +110,8 @@ async fn on_view(
             uid,
             set,
             items,
-            changed_since: _,
-        } => fetch::fetch(s, view, uid, set, items).await,
+            changed_since,
+        } => fetch::fetch(s, view, uid, set, items, changed_since).await,
         C::Store {
             uid,
             set,

@@ -7,6 +7,7 @@
 
 use crate::proto::data::Data;
 use crate::proto::{SearchCommand, SearchReturn};
+use crate::session::condstore::mentions_modseq;
 use crate::session::evaluate::{Candidates, evaluate};
 use crate::session::view::SelectedView;
 use crate::session::{CmdResult, Session, Status, blocking};
@@ -22,6 +23,20 @@ pub async fn search(
     let candidates = Candidates::of(view);
     let key = cmd.criteria.clone();
     let found: Vec<(u32, u32)> = blocking(move || evaluate(&candidates, &key)).await??;
+    // RFC 7162 §3.1.5: a search that used MODSEQ names the highest modseq
+    // of what it found.
+    let modseqs: Option<Vec<u64>> = if mentions_modseq(&cmd.criteria) && !found.is_empty() {
+        let uids: Vec<u32> = found.iter().map(|f| f.1).collect();
+        let metas = crate::session::metas_of(&view.folder, uids).await?;
+        Some(
+            metas
+                .iter()
+                .map(|m| m.as_ref().map_or(0, |m| m.modseq))
+                .collect(),
+        )
+    } else {
+        None
+    };
 
     let ret = match &cmd.ret {
         None if !rev2 => {
@@ -29,7 +44,8 @@ pub async fn search(
                 .iter()
                 .map(|&(seq, uid)| if cmd.uid { uid } else { seq })
                 .collect();
-            s.data(&Data::Search(&nums));
+            let highest = modseqs.as_ref().and_then(|m| m.iter().copied().max());
+            s.data(&Data::Search(&nums, highest));
             return Ok(Status::ok("SEARCH completed."));
         }
         // A rev2 client always gets ESEARCH (RFC 9051 §6.4.4).
@@ -42,6 +58,7 @@ pub async fn search(
         ret,
         key: &cmd.criteria,
         sort: None,
+        modseqs: modseqs.as_deref(),
     };
     crate::session::esearch::answer(s, view, asked, &found)?;
     if ret == [SearchReturn::Save] {

@@ -9,7 +9,14 @@ use crate::session::unlocked::blocking_unlocked;
 use crate::session::{CmdResult, SelectedView, Session, State, Status, blocking};
 use crate::store::StoreError;
 
-pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdResult {
+/// `condstore`: the `(CONDSTORE)` parameter (RFC 7162 §3.1.8), which turns
+/// CONDSTORE on for the session.
+pub async fn select(
+    s: &mut Session,
+    mailbox: String,
+    read_only: bool,
+    condstore: bool,
+) -> CmdResult {
     let name = from_wire(&mailbox, s.enabled)?;
     // Selecting always leaves the previous mailbox first, even if the new
     // one fails (RFC 9051 §6.3.2); rev2 clients are told with [CLOSED].
@@ -52,7 +59,7 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
         })
         .await??;
 
-    let (uidvalidity, uidnext) = (start.uidvalidity, start.uidnext);
+    let (uidvalidity, uidnext, highest) = (start.uidvalidity, start.uidnext, start.highest_modseq);
     let view = SelectedView::new(folder, name, read_only, recent, start, keywords);
     view.flags_responses(&mut s.out);
     s.data(&Data::Exists(view.len()));
@@ -76,6 +83,17 @@ pub async fn select(s: &mut Session, mailbox: String, read_only: bool) -> CmdRes
         Some(Code::UidNext(uidnext)),
         "Predicted next UID.",
     );
+    // With every SELECT and EXAMINE, CONDSTORE on or not: modseqs are kept
+    // for every mailbox (RFC 7162 §3.1.2.1; never NOMODSEQ). Dovecot sends
+    // it only once CONDSTORE is on; the RFC's MUST is followed here.
+    s.untagged(
+        StatusKind::Ok,
+        Some(Code::HighestModSeq(highest)),
+        "Highest mod-sequence.",
+    );
+    if condstore {
+        s.enabled.condstore = true;
+    }
     if let Some(line) = list_line {
         // RFC 9051 §6.3.2: a LIST response for the selected mailbox.
         s.out.extend_from_slice(&line);

@@ -43,6 +43,7 @@ pub async fn sort(
     };
     // The extended SORT (ESORT, RFC 5267 §3).
     let asked = crate::session::esearch::Asked {
+        modseqs: None,
         tag,
         uid: cmd.uid,
         ret,

@@ -20,6 +20,11 @@ pub async fn store(
     unchanged_since: Option<u64>,
 ) -> CmdResult {
     let rev2 = s.enabled.rev2;
+    // Once CONDSTORE is on, every FETCH this sends carries UID and MODSEQ
+    // (RFC 7162 §3.1), .SILENT ones included: those say just that, for the
+    // messages this STORE changed (§3.1.3, erratum 3401's example), so the
+    // client's highest modseq stays right without a FLAGS it did not want.
+    let condstore = s.enabled.condstore;
     if let Some(Flag::Extension(x)) = flags.iter().find(|f| matches!(f, Flag::Extension(_))) {
         return Err(Status::bad(format!("Invalid system flag \\{x}.")));
     }
@@ -45,6 +50,16 @@ pub async fn store(
     // A keyword new to the folder is announced even with .SILENT: FLAGS is
     // the mailbox's state, not a reply to this command.
     view.announce_keywords(changed.iter().map(|m| &m.flags), &mut s.out);
+    if silent && condstore {
+        let mut lines = Vec::new();
+        for m in &changed {
+            if let Some(seq) = view.seq_of(m.uid) {
+                let items = [FetchItem::Uid(m.uid), FetchItem::ModSeq(m.modseq)];
+                data::write(&mut lines, &Data::Fetch { seq, items: &items });
+            }
+        }
+        s.out.extend_from_slice(&lines);
+    }
     if !silent {
         // Report the resulting flags of every message in the set, changed
         // or not (RFC 9051 §6.4.6).
@@ -64,8 +79,13 @@ pub async fn store(
                     flags: &m.flags,
                     recent: !rev2 && view.is_recent(u),
                 },
+                FetchItem::ModSeq(m.modseq),
             ];
-            let items = if uid || rev2 { &items[..] } else { &items[1..] };
+            let items = match (uid || rev2 || condstore, condstore) {
+                (_, true) => &items[..],
+                (true, false) => &items[..2],
+                (false, false) => &items[1..2],
+            };
             data::write(&mut lines, &Data::Fetch { seq, items });
             view.note_own_flags(u, m.modseq);
         }

@@ -102,11 +102,24 @@ pub async fn fetch(
     uid: bool,
     set: SequenceSet,
     mut items: Vec<FetchAttr>,
+    changed_since: Option<u64>,
 ) -> CmdResult {
     let rev2 = s.enabled.rev2;
-    let pairs = view.resolve(&set, uid)?;
+    let mut pairs = view.resolve(&set, uid)?;
     if uid && !items.contains(&FetchAttr::Uid) {
         items.insert(0, FetchAttr::Uid);
+    }
+    if let Some(since) = changed_since {
+        // RFC 7162 §3.1.4.1: only messages whose modseq is above `since`
+        // (messages gone meanwhile have nothing to say).
+        let want: Vec<u32> = pairs.iter().map(|&(_, u)| u).collect();
+        let metas = crate::session::metas_of(&view.folder, want).await?;
+        pairs = pairs
+            .into_iter()
+            .zip(metas)
+            .filter(|(_, m)| m.as_ref().is_some_and(|m| m.modseq > since))
+            .map(|(p, _)| p)
+            .collect();
     }
     let sets_seen = !view.read_only
         && items.iter().any(|i| {
@@ -118,6 +131,17 @@ pub async fn fetch(
                     | FetchAttr::Binary { peek: false, .. }
             )
         });
+    // CONDSTORE: CHANGEDSINCE answers with MODSEQ (§3.1.4.1), and once
+    // CONDSTORE is on a FETCH that sets \Seen reports the new flags with
+    // UID and MODSEQ (§3.1).
+    if changed_since.is_some() || (s.enabled.condstore && sets_seen) {
+        if !items.contains(&FetchAttr::Uid) {
+            items.insert(0, FetchAttr::Uid);
+        }
+        if !items.contains(&FetchAttr::ModSeq) {
+            items.push(FetchAttr::ModSeq);
+        }
+    }
     let folder = view.folder.clone();
     let mut newly_seen: HashSet<u32> = HashSet::new();
     if sets_seen {
