@@ -28,8 +28,12 @@ fn fetched_modseqs(lines: &[String]) -> Vec<(u32, u64)> {
         .filter_map(|l| {
             let rest = l.strip_prefix("* ")?;
             let (seq, rest) = rest.split_once(' ')?;
-            rest.starts_with("FETCH")
-                .then(|| Some((seq.parse().ok()?, number_after(std::slice::from_ref(l), "MODSEQ")?)))?
+            rest.starts_with("FETCH").then(|| {
+                Some((
+                    seq.parse().ok()?,
+                    number_after(std::slice::from_ref(l), "MODSEQ")?,
+                ))
+            })?
         })
         .collect()
 }

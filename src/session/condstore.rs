@@ -14,7 +14,9 @@
 
 use crate::proto::CommandBody;
 use crate::proto::command::{FetchAttr, SearchKey, StatusItem};
+use crate::proto::data::{self, Data, FetchItem};
 use crate::proto::response::{Code, StatusKind};
+use crate::store::MessageMeta;
 
 use super::view::SelectedView;
 use super::{Session, State};
@@ -47,6 +49,28 @@ pub fn mentions_modseq(key: &SearchKey) -> bool {
         SearchKey::Or(a, b) => mentions_modseq(a) || mentions_modseq(b),
         SearchKey::Not(k) => mentions_modseq(k),
         _ => false,
+    }
+}
+
+/// Which items an untagged FETCH reporting a message's flags carries
+/// besides FLAGS: UID when the client numbers by UID (`uid`) or CONDSTORE
+/// is on, MODSEQ when CONDSTORE is on (§3.1: "both UID and mod-sequence").
+#[derive(Clone, Copy)]
+pub struct Shown {
+    pub uid: bool,
+    pub condstore: bool,
+}
+
+impl Shown {
+    /// Writes `* seq FETCH ([UID u] FLAGS (...) [MODSEQ (m)])` for `m`.
+    pub fn write_flags(self, out: &mut Vec<u8>, seq: u32, m: &MessageMeta, flags: FetchItem<'_>) {
+        let all = [FetchItem::Uid(m.uid), flags, FetchItem::ModSeq(m.modseq)];
+        let items = match (self.uid || self.condstore, self.condstore) {
+            (_, true) => &all[..],
+            (true, false) => &all[..2],
+            (false, false) => &all[1..2],
+        };
+        data::write(out, &Data::Fetch { seq, items });
     }
 }
 

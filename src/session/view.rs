@@ -326,19 +326,11 @@ impl SelectedView {
                 flags: &m.flags,
                 recent: !enabled.rev2 && self.recent.contains(&m.uid),
             };
-            let all = [
-                FetchItem::Uid(m.uid),
-                flags.clone(),
-                FetchItem::ModSeq(m.modseq),
-            ];
-            // CONDSTORE on: UID and MODSEQ with every flag change (RFC
-            // 7162 §3.1), so the client's highest modseq can follow.
-            let items = match (with_uid_wanted || enabled.condstore, enabled.condstore) {
-                (_, true) => &all[..],
-                (true, false) => &all[..2],
-                (false, false) => &all[1..2],
+            let shown = super::condstore::Shown {
+                uid: with_uid_wanted,
+                condstore: enabled.condstore,
             };
-            data::write(out, &Data::Fetch { seq, items });
+            shown.write_flags(out, seq, m, flags);
         }
         // New messages and flag changes (this session's too) may join or
         // leave update contexts' results: decided by `context::update`.

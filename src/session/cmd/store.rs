@@ -73,20 +73,15 @@ pub async fn store(
             let Some(m) = m else {
                 continue;
             };
-            let items = [
-                FetchItem::Uid(u),
-                FetchItem::Flags {
-                    flags: &m.flags,
-                    recent: !rev2 && view.is_recent(u),
-                },
-                FetchItem::ModSeq(m.modseq),
-            ];
-            let items = match (uid || rev2 || condstore, condstore) {
-                (_, true) => &items[..],
-                (true, false) => &items[..2],
-                (false, false) => &items[1..2],
+            let flags = FetchItem::Flags {
+                flags: &m.flags,
+                recent: !rev2 && view.is_recent(u),
             };
-            data::write(&mut lines, &Data::Fetch { seq, items });
+            let shown = crate::session::condstore::Shown {
+                uid: uid || rev2,
+                condstore,
+            };
+            shown.write_flags(&mut lines, seq, m, flags);
             view.note_own_flags(u, m.modseq);
         }
         view.announce_keywords(metas.iter().flatten().map(|m| &m.flags), &mut s.out);
