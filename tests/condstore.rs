@@ -195,3 +195,163 @@ fn highestmodseq_never_goes_back_and_hides_nothing_after_index_loss() {
     );
     a.logout();
 }
+
+/// The `* VANISHED ...` lines of `lines`, as their UID sets.
+fn vanished(lines: &[String], earlier: bool) -> Vec<String> {
+    let prefix = if earlier {
+        "* VANISHED (EARLIER) "
+    } else {
+        "* VANISHED "
+    };
+    lines
+        .iter()
+        .filter(|l| earlier || !l.starts_with("* VANISHED (EARLIER)"))
+        .filter_map(|l| l.strip_prefix(prefix).map(str::to_string))
+        .collect()
+}
+
+fn qresync_client(server: &TestServer) -> ImapClient {
+    let mut c = ImapClient::login(server, common::USER, common::PASSWORD);
+    let lines = c.ok("ENABLE QRESYNC");
+    assert!(lines.iter().any(|l| l.contains("QRESYNC")), "{lines:?}");
+    c
+}
+
+/// QRESYNC (RFC 7162 §3.2): expunges are told as VANISHED UIDs (during IDLE and NOOP, and to
+/// the EXPUNGE itself, whose tagged OK names HIGHESTMODSEQ); a client that reconnects with
+/// `SELECT ... (QRESYNC (uidvalidity modseq))` is told exactly what vanished and what changed
+/// since, before the tagged OK, VANISHED first; `UID FETCH ... (CHANGEDSINCE n VANISHED)` does
+/// the same for a UID set; across a restart (the expunge memory is cut) every missing UID of the
+/// known set is named, so nothing the client still holds is left out.
+#[test]
+fn qresync_tells_what_vanished_and_changed() {
+    let mut server = start();
+    let mut a = qresync_client(&server);
+    let h0 = select_condstore(&mut a);
+    let uidvalidity: u64 = 1_700_000_000;
+
+    // Another session expunges UID 2 and flags UID 5.
+    let mut b = ImapClient::login(&server, common::USER, common::PASSWORD);
+    b.ok("SELECT INBOX");
+    b.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)");
+    b.ok("UID EXPUNGE 2");
+    b.ok("UID STORE 5 +FLAGS.SILENT (\\Flagged)");
+    let lines = a.ok("NOOP");
+    assert_eq!(vanished(&lines, false), vec!["2"], "{lines:?}");
+    assert!(!lines.iter().any(|l| l.ends_with(" EXPUNGE")), "{lines:?}");
+
+    // UID FETCH with VANISHED: VANISHED (EARLIER) before the FETCHes.
+    let lines = a.ok(&format!(
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)"
+    ));
+    assert_eq!(vanished(&lines, true), vec!["2"], "{lines:?}");
+    let first_fetch = lines
+        .iter()
+        .position(|l| l.contains(" FETCH "))
+        .expect("a FETCH");
+    let first_vanished = lines
+        .iter()
+        .position(|l| l.starts_with("* VANISHED"))
+        .expect("VANISHED");
+    assert!(first_vanished < first_fetch, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("UID 5") && l.contains("\\Flagged")),
+        "{lines:?}"
+    );
+
+    // Our own EXPUNGE: VANISHED, and HIGHESTMODSEQ in the tagged OK.
+    a.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)");
+    let (lines, tagged) = a.command("EXPUNGE");
+    assert_eq!(vanished(&lines, false), vec!["1"], "{lines:?}");
+    assert!(tagged.contains("OK [HIGHESTMODSEQ "), "{tagged}");
+    let h1 = number_after(std::slice::from_ref(&tagged), "HIGHESTMODSEQ").expect("h1");
+    a.logout();
+
+    // A client that synced at h0 reconnects: exactly UIDs 1 and 2 vanished, UID 5 changed.
+    let mut c = qresync_client(&server);
+    let lines = c.ok(&format!("SELECT INBOX (QRESYNC ({uidvalidity} {h0}))"));
+    assert_eq!(vanished(&lines, true), vec!["1:2"], "{lines:?}");
+    let changed = fetched_modseqs(&lines);
+    assert!(lines.iter().any(|l| l.contains("UID 5")), "{lines:?}");
+    assert!(changed.iter().all(|&(_, m)| m > h0 && m <= h1), "{lines:?}");
+    // Known UIDs limit the answer; a UIDVALIDITY that changed gets a plain SELECT.
+    let lines = c.ok(&format!("SELECT INBOX (QRESYNC ({uidvalidity} {h0} 2:4))"));
+    assert_eq!(vanished(&lines, true), vec!["2"], "{lines:?}");
+    assert!(fetched_modseqs(&lines).is_empty(), "{lines:?}");
+    let lines = c.ok(&format!("SELECT INBOX (QRESYNC (7 {h0}))"));
+    assert!(
+        vanished(&lines, true).is_empty() && fetched_modseqs(&lines).is_empty(),
+        "{lines:?}"
+    );
+    // Up to date: nothing.
+    let lines = c.ok(&format!("SELECT INBOX (QRESYNC ({uidvalidity} {h1}))"));
+    assert!(
+        vanished(&lines, true).is_empty() && fetched_modseqs(&lines).is_empty(),
+        "{lines:?}"
+    );
+    c.logout();
+    b.logout();
+
+    // Without ENABLE QRESYNC the parameter is BAD.
+    let mut d = ImapClient::login(&server, common::USER, common::PASSWORD);
+    let (_, tagged) = d.command(&format!("SELECT INBOX (QRESYNC ({uidvalidity} {h0}))"));
+    assert!(tagged.contains("BAD"), "{tagged}");
+    d.logout();
+
+    if Kind::from_env() == Kind::Dovecot {
+        return;
+    }
+    // After a restart the expunge memory is gone: every missing UID below UIDNEXT is named,
+    // the ones the client held (1, 2) among them.
+    server.restart();
+    let mut e = qresync_client(&server);
+    let lines = e.ok(&format!("SELECT INBOX (QRESYNC ({uidvalidity} {h0}))"));
+    let v = vanished(&lines, true);
+    assert_eq!(v, vec!["1:4,6:9"], "{lines:?}");
+    e.logout();
+}
+
+/// An expunge that cannot be told during a FETCH (RFC 9051 §7.5.1) must not be skipped by a
+/// QRESYNC client that takes the FETCH's MODSEQ as its sync point: after the FETCH the session
+/// says a HIGHESTMODSEQ from before the expunge, and the VANISHED follows at the next NOOP.
+#[test]
+fn an_expunge_held_back_during_fetch_keeps_the_sync_point_below_it() {
+    let server = start();
+    let mut a = qresync_client(&server);
+    let h0 = select_condstore(&mut a);
+    let mut b = ImapClient::login(&server, common::USER, common::PASSWORD);
+    b.ok("SELECT INBOX");
+    b.ok("UID STORE 5 +FLAGS.SILENT (\\Deleted)");
+    b.ok("UID EXPUNGE 5");
+    b.ok("UID STORE 10 +FLAGS.SILENT (\\Flagged)");
+    let lines = a.ok("FETCH 1:* (FLAGS MODSEQ)");
+    assert!(
+        vanished(&lines, false).is_empty(),
+        "no VANISHED during FETCH: {lines:?}"
+    );
+    let top = fetched_modseqs(&lines)
+        .iter()
+        .map(|&(_, m)| m)
+        .max()
+        .expect("modseqs");
+    let floor = number_after(&lines, "HIGHESTMODSEQ").expect("HIGHESTMODSEQ after the FETCH");
+    assert!(floor < top && floor >= h0, "{floor} vs {top}: {lines:?}");
+    let last = lines
+        .iter()
+        .rposition(|l| l.contains("HIGHESTMODSEQ"))
+        .unwrap_or(0);
+    assert!(
+        lines
+            .iter()
+            .rposition(|l| l.contains(" FETCH "))
+            .unwrap_or(0)
+            < last,
+        "{lines:?}"
+    );
+    let lines = a.ok("NOOP");
+    assert_eq!(vanished(&lines, false), vec!["5"], "{lines:?}");
+    a.logout();
+    b.logout();
+}

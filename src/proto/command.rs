@@ -56,6 +56,8 @@ pub enum CommandBody {
         read_only: bool,
         /// `(CONDSTORE)` select parameter (RFC 7162).
         condstore: bool,
+        /// `(QRESYNC (...))` select parameter (RFC 7162 §3.2.5).
+        qresync: Option<Qresync>,
     },
     Create {
         mailbox: MailboxArg,
@@ -108,6 +110,9 @@ pub enum CommandBody {
         items: Vec<FetchAttr>,
         /// CONDSTORE `(CHANGEDSINCE n)`.
         changed_since: Option<u64>,
+        /// QRESYNC's `VANISHED` modifier (UID FETCH with CHANGEDSINCE only,
+        /// RFC 7162 §3.2.6).
+        vanished: bool,
     },
     Store {
         uid: bool,
@@ -128,6 +133,20 @@ pub enum CommandBody {
         set: SequenceSet,
         mailbox: MailboxArg,
     },
+}
+
+/// What a client knew of a mailbox when it last synced, for `SELECT ...
+/// (QRESYNC (uidvalidity modseq [known-uids] [seq-match-data]))` (RFC 7162
+/// §3.2.5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Qresync {
+    pub uidvalidity: u32,
+    pub modseq: u64,
+    /// The UIDs the client knows (no `*`); `None`: all.
+    pub known_uids: Option<SequenceSet>,
+    /// Message numbers and the UIDs they had, as a hint (this server
+    /// answers exactly without it, and ignores it).
+    pub seq_match: Option<(SequenceSet, SequenceSet)>,
 }
 
 impl CommandBody {

@@ -104,6 +104,12 @@ pub enum Data<'a> {
     /// `* ESEARCH ...` (RFC 4731, RFC 5267): its items are
     /// [`super::esearch`]'s.
     Esearch(Esearch<'a>),
+    /// `* VANISHED [(EARLIER)] uid-set` (RFC 7162 §3.2.10): UIDs as
+    /// sorted, disjoint inclusive ranges; never empty.
+    Vanished {
+        earlier: bool,
+        uids: &'a [(u32, u32)],
+    },
     /// `* SORT n...` (RFC 5256), in sort order.
     Sort(&'a [u32]),
     /// `* THREAD (...)...` (RFC 5256).
@@ -230,6 +236,23 @@ pub fn write(out: &mut Vec<u8>, d: &Data<'_>) {
             numbers(out, nums);
         }
         Data::Esearch(e) => esearch::body(out, e),
+        Data::Vanished { earlier, uids } => {
+            out.extend_from_slice(if *earlier {
+                b"VANISHED (EARLIER) "
+            } else {
+                b"VANISHED "
+            });
+            for (i, &(a, b)) in uids.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if a == b {
+                    let _ = write!(out, "{a}");
+                } else {
+                    let _ = write!(out, "{a}:{b}");
+                }
+            }
+        }
         Data::Thread { nodes, roots } => {
             // An empty result is `* THREAD` alone (RFC 5256 §5:
             // `thread-data = "THREAD" [SP 1*thread-list]`).
@@ -422,6 +445,20 @@ mod tests {
             (
                 Data::Search(&[2, 5], Some(917)),
                 "* SEARCH 2 5 (MODSEQ 917)\r\n",
+            ),
+            (
+                Data::Vanished {
+                    earlier: true,
+                    uids: &[(3, 3), (7, 9)],
+                },
+                "* VANISHED (EARLIER) 3,7:9\r\n",
+            ),
+            (
+                Data::Vanished {
+                    earlier: false,
+                    uids: &[(1, 1)],
+                },
+                "* VANISHED 1\r\n",
             ),
             (Data::Sort(&[5, 2]), "* SORT 5 2\r\n"),
             (

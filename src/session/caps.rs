@@ -42,6 +42,7 @@ const AUTHED: &[&str] = &[
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",
     "CONDSTORE",
+    "QRESYNC",
 ];
 
 /// The capability atoms for this moment, space-separated.

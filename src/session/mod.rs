@@ -34,6 +34,7 @@ mod literal;
 pub(crate) mod mailboxes;
 pub mod names;
 mod offload;
+pub(crate) mod qresync;
 pub mod search;
 pub(crate) mod sort;
 pub(crate) mod sorted;
@@ -653,6 +654,15 @@ impl Session {
         let valid = view
             .report_changes(expunge_ok, enabled, self.uid_commands, &mut lines)
             .await?;
+        if let Some(floor) = view.unsent_floor().filter(|_| enabled.qresync) {
+            crate::proto::response::status_line(
+                &mut lines,
+                None,
+                StatusKind::Ok,
+                Some(&Code::HighestModSeq(floor)),
+                "Expunges not told yet.",
+            );
+        }
         // The update contexts' ADDTO/REMOVEFROM, after the EXISTS and
         // FETCH responses they follow from (RFC 5267 §4.3.3). What the
         // view wrote goes out even if this fails.

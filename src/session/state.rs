@@ -57,4 +57,7 @@ pub struct Enabled {
     /// `UNCHANGEDSINCE`); from then on every untagged FETCH of flags carries
     /// UID and MODSEQ.
     pub condstore: bool,
+    /// QRESYNC (RFC 7162 §3.2), by `ENABLE QRESYNC` only (which turns
+    /// CONDSTORE on too): expunges are then told as `VANISHED` UIDs.
+    pub qresync: bool,
 }

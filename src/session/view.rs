@@ -40,6 +40,10 @@ pub struct SelectedView {
     modseq: u64,
     /// Known gone from the folder, EXPUNGE not yet sent.
     pending_expunge: BTreeSet<u32>,
+    /// QRESYNC: while expunges wait to be told (`pending_expunge`), the
+    /// highest modseq the client may take as synced: the one reported
+    /// before the first of them was seen (see [`SelectedView::unsent_floor`]).
+    unsent_floor: Option<u64>,
     /// Flag changes this session already sent (uid -> modseq). Fx-hashed:
     /// a `STORE 1:*` puts 30,000 entries in and looks them up again.
     own_reported: FxHashMap<u32, u64>,
@@ -82,6 +86,7 @@ impl SelectedView {
             recent: recent.into_iter().collect(),
             modseq: start.highest_modseq,
             pending_expunge: BTreeSet::new(),
+            unsent_floor: None,
             own_reported: FxHashMap::default(),
             saved: Vec::new(),
             keywords,
@@ -118,6 +123,16 @@ impl SelectedView {
 
     pub fn is_recent(&self, uid: u32) -> bool {
         self.recent.contains(&uid)
+    }
+
+    /// While an expunge could not be told yet (during FETCH, STORE or
+    /// SEARCH), the modseq the client's sync point must stay at: a FETCH of
+    /// the same command may carry a higher MODSEQ, and a QRESYNC client that
+    /// took that as its high-water mark would never learn of the expunge on
+    /// its next resync (RFC 7162 §3.2.10's VANISHED comes later). The
+    /// session says `* OK [HIGHESTMODSEQ floor]` after such a command.
+    pub fn unsent_floor(&self) -> Option<u64> {
+        self.unsent_floor
     }
 
     /// True if the message is gone but its EXPUNGE is still owed.
@@ -270,6 +285,21 @@ impl SelectedView {
         let uids = &self.uids;
         let seq_of = |u: u32| uids.binary_search(&u).ok().map(|i| i as u32 + 1);
         self.contexts.expunged(&ch.expunged, &seq_of, out);
+        if expunge_ok && !self.pending_expunge.is_empty() && enabled.qresync {
+            // QRESYNC: one VANISHED with the UIDs (RFC 7162 §3.2.10).
+            let mut told = Vec::new();
+            for uid in std::mem::take(&mut self.pending_expunge) {
+                if let Ok(i) = self.uids.binary_search(&uid) {
+                    Arc::make_mut(&mut self.uids).remove(i);
+                    self.recent.remove(&uid);
+                    self.saved.retain(|&u| u != uid);
+                    told.push(uid);
+                }
+            }
+            if !told.is_empty() {
+                super::qresync::write(out, false, &super::qresync::ranges_of(told));
+            }
+        }
         if expunge_ok && !self.pending_expunge.is_empty() {
             for uid in std::mem::take(&mut self.pending_expunge) {
                 if let Ok(i) = self.uids.binary_search(&uid) {
@@ -341,6 +371,11 @@ impl SelectedView {
             self.own_reported = FxHashMap::default();
         } else {
             self.own_reported.clear();
+        }
+        if self.pending_expunge.is_empty() {
+            self.unsent_floor = None;
+        } else if self.unsent_floor.is_none() {
+            self.unsent_floor = Some(self.modseq);
         }
         self.modseq = self.modseq.max(ch.highest_modseq);
         Ok(true)

@@ -6,8 +6,9 @@
 //!
 //! Only the commands listed in [`routed`] are compared (for the others
 //! imap-codec's value loses what our AST keeps, e.g. a mailbox's
-//! spelling). Anything imap-codec rejects, or accepts but our AST cannot
-//! express (FETCH `VANISHED`, which needs QRESYNC), yields `None`.
+//! spelling). Anything imap-codec rejects, or accepts where RFC 7162 does
+//! not (FETCH `VANISHED` outside UID FETCH or without CHANGEDSINCE), yields
+//! `None`.
 
 use std::num::NonZeroU32;
 
@@ -118,18 +119,24 @@ fn body(b: CB<'_>) -> Option<CommandBody> {
                     .map(fetch_attr)
                     .collect::<Option<Vec<_>>>()?,
             };
-            let mut changed_since = None;
+            let (mut changed_since, mut vanished) = (None, false);
             for m in modifiers {
                 match m {
                     FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
-                    FetchModifier::Vanished => return None,
+                    FetchModifier::Vanished => vanished = true,
                 }
+            }
+            // imap-codec takes VANISHED anywhere; RFC 7162 §7 allows it only
+            // in UID FETCH, and §3.2.6 only with CHANGEDSINCE.
+            if vanished && (!uid || changed_since.is_none()) {
+                return None;
             }
             CommandBody::Fetch {
                 uid,
                 set: set(&sequence_set),
                 items,
                 changed_since,
+                vanished,
             }
         }
         CB::Store {

@@ -39,30 +39,40 @@ impl P<'_> {
         } else {
             vec![self.fetch_att()?]
         };
-        let mut changed_since = None;
+        let (mut changed_since, mut vanished) = (None, false);
         if !self.at_end() {
             self.sp()?;
             // `chgsince-fetch-mod = "CHANGEDSINCE" SP mod-sequence-value`
-            // (RFC 7162 §3.1.4); VANISHED needs QRESYNC, which is not offered.
-            for v in self.paren_list(false, |p| {
-                let k = p.keyword()?;
-                if k != "CHANGEDSINCE" {
-                    return bad(format!("Unknown FETCH modifier {k}"));
+            // (RFC 7162 §3.1.4) and `rexpunges-fetch-mod = "VANISHED"`
+            // (§3.2.6), each at most once.
+            self.paren_list(false, |p| match p.keyword()?.as_str() {
+                "CHANGEDSINCE" if changed_since.is_none() => {
+                    p.sp()?;
+                    match p.number64()? {
+                        0 => bad("CHANGEDSINCE must not be zero"),
+                        v => {
+                            changed_since = Some(v);
+                            Ok(())
+                        }
+                    }
                 }
-                p.sp()?;
-                match p.number64()? {
-                    0 => bad("CHANGEDSINCE must not be zero"),
-                    v => Ok(v),
+                "VANISHED" if !vanished => {
+                    vanished = true;
+                    Ok(())
                 }
-            })? {
-                changed_since = Some(v);
-            }
+                k => bad(format!("Unknown or repeated FETCH modifier {k}")),
+            })?;
+        }
+        // §3.2.6: VANISHED only in UID FETCH, and only with CHANGEDSINCE.
+        if vanished && (!uid || changed_since.is_none()) {
+            return bad("VANISHED needs UID FETCH and CHANGEDSINCE");
         }
         Ok(CommandBody::Fetch {
             uid,
             set,
             items,
             changed_since,
+            vanished,
         })
     }
 
@@ -265,7 +275,11 @@ mod tests {
             ),
             (
                 b"a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)\r\n",
-                C::Fetch { uid: true, set: set(&[(V(1), S)]), items: vec![F::Flags], changed_since: Some(12345) },
+                C::Fetch { uid: true, set: set(&[(V(1), S)]), items: vec![F::Flags], changed_since: Some(12345), vanished: false },
+            ),
+            (
+                b"a UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n",
+                C::Fetch { uid: true, set: set(&[(V(300), V(500))]), items: vec![F::Flags], changed_since: Some(1), vanished: true },
             ),
         ]);
     }
@@ -285,7 +299,22 @@ mod tests {
             (
                 b"a FETCH 1 UID (VANISHED)\r\n",
                 Some("a"),
-                "Unknown FETCH modifier VANISHED",
+                "VANISHED needs UID FETCH and CHANGEDSINCE",
+            ),
+            (
+                b"a FETCH 1 UID (CHANGEDSINCE 5 VANISHED)\r\n",
+                Some("a"),
+                "VANISHED needs UID FETCH and CHANGEDSINCE",
+            ),
+            (
+                b"a UID FETCH 1 UID (VANISHED)\r\n",
+                Some("a"),
+                "VANISHED needs UID FETCH and CHANGEDSINCE",
+            ),
+            (
+                b"a UID FETCH 1 UID (VANISHED VANISHED)\r\n",
+                Some("a"),
+                "Unknown or repeated FETCH modifier VANISHED",
             ),
         ]);
     }

@@ -37,21 +37,83 @@ impl P<'_> {
     pub(super) fn select(&mut self, read_only: bool) -> R<CommandBody> {
         self.sp()?;
         let mailbox = self.mailbox()?;
-        let mut condstore = false;
+        let (mut condstore, mut qresync) = (false, None);
         if !self.at_end() {
             self.sp()?;
-            // QRESYNC is not offered, so CONDSTORE is the only parameter.
             self.paren_list(false, |p| match p.keyword()?.as_str() {
-                "CONDSTORE" => Ok(()),
+                "CONDSTORE" => {
+                    condstore = true;
+                    Ok(())
+                }
+                "QRESYNC" if qresync.is_none() => {
+                    p.sp()?;
+                    qresync = Some(p.qresync()?);
+                    Ok(())
+                }
                 other => bad(format!("Unsupported select parameter {other}")),
             })?;
-            condstore = true;
         }
         Ok(CommandBody::Select {
             mailbox,
             read_only,
             condstore,
+            qresync,
         })
+    }
+
+    /// `"(" uidvalidity SP mod-sequence-value [SP known-uids]
+    /// [SP seq-match-data] ")"` (RFC 7162 §7); `*` is not allowed in the
+    /// sets.
+    fn qresync(&mut self) -> R<Qresync> {
+        self.expect(b'(')?;
+        let uidvalidity = self.nz_number()?;
+        self.sp()?;
+        let modseq = match self.number64()? {
+            0 => return bad("QRESYNC mod-sequence must not be zero"),
+            m => m,
+        };
+        let mut q = Qresync {
+            uidvalidity,
+            modseq,
+            known_uids: None,
+            seq_match: None,
+        };
+        if self.eat(b' ') {
+            if self.peek() != Some(b'(') {
+                q.known_uids = Some(self.set_without_star()?);
+                if self.eat(b' ') {
+                    q.seq_match = Some(self.seq_match()?);
+                }
+            } else {
+                q.seq_match = Some(self.seq_match()?);
+            }
+        }
+        self.expect(b')')?;
+        Ok(q)
+    }
+
+    /// `seq-match-data = "(" known-sequence-set SP known-uid-set ")"`.
+    fn seq_match(&mut self) -> R<(SequenceSet, SequenceSet)> {
+        self.expect(b'(')?;
+        let seqs = self.set_without_star()?;
+        self.sp()?;
+        let uids = self.set_without_star()?;
+        self.expect(b')')?;
+        Ok((seqs, uids))
+    }
+
+    fn set_without_star(&mut self) -> R<SequenceSet> {
+        let set = self.seq_set()?;
+        match &set {
+            SequenceSet::Ranges(rs)
+                if rs
+                    .iter()
+                    .all(|&(a, b)| a != SeqNum::Asterisk && b != SeqNum::Asterisk) =>
+            {
+                Ok(set)
+            }
+            _ => bad("No * or $ in QRESYNC's sets"),
+        }
     }
 
     /// `create = "CREATE" SP mailbox [SP "(" create-param ")"]`, only the
@@ -210,23 +272,64 @@ mod tests {
     fn good_mailbox_commands() {
         use CommandBody as C;
         good(vec![
-            (b"a SELECT INBOX\r\n", C::Select { mailbox: "INBOX".into(), read_only: false, condstore: false }),
-            (b"a select inbox\r\n", C::Select { mailbox: "inbox".into(), read_only: false, condstore: false }),
+            (b"a SELECT INBOX\r\n", C::Select { mailbox: "INBOX".into(), read_only: false, condstore: false, qresync: None }),
+            (b"a select inbox\r\n", C::Select { mailbox: "inbox".into(), read_only: false, condstore: false, qresync: None }),
             (
                 b"a EXAMINE \"Sent Items\" (CONDSTORE)\r\n",
-                C::Select { mailbox: "Sent Items".into(), read_only: true, condstore: true },
+                C::Select { mailbox: "Sent Items".into(), read_only: true, condstore: true, qresync: None },
+            ),
+            (
+                b"a SELECT x (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n",
+                C::Select {
+                    mailbox: "x".into(),
+                    read_only: false,
+                    condstore: false,
+                    qresync: Some(Qresync {
+                        uidvalidity: 67890007,
+                        modseq: 20050715194045000,
+                        known_uids: Some(SequenceSet::Ranges(vec![
+                            (SeqNum::Value(41), SeqNum::Value(41)),
+                            (SeqNum::Value(43), SeqNum::Value(211)),
+                            (SeqNum::Value(214), SeqNum::Value(541)),
+                        ])),
+                        seq_match: None,
+                    }),
+                },
+            ),
+            (
+                b"a EXAMINE x (CONDSTORE QRESYNC (1 2 (1,3 10,30)))\r\n",
+                C::Select {
+                    mailbox: "x".into(),
+                    read_only: true,
+                    condstore: true,
+                    qresync: Some(Qresync {
+                        uidvalidity: 1,
+                        modseq: 2,
+                        known_uids: None,
+                        seq_match: Some((
+                            SequenceSet::Ranges(vec![
+                                (SeqNum::Value(1), SeqNum::Value(1)),
+                                (SeqNum::Value(3), SeqNum::Value(3)),
+                            ]),
+                            SequenceSet::Ranges(vec![
+                                (SeqNum::Value(10), SeqNum::Value(10)),
+                                (SeqNum::Value(30), SeqNum::Value(30)),
+                            ]),
+                        )),
+                    }),
+                },
             ),
             (
                 b"a SELECT Entw&APw-rfe\r\n",
-                C::Select { mailbox: "Entw&APw-rfe".into(), read_only: false, condstore: false },
+                C::Select { mailbox: "Entw&APw-rfe".into(), read_only: false, condstore: false, qresync: None },
             ),
             (
                 "a SELECT \"Entwürfe\"\r\n".as_bytes(),
-                C::Select { mailbox: "Entwürfe".into(), read_only: false, condstore: false },
+                C::Select { mailbox: "Entwürfe".into(), read_only: false, condstore: false, qresync: None },
             ),
             (
                 "a SELECT Entwürfe\r\n".as_bytes(),
-                C::Select { mailbox: "Entwürfe".into(), read_only: false, condstore: false },
+                C::Select { mailbox: "Entwürfe".into(), read_only: false, condstore: false, qresync: None },
             ),
             (b"a CREATE foo/bar\r\n", C::Create { mailbox: "foo/bar".into(), special_use: vec![] }),
             (
@@ -317,10 +420,26 @@ mod tests {
                 "Unknown STATUS item FOO",
             ),
             (
-                b"a SELECT x (QRESYNC (1 2))\r\n",
+                b"a SELECT x (QRESYNC (1 0))\r\n",
+                Some("a"),
+                "QRESYNC mod-sequence must not be zero",
+            ),
+            (
+                b"a SELECT x (QRESYNC (0 5))\r\n",
+                Some("a"),
+                "Number must not be zero",
+            ),
+            (
+                b"a SELECT x (QRESYNC (1 5 1:*))\r\n",
+                Some("a"),
+                "No * or $ in QRESYNC's sets",
+            ),
+            (
+                b"a SELECT x (QRESYNC (1 5) QRESYNC (1 5))\r\n",
                 Some("a"),
                 "Unsupported select parameter QRESYNC",
             ),
+            (b"a SELECT x (QRESYNC)\r\n", Some("a"), "Expected a space"),
             (
                 b"a CREATE x (FOO)\r\n",
                 Some("a"),

@@ -368,7 +368,8 @@ mod tests {
                 CommandBody::Select {
                     mailbox: "INBOX".into(),
                     read_only: false,
-                    condstore: false
+                    condstore: false,
+                    qresync: None
                 },
                 CommandBody::Append {
                     mailbox: "Drafts".into(),

@@ -54,6 +54,7 @@ pub(super) fn fetch(uid: bool, s: SequenceSet, items: Vec<FetchAttr>) -> Command
         set: s,
         items,
         changed_since: None,
+        vanished: false,
     }
 }
 

@@ -7,7 +7,14 @@ use crate::proto::response::Code;
 use crate::session::view::SelectedView;
 use crate::session::{CmdResult, Status, blocking};
 
-pub async fn expunge(view: &mut SelectedView, uids: Option<SequenceSet>) -> CmdResult {
+/// `qresync`: QRESYNC is on, and the tagged OK names the mailbox's
+/// HIGHESTMODSEQ after the expunge (RFC 7162 §3.2.10), which the VANISHED
+/// this command is answered with brings the client up to.
+pub async fn expunge(
+    view: &mut SelectedView,
+    uids: Option<SequenceSet>,
+    qresync: bool,
+) -> CmdResult {
     if view.read_only {
         return Err(Status::no(Some(Code::Cannot), "Mailbox is read-only."));
     }
@@ -21,6 +28,16 @@ pub async fn expunge(view: &mut SelectedView, uids: Option<SequenceSet>) -> CmdR
         ),
     };
     let folder = view.folder.clone();
-    blocking(move || folder.expunge(only.as_deref())).await??;
+    let highest = blocking(move || {
+        folder.expunge(only.as_deref())?;
+        Ok::<_, crate::store::StoreError>(folder.highest_modseq())
+    })
+    .await??;
+    if qresync {
+        return Ok(Status::ok_code(
+            Code::HighestModSeq(highest),
+            "EXPUNGE completed.",
+        ));
+    }
     Ok(Status::ok("EXPUNGE completed."))
 }

@@ -68,6 +68,12 @@ pub fn enable(s: &mut Session, caps: Vec<String>) -> CmdResult {
             s.enabled.condstore = true;
             newly.push("CONDSTORE");
         }
+        // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+        if c.eq_ignore_ascii_case("QRESYNC") && !s.enabled.qresync {
+            s.enabled.qresync = true;
+            s.enabled.condstore = true;
+            newly.push("QRESYNC");
+        }
         // Unknown capabilities are ignored (RFC 5161 §3.1).
     }
     s.data(&Data::Enabled(&newly));

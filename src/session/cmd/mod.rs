@@ -48,7 +48,8 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
             mailbox,
             read_only,
             condstore,
-        } => select::select(s, mailbox, read_only, condstore).await,
+            qresync,
+        } => select::select(s, mailbox, read_only, condstore, qresync).await,
         C::Close => select::close(s).await,
         C::Unselect => select::unselect(s),
         C::Create {
@@ -101,7 +102,7 @@ async fn on_view(
 ) -> CmdResult {
     use CommandBody as C;
     match body {
-        C::Expunge { uids } => expunge::expunge(view, uids).await,
+        C::Expunge { uids } => expunge::expunge(view, uids, s.enabled.qresync).await,
         C::Search(cmd) => search::search(s, view, tag, cmd).await,
         C::Sort(cmd) => sort::sort(s, view, tag, cmd).await,
         C::CancelUpdate(tags) => cancelupdate::cancel_update(view, tags),
@@ -111,7 +112,13 @@ async fn on_view(
             set,
             items,
             changed_since,
-        } => fetch::fetch(s, view, uid, set, items, changed_since).await,
+            vanished,
+        } => {
+            if vanished {
+                fetch::vanished_earlier(s, view, &set, changed_since)?;
+            }
+            fetch::fetch(s, view, uid, set, items, changed_since).await
+        }
         C::Store {
             uid,
             set,

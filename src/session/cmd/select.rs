@@ -1,7 +1,9 @@
 //! SELECT, EXAMINE (RFC 9051 §6.3.2–3), CLOSE and UNSELECT (§6.4.1–2).
 
 use crate::flags::sys;
+use crate::proto::Qresync;
 use crate::proto::data::Data;
+use crate::proto::data::FetchItem;
 use crate::proto::response::{Code, StatusKind};
 use crate::session::mailboxes::select_list_line;
 use crate::session::names::from_wire;
@@ -10,13 +12,19 @@ use crate::session::{CmdResult, SelectedView, Session, State, Status, blocking};
 use crate::store::StoreError;
 
 /// `condstore`: the `(CONDSTORE)` parameter (RFC 7162 §3.1.8), which turns
-/// CONDSTORE on for the session.
+/// CONDSTORE on for the session. `qresync`: what the client knew (§3.2.5):
+/// if the UIDVALIDITY is still the same, the client is told what vanished
+/// and what changed since, before the tagged OK.
 pub async fn select(
     s: &mut Session,
     mailbox: String,
     read_only: bool,
     condstore: bool,
+    qresync: Option<Qresync>,
 ) -> CmdResult {
+    if qresync.is_some() && !s.enabled.qresync {
+        return Err(Status::bad("QRESYNC needs ENABLE QRESYNC first."));
+    }
     let name = from_wire(&mailbox, s.enabled)?;
     // Selecting always leaves the previous mailbox first, even if the new
     // one fails (RFC 9051 §6.3.2); rev2 clients are told with [CLOSED].
@@ -55,9 +63,21 @@ pub async fn select(
             };
             let (keywords, first_unseen) = flags_and_first_unseen(&folder);
             let start = folder.view_start();
-            Ok((folder, recent, list_line, keywords, first_unseen, start))
+            let resync = qresync
+                .clone()
+                .filter(|q| q.uidvalidity == start.uidvalidity)
+                .map(|q| resync(&folder, &q, &start));
+            Ok((
+                folder,
+                recent,
+                list_line,
+                keywords,
+                first_unseen,
+                (start, resync),
+            ))
         })
         .await??;
+    let (start, resync) = start;
 
     let (uidvalidity, uidnext, highest) = (start.uidvalidity, start.uidnext, start.highest_modseq);
     let view = SelectedView::new(folder, name, read_only, recent, start, keywords);
@@ -94,6 +114,23 @@ pub async fn select(
     if condstore {
         s.enabled.condstore = true;
     }
+    if let Some((gone, changed)) = resync {
+        // Every VANISHED (EARLIER) before any FETCH (RFC 7162 §3.2.6).
+        crate::session::qresync::write(&mut s.out, true, &gone);
+        let shown = crate::session::condstore::Shown {
+            uid: true,
+            condstore: true,
+        };
+        for m in &changed {
+            if let Some(seq) = view.seq_of(m.uid) {
+                let flags = FetchItem::Flags {
+                    flags: &m.flags,
+                    recent: !s.enabled.rev2 && view.is_recent(m.uid),
+                };
+                shown.write_flags(&mut s.out, seq, m, flags);
+            }
+        }
+    }
     if let Some(line) = list_line {
         // RFC 9051 §6.3.2: a LIST response for the selected mailbox.
         s.out.extend_from_slice(&line);
@@ -107,6 +144,38 @@ pub async fn select(
     } else {
         Ok(Status::ok_code(Code::ReadWrite, "SELECT completed."))
     }
+}
+
+/// What a QRESYNC SELECT tells beyond a plain one: the UIDs of the client's
+/// known set (all UIDs below UIDNEXT if it gave none) that vanished since
+/// its modseq, and the messages of that set changed since.
+fn resync(
+    folder: &crate::store::Folder,
+    q: &Qresync,
+    start: &crate::store::ViewStart,
+) -> (Vec<(u32, u32)>, Vec<crate::store::MessageMeta>) {
+    let largest = start.uidnext.saturating_sub(1);
+    let within: Vec<(u32, u32)> = match &q.known_uids {
+        Some(set) => set
+            .ranges(largest)
+            .into_iter()
+            .filter(|&(a, _)| a <= largest)
+            .map(|(a, b)| (a, b.min(largest)))
+            .collect(),
+        None if largest >= 1 => vec![(1, largest)],
+        None => Vec::new(),
+    };
+    let inside = |u: u32| {
+        let i = within.partition_point(|&(_, b)| b < u);
+        within.get(i).is_some_and(|&(a, _)| a <= u)
+    };
+    let gone = crate::session::qresync::vanished(folder, q.modseq, &within, &start.uid_list);
+    let changed = folder
+        .changed_since(q.modseq)
+        .into_iter()
+        .filter(|m| inside(m.uid))
+        .collect();
+    (gone, changed)
 }
 
 fn take_authed(s: &mut Session) -> Option<crate::session::Authed> {

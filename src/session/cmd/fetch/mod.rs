@@ -264,6 +264,32 @@ pub async fn fetch(
     Ok(fetch_status(gone))
 }
 
+/// `UID FETCH ... (CHANGEDSINCE n VANISHED)` (RFC 7162 §3.2.6): the UIDs of
+/// the command's set that vanished since `n`, as `VANISHED (EARLIER)`,
+/// before any FETCH response. Needs `ENABLE QRESYNC`.
+pub fn vanished_earlier(
+    s: &mut Session,
+    view: &SelectedView,
+    set: &SequenceSet,
+    since: Option<u64>,
+) -> Result<(), Status> {
+    if !s.enabled.qresync {
+        return Err(Status::bad("VANISHED needs ENABLE QRESYNC first."));
+    }
+    let Some(since) = since else {
+        return Err(Status::bad("VANISHED needs CHANGEDSINCE."));
+    };
+    // `*` is the largest UID in use; `$` the saved result.
+    let largest = view.uids().last().copied().unwrap_or(0);
+    let within = match set {
+        SequenceSet::Saved => crate::session::qresync::ranges_of(view.saved.iter().copied()),
+        set => set.ranges(largest),
+    };
+    let gone = crate::session::qresync::vanished(&view.folder, since, &within, view.uids());
+    crate::session::qresync::write(&mut s.out, true, &gone);
+    Ok(())
+}
+
 /// The tagged status of a FETCH that could not render `gone` messages.
 fn fetch_status(gone: usize) -> Status {
     if gone > 0 {

@@ -275,9 +275,8 @@ pub(super) fn changes_since_locked(st: &State, since_modseq: u64, known: &[u32])
 
 impl Folder {
     /// UIDs expunged after `modseq` (for QRESYNC `VANISHED (EARLIER)`), or
-    /// `None` when the bounded log no longer reaches back that far.
-    ///
-    /// Nothing calls it yet (QRESYNC is not offered): kept for issue 18.
+    /// `None` when the bounded log (the last 10,000 expunges, since the
+    /// folder was opened) no longer reaches back that far.
     pub fn expunged_since(&self, modseq: u64) -> Option<Vec<u32>> {
         let st = self.lock_state();
         if modseq < st.log_floor {
@@ -292,6 +291,20 @@ impl Folder {
         v.sort_unstable();
         v.dedup();
         Some(v)
+    }
+}
+
+impl Folder {
+    /// The messages whose modseq is above `since`, ascending by UID (what
+    /// a QRESYNC SELECT reports): one walk under the lock, copying only
+    /// those.
+    pub fn changed_since(&self, since: u64) -> Vec<MessageMeta> {
+        let st = self.lock_state();
+        st.msgs
+            .iter()
+            .filter(|m| m.modseq > since)
+            .map(Msg::meta)
+            .collect()
     }
 }
 
