@@ -355,3 +355,20 @@ fn an_expunge_held_back_during_fetch_keeps_the_sync_point_below_it() {
     a.logout();
     b.logout();
 }
+
+/// `UID FETCH 1:* ... VANISHED` names an expunged UID above every UID left: `*` in the set
+/// reaches to the last UID given out, not the last one still there.
+#[test]
+fn vanished_reaches_past_the_last_uid_left() {
+    let server = start();
+    let mut a = qresync_client(&server);
+    let h0 = select_condstore(&mut a);
+    a.ok("UID STORE 10 +FLAGS.SILENT (\\Deleted)");
+    let (lines, _) = a.command("UID EXPUNGE 10");
+    assert_eq!(vanished(&lines, false), vec!["10"], "{lines:?}");
+    let lines = a.ok(&format!(
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)"
+    ));
+    assert_eq!(vanished(&lines, true), vec!["10"], "{lines:?}");
+    a.logout();
+}

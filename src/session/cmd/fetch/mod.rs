@@ -279,12 +279,18 @@ pub fn vanished_earlier(
     let Some(since) = since else {
         return Err(Status::bad("VANISHED needs CHANGEDSINCE."));
     };
-    // `*` is the largest UID in use; `$` the saved result.
-    let largest = view.uids().last().copied().unwrap_or(0);
-    let within = match set {
+    // `*` reaches to the last UID ever given out, not the last one left:
+    // an expunged UID may be above every UID still here. Nothing at or
+    // above UIDNEXT ever existed. `$` is the saved result.
+    let last_given = view.folder.uidnext().saturating_sub(1);
+    let within: Vec<(u32, u32)> = match set {
         SequenceSet::Saved => crate::session::qresync::ranges_of(view.saved.iter().copied()),
-        set => set.ranges(largest),
-    };
+        set => set.ranges(last_given),
+    }
+    .into_iter()
+    .filter(|&(a, _)| a <= last_given)
+    .map(|(a, b)| (a, b.min(last_given)))
+    .collect();
     let gone = crate::session::qresync::vanished(&view.folder, since, &within, view.uids());
     crate::session::qresync::write(&mut s.out, true, &gone);
     Ok(())
