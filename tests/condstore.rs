@@ -372,3 +372,39 @@ fn vanished_reaches_past_the_last_uid_left() {
     assert_eq!(vanished(&lines, true), vec!["10"], "{lines:?}");
     a.logout();
 }
+
+/// During IDLE a QRESYNC client is told another session's expunge as `* VANISHED uid`.
+#[test]
+fn idle_tells_vanished() {
+    let server = start();
+    let mut a = qresync_client(&server);
+    select_condstore(&mut a);
+    a.send_raw(b"i IDLE\r\n");
+    let cont = a.read_line().expect("continuation");
+    assert!(cont.starts_with('+'), "{cont}");
+    let mut b = ImapClient::login(&server, common::USER, common::PASSWORD);
+    b.ok("SELECT INBOX");
+    b.ok("UID STORE 5 +FLAGS.SILENT (\\Deleted)");
+    b.ok("UID EXPUNGE 5");
+    let mut seen = Vec::new();
+    loop {
+        let line = a.read_line().expect("a line during IDLE");
+        let done = line.starts_with("* VANISHED");
+        seen.push(line);
+        if done {
+            break;
+        }
+        assert!(seen.len() < 10, "{seen:?}");
+    }
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("* VANISHED 5"),
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|l| l.ends_with("EXPUNGE")), "{seen:?}");
+    a.send_raw(b"DONE\r\n");
+    let tagged = a.read_line().expect("IDLE's end");
+    assert!(tagged.starts_with("i OK"), "{tagged}");
+    a.logout();
+    b.logout();
+}
