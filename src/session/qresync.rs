@@ -47,7 +47,19 @@ pub fn write(out: &mut Vec<u8>, earlier: bool, uids: &[(u32, u32)]) {
     }
 }
 
-fn in_ranges(ranges: &[(u32, u32)], u: u32) -> bool {
+/// `ranges` cut below `uidnext`: no UID at or above it was ever given out,
+/// so none can have vanished.
+pub fn below_uidnext(ranges: Vec<(u32, u32)>, uidnext: u32) -> Vec<(u32, u32)> {
+    let last = uidnext.saturating_sub(1);
+    ranges
+        .into_iter()
+        .filter(|&(a, _)| a <= last)
+        .map(|(a, b)| (a, b.min(last)))
+        .collect()
+}
+
+/// Whether `u` is in `ranges` (sorted, disjoint).
+pub fn in_ranges(ranges: &[(u32, u32)], u: u32) -> bool {
     let i = ranges.partition_point(|&(_, b)| b < u);
     ranges.get(i).is_some_and(|&(a, _)| a <= u)
 }

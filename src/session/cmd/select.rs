@@ -154,26 +154,18 @@ fn resync(
     q: &Qresync,
     start: &crate::store::ViewStart,
 ) -> (Vec<(u32, u32)>, Vec<crate::store::MessageMeta>) {
-    let largest = start.uidnext.saturating_sub(1);
-    let within: Vec<(u32, u32)> = match &q.known_uids {
-        Some(set) => set
-            .ranges(largest)
-            .into_iter()
-            .filter(|&(a, _)| a <= largest)
-            .map(|(a, b)| (a, b.min(largest)))
-            .collect(),
-        None if largest >= 1 => vec![(1, largest)],
-        None => Vec::new(),
+    use crate::session::qresync::{below_uidnext, in_ranges, vanished};
+    // known-uids has no `*` (the parser refuses it).
+    let asked = match &q.known_uids {
+        Some(set) => set.ranges(0),
+        None => vec![(1, u32::MAX)],
     };
-    let inside = |u: u32| {
-        let i = within.partition_point(|&(_, b)| b < u);
-        within.get(i).is_some_and(|&(a, _)| a <= u)
-    };
-    let gone = crate::session::qresync::vanished(folder, q.modseq, &within, &start.uid_list);
+    let within = below_uidnext(asked, start.uidnext);
+    let gone = vanished(folder, q.modseq, &within, &start.uid_list);
     let changed = folder
         .changed_since(q.modseq)
         .into_iter()
-        .filter(|m| inside(m.uid))
+        .filter(|m| in_ranges(&within, m.uid))
         .collect();
     (gone, changed)
 }

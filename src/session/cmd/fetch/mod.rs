@@ -282,15 +282,12 @@ pub fn vanished_earlier(
     // `*` reaches to the last UID ever given out, not the last one left:
     // an expunged UID may be above every UID still here. Nothing at or
     // above UIDNEXT ever existed. `$` is the saved result.
-    let last_given = view.folder.uidnext().saturating_sub(1);
-    let within: Vec<(u32, u32)> = match set {
+    let uidnext = view.folder.uidnext();
+    let asked = match set {
         SequenceSet::Saved => crate::session::qresync::ranges_of(view.saved.iter().copied()),
-        set => set.ranges(last_given),
-    }
-    .into_iter()
-    .filter(|&(a, _)| a <= last_given)
-    .map(|(a, b)| (a, b.min(last_given)))
-    .collect();
+        set => set.ranges(uidnext.saturating_sub(1)),
+    };
+    let within = crate::session::qresync::below_uidnext(asked, uidnext);
     let gone = crate::session::qresync::vanished(&view.folder, since, &within, view.uids());
     crate::session::qresync::write(&mut s.out, true, &gone);
     Ok(())
