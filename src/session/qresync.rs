@@ -2,9 +2,10 @@
 //! told have vanished, and the `VANISHED` responses that tell it.
 //!
 //! The store remembers the last 10,000 expunges of a folder with their
-//! modseqs since it was opened (`Folder::expunged_since`). When that
-//! memory reaches back to the client's modseq the answer is exact; when it
-//! does not (more expunges since, or a restart in between), the answer is
+//! modseqs (`Folder::expunged_since`), across restarts in its index. When
+//! that memory reaches back to the client's modseq the answer is exact;
+//! when it does not (more expunges since, a crash or the index lost in
+//! between), the answer is
 //! every UID of the client's known set that is not in the mailbox now:
 //! also right, since a client ignores UIDs it never knew (§3.2.10), just
 //! longer. Either way nothing the client still holds is left out.

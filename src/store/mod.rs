@@ -706,4 +706,6 @@ pub enum CacheField {
 }
 
 #[cfg(test)]
+mod modseq_tests;
+#[cfg(test)]
 mod tests;

@@ -845,6 +845,55 @@ fn crash_after_clean_open_does_not_reuse_modseqs() {
     assert!(f.highest_modseq() > reported);
 }
 
+/// QRESYNC's expunge memory outlives a clean close (the index keeps it):
+/// after a restart a client is told exactly which UIDs vanished since its
+/// modseq, also for expunges found when the folder reopens (files deleted
+/// while nothing had it open). After a crash it is dropped, and the
+/// answer falls back to "not known" (the session then lists every known
+/// UID not present), never a shorter, wrong list.
+#[test]
+fn expunge_memory_survives_a_clean_close_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let since = {
+        let s = open(d.path());
+        let f = s.open_folder("INBOX").unwrap();
+        for i in 0..6 {
+            f.append(format!("m{i}\n").as_bytes(), &Flags::new(), None)
+                .unwrap();
+        }
+        let since = f.highest_modseq();
+        let del = Flags::from_flags(&[Flag::Deleted]);
+        f.store_flags(&[2, 3], FlagOp::Add, &del, None).unwrap();
+        assert_eq!(f.expunge(None).unwrap(), [2, 3]);
+        since
+    };
+    // Deleted by hand while the folder is closed.
+    // UIDs 1, 4, 5, 6 are left: the third file is UID 5's.
+    let five = cur_by_uid(d.path())[2].clone();
+    fs::remove_file(d.path().join("cur").join(five)).unwrap();
+    let later = {
+        let s = open(d.path());
+        let f = s.open_folder("INBOX").unwrap();
+        assert_eq!(uids(&f), [1, 4, 6]);
+        assert_eq!(f.expunged_since(since), Some(vec![2, 3, 5]));
+        assert!(f.expunged_since(since - 1).is_none_or(|v| v == [2, 3, 5]));
+        let later = f.highest_modseq();
+        let del = Flags::from_flags(&[Flag::Deleted]);
+        f.store_flags(&[4], FlagOp::Add, &del, None).unwrap();
+        assert_eq!(f.expunge(None).unwrap(), [4]);
+        assert_eq!(f.expunged_since(later), Some(vec![4]));
+        // Simulated kill -9: the folder is never closed.
+        std::mem::forget(f);
+        std::mem::forget(s);
+        later
+    };
+    let s = open(d.path());
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(uids(&f), [1, 6]);
+    assert_eq!(f.expunged_since(since), None);
+    assert_eq!(f.expunged_since(later), None);
+}
+
 /// Rough timings on a big folder: `cargo test --lib store::tests::big -- --ignored --nocapture`.
 #[test]
 #[ignore]

@@ -6,12 +6,14 @@
 //! before. Owns their binary formats; it never decides what the state is.
 //!
 //! `nestbox.index` is rewritten whole and atomically:
-//! magic `NBIDX006`, header fields, the uidlist seal (below), the uidlist
-//! extension fields of the messages that have any (below), one record per
+//! magic `NBIDX007`, header fields, the uidlist seal (below), the uidlist
+//! extension fields of the messages that have any (below), the expunge
+//! memory (below), one record per
 //! message (UID, file name, modseq, mtime, size, keywords that have no
 //! letter), then a CRC-32 of everything before it (in a 64-bit field)
 //! except the header's `clean` byte. Any mismatch means "no index". Older
-//! images still read: `NBIDX005` (no extension fields) without its seal,
+//! images still read: `NBIDX006` (no expunge memory: it starts empty, as
+//! if the index had been lost), `NBIDX005` (no extension fields) without its seal,
 //! so the folder reads the uidlist once and takes the fields from there;
 //! `NBIDX004` (the format before the seal) as it is. The one write in place is
 //! [`mark_unclean`]: a single byte, `clean` 1 -> 0, so that the first change
@@ -35,6 +37,15 @@
 //! like the seal's `unseen`), they cost nothing in a folder without them,
 //! where a field in every message record would cost 4 bytes a message.
 //!
+//! The expunge memory ([`ExpungeMemory`]) is the folder's log of expunged
+//! UIDs with the modseq each took, so that a QRESYNC client that comes
+//! back after a restart is told exactly which of its messages vanished
+//! (`VANISHED (EARLIER)`) instead of every UID it knows that is not here.
+//! Kept as runs (first UID, first modseq, length) of consecutive UIDs that
+//! took consecutive modseqs, which is what one EXPUNGE of many messages
+//! makes: at most 10,000 entries (the folder's bound), so at most 160 KB
+//! and usually a few hundred bytes.
+//!
 //! `nestbox.cache` holds the session's encoded ENVELOPE/BODYSTRUCTURE/BODY
 //! per UID. It is append-only (`NBCCH003` + UIDVALIDITY, then entries each
 //! with its own checksum), so filling the cache never rewrites what is
@@ -48,7 +59,9 @@ use std::sync::Arc;
 
 pub const FILE: &str = "nestbox.index";
 pub const CACHE_FILE: &str = "nestbox.cache";
-const MAGIC: &[u8; 8] = b"NBIDX006";
+const MAGIC: &[u8; 8] = b"NBIDX007";
+/// The format before the expunge memory: read (with none), never written.
+const MAGIC_006: &[u8; 8] = b"NBIDX006";
 /// The format before the extension fields: read (without its seal, see
 /// the module doc), never written.
 const MAGIC_005: &[u8; 8] = b"NBIDX005";
@@ -100,8 +113,66 @@ pub struct IndexData {
     /// uidlist's own line format (see the module doc; the folder writes
     /// and parses them, opaque here).
     pub fields: Vec<u8>,
+    /// The expunge log (`None`: an image from before it was kept).
+    pub expunges: Option<ExpungeMemory>,
     pub msgs: Vec<IndexMsg>,
 }
+
+/// The folder's expunge log as the index keeps it (see the module doc).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpungeMemory {
+    /// The log holds every expunge whose modseq is above this.
+    pub floor: u64,
+    /// `(uid, modseq)` of each expunge, in the order they happened
+    /// (ascending modseq).
+    pub entries: Vec<(u32, u64)>,
+}
+
+impl ExpungeMemory {
+    fn encode(&self, w: &mut W) {
+        w.u64(self.floor);
+        let mut runs: Vec<(u32, u64, u32)> = Vec::new();
+        for &(uid, modseq) in &self.entries {
+            match runs.last_mut() {
+                Some((u, m, n))
+                    if u64::from(*u) + u64::from(*n) == u64::from(uid)
+                        && *m + u64::from(*n) == modseq =>
+                {
+                    *n += 1
+                }
+                _ => runs.push((uid, modseq, 1)),
+            }
+        }
+        w.u32(runs.len() as u32);
+        for (uid, modseq, n) in runs {
+            w.u32(uid);
+            w.u64(modseq);
+            w.u32(n);
+        }
+    }
+
+    /// `None` if malformed; never more entries than [`EXPUNGE_MEMORY_MAX`].
+    fn decode(r: &mut impl Src) -> Option<Self> {
+        let floor = r.u64()?;
+        let runs = r.u32()?;
+        let mut entries = Vec::new();
+        for _ in 0..runs {
+            let uid = r.u32()?;
+            let modseq = r.u64()?;
+            let n = r.u32()?;
+            if n == 0 || entries.len() + n as usize > EXPUNGE_MEMORY_MAX {
+                return None;
+            }
+            for k in 0..n {
+                entries.push((uid.checked_add(k)?, modseq.checked_add(k.into())?));
+            }
+        }
+        Some(ExpungeMemory { floor, entries })
+    }
+}
+
+/// The most expunges an index remembers (the folder's log is cut there).
+pub const EXPUNGE_MEMORY_MAX: usize = 10_000;
 
 /// The `dovecot-uidlist` an index was written against: when the file on
 /// disk still has this identity, the index holds all it says (its
@@ -256,6 +327,7 @@ pub fn encode_parts<'a>(
         }
     }
     w.bytes(&d.fields);
+    d.expunges.clone().unwrap_or_default().encode(&mut w);
     w.u32(msgs.len() as u32);
     for m in msgs {
         w.u32(m.uid);
@@ -465,10 +537,11 @@ impl<F: io::Read> Src for Chunked<F> {
 /// and that the checksum matches.
 fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Option<IndexData> {
     let magic = r.take(8)?;
-    let (sealed, fields) = match magic {
-        m if m == MAGIC => (true, true),
-        m if m == MAGIC_005 => (true, false),
-        m if m == MAGIC_004 => (false, false),
+    let (sealed, fields, expunges) = match magic {
+        m if m == MAGIC => (true, true, true),
+        m if m == MAGIC_006 => (true, true, false),
+        m if m == MAGIC_005 => (true, false, false),
+        m if m == MAGIC_004 => (false, false, false),
         _ => return None,
     };
     let mut d = IndexData {
@@ -487,6 +560,7 @@ fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Optio
         scan_time: r.i128()?,
         uidlist: None,
         fields: Vec::new(),
+        expunges: None,
         msgs: Vec::new(),
     };
     if sealed {
@@ -510,6 +584,9 @@ fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Optio
         // Without the fields, the seal would let the folder open without
         // reading the uidlist, and so without them (see the module doc).
         d.uidlist = None;
+    }
+    if expunges {
+        d.expunges = Some(ExpungeMemory::decode(r)?);
     }
     let n = r.u32()? as usize;
     // Each record takes at least 45 bytes: a bad count cannot make us
@@ -741,6 +818,10 @@ mod tests {
                 unseen: b"9 :1002.c.host\n".to_vec(),
             }),
             fields: b"1 P000003e95f3f8b80 O1 :a\n".to_vec(),
+            expunges: Some(ExpungeMemory {
+                floor: 50,
+                entries: vec![(3, 60), (4, 61), (5, 62), (9, 70), (8, 71)],
+            }),
             msgs: vec![
                 IndexMsg {
                     uid: 1,
@@ -866,15 +947,17 @@ mod tests {
         let d = IndexData {
             uidlist: None,
             fields: Vec::new(),
+            expunges: None,
             ..sample()
         };
         let new = encode(&d);
-        // `NBIDX004` had everything but the seal's presence byte and the
-        // fields (here empty: their length, 4 bytes of 0).
+        // `NBIDX004` had everything but the seal's presence byte, the
+        // fields (here empty: their length, 4 bytes of 0) and the expunge
+        // memory (here empty: floor and run count, 12 bytes of 0).
         let seal_at = CLEAN_AT + 1 + 16 * 3;
-        assert_eq!(new[seal_at..seal_at + 5], [0; 5]);
+        assert_eq!(new[seal_at..seal_at + 17], [0; 17]);
         let mut old = new[..new.len() - 8].to_vec();
-        old.drain(seal_at..seal_at + 5);
+        old.drain(seal_at..seal_at + 17);
         old[..8].copy_from_slice(MAGIC_004);
         let sum = index_checksum(&old);
         let mut old_file = old.clone();
@@ -894,6 +977,7 @@ mod tests {
     fn an_index_without_the_fields_reads_unsealed() {
         let d = IndexData {
             fields: Vec::new(),
+            expunges: None,
             ..sample()
         };
         let new = encode(&d);
@@ -903,9 +987,9 @@ mod tests {
             .position(|w| w == unseen)
             .expect("the seal is in the image")
             + unseen.len();
-        assert_eq!(new[fields_at..fields_at + 4], [0; 4]);
+        assert_eq!(new[fields_at..fields_at + 16], [0; 16]);
         let mut old = new[..new.len() - 8].to_vec();
-        old.drain(fields_at..fields_at + 4);
+        old.drain(fields_at..fields_at + 16);
         old[..8].copy_from_slice(MAGIC_005);
         let sum = index_checksum(&old);
         old.extend_from_slice(&u64::from(sum).to_le_bytes());
@@ -918,6 +1002,65 @@ mod tests {
         );
         let read = read_with(&old[..], old.len() as u64, 64, |_, _| {});
         assert_eq!(read.map(|r| r.uidlist), Some(None));
+    }
+
+    /// An `NBIDX006` image (no expunge memory) reads with everything else
+    /// and no memory: the folder then answers VANISHED from what it has
+    /// seen since it opened (as before the memory was kept).
+    #[test]
+    fn an_index_without_the_expunge_memory_reads_without_it() {
+        let d = IndexData {
+            expunges: None,
+            ..sample()
+        };
+        let new = encode(&d);
+        let fields = &d.fields[..];
+        let memory_at = new
+            .windows(fields.len())
+            .position(|w| w == fields)
+            .expect("the fields are in the image")
+            + fields.len();
+        assert_eq!(new[memory_at..memory_at + 12], [0; 12]);
+        let mut old = new[..new.len() - 8].to_vec();
+        old.drain(memory_at..memory_at + 12);
+        old[..8].copy_from_slice(MAGIC_006);
+        let sum = index_checksum(&old);
+        old.extend_from_slice(&u64::from(sum).to_le_bytes());
+        assert_eq!(decode(&old), Some(d.clone()));
+        let read = read_with(&old[..], old.len() as u64, 64, |_, _| {});
+        assert_eq!(read, Some(IndexData { msgs: vec![], ..d }));
+    }
+
+    /// The expunge memory keeps runs: one EXPUNGE of 5,000 messages is one
+    /// run of 16 bytes, and it reads back entry for entry; a run that would
+    /// pass the bound is refused.
+    #[test]
+    fn the_expunge_memory_is_kept_as_runs() {
+        let entries: Vec<(u32, u64)> = (0..5000).map(|k| (100 + k, 9000 + u64::from(k))).collect();
+        let d = IndexData {
+            expunges: Some(ExpungeMemory {
+                floor: 8999,
+                entries: entries.clone(),
+            }),
+            ..sample()
+        };
+        let empty = encode(&IndexData {
+            expunges: Some(ExpungeMemory::default()),
+            ..sample()
+        });
+        let image = encode(&d);
+        assert_eq!(image.len(), empty.len() + 16);
+        assert_eq!(
+            decode(&image).and_then(|d| d.expunges).map(|e| e.entries),
+            Some(entries)
+        );
+        let mut w = W(Vec::new());
+        w.u64(0);
+        w.u32(1);
+        w.u32(1);
+        w.u64(1);
+        w.u32(EXPUNGE_MEMORY_MAX as u32 + 1);
+        assert_eq!(ExpungeMemory::decode(&mut R(&w.0)), None);
     }
 
     #[test]

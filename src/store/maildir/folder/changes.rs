@@ -275,8 +275,11 @@ pub(super) fn changes_since_locked(st: &State, since_modseq: u64, known: &[u32])
 
 impl Folder {
     /// UIDs expunged after `modseq` (for QRESYNC `VANISHED (EARLIER)`), or
-    /// `None` when the bounded log (the last 10,000 expunges, since the
-    /// folder was opened) no longer reaches back that far.
+    /// `None` when the bounded log no longer reaches back that far. The
+    /// log holds the last 10,000 expunges and outlives the folder in its
+    /// index (`index::ExpungeMemory`) when it was closed cleanly; after a
+    /// crash, or with the index lost, it starts again from the modseqs
+    /// handed out from then on.
     pub fn expunged_since(&self, modseq: u64) -> Option<Vec<u32>> {
         let st = self.lock_state();
         if modseq < st.log_floor {

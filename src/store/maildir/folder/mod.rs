@@ -65,7 +65,7 @@ use super::uidlist::{self, FileStamp, Record, Uidlist};
 /// is broken (SPEC §5: short, and logged).
 pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(10);
 /// Expunges remembered for [`Folder::expunged_since`].
-const EXPUNGE_LOG_MAX: usize = 10_000;
+const EXPUNGE_LOG_MAX: usize = index::EXPUNGE_MEMORY_MAX;
 /// Flag changes remembered for [`Folder::changes_since`] (16 bytes each);
 /// a session further behind than this gets a walk over the folder.
 const FLAG_LOG_MAX: usize = 65_536;
@@ -511,8 +511,16 @@ impl Folder {
         // uidlist checks that and keeps the records of files not (yet)
         // seen; a mismatch (rare) drops the index and walks again.
         let mut from_index = false;
+        // The expunge log of a folder closed cleanly: complete up to the
+        // HIGHESTMODSEQ it had. After a crash (an unclean index) expunges
+        // a client was told of may be missing from it, so it is dropped
+        // and VANISHED (EARLIER) falls back to every known UID not here.
+        let mut memory = None;
         if let Some(i) = idx.filter(|i| i.uidvalidity == uidvalidity) {
             from_index = true;
+            if i.clean {
+                memory = i.expunges.clone();
+            }
             st.highest_modseq = if i.clean {
                 i.highest_modseq
             } else {
@@ -529,6 +537,17 @@ impl Folder {
             if !ascending {
                 indexed.sort_by_key(|m| m.uid);
                 indexed.dedup_by_key(|m| m.uid);
+            }
+            if !i.clean {
+                // After a crash the image may be older than changes clients
+                // were told of: a flag set and cleared since it was written
+                // looks unchanged, with the modseq from before both. Every
+                // message takes the raised HIGHESTMODSEQ instead, so a
+                // client that synced in between is told every message's
+                // flags again (as after losing the index), never fewer.
+                for m in &mut indexed {
+                    m.modseq = st.highest_modseq;
+                }
             }
             st.msgs = indexed;
             st.reset_by_base();
@@ -568,6 +587,10 @@ impl Folder {
         st.reseal = ul.is_some();
         st.log_floor = st.highest_modseq;
         st.flag_log_floor = st.highest_modseq;
+        if let Some(m) = memory.filter(|_| from_index) {
+            st.log_floor = m.floor.min(st.highest_modseq);
+            st.expunge_log = m.entries.into();
+        }
         let (tx, _) = watch::channel(st.highest_modseq);
         Ok(Folder {
             name: name.to_string(),

@@ -112,6 +112,10 @@ impl Folder {
             scan_time: st.scan_time,
             uidlist: self.uidlist_seal(st),
             fields: st.fields_image(),
+            expunges: Some(index::ExpungeMemory {
+                floor: st.log_floor,
+                entries: st.expunge_log.iter().copied().collect(),
+            }),
             msgs: Vec::new(),
         };
         let image = index::encode_parts(
