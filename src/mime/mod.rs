@@ -374,9 +374,8 @@ impl Message {
     /// The RFC 8970 PREVIEW text (possibly empty): up to 200 characters
     /// of the first plain-text (else HTML) part, decoded to UTF-8 with
     /// white space collapsed. The caller encodes it as an `nstring`.
-    ///
-    /// Nothing calls it yet: kept for issue 18 (FETCH PREVIEW, cached in
-    /// the index), which will serve it; PREVIEW is not advertised until then.
+    /// FETCH PREVIEW renders it once per message and keeps it in the
+    /// folder's cache (`session::cmd::fetch::render`).
     pub fn preview(&self) -> String {
         preview::preview(&self.data, &self.root)
     }

@@ -6,8 +6,8 @@
 //! one space. The result is at most [`MAX_CHARS`] characters and never
 //! more than the 256 octets RFC 8970 §3 allows.
 //!
-//! Not served yet: kept for issue 18, which adds FETCH PREVIEW (cached in
-//! the index) on top of it; tested here and in `mime::tests` meanwhile.
+//! Pure: FETCH PREVIEW renders it and keeps the result in the folder's
+//! cache, so a message is previewed once.
 use super::decode;
 use super::search_text::part_charset;
 use crate::message::tree::{Cte, Kind, Part, fields};

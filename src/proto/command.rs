@@ -241,6 +241,8 @@ pub enum StatusItem {
     HighestModSeq,
     /// The largest message APPEND accepts into the mailbox (RFC 7889 §3.1).
     AppendLimit,
+    /// OBJECTID (RFC 8474 §4).
+    MailboxId,
 }
 
 /// One message of an APPEND.
@@ -485,6 +487,16 @@ pub enum SearchKey {
     /// Seconds (RFC 5032).
     Older(u32),
     Younger(u32),
+    /// The save date (RFC 8514 §4): like BEFORE/ON/SINCE; a message
+    /// without one matches none of them.
+    SavedBefore(NaiveDate),
+    SavedOn(NaiveDate),
+    SavedSince(NaiveDate),
+    /// Every message, when the mailbox keeps save dates (RFC 8514 §4).
+    SaveDateSupported,
+    /// OBJECTID (RFC 8474 §6).
+    EmailId(String),
+    ThreadId(String),
 }
 
 /// One FETCH data item (RFC 9051 §6.4.5, RFC 3516 BINARY, RFC 7162 MODSEQ).
@@ -517,6 +529,15 @@ pub enum FetchAttr {
         part: Vec<u32>,
     },
     ModSeq,
+    /// OBJECTID (RFC 8474 §5).
+    EmailId,
+    ThreadId,
+    /// RFC 8514.
+    SaveDate,
+    /// RFC 8970; `lazy`: answer only from what is at hand (NIL otherwise).
+    Preview {
+        lazy: bool,
+    },
 }
 
 /// `section` (RFC 9051 §6.4.5): a part path and an optional text specifier.

@@ -48,8 +48,10 @@ impl ListAttr {
 }
 
 /// One `name value` pair of a STATUS response (RFC 9051 §7.2.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusValue {
+    /// `MAILBOXID (objectid)` (RFC 8474 §4).
+    MailboxId(String),
     Messages(u64),
     UidNext(u64),
     UidValidity(u64),
@@ -143,6 +145,15 @@ pub enum FetchItem<'a> {
         part: &'a [u32],
         size: u64,
     },
+    /// `EMAILID (objectid)` (RFC 8474 §5.1).
+    EmailId(&'a str),
+    /// `THREADID (objectid)` or `THREADID NIL` (RFC 8474 §5.2).
+    ThreadId(Option<&'a str>),
+    /// `SAVEDATE date-time` or `SAVEDATE NIL` (RFC 8514 §3).
+    SaveDate(Option<chrono::DateTime<chrono::FixedOffset>>),
+    /// `PREVIEW nstring` (RFC 8970 §3.2): NIL only for a LAZY request the
+    /// server could not answer at once.
+    Preview(Option<&'a str>),
 }
 
 /// Appends `d` and its CRLF to `out`.
@@ -210,6 +221,10 @@ pub fn write(out: &mut Vec<u8>, d: &Data<'_>) {
                     out.push(b' ');
                 }
                 let (k, n) = match *v {
+                    StatusValue::MailboxId(ref id) => {
+                        let _ = write!(out, "MAILBOXID ({id})");
+                        continue;
+                    }
                     StatusValue::Messages(n) => ("MESSAGES", n),
                     StatusValue::UidNext(n) => ("UIDNEXT", n),
                     StatusValue::UidValidity(n) => ("UIDVALIDITY", n),
@@ -326,6 +341,23 @@ pub fn fetch_item(out: &mut Vec<u8>, it: &FetchItem<'_>) {
         FetchItem::InternalDate(dt) => {
             out.extend_from_slice(b"INTERNALDATE ");
             encode::date_time(out, dt);
+        }
+        FetchItem::EmailId(id) => {
+            let _ = write!(out, "EMAILID ({id})");
+        }
+        FetchItem::ThreadId(Some(id)) => {
+            let _ = write!(out, "THREADID ({id})");
+        }
+        FetchItem::ThreadId(None) => out.extend_from_slice(b"THREADID NIL"),
+        FetchItem::SaveDate(Some(dt)) => {
+            out.extend_from_slice(b"SAVEDATE ");
+            encode::date_time(out, dt);
+        }
+        FetchItem::SaveDate(None) => out.extend_from_slice(b"SAVEDATE NIL"),
+        FetchItem::Preview(text) => {
+            out.extend_from_slice(b"PREVIEW ");
+            // Quoted when ASCII, else a literal: valid without UTF8=ACCEPT.
+            encode::nstring(out, text.map(str::as_bytes), false);
         }
         FetchItem::BinarySize { part, size } => {
             out.extend_from_slice(b"BINARY.SIZE[");

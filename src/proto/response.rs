@@ -62,6 +62,8 @@ pub enum Code {
     ExpungeIssued,
     /// RFC 7162 §3.1.2.1: the mailbox's highest mod-sequence.
     HighestModSeq(u64),
+    /// RFC 8474 §4: the mailbox's object ID (SELECT, EXAMINE, CREATE).
+    MailboxId(String),
     InUse,
     /// RFC 5530: a limit of the server was reached (not of this message).
     Limit,
@@ -182,6 +184,10 @@ impl Code {
             }
             Code::HighestModSeq(n) => {
                 let _ = write!(out, "HIGHESTMODSEQ {n}");
+                return;
+            }
+            Code::MailboxId(id) => {
+                let _ = write!(out, "MAILBOXID ({id})");
                 return;
             }
             Code::UidValidity(n) => {

@@ -43,6 +43,9 @@ const AUTHED: &[&str] = &[
     "CONTEXT=SORT",
     "CONDSTORE",
     "QRESYNC",
+    "OBJECTID",
+    "SAVEDATE",
+    "PREVIEW",
 ];
 
 /// The capability atoms for this moment, space-separated.

@@ -539,6 +539,11 @@ fn decide(
         folder.resolve_dates(&uids)?;
     }
     let metas = folder.metas(&uids);
+    let objects = if keys.iter().any(crate::session::search::uses_object_info) {
+        folder.object_info(&uids)
+    } else {
+        Vec::new()
+    };
     let whole = keys.iter().any(needs_whole_message);
     let env = SearchEnv {
         max_seq,
@@ -548,13 +553,18 @@ fn decide(
         zone: *chrono::Local::now().offset(),
     };
     let mut out = vec![Vec::with_capacity(targets.len()); keys.len()];
-    for (&(seq, uid, recent), meta) in targets.iter().zip(&metas) {
+    for (k, (&(seq, uid, recent), meta)) in targets.iter().zip(&metas).enumerate() {
         let Some(meta) = meta else {
             // Gone from the store: its expunge is on its way.
             out.iter_mut().for_each(|v| v.push(false));
             continue;
         };
-        let t = SearchTarget { seq, meta, recent };
+        let t = SearchTarget {
+            seq,
+            meta,
+            recent,
+            object: objects.get(k).and_then(Option::as_ref),
+        };
         // Read at most once for all the keys.
         let mut content: Option<Option<Arc<Vec<u8>>>> = None;
         let mut load = || {

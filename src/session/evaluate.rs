@@ -14,7 +14,9 @@ use std::sync::Arc;
 use crate::proto::SearchKey;
 use crate::session::Status;
 use crate::session::digest::{common_digest, is_common_header};
-use crate::session::search::{SearchEnv, SearchTarget, matches, needs_whole_message};
+use crate::session::search::{
+    SearchEnv, SearchTarget, matches, needs_whole_message, uses_object_info,
+};
 use crate::session::view::SelectedView;
 use crate::store::{CacheField, Folder};
 
@@ -79,6 +81,13 @@ pub(crate) fn evaluate(c: &Candidates, key: &SearchKey) -> Result<Vec<(u32, u32)
         folder.resolve_dates(&uids)?;
     }
     let metas = folder.messages();
+    // EMAILID and save dates, beside `metas`, only for keys that need them.
+    let objects = if uses_object_info(key) {
+        let uids: Vec<u32> = metas.iter().map(|m| m.uid).collect();
+        folder.object_info(&uids)
+    } else {
+        Vec::new()
+    };
     let now = chrono::Utc::now().timestamp();
     let zone = *chrono::Local::now().offset();
     let whole = needs_whole_message(key);
@@ -112,6 +121,7 @@ pub(crate) fn evaluate(c: &Candidates, key: &SearchKey) -> Result<Vec<(u32, u32)
                     seq,
                     meta: &metas[i],
                     recent,
+                    object: objects.get(i).and_then(Option::as_ref),
                 };
                 let mut load = || {
                     if whole {

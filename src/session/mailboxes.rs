@@ -177,6 +177,7 @@ pub(crate) fn status_response(
             StatusItem::Size => StatusValue::Size(st.size),
             StatusItem::Recent => StatusValue::Recent(st.recent as u64),
             StatusItem::HighestModSeq => StatusValue::HighestModSeq(st.highest_modseq),
+            StatusItem::MailboxId => StatusValue::MailboxId(st.mailbox_id.clone()),
             // The same for every mailbox: the one APPENDLIMIT= advertises.
             StatusItem::AppendLimit => {
                 StatusValue::AppendLimit(crate::session::caps::append_limit(s))

@@ -17,7 +17,7 @@ use crate::flags::sys;
 use crate::message::tree::{self, Part};
 use crate::mime::search_text::{self, Needle};
 use crate::proto::{SearchKey, SeqNum, SequenceSet};
-use crate::store::MessageMeta;
+use crate::store::{MessageMeta, ObjectInfo};
 
 /// One candidate message.
 pub struct SearchTarget<'a> {
@@ -25,6 +25,21 @@ pub struct SearchTarget<'a> {
     pub meta: &'a MessageMeta,
     /// \Recent in this session.
     pub recent: bool,
+    /// EMAILID and save date, looked up when a key needs them
+    /// ([`uses_object_info`]).
+    pub object: Option<&'a ObjectInfo>,
+}
+
+/// Whether deciding `key` needs the messages' EMAILID or save date.
+pub fn uses_object_info(key: &SearchKey) -> bool {
+    use SearchKey::*;
+    match key {
+        And(v) => v.iter().any(uses_object_info),
+        Or(a, b) => uses_object_info(a) || uses_object_info(b),
+        Not(k) => uses_object_info(k),
+        SavedBefore(_) | SavedOn(_) | SavedSince(_) | EmailId(_) => true,
+        _ => false,
+    }
 }
 
 /// What the keys are evaluated against besides the message itself.
@@ -175,6 +190,12 @@ impl Ctx<'_, '_> {
         self.t.meta.flags.has(bit)
     }
 
+    /// The save date's day in the server's zone; `None` when unknown.
+    fn saved(&self) -> Option<NaiveDate> {
+        let secs = self.t.object?.save_date?;
+        DateTime::from_timestamp(secs, 0).map(|d| d.with_timezone(&self.env.zone).date_naive())
+    }
+
     fn internal_date(&self) -> Option<NaiveDate> {
         DateTime::from_timestamp(self.t.meta.internal_date, 0)
             .map(|d| d.with_timezone(&self.env.zone).date_naive())
@@ -285,6 +306,15 @@ impl Ctx<'_, '_> {
             K::ModSeq(n) => t.meta.modseq >= *n,
             K::Older(secs) => env.now.saturating_sub(t.meta.internal_date) > i64::from(*secs),
             K::Younger(secs) => env.now.saturating_sub(t.meta.internal_date) <= i64::from(*secs),
+            // RFC 8514 §4: a message without a save date matches none of these.
+            K::SavedBefore(d) => self.saved().is_some_and(|x| x < *d),
+            K::SavedOn(d) => self.saved().is_some_and(|x| x == *d),
+            K::SavedSince(d) => self.saved().is_some_and(|x| x >= *d),
+            // Every mailbox here keeps save dates (from file names).
+            K::SaveDateSupported => true,
+            K::EmailId(id) => t.object.is_some_and(|o| o.email_id == *id),
+            // THREADID is not computed (NIL in FETCH): no message has one.
+            K::ThreadId(_) => false,
         }
     }
 }
@@ -375,6 +405,7 @@ mod tests {
             seq: 5,
             meta: &m,
             recent,
+            object: None,
         };
         let env = SearchEnv {
             max_seq: 10,
@@ -575,6 +606,59 @@ mod tests {
         assert_eq!(loads.get(), 0);
     }
 
+    /// EMAILID and the save-date keys decide from the object info alone;
+    /// without a save date none of SAVEDBEFORE/ON/SINCE matches (RFC 8514
+    /// §4), and THREADID (not computed) matches nothing.
+    #[test]
+    fn object_keys_use_the_object_info() {
+        let m = meta();
+        let env = SearchEnv {
+            max_seq: 1,
+            max_uid: 42,
+            saved: &[],
+            now: 0,
+            zone: FixedOffset::east_opt(3600).expect("zone"),
+        };
+        let mut load = || -> Option<Arc<Vec<u8>>> { panic!("no content needed") };
+        // 2023-11-14 23:30:00 UTC: the 15th in the server's zone (+01:00).
+        let info = ObjectInfo {
+            email_id: "abc".into(),
+            save_date: Some(1_700_004_600),
+        };
+        let with = |object| SearchTarget {
+            seq: 1,
+            meta: &m,
+            recent: false,
+            object,
+        };
+        let t = with(Some(&info));
+        let mut yes = |k: SearchKey, t: &SearchTarget| matches(&k, t, &env, &mut load);
+        assert!(yes(SearchKey::EmailId("abc".into()), &t));
+        assert!(!yes(SearchKey::EmailId("abd".into()), &t));
+        assert!(yes(SearchKey::SavedOn(d(2023, 11, 15)), &t));
+        assert!(yes(SearchKey::SavedSince(d(2023, 11, 15)), &t));
+        assert!(!yes(SearchKey::SavedBefore(d(2023, 11, 15)), &t));
+        assert!(yes(SearchKey::SavedBefore(d(2023, 11, 16)), &t));
+        assert!(yes(SearchKey::SaveDateSupported, &t));
+        assert!(!yes(SearchKey::ThreadId("abc".into()), &t));
+        let unknown = ObjectInfo {
+            email_id: "abc".into(),
+            save_date: None,
+        };
+        let t = with(Some(&unknown));
+        for k in [
+            SearchKey::SavedOn(d(2023, 11, 15)),
+            SearchKey::SavedSince(d(1990, 1, 1)),
+            SearchKey::SavedBefore(d(2100, 1, 1)),
+        ] {
+            assert!(!yes(k, &t));
+        }
+        assert!(uses_object_info(&SearchKey::Not(Box::new(
+            SearchKey::EmailId("x".into())
+        ))));
+        assert!(!uses_object_info(&SearchKey::ThreadId("x".into())));
+    }
+
     #[test]
     fn vanished_message_fails_content_keys() {
         let m = meta();
@@ -582,6 +666,7 @@ mod tests {
             seq: 1,
             meta: &m,
             recent: false,
+            object: None,
         };
         let env = SearchEnv {
             max_seq: 1,
@@ -620,6 +705,7 @@ mod tests {
             seq: 1,
             meta: &m,
             recent: false,
+            object: None,
         };
         let env = SearchEnv {
             max_seq: 1,
@@ -663,7 +749,7 @@ mod tests {
         #[test]
         fn content_keys_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), needle in "\\PC{0,6}") {
             let m = meta();
-            let t = SearchTarget { seq: 1, meta: &m, recent: false };
+            let t = SearchTarget { seq: 1, meta: &m, recent: false, object: None };
             let data = Arc::new(raw);
             for key in [
                 SearchKey::Body(needle.clone()),
@@ -689,7 +775,7 @@ mod tests {
             let needle = body[start..end].to_uppercase();
             let raw = Arc::new(format!("Subject: p\n\n{body}").into_bytes());
             let m = meta();
-            let t = SearchTarget { seq: 1, meta: &m, recent: false };
+            let t = SearchTarget { seq: 1, meta: &m, recent: false, object: None };
             let mut load = || Some(raw.clone());
             proptest::prop_assert!(matches(&SearchKey::Body(needle), &t, &env0(), &mut load));
         }

@@ -60,7 +60,8 @@ use beneath::{Dir, FolderDirs};
 
 use crate::flags::Flags;
 pub use maildir::folder::{
-    ChangeQuery, DirStamp, EntryEvent, Folder, HeaderBlock, MessageFile, RwHold, ViewStart,
+    ChangeQuery, DirStamp, EntryEvent, Folder, HeaderBlock, MessageFile, ObjectInfo, RwHold,
+    ViewStart, valid_objectid,
 };
 use maildir::{names, subscriptions};
 pub use spool::{Part, Spool};
@@ -172,6 +173,8 @@ pub struct FolderStatus {
     /// Sum of RFC822.SIZE.
     pub size: u64,
     pub highest_modseq: u64,
+    /// MAILBOXID (RFC 8474), see `Folder::mailbox_id`.
+    pub mailbox_id: String,
 }
 
 const INBOX: &str = "INBOX";
@@ -703,6 +706,8 @@ pub enum CacheField {
     /// the blank line: `BODY[HEADER.FIELDS (...)]` over just those is
     /// answered from here.
     CommonHeaders,
+    /// The RFC 8970 PREVIEW text (UTF-8, possibly empty).
+    Preview,
 }
 
 #[cfg(test)]

@@ -96,6 +96,12 @@ impl P<'_> {
             ("RFC822.HEADER", false) => FetchAttr::Rfc822Header,
             ("RFC822.TEXT", false) => FetchAttr::Rfc822Text,
             ("MODSEQ", false) => FetchAttr::ModSeq,
+            ("EMAILID", false) => FetchAttr::EmailId,
+            ("THREADID", false) => FetchAttr::ThreadId,
+            ("SAVEDATE", false) => FetchAttr::SaveDate,
+            ("PREVIEW", false) => FetchAttr::Preview {
+                lazy: self.preview_mods()?,
+            },
             ("BODY" | "BODY.PEEK", true) => {
                 let section = self.section()?;
                 let partial = self.partial()?;
@@ -119,6 +125,37 @@ impl P<'_> {
             },
             _ => return bad(format!("Unknown FETCH item {name}")),
         })
+    }
+
+    /// `[SP "(" preview-mod *(SP preview-mod) ")"]` after PREVIEW (RFC
+    /// 8970 §5), where the only `preview-mod` is LAZY; whether it was
+    /// given. A parenthesis that does not start with LAZY is not ours (the
+    /// FETCH modifiers after a lone item, e.g. `(CHANGEDSINCE 5)`), and
+    /// is left alone.
+    fn preview_mods(&mut self) -> R<bool> {
+        let rest = self.rest();
+        let ours = rest.len() >= 6
+            && rest.starts_with(b" (")
+            && rest[2..6].eq_ignore_ascii_case(b"LAZY")
+            && matches!(rest.get(6), Some(b' ' | b')'));
+        if !ours {
+            return Ok(false);
+        }
+        self.sp()?;
+        self.expect(b'(')?;
+        loop {
+            let m = self.atom()?;
+            if !m.eq_ignore_ascii_case(b"LAZY") {
+                return bad(format!(
+                    "Unknown PREVIEW modifier {}",
+                    String::from_utf8_lossy(m)
+                ));
+            }
+            if self.eat(b')') {
+                return Ok(true);
+            }
+            self.sp()?;
+        }
     }
 
     /// `section = "[" [section-spec] "]"`.
@@ -281,6 +318,23 @@ mod tests {
                 b"a UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n",
                 C::Fetch { uid: true, set: set(&[(V(300), V(500))]), items: vec![F::Flags], changed_since: Some(1), vanished: true },
             ),
+            (
+                b"a FETCH 1 (EMAILID threadid SaveDate PREVIEW preview (lazy) PREVIEW (LAZY LAZY))\r\n",
+                fetch(
+                    false,
+                    one(1),
+                    vec![
+                        F::EmailId, F::ThreadId, F::SaveDate, F::Preview { lazy: false }, F::Preview { lazy: true },
+                        F::Preview { lazy: true },
+                    ],
+                ),
+            ),
+            // A lone PREVIEW, then FETCH modifiers: not preview modifiers.
+            (
+                b"a FETCH 1 PREVIEW (CHANGEDSINCE 7)\r\n",
+                C::Fetch { uid: false, set: one(1), items: vec![F::Preview { lazy: false }], changed_since: Some(7), vanished: false },
+            ),
+            (b"a FETCH 1 PREVIEW (LAZY)\r\n", fetch(false, one(1), vec![F::Preview { lazy: true }])),
         ]);
     }
 
@@ -296,6 +350,21 @@ mod tests {
                 "Invalid partial range",
             ),
             (b"a FETCH 1 ()\r\n", Some("a"), "Empty list"),
+            (
+                b"a FETCH 1 (PREVIEW (LAZY FAST))\r\n",
+                Some("a"),
+                "Unknown PREVIEW modifier FAST",
+            ),
+            (
+                b"a FETCH 1 PREVIEW (LAZY\r\n",
+                Some("a"),
+                "Unknown or repeated FETCH modifier LAZY",
+            ),
+            (
+                b"a FETCH 1 EMAILID[]\r\n",
+                Some("a"),
+                "Unknown FETCH item EMAILID",
+            ),
             (
                 b"a FETCH 1 UID (VANISHED)\r\n",
                 Some("a"),

@@ -146,6 +146,19 @@ impl<'a> P<'a> {
         Ok(a)
     }
 
+    /// `objectid = 1*255(ALPHA / DIGIT / "_" / "-")` (RFC 8474 §7): an
+    /// atom of other characters, or a longer one, is BAD.
+    pub(super) fn objectid(&mut self) -> R<String> {
+        let a = self.atom()?;
+        let ok = a.len() <= 255
+            && a.iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return bad("Invalid object ID");
+        }
+        Ok(String::from_utf8_lossy(a).into_owned())
+    }
+
     /// An atom, upper-cased, for keyword matching.
     pub(super) fn keyword(&mut self) -> R<String> {
         Ok(String::from_utf8_lossy(self.atom()?).to_ascii_uppercase())

@@ -224,6 +224,7 @@ impl P<'_> {
             "RECENT" => StatusItem::Recent,
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             "APPENDLIMIT" => StatusItem::AppendLimit,
+            "MAILBOXID" => StatusItem::MailboxId,
             _ => return bad(format!("Unknown STATUS item {k}")),
         })
     }

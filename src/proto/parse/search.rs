@@ -160,6 +160,12 @@ impl P<'_> {
                 }
                 K::ModSeq(self.number64()?)
             }
+            "SAVEDBEFORE" => arg!(K::SavedBefore(self.date()?)),
+            "SAVEDON" => arg!(K::SavedOn(self.date()?)),
+            "SAVEDSINCE" => arg!(K::SavedSince(self.date()?)),
+            "SAVEDATESUPPORTED" => K::SaveDateSupported,
+            "EMAILID" => arg!(K::EmailId(self.objectid()?)),
+            "THREADID" => arg!(K::ThreadId(self.objectid()?)),
             "OLDER" => arg!(K::Older(self.nz_number()?)),
             "YOUNGER" => arg!(K::Younger(self.nz_number()?)),
             _ => return bad(format!("Unknown search key {k}")),
@@ -271,6 +277,20 @@ mod tests {
                 search(false, K::ModSeq(620_162_338)),
             ),
             (b"a SEARCH (((SEEN)))\r\n", search(false, K::Seen)),
+            (
+                b"a SEARCH SAVEDBEFORE 1-Jan-2024 SAVEDON 2-Jan-2024 savedsince 3-Jan-2024 SAVEDATESUPPORTED EMAILID M6d-9_a THREADID T1\r\n",
+                search(
+                    false,
+                    K::And(vec![
+                        K::SavedBefore(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
+                        K::SavedOn(chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()),
+                        K::SavedSince(chrono::NaiveDate::from_ymd_opt(2024, 1, 3).unwrap()),
+                        K::SaveDateSupported,
+                        K::EmailId("M6d-9_a".into()),
+                        K::ThreadId("T1".into()),
+                    ]),
+                ),
+            ),
         ]);
     }
 
@@ -278,6 +298,12 @@ mod tests {
     fn bad_search() {
         bad(&[
             (b"a SEARCH FOO\r\n", Some("a"), "Unknown search key FOO"),
+            (b"a SEARCH EMAILID a.b\r\n", Some("a"), "Invalid object ID"),
+            (
+                b"a SEARCH THREADID \"x\"\r\n",
+                Some("a"),
+                "Expected an atom",
+            ),
             (b"a SEARCH\r\n", Some("a"), "Missing argument"),
             (
                 b"a SEARCH BEFORE 30-Feb-2024\r\n",

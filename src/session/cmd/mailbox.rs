@@ -31,8 +31,14 @@ pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) 
         ));
     }
     let store = s.store()?;
-    blocking(move || store.create_folder(&name)).await??;
-    Ok(Status::ok("CREATE completed."))
+    let id = blocking(move || -> Result<String, crate::store::StoreError> {
+        store.create_folder(&name)?;
+        // RFC 8474 §4: the new mailbox's ID in the tagged OK. Opening it
+        // writes its uidlist, whose GUID the ID is.
+        Ok(store.open_folder(&name)?.mailbox_id())
+    })
+    .await??;
+    Ok(Status::ok_code(Code::MailboxId(id), "CREATE completed."))
 }
 
 pub async fn delete(s: &mut Session, mailbox: String) -> CmdResult {

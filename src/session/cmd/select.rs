@@ -67,17 +67,18 @@ pub async fn select(
                 .clone()
                 .filter(|q| q.uidvalidity == start.uidvalidity)
                 .map(|q| resync(&folder, &q, &start));
+            let mailbox_id = folder.mailbox_id();
             Ok((
                 folder,
                 recent,
                 list_line,
                 keywords,
                 first_unseen,
-                (start, resync),
+                (start, resync, mailbox_id),
             ))
         })
         .await??;
-    let (start, resync) = start;
+    let (start, resync, mailbox_id) = start;
 
     let (uidvalidity, uidnext, highest) = (start.uidvalidity, start.uidnext, start.highest_modseq);
     let view = SelectedView::new(folder, name, read_only, recent, start, keywords);
@@ -111,6 +112,8 @@ pub async fn select(
         Some(Code::HighestModSeq(highest)),
         "Highest mod-sequence.",
     );
+    // RFC 8474 §4.
+    s.untagged(StatusKind::Ok, Some(Code::MailboxId(mailbox_id)), "Ok");
     if condstore {
         s.enabled.condstore = true;
     }

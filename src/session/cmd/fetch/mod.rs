@@ -480,6 +480,15 @@ fn render_chunk(
         CacheField::BodyStructure,
     );
     let mut body = lookup(want(&|i| *i == FetchAttr::Body), CacheField::Body);
+    let mut preview = lookup(
+        want(&|i| matches!(i, FetchAttr::Preview { .. })),
+        CacheField::Preview,
+    );
+    let mut objects = if want(&|i| matches!(i, FetchAttr::EmailId | FetchAttr::SaveDate)) {
+        folder.object_info(&uids)
+    } else {
+        vec![None; uids.len()]
+    };
     // Also when an ENVELOPE must be made: it stores the digest alongside
     // unless one is cached, which is then known without a lock per message.
     let mut common = lookup(
@@ -525,6 +534,8 @@ fn render_chunk(
             structure: structure[k].take(),
             body: body[k].take(),
             common: common[k].take(),
+            preview: preview[k].take(),
+            object: objects[k].take(),
         };
         let Some(meta) = meta else {
             if uid_only {

@@ -20,7 +20,9 @@ use crate::proto::data::{self, FetchItem};
 use crate::proto::{FetchAttr, Section, SectionText, encode};
 use crate::session::Status;
 use crate::session::digest::{COMMON_HEADERS, common_digest, digest_of, from_common_headers};
-use crate::store::{CacheField, Folder, HeaderBlock, MessageFile, MessageMeta, StoreError};
+use crate::store::{
+    CacheField, Folder, HeaderBlock, MessageFile, MessageMeta, ObjectInfo, StoreError,
+};
 
 /// Where [`render_one`] renders to: the chunk's bytes, and the literals
 /// left to be sent from files.
@@ -69,6 +71,32 @@ pub(super) struct Cached {
     pub(super) structure: Option<Arc<[u8]>>,
     pub(super) body: Option<Arc<[u8]>>,
     pub(super) common: Option<Arc<[u8]>>,
+    pub(super) preview: Option<Arc<[u8]>>,
+    /// EMAILID and save date, when asked for.
+    pub(super) object: Option<ObjectInfo>,
+}
+
+/// How much of a big message (one sent from its file) PREVIEW reads: its
+/// first text part starts well within this, and the preview needs only
+/// the start of that part (`mime::preview` decodes at most 16 KiB).
+const PREVIEW_READ: usize = 64 * 1024;
+
+/// The PREVIEW text of a message: from the message already read whole,
+/// else from the first [`PREVIEW_READ`] bytes of a big one's file; cached.
+fn preview_of(lazy: &mut Lazy<'_>) -> Result<Arc<[u8]>, RenderError> {
+    let text = if lazy.stream && lazy.msg.is_none() {
+        let (f, _) = lazy.scanned()?;
+        let mut buf = vec![0; PREVIEW_READ];
+        let n = f.read_full(&mut buf, 0).map_err(StoreError::Io)?;
+        buf.truncate(n);
+        Message::parse(&buf).preview()
+    } else {
+        lazy.get()?.preview()
+    };
+    let data: Arc<[u8]> = Arc::from(text.as_bytes());
+    lazy.folder
+        .put_cache(lazy.uid, CacheField::Preview, data.clone());
+    Ok(data)
 }
 
 pub(super) enum RenderError {
@@ -334,6 +362,7 @@ pub(super) fn render_one(
         FetchAttr::BodyStructure => pre.structure.is_none(),
         FetchAttr::Body => pre.body.is_none(),
         FetchAttr::BinarySize { .. } => true,
+        FetchAttr::Preview { lazy: false } => pre.preview.is_none(),
         i => sends_body(i),
     });
     let mut raw = None;
@@ -358,6 +387,7 @@ pub(super) fn render_one(
         FetchAttr::Rfc822Size => meta.size.is_none() && !stream,
         FetchAttr::BodyStructure => pre.structure.is_none(),
         FetchAttr::Body => pre.body.is_none(),
+        FetchAttr::Preview { lazy: false } => pre.preview.is_none() && !stream,
         _ => false,
     });
     let mut lazy = Lazy {
@@ -566,6 +596,31 @@ pub(super) fn render_one(
                 data::fetch_item(out, &FetchItem::BinarySize { part, size });
             }
             FetchAttr::ModSeq => data::fetch_item(out, &FetchItem::ModSeq(meta.modseq)),
+            FetchAttr::EmailId => {
+                let o = pre.object.as_ref().ok_or(RenderError::Gone)?;
+                data::fetch_item(out, &FetchItem::EmailId(&o.email_id));
+            }
+            FetchAttr::ThreadId => data::fetch_item(out, &FetchItem::ThreadId(None)),
+            FetchAttr::SaveDate => {
+                let o = pre.object.as_ref().ok_or(RenderError::Gone)?;
+                let dt = o.save_date.and_then(|secs| {
+                    chrono::Local
+                        .timestamp_opt(secs, 0)
+                        .single()
+                        .map(|d| d.fixed_offset())
+                });
+                data::fetch_item(out, &FetchItem::SaveDate(dt));
+            }
+            FetchAttr::Preview { lazy: lazy_only } => {
+                let text = match pre.preview.take() {
+                    Some(t) => Some(t),
+                    // RFC 8970 §4: LAZY answers only from what is at hand.
+                    None if *lazy_only => None,
+                    None => Some(preview_of(&mut lazy)?),
+                };
+                let text = text.as_deref().map(String::from_utf8_lossy);
+                data::fetch_item(out, &FetchItem::Preview(text.as_deref()));
+            }
         }
     }
     if t.add_flags && !wrote_flags {

@@ -12,8 +12,10 @@
 //! full rewrite of the uidlist writes them back (`sync`). It never makes
 //! up or changes a field: the uidlist is the authority, and a record read
 //! from it replaces what a message had; a message whose record is not in
-//! the file keeps its fields. `S` and `W` are not kept here: the folder
-//! owns sizes and writes the ones it knows.
+//! the file keeps its fields. The one field nestbox writes itself is a
+//! copy's or moved message's `G` (its EMAILID, see `objectid`), in the
+//! new record. `S` and `W` are not kept here: the folder owns sizes and
+//! writes the ones it knows.
 //!
 //! The index keeps the fields (see `index`'s module doc) rather than the
 //! folder re-reading the uidlist on every open: the seal lets a folder
@@ -29,7 +31,7 @@ impl Msg {
         self.rare.as_ref().map_or("", |r| &r.ul_fields)
     }
 
-    fn set_ul_fields(&mut self, fields: &str) {
+    pub(super) fn set_ul_fields(&mut self, fields: &str) {
         self.edit_rare(fields.is_empty(), |r| r.ul_fields = fields.into());
     }
 
@@ -49,7 +51,7 @@ impl Msg {
     }
 
     /// The value of the field with this key, if the record has one.
-    fn field(&self, key: char) -> Option<&str> {
+    pub(super) fn field(&self, key: char) -> Option<&str> {
         self.ul_fields()
             .split(' ')
             .find_map(|f| f.strip_prefix(key))

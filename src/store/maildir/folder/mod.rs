@@ -14,8 +14,8 @@
 //! message files (STORE, EXPUNGE, APPEND, COPY, MOVE, POP3's removal);
 //! `by_base` holds the tables keyed by base names, which keep no copy of
 //! the names; `fields` the uidlist extension fields of messages (Dovecot's
-//! POP3 UIDLs); `resolve` what is looked up only when first needed
-//! (INTERNALDATE, RFC822.SIZE).
+//! POP3 UIDLs); `objectid` MAILBOXID, EMAILID and SAVEDATE; `resolve` what
+//! is looked up only when first needed (INTERNALDATE, RFC822.SIZE).
 //!
 //! Modseqs: every flag change, new message and expunge takes the next
 //! modseq. They are kept in `nestbox.index`; if that is lost, or the process
@@ -45,11 +45,13 @@ mod by_base;
 mod changes;
 mod fields;
 mod numbering;
+mod objectid;
 mod persist;
 mod resolve;
 mod sync;
 pub use bodies::{HeaderBlock, MAX_HEADER_READ, MessageFile};
 pub use changes::{ChangeQuery, ViewStart};
+pub use objectid::{ObjectInfo, valid_objectid};
 pub use sync::{DirStamp, EntryEvent};
 mod write;
 
@@ -249,6 +251,7 @@ fn field_no(f: CacheField) -> u8 {
         CacheField::BodyStructure => 1,
         CacheField::Body => 2,
         CacheField::CommonHeaders => 3,
+        CacheField::Preview => 4,
     }
 }
 
@@ -760,8 +763,10 @@ impl Folder {
             self.resolve_sizes(&self.all_uids())?;
         }
         let recent = self.recent_count();
+        let mailbox_id = self.mailbox_id();
         let st = self.lock_state();
         let s = crate::store::FolderStatus {
+            mailbox_id,
             messages: st.msgs.len() as u32,
             recent,
             uidnext: st.next_uid,
@@ -819,6 +824,7 @@ impl State {
     /// adds it with the next modseq and returns its uidlist record, which
     /// the caller writes with the others under the lock. `loc` names the
     /// placed file, whose info suffix gives the letters kept uninterpreted.
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         uid: u32,
@@ -827,6 +833,7 @@ impl State {
         extra_kw: Vec<String>,
         mtime: i64,
         ino: u64,
+        ul_fields: &str,
     ) -> Record {
         let (base, info) = filename::split(&loc.fname);
         let (_, size) = filename::size_fields(base);
@@ -837,10 +844,10 @@ impl State {
             base: base.to_string(),
             size: None,
             vsize: size,
-            extra: String::new(),
+            extra: ul_fields.to_string(),
         };
         let modseq = self.highest_modseq;
-        self.put(Msg {
+        let mut m = Msg {
             uid,
             loc,
             flags,
@@ -849,7 +856,9 @@ impl State {
             size_raw: size.unwrap_or(NO_SIZE),
             modseq,
             ino,
-        });
+        };
+        m.set_ul_fields(ul_fields);
+        self.put(m);
         rec
     }
 

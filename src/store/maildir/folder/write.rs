@@ -19,6 +19,14 @@ use super::super::dotlock;
 use super::super::filename;
 use super::super::keywords::{self, Keywords};
 use super::super::uidlist::Record;
+
+/// A file in `tmp/` for [`Folder::commit_tmp`]: name in `tmp/`, base name,
+/// flags, other letters, mtime, uidlist extension fields.
+pub(super) type TmpItem = (String, String, Flags, String, i64, String);
+
+/// What copying or moving takes from a source message (see
+/// [`Folder::sources`]).
+pub(super) type Source = (u32, String, Loc, Flags, String, i64, String);
 use super::{Folder, Loc, State, is_enoent, mtime_ns};
 use crate::store::beneath::FolderDirs;
 
@@ -365,6 +373,7 @@ impl Folder {
             flags.clone(),
             String::new(),
             meta.mtime(),
+            String::new(),
         )]);
         if r.is_err() {
             let _ = self.dirs().tmp.unlink(&tmp);
@@ -379,19 +388,17 @@ impl Folder {
 
     /// Moves prepared files from `tmp/` into `cur/` under the uidlist lock and
     /// numbers them, in order. Each item: name in `tmp/`, base name, flags,
-    /// other letters, mtime.
-    pub(super) fn commit_tmp(
-        &self,
-        items: Vec<(String, String, Flags, String, i64)>,
-    ) -> Result<Vec<u32>> {
+    /// other letters, mtime, and the uidlist extension fields of the new
+    /// record (a copy's `G`, see `objectid`; empty for new mail).
+    pub(super) fn commit_tmp(&self, items: Vec<TmpItem>) -> Result<Vec<u32>> {
         let mut st = self.lock_state();
         let dirs = self.dirs();
         let before = st.keywords.assigned();
         let mut prepared = Vec::with_capacity(items.len());
-        for (tmp, base, flags, other, mtime) in items {
+        for (tmp, base, flags, other, mtime, fields) in items {
             let (info, extra) = filename::render_info(&flags, &other, &mut st.keywords);
             let flags = st.keywords.canonical(&flags).unwrap_or(flags);
-            prepared.push((tmp, base, flags, info, extra, mtime));
+            prepared.push((tmp, base, flags, info, extra, mtime, fields));
         }
         self.save_keywords_if(&mut st, before)?;
         // The lock's path names the descriptor: the directories must stay
@@ -403,7 +410,7 @@ impl Folder {
         let mut recs = Vec::new();
         let mut done: Vec<(u32, String)> = Vec::new();
         let mut failure = None;
-        for (tmp, base, flags, info, extra, mtime) in prepared {
+        for (tmp, base, flags, info, extra, mtime, fields) in prepared {
             let uid = st.next_uid;
             let Some(next) = st.next_uid.checked_add(1) else {
                 failure = Some(StoreError::Cannot("UID space exhausted".into()));
@@ -420,7 +427,7 @@ impl Folder {
             st.next_uid = next;
             let ino = self.stat_loc(&loc).map_or(0, |m| m.ino());
             done.push((uid, loc.fname.clone()));
-            recs.push(st.place(uid, loc, flags, extra, mtime, ino));
+            recs.push(st.place(uid, loc, flags, extra, mtime, ino, &fields));
         }
         if failure.is_none() {
             if let Err(e) = self.write_records(&mut st, recs.iter().map(Record::line)) {
@@ -448,8 +455,10 @@ impl Folder {
         Ok(uids)
     }
 
-    /// Snapshot of what copying/moving needs from the source, in UID order.
-    pub(super) fn sources(&self, uids: &[u32]) -> Vec<(u32, String, Loc, Flags, String, i64)> {
+    /// Snapshot of what copying/moving needs from the source, in UID order:
+    /// UID, base name, file, flags, other letters, mtime, and the uidlist
+    /// field that keeps its EMAILID in the destination (`G<id>`).
+    pub(super) fn sources(&self, uids: &[u32]) -> Vec<Source> {
         let st = self.lock_state();
         let mut wanted: Vec<u32> = uids.to_vec();
         wanted.sort_unstable();
@@ -479,6 +488,7 @@ impl Folder {
                     m.flags.clone(),
                     other,
                     mtime,
+                    format!("G{}", m.email_id()),
                 )
             })
             .collect()
@@ -492,7 +502,7 @@ impl Folder {
         let mut items = Vec::new();
         let mut src_uids = Vec::new();
         let result = (|| -> Result<()> {
-            for (uid, base, loc, mut flags, other, mtime) in self.sources(uids) {
+            for (uid, base, loc, mut flags, other, mtime, id_field) in self.sources(uids) {
                 let fresh = filename::fresh_base_like(&base);
                 let mut src = loc;
                 let mut ok = false;
@@ -527,7 +537,7 @@ impl Folder {
                     }
                 }
                 if ok {
-                    items.push((fresh.clone(), fresh, flags, other, mtime));
+                    items.push((fresh.clone(), fresh, flags, other, mtime, id_field));
                     src_uids.push(uid);
                 }
             }
@@ -609,13 +619,13 @@ impl Folder {
         let mut dst = dest.lock_state();
         let before = dst.keywords.assigned();
         let mut planned = Vec::new();
-        for (uid, base, loc, flags, other, mtime) in sources {
+        for (uid, base, loc, flags, other, mtime, id_field) in sources {
             let (info, extra) = filename::render_info(&flags, &other, &mut dst.keywords);
             let flags = dst.keywords.canonical(&flags).unwrap_or(flags);
             // A fresh base name: the old one may still be listed in the
             // destination's uidlist from an earlier visit, with an old UID.
             let fresh = filename::fresh_base_like(&base);
-            planned.push((uid, base, loc, flags, info, extra, mtime, fresh));
+            planned.push((uid, base, loc, flags, info, extra, mtime, fresh, id_field));
         }
         dest.save_keywords_if(&mut dst, before)?;
         // As in `commit_tmp`: the directories outlive the lock.
@@ -626,7 +636,7 @@ impl Folder {
         let mut recs = Vec::new();
         let mut moved_src = Vec::new();
         let mut failure: Option<StoreError> = None;
-        for (uid, base, loc, mut flags, info, mut extra, mtime, fresh) in planned {
+        for (uid, base, loc, mut flags, info, mut extra, mtime, fresh, id_field) in planned {
             let mut to = Loc {
                 in_new: false,
                 fname: filename::cur_name(&fresh, &info),
@@ -698,7 +708,7 @@ impl Folder {
             let new_uid = dst.next_uid;
             dst.next_uid = dst.next_uid.saturating_add(1);
             let ino = dest.stat_loc(&to).map_or(0, |m| m.ino());
-            recs.push(dst.place(new_uid, to, flags, extra, mtime, ino));
+            recs.push(dst.place(new_uid, to, flags, extra, mtime, ino, &id_field));
             dst.recent.push(new_uid);
             pairs.push((uid, new_uid));
             moved_src.push(uid);
