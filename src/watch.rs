@@ -418,8 +418,8 @@ impl Watcher {
     /// [`Watcher::watch_folder`]; independent of a folder watch on the same
     /// directory (INBOX).
     ///
-    /// Nothing calls it yet: kept for issue 18, whose NOTIFY `MailboxName`
-    /// events (RFC 5465) must come from this one watcher.
+    /// NOTIFY (RFC 5465) learns of folders created, deleted and renamed,
+    /// and of subscriptions changed, through it (`session::notify`).
     pub fn watch_root(self: &Arc<Self>, root: &Path) -> FolderWatch {
         self.register(Kind::Root, root)
     }
@@ -580,6 +580,14 @@ impl Role {
                 name == "new" || name == "cur" || name == UIDLIST || name == KEYWORDS
             }
             Role::Root => {
+                // The subscriptions file, replaced (ours and Dovecot's
+                // writers rename a new one in) or written in place.
+                if name == "subscriptions" {
+                    return matches!(
+                        change,
+                        Change::RenamedTo | Change::Written | Change::Removed
+                    );
+                }
                 name.as_encoded_bytes().first() == Some(&b'.')
                     && name != "."
                     && name != ".."
@@ -1834,6 +1842,9 @@ mod tests {
             (Role::Root, ".Sent", RenamedTo, true),
             (Role::Root, ".Sent", Written, false),
             (Role::Root, "subscriptions", RenamedFrom, false),
+            (Role::Root, "subscriptions", RenamedTo, true),
+            (Role::Root, "subscriptions", Written, true),
+            (Role::Root, "subscriptions.lock", Created, false),
             (Role::Root, "cur", CreatedDir, false),
         ];
         for (role, name, change, want) in cases {
@@ -2239,12 +2250,17 @@ mod tests {
             );
             drain(&mut fw, ms(150)).await;
             if w.mode() == Mode::Inotify {
-                fs::write(root.join("subscriptions"), b"INBOX\n").unwrap();
                 deliver(&root, "1.a.host");
+                fs::write(root.join("dovecot-uidlist.lock"), b"").unwrap();
                 assert!(
                     !fires(&mut fw, ms(200)).await,
                     "files in the root are not folders"
                 );
+                // ...but the subscriptions are (NOTIFY SubscriptionChange).
+                fs::write(root.join("subscriptions.tmp"), b"INBOX\n").unwrap();
+                fs::rename(root.join("subscriptions.tmp"), root.join("subscriptions")).unwrap();
+                assert!(fires(&mut fw, ms(1000)).await, "subscriptions replaced");
+                drain(&mut fw, ms(150)).await;
             }
             fs::rename(root.join(".Folder"), root.join(".Renamed")).unwrap();
             assert!(

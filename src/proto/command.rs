@@ -87,6 +87,8 @@ pub enum CommandBody {
         messages: Vec<AppendMessage>,
     },
     Idle,
+    /// NOTIFY (RFC 5465): `None` for `NOTIFY NONE`.
+    Notify(Option<NotifySet>),
 
     // --- selected (§6.4)
     Check,
@@ -178,6 +180,7 @@ impl CommandBody {
             CommandBody::Status { .. } => "STATUS",
             CommandBody::Append { .. } => "APPEND",
             CommandBody::Idle => "IDLE",
+            CommandBody::Notify(_) => "NOTIFY",
             CommandBody::Check => "CHECK",
             CommandBody::Close => "CLOSE",
             CommandBody::Unselect => "UNSELECT",
@@ -192,6 +195,51 @@ impl CommandBody {
             CommandBody::Move { .. } => "MOVE",
         }
     }
+}
+
+/// `NOTIFY SET [STATUS] event-groups` (RFC 5465 §8), as written: whether
+/// the groups make sense together (§5, §6.1) is the session's to check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotifySet {
+    /// The STATUS indicator: send STATUS for the watched mailboxes now.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// One `(filter-mailboxes events)` group; `events` empty for `NONE`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// `filter-mailboxes` (RFC 5465 §6). Mailbox names as sent (decoded from
+/// the wire as every mailbox argument is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<MailboxArg>),
+    Mailboxes(Vec<MailboxArg>),
+}
+
+/// An event name of RFC 5465 §5, or any other atom (`event-ext`), which the
+/// session refuses with `NO [BADEVENT]`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NotifyEvent {
+    /// With the FETCH items to send for each new message (§5.2).
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    Other(String),
 }
 
 /// LIST with RFC 5258 (LIST-EXTENDED) and RFC 5819 (LIST-STATUS) options.

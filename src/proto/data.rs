@@ -89,6 +89,8 @@ pub enum Data<'a> {
         /// The wire form of the name ("" for the hierarchy root).
         name: &'a [u8],
         childinfo_subscribed: bool,
+        /// RFC 5465 §5.4: the name before a RENAME, as `("OLDNAME" (old))`.
+        oldname: Option<&'a [u8]>,
     },
     /// `* LSUB (attrs) "/" name`.
     Lsub {
@@ -201,11 +203,17 @@ pub fn write(out: &mut Vec<u8>, d: &Data<'_>) {
             attrs,
             name,
             childinfo_subscribed,
+            oldname,
         } => {
             out.extend_from_slice(b"LIST ");
             mailbox_list(out, attrs, name);
             if *childinfo_subscribed {
                 out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            if let Some(old) = oldname {
+                out.extend_from_slice(b" (\"OLDNAME\" (");
+                encode::astring(out, old, true);
+                out.extend_from_slice(b"))");
             }
         }
         Data::Lsub { attrs, name } => {
@@ -432,6 +440,7 @@ mod tests {
                     attrs: &[ListAttr::Noselect],
                     name: b"",
                     childinfo_subscribed: false,
+                    oldname: None,
                 },
                 "* LIST (\\Noselect) \"/\" \"\"\r\n",
             ),
@@ -440,6 +449,7 @@ mod tests {
                     attrs: &[ListAttr::HasNoChildren, ListAttr::Use("\\Sent")],
                     name: b"Sent Items",
                     childinfo_subscribed: false,
+                    oldname: None,
                 },
                 "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent Items\"\r\n",
             ),
@@ -448,8 +458,18 @@ mod tests {
                     attrs: &[ListAttr::NonExistent, ListAttr::HasChildren],
                     name: b"Work",
                     childinfo_subscribed: true,
+                    oldname: None,
                 },
                 "* LIST (\\NonExistent \\HasChildren) \"/\" Work (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n",
+            ),
+            (
+                Data::List {
+                    attrs: &[ListAttr::HasNoChildren],
+                    name: b"New Name",
+                    childinfo_subscribed: false,
+                    oldname: Some(b"Old"),
+                },
+                "* LIST (\\HasNoChildren) \"/\" \"New Name\" (\"OLDNAME\" (Old))\r\n",
             ),
             (
                 Data::Lsub {

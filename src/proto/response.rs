@@ -64,6 +64,10 @@ pub enum Code {
     HighestModSeq(u64),
     /// RFC 8474 §4: the mailbox's object ID (SELECT, EXAMINE, CREATE).
     MailboxId(String),
+    /// RFC 5465 §3.1: the events NOTIFY supports, when asked for others.
+    BadEvent(&'static [&'static str]),
+    /// RFC 5465 §5.8: notifications refused or stopped.
+    NotificationOverflow,
     InUse,
     /// RFC 5530: a limit of the server was reached (not of this message).
     Limit,
@@ -111,6 +115,7 @@ impl Code {
             Code::Closed => "CLOSED",
             Code::ExpungeIssued => "EXPUNGEISSUED",
             Code::InUse => "INUSE",
+            Code::NotificationOverflow => "NOTIFICATIONOVERFLOW",
             Code::Limit => "LIMIT",
             Code::Nonexistent => "NONEXISTENT",
             Code::NoPerm => "NOPERM",
@@ -184,6 +189,10 @@ impl Code {
             }
             Code::HighestModSeq(n) => {
                 let _ = write!(out, "HIGHESTMODSEQ {n}");
+                return;
+            }
+            Code::BadEvent(events) => {
+                let _ = write!(out, "BADEVENT ({})", events.join(" "));
                 return;
             }
             Code::MailboxId(id) => {

@@ -46,6 +46,7 @@ const AUTHED: &[&str] = &[
     "OBJECTID",
     "SAVEDATE",
     "PREVIEW",
+    "NOTIFY",
 ];
 
 /// The capability atoms for this moment, space-separated.

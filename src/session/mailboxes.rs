@@ -137,6 +137,7 @@ pub(crate) fn list_line(
             attrs: &attrs,
             name: to_wire(name, enabled).as_bytes(),
             childinfo_subscribed: childinfo,
+            oldname: None,
         },
     );
     Some(line)
@@ -157,6 +158,52 @@ pub(crate) fn select_list_line(
         ..ListReturn::default()
     };
     list_line(name, e, &ListSelect::default(), &ret, true, enabled)
+}
+
+/// The `* LIST` line NOTIFY sends for a name whose existence or
+/// subscription changed (RFC 5465 §5.4-5.5): always an extended LIST, so
+/// a name that no longer exists says `\NonExistent`, and `\Subscribed`
+/// exactly when it is subscribed; after a RENAME with `("OLDNAME" (old))`.
+pub(crate) fn notify_list_line(
+    name: &str,
+    space: &BTreeMap<String, Entry>,
+    oldname: Option<&str>,
+    enabled: crate::session::Enabled,
+) -> Vec<u8> {
+    let blank = Entry {
+        exists: false,
+        subscribed: false,
+        has_children: false,
+        subscribed_child: false,
+    };
+    let e = space.get(name).unwrap_or(&blank);
+    let mut attrs: Vec<ListAttr> = Vec::new();
+    if !e.exists {
+        attrs.push(ListAttr::NonExistent);
+    }
+    attrs.push(if e.has_children {
+        ListAttr::HasChildren
+    } else {
+        ListAttr::HasNoChildren
+    });
+    if e.subscribed {
+        attrs.push(ListAttr::Subscribed);
+    }
+    if let Some(u) = special_use(name).filter(|_| e.exists) {
+        attrs.push(ListAttr::Use(u));
+    }
+    let old = oldname.map(|o| to_wire(o, enabled));
+    let mut line = Vec::new();
+    crate::proto::data::write(
+        &mut line,
+        &Data::List {
+            attrs: &attrs,
+            name: to_wire(name, enabled).as_bytes(),
+            childinfo_subscribed: false,
+            oldname: old.as_deref().map(str::as_bytes),
+        },
+    );
+    line
 }
 
 /// Queues `* STATUS name (ITEM n ...)`, also used by LIST-STATUS.

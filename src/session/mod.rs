@@ -33,6 +33,7 @@ pub(crate) mod evaluate;
 mod literal;
 pub(crate) mod mailboxes;
 pub mod names;
+pub(crate) mod notify;
 mod offload;
 pub(crate) mod qresync;
 pub mod search;
@@ -124,11 +125,15 @@ pub struct Session {
     /// messages (`session::literal`); taken by APPEND, dropped with any
     /// other end of the command.
     pub(crate) spool: Option<Spool>,
+    /// What NOTIFY asked for (RFC 5465), while it is on.
+    pub(crate) notify: Option<Box<notify::Notifier>>,
 }
 
 /// Why reading a command stopped.
 enum Input {
     Frame(Frame),
+    /// Something NOTIFY watches changed (RFC 5465).
+    Notify(notify::Wake),
     Eof,
     Timeout,
     Shutdown,
@@ -158,6 +163,7 @@ impl Session {
             handover: None,
             preauth: None,
             spool: None,
+            notify: None,
         }
     }
 
@@ -278,6 +284,11 @@ impl Session {
                     self.untagged(StatusKind::Bye, None, "Server shutting down.");
                     let _ = self.flush().await;
                     break;
+                }
+                Input::Notify(w) => {
+                    if let Err(e) = self.notify_wake(w).await {
+                        tracing::warn!("NOTIFY event failed: {}", e.text);
+                    }
                 }
                 Input::Frame(Frame::NeedContinuation { .. }) => {
                     self.line("+ OK");
@@ -407,6 +418,13 @@ impl Session {
             }
         }
         self.tagged(&tag, &status);
+        // NOTIFY: the selected mailbox has its own events, the others are
+        // watched (a SELECT, CLOSE, DELETE of the selected one...).
+        if self.notify.is_some() {
+            if let Err(e) = self.notify_selection_changed().await {
+                tracing::warn!("NOTIFY after {name} failed: {}", e.text);
+            }
+        }
     }
 
     fn check_state(&self, body: &CommandBody) -> Result<(), Status> {
@@ -428,7 +446,8 @@ impl Session {
             | C::Namespace
             | C::Status { .. }
             | C::Append { .. }
-            | C::Idle => self.state.authed().is_some(),
+            | C::Idle
+            | C::Notify(_) => self.state.authed().is_some(),
             C::Check
             | C::Close
             | C::Unselect
@@ -587,6 +606,19 @@ impl Session {
                 .io
                 .as_mut()
                 .ok_or_else(|| std::io::Error::other("stream gone"))?;
+            // NOTIFY's events go out between commands only, never into
+            // the middle of one the client is still sending.
+            let selected = match &mut self.state {
+                State::Selected(_, view) => Some(&mut view.watch),
+                _ => None,
+            };
+            let between = self.framer.buffered() == 0;
+            let notify = async {
+                match self.notify.as_mut() {
+                    Some(n) if between => n.wait(selected).await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
                     Err(_) => return Ok(Input::Timeout),
@@ -595,6 +627,7 @@ impl Session {
                     Ok(Err(e)) => return Err(e),
                 },
                 _ = shutdown.changed() => return Ok(Input::Shutdown),
+                w = notify => return Ok(Input::Notify(w)),
             }
         }
     }
@@ -646,13 +679,23 @@ impl Session {
     /// Sends the untagged updates for changes made by anyone (this session
     /// included) since they were last reported.
     pub(crate) async fn report_changes(&mut self, expunge_ok: bool) -> Result<(), Status> {
+        self.report_changes_with(expunge_ok, true).await
+    }
+
+    /// [`Session::report_changes`]; without `flags_ok`, flag changes wait
+    /// for a later report (`SelectedView::report_changes_with`).
+    pub(crate) async fn report_changes_with(
+        &mut self,
+        expunge_ok: bool,
+        flags_ok: bool,
+    ) -> Result<(), Status> {
         let enabled = self.enabled;
         let State::Selected(_, view) = &mut self.state else {
             return Ok(());
         };
         let mut lines = Vec::new();
         let valid = view
-            .report_changes(expunge_ok, enabled, self.uid_commands, &mut lines)
+            .report_changes_with(expunge_ok, flags_ok, enabled, self.uid_commands, &mut lines)
             .await?;
         if let Some(floor) = view.unsent_floor().filter(|_| enabled.qresync) {
             crate::proto::response::status_line(

@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use crate::proto::SequenceSet;
-use crate::store::{ChangeQuery, Folder, StoreError, ViewStart};
+use crate::store::{ChangeQuery, Folder, MessageMeta, StoreError, ViewStart};
 
 use super::{Enabled, Status};
 
@@ -257,6 +257,22 @@ impl SelectedView {
         with_uid: bool,
         out: &mut Vec<u8>,
     ) -> Result<bool, StoreError> {
+        self.report_changes_with(expunge_ok, true, enabled, with_uid, out)
+            .await
+    }
+
+    /// [`SelectedView::report_changes`]; without `flags_ok` flag changes
+    /// are left for a later report (a NOTIFY client that did not ask for
+    /// FlagChange, RFC 5465 §5.1): the view's modseq then stays where it
+    /// was, so the next report finds them (and the new messages' flags).
+    pub async fn report_changes_with(
+        &mut self,
+        expunge_ok: bool,
+        flags_ok: bool,
+        enabled: Enabled,
+        with_uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, StoreError> {
         use crate::proto::data::{self, Data, FetchItem};
         let with_uid_wanted = with_uid || enabled.rev2;
         if self.folder.is_gone() {
@@ -343,7 +359,8 @@ impl SelectedView {
         // New messages may carry keywords too: announced on arrival, before
         // the client can FETCH them.
         self.announce_keywords(ch.new.iter().chain(&ch.flags).map(|m| &m.flags), out);
-        for m in &ch.flags {
+        let told_flags: &[MessageMeta] = if flags_ok { &ch.flags } else { &[] };
+        for m in told_flags {
             if self.own_reported.get(&m.uid) == Some(&m.modseq)
                 || self.pending_expunge.contains(&m.uid)
             {
@@ -377,7 +394,9 @@ impl SelectedView {
         } else if self.unsent_floor.is_none() {
             self.unsent_floor = Some(self.modseq);
         }
-        self.modseq = self.modseq.max(ch.highest_modseq);
+        if flags_ok {
+            self.modseq = self.modseq.max(ch.highest_modseq);
+        }
         Ok(true)
     }
 }

@@ -91,6 +91,13 @@ impl Live {
         }
     }
 
+    /// A watch of a Maildir root: its folders appearing, going or being
+    /// renamed, and its `subscriptions` file replaced (NOTIFY's
+    /// MailboxName and SubscriptionChange, RFC 5465 §5.4-5.5).
+    pub(super) fn watch_root(&self, root: &std::path::Path) -> FolderWatch {
+        self.watcher.watch_root(root)
+    }
+
     /// Follows a folder just opened, from before its first scan: from now
     /// on (on inotify) every entry change reaches it by name.
     pub(super) fn follow(&self, folder: &Arc<Folder>) {

@@ -278,6 +278,30 @@ impl MailStore {
         Ok(out)
     }
 
+    /// Every existing folder with the inode of its directory (the root's
+    /// for INBOX): a folder renamed keeps its inode, one deleted and made
+    /// again gets another, which is how NOTIFY tells a RENAME from a DELETE
+    /// and a CREATE (RFC 5465 §5.4). One `readdir` of the root.
+    pub fn folder_ids(&self) -> Result<Vec<(String, u64)>> {
+        let root = self.root_dir();
+        let mut out = vec![(INBOX.to_string(), root.meta()?.ino())];
+        root.for_each_entry(|e| {
+            if e.is_dir {
+                if let Some(name) = names::from_dir(e.name) {
+                    out.push((name, e.ino));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// A watch of this Maildir's folders and subscriptions (see
+    /// `Registry::watch_root`); `None` without live sync.
+    pub fn watch_folders(&self) -> Option<crate::watch::FolderWatch> {
+        self.registry.watch_root(&self.root)
+    }
+
     /// Whether the folder exists (tests only: commands open it and answer
     /// `NotFound`).
     #[cfg(test)]

@@ -72,6 +72,12 @@ impl Registry {
         })
     }
 
+    /// A watch of the Maildir root at `root` (see `Live::watch_root`);
+    /// `None` without live sync.
+    pub fn watch_root(&self, root: &Path) -> Option<crate::watch::FolderWatch> {
+        self.live.as_ref().map(|l| l.watch_root(root))
+    }
+
     fn table(&self) -> MutexGuard<'_, HashMap<PathBuf, Open>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -938,6 +938,8 @@ pub struct ImapClient {
     stream: TcpStream,
     buf: Vec<u8>,
     tag: u32,
+    /// How long a read waits for the server (30 s unless set).
+    timeout: Duration,
 }
 
 impl ImapClient {
@@ -947,6 +949,7 @@ impl ImapClient {
             stream: server.connect(),
             buf: Vec::new(),
             tag: 0,
+            timeout: Duration::from_secs(30),
         };
         let greeting = c.read_line().expect("greeting");
         assert!(greeting.starts_with("* OK"), "greeting: {greeting}");
@@ -956,9 +959,7 @@ impl ImapClient {
 
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 16384];
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .ok();
+        self.stream.set_read_timeout(Some(self.timeout)).ok();
         match self.stream.read(&mut chunk) {
             Ok(0) | Err(_) => false,
             Ok(n) => {
@@ -1000,6 +1001,16 @@ impl ImapClient {
                 None => return Some(String::from_utf8_lossy(&out).into_owned()),
             }
         }
+    }
+
+    /// The next logical line if the server sends one within `d` (for
+    /// unsolicited responses: IDLE, NOTIFY); `None` otherwise.
+    pub fn read_line_within(&mut self, d: Duration) -> Option<String> {
+        let saved = self.timeout;
+        self.timeout = d.max(Duration::from_millis(1));
+        let line = self.read_line();
+        self.timeout = saved;
+        line
     }
 
     /// Sends bytes as they are (no tag added).

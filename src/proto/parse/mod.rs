@@ -46,6 +46,7 @@
 //! - `sort`: SORT and THREAD;
 //! - `fetch`: FETCH items, sections and partials;
 //! - `store`: STORE, COPY, MOVE;
+//! - `notify`: NOTIFY (RFC 5465);
 //! - `codec`: imap-codec as the test oracle, and the tests that consult it.
 //!
 //! Each has its own tests, written as tables with the helpers of
@@ -85,6 +86,7 @@ mod context;
 mod fetch;
 mod lexer;
 mod mailbox;
+mod notify;
 mod search;
 mod sort;
 mod store;
@@ -197,6 +199,7 @@ impl P<'_> {
             "CLOSE" => CommandBody::Close,
             "UNSELECT" => CommandBody::Unselect,
             "IDLE" => CommandBody::Idle,
+            "NOTIFY" => self.notify()?,
             "NAMESPACE" => CommandBody::Namespace,
             "EXPUNGE" => CommandBody::Expunge { uids: None },
             "ID" => self.id()?,

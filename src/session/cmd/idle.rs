@@ -9,9 +9,29 @@
 use crate::proto::response::StatusKind;
 use std::time::Duration;
 
+use crate::session::notify::{Notifier, Wake};
 use crate::session::{CmdResult, Session, State, Status};
 
-pub async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
+/// With NOTIFY on, IDLE sends exactly the events NOTIFY asked for (RFC
+/// 5465 §4), for the selected mailbox too; the notifier is lent out of the
+/// session for the command's length (it is waited on beside the socket).
+pub async fn idle(s: &mut Session, tag: &str) -> CmdResult {
+    let mut notifier = s.notify.take();
+    let r = idle_with(s, tag, &mut notifier).await;
+    if s.notify.is_none() {
+        s.notify = notifier;
+    }
+    r
+}
+
+/// What woke IDLE besides the client.
+enum Event {
+    /// The selected mailbox changed (`false`: its signal is gone).
+    Selected(bool),
+    Notify(Wake),
+}
+
+async fn idle_with(s: &mut Session, _tag: &str, notifier: &mut Option<Box<Notifier>>) -> CmdResult {
     let mut changes = match &s.state {
         State::Selected(_, view) => Some(view.watch.clone()),
         _ => None,
@@ -28,9 +48,10 @@ pub async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         let changed = async {
-            match changes.as_mut() {
-                Some(rx) => rx.changed().await.is_ok(),
-                None => std::future::pending().await,
+            match (notifier.as_mut(), changes.as_mut()) {
+                (Some(n), rx) => Event::Notify(n.wait(rx).await),
+                (None, Some(rx)) => Event::Selected(rx.changed().await.is_ok()),
+                (None, None) => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -47,12 +68,20 @@ pub async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
                     }
                 }
             }
-            ok = changed => {
-                if !ok {
-                    changes = None;
-                    continue;
+            event = changed => {
+                match event {
+                    Event::Selected(false) => {
+                        changes = None;
+                        continue;
+                    }
+                    Event::Selected(true) => s.report_changes(true).await?,
+                    Event::Notify(w) => {
+                        s.notify = notifier.take();
+                        let r = s.notify_wake(w).await;
+                        *notifier = s.notify.take();
+                        r?;
+                    }
                 }
-                s.report_changes(true).await?;
                 s.flush().await.map_err(|_| Status::bad("Connection lost."))?;
             }
             _ = keepalive.tick() => {

@@ -31,6 +31,7 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
             attrs: &[ListAttr::Noselect],
             name: b"",
             childinfo_subscribed: false,
+            oldname: None,
         });
         return Ok(Status::ok("LIST completed."));
     }

@@ -65,6 +65,7 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         C::Lsub { reference, pattern } => list::lsub(s, reference, pattern).await,
         C::Append { mailbox, messages } => append::append(s, mailbox, messages).await,
         C::Idle => idle::idle(s, tag).await,
+        C::Notify(set) => s.notify_command(set).await,
         C::Expunge { .. }
         | C::Search(_)
         | C::Sort(_)
