@@ -204,7 +204,7 @@ mod tests {
             (
                 b"a NOTIFY SET (subtree (MessageNew))\r\n",
                 Some("a"),
-                "Missing argument",
+                "Expected a space",
             ),
             (
                 b"a NOTIFY NONE extra\r\n",
