@@ -209,7 +209,7 @@ mod tests {
             (
                 b"a NOTIFY NONE extra\r\n",
                 Some("a"),
-                "Unexpected characters after the command",
+                "Unexpected extra arguments",
             ),
         ]);
     }
