@@ -50,6 +50,8 @@ pub struct Reader {
     start: usize,
     end: usize,
     timeout: Duration,
+    /// Bytes read from the socket so far (what the server sent, for the on-the-wire rows).
+    received: u64,
 }
 
 /// Where a complete response lies in the reader's buffer (valid until the next read).
@@ -66,6 +68,7 @@ impl Reader {
             start: 0,
             end: 0,
             timeout,
+            received: 0,
         }
     }
 
@@ -125,6 +128,7 @@ impl Reader {
             return Err(err!("server closed the connection"));
         }
         self.end += n;
+        self.received += n as u64;
         Ok(())
     }
 }
@@ -213,6 +217,13 @@ impl Conn {
         }
         c.caps = caps;
         Ok(c)
+    }
+
+    /// Bytes the server has sent on this connection so far, greeting included. Between two
+    /// commands run one at a time, the difference is exactly what the server sent for them:
+    /// the framer never reads past a tagged completion unless the server sent more.
+    pub fn received(&self) -> u64 {
+        self.rd.received
     }
 
     /// Whether the server announced `cap`.
@@ -507,6 +518,59 @@ pub fn uid_set(uids: &[u64]) -> String {
     parts.join(",")
 }
 
+/// The UIDs of a UID set (`1:3,7`) as sent in VANISHED (RFC 9051 sequence-set, without `*`),
+/// ranges in either order expanded; `None` if it is not one, or if it names more than
+/// [`MAX_SET_UIDS`] UIDs (a server's wrong answer must not exhaust the harness's memory).
+pub fn parse_uid_set(s: &str) -> Option<Vec<u64>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = match part.split_once(':') {
+            Some((a, b)) => (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?),
+            None => {
+                let a = part.parse::<u64>().ok()?;
+                (a, a)
+            }
+        };
+        let (lo, hi) = (a.min(b), a.max(b));
+        if (out.len() as u64).saturating_add(hi - lo) >= MAX_SET_UIDS {
+            return None;
+        }
+        out.extend(lo..=hi);
+    }
+    Some(out)
+}
+
+/// UIDs [`parse_uid_set`] expands at most: far above any folder the harness builds.
+pub const MAX_SET_UIDS: u64 = 1 << 24;
+
+/// `* VANISHED [(EARLIER)] set` (RFC 7162 §3.2.10) -> (whether EARLIER, the UIDs).
+pub fn vanished(r: &[u8]) -> Option<(bool, Vec<u64>)> {
+    let s = std::str::from_utf8(r).ok()?.trim_end();
+    let rest = s.strip_prefix("* ")?;
+    let (word, rest) = rest.split_once(' ')?;
+    if !word.eq_ignore_ascii_case("VANISHED") {
+        return None;
+    }
+    let (earlier, set) = match rest.split_once(' ') {
+        Some((e, set)) if e.eq_ignore_ascii_case("(EARLIER)") => (true, set),
+        _ => (false, rest),
+    };
+    Some((earlier, parse_uid_set(set)?))
+}
+
+/// The number of a response code `[NAME n]` in an untagged or tagged response, e.g.
+/// `* OK [HIGHESTMODSEQ 7] ...` -> 7 for `HIGHESTMODSEQ`.
+pub fn code_number(r: &[u8], name: &str) -> Option<u64> {
+    let s = String::from_utf8_lossy(r);
+    let up = s.to_ascii_uppercase();
+    let p = up.find(&format!("[{} ", name.to_ascii_uppercase()))?;
+    s[p + name.len() + 2..]
+        .split([']', ' '])
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// An IMAP quoted string.
 pub fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -581,6 +645,42 @@ mod tests {
         assert_eq!(uid_set(&[]), "");
         assert_eq!(uid_set(&[5]), "5");
         assert_eq!(uid_set(&[3, 1, 2, 7, 9, 10, 2]), "1:3,7,9:10");
+    }
+
+    #[test]
+    fn vanished_and_response_codes() {
+        type Want = Option<(bool, Vec<u64>)>;
+        let table: &[(&[u8], Want)] = &[
+            (
+                b"* VANISHED (EARLIER) 1:3,7\r\n",
+                Some((true, vec![1, 2, 3, 7])),
+            ),
+            (b"* VANISHED 9\r\n", Some((false, vec![9]))),
+            (b"* vanished (earlier) 5:4\r\n", Some((true, vec![4, 5]))),
+            (b"* VANISHED (EARLIER) 1:*\r\n", None),
+            (b"* 3 EXPUNGE\r\n", None),
+        ];
+        for (line, want) in table {
+            assert_eq!(vanished(line), *want, "{}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(parse_uid_set("2,4:5"), Some(vec![2, 4, 5]));
+        assert_eq!(parse_uid_set(""), None);
+        assert_eq!(parse_uid_set("1:4294967295"), None);
+        assert_eq!(
+            code_number(
+                b"* OK [HIGHESTMODSEQ 715194045007] Highest\r\n",
+                "HIGHESTMODSEQ"
+            ),
+            Some(715_194_045_007)
+        );
+        assert_eq!(
+            code_number(
+                b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n",
+                "uidvalidity"
+            ),
+            Some(3_857_529_045)
+        );
+        assert_eq!(code_number(b"* OK [NOMODSEQ] x\r\n", "HIGHESTMODSEQ"), None);
     }
 
     /// Feed a response stream in every chunking and check the framer yields the same responses.

@@ -12,6 +12,7 @@ mod check;
 mod corpus;
 mod imap;
 mod pop3;
+mod resync;
 mod servers;
 mod tls;
 mod workload;
@@ -25,7 +26,7 @@ use clap::{Parser, Subcommand};
 
 use crate::corpus::json_str;
 use crate::servers::{Kind, Server};
-use crate::workload::{Outcome, Plan};
+use crate::workload::{Only, Outcome, Plan};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,11 +54,6 @@ enum Cmd {
     },
     /// Generate, start each server on its own copy, run the workloads, report.
     Run(Box<RunArgs>),
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-enum Only {
-    Pop3,
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,8 +122,8 @@ struct RunArgs {
     /// Parallel clients (default 50; 10 with --quick).
     #[arg(long)]
     parallel: Option<usize>,
-    /// Run only this group of workloads (`pop3`), for quick turns; published figures
-    /// come from whole runs.
+    /// Run only this group of workloads (`pop3`, `resync`), for quick turns; published
+    /// figures come from whole runs.
     #[arg(long)]
     only: Option<Only>,
     /// Per-read timeout in seconds (default 300; 30 with --quick). A timeout ends that
@@ -226,7 +222,7 @@ fn run(a: RunArgs) -> ExitCode {
             .collect(),
         parallel: a.parallel.unwrap_or(if q { 10 } else { 50 }),
         timeout: Duration::from_secs(a.timeout.unwrap_or(if q { 30 } else { 300 })),
-        pop3_only: a.only == Some(Only::Pop3),
+        only: a.only,
     };
     let nofile = servers::raise_nofile();
     let most = plan
@@ -460,6 +456,7 @@ fn fmt_val(v: f64, unit: workload::Unit) -> String {
         workload::Unit::Millis => format!("{v:.1} ms"),
         workload::Unit::Micros => format!("{v:.1} us"),
         workload::Unit::KiB => format!("{v:.0} KiB"),
+        workload::Unit::Bytes => format!("{v:.0} B"),
     }
 }
 

@@ -8,8 +8,8 @@
 //!
 //! Workloads run in a fixed order because some change the mailbox: the read-only ones first,
 //! then STORE, APPEND, COPY, MOVE, the single APPENDs into INBOX (removed again, see
-//! [`append_sync_inbox`]), the upload into a new folder, IDLE deliveries and finally the
-//! idle-connection memory test.
+//! [`append_sync_inbox`]), the upload into a new folder, IDLE deliveries, the QRESYNC resync
+//! on a folder of its own ([`crate::resync`]) and finally the idle-connection memory test.
 //! A failing workload is recorded and the run goes on; it never hides a failure.
 
 use std::collections::HashMap;
@@ -47,9 +47,18 @@ pub struct Plan {
     pub parallel: usize,
     /// Per-read timeout.
     pub timeout: Duration,
-    /// Only the POP3 workloads (`--only pop3`: quick turns while working on
+    /// Only this group of workloads (`--only`: quick turns while working on
     /// them; the published figures come from whole runs).
-    pub pop3_only: bool,
+    pub only: Option<Only>,
+}
+
+/// A group of workloads `--only` runs alone.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Only {
+    /// The POP3 workloads.
+    Pop3,
+    /// The QRESYNC resync ([`crate::resync`]).
+    Resync,
 }
 
 /// Unit of a measurement.
@@ -63,6 +72,8 @@ pub enum Unit {
     Micros,
     /// KiB (memory).
     KiB,
+    /// Bytes (on the wire).
+    Bytes,
 }
 
 impl Unit {
@@ -73,6 +84,7 @@ impl Unit {
             Unit::Millis => "ms",
             Unit::Micros => "us",
             Unit::KiB => "KiB",
+            Unit::Bytes => "B",
         }
     }
 }
@@ -164,12 +176,12 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
     s[rank.clamp(1, s.len()) - 1]
 }
 
-async fn login(srv: &Server, plan: &Plan) -> Res<Conn> {
+pub(crate) async fn login(srv: &Server, plan: &Plan) -> Res<Conn> {
     Conn::login(srv.addr, plan.timeout, USER, PASS).await
 }
 
 /// SELECT and return EXISTS.
-async fn select(c: &mut Conn, mailbox: &str) -> Res<u64> {
+pub(crate) async fn select(c: &mut Conn, mailbox: &str) -> Res<u64> {
     let mut exists = None;
     c.run_ok(&format!("SELECT {}", imap::quote(mailbox)), |r| {
         if let Some(n) = imap::exists_count(r) {
@@ -297,11 +309,30 @@ async fn pop3_workloads(srv: &Server, plan: &Plan, exp: &Expected, out: &mut Out
     }
 }
 
+/// The QRESYNC resync of issue 18 on its own folder ([`crate::resync`]), bounded as a whole.
+async fn resync_workload(srv: &Server, plan: &Plan, exp: &Expected, out: &mut Outcome) {
+    let bound = plan.timeout * 2;
+    match tokio::time::timeout(bound, crate::resync::run(srv, plan, exp, out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("qresync resync: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("qresync resync: timed out after {bound:?}")),
+    }
+}
+
 pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     let mut out = Outcome::default();
-    if plan.pop3_only {
-        pop3_workloads(srv, plan, exp, &mut out).await;
-        return out;
+    match plan.only {
+        Some(Only::Pop3) => {
+            pop3_workloads(srv, plan, exp, &mut out).await;
+            return out;
+        }
+        Some(Only::Resync) => {
+            resync_workload(srv, plan, exp, &mut out).await;
+            return out;
+        }
+        None => {}
     }
     let inbox = exp.inbox as u64;
 
@@ -662,6 +693,11 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         vec![rss as f64],
         format!("{procs} processes"),
     );
+    // After the memory reading: nestbox keeps recently used folders in memory, and the
+    // resync's 100,000-message folder is not what `rss_after_workloads` is about.
+    if !out.wedged() {
+        resync_workload(srv, plan, exp, &mut out).await;
+    }
     // Untimed SELECTs before the caller restarts the server: the IDLE phase
     // left 100 deliveries in new/, and `login_select_restart` is to measure
     // opening what is on disk, not catching up. The first moves them to
@@ -799,7 +835,7 @@ async fn cross_check_pass(
 }
 
 /// STATUS MESSAGES of a mailbox.
-async fn status_messages(c: &mut Conn, mailbox: &str) -> Res<u64> {
+pub(crate) async fn status_messages(c: &mut Conn, mailbox: &str) -> Res<u64> {
     let mut n = None;
     c.run_ok(
         &format!("STATUS {} (MESSAGES)", imap::quote(mailbox)),
@@ -820,7 +856,7 @@ async fn status_messages(c: &mut Conn, mailbox: &str) -> Res<u64> {
 
 /// Messages `0..n` of the synthetic `folder` ([`corpus::message_bytes`]) with CRLF line ends,
 /// as a client sends them; built on all cores before any timing starts.
-fn crlf_messages(seed: u64, folder: u64, n: usize) -> Vec<Vec<u8>> {
+pub(crate) fn crlf_messages(seed: u64, folder: u64, n: usize) -> Vec<Vec<u8>> {
     let one = |i: usize| {
         let lf = corpus::message_bytes(seed, folder, i);
         let mut crlf = Vec::with_capacity(lf.len() + lf.len() / 40);
