@@ -62,7 +62,7 @@ pub use view::SelectedView;
 pub(crate) use conn::upgrade_in_place;
 pub use conn::{ConnInfo, Handover, Io, Role, Shared, TlsUpgrade, UpgradeFuture, downcast};
 pub use offload::blocking;
-pub(crate) use offload::{cpus, metas_of, nowait_scope};
+pub(crate) use offload::{cpus, metas_of, modseqs_of, nowait_scope};
 pub use state::{Authed, Enabled, State};
 pub use status::{CmdResult, Status};
 

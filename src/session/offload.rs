@@ -52,6 +52,21 @@ pub(crate) async fn metas_of(
     blocking(move || f.metas(&uids)).await
 }
 
+/// The modseq of each of `uids` (`None` for those gone), in the order
+/// given, placed like [`metas_of`]: what CHANGEDSINCE filters on.
+pub(crate) async fn modseqs_of(
+    folder: &Arc<crate::store::Folder>,
+    uids: Vec<u32>,
+) -> Result<Vec<Option<u64>>, Status> {
+    if uids.len() <= METAS_IN_PLACE
+        && let Some(_scope) = nowait_scope()
+    {
+        return Ok(folder.modseqs(&uids));
+    }
+    let f = folder.clone();
+    blocking(move || f.modseqs(&uids)).await
+}
+
 /// Runs a blocking store operation off the async runtime (STYLE §11).
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,

@@ -113,11 +113,11 @@ pub async fn fetch(
         // RFC 7162 §3.1.4.1: only messages whose modseq is above `since`
         // (messages gone meanwhile have nothing to say).
         let want: Vec<u32> = pairs.iter().map(|&(_, u)| u).collect();
-        let metas = crate::session::metas_of(&view.folder, want).await?;
+        let modseqs = crate::session::modseqs_of(&view.folder, want).await?;
         pairs = pairs
             .into_iter()
-            .zip(metas)
-            .filter(|(_, m)| m.as_ref().is_some_and(|m| m.modseq > since))
+            .zip(modseqs)
+            .filter(|(_, m)| m.is_some_and(|m| m > since))
             .map(|(p, _)| p)
             .collect();
     }
