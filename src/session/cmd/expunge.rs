@@ -7,13 +7,16 @@ use crate::proto::response::Code;
 use crate::session::view::SelectedView;
 use crate::session::{CmdResult, Status, blocking};
 
-/// `qresync`: QRESYNC is on, and the tagged OK names the mailbox's
-/// HIGHESTMODSEQ after the expunge (RFC 7162 §3.2.10), which the VANISHED
-/// this command is answered with brings the client up to.
+/// `condstore`: CONDSTORE (or QRESYNC, which turns it on) is on, and the
+/// tagged OK names the mailbox's HIGHESTMODSEQ after the expunge (RFC 7162
+/// §3.2.10 for QRESYNC; for a CONDSTORE client too, as Dovecot does and
+/// as issue 18 asks of every command that changes it), which the EXPUNGE
+/// or VANISHED responses this command is answered with bring the client
+/// up to.
 pub async fn expunge(
     view: &mut SelectedView,
     uids: Option<SequenceSet>,
-    qresync: bool,
+    condstore: bool,
 ) -> CmdResult {
     if view.read_only {
         return Err(Status::no(Some(Code::Cannot), "Mailbox is read-only."));
@@ -33,7 +36,7 @@ pub async fn expunge(
         Ok::<_, crate::store::StoreError>(folder.highest_modseq())
     })
     .await??;
-    if qresync {
+    if condstore {
         return Ok(Status::ok_code(
             Code::HighestModSeq(highest),
             "EXPUNGE completed.",

@@ -103,7 +103,7 @@ async fn on_view(
 ) -> CmdResult {
     use CommandBody as C;
     match body {
-        C::Expunge { uids } => expunge::expunge(view, uids, s.enabled.qresync).await,
+        C::Expunge { uids } => expunge::expunge(view, uids, s.enabled.condstore).await,
         C::Search(cmd) => search::search(s, view, tag, cmd).await,
         C::Sort(cmd) => sort::sort(s, view, tag, cmd).await,
         C::CancelUpdate(tags) => cancelupdate::cancel_update(view, tags),
