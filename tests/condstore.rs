@@ -434,3 +434,27 @@ fn idle_tells_vanished() {
     a.logout();
     b.logout();
 }
+
+/// Once CONDSTORE is on, EXPUNGE's tagged OK names the HIGHESTMODSEQ the expunge brought the
+/// mailbox to (RFC 7162 §3.2.10 asks it of QRESYNC clients; Dovecot does it for CONDSTORE
+/// ones too), and it is what a later SELECT says; before CONDSTORE is on it is not sent.
+#[test]
+fn expunge_names_highestmodseq_once_condstore_is_on() {
+    let server = start();
+    let mut a = ImapClient::login(&server, common::USER, common::PASSWORD);
+    a.ok("SELECT INBOX");
+    a.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)");
+    let (_, tagged) = a.command("UID EXPUNGE 1");
+    assert!(!tagged.contains("HIGHESTMODSEQ"), "{tagged}");
+    let before = select_condstore(&mut a);
+    a.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)");
+    let (lines, tagged) = a.command("EXPUNGE");
+    assert!(lines.iter().any(|l| l.ends_with(" EXPUNGE")), "{lines:?}");
+    let after =
+        number_after(std::slice::from_ref(&tagged), "HIGHESTMODSEQ").expect("HIGHESTMODSEQ");
+    assert!(after > before, "{tagged}");
+    a.logout();
+    let mut b = ImapClient::login(&server, common::USER, common::PASSWORD);
+    assert_eq!(select_condstore(&mut b), after);
+    b.logout();
+}
