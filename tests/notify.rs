@@ -356,3 +356,42 @@ fn too_many_mailboxes_is_notification_overflow() {
     );
     c.logout();
 }
+
+/// A folder that appears with mail already in it (an MTA creating it with its first delivery,
+/// a folder moved in whole) is news: its STATUS comes at once, not at its second message.
+#[test]
+fn a_folder_that_arrives_with_mail_is_told() {
+    let server = start();
+    let maildir = server.maildir();
+    let mut c = ImapClient::login(&server, common::USER, common::PASSWORD);
+    c.ok("NOTIFY SET (personal (MessageNew MessageExpunge))");
+    // Made outside the Maildir, with two messages, then moved in.
+    let outside = tempfile::tempdir_in(maildir.parent().expect("parent")).expect("tempdir");
+    let staged = outside.path().join("Auto");
+    make_folder(&staged);
+    deliver(&staged, 1);
+    deliver(&staged, 2);
+    common::give_to_mail_user(&staged);
+    fs::rename(&staged, maildir.join(".Auto")).expect("move in");
+    let lines = collect(&mut c, Duration::from_secs(10), |l| {
+        l.iter().any(|x| x.starts_with("* STATUS Auto"))
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("* STATUS Auto (") && l.contains("MESSAGES 2")),
+        "{lines:?}"
+    );
+    // And the next delivery there is told as usual.
+    deliver(&maildir.join(".Auto"), 3);
+    let lines = collect(&mut c, Duration::from_secs(10), |l| {
+        l.iter().any(|x| x.starts_with("* STATUS Auto"))
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("* STATUS Auto (") && l.contains("MESSAGES 3")),
+        "{lines:?}"
+    );
+    c.logout();
+}

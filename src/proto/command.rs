@@ -89,6 +89,15 @@ pub enum CommandBody {
     Idle,
     /// NOTIFY (RFC 5465): `None` for `NOTIFY NONE`.
     Notify(Option<NotifySet>),
+    /// GETQUOTA quota-root (RFC 9208 §4.2).
+    GetQuota(String),
+    /// GETQUOTAROOT mailbox (RFC 9208 §4.3).
+    GetQuotaRoot(MailboxArg),
+    /// SETQUOTA quota-root (resource limit ...) (RFC 9208 §4.1).
+    SetQuota {
+        root: String,
+        limits: Vec<(String, u64)>,
+    },
 
     // --- selected (§6.4)
     Check,
@@ -181,6 +190,9 @@ impl CommandBody {
             CommandBody::Append { .. } => "APPEND",
             CommandBody::Idle => "IDLE",
             CommandBody::Notify(_) => "NOTIFY",
+            CommandBody::GetQuota(_) => "GETQUOTA",
+            CommandBody::GetQuotaRoot(_) => "GETQUOTAROOT",
+            CommandBody::SetQuota { .. } => "SETQUOTA",
             CommandBody::Check => "CHECK",
             CommandBody::Close => "CLOSE",
             CommandBody::Unselect => "UNSELECT",
@@ -291,6 +303,8 @@ pub enum StatusItem {
     AppendLimit,
     /// OBJECTID (RFC 8474 §4).
     MailboxId,
+    /// KiB an EXPUNGE would free (RFC 9208 §4.2, with QUOTA=RES-STORAGE).
+    DeletedStorage,
 }
 
 /// One message of an APPEND.

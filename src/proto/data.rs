@@ -61,6 +61,8 @@ pub enum StatusValue {
     Recent(u64),
     HighestModSeq(u64),
     AppendLimit(u64),
+    /// RFC 9208 §4.2: KiB that an EXPUNGE would free.
+    DeletedStorage(u64),
 }
 
 /// An untagged data response. Borrowed: built from the session's state
@@ -113,6 +115,16 @@ pub enum Data<'a> {
     Vanished {
         earlier: bool,
         uids: &'a [(u32, u32)],
+    },
+    /// `* QUOTAROOT mailbox root...` (RFC 9208 §5.2).
+    QuotaRoot {
+        mailbox: &'a [u8],
+        roots: &'a [&'a str],
+    },
+    /// `* QUOTA root (resource usage limit ...)` (RFC 9208 §5.1).
+    Quota {
+        root: &'a str,
+        resources: &'a [(&'a str, u64, u64)],
     },
     /// `* SORT n...` (RFC 5256), in sort order.
     Sort(&'a [u32]),
@@ -242,6 +254,7 @@ pub fn write(out: &mut Vec<u8>, d: &Data<'_>) {
                     StatusValue::Recent(n) => ("RECENT", n),
                     StatusValue::HighestModSeq(n) => ("HIGHESTMODSEQ", n),
                     StatusValue::AppendLimit(n) => ("APPENDLIMIT", n),
+                    StatusValue::DeletedStorage(n) => ("DELETED-STORAGE", n),
                 };
                 let _ = write!(out, "{k} {n}");
             }
@@ -253,6 +266,26 @@ pub fn write(out: &mut Vec<u8>, d: &Data<'_>) {
             if let Some(m) = modseq {
                 let _ = write!(out, " (MODSEQ {m})");
             }
+        }
+        Data::QuotaRoot { mailbox, roots } => {
+            out.extend_from_slice(b"QUOTAROOT ");
+            encode::astring(out, mailbox, true);
+            for r in roots.iter() {
+                out.push(b' ');
+                encode::astring(out, r.as_bytes(), true);
+            }
+        }
+        Data::Quota { root, resources } => {
+            out.extend_from_slice(b"QUOTA ");
+            encode::astring(out, root.as_bytes(), true);
+            out.extend_from_slice(b" (");
+            for (i, (name, usage, limit)) in resources.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                let _ = write!(out, "{name} {usage} {limit}");
+            }
+            out.push(b')');
         }
         Data::Sort(nums) => {
             out.extend_from_slice(b"SORT");

@@ -47,6 +47,9 @@ const AUTHED: &[&str] = &[
     "SAVEDATE",
     "PREVIEW",
     "NOTIFY",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
 ];
 
 /// The capability atoms for this moment, space-separated.

@@ -225,6 +225,9 @@ pub(crate) fn status_response(
             StatusItem::Recent => StatusValue::Recent(st.recent as u64),
             StatusItem::HighestModSeq => StatusValue::HighestModSeq(st.highest_modseq),
             StatusItem::MailboxId => StatusValue::MailboxId(st.mailbox_id.clone()),
+            StatusItem::DeletedStorage => {
+                StatusValue::DeletedStorage(st.deleted_size.div_ceil(1024))
+            }
             // The same for every mailbox: the one APPENDLIMIT= advertises.
             StatusItem::AppendLimit => {
                 StatusValue::AppendLimit(crate::session::caps::append_limit(s))

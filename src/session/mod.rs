@@ -447,7 +447,10 @@ impl Session {
             | C::Status { .. }
             | C::Append { .. }
             | C::Idle
-            | C::Notify(_) => self.state.authed().is_some(),
+            | C::Notify(_)
+            | C::GetQuota(_)
+            | C::GetQuotaRoot(_)
+            | C::SetQuota { .. } => self.state.authed().is_some(),
             C::Check
             | C::Close
             | C::Unselect

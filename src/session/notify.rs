@@ -500,8 +500,10 @@ impl Notifier {
     }
 
     /// Takes a snapshot in: the watched set follows it. Returns false when
-    /// that would pass [`MAX_WATCHED`].
-    fn take(&mut self, snap: Snapshot) -> bool {
+    /// that would pass [`MAX_WATCHED`], and the folders newly watched that
+    /// already hold messages (for a look after the first, their arrival is
+    /// news: a folder an MTA creates with its first delivery in it).
+    fn take(&mut self, snap: Snapshot) -> (bool, Vec<(String, FolderStatus)>) {
         self.names = snap.names;
         self.subscribed = snap.subscribed;
         let keep: Vec<String> = self
@@ -515,6 +517,7 @@ impl Notifier {
             .cloned()
             .collect();
         self.watched.retain(|n, _| keep.contains(n));
+        let mut arrived = Vec::new();
         for (name, folder, st) in snap.opened {
             let flags = self
                 .spec
@@ -524,7 +527,7 @@ impl Notifier {
             self.pending
                 .push(next_change(name.clone(), self.generation, folder.watch()));
             self.watched.insert(
-                name,
+                name.clone(),
                 Watched {
                     folder,
                     flags,
@@ -534,8 +537,11 @@ impl Notifier {
                     generation: self.generation,
                 },
             );
+            if st.messages > 0 {
+                arrived.push((name, st));
+            }
         }
-        self.watched.len() <= MAX_WATCHED
+        (self.watched.len() <= MAX_WATCHED, arrived)
     }
 }
 
@@ -570,7 +576,8 @@ impl Session {
         // The root's watch is registered before the look, so nothing that
         // happens after the look is missed.
         let snap = n.look().await?;
-        if !n.take(snap) {
+        // What is there now is the starting point, not news.
+        if !n.take(snap).0 {
             return Err(Status::no(
                 Some(Code::NotificationOverflow),
                 "Too many mailboxes to watch.",
@@ -700,7 +707,7 @@ impl Session {
         };
         let (old_names, old_subs) = (n.names.clone(), n.subscribed.clone());
         let (new_names, new_subs) = (snap.names.clone(), snap.subscribed.clone());
-        let fits = n.take(snap);
+        let (fits, arrived) = n.take(snap);
         // Renames: a directory that left one name and appeared under
         // another (same inode).
         let gone: Vec<&String> = old_names
@@ -759,6 +766,17 @@ impl Session {
         }
         for l in lines {
             self.out.extend_from_slice(&l);
+        }
+        if fits {
+            // Folders that came with mail in them (created by an MTA with
+            // its first delivery, moved in whole): their messages are new
+            // to the client (§5.2).
+            // (Not a folder that was there already: one the client just
+            // stopped selecting is watched again, which is not news.)
+            let condstore = self.enabled.condstore;
+            for (name, st) in arrived.iter().filter(|(n, _)| !old_names.contains_key(n)) {
+                self.notify_status(name, st, condstore);
+            }
         }
         if !fits {
             // §5.8: stop, as if NOTIFY NONE had been received.

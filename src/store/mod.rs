@@ -175,6 +175,9 @@ pub struct FolderStatus {
     pub highest_modseq: u64,
     /// MAILBOXID (RFC 8474), see `Folder::mailbox_id`.
     pub mailbox_id: String,
+    /// Sum of RFC822.SIZE of the \Deleted messages whose size is known
+    /// (RFC 9208 DELETED-STORAGE; exact with `need_size`).
+    pub deleted_size: u64,
 }
 
 const INBOX: &str = "INBOX";
@@ -590,11 +593,8 @@ pub use maildir::quota::Quota;
 
 impl MailStore {
     /// The Maildir++ quota (`maildirsize`); `None` when the Maildir has no
-    /// quota file, i.e. no quota.
-    ///
-    /// Nothing calls it yet: kept for issue 19 (GETQUOTA/GETQUOTAROOT and
-    /// `nestbox quota show`). APPEND and COPY already enforce a quota file
-    /// that exists.
+    /// quota file, i.e. no quota. GETQUOTA and GETQUOTAROOT answer from it;
+    /// APPEND and COPY enforce it.
     pub fn quota(&self) -> Result<Option<Quota>> {
         Ok(maildir::quota::load(&self.root_dir())?)
     }

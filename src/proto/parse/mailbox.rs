@@ -225,6 +225,7 @@ impl P<'_> {
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             "APPENDLIMIT" => StatusItem::AppendLimit,
             "MAILBOXID" => StatusItem::MailboxId,
+            "DELETED-STORAGE" => StatusItem::DeletedStorage,
             _ => return bad(format!("Unknown STATUS item {k}")),
         })
     }

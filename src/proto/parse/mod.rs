@@ -47,6 +47,7 @@
 //! - `fetch`: FETCH items, sections and partials;
 //! - `store`: STORE, COPY, MOVE;
 //! - `notify`: NOTIFY (RFC 5465);
+//! - `quota`: SETQUOTA (RFC 9208; GETQUOTA and GETQUOTAROOT are read here);
 //! - `codec`: imap-codec as the test oracle, and the tests that consult it.
 //!
 //! Each has its own tests, written as tables with the helpers of
@@ -87,6 +88,7 @@ mod fetch;
 mod lexer;
 mod mailbox;
 mod notify;
+mod quota;
 mod search;
 mod sort;
 mod store;
@@ -200,6 +202,15 @@ impl P<'_> {
             "UNSELECT" => CommandBody::Unselect,
             "IDLE" => CommandBody::Idle,
             "NOTIFY" => self.notify()?,
+            "GETQUOTA" => {
+                self.sp()?;
+                CommandBody::GetQuota(Self::utf8(self.astring()?)?)
+            }
+            "GETQUOTAROOT" => {
+                self.sp()?;
+                CommandBody::GetQuotaRoot(self.mailbox()?)
+            }
+            "SETQUOTA" => self.setquota()?,
             "NAMESPACE" => CommandBody::Namespace,
             "EXPUNGE" => CommandBody::Expunge { uids: None },
             "ID" => self.id()?,

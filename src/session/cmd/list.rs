@@ -45,10 +45,10 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
     let store = s.store()?;
     let (folders, subs) = names_and_subscriptions(&store).await?;
     let map = build(&folders, &subs);
-    let need_size = ret
-        .status
-        .as_ref()
-        .is_some_and(|items| items.contains(&crate::proto::StatusItem::Size));
+    let need_size = ret.status.as_ref().is_some_and(|items| {
+        items.contains(&crate::proto::StatusItem::Size)
+            || items.contains(&crate::proto::StatusItem::DeletedStorage)
+    });
     for (name, e) in &map {
         if !pats.iter().any(|p| pattern_matches(p, name)) {
             continue;

@@ -107,7 +107,8 @@ pub async fn status(s: &mut Session, mailbox: String, items: Vec<StatusItem>) ->
     let name = from_wire(&mailbox, s.enabled)?;
     let store = s.store()?;
     let n = name.clone();
-    let need_size = items.contains(&StatusItem::Size);
+    let need_size =
+        items.contains(&StatusItem::Size) || items.contains(&StatusItem::DeletedStorage);
     let st = blocking_unlocked(&store.clone(), &name, move || {
         store.status_opts(&n, need_size)
     })

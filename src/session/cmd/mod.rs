@@ -15,6 +15,7 @@ pub mod idle;
 pub mod list;
 pub mod mailbox;
 pub mod misc;
+pub mod quota;
 pub mod search;
 pub mod select;
 pub mod sort;
@@ -66,6 +67,9 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         C::Append { mailbox, messages } => append::append(s, mailbox, messages).await,
         C::Idle => idle::idle(s, tag).await,
         C::Notify(set) => s.notify_command(set).await,
+        C::GetQuota(root) => quota::getquota(s, root).await,
+        C::GetQuotaRoot(mailbox) => quota::getquotaroot(s, mailbox).await,
+        C::SetQuota { .. } => quota::setquota(s),
         C::Expunge { .. }
         | C::Search(_)
         | C::Sort(_)

@@ -774,6 +774,12 @@ impl Folder {
             unseen: st.msgs.iter().filter(|m| !m.flags.has(sys::SEEN)).count() as u32,
             deleted: st.msgs.iter().filter(|m| m.flags.has(sys::DELETED)).count() as u32,
             size: st.msgs.iter().filter_map(|m| m.size()).sum(),
+            deleted_size: st
+                .msgs
+                .iter()
+                .filter(|m| m.flags.has(sys::DELETED))
+                .filter_map(|m| m.size())
+                .sum(),
             highest_modseq: st.highest_modseq,
         };
         Ok(s)
