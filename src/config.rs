@@ -67,10 +67,20 @@ pub struct AuthConfig {
 pub struct MailConfig {
     /// Maildir template: `~` = home, `%u` user, `%n` local part, `%d` domain, `%%` a `%`.
     pub maildir: String,
-    /// Default per-user quota in bytes; 0 = none. Planned (issue 19): accepted and validated,
-    /// not enforced yet; [`Config::warnings`] says so when it is set.
+    /// Default per-user quota in bytes; 0 = none. A user's passwd-file
+    /// `userdb_quota_rule=*:storage=SIZE` or their entry in `user_quota`
+    /// overrides it; the limit is written into the Maildir's Maildir++
+    /// `maildirsize` when the user logs in (`store::MailStore::apply_quota`).
     #[serde(serialize_with = "ser_size", deserialize_with = "de_size")]
     pub quota: u64,
+    /// Per-user quotas by login name (for PAM users, whose passwd-file
+    /// fields there are none of): `alice = "2G"`; 0 = none for that user.
+    #[serde(
+        serialize_with = "units::ser_size_map",
+        deserialize_with = "units::de_size_map",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub user_quota: std::collections::BTreeMap<String, u64>,
     /// System user whose uid serves passwd-file users that have no uid of their own
     /// (SPEC §4, e.g. `vmail`); unset: the daemon's own user, which must not be root.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +178,7 @@ impl Default for MailConfig {
         MailConfig {
             maildir: "~/Maildir".to_string(),
             quota: 0,
+            user_quota: std::collections::BTreeMap::new(),
             user: None,
             group: None,
         }
@@ -604,14 +615,6 @@ impl Config {
         if self.limits.auth_failures_before_delay == 0 {
             w.push("limits.auth_failures_before_delay = 0: every failed login is delayed".into());
         }
-        // Accepted so that configs written for the finished product (SPEC §3) load, but not
-        // acted on yet: say so rather than let the printed config suggest otherwise.
-        if self.mail.quota != 0 {
-            w.push(format!(
-                "mail.quota = {} is accepted but not enforced yet (planned); only a Maildir's own maildirsize file limits it",
-                fmt_size(self.mail.quota)
-            ));
-        }
         w
     }
 
@@ -958,12 +961,20 @@ auth_failures_before_delay = 7
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         let c = parse_str(&format!("{TLS}{NO_POP3}[mail]\nquota = \"0\"\n")).unwrap();
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
-        let c = parse_str(&format!("{TLS}{NO_POP3}[mail]\nquota = \"100M\"\n")).unwrap();
-        assert_eq!(
-            c.warnings(),
-            [
-                "mail.quota = 100M is accepted but not enforced yet (planned); only a Maildir's own maildirsize file limits it"
-            ]
+        // A quota is enforced (written into maildirsize at login): nothing to warn of.
+        let c = parse_str(&format!(
+            "{TLS}{NO_POP3}[mail]\nquota = \"100M\"\n[mail.user_quota]\nbob = \"2G\"\ncarl = 0\n"
+        ))
+        .unwrap();
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        assert_eq!(c.mail.user_quota.get("bob"), Some(&(2 << 30)));
+        assert_eq!(c.mail.user_quota.get("carl"), Some(&0));
+        assert!(c.to_toml().contains("bob = \"2G\""), "{}", c.to_toml());
+        assert!(
+            parse_str(&format!(
+                "{TLS}{NO_POP3}[mail.user_quota]\nbob = \"lots\"\n"
+            ))
+            .is_err()
         );
         // POP3 listeners are served: no warning about them.
         let c = parse_str(&format!(

@@ -84,6 +84,59 @@ pub struct UserSettings {
     pub pop3_dele_folder: Option<String>,
     /// `nestbox_pop3_retr_seen=yes|no`.
     pub pop3_retr_seen: Option<bool>,
+    /// Dovecot's `userdb_quota_rule=*:storage=SIZE` (also `quota_rule2`...,
+    /// with or without the `userdb_` prefix): the user's byte limit (0:
+    /// none).
+    pub quota_bytes: Option<u64>,
+    /// `...:messages=N` in the same fields: the message-count limit.
+    pub quota_messages: Option<u64>,
+}
+
+/// A user's quota limits, resolved in the front at login and applied by
+/// the worker to the Maildir's `maildirsize` (`None`: no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaLimits {
+    pub bytes: Option<u64>,
+    pub messages: Option<u64>,
+}
+
+impl QuotaLimits {
+    /// Neither limit set: nestbox leaves any `maildirsize` as it is.
+    pub fn is_none(&self) -> bool {
+        self.bytes.is_none() && self.messages.is_none()
+    }
+}
+
+/// One Dovecot quota rule (`*:storage=100M`, `*:messages=1000`,
+/// `*:storage=1G:messages=5000`) into `s`. Rules for one mailbox
+/// (`Trash:ignore`), relative ones (`+10%`, `+20M`) and `ignore` have no
+/// meaning for a per-user Maildir++ quota and are skipped, not refused:
+/// a line shared with Dovecot must not lock its user out.
+fn quota_rule(value: &str, s: &mut UserSettings) -> Result<(), String> {
+    let Some(rest) = value.strip_prefix("*:") else {
+        return Ok(());
+    };
+    for part in rest.split(':') {
+        let (key, v) = part.split_once('=').unwrap_or((part, ""));
+        if v.starts_with(['+', '-']) || v.ends_with('%') {
+            continue;
+        }
+        match key {
+            "storage" | "bytes" => {
+                let n = crate::config::parse_size(v)
+                    .map_err(|e| format!("quota_rule storage {v:?}: {e}"))?;
+                s.quota_bytes = Some(n);
+            }
+            "messages" => {
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("quota_rule messages {v:?} is not a number"))?;
+                s.quota_messages = Some(n);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl UserSettings {
@@ -99,6 +152,13 @@ impl UserSettings {
         for field in extra.split_ascii_whitespace() {
             let (key, value) = field.split_once('=').unwrap_or((field, ""));
             let bare = key.strip_prefix("userdb_").unwrap_or(key);
+            if bare
+                .strip_prefix("quota_rule")
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                quota_rule(value, &mut s)?;
+                continue;
+            }
             let Some(name) = bare.strip_prefix("nestbox_") else {
                 continue;
             };
@@ -164,6 +224,9 @@ pub struct Rules {
     /// `imap.deny_group` and its gid.
     imap_deny: Option<(String, u32)>,
     pop3: Pop3Config,
+    /// `mail.quota` and `[mail.user_quota]`.
+    default_quota: u64,
+    user_quota: std::collections::BTreeMap<String, u64>,
 }
 
 impl Rules {
@@ -186,6 +249,8 @@ impl Rules {
             pop3_users: resolve("pop3.users_group", &cfg.pop3.users_group)?,
             imap_deny: resolve("imap.deny_group", &cfg.imap.deny_group)?,
             pop3: cfg.pop3.clone(),
+            default_quota: cfg.mail.quota,
+            user_quota: cfg.mail.user_quota.clone(),
         })
     }
 
@@ -256,6 +321,21 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// `user`'s quota: their passwd-file quota rule, else `[mail.user_quota]`,
+    /// else `mail.quota`; a size of 0 anywhere means no limit.
+    pub fn quota_limits(&self, user: &User, settings: &UserSettings) -> QuotaLimits {
+        let bytes = settings
+            .quota_bytes
+            .or_else(|| self.user_quota.get(&user.name).copied())
+            .unwrap_or(self.default_quota);
+        QuotaLimits {
+            bytes: Some(bytes).filter(|&b| b > 0),
+            messages: settings.quota_messages.filter(|&m| m > 0),
+        }
+    }
+}
+
 /// Whether `user` is in group `gid`: `None` when unknown (no uid: a virtual user).
 fn member(user: &User, gid: u32) -> Option<bool> {
     user.uid?;
@@ -282,7 +362,43 @@ mod tests {
             pop3_users: pop3_gid.map(|g| ("popusers".to_string(), g)),
             imap_deny: imap_deny_gid.map(|g| ("nomap".to_string(), g)),
             pop3: Pop3Config::default(),
+            default_quota: 0,
+            user_quota: Default::default(),
         }
+    }
+
+    /// Quota: the line's Dovecot rule, else the table, else the default; 0
+    /// is no limit; rules for one mailbox or relative ones are skipped.
+    #[test]
+    fn quota_limits_resolve() {
+        let mut r = rules(None, None);
+        r.default_quota = 100 << 20;
+        r.user_quota.insert("bob".into(), 2 << 30);
+        r.user_quota.insert("carl".into(), 0);
+        let ann = user("ann", Some(1000), Some(1000), &[]);
+        let bob = user("bob", Some(1001), Some(1001), &[]);
+        let carl = user("carl", Some(1002), Some(1002), &[]);
+        let none = UserSettings::default();
+        let q = |b: Option<u64>, m: Option<u64>| QuotaLimits {
+            bytes: b,
+            messages: m,
+        };
+        assert_eq!(r.quota_limits(&ann, &none), q(Some(100 << 20), None));
+        assert_eq!(r.quota_limits(&bob, &none), q(Some(2 << 30), None));
+        assert_eq!(r.quota_limits(&carl, &none), q(None, None));
+        let line = |extra: &str| UserSettings::from_extra_fields(extra).expect(extra);
+        let s = line("userdb_quota_rule=*:storage=10M userdb_quota_rule2=*:messages=500");
+        assert_eq!(r.quota_limits(&bob, &s), q(Some(10 << 20), Some(500)));
+        let s = line("quota_rule=*:storage=0");
+        assert_eq!(r.quota_limits(&ann, &s), q(None, None));
+        let s = line(
+            "userdb_quota_rule=*:storage=1G:messages=9 userdb_quota_rule2=Trash:storage=+10%%",
+        );
+        assert_eq!(r.quota_limits(&ann, &s), q(Some(1 << 30), Some(9)));
+        let s = line("userdb_quota_rule=*:storage=+20M");
+        assert_eq!(r.quota_limits(&ann, &s), q(Some(100 << 20), None));
+        assert!(UserSettings::from_extra_fields("userdb_quota_rule=*:storage=lots").is_err());
+        assert!(QuotaLimits::default().is_none());
     }
 
     #[test]

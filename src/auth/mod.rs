@@ -25,7 +25,7 @@ pub mod passwd_file;
 pub mod sasl;
 pub(crate) mod sysdb;
 
-pub use access::{DeleAction, Pop3Policy, Protocol, Rules, UserSettings};
+pub use access::{DeleAction, Pop3Policy, Protocol, QuotaLimits, Rules, UserSettings};
 pub use failures::{FailureTracker, log_failure, log_refused, log_success, sanitize};
 pub use login::{Attempt, Credential, LoginError, login};
 
@@ -166,6 +166,20 @@ impl Authenticator {
             Backend::Pam(_) => UserSettings::default(),
         };
         self.rules.pop3_policy(user, &settings)
+    }
+
+    /// `user`'s quota limits ([`Rules::quota_limits`]): their passwd-file
+    /// quota rule, `[mail.user_quota]`, `mail.quota`. Does not block.
+    pub fn quota_limits(&self, user: &User) -> QuotaLimits {
+        let settings = match &self.backend {
+            Backend::PasswdFile(pf) => pf
+                .snapshot()
+                .get(&user.name)
+                .map(|e| e.settings.clone())
+                .unwrap_or_default(),
+            Backend::Pam(_) => UserSettings::default(),
+        };
+        self.rules.quota_limits(user, &settings)
     }
 
     /// The password check: the user, their line's settings, and how long the backend

@@ -141,6 +141,35 @@ pub(super) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
     }
 }
 
+/// A table of sizes (`[mail.user_quota]`: user = "100M").
+pub(super) fn de_size_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, u64>, D::Error> {
+    let raw = std::collections::BTreeMap::<String, StrOrInt>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let n = match v {
+                StrOrInt::Int(i) => u64::try_from(i)
+                    .map_err(|_| serde::de::Error::custom("size must not be negative"))?,
+                StrOrInt::Str(s) => parse_size(&s).map_err(serde::de::Error::custom)?,
+            };
+            Ok((k, n))
+        })
+        .collect()
+}
+
+pub(super) fn ser_size_map<S: Serializer>(
+    v: &std::collections::BTreeMap<String, u64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, n) in v {
+        m.serialize_entry(k, &fmt_size(*n))?;
+    }
+    m.end()
+}
+
 pub(super) fn ser_size<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&fmt_size(*v))
 }

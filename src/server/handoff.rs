@@ -104,6 +104,10 @@ pub struct Handoff {
     /// the client directly and reports [`FromWorker::Ended`].
     #[serde(default)]
     pub direct: bool,
+    /// The user's quota limits, resolved in the front (it knows the users
+    /// file and the config): the worker writes them into `maildirsize`.
+    #[serde(default)]
+    pub quota: crate::auth::QuotaLimits,
 }
 
 fn imap() -> Protocol {
@@ -131,7 +135,14 @@ impl Handoff {
             protocol: Protocol::Imap,
             pop3: None,
             direct: false,
+            quota: crate::auth::QuotaLimits::default(),
         }
+    }
+
+    /// The user's quota limits.
+    pub fn quota(mut self, limits: crate::auth::QuotaLimits) -> Self {
+        self.quota = limits;
+        self
     }
 
     /// A POP3 connection with the user's POP3 policy.

@@ -467,8 +467,9 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
         conn.tls,
         &pipelined,
     );
-    if protocol == Protocol::Pop3 {
-        if let crate::session::Role::Front { auth, .. } = &generation.shared.role {
+    if let crate::session::Role::Front { auth, .. } = &generation.shared.role {
+        handoff = handoff.quota(auth.quota_limits(&user));
+        if protocol == Protocol::Pop3 {
             handoff = handoff.pop3(auth.pop3_policy(&user));
         }
     }

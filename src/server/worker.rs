@@ -191,6 +191,21 @@ async fn serve(stream: Box<dyn Io>, tcp: Option<RawFd>, h: Handoff, shared: Arc<
         gid: Some(rustix::process::getgid().as_raw()),
         groups: Vec::new(),
     };
+    // The user's quota into their maildirsize before the session looks at
+    // it (as the user: this process runs as them). A failure costs the
+    // limit, not the session: logged.
+    if !h.quota.is_none() {
+        let (root, limits) = (h.maildir.clone(), h.quota);
+        let applied =
+            tokio::task::spawn_blocking(move || crate::store::apply_quota(&root, limits)).await;
+        match applied {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(user = %h.user, error = %e, "cannot write the quota into maildirsize")
+            }
+            Err(e) => tracing::warn!(user = %h.user, error = %e, "quota task failed"),
+        }
+    }
     match (h.protocol, h.pop3) {
         (Protocol::Pop3, Some(policy)) => {
             crate::pop3::Pop3::new(stream, shared, conn)

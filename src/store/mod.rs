@@ -587,6 +587,23 @@ impl Drop for ClosingStore {
     }
 }
 
+/// Writes a user's quota limits into the Maildir++ `maildirsize` at
+/// `root` (the Maildir): a file missing, or with other limits, is written
+/// anew with totals counted from the folders (as Dovecot and maildrop do
+/// when they find it so); one with these limits is left as it is.
+pub fn apply_quota(root: &std::path::Path, limits: crate::auth::QuotaLimits) -> Result<()> {
+    // Opened as a session would: a first login's Maildir is made here.
+    let store = MailStore::open(root.to_path_buf(), Registry::new(), StoreOptions::default())?;
+    let dir = store.root_dir();
+    let current = maildir::quota::load(&dir)?;
+    let same =
+        current.is_some_and(|q| q.bytes_limit == limits.bytes && q.count_limit == limits.messages);
+    if !same {
+        maildir::quota::recalc(&dir, limits.bytes, limits.messages)?;
+    }
+    Ok(())
+}
+
 /// Quota limits and use (RFC 9208 `STORAGE` is `bytes / 1024`,
 /// `MESSAGE` is `count`). `None` limits mean unlimited.
 pub use maildir::quota::Quota;

@@ -90,6 +90,8 @@ pub struct Options {
     /// passwd-file extra fields per user (the line's 8th field), e.g.
     /// `("bob", "nestbox_protocols=imap")`.
     pub passwd_extra: Vec<(&'static str, &'static str)>,
+    /// More `[mail]` lines, e.g. `"quota = \"1M\"\n"` (nestbox only).
+    pub mail_extra: Option<String>,
 }
 
 impl Default for Options {
@@ -106,6 +108,7 @@ impl Default for Options {
             temp_parent: None,
             pop3_extra: None,
             passwd_extra: Vec::new(),
+            mail_extra: None,
         }
     }
 }
@@ -629,7 +632,7 @@ passwd_file = "{dir}/users"
 plaintext_on_loopback = {plain}
 [mail]
 maildir = "{dir}/mail/%u/Maildir"
-{mail_user}"#,
+{mail_user}{mail_extra}"#,
         host = unique_hostname(dir),
         imap = ports.imap,
         imaps = ports.imaps,
@@ -645,6 +648,7 @@ maildir = "{dir}/mail/%u/Maildir"
         } else {
             String::new()
         },
+        mail_extra = o.mail_extra.as_deref().unwrap_or(""),
     );
     if let Some(sections) = &o.auth_and_mail {
         let start = cfg.find("[auth]").expect("auth section");

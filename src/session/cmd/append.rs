@@ -1,7 +1,9 @@
 //! APPEND (RFC 9051 §6.3.12) with MULTIAPPEND (RFC 3502) and APPENDUID
 //! (RFC 4315). Every message is on disk and fsynced before the tagged OK
-//! (the store guarantees it); MULTIAPPEND is all-or-nothing as far as the
-//! client is told: a failure part-way reports NO.
+//! (the store guarantees it); MULTIAPPEND is all or nothing (RFC 3502 §6):
+//! the quota is checked for the whole command first, and should a later
+//! message still fail, the ones saved before it are removed again (other
+//! sessions may have seen them come and go).
 //!
 //! CATENATE messages (RFC 4469) are built first (`cmd::catenate`), into
 //! the spool, and then saved as big messages are.
@@ -56,20 +58,49 @@ pub async fn append(
             // the wait above, that look gives up, nothing being saved yet, and
             // the wait is repeated without a thread.
             let folder = MailStore::without_lock_waits(|| st.open_folder_for_write(&n))?;
+            if messages.len() > 1 {
+                // The quota for the whole MULTIAPPEND before its first
+                // message: all or nothing (RFC 3502 §6).
+                let bytes: u64 = messages
+                    .iter()
+                    .map(|m| match (&m.data, &spool) {
+                        (AppendData::Bytes(d), _) => d.len() as u64,
+                        (AppendData::Diverted { index, .. }, Some(sp)) => {
+                            sp.part(*index).map_or(0, |p| p.len)
+                        }
+                        _ => 0,
+                    })
+                    .sum();
+                folder.check_room(bytes, messages.len() as u64)?;
+            }
             let mut uids = Vec::with_capacity(messages.len());
-            for m in messages.iter() {
-                let flags = Flags::from_flags(&m.flags);
-                let date = m.date.map(|d| d.timestamp());
-                let uid = match (&m.data, &spool) {
-                    (AppendData::Bytes(data), _) => folder.append(data, &flags, date)?,
-                    (AppendData::Diverted { index, .. }, Some(spool)) => {
-                        folder.append_spooled(spool, *index, &flags, date)?
+            let saved = (|| -> Result<(), StoreError> {
+                for m in messages.iter() {
+                    let flags = Flags::from_flags(&m.flags);
+                    let date = m.date.map(|d| d.timestamp());
+                    let uid = match (&m.data, &spool) {
+                        (AppendData::Bytes(data), _) => folder.append(data, &flags, date)?,
+                        (AppendData::Diverted { index, .. }, Some(spool)) => {
+                            folder.append_spooled(spool, *index, &flags, date)?
+                        }
+                        (AppendData::Diverted { .. }, None) | (AppendData::Catenate(_), _) => {
+                            return Err(StoreError::Cannot("spooled message missing".into()));
+                        }
+                    };
+                    uids.push(uid);
+                }
+                Ok(())
+            })();
+            if let Err(e) = saved {
+                // A later message failed (the disk, a limit another writer
+                // reached meanwhile): take back the ones saved, so the
+                // command leaves nothing behind (RFC 3502 §6).
+                if !uids.is_empty() {
+                    if let Err(undo) = folder.remove(&uids) {
+                        tracing::warn!(error = %undo, "MULTIAPPEND: cannot take back the messages saved before a failure");
                     }
-                    (AppendData::Diverted { .. }, None) | (AppendData::Catenate(_), _) => {
-                        return Err(StoreError::Cannot("spooled message missing".into()));
-                    }
-                };
-                uids.push(uid);
+                }
+                return Err(e);
             }
             Ok((folder.uidvalidity(), uids))
         },

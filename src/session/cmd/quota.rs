@@ -11,9 +11,11 @@
 //! Maildir without `maildirsize` (or with no limit in it) has no quota
 //! root at all: `* QUOTAROOT INBOX` alone.
 //!
-//! Planned (issue 19): `mail.quota` and per-user limits writing
-//! `maildirsize`, the warning at 90 %, SETQUOTA when the operator allows
-//! it (`QUOTASET`), and `nestbox quota`.
+//! The limits come from the configuration (`mail.quota`, a user's quota
+//! rule, `[mail.user_quota]`), written into `maildirsize` at login
+//! (`store::apply_quota`), or from a `maildirsize` another program wrote.
+//! Planned (issue 19): the warning at 90 %, SETQUOTA when the operator
+//! allows it (`QUOTASET`), and `nestbox quota`.
 
 use crate::proto::data::Data;
 use crate::proto::response::Code;

@@ -5,8 +5,11 @@
 //! `1000000S,1000C` (bytes, messages; either may be missing), then one
 //! `<bytes> <count>` line per change, appended by every writer without
 //! locking, so the last line may be torn and is then ignored. When the
-//! file grows past 5120 bytes, or is unreadable, the totals are recomputed
-//! from the directories and the file is rewritten atomically.
+//! file grows past 5120 bytes, or is unreadable, or a change would pass a
+//! limit while the file is older than 15 minutes, the totals are
+//! recomputed from the directories and the file is rewritten atomically.
+//! The limits come from the Maildir's own file, or from the configuration
+//! (`store::apply_quota`, at login).
 //!
 //! Owns only this file. A Maildir without `maildirsize` has no quota:
 //! nothing is enforced and nothing is written.
@@ -159,6 +162,20 @@ pub fn load(root: &Dir) -> io::Result<Option<Quota>> {
         return recalc(root, q.bytes_limit, q.count_limit).map(Some);
     }
     Ok(Some(q))
+}
+
+/// How old the totals may be before an over-quota answer counts again
+/// (the Maildir++ rule, which Courier and Dovecot follow).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Whether `maildirsize` was last written more than 15 minutes ago.
+pub fn stale(root: &Dir) -> bool {
+    let Ok(m) = root.stat(FILE) else {
+        return false;
+    };
+    let written =
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(m.mtime_ns().max(0) as u64);
+    written.elapsed().is_ok_and(|age| age > STALE_AFTER)
 }
 
 /// Recomputes the totals and rewrites the file with the given limits.

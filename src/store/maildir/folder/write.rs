@@ -254,9 +254,28 @@ impl Folder {
 
     /// `OverQuota` if saving `bytes` in `count` messages would pass the
     /// Maildir++ quota (when there is one).
+    /// `OverQuota` if saving `count` messages of `bytes` in all would pass
+    /// the Maildir's quota: what a MULTIAPPEND asks before it saves the
+    /// first of them (all or nothing, RFC 3502).
+    pub fn check_room(&self, bytes: u64, count: u64) -> Result<()> {
+        self.check_quota(bytes, count)
+    }
+
     pub(super) fn check_quota(&self, bytes: u64, count: u64) -> Result<()> {
-        match super::super::quota::load(&self.dirs().root)? {
-            Some(q) if !q.allows(bytes, count) => Err(StoreError::OverQuota),
+        let root = &self.dirs().root;
+        match super::super::quota::load(root)? {
+            Some(q) if !q.allows(bytes, count) => {
+                // Maildir++: over the limit with totals older than 15
+                // minutes, count again before refusing (deliveries and
+                // removals by programs that do not write maildirsize).
+                if super::super::quota::stale(root) {
+                    let q = super::super::quota::recalc(root, q.bytes_limit, q.count_limit)?;
+                    if q.allows(bytes, count) {
+                        return Ok(());
+                    }
+                }
+                Err(StoreError::OverQuota)
+            }
             _ => Ok(()),
         }
     }
