@@ -432,6 +432,7 @@ mod tests {
                 "userdb_nestbox_protocols=imap userdb_quota_rule=*:storage=1G",
                 UserSettings {
                     protocols: Some(vec![Imap]),
+                    quota_bytes: Some(1 << 30),
                     ..Default::default()
                 },
             ),
