@@ -50,6 +50,7 @@ const AUTHED: &[&str] = &[
     "QUOTA",
     "QUOTA=RES-STORAGE",
     "QUOTA=RES-MESSAGE",
+    "UTF8=ACCEPT",
 ];
 
 /// The capability atoms for this moment, space-separated.

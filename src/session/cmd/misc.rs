@@ -68,6 +68,12 @@ pub fn enable(s: &mut Session, caps: Vec<String>) -> CmdResult {
             s.enabled.condstore = true;
             newly.push("CONDSTORE");
         }
+        // RFC 9755: UTF-8 mailbox names both ways from now on (what
+        // IMAP4rev2 does anyway), UTF8 APPEND, UTF-8 SEARCH strings.
+        if c.eq_ignore_ascii_case("UTF8=ACCEPT") && !s.enabled.utf8 {
+            s.enabled.utf8 = true;
+            newly.push("UTF8=ACCEPT");
+        }
         // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
         if c.eq_ignore_ascii_case("QRESYNC") && !s.enabled.qresync {
             s.enabled.qresync = true;
