@@ -89,6 +89,14 @@ pub enum CommandBody {
     Idle,
     /// NOTIFY (RFC 5465): `None` for `NOTIFY NONE`.
     Notify(Option<NotifySet>),
+    /// REPLACE / UID REPLACE (RFC 8508): save `message` into `mailbox`,
+    /// then expunge message `number` of the selected mailbox.
+    Replace {
+        uid: bool,
+        number: SeqNum,
+        mailbox: MailboxArg,
+        message: AppendMessage,
+    },
     /// GETQUOTA quota-root (RFC 9208 §4.2).
     GetQuota(String),
     /// GETQUOTAROOT mailbox (RFC 9208 §4.3).
@@ -190,6 +198,7 @@ impl CommandBody {
             CommandBody::Append { .. } => "APPEND",
             CommandBody::Idle => "IDLE",
             CommandBody::Notify(_) => "NOTIFY",
+            CommandBody::Replace { .. } => "REPLACE",
             CommandBody::GetQuota(_) => "GETQUOTA",
             CommandBody::GetQuotaRoot(_) => "GETQUOTAROOT",
             CommandBody::SetQuota { .. } => "SETQUOTA",

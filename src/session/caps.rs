@@ -51,6 +51,7 @@ const AUTHED: &[&str] = &[
     "QUOTA=RES-STORAGE",
     "QUOTA=RES-MESSAGE",
     "UTF8=ACCEPT",
+    "REPLACE",
 ];
 
 /// The capability atoms for this moment, space-separated.

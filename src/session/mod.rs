@@ -392,7 +392,8 @@ impl Session {
             _ => true,
         };
         self.uid_commands |= match &body {
-            CommandBody::Fetch { uid, .. }
+            CommandBody::Replace { uid, .. }
+            | CommandBody::Fetch { uid, .. }
             | CommandBody::Store { uid, .. }
             | CommandBody::Copy { uid, .. }
             | CommandBody::Move { uid, .. } => *uid,
@@ -462,7 +463,8 @@ impl Session {
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }
-            | C::Move { .. } => matches!(self.state, State::Selected(..)),
+            | C::Move { .. }
+            | C::Replace { .. } => matches!(self.state, State::Selected(..)),
         };
         if ok {
             return Ok(());

@@ -15,6 +15,33 @@ impl P<'_> {
         let mailbox = self.mailbox()?;
         let mut messages = Vec::new();
         loop {
+            messages.push(self.append_message()?);
+            if self.at_end() {
+                break;
+            }
+        }
+        Ok(CommandBody::Append { mailbox, messages })
+    }
+
+    /// `replace = "REPLACE" SP seq-number SP mailbox append-message` (RFC
+    /// 8508 §6), after `REPLACE` or `UID REPLACE`.
+    pub(super) fn replace(&mut self, uid: bool) -> R<CommandBody> {
+        self.sp()?;
+        let number = self.seq_number()?;
+        self.sp()?;
+        let mailbox = self.mailbox()?;
+        let message = self.append_message()?;
+        Ok(CommandBody::Replace {
+            uid,
+            number,
+            mailbox,
+            message,
+        })
+    }
+
+    /// `append-message = [SP flag-list] [SP date-time] SP append-data`.
+    fn append_message(&mut self) -> R<AppendMessage> {
+        {
             self.sp()?;
             let mut msg = AppendMessage {
                 flags: Vec::new(),
@@ -46,12 +73,8 @@ impl P<'_> {
                     _ => return Err(self.missing_or("Expected a message literal")),
                 }
             }
-            messages.push(msg);
-            if self.at_end() {
-                break;
-            }
+            Ok(msg)
         }
-        Ok(CommandBody::Append { mailbox, messages })
     }
 }
 
@@ -167,8 +190,52 @@ mod tests {
             (b"a SEARCH {9}\r\n", false),
             (b"APPEND x {9}\r\n", false),
             (b"a UID APPEND {9}\r\n", false),
+            (b"a REPLACE 1 Drafts {9}\r\n", true),
+            (b"a uid replace 7 Drafts (\\Draft) {9}\r\n", true),
+            (b"a REPLACEX 1 Drafts {9}\r\n", false),
         ] {
             assert_eq!(is_append(head), want, "{head:?}");
         }
+    }
+
+    #[test]
+    fn replace() {
+        use CommandBody as C;
+        good(vec![
+            (
+                b"a REPLACE 3 Drafts {5}\r\nhello\r\n",
+                C::Replace {
+                    uid: false,
+                    number: V(3),
+                    mailbox: "Drafts".into(),
+                    message: msg(b"hello"),
+                },
+            ),
+            (
+                b"a UID REPLACE * Drafts (\\Draft) UTF8 (~{2}\r\nhi)\r\n",
+                C::Replace {
+                    uid: true,
+                    number: S,
+                    mailbox: "Drafts".into(),
+                    message: AppendMessage {
+                        flags: vec![Flag::Draft],
+                        ..msg(b"hi")
+                    },
+                },
+            ),
+        ]);
+        bad(&[
+            (
+                b"a REPLACE Drafts {5}\r\nhello\r\n",
+                Some("a"),
+                "Invalid sequence set",
+            ),
+            (b"a REPLACE 1 Drafts\r\n", Some("a"), "Missing argument"),
+            (
+                b"a REPLACE 1 Drafts {1}\r\nx {1}\r\ny\r\n",
+                Some("a"),
+                "Unexpected extra arguments",
+            ),
+        ]);
     }
 }

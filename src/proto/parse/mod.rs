@@ -141,7 +141,16 @@ pub fn parse_section_spec(spec: &[u8]) -> Option<Section> {
 /// SP`, any case): the one command whose literals the session may divert.
 pub fn is_append(head: &[u8]) -> bool {
     let mut p = P::new(head);
-    p.tag().is_ok() && p.peek_names().0 == "APPEND" && head.get(p.i + 6) == Some(&b' ')
+    if p.tag().is_err() {
+        return false;
+    }
+    // REPLACE (RFC 8508) carries a message as APPEND does.
+    match p.peek_names() {
+        (name, _) if name == "APPEND" => head.get(p.i + 6) == Some(&b' '),
+        (name, _) if name == "REPLACE" => head.get(p.i + 7) == Some(&b' '),
+        (name, Some(sub)) if name == "UID" && sub == "REPLACE" => true,
+        _ => false,
+    }
 }
 
 /// The error for a command whose tag is not followed by a space: tagged
@@ -211,6 +220,7 @@ impl P<'_> {
                 CommandBody::GetQuotaRoot(self.mailbox()?)
             }
             "SETQUOTA" => self.setquota()?,
+            "REPLACE" => self.replace(false)?,
             "NAMESPACE" => CommandBody::Namespace,
             "EXPUNGE" => CommandBody::Expunge { uids: None },
             "ID" => self.id()?,
@@ -252,6 +262,7 @@ impl P<'_> {
                     "THREAD" => CommandBody::Thread(self.thread(true)?),
                     "FETCH" => self.fetch(true)?,
                     "STORE" => self.store(true)?,
+                    "REPLACE" => self.replace(true)?,
                     "COPY" | "MOVE" => self.copy_move(true, sub == "MOVE")?,
                     "EXPUNGE" => {
                         self.sp()?;

@@ -21,12 +21,24 @@ use crate::session::names::from_wire;
 use crate::session::{CmdResult, Session, Status};
 use crate::store::{MailStore, StoreError};
 
-pub async fn append(
+pub async fn append(s: &mut Session, mailbox: String, messages: Vec<AppendMessage>) -> CmdResult {
+    let (validity, uids) = save(s, &mailbox, messages).await?;
+    let code = Code::AppendUid {
+        uidvalidity: validity,
+        uids,
+    };
+    Ok(Status::ok_code(code, "APPEND completed."))
+}
+
+/// Saves `messages` into `mailbox` (wire form) as APPEND does, all or
+/// nothing: the UIDVALIDITY and the new UIDs. REPLACE saves its message
+/// through here too.
+pub(super) async fn save(
     s: &mut Session,
-    mailbox: String,
+    mailbox: &str,
     mut messages: Vec<AppendMessage>,
-) -> CmdResult {
-    let name = from_wire(&mailbox, s.enabled)?;
+) -> Result<(u32, Vec<u32>), Status> {
+    let name = from_wire(mailbox, s.enabled)?;
     let store = s.store()?;
     let spool = s.spool.take();
     for m in &messages {
@@ -106,16 +118,11 @@ pub async fn append(
         },
     )
     .await?;
-    let (validity, uids) = match result {
-        Ok(r) => r,
+    match result {
+        Ok(r) => Ok(r),
         Err(StoreError::NotFound) => {
-            return Err(Status::no(Some(Code::TryCreate), "Mailbox doesn't exist."));
+            Err(Status::no(Some(Code::TryCreate), "Mailbox doesn't exist."))
         }
-        Err(e) => return Err(e.into()),
-    };
-    let code = Code::AppendUid {
-        uidvalidity: validity,
-        uids,
-    };
-    Ok(Status::ok_code(code, "APPEND completed."))
+        Err(e) => Err(e.into()),
+    }
 }

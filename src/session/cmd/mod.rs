@@ -16,6 +16,7 @@ pub mod list;
 pub mod mailbox;
 pub mod misc;
 pub mod quota;
+pub mod replace;
 pub mod search;
 pub mod select;
 pub mod sort;
@@ -78,7 +79,8 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         | C::Store { .. }
         | C::Copy { .. }
         | C::Move { .. }
-        | C::CancelUpdate(_) => run_selected(s, tag, body).await,
+        | C::CancelUpdate(_)
+        | C::Replace { .. } => run_selected(s, tag, body).await,
     }
 }
 
@@ -134,6 +136,12 @@ async fn on_view(
         } => store::store(s, view, uid, set, op, silent, flags, unchanged_since).await,
         C::Copy { uid, set, mailbox } => copy::copy(s, view, uid, set, mailbox, false).await,
         C::Move { uid, set, mailbox } => copy::copy(s, view, uid, set, mailbox, true).await,
+        C::Replace {
+            uid,
+            number,
+            mailbox,
+            message,
+        } => replace::replace(s, view, uid, number, mailbox, message).await,
         other => Err(Status::bad(format!(
             "{} does not act on a selected mailbox.",
             other.name()
