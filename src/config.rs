@@ -81,6 +81,13 @@ pub struct MailConfig {
         skip_serializing_if = "std::collections::BTreeMap::is_empty"
     )]
     pub user_quota: std::collections::BTreeMap<String, u64>,
+    /// Which folder has which special-use attribute (RFC 6154), by the
+    /// attribute's name without its backslash: `Sent = "Sent Items"`. An
+    /// attribute named here is no longer given by folder name (SPEC §6's
+    /// defaults: Sent, Drafts, Trash, Junk, Archive and their usual
+    /// other names); one a folder got at CREATE stays its own.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub special_use: std::collections::BTreeMap<String, String>,
     /// System user whose uid serves passwd-file users that have no uid of their own
     /// (SPEC §4, e.g. `vmail`); unset: the daemon's own user, which must not be root.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,6 +186,7 @@ impl Default for MailConfig {
             maildir: "~/Maildir".to_string(),
             quota: 0,
             user_quota: std::collections::BTreeMap::new(),
+            special_use: std::collections::BTreeMap::new(),
             user: None,
             group: None,
         }
@@ -381,6 +389,17 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        for key in self.mail.special_use.keys() {
+            if crate::session::names::known_special_use(&format!("\\{key}")).is_none() {
+                return Err(err(
+                    "mail.special_use",
+                    key,
+                    format!(
+                        "mail.special_use.{key}: not a special-use attribute (All, Archive, Drafts, Flagged, Junk, Sent, Trash)"
+                    ),
+                ));
+            }
         }
         let have_tls = self.tls.cert.is_some();
         for (section, listen, listen_tls) in [
@@ -976,6 +995,21 @@ auth_failures_before_delay = 7
             ))
             .is_err()
         );
+        // Special-use folders by attribute name; an unknown attribute is refused.
+        let c = parse_str(&format!(
+            "{TLS}{NO_POP3}[mail.special_use]\nSent = \"Sent Items\"\nall = \"All Mail\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.mail.special_use.get("Sent").map(String::as_str),
+            Some("Sent Items")
+        );
+        let e = parse_str(&format!(
+            "{TLS}{NO_POP3}[mail.special_use]\nBogus = \"x\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not a special-use attribute"), "{e}");
         // POP3 listeners are served: no warning about them.
         let c = parse_str(&format!(
             "{TLS}[pop3]\nlisten = []\nlisten_tls = [\"[::]:995\"]\n"

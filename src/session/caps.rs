@@ -52,6 +52,7 @@ const AUTHED: &[&str] = &[
     "QUOTA=RES-MESSAGE",
     "UTF8=ACCEPT",
     "REPLACE",
+    "CREATE-SPECIAL-USE",
 ];
 
 /// The capability atoms for this moment, space-separated.

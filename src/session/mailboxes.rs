@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::proto::data::{Data, ListAttr, StatusValue};
 use crate::proto::{ListReturn, ListSelect, StatusItem};
-use crate::session::names::{SEP, special_use, to_wire};
+use crate::session::names::{SEP, SpecialUses, to_wire};
 use crate::session::{Session, Status, blocking};
 use crate::store::{FolderStatus, MailStore};
 
@@ -42,6 +42,16 @@ pub(crate) async fn names_and_subscriptions(
     })
     .await??;
     Ok(r)
+}
+
+/// The special-use attributes of every folder (what CREATE stored, then
+/// the configuration's and the names' defaults), read off the runtime.
+pub(crate) async fn special_uses(
+    store: Arc<MailStore>,
+    configured: BTreeMap<String, String>,
+) -> Result<SpecialUses, Status> {
+    let stored = blocking(move || store.special_uses()).await??;
+    Ok(SpecialUses::new(stored, &configured))
 }
 
 /// The prefixes of `name` before each separator: its ancestors, shortest
@@ -97,9 +107,10 @@ pub(crate) fn list_line(
     ret: &ListReturn,
     extended: bool,
     enabled: crate::session::Enabled,
+    uses: &SpecialUses,
 ) -> Option<Vec<u8>> {
-    let use_attr = special_use(name);
-    if select.special_use && use_attr.is_none() {
+    let use_attrs = uses.of(name);
+    if select.special_use && use_attrs.is_empty() {
         return None;
     }
     let childinfo = select.subscribed && select.recursive_match && e.subscribed_child;
@@ -125,10 +136,8 @@ pub(crate) fn list_line(
     if e.subscribed && (select.subscribed || ret.subscribed) {
         attrs.push(ListAttr::Subscribed);
     }
-    if let Some(u) = use_attr {
-        if e.exists {
-            attrs.push(ListAttr::Use(u));
-        }
+    if e.exists {
+        attrs.extend(use_attrs.into_iter().map(ListAttr::Use));
     }
     let mut line = Vec::new();
     crate::proto::data::write(
@@ -150,6 +159,7 @@ pub(crate) fn select_list_line(
     folders: &[String],
     subs: &[String],
     enabled: crate::session::Enabled,
+    uses: &SpecialUses,
 ) -> Option<Vec<u8>> {
     let map = build(folders, subs);
     let e = map.get(name)?;
@@ -157,7 +167,7 @@ pub(crate) fn select_list_line(
         subscribed: true,
         ..ListReturn::default()
     };
-    list_line(name, e, &ListSelect::default(), &ret, true, enabled)
+    list_line(name, e, &ListSelect::default(), &ret, true, enabled, uses)
 }
 
 /// The `* LIST` line NOTIFY sends for a name whose existence or
@@ -169,6 +179,7 @@ pub(crate) fn notify_list_line(
     space: &BTreeMap<String, Entry>,
     oldname: Option<&str>,
     enabled: crate::session::Enabled,
+    uses: &SpecialUses,
 ) -> Vec<u8> {
     let blank = Entry {
         exists: false,
@@ -189,8 +200,8 @@ pub(crate) fn notify_list_line(
     if e.subscribed {
         attrs.push(ListAttr::Subscribed);
     }
-    if let Some(u) = special_use(name).filter(|_| e.exists) {
-        attrs.push(ListAttr::Use(u));
+    if e.exists {
+        attrs.extend(uses.of(name).into_iter().map(ListAttr::Use));
     }
     let old = oldname.map(|o| to_wire(o, enabled));
     let mut line = Vec::new();

@@ -100,6 +100,74 @@ pub fn special_use(name: &str) -> Option<&'static str> {
     }
 }
 
+/// The special-use attributes of RFC 6154 §2, as CREATE-SPECIAL-USE takes
+/// them and `[mail.special_use]` names them (without the backslash).
+pub const SPECIAL_USES: &[&str] = &[
+    "\\All",
+    "\\Archive",
+    "\\Drafts",
+    "\\Flagged",
+    "\\Junk",
+    "\\Sent",
+    "\\Trash",
+];
+
+/// The attribute as spelt in [`SPECIAL_USES`], any case given.
+pub fn known_special_use(attr: &str) -> Option<&'static str> {
+    SPECIAL_USES
+        .iter()
+        .copied()
+        .find(|a| a.eq_ignore_ascii_case(attr))
+}
+
+/// Which special-use attributes each folder has: those stored at CREATE
+/// (`store::special_use`), else those `[mail.special_use]` gives its name,
+/// else the one its name gives by default ([`special_use`]) unless the
+/// configuration moved that attribute to another folder.
+#[derive(Clone, Debug, Default)]
+pub struct SpecialUses {
+    stored: std::collections::BTreeMap<String, Vec<&'static str>>,
+    /// `[mail.special_use]`: attribute (with backslash) -> folder name.
+    configured: Vec<(&'static str, String)>,
+}
+
+impl SpecialUses {
+    pub fn new(
+        stored: Vec<(String, Vec<String>)>,
+        configured: &std::collections::BTreeMap<String, String>,
+    ) -> SpecialUses {
+        SpecialUses {
+            stored: stored
+                .into_iter()
+                .map(|(n, v)| (n, v.iter().filter_map(|a| known_special_use(a)).collect()))
+                .collect(),
+            configured: configured
+                .iter()
+                .filter_map(|(k, v)| Some((known_special_use(&format!("\\{k}"))?, v.clone())))
+                .collect(),
+        }
+    }
+
+    /// The attributes of folder `name`.
+    pub fn of(&self, name: &str) -> Vec<&'static str> {
+        if let Some(v) = self.stored.get(name).filter(|v| !v.is_empty()) {
+            return v.clone();
+        }
+        let mut v: Vec<&'static str> = self
+            .configured
+            .iter()
+            .filter(|(_, f)| f == name)
+            .map(|(a, _)| *a)
+            .collect();
+        if let Some(a) = special_use(name) {
+            if !self.configured.iter().any(|(c, _)| *c == a) && !v.contains(&a) {
+                v.push(a);
+            }
+        }
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -727,6 +727,18 @@ impl Session {
         let folders: Vec<String> = new_names.keys().cloned().collect();
         let subs: Vec<String> = new_subs.iter().cloned().collect();
         let space = crate::session::mailboxes::build(&folders, &subs);
+        let uses = match crate::session::mailboxes::special_uses(
+            n.store.clone(),
+            self.shared.config.mail.special_use.clone(),
+        )
+        .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                self.notify = Some(n);
+                return Err(e);
+            }
+        };
         let enabled = self.enabled;
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let wants_names =
@@ -738,6 +750,7 @@ impl Session {
                     &space,
                     Some(old),
                     enabled,
+                    &uses,
                 ));
             }
         }
@@ -751,7 +764,7 @@ impl Session {
         {
             if wants_names(name, &old_subs) || wants_names(name, &new_subs) {
                 lines.push(crate::session::mailboxes::notify_list_line(
-                    name, &space, None, enabled,
+                    name, &space, None, enabled, &uses,
                 ));
             }
         }
@@ -760,7 +773,7 @@ impl Session {
                 || n.spec.wants(name, &new_subs, |g| g.subscriptions);
             if asked {
                 lines.push(crate::session::mailboxes::notify_list_line(
-                    name, &space, None, enabled,
+                    name, &space, None, enabled, &uses,
                 ));
             }
         }

@@ -52,6 +52,7 @@ mod live;
 pub mod maildir;
 pub mod nowait;
 mod registry;
+mod special_use;
 mod spool;
 
 pub use registry::{LINGER_FOR, Registry};

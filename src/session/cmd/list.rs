@@ -44,6 +44,11 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         .collect();
     let store = s.store()?;
     let (folders, subs) = names_and_subscriptions(&store).await?;
+    let uses = crate::session::mailboxes::special_uses(
+        store.clone(),
+        s.shared.config.mail.special_use.clone(),
+    )
+    .await?;
     let map = build(&folders, &subs);
     let need_size = ret.status.as_ref().is_some_and(|items| {
         items.contains(&crate::proto::StatusItem::Size)
@@ -53,7 +58,7 @@ pub async fn list(s: &mut Session, cmd: ListCommand) -> CmdResult {
         if !pats.iter().any(|p| pattern_matches(p, name)) {
             continue;
         }
-        let Some(line) = list_line(name, e, &select, &ret, extended, enabled) else {
+        let Some(line) = list_line(name, e, &select, &ret, extended, enabled, &uses) else {
             continue;
         };
         s.out.extend_from_slice(&line);

@@ -8,13 +8,19 @@ use crate::session::unlocked::blocking_unlocked;
 use crate::session::{CmdResult, Session, State, Status, blocking};
 
 pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) -> CmdResult {
-    if !special_use.is_empty() {
-        // Special-use attributes follow folder names (SPEC §6); we do not
-        // store them separately, so we do not advertise CREATE-SPECIAL-USE.
-        return Err(Status::no(
-            Some(Code::UseAttr),
-            "Special-use attributes are derived from folder names.",
-        ));
+    // CREATE-SPECIAL-USE (RFC 6154 §3): only the attributes of §2, each
+    // once; stored beside the folder (`store::special_use`).
+    let mut uses: Vec<String> = Vec::new();
+    for a in &special_use {
+        let Some(known) = crate::session::names::known_special_use(a) else {
+            return Err(Status::no(
+                Some(Code::UseAttr),
+                format!("{a} is not a special-use attribute."),
+            ));
+        };
+        if !uses.iter().any(|u| u == known) {
+            uses.push(known.to_string());
+        }
     }
     let mut name = from_wire(&mailbox, s.enabled)?;
     // A trailing separator only says the client intends children (§6.3.4).
@@ -33,6 +39,9 @@ pub async fn create(s: &mut Session, mailbox: String, special_use: Vec<String>) 
     let store = s.store()?;
     let id = blocking(move || -> Result<String, crate::store::StoreError> {
         store.create_folder(&name)?;
+        if !uses.is_empty() {
+            store.set_special_use(&name, &uses)?;
+        }
         // RFC 8474 §4: the new mailbox's ID in the tagged OK. Opening it
         // writes its uidlist, whose GUID the ID is.
         Ok(store.open_folder(&name)?.mailbox_id())

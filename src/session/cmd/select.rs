@@ -43,6 +43,7 @@ pub async fn select(
     let store = authed.store.clone();
     let open_name = name.clone();
     let enabled = s.enabled;
+    let special_use_config = s.shared.config.mail.special_use.clone();
     let (folder, recent, list_line, keywords, first_unseen, start) =
         blocking_unlocked(&store.clone(), &name, move || -> Result<_, StoreError> {
             // The open fails (busy) before anything below is done.
@@ -57,7 +58,17 @@ pub async fn select(
             let list_line = if enabled.rev2 {
                 let folders: Vec<String> =
                     store.list_folders()?.into_iter().map(|e| e.name).collect();
-                select_list_line(&open_name, &folders, &store.subscriptions()?, enabled)
+                let uses = crate::session::names::SpecialUses::new(
+                    store.special_uses()?,
+                    &special_use_config,
+                );
+                select_list_line(
+                    &open_name,
+                    &folders,
+                    &store.subscriptions()?,
+                    enabled,
+                    &uses,
+                )
             } else {
                 None
             };
