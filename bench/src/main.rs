@@ -11,7 +11,9 @@
 mod check;
 mod corpus;
 mod imap;
+mod notify;
 mod pop3;
+mod preview;
 mod resync;
 mod servers;
 mod tls;
@@ -122,8 +124,8 @@ struct RunArgs {
     /// Parallel clients (default 50; 10 with --quick).
     #[arg(long)]
     parallel: Option<usize>,
-    /// Run only this group of workloads (`pop3`, `resync`), for quick turns; published
-    /// figures come from whole runs.
+    /// Run only this group of workloads (`pop3`, `resync`, `preview`, `notify`), for quick
+    /// turns; published figures come from whole runs.
     #[arg(long)]
     only: Option<Only>,
     /// Per-read timeout in seconds (default 300; 30 with --quick). A timeout ends that
@@ -392,6 +394,13 @@ fn run(a: RunArgs) -> ExitCode {
         }
     }
     println!("\n{}", table(&results));
+    if let Some((an, a)) = results.first() {
+        for (bn, b) in &results[1..] {
+            if let Some(s) = preview::agreement(an, &a.answers.preview, bn, &b.answers.preview) {
+                println!("{s}");
+            }
+        }
+    }
     if !compared.is_empty() {
         if diffs.is_empty() {
             println!(
