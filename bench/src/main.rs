@@ -124,10 +124,11 @@ struct RunArgs {
     /// Parallel clients (default 50; 10 with --quick).
     #[arg(long)]
     parallel: Option<usize>,
-    /// Run only this group of workloads (`pop3`, `resync`, `preview`, `notify`), for quick
-    /// turns; published figures come from whole runs.
-    #[arg(long)]
-    only: Option<Only>,
+    /// Run only these groups of workloads (`pop3`, `resync`, `preview`, `notify`; several
+    /// separated by commas run in that order), for quick turns; published figures come from
+    /// whole runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Only>,
     /// Per-read timeout in seconds (default 300; 30 with --quick). A timeout ends that
     /// server's run: a server that stops answering is not waited out workload after workload.
     #[arg(long)]
@@ -557,14 +558,19 @@ fn json(
     );
     let _ = writeln!(
         s,
-        "  \"plan\": {{\"iters\":{},\"ops\":{},\"upload\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"idle_tls_conns\":{:?},\"parallel\":{}}},",
+        "  \"plan\": {{\"iters\":{},\"ops\":{},\"upload\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"idle_tls_conns\":{:?},\"parallel\":{},\"only\":[{}]}},",
         plan.iters,
         plan.ops,
         plan.upload,
         plan.idle_deliveries,
         plan.idle_conns,
         plan.idle_tls_conns,
-        plan.parallel
+        plan.parallel,
+        plan.only
+            .iter()
+            .map(|o| json_str(&format!("{o:?}").to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     s.push_str("  \"servers\": [\n");
     for (i, (name, o)) in r.iter().enumerate() {

@@ -48,9 +48,9 @@ pub struct Plan {
     pub parallel: usize,
     /// Per-read timeout.
     pub timeout: Duration,
-    /// Only this group of workloads (`--only`: quick turns while working on
-    /// them; the published figures come from whole runs).
-    pub only: Option<Only>,
+    /// Only these groups of workloads, in this order (`--only`: quick turns while working
+    /// on them; the published figures come from whole runs). Empty: all of them.
+    pub only: Vec<Only>,
 }
 
 /// A group of workloads `--only` runs alone.
@@ -352,24 +352,19 @@ async fn notify_workload(srv: &Server, plan: &Plan, out: &mut Outcome) {
 
 pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     let mut out = Outcome::default();
-    match plan.only {
-        Some(Only::Pop3) => {
-            pop3_workloads(srv, plan, exp, &mut out).await;
-            return out;
+    if !plan.only.is_empty() {
+        for group in &plan.only {
+            if out.wedged() {
+                break;
+            }
+            match group {
+                Only::Pop3 => pop3_workloads(srv, plan, exp, &mut out).await,
+                Only::Resync => resync_workload(srv, plan, exp, &mut out).await,
+                Only::Preview => preview_workload(srv, plan, exp, &mut out).await,
+                Only::Notify => notify_workload(srv, plan, &mut out).await,
+            }
         }
-        Some(Only::Resync) => {
-            resync_workload(srv, plan, exp, &mut out).await;
-            return out;
-        }
-        Some(Only::Preview) => {
-            preview_workload(srv, plan, exp, &mut out).await;
-            return out;
-        }
-        Some(Only::Notify) => {
-            notify_workload(srv, plan, &mut out).await;
-            return out;
-        }
-        None => {}
+        return out;
     }
     let inbox = exp.inbox as u64;
 
