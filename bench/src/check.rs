@@ -318,6 +318,9 @@ pub struct Answers {
     /// SORT / THREAD workload -> its response with Message-IDs for UIDs (order and structure
     /// are the answer).
     pub ordered: BTreeMap<String, String>,
+    /// Message-ID -> PREVIEW text (`crate::preview`): reported as agreement, never compared
+    /// as a difference, since RFC 8970 leaves the text to the server.
+    pub preview: BTreeMap<String, String>,
 }
 
 /// Compare two servers' answers; returns human-readable differences (empty when they agree),

@@ -419,15 +419,23 @@ impl Conn {
 
     /// Wait up to `wait` for an untagged `* N EXISTS` with `N >= want`.
     pub async fn wait_exists(&mut self, want: u64, wait: Duration) -> Res<bool> {
+        self.wait_for(wait, |r| exists_count(r).is_some_and(|n| n >= want))
+            .await
+    }
+
+    /// Wait up to `wait` for a response `done` accepts (unsolicited ones: IDLE's EXISTS,
+    /// NOTIFY's STATUS); responses it refuses are dropped. `false` when the time ran out.
+    pub async fn wait_for<F: FnMut(&[u8]) -> bool>(
+        &mut self,
+        wait: Duration,
+        mut done: F,
+    ) -> Res<bool> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let next = tokio::time::timeout(left, self.rd.next(&mut self.stream)).await;
             let Ok(s) = next else { return Ok(false) };
-            let r = self.rd.get(s?);
-            if let Some(n) = exists_count(r)
-                && n >= want
-            {
+            if done(self.rd.get(s?)) {
                 return Ok(true);
             }
         }

@@ -11,7 +11,9 @@
 mod check;
 mod corpus;
 mod imap;
+mod notify;
 mod pop3;
+mod preview;
 mod resync;
 mod servers;
 mod tls;
@@ -122,10 +124,11 @@ struct RunArgs {
     /// Parallel clients (default 50; 10 with --quick).
     #[arg(long)]
     parallel: Option<usize>,
-    /// Run only this group of workloads (`pop3`, `resync`), for quick turns; published
-    /// figures come from whole runs.
-    #[arg(long)]
-    only: Option<Only>,
+    /// Run only these groups of workloads (`pop3`, `resync`, `preview`, `notify`; several
+    /// separated by commas run in that order), for quick turns; published figures come from
+    /// whole runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Only>,
     /// Per-read timeout in seconds (default 300; 30 with --quick). A timeout ends that
     /// server's run: a server that stops answering is not waited out workload after workload.
     #[arg(long)]
@@ -392,6 +395,13 @@ fn run(a: RunArgs) -> ExitCode {
         }
     }
     println!("\n{}", table(&results));
+    if let Some((an, a)) = results.first() {
+        for (bn, b) in &results[1..] {
+            if let Some(s) = preview::agreement(an, &a.answers.preview, bn, &b.answers.preview) {
+                println!("{s}");
+            }
+        }
+    }
     if !compared.is_empty() {
         if diffs.is_empty() {
             println!(
@@ -548,14 +558,19 @@ fn json(
     );
     let _ = writeln!(
         s,
-        "  \"plan\": {{\"iters\":{},\"ops\":{},\"upload\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"idle_tls_conns\":{:?},\"parallel\":{}}},",
+        "  \"plan\": {{\"iters\":{},\"ops\":{},\"upload\":{},\"idle_deliveries\":{},\"idle_conns\":{},\"idle_tls_conns\":{:?},\"parallel\":{},\"only\":[{}]}},",
         plan.iters,
         plan.ops,
         plan.upload,
         plan.idle_deliveries,
         plan.idle_conns,
         plan.idle_tls_conns,
-        plan.parallel
+        plan.parallel,
+        plan.only
+            .iter()
+            .map(|o| json_str(&format!("{o:?}").to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     s.push_str("  \"servers\": [\n");
     for (i, (name, o)) in r.iter().enumerate() {

@@ -8,8 +8,9 @@
 //!
 //! Workloads run in a fixed order because some change the mailbox: the read-only ones first,
 //! then STORE, APPEND, COPY, MOVE, the single APPENDs into INBOX (removed again, see
-//! [`append_sync_inbox`]), the upload into a new folder, IDLE deliveries, the QRESYNC resync
-//! on a folder of its own ([`crate::resync`]) and finally the idle-connection memory test.
+//! [`append_sync_inbox`]), the upload into a new folder, IDLE deliveries, then on folders of
+//! their own the QRESYNC resync ([`crate::resync`]), FETCH PREVIEW ([`crate::preview`]) and
+//! the NOTIFY push latency ([`crate::notify`]), and finally the idle-connection memory test.
 //! A failing workload is recorded and the run goes on; it never hides a failure.
 
 use std::collections::HashMap;
@@ -47,9 +48,9 @@ pub struct Plan {
     pub parallel: usize,
     /// Per-read timeout.
     pub timeout: Duration,
-    /// Only this group of workloads (`--only`: quick turns while working on
-    /// them; the published figures come from whole runs).
-    pub only: Option<Only>,
+    /// Only these groups of workloads, in this order (`--only`: quick turns while working
+    /// on them; the published figures come from whole runs). Empty: all of them.
+    pub only: Vec<Only>,
 }
 
 /// A group of workloads `--only` runs alone.
@@ -59,6 +60,10 @@ pub enum Only {
     Pop3,
     /// The QRESYNC resync ([`crate::resync`]).
     Resync,
+    /// FETCH PREVIEW, first and again ([`crate::preview`]).
+    Preview,
+    /// The NOTIFY push latency ([`crate::notify`]).
+    Notify,
 }
 
 /// Unit of a measurement.
@@ -321,18 +326,45 @@ async fn resync_workload(srv: &Server, plan: &Plan, exp: &Expected, out: &mut Ou
     }
 }
 
+/// FETCH PREVIEW on its own folder ([`crate::preview`]), bounded as a whole.
+async fn preview_workload(srv: &Server, plan: &Plan, exp: &Expected, out: &mut Outcome) {
+    let bound = plan.timeout * 2;
+    match tokio::time::timeout(bound, crate::preview::run(srv, plan, exp, out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("fetch preview: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("fetch preview: timed out after {bound:?}")),
+    }
+}
+
+/// The NOTIFY push latency on its own folder ([`crate::notify`]), bounded as a whole.
+async fn notify_workload(srv: &Server, plan: &Plan, out: &mut Outcome) {
+    let bound = plan.timeout * 2;
+    match tokio::time::timeout(bound, crate::notify::run(srv, plan, out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("notify latency: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("notify latency: timed out after {bound:?}")),
+    }
+}
+
 pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     let mut out = Outcome::default();
-    match plan.only {
-        Some(Only::Pop3) => {
-            pop3_workloads(srv, plan, exp, &mut out).await;
-            return out;
+    if !plan.only.is_empty() {
+        for group in &plan.only {
+            if out.wedged() {
+                break;
+            }
+            match group {
+                Only::Pop3 => pop3_workloads(srv, plan, exp, &mut out).await,
+                Only::Resync => resync_workload(srv, plan, exp, &mut out).await,
+                Only::Preview => preview_workload(srv, plan, exp, &mut out).await,
+                Only::Notify => notify_workload(srv, plan, &mut out).await,
+            }
         }
-        Some(Only::Resync) => {
-            resync_workload(srv, plan, exp, &mut out).await;
-            return out;
-        }
-        None => {}
+        return out;
     }
     let inbox = exp.inbox as u64;
 
@@ -697,6 +729,14 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
     // resync's 100,000-message folder is not what `rss_after_workloads` is about.
     if !out.wedged() {
         resync_workload(srv, plan, exp, &mut out).await;
+    }
+    // The same for PREVIEW's copy of INBOX, and NOTIFY, which makes nestbox hold every
+    // folder open while it watches them.
+    if !out.wedged() {
+        preview_workload(srv, plan, exp, &mut out).await;
+    }
+    if !out.wedged() {
+        notify_workload(srv, plan, &mut out).await;
     }
     // Untimed SELECTs before the caller restarts the server: the IDLE phase
     // left 100 deliveries in new/, and `login_select_restart` is to measure
@@ -1306,10 +1346,22 @@ async fn parallel_clients(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<(
     Ok(())
 }
 
-/// Prepare a delivery like an MTA: write into tmp/ and fsync. Returns (tmp path, new/ path);
-/// the rename that makes it visible is left to the caller, who times from it.
+/// Prepare a delivery into INBOX like an MTA: write into tmp/ and fsync. Returns (tmp path,
+/// new/ path); the rename that makes it visible is left to the caller, who times from it.
 fn prepare_delivery(srv: &Server, seed: u64, i: usize) -> Res<(PathBuf, PathBuf)> {
-    let msg = corpus::message_bytes(seed, 8, i);
+    prepare_delivery_into(&srv.maildir, seed, 8, i)
+}
+
+/// [`prepare_delivery`] into the Maildir folder `dir` (INBOX's root or a `.name` folder),
+/// message `i` of the synthetic folder `source` ([`corpus::message_bytes`]). File names are
+/// unique within a folder, as an MTA's are.
+pub(crate) fn prepare_delivery_into(
+    dir: &std::path::Path,
+    seed: u64,
+    source: u64,
+    i: usize,
+) -> Res<(PathBuf, PathBuf)> {
+    let msg = corpus::message_bytes(seed, source, i);
     let name = format!(
         "{}.M{}P{}Q{i}.bench-mta,S={}",
         1_800_000_000 + i,
@@ -1317,11 +1369,11 @@ fn prepare_delivery(srv: &Server, seed: u64, i: usize) -> Res<(PathBuf, PathBuf)
         std::process::id(),
         msg.len()
     );
-    let tmp = srv.maildir.join("tmp").join(&name);
+    let tmp = dir.join("tmp").join(&name);
     let mut f = fs::File::create(&tmp)?;
     f.write_all(&msg)?;
     f.sync_all()?;
-    Ok((tmp, srv.maildir.join("new").join(&name)))
+    Ok((tmp, dir.join("new").join(&name)))
 }
 
 async fn idle_latency(srv: &Server, plan: &Plan, out: &mut Outcome) -> Res<()> {
