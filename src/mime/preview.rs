@@ -3,8 +3,11 @@
 //! Taken from the first text/plain part in document order that is not an
 //! attachment, else from the first text/html part with its markup removed.
 //! Transfer encoding and charset are undone; runs of white space become
-//! one space. The result is at most [`MAX_CHARS`] characters and never
-//! more than the 256 octets RFC 8970 §3 allows.
+//! one space, with none at either end. The result is at most
+//! [`MAX_CHARS`] characters (code points, so never more user-visible
+//! characters than that): RFC 8970 §3.1 counts the limits, 200 suggested
+//! and 256 at most, in characters, not octets, so Greek or Cyrillic text
+//! is not cut shorter than Latin (as Dovecot also does).
 //!
 //! Pure: FETCH PREVIEW renders it and keeps the result in the folder's
 //! cache, so a message is previewed once.
@@ -14,7 +17,6 @@ use crate::message::tree::{Cte, Kind, Part, fields};
 
 /// Length the preview is cut to (RFC 8970 §3 suggests 200 characters).
 pub(crate) const MAX_CHARS: usize = 200;
-const MAX_OCTETS: usize = 256;
 
 /// Enough encoded input for the preview, so a huge part is not decoded.
 const INPUT_LIMIT: usize = 16 * 1024;
@@ -120,7 +122,10 @@ fn collapse(text: &str) -> String {
                 continue;
             }
             for c in piece.chars() {
-                if chars == MAX_CHARS || out.len() + c.len_utf8() > MAX_OCTETS {
+                if chars == MAX_CHARS {
+                    // A cut just after the space between two words
+                    // would leave it at the end.
+                    out.truncate(out.trim_end().len());
                     return out;
                 }
                 out.push(c);
@@ -174,16 +179,27 @@ mod tests {
                 .into(),
                 "".into(),
             ),
-            (format!("\r\n{long}"), long.trim().chars().take(MAX_CHARS).collect()),
+            (
+                format!("\r\n{long}"),
+                // 200 characters end in a space here: not kept.
+                long.trim().chars().take(MAX_CHARS - 1).collect(),
+            ),
             ("\r\n<unclosed".into(), "<unclosed".into()),
             ("Content-Type: text/html\r\n\r\n<p>ok</p><unclosed".into(), "ok".into()),
         ];
         for (raw, want) in cases {
             assert_eq!(pv(&raw), want, "{raw:?}");
         }
+        // The limit is in characters (RFC 8970 §3.1), not octets: Greek
+        // text keeps its 200 characters.
         let wide = format!("\r\n{}", "é".repeat(300));
         let p = pv(&wide);
-        assert_eq!(p.len(), MAX_OCTETS);
-        assert_eq!(p.chars().count(), 128);
+        assert_eq!(p.chars().count(), MAX_CHARS);
+        assert_eq!(p.len(), 2 * MAX_CHARS);
+        let greek = format!("\r\n{}", "Καλημέρα σας ".repeat(30));
+        assert_eq!(pv(&greek).chars().count(), MAX_CHARS);
+        // A cut falling right after a space does not keep it.
+        let spaced = format!("\r\n{} next", "x".repeat(MAX_CHARS - 1));
+        assert_eq!(pv(&spaced), "x".repeat(MAX_CHARS - 1));
     }
 }
