@@ -88,6 +88,23 @@ pub struct MailConfig {
     /// other names); one a folder got at CREATE stays its own.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub special_use: std::collections::BTreeMap<String, String>,
+    /// Let users set their own limits with SETQUOTA (RFC 9208, advertised
+    /// as `QUOTASET`). Off: quotas are the operator's, SETQUOTA is refused.
+    /// On: a limit a user set stays theirs; the configured one is written
+    /// only into a Maildir that has no `maildirsize` yet.
+    pub quota_set: bool,
+    /// Shares of the quota, in percent, at whose first crossing the user
+    /// gets one warning message in their INBOX; `[]`: no warnings.
+    pub quota_warning: Vec<u8>,
+    /// `From:` of the warning; unset: `postmaster@` the server's hostname.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_warning_from: Option<String>,
+    /// Subject and text of the warning, with `{percent}`, `{used}`,
+    /// `{limit}` and `{hostname}` filled in.
+    #[serde(skip_serializing_if = "is_default_warning_subject")]
+    pub quota_warning_subject: String,
+    #[serde(skip_serializing_if = "is_default_warning_text")]
+    pub quota_warning_text: String,
     /// System user whose uid serves passwd-file users that have no uid of their own
     /// (SPEC §4, e.g. `vmail`); unset: the daemon's own user, which must not be root.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,9 +204,49 @@ impl Default for MailConfig {
             quota: 0,
             user_quota: std::collections::BTreeMap::new(),
             special_use: std::collections::BTreeMap::new(),
+            quota_set: false,
+            quota_warning: vec![90, 100],
+            quota_warning_from: None,
+            quota_warning_subject: crate::store::quota_warning::DEFAULT_SUBJECT.to_string(),
+            quota_warning_text: crate::store::quota_warning::DEFAULT_TEXT.to_string(),
             user: None,
             group: None,
         }
+    }
+}
+
+fn is_default_warning_subject(s: &str) -> bool {
+    s == crate::store::quota_warning::DEFAULT_SUBJECT
+}
+
+fn is_default_warning_text(s: &str) -> bool {
+    s == crate::store::quota_warning::DEFAULT_TEXT
+}
+
+impl MailConfig {
+    /// The quota warning for `user` (`None`: warnings are off).
+    pub fn quota_warnings(
+        &self,
+        user: &str,
+        hostname: &str,
+    ) -> Option<crate::store::quota_warning::QuotaWarnings> {
+        if self.quota_warning.is_empty() {
+            return None;
+        }
+        let mut steps = self.quota_warning.clone();
+        steps.sort_unstable();
+        steps.dedup();
+        Some(crate::store::quota_warning::QuotaWarnings {
+            steps,
+            from: self
+                .quota_warning_from
+                .clone()
+                .unwrap_or_else(|| format!("postmaster@{hostname}")),
+            to: user.to_string(),
+            hostname: hostname.to_string(),
+            subject: self.quota_warning_subject.clone(),
+            text: self.quota_warning_text.clone(),
+        })
     }
 }
 
@@ -399,6 +456,24 @@ impl Config {
                         "mail.special_use.{key}: not a special-use attribute (All, Archive, Drafts, Flagged, Junk, Sent, Trash)"
                     ),
                 ));
+            }
+        }
+        if self.mail.quota_warning.contains(&0) {
+            return Err(err(
+                "mail",
+                "quota_warning",
+                "mail.quota_warning: shares are percentages from 1 up".into(),
+            ));
+        }
+        for (key, v) in [
+            (
+                "quota_warning_subject",
+                Some(&self.mail.quota_warning_subject),
+            ),
+            ("quota_warning_from", self.mail.quota_warning_from.as_ref()),
+        ] {
+            if v.is_some_and(|v| v.contains(['\r', '\n'])) {
+                return Err(err("mail", key, format!("mail.{key} must be one line")));
             }
         }
         let have_tls = self.tls.cert.is_some();
@@ -1073,6 +1148,35 @@ auth_failures_before_delay = 7
             }
         }
         assert_eq!(sections, 6);
+    }
+
+    #[test]
+    fn quota_warning_settings() {
+        let c = parse_str(TLS).unwrap();
+        let w = c.mail.quota_warnings("ann", "mx.example").unwrap();
+        assert_eq!(w.steps, [90, 100]);
+        assert_eq!(w.from, "postmaster@mx.example");
+        let c = parse_str(&format!(
+            "{TLS}\n[mail]\nquota_warning = [100, 80, 80]\nquota_warning_from = \"Mail <m@x>\"\n"
+        ))
+        .unwrap();
+        let w = c.mail.quota_warnings("ann", "mx.example").unwrap();
+        assert_eq!(
+            (w.steps.as_slice(), w.from.as_str()),
+            ([80, 100].as_slice(), "Mail <m@x>")
+        );
+        let c = parse_str(&format!("{TLS}\n[mail]\nquota_warning = []\n")).unwrap();
+        assert!(c.mail.quota_warnings("ann", "mx").is_none());
+        for bad in [
+            "quota_warning = [0, 90]",
+            "quota_warning = [300]",
+            "quota_warning_subject = \"a\\nb\"",
+        ] {
+            assert!(
+                parse_str(&format!("{TLS}\n[mail]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -194,10 +194,20 @@ async fn serve(stream: Box<dyn Io>, tcp: Option<RawFd>, h: Handoff, shared: Arc<
     // The user's quota into their maildirsize before the session looks at
     // it (as the user: this process runs as them). A failure costs the
     // limit, not the session: logged.
+    if let crate::session::Role::Worker { registry } = &shared.role {
+        registry.set_quota_warnings(
+            shared
+                .config
+                .mail
+                .quota_warnings(&h.user, &shared.config.hostname),
+        );
+    }
     if !h.quota.is_none() {
         let (root, limits) = (h.maildir.clone(), h.quota);
+        let keep = shared.config.mail.quota_set;
         let applied =
-            tokio::task::spawn_blocking(move || crate::store::apply_quota(&root, limits)).await;
+            tokio::task::spawn_blocking(move || crate::store::apply_quota(&root, limits, keep))
+                .await;
         match applied {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

@@ -58,6 +58,10 @@ const AUTHED: &[&str] = &[
 /// The capability atoms for this moment, space-separated.
 pub fn capability_line(s: &Session) -> String {
     let mut caps: Vec<String> = BASE.iter().map(|c| c.to_string()).collect();
+    if s.shared.config.mail.quota_set {
+        // RFC 9208 §3.1: SETQUOTA is there for this user.
+        caps.push("QUOTASET".into());
+    }
     match s.state {
         State::NotAuthenticated => {
             if !s.conn.tls && s.shared.tls.is_some() {

@@ -51,6 +51,8 @@ pub mod beneath;
 mod live;
 pub mod maildir;
 pub mod nowait;
+pub mod quota_upkeep;
+pub mod quota_warning;
 mod registry;
 mod special_use;
 mod spool;
@@ -152,6 +154,8 @@ pub struct MailStore {
     opts: StoreOptions,
     /// Permission bits of the root: new folders and files never get more.
     dir_mode: u32,
+    /// The Maildir's quota bookkeeping, shared with its folders.
+    upkeep: Arc<quota_upkeep::QuotaUpkeep>,
 }
 
 /// A folder as LIST sees it.
@@ -200,12 +204,14 @@ impl MailStore {
             }
         }
         clean_deleted(&root_dir);
+        let upkeep = registry.quota_upkeep(&root, dir_mode & 0o666, opts.fsync);
         Ok(MailStore {
             root,
             root_fd: Mutex::new(Arc::new(root_dir)),
             registry,
             opts,
             dir_mode,
+            upkeep,
         })
     }
 
@@ -475,10 +481,12 @@ impl MailStore {
         prepare: impl Fn(&Folder) -> Result<()>,
     ) -> Result<Arc<Folder>> {
         let folder = self.registered(name)?;
+        folder.attach_upkeep(&self.upkeep);
         match prepare(&folder) {
             Ok(()) => Ok(folder),
             Err(StoreError::NotFound) if folder.is_gone() => {
                 let again = self.registered(name)?;
+                again.attach_upkeep(&self.upkeep);
                 prepare(&again)?;
                 Ok(again)
             }
@@ -592,11 +600,21 @@ impl Drop for ClosingStore {
 /// `root` (the Maildir): a file missing, or with other limits, is written
 /// anew with totals counted from the folders (as Dovecot and maildrop do
 /// when they find it so); one with these limits is left as it is.
-pub fn apply_quota(root: &std::path::Path, limits: crate::auth::QuotaLimits) -> Result<()> {
+///
+/// With `keep_existing` (the operator lets users SETQUOTA their own), a
+/// file that exists keeps its limits: they are the user's choice.
+pub fn apply_quota(
+    root: &std::path::Path,
+    limits: crate::auth::QuotaLimits,
+    keep_existing: bool,
+) -> Result<()> {
     // Opened as a session would: a first login's Maildir is made here.
     let store = MailStore::open(root.to_path_buf(), Registry::new(), StoreOptions::default())?;
     let dir = store.root_dir();
     let current = maildir::quota::load(&dir)?;
+    if keep_existing && current.is_some() {
+        return Ok(());
+    }
     let same =
         current.is_some_and(|q| q.bytes_limit == limits.bytes && q.count_limit == limits.messages);
     if !same {
@@ -614,34 +632,20 @@ impl MailStore {
     /// quota file, i.e. no quota. GETQUOTA and GETQUOTAROOT answer from it;
     /// APPEND and COPY enforce it.
     pub fn quota(&self) -> Result<Option<Quota>> {
-        Ok(maildir::quota::load(&self.root_dir())?)
+        Ok(self.upkeep.settle(&self.root_dir())?)
     }
 
-    /// Sets the limits (from the configuration), recomputing the use from
-    /// the directories. Both `None` removes the quota file.
-    ///
-    /// Nothing calls it yet: kept for issue 19, which applies `mail.quota`
-    /// (and per-user limits) through it.
-    pub fn set_quota_limits(
-        &self,
-        bytes: Option<u64>,
-        count: Option<u64>,
-    ) -> Result<Option<Quota>> {
+    /// Sets the limits (SETQUOTA, when the operator allows it), counting
+    /// the use again from the directories. Both `None` keeps the file with
+    /// no limit in it (`0S`), so the choice outlives the next login
+    /// (`apply_quota` with `keep_existing`).
+    pub fn set_quota_limits(&self, bytes: Option<u64>, count: Option<u64>) -> Result<Quota> {
         let root = self.root_dir();
-        if bytes.is_none() && count.is_none() {
-            match root.unlink(maildir::quota::FILE) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-            return Ok(None);
-        }
-        if let Some(q) = maildir::quota::load(&root)? {
-            if q.bytes_limit == bytes && q.count_limit == count {
-                return Ok(Some(q));
-            }
-        }
-        Ok(Some(maildir::quota::recalc(&root, bytes, count)?))
+        let q = self
+            .upkeep
+            .alone(|| maildir::quota::recalc(&root, bytes, count))?;
+        self.upkeep.after_own_change(&root);
+        Ok(q)
     }
 }
 
@@ -754,5 +758,7 @@ pub enum CacheField {
 
 #[cfg(test)]
 mod modseq_tests;
+#[cfg(test)]
+mod quota_tests;
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::live::Live;
+use super::quota_upkeep::{QuotaUpkeep, SharedWarnings};
+use super::quota_warning::QuotaWarnings;
 use super::{Folder, Result};
 
 /// How many recently used folders stay open without a holder.
@@ -53,6 +55,11 @@ pub struct Registry {
     /// clean modseqs the new one exceeded).
     pub(super) closing: Mutex<HashMap<PathBuf, usize>>,
     pub(super) closed: Condvar,
+    /// Maildir root -> its quota upkeep (one per Maildir, for as long as
+    /// the registry lives: a worker serves one user).
+    upkeeps: Mutex<HashMap<PathBuf, Arc<QuotaUpkeep>>>,
+    /// The quota warning settings every upkeep reads.
+    warnings: SharedWarnings,
 }
 
 impl Registry {
@@ -76,6 +83,29 @@ impl Registry {
     /// `None` without live sync.
     pub fn watch_root(&self, root: &Path) -> Option<crate::watch::FolderWatch> {
         self.live.as_ref().map(|l| l.watch_root(root))
+    }
+
+    /// The quota upkeep of the Maildir at `root` (canonical), made on
+    /// first use.
+    pub(super) fn quota_upkeep(
+        &self,
+        root: &Path,
+        file_mode: u32,
+        fsync: bool,
+    ) -> Arc<QuotaUpkeep> {
+        let mut t = self.upkeeps.lock().unwrap_or_else(|p| p.into_inner());
+        t.entry(root.to_path_buf())
+            .or_insert_with(|| {
+                QuotaUpkeep::new(root.to_path_buf(), file_mode, fsync, self.warnings.clone())
+            })
+            .clone()
+    }
+
+    /// What the quota warning says and when (`None`: no warnings), for
+    /// every Maildir of this registry; the worker sets it from the
+    /// configuration at each login.
+    pub fn set_quota_warnings(&self, w: Option<QuotaWarnings>) {
+        *self.warnings.write().unwrap_or_else(|p| p.into_inner()) = w.map(Arc::new);
     }
 
     fn table(&self) -> MutexGuard<'_, HashMap<PathBuf, Open>> {

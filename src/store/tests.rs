@@ -1172,7 +1172,7 @@ fn quota_is_enforced_and_kept_current() {
     // Without a quota file nothing is enforced or written.
     f.append(&[b'x'; 50], &Flags::new(), None).unwrap();
     assert!(!s.root().join("maildirsize").exists());
-    let q = s.set_quota_limits(Some(100), Some(10)).unwrap().unwrap();
+    let q = s.set_quota_limits(Some(100), Some(10)).unwrap();
     assert_eq!((q.bytes, q.count), (50, 1));
     f.append(&[b'y'; 40], &Flags::new(), None).unwrap();
     assert!(matches!(
@@ -1200,8 +1200,16 @@ fn quota_is_enforced_and_kept_current() {
     assert_eq!(f.copy_to(&[2], &b).unwrap(), [(2, 1)]);
     let q = s.quota().unwrap().unwrap();
     assert_eq!((q.bytes, q.count), (80, 2));
-    assert_eq!(s.set_quota_limits(None, None).unwrap(), None);
-    assert!(!s.root().join("maildirsize").exists());
+    // No limits: the file stays (the user's choice outlives a login),
+    // saying so, and nothing is refused.
+    let q = s.set_quota_limits(None, None).unwrap();
+    assert_eq!((q.bytes_limit, q.count_limit, q.bytes), (None, None, 80));
+    assert!(
+        fs::read_to_string(s.root().join("maildirsize"))
+            .unwrap()
+            .starts_with("0S\n")
+    );
+    f.append(&[b'w'; 500], &Flags::new(), None).unwrap();
 }
 
 #[test]

@@ -17,6 +17,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 mod pop3;
+pub mod postfix;
 #[allow(unused_imports)] // not every test binary uses every helper
 pub use pop3::{Pop3Client, crlf, retr_form};
 

@@ -70,7 +70,7 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         C::Notify(set) => s.notify_command(set).await,
         C::GetQuota(root) => quota::getquota(s, root).await,
         C::GetQuotaRoot(mailbox) => quota::getquotaroot(s, mailbox).await,
-        C::SetQuota { .. } => quota::setquota(s),
+        C::SetQuota { root, limits } => quota::setquota(s, root, limits).await,
         C::Expunge { .. }
         | C::Search(_)
         | C::Sort(_)

@@ -150,18 +150,22 @@ pub fn compute(root: &Dir) -> io::Result<(u64, u64)> {
 /// Reads the quota of the Maildir at `root`, recomputing the file when it
 /// is too long or its totals unreadable. `None`: no quota.
 pub fn load(root: &Dir) -> io::Result<Option<Quota>> {
+    match read(root)? {
+        Some((q, true)) => recalc(root, q.bytes_limit, q.count_limit).map(Some),
+        Some((q, false)) => Ok(Some(q)),
+        None => Ok(None),
+    }
+}
+
+/// Reads the file as it is, without recomputing: the quota, and whether
+/// the file has grown to where Maildir++ recomputes it. `None`: no quota.
+pub fn read(root: &Dir) -> io::Result<Option<(Quota, bool)>> {
     let text = match root.read(FILE) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let Some(q) = parse(&text) else {
-        return Ok(None);
-    };
-    if text.len() as u64 >= RECALC_AT {
-        return recalc(root, q.bytes_limit, q.count_limit).map(Some);
-    }
-    Ok(Some(q))
+    Ok(parse(&text).map(|q| (q, text.len() as u64 >= RECALC_AT)))
 }
 
 /// How old the totals may be before an over-quota answer counts again

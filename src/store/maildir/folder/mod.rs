@@ -358,6 +358,10 @@ pub struct Folder {
     dir_reads: std::sync::atomic::AtomicU64,
     /// [`Folder::close`] ran (set with the state locked).
     closed: std::sync::atomic::AtomicBool,
+    /// The Maildir's quota bookkeeping (`store::quota_upkeep`), attached
+    /// by the store that opened the folder; absent, the quota is read
+    /// and written without it (a folder opened on its own, in tests).
+    upkeep: std::sync::OnceLock<Arc<crate::store::quota_upkeep::QuotaUpkeep>>,
 }
 
 /// Keeps [`Folder::hold_rw`]'s count while a read-write session has the
@@ -611,6 +615,7 @@ impl Folder {
             events_live: std::sync::atomic::AtomicBool::new(false),
             dir_reads: std::sync::atomic::AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
+            upkeep: std::sync::OnceLock::new(),
         })
     }
 

@@ -582,6 +582,7 @@ impl Folder {
             );
             let gone: Vec<u32> = st.msgs.iter().map(|m| m.uid).collect();
             self.record_expunges(st, &gone);
+            self.outside_change();
             st.uidvalidity = ul.uidvalidity;
             st.last_uidvalidity = st.last_uidvalidity.max(ul.uidvalidity);
             // Past every record, as the records are noted below.
@@ -793,7 +794,9 @@ impl Folder {
                 }
             }
             if !gone.is_empty() {
+                // Removed by another program: the quota counts again.
                 self.record_expunges(st, &gone);
+                self.outside_change();
                 changed = true;
             }
         }
@@ -809,6 +812,9 @@ impl Folder {
     fn assign_unknown(&self, st: &mut State, seen: Names<Seen>) -> Result<bool> {
         let mut changed = false;
         if !seen.is_empty() {
+            // Delivered by another program (or, on a first open, simply
+            // not known yet): the quota counts again.
+            self.outside_change();
             // The new messages are made here, without a UID yet (0), and
             // become the folder's as they are: on a cold open the list is
             // the folder (no second list of 100,000 files in between).

@@ -186,6 +186,7 @@ impl Folder {
     /// Unlinks the messages `which` allows (only those in `uids` if given):
     /// [`Folder::expunge`] and [`Folder::remove`].
     fn unlink_msgs(&self, uids: Option<&[u32]>, which: Unlink) -> Result<Vec<u32>> {
+        let _counting = self.own_quota_change();
         let mut st = self.lock_state();
         let wanted: Option<HashSet<u32>> = uids.map(|u| u.iter().copied().collect());
         let allowed = |st: &State, i: usize| match which {
@@ -261,9 +262,37 @@ impl Folder {
         self.check_quota(bytes, count)
     }
 
+    /// Attaches the Maildir's quota upkeep (the store does, on every
+    /// open; the first one stays).
+    pub(crate) fn attach_upkeep(
+        &self,
+        upkeep: &std::sync::Arc<crate::store::quota_upkeep::QuotaUpkeep>,
+    ) {
+        let _ = self.upkeep.set(upkeep.clone());
+    }
+
+    /// A sync saw a change nestbox did not make: another program delivered
+    /// or removed a message. The quota is counted again before it is next
+    /// asked (`store::quota_upkeep`).
+    pub(super) fn outside_change(&self) {
+        if let Some(u) = self.upkeep.get() {
+            u.note_outside();
+        }
+    }
+
+    /// Held by an own change of the quota's totals from its first file
+    /// change to its `maildirsize` line (see `store::quota_upkeep`).
+    pub(super) fn own_quota_change(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        self.upkeep.get().map(|u| u.own_change())
+    }
+
     pub(super) fn check_quota(&self, bytes: u64, count: u64) -> Result<()> {
         let root = &self.dirs().root;
-        match super::super::quota::load(root)? {
+        let current = match self.upkeep.get() {
+            Some(u) => u.settle(root)?,
+            None => super::super::quota::load(root)?,
+        };
+        match current {
             Some(q) if !q.allows(bytes, count) => {
                 // Maildir++: over the limit with totals older than 15
                 // minutes, count again before refusing (deliveries and
@@ -283,8 +312,15 @@ impl Folder {
     /// Notes a change in `maildirsize`. A failure only makes the totals
     /// drift until the next recount, so it is logged, not returned.
     pub(super) fn record_quota(&self, bytes: i64, count: i64) {
-        if let Err(e) = super::super::quota::record(&self.dirs().root, bytes, count) {
-            tracing::warn!(root = %self.dirs().root.display(), error = %e, "cannot update maildirsize");
+        if bytes == 0 && count == 0 {
+            return;
+        }
+        let root = &self.dirs().root;
+        if let Err(e) = super::super::quota::record(root, bytes, count) {
+            tracing::warn!(root = %root.display(), error = %e, "cannot update maildirsize");
+        }
+        if let Some(u) = self.upkeep.get() {
+            u.after_own_change(root);
         }
     }
 
@@ -386,6 +422,7 @@ impl Folder {
             }
         };
         drop(f);
+        let _counting = self.own_quota_change();
         let r = self.commit_tmp(vec![(
             tmp.clone(),
             base,
@@ -582,6 +619,7 @@ impl Folder {
             }
             return Err(e);
         }
+        let _counting = dest.own_quota_change();
         match dest.commit_tmp(items) {
             Ok(dest_uids) => {
                 dest.record_quota(bytes as i64, dest_uids.len() as i64);
