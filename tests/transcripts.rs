@@ -8,7 +8,8 @@
 //!
 //! - `#! fixture NAME`: copy `tests/fixtures/maildirs/NAME/` into alice's Maildir before start.
 //! - `#! option plaintext_on_loopback=false`, `#! option max_literal_bytes=N` (nestbox only:
-//!   also its APPENDLIMIT): server options.
+//!   also its APPENDLIMIT), `#! option quota_set=true` (nestbox's `mail.quota_set`): server
+//!   options.
 //! - `#! skip dovecot`: this file tests nestbox-only behaviour (e.g. IMAP4rev2), so it is not
 //!   replayed when validating against Dovecot (`NESTBOX_TEST_SERVER=dovecot`).
 //! - `LOGIN`: read the greeting, log in as alice with tag `L0`, expect `L0 OK` (an untagged
@@ -263,6 +264,9 @@ fn parse_transcript(path: &Path) -> Result<Transcript, String> {
                         .parse()
                         .map_err(|_| err("bad max_literal_bytes"))?;
                     t.options.max_literal_bytes = Some(n);
+                }
+                ["option", "quota_set=true"] => {
+                    t.options.mail_extra = Some("quota_set = true\n".into())
                 }
                 ["skip", "dovecot"] => t.skip_dovecot = true,
                 _ => return Err(err("unknown directive")),
