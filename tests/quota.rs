@@ -123,3 +123,39 @@ fn the_configured_default_and_table_apply_to_users_without_a_rule() {
     assert!(line.ends_with(" 2048)"), "{line}");
     b.logout();
 }
+
+/// Python's imaplib asks as Thunderbird does (`GETQUOTAROOT INBOX`) and parses the answers:
+/// `tests/python/test_quota.py`.
+#[test]
+#[cfg_attr(
+    nestbox_missing_python3,
+    ignore = "python3 is not installed (the imaplib client)"
+)]
+fn imaplib_reads_the_quota_as_thunderbird_asks() {
+    if !common::require_tool("python3", "the imaplib quota suite") {
+        return;
+    }
+    if common::Kind::from_env() == common::Kind::Dovecot {
+        eprintln!("SKIPPED on Dovecot: the test Dovecot has no quota plugin");
+        return;
+    }
+    let server = TestServer::start_with(Options {
+        mail_extra: Some("quota = \"1M\"\n".into()),
+        ..Options::default()
+    });
+    let out = std::process::Command::new("python3")
+        .args(["-m", "unittest", "-v", "test_quota"])
+        .current_dir(common::repo_root().join("tests").join("python"))
+        .envs(server.client_env())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run python3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success() && stderr.contains("Ran 2 tests"),
+        "test_quota.py failed (exit {:?}); server log:\n{}",
+        out.status.code(),
+        server.log()
+    );
+}
