@@ -193,3 +193,30 @@ fn outside_changes_count_as_soon_as_seen() {
     let q = s.quota().unwrap().unwrap();
     assert_eq!((q.bytes, q.count), (600, 2));
 }
+
+/// How long a recount takes at 100,000 messages (run by hand:
+/// `cargo test --release --lib recount_cost -- --ignored --nocapture`); the
+/// figure is in `quota_upkeep`'s module doc.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn recount_cost() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    drop(open(root));
+    for i in 0..100_000 {
+        // Half named as nestbox and Dovecot name files (`,S=`), half as
+        // Postfix does (no size: each costs a stat).
+        let name = if i % 2 == 0 {
+            format!("cur/{i}.M1P1.h,S=1000:2,S")
+        } else {
+            format!("new/{i}.V1I1M1.mx")
+        };
+        fs::write(root.join(name), b"x").unwrap();
+    }
+    let dir = Dir::open_root(root).unwrap();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let (b, c) = quota::compute(&dir).unwrap();
+        eprintln!("recount of {c} messages ({b} bytes): {:?}", t.elapsed());
+    }
+}
