@@ -1975,6 +1975,54 @@ fn session_sync_trusts_the_watcher_only_up_to_its_stamp() {
     assert_eq!(uids(&f).len(), 3, "an mtime past the stamp means: look");
 }
 
+/// A big folder whose directories moved a moment ago (a session of ours
+/// changed them) waits for the change watcher's round rather than reading
+/// them, and reads them after all when no round comes in time.
+#[test]
+fn a_big_folder_waits_for_the_watcher_instead_of_rescanning() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    fs::create_dir_all(root.join("cur")).unwrap();
+    for i in 0..5_000 {
+        fs::write(root.join(format!("cur/{i:05}.x.host:2,S")), b"m\n").unwrap();
+    }
+    let s = open(&root);
+    let f = s.open_folder("INBOX").unwrap();
+    assert_eq!(uids(&f).len(), 5_000);
+    f.set_events_live(true);
+    let stamp = f.dir_stamp().unwrap();
+    f.sync_for_watcher(Some(&[]), Some(stamp)).unwrap();
+
+    // A change the stamp does not cover; its round comes 20 ms later.
+    deliver(&root, "9.a.host", b"new\n");
+    let reads = f.dir_reads();
+    let watcher = {
+        let f = f.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let stamp = f.dir_stamp().unwrap();
+            let ev = [EntryEvent {
+                in_new: true,
+                name: "9.a.host".into(),
+                gone: false,
+            }];
+            f.sync_for_watcher(Some(&ev), Some(stamp)).unwrap();
+        })
+    };
+    f.sync(false).unwrap();
+    watcher.join().unwrap();
+    assert_eq!(f.dir_reads(), reads, "waited for the round, read nothing");
+    assert_eq!(uids(&f).len(), 5_001);
+
+    // No round in time: the sync reads the directories itself.
+    deliver(&root, "9.b.host", b"newer\n");
+    let t = std::time::Instant::now();
+    f.sync(false).unwrap();
+    assert!(f.dir_reads() > reads, "read the directories");
+    assert!(t.elapsed() >= std::time::Duration::from_millis(50));
+    assert_eq!(uids(&f).len(), 5_002);
+}
+
 /// A first scan numbers files in the order of their names, also among
 /// names alike in their first 32 bytes (sorted by a cached prefix key,
 /// then the ties by the whole name), and short names that are prefixes.

@@ -362,6 +362,11 @@ pub struct Folder {
     /// by the store that opened the folder; absent, the quota is read
     /// and written without it (a folder opened on its own, in tests).
     upkeep: std::sync::OnceLock<Arc<crate::store::quota_upkeep::QuotaUpkeep>>,
+    /// Rounds of the change watcher done ([`Folder::sync_for_watcher`]),
+    /// and its signal: a session's sync may wait for the next round
+    /// instead of reading a big folder's directories (`sync::catch_up`).
+    watcher_rounds: Mutex<u64>,
+    watcher_round: std::sync::Condvar,
 }
 
 /// Keeps [`Folder::hold_rw`]'s count while a read-write session has the
@@ -616,6 +621,8 @@ impl Folder {
             dir_reads: std::sync::atomic::AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
             upkeep: std::sync::OnceLock::new(),
+            watcher_rounds: Mutex::new(0),
+            watcher_round: std::sync::Condvar::new(),
         })
     }
 
