@@ -14,8 +14,9 @@
 //! The limits come from the configuration (`mail.quota`, a user's quota
 //! rule, `[mail.user_quota]`), written into `maildirsize` at login
 //! (`store::apply_quota`), or from a `maildirsize` another program wrote.
-//! Planned (issue 19): the warning at 90 %, SETQUOTA when the operator
-//! allows it (`QUOTASET`), and `nestbox quota`.
+//! `nestbox quota` shows and recalculates the same file from a shell.
+//! Planned (issue 19): the warning at 90 % and SETQUOTA when the operator
+//! allows it (`QUOTASET`).
 
 use crate::proto::data::Data;
 use crate::proto::response::Code;
