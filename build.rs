@@ -1,8 +1,9 @@
 //! Build script: tells the tests which peer programs this machine lacks.
 //!
 //! Some tests drive real peers (Python's `imaplib` and `poplib`, `mbsync`, `fetchmail`, Postfix,
-//! Dovecot's LDA and POP3 server) and some need root. libtest has no way for a running test to
-//! say "skipped": one that returns early shows as `ok`, its reason swallowed by output capture.
+//! Dovecot's LDA, POP3 server and `doveadm`) and some need root. libtest has no way for a
+//! running test to say "skipped": one that returns early shows as `ok`, its reason swallowed
+//! by output capture.
 //! So the decision is taken here, at build time: for each missing peer this emits a
 //! `nestbox_missing_*` cfg, and the tests carry
 //! `#[cfg_attr(nestbox_missing_X, ignore = "why")]`, so `cargo test` lists them as
@@ -26,6 +27,7 @@ const PEERS: &[(&str, &str)] = &[
     ("dovecot_pop3", "/usr/lib/dovecot/pop3"),
     ("fetchmail", "fetchmail"),
     ("runuser", "runuser"),
+    ("doveadm", "doveadm"),
 ];
 
 fn main() {

@@ -65,11 +65,15 @@
 //! - [`auth`]: passwd-file and PAM users, SASL, failure throttling, and
 //!   the one login sequence both protocols go through (`auth::login`:
 //!   delay, check, per-user protocol rules, LOGIN-DELAY, logging).
+//! - [`admin`]: operator commands beside the server (`nestbox quota`),
+//!   doing each user's Maildir work in a helper process running as that
+//!   user.
 //! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`].
 //!
 //! Outside tests, nothing here calls `unwrap` or `expect`: a client's bytes
 //! or a file on disk can never reach a panic that way (enforced below).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;

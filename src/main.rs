@@ -1,4 +1,4 @@
-//! The `nestbox` command (SPEC §2): `serve`, `demo`, `check-config`, `passwd`.
+//! The `nestbox` command (SPEC §2): `serve`, `demo`, `check-config`, `passwd`, `quota`.
 //!
 //! This file parses the command line, sets up logging, loads the config and hands off to
 //! `nestbox::server::run`; it holds no server logic. Exit codes: 0 success, 1 runtime
@@ -52,9 +52,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = PasswdScheme::Argon2id)]
         scheme: PasswdScheme,
     },
+    /// Show or recalculate users' Maildir++ quota (`maildirsize`).
+    ///
+    /// For STORAGE (bytes) and MESSAGE (messages): use, limit and share of the limit, as a
+    /// table or as JSON. Each user's Maildir is read and written as that user (when run as
+    /// root, by a helper process switched to the user's uid, gid and groups; never as root).
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Internal: a per-user worker process, started by the server itself (never by hand).
     #[command(hide = true)]
     Worker,
+    /// Internal: the Maildir work of `quota`, started by it as each user (never by hand).
+    #[command(hide = true, name = nestbox::admin::quota::HELPER_COMMAND)]
+    QuotaHelper,
     // Instead of clap's own help subcommand (`disable_help_subcommand` above): that one takes
     // only command names, so `nestbox help --help` was a usage error (exit 2).
     /// Print this message or the help of the given command.
@@ -63,6 +73,61 @@ enum Command {
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuotaCommand {
+    /// Show users' quota from their Maildir's `maildirsize`.
+    ///
+    /// Read only: nothing is written. A user without a Maildir, or whose Maildir has no
+    /// `maildirsize` (no quota), is shown as such.
+    #[command(after_long_help = QUOTA_EXIT)]
+    Show {
+        #[command(flatten)]
+        target: QuotaTarget,
+        /// Count the folders for the use instead of reading the totals in `maildirsize`
+        /// (still nothing is written: `quota recalc` does that).
+        #[arg(long)]
+        recalc: bool,
+    },
+    /// Count users' folders and rewrite `maildirsize`, then show the result.
+    ///
+    /// The limits written are the ones the configuration gives each user, as a login
+    /// applies them. With no limit configured, an existing `maildirsize` keeps its own, and
+    /// a Maildir without one is left without quota (its use is shown, nothing is written).
+    /// A user without a Maildir is shown as such; none is made.
+    #[command(after_long_help = QUOTA_EXIT)]
+    Recalc {
+        #[command(flatten)]
+        target: QuotaTarget,
+    },
+}
+
+/// The end of `quota show --help` and `quota recalc --help`.
+const QUOTA_EXIT: &str = "Exit status: 0 when every user was shown (users without a Maildir or \
+    without quota included); 1 when a user's Maildir could not be read or written (one line \
+    on standard error each, the others are still shown); 2 for an unknown user or a \
+    configuration error.";
+
+/// Whose quota, from which configuration, printed how: shared by `quota show` and `quota
+/// recalc`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["user", "all"])))]
+struct QuotaTarget {
+    /// The user (a login name).
+    #[arg(value_name = "USER")]
+    user: Option<String>,
+    /// Every user: each line of the passwd-file; with PAM, the system users with a uid from
+    /// UID_MIN to UID_MAX of /etc/login.defs (1000 to 60000 by default) who have a Maildir.
+    /// Run as another user than root: only the users whose mail is served as that uid.
+    #[arg(long)]
+    all: bool,
+    /// Print JSON (an array, one object per user) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Configuration file.
+    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -106,15 +171,21 @@ async fn run() -> ExitCode {
     if let Command::Help { command } = &cli.command {
         help(command.as_deref());
     }
-    init_logging();
+    // An operator command's output is its answer: only warnings and errors are logged
+    // beside it (the server's `info` lines, such as "loaded N user(s)", are noise there).
+    let quiet = matches!(cli.command, Command::Quota(_) | Command::QuotaHelper);
+    init_logging(if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Serve { config } => serve(&config).await,
         Command::Demo { dir } => demo(&dir).await,
         Command::CheckConfig { config } => check_config(&config),
         Command::Passwd { scheme } => passwd(scheme),
+        Command::Quota(q) => quota(q),
         Command::Worker => nestbox::server::worker::run()
             .await
             .map_err(|e| Failure::Runtime(format!("worker: {e}"))),
+        Command::QuotaHelper => nestbox::admin::quota::helper()
+            .map_err(|e| Failure::Runtime(format!("quota helper: {e}"))),
         Command::Help { .. } => Ok(()),
     };
     match result {
@@ -131,8 +202,8 @@ async fn run() -> ExitCode {
 }
 
 /// Logs go to stderr (journald picks them up); the filter comes from `NESTBOX_LOG`, else
-/// `RUST_LOG`, else `info`.
-fn init_logging() {
+/// `RUST_LOG`, else `default` (`info`; `warn` for operator commands).
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
     let spec = ["NESTBOX_LOG", "RUST_LOG"]
         .iter()
@@ -140,7 +211,7 @@ fn init_logging() {
     let mut filter = spec
         .as_deref()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(default));
     if let Some(directive) = quiet_rustls(spec.as_deref()) {
         filter = filter.add_directive(directive);
     }
@@ -254,6 +325,38 @@ fn check_config(path: &Path) -> Result<(), Failure> {
                 .collect::<Vec<_>>()
                 .join("\nnestbox: "),
         ))
+    }
+}
+
+fn quota(command: QuotaCommand) -> Result<(), Failure> {
+    use nestbox::admin::quota::{self, Format, Mode, Which};
+    let (target, mode) = match command {
+        QuotaCommand::Show { target, recalc } => (target, Mode::Show { count: recalc }),
+        QuotaCommand::Recalc { target } => (target, Mode::Recalc),
+    };
+    let cfg = load_config(&target.config)?;
+    let which = match target.user {
+        Some(user) => Which::User(user),
+        None => Which::All,
+    };
+    let format = if target.json {
+        Format::Json
+    } else {
+        Format::Table
+    };
+    let outcome = quota::run(&cfg, &which, mode, format).map_err(|e| match e {
+        quota::Error::Usage(m) => Failure::Usage(m),
+    })?;
+    print!("{}", outcome.output);
+    let _ = std::io::stdout().flush();
+    match outcome.errors.split_last() {
+        None => Ok(()),
+        Some((last, rest)) => {
+            for e in rest {
+                eprintln!("nestbox: {e}");
+            }
+            Err(Failure::Runtime(last.clone()))
+        }
     }
 }
 
@@ -374,26 +477,31 @@ mod tests {
         let cmd = Cli::command();
         cmd.clone().debug_assert();
         // `help` is described with `-h, --help` there, as clap's own help subcommand was.
-        // Hidden ones (`worker`, started by the server itself) are internal.
-        for sub in cmd
-            .get_subcommands()
-            .filter(|s| s.get_name() != "help" && !s.is_hide_set())
-        {
-            let name = sub.get_name().replace('-', "\\-");
-            assert!(
-                page.contains(&format!(".B {name}")),
-                "subcommand {name} missing from nestbox.1"
-            );
-            for arg in sub.get_arguments() {
-                if let Some(long) = arg.get_long() {
-                    let long = long.replace('-', "\\-");
-                    assert!(
-                        page.contains(&format!("\\-\\-{long}")),
-                        "--{long} missing from nestbox.1"
-                    );
+        // Hidden ones (`worker`, `quota-helper`, started by nestbox itself) are internal.
+        // Nested commands (`quota show`) are named with their parents.
+        fn check(page: &str, prefix: &str, cmd: &clap::Command) {
+            for sub in cmd
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+            {
+                let name = format!("{prefix}{}", sub.get_name().replace('-', "\\-"));
+                assert!(
+                    page.contains(&format!(".B {name}")),
+                    "subcommand {name} missing from nestbox.1"
+                );
+                for arg in sub.get_arguments() {
+                    if let Some(long) = arg.get_long() {
+                        let long = long.replace('-', "\\-");
+                        assert!(
+                            page.contains(&format!("\\-\\-{long}")),
+                            "--{long} missing from nestbox.1"
+                        );
+                    }
                 }
+                check(page, &format!("{name} "), sub);
             }
         }
+        check(page, "", &cmd);
     }
 
     #[test]
@@ -407,6 +515,30 @@ mod tests {
             Command::Passwd {
                 scheme: PasswdScheme::Sha512Crypt
             }
+        ));
+        // `quota` takes one user or --all, never both, never neither.
+        for args in [
+            &["quota", "show"][..],
+            &["quota", "recalc", "ann", "--all"],
+            &["quota"],
+        ] {
+            let e = Cli::try_parse_from(std::iter::once("nestbox").chain(args.iter().copied()))
+                .unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+        let c = Cli::try_parse_from(["nestbox", "quota", "show", "--recalc", "ann"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Quota(QuotaCommand::Show { target, recalc: true })
+                if target.user.as_deref() == Some("ann") && !target.all && !target.json
+        ));
+        let c = Cli::try_parse_from(["nestbox", "quota", "recalc", "--all", "--json", "-c", "/x"])
+            .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Quota(QuotaCommand::Recalc { target })
+                if target.user.is_none() && target.all && target.json
+                    && target.config == Path::new("/x")
         ));
         let c = Cli::try_parse_from(["nestbox", "serve"]).unwrap();
         assert!(

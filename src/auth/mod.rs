@@ -10,13 +10,15 @@
 //! Submodules: `hash` (schemes, APOP's digest), `passwd_file` (the file and its
 //! reloading), `sasl` (PLAIN and LOGIN wire helpers), `access` (which protocols a user may
 //! use, what POP3 does for them), `login` (the sequence IMAP and POP3 logins both run:
-//! delay, check, protocol rules, log, failure count), and the failure log/tracker
-//! re-exported here. This module never logs a password or hash, and never decides protocol
-//! responses (the sessions map [`LoginError`] to theirs).
+//! delay, check, protocol rules, log, failure count), `directory` (users looked up by
+//! operator commands, without a password), and the failure log/tracker re-exported here.
+//! This module never logs a password or hash, and never decides protocol responses (the
+//! sessions map [`LoginError`] to theirs).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 pub mod access;
+mod directory;
 mod failures;
 pub mod hash;
 mod login;
@@ -26,6 +28,7 @@ pub mod sasl;
 pub(crate) mod sysdb;
 
 pub use access::{DeleAction, Pop3Policy, Protocol, QuotaLimits, Rules, UserSettings};
+pub use directory::Listed;
 pub use failures::{FailureTracker, log_failure, log_refused, log_success, sanitize};
 pub use login::{Attempt, Credential, LoginError, login};
 

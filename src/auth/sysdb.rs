@@ -1,5 +1,6 @@
 //! The system's user and group database (NSS: /etc/passwd, LDAP, systemd-userdb, ...):
-//! a user's uid, gid and home, a group's gid, and a user's supplementary groups.
+//! a user's uid, gid and home, a group's gid, a user's supplementary groups, and (for
+//! operator commands such as `nestbox quota --all`) every user it lists.
 //!
 //! Every call may block (NSS modules talk to the network), so callers on the runtime use
 //! the blocking pool. libc's reentrant `_r` calls and `getgrouplist`; no crate wraps NSS
@@ -61,6 +62,53 @@ pub(crate) fn passwd_entry(name: &str) -> Result<Option<PasswdEntry>, AuthError>
             home,
         }));
     }
+}
+
+/// Every user the database lists (`setpwent`/`getpwent`/`endpwent`), name and entry. Blocking,
+/// and possibly long with a network directory.
+///
+/// `getpwent` keeps its place in the C library's static state, so this is not for concurrent
+/// use: only operator commands call it, once, from one thread (the server never enumerates
+/// users). glibc's `getpwent_r` would not help there: it shares the same iteration. Each entry
+/// is copied out before the next call overwrites it.
+pub(crate) fn all_passwd_entries() -> Vec<(String, PasswdEntry)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    // SAFETY: setpwent/getpwent/endpwent have no arguments; getpwent returns NULL at the end
+    // (or on an error, which ends the list the same way) or a pointer to static storage that
+    // stays valid until the next call, and every string is copied out before that.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let pw = libc::getpwent();
+            if pw.is_null() {
+                break;
+            }
+            let pw = &*pw;
+            if pw.pw_name.is_null() {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(pw.pw_name)
+                .to_string_lossy()
+                .into_owned();
+            let home = if pw.pw_dir.is_null() {
+                std::path::PathBuf::new()
+            } else {
+                let bytes = std::ffi::CStr::from_ptr(pw.pw_dir).to_bytes();
+                std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+            };
+            out.push((
+                name,
+                PasswdEntry {
+                    uid: pw.pw_uid,
+                    gid: pw.pw_gid,
+                    home,
+                },
+            ));
+        }
+        libc::endpwent();
+    }
+    out
 }
 
 /// `getgrnam_r`: the gid of group `name`, `Ok(None)` when there is no such group.
@@ -137,5 +185,10 @@ mod tests {
         assert_eq!(group_list("root", 0).unwrap()[0], 0);
         assert!(passwd_entry("no-such-user-nestbox").unwrap().is_none());
         assert!(group_gid("no-such-group-nestbox").unwrap().is_none());
+        let all = all_passwd_entries();
+        assert!(
+            all.iter().any(|(n, e)| n == "root" && e.uid == 0),
+            "root listed"
+        );
     }
 }

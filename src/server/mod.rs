@@ -4,7 +4,8 @@
 //! (`run`), TLS (`tls`: the certificate, reloaded on SIGHUP and when its
 //! files change, the handshakes for implicit-TLS ports and STARTTLS),
 //! connection limits (`limits`), which uid serves a user (`identity`), the
-//! worker processes (`pool`), what it tells them (`handoff`, over
+//! worker processes (`pool`, started as the user by `credentials`, which
+//! `nestbox quota`'s helpers share), what it tells them (`handoff`, over
 //! `channel`), and relaying a logged-in connection's bytes (`relay`). It
 //! never opens a Maildir.
 //!
@@ -12,6 +13,7 @@
 //! folder registry with live sync (the store's), and giving memory back
 //! from unused folders (`memory`). It never holds a TLS key or reads the users file.
 pub mod channel;
+pub mod credentials;
 pub mod handoff;
 pub mod identity;
 pub mod limits;

@@ -309,38 +309,11 @@ impl Pool {
                 cmd.env(var, v);
             }
         }
-        let switch = rustix::process::geteuid().is_root();
-        let uid = rustix::process::Uid::from_raw(identity.uid);
-        let gid = rustix::process::Gid::from_raw(identity.gid);
-        let groups: Vec<rustix::process::Gid> = identity
-            .groups
-            .iter()
-            .map(|&g| rustix::process::Gid::from_raw(g))
-            .collect();
-        // SAFETY: the closure runs in the child between fork and exec, where only
-        // async-signal-safe calls are allowed: it makes raw system calls only
-        // (rustix, and libc's `syscall`; no allocation: `groups` was built above).
-        // The per-thread calls are right here: the child has one thread.
+        let setup = super::credentials::child_setup(identity);
+        // SAFETY: the closure makes raw system calls only and allocates nothing, as the
+        // child between fork and exec requires (`credentials::child_setup` says how).
         unsafe {
-            cmd.pre_exec(move || {
-                if switch {
-                    rustix::thread::set_thread_groups(&groups)?;
-                    rustix::thread::set_thread_res_gid(gid, gid, gid)?;
-                    rustix::thread::set_thread_res_uid(uid, uid, uid)?;
-                }
-                rustix::thread::set_no_new_privs(true)?;
-                // Nothing the front inherited (from systemd, a shell) reaches the
-                // worker: every descriptor above stderr closes at exec. Marks instead
-                // of closing, so std's own exec-error pipe keeps working; kernels
-                // before 5.11 lack the flag, and then only our own CLOEXEC applies.
-                libc::syscall(
-                    libc::SYS_close_range,
-                    3 as libc::c_uint,
-                    libc::c_uint::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-                );
-                Ok(())
-            });
+            cmd.pre_exec(setup);
         }
         let mut child = cmd
             .spawn()

@@ -16,7 +16,8 @@
 //! (`store::apply_quota`), or from a `maildirsize` another program wrote;
 //! with `mail.quota_set` a user may set their own (SETQUOTA, `QUOTASET`).
 //! How other programs' deliveries are counted and when the user is warned
-//! is `store::quota_upkeep`'s.
+//! is `store::quota_upkeep`'s; `nestbox quota` shows and recounts the
+//! same file from a shell.
 
 use crate::proto::data::Data;
 use crate::proto::response::Code;
