@@ -54,8 +54,13 @@ pub enum Action {
     /// Count the folders and rewrite `maildirsize` with `limits` (the configuration's). With
     /// no limit configured, a `maildirsize` already there keeps its own limits, as at login
     /// (`store::apply_quota` leaves it alone then), and a Maildir without one stays
-    /// without quota.
-    Recalc { limits: QuotaLimits },
+    /// without quota. With `keep_existing` (`mail.quota_set`: users set their own limits)
+    /// a `maildirsize` already there keeps its limits too, again as at login.
+    Recalc {
+        limits: QuotaLimits,
+        #[serde(default)]
+        keep_existing: bool,
+    },
 }
 
 /// What is in use: bytes (the sum of the messages' sizes, Maildir++'s `S`) and messages.
@@ -94,7 +99,10 @@ pub fn run(job: &Job) -> Found {
     };
     match job.action {
         Action::Show { count } => show(&root, count),
-        Action::Recalc { limits } => recalc(&root, limits),
+        Action::Recalc {
+            limits,
+            keep_existing,
+        } => recalc(&root, limits, keep_existing),
     }
     .unwrap_or_else(|e| Found::Failed(format!("{}: {e}", job.maildir.display())))
 }
@@ -141,18 +149,19 @@ fn show(root: &Dir, count: bool) -> io::Result<Found> {
     })
 }
 
-fn recalc(root: &Dir, limits: QuotaLimits) -> io::Result<Found> {
-    let limits = if limits.is_none() {
+fn recalc(root: &Dir, limits: QuotaLimits, keep_existing: bool) -> io::Result<Found> {
+    let limits = if limits.is_none() || keep_existing {
         match read_file(root)? {
             Some(q) => QuotaLimits {
                 bytes: q.bytes_limit,
                 messages: q.count_limit,
             },
-            None => {
+            None if limits.is_none() => {
                 return Ok(Found::NoQuota {
                     usage: Some(counted(root)?),
                 });
             }
+            None => limits,
         }
     } else {
         limits
@@ -218,7 +227,13 @@ mod tests {
         // Without configured limits and without a file, nothing is written.
         let none = QuotaLimits::default();
         assert_eq!(
-            run(&job(&d, Action::Recalc { limits: none })),
+            run(&job(
+                &d,
+                Action::Recalc {
+                    limits: none,
+                    keep_existing: false,
+                }
+            )),
             Found::NoQuota { usage: Some(usage) }
         );
         assert!(!file.exists());
@@ -228,7 +243,16 @@ mod tests {
             counted: true,
             written: true,
         };
-        assert_eq!(run(&job(&d, Action::Recalc { limits: LIMITS })), want);
+        assert_eq!(
+            run(&job(
+                &d,
+                Action::Recalc {
+                    limits: LIMITS,
+                    keep_existing: false,
+                }
+            )),
+            want
+        );
         assert_eq!(fs::read_to_string(&file).unwrap(), "1000S,9C\n15 2\n");
         // Show reads the file's totals, even when they are wrong, and never writes.
         fs::write(&file, "1000S,9C\n15 2\n100 1\n").unwrap();
@@ -254,8 +278,33 @@ mod tests {
             "1000S,9C\n15 2\n100 1\n"
         );
         // With no limit configured, recalc keeps the file's own.
-        assert_eq!(run(&job(&d, Action::Recalc { limits: none })), want);
+        assert_eq!(
+            run(&job(
+                &d,
+                Action::Recalc {
+                    limits: none,
+                    keep_existing: false,
+                }
+            )),
+            want
+        );
         assert_eq!(fs::read_to_string(&file).unwrap(), "1000S,9C\n15 2\n");
+        // Users set their own (`mail.quota_set`): the file's limits stay, whatever is
+        // configured, as at login.
+        let other = QuotaLimits {
+            bytes: Some(5000),
+            messages: None,
+        };
+        let keep = |limits| Action::Recalc {
+            limits,
+            keep_existing: true,
+        };
+        assert_eq!(run(&job(&d, keep(other))), want);
+        assert_eq!(fs::read_to_string(&file).unwrap(), "1000S,9C\n15 2\n");
+        // ...and a Maildir without a file gets the configured ones.
+        fs::remove_file(&file).unwrap();
+        run(&job(&d, keep(other)));
+        assert_eq!(fs::read_to_string(&file).unwrap(), "5000S\n15 2\n");
     }
 
     #[test]
@@ -264,7 +313,10 @@ mod tests {
         let missing = d.path().join("Maildir");
         for action in [
             Action::Show { count: true },
-            Action::Recalc { limits: LIMITS },
+            Action::Recalc {
+                limits: LIMITS,
+                keep_existing: false,
+            },
         ] {
             let j = Job {
                 maildir: missing.clone(),
@@ -301,7 +353,13 @@ mod tests {
         }
         fs::write(outside.path().join("Evil/cur/9.z.h,S=5000"), b"x").unwrap();
         std::os::unix::fs::symlink(outside.path().join("Evil"), d.path().join(".Evil")).unwrap();
-        let found = run(&job(&d, Action::Recalc { limits: LIMITS }));
+        let found = run(&job(
+            &d,
+            Action::Recalc {
+                limits: LIMITS,
+                keep_existing: false,
+            },
+        ));
         assert!(
             matches!(found, Found::Quota { usage, .. } if usage == Usage { bytes: 15, messages: 2 }),
             "{found:?}"

@@ -92,7 +92,8 @@ pub fn run(cfg: &Config, which: &Which, mode: Mode, format: Format) -> Result<Ou
         },
         Which::All => auth.all_users(),
     };
-    let (mut rows, batches) = plan(&auth, &policy, which, mode, listed);
+    let keep_existing = cfg.mail.quota_set;
+    let (mut rows, batches) = plan(&auth, &policy, which, mode, keep_existing, listed);
     for batch in batches {
         for (index, found) in carry_out(batch) {
             rows[index].found = found;
@@ -135,6 +136,7 @@ fn plan(
     policy: &Policy,
     which: &Which,
     mode: Mode,
+    keep_existing: bool,
     listed: Vec<crate::auth::Listed>,
 ) -> (Vec<Row>, Vec<Batch>) {
     let privileged = rustix::process::geteuid().is_root();
@@ -170,6 +172,7 @@ fn plan(
             // The limits a login applies to this user.
             Mode::Recalc => Action::Recalc {
                 limits: auth.quota_limits(&user),
+                keep_existing,
             },
         };
         let job = Job {
