@@ -94,7 +94,8 @@ enum QuotaCommand {
     ///
     /// The limits written are the ones the configuration gives each user, as a login
     /// applies them. With no limit configured, an existing `maildirsize` keeps its own, and
-    /// a Maildir without one is left without quota (its use is shown, nothing is written).
+    /// a Maildir without one is left without quota (its use is shown, nothing is written);
+    /// so does one when `mail.quota_set` lets users set their own.
     /// A user without a Maildir is shown as such; none is made.
     #[command(after_long_help = QUOTA_EXIT)]
     Recalc {
