@@ -24,6 +24,7 @@
 
 pub mod caps;
 pub mod cmd;
+mod compress;
 pub(crate) mod condstore;
 mod conn;
 pub mod context;
@@ -107,6 +108,9 @@ pub struct Session {
     /// Set by handlers that need the stream replaced after the tagged
     /// response (STARTTLS).
     pub(crate) pending_starttls: bool,
+    /// Set by COMPRESS DEFLATE: the stream becomes `compress::Deflate`
+    /// right after the tagged OK is flushed (RFC 4978 §3).
+    pub(crate) pending_compress: bool,
     /// The client has used a UID command: it tracks messages by UID, so
     /// unsolicited FETCH responses carry the UID too.
     pub(crate) uid_commands: bool,
@@ -157,6 +161,7 @@ impl Session {
             state: State::NotAuthenticated,
             enabled: Enabled::default(),
             pending_starttls: false,
+            pending_compress: false,
             uid_commands: false,
             login_deadline,
             logged_in_user: None,
@@ -322,6 +327,7 @@ impl Session {
             // flushes before it waits for input, so output waits here only
             // while the next command is already buffered.
             let must_flush = self.pending_starttls
+                || self.pending_compress
                 || self.handover.is_some()
                 || matches!(self.state, State::Logout);
             let flushed = if must_flush {
@@ -337,6 +343,10 @@ impl Session {
                 if !self.start_tls().await {
                     break;
                 }
+            }
+            if self.pending_compress {
+                self.pending_compress = false;
+                self.start_compress();
             }
             if let Some((tag, user)) = self.handover.take() {
                 let io = self.io.take()?;
@@ -420,8 +430,10 @@ impl Session {
         }
         self.tagged(&tag, &status);
         // NOTIFY: the selected mailbox has its own events, the others are
-        // watched (a SELECT, CLOSE, DELETE of the selected one...).
-        if self.notify.is_some() {
+        // watched (a SELECT, CLOSE, DELETE of the selected one...). Not
+        // after COMPRESS's OK: nothing may follow it uncompressed (RFC 4978
+        // §3), and it changed no selection.
+        if self.notify.is_some() && !self.pending_compress {
             if let Err(e) = self.notify_selection_changed().await {
                 tracing::warn!("NOTIFY after {name} failed: {}", e.text);
             }
@@ -436,6 +448,7 @@ impl Session {
                 matches!(self.state, State::NotAuthenticated)
             }
             C::Enable(_)
+            | C::Compress(_)
             | C::Select { .. }
             | C::Create { .. }
             | C::Delete(_)
@@ -605,6 +618,8 @@ impl Session {
                 self.out = Vec::with_capacity(512);
             }
             self.conn.quickack();
+            let can_rest = self.deflate().is_some_and(|d| d.can_rest());
+            let mut rest = false;
             // Small on purpose: it lives in every idle connection's task.
             let mut buf = [0u8; READ_CHUNK];
             let io = self
@@ -633,6 +648,15 @@ impl Session {
                 },
                 _ = shutdown.changed() => return Ok(Input::Shutdown),
                 w = notify => return Ok(Input::Notify(w)),
+                // A quiet client: COMPRESS's deflater goes (`session::
+                // compress`). The read starts over (it is cancel-safe), its
+                // timeout too: the idle limit grows by REST_AFTER, once.
+                _ = tokio::time::sleep(compress::REST_AFTER), if can_rest => {
+                    rest = true;
+                }
+            }
+            if rest {
+                self.rest_compressor();
             }
         }
     }
