@@ -1,8 +1,8 @@
 //! The client's side of COMPRESS=DEFLATE (RFC 4978) for the blocking test clients: raw DEFLATE
 //! (RFC 1951, no zlib header: what zlib calls wbits -15), every write sync-flushed as a client
-//! must so the server can act on it. flate2 (another implementation than the server's
-//! async-compression adaptor, on the same miniz_oxide), so a test checks the bytes on the wire,
-//! not one library against itself.
+//! must so the server can act on it. flate2 directly, not the server's async-compression
+//! adaptor; the codec underneath is the same (zlib-rs), so the independent check of the bytes
+//! on the wire is Python's C zlib (`tests/python/test_compress.py`).
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
