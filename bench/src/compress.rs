@@ -13,8 +13,8 @@
 //! - `rss_per_deflate_conn_active`, `_quiet`, `_idle`: K connections that did LOGIN, COMPRESS
 //!   and SELECT INBOX; RSS per connection right after each answered a NOOP (every deflater
 //!   just used), again after 40 s without a command (`--quick`: 6 s; nestbox drops a quiet
-//!   connection's deflater after 5 s and gives freed memory back within 30 s), and once they
-//!   are in IDLE.
+//!   connection's deflater after 5 s; the margin also covers its 30 s memory sweep), and once
+//!   they are in IDLE.
 //!
 //! Checks, never timings: every FETCH run answers one response per INBOX message, and the
 //! inflated responses of the compressed runs are byte for byte the plain runs' (a hash of the

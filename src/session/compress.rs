@@ -49,12 +49,13 @@
 //! 4 KiB read buffer. The cost: the first response after a rest is
 //! compressed without the earlier responses as dictionary (a short tagged
 //! OK takes about 41 bytes instead of 8), and making a deflater costs about
-//! 7 us; neither matters for a connection that waited seconds. What a
-//! dropped deflater frees goes back to the allocator at once and to the
-//! kernel with the worker's periodic trim (`server::memory`), so a rested
-//! connection's RSS falls with that sweep, not at the rest
-//! (bench/RESULTS.md, session 15). The stream is never finished with a
-//! final block except at shutdown.
+//! 7 us; neither matters for a connection that waited seconds. zlib-rs
+//! makes the deflater's state in one allocation, which glibc serves with
+//! mmap (it is far above glibc's mmap threshold) and unmaps when it is
+//! freed, so the memory goes back to the kernel at the rest itself
+//! (bench/RESULTS.md, session 15: 365 KiB per active connection, 53-56 KiB
+//! once quiet or in IDLE). The stream is never finished with a final block
+//! except at shutdown.
 
 use std::io;
 use std::pin::Pin;
