@@ -39,7 +39,9 @@
 //!   (ESEARCH answers and live UPDATE contexts). No command file imports
 //!   another; the responses they send are typed in `proto::data` and
 //!   `proto::response`. The session's own parts: `session::conn` (stream,
-//!   process-wide parts, handover), `session::state` (states carrying
+//!   process-wide parts, handover), `session::input` (reading the client:
+//!   frames, raw lines, what ends a wait), `session::compress` (the
+//!   COMPRESS=DEFLATE stream layer), `session::state` (states carrying
 //!   their data), `session::status` (the one error model),
 //!   `session::offload` (blocking work off the runtime).
 //! - [`store`]: one user's Maildir++ behind a synchronous API (callers use

@@ -1,6 +1,7 @@
 //! Python `imaplib` (standard library only) drives the server over implicit TLS and STARTTLS:
-//! `tests/python/test_imap.py`, run with `python3 -m unittest` against a server started here by
-//! the shared harness, which passes host, ports, user, password and the test CA through the
+//! `tests/python/test_imap.py`, and with COMPRESS=DEFLATE (imaplib plus `zlib`):
+//! `tests/python/test_compress.py`, run with `python3 -m unittest` against a server started here
+//! by the shared harness, which passes host, ports, user, password and the test CA through the
 //! environment (`TestServer::client_env`).
 
 mod common;
@@ -64,4 +65,17 @@ fn imaplib_logindisabled_without_plaintext_on_loopback() {
         ..Options::default()
     });
     run_python(&server, "test_imap.LoginDisabledTests");
+}
+
+#[test]
+#[cfg_attr(
+    nestbox_missing_python3,
+    ignore = "python3 is not installed (the imaplib client)"
+)]
+fn imaplib_compress_deflate() {
+    if !common::require_tool("python3", "the imaplib suite") {
+        return;
+    }
+    let server = TestServer::start();
+    run_python(&server, "test_compress");
 }

@@ -33,6 +33,10 @@
 //!   lines in any order (e.g. SELECT's untagged data). `U?:`/`U?~`/`S?:`/`S?~` are optional.
 //! - `S!~ regex` (or `S!:`): the next server line must exist and NOT match.
 //! - `EOF`: the server must close the connection (after LOGOUT or a fatal error).
+//! - `DEFLATE`: COMPRESS=DEFLATE (RFC 4978) from the end of the next tagged OK line the server
+//!   sends on this connection: from there both directions are raw DEFLATE (no zlib header), each
+//!   `C:` send sync-flushed. Put it before the `S:` line of the COMPRESS command's OK; a `NO` or
+//!   `BAD` in between leaves it waiting. The lines are matched after inflating, as before.
 //!
 //! - `TRANSCRIPT_RECORD=1` prints what a server answers to the `C:` lines in this syntax, to
 //!   draft new files against a reference server (`tests/tools/recording_to_transcript.py`).
@@ -42,6 +46,7 @@
 
 mod common;
 
+use common::deflate::Deflater;
 use common::{Kind, Options, TestServer, fixtures_dir};
 use regex::Regex;
 use std::collections::VecDeque;
@@ -88,6 +93,9 @@ enum Step {
     Login {
         conn: usize,
         line_no: usize,
+    },
+    Deflate {
+        conn: usize,
     },
 }
 
@@ -287,6 +295,12 @@ fn parse_transcript(path: &Path) -> Result<Transcript, String> {
             t.steps.push(Step::Login {
                 conn: conn_of(n.trim())?,
                 line_no,
+            });
+            continue;
+        }
+        if let Some(n) = line.strip_prefix("DEFLATE") {
+            t.steps.push(Step::Deflate {
+                conn: conn_of(n.trim())?,
             });
             continue;
         }
@@ -575,9 +589,14 @@ fn matches_positive(p: &Pattern, line: &str) -> bool {
 
 struct Conn {
     stream: TcpStream,
+    /// What the server sent, inflated once COMPRESS is on.
     buf: Vec<u8>,
     pending: VecDeque<Option<String>>, // None = EOF
     log: Vec<String>,
+    /// `DEFLATE` was seen: compression starts after the next tagged OK.
+    deflate_next: bool,
+    /// COMPRESS=DEFLATE is on.
+    deflate: Option<Deflater>,
 }
 
 impl Conn {
@@ -587,15 +606,41 @@ impl Conn {
             buf: Vec::new(),
             pending: VecDeque::new(),
             log: Vec::new(),
+            deflate_next: false,
+            deflate: None,
         }
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.log
             .push(format!("C: {}", String::from_utf8_lossy(bytes).trim_end()));
+        let wire = match &mut self.deflate {
+            Some(d) => d.compress(bytes),
+            None => bytes.to_vec(),
+        };
         self.stream
-            .write_all(bytes)
+            .write_all(&wire)
             .map_err(|e| format!("send: {e}"))
+    }
+
+    /// Turns COMPRESS on if it is armed and `line` is a tagged OK: what was read after that
+    /// line is already compressed.
+    fn maybe_start_deflate(&mut self, line: &[u8]) -> Result<(), String> {
+        let tagged_ok = line
+            .split(|&b| b == b' ')
+            .collect::<Vec<_>>()
+            .get(..2)
+            .is_some_and(|w| w[0] != b"*" && w[0] != b"+" && w[1].eq_ignore_ascii_case(b"OK"));
+        if !self.deflate_next || !tagged_ok {
+            return Ok(());
+        }
+        self.deflate_next = false;
+        let mut d = Deflater::new();
+        let rest = std::mem::take(&mut self.buf);
+        self.buf = d.decompress(&rest)?;
+        self.deflate = Some(d);
+        self.log.push("-- DEFLATE on --".into());
+        Ok(())
     }
 
     /// Fill the buffer until it holds `n` bytes, EOF, or the deadline.
@@ -609,7 +654,13 @@ impl Conn {
             self.stream.set_read_timeout(Some(left)).ok();
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(false),
-                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Ok(k) => match &mut self.deflate {
+                    Some(d) => {
+                        let plain = d.decompress(&chunk[..k])?;
+                        self.buf.extend_from_slice(&plain);
+                    }
+                    None => self.buf.extend_from_slice(&chunk[..k]),
+                },
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -667,6 +718,7 @@ impl Conn {
                 None => break,
             }
         }
+        self.maybe_start_deflate(&out)?;
         let s = String::from_utf8_lossy(&out).into_owned();
         self.log.push(format!("S: {s}"));
         Ok(Some(s))
@@ -748,6 +800,10 @@ impl Run<'_> {
                         other => return Err(format!("line {line_no}: login failed: {other:?}")),
                     }
                 }
+            }
+            Step::Deflate { conn } => {
+                self.conn(*conn).deflate_next = true;
+                Ok(())
             }
             Step::Eof { conn, line_no } => match self.conn(*conn).read_logical()? {
                 None => Ok(()),
@@ -876,6 +932,18 @@ fn record(run: &mut Run, t: &Transcript) {
                 text.split(' ').next().unwrap_or("").to_string(),
                 text.clone(),
             ),
+            Step::Deflate { conn } => {
+                let _ = run.step(step);
+                println!(
+                    "DEFLATE{}",
+                    if *conn == 1 {
+                        String::new()
+                    } else {
+                        conn.to_string()
+                    }
+                );
+                continue;
+            }
             Step::Login { conn, .. } => {
                 let _ = run.step(step);
                 println!(

@@ -62,7 +62,7 @@ pub struct Span {
 }
 
 impl Reader {
-    fn new(timeout: Duration) -> Reader {
+    pub(crate) fn new(timeout: Duration) -> Reader {
         Reader {
             buf: vec![0; 256 * 1024],
             start: 0,
@@ -70,6 +70,11 @@ impl Reader {
             timeout,
             received: 0,
         }
+    }
+
+    /// Bytes read from the stream so far.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// The bytes of a response returned by [`Reader::next`].
@@ -224,6 +229,19 @@ impl Conn {
     /// the framer never reads past a tagged completion unless the server sent more.
     pub fn received(&self) -> u64 {
         self.rd.received
+    }
+
+    /// The socket, for a layer the client puts under the protocol (COMPRESS, `compress`).
+    /// Fails if the framer holds bytes the server sent past the last response: those would
+    /// belong to that layer.
+    pub fn into_stream(self) -> Res<TcpStream> {
+        if self.rd.start != self.rd.end {
+            return Err(err!(
+                "{} unread bytes after the last response",
+                self.rd.end - self.rd.start
+            ));
+        }
+        Ok(self.stream)
     }
 
     /// Whether the server announced `cap`.

@@ -9,11 +9,13 @@
 //! sizes, search hits, cross-check differences) and on workloads that did not complete.
 
 mod check;
+mod compress;
 mod corpus;
 mod imap;
 mod notify;
 mod pop3;
 mod preview;
+mod quota;
 mod resync;
 mod servers;
 mod tls;
@@ -124,9 +126,9 @@ struct RunArgs {
     /// Parallel clients (default 50; 10 with --quick).
     #[arg(long)]
     parallel: Option<usize>,
-    /// Run only these groups of workloads (`pop3`, `resync`, `preview`, `notify`; several
-    /// separated by commas run in that order), for quick turns; published figures come from
-    /// whole runs.
+    /// Run only these groups of workloads (`pop3`, `resync`, `preview`, `notify`,
+    /// `compress`, `quota`; several separated by commas run in that order), for quick turns;
+    /// published figures come from whole runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Only>,
     /// Per-read timeout in seconds (default 300; 30 with --quick). A timeout ends that
@@ -225,6 +227,9 @@ fn run(a: RunArgs) -> ExitCode {
             .collect(),
         parallel: a.parallel.unwrap_or(if q { 10 } else { 50 }),
         timeout: Duration::from_secs(a.timeout.unwrap_or(if q { 30 } else { 300 })),
+        // Past nestbox's 5 s before a quiet connection's deflater goes, and (whole runs) its
+        // 30 s memory sweep.
+        deflate_quiet: Duration::from_secs(if q { 6 } else { 40 }),
         only: a.only,
     };
     let nofile = servers::raise_nofile();
@@ -344,6 +349,33 @@ fn run(a: RunArgs) -> ExitCode {
                 Ok(()) => rt.block_on(tls::idle_memory_bounded(&srv, &plan, n, &mut out)),
                 Err(e) => out.errors.push(format!("restart: {e}")),
             }
+        }
+        // Compressed connections' memory, on a server restarted again for the same reason.
+        if out.errors.is_empty() && plan.wants(Only::Compress) {
+            match srv.restart() {
+                Ok(()) => {
+                    let bound = plan.timeout * 2 + plan.deflate_quiet;
+                    let r = rt.block_on(async {
+                        tokio::time::timeout(bound, compress::memory_rows(&srv, &plan, &mut out))
+                            .await
+                    });
+                    match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => out.errors.push(format!("compressed memory: {e}")),
+                        Err(_) => out
+                            .errors
+                            .push(format!("compressed memory: timed out after {bound:?}")),
+                    }
+                }
+                Err(e) => out.errors.push(format!("restart: {e}")),
+            }
+        }
+        // Last: APPEND with the quota off and on, which restarts the server for each.
+        if out.errors.is_empty()
+            && plan.wants(Only::Quota)
+            && let Err(e) = quota::run(&rt, &mut srv, &plan, &mut out)
+        {
+            out.errors.push(format!("append quota: {e}"));
         }
         println!("  {label}: done in {:.1} s", t.elapsed().as_secs_f64());
         for e in &out.errors {

@@ -20,6 +20,9 @@ pub const USER: &str = "bench";
 /// Password of [`USER`].
 pub const PASS: &str = "benchpass";
 
+/// The quota of the `append_quota` rows ([`Server::set_quota`]), in both servers' syntax.
+pub const QUOTA: &str = "10G";
+
 /// Which server implementation a target is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -268,6 +271,14 @@ disable_plaintext_auth = no
 login_trusted_networks = 127.0.0.0/8
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
+# COMPRESS=DEFLATE (the fetch_env_bs_deflate rows) is the imap_zlib plugin, which needs zlib.
+# quota.conf holds the quota plugin while the append_quota rows want it (`Server::set_quota`);
+# it comes before the imap block, whose `$mail_plugins` is read where it stands.
+mail_plugins = $mail_plugins zlib
+!include_try {d}/quota.conf
+protocol imap {{
+  mail_plugins = $mail_plugins imap_zlib
+}}
 # Dovecot's default, written out because NOTIFY (the notify_push_latency rows) is offered only
 # with it; nothing else changes.
 mailbox_list_index = yes
@@ -438,6 +449,46 @@ max_connections_per_user = 20000
         };
         s.wait_ready()?;
         Ok(s)
+    }
+
+    /// Turns the user's quota on (`QUOTA`: 10 GiB, far above what the runs store, so only
+    /// its bookkeeping is measured) or off, for the next start: nestbox's `[mail] quota`,
+    /// Dovecot's quota plugin with its Maildir++ backend; both then keep `maildirsize` at the
+    /// Maildir root. Off also removes that file (nestbox leaves an existing one in use).
+    /// Takes effect at [`Server::restart`].
+    pub fn set_quota(&mut self, on: bool) -> Res<()> {
+        match self.kind {
+            Kind::Nestbox => {
+                let path = self.dir.join("nestbox.toml");
+                let conf = fs::read_to_string(&path)?;
+                let line = format!("quota = \"{QUOTA}\"\n");
+                let mut conf = conf.replace(&line, "");
+                if on {
+                    conf = conf.replace("[mail]\n", &format!("[mail]\n{line}"));
+                }
+                fs::write(&path, conf)?;
+            }
+            Kind::Dovecot => {
+                let path = self.dir.join("quota.conf");
+                if on {
+                    fs::write(
+                        &path,
+                        format!(
+                            "mail_plugins = $mail_plugins quota\nplugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={QUOTA}\n}}\n"
+                        ),
+                    )?;
+                } else {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        if !on {
+            match fs::remove_file(self.maildir.join("maildirsize")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Stops the server (as [`Server::stop`]: every process gone) and starts it again on the

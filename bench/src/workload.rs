@@ -48,6 +48,8 @@ pub struct Plan {
     pub parallel: usize,
     /// Per-read timeout.
     pub timeout: Duration,
+    /// How long the compressed connections of `rss_per_deflate_conn_quiet` wait ([`crate::compress`]).
+    pub deflate_quiet: Duration,
     /// Only these groups of workloads, in this order (`--only`: quick turns while working
     /// on them; the published figures come from whole runs). Empty: all of them.
     pub only: Vec<Only>,
@@ -64,6 +66,18 @@ pub enum Only {
     Preview,
     /// The NOTIFY push latency ([`crate::notify`]).
     Notify,
+    /// FETCH with and without COMPRESS=DEFLATE, and compressed connections' memory
+    /// ([`crate::compress`]).
+    Compress,
+    /// APPEND with the quota off and on ([`crate::quota`]).
+    Quota,
+}
+
+impl Plan {
+    /// Whether this run includes `group` (every group when `--only` was not given).
+    pub fn wants(&self, group: Only) -> bool {
+        self.only.is_empty() || self.only.contains(&group)
+    }
 }
 
 /// Unit of a measurement.
@@ -338,6 +352,18 @@ async fn preview_workload(srv: &Server, plan: &Plan, exp: &Expected, out: &mut O
     }
 }
 
+/// FETCH with and without COMPRESS ([`crate::compress`]), bounded as a whole.
+async fn compress_fetch(srv: &Server, plan: &Plan, exp: &Expected, out: &mut Outcome) {
+    let bound = plan.timeout * 2;
+    match tokio::time::timeout(bound, crate::compress::fetch_rows(srv, plan, exp, out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("fetch compressed: {e}")),
+        Err(_) => out
+            .errors
+            .push(format!("fetch compressed: timed out after {bound:?}")),
+    }
+}
+
 /// The NOTIFY push latency on its own folder ([`crate::notify`]), bounded as a whole.
 async fn notify_workload(srv: &Server, plan: &Plan, out: &mut Outcome) {
     let bound = plan.timeout * 2;
@@ -362,6 +388,9 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
                 Only::Resync => resync_workload(srv, plan, exp, &mut out).await,
                 Only::Preview => preview_workload(srv, plan, exp, &mut out).await,
                 Only::Notify => notify_workload(srv, plan, &mut out).await,
+                Only::Compress => compress_fetch(srv, plan, exp, &mut out).await,
+                // Restarts the server: `main` runs it after these.
+                Only::Quota => {}
             }
         }
         return out;
@@ -446,6 +475,7 @@ pub async fn run_all(srv: &Server, plan: &Plan, exp: &Expected) -> Outcome {
         }
         out.push_first_and_again(name, samples);
     }
+    compress_fetch(srv, plan, exp, &mut out).await;
 
     if out.wedged() {
         return out;

@@ -50,6 +50,9 @@ pub enum CommandBody {
 
     // --- authenticated (§6.3)
     Enable(Vec<String>),
+    /// COMPRESS (RFC 4978 §3) with the mechanism as sent, upper-cased
+    /// (`algorithm`: only `DEFLATE` is defined; the session refuses others).
+    Compress(String),
     Select {
         mailbox: MailboxArg,
         /// `true` for EXAMINE.
@@ -180,6 +183,7 @@ impl CommandBody {
             CommandBody::Authenticate { .. } => "AUTHENTICATE",
             CommandBody::Login { .. } => "LOGIN",
             CommandBody::Enable(_) => "ENABLE",
+            CommandBody::Compress(_) => "COMPRESS",
             CommandBody::Select {
                 read_only: false, ..
             } => "SELECT",

@@ -53,6 +53,8 @@ pub enum Code {
     /// The capability list (space-separated atoms) at login.
     Capability(String),
     Closed,
+    /// RFC 4978 §3: COMPRESS when compression is already on.
+    CompressionActive,
     /// RFC 4315: source and destination UIDs, element by element.
     CopyUid {
         uidvalidity: u32,
@@ -113,6 +115,7 @@ impl Code {
             Code::AuthorizationFailed => "AUTHORIZATIONFAILED",
             Code::Cannot => "CANNOT",
             Code::Closed => "CLOSED",
+            Code::CompressionActive => "COMPRESSIONACTIVE",
             Code::ExpungeIssued => "EXPUNGEISSUED",
             Code::InUse => "INUSE",
             Code::NotificationOverflow => "NOTIFICATIONOVERFLOW",

@@ -53,6 +53,7 @@ const AUTHED: &[&str] = &[
     "UTF8=ACCEPT",
     "REPLACE",
     "CREATE-SPECIAL-USE",
+    "COMPRESS=DEFLATE",
 ];
 
 /// The capability atoms for this moment, space-separated.

@@ -19,9 +19,15 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// For [`downcast`]: the server needs the concrete stream back at
     /// STARTTLS and when it hands a logged-in connection to a worker.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The same, to reach the COMPRESS layer a session put under itself
+    /// (`session::compress`).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {
     fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
 }

@@ -24,12 +24,14 @@
 
 pub mod caps;
 pub mod cmd;
+mod compress;
 pub(crate) mod condstore;
 mod conn;
 pub mod context;
 pub(crate) mod digest;
 pub(crate) mod esearch;
 pub(crate) mod evaluate;
+mod input;
 mod literal;
 pub(crate) mod mailboxes;
 pub mod names;
@@ -46,9 +48,8 @@ pub(crate) mod unlocked;
 pub mod view;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::auth::User;
 use crate::proto::frame::{Frame, FrameLimits, Framer, Limit};
@@ -58,6 +59,8 @@ use crate::proto::{Command, CommandBody};
 use crate::store::{MailStore, Spool, StoreOptions};
 
 pub use view::SelectedView;
+
+use input::Input;
 
 pub(crate) use conn::upgrade_in_place;
 pub use conn::{ConnInfo, Handover, Io, Role, Shared, TlsUpgrade, UpgradeFuture, downcast};
@@ -107,6 +110,9 @@ pub struct Session {
     /// Set by handlers that need the stream replaced after the tagged
     /// response (STARTTLS).
     pub(crate) pending_starttls: bool,
+    /// Set by COMPRESS DEFLATE: the stream becomes `compress::Deflate`
+    /// right after the tagged OK is flushed (RFC 4978 §3).
+    pub(crate) pending_compress: bool,
     /// The client has used a UID command: it tracks messages by UID, so
     /// unsolicited FETCH responses carry the UID too.
     pub(crate) uid_commands: bool,
@@ -129,16 +135,6 @@ pub struct Session {
     pub(crate) notify: Option<Box<notify::Notifier>>,
 }
 
-/// Why reading a command stopped.
-enum Input {
-    Frame(Frame),
-    /// Something NOTIFY watches changed (RFC 5465).
-    Notify(notify::Wake),
-    Eof,
-    Timeout,
-    Shutdown,
-}
-
 impl Session {
     pub fn new(io: Box<dyn Io>, shared: Arc<Shared>, conn: ConnInfo) -> Self {
         let limits = FrameLimits {
@@ -157,6 +153,7 @@ impl Session {
             state: State::NotAuthenticated,
             enabled: Enabled::default(),
             pending_starttls: false,
+            pending_compress: false,
             uid_commands: false,
             login_deadline,
             logged_in_user: None,
@@ -322,6 +319,7 @@ impl Session {
             // flushes before it waits for input, so output waits here only
             // while the next command is already buffered.
             let must_flush = self.pending_starttls
+                || self.pending_compress
                 || self.handover.is_some()
                 || matches!(self.state, State::Logout);
             let flushed = if must_flush {
@@ -337,6 +335,10 @@ impl Session {
                 if !self.start_tls().await {
                     break;
                 }
+            }
+            if self.pending_compress {
+                self.pending_compress = false;
+                self.start_compress();
             }
             if let Some((tag, user)) = self.handover.take() {
                 let io = self.io.take()?;
@@ -420,8 +422,10 @@ impl Session {
         }
         self.tagged(&tag, &status);
         // NOTIFY: the selected mailbox has its own events, the others are
-        // watched (a SELECT, CLOSE, DELETE of the selected one...).
-        if self.notify.is_some() {
+        // watched (a SELECT, CLOSE, DELETE of the selected one...). Not
+        // after COMPRESS's OK: nothing may follow it uncompressed (RFC 4978
+        // §3), and it changed no selection.
+        if self.notify.is_some() && !self.pending_compress {
             if let Err(e) = self.notify_selection_changed().await {
                 tracing::warn!("NOTIFY after {name} failed: {}", e.text);
             }
@@ -436,6 +440,7 @@ impl Session {
                 matches!(self.state, State::NotAuthenticated)
             }
             C::Enable(_)
+            | C::Compress(_)
             | C::Select { .. }
             | C::Create { .. }
             | C::Delete(_)
@@ -563,103 +568,6 @@ impl Session {
             self.flush().await
         } else {
             Ok(())
-        }
-    }
-
-    /// How long the next read may wait: before login, what is left of the
-    /// login deadline (one deadline for the whole connection, not one per
-    /// read, so a byte every few seconds cannot hold a slot forever).
-    pub(crate) fn read_timeout(&self) -> Duration {
-        match self.state {
-            State::NotAuthenticated => self
-                .login_deadline
-                .saturating_duration_since(tokio::time::Instant::now()),
-            _ => self.shared.config.limits.idle_timeout,
-        }
-    }
-
-    /// Reads until the framer yields a frame.
-    async fn read_frame(&mut self) -> std::io::Result<Input> {
-        let mut shutdown = self.shared.shutdown.clone();
-        loop {
-            // Again for every read: before login it shrinks to the deadline.
-            let timeout = self.read_timeout();
-            match self.framer.next_frame() {
-                Some(Frame::BigLiteral { size, sync }) => {
-                    if let Some(end) = self.big_literal(size, sync).await? {
-                        return Ok(end);
-                    }
-                    continue;
-                }
-                Some(f) => return Ok(Input::Frame(f)),
-                None => {}
-            }
-            if *shutdown.borrow() {
-                return Ok(Input::Shutdown);
-            }
-            // Everything owed goes out before waiting for the client (it
-            // may be waiting for exactly that, e.g. a continuation).
-            self.flush().await?;
-            if self.out.capacity() > OUT_KEEP {
-                // Don't keep a big FETCH's buffer for the life of an idle connection.
-                self.out = Vec::with_capacity(512);
-            }
-            self.conn.quickack();
-            // Small on purpose: it lives in every idle connection's task.
-            let mut buf = [0u8; READ_CHUNK];
-            let io = self
-                .io
-                .as_mut()
-                .ok_or_else(|| std::io::Error::other("stream gone"))?;
-            // NOTIFY's events go out between commands only, never into
-            // the middle of one the client is still sending.
-            let selected = match &mut self.state {
-                State::Selected(_, view) => Some(&mut view.watch),
-                _ => None,
-            };
-            let between = self.framer.buffered() == 0;
-            let notify = async {
-                match self.notify.as_mut() {
-                    Some(n) if between => n.wait(selected).await,
-                    _ => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
-                    Err(_) => return Ok(Input::Timeout),
-                    Ok(Ok(0)) => return Ok(Input::Eof),
-                    Ok(Ok(n)) => self.framer.push(&buf[..n]),
-                    Ok(Err(e)) => return Err(e),
-                },
-                _ = shutdown.changed() => return Ok(Input::Shutdown),
-                w = notify => return Ok(Input::Notify(w)),
-            }
-        }
-    }
-
-    /// Reads one raw line (AUTHENTICATE responses, IDLE's DONE).
-    pub(crate) async fn read_line(
-        &mut self,
-        timeout: Duration,
-    ) -> std::io::Result<Option<Vec<u8>>> {
-        loop {
-            match self.framer.next_line() {
-                Some(Ok(l)) => return Ok(Some(l)),
-                Some(Err(())) => return Err(std::io::Error::other("line too long")),
-                None => {}
-            }
-            self.conn.quickack();
-            let mut buf = [0u8; READ_CHUNK];
-            let io = self
-                .io
-                .as_mut()
-                .ok_or_else(|| std::io::Error::other("stream gone"))?;
-            match tokio::time::timeout(timeout, io.read(&mut buf)).await {
-                Err(_) => return Ok(None),
-                Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(Ok(n)) => self.framer.push(&buf[..n]),
-                Ok(Err(e)) => return Err(e),
-            }
         }
     }
 

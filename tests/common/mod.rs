@@ -16,6 +16,7 @@
 //! or read anything outside its own temp dir except `tests/fixtures/`.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod deflate;
 mod pop3;
 pub mod postfix;
 #[allow(unused_imports)] // not every test binary uses every helper
@@ -913,6 +914,12 @@ service pop3-login {{
     port = {pop3s}
     ssl = yes
   }}
+}}
+# COMPRESS=DEFLATE (RFC 4978) is Dovecot's imap_zlib plugin, which needs zlib (Debian's
+# dovecot-imapd 2.3 ships both).
+mail_plugins = $mail_plugins zlib
+protocol imap {{
+  mail_plugins = $mail_plugins imap_zlib
 }}
 service stats {{
   unix_listener stats-reader {{

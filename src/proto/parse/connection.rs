@@ -1,6 +1,6 @@
 //! The commands about the connection rather than a mailbox: LOGIN,
-//! AUTHENTICATE (RFC 4959 initial response), ENABLE (RFC 5161) and ID
-//! (RFC 2971). What a mechanism's later responses mean is `auth::sasl`'s;
+//! AUTHENTICATE (RFC 4959 initial response), ENABLE (RFC 5161), ID
+//! (RFC 2971) and COMPRESS (RFC 4978). What a mechanism's later responses mean is `auth::sasl`'s;
 //! only the initial response on the command line is decoded here.
 
 use base64::Engine as _;
@@ -26,6 +26,15 @@ impl P<'_> {
             caps.push(String::from_utf8_lossy(self.atom()?).into_owned());
         }
         Ok(CommandBody::Enable(caps))
+    }
+
+    /// `compress = "COMPRESS" SP algorithm` (RFC 4978 §5). The grammar's
+    /// `algorithm` is only `"DEFLATE"`; any atom is read here so the
+    /// session can say which mechanism it does not know.
+    pub(super) fn compress(&mut self) -> R<CommandBody> {
+        self.sp()?;
+        let mechanism = String::from_utf8_lossy(self.atom()?).to_ascii_uppercase();
+        Ok(CommandBody::Compress(mechanism))
     }
 
     /// `id = "ID" SP id-params-list` (RFC 2971):
@@ -154,6 +163,10 @@ mod tests {
                 b"a ENABLE UTF8=ACCEPT IMAP4rev2\r\n",
                 C::Enable(vec!["UTF8=ACCEPT".into(), "IMAP4rev2".into()]),
             ),
+            (b"a COMPRESS DEFLATE\r\n", C::Compress("DEFLATE".into())),
+            (b"a compress deflate\r\n", C::Compress("DEFLATE".into())),
+            // Not `algorithm`, but an atom: the session answers it BAD by name.
+            (b"a COMPRESS LZ4\r\n", C::Compress("LZ4".into())),
         ]);
     }
 
@@ -172,6 +185,13 @@ mod tests {
                 "Invalid base64 in initial response",
             ),
             (b"a ENABLE\r\n", Some("a"), "Missing argument"),
+            (b"a COMPRESS\r\n", Some("a"), "Missing argument"),
+            (
+                b"a COMPRESS DEFLATE 9\r\n",
+                Some("a"),
+                "Unexpected extra arguments",
+            ),
+            (b"a COMPRESS \"DEFLATE\"\r\n", Some("a"), "Expected an atom"),
         ]);
     }
 }

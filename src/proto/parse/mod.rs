@@ -38,7 +38,7 @@
 //! - `lexer`: the cursor and the tokens (atoms, numbers, quoted strings,
 //!   literals, `astring`, `nstring`, parenthesized lists);
 //! - `values`: flags, sequence sets, dates and date-times;
-//! - `connection`: LOGIN, AUTHENTICATE, ENABLE, ID;
+//! - `connection`: LOGIN, AUTHENTICATE, ENABLE, ID, COMPRESS;
 //! - `mailbox`: mailbox names and patterns, SELECT, CREATE, RENAME, LIST,
 //!   LSUB, STATUS;
 //! - `append`: APPEND and MULTIAPPEND;
@@ -227,6 +227,7 @@ impl P<'_> {
             "AUTHENTICATE" => self.authenticate()?,
             "LOGIN" => self.login()?,
             "ENABLE" => self.enable()?,
+            "COMPRESS" => self.compress()?,
             "SELECT" | "EXAMINE" => self.select(name == "EXAMINE")?,
             "CREATE" => self.create()?,
             "DELETE" => {

@@ -41,6 +41,9 @@ async fn idle_with(s: &mut Session, _tag: &str, notifier: &mut Option<Box<Notifi
     s.flush()
         .await
         .map_err(|_| Status::bad("Connection lost."))?;
+    // IDLE is a long wait: COMPRESS's deflater goes meanwhile
+    // (`session::compress`), and after each push again.
+    s.rest_compressor();
     let mut shutdown = s.shared.shutdown.clone();
     let deadline = tokio::time::Instant::now() + s.shared.config.limits.idle_timeout;
     // `limits.idle_keepalive`: well under the usual NAT idle timeouts.
@@ -83,10 +86,12 @@ async fn idle_with(s: &mut Session, _tag: &str, notifier: &mut Option<Box<Notifi
                     }
                 }
                 s.flush().await.map_err(|_| Status::bad("Connection lost."))?;
+                s.rest_compressor();
             }
             _ = keepalive.tick() => {
                 s.untagged(StatusKind::Ok, None, "Still here");
                 s.flush().await.map_err(|_| Status::bad("Connection lost."))?;
+                s.rest_compressor();
             }
             _ = tokio::time::sleep_until(deadline) => {
                 s.untagged(StatusKind::Bye, None, "IDLE timed out.");

@@ -8,6 +8,7 @@ pub mod append;
 pub mod auth;
 pub mod cancelupdate;
 mod catenate;
+pub mod compress;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
@@ -38,6 +39,7 @@ pub async fn run(s: &mut Session, tag: &str, body: CommandBody) -> CmdResult {
         C::Logout => misc::logout(s),
         C::Id(params) => misc::id(s, params),
         C::Enable(caps) => misc::enable(s, caps),
+        C::Compress(mechanism) => compress::compress(s, &mechanism),
         C::Namespace => misc::namespace(s),
         C::Check => misc::check(s),
         C::StartTls => auth::starttls(s),
