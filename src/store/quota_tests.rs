@@ -220,3 +220,32 @@ fn recount_cost() {
         eprintln!("recount of {c} messages ({b} bytes): {:?}", t.elapsed());
     }
 }
+
+/// Past Maildir++'s 5,120 bytes the file is rewritten as its limits and one
+/// line of totals (not counted again from every folder), and stays exact;
+/// a line another program appends is read at the next question (the cached
+/// totals hold only while the file is as they were read).
+#[test]
+fn the_file_is_kept_short_and_lines_of_others_are_read() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let s = open(root);
+    s.set_quota_limits(Some(1 << 30), None).unwrap();
+    let inbox = s.open_folder("INBOX").unwrap();
+    for i in 0..800 {
+        inbox.append(&body(40, i), &Flags::new(), None).unwrap();
+        let len = fs::metadata(root.join(quota::FILE)).unwrap().len();
+        assert!(len < 5120 + 64, "{len} bytes after {i} APPENDs");
+    }
+    let q = s.quota().unwrap().unwrap();
+    let real = quota::compute(&Dir::open_root(root).unwrap()).unwrap();
+    assert_eq!((q.bytes, q.count), real);
+    // maildrop's line for a delivery we have not seen yet.
+    let mut m = fs::OpenOptions::new()
+        .append(true)
+        .open(root.join(quota::FILE))
+        .unwrap();
+    writeln!(m, "1000 1").unwrap();
+    let q2 = s.quota().unwrap().unwrap();
+    assert_eq!((q2.bytes, q2.count), (q.bytes + 1000, q.count + 1));
+}

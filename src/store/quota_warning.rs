@@ -179,8 +179,8 @@ pub fn render(w: &QuotaWarnings, q: &Quota, unique: &str) -> Vec<u8> {
 }
 
 /// Delivers the warning for `q` into the INBOX at `root` (`tmp/`, then
-/// `new/`).
-fn deliver(root: &Dir, w: &QuotaWarnings, q: &Quota, mode: u32, fsync: bool) -> io::Result<()> {
+/// `new/`); returns its size.
+fn deliver(root: &Dir, w: &QuotaWarnings, q: &Quota, mode: u32, fsync: bool) -> io::Result<u64> {
     let unique = filename::unique_base();
     let body = render(w, q, &unique);
     let lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -203,12 +203,13 @@ fn deliver(root: &Dir, w: &QuotaWarnings, q: &Quota, mode: u32, fsync: bool) -> 
     if fsync {
         new.sync()?;
     }
-    Ok(())
+    Ok(len)
 }
 
 /// Warns if `q` has crossed a step above the one last warned for, and
 /// lowers the recorded step when use fell below it. `warned` is the
-/// caller's copy of the recorded step (`None`: not read yet).
+/// caller's copy of the recorded step (`None`: not read yet). Returns the
+/// size of the warning delivered, if one was.
 pub fn check(
     root: &Dir,
     w: &QuotaWarnings,
@@ -216,19 +217,22 @@ pub fn check(
     warned: &mut Option<u8>,
     mode: u32,
     fsync: bool,
-) -> io::Result<()> {
+) -> io::Result<Option<u64>> {
     let now = level(q, &w.steps);
     let last = *warned.get_or_insert_with(|| read_level(root));
     if now == last {
-        return Ok(());
+        return Ok(None);
     }
-    if now > last {
-        deliver(root, w, q, mode, fsync)?;
+    let delivered = if now > last {
+        let len = deliver(root, w, q, mode, fsync)?;
         tracing::info!(root = %root.display(), percent = now, "quota warning delivered");
-    }
+        Some(len)
+    } else {
+        None
+    };
     write_level(root, now, mode, fsync)?;
     *warned = Some(now);
-    Ok(())
+    Ok(delivered)
 }
 
 #[cfg(test)]

@@ -5,9 +5,12 @@
 //! `1000000S,1000C` (bytes, messages; either may be missing), then one
 //! `<bytes> <count>` line per change, appended by every writer without
 //! locking, so the last line may be torn and is then ignored. When the
-//! file grows past 5120 bytes, or is unreadable, or a change would pass a
-//! limit while the file is older than 15 minutes, the totals are
-//! recomputed from the directories and the file is rewritten atomically.
+//! file grows past 5120 bytes, or a change would pass a limit while the
+//! file is older than 15 minutes, it is rewritten atomically: [`load`]
+//! recomputes the totals from the directories, as Maildir++ says; the
+//! server's sessions go through `store::quota_upkeep`, which recounts
+//! whenever another program's change is seen and so, past 5120 bytes,
+//! only folds the lines into one.
 //! The limits come from the Maildir's own file, or from the configuration
 //! (`store::apply_quota`, at login).
 //!
@@ -191,24 +194,66 @@ pub fn recalc(root: &Dir, bytes_limit: Option<u64>, count_limit: Option<u64>) ->
         bytes,
         count,
     };
-    let text = format!("{}\n{bytes} {count}\n", render_limits(&q));
-    root.write_atomic(FILE, text.as_bytes(), super::FILE_MODE, false)?;
+    write(root, &q)?;
     Ok(q)
+}
+
+/// Rewrites the file (atomically) as the limits and one line of totals;
+/// returns its length.
+pub fn write(root: &Dir, q: &Quota) -> io::Result<u64> {
+    let text = format!("{}\n{} {}\n", render_limits(q), q.bytes, q.count);
+    root.write_atomic(FILE, text.as_bytes(), super::FILE_MODE, false)?;
+    Ok(text.len() as u64)
+}
+
+/// One state of the file: every writer changes it (an append its length
+/// and mtime, a rewrite its inode), so totals read at one key hold while
+/// the file still shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileKey {
+    pub ino: u64,
+    pub len: u64,
+    mtime: (i64, i64),
+}
+
+/// The file's key now; `None` without a file.
+pub fn key(root: &Dir) -> io::Result<Option<FileKey>> {
+    match root.stat(FILE) {
+        Ok(m) => Ok(Some(FileKey {
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Records a change (positive for saves, negative for expunges) if the
 /// Maildir has a quota file. A single `write` of one short line with
 /// `O_APPEND` is how every Maildir++ writer does it, without locks.
-pub fn record(root: &Dir, bytes: i64, count: i64) -> io::Result<()> {
+/// Returns the file's length before the line (as far as this writer can
+/// tell: its length after, less the line) and its key after it; `None`
+/// when there is no file (nothing written).
+pub fn record(root: &Dir, bytes: i64, count: i64) -> io::Result<Option<(u64, FileKey)>> {
+    use std::os::unix::fs::MetadataExt;
     if bytes == 0 && count == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let mut f = match root.open_with(FILE, OFlags::WRONLY | OFlags::APPEND, 0) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    f.write_all(format!("{bytes} {count}\n").as_bytes())
+    let line = format!("{bytes} {count}\n");
+    f.write_all(line.as_bytes())?;
+    let m = f.metadata()?;
+    let after = FileKey {
+        ino: m.ino(),
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+    };
+    Ok(Some((m.len().saturating_sub(line.len() as u64), after)))
 }
 
 #[cfg(test)]

@@ -186,7 +186,7 @@ impl Folder {
     /// Unlinks the messages `which` allows (only those in `uids` if given):
     /// [`Folder::expunge`] and [`Folder::remove`].
     fn unlink_msgs(&self, uids: Option<&[u32]>, which: Unlink) -> Result<Vec<u32>> {
-        let _counting = self.own_quota_change();
+        let counting = self.own_quota_change();
         let mut st = self.lock_state();
         let wanted: Option<HashSet<u32>> = uids.map(|u| u.iter().copied().collect());
         let allowed = |st: &State, i: usize| match which {
@@ -246,7 +246,7 @@ impl Folder {
             self.changed(&mut st);
         }
         drop(st);
-        self.record_quota(-(freed as i64), -(gone.len() as i64));
+        self.record_quota(counting, -(freed as i64), -(gone.len() as i64));
         match failure {
             Some(e) => Err(e),
             None => Ok(gone),
@@ -311,17 +311,28 @@ impl Folder {
 
     /// Notes a change in `maildirsize`. A failure only makes the totals
     /// drift until the next recount, so it is logged, not returned.
-    pub(super) fn record_quota(&self, bytes: i64, count: i64) {
+    /// `counting` is the change's [`Folder::own_quota_change`] guard: let
+    /// go of once the line is written, before the warning check (which
+    /// may need to be alone).
+    pub(super) fn record_quota(
+        &self,
+        counting: Option<std::sync::RwLockReadGuard<'_, ()>>,
+        bytes: i64,
+        count: i64,
+    ) {
         if bytes == 0 && count == 0 {
             return;
         }
         let root = &self.dirs().root;
-        if let Err(e) = super::super::quota::record(root, bytes, count) {
-            tracing::warn!(root = %root.display(), error = %e, "cannot update maildirsize");
-        }
-        if let Some(u) = self.upkeep.get() {
-            u.after_own_change(root);
-        }
+        let Some(u) = self.upkeep.get() else {
+            if let Err(e) = super::super::quota::record(root, bytes, count) {
+                tracing::warn!(root = %root.display(), error = %e, "cannot update maildirsize");
+            }
+            return;
+        };
+        u.record(root, bytes, count);
+        drop(counting);
+        u.after_own_change(root);
     }
 
     /// Creates a file in `tmp/` with the folder's file mode.
@@ -422,7 +433,7 @@ impl Folder {
             }
         };
         drop(f);
-        let _counting = self.own_quota_change();
+        let counting = self.own_quota_change();
         let r = self.commit_tmp(vec![(
             tmp.clone(),
             base,
@@ -438,7 +449,7 @@ impl Folder {
             .into_iter()
             .next()
             .ok_or_else(|| StoreError::Cannot("append failed".into()))?;
-        self.record_quota(len as i64, 1);
+        self.record_quota(counting, len as i64, 1);
         Ok(uid)
     }
 
@@ -619,10 +630,10 @@ impl Folder {
             }
             return Err(e);
         }
-        let _counting = dest.own_quota_change();
+        let counting = dest.own_quota_change();
         match dest.commit_tmp(items) {
             Ok(dest_uids) => {
-                dest.record_quota(bytes as i64, dest_uids.len() as i64);
+                dest.record_quota(counting, bytes as i64, dest_uids.len() as i64);
                 Ok(src_uids.into_iter().zip(dest_uids).collect())
             }
             Err(e) => {
