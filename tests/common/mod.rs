@@ -94,6 +94,9 @@ pub struct Options {
     pub passwd_extra: Vec<(&'static str, &'static str)>,
     /// More `[mail]` lines, e.g. `"quota = \"1M\"\n"` (nestbox only).
     pub mail_extra: Option<String>,
+    /// Listen on `[::]` (IPv6 and, as IPv4-mapped addresses, IPv4 clients) instead of
+    /// 127.0.0.1, on the same ports (nestbox only).
+    pub dual_stack: bool,
 }
 
 impl Default for Options {
@@ -111,6 +114,7 @@ impl Default for Options {
             pop3_extra: None,
             passwd_extra: Vec::new(),
             mail_extra: None,
+            dual_stack: false,
         }
     }
 }
@@ -620,11 +624,11 @@ fn write_nestbox_config(
     let mut cfg = format!(
         r#"hostname = "{host}"
 [imap]
-listen = ["127.0.0.1:{imap}"]
-listen_tls = ["127.0.0.1:{imaps}"]
+listen = ["{addr}:{imap}"]
+listen_tls = ["{addr}:{imaps}"]
 [pop3]
-listen = ["127.0.0.1:{pop3}"]
-listen_tls = ["127.0.0.1:{pop3s}"]
+listen = ["{addr}:{pop3}"]
+listen_tls = ["{addr}:{pop3s}"]
 {pop3_extra}[tls]
 cert = "{cert}"
 key = "{key}"
@@ -636,6 +640,7 @@ plaintext_on_loopback = {plain}
 maildir = "{dir}/mail/%u/Maildir"
 {mail_user}{mail_extra}"#,
         host = unique_hostname(dir),
+        addr = if o.dual_stack { "[::]" } else { "127.0.0.1" },
         imap = ports.imap,
         imaps = ports.imaps,
         pop3 = ports.pop3,

@@ -1,0 +1,136 @@
+//! The shipped fail2ban filter (`contrib/fail2ban/filter.d/nestbox.conf`) against log lines the
+//! server wrote in this test, read by fail2ban's own `fail2ban-regex` (issue 20): failed IMAP
+//! and POP3 logins from an IPv6 client and from an IPv4 client reaching a dual-stack `[::]`
+//! listener (which sees it as an IPv4-mapped address) are each found, with the address to ban
+//! as fail2ban must use it (plain IPv4 for the mapped one: a firewall rule for
+//! `::ffff:127.0.0.1` would never match IPv4 traffic); a successful login and a right password
+//! refused for its protocol are not.
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Options, PASSWORD, TestServer, USER};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `lines` one at a time after the greeting, each answered by one line (POP3, or an IMAP
+/// command whose tagged answer is its only line); returns the answers.
+fn converse(addr: SocketAddr, lines: &[&str]) -> Vec<String> {
+    let s = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).ok();
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).expect("greeting");
+    let mut answers = Vec::new();
+    for l in lines {
+        w.write_all(format!("{l}\r\n").as_bytes()).expect("send");
+        loop {
+            line.clear();
+            r.read_line(&mut line).expect("answer");
+            // IMAP: skip untagged lines until the tagged one.
+            if !line.starts_with("* ") {
+                break;
+            }
+        }
+        answers.push(line.trim_end().to_string());
+    }
+    answers
+}
+
+fn ipv6_dual_stack_available() -> bool {
+    let Ok(probe) = std::net::TcpListener::bind("[::]:0") else {
+        return false;
+    };
+    let port = probe.local_addr().map(|a| a.port()).unwrap_or(0);
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), TIMEOUT).is_ok()
+        && TcpStream::connect_timeout(&format!("[::1]:{port}").parse().expect("addr"), TIMEOUT)
+            .is_ok()
+}
+
+#[test]
+fn fail2ban_regex_finds_failed_logins_and_nothing_else() {
+    if common::Kind::from_env() == common::Kind::Dovecot {
+        eprintln!("SKIPPED on Dovecot: nestbox's log lines");
+        return;
+    }
+    if !common::require_tool("fail2ban-regex", "the fail2ban filter check") {
+        return;
+    }
+    if !ipv6_dual_stack_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI's machine must have IPv6 loopback and a dual-stack [::]"
+        );
+        eprintln!("SKIPPED: no IPv6 loopback or no dual-stack [::] here");
+        return;
+    }
+    let server = TestServer::start_with(Options {
+        dual_stack: true,
+        // alice may use IMAP only: her right password over POP3 is refused, not failed.
+        passwd_extra: vec![(USER, "nestbox_protocols=imap")],
+        ..Options::default()
+    });
+    let v4 = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let v6 = |port: u16| -> SocketAddr { format!("[::1]:{port}").parse().expect("addr") };
+    let wrong = format!("a LOGIN {USER} wrong-{PASSWORD}");
+    for addr in [v4(server.imap_port), v6(server.imap_port)] {
+        let a = converse(addr, &[&wrong]);
+        assert!(a[0].starts_with("a NO"), "{a:?}");
+    }
+    for addr in [v4(server.pop3_port), v6(server.pop3_port)] {
+        let a = converse(addr, &["USER mallory", "PASS guess"]);
+        assert!(a[1].starts_with("-ERR"), "{a:?}");
+    }
+    // Not to be banned: a login that worked, and a right password refused for POP3.
+    let ok = converse(
+        v6(server.imap_port),
+        &[&format!("a LOGIN {USER} {PASSWORD}")],
+    );
+    assert!(ok[0].starts_with("a OK"), "{ok:?}");
+    let refused = converse(
+        v4(server.pop3_port),
+        &[&format!("USER {USER}"), &format!("PASS {PASSWORD}")],
+    );
+    assert!(refused[1].starts_with("-ERR"), "{refused:?}");
+
+    // Every line is in the log once the refusal's is (it came last).
+    let deadline = Instant::now() + TIMEOUT;
+    let log = loop {
+        let log = server.log();
+        if log.contains("protocol refused:") && log.matches("auth failed:").count() >= 4 {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "log lines missing:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log_file = server.dir.join("fail2ban-input.log");
+    std::fs::write(&log_file, &log).expect("write log copy");
+    let filter = common::repo_root().join("contrib/fail2ban/filter.d/nestbox.conf");
+    let out = Command::new("fail2ban-regex")
+        .arg("--out")
+        .arg("ip")
+        .arg(&log_file)
+        .arg(&filter)
+        .output()
+        .expect("run fail2ban-regex");
+    assert!(
+        out.status.success(),
+        "fail2ban-regex: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut ips: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    ips.sort();
+    assert_eq!(
+        ips,
+        ["127.0.0.1", "127.0.0.1", "::1", "::1"],
+        "fail2ban-regex on:\n{log}"
+    );
+}
