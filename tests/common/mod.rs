@@ -1110,6 +1110,27 @@ impl ImapClient {
         }
     }
 
+    /// The same APPEND with the literal and its CRLF in one write: the control for
+    /// [`ImapClient::append_split_writes`] (no second write waits for an ACK).
+    pub fn append_one_write(&mut self, mailbox: &str, msg: &[u8]) -> String {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.stream
+            .write_all(format!("{tag} APPEND {mailbox} {{{}}}\r\n", msg.len()).as_bytes())
+            .expect("send APPEND");
+        let cont = self.read_line().expect("continuation");
+        assert!(cont.starts_with('+'), "no continuation: {cont}");
+        let mut data = msg.to_vec();
+        data.extend_from_slice(b"\r\n");
+        self.stream.write_all(&data).expect("send literal");
+        loop {
+            let line = self.read_line().expect("connection closed during APPEND");
+            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+                return rest.to_string();
+            }
+        }
+    }
+
     /// `LOGOUT`, ignoring the answer.
     pub fn logout(mut self) {
         let _ = self.command("LOGOUT");
