@@ -500,12 +500,6 @@ fn skip_on_dovecot(why: &str) -> bool {
     false
 }
 
-/// True if this process runs as root (Postfix's instance must be started by root).
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 // One `ignore` at most (a second one is an unused attribute): the first missing peer names it.
 #[cfg_attr(nestbox_missing_postfix, ignore = "postfix is not installed")]
@@ -530,20 +524,12 @@ fn postfix_delivery_reaches_imaplib_idle() {
     {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Postfix test must run as root under CI"
-        );
-        eprintln!("SKIPPED: starting a Postfix instance needs root");
+    if !common::require_root("starting a Postfix instance") {
         return;
     }
     let server = TestServer::start();
     // virtual(8) runs as nobody and must reach the Maildir through the server's temp dir.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&server.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    common::postfix::open_to_virtual(&server.dir);
     let postfix = Postfix::start(&server.maildir());
     let dir = common::repo_root().join("tests").join("python");
     let out = Command::new("python3")
@@ -722,20 +708,12 @@ fn postfix_deliveries_into_three_folders_reach_notify() {
     if !common::require_tool("postfix", "real MTA delivery for NOTIFY") {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Postfix test must run as root under CI"
-        );
-        eprintln!("SKIPPED: starting a Postfix instance needs root");
+    if !common::require_root("starting a Postfix instance") {
         return;
     }
     let server = TestServer::start();
     // virtual(8) runs as nobody and must reach the Maildir through the server's temp dir.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&server.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    common::postfix::open_to_virtual(&server.dir);
     let md = server.maildir();
     // (mailbox name, recipient, directory); the two folders exist before NOTIFY SET, made as
     // the mail user would have made them, so `personal` covers them from the start.
@@ -1905,12 +1883,7 @@ fn dovecot_lda_delivery_keeps_the_uid_dovecot_gave_it() {
     {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "must run as root under CI"
-        );
-        eprintln!("SKIPPED: running the LDA as another user needs root");
+    if !common::require_root("running the LDA as another user") {
         return;
     }
     let server = TestServer::start();

@@ -199,12 +199,6 @@ fn setquota_only_when_the_operator_allows_it() {
     assert!(tagged.contains("OK"), "no limit left: {tagged}");
 }
 
-/// True if this process runs as root (Postfix's instance must be started by root).
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 #[cfg_attr(nestbox_missing_postfix, ignore = "postfix is not installed")]
 #[cfg_attr(
@@ -219,12 +213,7 @@ fn a_postfix_delivery_past_90_percent_warns_an_idle_client() {
     if !common::require_tool("postfix", "real MTA delivery for the quota warning") {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Postfix test must run as root under CI"
-        );
-        eprintln!("SKIPPED: starting a Postfix instance needs root");
+    if !common::require_root("starting a Postfix instance") {
         return;
     }
     let server = TestServer::start_with(Options {
@@ -232,10 +221,7 @@ fn a_postfix_delivery_past_90_percent_warns_an_idle_client() {
         ..Options::default()
     });
     // virtual(8) runs as nobody and must reach the Maildir through the server's temp dir.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&server.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    common::postfix::open_to_virtual(&server.dir);
     let postfix = Postfix::start(&server.maildir());
     let mut c = ImapClient::login(&server, common::USER, common::PASSWORD);
     c.ok("SELECT INBOX");

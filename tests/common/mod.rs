@@ -183,6 +183,21 @@ pub fn require_tool(program: &str, why: &str) -> bool {
 }
 
 /// Dovecot's master binary, if installed.
+/// Whether this process runs as root, for a test that needs it (to start Postfix, to run a
+/// program as another user): under `CI` it must (the assertion fails the test); elsewhere the
+/// test is skipped, saying `why` it needs root.
+pub fn require_root(why: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "must run as root under CI: {why}"
+    );
+    eprintln!("SKIPPED: {why} needs root");
+    false
+}
+
 pub fn dovecot_binary() -> Option<PathBuf> {
     ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
         .iter()

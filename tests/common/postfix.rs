@@ -9,6 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Lets Postfix's virtual(8), which runs as nobody, reach a Maildir inside `dir` (a test
+/// server's temp dir).
+pub fn open_to_virtual(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
 /// Deadline of each SMTP read and write.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 
