@@ -1,4 +1,5 @@
-//! The `nestbox` command (SPEC §2): `serve`, `demo`, `check-config`, `passwd`, `quota`.
+//! The `nestbox` command (SPEC §2): `serve`, `demo`, `check-config`, `passwd`, `quota`; the
+//! command line itself is described in `cli.rs`.
 //!
 //! This file parses the command line, sets up logging, loads the config and hands off to
 //! `nestbox::server::run`; it holds no server logic. Exit codes: 0 success, 1 runtime
@@ -6,137 +7,15 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use nestbox::auth::hash::{self, Scheme};
 use nestbox::config::{self, Config};
 
-/// Where `serve` and `check-config` look without `-c`.
-const DEFAULT_CONFIG: &str = "/etc/nestbox/nestbox.toml";
-
-/// Maildir-backed IMAP4rev2/IMAP4rev1 and POP3 server for self-hosters.
-#[derive(Parser, Debug)]
-#[command(name = "nestbox", version, about, long_about = None, disable_help_subcommand = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the server in the foreground (systemd Type=notify; SIGHUP reloads the
-    /// configuration for new connections, SIGTERM drains).
-    Serve {
-        /// Configuration file.
-        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Create (or reuse) a self-contained demo setup in DIR and serve it on 127.0.0.1.
-    Demo {
-        /// Directory for the demo's config, certificate, users and Maildir.
-        #[arg(long, value_name = "DIR", default_value = nestbox::demo::DEFAULT_DIR)]
-        dir: PathBuf,
-    },
-    /// Validate a configuration file and print the effective configuration.
-    CheckConfig {
-        /// Configuration file.
-        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Read a password (from the terminal without echo, or one line of stdin) and print a
-    /// passwd-file hash for it, like `doveadm pw`.
-    Passwd {
-        /// Hash scheme.
-        #[arg(long, value_enum, default_value_t = PasswdScheme::Argon2id)]
-        scheme: PasswdScheme,
-    },
-    /// Show or recalculate users' Maildir++ quota (`maildirsize`).
-    ///
-    /// For STORAGE (bytes) and MESSAGE (messages): use, limit and share of the limit, as a
-    /// table or as JSON. Each user's Maildir is read and written as that user (when run as
-    /// root, by a helper process switched to the user's uid, gid and groups; never as root).
-    #[command(subcommand)]
-    Quota(QuotaCommand),
-    /// Internal: a per-user worker process, started by the server itself (never by hand).
-    #[command(hide = true)]
-    Worker,
-    /// Internal: the Maildir work of `quota`, started by it as each user (never by hand).
-    #[command(hide = true, name = nestbox::admin::quota::HELPER_COMMAND)]
-    QuotaHelper,
-    // Instead of clap's own help subcommand (`disable_help_subcommand` above): that one takes
-    // only command names, so `nestbox help --help` was a usage error (exit 2).
-    /// Print this message or the help of the given command.
-    Help {
-        /// The command to describe (nestbox itself when left out).
-        #[arg(value_name = "COMMAND")]
-        command: Option<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum QuotaCommand {
-    /// Show users' quota from their Maildir's `maildirsize`.
-    ///
-    /// Read only: nothing is written. A user without a Maildir, or whose Maildir has no
-    /// `maildirsize` (no quota), is shown as such.
-    #[command(after_long_help = QUOTA_EXIT)]
-    Show {
-        #[command(flatten)]
-        target: QuotaTarget,
-        /// Count the folders for the use instead of reading the totals in `maildirsize`
-        /// (still nothing is written: `quota recalc` does that).
-        #[arg(long)]
-        recalc: bool,
-    },
-    /// Count users' folders and rewrite `maildirsize`, then show the result.
-    ///
-    /// The limits written are the ones the configuration gives each user, as a login
-    /// applies them. With no limit configured, an existing `maildirsize` keeps its own, and
-    /// a Maildir without one is left without quota (its use is shown, nothing is written);
-    /// so does one when `mail.quota_set` lets users set their own.
-    /// A user without a Maildir is shown as such; none is made.
-    #[command(after_long_help = QUOTA_EXIT)]
-    Recalc {
-        #[command(flatten)]
-        target: QuotaTarget,
-    },
-}
-
-/// The end of `quota show --help` and `quota recalc --help`.
-const QUOTA_EXIT: &str = "Exit status: 0 when every user was shown (users without a Maildir or \
-    without quota included); 1 when a user's Maildir could not be read or written (one line \
-    on standard error each, the others are still shown); 2 for an unknown user or a \
-    configuration error.";
-
-/// Whose quota, from which configuration, printed how: shared by `quota show` and `quota
-/// recalc`.
-#[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("who").required(true).args(["user", "all"])))]
-struct QuotaTarget {
-    /// The user (a login name).
-    #[arg(value_name = "USER")]
-    user: Option<String>,
-    /// Every user: each line of the passwd-file; with PAM, the system users with a uid from
-    /// UID_MIN to UID_MAX of /etc/login.defs (1000 to 60000 by default) who have a Maildir.
-    /// Run as another user than root: only the users whose mail is served as that uid.
-    #[arg(long)]
-    all: bool,
-    /// Print JSON (an array, one object per user) instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Configuration file.
-    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-enum PasswdScheme {
-    Argon2id,
-    #[value(name = "sha512-crypt")]
-    Sha512Crypt,
-}
+mod cli;
+use cli::{Cli, Command, PasswdScheme, QuotaCommand};
 
 /// How a command failed, which decides the exit code.
 enum Failure {
@@ -471,6 +350,15 @@ mod tty {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use cli::DEFAULT_CONFIG;
+
+    /// `cli.rs` cannot name the library (build.rs compiles it alone): its copies of the
+    /// library's names must be the same.
+    #[test]
+    fn cli_constants_match_the_library() {
+        assert_eq!(cli::DEMO_DIR, nestbox::demo::DEFAULT_DIR);
+        assert_eq!(cli::QUOTA_HELPER, nestbox::admin::quota::HELPER_COMMAND);
+    }
 
     #[test]
     fn man_page_covers_the_cli() {
