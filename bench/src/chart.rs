@@ -138,7 +138,7 @@ const WIDTH: i32 = 1000;
 const LABEL_W: i32 = 300;
 const VALUES_W: i32 = 150;
 const TOP: i32 = 96;
-const BOTTOM: i32 = 56;
+const BOTTOM: i32 = 72;
 const FONT: &str = "sans-serif";
 
 fn colour(i: usize) -> RGBColor {
@@ -330,8 +330,11 @@ fn draw(
         )))?;
     }
     // Ticks and their vertical grid lines, labelled below the plot.
+    // Past four decades the 2s and 5s keep their grid lines but lose their labels, which
+    // would run into each other.
+    let crowded = (xr.end / xr.start).log10() > 4.5;
     for t in ticks(&xr) {
-        let major = t == 10f64.powf(t.log10().round());
+        let major = (t.log10() - t.log10().round()).abs() < 1e-9;
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(t, 0.0), (t, n as f64)],
             if major {
@@ -341,6 +344,9 @@ fn draw(
             }
             .stroke_width(1),
         )))?;
+        if crowded && !major {
+            continue;
+        }
         let (px, _) = chart.backend_coord(&(t, 0.0));
         root.draw(&Text::new(
             fmt_tick(t),
