@@ -431,26 +431,29 @@ pub fn verify(svg: &str, series: &[Series]) -> Result<(), String> {
         ));
     }
     let hex = |c: RGBColor| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
-    for (i, s) in series.iter().enumerate() {
-        let c = hex(colour(i));
+    // Series past the palette's length share a style with an earlier one: count per style.
+    for k in 0..series.len().min(COLOURS.len()) {
+        let c = hex(colour(k));
+        let attr = if k.is_multiple_of(2) {
+            "fill"
+        } else {
+            "stroke"
+        };
         let marks = root
             .descendants()
             .filter(|e| e.has_tag_name("circle"))
             .filter(|e| {
-                let attr = if i.is_multiple_of(2) {
-                    "fill"
-                } else {
-                    "stroke"
-                };
                 e.attribute(attr)
                     .is_some_and(|v| v.eq_ignore_ascii_case(&c))
             })
             .count();
-        if marks != s.points.len() + 1 {
+        let sharing: Vec<&Series> = series.iter().skip(k).step_by(COLOURS.len()).collect();
+        let expected: usize = sharing.iter().map(|s| s.points.len() + 1).sum();
+        if marks != expected {
+            let names: Vec<String> = sharing.iter().map(|s| s.label()).collect();
             return Err(format!(
-                "chart has {marks} marks for {} where {} workloads and a legend mark were expected",
-                s.label(),
-                s.points.len()
+                "chart has {marks} marks for {} where {expected} (a mark per workload and a legend mark) were expected",
+                names.join(", ")
             ));
         }
     }
@@ -512,6 +515,11 @@ mod tests {
         let mut short = s.clone();
         short[1].points.push(("extra".into(), 0.5));
         assert!(verify(&svg, &short).unwrap_err().contains("marks"));
+        // A mark removed from the drawing fails it too.
+        let at = svg.rfind("<circle").unwrap();
+        let end = at + svg[at..].find("/>").unwrap() + 2;
+        let lost = format!("{}{}", &svg[..at], &svg[end..]);
+        assert!(verify(&lost, &s).unwrap_err().contains("marks"));
         assert!(
             verify(&svg[..svg.len() / 2], &s)
                 .unwrap_err()
@@ -530,6 +538,14 @@ mod tests {
                 "pop3_noop_rtt"
             ]
         );
+    }
+
+    #[test]
+    fn more_series_than_colours() {
+        let mut s = two_sizes();
+        s.extend(two_sizes());
+        s.extend(two_sizes());
+        verify(&render(&s, "six").unwrap(), &s).unwrap();
     }
 
     #[test]
