@@ -49,6 +49,9 @@ const PEERS: &[(&str, &str)] = &[
     ("fetchmail", "fetchmail"),
     ("runuser", "runuser"),
     ("doveadm", "doveadm"),
+    ("dpkg_deb", "dpkg-deb"),
+    ("lintian", "lintian"),
+    ("cargo_deb", "cargo-deb"),
 ];
 
 fn main() {
@@ -175,8 +178,16 @@ fn peers() {
         println!("cargo::rustc-check-cfg=cfg(nestbox_missing_{name})");
     }
     println!("cargo::rustc-check-cfg=cfg(nestbox_not_root)");
+    // tests/package.rs installs and purges the .deb system-wide: only where asked to (CI, or
+    // NESTBOX_TEST_PACKAGE=1 on a machine of one's own), never silently on a developer's.
+    println!("cargo::rerun-if-env-changed=NESTBOX_TEST_PACKAGE");
+    println!("cargo::rustc-check-cfg=cfg(nestbox_package_test_off)");
+    let package_test = std::env::var_os("NESTBOX_TEST_PACKAGE").is_some_and(|v| v == "1");
     if std::env::var_os("CI").is_some() {
         return;
+    }
+    if !package_test {
+        println!("cargo::rustc-cfg=nestbox_package_test_off");
     }
     for (name, program) in PEERS {
         let found = if program.starts_with('/') {
