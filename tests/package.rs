@@ -421,6 +421,17 @@ fn deb_installs_serves_mail_and_purges_clean() {
     assert_eq!(etc.permissions().mode() & 0o7777, 0o750);
     assert!(Path::new("/etc/nestbox/users").is_file());
 
+    // postinst is idempotent: configuring again (here: the same version installed over
+    // itself, an upgrade's path) succeeds and keeps the operator's passwd-file as it is.
+    let users_line = "ann:{PLAIN}x:5000:5000::/var/vmail/ann::\n";
+    fs::write("/etc/nestbox/users", users_line).expect("write users");
+    run(Command::new("dpkg").arg("-i").arg(&deb));
+    assert_eq!(
+        fs::read_to_string("/etc/nestbox/users").ok().as_deref(),
+        Some(users_line)
+    );
+    fs::write("/etc/nestbox/users", "").expect("empty users");
+
     // check-config on the shipped config: OK, with the snakeoil warning.
     let check = run(Command::new("/usr/bin/nestbox").arg("check-config"));
     let said = String::from_utf8_lossy(&check.stderr);
@@ -527,9 +538,25 @@ fn deb_installs_serves_mail_and_purges_clean() {
     drop(postfix);
     server.stop();
 
-    // Purge: nothing of the package left but directories other packages own; the mail stays.
+    // Remove keeps the configuration (and the group); purge then takes it: nothing of the
+    // package left but directories other packages own; the mail stays.
     let mail = messages(&user.maildir());
     assert_eq!(mail.len(), 1, "{mail:?}");
+    run(Command::new("dpkg").args(["-r", "nestbox"]));
+    assert!(
+        !Path::new("/usr/bin/nestbox").exists(),
+        "binary left after remove"
+    );
+    for kept in [SHIPPED_CONFIG, "/etc/nestbox/users", "/etc/pam.d/nestbox"] {
+        assert!(
+            Path::new(kept).is_file(),
+            "{kept} gone after remove (not purge)"
+        );
+    }
+    assert!(
+        group_exists("nestbox"),
+        "group nestbox gone after remove (not purge)"
+    );
     run(Command::new("dpkg").args(["-P", "nestbox"]));
     drop(installed);
     assert!(!package_installed());
