@@ -54,21 +54,22 @@ const PEERS: &[(&str, &str)] = &[
     ("cargo_deb", "cargo-deb"),
 ];
 
-fn main() {
+fn main() -> std::io::Result<()> {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=src/cli.rs");
-    if let Err(e) = man_pages() {
-        // A build script reports by panicking; cargo prints the message.
-        panic!("writing the man pages: {e}");
-    }
+    // An error fails the build, with this message.
+    man_pages().map_err(|e| std::io::Error::other(format!("writing the man pages: {e}")))?;
     peers();
+    Ok(())
 }
 
 /// Renders `nestbox.1` and one page per visible subcommand into `$OUT_DIR/man/` and gzipped
 /// copies into `target/<profile>/man/` (the module doc says why).
 fn man_pages() -> std::io::Result<()> {
     use clap::CommandFactory;
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    let out = PathBuf::from(
+        std::env::var_os("OUT_DIR").ok_or_else(|| std::io::Error::other("OUT_DIR not set"))?,
+    );
     let generated = out.join("man");
     let mut dirs = vec![generated.clone()];
     if let Some(profile_dir) = out.ancestors().nth(3) {
