@@ -1,8 +1,8 @@
 //! The command line of `nestbox`: every command, argument and help text, as clap types.
 //!
 //! This file is the one description of the interface. `main.rs` dispatches on it, and
-//! `build.rs` compiles it too (`#[path]`) to write the man page with `clap_mangen`, so the
-//! page cannot drift from `--help`. It must therefore stay self-contained: only `std` and
+//! `build.rs` compiles it too (`#[path]`) to write the man pages with `clap_mangen` (nestbox(1)
+//! and one per visible subcommand), so the pages cannot drift from `--help`. It must therefore stay self-contained: only `std` and
 //! `clap`, no `crate::` or `nestbox::` paths (the constants below that the library also
 //! knows are checked equal by a test in `main.rs`).
 
@@ -22,10 +22,65 @@ pub const DEFAULT_CONFIG: &str = "/etc/nestbox/nestbox.toml";
 
 /// Maildir-backed IMAP4rev2/IMAP4rev1 and POP3 server for self-hosters.
 #[derive(Parser, Debug)]
-#[command(name = "nestbox", version, about, long_about = None, disable_help_subcommand = true)]
+#[command(name = "nestbox", version, about, long_about = LONG_ABOUT, disable_help_subcommand = true)]
+#[command(after_long_help = more_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `nestbox --help`'s description, and nestbox(1)'s.
+pub const LONG_ABOUT: &str = "Maildir-backed IMAP4rev2/IMAP4rev1 and POP3 server for \
+    self-hosters.\n\n\
+    nestbox serves the Maildirs that an MTA such as Postfix, Exim or OpenSMTPD delivers into, \
+    over IMAP (ports 143 with STARTTLS and 993 with TLS) and POP3 (ports 110 with STLS and 995 \
+    with TLS; the maildrop is INBOX). The on-disk layout is Dovecot's Maildir++ \
+    (maildir:~/Maildir), including dovecot-uidlist, so a Maildir moves between Dovecot and \
+    nestbox without clients downloading anything again.";
+
+/// The sections after the commands in `nestbox --help` (titled "Title:") and in nestbox(1)
+/// (one `.SH TITLE` each, written by build.rs); paragraphs are separated by blank lines.
+pub const MORE_HELP: &[(&str, &str)] = &[
+    (
+        "Environment",
+        "NESTBOX_LOG: the log filter, e.g. info, debug or nestbox::auth=debug,info; it falls \
+        back to RUST_LOG, then to info (warn for quota, whose output is its answer). Logs go \
+        to standard error, with colour only when it is a terminal. Messages of the TLS library \
+        (rustls) are held to errors unless the filter names rustls (e.g. info,rustls=debug): \
+        its warnings are about what clients send.\n\n\
+        NO_COLOR: when set and not empty, no colour codes even on a terminal.",
+    ),
+    (
+        "Logging",
+        "Failed logins are logged as \"auth failed: user=NAME rip=ADDRESS mech=MECHANISM\", \
+        which the fail2ban filter in /usr/share/doc/nestbox/contrib/fail2ban/ matches. Repeated \
+        failures from one address (one /64 for IPv6) are answered ever more slowly.",
+    ),
+    (
+        "Exit status",
+        "0: success. 1: a runtime error (for example a port already in use, or for quota a \
+        user's Maildir that could not be read or written). 2: a usage or configuration error \
+        (for quota also an unknown user).",
+    ),
+    (
+        "Files",
+        "/etc/nestbox/nestbox.toml: the configuration; see nestbox.toml(5).\n\n\
+        /etc/nestbox/users: the passwd-file, when auth.backend = \"passwd-file\".",
+    ),
+    (
+        "See also",
+        "nestbox.toml(5), the page of each command (nestbox-serve(1), nestbox-quota-show(1), \
+        ...), doveadm-pw(1), fail2ban(1).",
+    ),
+];
+
+/// [`MORE_HELP`] as the end of `nestbox --help`.
+fn more_help() -> String {
+    MORE_HELP
+        .iter()
+        .map(|(title, text)| format!("{title}:\n{text}"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 #[derive(Subcommand, Debug)]
