@@ -17,6 +17,9 @@ pub const DEMO_DIR: &str = "nestbox-demo";
 /// (`nestbox::admin::quota::HELPER_COMMAND`).
 pub const QUOTA_HELPER: &str = "quota-helper";
 
+/// The hidden command `index` runs its helper with (`nestbox::admin::index::HELPER_COMMAND`).
+pub const INDEX_HELPER: &str = "index-helper";
+
 /// Where `serve` and `check-config` look without `-c`.
 pub const DEFAULT_CONFIG: &str = "/etc/nestbox/nestbox.toml";
 
@@ -63,12 +66,25 @@ pub enum Command {
     /// root, by a helper process switched to the user's uid, gid and groups; never as root).
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Check or rebuild a user's per-folder index and cache (`nestbox.index`,
+    /// `nestbox.cache`) against the Maildir, never changing a UID.
+    ///
+    /// The `dovecot-uidlist` of each folder is the truth for UIDs; the index and the cache
+    /// are caches the server rebuilds from the Maildir whenever they are lost. The user's
+    /// Maildir is read and written as that user (when run as root, by a helper process
+    /// switched to the user's uid, gid and groups; never as root). On a terminal a progress
+    /// bar is drawn on standard error; on a pipe nothing is.
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Internal: a per-user worker process, started by the server itself (never by hand).
     #[command(hide = true)]
     Worker,
     /// Internal: the Maildir work of `quota`, started by it as each user (never by hand).
     #[command(hide = true, name = QUOTA_HELPER)]
     QuotaHelper,
+    /// Internal: the Maildir work of `index`, started by it as the user (never by hand).
+    #[command(hide = true, name = INDEX_HELPER)]
+    IndexHelper,
     // Instead of clap's own help subcommand (`disable_help_subcommand` above): that one takes
     // only command names, so `nestbox help --help` was a usage error (exit 2).
     /// Print this message or the help of the given command.
@@ -130,6 +146,62 @@ pub struct QuotaTarget {
     /// Print JSON (an array, one object per user) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Configuration file.
+    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Compare each folder's index and cache with its files and its uidlist; write nothing.
+    ///
+    /// Per folder: "consistent", or each problem found: messages in the index whose file is
+    /// gone, files with a UID that the index does not list, flags (the file name) or size
+    /// the index has wrong, a UID or UIDVALIDITY other than the uidlist's, an index that does
+    /// not read (missing, truncated, bad checksum, unknown format), a cache with a bad entry,
+    /// and problems of the uidlist itself (unreadable, a UID or a file twice, UIDs out of
+    /// order). Files delivered since the folder was last opened (not numbered yet)
+    /// are counted, not a problem. A folder the server has open may show its changes of the
+    /// last seconds as differences until the server writes its index (every 2 seconds while
+    /// the folder changes, and when it closes the folder).
+    #[command(after_long_help = INDEX_EXIT)]
+    Check {
+        #[command(flatten)]
+        target: IndexTarget,
+    },
+    /// Make each folder's index again from its files and its uidlist, then check it.
+    ///
+    /// The index and the cache are removed and the folder is opened and closed as the server
+    /// opens a folder whose index was lost: UIDs and UIDVALIDITY come from the uidlist and
+    /// never change; files not numbered yet get the next UIDs, under the uidlist's lock, as
+    /// any open would number them; modification sequences restart above the clock, so
+    /// CONDSTORE/QRESYNC clients resync their flags once; the cache is refilled as clients
+    /// fetch. A folder whose uidlist does not read is left alone (and reported). Safe while
+    /// the server runs and clients have the folder open: the server reads an index only when
+    /// it opens a folder, and either keeps this one or replaces it with its own.
+    #[command(after_long_help = INDEX_EXIT)]
+    Rebuild {
+        #[command(flatten)]
+        target: IndexTarget,
+    },
+}
+
+/// The end of `index check --help` and `index rebuild --help`.
+pub const INDEX_EXIT: &str = "Exit status: 0 when every folder is consistent (after a rebuild: \
+    was rebuilt and checks consistent; a user without a Maildir has nothing to check); 1 when \
+    a folder has a problem or could not be read; 2 for an unknown user or folder or a \
+    configuration error.";
+
+/// Whose index, which folder, from which configuration.
+#[derive(clap::Args, Debug)]
+pub struct IndexTarget {
+    /// The user (a login name).
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// One folder (its IMAP name, `/` between levels, e.g. `Archive/2024`); every folder
+    /// of the Maildir when left out.
+    #[arg(value_name = "FOLDER")]
+    pub folder: Option<String>,
     /// Configuration file.
     #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,

@@ -1,4 +1,5 @@
-//! Operator commands, run from a shell beside the server (`nestbox quota`), never inside it.
+//! Operator commands, run from a shell beside the server (`nestbox quota`, `nestbox index`),
+//! never inside it.
 //!
 //! They resolve users as a login would (`auth`), then do their Maildir work in a helper
 //! process running as each user (`as_user`), as the server's workers do: run as root, an
@@ -6,6 +7,7 @@
 //!
 //! Owns the commands' logic and their output; the command line itself is `main.rs`'s. It
 //! never changes what the server does, and never writes anything but what its command says
-//! (a `maildirsize` for `quota recalc`).
+//! (a `maildirsize` for `quota recalc`; a folder's index for `index rebuild`).
 pub mod as_user;
+pub mod index;
 pub mod quota;
