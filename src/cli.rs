@@ -76,6 +76,54 @@ pub enum Command {
     /// bar is drawn on standard error; on a pipe nothing is.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Write the files that let mail clients set themselves up: Thunderbird's autoconfig
+    /// XML, an Apple .mobileconfig profile and RFC 6186 SRV records.
+    ///
+    /// Everything comes from the configuration (`hostname`; the ports of `imap.listen_tls`,
+    /// `imap.listen` (STARTTLS), `pop3.listen_tls`, `pop3.listen` (STLS), where `[]` turns
+    /// a service off; the auth backend, which decides the login name) and from the options
+    /// for what the configuration does not know (the mail domain, the MTA's submission host
+    /// and ports). Written under DIR:
+    ///
+    ///   .well-known/autoconfig/mail/config-v1.1.xml  (Thunderbird, K-9 Mail, Evolution)
+    ///
+    ///   mail/config-v1.1.xml  (the same, for the autoconfig.DOMAIN host)
+    ///
+    ///   DOMAIN.mobileconfig  (iOS, iPadOS and macOS Mail; unsigned; asks for the address,
+    ///   user name and password when installed)
+    ///
+    ///   srv-records.zone  (_imaps, _imap, _pop3s, _pop3, _submissions, _submission; a
+    ///   service turned off gets RFC 6186's "not available" record `0 0 0 .`)
+    ///
+    /// The SRV records are also printed.
+    #[command(after_long_help = CLIENT_CONFIG_SERVING)]
+    ClientConfig {
+        /// Configuration file.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The domain of the users' addresses (default: `hostname` without its first
+        /// label when it has more than two: mail.example.org gives example.org).
+        #[arg(long, value_name = "DOMAIN")]
+        email_domain: Option<String>,
+        /// The MTA's submission server (default: `hostname`).
+        #[arg(long, value_name = "HOST")]
+        submission_host: Option<String>,
+        /// A port of the MTA's submission service: 465 is implicit TLS (RFC 8314
+        /// "submissions"), any other STARTTLS. May be given twice (465 and 587).
+        #[arg(long, value_name = "PORT", default_values_t = [587u16])]
+        submission_port: Vec<u16>,
+        /// The account's name shown in clients (default: "DOMAIN mail").
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+        /// How users log in (default: from the auth backend: PAM users with the local part
+        /// of their address; passwd-file users as the names in the file are written, the
+        /// whole address if every name has an `@`).
+        #[arg(long, value_enum, value_name = "FORM")]
+        username: Option<UsernameForm>,
+        /// Directory to write the files into (made if missing).
+        #[arg(long, value_name = "DIR", default_value = "client-config")]
+        out: PathBuf,
+    },
     /// Internal: a per-user worker process, started by the server itself (never by hand).
     #[command(hide = true)]
     Worker,
@@ -206,6 +254,45 @@ pub struct IndexTarget {
     #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
+
+/// `client-config --username`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum UsernameForm {
+    /// The whole address (Thunderbird's %EMAILADDRESS%).
+    Address,
+    /// The part before the @ (%EMAILLOCALPART%).
+    LocalPart,
+}
+
+/// The end of `client-config --help`: how to serve the files (also docs/client-setup.md).
+pub const CLIENT_CONFIG_SERVING: &str = "\
+Serving the files (docs/client-setup.md has the details):
+
+Thunderbird asks https://autoconfig.DOMAIN/mail/config-v1.1.xml?emailaddress=ADDRESS, then
+https://DOMAIN/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=ADDRESS. The files use
+Thunderbird's placeholders (%EMAILADDRESS%, %EMAILLOCALPART%), so a static file serves every
+user and the emailaddress parameter can be ignored. Serve DIR over HTTPS as the document root
+of the autoconfig.DOMAIN host and of DOMAIN's site (or copy .well-known/ into that site). The
+.mobileconfig must be sent as application/x-apple-aspen-config (Safari then offers to install
+it). Publish srv-records.zone in DOMAIN's zone.
+
+nginx:
+  server {
+      listen 443 ssl;
+      server_name autoconfig.example.org example.org;
+      root /var/www/client-config;
+      location ~ /config-v1\\.1\\.xml$ { types { } default_type application/xml; }
+      location ~ \\.mobileconfig$ { types { } default_type application/x-apple-aspen-config; }
+  }
+
+Apache:
+  <VirtualHost *:443>
+      ServerName autoconfig.example.org
+      ServerAlias example.org
+      DocumentRoot /var/www/client-config
+      AddType application/xml .xml
+      AddType application/x-apple-aspen-config .mobileconfig
+  </VirtualHost>";
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum PasswdScheme {

@@ -15,7 +15,7 @@ use nestbox::auth::hash::{self, Scheme};
 use nestbox::config::{self, Config};
 
 mod cli;
-use cli::{Cli, Command, IndexCommand, PasswdScheme, QuotaCommand};
+use cli::{Cli, Command, IndexCommand, PasswdScheme, QuotaCommand, UsernameForm};
 
 /// How a command failed, which decides the exit code.
 enum Failure {
@@ -55,7 +55,11 @@ async fn run() -> ExitCode {
     // beside it (the server's `info` lines, such as "loaded N user(s)", are noise there).
     let quiet = matches!(
         cli.command,
-        Command::Quota(_) | Command::QuotaHelper | Command::Index(_) | Command::IndexHelper
+        Command::Quota(_)
+            | Command::QuotaHelper
+            | Command::Index(_)
+            | Command::IndexHelper
+            | Command::ClientConfig { .. }
     );
     init_logging(if quiet { "warn" } else { "info" });
     let result = match cli.command {
@@ -70,6 +74,28 @@ async fn run() -> ExitCode {
         Command::QuotaHelper => nestbox::admin::quota::helper()
             .map_err(|e| Failure::Runtime(format!("quota helper: {e}"))),
         Command::Index(i) => index(i),
+        Command::ClientConfig {
+            config,
+            email_domain,
+            submission_host,
+            submission_port,
+            display_name,
+            username,
+            out,
+        } => {
+            use nestbox::admin::client_config::{Options, Username};
+            let opts = Options {
+                email_domain,
+                submission_host,
+                submission_ports: submission_port,
+                display_name,
+                username: username.map(|u| match u {
+                    UsernameForm::Address => Username::Address,
+                    UsernameForm::LocalPart => Username::LocalPart,
+                }),
+            };
+            client_config(&config, &opts, &out)
+        }
         Command::IndexHelper => nestbox::admin::index::helper()
             .map_err(|e| Failure::Runtime(format!("index helper: {e}"))),
         Command::Help { .. } => Ok(()),
@@ -244,6 +270,24 @@ fn quota(command: QuotaCommand) -> Result<(), Failure> {
             Err(Failure::Runtime(last.clone()))
         }
     }
+}
+
+fn client_config(
+    path: &Path,
+    opts: &nestbox::admin::client_config::Options,
+    out: &Path,
+) -> Result<(), Failure> {
+    use nestbox::admin::client_config::{Settings, write};
+    let cfg = load_config(path)?;
+    let mut warnings = Vec::new();
+    let settings = Settings::new(&cfg, opts, &mut warnings).map_err(Failure::Usage)?;
+    for w in warnings {
+        eprintln!("nestbox: warning: {w}");
+    }
+    let said = write(&settings, out).map_err(Failure::Runtime)?;
+    print!("{said}");
+    let _ = std::io::stdout().flush();
+    Ok(())
 }
 
 fn index(command: IndexCommand) -> Result<(), Failure> {
