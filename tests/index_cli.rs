@@ -340,7 +340,7 @@ fn a_progress_bar_only_on_a_terminal() {
         .expect("script");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    let bar = regex::Regex::new(r"\] \d+/\d+ messages").expect("re");
+    let bar = regex::Regex::new(r"INBOX: checking \[[=> ]+\] \d+/\d+").expect("re");
     assert!(bar.is_match(&text), "no progress bar in {text:?}");
     assert!(text.contains('\u{1b}'), "no terminal control in {text:?}");
 }

@@ -7,8 +7,10 @@
 //!
 //! Owns the commands' logic and their output; the command line itself is `main.rs`'s. It
 //! never changes what the server does, and never writes anything but what its command says
-//! (a `maildirsize` for `quota recalc`; a folder's index for `index rebuild`; the files
-//! `client-config` names, under its output directory).
+//! (a `maildirsize` for `quota recalc`; for `index rebuild`, a folder's index and what the
+//! store writes whenever it opens a folder: the uidlist records of files not numbered yet,
+//! and `maildirsize` when a quota counts them; the files `client-config` names, under its
+//! output directory).
 pub mod as_user;
 pub mod client_config;
 pub mod index;

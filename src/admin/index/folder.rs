@@ -213,7 +213,7 @@ fn check_into(
         Some(e) => root.dir(e)?,
         None => root.try_clone()?,
     };
-    let problems = &mut report.problems;
+    let mut problems = Vec::new();
 
     // The uidlist: base name -> UID.
     let loaded = match Loaded::load(&dir) {
@@ -293,7 +293,8 @@ fn check_into(
         Err(e) => return Err(e),
     };
     if let (Some(idx), Some(ul)) = (&idx, &loaded) {
-        compare(idx, ul, &uid_of, &files, progress, problems);
+        let progress = progress.then(|| format!("{}: checking", report.folder));
+        compare(idx, ul, &uid_of, &files, progress, &mut problems);
     }
 
     // The cache: only its own soundness (entries of expunged UIDs are normal until it is
@@ -313,6 +314,7 @@ fn check_into(
             Err(e) => return Err(e),
         }
     }
+    report.problems = problems;
     Ok(())
 }
 
@@ -322,7 +324,7 @@ fn compare(
     ul: &Loaded,
     uid_of: &HashMap<String, u32>,
     files: &HashMap<String, OnDisk>,
-    progress: bool,
+    progress: Option<String>,
     problems: &mut Vec<String>,
 ) {
     if idx.uidvalidity != ul.uidvalidity {
@@ -336,9 +338,11 @@ fn compare(
     let mut done = 0u64;
     let tick = |done: &mut u64| {
         *done += 1;
-        if progress && (*done % PROGRESS_EVERY == 0 || *done == total) {
+        if let Some(what) = &progress
+            && (*done % PROGRESS_EVERY == 0 || *done == total)
+        {
             report(&Progress {
-                what: String::new(),
+                what: what.clone(),
                 done: *done,
                 total,
             });
@@ -346,6 +350,7 @@ fn compare(
     };
     let mut wrong_uid = Kind::new("index: UID differs from the uidlist's");
     let mut gone = Kind::new("in the index but not on disk");
+    let mut unnumbered = Kind::new("index: a UID the uidlist does not give that file");
     let mut flags = Kind::new("index: flags or place differ from the file's name");
     let mut size = Kind::new("index: size differs");
     let mut twice = Kind::new("index: a UID listed twice");
@@ -358,6 +363,10 @@ fn compare(
         }
         match uid_of.get(base) {
             Some(&u) if u != m.uid => wrong_uid.add(|| format!("{} (uidlist: {u})", m.uid)),
+            None if files.contains_key(base) => {
+                unnumbered.add(|| format!("UID {}", m.uid));
+                continue;
+            }
             None => {
                 gone.add(|| format!("UID {}", m.uid));
                 continue;
@@ -414,7 +423,7 @@ fn compare(
         }
     }
     problems.extend(
-        [wrong_uid, twice, gone, missing, flags, size]
+        [wrong_uid, unnumbered, twice, gone, missing, flags, size]
             .iter()
             .filter_map(Kind::line),
     );
@@ -454,7 +463,7 @@ fn rebuild(
     }
     if progress {
         report(&Progress {
-            what: "indexing".into(),
+            what: format!("{name}: indexing"),
             done: 0,
             total: 0,
         });

@@ -64,11 +64,14 @@ pub fn run(
     };
     let answer = super::as_user::run_reporting(&identity, HELPER_COMMAND, &job, |p| {
         if let Some(bar) = &bar {
-            bar.set_length(p.total);
-            bar.set_position(p.done);
-            if !p.what.is_empty() {
-                bar.set_message(p.what);
+            // A total of 0: a step whose size is not known (the store opening a folder).
+            if p.total == 0 {
+                bar.unset_length();
+            } else {
+                bar.set_length(p.total);
             }
+            bar.set_position(p.done);
+            bar.set_message(p.what);
         }
     });
     if let Some(bar) = bar {
@@ -93,9 +96,9 @@ pub fn run(
 
 fn new_bar() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {msg:20} [{bar:40}] {pos}/{len} messages",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{wide_bar}] {pos}/{len}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
