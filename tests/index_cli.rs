@@ -344,3 +344,37 @@ fn a_progress_bar_only_on_a_terminal() {
     assert!(bar.is_match(&text), "no progress bar in {text:?}");
     assert!(text.contains('\u{1b}'), "no terminal control in {text:?}");
 }
+
+/// Problems of the uidlist itself are named; a uidlist that does not read is never replaced
+/// by a rebuild (the store would move it aside and number everything anew, with a new
+/// UIDVALIDITY: the operator's decision, not the command's).
+#[test]
+fn uidlist_problems_are_named_and_a_broken_uidlist_is_left_alone() {
+    let mut server = TestServer::start();
+    fill(&server);
+    server.stop();
+    let uidlist = server.maildir().join("dovecot-uidlist");
+    let good = fs::read_to_string(&uidlist).expect("uidlist");
+    // One record again, under another name: a UID given twice.
+    let second = good.lines().nth(2).expect("a second record");
+    let uid = second.split(' ').next().expect("uid");
+    let twice = format!("{good}{uid} :1700000099.M1P1.elsewhere\n");
+    fs::write(&uidlist, &twice).expect("write");
+    check_finds(&server, &format!("uidlist: UID given twice (1): {uid}"));
+    fs::write(&uidlist, &good).expect("restore");
+    consistent(&server, &["check", USER]);
+
+    let broken = "this is not a uidlist\n1 :a\n";
+    fs::write(&uidlist, broken).expect("write");
+    check_finds(&server, "dovecot-uidlist does not read");
+    let out = index(&server, &["rebuild", USER, "INBOX"]);
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("not rebuilt"), "{}", out.stdout);
+    assert_eq!(fs::read_to_string(&uidlist).expect("uidlist"), broken);
+    assert!(
+        server.maildir().join("nestbox.index").exists(),
+        "the index of a folder not rebuilt is left as it was"
+    );
+    fs::write(&uidlist, &good).expect("restore");
+    consistent(&server, &["check", USER]);
+}
