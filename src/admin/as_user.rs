@@ -13,7 +13,9 @@
 //! the Maildir even then).
 //!
 //! The helper side ([`serve`]) refuses to run as root and reads nothing but its standard
-//! input; its answer is all it writes to standard output.
+//! input; its answer is all it writes to standard output. On standard error, besides its
+//! error line, it may [`report`] progress, which the parent reads as it comes
+//! ([`run_reporting`]: `nestbox index` draws its progress bar from it).
 use std::io::{BufRead, Read, Write};
 use std::process::{Command, Stdio};
 

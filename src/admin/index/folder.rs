@@ -9,8 +9,9 @@
 //!   file name (the flags) or a size it has wrong, a UID or UIDVALIDITY other than the
 //!   uidlist's, and an image that does not read at all (truncated, bad checksum, unknown
 //!   format); a cache with a bad entry or of another UIDVALIDITY; and what is wrong with the
-//!   uidlist itself (unreadable, a UID twice, a file twice, UIDs out of order). Files no program has numbered yet (mail delivered since the folder was last
-//!   opened) are counted, not reported as a problem: the next open numbers them.
+//!   uidlist itself (unreadable, a UID twice, a file twice, UIDs out of order). Files no
+//!   program has numbered yet (mail delivered since the folder was last opened) are
+//!   counted, not reported as a problem: the next open numbers them.
 //! - `rebuild` never writes the uidlist's UIDs: it removes the index and the cache and opens
 //!   the folder through the store (`MailStore`), exactly as the server opens a folder whose
 //!   index was lost, then closes it, which writes a complete index. UIDs come from the
@@ -27,6 +28,14 @@
 //! (its later writes replace ours with its own, equally valid, image; its in-place
 //! `clean`-byte mark lands in whichever image is there, and both stay valid). The one
 //! shared file whose numbers matter, the uidlist, is written only through the store's lock.
+//! Modseqs only move forward whichever image wins: ours starts above the clock, above
+//! anything the server handed out (the store's own premise for a lost index: fewer than a
+//! million changes a second); the server's, if it writes one after ours, holds exactly what
+//! its clients were told. Changes made between our scan and our write (a flag, an expunge)
+//! are differences of names and files, which the next open's sync finds and gives new
+//! modseqs, as it does for any change made while nestbox was not looking.
+//! `tests/index_cli.rs` rebuilds beside a client that has the folder selected, which then
+//! goes on (UIDs, STORE, APPEND's next UID) as if nothing happened.
 //!
 //! Every name beneath the Maildir root is opened with the store's `beneath` rules, as in
 //! `admin::quota::maildir`.
