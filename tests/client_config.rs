@@ -291,6 +291,7 @@ fn listeners_turned_off_and_ports_change_the_output() {
         ],
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
     let v = read(&r.out(), "example.net");
     let x = &v["xml"]["mail/config-v1.1.xml"];
     assert_eq!(x["id"], "example.net");
@@ -337,12 +338,20 @@ fn listeners_turned_off_and_ports_change_the_output() {
     assert_eq!(records[4].4, "smtp.example.net.");
 
     // POP3 only: the profile is a POP account; `--username` overrides the file's form.
+    // POP3 on the loopback address only: written, with a warning.
     let r = run(
-        "hostname = \"mail.example.org\"\n[imap]\nlisten = []\nlisten_tls = []\n[auth]\n\
+        "hostname = \"mail.example.org\"\n[imap]\nlisten = []\nlisten_tls = []\n[pop3]\n\
+         listen = [\"127.0.0.1:110\"]\n[auth]\n\
          backend = \"passwd-file\"\npasswd_file = \"{dir}/users\"\n",
         &["--username", "local-part"],
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("warning: pop3.listen listens only on the loopback address"),
+        "{}",
+        r.stderr
+    );
     let v = read(&r.out(), "example.org");
     let mail = &v["profile"]["PayloadContent"][0];
     assert_eq!(mail["EmailAccountType"], "EmailTypePOP");

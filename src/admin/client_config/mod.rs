@@ -96,6 +96,19 @@ impl Settings {
             None => hostname.clone(),
         };
         check_dns_name("submission host", &submission_host)?;
+        for (what, list) in [
+            ("imap.listen_tls", &cfg.imap.listen_tls),
+            ("imap.listen", &cfg.imap.listen),
+            ("pop3.listen_tls", &cfg.pop3.listen_tls),
+            ("pop3.listen", &cfg.pop3.listen),
+        ] {
+            if !list.is_empty() && list.iter().all(|a| a.ip().is_loopback()) {
+                warnings.push(format!(
+                    "{what} listens only on the loopback address: clients on other machines \
+                     cannot reach it"
+                ));
+            }
+        }
         let port = |l: &[std::net::SocketAddr]| l.first().map(|a| a.port());
         let (imaps, imap) = (port(&cfg.imap.listen_tls), port(&cfg.imap.listen));
         let (pop3s, pop3) = (port(&cfg.pop3.listen_tls), port(&cfg.pop3.listen));
