@@ -15,7 +15,7 @@ use nestbox::auth::hash::{self, Scheme};
 use nestbox::config::{self, Config};
 
 mod cli;
-use cli::{Cli, Command, PasswdScheme, QuotaCommand};
+use cli::{Cli, Command, IndexCommand, PasswdScheme, QuotaCommand, UsernameForm};
 
 /// How a command failed, which decides the exit code.
 enum Failure {
@@ -53,7 +53,14 @@ async fn run() -> ExitCode {
     }
     // An operator command's output is its answer: only warnings and errors are logged
     // beside it (the server's `info` lines, such as "loaded N user(s)", are noise there).
-    let quiet = matches!(cli.command, Command::Quota(_) | Command::QuotaHelper);
+    let quiet = matches!(
+        cli.command,
+        Command::Quota(_)
+            | Command::QuotaHelper
+            | Command::Index(_)
+            | Command::IndexHelper
+            | Command::ClientConfig { .. }
+    );
     init_logging(if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Serve { config } => serve(&config).await,
@@ -66,6 +73,31 @@ async fn run() -> ExitCode {
             .map_err(|e| Failure::Runtime(format!("worker: {e}"))),
         Command::QuotaHelper => nestbox::admin::quota::helper()
             .map_err(|e| Failure::Runtime(format!("quota helper: {e}"))),
+        Command::Index(i) => index(i),
+        Command::ClientConfig {
+            config,
+            email_domain,
+            submission_host,
+            submission_port,
+            display_name,
+            username,
+            out,
+        } => {
+            use nestbox::admin::client_config::{Options, Username};
+            let opts = Options {
+                email_domain,
+                submission_host,
+                submission_ports: submission_port,
+                display_name,
+                username: username.map(|u| match u {
+                    UsernameForm::Address => Username::Address,
+                    UsernameForm::LocalPart => Username::LocalPart,
+                }),
+            };
+            client_config(&config, &opts, &out)
+        }
+        Command::IndexHelper => nestbox::admin::index::helper()
+            .map_err(|e| Failure::Runtime(format!("index helper: {e}"))),
         Command::Help { .. } => Ok(()),
     };
     match result {
@@ -240,6 +272,44 @@ fn quota(command: QuotaCommand) -> Result<(), Failure> {
     }
 }
 
+fn client_config(
+    path: &Path,
+    opts: &nestbox::admin::client_config::Options,
+    out: &Path,
+) -> Result<(), Failure> {
+    use nestbox::admin::client_config::{Settings, write};
+    let cfg = load_config(path)?;
+    let mut warnings = Vec::new();
+    let settings = Settings::new(&cfg, opts, &mut warnings).map_err(Failure::Usage)?;
+    for w in warnings {
+        eprintln!("nestbox: warning: {w}");
+    }
+    let said = write(&settings, out).map_err(Failure::Runtime)?;
+    print!("{said}");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+fn index(command: IndexCommand) -> Result<(), Failure> {
+    let (target, rebuild) = match command {
+        IndexCommand::Check { target } => (target, false),
+        IndexCommand::Rebuild { target } => (target, true),
+    };
+    let cfg = load_config(&target.config)?;
+    let outcome = nestbox::admin::index::run(&cfg, &target.user, target.folder.as_deref(), rebuild)
+        .map_err(|e| Failure::Usage(e.0))?;
+    print!("{}", outcome.output);
+    let _ = std::io::stdout().flush();
+    if outcome.failed {
+        let what = if rebuild { "rebuilt" } else { "checked" };
+        return Err(Failure::Runtime(format!(
+            "{}: not every folder {what} is consistent",
+            target.user
+        )));
+    }
+    Ok(())
+}
+
 fn passwd(scheme: PasswdScheme) -> Result<(), Failure> {
     let password = if std::io::stdin().is_terminal() {
         let first =
@@ -358,6 +428,7 @@ mod tests {
     fn cli_constants_match_the_library() {
         assert_eq!(cli::DEMO_DIR, nestbox::demo::DEFAULT_DIR);
         assert_eq!(cli::QUOTA_HELPER, nestbox::admin::quota::HELPER_COMMAND);
+        assert_eq!(cli::INDEX_HELPER, nestbox::admin::index::HELPER_COMMAND);
     }
 
     /// The pages build.rs wrote from this same `Cli` (into `$OUT_DIR/man`): exactly one per
