@@ -53,7 +53,10 @@ async fn run() -> ExitCode {
     }
     // An operator command's output is its answer: only warnings and errors are logged
     // beside it (the server's `info` lines, such as "loaded N user(s)", are noise there).
-    let quiet = matches!(cli.command, Command::Quota(_) | Command::QuotaHelper);
+    let quiet = matches!(
+        cli.command,
+        Command::Quota(_) | Command::QuotaHelper | Command::Who { .. }
+    );
     init_logging(if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Serve { config } => serve(&config).await,
@@ -61,6 +64,7 @@ async fn run() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Passwd { scheme } => passwd(scheme),
         Command::Quota(q) => quota(q),
+        Command::Who { json, config } => who(&config, json),
         Command::Worker => nestbox::server::worker::run()
             .await
             .map_err(|e| Failure::Runtime(format!("worker: {e}"))),
@@ -238,6 +242,14 @@ fn quota(command: QuotaCommand) -> Result<(), Failure> {
             Err(Failure::Runtime(last.clone()))
         }
     }
+}
+
+fn who(config: &Path, json: bool) -> Result<(), Failure> {
+    let cfg = load_config(config)?;
+    let out = nestbox::admin::who::run(&cfg, json).map_err(Failure::Runtime)?;
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+    Ok(())
 }
 
 fn passwd(scheme: PasswdScheme) -> Result<(), Failure> {

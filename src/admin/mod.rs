@@ -1,4 +1,5 @@
-//! Operator commands, run from a shell beside the server (`nestbox quota`), never inside it.
+//! Operator commands, run from a shell beside the server (`nestbox quota`, `nestbox who`),
+//! never inside it.
 //!
 //! They resolve users as a login would (`auth`), then do their Maildir work in a helper
 //! process running as each user (`as_user`), as the server's workers do: run as root, an
@@ -9,3 +10,4 @@
 //! (a `maildirsize` for `quota recalc`).
 pub mod as_user;
 pub mod quota;
+pub mod who;

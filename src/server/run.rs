@@ -170,15 +170,20 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
     for (listener, protocol, implicit_tls) in listeners {
         tokio::spawn(accept_loop(listener, protocol, implicit_tls, front.clone()));
     }
+    let control = super::control::bind(&cfg.server.control_socket);
     let signals = install_signals();
+    if let Some(control) = control {
+        tokio::spawn(super::control::serve(control, front.pool.sessions.clone()));
+    }
     on_ready();
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    super::systemd::ready();
+    super::systemd::start_watchdog();
 
     wait_for_signals(signals, &front).await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     front.pool.shut_down().await;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    super::systemd::stopping();
     let drained = async {
         while front.limiter.in_use() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -482,6 +487,19 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
         }
     };
     handoff.direct = matches!(way, Way::Direct(_));
+    // Before the hand-over: the worker may report a selected folder at once.
+    let who = front.pool.sessions.add(
+        handoff.id,
+        super::control::SessionRow {
+            user: user.name.clone(),
+            address: conn.remote,
+            protocol: protocol.as_str().to_string(),
+            folder: None,
+            since: super::control::now(),
+            tls: conn.tls,
+            pid: 0,
+        },
+    );
     let mut lease = match front
         .pool
         .hand_over(&identity, &handoff, way.worker_end())
@@ -499,6 +517,7 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
             return;
         }
     };
+    who.set_pid(lease.pid());
     match way {
         Way::Direct(tcp) => {
             // The worker has its own descriptor of the socket; closing ours
@@ -518,6 +537,7 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
         }
     }
     drop(lease);
+    drop(who);
 }
 
 /// How a logged-in connection reaches its worker.

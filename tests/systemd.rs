@@ -1,0 +1,313 @@
+//! The server under systemd (issue 20 item 2) and `nestbox who` (item 3): what the front
+//! tells the service manager over `NOTIFY_SOCKET` (READY=1 once it accepts, WATCHDOG=1
+//! pings, STOPPING=1 on SIGTERM), the shipped unit's hardening as `systemd-analyze` scores
+//! it, and the control socket `nestbox who` asks.
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ImapClient, PASSWORD, PASSWORD2, Pop3Client, TestServer, USER, USER2};
+
+/// The datagrams received until `until` says stop or `within` passes.
+fn receive(
+    sock: &UnixDatagram,
+    within: Duration,
+    mut until: impl FnMut(&str) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        sock.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .unwrap();
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let stop = until(&msg);
+                got.push(msg);
+                if stop {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// Starts `nestbox serve` on `config` as systemd would with `WatchdogSec=`: NOTIFY_SOCKET,
+/// WATCHDOG_USEC, and WATCHDOG_PID naming the server itself (the shell's pid, which
+/// `exec` hands on).
+fn spawn_notified(config: &Path, notify: &Path, watchdog_usec: u64, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" serve -c \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_nestbox"))
+        .arg(config)
+        .env("NOTIFY_SOCKET", notify)
+        .env("WATCHDOG_USEC", watchdog_usec.to_string())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.try_clone().unwrap())
+        .spawn()
+        .expect("start nestbox")
+}
+
+#[test]
+fn ready_after_the_listeners_watchdog_pings_and_stopping_on_sigterm() {
+    // A server of the harness's writes the config and proves its ports free; ours then
+    // takes them over.
+    let mut probe = TestServer::start();
+    probe.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let log = dir.path().join("server.log");
+    let mut child = spawn_notified(&probe.config_file, &notify, 200_000, &log);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let before = receive(&sock, Duration::from_secs(20), |m| m.contains("READY=1"));
+    assert!(
+        before.last().is_some_and(|m| m.contains("READY=1")),
+        "no READY=1 (got {before:?}); log:\n{}",
+        logged()
+    );
+    // READY means every listener accepts, at once.
+    for port in [
+        probe.imap_port,
+        probe.imaps_port,
+        probe.pop3_port,
+        probe.pop3s_port,
+    ] {
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("port {port} after READY=1: {e}"));
+    }
+    let mut greeting = String::new();
+    let s = TcpStream::connect(("127.0.0.1", probe.imap_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    BufReader::new(&s).read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("* OK"), "{greeting}");
+    drop(s);
+
+    // WATCHDOG_USEC of 200 ms: a ping every 100 ms.
+    let start = Instant::now();
+    let mut pings = 0;
+    let got = receive(&sock, Duration::from_secs(3), |m| {
+        pings += usize::from(m.contains("WATCHDOG=1"));
+        pings >= 5
+    });
+    assert!(pings >= 5, "pings: {got:?}; log:\n{}", logged());
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "five pings in {took:?}: faster than half the interval"
+    );
+
+    // SAFETY: kill(2) on the pid of our own child, not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let after = receive(&sock, Duration::from_secs(10), |m| m.contains("STOPPING=1"));
+    assert!(
+        after.iter().any(|m| m.contains("STOPPING=1")),
+        "no STOPPING=1 after SIGTERM: {after:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn no_watchdog_pings_for_another_pid() {
+    let mut probe = TestServer::start();
+    probe.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    // WATCHDOG_PID of another process (systemd's rule: the watchdog is someone else's).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nestbox"))
+        .args(["serve", "-c"])
+        .arg(&probe.config_file)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "100000")
+        .env("WATCHDOG_PID", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let got = receive(&sock, Duration::from_secs(20), |m| m.contains("READY=1"));
+    assert!(got.iter().any(|m| m.contains("READY=1")), "{got:?}");
+    let later = receive(&sock, Duration::from_millis(600), |_| false);
+    assert!(
+        later.iter().all(|m| !m.contains("WATCHDOG=1")),
+        "pinged for WATCHDOG_PID=1: {later:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `nestbox who` against a server's control socket, as the uid given (None: ours).
+fn who(server: &TestServer, args: &[&str], uid: Option<u32>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nestbox"));
+    cmd.arg("who").arg("-c").arg(&server.config_file).args(args);
+    if let Some(uid) = uid {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(uid);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nestbox who did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The JSON rows of `nestbox who --json`, waiting (bounded) until `ready` holds: a
+/// worker's report of a selected folder reaches the front just after the SELECT's OK.
+fn rows_when(
+    server: &TestServer,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = who(server, &["--json"], None);
+        assert!(
+            out.status.success(),
+            "nestbox who: {}; server log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        );
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        if ready(&rows) || Instant::now() > deadline {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], user: &str) -> Option<&'a serde_json::Value> {
+    rows.iter().find(|r| r["user"] == user)
+}
+
+#[test]
+fn who_lists_the_logged_in_sessions() {
+    if !common::require_root("the control socket answers root only") {
+        return;
+    }
+    let server = TestServer::start();
+    assert!(
+        rows_when(&server, <[_]>::is_empty).is_empty(),
+        "sessions before anyone logged in"
+    );
+    let mut imap = ImapClient::login(&server, USER, PASSWORD);
+    imap.ok("SELECT INBOX");
+    let pop3 = Pop3Client::login(&server, USER2, PASSWORD2);
+    let rows = rows_when(&server, |rows| {
+        rows.len() == 2 && row(rows, USER).is_some_and(|r| r["folder"] == "INBOX")
+    });
+    let (a, b) = (
+        row(&rows, USER).expect("IMAP row"),
+        row(&rows, USER2).expect("POP3 row"),
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(a["protocol"], "imap");
+    assert_eq!(a["folder"], "INBOX");
+    assert_eq!(a["tls"], false);
+    assert!(
+        a["address"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{a}"
+    );
+    assert!(a["pid"].as_u64().unwrap() > 0, "{a}");
+    assert!(a["since"].as_str().unwrap().ends_with('Z'), "{a}");
+    assert_eq!(b["protocol"], "pop3");
+    assert!(b["folder"].is_null(), "{b}");
+    assert_eq!(
+        b["address"].as_str().unwrap(),
+        format!("127.0.0.1:{}", pop3.local_port())
+    );
+
+    // The table: a header and a line per session.
+    let out = who(&server, &[], None);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("USER"), "{table}");
+    let alice = lines.iter().find(|l| l.starts_with(USER)).expect(&table);
+    assert!(
+        alice.contains(" IMAP ") && alice.ends_with(" INBOX"),
+        "{table}"
+    );
+    let bob = lines.iter().find(|l| l.starts_with(USER2)).expect(&table);
+    assert!(bob.contains(" POP3 ") && bob.ends_with(" -"), "{table}");
+
+    // CLOSE and logouts show.
+    imap.ok("CLOSE");
+    let rows = rows_when(&server, |rows| {
+        row(rows, USER).is_some_and(|r| r["folder"].is_null())
+    });
+    assert!(row(&rows, USER).unwrap()["folder"].is_null(), "{rows:?}");
+    imap.logout();
+    pop3.quit();
+    let rows = rows_when(&server, <[_]>::is_empty);
+    assert!(rows.is_empty(), "sessions after logout: {rows:?}");
+}
+
+#[test]
+fn who_refuses_anyone_but_root() {
+    if !common::require_root("needs to run a client as another uid") {
+        return;
+    }
+    let server = TestServer::start();
+    let control = server.dir.join("run/control");
+    let nobody = 65534;
+    // The directory keeps others out...
+    let out = who(&server, &[], Some(nobody));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
+    // ...and opened up by mistake, the server still answers root only (SO_PEERCRED).
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [
+        (control.parent().unwrap(), 0o755),
+        (control.as_path(), 0o666),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = who(&server, &[], Some(nobody));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only root"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(server.log().contains("refused a client that is not root"));
+    // Root still gets its answer.
+    let out = who(&server, &["--json"], None);
+    assert!(out.status.success(), "{out:?}");
+    let _ = std::io::stdout().flush();
+}
