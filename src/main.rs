@@ -85,8 +85,10 @@ async fn run() -> ExitCode {
     }
 }
 
-/// Logs go to stderr (journald picks them up); the filter comes from `NESTBOX_LOG`, else
-/// `RUST_LOG`, else `default` (`info`; `warn` for operator commands).
+/// Logs go to stderr; the filter comes from `NESTBOX_LOG`, else `RUST_LOG`, else `default`
+/// (`info`; `warn` for operator commands). When stderr is systemd's journal stream, each line
+/// carries its syslog priority instead of a timestamp and level word (`nestbox::logging`
+/// says why this way).
 fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
     let spec = ["NESTBOX_LOG", "RUST_LOG"]
@@ -99,14 +101,24 @@ fn init_logging(default: &str) {
     if let Some(directive) = quiet_rustls(spec.as_deref()) {
         filter = filter.add_directive(directive);
     }
-    tracing_subscriber::fmt()
+    let base = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(log_colours(
+        .with_writer(std::io::stderr);
+    if nestbox::logging::stderr_is_journal() {
+        base.with_ansi(false)
+            .event_format(nestbox::logging::PriorityPrefix(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_level(false),
+            ))
+            .init();
+    } else {
+        base.with_ansi(log_colours(
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR"),
         ))
         .init();
+    }
 }
 
 /// Colour only for a person at a terminal: on a pipe or in a file (the journal, fail2ban,

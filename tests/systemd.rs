@@ -311,3 +311,191 @@ fn who_refuses_anyone_but_root() {
     assert!(out.status.success(), "{out:?}");
     let _ = std::io::stdout().flush();
 }
+
+/// The exposure `systemd-analyze security` gave the shipped unit when its hardening was
+/// last reviewed (packaging/nestbox.service says what stays open and why), in its tenths
+/// (0 to 100): a change that loosens the unit fails here until it is argued for there.
+const EXPOSURE: u32 = 26;
+
+/// The shipped unit, with ExecStart pointing at the binary under test (what `verify`
+/// checks exists).
+fn unit_under_test(dir: &Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(common::repo_root().join("packaging/nestbox.service"))
+        .unwrap()
+        .replace("/usr/bin/nestbox", env!("CARGO_BIN_EXE_nestbox"));
+    let path = dir.join("nestbox.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+fn analyze(args: &[&str], unit: &Path) -> std::process::Output {
+    let mut child = Command::new("systemd-analyze")
+        .args(args)
+        .arg(unit)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-analyze");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("systemd-analyze {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_shipped_unit_verifies_and_keeps_its_hardening() {
+    if !common::require_tool(
+        "systemd-analyze",
+        "checks the shipped unit (package systemd)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_under_test(dir.path());
+    // Without systemd as PID 1 (a container, CI) both work on the file alone. `verify`
+    // exits 0 on an unknown key, with a line on stderr: any line fails the test.
+    let out = analyze(&["verify", "--man=no"], &unit);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let threshold = format!("--threshold={EXPOSURE}");
+    let out = analyze(&["security", "--offline=true", &threshold], &unit);
+    let report = String::from_utf8_lossy(&out.stdout);
+    let overall = report
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for nestbox.service: "))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{report}"));
+    assert!(
+        out.status.success(),
+        "exposure {overall} is above {}.{}:\n{report}",
+        EXPOSURE / 10,
+        EXPOSURE % 10
+    );
+    // What privilege separation relies on is still there.
+    for line in [
+        "SystemCallFilter=@system-service",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "WatchdogSec=",
+        "RuntimeDirectory=nestbox",
+    ] {
+        let text = std::fs::read_to_string(&unit).unwrap();
+        assert!(text.lines().any(|l| l.starts_with(line)), "{line} missing");
+    }
+}
+
+/// Under systemd (stderr is the journal stream `JOURNAL_STREAM` names), every line of the
+/// front and of its workers starts with its syslog priority, which journald turns into
+/// PRIORITY= and strips; what is left still matches the fail2ban filter. Elsewhere (the
+/// harness's log file, no JOURNAL_STREAM) lines have no prefix.
+#[test]
+fn lines_carry_syslog_priorities_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let mut probe = TestServer::start();
+    let plain = probe.log();
+    assert!(
+        plain.lines().all(|l| !l.starts_with('<')),
+        "prefixes without JOURNAL_STREAM:\n{plain}"
+    );
+    probe.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("journal-stream");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let meta = log.metadata().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nestbox"))
+        .args(["serve", "-c"])
+        .arg(&probe.config_file)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let logged = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logged().contains("listening on") {
+        assert!(
+            Instant::now() < deadline,
+            "server did not start:\n{}",
+            logged()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A worker's line: the store (which only workers run) notices a folder that another
+    // session deleted.
+    let mut a = ImapClient::login(&probe, USER, PASSWORD);
+    a.ok("CREATE Doomed");
+    a.ok("SELECT Doomed");
+    let mut b = ImapClient::login(&probe, USER, PASSWORD);
+    b.ok("DELETE Doomed");
+    b.logout();
+    let _ = a.command("NOOP");
+    drop(a);
+    // A failed login (WARN).
+    let s = TcpStream::connect(("127.0.0.1", probe.imap_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(&s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    (&s).write_all(b"a LOGIN alice wrong\r\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("a NO"), "{line}");
+    drop(s);
+    while !logged().contains("auth failed:")
+        || !logged().contains("folder removed by another program")
+    {
+        assert!(Instant::now() < deadline, "lines missing:\n{}", logged());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    let text = logged();
+    let prefix = regex::Regex::new(r"^<([0-7])>\S").unwrap();
+    for l in text.lines() {
+        assert!(prefix.is_match(l), "line without a priority: {l:?}\n{text}");
+    }
+    // The store runs in workers only: their lines get the prefix too.
+    let worker = text
+        .lines()
+        .find(|l| l.contains("nestbox::store::"))
+        .unwrap_or_else(|| panic!("no worker line:\n{text}"));
+    assert!(worker.starts_with("<6>"), "{worker}");
+    let failed = text.lines().find(|l| l.contains("auth failed:")).unwrap();
+    assert!(failed.starts_with("<4>"), "{failed}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("<6>") && l.contains("listening on"))
+    );
+
+    // What journald stores as MESSAGE, through the shipped fail2ban filter.
+    if !common::require_tool("fail2ban-regex", "the fail2ban filter on journal messages") {
+        return;
+    }
+    let messages: String = text.lines().map(|l| format!("{}\n", &l[3..])).collect();
+    let input = dir.path().join("messages");
+    std::fs::write(&input, &messages).unwrap();
+    let out = Command::new("fail2ban-regex")
+        .arg("--out")
+        .arg("ip")
+        .arg(&input)
+        .arg(common::repo_root().join("contrib/fail2ban/filter.d/nestbox.conf"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ips: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(ips, ["127.0.0.1"], "from:\n{messages}");
+}

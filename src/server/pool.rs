@@ -41,10 +41,12 @@ const LINGER: Duration = Duration::from_secs(60);
 /// How long a hand-off may wait for a worker to take it.
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Environment variables a worker keeps: the log filter and colours, and the
-/// switch that makes the change watcher poll instead of using inotify.
+/// Environment variables a worker keeps: the log filter and colours, the journal stream
+/// its inherited stderr is (`logging`), and the switch that makes the change watcher poll
+/// instead of using inotify.
 const KEPT_ENV: &[&str] = &[
     "NESTBOX_LOG",
+    crate::logging::JOURNAL_STREAM,
     "RUST_LOG",
     "NO_COLOR",
     crate::watch::FORCE_POLL_ENV,
