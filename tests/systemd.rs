@@ -1,7 +1,8 @@
-//! The server under systemd (issue 20 item 2) and `nestbox who` (item 3): what the front
-//! tells the service manager over `NOTIFY_SOCKET` (READY=1 once it accepts, WATCHDOG=1
-//! pings, STOPPING=1 on SIGTERM), the shipped unit's hardening as `systemd-analyze` scores
-//! it, and the control socket `nestbox who` asks.
+//! The server under systemd (issue 20 items 2 and 6) and `nestbox who` (item 3): what the
+//! front tells the service manager over `NOTIFY_SOCKET` (READY=1 once it accepts,
+//! WATCHDOG=1 pings, STOPPING=1 on SIGTERM), socket activation by systemd's own tool, log
+//! lines with syslog priorities on a journal stream, the shipped units as `systemd-analyze`
+//! checks and scores them, and the control socket `nestbox who` asks.
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -325,6 +326,12 @@ fn unit_under_test(dir: &Path) -> std::path::PathBuf {
         .replace("/usr/bin/nestbox", env!("CARGO_BIN_EXE_nestbox"));
     let path = dir.join("nestbox.service");
     std::fs::write(&path, unit).unwrap();
+    // Beside it, the socket unit that activates it.
+    std::fs::copy(
+        common::repo_root().join("packaging/nestbox.socket"),
+        dir.join("nestbox.socket"),
+    )
+    .unwrap();
     path
 }
 
@@ -359,12 +366,15 @@ fn the_shipped_unit_verifies_and_keeps_its_hardening() {
     let unit = unit_under_test(dir.path());
     // Without systemd as PID 1 (a container, CI) both work on the file alone. `verify`
     // exits 0 on an unknown key, with a line on stderr: any line fails the test.
-    let out = analyze(&["verify", "--man=no"], &unit);
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for u in [unit.clone(), dir.path().join("nestbox.socket")] {
+        let out = analyze(&["verify", "--man=no"], &u);
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "systemd-analyze verify {}: {}",
+            u.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let threshold = format!("--threshold={EXPOSURE}");
     let out = analyze(&["security", "--offline=true", &threshold], &unit);
     let report = String::from_utf8_lossy(&out.stdout);
@@ -498,4 +508,127 @@ fn lines_carry_syslog_priorities_when_stderr_is_the_journal() {
         .filter(|l| !l.is_empty())
         .collect();
     assert_eq!(ips, ["127.0.0.1"], "from:\n{messages}");
+}
+
+/// The socket inodes a process holds (`socket:[N]` links in /proc/PID/fd).
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|l| l.to_string_lossy().into_owned())
+                .filter(|l| l.starts_with("socket:"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The inodes of every listening TCP socket (`socket:[N]`), from /proc/net/tcp and tcp6.
+fn listening_inodes() -> Vec<String> {
+    let mut all = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // Field 3 is the state (0A: LISTEN), field 9 the inode.
+            if f.len() > 9 && f[3] == "0A" {
+                all.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    all
+}
+
+/// Socket activation as nestbox.socket does it, by systemd's own tool: systemd binds the
+/// IMAP port (named "imap") and the POP3S port (a name nestbox does not know: its kind
+/// comes from the configured port) and starts the server at the first connection, which
+/// the server then answers; it binds the other two kinds itself, and its workers hold no
+/// listener.
+#[test]
+fn socket_activation_serves_the_passed_sockets() {
+    if !common::require_tool(
+        "systemd-socket-activate",
+        "socket activation (package systemd)",
+    ) {
+        return;
+    }
+    let mut probe = TestServer::start();
+    probe.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new("systemd-socket-activate")
+        .arg(format!("--listen=127.0.0.1:{}", probe.imap_port))
+        .arg(format!("--listen=127.0.0.1:{}", probe.pop3s_port))
+        .arg("--fdname=imap:other")
+        .args(["-E", "NO_COLOR=1", "-E", "PATH"])
+        .arg(env!("CARGO_BIN_EXE_nestbox"))
+        .args(["serve", "-c"])
+        .arg(&probe.config_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let logged = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // systemd's socket accepts before the server runs: the first client starts it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        match TcpStream::connect(("127.0.0.1", probe.imap_port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("systemd-socket-activate did not listen: {e}\n{}", logged()),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut greeting = String::new();
+    BufReader::new(&s).read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("* OK"), "{greeting:?}\n{}", logged());
+    drop(s);
+    let text = logged();
+    for port in [probe.imap_port, probe.pop3s_port] {
+        assert!(
+            text.contains(&format!(
+                "listening on 127.0.0.1:{port} (socket from systemd)"
+            )),
+            "{text}"
+        );
+    }
+    for port in [probe.imaps_port, probe.pop3_port] {
+        assert!(
+            text.contains(&format!("listening on 127.0.0.1:{port}\n")),
+            "{text}"
+        );
+    }
+    // Every kind answers as itself: POP3 over TLS on the passed POP3S socket.
+    let mut pop3s = Pop3Client::connect_tls(&probe);
+    assert!(pop3s.is_tls());
+    let mut pop3 = Pop3Client::connect(&probe);
+    assert!(pop3.ok("CAPA").starts_with("+OK"));
+    drop((pop3s.command("QUIT"), pop3));
+
+    // A worker (after a login) inherits neither listener.
+    let imap = ImapClient::login(&probe, USER, PASSWORD);
+    let front = child.id();
+    let listening = listening_inodes();
+    let listeners: Vec<String> = socket_inodes(front)
+        .into_iter()
+        .filter(|s| listening.contains(s))
+        .collect();
+    assert_eq!(listeners.len(), 4, "the front's listeners: {listeners:?}");
+    let workers: Vec<u32> = common::process_tree(front)
+        .into_iter()
+        .filter(|&p| p != front)
+        .collect();
+    assert!(!workers.is_empty(), "no worker");
+    for w in workers {
+        let held = socket_inodes(w);
+        assert!(
+            listeners.iter().all(|l| !held.contains(l)),
+            "worker {w} holds a listener: {held:?} of {listeners:?}"
+        );
+    }
+    imap.logout();
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
 }

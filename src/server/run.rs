@@ -156,13 +156,34 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
         source,
     });
 
+    // Sockets systemd passed (nestbox.socket) replace the configured ones of their kind.
     let mut listeners = Vec::new();
+    let mut passed_kinds = Vec::new();
+    for p in super::activation::take(&cfg)? {
+        if p.kind.implicit_tls && front.current().tls.is_none() {
+            return Err(io::Error::other(format!(
+                "the TLS socket {} passed by systemd needs tls.cert and tls.key",
+                p.addr
+            )));
+        }
+        tracing::info!("listening on {} (socket from systemd)", p.addr);
+        passed_kinds.push(p.kind);
+        let (protocol, tls) = (p.kind.protocol, p.kind.implicit_tls);
+        listeners.push((TcpListener::from_std(p.listener)?, protocol, tls));
+    }
     for (addrs, protocol, implicit_tls) in [
         (&cfg.imap.listen, Protocol::Imap, false),
         (&cfg.imap.listen_tls, Protocol::Imap, true),
         (&cfg.pop3.listen, Protocol::Pop3, false),
         (&cfg.pop3.listen_tls, Protocol::Pop3, true),
     ] {
+        let kind = super::activation::Kind {
+            protocol,
+            implicit_tls,
+        };
+        if passed_kinds.contains(&kind) {
+            continue;
+        }
         for addr in addrs {
             listeners.push((bind(*addr).await?, protocol, implicit_tls));
         }
