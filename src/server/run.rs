@@ -202,9 +202,9 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
 
     wait_for_signals(signals, &front).await;
     tracing::info!("shutting down");
+    super::systemd::stopping();
     let _ = shutdown_tx.send(true);
     front.pool.shut_down().await;
-    super::systemd::stopping();
     let drained = async {
         while front.limiter.in_use() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -250,6 +250,9 @@ async fn reload(front: &Front) {
         || before.pop3.listen_tls != new.pop3.listen_tls
     {
         tracing::warn!("listener addresses changed: they take effect after a restart");
+    }
+    if before.server != new.server {
+        tracing::warn!("server.control_socket takes effect after a restart");
     }
     if before.limits.auth_failures_before_delay != new.limits.auth_failures_before_delay {
         tracing::warn!("limits.auth_failures_before_delay takes effect after a restart");
