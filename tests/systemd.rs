@@ -219,7 +219,7 @@ fn who_lists_the_logged_in_sessions() {
     if !common::require_root("the control socket answers root only") {
         return;
     }
-    let server = TestServer::start();
+    let mut server = TestServer::start();
     assert!(
         rows_when(&server, <[_]>::is_empty).is_empty(),
         "sessions before anyone logged in"
@@ -276,6 +276,11 @@ fn who_lists_the_logged_in_sessions() {
     pop3.quit();
     let rows = rows_when(&server, <[_]>::is_empty);
     assert!(rows.is_empty(), "sessions after logout: {rows:?}");
+    // The socket goes with the server.
+    let control = server.dir.join("run/control");
+    assert!(control.exists());
+    server.stop();
+    assert!(!control.exists(), "control socket left behind");
 }
 
 #[test]

@@ -302,6 +302,28 @@ mod tests {
         assert!(table.list().is_empty());
     }
 
+    #[test]
+    fn no_server_is_an_error_that_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = ask(&dir.path().join("control")).unwrap_err();
+        assert!(
+            e.contains("cannot reach the server's control socket"),
+            "{e}"
+        );
+        // A stale socket file (its server gone) is replaced by the next server.
+        let path = dir.path().join("stale");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(ask(&path).is_err());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let control = bind(&path).expect("a stale socket is replaced");
+        drop(control);
+        assert!(!path.exists(), "the socket file stays after the server");
+    }
+
     #[tokio::test]
     async fn root_gets_the_sessions_over_the_socket() {
         let dir = tempfile::tempdir().unwrap();
