@@ -28,6 +28,8 @@ const PEERS: &[(&str, &str)] = &[
     ("fetchmail", "fetchmail"),
     ("runuser", "runuser"),
     ("doveadm", "doveadm"),
+    ("systemd_analyze", "systemd-analyze"),
+    ("systemd_socket_activate", "systemd-socket-activate"),
 ];
 
 fn main() {

@@ -213,6 +213,7 @@ fn row<'a>(rows: &'a [serde_json::Value], user: &str) -> Option<&'a serde_json::
 }
 
 #[test]
+#[cfg_attr(nestbox_not_root, ignore = "the control socket answers root only")]
 fn who_lists_the_logged_in_sessions() {
     if !common::require_root("the control socket answers root only") {
         return;
@@ -295,6 +296,7 @@ fn who_lists_the_logged_in_sessions() {
 }
 
 #[test]
+#[cfg_attr(nestbox_not_root, ignore = "runs a client as another uid")]
 fn who_refuses_anyone_but_root() {
     if !common::require_root("needs to run a client as another uid") {
         return;
@@ -371,6 +373,10 @@ fn analyze(args: &[&str], unit: &Path) -> std::process::Output {
 }
 
 #[test]
+#[cfg_attr(
+    nestbox_missing_systemd_analyze,
+    ignore = "systemd-analyze is not installed (package systemd)"
+)]
 fn the_shipped_unit_verifies_and_keeps_its_hardening() {
     if !common::require_tool(
         "systemd-analyze",
@@ -560,6 +566,10 @@ fn listening_inodes() -> Vec<String> {
 /// the server then answers; it binds the other two kinds itself, and its workers hold no
 /// listener.
 #[test]
+#[cfg_attr(
+    nestbox_missing_systemd_socket_activate,
+    ignore = "systemd-socket-activate is not installed (package systemd)"
+)]
 fn socket_activation_serves_the_passed_sockets() {
     if !common::require_tool(
         "systemd-socket-activate",
