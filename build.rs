@@ -52,6 +52,8 @@ const PEERS: &[(&str, &str)] = &[
     ("dpkg_deb", "dpkg-deb"),
     ("lintian", "lintian"),
     ("cargo_deb", "cargo-deb"),
+    ("systemd_analyze", "systemd-analyze"),
+    ("systemd_socket_activate", "systemd-socket-activate"),
 ];
 
 fn main() -> std::io::Result<()> {

@@ -179,6 +179,23 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = "client-config")]
         out: PathBuf,
     },
+    /// List the sessions logged in to the running server.
+    ///
+    /// One line per session: user, client address and port, protocol (IMAP or POP3),
+    /// whether the connection is TLS, when the user logged in (UTC), the worker process
+    /// serving it, and the folder an IMAP session has selected ("-": none). Connections
+    /// that have not logged in are not listed. Asked over the server's control socket
+    /// (`server.control_socket` in the configuration, /run/nestbox/control by default),
+    /// which answers root only.
+    #[command(after_long_help = WHO_EXIT)]
+    Who {
+        /// Print JSON (an array, one object per session) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file (for the control socket's path).
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Internal: a per-user worker process, started by the server itself (never by hand).
     #[command(hide = true)]
     Worker,
@@ -226,6 +243,10 @@ pub enum QuotaCommand {
         target: QuotaTarget,
     },
 }
+
+/// The end of `who --help`.
+pub const WHO_EXIT: &str = "Exit status: 0 when the server answered (also with no sessions); 1 \
+    when it could not be reached or refused (not root); 2 for a configuration error.";
 
 /// The end of `quota show --help` and `quota recalc --help`.
 pub const QUOTA_EXIT: &str = "Exit status: 0 when every user was shown (users without a Maildir or \

@@ -36,6 +36,27 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mail: MailConfig,
     pub limits: Limits,
+    pub server: ServerConfig,
+}
+
+/// The front process's own files.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The Unix socket `nestbox who` asks the running server (root only); an empty path
+    /// turns it off.
+    pub control_socket: PathBuf,
+}
+
+/// Where the control socket is by default (the unit's `RuntimeDirectory=nestbox`).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/nestbox/control";
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
 }
 
 /// The self-signed certificate of Debian's `ssl-cert` package (made at its install for this
@@ -168,6 +189,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             mail: MailConfig::default(),
             limits: Limits::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -1170,7 +1192,7 @@ auth_failures_before_delay = 7
                 );
             }
         }
-        assert_eq!(sections, 6);
+        assert_eq!(sections, 7);
     }
 
     #[test]

@@ -70,7 +70,8 @@
 //! - [`admin`]: operator commands beside the server (`nestbox quota`),
 //!   doing each user's Maildir work in a helper process running as that
 //!   user.
-//! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`].
+//! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`], [`logging`]
+//!   (log lines for a terminal, a file or the journal).
 //!
 //! Outside tests, nothing here calls `unwrap` or `expect`: a client's bytes
 //! or a file on disk can never reach a panic that way (enforced below).
@@ -80,6 +81,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod flags;
+pub mod logging;
 pub mod message;
 pub mod mime;
 pub mod mutf7;

@@ -60,6 +60,7 @@ async fn run() -> ExitCode {
             | Command::Index(_)
             | Command::IndexHelper
             | Command::ClientConfig { .. }
+            | Command::Who { .. }
     );
     init_logging(if quiet { "warn" } else { "info" });
     let result = match cli.command {
@@ -68,6 +69,7 @@ async fn run() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Passwd { scheme } => passwd(scheme),
         Command::Quota(q) => quota(q),
+        Command::Who { json, config } => who(&config, json),
         Command::Worker => nestbox::server::worker::run()
             .await
             .map_err(|e| Failure::Runtime(format!("worker: {e}"))),
@@ -113,8 +115,10 @@ async fn run() -> ExitCode {
     }
 }
 
-/// Logs go to stderr (journald picks them up); the filter comes from `NESTBOX_LOG`, else
-/// `RUST_LOG`, else `default` (`info`; `warn` for operator commands).
+/// Logs go to stderr; the filter comes from `NESTBOX_LOG`, else `RUST_LOG`, else `default`
+/// (`info`; `warn` for operator commands). When stderr is systemd's journal stream, each line
+/// carries its syslog priority instead of a timestamp and level word (`nestbox::logging`
+/// says why this way).
 fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
     let spec = ["NESTBOX_LOG", "RUST_LOG"]
@@ -127,14 +131,24 @@ fn init_logging(default: &str) {
     if let Some(directive) = quiet_rustls(spec.as_deref()) {
         filter = filter.add_directive(directive);
     }
-    tracing_subscriber::fmt()
+    let base = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(log_colours(
+        .with_writer(std::io::stderr);
+    if nestbox::logging::stderr_is_journal() {
+        base.with_ansi(false)
+            .event_format(nestbox::logging::PriorityPrefix(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_level(false),
+            ))
+            .init();
+    } else {
+        base.with_ansi(log_colours(
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR"),
         ))
         .init();
+    }
 }
 
 /// Colour only for a person at a terminal: on a pipe or in a file (the journal, fail2ban,
@@ -286,6 +300,14 @@ fn client_config(
     }
     let said = write(&settings, out).map_err(Failure::Runtime)?;
     print!("{said}");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+fn who(config: &Path, json: bool) -> Result<(), Failure> {
+    let cfg = load_config(config)?;
+    let out = nestbox::admin::who::run(&cfg, json).map_err(Failure::Runtime)?;
+    print!("{out}");
     let _ = std::io::stdout().flush();
     Ok(())
 }

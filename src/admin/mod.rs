@@ -1,5 +1,5 @@
 //! Operator commands, run from a shell beside the server (`nestbox quota`, `nestbox index`,
-//! `nestbox client-config`), never inside it.
+//! `nestbox client-config`, `nestbox who`), never inside it.
 //!
 //! Those that touch mail (`quota`, `index`) resolve users as a login would (`auth`), then do their Maildir work in a helper
 //! process running as each user (`as_user`), as the server's workers do: run as root, an
@@ -15,3 +15,4 @@ pub mod as_user;
 pub mod client_config;
 pub mod index;
 pub mod quota;
+pub mod who;

@@ -53,6 +53,13 @@ pub enum FromWorker {
     /// The session of the direct hand-off `id` has ended and its socket is
     /// closed in the worker: the front lets go of the connection's slots.
     Ended { id: u64 },
+    /// The IMAP session of hand-off `id` now has `folder` selected (`None`: none), for
+    /// `nestbox who` (`control`).
+    Selected {
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        folder: Option<String>,
+    },
 }
 
 impl FromWorker {
@@ -222,6 +229,14 @@ mod tests {
         for m in [
             FromWorker::Taken { id: 1 << 62 },
             FromWorker::Ended { id: 3 },
+            FromWorker::Selected {
+                id: 4,
+                folder: Some("Archive/2024 \"x\"".into()),
+            },
+            FromWorker::Selected {
+                id: 5,
+                folder: None,
+            },
         ] {
             assert_eq!(FromWorker::decode(&m.encode().unwrap()).unwrap(), m);
         }

@@ -6,13 +6,17 @@
 //! connection limits (`limits`), which uid serves a user (`identity`), the
 //! worker processes (`pool`, started as the user by `credentials`, which
 //! `nestbox quota`'s helpers share), what it tells them (`handoff`, over
-//! `channel`), and relaying a logged-in connection's bytes (`relay`). It
+//! `channel`), and relaying a logged-in connection's bytes (`relay`); what systemd is told
+//! (`systemd`), the control socket `nestbox who` asks (`control`), and
+//! listening sockets passed by systemd (`activation`). It
 //! never opens a Maildir.
 //!
 //! A worker (`worker`): the logged-in sessions of one uid, sharing one
 //! folder registry with live sync (the store's), and giving memory back
 //! from unused folders (`memory`). It never holds a TLS key or reads the users file.
+pub mod activation;
 pub mod channel;
+pub mod control;
 pub mod credentials;
 pub mod handoff;
 pub mod identity;
@@ -21,6 +25,7 @@ pub mod memory;
 pub mod pool;
 pub mod relay;
 pub mod run;
+pub mod systemd;
 pub mod tls;
 pub mod worker;
 

@@ -41,10 +41,12 @@ const LINGER: Duration = Duration::from_secs(60);
 /// How long a hand-off may wait for a worker to take it.
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Environment variables a worker keeps: the log filter and colours, and the
-/// switch that makes the change watcher poll instead of using inotify.
+/// Environment variables a worker keeps: the log filter and colours, the journal stream
+/// its inherited stderr is (`logging`), and the switch that makes the change watcher poll
+/// instead of using inotify.
 const KEPT_ENV: &[&str] = &[
     "NESTBOX_LOG",
+    crate::logging::JOURNAL_STREAM,
     "RUST_LOG",
     "NO_COLOR",
     crate::watch::FORCE_POLL_ENV,
@@ -130,6 +132,11 @@ async fn read_acknowledgements(
         match FromWorker::decode(&bytes) {
             Ok(FromWorker::Taken { id }) => tell(&waiting, id),
             Ok(FromWorker::Ended { id }) => tell(&ending, id),
+            Ok(FromWorker::Selected { id, folder }) => {
+                if let Some(pool) = pool.upgrade() {
+                    pool.sessions.selected(id, folder);
+                }
+            }
             Err(e) => tracing::error!(uid = identity.uid, pid, "from a worker: {e}"),
         }
     }
@@ -152,6 +159,8 @@ pub struct Pool {
     /// For the retire timers and reapers, which must not keep the pool alive.
     me: Weak<Pool>,
     next_id: std::sync::atomic::AtomicU64,
+    /// What `nestbox who` shows; the workers' reports of selected folders go there.
+    pub sessions: Arc<super::control::Sessions>,
 }
 
 /// A session's hold on its worker; the last one dropped starts the linger
@@ -165,6 +174,11 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The worker process serving the session.
+    pub fn pid(&self) -> u32 {
+        self.worker.pid
+    }
+
     /// Waits until the worker has ended the direct session this lease was
     /// given for (or the worker is gone). Returns at once for a relayed
     /// session: its relay sees the end itself.
@@ -192,6 +206,7 @@ impl Pool {
             config: RwLock::new(worker_config),
             me: me.clone(),
             next_id: std::sync::atomic::AtomicU64::new(1),
+            sessions: Arc::default(),
         })
     }
 

@@ -156,13 +156,34 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
         source,
     });
 
+    // Sockets systemd passed (nestbox.socket) replace the configured ones of their kind.
     let mut listeners = Vec::new();
+    let mut passed_kinds = Vec::new();
+    for p in super::activation::take(&cfg)? {
+        if p.kind.implicit_tls && front.current().tls.is_none() {
+            return Err(io::Error::other(format!(
+                "the TLS socket {} passed by systemd needs tls.cert and tls.key",
+                p.addr
+            )));
+        }
+        tracing::info!("listening on {} (socket from systemd)", p.addr);
+        passed_kinds.push(p.kind);
+        let (protocol, tls) = (p.kind.protocol, p.kind.implicit_tls);
+        listeners.push((TcpListener::from_std(p.listener)?, protocol, tls));
+    }
     for (addrs, protocol, implicit_tls) in [
         (&cfg.imap.listen, Protocol::Imap, false),
         (&cfg.imap.listen_tls, Protocol::Imap, true),
         (&cfg.pop3.listen, Protocol::Pop3, false),
         (&cfg.pop3.listen_tls, Protocol::Pop3, true),
     ] {
+        let kind = super::activation::Kind {
+            protocol,
+            implicit_tls,
+        };
+        if passed_kinds.contains(&kind) {
+            continue;
+        }
         for addr in addrs {
             listeners.push((bind(*addr).await?, protocol, implicit_tls));
         }
@@ -170,15 +191,20 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
     for (listener, protocol, implicit_tls) in listeners {
         tokio::spawn(accept_loop(listener, protocol, implicit_tls, front.clone()));
     }
+    let control = super::control::bind(&cfg.server.control_socket);
     let signals = install_signals();
+    if let Some(control) = control {
+        tokio::spawn(super::control::serve(control, front.pool.sessions.clone()));
+    }
     on_ready();
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    super::systemd::ready();
+    super::systemd::start_watchdog();
 
     wait_for_signals(signals, &front).await;
     tracing::info!("shutting down");
+    super::systemd::stopping();
     let _ = shutdown_tx.send(true);
     front.pool.shut_down().await;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let drained = async {
         while front.limiter.in_use() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -224,6 +250,9 @@ async fn reload(front: &Front) {
         || before.pop3.listen_tls != new.pop3.listen_tls
     {
         tracing::warn!("listener addresses changed: they take effect after a restart");
+    }
+    if before.server != new.server {
+        tracing::warn!("server.control_socket takes effect after a restart");
     }
     if before.limits.auth_failures_before_delay != new.limits.auth_failures_before_delay {
         tracing::warn!("limits.auth_failures_before_delay takes effect after a restart");
@@ -482,6 +511,19 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
         }
     };
     handoff.direct = matches!(way, Way::Direct(_));
+    // Before the hand-over: the worker may report a selected folder at once.
+    let who = front.pool.sessions.add(
+        handoff.id,
+        super::control::SessionRow {
+            user: user.name.clone(),
+            address: conn.remote,
+            protocol: protocol.as_str().to_string(),
+            folder: None,
+            since: super::control::now(),
+            tls: conn.tls,
+            pid: 0,
+        },
+    );
     let mut lease = match front
         .pool
         .hand_over(&identity, &handoff, way.worker_end())
@@ -499,6 +541,7 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
             return;
         }
     };
+    who.set_pid(lease.pid());
     match way {
         Way::Direct(tcp) => {
             // The worker has its own descriptor of the socket; closing ours
@@ -518,6 +561,7 @@ async fn continue_in_worker(h: Handover, front: &Front, generation: &Generation)
         }
     }
     drop(lease);
+    drop(who);
 }
 
 /// How a logged-in connection reaches its worker.

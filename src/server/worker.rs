@@ -61,6 +61,7 @@ pub async fn run() -> io::Result<()> {
     tokio::spawn(super::memory::sweep_idle_folders(registry.clone()));
     let mut shared = Arc::new(Shared::worker(cfg, registry.clone(), shutdown_rx.clone()));
     let sessions = sessions::Counter::default();
+    let selections = report_selections(chan.clone());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -78,7 +79,7 @@ pub async fn run() -> io::Result<()> {
                             tracing::error!("cannot confirm a hand-off: {e}");
                             break;
                         }
-                        accept(h, fd, &shared, &sessions, &chan)
+                        accept(h, fd, &shared, &sessions, &chan, &selections)
                     }
                     Ok(ToWorker::Config { config }) => match crate::config::parse_from_front(&config) {
                         // New sessions get it; running ones keep theirs.
@@ -115,6 +116,7 @@ fn accept(
     shared: &Arc<Shared>,
     sessions: &sessions::Counter,
     chan: &Arc<Channel>,
+    selections: &Selections,
 ) {
     let (id, direct) = (handoff.id, handoff.direct);
     let ended = {
@@ -145,9 +147,10 @@ fn accept(
     };
     let shared = shared.clone();
     let guard = sessions.enter();
+    let selections = selections.clone();
     tokio::spawn(async move {
         let _guard = guard;
-        serve(stream, tcp, handoff, shared).await;
+        serve(stream, tcp, handoff, shared, selections).await;
         // The stream is closed by now; the channel is gone only when the
         // front is (then nobody waits for this).
         if let Err(e) = ended.await {
@@ -171,7 +174,37 @@ fn connection(fd: OwnedFd, direct: bool) -> io::Result<(Box<dyn Io>, Option<RawF
     Ok((Box::new(tokio::net::UnixStream::from_std(std)?), None))
 }
 
-async fn serve(stream: Box<dyn Io>, tcp: Option<RawFd>, h: Handoff, shared: Arc<Shared>) {
+/// Where sessions report their selected folder: (hand-off id, folder).
+type Selections = tokio::sync::mpsc::UnboundedSender<(u64, Option<String>)>;
+
+/// Sends the sessions' selected folders to the front (`nestbox who`), in the order they
+/// changed, from one task: a session's observer cannot wait for the channel.
+fn report_selections(chan: Arc<Channel>) -> Selections {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<String>)>();
+    tokio::spawn(async move {
+        while let Some((id, folder)) = rx.recv().await {
+            let msg = match (FromWorker::Selected { id, folder }).encode() {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!("cannot encode a selected folder: {e}");
+                    continue;
+                }
+            };
+            if chan.send(&msg, None).await.is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+async fn serve(
+    stream: Box<dyn Io>,
+    tcp: Option<RawFd>,
+    h: Handoff,
+    shared: Arc<Shared>,
+    selections: Selections,
+) {
     let pipelined = match h.pipelined() {
         Ok(p) => p,
         Err(e) => {
@@ -226,9 +259,12 @@ async fn serve(stream: Box<dyn Io>, tcp: Option<RawFd>, h: Handoff, shared: Arc<
             tracing::error!("control channel: a POP3 hand-off without its policy")
         }
         (Protocol::Imap, _) => {
-            Session::new(stream, shared, conn)
-                .resume(user, &h.tag, &pipelined)
-                .await
+            let mut session = Session::new(stream, shared, conn);
+            let id = h.id;
+            session.observe_selection(Box::new(move |folder| {
+                let _ = selections.send((id, folder.map(str::to_owned)));
+            }));
+            session.resume(user, &h.tag, &pipelined).await
         }
     }
 }

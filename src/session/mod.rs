@@ -133,7 +133,13 @@ pub struct Session {
     pub(crate) spool: Option<Spool>,
     /// What NOTIFY asked for (RFC 5465), while it is on.
     pub(crate) notify: Option<Box<notify::Notifier>>,
+    /// Told the selected folder whenever it changes (`observe_selection`).
+    selection: Option<(SelectionObserver, Option<String>)>,
 }
+
+/// Called with the selected folder's name (`None`: none selected) each time it changes;
+/// a worker passes it on to the front for `nestbox who`.
+pub type SelectionObserver = Box<dyn FnMut(Option<&str>) + Send>;
 
 impl Session {
     pub fn new(io: Box<dyn Io>, shared: Arc<Shared>, conn: ConnInfo) -> Self {
@@ -161,6 +167,27 @@ impl Session {
             preauth: None,
             spool: None,
             notify: None,
+            selection: None,
+        }
+    }
+
+    /// Has `observer` told the selected folder after every command that changes it.
+    pub fn observe_selection(&mut self, observer: SelectionObserver) {
+        self.selection = Some((observer, None));
+    }
+
+    /// Tells the observer, if any, when the selected folder is not the one last told.
+    fn report_selection(&mut self) {
+        let Some((observer, last)) = &mut self.selection else {
+            return;
+        };
+        let now = match &self.state {
+            State::Selected(_, view) => Some(view.name.as_str()),
+            _ => None,
+        };
+        if now != last.as_deref() {
+            observer(now);
+            *last = now.map(str::to_owned);
         }
     }
 
@@ -421,6 +448,7 @@ impl Session {
             }
         }
         self.tagged(&tag, &status);
+        self.report_selection();
         // NOTIFY: the selected mailbox has its own events, the others are
         // watched (a SELECT, CLOSE, DELETE of the selected one...). Not
         // after COMPRESS's OK: nothing may follow it uncompressed (RFC 4978

@@ -644,7 +644,9 @@ listen_tls = ["{addr}:{imaps}"]
 [pop3]
 listen = ["{addr}:{pop3}"]
 listen_tls = ["{addr}:{pop3s}"]
-{pop3_extra}[tls]
+{pop3_extra}[server]
+control_socket = "{dir}/run/control"
+[tls]
 cert = "{cert}"
 key = "{key}"
 [auth]
