@@ -19,8 +19,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod protocols;
+mod proxy;
 mod units;
 pub use protocols::{DeleMode, ImapConfig, Pop3Config, Pop3UserConfig, check_dele_folder};
+pub use proxy::{Network, ProxyConfig};
 use units::{de_duration, de_size, de_size_usize, ser_duration, ser_size, ser_size_usize};
 pub use units::{fmt_duration, fmt_size, parse_duration, parse_size};
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mail: MailConfig,
     pub limits: Limits,
+    /// Mail proxies in front of nestbox (`config::proxy`).
+    pub proxy: ProxyConfig,
 }
 
 /// PEM certificate chain and private key (SPEC §6).
@@ -163,6 +167,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             mail: MailConfig::default(),
             limits: Limits::default(),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -491,8 +496,9 @@ impl Config {
                 ));
             }
             // Without a certificate there is no STARTTLS, and plaintext login is refused
-            // from anywhere but loopback: a public cleartext listener would let nobody in.
-            if !have_tls {
+            // from anywhere but loopback (and trusted proxies with proxy.trust_plaintext):
+            // a public cleartext listener would let nobody in.
+            if !have_tls && !self.proxy.trust_plaintext {
                 if let Some(a) = listen.iter().find(|a| !a.ip().is_loopback()) {
                     return Err(err(
                         section,
@@ -504,7 +510,7 @@ impl Config {
                 }
             }
         }
-        if !have_tls && !self.auth.plaintext_on_loopback {
+        if !have_tls && !self.auth.plaintext_on_loopback && !self.proxy.trust_plaintext {
             return Err(err(
                 "auth",
                 "plaintext_on_loopback",
@@ -538,6 +544,19 @@ impl Config {
                 "listen",
                 "no listener is configured (imap.listen, imap.listen_tls, pop3.listen, pop3.listen_tls are all empty)".into(),
             ));
+        }
+        let listeners: Vec<SocketAddr> = [
+            &self.imap.listen,
+            &self.imap.listen_tls,
+            &self.pop3.listen,
+            &self.pop3.listen_tls,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+        if let Some((key, message)) = self.proxy.problem(&listeners) {
+            return Err(err("proxy", key, message));
         }
         if let Err(p) = protocols::validate(&self.imap, &self.pop3) {
             return Err(ConfigError::Invalid {
@@ -1147,7 +1166,7 @@ auth_failures_before_delay = 7
                 );
             }
         }
-        assert_eq!(sections, 6);
+        assert_eq!(sections, 7);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! connection limits (`limits`), which uid serves a user (`identity`), the
 //! worker processes (`pool`, started as the user by `credentials`, which
 //! `nestbox quota`'s helpers share), what it tells them (`handoff`, over
-//! `channel`), and relaying a logged-in connection's bytes (`relay`). It
-//! never opens a Maildir.
+//! `channel`), relaying a logged-in connection's bytes (`relay`), and the
+//! PROXY protocol header a trusted mail proxy opens with (`proxy_protocol`).
+//! It never opens a Maildir.
 //!
 //! A worker (`worker`): the logged-in sessions of one uid, sharing one
 //! folder registry with live sync (the store's), and giving memory back
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod limits;
 pub mod memory;
 pub mod pool;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod run;
 pub mod tls;

@@ -31,6 +31,7 @@ pub mod context;
 pub(crate) mod digest;
 pub(crate) mod esearch;
 pub(crate) mod evaluate;
+pub(crate) mod forwarded;
 mod input;
 mod literal;
 pub(crate) mod mailboxes;
@@ -663,14 +664,32 @@ mod tests {
             ("[::ffff:192.0.2.1]:5000", false, false, false),
             ("[::ffff:192.0.2.1]:5000", true, true, true),
         ] {
-            let conn = ConnInfo {
-                remote: peer.parse().unwrap(),
-                tls,
-                tcp: None,
-            };
+            let conn = ConnInfo::direct(peer.parse().unwrap(), tls, None);
             assert_eq!(conn.plaintext_ok(&on), want_on, "{peer} tls={tls}");
             assert_eq!(conn.plaintext_ok(&off), want_off, "{peer} tls={tls} off");
         }
+    }
+
+    #[test]
+    fn plaintext_ok_asks_about_the_peer_not_the_client_a_proxy_names() {
+        let mut cfg = Config::default();
+        cfg.proxy.trusted_networks = vec!["10.0.0.0/8".parse().unwrap()];
+        let via = |client: &str, peer: &str| ConnInfo {
+            remote: client.parse().unwrap(),
+            peer: peer.parse().unwrap(),
+            session_id: None,
+            tls: false,
+            tcp: None,
+        };
+        // nginx on this machine: the client is remote, the wire is loopback.
+        assert!(via("203.0.113.5:1", "127.0.0.1:2").plaintext_ok(&cfg));
+        // A client claiming loopback through a remote proxy is not on loopback.
+        assert!(!via("127.0.0.1:1", "10.0.0.9:2").plaintext_ok(&cfg));
+        // A trusted proxy elsewhere: only with proxy.trust_plaintext.
+        assert!(!via("203.0.113.5:1", "10.0.0.9:2").plaintext_ok(&cfg));
+        cfg.proxy.trust_plaintext = true;
+        assert!(via("203.0.113.5:1", "10.0.0.9:2").plaintext_ok(&cfg));
+        assert!(!via("203.0.113.5:1", "192.0.2.9:2").plaintext_ok(&cfg));
     }
 
     #[test]
