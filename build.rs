@@ -28,6 +28,7 @@ const PEERS: &[(&str, &str)] = &[
     ("fetchmail", "fetchmail"),
     ("runuser", "runuser"),
     ("doveadm", "doveadm"),
+    ("nginx_mail", "/usr/lib/nginx/modules/ngx_mail_module.so"),
 ];
 
 fn main() {

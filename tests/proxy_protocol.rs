@@ -224,7 +224,7 @@ fn bad_missing_or_slow_headers_close_the_connection_unanswered() {
     assert_eq!(until_closed(s), "");
     wait_log(&server, "malformed PROXY v2 header");
     // Closed mid-header by the peer.
-    let mut s = proxied(imap, b"PROXY TCP4 192.0.2.1");
+    let s = proxied(imap, b"PROXY TCP4 192.0.2.1");
     s.shutdown(std::net::Shutdown::Write).ok();
     assert_eq!(until_closed(s), "");
     // Slowloris: a header that never ends is cut at proxy.header_timeout (1s).
