@@ -216,6 +216,53 @@ mod tests {
         }
     }
 
+    /// The section's keys against the listeners, through the whole config's validation.
+    #[test]
+    fn validation_ties_the_section_to_the_listeners() {
+        let base = "[imap]\nlisten = [\"10.0.0.7:143\"]\nlisten_tls = []\n[pop3]\nlisten = []\nlisten_tls = []\n";
+        let tls = "[tls]\ncert = \"/c\"\nkey = \"/k\"\n";
+        let parse = |extra: &str| crate::config::parse_str(&format!("{base}{extra}"));
+        let ok = parse(&format!(
+            "{tls}[proxy]\ntrusted_networks = [\"10.0.0.5\"]\nproxy_protocol = [\"10.0.0.7:143\"]\n"
+        ))
+        .unwrap();
+        assert!(ok.proxy.expects_header("10.0.0.7:143".parse().unwrap()));
+        assert!(ok.proxy.trusts("10.0.0.5".parse().unwrap()));
+        for (extra, want) in [
+            (
+                format!(
+                    "{tls}[proxy]\ntrusted_networks = [\"10.0.0.5\"]\nproxy_protocol = [\"10.0.0.7:993\"]\n"
+                ),
+                "not in imap.listen",
+            ),
+            (
+                format!("{tls}[proxy]\nproxy_protocol = [\"10.0.0.7:143\"]\n"),
+                "needs proxy.trusted_networks",
+            ),
+            (
+                format!("{tls}[proxy]\ntrust_plaintext = true\n"),
+                "needs proxy.trusted_networks",
+            ),
+            (
+                format!("{tls}[proxy]\ntrusted_networks = [\"10.0.0.0/40\"]\n"),
+                "invalid network",
+            ),
+            (
+                format!(
+                    "{tls}[proxy]\ntrusted_networks = [\"10.0.0.5\"]\nheader_timeout = \"10m\"\n"
+                ),
+                "header_timeout",
+            ),
+            // Without TLS a listener off loopback is refused...
+            (String::new(), "could never log in"),
+        ] {
+            let e = parse(&extra).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        // ...unless a trusted proxy may pass plaintext logins to it.
+        parse("[proxy]\ntrusted_networks = [\"10.0.0.5\"]\ntrust_plaintext = true\n").unwrap();
+    }
+
     #[test]
     fn trust_sees_mapped_addresses_as_ipv4() {
         let p = ProxyConfig {
