@@ -96,10 +96,16 @@ impl Untrusted {
             return;
         }
         let earlier = std::mem::take(&mut st.1);
+        let first = st.0.is_none();
         st.0 = Some(now);
+        let since = if first {
+            " (logged at most once a minute)".to_string()
+        } else {
+            format!("; {earlier} more refused since the last report")
+        };
         tracing::warn!(
             rip = %peer.ip(),
-            "connection refused on PROXY listener {listener}: peer not in proxy.trusted_networks ({earlier} more refused since the last report)"
+            "connection refused on PROXY listener {listener}: peer not in proxy.trusted_networks{since}"
         );
     }
 }

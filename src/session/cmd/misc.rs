@@ -79,7 +79,7 @@ fn forward(s: &mut Session, params: &[(String, Option<String>)]) {
         rip = %s.conn.remote.ip(),
         rport = s.conn.remote.port(),
         proxy = %proxy,
-        lip = ?f.connected_ip,
+        lip = %f.connected_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         session = s.conn.session_id.as_deref().unwrap_or(""),
         "client named by a trusted proxy"
     );
