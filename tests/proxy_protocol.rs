@@ -5,7 +5,8 @@
 //! header and one that never ends (slowloris, `proxy.header_timeout`) close the connection
 //! without a greeting; a peer outside `proxy.trusted_networks` is turned away from a PROXY
 //! listener, header or not; on implicit TLS the header comes before the handshake; Dovecot's
-//! `ID` fields rename a trusted client and are ignored from an untrusted one.
+//! `ID` fields rename a trusted client and are ignored from an untrusted one; the per-address
+//! connection limit counts the clients named (by header or by `ID`), never the proxy.
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -324,4 +325,67 @@ fn id_fields_rename_a_trusted_client_and_are_ignored_from_others() {
         &format!("auth failed: user={USER} rip=198.51.100.8 mech=LOGIN\n"),
     );
     assert!(!log.contains("rip=192.0.2.66"), "{log}");
+}
+
+/// `limits.max_connections_per_ip` counts the client a proxy names, not the proxy: the
+/// proxy's own connections go over the cap, and a second connection of one named client is
+/// refused, whether a PROXY header or an `ID` named it.
+#[test]
+fn the_per_address_limit_counts_named_clients_not_the_proxy() {
+    if common::Kind::from_env() == common::Kind::Dovecot {
+        eprintln!("SKIPPED on Dovecot: nestbox's [proxy] section");
+        return;
+    }
+    let server = TestServer::start_with(Options {
+        proxy: Some(PROXY),
+        extra_limits: Some("max_connections_per_ip = 1\n"),
+        ..Options::default()
+    });
+    let imap = server.imap_port;
+    let greet = |s: TcpStream| {
+        let mut r = BufReader::new(s);
+        let mut g = String::new();
+        r.read_line(&mut g).expect("greeting");
+        (r, g)
+    };
+    // Three clients at once through the one proxy address.
+    let held: Vec<_> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        .iter()
+        .map(|ip| {
+            let (r, g) = greet(proxied(
+                imap,
+                format!("PROXY TCP4 {ip} 127.0.0.1 1000 143\r\n").as_bytes(),
+            ));
+            assert!(g.starts_with("* OK"), "{ip}: {g}");
+            r
+        })
+        .collect();
+    // A second connection of 192.0.2.1, by header: refused like a direct one.
+    let (_, g) = greet(proxied(
+        imap,
+        b"PROXY TCP4 192.0.2.1 127.0.0.1 1001 143\r\n",
+    ));
+    assert!(g.starts_with("* BYE Too many connections"), "{g}");
+    // By ID: the proxy's connection is served, the ID naming 192.0.2.2 ends it.
+    let s = proxied(imap, b"PROXY UNKNOWN\r\n");
+    let mut w = s.try_clone().expect("clone");
+    let (mut r, g) = greet(s);
+    assert!(g.starts_with("* OK"), "{g}");
+    w.write_all(b"i ID (\"x-originating-ip\" \"192.0.2.2\")\r\n")
+        .expect("send");
+    let mut rest = String::new();
+    let _ = r.read_to_string(&mut rest);
+    assert!(rest.contains("* BYE Too many connections"), "{rest}");
+    // An ID naming a client with room is served on.
+    let s = proxied(imap, b"PROXY UNKNOWN\r\n");
+    let (_, a) = converse(
+        s,
+        &[
+            r#"i ID ("x-originating-ip" "192.0.2.9")"#,
+            &format!("a LOGIN {USER} {PASSWORD}"),
+        ],
+    );
+    assert!(a[1].starts_with("a OK"), "{a:?}");
+    wait_log(&server, &format!("auth ok: user={USER} rip=192.0.2.9"));
+    drop(held);
 }

@@ -12,7 +12,8 @@
 //!
 //! A connection from a trusted mail proxy (`proxy.trusted_networks`) is admitted without a
 //! per-address count ([`Limiter::admit_unbucketed`]): the proxy carries many clients. Once a
-//! PROXY header names the client, [`Slot::count_address`] counts it under that address.
+//! PROXY header or a proxy's `ID` names the client, [`Slot::count_address`] counts it under
+//! that address.
 //!
 //! The caps can change while connections run (SIGHUP, [`Limiter::set_limits`]):
 //! connections over a lowered cap stay, and new ones are admitted once enough

@@ -386,10 +386,12 @@ async fn accept_loop(
         } else {
             front.limiter.admit(peer.ip())
         };
-        let Ok(mut slot) = admitted else {
+        let Ok(slot) = admitted else {
             tokio::spawn(refuse(stream, protocol));
             continue;
         };
+        // Shared with the session, which counts the client an `ID` names (below).
+        let slot = Arc::new(std::sync::Mutex::new(slot));
         let front = front.clone();
         tokio::spawn(async move {
             let mut stream = stream;
@@ -399,7 +401,7 @@ async fn accept_loop(
                 match tokio::time::timeout(header_timeout, read).await {
                     Ok(Ok(h)) => {
                         remote = h.client_or(peer);
-                        if remote != peer && slot.count_address(remote.ip()).is_err() {
+                        if remote != peer && !count_address(&slot, remote.ip()) {
                             refuse(stream, protocol).await;
                             return;
                         }
@@ -417,11 +419,46 @@ async fn accept_loop(
                     }
                 }
             }
-            let preauth = slot.unauthenticated();
-            serve_connection(stream, remote, peer, protocol, implicit_tls, front, preauth).await;
+            let admission = Admission {
+                preauth: match slot.lock() {
+                    Ok(mut s) => s.unauthenticated(),
+                    Err(p) => p.into_inner().unauthenticated(),
+                },
+                // A trusted peer that named no client yet may still name one in `ID`.
+                count_client: (trusted && remote == peer).then(|| {
+                    let slot = slot.clone();
+                    Box::new(move |ip| count_address(&slot, ip)) as crate::session::CountClient
+                }),
+            };
+            serve_connection(
+                stream,
+                remote,
+                peer,
+                protocol,
+                implicit_tls,
+                front,
+                admission,
+            )
+            .await;
             drop(slot);
         });
     }
+}
+
+/// [`super::limits::Slot::count_address`] through the lock the session shares.
+fn count_address(slot: &std::sync::Mutex<super::limits::Slot>, ip: std::net::IpAddr) -> bool {
+    match slot.lock() {
+        Ok(mut s) => s.count_address(ip).is_ok(),
+        Err(p) => p.into_inner().count_address(ip).is_ok(),
+    }
+}
+
+/// What a connection holds of the limiter while its session runs.
+struct Admission {
+    /// Its `limits.max_unauthenticated` place, dropped at login.
+    preauth: Option<super::limits::Unauthenticated>,
+    /// For a trusted peer: counts the client a proxy's `ID` names.
+    count_client: Option<crate::session::CountClient>,
 }
 
 async fn refuse(mut stream: TcpStream, protocol: Protocol) {
@@ -449,8 +486,12 @@ async fn serve_connection(
     protocol: Protocol,
     implicit_tls: bool,
     front: Arc<Front>,
-    preauth: Option<super::limits::Unauthenticated>,
+    admission: Admission,
 ) {
+    let Admission {
+        preauth,
+        count_client,
+    } = admission;
     let proto = protocol.as_str();
     if peer == remote {
         tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "{proto} connect");
@@ -484,6 +525,9 @@ async fn serve_connection(
             let mut session = Session::new(io, shared, conn);
             if let Some(p) = preauth {
                 session.hold_until_login(Box::new(p));
+            }
+            if let Some(c) = count_client {
+                session.count_client_with(c);
             }
             session.run().await
         }

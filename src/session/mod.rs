@@ -65,6 +65,9 @@ use input::Input;
 
 pub(crate) use conn::upgrade_in_place;
 pub use conn::{ConnInfo, Handover, Io, Role, Shared, TlsUpgrade, UpgradeFuture, downcast};
+
+/// See [`Session::count_client_with`].
+pub type CountClient = Box<dyn FnMut(std::net::IpAddr) -> bool + Send>;
 pub use offload::blocking;
 pub(crate) use offload::{cpus, metas_of, modseqs_of, nowait_scope};
 pub use state::{Authed, Enabled, State};
@@ -128,6 +131,10 @@ pub struct Session {
     /// `limits.max_unauthenticated` place): dropped at login. Opaque here,
     /// so the session does not depend on the server's limiter.
     preauth: Option<Box<dyn std::any::Any + Send>>,
+    /// Counts the connection under the client address a trusted proxy's `ID`
+    /// names (the front's `limits.max_connections_per_ip`); `false`: that
+    /// address is at its limit. Used once (`cmd::misc::id`).
+    pub(crate) count_client: Option<CountClient>,
     /// The spool file of the APPEND being received, holding its big
     /// messages (`session::literal`); taken by APPEND, dropped with any
     /// other end of the command.
@@ -160,6 +167,7 @@ impl Session {
             logged_in_user: None,
             handover: None,
             preauth: None,
+            count_client: None,
             spool: None,
             notify: None,
         }
@@ -169,6 +177,12 @@ impl Session {
     /// then drops it: how the front counts connections not logged in.
     pub fn hold_until_login(&mut self, guard: Box<dyn std::any::Any + Send>) {
         self.preauth = Some(guard);
+    }
+
+    /// How to count the connection per address once a trusted proxy's `ID`
+    /// names its client (the front's limiter, kept opaque here).
+    pub fn count_client_with(&mut self, count: CountClient) {
+        self.count_client = Some(count);
     }
 
     /// Lifts the framing caps to the configured ones once the client has

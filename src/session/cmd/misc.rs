@@ -70,6 +70,18 @@ fn forward(s: &mut Session, params: &[(String, Option<String>)]) {
     }
     let proxy = s.conn.remote;
     if let Some(client) = f.client {
+        if let Some(mut count) = s.count_client.take() {
+            if !count(client.ip()) {
+                // As the accept loop answers a client over the limit (logged there).
+                s.untagged(
+                    StatusKind::Bye,
+                    None,
+                    "Too many connections, try again later.",
+                );
+                s.state = State::Logout;
+                return;
+            }
+        }
         s.conn.remote = client;
     }
     if f.session_id.is_some() {
