@@ -37,6 +37,7 @@ import argparse
 import http.server
 import ipaddress
 import os
+import socket
 import sys
 import threading
 
@@ -137,7 +138,7 @@ def main():
     server_class = http.server.ThreadingHTTPServer
     if ":" in host:
         class V6(server_class):
-            address_family = __import__("socket").AF_INET6
+            address_family = socket.AF_INET6
         server_class = V6
     server = server_class((host, port), handler_for(routes))
     print(f"nestbox-auth-http: listening on {a.listen}", file=sys.stderr, flush=True)
