@@ -54,6 +54,7 @@ const PEERS: &[(&str, &str)] = &[
     ("cargo_deb", "cargo-deb"),
     ("systemd_analyze", "systemd-analyze"),
     ("systemd_socket_activate", "systemd-socket-activate"),
+    ("nginx_mail", "/usr/lib/nginx/modules/ngx_mail_module.so"),
 ];
 
 fn main() -> std::io::Result<()> {

@@ -19,8 +19,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod protocols;
+mod proxy;
 mod units;
 pub use protocols::{DeleMode, ImapConfig, Pop3Config, Pop3UserConfig, check_dele_folder};
+pub use proxy::{Network, ProxyConfig};
 use units::{de_duration, de_size, de_size_usize, ser_duration, ser_size, ser_size_usize};
 pub use units::{fmt_duration, fmt_size, parse_duration, parse_size};
 
@@ -37,6 +39,8 @@ pub struct Config {
     pub mail: MailConfig,
     pub limits: Limits,
     pub server: ServerConfig,
+    /// Mail proxies in front of nestbox (`config::proxy`).
+    pub proxy: ProxyConfig,
 }
 
 /// The front process's own files.
@@ -190,6 +194,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             limits: Limits::default(),
             server: ServerConfig::default(),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -518,8 +523,9 @@ impl Config {
                 ));
             }
             // Without a certificate there is no STARTTLS, and plaintext login is refused
-            // from anywhere but loopback: a public cleartext listener would let nobody in.
-            if !have_tls {
+            // from anywhere but loopback (and trusted proxies with proxy.trust_plaintext):
+            // a public cleartext listener would let nobody in.
+            if !have_tls && !self.proxy.trust_plaintext {
                 if let Some(a) = listen.iter().find(|a| !a.ip().is_loopback()) {
                     return Err(err(
                         section,
@@ -531,7 +537,7 @@ impl Config {
                 }
             }
         }
-        if !have_tls && !self.auth.plaintext_on_loopback {
+        if !have_tls && !self.auth.plaintext_on_loopback && !self.proxy.trust_plaintext {
             return Err(err(
                 "auth",
                 "plaintext_on_loopback",
@@ -565,6 +571,19 @@ impl Config {
                 "listen",
                 "no listener is configured (imap.listen, imap.listen_tls, pop3.listen, pop3.listen_tls are all empty)".into(),
             ));
+        }
+        let listeners: Vec<SocketAddr> = [
+            &self.imap.listen,
+            &self.imap.listen_tls,
+            &self.pop3.listen,
+            &self.pop3.listen_tls,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+        if let Some((key, message)) = self.proxy.problem(&listeners) {
+            return Err(err("proxy", key, message));
         }
         if let Err(p) = protocols::validate(&self.imap, &self.pop3) {
             return Err(ConfigError::Invalid {
@@ -1192,7 +1211,7 @@ auth_failures_before_delay = 7
                 );
             }
         }
-        assert_eq!(sections, 7);
+        assert_eq!(sections, 8);
     }
 
     #[test]

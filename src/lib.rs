@@ -8,7 +8,8 @@
 //!
 //! # Layout: a command's path from socket to disk
 //! - [`server`]: two kinds of process. The front (`server::run`): listeners,
-//!   TLS (implicit and STARTTLS), connection limits, signals; one task per
+//!   TLS (implicit and STARTTLS), connection limits, signals, the PROXY
+//!   header of a trusted mail proxy (`server::proxy_protocol`); one task per
 //!   connection runs a [`session::Session`] (POP3: a [`pop3::Pop3`]) until
 //!   login, then hands the connection to the worker process of the user's
 //!   uid (`server::pool`, `server::handoff` over `server::channel`) and

@@ -4,8 +4,10 @@
 //! The log line format is an interface: `contrib/fail2ban/filter.d/nestbox.conf` matches
 //!
 //! ```text
-//! auth failed: user=<name> rip=<address> mech=<mechanism>
+//! auth failed: user=<name> rip=<address> mech=<mechanism>[ session=<id>]
 //! ```
+//!
+//! (`session=`: the `x-session-id` a trusted proxy gave in `ID`, escaped like the user name.)
 //!
 //! A login whose password was right but whose protocol the user may not use is logged as
 //!
@@ -26,18 +28,25 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Logs a failed login: `auth failed: user=<x> rip=<ip> mech=<m>` at WARN.
-pub fn log_failure(user: &str, rip: IpAddr, mech: &str) {
-    tracing::warn!(target: "nestbox::auth", "{}", failure_line(user, rip, mech));
+/// Logs a failed login: `auth failed: user=<x> rip=<ip> mech=<m>[ session=<id>]` at WARN.
+/// `session`: already escaped ([`sanitize`]).
+pub fn log_failure(user: &str, rip: IpAddr, mech: &str, session: Option<&str>) {
+    tracing::warn!(target: "nestbox::auth", "{}", failure_line(user, rip, mech, session));
 }
 
-fn failure_line(user: &str, rip: IpAddr, mech: &str) -> String {
+fn failure_line(user: &str, rip: IpAddr, mech: &str, session: Option<&str>) -> String {
     format!(
-        "auth failed: user={} rip={} mech={}",
+        "auth failed: user={} rip={} mech={}{}",
         sanitize(user),
         rip,
-        sanitize(mech)
+        sanitize(mech),
+        session_field(session)
     )
+}
+
+/// ` session=<id>` or nothing.
+fn session_field(session: Option<&str>) -> String {
+    session.map(|s| format!(" session={s}")).unwrap_or_default()
 }
 
 /// Logs a login refused for its protocol after a right password:
@@ -57,14 +66,15 @@ fn refused_line(user: &str, rip: IpAddr, proto: super::Protocol, reason: &str) -
     )
 }
 
-/// Logs a successful login: `auth ok: user=<x> rip=<ip> mech=<m>` at INFO.
-pub fn log_success(user: &str, rip: IpAddr, mech: &str) {
+/// Logs a successful login: `auth ok: user=<x> rip=<ip> mech=<m>[ session=<id>]` at INFO.
+pub fn log_success(user: &str, rip: IpAddr, mech: &str, session: Option<&str>) {
     tracing::info!(
         target: "nestbox::auth",
-        "auth ok: user={} rip={} mech={}",
+        "auth ok: user={} rip={} mech={}{}",
         sanitize(user),
         rip,
-        sanitize(mech)
+        sanitize(mech),
+        session_field(session)
     );
 }
 
@@ -297,15 +307,30 @@ mod tests {
                 .map(|c| c["addr"].to_string())
         };
         assert_eq!(
-            addr(failure_line("ann", v4, "LOGIN")),
+            addr(failure_line("ann", v4, "LOGIN", None)),
             Some("192.0.2.7".into())
         );
         assert_eq!(
-            addr(failure_line("", v6, "PLAIN")),
+            addr(failure_line("", v6, "PLAIN", None)),
             Some("2001:db8::7".into())
         );
         assert_eq!(
-            addr(failure_line("x rip=203.0.113.9 mech=LOGIN", v4, "LOGIN")),
+            addr(failure_line(
+                "x rip=203.0.113.9 mech=LOGIN",
+                v4,
+                "LOGIN",
+                None
+            )),
+            Some("192.0.2.7".into())
+        );
+        // A proxy's session id after the mechanism, escaped: still the client's address.
+        assert_eq!(
+            addr(failure_line("ann", v4, "LOGIN", Some("Xy1+/z"))),
+            Some("192.0.2.7".into())
+        );
+        let forged = sanitize("x rip=203.0.113.9");
+        assert_eq!(
+            addr(failure_line("ann", v4, "LOGIN", Some(&forged))),
             Some("192.0.2.7".into())
         );
         for proto in [super::super::Protocol::Imap, super::super::Protocol::Pop3] {

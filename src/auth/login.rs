@@ -41,6 +41,8 @@ pub struct Attempt<'a> {
     /// The mechanism for the log line (`LOGIN`, `PLAIN`, `USER`, `APOP`, ...).
     pub mech: &'a str,
     pub proto: Protocol,
+    /// The proxy's session id (`x-session-id`, escaped), for the log lines.
+    pub session: Option<&'a str>,
 }
 
 /// Why a login did not succeed.
@@ -77,7 +79,7 @@ pub async fn login(
     let (user, settings, took) = match checked {
         Ok(c) => c,
         Err(AuthError::Failed) => {
-            super::log_failure(a.user, a.rip, a.mech);
+            super::log_failure(a.user, a.rip, a.mech, a.session);
             failures.record_failure(a.rip);
             return Err(LoginError::Failed);
         }
@@ -110,7 +112,7 @@ pub async fn login(
             return Err(LoginError::TooSoon { wait });
         }
     }
-    super::log_success(&user.name, a.rip, a.mech);
+    super::log_success(&user.name, a.rip, a.mech, a.session);
     failures.record_success(a.rip);
     Ok(user)
 }

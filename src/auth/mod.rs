@@ -387,6 +387,7 @@ mod tests {
             credential,
             mech: "TEST",
             proto,
+            session: None,
         }
     }
 

@@ -351,6 +351,7 @@ impl Pop3 {
             credential,
             mech,
             proto: Protocol::Pop3,
+            session: self.conn.session_id.as_deref(),
         };
         match crate::auth::login(&auth, &failures, attempt).await {
             Ok(user) => {

@@ -10,6 +10,11 @@
 //! refusals must not become a flood of log lines). It never decides what a
 //! refused client is told: the accept loop does.
 //!
+//! A connection from a trusted mail proxy (`proxy.trusted_networks`) is admitted without a
+//! per-address count ([`Limiter::admit_unbucketed`]): the proxy carries many clients. Once a
+//! PROXY header or a proxy's `ID` names the client, [`Slot::count_address`] counts it under
+//! that address.
+//!
 //! The caps can change while connections run (SIGHUP, [`Limiter::set_limits`]):
 //! connections over a lowered cap stay, and new ones are admitted once enough
 //! have ended. So the counts are plain atomics, not semaphore permits.
@@ -92,7 +97,8 @@ impl Drop for Counted {
 /// Releases a connection's slot when the connection ends.
 pub struct Slot {
     limiter: Arc<Limiter>,
-    bucket: IpAddr,
+    /// `None`: not counted per address (a trusted proxy's connection).
+    bucket: Option<IpAddr>,
     unauthenticated: Option<Unauthenticated>,
     _counted: Counted,
 }
@@ -111,11 +117,12 @@ impl Drop for Unauthenticated {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        let Some(bucket) = self.bucket else { return };
         if let Ok(mut m) = self.limiter.per_ip.lock() {
-            if let Some(n) = m.get_mut(&self.bucket) {
+            if let Some(n) = m.get_mut(&bucket) {
                 *n -= 1;
                 if *n == 0 {
-                    m.remove(&self.bucket);
+                    m.remove(&bucket);
                 }
             }
         }
@@ -129,6 +136,26 @@ impl Slot {
     /// the slot lives.
     pub fn unauthenticated(&mut self) -> Option<Unauthenticated> {
         self.unauthenticated.take()
+    }
+
+    /// Counts a slot admitted without an address ([`Limiter::admit_unbucketed`]) under
+    /// `ip` from now on, or the refusal (logged like [`Limiter::admit`]'s) if that
+    /// address is at its cap. A slot already counted somewhere stays there.
+    pub fn count_address(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        if self.bucket.is_some() {
+            return Ok(());
+        }
+        let counted = self.limiter.count(ip);
+        match counted {
+            Ok(b) => {
+                self.bucket = Some(b);
+                Ok(())
+            }
+            Err(why) => {
+                self.limiter.note_refusal(why, ip);
+                Err(why)
+            }
+        }
     }
 }
 
@@ -166,14 +193,39 @@ impl Limiter {
     /// A slot for a new connection from `ip`, counted as not logged in, or
     /// the limit that refuses it (logged here, once per minute at most).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
-        let slot = self.try_admit(ip);
+        let slot = self.try_admit(Some(ip));
         if let Err(why) = slot {
             self.note_refusal(why, ip);
         }
         slot
     }
 
-    fn try_admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+    /// [`Limiter::admit`] without the per-address count, for a trusted proxy's
+    /// connection (`peer`: its address, for the log line of a refusal).
+    pub fn admit_unbucketed(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refusal> {
+        let slot = self.try_admit(None);
+        if let Err(why) = slot {
+            self.note_refusal(why, peer);
+        }
+        slot
+    }
+
+    /// One more connection in `ip`'s bucket, or the refusal; the bucket.
+    fn count(&self, ip: IpAddr) -> Result<IpAddr, Refusal> {
+        let bucket = bucket(ip);
+        let mut m = self.per_ip.lock().map_err(|_| Refusal::PerAddress)?;
+        let n = m.entry(bucket).or_insert(0);
+        if *n >= self.max_per_ip.load(Ordering::Acquire) {
+            if *n == 0 {
+                m.remove(&bucket);
+            }
+            return Err(Refusal::PerAddress);
+        }
+        *n += 1;
+        Ok(bucket)
+    }
+
+    fn try_admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Slot, Refusal> {
         // Counted first, checked after: two connections racing for the last
         // place cannot both get it (the loser's guard gives it back).
         let n = self.total.fetch_add(1, Ordering::AcqRel);
@@ -190,16 +242,7 @@ impl Limiter {
         if n >= self.max_unauthenticated.load(Ordering::Acquire) {
             return Err(Refusal::Unauthenticated);
         }
-        let bucket = bucket(ip);
-        let mut m = self.per_ip.lock().map_err(|_| Refusal::PerAddress)?;
-        let n = m.entry(bucket).or_insert(0);
-        if *n >= self.max_per_ip.load(Ordering::Acquire) {
-            if *n == 0 {
-                m.remove(&bucket);
-            }
-            return Err(Refusal::PerAddress);
-        }
-        *n += 1;
+        let bucket = ip.map(|ip| self.count(ip)).transpose()?;
         Ok(Slot {
             limiter: self.clone(),
             bucket,
@@ -442,6 +485,25 @@ mod tests {
         assert_eq!(limiter.admit(a).err(), Some(Refusal::PerAddress));
         drop(one);
         assert_eq!(limiter.in_use(), 1);
+    }
+
+    #[test]
+    fn a_proxys_connections_count_under_the_clients_they_name() {
+        let limiter = Arc::new(Limiter::new(10, 2, 10));
+        let proxy = ip("10.0.0.1");
+        // More than the per-address cap from the proxy itself.
+        let mut held: Vec<Slot> = (0..4)
+            .map(|_| limiter.admit_unbucketed(proxy).unwrap())
+            .collect();
+        let client = ip("203.0.113.5");
+        assert_eq!(held[0].count_address(client), Ok(()));
+        assert_eq!(held[1].count_address(client), Ok(()));
+        assert_eq!(held[2].count_address(client), Err(Refusal::PerAddress));
+        assert_eq!(held[3].count_address(ip("203.0.113.6")), Ok(()));
+        assert_eq!(limiter.admit(client).err(), Some(Refusal::PerAddress));
+        held.remove(0);
+        let _direct = limiter.admit(client).unwrap();
+        assert_eq!(limiter.in_use(), 4);
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! connection limits (`limits`), which uid serves a user (`identity`), the
 //! worker processes (`pool`, started as the user by `credentials`, which
 //! `nestbox quota`'s helpers share), what it tells them (`handoff`, over
-//! `channel`), and relaying a logged-in connection's bytes (`relay`); what systemd is told
-//! (`systemd`), the control socket `nestbox who` asks (`control`), and
-//! listening sockets passed by systemd (`activation`). It
-//! never opens a Maildir.
+//! `channel`), relaying a logged-in connection's bytes (`relay`), and the PROXY protocol
+//! header a trusted mail proxy opens with (`proxy_protocol`); what systemd is told
+//! (`systemd`), the control socket `nestbox who` asks (`control`), and listening sockets
+//! passed by systemd (`activation`). It never opens a Maildir.
 //!
 //! A worker (`worker`): the logged-in sessions of one uid, sharing one
 //! folder registry with live sync (the store's), and giving memory back
@@ -23,6 +23,7 @@ pub mod identity;
 pub mod limits;
 pub mod memory;
 pub mod pool;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod run;
 pub mod systemd;

@@ -215,11 +215,7 @@ mod tests {
         let (server_side, _) = listener.accept().await.unwrap();
         let (front_end, worker_end) = UnixStream::pair().unwrap();
         let task = tokio::spawn(async move {
-            let c = ConnInfo {
-                remote: "127.0.0.1:1".parse().unwrap(),
-                tls: false,
-                tcp: None,
-            };
+            let c = ConnInfo::direct("127.0.0.1:1".parse().unwrap(), false, None);
             relay(Box::new(server_side), front_end, &c).await
         });
         (client, worker_end, task)

@@ -55,6 +55,8 @@ struct Front {
     pool: Arc<Pool>,
     users: Arc<UserLimiter>,
     failures: Arc<FailureTracker>,
+    /// Peers turned away from PROXY listeners, for the rate-limited log line.
+    untrusted: super::proxy_protocol::Untrusted,
     shutdown: watch::Receiver<bool>,
     /// The config file, read again on SIGHUP (`None`: nothing to reload).
     source: Option<PathBuf>,
@@ -152,6 +154,7 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
         users: Arc::new(UserLimiter::new(cfg.limits.max_connections_per_user)),
         generation: RwLock::new(Arc::new(generation)),
         failures,
+        untrusted: Default::default(),
         shutdown: shutdown_rx,
         source,
     });
@@ -169,7 +172,7 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
         tracing::info!("listening on {} (socket from systemd)", p.addr);
         passed_kinds.push(p.kind);
         let (protocol, tls) = (p.kind.protocol, p.kind.implicit_tls);
-        listeners.push((TcpListener::from_std(p.listener)?, protocol, tls));
+        listeners.push((TcpListener::from_std(p.listener)?, p.addr, protocol, tls));
     }
     for (addrs, protocol, implicit_tls) in [
         (&cfg.imap.listen, Protocol::Imap, false),
@@ -185,11 +188,17 @@ pub async fn run(cfg: Config, source: Option<PathBuf>, on_ready: impl FnOnce()) 
             continue;
         }
         for addr in addrs {
-            listeners.push((bind(*addr).await?, protocol, implicit_tls));
+            listeners.push((bind(*addr).await?, *addr, protocol, implicit_tls));
         }
     }
-    for (listener, protocol, implicit_tls) in listeners {
-        tokio::spawn(accept_loop(listener, protocol, implicit_tls, front.clone()));
+    for (listener, addr, protocol, implicit_tls) in listeners {
+        tokio::spawn(accept_loop(
+            listener,
+            addr,
+            protocol,
+            implicit_tls,
+            front.clone(),
+        ));
     }
     let control = super::control::bind(&cfg.server.control_socket);
     let signals = install_signals();
@@ -356,8 +365,16 @@ async fn wait_for_signals(signals: Option<Signals>, front: &Front) {
     }
 }
 
+/// Accepts on one listener (`bound`: its configured address, which
+/// `proxy.proxy_protocol` names). On a PROXY listener only peers in
+/// `proxy.trusted_networks` are served, and each must open with a header
+/// within `proxy.header_timeout`, read in the connection's task; the client
+/// it names is then counted per address, logged, and delayed after failed
+/// logins. A trusted peer is never counted per address itself: it carries
+/// many clients.
 async fn accept_loop(
     listener: TcpListener,
+    bound: SocketAddr,
     protocol: Protocol,
     implicit_tls: bool,
     front: Arc<Front>,
@@ -376,19 +393,101 @@ async fn accept_loop(
         // An IPv4 client of a dual-stack `[::]` listener arrives as `::ffff:a.b.c.d`: from
         // here on it is a.b.c.d, so that it has one per-IP bucket whichever listener it
         // used, and the log (fail2ban bans `rip=`) names the address its packets carry.
-        let remote = canonical(remote);
+        let peer = canonical(remote);
+        let (trusted, expects_header, header_timeout) = {
+            let g = front.current();
+            let p = &g.config.proxy;
+            (
+                p.trusts(peer.ip()),
+                p.expects_header(bound),
+                p.header_timeout,
+            )
+        };
+        if expects_header && !trusted {
+            // A header from anyone else would be a forged address, and a plain client
+            // has no business on the proxies' port: closed unanswered, as Dovecot does.
+            front.untrusted.refused(peer, bound);
+            continue;
+        }
         // Refusals are logged by the limiter, once a minute at most.
-        let Ok(mut slot) = front.limiter.admit(remote.ip()) else {
+        let admitted = if trusted {
+            front.limiter.admit_unbucketed(peer.ip())
+        } else {
+            front.limiter.admit(peer.ip())
+        };
+        let Ok(slot) = admitted else {
             tokio::spawn(refuse(stream, protocol));
             continue;
         };
+        // Shared with the session, which counts the client an `ID` names (below).
+        let slot = Arc::new(std::sync::Mutex::new(slot));
         let front = front.clone();
         tokio::spawn(async move {
-            let preauth = slot.unauthenticated();
-            serve_connection(stream, remote, protocol, implicit_tls, front, preauth).await;
+            let mut stream = stream;
+            let mut remote = peer;
+            if expects_header {
+                let read = super::proxy_protocol::read(&mut stream);
+                match tokio::time::timeout(header_timeout, read).await {
+                    Ok(Ok(h)) => {
+                        remote = h.client_or(peer);
+                        if remote != peer && !count_address(&slot, remote.ip()) {
+                            refuse(stream, protocol).await;
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(rip = %peer.ip(), "PROXY header refused: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            rip = %peer.ip(),
+                            "no PROXY header within proxy.header_timeout"
+                        );
+                        return;
+                    }
+                }
+            }
+            let admission = Admission {
+                preauth: match slot.lock() {
+                    Ok(mut s) => s.unauthenticated(),
+                    Err(p) => p.into_inner().unauthenticated(),
+                },
+                // A trusted peer that named no client yet may still name one in `ID`.
+                count_client: (trusted && remote == peer).then(|| {
+                    let slot = slot.clone();
+                    Box::new(move |ip| count_address(&slot, ip)) as crate::session::CountClient
+                }),
+            };
+            serve_connection(
+                stream,
+                remote,
+                peer,
+                protocol,
+                implicit_tls,
+                front,
+                admission,
+            )
+            .await;
             drop(slot);
         });
     }
+}
+
+/// [`super::limits::Slot::count_address`] through the lock the session shares.
+fn count_address(slot: &std::sync::Mutex<super::limits::Slot>, ip: std::net::IpAddr) -> bool {
+    match slot.lock() {
+        Ok(mut s) => s.count_address(ip).is_ok(),
+        Err(p) => p.into_inner().count_address(ip).is_ok(),
+    }
+}
+
+/// What a connection holds of the limiter while its session runs.
+struct Admission {
+    /// Its `limits.max_unauthenticated` place, dropped at login.
+    preauth: Option<super::limits::Unauthenticated>,
+    /// For a trusted peer: counts the client a proxy's `ID` names.
+    count_client: Option<crate::session::CountClient>,
 }
 
 async fn refuse(mut stream: TcpStream, protocol: Protocol) {
@@ -412,13 +511,22 @@ async fn refuse(mut stream: TcpStream, protocol: Protocol) {
 async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
+    peer: SocketAddr,
     protocol: Protocol,
     implicit_tls: bool,
     front: Arc<Front>,
-    preauth: Option<super::limits::Unauthenticated>,
+    admission: Admission,
 ) {
+    let Admission {
+        preauth,
+        count_client,
+    } = admission;
     let proto = protocol.as_str();
-    tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "{proto} connect");
+    if peer == remote {
+        tracing::info!(rip = %remote.ip(), rport = remote.port(), tls = implicit_tls, "{proto} connect");
+    } else {
+        tracing::info!(rip = %remote.ip(), rport = remote.port(), proxy = %peer, tls = implicit_tls, "{proto} connect");
+    }
     let generation = front.current();
     let tcp = Some(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let io: Box<dyn Io> = if implicit_tls {
@@ -435,6 +543,8 @@ async fn serve_connection(
     };
     let conn = ConnInfo {
         remote,
+        peer,
+        session_id: None,
         tls: implicit_tls,
         tcp,
     };
@@ -444,6 +554,9 @@ async fn serve_connection(
             let mut session = Session::new(io, shared, conn);
             if let Some(p) = preauth {
                 session.hold_until_login(Box::new(p));
+            }
+            if let Some(c) = count_client {
+                session.count_client_with(c);
             }
             session.run().await
         }

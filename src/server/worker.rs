@@ -212,11 +212,9 @@ async fn serve(
             return;
         }
     };
-    let conn = ConnInfo {
-        remote: h.remote,
-        tls: h.tls,
-        tcp,
-    };
+    // The client's address as the front knew it (a proxy's, if any, stays
+    // there: after login nothing asks for the peer).
+    let conn = ConnInfo::direct(h.remote, h.tls, tcp);
     let user = crate::auth::User {
         name: h.user.clone(),
         maildir: h.maildir.clone(),

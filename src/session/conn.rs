@@ -142,10 +142,19 @@ pub(crate) async fn upgrade_in_place(
     Ok(())
 }
 
-/// Facts about the connection fixed at accept time.
+/// Facts about the connection, fixed at accept time except the client's
+/// address, which a trusted proxy's `ID` fields may still name (`cmd::misc::id`).
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
+    /// The client's address: the TCP peer's, or the one a trusted proxy gave
+    /// (PROXY header, `ID` fields). Logs, limits and failure delays use this.
     pub remote: SocketAddr,
+    /// The TCP peer: the client itself, or the proxy it came through.
+    /// Whether a password may cross the wire without TLS is the peer's matter.
+    pub peer: SocketAddr,
+    /// Dovecot's `x-session-id` from a trusted proxy's `ID`, sanitized, for
+    /// the login lines.
+    pub session_id: Option<String>,
     /// TLS is active (implicit TLS, or after STARTTLS).
     pub tls: bool,
     /// The TCP socket under the stream (also under TLS), for socket options
@@ -177,12 +186,28 @@ impl ConnInfo {
         }
     }
 
+    /// A connection straight from a client at `remote` (no proxy).
+    pub fn direct(remote: SocketAddr, tls: bool, tcp: Option<std::os::fd::RawFd>) -> Self {
+        ConnInfo {
+            remote,
+            peer: remote,
+            session_id: None,
+            tls,
+            tcp,
+        }
+    }
+
     /// Plaintext passwords are acceptable on this connection; the rule is
     /// [`AuthConfig::plaintext_allowed`](crate::config::AuthConfig::plaintext_allowed)
     /// (SPEC §3 `auth.plaintext_on_loopback`), which also knows 127.0.0.1 as
-    /// it arrives on a dual-stack `[::]` listener (`::ffff:127.0.0.1`).
+    /// it arrives on a dual-stack `[::]` listener (`::ffff:127.0.0.1`), and
+    /// `proxy.trust_plaintext` for a peer in `proxy.trusted_networks`. Both
+    /// ask about the TCP peer, not the client a proxy names: the password
+    /// crosses the wire between the peer and us (nginx on the same machine
+    /// talks to nestbox over loopback whoever its client is).
     pub fn plaintext_ok(&self, cfg: &Config) -> bool {
-        cfg.auth.plaintext_allowed(self.remote.ip(), self.tls)
+        cfg.auth.plaintext_allowed(self.peer.ip(), self.tls)
+            || (cfg.proxy.trust_plaintext && cfg.proxy.trusts(self.peer.ip()))
     }
 }
 

@@ -31,6 +31,7 @@ pub mod context;
 pub(crate) mod digest;
 pub(crate) mod esearch;
 pub(crate) mod evaluate;
+pub(crate) mod forwarded;
 mod input;
 mod literal;
 pub(crate) mod mailboxes;
@@ -64,6 +65,9 @@ use input::Input;
 
 pub(crate) use conn::upgrade_in_place;
 pub use conn::{ConnInfo, Handover, Io, Role, Shared, TlsUpgrade, UpgradeFuture, downcast};
+
+/// See [`Session::count_client_with`].
+pub type CountClient = Box<dyn FnMut(std::net::IpAddr) -> bool + Send>;
 pub use offload::blocking;
 pub(crate) use offload::{cpus, metas_of, modseqs_of, nowait_scope};
 pub use state::{Authed, Enabled, State};
@@ -127,6 +131,10 @@ pub struct Session {
     /// `limits.max_unauthenticated` place): dropped at login. Opaque here,
     /// so the session does not depend on the server's limiter.
     preauth: Option<Box<dyn std::any::Any + Send>>,
+    /// Counts the connection under the client address a trusted proxy's `ID`
+    /// names (the front's `limits.max_connections_per_ip`); `false`: that
+    /// address is at its limit. Used once (`cmd::misc::id`).
+    pub(crate) count_client: Option<CountClient>,
     /// The spool file of the APPEND being received, holding its big
     /// messages (`session::literal`); taken by APPEND, dropped with any
     /// other end of the command.
@@ -165,6 +173,7 @@ impl Session {
             logged_in_user: None,
             handover: None,
             preauth: None,
+            count_client: None,
             spool: None,
             notify: None,
             selection: None,
@@ -195,6 +204,12 @@ impl Session {
     /// then drops it: how the front counts connections not logged in.
     pub fn hold_until_login(&mut self, guard: Box<dyn std::any::Any + Send>) {
         self.preauth = Some(guard);
+    }
+
+    /// How to count the connection per address once a trusted proxy's `ID`
+    /// names its client (the front's limiter, kept opaque here).
+    pub fn count_client_with(&mut self, count: CountClient) {
+        self.count_client = Some(count);
     }
 
     /// Lifts the framing caps to the configured ones once the client has
@@ -691,14 +706,32 @@ mod tests {
             ("[::ffff:192.0.2.1]:5000", false, false, false),
             ("[::ffff:192.0.2.1]:5000", true, true, true),
         ] {
-            let conn = ConnInfo {
-                remote: peer.parse().unwrap(),
-                tls,
-                tcp: None,
-            };
+            let conn = ConnInfo::direct(peer.parse().unwrap(), tls, None);
             assert_eq!(conn.plaintext_ok(&on), want_on, "{peer} tls={tls}");
             assert_eq!(conn.plaintext_ok(&off), want_off, "{peer} tls={tls} off");
         }
+    }
+
+    #[test]
+    fn plaintext_ok_asks_about_the_peer_not_the_client_a_proxy_names() {
+        let mut cfg = Config::default();
+        cfg.proxy.trusted_networks = vec!["10.0.0.0/8".parse().unwrap()];
+        let via = |client: &str, peer: &str| ConnInfo {
+            remote: client.parse().unwrap(),
+            peer: peer.parse().unwrap(),
+            session_id: None,
+            tls: false,
+            tcp: None,
+        };
+        // nginx on this machine: the client is remote, the wire is loopback.
+        assert!(via("203.0.113.5:1", "127.0.0.1:2").plaintext_ok(&cfg));
+        // A client claiming loopback through a remote proxy is not on loopback.
+        assert!(!via("127.0.0.1:1", "10.0.0.9:2").plaintext_ok(&cfg));
+        // A trusted proxy elsewhere: only with proxy.trust_plaintext.
+        assert!(!via("203.0.113.5:1", "10.0.0.9:2").plaintext_ok(&cfg));
+        cfg.proxy.trust_plaintext = true;
+        assert!(via("203.0.113.5:1", "10.0.0.9:2").plaintext_ok(&cfg));
+        assert!(!via("203.0.113.5:1", "192.0.2.9:2").plaintext_ok(&cfg));
     }
 
     #[test]

@@ -97,6 +97,11 @@ pub struct Options {
     /// Listen on `[::]` (IPv6 and, as IPv4-mapped addresses, IPv4 clients) instead of
     /// 127.0.0.1, on the same ports (nestbox only).
     pub dual_stack: bool,
+    /// The `[proxy]` section's lines (nestbox only); `{imap}`, `{imaps}`, `{pop3}` and
+    /// `{pop3s}` in it stand for the listeners' addresses. With `{imap}` in it the
+    /// cleartext IMAP listener is taken to expect PROXY headers: the readiness probe then
+    /// opens with one.
+    pub proxy: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -115,6 +120,7 @@ impl Default for Options {
             passwd_extra: Vec::new(),
             mail_extra: None,
             dual_stack: false,
+            proxy: None,
         }
     }
 }
@@ -484,6 +490,9 @@ impl TestServer {
             }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.imap_port)) {
                 s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                if self.options.proxy.is_some_and(|p| p.contains("{imap}")) {
+                    let _ = s.write_all(b"PROXY UNKNOWN\r\n");
+                }
                 let mut line = String::new();
                 let mut r = BufReader::new(&mut s);
                 if r.read_line(&mut line).is_ok() && line.starts_with("* OK") {
@@ -698,6 +707,18 @@ maildir = "{dir}/mail/%u/Maildir"
     }
     if let Some(n) = o.max_literal_bytes {
         cfg.push_str(&format!("max_literal_bytes = \"{n}\"\n"));
+    }
+    if let Some(lines) = o.proxy {
+        let addr = if o.dual_stack { "[::]" } else { "127.0.0.1" };
+        cfg.push_str("[proxy]\n");
+        cfg.push_str(
+            &lines
+                .replace("{imaps}", &format!("{addr}:{}", ports.imaps))
+                .replace("{imap}", &format!("{addr}:{}", ports.imap))
+                .replace("{pop3s}", &format!("{addr}:{}", ports.pop3s))
+                .replace("{pop3}", &format!("{addr}:{}", ports.pop3)),
+        );
+        cfg.push('\n');
     }
     let path = dir.join("nestbox.toml");
     fs::write(&path, cfg).expect("write nestbox.toml");
@@ -1152,4 +1173,32 @@ impl ImapClient {
     pub fn logout(mut self) {
         let _ = self.command("LOGOUT");
     }
+}
+
+/// A blocking TCP connection to `to` from the local address `from` (e.g. 127.0.0.2: Linux
+/// routes all of 127.0.0.0/8 to loopback), for tests that need a client address other than
+/// 127.0.0.1. Panics after a bounded wait.
+pub fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = rt.block_on(async {
+        let sock = if from.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("socket");
+        sock.bind(std::net::SocketAddr::new(from, 0))
+            .expect("bind the client's address");
+        tokio::time::timeout(Duration::from_secs(10), sock.connect(to))
+            .await
+            .expect("connect timed out")
+            .expect("connect")
+    });
+    let s = s.into_std().expect("std stream");
+    s.set_nonblocking(false).expect("blocking");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s
 }

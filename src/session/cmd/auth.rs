@@ -131,6 +131,7 @@ async fn authenticate_user(s: &mut Session, user: &str, pass: &str, mech: &str) 
         credential: Credential::Password(pass),
         mech,
         proto: Protocol::Imap,
+        session: s.conn.session_id.as_deref(),
     };
     match crate::auth::login(&auth, &failures, attempt).await {
         Ok(user) => {

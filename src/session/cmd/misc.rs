@@ -23,8 +23,13 @@ pub fn logout(s: &mut Session) -> CmdResult {
     Ok(Status::ok("Logout completed."))
 }
 
-/// RFC 2971. The client's parameters are only logged.
+/// RFC 2971. The client's parameters are logged; from a trusted proxy
+/// before login, Dovecot's `x-originating-ip` and friends name the client
+/// from then on (`session::forwarded`).
 pub fn id(s: &mut Session, params: Option<Vec<(String, Option<String>)>>) -> CmdResult {
+    if let Some(p) = &params {
+        forward(s, p);
+    }
     if let Some(p) = params {
         let summary: Vec<String> = p
             .iter()
@@ -48,6 +53,48 @@ pub fn id(s: &mut Session, params: Option<Vec<(String, Option<String>)>>) -> Cmd
         version: env!("CARGO_PKG_VERSION"),
     });
     Ok(Status::ok("ID completed."))
+}
+
+/// Takes the client a trusted proxy names (module doc of `session::forwarded`): only
+/// before login, in the front, from an address in `proxy.trusted_networks`.
+fn forward(s: &mut Session, params: &[(String, Option<String>)]) {
+    if !matches!(s.state, State::NotAuthenticated)
+        || !matches!(s.shared.role, crate::session::Role::Front { .. })
+        || !s.shared.config.proxy.trusts(s.conn.remote.ip())
+    {
+        return;
+    }
+    let f = crate::session::forwarded::Forwarded::from_params(params);
+    if f.is_empty() {
+        return;
+    }
+    let proxy = s.conn.remote;
+    if let Some(client) = f.client {
+        if let Some(mut count) = s.count_client.take() {
+            if !count(client.ip()) {
+                // As the accept loop answers a client over the limit (logged there).
+                s.untagged(
+                    StatusKind::Bye,
+                    None,
+                    "Too many connections, try again later.",
+                );
+                s.state = State::Logout;
+                return;
+            }
+        }
+        s.conn.remote = client;
+    }
+    if f.session_id.is_some() {
+        s.conn.session_id = f.session_id;
+    }
+    tracing::info!(
+        rip = %s.conn.remote.ip(),
+        rport = s.conn.remote.port(),
+        proxy = %proxy,
+        lip = %f.connected_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        session = s.conn.session_id.as_deref().unwrap_or(""),
+        "client named by a trusted proxy"
+    );
 }
 
 /// RFC 5161 / RFC 9051 §6.3.1. Only valid before a mailbox is selected.
