@@ -8,4 +8,5 @@
 //! never changes what the server does, and never writes anything but what its command says
 //! (a `maildirsize` for `quota recalc`).
 pub mod as_user;
+pub mod import_dovecot;
 pub mod quota;
