@@ -156,34 +156,6 @@ fn dovecot_maildir_keeps_uids_and_keywords() {
     c.logout();
 }
 
-/// The fixture's INBOX (without its subfolder) in `dir`, its uidlist given a `G` (GUID)
-/// field on one record and a `P` (kept POP3 UIDL) field on another, as a migrated Dovecot
-/// maildrop can have.
-pub fn uidl_maildir(dir: &Path) -> PathBuf {
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
-    for e in fs::read_dir(fixture().join("cur"))
-        .expect("fixture cur")
-        .flatten()
-    {
-        fs::copy(e.path(), md.join("cur").join(e.file_name())).expect("copy");
-    }
-    fs::copy(
-        fixture().join("dovecot-keywords"),
-        md.join("dovecot-keywords"),
-    )
-    .expect("keywords");
-    let uidlist = fs::read_to_string(fixture().join("dovecot-uidlist")).expect("uidlist");
-    let uidlist = uidlist
-        .replace("\n58 :", "\n58 G0123456789abcdef0123456789abcdef :")
-        .replace("\n69 :", "\n69 Pkept-by-a-migration :");
-    assert!(uidlist.contains(" G0123") && uidlist.contains(" Pkept"));
-    fs::write(md.join("dovecot-uidlist"), uidlist).expect("uidlist");
-    md
-}
-
 /// `pop3.uidl_format`: for each supported form of Dovecot's `pop3_uidl_format`, nestbox's
 /// UIDL listing of a Dovecot Maildir equals the one Dovecot's own pop3 gives with that
 /// setting (the `P` field a migration left wins in both; `%g` is the `G` field, else the
@@ -203,7 +175,7 @@ fn pop3_uidl_formats_equal_dovecots() {
         return;
     }
     let d = tempfile::tempdir().expect("tempdir");
-    let md = uidl_maildir(d.path());
+    let md = common::dovecot_pop3::uidl_maildir(d.path());
     for format in [
         "%08Xu%08Xv",
         "%u.%v",

@@ -42,10 +42,14 @@ use serde::{Deserialize, Serialize};
 /// | hex(8)}` gives the same UIDLs).
 pub const DEFAULT: &str = "%08Xu%08Xv";
 
-/// A parsed format; serialised as its source text.
+/// A parsed format; serialised as its source text. Shared (`Arc`): it travels in every
+/// POP3 login's policy, and stays one pointer wide there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct UidlFormat {
+pub struct UidlFormat(std::sync::Arc<Parsed>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Parsed {
     source: String,
     parts: Vec<Part>,
 }
@@ -99,9 +103,11 @@ pub struct Values<'a> {
 impl Default for UidlFormat {
     fn default() -> Self {
         // The literal default parses; the fallback keeps this total.
-        UidlFormat::parse(DEFAULT).unwrap_or_else(|_| UidlFormat {
-            source: DEFAULT.into(),
-            parts: vec![],
+        UidlFormat::parse(DEFAULT).unwrap_or_else(|_| {
+            UidlFormat(std::sync::Arc::new(Parsed {
+                source: DEFAULT.into(),
+                parts: vec![],
+            }))
         })
     }
 }
@@ -115,13 +121,13 @@ impl TryFrom<String> for UidlFormat {
 
 impl From<UidlFormat> for String {
     fn from(f: UidlFormat) -> String {
-        f.source
+        f.0.source.clone()
     }
 }
 
 impl fmt::Display for UidlFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
+        f.write_str(&self.0.source)
     }
 }
 
@@ -262,22 +268,23 @@ impl UidlFormat {
         if !parts.iter().any(|p| matches!(p, Part::Field(_))) {
             return Err(format!("holds no variable ({SUPPORTED})"));
         }
-        Ok(UidlFormat {
+        Ok(UidlFormat(std::sync::Arc::new(Parsed {
             source: s.to_string(),
             parts,
-        })
+        })))
     }
 
     /// Whether expansion needs the file name or GUID (else only numbers).
     pub fn needs_names(&self) -> bool {
-        self.parts
+        self.0
+            .parts
             .iter()
             .any(|p| matches!(p, Part::Field(f) if matches!(f.var, Var::FileName | Var::Guid)))
     }
 
     /// Appends the UIDL for `v`.
     pub fn expand(&self, v: &Values<'_>, out: &mut Vec<u8>) {
-        for p in &self.parts {
+        for p in &self.0.parts {
             match p {
                 Part::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Part::Field(f) => f.expand(v, out),

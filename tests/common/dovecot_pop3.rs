@@ -7,7 +7,7 @@
 //! indexes (and may rewrite `dovecot-uidlist`) in its own copy.
 use std::fs;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Where Debian's `dovecot-pop3d` puts the program.
@@ -78,4 +78,33 @@ pub fn uidls(maildir: &Path, format: &str) -> Vec<(u32, String)> {
             Some((n.parse().ok()?, uidl.to_string()))
         })
         .collect()
+}
+
+/// The fixture's INBOX (without its subfolder) in `dir`, its uidlist given a `G` (GUID)
+/// field on one record and a `P` (kept POP3 UIDL) field on another, as a migrated Dovecot
+/// maildrop can have.
+pub fn uidl_maildir(dir: &Path) -> PathBuf {
+    let fixture = super::fixtures_dir().join("maildirs").join("dovecot");
+    let md = dir.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(md.join(sub)).expect("maildir");
+    }
+    for e in fs::read_dir(fixture.join("cur"))
+        .expect("fixture cur")
+        .flatten()
+    {
+        fs::copy(e.path(), md.join("cur").join(e.file_name())).expect("copy");
+    }
+    fs::copy(
+        fixture.join("dovecot-keywords"),
+        md.join("dovecot-keywords"),
+    )
+    .expect("keywords");
+    let uidlist = fs::read_to_string(fixture.join("dovecot-uidlist")).expect("uidlist");
+    let uidlist = uidlist
+        .replace("\n58 :", "\n58 G0123456789abcdef0123456789abcdef :")
+        .replace("\n69 :", "\n69 Pkept-by-a-migration :");
+    assert!(uidlist.contains(" G0123") && uidlist.contains(" Pkept"));
+    fs::write(md.join("dovecot-uidlist"), uidlist).expect("uidlist");
+    md
 }

@@ -925,7 +925,11 @@ fn leftovers(c: &mut Ctx<'_>, s: &Section, path: &str) {
                     continue;
                 }
                 let line = format!("{}: {path}{} = {}", x.loc, x.key, x.value);
-                if IGNORED.contains(&x.key.as_str()) || x.key.starts_with("log_") {
+                let section = path.split(' ').next().unwrap_or("");
+                if IGNORED.contains(&x.key.as_str())
+                    || IGNORED.contains(&section)
+                    || x.key.starts_with("log_")
+                {
                     c.ignored.push(line);
                 } else {
                     c.untranslated.push(line);
