@@ -417,8 +417,15 @@ fn auth(c: &mut Ctx<'_>, o: &mut Out) {
                     used.push(a);
                     for t in a.value.split_whitespace().filter(|t| t.contains('=')) {
                         let (k, v) = t.split_once('=').unwrap_or((t, ""));
-                        match (k, v) {
-                            ("username_format", "%u" | "%{user}") | ("scheme", "CRYPT") => {}
+                        // A hash without a {SCHEME} prefix is read by its crypt prefix
+                        // ($6$, $5$, $2y$, $argon2id$), which covers these defaults.
+                        match (k, v.to_ascii_uppercase().as_str()) {
+                            ("username_format", "%U" | "%{USER}")
+                            | (
+                                "scheme",
+                                "CRYPT" | "SHA512-CRYPT" | "SHA256-CRYPT" | "BLF-CRYPT"
+                                | "ARGON2ID",
+                            ) => {}
                             _ => c.note(
                                 Some(&a.loc),
                                 format!("passdb passwd-file: {t}: not supported"),
@@ -1020,6 +1027,103 @@ fn render(o: &Out) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(conf: &str) -> (toml::Table, Translation) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("dovecot.conf");
+        std::fs::write(&p, conf).unwrap();
+        let t = translate(&super::super::parse::parse_file(&p).unwrap());
+        (t.toml.parse().unwrap(), t)
+    }
+
+    fn has(t: &Translation, what: &str) -> bool {
+        t.untranslated.iter().any(|l| l.contains(what))
+    }
+
+    #[test]
+    fn virtual_users_on_23() {
+        let (toml, t) = run(r#"
+protocols = imap
+listen = 192.0.2.1, 2001:db8::1
+ssl = no
+disable_plaintext_auth = no
+mail_location = maildir:/var/vmail/%d/%n:LAYOUT=fs:CONTROL=/var/ctl/%u:INDEX=/var/idx/%u
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT username_format=%n /etc/dovecot/passwd
+}
+passdb {
+  driver = sql
+  args = /etc/dovecot/sql.conf.ext
+}
+userdb {
+  driver = static
+  args = uid=5000 gid=vmail home=/var/vmail/%d/%n
+}
+plugin {
+  quota = maildir:User quota
+  quota_rule = *:storage=102400
+  quota_rule2 = Trash:storage=+100M
+}
+pop3_uidl_format = %m
+first_valid_uid = 5000
+service imap-login {
+  inet_listener imap {
+    port = 1143
+  }
+  inet_listener imaps {
+    port = 993
+  }
+}
+"#);
+        assert_eq!(
+            toml["imap"]["listen"].as_array().unwrap(),
+            &["192.0.2.1:1143", "[2001:db8::1]:1143"].map(toml::Value::from)
+        );
+        assert!(
+            toml["imap"]["listen_tls"].as_array().unwrap().is_empty(),
+            "ssl = no"
+        );
+        assert!(
+            toml["pop3"]["listen"].as_array().unwrap().is_empty(),
+            "not in protocols"
+        );
+        assert!(toml["pop3"].get("uidl_format").is_none());
+        assert!(toml["tls"].as_table().unwrap().is_empty());
+        assert_eq!(toml["auth"]["backend"].as_str(), Some("passwd-file"));
+        assert_eq!(
+            toml["auth"]["passwd_file"].as_str(),
+            Some("/etc/dovecot/passwd")
+        );
+        assert_eq!(toml["mail"]["maildir"].as_str(), Some("/var/vmail/%d/%n"));
+        assert_eq!(
+            toml["mail"]["quota"].as_str(),
+            Some("100M"),
+            "kilobytes without a unit"
+        );
+        assert_eq!(toml["mail"]["group"].as_str(), Some("vmail"));
+        assert!(
+            toml["mail"].get("user").is_none(),
+            "a uid number is no user name"
+        );
+        for what in [
+            "disable_plaintext_auth = no",
+            "LAYOUT=fs",
+            "CONTROL=/var/ctl/%u",
+            "username_format=%n",
+            "passdb sql: only the first",
+            "mail uid 5000",
+            "quota_rule2",
+            "pop3_uidl_format = %m",
+            "first_valid_uid = 5000",
+            "imaps (port 993): ssl = no",
+        ] {
+            assert!(has(&t, what), "{what}: {:#?}", t.untranslated);
+        }
+        assert!(!has(&t, "scheme="), "{:#?}", t.untranslated);
+        assert!(t.ignored.iter().any(|l| l.contains("INDEX=/var/idx/%u")));
+        assert_eq!(t.version, "2.3");
+    }
 
     #[test]
     fn templates() {
