@@ -78,6 +78,23 @@ fn strs(v: &toml::Value) -> Vec<&str> {
         .collect()
 }
 
+/// A copy of Dovecot's configuration directory without `private/` (the certificate and key
+/// links, which the translation names by their original paths).
+fn copy_config(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        if name == "private" {
+            continue;
+        }
+        if e.path().is_dir() {
+            copy_config(&e.path(), &to.join(&name));
+        } else {
+            fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
 /// `doveconf -c CONF -h KEY`: Dovecot's own reading of one setting.
 fn doveconf(conf: &Path, key: &str) -> String {
     let o = Command::new("timeout")
@@ -97,7 +114,7 @@ fn debian_23_shipped_config() {
     }
     let d = tempfile::tempdir().expect("tempdir");
     let etc = d.path().join("dovecot");
-    common::copy_tree(Path::new("/etc/dovecot"), &etc);
+    copy_config(Path::new("/etc/dovecot"), &etc);
     let conf = etc.join("dovecot.conf");
     let (t, table, stderr) = import(&etc, d.path());
 
@@ -130,8 +147,14 @@ fn debian_23_shipped_config() {
 
     // The mbox location cannot be carried over: said on stderr and in the file, with the
     // file and line it was set at.
-    let mbox = "10-mail.conf:30: mail_location: the mail is in mbox format";
-    assert!(stderr.contains(mbox), "{stderr}");
+    let line = fs::read_to_string(etc.join("conf.d/10-mail.conf"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("mail_location"))
+        .expect("Debian sets mail_location in 10-mail.conf")
+        + 1;
+    let mbox = format!("10-mail.conf:{line}: mail_location: the mail is in mbox format");
+    assert!(stderr.contains(&mbox), "{stderr}");
     assert!(
         t.contains(&format!("#   {}/conf.d/{mbox}", etc.display())),
         "{t}"
@@ -153,11 +176,16 @@ fn debian_23_shipped_config() {
     let err = text(&o.stderr);
     if cfg!(feature = "nonstick") {
         assert!(o.status.success(), "check-config: {err}");
+        assert!(err.contains(": OK"), "{err}");
     } else {
         let problems: Vec<&str> = err.lines().filter(|l| l.starts_with("nestbox: ")).collect();
         assert_eq!(problems.len(), 1, "{err}");
         assert!(problems[0].contains("PAM backend not built"), "{err}");
-        assert!(!err.contains("tls:"), "the certificate must load: {err}");
+        // Only root (and ssl-cert) may read the snakeoil key.
+        let key = get(&table, "tls.key").as_str().unwrap();
+        if fs::File::open(key).is_ok() {
+            assert!(!err.contains("tls:"), "the certificate must load: {err}");
+        }
     }
 }
 
