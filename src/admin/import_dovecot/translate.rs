@@ -230,16 +230,20 @@ fn listeners(c: &mut Ctx<'_>, o: &mut Out) {
         // Dovecot's built-in default.
         None => vec!["imap".into(), "pop3".into(), "lmtp".into()],
     };
-    for p in &protocols {
-        if !matches!(
-            p.as_str(),
-            "imap" | "pop3" | "lmtp" | "submission" | "sieve"
-        ) {
-            let loc = c.top.get("protocols").map(|s| s.loc.clone());
-            c.note(
-                loc.as_ref(),
-                format!("protocols: {p} is not served by nestbox"),
-            );
+    let loc = c.top.get("protocols").map(|s| s.loc.clone());
+    if loc.is_some() {
+        for p in &protocols {
+            let why = match p.as_str() {
+                "imap" | "pop3" => continue,
+                "lmtp" => {
+                    "nestbox has no LMTP: have the MTA deliver into the Maildirs (Postfix's \
+                     local or virtual), or keep Dovecot's LDA"
+                }
+                "submission" => "nestbox has no submission service: the MTA's port 587 does that",
+                "sieve" => "nestbox has no ManageSieve",
+                _ => "not served by nestbox",
+            };
+            c.note(loc.as_ref(), format!("protocols: {p}: {why}"));
         }
     }
     let listen = c
@@ -560,7 +564,30 @@ fn mail(c: &mut Ctx<'_>, o: &mut Out, v24: bool) {
                     }
                 }
             }
-            "passwd" | "passwd-file" | "prefetch" => {}
+            "passwd-file" => {
+                let path = u
+                    .get("passwd_file_path")
+                    .map(|s| s.value.clone())
+                    .or_else(|| {
+                        u.get("args")
+                            .and_then(|a| a.value.split_whitespace().rfind(|t| !t.contains('=')))
+                            .map(str::to_string)
+                    });
+                if let Some(a) = u.get("args") {
+                    c.use_(a);
+                }
+                if path.is_some() && path != o.passwd_file {
+                    c.note(
+                        u.loc.as_ref(),
+                        format!(
+                            "userdb passwd-file {}: nestbox reads uid, gid and home from the \
+                             passdb's file (auth.passwd_file) only",
+                            path.unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+            "passwd" | "prefetch" => {}
             other => c.note(
                 u.loc.as_ref(),
                 format!("userdb {other}: not supported by nestbox"),
@@ -1043,7 +1070,7 @@ mod tests {
     #[test]
     fn virtual_users_on_23() {
         let (toml, t) = run(r#"
-protocols = imap
+protocols = imap lmtp
 listen = 192.0.2.1, 2001:db8::1
 ssl = no
 disable_plaintext_auth = no
@@ -1059,6 +1086,10 @@ passdb {
 userdb {
   driver = static
   args = uid=5000 gid=vmail home=/var/vmail/%d/%n
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u /etc/dovecot/other
 }
 plugin {
   quota = maildir:User quota
@@ -1117,6 +1148,8 @@ service imap-login {
             "pop3_uidl_format = %m",
             "first_valid_uid = 5000",
             "imaps (port 993): ssl = no",
+            "protocols: lmtp: nestbox has no LMTP",
+            "userdb passwd-file /etc/dovecot/other",
         ] {
             assert!(has(&t, what), "{what}: {:#?}", t.untranslated);
         }
