@@ -177,6 +177,10 @@ impl Maildrop {
         let uid = self.uids[n - 1];
         match self.kept_uidls.get(&uid) {
             Some(u) => out.extend_from_slice(u.as_bytes()),
+            None if self.policy.uidl_format.is_default() => {
+                push_hex8(out, uid);
+                push_hex8(out, self.uidvalidity);
+            }
             None => {
                 let (filename, guid) = self.names.get(&uid).map_or(("", ""), |(b, g)| (&**b, &**g));
                 let start = out.len();

@@ -274,6 +274,12 @@ impl UidlFormat {
         })))
     }
 
+    /// Whether this is [`DEFAULT`] as written (callers may then format it without
+    /// expanding, allocation-free).
+    pub fn is_default(&self) -> bool {
+        self.0.source == DEFAULT
+    }
+
     /// Whether expansion needs the file name or GUID (else only numbers).
     pub fn needs_names(&self) -> bool {
         self.0
@@ -405,6 +411,8 @@ mod tests {
         );
         assert_eq!(run(DEFAULT, u32::MAX, 1, name, name), "ffffffff00000001");
         assert!(!UidlFormat::default().needs_names());
+        assert!(UidlFormat::default().is_default());
+        assert!(!UidlFormat::parse("%u%v").unwrap().is_default());
         assert_eq!(UidlFormat::default().to_string(), DEFAULT);
     }
 
