@@ -399,7 +399,15 @@ fn auth(c: &mut Ctx<'_>, o: &mut Out) {
                         None => {}
                     }
                 }
-                if let Some(s) = p.get("service_name").or_else(|| p.get("pam_service_name")) {
+                if let Some(s) = p
+                    .get("passdb_pam_service_name")
+                    .or_else(|| p.get("service_name"))
+                    .or_else(|| {
+                        p.sections("passdb_pam")
+                            .filter_map(|x| x.get("service_name"))
+                            .last()
+                    })
+                {
                     used.push(s);
                     o.pam_service = Some(s.value.clone());
                 }
@@ -546,7 +554,7 @@ fn mail(c: &mut Ctx<'_>, o: &mut Out, v24: bool) {
                         }
                     }
                 }
-                for f in u.sections("fields") {
+                for f in u.sections("fields").chain(u.sections("userdb_fields")) {
                     for item in &f.items {
                         if let Item::Set(s) = item {
                             c.use_(s);
@@ -1156,6 +1164,41 @@ service imap-login {
         assert!(!has(&t, "scheme="), "{:#?}", t.untranslated);
         assert!(t.ignored.iter().any(|l| l.contains("INDEX=/var/idx/%u")));
         assert_eq!(t.version, "2.3");
+    }
+
+    #[test]
+    fn pam_and_dbox_on_24() {
+        let (toml, t) = run(r#"
+dovecot_config_version = 2.4.0
+listen = *
+passdb pam {
+  passdb_pam {
+    service_name = mail
+  }
+}
+mail_driver = sdbox
+mail_path = ~/dbox
+quota_storage_size = 500M
+ssl_server_cert_file = /c.pem
+ssl_server_key_file = /k.pem
+"#);
+        assert_eq!(t.version, "2.4");
+        assert_eq!(toml["auth"]["backend"].as_str(), Some("pam"));
+        assert_eq!(toml["auth"]["pam_service"].as_str(), Some("mail"));
+        assert_eq!(toml["mail"]["maildir"].as_str(), Some("~/Maildir"));
+        assert_eq!(toml["mail"]["quota"].as_str(), Some("500M"));
+        assert_eq!(toml["tls"]["cert"].as_str(), Some("/c.pem"));
+        assert_eq!(
+            toml["pop3"]["listen_tls"].as_array().unwrap(),
+            &["0.0.0.0:995"].map(toml::Value::from)
+        );
+        assert!(
+            has(&t, "the mail is in sdbox format"),
+            "{:#?}",
+            t.untranslated
+        );
+        assert!(!has(&t, "service_name"), "{:#?}", t.untranslated);
+        assert!(!has(&t, "PAM service"), "{:#?}", t.untranslated);
     }
 
     #[test]
