@@ -38,6 +38,11 @@ pub struct Config {
     pub limits: Limits,
 }
 
+/// The self-signed certificate of Debian's `ssl-cert` package (made at its install for this
+/// host name). The packaged config points at it, as Dovecot's package does, so the server
+/// starts as installed; [`Config::warnings`] says so until the operator sets a real one.
+pub const SNAKEOIL_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
 /// PEM certificate chain and private key (SPEC §6).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -709,6 +714,14 @@ impl Config {
         if self.limits.auth_failures_before_delay == 0 {
             w.push("limits.auth_failures_before_delay = 0: every failed login is delayed".into());
         }
+        if self.tls.cert.as_deref() == Some(Path::new(SNAKEOIL_CERT)) {
+            w.push(format!(
+                "tls.cert is {SNAKEOIL_CERT}, the self-signed snakeoil certificate of the \
+                 ssl-cert package: clients will warn about it or refuse it; set [tls] cert and \
+                 key to a real certificate (e.g. Let's Encrypt's fullchain.pem and privkey.pem), \
+                 then `systemctl reload nestbox`"
+            ));
+        }
         w
     }
 
@@ -1049,6 +1062,16 @@ auth_failures_before_delay = 7
         const NO_POP3: &str = "[pop3]\nlisten = []\nlisten_tls = []\n";
         let c = parse_str(&format!("{TLS}{NO_POP3}[limits]\nidle_timeout = \"5m\"\n")).unwrap();
         assert!(c.warnings()[0].contains("RFC 9051"));
+        // The packaged config's certificate (Debian's snakeoil) is named, with the way out.
+        let snakeoil = format!(
+            "[tls]\ncert = \"{SNAKEOIL_CERT}\"\nkey = \"/etc/ssl/private/ssl-cert-snakeoil.key\"\n{NO_POP3}"
+        );
+        let w = parse_str(&snakeoil).unwrap().warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("snakeoil") && w[0].contains("[tls] cert"),
+            "{w:?}"
+        );
 
         // Settings that are accepted but not acted on yet each say so, once.
         let c = parse_str(&format!("{TLS}{NO_POP3}")).unwrap();

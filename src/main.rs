@@ -16,7 +16,7 @@ use nestbox::auth::hash::{self, Scheme};
 use nestbox::config::{self, Config};
 
 mod cli;
-use cli::{Cli, Command, PasswdScheme, QuotaCommand};
+use cli::{Cli, Command, IndexCommand, PasswdScheme, QuotaCommand, UsernameForm};
 
 /// How a command failed, which decides the exit code.
 enum Failure {
@@ -54,7 +54,14 @@ async fn run() -> ExitCode {
     }
     // An operator command's output is its answer: only warnings and errors are logged
     // beside it (the server's `info` lines, such as "loaded N user(s)", are noise there).
-    let quiet = matches!(cli.command, Command::Quota(_) | Command::QuotaHelper);
+    let quiet = matches!(
+        cli.command,
+        Command::Quota(_)
+            | Command::QuotaHelper
+            | Command::Index(_)
+            | Command::IndexHelper
+            | Command::ClientConfig { .. }
+    );
     init_logging(if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Serve { config } => serve(&config).await,
@@ -68,6 +75,31 @@ async fn run() -> ExitCode {
             .map_err(|e| Failure::Runtime(format!("worker: {e}"))),
         Command::QuotaHelper => nestbox::admin::quota::helper()
             .map_err(|e| Failure::Runtime(format!("quota helper: {e}"))),
+        Command::Index(i) => index(i),
+        Command::ClientConfig {
+            config,
+            email_domain,
+            submission_host,
+            submission_port,
+            display_name,
+            username,
+            out,
+        } => {
+            use nestbox::admin::client_config::{Options, Username};
+            let opts = Options {
+                email_domain,
+                submission_host,
+                submission_ports: submission_port,
+                display_name,
+                username: username.map(|u| match u {
+                    UsernameForm::Address => Username::Address,
+                    UsernameForm::LocalPart => Username::LocalPart,
+                }),
+            };
+            client_config(&config, &opts, &out)
+        }
+        Command::IndexHelper => nestbox::admin::index::helper()
+            .map_err(|e| Failure::Runtime(format!("index helper: {e}"))),
         Command::Help { .. } => Ok(()),
     };
     match result {
@@ -264,6 +296,44 @@ fn quota(command: QuotaCommand) -> Result<(), Failure> {
     }
 }
 
+fn client_config(
+    path: &Path,
+    opts: &nestbox::admin::client_config::Options,
+    out: &Path,
+) -> Result<(), Failure> {
+    use nestbox::admin::client_config::{Settings, write};
+    let cfg = load_config(path)?;
+    let mut warnings = Vec::new();
+    let settings = Settings::new(&cfg, opts, &mut warnings).map_err(Failure::Usage)?;
+    for w in warnings {
+        eprintln!("nestbox: warning: {w}");
+    }
+    let said = write(&settings, out).map_err(Failure::Runtime)?;
+    print!("{said}");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+fn index(command: IndexCommand) -> Result<(), Failure> {
+    let (target, rebuild) = match command {
+        IndexCommand::Check { target } => (target, false),
+        IndexCommand::Rebuild { target } => (target, true),
+    };
+    let cfg = load_config(&target.config)?;
+    let outcome = nestbox::admin::index::run(&cfg, &target.user, target.folder.as_deref(), rebuild)
+        .map_err(|e| Failure::Usage(e.0))?;
+    print!("{}", outcome.output);
+    let _ = std::io::stdout().flush();
+    if outcome.failed {
+        let what = if rebuild { "rebuilt" } else { "checked" };
+        return Err(Failure::Runtime(format!(
+            "{}: not every folder {what} is consistent",
+            target.user
+        )));
+    }
+    Ok(())
+}
+
 fn passwd(scheme: PasswdScheme) -> Result<(), Failure> {
     let password = if std::io::stdin().is_terminal() {
         let first =
@@ -382,39 +452,64 @@ mod tests {
     fn cli_constants_match_the_library() {
         assert_eq!(cli::DEMO_DIR, nestbox::demo::DEFAULT_DIR);
         assert_eq!(cli::QUOTA_HELPER, nestbox::admin::quota::HELPER_COMMAND);
+        assert_eq!(cli::INDEX_HELPER, nestbox::admin::index::HELPER_COMMAND);
     }
 
+    /// The pages build.rs wrote from this same `Cli` (into `$OUT_DIR/man`): exactly one per
+    /// visible command, none for hidden ones or stale, each naming its command and every long
+    /// option `--help` shows; nestbox(1) also carries `cli::MORE_HELP`.
     #[test]
-    fn man_page_covers_the_cli() {
-        let page = include_str!("../man/nestbox.1");
-        let cmd = Cli::command();
-        cmd.clone().debug_assert();
-        // `help` is described with `-h, --help` there, as clap's own help subcommand was.
-        // Hidden ones (`worker`, `quota-helper`, started by nestbox itself) are internal.
-        // Nested commands (`quota show`) are named with their parents.
-        fn check(page: &str, prefix: &str, cmd: &clap::Command) {
-            for sub in cmd
-                .get_subcommands()
-                .filter(|s| s.get_name() != "help" && !s.is_hide_set())
-            {
-                let name = format!("{prefix}{}", sub.get_name().replace('-', "\\-"));
-                assert!(
-                    page.contains(&format!(".B {name}")),
-                    "subcommand {name} missing from nestbox.1"
-                );
-                for arg in sub.get_arguments() {
-                    if let Some(long) = arg.get_long() {
-                        let long = long.replace('-', "\\-");
-                        assert!(
-                            page.contains(&format!("\\-\\-{long}")),
-                            "--{long} missing from nestbox.1"
-                        );
-                    }
+    fn man_pages_cover_the_cli() {
+        use std::collections::BTreeSet;
+        let dir = Path::new(env!("OUT_DIR")).join("man");
+        fn check(dir: &Path, cmd: &clap::Command, want: &mut BTreeSet<String>) {
+            let name = cmd.get_display_name().unwrap_or(cmd.get_name()).to_string();
+            let file = format!("{name}.1");
+            let page = std::fs::read_to_string(dir.join(&file))
+                .unwrap_or_else(|e| panic!("{file} in {}: {e}", dir.display()));
+            assert!(page.contains(&format!(".TH {name} 1 ")), "{file}: title");
+            let mut longs = 0;
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                if let Some(long) = arg.get_long() {
+                    longs += 1;
+                    let roff = format!("\\-\\-{}", long.replace('-', "\\-"));
+                    assert!(page.contains(&roff), "--{long} missing from {file}");
                 }
-                check(page, &format!("{name} "), sub);
             }
+            assert!(longs > 0, "{file}: not even --help");
+            for sub in cmd.get_subcommands() {
+                let sub_name = sub.get_display_name().unwrap_or(sub.get_name());
+                let roff = format!("{}(1)", sub_name.replace('-', "\\-"));
+                assert_eq!(
+                    page.contains(&roff),
+                    !sub.is_hide_set(),
+                    "{file} and {sub_name}(1): listed if and only if visible"
+                );
+                if !sub.is_hide_set() {
+                    check(dir, sub, want);
+                }
+            }
+            want.insert(file);
         }
-        check(page, "", &cmd);
+        let mut cmd = Cli::command().disable_help_subcommand(true);
+        cmd.build();
+        let mut want = BTreeSet::new();
+        check(&dir, &cmd, &mut want);
+        assert!(want.contains("nestbox-quota-show.1") && want.contains("nestbox-serve.1"));
+        let found: BTreeSet<String> = std::fs::read_dir(&dir)
+            .expect("man dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            found, want,
+            "pages written by build.rs vs. visible commands"
+        );
+        let top = std::fs::read_to_string(dir.join("nestbox.1")).expect("nestbox.1");
+        for (title, _) in cli::MORE_HELP {
+            let heading = format!(".SH \"{}\"", title.to_uppercase());
+            assert!(top.contains(&heading), "{heading} missing from nestbox.1");
+        }
+        assert!(!top.contains(".SH EXTRA"), "MORE_HELP as its own sections");
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! Owns the command line, the order of a run (generate once, then for each server: fresh copy,
 //! start, workloads, stop), and the report: a table with both figures and the ratio
-//! candidate/baseline per workload, JSON for machines, and the correctness cross-check.
+//! candidate/baseline per workload, JSON for machines, the ratio chart (SVG, `chart.rs`), and
+//! the correctness cross-check.
 //! Servers run one after the other, never at once, so they do not compete for the CPUs.
 //!
 //! It never decides pass/fail on a timing: `--check` fails only on wrong answers (counts,
 //! sizes, search hits, cross-check differences) and on workloads that did not complete.
 
+mod chart;
 mod check;
 mod compress;
 mod corpus;
@@ -58,6 +60,16 @@ enum Cmd {
     },
     /// Generate, start each server on its own copy, run the workloads, report.
     Run(Box<RunArgs>),
+    /// Draw the ratio chart (SVG) from results JSON written by `run --json`, without running
+    /// anything: one series per file (a mailbox size), workloads in the files' order.
+    Chart {
+        /// Where to write the SVG.
+        #[arg(long, default_value = "bench/ratios.svg")]
+        out: PathBuf,
+        /// Results JSON files, e.g. a 10k and a 100k run.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -83,6 +95,11 @@ struct RunArgs {
     /// Write results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the ratio chart (SVG) to this file (default: beside --json as FILE.svg, else
+    /// `ratios.svg` in the work directory). It is drawn and checked whenever a ratio exists;
+    /// with --check a malformed chart or a missing mark fails the run.
+    #[arg(long)]
+    chart: Option<PathBuf>,
     /// Exit non-zero on wrong answers, cross-check differences or failed workloads.
     #[arg(long)]
     check: bool,
@@ -166,7 +183,69 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Run(a) => run(*a),
+        Cmd::Chart { out, files } => chart_only(&out, &files),
     }
+}
+
+/// `nestbox-bench chart`: the chart of earlier runs, from their JSON.
+fn chart_only(out: &std::path::Path, files: &[PathBuf]) -> ExitCode {
+    let mut series = Vec::new();
+    let mut from = Vec::new();
+    let mut dovecot = None;
+    for f in files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: {e}", f.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        match chart::from_json(&text) {
+            Ok(s) => series.extend(s),
+            Err(e) => {
+                eprintln!("{}: {e}", f.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        if dovecot.is_none() {
+            dovecot = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["machine"]["dovecot"].as_str().map(str::to_string));
+        }
+        from.push(f.file_name().map_or_else(
+            || f.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ));
+    }
+    let mut subtitle = format!("bench/run results {}", from.join(", "));
+    if let Some(d) = dovecot {
+        let _ = write!(subtitle, "; Dovecot {d}");
+    }
+    match write_chart(out, &series, &subtitle) {
+        Ok(()) => {
+            println!(
+                "chart written to {} ({} series)",
+                out.display(),
+                series.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chart: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Draws, writes and checks the chart.
+fn write_chart(
+    path: &std::path::Path,
+    series: &[chart::Series],
+    subtitle: &str,
+) -> Result<(), String> {
+    let svg = chart::render(series, subtitle)?;
+    std::fs::write(path, &svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    chart::verify(&svg, series)
 }
 
 /// Facts about the machine for the report: nproc, RAM, kernel, Dovecot version.
@@ -447,6 +526,41 @@ fn run(a: RunArgs) -> ExitCode {
             }
         }
     }
+    let mut chart_failed = false;
+    let series = chart::from_outcomes(messages, &results);
+    if series.is_empty() {
+        println!("chart: no ratios to draw");
+    } else {
+        let path = match (&a.chart, &a.json) {
+            (Some(c), _) => c.clone(),
+            (None, Some(j)) => j.with_extension("svg"),
+            (None, None) => work.join("ratios.svg"),
+        };
+        let dovecot = mach
+            .iter()
+            .find(|(k, _)| *k == "dovecot")
+            .map_or("", |(_, v)| v.as_str());
+        let subtitle = format!(
+            "bench/run{}, seed {}; Dovecot {dovecot}",
+            if q {
+                " --quick (not figures: CI's completion check)"
+            } else {
+                ""
+            },
+            a.seed
+        );
+        match write_chart(&path, &series, &subtitle) {
+            Ok(()) => println!(
+                "chart written to {} and checked ({} marks)",
+                path.display(),
+                series.iter().map(|s| s.points.len()).sum::<usize>()
+            ),
+            Err(e) => {
+                println!("chart: FAILED {e}");
+                chart_failed = true;
+            }
+        }
+    }
     if let Some(path) = &a.json {
         let j = json(&mach, messages, &plan, &exp, &results, &diffs, &skipped);
         if let Err(e) = std::fs::write(path, j) {
@@ -471,10 +585,11 @@ fn run(a: RunArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    if fatal || (a.check && (wrong > 0 || !diffs.is_empty())) {
+    if fatal || (a.check && (wrong > 0 || !diffs.is_empty() || chart_failed)) {
         println!(
-            "check: FAILED ({wrong} failed or wrong workloads, {} cross-check differences)",
-            diffs.len()
+            "check: FAILED ({wrong} failed or wrong workloads, {} cross-check differences{})",
+            diffs.len(),
+            if chart_failed { ", the chart" } else { "" }
         );
         return ExitCode::FAILURE;
     }

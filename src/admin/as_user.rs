@@ -13,8 +13,10 @@
 //! the Maildir even then).
 //!
 //! The helper side ([`serve`]) refuses to run as root and reads nothing but its standard
-//! input; its answer is all it writes to standard output.
-use std::io::{Read, Write};
+//! input; its answer is all it writes to standard output. On standard error, besides its
+//! error line, it may [`report`] progress, which the parent reads as it comes
+//! ([`run_reporting`]: `nestbox index` draws its progress bar from it).
+use std::io::{BufRead, Read, Write};
 use std::process::{Command, Stdio};
 
 use serde::Serialize;
@@ -33,6 +35,39 @@ pub fn run<I: Serialize, O: DeserializeOwned>(
     identity: &Identity,
     subcommand: &str,
     input: &I,
+) -> Result<O, String> {
+    run_reporting(identity, subcommand, input, |_| {})
+}
+
+/// The start of a line in which a helper reports how far it got ([`report`]), on its
+/// standard error: the parent hands such lines to its `progress` callback and keeps the
+/// others for its error message.
+const PROGRESS: &str = "nestbox-progress\t";
+
+/// How far a helper got: `done` of `total` units (messages) of the piece of work `what`
+/// (a folder).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub what: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// The helper's side of [`run_reporting`]: tells the parent how far it got. One line on
+/// standard error; a failure to write it is no reason to stop the work.
+pub fn report(p: &Progress) {
+    if let Ok(line) = serde_json::to_string(p) {
+        let _ = writeln!(std::io::stderr().lock(), "{PROGRESS}{line}");
+    }
+}
+
+/// [`run`], handing each [`Progress`] the helper [`report`]s to `progress` as it comes
+/// (the helper's standard error is read line by line while it works).
+pub fn run_reporting<I: Serialize, O: DeserializeOwned>(
+    identity: &Identity,
+    subcommand: &str,
+    input: &I,
+    mut progress: impl FnMut(Progress),
 ) -> Result<O, String> {
     let input = serde_json::to_vec(input).map_err(|e| format!("cannot encode the work: {e}"))?;
     let mut cmd = Command::new("/proc/self/exe");
@@ -59,8 +94,8 @@ pub fn run<I: Serialize, O: DeserializeOwned>(
         .spawn()
         .map_err(|e| format!("cannot start a helper as uid {}: {e}", identity.uid))?;
     // The helper reads all of its input before it writes a byte, so writing everything
-    // first cannot deadlock on full pipes; the output is then read by `wait_with_output`,
-    // both pipes at once.
+    // first cannot deadlock on full pipes; then its standard output is read by a thread
+    // while its standard error is read here, line by line, so neither pipe fills up.
     if let Some(mut stdin) = child.stdin.take() {
         if let Err(e) = stdin.write_all(&input) {
             let _ = child.kill();
@@ -68,25 +103,43 @@ pub fn run<I: Serialize, O: DeserializeOwned>(
             return Err(format!("cannot send the helper its work: {e}"));
         }
     }
-    let out = child
-        .wait_with_output()
+    let stdout = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut answer = Vec::new();
+            out.read_to_end(&mut answer).map(|_| answer)
+        })
+    });
+    let mut why = String::new();
+    if let Some(err) = child.stderr.take() {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            match line.strip_prefix(PROGRESS) {
+                Some(p) => {
+                    if let Ok(p) = serde_json::from_str(p) {
+                        progress(p);
+                    }
+                }
+                None if !line.trim().is_empty() => why = line,
+                None => {}
+            }
+        }
+    }
+    let answer = match stdout.map(|t| t.join()) {
+        Some(Ok(Ok(answer))) => answer,
+        _ => Vec::new(),
+    };
+    let status = child
+        .wait()
         .map_err(|e| format!("helper as uid {}: {e}", identity.uid))?;
-    if !out.status.success() {
-        let why = String::from_utf8_lossy(&out.stderr);
-        let why = why
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+    if !status.success() {
         return Err(format!(
-            "helper as uid {} failed ({}){}{}",
+            "helper as uid {} failed ({status}){}{}",
             identity.uid,
-            out.status,
             if why.is_empty() { "" } else { ": " },
             why.trim()
         ));
     }
-    serde_json::from_slice(&out.stdout)
+    serde_json::from_slice(&answer)
         .map_err(|e| format!("helper as uid {} answered nonsense: {e}", identity.uid))
 }
 

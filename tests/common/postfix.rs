@@ -1,5 +1,5 @@
 //! A throwaway Postfix instance for the tests that need a real MTA delivering (live sync,
-//! NOTIFY, the quota warning), and an SMTP client to hand it mail. Starting Postfix needs
+//! NOTIFY, the quota warning, the installed package), and an SMTP client to hand it mail. Starting Postfix needs
 //! root (CI runs as root).
 
 use std::fs;
@@ -145,6 +145,59 @@ syslog_name = postfix-nestbox-test
             base = base.display(),
             map = map.join(", "),
         );
+        Postfix::launch(dir, smtp_port, &main_cf)
+    }
+
+    /// Starts an instance that delivers mail for `USER@localhost` the way a Debian home server
+    /// is set up (README): through local(8), as that system user, into `~/Maildir/`
+    /// (`home_mailbox = Maildir/`). The users must exist in the passwd database.
+    pub fn start_local() -> Postfix {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("nestbox-postfix-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+        for sub in ["etc", "spool", "data"] {
+            fs::create_dir_all(d.join(sub)).expect("postfix dirs");
+        }
+        let (pf_uid, pf_gid) = user_ids("postfix").expect("user postfix (Debian's postfix)");
+        std::os::unix::fs::chown(d.join("data"), Some(pf_uid), Some(pf_gid)).expect("chown");
+        let smtp_port = super::free_port();
+        let main_cf = format!(
+            "compatibility_level = 3.6
+queue_directory = {d}/spool
+data_directory = {d}/data
+mail_owner = postfix
+myhostname = localhost
+mydomain = localdomain
+myorigin = localhost
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination = localhost
+mynetworks = 127.0.0.0/8
+relayhost =
+alias_maps =
+alias_database =
+local_recipient_maps = unix:passwd.byname
+smtputf8_enable = no
+smtpd_banner = $myhostname ESMTP
+home_mailbox = Maildir/
+mailbox_command =
+biff = no
+maillog_file_prefixes = {d}
+maillog_file = {d}/maillog
+syslog_name = postfix-nestbox-test
+",
+            d = d.display(),
+        );
+        Postfix::launch(dir, smtp_port, &main_cf)
+    }
+
+    /// Writes `main_cf` and the shared master.cf into `dir` and starts the instance.
+    fn launch(dir: tempfile::TempDir, smtp_port: u16, main_cf: &str) -> Postfix {
+        let d = dir.path();
         // Nothing chrooted: the queue is in a temp dir without the chroot's copies of /etc.
         let master_cf = format!(
             "127.0.0.1:{smtp_port} inet n - n - - smtpd

@@ -623,6 +623,62 @@ fn decode_body(r: &mut impl Src, mut each: impl FnMut(IndexMsg, usize)) -> Optio
     Some(d)
 }
 
+/// What is wrong with an index image, as `nestbox index check` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// Shorter than a header and its checksum.
+    Truncated,
+    /// Not one of the formats this version reads (its first 8 bytes).
+    UnknownFormat,
+    /// The CRC-32 at its end does not match its bytes.
+    BadChecksum,
+    /// The checksum matches but the records do not parse (or bytes follow
+    /// them): written by a broken writer, never by a torn write.
+    Malformed,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Damage::Truncated => "truncated",
+            Damage::UnknownFormat => "not an index of a format this version reads",
+            Damage::BadChecksum => "bad checksum",
+            Damage::Malformed => "records do not parse",
+        })
+    }
+}
+
+/// Reads a whole index image with its messages, or says why it is not one
+/// (the folder itself only needs "valid or not", [`load_with`]; the
+/// operator's check names the problem).
+pub fn inspect(image: &[u8]) -> Result<IndexData, Damage> {
+    let body_len = image
+        .len()
+        .checked_sub(8)
+        .filter(|&n| n > CLEAN_AT)
+        .ok_or(Damage::Truncated)?;
+    let magic = &image[..8];
+    if ![MAGIC, MAGIC_006, MAGIC_005, MAGIC_004]
+        .iter()
+        .any(|m| &m[..] == magic)
+    {
+        return Err(Damage::UnknownFormat);
+    }
+    let (body, sum) = image.split_at(body_len);
+    let sum = u64::from_le_bytes(sum.try_into().map_err(|_| Damage::Truncated)?);
+    if u64::from(index_checksum(body)) != sum {
+        return Err(Damage::BadChecksum);
+    }
+    let mut msgs = Vec::new();
+    let mut r = R(body);
+    let mut d = decode_body(&mut r, |m, _| msgs.push(m)).ok_or(Damage::Malformed)?;
+    if !r.0.is_empty() {
+        return Err(Damage::Malformed);
+    }
+    d.msgs = msgs;
+    Ok(d)
+}
+
 /// Loads the index of the folder at `dir` with its messages collected;
 /// `None` if missing or not valid. The folder itself uses [`load_with`];
 /// this is for tests.
@@ -1061,6 +1117,26 @@ mod tests {
         w.u64(1);
         w.u32(EXPUNGE_MEMORY_MAX as u32 + 1);
         assert_eq!(ExpungeMemory::decode(&mut R(&w.0)), None);
+    }
+
+    /// `inspect` reads what `decode` reads, and names each kind of damage.
+    #[test]
+    fn inspect_names_the_damage() {
+        let bytes = encode(&sample());
+        assert_eq!(inspect(&bytes), Ok(sample()));
+        assert_eq!(inspect(&bytes[..20]), Err(Damage::Truncated));
+        assert_eq!(inspect(&bytes[..bytes.len() - 1]), Err(Damage::BadChecksum));
+        let mut flipped = bytes.clone();
+        flipped[60] ^= 1;
+        assert_eq!(inspect(&flipped), Err(Damage::BadChecksum));
+        let mut other = bytes.clone();
+        other[..8].copy_from_slice(b"NBIDX999");
+        assert_eq!(inspect(&other), Err(Damage::UnknownFormat));
+        let mut longer = bytes[..bytes.len() - 8].to_vec();
+        longer.push(0);
+        let sum = index_checksum(&longer);
+        longer.extend_from_slice(&u64::from(sum).to_le_bytes());
+        assert_eq!(inspect(&longer), Err(Damage::Malformed));
     }
 
     #[test]
