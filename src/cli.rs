@@ -121,6 +121,29 @@ pub enum Command {
     /// root, by a helper process switched to the user's uid, gid and groups; never as root).
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Read a Dovecot 2.3 or 2.4 configuration and write the equivalent nestbox.toml.
+    ///
+    /// Follows `!include` and `!include_try`, and translates where the mail is
+    /// (`mail_location`, or `mail_driver` and `mail_path`), the users (a `pam` or
+    /// `passwd-file` passdb, a static userdb's uid, gid and home, `mail_uid`/`mail_gid`), TLS
+    /// (`ssl`, `ssl_cert`/`ssl_key` or `ssl_server_cert_file`/`ssl_server_key_file`), the
+    /// protocols and listeners, `pop3_uidl_format` (so POP3 clients see the same UIDLs), a
+    /// simple storage quota and the inbox's special-use folders. The same Maildirs are then
+    /// served with the same UIDs. Everything it could not translate is listed on standard
+    /// error and as comments at the top of the output; read that list before switching.
+    #[command(after_long_help = IMPORT_EXIT)]
+    ImportDovecot {
+        /// Dovecot's configuration directory (its dovecot.conf is read) or file.
+        #[arg(value_name = "PATH", default_value = "/etc/dovecot")]
+        path: PathBuf,
+        /// Write the configuration to FILE instead of standard output (never replacing an
+        /// existing file without --force).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Replace FILE if it exists.
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
     /// Check or rebuild a user's per-folder index and cache (`nestbox.index`,
     /// `nestbox.cache`) against the Maildir, never changing a UID.
     ///
@@ -253,6 +276,12 @@ pub const QUOTA_EXIT: &str = "Exit status: 0 when every user was shown (users wi
     without quota included); 1 when a user's Maildir could not be read or written (one line \
     on standard error each, the others are still shown); 2 for an unknown user or a \
     configuration error.";
+
+/// The end of `import-dovecot --help`.
+pub const IMPORT_EXIT: &str = "Exit status: 0 when the configuration was written (settings it \
+    could not translate are listed, and do not change the status); 2 when the Dovecot \
+    configuration is missing or cannot be parsed (the message names the file and line), or \
+    the output file exists without --force; 1 when the output cannot be written.";
 
 /// Whose quota, from which configuration, printed how: shared by `quota show` and `quota
 /// recalc`.

@@ -68,9 +68,9 @@
 //! - [`auth`]: passwd-file and PAM users, SASL, failure throttling, and
 //!   the one login sequence both protocols go through (`auth::login`:
 //!   delay, check, per-user protocol rules, LOGIN-DELAY, logging).
-//! - [`admin`]: operator commands beside the server (`nestbox quota`),
+//! - [`admin`]: operator commands beside the server (`nestbox quota`,
 //!   doing each user's Maildir work in a helper process running as that
-//!   user.
+//!   user; `nestbox import-dovecot`, which reads configuration only).
 //! - [`config`], [`demo`], [`flags`] (shared flag vocabulary), [`mutf7`], [`logging`]
 //!   (log lines for a terminal, a file or the journal).
 //!

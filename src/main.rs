@@ -1,4 +1,5 @@
-//! The `nestbox` command (SPEC §2): `serve`, `demo`, `check-config`, `passwd`, `quota`; the
+//! The `nestbox` command (SPEC §2): `serve`, `demo`, `check-config`, `passwd`, `quota`,
+//! `import-dovecot`; the
 //! command line itself is described in `cli.rs`.
 //!
 //! This file parses the command line, sets up logging, loads the config and hands off to
@@ -61,6 +62,7 @@ async fn run() -> ExitCode {
             | Command::IndexHelper
             | Command::ClientConfig { .. }
             | Command::Who { .. }
+            | Command::ImportDovecot { .. }
     );
     init_logging(if quiet { "warn" } else { "info" });
     let result = match cli.command {
@@ -70,6 +72,7 @@ async fn run() -> ExitCode {
         Command::Passwd { scheme } => passwd(scheme),
         Command::Quota(q) => quota(q),
         Command::Who { json, config } => who(&config, json),
+        Command::ImportDovecot { path, out, force } => import_dovecot(&path, out.as_deref(), force),
         Command::Worker => nestbox::server::worker::run()
             .await
             .map_err(|e| Failure::Runtime(format!("worker: {e}"))),
@@ -252,6 +255,28 @@ fn check_config(path: &Path) -> Result<(), Failure> {
                 .join("\nnestbox: "),
         ))
     }
+}
+
+fn import_dovecot(path: &Path, out: Option<&Path>, force: bool) -> Result<(), Failure> {
+    use nestbox::admin::import_dovecot::{self, ImportError};
+    let t = import_dovecot::import(path).map_err(|e| Failure::Usage(e.to_string()))?;
+    for (title, list) in [("not translated", &t.untranslated), ("ignored", &t.ignored)] {
+        for l in list.iter() {
+            eprintln!("nestbox: import-dovecot: {title}: {l}");
+        }
+    }
+    import_dovecot::write_output(&t.toml, out, force).map_err(|e| match e {
+        ImportError::Exists(_) => Failure::Usage(e.to_string()),
+        e => Failure::Runtime(e.to_string()),
+    })?;
+    if let Some(out) = out {
+        eprintln!(
+            "nestbox: import-dovecot: wrote {} ({} setting(s) not translated)",
+            out.display(),
+            t.untranslated.len()
+        );
+    }
+    Ok(())
 }
 
 fn quota(command: QuotaCommand) -> Result<(), Failure> {

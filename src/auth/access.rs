@@ -58,6 +58,8 @@ pub struct Pop3Policy {
     pub retr_seen: bool,
     /// `pop3.login_delay` in seconds (0: off), for CAPA's `LOGIN-DELAY` (RFC 2449 §6.5).
     pub login_delay_secs: u64,
+    /// `pop3.uidl_format`.
+    pub uidl_format: crate::pop3::uidl_format::UidlFormat,
 }
 
 /// What DELE does to a message at QUIT.
@@ -317,6 +319,7 @@ impl Rules {
                 .or_else(|| table.and_then(|t| t.retr_seen))
                 .unwrap_or(self.pop3.retr_seen),
             login_delay_secs: self.pop3.login_delay.as_secs(),
+            uidl_format: self.pop3.uidl_format.clone(),
         }
     }
 }
@@ -640,7 +643,8 @@ mod tests {
             Pop3Policy {
                 dele: DeleAction::Flag,
                 retr_seen: true,
-                login_delay_secs: 600
+                login_delay_secs: 600,
+                uidl_format: Default::default(),
             }
         );
         // [pop3.user.ann] over [pop3].
@@ -649,7 +653,8 @@ mod tests {
             Pop3Policy {
                 dele: DeleAction::Move("Ann/Deleted".into()),
                 retr_seen: false,
-                login_delay_secs: 600
+                login_delay_secs: 600,
+                uidl_format: Default::default(),
             }
         );
         // A table's move without a folder takes the server's folder.
@@ -665,7 +670,8 @@ mod tests {
             Pop3Policy {
                 dele: DeleAction::Move("Line".into()),
                 retr_seen: false,
-                login_delay_secs: 600
+                login_delay_secs: 600,
+                uidl_format: Default::default(),
             }
         );
         // `move` in the line without a folder: the table's folder.

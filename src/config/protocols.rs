@@ -85,6 +85,10 @@ pub struct Pop3Config {
     /// Offer APOP (RFC 1939 §7). It works only for passwd-file users with a `{PLAIN}`
     /// secret, and is advertised only when the file holds at least one.
     pub apop: bool,
+    /// How a message's UIDL is made when `dovecot-uidlist` keeps none for
+    /// it (Dovecot's `pop3_uidl_format` syntax, `crate::pop3::uidl_format`);
+    /// checked at load.
+    pub uidl_format: crate::pop3::uidl_format::UidlFormat,
     /// Per-user settings, `[pop3.user.NAME]`, over the ones above.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub user: BTreeMap<String, Pop3UserConfig>,
@@ -102,6 +106,7 @@ impl Default for Pop3Config {
             login_delay: Duration::ZERO,
             users_group: String::new(),
             apop: true,
+            uidl_format: Default::default(),
             user: BTreeMap::new(),
         }
     }

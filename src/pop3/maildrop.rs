@@ -23,11 +23,13 @@
 //!   (`message::crlf_size`); unknown ones are computed at login, reading
 //!   each such file once (then kept in the index: the next login reads
 //!   none).
-//! - UIDL is Dovecot's default `%08Xu%08Xv` as Dovecot 2.3 prints it
-//!   (lower-case hex: its `%X` modifier formats with `%x`), or the POP3
-//!   UIDL kept in `dovecot-uidlist` for the message (Dovecot's `P` field,
-//!   left there by a migration from another server). So a client that moves
-//!   between Dovecot and nestbox downloads nothing twice.
+//! - UIDL is the POP3 UIDL kept in `dovecot-uidlist` for the message
+//!   (Dovecot's `P` field, left there by a migration from another server),
+//!   else `pop3.uidl_format` expanded (`pop3::uidl_format`; Dovecot's
+//!   default `%08Xu%08Xv` unless configured), in that order as Dovecot
+//!   does. So a client that moves between Dovecot and nestbox downloads
+//!   nothing twice. A format with `%f` or `%g` reads the base names and
+//!   GUIDs once at login (about 40 bytes a message, kept for the session).
 //! - Memory: the UID list is the folder's shared one (one copy per worker
 //!   while INBOX does not change); per session there are 4 bytes of size
 //!   per message and two bit sets, so an idle session over 10,000 messages
@@ -42,6 +44,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
+use super::uidl_format::Values;
 use super::{DeleAction, Pop3Policy};
 use crate::flags::{Flag, FlagOp, Flags};
 use crate::store::{Folder, MailStore, StoreError};
@@ -61,6 +64,8 @@ pub struct Maildrop {
     uidvalidity: u32,
     /// POP3 UIDLs kept from a migration (`P` fields), by UID; usually empty.
     kept_uidls: HashMap<u32, Box<str>>,
+    /// Base name and GUID by UID, when the UIDL format uses them.
+    names: HashMap<u32, (Box<str>, Box<str>)>,
     deleted: Bits,
     retrieved: Bits,
     /// Number and octets of messages not marked deleted.
@@ -109,7 +114,17 @@ impl Maildrop {
             .into_iter()
             .filter(|(_, u)| valid_uidl(u))
             .collect();
+        let names = if policy.uidl_format.needs_names() {
+            folder
+                .base_names_and_guids()
+                .into_iter()
+                .map(|(uid, base, guid)| (uid, (base, guid)))
+                .collect()
+        } else {
+            HashMap::default()
+        };
         Ok(Maildrop {
+            names,
             uidvalidity: folder.uidvalidity(),
             count: uids.len(),
             deleted: Bits::default(),
@@ -162,9 +177,30 @@ impl Maildrop {
         let uid = self.uids[n - 1];
         match self.kept_uidls.get(&uid) {
             Some(u) => out.extend_from_slice(u.as_bytes()),
-            None => {
+            None if self.policy.uidl_format.is_default() => {
                 push_hex8(out, uid);
                 push_hex8(out, self.uidvalidity);
+            }
+            None => {
+                let (filename, guid) = self.names.get(&uid).map_or(("", ""), |(b, g)| (&**b, &**g));
+                let start = out.len();
+                self.policy.uidl_format.expand(
+                    &Values {
+                        uid,
+                        uidvalidity: self.uidvalidity,
+                        filename,
+                        guid,
+                    },
+                    out,
+                );
+                // A base name may hold what a UIDL may not (a space
+                // would break the listing's framing): that message
+                // gets the default form.
+                if !valid_uidl_bytes(&out[start..]) {
+                    out.truncate(start);
+                    push_hex8(out, uid);
+                    push_hex8(out, self.uidvalidity);
+                }
             }
         }
     }
@@ -245,7 +281,14 @@ impl Maildrop {
 
 /// A unique-id as RFC 1939 §7 defines it.
 fn valid_uidl(u: &str) -> bool {
-    (1..=70).contains(&u.len()) && u.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    (1..=70).contains(&u.len()) && valid_uidl_bytes(u.as_bytes())
+}
+
+/// Characters a unique-id may hold, at least one. The 70-character limit
+/// is not applied to what a format makes: Dovecot sends a long `%f` as it
+/// is, and the same UIDLs matter more to clients than the limit.
+fn valid_uidl_bytes(u: &[u8]) -> bool {
+    !u.is_empty() && u.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
 /// Appends `n` as 8 lower-case hex digits.

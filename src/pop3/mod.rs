@@ -11,6 +11,8 @@
 //! - `transaction`: the TRANSACTION and UPDATE states (worker).
 //! - `maildrop`: INBOX as it stood at login, over the store's shared
 //!   folder; message numbers, sizes, UIDLs, and what QUIT does.
+//! - `uidl_format`: `pop3.uidl_format` (Dovecot's `pop3_uidl_format`
+//!   syntax), parsed and expanded; pure.
 //!
 //! A POP3 session never touches the file system but through `store`, and
 //! shares the worker's folder registry with the user's IMAP sessions: a
@@ -23,6 +25,7 @@ pub mod maildrop;
 pub mod reply;
 pub mod session;
 pub mod transaction;
+pub mod uidl_format;
 
 pub use crate::auth::{DeleAction, Pop3Policy, Protocol};
 pub use session::Pop3;

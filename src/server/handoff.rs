@@ -215,6 +215,7 @@ mod tests {
             dele: crate::pop3::DeleAction::Move("Trash/Old".into()),
             retr_seen: false,
             login_delay_secs: 60,
+            uidl_format: crate::pop3::uidl_format::UidlFormat::parse("%g-%08Xu").unwrap(),
         }));
         assert_eq!(ToWorker::decode(&p.encode().unwrap()).unwrap(), p);
         assert_eq!(

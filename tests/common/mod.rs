@@ -17,6 +17,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod deflate;
+pub mod dovecot_pop3;
 mod pop3;
 pub mod postfix;
 #[allow(unused_imports)] // not every test binary uses every helper

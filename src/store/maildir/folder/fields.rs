@@ -126,6 +126,23 @@ impl Folder {
             .collect()
     }
 
+    /// Each message's base file name (up to the first `:`) and GUID (the
+    /// uidlist's `G` field, else the base name, as Dovecot's
+    /// `MAIL_FETCH_GUID` on Maildir), ascending by UID: what a POP3 UIDL
+    /// format with `%f` or `%g` is made of. Asked once at login, only by
+    /// such a format.
+    pub fn base_names_and_guids(&self) -> Vec<(u32, Box<str>, Box<str>)> {
+        let st = self.lock_state();
+        st.msgs
+            .iter()
+            .map(|m| {
+                let base = m.base();
+                let guid = m.field('G').filter(|g| !g.is_empty()).unwrap_or(base);
+                (m.uid, base.into(), guid.into())
+            })
+            .collect()
+    }
+
     /// The POP3 order numbers the uidlist keeps (Dovecot's `O` field),
     /// ascending by UID; messages without one (or with one that is not a
     /// number) are not listed. Dovecot's POP3 server lists messages with
