@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::units::{de_duration, ser_duration};
 
-/// `[proxy]` (nestbox.toml(5), PROXIES).
+/// `[proxy]` (nestbox.toml(5), `[proxy]`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
