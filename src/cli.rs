@@ -311,10 +311,12 @@ pub enum IndexCommand {
     /// Per folder: "consistent", or each problem found: messages in the index whose file is
     /// gone, files with a UID that the index does not list, flags (the file name) or size
     /// the index has wrong, a UID or UIDVALIDITY other than the uidlist's, an index that does
-    /// not read (missing, truncated, bad checksum, unknown format), a cache with a bad entry,
-    /// and problems of the uidlist itself (unreadable, a UID or a file twice, UIDs out of
-    /// order). Files delivered since the folder was last opened (not numbered yet)
-    /// are counted, not a problem. A folder the server has open may show its changes of the
+    /// not read (truncated, bad checksum, unknown format), a cache with a bad entry, an index
+    /// whose uidlist is gone, and problems of the uidlist itself (unreadable, a UID or a file
+    /// twice, UIDs out of order). Files delivered since the folder was last opened (not
+    /// numbered yet) are counted, not a problem; so is a folder without `nestbox.index` (one
+    /// only Dovecot has served, or never opened, also without a uidlist): a note says so, and
+    /// its next open, or `rebuild`, makes what is missing. A folder the server has open may show its changes of the
     /// last seconds as differences until the server writes its index (every 2 seconds while
     /// the folder changes, and when it closes the folder).
     #[command(after_long_help = INDEX_EXIT)]

@@ -202,7 +202,7 @@ fn damaged_indexes_are_found_and_rebuilt_without_changing_uids() {
 
     // Cut short, a byte flipped, deleted: each named, each rebuilt.
     type Damage = (&'static str, fn(&Path));
-    let damages: [Damage; 4] = [
+    let damages: [Damage; 3] = [
         ("nestbox.index: truncated", |p| {
             let b = fs::read(p).expect("read");
             fs::write(p, &b[..12]).expect("write");
@@ -212,7 +212,6 @@ fn damaged_indexes_are_found_and_rebuilt_without_changing_uids() {
             fs::write(p, &b[..b.len() - 3]).expect("write");
         }),
         ("nestbox.index: bad checksum", |p| flip_byte(p, 200)),
-        ("no nestbox.index", |p| fs::remove_file(p).expect("rm")),
     ];
     for (problem, damage) in damages {
         damage(&idx);
@@ -226,6 +225,27 @@ fn damaged_indexes_are_found_and_rebuilt_without_changing_uids() {
         assert_owner(&server);
         consistent(&server, &["check", USER]);
     }
+
+    // A deleted index is no fault (the next open builds it): a note, exit 0; a rebuild
+    // makes it now.
+    fs::remove_file(&idx).expect("rm");
+    let out = consistent(&server, &["check", USER]);
+    assert!(
+        out.contains("INBOX: consistent (5 messages)\n  note: no nestbox.index yet"),
+        "{out}"
+    );
+    let out = consistent(&server, &["rebuild", USER, "INBOX"]);
+    assert!(!out.contains("note:"), "{out}");
+    assert!(idx.exists());
+
+    // A uidlist deleted from under an index: the UIDs it gave out have no record.
+    let uidlist = server.maildir().join("dovecot-uidlist");
+    let kept = fs::read(&uidlist).expect("uidlist");
+    fs::remove_file(&uidlist).expect("rm uidlist");
+    check_finds(&server, "no dovecot-uidlist beside nestbox.index");
+    fs::write(&uidlist, kept).expect("put back");
+    common::give_to_mail_user(&uidlist);
+    consistent(&server, &["check", USER]);
 
     // The index out of step with the files: a flag changed by another program (the file
     // renamed), and a message removed by hand.
@@ -313,7 +333,13 @@ fn unknown_users_and_folders_are_usage_errors() {
     let cur = server.maildir().join("new");
     fs::write(cur.join("1700000000.M1P1.test"), message(1)).expect("deliver");
     common::give_to_mail_user(&server.maildir());
-    check_finds(&server, "no dovecot-uidlist");
+    let out = consistent(&server, &["check", USER]);
+    assert!(
+        out.contains("INBOX: consistent (0 messages, 1 not numbered yet")
+            && out.contains("note: no dovecot-uidlist yet")
+            && out.contains("note: no nestbox.index yet"),
+        "{out}"
+    );
     consistent(&server, &["rebuild", USER]);
     let out = consistent(&server, &["check", USER]);
     assert!(out.contains("INBOX: consistent (1 messages)"), "{out}");

@@ -405,7 +405,10 @@ fn deb_installs_serves_mail_and_purges_clean() {
     );
     // Both systemd units: the service and the optional socket-activation unit.
     for unit in [UNIT, "/usr/lib/systemd/system/nestbox.socket"] {
-        assert!(files.contains(&PathBuf::from(unit)), "{unit} not in the package");
+        assert!(
+            files.contains(&PathBuf::from(unit)),
+            "{unit} not in the package"
+        );
     }
     // A man page per page build.rs wrote, gzipped.
     let man = Path::new(env!("OUT_DIR")).join("man");

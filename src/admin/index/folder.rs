@@ -76,6 +76,10 @@ pub struct FolderReport {
     pub indexed: Option<u64>,
     /// What is wrong, one line each (empty: consistent).
     pub problems: Vec<String>,
+    /// What is not there yet but is no fault: a folder no IMAP server has opened (no uidlist,
+    /// no index), or one only Dovecot has (no `nestbox.index`). Each is made at the folder's
+    /// next open, so `check` still calls the folder consistent.
+    pub notes: Vec<String>,
 }
 
 /// What the helper answers for one Maildir.
@@ -223,12 +227,13 @@ fn check_into(
         None => root.try_clone()?,
     };
     let mut problems = Vec::new();
+    let mut no_uidlist = false;
 
     // The uidlist: base name -> UID.
     let loaded = match Loaded::load(&dir) {
         Ok(Some((ul, _))) => Some(ul),
         Ok(None) => {
-            problems.push(format!("no {}", uidlist::FILE));
+            no_uidlist = true;
             None
         }
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -296,11 +301,29 @@ fn check_into(
             }
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            problems.push(format!("no {}", index::FILE));
+            // A cache that is not there yet (a folder only Dovecot or an MTA has seen, or an
+            // index deleted by hand): the next open builds it, so this is no fault.
+            report.notes.push(format!(
+                "no {} yet (the server builds it at the next open; `rebuild` does now)",
+                index::FILE
+            ));
             None
         }
         Err(e) => return Err(e),
     };
+    if no_uidlist {
+        if idx.is_some() {
+            // An index whose UIDs have no uidlist behind them: those UIDs were given out
+            // and the file that records them is gone.
+            problems.push(format!("no {} beside {}", uidlist::FILE, index::FILE));
+        } else {
+            report.notes.push(format!(
+                "no {} yet: no IMAP server has opened this folder (its first open numbers the \
+                 messages)",
+                uidlist::FILE
+            ));
+        }
+    }
     if let (Some(idx), Some(ul)) = (&idx, &loaded) {
         let progress = progress.then(|| format!("{}: checking", report.folder));
         compare(idx, ul, &uid_of, &files, progress, &mut problems);

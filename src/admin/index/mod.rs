@@ -105,7 +105,7 @@ fn new_bar() -> indicatif::ProgressBar {
     bar
 }
 
-/// One block per folder: its name and state, then one line per problem.
+/// One block per folder: its name and state, then one line per problem and per note.
 fn render(reports: &[FolderReport], rebuild: bool) -> Outcome {
     let mut out = String::new();
     let mut failed = false;
@@ -130,6 +130,9 @@ fn render(reports: &[FolderReport], rebuild: bool) -> Outcome {
         let _ = writeln!(out, "{}: {state} ({counts})", r.folder);
         for p in &r.problems {
             let _ = writeln!(out, "  {p}");
+        }
+        for n in &r.notes {
+            let _ = writeln!(out, "  note: {n}");
         }
     }
     Outcome {
