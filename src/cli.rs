@@ -47,28 +47,40 @@ pub const MORE_HELP: &[(&str, &str)] = &[
     (
         "Environment",
         "NESTBOX_LOG: the log filter, e.g. info, debug or nestbox::auth=debug,info; it falls \
-        back to RUST_LOG, then to info (warn for quota, whose output is its answer). Logs go \
-        to standard error, with colour only when it is a terminal. Messages of the TLS library \
+        back to RUST_LOG, then to info (warn for the operator commands quota, index, \
+        client-config, who and import-dovecot, whose output is their answer). Logs go to \
+        standard error, with colour only when it is a terminal. Messages of the TLS library \
         (rustls) are held to errors unless the filter names rustls (e.g. info,rustls=debug): \
         its warnings are about what clients send.\n\n\
+        JOURNAL_STREAM: set by systemd when standard error is the journal; each line then \
+        starts with its syslog priority (<3> error, <4> warning, <6> info, <7> debug) and \
+        carries no timestamp of its own.\n\n\
+        NOTIFY_SOCKET, WATCHDOG_USEC, LISTEN_FDS: set by systemd for Type=notify (READY, \
+        STOPPING, WATCHDOG) and socket activation (nestbox.socket).\n\n\
+        NESTBOX_FORCE_POLL=1: watch Maildirs by polling instead of inotify (for network file \
+        systems, where inotify does not see other hosts' changes).\n\n\
         NO_COLOR: when set and not empty, no colour codes even on a terminal.",
     ),
     (
         "Logging",
-        "Failed logins are logged as \"auth failed: user=NAME rip=ADDRESS mech=MECHANISM\", \
-        which the fail2ban filter in /usr/share/doc/nestbox/contrib/fail2ban/ matches. Repeated \
+        "Failed logins are logged as \"auth failed: user=NAME rip=ADDRESS mech=MECHANISM\" \
+        (then \" session=ID\" when a trusted proxy named one), which the fail2ban filter in \
+        /usr/share/doc/nestbox/contrib/fail2ban/ matches. Behind a trusted mail proxy \
+        (nestbox.toml(5), [proxy]) ADDRESS is the client's, never the proxy's. Repeated \
         failures from one address (one /64 for IPv6) are answered ever more slowly.",
     ),
     (
         "Exit status",
-        "0: success. 1: a runtime error (for example a port already in use, or for quota a \
-        user's Maildir that could not be read or written). 2: a usage or configuration error \
-        (for quota also an unknown user).",
+        "0: success. 1: a runtime error (for example a port already in use, for quota a \
+        user's Maildir that could not be read or written, for index check a folder with a \
+        problem). 2: a usage or configuration error (for quota and index also an unknown \
+        user). Each command's page says more.",
     ),
     (
         "Files",
         "/etc/nestbox/nestbox.toml: the configuration; see nestbox.toml(5).\n\n\
-        /etc/nestbox/users: the passwd-file, when auth.backend = \"passwd-file\".",
+        /etc/nestbox/users: the passwd-file, when auth.backend = \"passwd-file\".\n\n\
+        /run/nestbox/control: the root-only socket nestbox who asks (server.control_socket).",
     ),
     (
         "See also",
