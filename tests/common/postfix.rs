@@ -78,19 +78,8 @@ impl Postfix {
     /// Maildir++ folder of the same Maildir (`folder` is its directory below `maildir`, e.g.
     /// `.Lists`; it must exist with `cur/`, `new/` and `tmp/`).
     pub fn start_with_folders(maildir: &Path, folders: &[(&str, &str)]) -> Postfix {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::Builder::new()
-            .prefix("nestbox-postfix-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = instance_dir();
         let d = dir.path();
-        // The postfix user's daemons chdir into the queue below this directory.
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
-        for sub in ["etc", "spool", "data"] {
-            fs::create_dir_all(d.join(sub)).expect("postfix dirs");
-        }
-        let (pf_uid, pf_gid) = user_ids("postfix").expect("user postfix (Debian's postfix)");
-        std::os::unix::fs::chown(d.join("data"), Some(pf_uid), Some(pf_gid)).expect("chown");
         // virtual(8) refuses uid 0 (virtual_minimum_uid >= 1): deliver as nobody, which owns
         // the Maildir's tmp/ and new/; nestbox (root here) reads and renames them fine.
         let (mail_uid, mail_gid) = user_ids("nobody").expect("user nobody");
@@ -114,34 +103,15 @@ impl Postfix {
             .collect();
         let smtp_port = super::free_port();
         let main_cf = format!(
-            "compatibility_level = 3.6
-queue_directory = {d}/spool
-data_directory = {d}/data
-mail_owner = postfix
-myhostname = localhost
-mydomain = localdomain
-myorigin = localhost
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination = localhost
-mynetworks = 127.0.0.0/8
-relayhost =
-alias_maps =
-alias_database =
-local_recipient_maps =
-smtputf8_enable = no
-smtpd_banner = $myhostname ESMTP
+            "{common}local_recipient_maps =
 virtual_mailbox_domains = test.local
 virtual_mailbox_maps = inline:{{ {map} }}
 virtual_mailbox_base = {base}
 virtual_uid_maps = static:{mail_uid}
 virtual_gid_maps = static:{mail_gid}
 virtual_minimum_uid = 1
-maillog_file_prefixes = {d}
-maillog_file = {d}/maillog
-syslog_name = postfix-nestbox-test
 ",
-            d = d.display(),
+            common = main_cf_common(d),
             base = base.display(),
             map = map.join(", "),
         );
@@ -152,45 +122,16 @@ syslog_name = postfix-nestbox-test
     /// is set up (README): through local(8), as that system user, into `~/Maildir/`
     /// (`home_mailbox = Maildir/`). The users must exist in the passwd database.
     pub fn start_local() -> Postfix {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::Builder::new()
-            .prefix("nestbox-postfix-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = instance_dir();
         let d = dir.path();
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
-        for sub in ["etc", "spool", "data"] {
-            fs::create_dir_all(d.join(sub)).expect("postfix dirs");
-        }
-        let (pf_uid, pf_gid) = user_ids("postfix").expect("user postfix (Debian's postfix)");
-        std::os::unix::fs::chown(d.join("data"), Some(pf_uid), Some(pf_gid)).expect("chown");
         let smtp_port = super::free_port();
         let main_cf = format!(
-            "compatibility_level = 3.6
-queue_directory = {d}/spool
-data_directory = {d}/data
-mail_owner = postfix
-myhostname = localhost
-mydomain = localdomain
-myorigin = localhost
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination = localhost
-mynetworks = 127.0.0.0/8
-relayhost =
-alias_maps =
-alias_database =
-local_recipient_maps = unix:passwd.byname
-smtputf8_enable = no
-smtpd_banner = $myhostname ESMTP
+            "{common}local_recipient_maps = unix:passwd.byname
 home_mailbox = Maildir/
 mailbox_command =
 biff = no
-maillog_file_prefixes = {d}
-maillog_file = {d}/maillog
-syslog_name = postfix-nestbox-test
 ",
-            d = d.display(),
+            common = main_cf_common(d),
         );
         Postfix::launch(dir, smtp_port, &main_cf)
     }
@@ -328,4 +269,50 @@ pub fn smtp_send(port: u16, rcpt: &str, message: &str) -> Instant {
     say("QUIT\r\n");
     expect("QUIT", "221");
     queued
+}
+
+/// A directory for one instance (queue, data, config) that the postfix user's daemons can
+/// enter (they chdir into the queue below it).
+fn instance_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("nestbox-postfix-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+    for sub in ["etc", "spool", "data"] {
+        fs::create_dir_all(d.join(sub)).expect("postfix dirs");
+    }
+    let (pf_uid, pf_gid) = user_ids("postfix").expect("user postfix (Debian's postfix)");
+    std::os::unix::fs::chown(d.join("data"), Some(pf_uid), Some(pf_gid)).expect("chown");
+    dir
+}
+
+/// The main.cf lines every instance shares: its own queue and log in `d`, loopback only, no
+/// aliases, no relay; each kind of delivery adds its own lines.
+fn main_cf_common(d: &Path) -> String {
+    format!(
+        "compatibility_level = 3.6
+queue_directory = {d}/spool
+data_directory = {d}/data
+mail_owner = postfix
+myhostname = localhost
+mydomain = localdomain
+myorigin = localhost
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination = localhost
+mynetworks = 127.0.0.0/8
+relayhost =
+alias_maps =
+alias_database =
+smtputf8_enable = no
+smtpd_banner = $myhostname ESMTP
+maillog_file_prefixes = {d}
+maillog_file = {d}/maillog
+syslog_name = postfix-nestbox-test
+",
+        d = d.display()
+    )
 }
