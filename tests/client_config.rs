@@ -10,8 +10,8 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nestbox");
 
@@ -63,36 +63,21 @@ fn run(config: &str, args: &[&str]) -> Run {
         ),
     )
     .expect("config");
-    let mut child = Command::new(BIN)
-        .arg("client-config")
-        .arg("-c")
-        .arg(d.join("nestbox.toml"))
-        .arg("--out")
-        .arg(d.join("out"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nestbox");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        match child.try_wait().expect("wait") {
-            Some(s) => break s,
-            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            None => {
-                let _ = child.kill();
-                panic!("client-config did not exit");
-            }
-        }
-    };
-    let out = child.wait_with_output().expect("output");
-    let _ = status;
+    let f = common::run_to_end(
+        Command::new(BIN)
+            .arg("client-config")
+            .arg("-c")
+            .arg(d.join("nestbox.toml"))
+            .arg("--out")
+            .arg(d.join("out"))
+            .args(args),
+        Duration::from_secs(30),
+    );
     Run {
         dir,
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: f.code,
+        stdout: f.stdout,
+        stderr: f.stderr,
     }
 }
 

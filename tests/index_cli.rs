@@ -11,11 +11,10 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{ImapClient, PASSWORD, TestServer, USER};
 
@@ -31,43 +30,20 @@ struct Out {
 
 /// Runs `nestbox index ARGS -c CONFIG` to its end within [`PATIENCE`].
 fn index(server: &TestServer, args: &[&str]) -> Out {
-    let mut child = Command::new(BIN)
-        .arg("index")
-        .args(args)
-        .arg("-c")
-        .arg(&server.config_file)
-        .env_remove("NESTBOX_LOG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nestbox index");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        match child.try_wait().expect("wait") {
-            Some(s) => break s,
-            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("nestbox index {args:?} did not exit within {PATIENCE:?}");
-            }
-        }
-    };
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .map(|mut s| s.read_to_string(&mut stdout));
-    child
-        .stderr
-        .take()
-        .map(|mut s| s.read_to_string(&mut stderr));
+    let f = common::run_to_end(
+        Command::new(BIN)
+            .arg("index")
+            .args(args)
+            .arg("-c")
+            .arg(&server.config_file)
+            .env_remove("NESTBOX_LOG")
+            .env_remove("RUST_LOG"),
+        PATIENCE,
+    );
     Out {
-        code: status.code(),
-        stdout,
-        stderr,
+        code: f.code,
+        stdout: f.stdout,
+        stderr: f.stderr,
     }
 }
 

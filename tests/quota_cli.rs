@@ -11,11 +11,10 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nestbox");
 /// How long one run of the binary may take.
@@ -39,40 +38,13 @@ impl Out {
     }
 }
 
-/// Runs `cmd` to its end within [`PATIENCE`]; the outputs are small enough for the pipes.
+/// Runs `cmd` to its end within [`PATIENCE`].
 fn finish(cmd: &mut Command) -> Out {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nestbox");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        match child.try_wait().expect("wait") {
-            Some(s) => break s,
-            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("nestbox did not exit within {PATIENCE:?}");
-            }
-        }
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .map(|mut s| s.read_to_string(&mut stdout));
-    child
-        .stderr
-        .take()
-        .map(|mut s| s.read_to_string(&mut stderr));
+    let f = common::run_to_end(cmd, PATIENCE);
     Out {
-        code: status.code(),
-        stdout,
-        stderr,
+        code: f.code,
+        stdout: f.stdout,
+        stderr: f.stderr,
     }
 }
 

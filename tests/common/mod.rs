@@ -1203,3 +1203,44 @@ pub fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> TcpStre
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     s
 }
+
+/// How a command run by [`run_to_end`] ended and what it printed.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (stdin empty, stdout and stderr captured) to its end; a run longer than
+/// `patience` is killed and fails the test. The outputs are read while it runs (a thread
+/// waits for it), so output larger than a pipe's buffer cannot stall it.
+pub fn run_to_end(cmd: &mut Command, patience: Duration) -> Finished {
+    let what = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(patience) {
+        Ok(out) => {
+            let out = out.unwrap_or_else(|e| panic!("wait for {what}: {e}"));
+            Finished {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+        Err(_) => {
+            // SAFETY: signalling our own child, which has not been reaped (the waiting
+            // thread has not returned).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{what} did not exit within {patience:?}");
+        }
+    }
+}
