@@ -9,7 +9,7 @@
 //! proxied client's, never the proxy's.
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,24 +23,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 fn converse(addr: SocketAddr, lines: &[&str]) -> Vec<String> {
     let s = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
     s.set_read_timeout(Some(TIMEOUT)).ok();
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line).expect("greeting");
-    let mut answers = Vec::new();
-    for l in lines {
-        w.write_all(format!("{l}\r\n").as_bytes()).expect("send");
-        loop {
-            line.clear();
-            r.read_line(&mut line).expect("answer");
-            // IMAP: skip untagged lines until the tagged one.
-            if !line.starts_with("* ") {
-                break;
-            }
-        }
-        answers.push(line.trim_end().to_string());
-    }
-    answers
+    common::converse(s, lines).1
 }
 
 /// Runs `fail2ban-regex` with the shipped filter over `log`; the addresses it found, sorted.
@@ -148,22 +131,7 @@ fn converse_proxied(port: u16, header: &[u8], lines: &[&str]) -> Vec<String> {
     let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
     s.set_read_timeout(Some(TIMEOUT)).ok();
     s.write_all(header).expect("header");
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
-    let mut line = String::new();
-    r.read_line(&mut line).expect("greeting");
-    let mut answers = Vec::new();
-    for l in lines {
-        s.write_all(format!("{l}\r\n").as_bytes()).expect("send");
-        loop {
-            line.clear();
-            r.read_line(&mut line).expect("answer");
-            if !line.starts_with("* ") {
-                break;
-            }
-        }
-        answers.push(line.trim_end().to_string());
-    }
-    answers
+    common::converse(s, lines).1
 }
 
 #[test]

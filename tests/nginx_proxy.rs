@@ -192,15 +192,7 @@ impl Client {
 }
 
 fn wait_log(server: &TestServer, needle: &str) -> String {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let log = server.log();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "{needle:?} not logged:\n{log}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_log(needle, TIMEOUT)
 }
 
 #[test]

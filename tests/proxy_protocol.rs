@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Options, PASSWORD, TestServer, USER};
+use common::{Options, PASSWORD, TestServer, USER, converse};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,29 +69,6 @@ fn proxied(port: u16, header: &[u8]) -> TcpStream {
     s
 }
 
-/// Sends `lines` after reading the greeting; returns the greeting and each line's final
-/// answer (untagged IMAP lines skipped).
-fn converse(s: TcpStream, lines: &[&str]) -> (String, Vec<String>) {
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
-    let mut w = s;
-    let mut greeting = String::new();
-    r.read_line(&mut greeting).expect("greeting");
-    let mut answers = Vec::new();
-    for l in lines {
-        w.write_all(format!("{l}\r\n").as_bytes()).expect("send");
-        let mut line = String::new();
-        loop {
-            line.clear();
-            r.read_line(&mut line).expect("answer");
-            if !line.starts_with("* ") {
-                break;
-            }
-        }
-        answers.push(line.trim_end().to_string());
-    }
-    (greeting, answers)
-}
-
 /// What the server sends before closing, within the read timeout (`""`: closed at once).
 fn until_closed(mut s: TcpStream) -> String {
     let mut got = Vec::new();
@@ -101,15 +78,7 @@ fn until_closed(mut s: TcpStream) -> String {
 
 /// Waits for `needle` in the server's log.
 fn wait_log(server: &TestServer, needle: &str) -> String {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let log = server.log();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "{needle:?} not logged:\n{log}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_log(needle, TIMEOUT)
 }
 
 fn wrong_login() -> String {

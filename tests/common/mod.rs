@@ -421,6 +421,19 @@ impl TestServer {
     }
 
     /// The server's stderr/log file, for failure messages.
+    /// Waits (up to `patience`) until the server's log holds `needle`; returns the log.
+    pub fn wait_log(&self, needle: &str, patience: Duration) -> String {
+        let deadline = Instant::now() + patience;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} not logged:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn log(&self) -> String {
         let mut s = fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         if let Ok(d) = fs::read_to_string(self.dir.join("dovecot.log")) {
@@ -1243,4 +1256,28 @@ pub fn run_to_end(cmd: &mut Command, patience: Duration) -> Finished {
             panic!("{what} did not exit within {patience:?}");
         }
     }
+}
+
+/// On a connected stream (read timeout set by the caller): reads the greeting, then sends
+/// `lines` one at a time and takes each one's final answer (untagged IMAP lines skipped; a
+/// POP3 answer is one line). Returns the greeting and the answers, line ends trimmed.
+pub fn converse(s: TcpStream, lines: &[&str]) -> (String, Vec<String>) {
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).expect("greeting");
+    let mut answers = Vec::new();
+    let mut line = String::new();
+    for l in lines {
+        w.write_all(format!("{l}\r\n").as_bytes()).expect("send");
+        loop {
+            line.clear();
+            r.read_line(&mut line).expect("answer");
+            if !line.starts_with("* ") {
+                break;
+            }
+        }
+        answers.push(line.trim_end().to_string());
+    }
+    (greeting.trim_end().to_string(), answers)
 }
